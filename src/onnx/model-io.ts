@@ -1,0 +1,289 @@
+/**
+ * Writing and reading ONNX model files. Large models keep their weights in one external data
+ * file next to the model (`model.onnx` -> `model.onnx_data`), as the ONNX external-data
+ * convention describes, so no protobuf message passes the 2 GB limit. Files are written under
+ * temporary names and renamed at the end, so a failed or interrupted write leaves nothing.
+ */
+import {
+  closeSync,
+  existsSync,
+  openSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  writeSync,
+} from "node:fs";
+import { basename, dirname, join } from "node:path";
+import { type GraphBuilder, type ModelOptions, modelShell } from "./builder.js";
+import {
+  decodeModel,
+  encodeModel,
+  type GraphProto,
+  type ModelProto,
+  type TensorProto,
+} from "./proto.js";
+import { byteLengthOf, ELEMENT_TYPES } from "./tensor-data.js";
+
+/** Initializer bytes above which `auto` switches to external data (protobuf's limit is 2 GiB). */
+export const EXTERNAL_DATA_THRESHOLD = 1536 * 1024 * 1024;
+
+export type ExternalDataMode = "auto" | "always" | "never";
+
+export interface SaveOptions extends ModelOptions {
+  readonly externalData?: ExternalDataMode;
+}
+
+/** The whole model with inline weights, as bytes (for in-memory sessions of small models). */
+export function buildModelBytes(builder: GraphBuilder, options: ModelOptions = {}): Uint8Array {
+  const total = builder.initializers.reduce((sum, init) => sum + byteLengthOf(init.data), 0);
+  if (total > EXTERNAL_DATA_THRESHOLD) {
+    throw new Error(
+      `model weights are ${formatBytes(total)}, too large for one protobuf; save it to a file instead`,
+    );
+  }
+  const initializers: TensorProto[] = builder.initializers.map((init) => ({
+    name: init.name,
+    dims: [...init.data.dims],
+    dataType: ELEMENT_TYPES[init.data.type].dataType,
+    rawData: init.data.bytes(),
+  }));
+  return encodeModel(modelShell(builder.toGraphProto(initializers), options));
+}
+
+export function externalDataPath(modelPath: string): string {
+  const name = basename(modelPath).replace(/\.onnx$/i, "");
+  return join(dirname(modelPath), `${name}.onnx_data`);
+}
+
+/**
+ * Writes the built model to `path`, streaming weights one at a time. Returns the files written.
+ */
+export function saveModel(
+  builder: GraphBuilder,
+  path: string,
+  options: SaveOptions = {},
+): string[] {
+  const total = builder.initializers.reduce((sum, init) => sum + byteLengthOf(init.data), 0);
+  const external =
+    options.externalData === "always" ||
+    (options.externalData !== "never" && total > EXTERNAL_DATA_THRESHOLD);
+  if (!external && total > EXTERNAL_DATA_THRESHOLD) {
+    throw new Error(`model weights are ${formatBytes(total)}: too large without external data`);
+  }
+  if (!external) {
+    const bytes = buildModelBytes(builder, options);
+    writeFileAtomically(path, (fd) => writeAll(fd, bytes));
+    return [path];
+  }
+  const dataPath = externalDataPath(path);
+  const dataName = basename(dataPath);
+  const initializers: TensorProto[] = [];
+  const tempData = temporaryName(dataPath);
+  const fd = openSync(tempData, "w");
+  try {
+    let offset = 0;
+    for (const init of builder.initializers) {
+      const bytes = init.data.bytes();
+      const padding = (64 - (offset % 64)) % 64; // aligned offsets let runtimes map the file
+      if (padding > 0) writeAll(fd, new Uint8Array(padding));
+      offset += padding;
+      writeAll(fd, bytes);
+      initializers.push(
+        externalTensor(
+          init.name,
+          init.data.dims,
+          ELEMENT_TYPES[init.data.type].dataType,
+          dataName,
+          offset,
+          bytes.byteLength,
+        ),
+      );
+      offset += bytes.byteLength;
+    }
+  } catch (error) {
+    closeSync(fd);
+    rmSync(tempData, { force: true });
+    throw error;
+  }
+  closeSync(fd);
+  try {
+    const modelBytes = encodeModel(modelShell(builder.toGraphProto(initializers), options));
+    writeFileAtomically(path, (out) => writeAll(out, modelBytes));
+  } catch (error) {
+    rmSync(tempData, { force: true });
+    throw error;
+  }
+  renameSync(tempData, dataPath);
+  return [path, dataPath];
+}
+
+/** Writes an already assembled model (for example a patched one), moving big weights out when needed. */
+export function writeModel(
+  model: ModelProto,
+  path: string,
+  mode: ExternalDataMode = "auto",
+): string[] {
+  const tensors = collectInlineTensors(model.graph);
+  const total = tensors.reduce((sum, t) => sum + (t.rawData?.byteLength ?? 0), 0);
+  const external = mode === "always" || (mode === "auto" && total > EXTERNAL_DATA_THRESHOLD);
+  if (!external) {
+    const bytes = encodeModel(model);
+    writeFileAtomically(path, (fd) => writeAll(fd, bytes));
+    return [path];
+  }
+  const dataPath = externalDataPath(path);
+  const tempData = temporaryName(dataPath);
+  const fd = openSync(tempData, "w");
+  const saved = tensors.map((t) => ({ tensor: t, rawData: t.rawData }));
+  try {
+    let offset = 0;
+    for (const tensor of tensors) {
+      const bytes = tensor.rawData;
+      if (!bytes || bytes.byteLength < 1024) continue;
+      const padding = (64 - (offset % 64)) % 64;
+      if (padding > 0) writeAll(fd, new Uint8Array(padding));
+      offset += padding;
+      writeAll(fd, bytes);
+      tensor.rawData = undefined;
+      tensor.dataLocation = 1;
+      tensor.externalData = externalEntries(basename(dataPath), offset, bytes.byteLength);
+      offset += bytes.byteLength;
+    }
+    closeSync(fd);
+    const bytes = encodeModel(model);
+    writeFileAtomically(path, (out) => writeAll(out, bytes));
+    renameSync(tempData, dataPath);
+    return [path, dataPath];
+  } catch (error) {
+    try {
+      closeSync(fd);
+    } catch {
+      // already closed
+    }
+    rmSync(tempData, { force: true });
+    throw error;
+  } finally {
+    for (const { tensor, rawData } of saved) {
+      if (tensor.dataLocation === 1 && rawData) {
+        tensor.rawData = rawData;
+        tensor.dataLocation = undefined;
+        tensor.externalData = undefined;
+      }
+    }
+  }
+}
+
+/** Reads a model file; external data is loaded into the tensors when `loadExternalData` is set. */
+export function readModel(path: string, loadExternalData = true): ModelProto {
+  let bytes: Uint8Array;
+  try {
+    bytes = readFileSync(path);
+  } catch (error) {
+    throw new Error(
+      `${path}: cannot read (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`,
+    );
+  }
+  const model = decodeModel(bytes, path);
+  if (loadExternalData) resolveExternalData(model, dirname(path), path);
+  return model;
+}
+
+function resolveExternalData(model: ModelProto, directory: string, label: string): void {
+  const files = new Map<string, Uint8Array>();
+  for (const tensor of collectAllTensors(model.graph)) {
+    if (tensor.dataLocation !== 1) continue;
+    const entries = new Map((tensor.externalData ?? []).map((e) => [e.key, e.value]));
+    const location = entries.get("location");
+    if (!location)
+      throw new Error(`${label}: tensor "${tensor.name}" is external but names no location`);
+    const file = join(directory, location);
+    let data = files.get(file);
+    if (!data) {
+      if (!existsSync(file)) throw new Error(`${label}: external data file ${location} is missing`);
+      data = readFileSync(file);
+      files.set(file, data);
+    }
+    const offset = Number(entries.get("offset") ?? 0);
+    const length = Number(entries.get("length") ?? data.byteLength - offset);
+    if (offset + length > data.byteLength) {
+      throw new Error(`${label}: tensor "${tensor.name}" runs past the end of ${location}`);
+    }
+    tensor.rawData = data.subarray(offset, offset + length);
+    tensor.dataLocation = undefined;
+    tensor.externalData = undefined;
+  }
+}
+
+function collectInlineTensors(graph: GraphProto): TensorProto[] {
+  return collectAllTensors(graph).filter((t) => t.dataLocation !== 1);
+}
+
+/** Every TensorProto in a graph: initializers and tensor attributes, subgraphs included. */
+export function collectAllTensors(graph: GraphProto): TensorProto[] {
+  const out: TensorProto[] = [...(graph.initializer ?? [])];
+  for (const node of graph.node) {
+    for (const attribute of node.attribute ?? []) {
+      if (attribute.t) out.push(attribute.t);
+      if (attribute.g) out.push(...collectAllTensors(attribute.g));
+      for (const sub of attribute.graphs ?? []) out.push(...collectAllTensors(sub));
+    }
+  }
+  return out;
+}
+
+function externalEntries(location: string, offset: number, length: number) {
+  return [
+    { key: "location", value: location },
+    { key: "offset", value: String(offset) },
+    { key: "length", value: String(length) },
+  ];
+}
+
+function externalTensor(
+  name: string,
+  dims: readonly number[],
+  dataType: number,
+  location: string,
+  offset: number,
+  length: number,
+): TensorProto {
+  return {
+    name,
+    dims: [...dims],
+    dataType,
+    dataLocation: 1,
+    externalData: externalEntries(location, offset, length),
+  };
+}
+
+function temporaryName(path: string): string {
+  return `${path}.${process.pid}.${Math.random().toString(36).slice(2, 10)}.tmp`;
+}
+
+/** Writes through a temporary file and renames it into place; nothing is left on failure. */
+export function writeFileAtomically(path: string, write: (fd: number) => void): void {
+  const temp = temporaryName(path);
+  let fd: number | undefined;
+  try {
+    fd = openSync(temp, "w");
+    write(fd);
+    closeSync(fd);
+    fd = undefined;
+    renameSync(temp, path);
+  } catch (error) {
+    if (fd !== undefined) closeSync(fd);
+    rmSync(temp, { force: true });
+    throw error;
+  }
+}
+
+function writeAll(fd: number, bytes: Uint8Array): void {
+  let done = 0;
+  while (done < bytes.byteLength) done += writeSync(fd, bytes, done, bytes.byteLength - done);
+}
+
+export function formatBytes(bytes: number): string {
+  if (bytes >= 1024 ** 3) return `${(bytes / 1024 ** 3).toFixed(2)} GiB`;
+  if (bytes >= 1024 ** 2) return `${(bytes / 1024 ** 2).toFixed(1)} MiB`;
+  return `${bytes} B`;
+}

@@ -1,0 +1,72 @@
+/** onnxruntime sessions for built or loaded models (Node). */
+import * as ort from "onnxruntime-node";
+import { type Device, EXECUTION_PROVIDERS } from "./devices.js";
+
+export type OrtSession = ort.InferenceSession;
+export type OrtTensor = ort.Tensor;
+export { ort };
+
+export interface SessionOptions {
+  readonly device?: Device;
+  readonly intraOpThreads?: number;
+  readonly enableProfiling?: boolean;
+  readonly graphOptimizationLevel?: "disabled" | "basic" | "extended" | "all";
+}
+
+function sessionOptions(options: SessionOptions): ort.InferenceSession.SessionOptions {
+  const device = options.device ?? "cpu";
+  if (device === "wasm")
+    throw new Error("the wasm device runs in the browser only; use cpu in Node");
+  const opts: ort.InferenceSession.SessionOptions = {
+    executionProviders: [...EXECUTION_PROVIDERS[device]],
+    graphOptimizationLevel: options.graphOptimizationLevel ?? "all",
+    logSeverityLevel: 3,
+  };
+  // onnxruntime-node rejects keys that are present but undefined.
+  if (options.intraOpThreads !== undefined) opts.intraOpNumThreads = options.intraOpThreads;
+  if (options.enableProfiling) opts.enableProfiling = true;
+  return opts;
+}
+
+/** A session from model bytes (small models) or a file path (models with external data). */
+export async function createSession(
+  model: Uint8Array | string,
+  options: SessionOptions = {},
+): Promise<OrtSession> {
+  const opts = sessionOptions(options);
+  try {
+    return typeof model === "string"
+      ? await ort.InferenceSession.create(model, opts)
+      : await ort.InferenceSession.create(model, opts);
+  } catch (error) {
+    const where = typeof model === "string" ? model : "model";
+    throw new Error(`onnxruntime could not load ${where}: ${firstLine((error as Error).message)}`);
+  }
+}
+
+export function float32Tensor(data: Float32Array, dims: readonly number[]): OrtTensor {
+  return new ort.Tensor("float32", data, dims);
+}
+
+export function int64Tensor(data: BigInt64Array, dims: readonly number[]): OrtTensor {
+  return new ort.Tensor("int64", data, dims);
+}
+
+/** Runs a session and returns its outputs as float32 arrays. */
+export async function runFloat32(
+  session: OrtSession,
+  feeds: Readonly<Record<string, OrtTensor>>,
+): Promise<Record<string, { data: Float32Array; dims: readonly number[] }>> {
+  const results = await session.run(feeds);
+  const out: Record<string, { data: Float32Array; dims: readonly number[] }> = {};
+  for (const [name, tensor] of Object.entries(results)) {
+    if (tensor.type !== "float32")
+      throw new Error(`output ${name} is ${tensor.type}, expected float32`);
+    out[name] = { data: tensor.data as Float32Array, dims: tensor.dims };
+  }
+  return out;
+}
+
+function firstLine(text: string): string {
+  return text.split("\n")[0].trim();
+}
