@@ -1,4 +1,50 @@
-export async function main(argv: string[]): Promise<number> {
-  process.stdout.write(`todo-sd: commands are not wired yet (${argv.join(" ")})\n`);
-  return 0;
+/**
+ * The `todo-sd` command line. Every command turns its flags into a call of the library's public
+ * API; errors come out as one line on stderr with a non-zero exit code.
+ */
+import { Command, CommanderError } from "commander";
+import { registerCommands } from "./commands.js";
+
+export class CliError extends Error {}
+
+export async function main(argv: readonly string[]): Promise<number> {
+  const program = new Command("todo-sd");
+  program
+    .description(
+      "Fast, high-resolution Stable Diffusion on onnxruntime, with ToDo token downsampling",
+    )
+    .version("0.1.0")
+    .exitOverride()
+    .showHelpAfterError(false)
+    .configureOutput({
+      writeOut: (text) => process.stdout.write(text),
+      writeErr: (text) => process.stderr.write(text),
+      outputError: () => {
+        // errors are printed once, below, in the toolkit's one-line format
+      },
+    });
+  registerCommands(program);
+  try {
+    await program.parseAsync([...argv], { from: "user" });
+    return 0;
+  } catch (error) {
+    if (error instanceof CommanderError) {
+      if (
+        error.code === "commander.helpDisplayed" ||
+        error.code === "commander.version" ||
+        error.exitCode === 0
+      ) {
+        return 0;
+      }
+      process.stderr.write(`todo-sd: ${error.message.replace(/^error: /, "")}\n`);
+      return error.exitCode || 2;
+    }
+    process.stderr.write(`todo-sd: ${oneLine(error)}\n`);
+    return 1;
+  }
+}
+
+function oneLine(error: unknown): string {
+  const message = error instanceof Error ? error.message : String(error);
+  return message.split("\n")[0].trim();
 }
