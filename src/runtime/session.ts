@@ -9,7 +9,8 @@ export { ort };
 export interface SessionOptions {
   readonly device?: Device;
   readonly intraOpThreads?: number;
-  readonly enableProfiling?: boolean;
+  /** Path prefix of onnxruntime's profile file; profiling is on when set. */
+  readonly profilePrefix?: string;
   readonly graphOptimizationLevel?: "disabled" | "basic" | "extended" | "all";
 }
 
@@ -24,7 +25,10 @@ function sessionOptions(options: SessionOptions): ort.InferenceSession.SessionOp
   };
   // onnxruntime-node rejects keys that are present but undefined.
   if (options.intraOpThreads !== undefined) opts.intraOpNumThreads = options.intraOpThreads;
-  if (options.enableProfiling) opts.enableProfiling = true;
+  if (options.profilePrefix) {
+    opts.enableProfiling = true;
+    opts.profileFilePrefix = options.profilePrefix;
+  }
   return opts;
 }
 
