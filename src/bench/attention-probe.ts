@@ -1,0 +1,163 @@
+/**
+ * Attention microbenchmarks: the same scaled-dot-product attention built several ways, timed on
+ * one device, to choose how the model builders express attention for each backend.
+ */
+import { attr, GraphBuilder, MS_DOMAIN, type Value } from "../onnx/builder.js";
+import { buildModelBytes } from "../onnx/model-io.js";
+import type { Device } from "../runtime/devices.js";
+import { createSession, float32Tensor } from "../runtime/session.js";
+
+export type AttentionVariant =
+  | "matmul-softmax"
+  | "mha"
+  | "mha-present"
+  | "mha-split-batch"
+  | "mha-split-batch-present";
+
+export const ATTENTION_VARIANTS: readonly AttentionVariant[] = [
+  "matmul-softmax",
+  "mha",
+  "mha-present",
+  "mha-split-batch",
+  "mha-split-batch-present",
+];
+
+export interface AttentionShape {
+  readonly batch: number;
+  readonly queries: number;
+  readonly keys: number;
+  readonly heads: number;
+  readonly headDim: number;
+}
+
+function randomValues(count: number, seed: number): Float32Array {
+  const out = new Float32Array(count);
+  let s = seed >>> 0;
+  for (let i = 0; i < count; i++) {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    out[i] = (s / 2 ** 32 - 0.5) * 2;
+  }
+  return out;
+}
+
+/** Builds q/k/v as weights (so no upload per run) and reduces the output to one number. */
+export function buildAttentionProbe(
+  variant: AttentionVariant,
+  shape: AttentionShape,
+  dtype: "float32" | "float16",
+): Uint8Array {
+  const g = new GraphBuilder(dtype);
+  const hidden = shape.heads * shape.headDim;
+  const bias = g.castToFloat(g.input("bias", "float32", [1]));
+  const q = g.add(
+    g.weight("q", [shape.batch, shape.queries, hidden], () =>
+      randomValues(shape.batch * shape.queries * hidden, 1),
+    ),
+    bias,
+  );
+  const k = g.add(
+    g.weight("k", [shape.batch, shape.keys, hidden], () =>
+      randomValues(shape.batch * shape.keys * hidden, 2),
+    ),
+    bias,
+  );
+  const v = g.add(
+    g.weight("v", [shape.batch, shape.keys, hidden], () =>
+      randomValues(shape.batch * shape.keys * hidden, 3),
+    ),
+    bias,
+  );
+  const scale = 1 / Math.sqrt(shape.headDim);
+  const mha = (qq: Value, kk: Value, vv: Value, present: boolean): Value =>
+    g.opN(
+      "MultiHeadAttention",
+      [qq, kk, vv],
+      present ? 3 : 1,
+      { num_heads: attr.int(shape.heads), scale: attr.float(scale) },
+      { domain: MS_DOMAIN },
+    )[0];
+  let out: Value;
+  switch (variant) {
+    case "matmul-softmax": {
+      const heads = (x: Value, n: number) =>
+        g.transpose(g.reshape(x, [shape.batch, n, shape.heads, shape.headDim]), [0, 2, 1, 3]);
+      const scores = g.mul(
+        g.matMul(heads(q, shape.queries), g.transpose(heads(k, shape.keys), [0, 1, 3, 2])),
+        g.float(scale),
+      );
+      const context = g.matMul(g.softmax(scores), heads(v, shape.keys));
+      out = g.reshape(g.transpose(context, [0, 2, 1, 3]), [shape.batch, shape.queries, hidden]);
+      break;
+    }
+    case "mha":
+    case "mha-present":
+      out = mha(q, k, v, variant === "mha-present");
+      break;
+    case "mha-split-batch":
+    case "mha-split-batch-present": {
+      const sizes = Array.from({ length: shape.batch }, () => 1);
+      const qs = g.split(q, sizes, 0);
+      const ks = g.split(k, sizes, 0);
+      const vs = g.split(v, sizes, 0);
+      out = g.concat(
+        qs.map((qq, i) => mha(qq, ks[i], vs[i], variant === "mha-split-batch-present")),
+        0,
+      );
+      break;
+    }
+  }
+  g.output(
+    g.cast(g.op("ReduceSum", [out], { keepdims: attr.int(0) }), "float32"),
+    "sum",
+    "float32",
+    [],
+  );
+  return buildModelBytes(g);
+}
+
+export interface ProbeResult {
+  readonly variant: AttentionVariant;
+  readonly shape: AttentionShape;
+  readonly dtype: string;
+  readonly medianMs: number;
+  readonly minMs: number;
+  readonly error?: string;
+}
+
+export async function runAttentionProbe(
+  variant: AttentionVariant,
+  shape: AttentionShape,
+  dtype: "float32" | "float16",
+  device: Device,
+  repeats = 10,
+): Promise<ProbeResult> {
+  try {
+    const session = await createSession(buildAttentionProbe(variant, shape, dtype), { device });
+    const feeds = { bias: float32Tensor(Float32Array.from([0]), [1]) };
+    for (let i = 0; i < 3; i++) await session.run(feeds);
+    const times: number[] = [];
+    for (let i = 0; i < repeats; i++) {
+      const start = performance.now();
+      await session.run(feeds);
+      times.push(performance.now() - start);
+    }
+    await session.release();
+    times.sort((a, b) => a - b);
+    return {
+      variant,
+      shape,
+      dtype,
+      medianMs: times[Math.floor(times.length / 2)],
+      minMs: times[0],
+    };
+  } catch (error) {
+    return {
+      variant,
+      shape,
+      dtype,
+      medianMs: Number.NaN,
+      minMs: Number.NaN,
+      error: (error as Error).message.split("\n")[0],
+    };
+  }
+}
