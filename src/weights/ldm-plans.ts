@@ -1,0 +1,300 @@
+/**
+ * Where each diffusers/transformers weight lives in a single-file checkpoint of the original
+ * LDM layout (CompVis `ldm` for SD 1.x/2.x, Stability's `sgm` for SDXL). A plan maps every key
+ * a config implies to its source key in the file and how to turn the stored tensor into the
+ * diffusers one. Plans are built from rule tables: a regular expression over the diffusers key
+ * and the source key it names.
+ *
+ * The source of truth for the key set is the config (via the layout enumerators), so a mapped
+ * checkpoint exposes exactly the keys diffusers would have.
+ */
+import type { ClipTextLayout } from "./clip-layout.js";
+import { clipTextModules } from "./clip-layout.js";
+import { type UnetLayout, unetModules } from "./unet-layout.js";
+import { type VaeLayout, vaeModules } from "./vae-layout.js";
+import { flattenModules, type Shape, type WeightModule } from "./weight-modules.js";
+
+/**
+ * How a stored tensor becomes the diffusers tensor:
+ * - `direct`: the same data. Shapes may differ by trailing 1s only: a 1x1 convolution
+ *   [C,C,1,1] stored where diffusers has a linear layer [C,C] is the same row-major data.
+ * - `transpose`: a 2-D matrix stored transposed (OpenCLIP's `text_projection` is applied as
+ *   `x @ P`, a Linear layer as `x @ W^T`).
+ * - `rows`: one of `parts` equal row blocks of a stacked tensor (OpenCLIP's fused `in_proj`
+ *   holds the query, key and value projections one above the other).
+ */
+export type Transform =
+  | { readonly kind: "direct" }
+  | { readonly kind: "transpose" }
+  | { readonly kind: "rows"; readonly part: number; readonly parts: number };
+
+export interface KeyMapping {
+  /** Full key in the checkpoint, component prefix included. */
+  readonly source: string;
+  readonly transform: Transform;
+  /** The diffusers shape. */
+  readonly shape: Shape;
+}
+
+/** diffusers key -> where it is in the checkpoint. */
+export type KeyPlan = ReadonlyMap<string, KeyMapping>;
+
+const DIRECT: Transform = { kind: "direct" };
+
+interface Rule {
+  readonly pattern: RegExp;
+  /** The source key (relative to the component prefix) for a match, or with its transform. */
+  readonly source: (match: RegExpExecArray) => string | readonly [string, Transform];
+}
+
+function planFromRules(
+  modules: readonly WeightModule[],
+  rules: readonly Rule[],
+  prefix: string,
+): Map<string, KeyMapping> {
+  const plan = new Map<string, KeyMapping>();
+  for (const [key, shape] of flattenModules(modules)) {
+    let mapping: KeyMapping | undefined;
+    for (const rule of rules) {
+      const match = rule.pattern.exec(key);
+      if (!match) continue;
+      const target = rule.source(match);
+      const [source, transform] = typeof target === "string" ? [target, DIRECT] : target;
+      mapping = { source: prefix + source, transform, shape };
+      break;
+    }
+    // The rules cover every key the enumerators produce; a miss is a bug here, not bad input.
+    if (!mapping) throw new Error(`no single-file rule for weight "${key}"`);
+    plan.set(key, mapping);
+  }
+  return plan;
+}
+
+/**
+ * Renames the leading sub-module of a suffix by a table (`conv1.weight` -> `in_layers.2.weight`).
+ * Names absent from the table are kept.
+ */
+function renameSubmodule(suffix: string, table: Readonly<Record<string, string>>): string {
+  for (const [from, to] of Object.entries(table)) {
+    if (suffix.startsWith(`${from}.`)) return to + suffix.slice(from.length);
+  }
+  return suffix;
+}
+
+// ---------------------------------------------------------------------------------- UNet
+
+/** diffusers ResnetBlock2D names -> LDM ResBlock names (Sequential indices of its layers). */
+const UNET_RESNET_NAMES: Readonly<Record<string, string>> = {
+  norm1: "in_layers.0",
+  conv1: "in_layers.2",
+  time_emb_proj: "emb_layers.1",
+  norm2: "out_layers.0",
+  conv2: "out_layers.3",
+  conv_shortcut: "skip_connection",
+};
+
+/**
+ * LDM numbers the UNet's layers flat: `input_blocks.0` is conv_in, then each down block's
+ * layers (a ResBlock, plus a SpatialTransformer for attention blocks) and its downsampler take
+ * one index each; `output_blocks` hold each up block's layers, the upsampler sitting inside the
+ * block's last layer after its resnet (and attention). The transformers inside keep diffusers'
+ * names.
+ */
+export function ldmUnetPlan(layout: UnetLayout, prefix: string): KeyPlan {
+  const inputIndex: number[][] = [];
+  const downsamplerIndex: number[] = [];
+  let next = 1;
+  for (const block of layout.down) {
+    inputIndex.push(Array.from({ length: block.layers }, () => next++));
+    if (block.resample) downsamplerIndex.push(next++);
+  }
+  const outputIndex: number[][] = [];
+  next = 0;
+  for (const block of layout.up) {
+    outputIndex.push(Array.from({ length: block.layers }, () => next++));
+  }
+  const upsampler = (b: number): string => {
+    const last = outputIndex[b][outputIndex[b].length - 1];
+    return `output_blocks.${last}.${layout.up[b].hasAttention ? 2 : 1}.conv`;
+  };
+  const n = (text: string) => Number.parseInt(text, 10);
+  const resnet = (at: string, suffix: string) =>
+    `${at}.${renameSubmodule(suffix, UNET_RESNET_NAMES)}`;
+
+  const rules: Rule[] = [
+    { pattern: /^conv_in\.(.+)$/, source: (m) => `input_blocks.0.0.${m[1]}` },
+    { pattern: /^time_embedding\.linear_1\.(.+)$/, source: (m) => `time_embed.0.${m[1]}` },
+    { pattern: /^time_embedding\.linear_2\.(.+)$/, source: (m) => `time_embed.2.${m[1]}` },
+    { pattern: /^add_embedding\.linear_1\.(.+)$/, source: (m) => `label_emb.0.0.${m[1]}` },
+    { pattern: /^add_embedding\.linear_2\.(.+)$/, source: (m) => `label_emb.0.2.${m[1]}` },
+    {
+      pattern: /^down_blocks\.(\d+)\.resnets\.(\d+)\.(.+)$/,
+      source: (m) => resnet(`input_blocks.${inputIndex[n(m[1])][n(m[2])]}.0`, m[3]),
+    },
+    {
+      pattern: /^down_blocks\.(\d+)\.attentions\.(\d+)\.(.+)$/,
+      source: (m) => `input_blocks.${inputIndex[n(m[1])][n(m[2])]}.1.${m[3]}`,
+    },
+    {
+      pattern: /^down_blocks\.(\d+)\.downsamplers\.0\.conv\.(.+)$/,
+      source: (m) => `input_blocks.${downsamplerIndex[n(m[1])]}.0.op.${m[2]}`,
+    },
+    { pattern: /^mid_block\.resnets\.0\.(.+)$/, source: (m) => resnet("middle_block.0", m[1]) },
+    { pattern: /^mid_block\.attentions\.0\.(.+)$/, source: (m) => `middle_block.1.${m[1]}` },
+    { pattern: /^mid_block\.resnets\.1\.(.+)$/, source: (m) => resnet("middle_block.2", m[1]) },
+    {
+      pattern: /^up_blocks\.(\d+)\.resnets\.(\d+)\.(.+)$/,
+      source: (m) => resnet(`output_blocks.${outputIndex[n(m[1])][n(m[2])]}.0`, m[3]),
+    },
+    {
+      pattern: /^up_blocks\.(\d+)\.attentions\.(\d+)\.(.+)$/,
+      source: (m) => `output_blocks.${outputIndex[n(m[1])][n(m[2])]}.1.${m[3]}`,
+    },
+    {
+      pattern: /^up_blocks\.(\d+)\.upsamplers\.0\.conv\.(.+)$/,
+      source: (m) => `${upsampler(n(m[1]))}.${m[2]}`,
+    },
+    { pattern: /^conv_norm_out\.(.+)$/, source: (m) => `out.0.${m[1]}` },
+    { pattern: /^conv_out\.(.+)$/, source: (m) => `out.2.${m[1]}` },
+  ];
+  return planFromRules(unetModules(layout), rules, prefix);
+}
+
+// ----------------------------------------------------------------------------------- VAE
+
+const VAE_RESNET_NAMES: Readonly<Record<string, string>> = { conv_shortcut: "nin_shortcut" };
+
+/** diffusers Attention names -> LDM AttnBlock names (whose projections are 1x1 convolutions). */
+const VAE_ATTENTION_NAMES: Readonly<Record<string, string>> = {
+  group_norm: "norm",
+  to_q: "q",
+  to_k: "k",
+  to_v: "v",
+  "to_out.0": "proj_out",
+};
+
+/**
+ * The LDM autoencoder names blocks `down.{i}.block.{j}` / `up.{i}.block.{j}`, and numbers its
+ * decoder's up blocks from the lowest resolution's opposite end: diffusers' up_blocks.0 (the
+ * first to run) is LDM's `up.{n-1}`.
+ */
+export function ldmVaePlan(layout: VaeLayout, prefix: string): KeyPlan {
+  const blocks = layout.blockOutChannels.length;
+  const n = (text: string) => Number.parseInt(text, 10);
+  const rules: Rule[] = [
+    {
+      pattern: /^encoder\.down_blocks\.(\d+)\.resnets\.(\d+)\.(.+)$/,
+      source: (m) =>
+        `encoder.down.${m[1]}.block.${m[2]}.${renameSubmodule(m[3], VAE_RESNET_NAMES)}`,
+    },
+    {
+      pattern: /^encoder\.down_blocks\.(\d+)\.downsamplers\.0\.conv\.(.+)$/,
+      source: (m) => `encoder.down.${m[1]}.downsample.conv.${m[2]}`,
+    },
+    {
+      pattern: /^decoder\.up_blocks\.(\d+)\.resnets\.(\d+)\.(.+)$/,
+      source: (m) =>
+        `decoder.up.${blocks - 1 - n(m[1])}.block.${m[2]}.${renameSubmodule(m[3], VAE_RESNET_NAMES)}`,
+    },
+    {
+      pattern: /^decoder\.up_blocks\.(\d+)\.upsamplers\.0\.conv\.(.+)$/,
+      source: (m) => `decoder.up.${blocks - 1 - n(m[1])}.upsample.conv.${m[2]}`,
+    },
+    {
+      pattern: /^(encoder|decoder)\.mid_block\.resnets\.(\d+)\.(.+)$/,
+      source: (m) => `${m[1]}.mid.block_${n(m[2]) + 1}.${renameSubmodule(m[3], VAE_RESNET_NAMES)}`,
+    },
+    {
+      pattern: /^(encoder|decoder)\.mid_block\.attentions\.0\.(.+)$/,
+      source: (m) => `${m[1]}.mid.attn_1.${renameSubmodule(m[2], VAE_ATTENTION_NAMES)}`,
+    },
+    {
+      pattern: /^(encoder|decoder)\.conv_norm_out\.(.+)$/,
+      source: (m) => `${m[1]}.norm_out.${m[2]}`,
+    },
+    // conv_in, conv_out, quant_conv and post_quant_conv keep their names.
+    { pattern: /^(.+)$/, source: (m) => m[1] },
+  ];
+  return planFromRules(vaeModules(layout), rules, prefix);
+}
+
+// -------------------------------------------------------------------------- text encoders
+
+/**
+ * A transformers CLIPTextModel saved inside the checkpoint (SD 1.x `cond_stage_model.transformer.`,
+ * SDXL `conditioner.embedders.0.transformer.`): the same names under a prefix. `prefix` is
+ * where `text_model.` begins; old checkpoints saved before transformers had the `text_model`
+ * wrapper put its children directly under the prefix (`hasTextModelLevel` false).
+ */
+export function hfClipPlan(
+  layout: ClipTextLayout,
+  prefix: string,
+  hasTextModelLevel: boolean,
+): KeyPlan {
+  const rules: Rule[] = [
+    {
+      pattern: /^text_model\.(.+)$/,
+      source: (m) => (hasTextModelLevel ? `text_model.${m[1]}` : m[1]),
+    },
+    { pattern: /^(text_projection\..+)$/, source: (m) => m[1] },
+  ];
+  return planFromRules(clipTextModules(layout), rules, prefix);
+}
+
+const OPEN_CLIP_LAYER_NAMES: Readonly<Record<string, string>> = {
+  "self_attn.out_proj": "attn.out_proj",
+  layer_norm1: "ln_1",
+  layer_norm2: "ln_2",
+  "mlp.fc1": "mlp.c_fc",
+  "mlp.fc2": "mlp.c_proj",
+};
+
+/**
+ * An OpenCLIP text tower (SD 2.x `cond_stage_model.model.`, SDXL
+ * `conditioner.embedders.1.model.`): residual blocks `transformer.resblocks.{i}` with a fused
+ * query/key/value projection, and a projection matrix stored transposed.
+ */
+export function openClipPlan(layout: ClipTextLayout, prefix: string): KeyPlan {
+  const QKV = ["q", "k", "v"];
+  const rules: Rule[] = [
+    {
+      pattern: /^text_model\.embeddings\.token_embedding\.weight$/,
+      source: () => "token_embedding.weight",
+    },
+    {
+      pattern: /^text_model\.embeddings\.position_embedding\.weight$/,
+      source: () => "positional_embedding",
+    },
+    { pattern: /^text_model\.final_layer_norm\.(.+)$/, source: (m) => `ln_final.${m[1]}` },
+    {
+      pattern: /^text_projection\.weight$/,
+      source: () => ["text_projection", { kind: "transpose" }],
+    },
+    {
+      pattern: /^text_model\.encoder\.layers\.(\d+)\.self_attn\.([qkv])_proj\.(weight|bias)$/,
+      source: (m) => [
+        `transformer.resblocks.${m[1]}.attn.in_proj_${m[3]}`,
+        { kind: "rows", part: QKV.indexOf(m[2]), parts: 3 },
+      ],
+    },
+    {
+      pattern: /^text_model\.encoder\.layers\.(\d+)\.(.+)$/,
+      source: (m) =>
+        `transformer.resblocks.${m[1]}.${renameSubmodule(m[2], OPEN_CLIP_LAYER_NAMES)}`,
+    },
+  ];
+  return planFromRules(clipTextModules(layout), rules, prefix);
+}
+
+/** The stored shape a mapping expects (the inverse of its transform), for checks and tests. */
+export function storedShape(mapping: KeyMapping): Shape {
+  const { shape, transform } = mapping;
+  switch (transform.kind) {
+    case "direct":
+      return shape;
+    case "transpose":
+      return [...shape].reverse();
+    case "rows":
+      return [shape[0] * transform.parts, ...shape.slice(1)];
+  }
+}
