@@ -6,17 +6,7 @@
  * entry: the loser of a race discards its copy and uses the winner's.
  */
 import { createHash } from "node:crypto";
-import {
-  closeSync,
-  existsSync,
-  mkdirSync,
-  openSync,
-  readSync,
-  renameSync,
-  rmSync,
-  statSync,
-  writeFileSync,
-} from "node:fs";
+import { existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { homedir } from "node:os";
 import { join } from "node:path";
 
@@ -28,6 +18,8 @@ export function defaultCacheDir(): string {
 }
 
 /** A stable hash of a JSON-able description (object keys sorted). */
+export { fileIdentity } from "../util/file-identity.js";
+
 export function hashKey(description: unknown): string {
   return createHash("sha256").update(stableStringify(description)).digest("hex").slice(0, 32);
 }
@@ -41,24 +33,6 @@ export function stableStringify(value: unknown): string {
     return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${stableStringify(v)}`).join(",")}}`;
   }
   return JSON.stringify(value) ?? "null";
-}
-
-/**
- * Identity of a weight file without reading it whole: size, modification time and a hash of its
- * first MiB (which, for safetensors, holds the header: every tensor's name, dtype, shape and
- * offsets). The path is left out so that a moved model still hits the cache.
- */
-export function fileIdentity(path: string): Record<string, string | number> {
-  const stat = statSync(path);
-  const fd = openSync(path, "r");
-  try {
-    const head = new Uint8Array(Math.min(stat.size, 1024 * 1024));
-    readSync(fd, head, 0, head.byteLength, 0);
-    const digest = createHash("sha256").update(head).digest("hex").slice(0, 16);
-    return { size: stat.size, mtime: Math.round(stat.mtimeMs), head: digest };
-  } finally {
-    closeSync(fd);
-  }
 }
 
 export interface CacheEntry {

@@ -33,6 +33,10 @@ export class MappedWeightSource implements WeightSource {
     }
   }
 
+  identity(): unknown {
+    return { file: this.file.identity(), mapped: this.label, keys: this.plan.size };
+  }
+
   keys(): string[] {
     return [...this.plan.keys()];
   }

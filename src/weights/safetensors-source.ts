@@ -34,6 +34,10 @@ export class SafetensorsWeightSource implements WeightSource {
     this.fileOf = map;
   }
 
+  identity(): unknown {
+    return { files: this.files.map((f) => f.identity()), keys: this.fileOf.size };
+  }
+
   keys(): string[] {
     return [...this.fileOf.keys()];
   }

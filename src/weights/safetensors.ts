@@ -4,6 +4,7 @@
  * are read one at a time on request, so a multi-gigabyte checkpoint is never loaded whole.
  */
 import { closeSync, fstatSync, openSync, readSync } from "node:fs";
+import { fileIdentity } from "../util/file-identity.js";
 import { bfloat16ArrayToFloat32, float16ArrayToFloat32 } from "../util/float16.js";
 
 export type SafetensorsDType =
@@ -165,6 +166,12 @@ export class SafetensorsFile {
 
   keys(): string[] {
     return [...this.tensors.keys()];
+  }
+
+  /** Identifies the file's content for caches without reading its data (see fileIdentity). */
+  identity(): unknown {
+    if (this.source instanceof FileByteSource) return fileIdentity(this.source.path);
+    return { label: this.label, size: this.source.size, tensors: this.tensors.size };
   }
 
   has(name: string): boolean {

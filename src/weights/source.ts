@@ -21,6 +21,21 @@ export interface WeightSource {
   readFloat32(key: string): Float32Array;
   /** The tensor's bytes already in float16, when the source can give them without loss. */
   readFloat16?(key: string): Uint16Array | undefined;
+  /**
+   * What identifies these weights for the built-model cache without reading them (files' sizes,
+   * times and headers; a builtin's seed). Sources without it are identified by key names and
+   * shapes only, which is right for immutable sources alone.
+   */
+  identity?(): unknown;
+}
+
+/** The cache identity of a source: its own, or its label, keys and shapes. */
+export function weightIdentity(source: WeightSource): unknown {
+  if (source.identity) return source.identity();
+  return {
+    label: source.label,
+    tensors: source.keys().map((k) => [k, source.info(k).dtype, source.info(k).shape]),
+  };
 }
 
 /**

@@ -122,6 +122,20 @@ describe("safetensors", () => {
     expect(() => SafetensorsFile.open(path)).toThrow(message);
   });
 
+  it("identifies files by content metadata for caches", () => {
+    const path = join(work, "id.safetensors");
+    writeFileSync(path, encodeSafetensors({ a: { dtype: "F32", shape: [1], data: Float32Array.from([1]) } }));
+    const first = SafetensorsFile.open(path);
+    const before = first.identity() as { size: number; head: string };
+    first.close();
+    writeFileSync(path, encodeSafetensors({ b: { dtype: "F32", shape: [1], data: Float32Array.from([1]) } }));
+    const second = SafetensorsFile.open(path);
+    const after = second.identity() as { size: number; head: string };
+    second.close();
+    expect(after.size).toBe(before.size);
+    expect(after.head).not.toBe(before.head);
+  });
+
   it("names a missing file", () => {
     expect(() => SafetensorsFile.open(join(work, "absent.safetensors"))).toThrow(
       /absent\.safetensors: cannot open \(ENOENT\)/,
