@@ -105,8 +105,8 @@ export async function fetchIntoCache(
     metadata = await fetchFileMetadata(settings, { repoId, revision, file }, signal);
   } catch (error) {
     // Like the Python client: when the hub cannot be reached, a cached copy will do.
-    const cached = error instanceof HubError && error.code === "network";
-    const commit = cached ? cache.resolveCommit(revision) : undefined;
+    const unreachable = error instanceof HubError && error.code === "network";
+    const commit = unreachable ? cache.resolveCommit(revision) : undefined;
     const path = commit === undefined ? undefined : cache.cachedFile(commit, file);
     if (path === undefined) throw error;
     return reportCached(context, file, path);

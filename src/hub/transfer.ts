@@ -6,7 +6,13 @@
  * the file. The finished file is checked against its ETag and size, then renamed to
  * `blobs/<etag>`, so a blob under its final name is always whole and verified.
  *
- * The caller holds the blob's lock: only one writer appends to an `.incomplete` file.
+ * Concurrency: the caller holds the blob's lock, so only one writer appends to an
+ * `.incomplete` file. Should a lock fail (a network file system that does not honour
+ * exclusive creation), the damage stays out of `blobs/<etag>`: all attempts write through one
+ * open handle, the hash covers exactly the bytes written through it, and the rename happens
+ * only if the name still points at that same file and the hash matches. (The newest Python
+ * client gives each process its own temporary file instead, and gives up resuming across
+ * runs; a leftover `.incomplete` of ours is simply ignored by it.)
  */
 import { existsSync, mkdirSync, renameSync, rmSync, statSync } from "node:fs";
 import { type FileHandle, open } from "node:fs/promises";
