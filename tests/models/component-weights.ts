@@ -53,3 +53,17 @@ export function editedWeights(
     },
   };
 }
+
+/** A source over tensors held in memory (float32), for layer tests. */
+export function memoryWeights(
+  tensors: Readonly<Record<string, { shape: readonly number[]; data: Float32Array }>>,
+  label = "memory",
+): WeightSource {
+  return {
+    label,
+    keys: () => Object.keys(tensors),
+    has: (key) => key in tensors,
+    info: (key) => ({ dtype: "F32", shape: tensors[key].shape }),
+    readFloat32: (key) => tensors[key].data,
+  };
+}
