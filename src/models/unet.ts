@@ -281,7 +281,7 @@ function crossAttentionWidth(config: UnetConfig): number | null {
  * (swapped with flipSinToCos), zero-padded to an odd `dim`. Always float32: timesteps up to 1000
  * times the highest frequency need float32's precision. t (N) -> (N, dim).
  */
-function sinusoidalEmbedding(
+export function sinusoidalEmbedding(
   g: GraphBuilder,
   t: Value,
   dim: number,
