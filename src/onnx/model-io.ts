@@ -27,6 +27,9 @@ import { byteLengthOf, ELEMENT_TYPES } from "./tensor-data.js";
 /** Initializer bytes above which `auto` switches to external data (protobuf's limit is 2 GiB). */
 export const EXTERNAL_DATA_THRESHOLD = 1536 * 1024 * 1024;
 
+/** Tensors smaller than this stay inside the model file even with external data. */
+export const INLINE_TENSOR_BYTES = 1024;
+
 export type ExternalDataMode = "auto" | "always" | "never";
 
 export interface SaveOptions extends ModelOptions {
@@ -84,6 +87,16 @@ export function saveModel(
     let offset = 0;
     for (const init of builder.initializers) {
       const bytes = init.data.bytes();
+      if (bytes.byteLength < INLINE_TENSOR_BYTES) {
+        // Small constants (shapes, axes) stay inline: runtimes read them while optimising the graph.
+        initializers.push({
+          name: init.name,
+          dims: [...init.data.dims],
+          dataType: ELEMENT_TYPES[init.data.type].dataType,
+          rawData: bytes,
+        });
+        continue;
+      }
       const padding = (64 - (offset % 64)) % 64; // aligned offsets let runtimes map the file
       if (padding > 0) writeAll(fd, new Uint8Array(padding));
       offset += padding;
@@ -139,7 +152,7 @@ export function writeModel(
     let offset = 0;
     for (const tensor of tensors) {
       const bytes = tensor.rawData;
-      if (!bytes || bytes.byteLength < 1024) continue;
+      if (!bytes || bytes.byteLength < INLINE_TENSOR_BYTES) continue;
       const padding = (64 - (offset % 64)) % 64;
       if (padding > 0) writeAll(fd, new Uint8Array(padding));
       offset += padding;
