@@ -29,7 +29,7 @@ out = {}
 src = to_u8(pattern(13, 9, 0))
 resize = {}
 for name, flt in [("lanczos", Image.LANCZOS), ("bicubic", Image.BICUBIC), ("bilinear", Image.BILINEAR)]:
-    for w, h in [(7, 5), (20, 15), (13, 4)]:
+    for w, h in [(7, 5), (20, 15), (13, 4), (5, 9), (30, 9)]:
         r = Image.fromarray(src).resize((w, h), resample=flt)
         resize[f"{name}.{w}x{h}"] = np.asarray(r).reshape(-1).tolist()
     r = Image.fromarray(src).resize((6, 6), resample=flt, box=(2.5, 0.5, 10.5, 8.5))
