@@ -8,8 +8,8 @@ describe("floatToRgb8", () => {
     // Expected bytes computed with numpy: (np.float32(v) * 255).round().astype("uint8").
     const values = [126.5 / 255, 127.5 / 255, 2.5 / 255, 3.5 / 255, 1e-9, 0.999, 0.00196078431];
     const expected = [126, 128, 2, 4, 0, 255, 0];
-    const image = { width: values.length, height: 1, data: new Float32Array(values.length * 3) };
-    values.forEach((v, i) => image.data.fill(v, i * 3, i * 3 + 3));
+    const data = Float32Array.from(values.flatMap((v) => [v, v, v]));
+    const image = { width: values.length, height: 1, data };
     const bytes = floatToRgb8(image);
     expect(Array.from(bytes.filter((_, i) => i % 3 === 0))).toEqual(expected);
   });
