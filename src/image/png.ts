@@ -1,10 +1,14 @@
-// PNG encoding and decoding for generated images and img2img init images. Pixel work (filters,
-// deflate, interlacing, palettes, bit depths) is fast-png's; the chunk layer beside it adds
-// clear errors and the text chunks that carry generation parameters. No Node-only imports:
-// this runs in the browser too.
-import { convertIndexedToRgb, decode as decodePixels, encode as encodePixels } from "fast-png";
+// PNG encoding and decoding for generated images and img2img init images. Decoding the pixels
+// of any PNG a user may bring (interlacing, palettes, every bit depth) is fast-png's; the chunk
+// layer beside it adds clear errors and the text chunks that carry generation parameters.
+// Encoding is ours, on fflate's deflate: fast-png writes every row unfiltered, which makes
+// generated images (smooth gradients) about four times larger than per-row filtering does.
+// No Node-only imports: this runs in the browser too.
+import { convertIndexedToRgb, decode as decodePixels } from "fast-png";
+import { zlibSync } from "fflate";
 import {
   encodeInternationalTextChunk,
+  encodePngChunk,
   encodeTextChunk,
   isLatin1,
   PNG_SIGNATURE,
@@ -67,6 +71,67 @@ function channelsOf(image: Image8): number {
   return channels;
 }
 
+// Colour type by channel count: gray, gray + alpha, RGB, RGBA.
+const COLOR_TYPE_OF_CHANNELS = [0, 0, 4, 2, 6];
+
+function paethPredictor(left: number, up: number, upLeft: number): number {
+  const p = left + up - upLeft;
+  const toLeft = Math.abs(p - left);
+  const toUp = Math.abs(p - up);
+  const toUpLeft = Math.abs(p - upLeft);
+  if (toLeft <= toUp && toLeft <= toUpLeft) return left;
+  return toUp <= toUpLeft ? up : upLeft;
+}
+
+/**
+ * Filters every row with the filter type (PNG specification 9.2) whose output has the
+ * smallest sum of absolute values read as signed bytes: the heuristic libpng uses, which
+ * suits photographic images.
+ */
+function filterRows(data: Uint8Array, width: number, height: number, channels: number): Uint8Array {
+  const rowLength = width * channels;
+  const out = new Uint8Array(height * (rowLength + 1));
+  const candidates = Array.from({ length: 5 }, () => new Uint8Array(rowLength));
+  const zeros = new Uint8Array(rowLength);
+  for (let y = 0; y < height; y++) {
+    const row = data.subarray(y * rowLength, (y + 1) * rowLength);
+    const up = y > 0 ? data.subarray((y - 1) * rowLength, y * rowLength) : zeros;
+    const c = channels;
+    const [none, sub, upFilter, average, paeth] = candidates;
+    for (let i = 0; i < rowLength; i++) none[i] = row[i];
+    for (let i = 0; i < c; i++) {
+      sub[i] = row[i];
+      upFilter[i] = row[i] - up[i];
+      average[i] = row[i] - (up[i] >> 1);
+      paeth[i] = row[i] - up[i];
+    }
+    for (let i = c; i < rowLength; i++) {
+      const left = row[i - c];
+      sub[i] = row[i] - left;
+      upFilter[i] = row[i] - up[i];
+      average[i] = row[i] - ((left + up[i]) >> 1);
+      paeth[i] = row[i] - paethPredictor(left, up[i], up[i - c]);
+    }
+    let best = 0;
+    let bestCost = Number.POSITIVE_INFINITY;
+    for (let type = 0; type < 5; type++) {
+      const filtered = candidates[type];
+      let cost = 0;
+      for (let i = 0; i < rowLength; i++) {
+        const value = filtered[i];
+        cost += value < 128 ? value : 256 - value;
+      }
+      if (cost < bestCost) {
+        best = type;
+        bestCost = cost;
+      }
+    }
+    out[y * (rowLength + 1)] = best;
+    out.set(candidates[best], y * (rowLength + 1) + 1);
+  }
+  return out;
+}
+
 /**
  * Encodes 8-bit pixels as PNG. Text chunks go right after IHDR, before the image data, where
  * Pillow (and so the popular web UIs) read them without decoding the pixels.
@@ -81,33 +146,33 @@ export function encodePng(image: Image8, options: PngEncodeOptions = {}): Uint8A
   if (!Number.isInteger(level) || level < 0 || level > 9) {
     throw new Error(`cannot encode PNG: compression level must be an integer 0-9, got ${level}`);
   }
-  const textChunks: Uint8Array[] = [];
+  const header = new Uint8Array(13);
+  const view = new DataView(header.buffer);
+  view.setUint32(0, image.width);
+  view.setUint32(4, image.height);
+  header[8] = 8;
+  header[9] = COLOR_TYPE_OF_CHANNELS[channels];
+  const chunks = [PNG_SIGNATURE, encodePngChunk("IHDR", header)];
   for (const [keyword, value] of Object.entries(options.text ?? {})) {
-    textChunks.push(
+    chunks.push(
       isLatin1(value)
         ? encodeTextChunk(keyword, value)
         : encodeInternationalTextChunk(keyword, value),
     );
   }
   for (const [keyword, value] of Object.entries(options.itxt ?? {})) {
-    textChunks.push(encodeInternationalTextChunk(keyword, value));
+    chunks.push(encodeInternationalTextChunk(keyword, value));
   }
-  const pixels = encodePixels(
-    { width: image.width, height: image.height, data, channels, depth: 8 },
-    { zlib: { level: level as 0 | 1 | 2 | 3 | 4 | 5 | 6 | 7 | 8 | 9 } },
-  );
-  if (textChunks.length === 0) return pixels;
-  const chunks = readPngChunks(pixels, "encoded PNG");
-  const insertAt = chunks[1].offset;
-  const textLength = textChunks.reduce((sum, chunk) => sum + chunk.length, 0);
-  const out = new Uint8Array(pixels.length + textLength);
-  out.set(pixels.subarray(0, insertAt), 0);
-  let offset = insertAt;
-  for (const chunk of textChunks) {
+  const filtered = filterRows(data, image.width, image.height, channels);
+  const compressed = zlibSync(filtered, { level: level as 0 | 1 | 2 | 3 | 4 | 5 | 6 | 7 | 8 | 9 });
+  chunks.push(encodePngChunk("IDAT", compressed));
+  chunks.push(encodePngChunk("IEND", new Uint8Array(0)));
+  const out = new Uint8Array(chunks.reduce((sum, chunk) => sum + chunk.length, 0));
+  let offset = 0;
+  for (const chunk of chunks) {
     out.set(chunk, offset);
     offset += chunk.length;
   }
-  out.set(pixels.subarray(insertAt), offset);
   return out;
 }
 

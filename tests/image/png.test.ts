@@ -1,3 +1,4 @@
+import { inflateSync } from "node:zlib";
 import { encode as fastPngEncode } from "fast-png";
 import { describe, expect, it } from "vitest";
 import { decodePng, encodePng, hasPngSignature } from "../../src/image/png.js";
@@ -39,6 +40,21 @@ describe("encodePng / decodePng round trip", () => {
       expect(decoded.text).toEqual({});
     });
   }
+
+  it("filters rows, so smooth images compress well", () => {
+    const width = 48;
+    const height = 32;
+    const data = new Uint8Array(width * height * 3);
+    for (let y = 0; y < height; y++) {
+      for (let x = 0; x < width; x++) data.set([x * 5, y * 7, (x + y) * 3], (y * width + x) * 3);
+    }
+    const png = encodePng({ width, height, data });
+    const idat = readPngChunks(png, "x").find((chunk) => chunk.type === "IDAT")!;
+    const raw = inflateSync(idat.data);
+    const filters = new Set(Array.from({ length: height }, (_, y) => raw[y * (width * 3 + 1)]));
+    expect(filters.has(0) && filters.size === 1).toBe(false);
+    expect(Array.from(decodePng(png, "x").data)).toEqual(Array.from(data));
+  });
 
   it("accepts Uint8ClampedArray pixels and every compression level", () => {
     const data = new Uint8ClampedArray(byteRamp(4 * 3 * 3));
