@@ -1,6 +1,7 @@
 // PNG chunk layer (W3C PNG specification, 3rd edition, sections 5 and 11.3.3): structure and
-// checksum validation with one-line errors, and the text chunks (tEXt, iTXt) that carry
+// checksum validation with one-line errors, and the text chunks (tEXt, zTXt, iTXt) that carry
 // generation parameters. Pixel data is left to the decoder; this layer only sees chunks.
+import { unzlibSync } from "fflate";
 
 export const PNG_SIGNATURE = Uint8Array.of(0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a);
 
@@ -200,29 +201,47 @@ export function encodeInternationalTextChunk(keyword: string, text: string): Uin
   return encodePngChunk("iTXt", data);
 }
 
+function inflateText(bytes: Uint8Array): Uint8Array | undefined {
+  try {
+    return unzlibSync(bytes);
+  } catch {
+    return undefined;
+  }
+}
+
+/** Keyword and text of one text chunk, or undefined when it is malformed. */
+function readTextChunk(type: string, data: Uint8Array): [string, string] | undefined {
+  const keyEnd = data.indexOf(0);
+  if (keyEnd < 1) return undefined;
+  const keyword = latin1String(data.subarray(0, keyEnd));
+  if (type === "tEXt") return [keyword, latin1String(data.subarray(keyEnd + 1))];
+  if (type === "zTXt") {
+    const text = data[keyEnd + 1] === 0 ? inflateText(data.subarray(keyEnd + 2)) : undefined;
+    return text && [keyword, latin1String(text)];
+  }
+  // iTXt: compression flag and method, language tag, translated keyword, then the text.
+  const compressed = data[keyEnd + 1];
+  const languageEnd = data.indexOf(0, keyEnd + 3);
+  const translatedEnd = languageEnd < 0 ? -1 : data.indexOf(0, languageEnd + 1);
+  if (translatedEnd < 0 || compressed > 1 || (compressed === 1 && data[keyEnd + 2] !== 0)) {
+    return undefined;
+  }
+  const body = data.subarray(translatedEnd + 1);
+  const text = compressed ? inflateText(body) : body;
+  return text && [keyword, utf8Decoder.decode(text)];
+}
+
 /**
- * Collects tEXt and uncompressed iTXt entries; a later chunk with the same keyword wins, as
- * in Pillow's `info`. Compressed text (zTXt, compressed iTXt) and malformed text chunks are
- * skipped: text is auxiliary, and the image stays usable without it.
+ * Collects tEXt, zTXt and iTXt entries; a later chunk with the same keyword wins, as in
+ * Pillow's `info`. Malformed text chunks are skipped: text is auxiliary, and the image stays
+ * usable without it.
  */
 export function readTextChunks(chunks: readonly PngChunk[]): Record<string, string> {
   const text: Record<string, string> = {};
   for (const { type, data } of chunks) {
-    if (type !== "tEXt" && type !== "iTXt") continue;
-    const keyEnd = data.indexOf(0);
-    if (keyEnd < 1) continue;
-    const keyword = latin1String(data.subarray(0, keyEnd));
-    if (type === "tEXt") {
-      text[keyword] = latin1String(data.subarray(keyEnd + 1));
-      continue;
-    }
-    const compressed = data[keyEnd + 1];
-    if (compressed !== 0) continue;
-    const languageEnd = data.indexOf(0, keyEnd + 3);
-    if (languageEnd < 0) continue;
-    const translatedEnd = data.indexOf(0, languageEnd + 1);
-    if (translatedEnd < 0) continue;
-    text[keyword] = utf8Decoder.decode(data.subarray(translatedEnd + 1));
+    if (type !== "tEXt" && type !== "zTXt" && type !== "iTXt") continue;
+    const entry = readTextChunk(type, data);
+    if (entry) text[entry[0]] = entry[1];
   }
   return text;
 }

@@ -32,7 +32,7 @@ export interface DecodedPng {
   channels: 1 | 2 | 3 | 4;
   /** Always 8 bits per sample, whatever the file's bit depth. */
   data: Uint8Array;
-  /** tEXt and uncompressed iTXt entries by keyword. */
+  /** tEXt, zTXt and iTXt entries by keyword. */
   text: Record<string, string>;
 }
 

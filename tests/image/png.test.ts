@@ -1,4 +1,4 @@
-import { inflateSync } from "node:zlib";
+import { deflateSync, inflateSync } from "node:zlib";
 import { encode as fastPngEncode } from "fast-png";
 import { describe, expect, it } from "vitest";
 import { decodePng, encodePng, hasPngSignature } from "../../src/image/png.js";
@@ -292,17 +292,36 @@ describe("decodePng bad input", () => {
     );
   });
 
-  it("skips compressed or malformed text chunks instead of failing", () => {
-    const rows = [byteRamp(3)];
-    const compressedItxt = encodePngChunk("iTXt", new TextEncoder().encode("k\0\x01\0\0\0xyz"));
-    const noSeparator = encodePngChunk("tEXt", new TextEncoder().encode("novalue"));
+  it("reads compressed text (zTXt, compressed iTXt)", () => {
+    const bytes = (text: string) => Uint8Array.from(text, (c) => c.charCodeAt(0));
+    const ztxt = concat([bytes("z\0\0"), deflateSync(bytes("caf\xe9"))]);
+    const itxt = concat([bytes("i\0\x01\0en\0\0"), deflateSync(new TextEncoder().encode("猫"))]);
     const png = buildPng({
       width: 1,
       height: 1,
       bitDepth: 8,
       colorType: 2,
-      rows,
-      extraChunks: [compressedItxt, noSeparator, encodeTextChunk("ok", "yes")],
+      rows: [byteRamp(3)],
+      extraChunks: [encodePngChunk("zTXt", ztxt), encodePngChunk("iTXt", itxt)],
+    });
+    expect(decodePng(png, "t.png").text).toEqual({ z: "café", i: "猫" });
+  });
+
+  it("skips malformed text chunks instead of failing", () => {
+    const bytes = (text: string) => Uint8Array.from(text, (c) => c.charCodeAt(0));
+    const png = buildPng({
+      width: 1,
+      height: 1,
+      bitDepth: 8,
+      colorType: 2,
+      rows: [byteRamp(3)],
+      extraChunks: [
+        encodePngChunk("iTXt", bytes("k\0\x01\0\0\0not zlib")),
+        encodePngChunk("zTXt", bytes("z\0\0not zlib")),
+        encodePngChunk("iTXt", bytes("short\0\0\0")),
+        encodePngChunk("tEXt", bytes("novalue")),
+        encodeTextChunk("ok", "yes"),
+      ],
     });
     expect(decodePng(png, "t.png").text).toEqual({ ok: "yes" });
   });
