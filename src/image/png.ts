@@ -45,14 +45,14 @@ export interface PngEncodeOptions {
   compressionLevel?: number;
 }
 
-const COLOR_TYPES: Readonly<Record<number, { channels: number; depths: readonly number[] }>> =
-  Object.freeze({
-    0: { channels: 1, depths: [1, 2, 4, 8, 16] },
-    2: { channels: 3, depths: [8, 16] },
-    3: { channels: 1, depths: [1, 2, 4, 8] },
-    4: { channels: 2, depths: [8, 16] },
-    6: { channels: 4, depths: [8, 16] },
-  });
+// Bit depths allowed per colour type (gray, RGB, palette, gray + alpha, RGBA).
+const ALLOWED_DEPTHS: Readonly<Record<number, readonly number[]>> = Object.freeze({
+  0: [1, 2, 4, 8, 16],
+  2: [8, 16],
+  3: [1, 2, 4, 8],
+  4: [8, 16],
+  6: [8, 16],
+});
 
 /** Decoders allocate width x height x 4 bytes and more; refuse sizes no model can use. */
 const MAX_PIXELS = 1 << 28;
@@ -188,9 +188,9 @@ function readHeader(data: Uint8Array, label: string) {
     filter: data[11],
     interlace: data[12],
   };
-  const colorType = COLOR_TYPES[header.colorType];
-  if (!colorType) throw new Error(`${label}: invalid PNG (unknown color type ${header.colorType})`);
-  if (!colorType.depths.includes(header.bitDepth)) {
+  const depths = ALLOWED_DEPTHS[header.colorType];
+  if (!depths) throw new Error(`${label}: invalid PNG (unknown color type ${header.colorType})`);
+  if (!depths.includes(header.bitDepth)) {
     throw new Error(
       `${label}: invalid PNG (bit depth ${header.bitDepth} is not allowed with color type ${header.colorType})`,
     );
