@@ -124,19 +124,10 @@ export class DpmSolverMultistepScheduler extends SolverScheduler<DpmSolverMultis
 
   protected computeTimesteps(steps: number): void {
     const c = this.config;
-    // Skip the end of the schedule where lambda is below lambda_min_clipped.
-    let clipped = 0;
-    const ac = this.schedule.alphasCumprod;
-    while (
-      clipped < ac.length &&
-      0.5 * Math.log(ac[ac.length - 1 - clipped] / (1 - ac[ac.length - 1 - clipped])) <
-        c.lambda_min_clipped
-    )
-      clipped++;
     this.planSigmas(
       steps,
       c.final_sigmas_type === "zero" ? 0 : this.smallestSigma,
-      c.num_train_timesteps - clipped,
+      this.stepsAboveLambda(c.lambda_min_clipped),
     );
   }
 

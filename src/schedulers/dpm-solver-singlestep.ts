@@ -42,19 +42,11 @@ export class DpmSolverSinglestepScheduler extends SolverScheduler<DpmSolverSingl
 
   protected computeTimesteps(steps: number): void {
     const c = this.config;
-    let clipped = 0;
-    const ac = this.schedule.alphasCumprod;
-    while (
-      clipped < ac.length &&
-      0.5 * Math.log(ac[ac.length - 1 - clipped] / (1 - ac[ac.length - 1 - clipped])) <
-        c.lambda_min_clipped
-    )
-      clipped++;
-    // This sampler always spaces its timesteps evenly and without offset.
+    // This sampler has no spacing options: linspace, no offset.
     this.planSigmas(
       steps,
       c.final_sigmas_type === "zero" ? 0 : this.smallestSigma,
-      c.num_train_timesteps - clipped,
+      this.stepsAboveLambda(c.lambda_min_clipped),
     );
     // Blocks of [1, 2]. The step to sigma 0 has to be first order (its lambda is infinite), and
     // so does a lone leftover step: with lower_order_final an even count ends [..., 1, 2, 1, 1].

@@ -158,6 +158,11 @@ const LOOKUP: ReadonlyMap<string, UiName> = new Map([
   ...Object.entries(UI_NAMES).map(([name, entry]): [string, UiName] => [normalize(name), entry]),
 ]);
 
+/** The registered sampler classes (diffusers class names). */
+export function listSchedulerClasses(): string[] {
+  return Object.keys(SAMPLERS);
+}
+
 /** Every accepted name: class names first, then UI names. */
 export function listSchedulers(): string[] {
   return [...Object.keys(SAMPLERS), ...Object.keys(UI_NAMES)];

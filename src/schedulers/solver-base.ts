@@ -197,6 +197,17 @@ export abstract class SolverScheduler<C extends SolverOptions> extends Scheduler
     if (this.history.length > this.config.solver_order) this.history.shift();
   }
 
+  /**
+   * How many training timesteps, from 0 up, have lambda >= `lambdaMin`: the schedule is cut
+   * where the log-SNR gets too low, which cosine schedules need.
+   */
+  protected stepsAboveLambda(lambdaMin: number): number {
+    const ac = this.schedule.alphasCumprod;
+    let end = ac.length;
+    while (end > 0 && 0.5 * Math.log(ac[end - 1] / (1 - ac[end - 1])) < lambdaMin) end--;
+    return end;
+  }
+
   /** The smallest training sigma, the last level of `final_sigmas_type: "sigma_min"`. */
   protected get smallestSigma(): number {
     return this.schedule.sigmas[0];
