@@ -15,7 +15,7 @@ import {
 } from "./config.js";
 import { DiscreteScheduler, ddimUpdate } from "./discrete-base.js";
 import { spacedTimesteps } from "./noise-schedule.js";
-import { clipOrThreshold, combine, splitPrediction, toFloat32 } from "./tensor-ops.js";
+import { combine, toFloat32 } from "./tensor-ops.js";
 
 export const DDIM_FIELDS = {
   ...scheduleFields({
@@ -62,14 +62,7 @@ export class DdimScheduler extends DiscreteScheduler<DdimConfig> {
       prevTimestep,
       c.set_alpha_to_one ? 1 : this.schedule.alphasCumprod[0],
     );
-    const { x0, eps } = splitPrediction(
-      c.prediction_type,
-      modelOutput,
-      sample,
-      Math.sqrt(alphaBar),
-      Math.sqrt(1 - alphaBar),
-    );
-    clipOrThreshold(x0, c, dims);
+    const { x0, eps } = this.estimates(modelOutput, sample, alphaBar, dims);
     const variance = ((1 - alphaBarPrev) / (1 - alphaBar)) * (1 - alphaBar / alphaBarPrev);
     const noiseStd = c.eta * Math.sqrt(variance);
     let prev = ddimUpdate(x0, eps, alphaBarPrev, noiseStd);

@@ -14,7 +14,7 @@ import {
 } from "./config.js";
 import { DiscreteScheduler } from "./discrete-base.js";
 import { spacedTimesteps } from "./noise-schedule.js";
-import { clipOrThreshold, combine, splitPrediction, toFloat32 } from "./tensor-ops.js";
+import { combine, toFloat32 } from "./tensor-ops.js";
 
 export const DDPM_FIELDS = {
   ...scheduleFields({
@@ -62,14 +62,7 @@ export class DdpmScheduler extends DiscreteScheduler<DdpmConfig> {
     const alphaBarPrev = this.alphaBarOr(prevTimestep, 1);
     const alpha = alphaBar / alphaBarPrev; // of the whole (possibly skipped) step
     const beta = 1 - alpha;
-    const { x0 } = splitPrediction(
-      c.prediction_type,
-      modelOutput,
-      sample,
-      Math.sqrt(alphaBar),
-      Math.sqrt(1 - alphaBar),
-    );
-    clipOrThreshold(x0, c, dims);
+    const { x0 } = this.estimates(modelOutput, sample, alphaBar, dims);
     // Eq. 7: the posterior mean.
     const terms: [number, Float64Array | Float32Array][] = [
       [(Math.sqrt(alphaBarPrev) * beta) / (1 - alphaBar), x0],

@@ -4,10 +4,22 @@
  * initial noise has unit variance and the model input is the sample itself.
  */
 import { checkSameLength, SchedulerBase } from "./base.js";
+import type { PredictionType } from "./config.js";
 import type { NoiseScheduleOptions } from "./noise-schedule.js";
-import { combine, toFloat32 } from "./tensor-ops.js";
+import {
+  type ClippingOptions,
+  clipOrThreshold,
+  combine,
+  splitPrediction,
+  type Tensor,
+  toFloat32,
+} from "./tensor-ops.js";
 
-export abstract class DiscreteScheduler<C extends NoiseScheduleOptions> extends SchedulerBase<C> {
+export interface DiscreteOptions extends NoiseScheduleOptions, ClippingOptions {
+  readonly prediction_type: PredictionType;
+}
+
+export abstract class DiscreteScheduler<C extends DiscreteOptions> extends SchedulerBase<C> {
   get initNoiseSigma(): number {
     return 1;
   }
@@ -25,6 +37,28 @@ export abstract class DiscreteScheduler<C extends NoiseScheduleOptions> extends 
         [Math.sqrt(1 - alphaBar), noise],
       ]),
     );
+  }
+
+  /**
+   * The clean-sample estimate (clipped or thresholded as configured) and the noise estimate from
+   * a model output at alpha-bar `alphaBar`.
+   */
+  protected estimates(
+    modelOutput: Tensor,
+    sample: Tensor,
+    alphaBar: number,
+    dims: readonly number[],
+  ): { x0: Float64Array; eps: Float64Array } {
+    const type = this.config.prediction_type;
+    const split = splitPrediction(
+      type,
+      modelOutput,
+      sample,
+      Math.sqrt(alphaBar),
+      Math.sqrt(1 - alphaBar),
+    );
+    clipOrThreshold(split.x0, this.config, dims);
+    return split;
   }
 
   /** alpha-bar at `timestep`, or `final` below the start of the schedule. */

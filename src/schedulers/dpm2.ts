@@ -10,6 +10,7 @@ import { checkSameLength } from "./base.js";
 import type { ConfigOf } from "./config.js";
 import {
   doubleAfterFirst,
+  eulerStep,
   type SigmaSamplerOptions,
   SigmaScheduler,
   sigmaSamplerFields,
@@ -33,10 +34,6 @@ export function logMidpoint(a: number, b: number): number {
   return f32(Math.exp(f32(end - f32(f32(end - start) * 0.5))));
 }
 
-interface FirstHalf {
-  readonly sample: Float32Array;
-}
-
 /**
  * The two-evaluation structure both DPM2 variants share. `timesteps` interleave the levels with
  * the midpoints: [t(sigma_0), t(mid_0), t(sigma_1), t(mid_1), ..., t(sigma_{n-1})].
@@ -45,7 +42,8 @@ export abstract class Dpm2Base<C extends SigmaSamplerOptions> extends SigmaSched
   override readonly order = 2;
   /** The midpoint sigmas, interleaved like `sigmas`. */
   protected midpoints: readonly number[] = [];
-  protected firstHalf: FirstHalf | undefined;
+  /** The sample the current step started from, between its two model calls. */
+  protected firstHalf: Float32Array | undefined;
 
   protected override resetState(): void {
     this.firstHalf = undefined;
@@ -77,14 +75,8 @@ export abstract class Dpm2Base<C extends SigmaSamplerOptions> extends SigmaSched
     sigma: number,
     target: number,
   ): Float32Array {
-    this.firstHalf = { sample };
-    const ratio = (target - sigma) / sigma;
-    return toFloat32(
-      combine([
-        [1 + ratio, sample],
-        [-ratio, x0],
-      ]),
-    );
+    this.firstHalf = sample;
+    return toFloat32(eulerStep(sample, x0, sigma, target));
   }
 
   /** From the step's starting sample to `to`, with the slope (x - x0) / mid at the midpoint. */
@@ -95,11 +87,11 @@ export abstract class Dpm2Base<C extends SigmaSamplerOptions> extends SigmaSched
     from: number,
     to: number,
   ): Float64Array {
-    const first = this.firstHalf as FirstHalf;
+    const start = this.firstHalf as Float32Array;
     this.firstHalf = undefined;
     const scale = (to - from) / mid;
     return combine([
-      [1, first.sample],
+      [1, start],
       [scale, sample],
       [-scale, x0],
     ]);

@@ -7,7 +7,7 @@
 import type { NoiseSource } from "../util/random.js";
 import { checkSameLength } from "./base.js";
 import { type ConfigOf, scheduleFields, zeroSnrField } from "./config.js";
-import { SigmaScheduler } from "./sigma-base.js";
+import { eulerStep, SigmaScheduler } from "./sigma-base.js";
 import { combine, denoised, toFloat32 } from "./tensor-ops.js";
 
 const f32 = Math.fround;
@@ -53,12 +53,10 @@ export class EulerAncestralScheduler extends SigmaScheduler<EulerAncestralConfig
     const sigma = this.sigmas[index];
     const x0 = denoised(this.config.prediction_type, modelOutput, sample, sigma);
     const { up, down } = ancestralSplit(sigma, this.sigmas[index + 1]);
-    const ratio = (down - sigma) / sigma;
     this.stepIndex = index + 1;
     return toFloat32(
       combine([
-        [1 + ratio, sample],
-        [-ratio, x0],
+        [1, eulerStep(sample, x0, sigma, down)],
         [up, noise.normal(dims)],
       ]),
     );

@@ -12,8 +12,8 @@ import {
   nullableNumberField,
   zeroSnrField,
 } from "./config.js";
-import { SigmaScheduler, sigmaSamplerFields } from "./sigma-base.js";
-import { combine, denoised, toFloat32 } from "./tensor-ops.js";
+import { eulerStep, SigmaScheduler, sigmaSamplerFields } from "./sigma-base.js";
+import { denoised, toFloat32 } from "./tensor-ops.js";
 
 const f32 = Math.fround;
 
@@ -55,14 +55,7 @@ export class EulerScheduler extends SigmaScheduler<EulerConfig> {
     const index = this.currentIndex(timestep);
     const sigma = this.sigmas[index];
     const x0 = denoised(this.config.prediction_type, modelOutput, sample, sigma);
-    // x + (sigma_next - sigma) * (x - x0) / sigma
-    const ratio = (this.sigmas[index + 1] - sigma) / sigma;
     this.stepIndex = index + 1;
-    return toFloat32(
-      combine([
-        [1 + ratio, sample],
-        [-ratio, x0],
-      ]),
-    );
+    return toFloat32(eulerStep(sample, x0, sigma, this.sigmas[index + 1]));
   }
 }

@@ -8,7 +8,7 @@
 import type { NoiseSource } from "../util/random.js";
 import { checkSameLength } from "./base.js";
 import { booleanField, type ConfigOf, numberField } from "./config.js";
-import { doubleAfterFirst, SigmaScheduler, sigmaSamplerFields } from "./sigma-base.js";
+import { doubleAfterFirst, odeSlope, SigmaScheduler, sigmaSamplerFields } from "./sigma-base.js";
 import { clipOrThreshold, combine, denoised, toFloat32 } from "./tensor-ops.js";
 
 const f32 = Math.fround;
@@ -61,10 +61,7 @@ export class HeunScheduler extends SigmaScheduler<HeunConfig> {
     if (first === undefined) {
       const sigma = this.sigmas[index];
       const x0 = clipOrThreshold(denoised(c.prediction_type, modelOutput, sample, sigma), c, dims);
-      const slope = combine([
-        [1 / sigma, sample],
-        [-1 / sigma, x0],
-      ]);
+      const slope = odeSlope(sample, x0, sigma);
       const dt = this.sigmas[index + 1] - sigma;
       this.firstHalf = { sample, slope, dt };
       return toFloat32(
@@ -81,10 +78,7 @@ export class HeunScheduler extends SigmaScheduler<HeunConfig> {
       c,
       dims,
     );
-    const slope = combine([
-      [1 / sigmaNext, sample],
-      [-1 / sigmaNext, x0],
-    ]);
+    const slope = odeSlope(sample, x0, sigmaNext);
     this.firstHalf = undefined;
     return toFloat32(
       combine([

@@ -18,7 +18,7 @@ import {
   zeroSnrField,
 } from "./config.js";
 import { DiscreteScheduler } from "./discrete-base.js";
-import { clipOrThreshold, combine, splitPrediction, toFloat32 } from "./tensor-ops.js";
+import { combine, toFloat32 } from "./tensor-ops.js";
 
 /** The keys of LCM, shared by TCD. */
 export function consistencyFields() {
@@ -85,14 +85,7 @@ export class LcmScheduler extends DiscreteScheduler<LcmConfig> {
     const index = this.currentIndex(timestep);
     const last = index === this.timesteps.length - 1;
     const alphaBar = this.schedule.alphaCumprod(timestep);
-    const { x0 } = splitPrediction(
-      c.prediction_type,
-      modelOutput,
-      sample,
-      Math.sqrt(alphaBar),
-      Math.sqrt(1 - alphaBar),
-    );
-    clipOrThreshold(x0, c, dims);
+    const { x0 } = this.estimates(modelOutput, sample, alphaBar, dims);
     const scaled = timestep * c.timestep_scaling;
     const cSkip = 0.25 / (scaled * scaled + 0.25);
     const cOut = scaled / Math.sqrt(scaled * scaled + 0.25);

@@ -8,7 +8,7 @@ import type { NoiseSource } from "../util/random.js";
 import { checkSameLength } from "./base.js";
 import { type ConfigOf, integerField } from "./config.js";
 import { integrate, lagrangeBasis } from "./polynomial.js";
-import { SigmaScheduler, sigmaSamplerFields } from "./sigma-base.js";
+import { odeSlope, SigmaScheduler, sigmaSamplerFields } from "./sigma-base.js";
 import { combine, denoised, type Tensor, toFloat32 } from "./tensor-ops.js";
 
 const f32 = Math.fround;
@@ -50,12 +50,7 @@ export class LmsScheduler extends SigmaScheduler<LmsConfig> {
     const index = this.currentIndex(timestep);
     const sigma = this.sigmas[index];
     const x0 = denoised(this.config.prediction_type, modelOutput, sample, sigma);
-    this.slopes.push(
-      combine([
-        [1 / sigma, sample],
-        [-1 / sigma, x0],
-      ]),
-    );
+    this.slopes.push(odeSlope(sample, x0, sigma));
     if (this.slopes.length > this.config.lms_order) this.slopes.shift();
     // Node k is the sigma of the slope k steps back.
     const order = this.slopes.length;

@@ -90,23 +90,6 @@ export function roundHalfEven(x: number): number {
   return floor % 2 === 0 ? floor : floor + 1;
 }
 
-/** Piecewise-linear interpolation of (xs, ys) at x, clamped at both ends; xs ascending. */
-export function interpolate(x: number, xs: ArrayLike<number>, ys: ArrayLike<number>): number {
-  const n = xs.length;
-  if (x <= xs[0]) return ys[0];
-  if (x >= xs[n - 1]) return ys[n - 1];
-  let lo = 0;
-  let hi = n - 1;
-  while (hi - lo > 1) {
-    const mid = (lo + hi) >> 1;
-    if (xs[mid] <= x) lo = mid;
-    else hi = mid;
-  }
-  if (xs[lo] === x) return ys[lo];
-  const slope = (ys[lo + 1] - ys[lo]) / (xs[lo + 1] - xs[lo]);
-  return slope * (x - xs[lo]) + ys[lo];
-}
-
 /**
  * The cosine schedule of Nichol and Dhariwal, "Improved Denoising Diffusion Probabilistic
  * Models" (2021), eq. 17: betas from the ratio of consecutive alpha-bars, capped at 0.999.
@@ -267,20 +250,20 @@ export function spacedTimesteps(
   lastTimestep = trainSteps,
 ): number[] {
   const points = style === "solver" ? steps + 1 : steps;
+  if (spacing === "trailing") {
+    // Counts down from the end in steps of T/n (descending already).
+    return Array.from(arange(lastTimestep, 0, -trainSteps / steps), (t) => roundHalfEven(t) - 1);
+  }
   let ascending: number[];
   if (spacing === "linspace") {
     const values = Array.from(linspace(0, lastTimestep - 1, points));
     ascending = style === "fractional" ? values : values.map(roundHalfEven);
-    if (style === "solver") ascending = ascending.slice(1);
-  } else if (spacing === "leading") {
+  } else {
     const ratio = Math.floor(lastTimestep / points);
     ascending = Array.from({ length: points }, (_, i) => i * ratio + stepsOffset);
-    if (style === "solver") ascending = ascending.slice(1);
-  } else {
-    const ratio = trainSteps / steps;
-    ascending = Array.from(arange(lastTimestep, 0, -ratio), (t) => roundHalfEven(t) - 1).reverse();
   }
-  return ascending.reverse();
+  // The solver styles make one point too many and drop the lowest.
+  return (style === "solver" ? ascending.slice(1) : ascending).reverse();
 }
 
 /**

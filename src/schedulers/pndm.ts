@@ -11,7 +11,7 @@ import { checkSameLength } from "./base.js";
 import { booleanField, type ConfigOf, fixedField, scheduleFields } from "./config.js";
 import { DiscreteScheduler, ddimUpdate } from "./discrete-base.js";
 import { spacedTimesteps } from "./noise-schedule.js";
-import { combine, splitPrediction, type Tensor, toFloat32 } from "./tensor-ops.js";
+import { combine, type Tensor, toFloat32 } from "./tensor-ops.js";
 
 export const PNDM_FIELDS = {
   ...scheduleFields({
@@ -118,13 +118,7 @@ export class PndmScheduler extends DiscreteScheduler<PndmConfig> {
       to,
       this.config.set_alpha_to_one ? 1 : this.schedule.alphasCumprod[0],
     );
-    const { x0, eps } = splitPrediction(
-      this.config.prediction_type,
-      modelOutput,
-      sample,
-      Math.sqrt(alphaBar),
-      Math.sqrt(1 - alphaBar),
-    );
+    const { x0, eps } = this.estimates(modelOutput, sample, alphaBar, []);
     return toFloat32(ddimUpdate(x0, eps, alphaBarPrev));
   }
 }

@@ -15,7 +15,7 @@ import {
   spacedTimesteps,
   type TimestepSpacing,
 } from "./noise-schedule.js";
-import { combine, toFloat32 } from "./tensor-ops.js";
+import { combine, type Tensor, toFloat32 } from "./tensor-ops.js";
 
 const f32 = Math.fround;
 
@@ -37,14 +37,14 @@ export interface SigmaPlan {
 }
 
 export abstract class SigmaScheduler<C extends SigmaSamplerOptions> extends SchedulerBase<C> {
-  declare sigmas: readonly number[];
+  override sigmas: readonly number[] = [];
 
   constructor(name: string, config: C) {
     super(name, config, true);
   }
 
   get initNoiseSigma(): number {
-    const max = Math.max(...(this.sigmas ?? this.schedule.sigmas));
+    const max = Math.max(...(this.sigmas.length > 0 ? this.sigmas : this.schedule.sigmas));
     const spacing = this.config.timestep_spacing;
     return spacing === "linspace" || spacing === "trailing" ? max : Math.sqrt(max * max + 1);
   }
@@ -62,7 +62,7 @@ export abstract class SigmaScheduler<C extends SigmaSamplerOptions> extends Sche
 
   addNoise(original: Float32Array, noise: Float32Array, timestep: number): Float32Array {
     checkSameLength(this.name, original, noise, "noise");
-    const sigma = this.inputSigma(this.noiseIndex(timestep));
+    const sigma = this.sigmas[this.noiseIndex(timestep)];
     return toFloat32(
       combine([
         [1, original],
@@ -105,6 +105,23 @@ export abstract class SigmaScheduler<C extends SigmaSamplerOptions> extends Sche
     });
     return { timesteps: karrasTimesteps, sigmas };
   }
+}
+
+/** The probability-flow ODE's slope dx/dsigma = (x - x0) / sigma (Karras et al. 2022, eq. 3). */
+export function odeSlope(sample: Tensor, x0: Tensor, sigma: number): Float64Array {
+  return combine([
+    [1 / sigma, sample],
+    [-1 / sigma, x0],
+  ]);
+}
+
+/** One Euler step of that ODE from `sigma` to `target`: x + (target - sigma) * slope. */
+export function eulerStep(sample: Tensor, x0: Tensor, sigma: number, target: number): Float64Array {
+  const ratio = (target - sigma) / sigma;
+  return combine([
+    [1 + ratio, sample],
+    [-ratio, x0],
+  ]);
 }
 
 /** Every entry after the first twice: [a, b, c] -> [a, b, b, c, c] (two model calls per step). */

@@ -94,7 +94,7 @@ export function noiseLevel(sigma: number): NoiseLevel {
 }
 
 export abstract class SolverScheduler<C extends SolverOptions> extends SchedulerBase<C> {
-  declare sigmas: readonly number[];
+  override sigmas: readonly number[] = [];
   /** Converted model outputs of the last steps, newest last. */
   protected history: Float64Array[] = [];
   /** How many steps have run since `setTimesteps`, capped at the solver order. */

@@ -9,7 +9,7 @@ import { checkSameLength } from "./base.js";
 import { type ConfigOf, numberField } from "./config.js";
 import { DiscreteScheduler, ddimUpdate } from "./discrete-base.js";
 import { consistencyFields, consistencyTimesteps } from "./lcm.js";
-import { clipOrThreshold, combine, splitPrediction, toFloat32 } from "./tensor-ops.js";
+import { combine, toFloat32 } from "./tensor-ops.js";
 
 export const TCD_FIELDS = {
   ...consistencyFields(),
@@ -45,14 +45,7 @@ export class TcdScheduler extends DiscreteScheduler<TcdConfig> {
     const alphaBar = this.schedule.alphaCumprod(timestep);
     const alphaBarPrev = this.schedule.alphaCumprod(prevTimestep);
     const alphaBarS = this.schedule.alphaCumprod(intermediate);
-    const { x0, eps } = splitPrediction(
-      c.prediction_type,
-      modelOutput,
-      sample,
-      Math.sqrt(alphaBar),
-      Math.sqrt(1 - alphaBar),
-    );
-    clipOrThreshold(x0, c, dims);
+    const { x0, eps } = this.estimates(modelOutput, sample, alphaBar, dims);
     const atIntermediate = ddimUpdate(x0, eps, alphaBarS);
     this.stepIndex = index + 1;
     if (c.eta === 0 || last) return toFloat32(atIntermediate);

@@ -29,7 +29,10 @@ export interface Scheduler {
   readonly numInferenceSteps: number;
   /** The timesteps to evaluate the model at, in order (one `step` each); set by `setTimesteps`. */
   readonly timesteps: readonly number[];
-  /** The noise levels of samplers that work in sigma (length timesteps + 1), else undefined. */
+  /**
+   * The noise levels of samplers that work in sigma, as the reference lists them (one per
+   * timestep plus the final level; DPM2 interleaves its levels differently), else undefined.
+   */
   readonly sigmas: readonly number[] | undefined;
 
   /** Chooses the timesteps for `steps` inference steps and resets the sampler's state. */
@@ -44,7 +47,10 @@ export interface Scheduler {
    * returns the timesteps left to run (the first one is where `addNoise` noises the image).
    */
   timestepsForStrength(strength: number): readonly number[];
-  /** The model input for `sample` at `timestep` (sigma samplers divide by sqrt(sigma^2 + 1)). */
+  /**
+   * The model input for `sample` at `timestep` (sigma samplers divide by sqrt(sigma^2 + 1));
+   * samplers that need no scaling return `sample` itself.
+   */
   scaleModelInput(sample: Float32Array, timestep: number): Float32Array;
   /**
    * One step back in the diffusion: from `sample` at `timestep` and the model's output there,

@@ -2,7 +2,6 @@ import { describe, expect, test } from "vitest";
 import { logFloat32 } from "../../src/schedulers/float32-log.js";
 import {
   arange,
-  interpolate,
   karrasSigmas,
   linspaceFloat32,
   NoiseSchedule,
@@ -40,12 +39,6 @@ describe("numeric helpers", () => {
     expect(values[0]).toBe(Math.fround(0.1));
     expect(values[10]).toBe(Math.fround(0.7));
     expect(values[5]).toBeCloseTo(0.4, 6);
-  });
-
-  test("interpolate clamps and interpolates", () => {
-    expect(interpolate(-1, [0, 1, 2], [5, 6, 8])).toBe(5);
-    expect(interpolate(1.5, [0, 1, 2], [5, 6, 8])).toBe(7);
-    expect(interpolate(3, [0, 1, 2], [5, 6, 8])).toBe(8);
   });
 
   test("logFloat32 is within one float32 ulp of the true log", () => {
