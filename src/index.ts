@@ -52,3 +52,10 @@ export { parseVaeConfig, type VaeConfig } from "./models/vae-config.js";
 export { OP_CHOICES, chooseOps, type OpBackend, type OpChoices } from "./models/layers.js";
 export { GraphBuilder, attr, MS_DOMAIN } from "./onnx/builder.js";
 export { saveModel, buildModelBytes, readModel, writeModel } from "./onnx/model-io.js";
+export {
+  createScheduler,
+  listSchedulers,
+  listSchedulerClasses,
+  loadSchedulerConfig,
+  type Scheduler,
+} from "./schedulers/index.js";
