@@ -12,12 +12,93 @@ export {
   parseHubId,
   resolveHubSettings,
 } from "./hub/index.js";
+export { sideBySide } from "./image/compose.js";
+export { type FloatImage, floatToRgb8, imagesFromBatch, rgb8ToFloat } from "./image/float-image.js";
+export {
+  compareImages,
+  comparisonToJson,
+  type ImageComparison,
+  meanSquaredError,
+  peakSignalToNoiseRatio,
+  structuralSimilarity,
+} from "./image/metrics.js";
+export {
+  formatWebUiParameters,
+  generationTextChunks,
+  parseWebUiParameters,
+  readGenerationInfo,
+  webUiSamplerName,
+} from "./image/parameters.js";
+export {
+  type DecodedPng,
+  decodePng,
+  encodePng,
+  type Image8,
+  type PngEncodeOptions,
+} from "./image/png.js";
+export { readPngFile, writePngFile } from "./image/png-file.js";
+export { type FitMode, fitImage, type ResampleFilter, resizeImage } from "./image/resize.js";
 export { type ClipTextConfig, parseClipTextConfig } from "./models/clip-config.js";
 export type { ClipTextEncoderOptions } from "./models/clip-text.js";
 export { buildClipTextEncoder, clipSkipHiddenState } from "./models/clip-text.js";
+export { chooseOps, OP_CHOICES, type OpBackend, type OpChoices } from "./models/layers.js";
+export { buildUnet, UNET_INPUTS, UNET_OUTPUT } from "./models/unet.js";
+export { parseUnetConfig, type UnetConfig } from "./models/unet-config.js";
+export { buildVaeDecoder, buildVaeEncoder } from "./models/vae.js";
+export { parseVaeConfig, type VaeConfig } from "./models/vae-config.js";
+export { attr, GraphBuilder, MS_DOMAIN } from "./onnx/builder.js";
+export {
+  buildModelBytes,
+  readModel,
+  saveModel,
+  writeModel,
+} from "./onnx/model-io.js";
+export {
+  classifySource,
+  type LoadOptions,
+  loadPipeline,
+  openModelFiles,
+  type SourceKind,
+} from "./pipelines/load.js";
+export { encodeResultPng, ensureWritableFolder, writeResultPngs } from "./pipelines/outputs.js";
+export {
+  type GenerateOptions,
+  type GenerateResult,
+  type GenerationParameters,
+  type ImageBatch,
+  type PipelineParts,
+  type ProgressInfo,
+  StableDiffusionPipeline,
+} from "./pipelines/stable-diffusion.js";
+export {
+  DEFAULT_REDUCTION_OPTIONS,
+  DOWNSAMPLE_MODES,
+  type DownsampleMode,
+  describeReduction,
+  levelGrid,
+  parseReductionFlags,
+  parseReductionOptions,
+  type ReductionOptions,
+  type ReductionOptionsInput,
+  type ReductionSettings,
+  reductionFromMetadata,
+  reductionMetadata,
+  resolveAutoFactor,
+  resolveReduction,
+  settingsFromReferenceArgs,
+} from "./reduce/index.js";
+export { DEVICES, type Device, parseDevice } from "./runtime/devices.js";
+export {
+  createScheduler,
+  listSchedulerClasses,
+  listSchedulers,
+  loadSchedulerConfig,
+  type Scheduler,
+} from "./schedulers/index.js";
 export type { ChunkOptions, TokenizedBatch, TokenizeOptions } from "./tokenizers/clip-tokenizer.js";
 export { ClipTokenizer } from "./tokenizers/clip-tokenizer.js";
 export { loadClipTokenizer } from "./tokenizers/load-folder.js";
+export { writeBytesAtomically, writeFileAtomically } from "./util/atomic-write.js";
 export { type NoiseSource, recordedNoise, SeededRandom, seededNoise } from "./util/random.js";
 export { BUILTIN_NAMES, openBuiltin } from "./weights/builtin.js";
 export { parseConfigJson } from "./weights/config-json.js";
@@ -25,37 +106,3 @@ export { openDiffusersComponent, openDiffusersFolder } from "./weights/diffusers
 export type { ComponentName, ModelFamily, ModelFiles, ModelIndex } from "./weights/model-files.js";
 export { encodeSafetensors, SafetensorsFile } from "./weights/safetensors.js";
 export { openSingleFile } from "./weights/single-file.js";
-export { encodePng, decodePng, type Image8, type DecodedPng, type PngEncodeOptions } from "./image/png.js";
-export { floatToRgb8, rgb8ToFloat, imagesFromBatch, type FloatImage } from "./image/float-image.js";
-export { resizeImage, fitImage, type ResampleFilter, type FitMode } from "./image/resize.js";
-export {
-  compareImages,
-  comparisonToJson,
-  meanSquaredError,
-  peakSignalToNoiseRatio,
-  structuralSimilarity,
-  type ImageComparison,
-} from "./image/metrics.js";
-export {
-  formatWebUiParameters,
-  parseWebUiParameters,
-  webUiSamplerName,
-  generationTextChunks,
-  readGenerationInfo,
-} from "./image/parameters.js";
-export { sideBySide } from "./image/compose.js";
-export { readPngFile, writePngFile } from "./image/png-file.js";
-export { buildUnet, UNET_INPUTS, UNET_OUTPUT } from "./models/unet.js";
-export { parseUnetConfig, type UnetConfig } from "./models/unet-config.js";
-export { buildVaeDecoder, buildVaeEncoder } from "./models/vae.js";
-export { parseVaeConfig, type VaeConfig } from "./models/vae-config.js";
-export { OP_CHOICES, chooseOps, type OpBackend, type OpChoices } from "./models/layers.js";
-export { GraphBuilder, attr, MS_DOMAIN } from "./onnx/builder.js";
-export { saveModel, buildModelBytes, readModel, writeModel } from "./onnx/model-io.js";
-export {
-  createScheduler,
-  listSchedulers,
-  listSchedulerClasses,
-  loadSchedulerConfig,
-  type Scheduler,
-} from "./schedulers/index.js";

@@ -1,6 +1,6 @@
 // Node-only file helpers for PNG images; the rest of src/image runs in the browser too.
-import { randomBytes } from "node:crypto";
-import { readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
+import { writeBytesAtomically } from "../util/atomic-write.js";
 import { type DecodedPng, decodePng } from "./png.js";
 
 /** Reads and decodes a PNG file; errors name the file and say what is wrong in one line. */
@@ -18,14 +18,7 @@ export function readPngFile(path: string): DecodedPng {
   return decodePng(new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength), path);
 }
 
-/** Writes bytes to a temporary name beside `path`, then renames: no partial file is left. */
+/** Writes a PNG to a temporary name beside `path`, then renames: no partial file is left. */
 export function writePngFile(path: string, bytes: Uint8Array): void {
-  const temp = `${path}.${randomBytes(4).toString("hex")}.tmp`;
-  try {
-    writeFileSync(temp, bytes);
-    renameSync(temp, path);
-  } catch (error) {
-    rmSync(temp, { force: true });
-    throw new Error(`${path}: cannot write (${(error as Error).message})`);
-  }
+  writeBytesAtomically(path, bytes);
 }

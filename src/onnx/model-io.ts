@@ -4,16 +4,9 @@
  * convention describes, so no protobuf message passes the 2 GB limit. Files are written under
  * temporary names and renamed at the end, so a failed or interrupted write leaves nothing.
  */
-import {
-  closeSync,
-  existsSync,
-  openSync,
-  readFileSync,
-  renameSync,
-  rmSync,
-  writeSync,
-} from "node:fs";
+import { closeSync, existsSync, openSync, readFileSync, renameSync, rmSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
+import { temporaryName, writeAll, writeFileAtomically } from "../util/atomic-write.js";
 import { type GraphBuilder, type ModelOptions, modelShell } from "./builder.js";
 import {
   decodeModel,
@@ -267,32 +260,6 @@ function externalTensor(
     dataLocation: 1,
     externalData: externalEntries(location, offset, length),
   };
-}
-
-function temporaryName(path: string): string {
-  return `${path}.${process.pid}.${Math.random().toString(36).slice(2, 10)}.tmp`;
-}
-
-/** Writes through a temporary file and renames it into place; nothing is left on failure. */
-export function writeFileAtomically(path: string, write: (fd: number) => void): void {
-  const temp = temporaryName(path);
-  let fd: number | undefined;
-  try {
-    fd = openSync(temp, "w");
-    write(fd);
-    closeSync(fd);
-    fd = undefined;
-    renameSync(temp, path);
-  } catch (error) {
-    if (fd !== undefined) closeSync(fd);
-    rmSync(temp, { force: true });
-    throw error;
-  }
-}
-
-function writeAll(fd: number, bytes: Uint8Array): void {
-  let done = 0;
-  while (done < bytes.byteLength) done += writeSync(fd, bytes, done, bytes.byteLength - done);
 }
 
 export function formatBytes(bytes: number): string {

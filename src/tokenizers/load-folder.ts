@@ -17,7 +17,10 @@ export interface TokenizerFolderDefaults {
   readonly padToken?: string;
 }
 
-export function loadClipTokenizer(dir: string, defaults: TokenizerFolderDefaults = {}): ClipTokenizer {
+export function loadClipTokenizer(
+  dir: string,
+  defaults: TokenizerFolderDefaults = {},
+): ClipTokenizer {
   if (!existsSync(dir) || !statSync(dir).isDirectory()) {
     throw new Error(`${dir}: tokenizer folder not found`);
   }
@@ -39,7 +42,9 @@ export function loadClipTokenizer(dir: string, defaults: TokenizerFolderDefaults
   const specialTokensMap = readIfPresent(dir, "special_tokens_map.json");
   const config =
     readIfPresent(dir, "tokenizer_config.json") ??
-    (defaults.padToken !== undefined && specialTokensMap === undefined ? { pad_token: defaults.padToken } : undefined);
+    (defaults.padToken !== undefined && specialTokensMap === undefined
+      ? { pad_token: defaults.padToken }
+      : undefined);
   try {
     if (vocabJson !== undefined && mergesTxt !== undefined) {
       return ClipTokenizer.fromFiles({ vocabJson, mergesTxt, config, specialTokensMap });

@@ -120,7 +120,9 @@ describe("reference fixture (cases/tokenizer.json)", () => {
     const bang = loadClipTokenizer(fixturePath("tokenizer", "clip"), { padToken: "!" });
     expectMatchesReference(bang, "bang");
     // A folder's own config wins over the default.
-    const own = loadClipTokenizer(fixturePath("pipelines", "sd15-tiny", "tokenizer"), { padToken: "!" });
+    const own = loadClipTokenizer(fixturePath("pipelines", "sd15-tiny", "tokenizer"), {
+      padToken: "!",
+    });
     expectMatchesReference(own, "eos");
   });
 });
