@@ -166,11 +166,38 @@ export async function loadPipeline(
   }
 }
 
-function familyOf(files: ModelFiles): ModelFamily {
+/** The model family of opened files: recorded, else guessed from the text encoders. */
+export function familyOf(files: ModelFiles): ModelFamily {
   if (files.family) return files.family;
   if (files.weights.text_encoder_2) return "sdxl";
   const textConfig = files.configs.text_encoder;
   return textConfig && textConfig.hidden_size === 1024 ? "sd2" : "sd1";
+}
+
+/** Where a tokenizer is read from, and the pad token to assume when its folder names none. */
+export interface TokenizerSource {
+  readonly dir: string;
+  readonly padToken?: string;
+}
+
+/** The tokenizer folders of a model: its own, else the `tokenizer` option. */
+export function tokenizerSources(
+  family: ModelFamily,
+  folder: string | undefined,
+  options: Pick<LoadOptions, "tokenizer">,
+): TokenizerSource[] {
+  const names = family === "sdxl" ? ["tokenizer", "tokenizer_2"] : ["tokenizer"];
+  return names.map((name) => {
+    if (folder && existsSync(join(folder, name))) return { dir: join(folder, name) };
+    if (options.tokenizer)
+      return {
+        dir: options.tokenizer,
+        padToken: name === "tokenizer_2" || family === "sd2" ? "!" : undefined,
+      };
+    throw new Error(
+      `the model has no ${name}/ folder; pass a CLIP tokenizer folder (vocab.json + merges.txt) with --tokenizer`,
+    );
+  });
 }
 
 function loadTokenizers(
@@ -178,26 +205,22 @@ function loadTokenizers(
   folder: string | undefined,
   options: LoadOptions,
 ): ClipTokenizer[] {
-  const names = family === "sdxl" ? ["tokenizer", "tokenizer_2"] : ["tokenizer"];
-  return names.map((name) => {
-    if (folder && existsSync(join(folder, name))) return loadClipTokenizer(join(folder, name));
-    if (options.tokenizer)
-      return loadClipTokenizer(options.tokenizer, {
-        padToken: name === "tokenizer_2" || family === "sd2" ? "!" : undefined,
-      });
-    throw new Error(
-      `the model has no ${name}/ folder; pass a CLIP tokenizer folder (vocab.json + merges.txt) with --tokenizer`,
-    );
-  });
+  return tokenizerSources(family, folder, options).map(({ dir, padToken }) =>
+    loadClipTokenizer(dir, { padToken }),
+  );
 }
 
-function schedulerConfig(family: ModelFamily, folder: string | undefined): Record<string, unknown> {
+/** The model's scheduler_config.json, else the standard schedule with the family's default sampler. */
+export function schedulerConfig(
+  family: ModelFamily,
+  folder: string | undefined,
+): Record<string, unknown> {
   const path = folder && join(folder, "scheduler", "scheduler_config.json");
   if (path && existsSync(path)) return readConfigFile(path);
   return { ...STANDARD_SCHEDULER, _class_name: DEFAULT_SCHEDULER[family] };
 }
 
-function modelIndexFlag(files: ModelFiles, name: string): boolean {
+export function modelIndexFlag(files: ModelFiles, name: string): boolean {
   return files.modelIndex?.attributes[name] === true;
 }
 
@@ -346,7 +369,7 @@ async function builtParts(
 }
 
 /** The hidden-state outputs a text encoder graph needs for a request. */
-function textEncoderOutputs(request: TextEncoderRequest): HiddenStateOutput[] {
+export function textEncoderOutputs(request: TextEncoderRequest): HiddenStateOutput[] {
   const outputs: HiddenStateOutput[] = [
     { name: "last_hidden_state", index: -1, finalLayerNorm: true },
   ];
