@@ -1,0 +1,135 @@
+/**
+ * One job of the web demo: the same prompt and seed generated twice, with the plain UNet and with
+ * token reduction, then compared. Both engines (the Node server and the in-browser one) run it,
+ * so it only uses the platform-neutral pipeline.
+ */
+import { compareImages, comparisonToJson } from "../image/metrics.js";
+import type {
+  GenerateOptions,
+  GenerateResult,
+  StableDiffusionPipeline,
+} from "../pipelines/stable-diffusion.js";
+import { describeReduction } from "../reduce/options.js";
+import type { EngineName, JobEvent, JobParams, JobResult, Phase } from "./protocol.js";
+
+export interface ComparisonJob {
+  readonly id: string;
+  readonly engine: EngineName;
+  readonly device: string;
+  readonly createdAt: string;
+  /** The model's name as the user gave it (recorded in the PNGs). */
+  readonly model: string;
+  readonly params: JobParams;
+}
+
+export interface ComparisonHooks {
+  readonly signal?: AbortSignal;
+  emit(event: JobEvent): void;
+  /** Stores a finished generation (e.g. as a PNG) and returns the URL it can be fetched from. */
+  publish(phase: Phase, result: GenerateResult): string | Promise<string>;
+}
+
+/** Warm-up calls already made per pipeline, keyed by what they initialised. */
+const warmed = new WeakMap<StableDiffusionPipeline, Set<string>>();
+
+/**
+ * Builds and initialises every model the two runs use, so that neither timed run pays for a
+ * build, a download or a session's creation: one tiny guided step initialises the text encoders
+ * (with this clip skip), the baseline UNet and the VAE decoder; the accelerated UNet is built
+ * (its graph depends on the reduction settings).
+ */
+async function prepare(
+  pipeline: StableDiffusionPipeline,
+  params: JobParams,
+  signal: AbortSignal | undefined,
+): Promise<void> {
+  const key = JSON.stringify([params.clipSkip, params.guidanceScale > 1]);
+  const done = warmed.get(pipeline) ?? new Set<string>();
+  warmed.set(pipeline, done);
+  if (!done.has(key)) {
+    // 64 px: one 8x8 latent for every SD family, the smallest size every UNet level accepts.
+    const size = 8 * pipeline.parts.vaeScale;
+    await pipeline.generate({
+      prompt: params.prompt,
+      negativePrompt: params.negativePrompt ?? undefined,
+      width: size,
+      height: size,
+      steps: 1,
+      guidanceScale: params.guidanceScale,
+      clipSkip: params.clipSkip || undefined,
+      scheduler: "EulerDiscreteScheduler",
+      seed: 0,
+      signal,
+    });
+    done.add(key);
+  }
+  await pipeline.parts.unet(params.settings);
+}
+
+/** Runs the baseline, then the accelerated generation, and compares them. */
+export async function runComparison(
+  pipeline: StableDiffusionPipeline,
+  job: ComparisonJob,
+  hooks: ComparisonHooks,
+): Promise<JobResult> {
+  const { params } = job;
+  const { signal } = hooks;
+  hooks.emit({ type: "preparing", what: "models" });
+  await prepare(pipeline, params, signal);
+  const common: GenerateOptions = {
+    prompt: params.prompt,
+    negativePrompt: params.negativePrompt ?? undefined,
+    width: params.width,
+    height: params.height,
+    steps: params.steps,
+    guidanceScale: params.guidanceScale,
+    scheduler: params.scheduler ?? undefined,
+    seed: params.seed,
+    clipSkip: params.clipSkip || undefined,
+    signal,
+  };
+  const results: Partial<Record<Phase, { result: GenerateResult; url: string }>> = {};
+  for (const phase of ["baseline", "accelerated"] as const) {
+    const result = await pipeline.generate({
+      ...common,
+      reduction: phase === "accelerated" ? params.reduction : undefined,
+      onProgress: (info) =>
+        hooks.emit({
+          type: "progress",
+          phase,
+          step: info.step,
+          totalSteps: info.totalSteps,
+          elapsedMs: info.elapsedMs,
+        }),
+    });
+    const url = await hooks.publish(phase, result);
+    hooks.emit({ type: "image", phase, url, timings: result.timings });
+    results[phase] = { result, url };
+  }
+  const baseline = results.baseline!;
+  const accelerated = results.accelerated!;
+  const image = (r: GenerateResult) => ({
+    width: r.images.width,
+    height: r.images.height,
+    data: r.images.data,
+  });
+  const metrics = comparisonToJson(
+    compareImages(image(baseline.result), image(accelerated.result)),
+  );
+  return {
+    id: job.id,
+    engine: job.engine,
+    device: job.device,
+    createdAt: job.createdAt,
+    model: job.model,
+    params,
+    reductionLabel: describeReduction(accelerated.result.parameters.reduction ?? undefined),
+    baseline: { url: baseline.url, timings: baseline.result.timings },
+    accelerated: { url: accelerated.url, timings: accelerated.result.timings },
+    speedup: {
+      total: baseline.result.timings.totalMs / accelerated.result.timings.totalMs,
+      unet: baseline.result.timings.unetMs / accelerated.result.timings.unetMs,
+    },
+    metrics,
+  };
+}

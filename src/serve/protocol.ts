@@ -1,0 +1,299 @@
+/**
+ * The web demo's protocol: what a client asks for (a comparison of a baseline and an accelerated
+ * generation), how it is checked, and the events a job reports. Shared by the Node server and
+ * the page's in-browser engine, so it imports nothing platform-specific.
+ */
+import type { ImageComparisonJson } from "../image/metrics.js";
+import type { GenerateTimings } from "../pipelines/stable-diffusion.js";
+import {
+  parseReductionOptions,
+  type ReductionOptions,
+  type ReductionOptionsInput,
+  type ReductionSettings,
+} from "../reduce/options.js";
+import { createScheduler } from "../schedulers/registry.js";
+
+/** The two generations of a job, in the order they run. */
+export type Phase = "baseline" | "accelerated";
+export const PHASES: readonly Phase[] = Object.freeze(["baseline", "accelerated"]);
+
+export type EngineName = "server" | "browser";
+
+/** A request as the client sends it (JSON). */
+export interface JobRequest {
+  readonly prompt: string;
+  readonly negativePrompt?: string;
+  readonly width: number;
+  readonly height: number;
+  readonly steps: number;
+  readonly guidanceScale: number;
+  /** A sampler name from the scheduler registry; absent or empty: the model's own. */
+  readonly scheduler?: string;
+  /** Absent: a random seed, reported back. Both generations use the same one. */
+  readonly seed?: number;
+  readonly clipSkip?: number;
+  /** ToDo or ToMe, in the library's option names (method, factor, mode, ratio, ...). */
+  readonly reduction: ReductionOptionsInput;
+}
+
+/** A checked request: every field present, the reduction resolved for the image size. */
+export interface JobParams {
+  readonly prompt: string;
+  readonly negativePrompt: string | null;
+  readonly width: number;
+  readonly height: number;
+  readonly steps: number;
+  readonly guidanceScale: number;
+  readonly scheduler: string | null;
+  readonly seed: number;
+  readonly clipSkip: number;
+  readonly reduction: ReductionOptions;
+  /** What the accelerated UNet is built with. */
+  readonly settings: ReductionSettings;
+}
+
+export interface Limits {
+  /** Largest width or height in pixels. */
+  readonly maxSide: number;
+  readonly minSide: number;
+  readonly maxSteps: number;
+  readonly maxPromptLength: number;
+}
+
+export const DEFAULT_LIMITS: Limits = Object.freeze({
+  maxSide: 4096,
+  minSide: 64,
+  maxSteps: 200,
+  maxPromptLength: 2000,
+});
+
+/** What checking a request needs to know about the model. */
+export interface ValidationContext {
+  readonly limits: Limits;
+  /** Image sides must be multiples of this (the VAE's downsampling). */
+  readonly sizeMultiple: number;
+  /** Text-encoder layers (clip skip must leave at least one). */
+  readonly textEncoderLayers: number;
+  /** The pipeline's own resolution: settings, or undefined when nothing would be reduced. */
+  resolveReduction(
+    options: ReductionOptions,
+    width: number,
+    height: number,
+  ): ReductionSettings | undefined;
+  /** Draws a seed for requests without one. */
+  randomSeed?(): number;
+}
+
+/** A bad request; the message is one line that says what to change. */
+export class RequestError extends Error {
+  override name = "RequestError";
+}
+
+const FIELDS: readonly (keyof JobRequest)[] = [
+  "prompt",
+  "negativePrompt",
+  "width",
+  "height",
+  "steps",
+  "guidanceScale",
+  "scheduler",
+  "seed",
+  "clipSkip",
+  "reduction",
+];
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+function text(body: Record<string, unknown>, name: string, max: number, required: boolean) {
+  const value = body[name];
+  if (value === undefined || value === null) {
+    if (required) throw new RequestError(`${name}: required`);
+    return null;
+  }
+  if (typeof value !== "string") throw new RequestError(`${name}: must be text`);
+  if (value.length > max)
+    throw new RequestError(`${name}: ${value.length} characters; at most ${max}`);
+  return value;
+}
+
+function wholeNumber(
+  body: Record<string, unknown>,
+  name: string,
+  min: number,
+  max: number,
+  fallback?: number,
+): number {
+  const value = body[name];
+  if (value === undefined || value === null) {
+    if (fallback !== undefined) return fallback;
+    throw new RequestError(`${name}: required`);
+  }
+  if (typeof value !== "number" || !Number.isInteger(value))
+    throw new RequestError(`${name}: must be a whole number; got ${JSON.stringify(value)}`);
+  if (value < min || value > max)
+    throw new RequestError(`${name}: must be from ${min} to ${max}; got ${value}`);
+  return value;
+}
+
+/** Checks a request body and fills in what was left out; throws RequestError. */
+export function parseJobRequest(body: unknown, context: ValidationContext): JobParams {
+  if (!isObject(body)) throw new RequestError("the request must be a JSON object");
+  for (const key of Object.keys(body))
+    if (!(FIELDS as readonly string[]).includes(key))
+      throw new RequestError(`unknown field "${key}"; expected ${FIELDS.join(", ")}`);
+  const { limits, sizeMultiple } = context;
+  const prompt = text(body, "prompt", limits.maxPromptLength, true)!;
+  if (prompt.trim() === "") throw new RequestError("prompt: type a prompt");
+  const negativePrompt = text(body, "negativePrompt", limits.maxPromptLength, false);
+  const side = (name: "width" | "height") => {
+    const value = wholeNumber(body, name, limits.minSide, limits.maxSide);
+    if (value % sizeMultiple !== 0)
+      throw new RequestError(`${name}: must be a multiple of ${sizeMultiple}; got ${value}`);
+    return value;
+  };
+  const width = side("width");
+  const height = side("height");
+  const steps = wholeNumber(body, "steps", 1, limits.maxSteps);
+  const guidance = body.guidanceScale;
+  if (typeof guidance !== "number" || !Number.isFinite(guidance) || guidance < 0 || guidance > 50)
+    throw new RequestError(
+      `guidanceScale: must be a number from 0 to 50; got ${JSON.stringify(guidance)}`,
+    );
+  const schedulerName = text(body, "scheduler", 100, false);
+  const scheduler = schedulerName && schedulerName.trim() !== "" ? schedulerName.trim() : null;
+  if (scheduler !== null) {
+    try {
+      createScheduler(scheduler);
+    } catch {
+      throw new RequestError(`scheduler: unknown sampler "${scheduler}"`);
+    }
+  }
+  const seed =
+    body.seed === undefined || body.seed === null
+      ? (context.randomSeed?.() ?? Math.floor(Math.random() * 2 ** 32))
+      : wholeNumber(body, "seed", 0, 0xffffffff);
+  const clipSkip = wholeNumber(body, "clipSkip", 0, Math.max(0, context.textEncoderLayers - 2), 0);
+  if (!isObject(body.reduction))
+    throw new RequestError('reduction: required, an object such as {"method": "todo"}');
+  let reduction: ReductionOptions;
+  let settings: ReductionSettings | undefined;
+  try {
+    reduction = parseReductionOptions(body.reduction as ReductionOptionsInput);
+    settings = context.resolveReduction(reduction, width, height);
+  } catch (error) {
+    throw new RequestError(`reduction: ${firstLine(error)}`);
+  }
+  if (!settings)
+    throw new RequestError(
+      `reduction: these settings reduce nothing at ${width}x${height} (auto ToDo is off at 768 px and below); choose a factor of 2 or more, or a ToMe ratio above 0`,
+    );
+  return {
+    prompt,
+    negativePrompt,
+    width,
+    height,
+    steps,
+    guidanceScale: guidance,
+    scheduler,
+    seed,
+    clipSkip,
+    reduction,
+    settings,
+  };
+}
+
+export function firstLine(error: unknown): string {
+  const message = error instanceof Error ? error.message : String(error);
+  return message.split("\n")[0].trim();
+}
+
+/** One generation's outcome. */
+export interface PhaseResult {
+  /** Where its PNG (with the parameters embedded) can be fetched. */
+  readonly url: string;
+  readonly timings: GenerateTimings;
+}
+
+export interface JobResult {
+  readonly id: string;
+  readonly engine: EngineName;
+  /** Where it ran: the server's device (cpu, cuda, webgpu) or the browser's (webgpu, wasm). */
+  readonly device: string;
+  /** ISO time the job was submitted. */
+  readonly createdAt: string;
+  readonly model: string;
+  readonly params: JobParams;
+  /** The accelerated run's reduction in words. */
+  readonly reductionLabel: string;
+  readonly baseline: PhaseResult;
+  readonly accelerated: PhaseResult;
+  /** Baseline time over accelerated time: whole generation, and the UNet alone. */
+  readonly speedup: { readonly total: number; readonly unet: number };
+  /** The accelerated image against the baseline (MSE, PSNR, SSIM, max abs diff). */
+  readonly metrics: ImageComparisonJson;
+}
+
+/** What a job reports, in order; `done`, `error` and `cancelled` end it. */
+export type JobEvent =
+  /** Waiting for the device; `ahead` jobs (the running one included) go first. */
+  | { readonly type: "queued"; readonly ahead: number }
+  | { readonly type: "started" }
+  /** Models being built, fetched or warmed up before the timed runs. */
+  | { readonly type: "preparing"; readonly what: string }
+  | {
+      readonly type: "progress";
+      readonly phase: Phase;
+      readonly step: number;
+      readonly totalSteps: number;
+      readonly elapsedMs: number;
+    }
+  | {
+      readonly type: "image";
+      readonly phase: Phase;
+      readonly url: string;
+      readonly timings: GenerateTimings;
+    }
+  | { readonly type: "done"; readonly result: JobResult }
+  | { readonly type: "error"; readonly message: string }
+  | { readonly type: "cancelled" };
+
+export type JobEventType = JobEvent["type"];
+
+export function isFinalEvent(event: JobEvent): boolean {
+  return event.type === "done" || event.type === "error" || event.type === "cancelled";
+}
+
+/** GET /api/info: the model and what the form may offer. */
+export interface ServerInfo {
+  readonly model: string;
+  readonly family: string;
+  readonly device: string;
+  readonly defaultSize: number;
+  readonly sizeMultiple: number;
+  readonly limits: Limits;
+  readonly schedulers: readonly string[];
+  /** The model's own sampler (its scheduler config's class). */
+  readonly defaultScheduler: string;
+  readonly textEncoderLayers: number;
+  /** Whether the browser engine can fetch this model's components. */
+  readonly browserEngine: boolean;
+}
+
+/** GET /api/model/tokenizers/:index: a tokenizer folder's files, as text. */
+export interface TokenizerPayload {
+  readonly vocabJson?: string;
+  readonly mergesTxt?: string;
+  /** Folders that ship only tokenizer.json. */
+  readonly tokenizerJson?: string;
+  readonly config?: string;
+  readonly specialTokensMap?: string;
+}
+
+/** GET /api/model/{text-encoders/:i, unet, vae-decoder, vae-encoder}: where a built model is. */
+export interface ModelLinks {
+  readonly model: string;
+  /** The weights file of models too large to hold them inline, else null. */
+  readonly externalData: string | null;
+}

@@ -1,0 +1,162 @@
+/**
+ * A pipeline whose models come from the demo server: the manifest, tokenizers and built ONNX
+ * files are fetched over HTTP and run by whatever runtime the caller supplies (onnxruntime-web
+ * in the page; onnxruntime-node in tests). Platform-neutral: fetch and the runner are injected.
+ */
+import type { ComponentBackend, PipelineManifest } from "../pipelines/component-models.js";
+import type { TextEncoderRequest } from "../pipelines/components.js";
+import { RunnerTextEncoder, RunnerUnet, RunnerVae } from "../pipelines/runner-components.js";
+import { type PipelineParts, StableDiffusionPipeline } from "../pipelines/stable-diffusion.js";
+import type { ReductionSettings } from "../reduce/options.js";
+import type { ModelRunner } from "../runtime/types.js";
+import { ClipTokenizer } from "../tokenizers/clip-tokenizer.js";
+import type { ModelLinks, TokenizerPayload } from "./protocol.js";
+
+/** The runtime that turns fetched model bytes into a runner. */
+export type RunnerMaker = (
+  model: Uint8Array,
+  externalData: { readonly path: string; readonly data: Uint8Array } | undefined,
+) => Promise<ModelRunner>;
+
+export interface RemotePipelineOptions {
+  /** The server's origin ("" for the page's own). */
+  readonly baseUrl: string;
+  readonly backend: ComponentBackend;
+  readonly createRunner: RunnerMaker;
+  readonly fetch?: typeof fetch;
+  /** Download progress of model files (bytes; total unknown without a content length). */
+  readonly onDownload?: (file: string, received: number, total: number | undefined) => void;
+}
+
+/** Loads the server's model into a pipeline; models are fetched when first used. */
+export async function loadRemotePipeline(
+  options: RemotePipelineOptions,
+): Promise<StableDiffusionPipeline> {
+  const doFetch = options.fetch ?? globalThis.fetch.bind(globalThis);
+  const { backend } = options;
+  const url = (path: string, query: Record<string, string> = {}) => {
+    const search = new URLSearchParams({ backend, ...query });
+    return `${options.baseUrl}${path}?${search}`;
+  };
+  const response = async (target: string): Promise<Response> => {
+    const res = await doFetch(target);
+    if (!res.ok) {
+      let message = `${res.status} ${res.statusText}`;
+      try {
+        const body = (await res.json()) as { error?: string };
+        if (body.error) message = body.error;
+      } catch {
+        // not JSON: keep the status line
+      }
+      throw new Error(`the server could not give ${target.split("?")[0]}: ${message}`);
+    }
+    return res;
+  };
+  const json = async <T>(target: string): Promise<T> =>
+    (await (await response(target)).json()) as T;
+  const bytes = async (target: string, label: string): Promise<Uint8Array> => {
+    const res = await response(`${options.baseUrl}${target}`);
+    const length = Number(res.headers.get("content-length") ?? Number.NaN);
+    const total = Number.isFinite(length) ? length : undefined;
+    if (!res.body || !options.onDownload) return new Uint8Array(await res.arrayBuffer());
+    const reader = res.body.getReader();
+    const chunks: Uint8Array[] = [];
+    let received = 0;
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      chunks.push(value);
+      received += value.length;
+      options.onDownload(label, received, total);
+    }
+    const out = new Uint8Array(received);
+    let offset = 0;
+    for (const chunk of chunks) {
+      out.set(chunk, offset);
+      offset += chunk.length;
+    }
+    return out;
+  };
+  const runner = async (path: string, label: string, query: Record<string, string> = {}) => {
+    const links = await json<ModelLinks>(url(path, query));
+    const model = await bytes(links.model, label);
+    const externalData = links.externalData
+      ? { path: "model.onnx_data", data: await bytes(links.externalData, `${label} weights`) }
+      : undefined;
+    return options.createRunner(model, externalData);
+  };
+
+  const manifest = await json<PipelineManifest>(url("/api/model/manifest"));
+  const tokenizers = await Promise.all(
+    manifest.textEncoders.map(async (_, index) => {
+      const files = await json<TokenizerPayload>(url(`/api/model/tokenizers/${index}`));
+      if (files.vocabJson !== undefined && files.mergesTxt !== undefined)
+        return ClipTokenizer.fromFiles({
+          vocabJson: files.vocabJson,
+          mergesTxt: files.mergesTxt,
+          config: files.config,
+          specialTokensMap: files.specialTokensMap,
+        });
+      if (files.tokenizerJson !== undefined)
+        return ClipTokenizer.fromTokenizerJson(files.tokenizerJson, {
+          config: files.config,
+          specialTokensMap: files.specialTokensMap,
+        });
+      throw new Error(`the server's tokenizer ${index} has no vocabulary`);
+    }),
+  );
+  const textEncoders = manifest.textEncoders.map(
+    (encoder, index) =>
+      new RunnerTextEncoder(encoder.hiddenSize, encoder.layers, (request: TextEncoderRequest) =>
+        runner(`/api/model/text-encoders/${index}`, `text encoder ${index + 1}`, {
+          hiddenStateFromEnd: String(request.hiddenStateFromEnd ?? 0),
+          finalLayerNorm: request.finalLayerNorm ? "1" : "0",
+        }),
+      ),
+  );
+  const unets = new Map<string, Promise<RunnerUnet>>();
+  const vae = new RunnerVae(
+    manifest.scalingFactor,
+    manifest.shiftFactor,
+    () => runner("/api/model/vae-decoder", "VAE decoder"),
+    () => runner("/api/model/vae-encoder", "VAE encoder"),
+  );
+  const parts: PipelineParts = {
+    family: manifest.family,
+    label: manifest.label,
+    tokenizers,
+    textEncoders,
+    unet(reduction: ReductionSettings | undefined) {
+      const key = JSON.stringify(reduction ?? null);
+      let unet = unets.get(key);
+      if (!unet) {
+        const query: Record<string, string> = reduction ? { reduction: key } : {};
+        unet = runner("/api/model/unet", reduction ? "accelerated UNet" : "UNet", query).then(
+          (r) => new RunnerUnet(r),
+        );
+        unets.set(key, unet);
+        unet.catch(() => unets.delete(key));
+      }
+      return unet;
+    },
+    vae,
+    schedulerConfig: manifest.schedulerConfig,
+    forceZerosForEmptyPrompt: manifest.forceZerosForEmptyPrompt,
+    latentChannels: manifest.latentChannels,
+    vaeScale: manifest.vaeScale,
+    defaultSize: manifest.defaultSize,
+    async release() {
+      for (const encoder of textEncoders) await encoder.release();
+      for (const unet of unets.values()) {
+        try {
+          await (await unet).release();
+        } catch {
+          // it never loaded
+        }
+      }
+      unets.clear();
+      await vae.release();
+    },
+  };
+  return new StableDiffusionPipeline(parts);
+}
