@@ -1,0 +1,91 @@
+// The browser engine's pipeline (models, tokenizer and manifest fetched from the server), run
+// here on onnxruntime-node: it must draw what the Node pipeline draws from the same model.
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { loadPipeline } from "../../src/pipelines/load.js";
+import type { StableDiffusionPipeline } from "../../src/pipelines/stable-diffusion.js";
+import { parseReductionOptions } from "../../src/reduce/options.js";
+import { createRunner } from "../../src/runtime/session.js";
+import { loadRemotePipeline } from "../../src/serve/remote-pipeline.js";
+import { maxAbsDiff } from "../fixtures.js";
+import { startTestServer, type TestServer, TINY_MODEL } from "./helpers.js";
+
+let test: TestServer;
+let local: StableDiffusionPipeline;
+beforeAll(async () => {
+  test = await startTestServer();
+  local = await loadPipeline(TINY_MODEL, { cacheDir: false });
+});
+afterAll(async () => {
+  await local?.release();
+  await test?.close();
+});
+
+describe("remote pipeline", () => {
+  it("reproduces the Node pipeline's images from the served wasm models", async () => {
+    const downloads = new Set<string>();
+    const remote = await loadRemotePipeline({
+      baseUrl: test.url,
+      backend: "wasm",
+      createRunner: (model) => createRunner(model, { device: "cpu" }),
+      onDownload: (file, received, total) => {
+        expect(received).toBeLessThanOrEqual(total ?? Number.POSITIVE_INFINITY);
+        downloads.add(file);
+      },
+    });
+    try {
+      expect(remote.family).toBe("sd1");
+      for (const options of [
+        { reduction: parseReductionOptions({ factor: 2 }) },
+        { clipSkip: 1, negativePrompt: "blurry", scheduler: "Euler a" },
+      ]) {
+        const call = {
+          prompt: "a lighthouse at dusk",
+          width: 128,
+          height: 96,
+          steps: 3,
+          guidanceScale: 6,
+          seed: 11,
+          ...options,
+        };
+        const [mine, theirs] = [await remote.generate(call), await local.generate(call)];
+        expect(mine.parameters).toEqual(theirs.parameters);
+        const diff = maxAbsDiff(mine.images.data, theirs.images.data);
+        console.log(
+          `remote vs local (${Object.keys(options).join(", ")}): ${diff.toExponential(2)}`,
+        );
+        expect(diff).toBeLessThan(1e-5);
+      }
+      expect([...downloads].sort()).toEqual([
+        "UNet",
+        "VAE decoder",
+        "accelerated UNet",
+        "text encoder 1",
+      ]);
+    } finally {
+      await remote.release();
+    }
+  });
+
+  it("passes the server's one-line errors on", async () => {
+    const bad = await fetch(
+      `${test.url}/api/model/unet?backend=wasm&reduction=${encodeURIComponent('{"factor":"auto"}')}`,
+    );
+    expect(bad.status).toBe(400);
+    expect(((await bad.json()) as { error: string }).error).toBe(
+      "reduction: give resolved settings (no auto values)",
+    );
+    const unknown = await fetch(`${test.url}/api/model/files/wasm/${"0".repeat(32)}/model.onnx`);
+    expect(unknown.status).toBe(404);
+    const backend = await fetch(`${test.url}/api/model/manifest?backend=webgl`);
+    expect(((await backend.json()) as { error: string }).error).toBe(
+      'backend: use wasm or webgpu; got "webgl"',
+    );
+    await expect(
+      loadRemotePipeline({
+        baseUrl: `${test.url}/nowhere`,
+        backend: "wasm",
+        createRunner: (model) => createRunner(model, { device: "cpu" }),
+      }),
+    ).rejects.toThrow(/the server could not give .*\/nowhere\/api\/model\/manifest: not found/);
+  });
+});

@@ -1,0 +1,153 @@
+/**
+ * The in-browser engine, in a worker so the page stays responsive: the library's pipeline over
+ * models fetched from the local server, run by onnxruntime-web (WebGPU when the browser has an
+ * adapter, else WebAssembly). It checks requests with the server's own validation and reports
+ * the same events as a server job.
+ */
+import { encodeResultPng } from "../src/pipelines/result-png.js";
+import type { StableDiffusionPipeline } from "../src/pipelines/stable-diffusion.js";
+import type { ModelRunner } from "../src/runtime/types.js";
+import {
+  configureWebRuntime,
+  createWebRunner,
+  type WebDevice,
+  webgpuAvailable,
+} from "../src/runtime/web.js";
+import { runComparison } from "../src/serve/comparison.js";
+import { firstLine, type JobEvent, parseJobRequest } from "../src/serve/protocol.js";
+import { loadRemotePipeline } from "../src/serve/remote-pipeline.js";
+import type { BrowserBackendChoice, FromWorker, ToWorker } from "./messages.js";
+
+interface WorkerScope {
+  postMessage(message: FromWorker, transfer?: Transferable[]): void;
+  onmessage: ((event: MessageEvent<ToWorker>) => void) | null;
+  readonly location: { readonly origin: string };
+}
+
+const scope = globalThis as unknown as WorkerScope;
+configureWebRuntime({ wasmPrefix: `${scope.location.origin}/ort/` });
+
+const pipelines = new Map<WebDevice, Promise<StableDiffusionPipeline>>();
+const running = new Map<string, AbortController>();
+
+async function chooseDevice(choice: BrowserBackendChoice): Promise<WebDevice> {
+  if (choice === "wasm") return "wasm";
+  return (await webgpuAvailable()) ? "webgpu" : "wasm";
+}
+
+function pipelineFor(device: WebDevice, emit: (event: JobEvent) => void) {
+  let pipeline = pipelines.get(device);
+  if (!pipeline) {
+    pipeline = loadRemotePipeline({
+      baseUrl: scope.location.origin,
+      backend: device,
+      createRunner: (model, externalData) => createRunner(device, model, externalData),
+      onDownload: (file, received, total) =>
+        emit({
+          type: "preparing",
+          what: `downloading ${file}: ${megabytes(received)}${total ? ` of ${megabytes(total)}` : ""}`,
+        }),
+    });
+    pipelines.set(device, pipeline);
+    pipeline.catch(() => pipelines.delete(device));
+  }
+  return pipeline;
+}
+
+/**
+ * Resolves after the worker's queued messages have been handled. onnxruntime-web's WASM backend
+ * computes synchronously and resolves its promises as microtasks, so without this a whole
+ * generation would run before a cancel message could arrive.
+ */
+function yieldToMessages(): Promise<void> {
+  return new Promise((resolve) => {
+    const channel = new MessageChannel();
+    channel.port1.onmessage = () => {
+      channel.port1.close();
+      resolve();
+    };
+    channel.port2.postMessage(null);
+  });
+}
+
+async function createRunner(
+  device: WebDevice,
+  model: Uint8Array,
+  externalData: { readonly path: string; readonly data: Uint8Array } | undefined,
+): Promise<ModelRunner> {
+  const runner = await createWebRunner(model, { device, externalData });
+  return {
+    ...runner,
+    async run(feeds) {
+      await yieldToMessages();
+      return runner.run(feeds);
+    },
+    release: () => runner.release(),
+  };
+}
+
+function megabytes(bytes: number): string {
+  return `${(bytes / 1024 / 1024).toFixed(1)} MB`;
+}
+
+async function run(message: Extract<ToWorker, { type: "run" }>): Promise<void> {
+  const { id } = message;
+  const emit = (event: JobEvent) => scope.postMessage({ type: "event", id, event });
+  const controller = new AbortController();
+  running.set(id, controller);
+  try {
+    const device = await chooseDevice(message.backend);
+    emit({ type: "started" });
+    emit({ type: "preparing", what: `the ${device === "webgpu" ? "WebGPU" : "WASM"} runtime` });
+    // Progress reports for downloads go to whichever job loads the pipeline first.
+    const pipeline = await pipelineFor(device, emit);
+    const params = parseJobRequest(message.request, {
+      limits: message.info.limits,
+      sizeMultiple: pipeline.parts.vaeScale,
+      textEncoderLayers: message.info.textEncoderLayers,
+      resolveReduction: (reduction, width, height) =>
+        pipeline.resolveReductionFor(reduction, width, height),
+    });
+    if (controller.signal.aborted) throw abortError();
+    const result = await runComparison(
+      pipeline,
+      {
+        id,
+        engine: "browser",
+        device,
+        createdAt: new Date().toISOString(),
+        model: message.info.model,
+        params,
+      },
+      {
+        signal: controller.signal,
+        emit,
+        publish(phase, generated) {
+          const bytes = encodeResultPng(generated, 0, message.info.model);
+          const url = `browser-image:${id}/${phase}`;
+          scope.postMessage({ type: "png", id, url, bytes }, [bytes.buffer]);
+          return url;
+        },
+      },
+    );
+    emit({ type: "done", result });
+  } catch (error) {
+    if (controller.signal.aborted || (error as Error)?.name === "AbortError")
+      emit({ type: "cancelled" });
+    else emit({ type: "error", message: firstLine(error) });
+  } finally {
+    running.delete(id);
+  }
+}
+
+function abortError(): Error {
+  const error = new Error("generation cancelled");
+  error.name = "AbortError";
+  return error;
+}
+
+scope.onmessage = (event) => {
+  const message = event.data;
+  if (message.type === "run") void run(message);
+  else running.get(message.id)?.abort();
+};

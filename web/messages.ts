@@ -1,0 +1,20 @@
+// Messages between the page and the in-browser engine's worker.
+import type { JobEvent, JobRequest, ServerInfo } from "../src/serve/protocol.js";
+
+/** Which backend the browser engine runs on: WebGPU when the browser has an adapter, or WASM. */
+export type BrowserBackendChoice = "auto" | "wasm";
+
+export type ToWorker =
+  | {
+      readonly type: "run";
+      readonly id: string;
+      readonly request: JobRequest;
+      readonly info: ServerInfo;
+      readonly backend: BrowserBackendChoice;
+    }
+  | { readonly type: "cancel"; readonly id: string };
+
+export type FromWorker =
+  | { readonly type: "event"; readonly id: string; readonly event: JobEvent }
+  /** A finished image as PNG bytes; events refer to it by `url` until the page gives it a blob URL. */
+  | { readonly type: "png"; readonly id: string; readonly url: string; readonly bytes: Uint8Array };
