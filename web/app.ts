@@ -4,7 +4,7 @@
  * of Server-Sent Events) or in the browser (a worker with onnxruntime-web); both report the same
  * events, so one handler draws them.
  */
-import { DOWNSAMPLE_MODES } from "../src/reduce/options.js";
+import { DOWNSAMPLE_MODES, type ReductionSettings } from "../src/reduce/options.js";
 import type { JobEvent, JobRequest, JobResult, Phase, ServerInfo } from "../src/serve/protocol.js";
 import type { BrowserBackendChoice, FromWorker, ToWorker } from "./messages.js";
 
@@ -109,6 +109,13 @@ function methodTitle(request: Pick<JobRequest, "reduction">): string {
   return request.reduction.method === "tome" ? "ToMe" : "ToDo";
 }
 
+/** The accelerated pane's title: the method and its main setting at level 1. */
+function acceleratedTitle(settings: ReductionSettings): string {
+  return settings.method === "tome"
+    ? `ToMe, ratio ${settings.ratio}`
+    : `ToDo ×${settings.factor}, ${settings.mode}`;
+}
+
 // ---- form ----------------------------------------------------------------------------------
 
 function syncMethodFields(): void {
@@ -164,7 +171,7 @@ function populateForm(serverInfo: ServerInfo): void {
     : "Model default";
   fields.scheduler.options[0].textContent = defaultLabel;
   const side = serverInfo.defaultSize;
-  const option = new Option(`Model default (${side} × ${side})`, String(side));
+  const option = new Option(`Model (${side}²)`, String(side));
   fields.size.add(option, 0);
   for (const input of [fields.width, fields.height]) {
     input.min = String(serverInfo.limits.minSide);
@@ -194,6 +201,7 @@ function resetPanes(request: JobRequest): void {
     p.progressText.textContent = "Waiting";
     p.download.replaceChildren();
   }
+  byId("pane-speedup").textContent = "";
   summary.hidden = true;
 }
 
@@ -229,7 +237,12 @@ function formatMetric(value: number | "Infinity", digits: number): string {
 }
 
 function showResult(result: JobResult): void {
-  panes.accelerated.title.textContent = result.params.reduction.method === "tome" ? "ToMe" : "ToDo";
+  panes.accelerated.title.textContent = acceleratedTitle(result.params.settings);
+  byId("pane-speedup").textContent = `${result.speedup.total.toFixed(2)}×`;
+  // Small models and small images can run slower with reduction: say so by colour, too.
+  const slower = result.speedup.total < 1 ? "true" : "false";
+  byId("pane-speedup").dataset.slower = slower;
+  byId("speedup").dataset.slower = slower;
   showImage("baseline", result.baseline.url, result.baseline.timings, result.params.seed);
   showImage("accelerated", result.accelerated.url, result.accelerated.timings, result.params.seed);
   byId("speedup").textContent =
@@ -452,9 +465,15 @@ form.addEventListener("keydown", (event) => {
     void submit();
   }
 });
-cancelButton.addEventListener("click", () => {
+function cancel(): void {
+  if (!current) return;
   setStatus("Cancelling…");
-  current?.cancel();
+  current.cancel();
+}
+
+cancelButton.addEventListener("click", cancel);
+document.addEventListener("keydown", (event) => {
+  if (event.key === "Escape") cancel();
 });
 byId<HTMLButtonElement>("new-seed").addEventListener("click", () => {
   fields.seed.value = String(Math.floor(Math.random() * 2 ** 32));

@@ -35,18 +35,28 @@ async function chooseDevice(choice: BrowserBackendChoice): Promise<WebDevice> {
   return (await webgpuAvailable()) ? "webgpu" : "wasm";
 }
 
-function pipelineFor(device: WebDevice, emit: (event: JobEvent) => void) {
+/** The running job's reporter: models download when first used, by whichever job needs them. */
+let reportTo: ((event: JobEvent) => void) | undefined;
+
+function pipelineFor(device: WebDevice) {
   let pipeline = pipelines.get(device);
   if (!pipeline) {
+    const reported = new Map<string, number>();
     pipeline = loadRemotePipeline({
       baseUrl: scope.location.origin,
       backend: device,
       createRunner: (model, externalData) => createRunner(device, model, externalData),
-      onDownload: (file, received, total) =>
-        emit({
+      onDownload: (file, received, total) => {
+        // About ten reports per file, not one per network chunk.
+        const step = Math.max((total ?? 0) / 10, 1024 * 1024);
+        const last = reported.get(file) ?? -step;
+        if (received - last < step && received !== total) return;
+        reported.set(file, received);
+        reportTo?.({
           type: "preparing",
           what: `downloading ${file}: ${megabytes(received)}${total ? ` of ${megabytes(total)}` : ""}`,
-        }),
+        });
+      },
     });
     pipelines.set(device, pipeline);
     pipeline.catch(() => pipelines.delete(device));
@@ -99,8 +109,8 @@ async function run(message: Extract<ToWorker, { type: "run" }>): Promise<void> {
     const device = await chooseDevice(message.backend);
     emit({ type: "started" });
     emit({ type: "preparing", what: `the ${device === "webgpu" ? "WebGPU" : "WASM"} runtime` });
-    // Progress reports for downloads go to whichever job loads the pipeline first.
-    const pipeline = await pipelineFor(device, emit);
+    reportTo = emit;
+    const pipeline = await pipelineFor(device);
     const params = parseJobRequest(message.request, {
       limits: message.info.limits,
       sizeMultiple: pipeline.parts.vaeScale,
@@ -137,6 +147,7 @@ async function run(message: Extract<ToWorker, { type: "run" }>): Promise<void> {
     else emit({ type: "error", message: firstLine(error) });
   } finally {
     running.delete(id);
+    if (reportTo === emit) reportTo = undefined;
   }
 }
 

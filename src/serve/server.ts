@@ -3,6 +3,17 @@
  * serves the page and its bundled browser engine, runs comparison jobs on this machine's device
  * one at a time, streams their progress as Server-Sent Events, and serves the ONNX models the
  * in-browser engine runs. Everything is local: no CDN, works offline.
+ *
+ *   GET  /api/info                         the model and the form's choices (ServerInfo)
+ *   POST /api/generate                     a JobRequest -> 202 {id, events}; 400 with a one-line error
+ *   GET  /api/jobs/:id                     status and, when done, the JobResult
+ *   GET  /api/jobs/:id/events              Server-Sent Events (JobEvent); Last-Event-ID resumes
+ *   POST /api/jobs/:id/cancel              cancels a waiting or running job
+ *   GET  /api/jobs/:id/images/:phase.png   baseline.png / accelerated.png (?download for a file)
+ *   GET  /api/history                      finished results, newest first
+ *   GET  /api/model/...?backend=wasm|webgpu  manifest, tokenizers/:i, text-encoders/:i, unet,
+ *                                          vae-decoder, vae-encoder -> ModelLinks; files/...
+ * Errors are JSON {error} with one line.
  */
 import { createReadStream, existsSync, readFileSync, statSync } from "node:fs";
 import {
@@ -76,6 +87,7 @@ export interface RunningServer {
 
 const MAX_BODY_BYTES = 64 * 1024;
 const HEARTBEAT_MS = 15_000;
+const MAX_HISTORY_IMAGE_BYTES = 512 * 1024 * 1024;
 
 const CONTENT_TYPES: Readonly<Record<string, string>> = Object.freeze({
   ".html": "text/html; charset=utf-8",
@@ -207,9 +219,18 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
 
   const jobs = new Map<string, Job>();
   const finishedOrder: Job[] = [];
+  const imageBytes = () =>
+    finishedOrder.reduce(
+      (sum, job) => sum + [...job.images.values()].reduce((n, png) => n + png.length, 0),
+      0,
+    );
   const forget = (job: Job) => {
     finishedOrder.push(job);
-    while (finishedOrder.length > historySize) {
+    // Images stay in memory: keep the history within its length and its byte budget.
+    while (
+      finishedOrder.length > historySize ||
+      (finishedOrder.length > 1 && imageBytes() > MAX_HISTORY_IMAGE_BYTES)
+    ) {
       const old = finishedOrder.shift()!;
       jobs.delete(old.id);
     }
@@ -489,18 +510,24 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
   });
 
   const host = options.host ?? "127.0.0.1";
-  await new Promise<void>((resolvePromise, reject) => {
-    server.once("error", (error: NodeJS.ErrnoException) =>
-      reject(
-        new Error(
-          error.code === "EADDRINUSE"
-            ? `port ${options.port} is in use; pick another with --port`
-            : `cannot listen on ${host}:${options.port ?? 7860} (${error.code ?? error.message})`,
+  const requestedPort = options.port ?? 7860;
+  try {
+    await new Promise<void>((resolvePromise, reject) => {
+      server.once("error", (error: NodeJS.ErrnoException) =>
+        reject(
+          new Error(
+            error.code === "EADDRINUSE"
+              ? `port ${requestedPort} is in use; pick another with --port`
+              : `cannot listen on ${host}:${requestedPort} (${error.code ?? error.message})`,
+          ),
         ),
-      ),
-    );
-    server.listen(options.port ?? 7860, host, () => resolvePromise());
-  });
+      );
+      server.listen(requestedPort, host, () => resolvePromise());
+    });
+  } catch (error) {
+    await pipeline.release();
+    throw error;
+  }
   const port = (server.address() as AddressInfo).port;
   const url = `http://${host.includes(":") ? `[${host}]` : host}:${port}`;
   log(`todo-sd demo on ${url} (model ${options.model}, ${device})`);

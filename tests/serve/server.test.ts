@@ -301,6 +301,12 @@ describe("demo server API", () => {
     expect((await fetch(`${test.url}/../../etc/passwd`)).status).toBe(404);
   });
 
+  it("says when its port is taken", async () => {
+    await expect(
+      startTestServer({ port: test.server.port }).then((second) => second.close()),
+    ).rejects.toThrow(`port ${test.server.port} is in use; pick another with --port`);
+  });
+
   it("sends the headers that isolate the page and keep it to this server", async () => {
     const response = await fetch(`${test.url}/api/info`);
     expect(response.headers.get("cross-origin-opener-policy")).toBe("same-origin");
