@@ -1,5 +1,16 @@
 // Public API of todo-sd. Everything a user imports comes through here.
 
+export { runAttentionProbes } from "./bench/attention-probe.js";
+export {
+  BENCH_METHODS,
+  type BenchMethod,
+  type BenchSize,
+  benchReduction,
+  benchUnet,
+  parseBenchMethod,
+  type UnetBenchOptions,
+  type UnetBenchRow,
+} from "./bench/unet-bench.js";
 export {
   type DownloadOptions,
   downloadFile,
@@ -88,6 +99,7 @@ export {
   settingsFromReferenceArgs,
 } from "./reduce/index.js";
 export { DEVICES, type Device, parseDevice } from "./runtime/devices.js";
+export { type ProfileSummary, summariseProfile } from "./runtime/profile.js";
 export {
   createScheduler,
   listSchedulerClasses,

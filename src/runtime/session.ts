@@ -106,5 +106,6 @@ export async function createRunner(
       return out;
     },
     release: () => session.release(),
+    endProfiling: () => session.endProfiling(),
   };
 }
