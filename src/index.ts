@@ -60,10 +60,19 @@ export { parseVaeConfig, type VaeConfig } from "./models/vae-config.js";
 export { attr, GraphBuilder, MS_DOMAIN } from "./onnx/builder.js";
 export {
   buildModelBytes,
+  formatBytes,
   readModel,
   saveModel,
   writeModel,
 } from "./onnx/model-io.js";
+export {
+  CONVERT_COMPONENTS,
+  type ConvertComponent,
+  type ConvertedFile,
+  type ConvertOptions,
+  convertModel,
+  parseConvertComponent,
+} from "./pipelines/convert.js";
 export {
   classifySource,
   type LoadOptions,

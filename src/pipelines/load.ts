@@ -167,7 +167,8 @@ export async function loadPipeline(
   }
 }
 
-function familyOf(files: ModelFiles): ModelFamily {
+/** The model family, from the files or, failing that, from the components present. */
+export function familyOf(files: ModelFiles): ModelFamily {
   if (files.family) return files.family;
   if (files.weights.text_encoder_2) return "sdxl";
   const textConfig = files.configs.text_encoder;
