@@ -18,7 +18,7 @@ import type { GraphBuilder } from "../onnx/builder.js";
 import { buildModelBytes, saveModel } from "../onnx/model-io.js";
 import type { ReductionSettings } from "../reduce/options.js";
 import type { Device } from "../runtime/devices.js";
-import type { SessionOptions } from "../runtime/session.js";
+import type { SessionOptions, WebGpuTuning } from "../runtime/session.js";
 import { createRunner } from "../runtime/session.js";
 import type { ModelRunner } from "../runtime/types.js";
 import type { ClipTokenizer } from "../tokenizers/clip-tokenizer.js";
@@ -55,6 +55,8 @@ export interface LoadOptions {
   readonly tokenizer?: string;
   /** Seed of `builtin:*` random weights. */
   readonly builtinSeed?: number;
+  /** WebGPU backend settings for every session. */
+  readonly webgpu?: WebGpuTuning;
   /** Called when a model is built rather than found in the cache. */
   readonly onBuild?: (component: string, path: string | undefined) => void;
 }
@@ -211,6 +213,7 @@ export class RunnerFactory {
     private readonly device: Device,
     cacheDir: string | false | undefined,
     private readonly onBuild?: (component: string, path: string | undefined) => void,
+    private readonly webgpu?: WebGpuTuning,
   ) {
     this.cache = cacheDir === false ? undefined : new ModelCache(cacheDir ?? defaultCacheDir());
   }
@@ -222,7 +225,7 @@ export class RunnerFactory {
     build: () => BuiltModel | GraphBuilder,
     session: Pick<SessionOptions, "profilePrefix"> = {},
   ): Promise<ModelRunner> {
-    const options = { device: this.device, ...session };
+    const options = { device: this.device, webgpu: this.webgpu, ...session };
     if (!this.cache) {
       this.onBuild?.(component, undefined);
       const { builder, metadata } = builtParts0(build());
@@ -284,7 +287,8 @@ export function unetBuilds(
   const device = options.device ?? "cpu";
   const dtype = resolveDtype(device, options.dtype);
   const backend = BACKEND_OF_DEVICE[device];
-  const builds = factory ?? new RunnerFactory(device, options.cacheDir, options.onBuild);
+  const builds =
+    factory ?? new RunnerFactory(device, options.cacheDir, options.onBuild, options.webgpu);
   const weights = files.weights.unet;
   const json = files.configs.unet;
   if (!weights || !json) throw new Error(`${files.label}: the model has no unet`);
@@ -311,7 +315,7 @@ async function builtParts(
   const backend = BACKEND_OF_DEVICE[device];
   const dtype = resolveDtype(device, options.dtype);
   const family = familyOf(files);
-  const factory = new RunnerFactory(device, options.cacheDir, options.onBuild);
+  const factory = new RunnerFactory(device, options.cacheDir, options.onBuild, options.webgpu);
   const need = (
     component: ComponentName,
   ): { config: Record<string, unknown>; weights: WeightSource } => {
