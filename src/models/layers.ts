@@ -1,0 +1,433 @@
+/**
+ * Layers shared by the model builders: linear, conv, group and layer norm, attention, the resnet
+ * block and the resampling convolutions of the UNet and the VAE. Each layer declares its weights
+ * by their checkpoint keys through a WeightTracker (so a build can prove every weight was used
+ * exactly once) and reads them lazily, when the model is written, one tensor at a time.
+ *
+ * Which ONNX operators implement attention and group norm depends on the backend: a frozen table
+ * (`OP_CHOICES`) and one pure function (`chooseOps`) make that choice, in the manner of the
+ * device and dtype tables of transformers.js.
+ */
+import { attr, type GraphBuilder, MS_DOMAIN, type Value } from "../onnx/builder.js";
+import type { WeightTracker } from "../weights/source.js";
+
+// ---- backend -> operator choice ------------------------------------------------------------
+
+/** Where the built model will run; mirrors the runtime's devices without importing them. */
+export type OpBackend = "cpu" | "wasm" | "webgpu" | "cuda";
+
+/**
+ * `MultiHeadAttention`: onnxruntime's fused com.microsoft.MultiHeadAttention (CPU, WebGPU, CUDA).
+ * `MatMul`: the plain MatMul / Softmax / MatMul pattern, which any ONNX runtime executes.
+ */
+export type AttentionOp = "MultiHeadAttention" | "MatMul";
+
+/**
+ * `InstanceNormalization`: Reshape to (B, groups, -1), InstanceNormalization, Reshape back, then
+ * the per-channel affine; standard ONNX, runs everywhere.
+ * `GroupNorm`: onnxruntime's fused com.microsoft.GroupNorm (channels-last; CUDA and WebGPU only,
+ * onnxruntime's CPU backend has no kernel for it).
+ */
+export type GroupNormOp = "InstanceNormalization" | "GroupNorm";
+
+export interface OpChoices {
+  readonly attention: AttentionOp;
+  readonly groupNorm: GroupNormOp;
+}
+
+export const OP_CHOICES: Readonly<Record<OpBackend, OpChoices>> = Object.freeze({
+  cpu: Object.freeze({ attention: "MultiHeadAttention", groupNorm: "InstanceNormalization" }),
+  wasm: Object.freeze({ attention: "MultiHeadAttention", groupNorm: "InstanceNormalization" }),
+  webgpu: Object.freeze({ attention: "MultiHeadAttention", groupNorm: "GroupNorm" }),
+  cuda: Object.freeze({ attention: "MultiHeadAttention", groupNorm: "GroupNorm" }),
+});
+
+/** The operators for a backend, with explicit overrides taking precedence. */
+export function chooseOps(
+  backend: OpBackend = "cpu",
+  overrides: Partial<OpChoices> = {},
+): OpChoices {
+  const base = OP_CHOICES[backend];
+  if (!base)
+    throw new Error(
+      `unknown backend "${backend}"; expected one of ${Object.keys(OP_CHOICES).join(", ")}`,
+    );
+  return Object.freeze({ ...base, ...stripUndefined(overrides) });
+}
+
+function stripUndefined<T extends object>(value: T): Partial<T> {
+  return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as Partial<T>;
+}
+
+/** Options every model builder takes. */
+export interface ModelBuildOptions {
+  /** Weights and activations; graph inputs and outputs stay float32 (Casts at the edges). */
+  readonly dtype?: "float32" | "float16";
+  /** Picks the operators from OP_CHOICES (default cpu). */
+  readonly backend?: OpBackend;
+  /** Overrides single choices of the backend's table. */
+  readonly ops?: Partial<OpChoices>;
+}
+
+/** A built model: the graph and metadata worth storing in the file (`ModelOptions.metadata`). */
+export interface BuiltModel {
+  readonly builder: GraphBuilder;
+  readonly metadata: Readonly<Record<string, string>>;
+}
+
+// ---- build context and weights -------------------------------------------------------------
+
+/** What a layer needs: the top-level graph, the tracked weights and the operator choice. */
+export interface LayerContext {
+  readonly g: GraphBuilder;
+  readonly weights: WeightTracker;
+  readonly ops: OpChoices;
+}
+
+/**
+ * Declares the weight `key` (checked against `shape` now, read when the model is written) as an
+ * initializer named after the key. `transform` rearranges the values inside the lazy read, so
+ * no rearranged copy outlives the write of its tensor.
+ */
+export function weight(
+  ctx: LayerContext,
+  key: string,
+  shape: readonly number[],
+  options: {
+    readonly dims?: readonly number[];
+    readonly transform?: (values: Float32Array) => Float32Array;
+    readonly keepFloat32?: boolean;
+  } = {},
+): Value {
+  ctx.weights.take(key, shape);
+  const source = ctx.weights.source;
+  const transform = options.transform;
+  return ctx.g.weight(
+    key,
+    options.dims ?? shape,
+    () => (transform ? transform(source.readFloat32(key)) : source.readFloat32(key)),
+    options.keepFloat32 ?? false,
+  );
+}
+
+/** A row-major [rows, cols] matrix transposed to [cols, rows]. */
+export function transposeMatrix(values: Float32Array, rows: number, cols: number): Float32Array {
+  const out = new Float32Array(values.length);
+  for (let r = 0; r < rows; r++) {
+    for (let c = 0; c < cols; c++) out[c * rows + r] = values[r * cols + c];
+  }
+  return out;
+}
+
+// ---- linear --------------------------------------------------------------------------------
+
+export interface LinearWeights {
+  /** [in, out]: the PyTorch [out, in] weight transposed, ready for MatMul. */
+  readonly weightT: Value;
+  readonly bias?: Value;
+}
+
+/**
+ * Declares the weights of a PyTorch Linear at `key` (`key.weight` [out, in], `key.bias` [out]).
+ * A 1x1 convolution ([out, in, 1, 1], `kernel1x1`) is the same map on channel vectors and
+ * is declared the same way, so token-wise code can apply it as a MatMul.
+ */
+export function linearWeights(
+  ctx: LayerContext,
+  key: string,
+  inFeatures: number,
+  outFeatures: number,
+  options: { readonly bias?: boolean; readonly kernel1x1?: boolean } = {},
+): LinearWeights {
+  const shape = options.kernel1x1 ? [outFeatures, inFeatures, 1, 1] : [outFeatures, inFeatures];
+  const weightT = weight(ctx, `${key}.weight`, shape, {
+    dims: [inFeatures, outFeatures],
+    transform: (values) => transposeMatrix(values, outFeatures, inFeatures),
+  });
+  const bias = options.bias === false ? undefined : weight(ctx, `${key}.bias`, [outFeatures]);
+  return { weightT, bias };
+}
+
+/** x (..., in) -> (..., out). `g` may be a subgraph builder; the weights live at the top level. */
+export function applyLinear(g: GraphBuilder, x: Value, weights: LinearWeights): Value {
+  return g.linear(x, weights.weightT, weights.bias);
+}
+
+/** Declares and applies a Linear: x (..., in) -> (..., out). */
+export function linear(
+  ctx: LayerContext,
+  key: string,
+  x: Value,
+  inFeatures: number,
+  outFeatures: number,
+  options: { readonly bias?: boolean; readonly kernel1x1?: boolean } = {},
+): Value {
+  return applyLinear(ctx.g, x, linearWeights(ctx, key, inFeatures, outFeatures, options));
+}
+
+// ---- convolution ---------------------------------------------------------------------------
+
+export interface Conv2dSpec {
+  readonly inChannels: number;
+  readonly outChannels: number;
+  readonly kernel: number;
+  readonly stride?: number;
+  /** Symmetric padding (default kernel / 2, "same" for odd kernels). */
+  readonly padding?: number;
+  /** Explicit ONNX pads [top, left, bottom, right]; overrides `padding`. */
+  readonly pads?: readonly [number, number, number, number];
+}
+
+/** A PyTorch Conv2d at `key` (weight [out, in, k, k] and bias): x (B, in, H, W) -> (B, out, H', W'). */
+export function conv2d(ctx: LayerContext, key: string, x: Value, spec: Conv2dSpec): Value {
+  const w = weight(ctx, `${key}.weight`, [
+    spec.outChannels,
+    spec.inChannels,
+    spec.kernel,
+    spec.kernel,
+  ]);
+  const b = weight(ctx, `${key}.bias`, [spec.outChannels]);
+  const p = spec.padding ?? Math.floor(spec.kernel / 2);
+  const stride = spec.stride ?? 1;
+  return ctx.g.op("Conv", [x, w, b], {
+    kernel_shape: attr.ints([spec.kernel, spec.kernel]),
+    strides: attr.ints([stride, stride]),
+    pads: attr.ints(spec.pads ?? [p, p, p, p]),
+  });
+}
+
+// ---- normalisation -------------------------------------------------------------------------
+
+export interface GroupNormSpec {
+  readonly channels: number;
+  readonly groups: number;
+  readonly eps: number;
+  /** Follow with SiLU (fused into com.microsoft.GroupNorm when that op is used). */
+  readonly silu?: boolean;
+}
+
+/**
+ * GroupNorm (Wu & He, 2018) at `key` (`weight`, `bias` [C]): x (B, C, H, W) -> same shape.
+ * In a float16 graph the statistics and the affine run in float32: a group spans C/G * H * W
+ * values, and float16 sums over that many lose the precision the result needs.
+ */
+export function groupNorm(ctx: LayerContext, key: string, x: Value, spec: GroupNormSpec): Value {
+  const { g } = ctx;
+  const { channels, groups, eps } = spec;
+  if (channels % groups !== 0) {
+    throw new Error(`${key}: ${channels} channels are not divisible into ${groups} groups`);
+  }
+  if (ctx.ops.groupNorm === "GroupNorm") {
+    const gamma = weight(ctx, `${key}.weight`, [channels], { keepFloat32: true });
+    const beta = weight(ctx, `${key}.bias`, [channels], { keepFloat32: true });
+    const nhwc = g.transpose(x, [0, 2, 3, 1]); // (B, H, W, C)
+    const y = g.op(
+      "GroupNorm",
+      [nhwc, gamma, beta],
+      {
+        epsilon: attr.float(eps),
+        groups: attr.int(groups),
+        activation: attr.int(spec.silu ? 1 : 0),
+        channels_last: attr.int(1),
+      },
+      { domain: MS_DOMAIN },
+    );
+    return g.transpose(y, [0, 3, 1, 2]); // (B, C, H, W)
+  }
+  const gamma = weight(ctx, `${key}.weight`, [channels], {
+    dims: [channels, 1, 1],
+    keepFloat32: true,
+  });
+  const beta = weight(ctx, `${key}.bias`, [channels], {
+    dims: [channels, 1, 1],
+    keepFloat32: true,
+  });
+  const upcast = g.floatType !== "float32";
+  const x32 = upcast ? g.cast(x, "float32") : x;
+  const grouped = g.reshape(x32, [0, groups, -1]); // (B, G, C/G * H * W)
+  const normed = g.op(
+    "InstanceNormalization",
+    [
+      grouped,
+      g.float(new Array<number>(groups).fill(1), [groups], "float32"),
+      g.float(new Array<number>(groups).fill(0), [groups], "float32"),
+    ],
+    { epsilon: attr.float(eps) },
+  );
+  let y = g.add(g.mul(g.reshape(normed, g.shape(x32)), gamma), beta); // (B, C, H, W)
+  if (spec.silu) y = g.silu(y);
+  return upcast ? g.castToFloat(y) : y;
+}
+
+/** LayerNorm over the last axis at `key` (`weight`, `bias` [dim]). */
+export function layerNorm(
+  ctx: LayerContext,
+  key: string,
+  x: Value,
+  dim: number,
+  eps: number,
+): Value {
+  const scale = weight(ctx, `${key}.weight`, [dim]);
+  const bias = weight(ctx, `${key}.bias`, [dim]);
+  return ctx.g.layerNorm(x, scale, bias, eps);
+}
+
+// ---- attention -----------------------------------------------------------------------------
+
+export interface AttentionSpec {
+  readonly heads: number;
+  readonly headDim: number;
+  /**
+   * Added to the attention scores before the softmax, broadcastable to (B, heads, Nq, Nk)
+   * (a causal mask, for instance: 0 where allowed, a large negative number elsewhere).
+   */
+  readonly bias?: Value;
+  /** Compute scores and softmax in float32 in a float16 graph (diffusers' `upcast_attention`). */
+  readonly upcast?: boolean;
+}
+
+/**
+ * Scaled dot-product attention (Vaswani et al., 2017) with `heads` heads over already projected
+ * q (B, Nq, heads * headDim), k and v (B, Nk, heads * headDim); returns (B, Nq, heads * headDim).
+ * Builds only with `g`, so it can be used inside If branches.
+ */
+export function attention(
+  g: GraphBuilder,
+  op: AttentionOp,
+  q: Value,
+  k: Value,
+  v: Value,
+  spec: AttentionSpec,
+): Value {
+  const scale = 1 / Math.sqrt(spec.headDim);
+  if (op === "MultiHeadAttention") {
+    // Inputs 3 and 4 (packed bias, key padding mask) are unused; 5 is the additive bias.
+    const inputs: Array<Value | ""> = [q, k, v];
+    if (spec.bias) inputs.push("", "", spec.bias);
+    return g.op(
+      "MultiHeadAttention",
+      inputs,
+      { num_heads: attr.int(spec.heads), scale: attr.float(scale) },
+      { domain: MS_DOMAIN },
+    );
+  }
+  const split = (x: Value) => g.reshape(x, [0, 0, spec.heads, spec.headDim]); // (B, N, h, d)
+  let qh = g.transpose(split(q), [0, 2, 1, 3]); // (B, h, Nq, d)
+  let kh = g.transpose(split(k), [0, 2, 3, 1]); // (B, h, d, Nk)
+  const vh = g.transpose(split(v), [0, 2, 1, 3]); // (B, h, Nk, d)
+  const upcast = spec.upcast === true && g.floatType !== "float32";
+  if (upcast) {
+    qh = g.cast(qh, "float32");
+    kh = g.cast(kh, "float32");
+  }
+  const scaleValue = g.float(scale, undefined, upcast ? "float32" : g.floatType);
+  let scores = g.matMul(g.mul(qh, scaleValue), kh); // (B, h, Nq, Nk)
+  if (spec.bias) scores = g.add(scores, upcast ? g.cast(spec.bias, "float32") : spec.bias);
+  let probs = g.softmax(scores, -1);
+  if (upcast) probs = g.castToFloat(probs);
+  const out = g.transpose(g.matMul(probs, vh), [0, 2, 1, 3]); // (B, Nq, h, d)
+  return g.reshape(out, [0, 0, spec.heads * spec.headDim]); // (B, Nq, C)
+}
+
+// ---- resnet and resampling -----------------------------------------------------------------
+
+export interface ResnetSpec {
+  readonly inChannels: number;
+  readonly outChannels: number;
+  readonly groups: number;
+  readonly eps: number;
+  /** Width of the time embedding given to `resnetBlock` (UNet); absent in the VAE. */
+  readonly timeEmbeddingChannels?: number;
+  /** The output is (shortcut + residual) / outputScaleFactor. */
+  readonly outputScaleFactor?: number;
+}
+
+/**
+ * diffusers' ResnetBlock2D (He et al., 2016, in the pre-activation form of the DDPM UNet) at `key`:
+ * x (B, in, H, W) -> (B, out, H, W). `timeEmbedding` (B, T) must already have gone through the
+ * block's nonlinearity: every resnet of a UNet applies the same SiLU to the same embedding, so
+ * the caller computes it once.
+ */
+export function resnetBlock(
+  ctx: LayerContext,
+  key: string,
+  x: Value,
+  timeEmbedding: Value | undefined,
+  spec: ResnetSpec,
+): Value {
+  const { g } = ctx;
+  const { inChannels, outChannels, groups, eps } = spec;
+  let h = groupNorm(ctx, `${key}.norm1`, x, { channels: inChannels, groups, eps, silu: true });
+  h = conv2d(ctx, `${key}.conv1`, h, { inChannels, outChannels, kernel: 3 });
+  if (timeEmbedding) {
+    if (spec.timeEmbeddingChannels === undefined) {
+      throw new Error(`${key}: a time embedding needs timeEmbeddingChannels`);
+    }
+    const t = linear(
+      ctx,
+      `${key}.time_emb_proj`,
+      timeEmbedding,
+      spec.timeEmbeddingChannels,
+      outChannels,
+    ); // (B, out)
+    h = g.add(h, g.unsqueeze(t, [2, 3])); // (B, out, H, W)
+  }
+  h = groupNorm(ctx, `${key}.norm2`, h, { channels: outChannels, groups, eps, silu: true });
+  h = conv2d(ctx, `${key}.conv2`, h, { inChannels: outChannels, outChannels, kernel: 3 });
+  const shortcut =
+    inChannels === outChannels
+      ? x
+      : conv2d(ctx, `${key}.conv_shortcut`, x, { inChannels, outChannels, kernel: 1 });
+  const out = g.add(shortcut, h);
+  const scale = spec.outputScaleFactor ?? 1;
+  return scale === 1 ? out : g.div(out, g.float(scale));
+}
+
+/**
+ * diffusers' Downsample2D with a convolution at `key` (`key.conv`): a 3x3 stride-2 convolution.
+ * `padding` 0 means the VAE's asymmetric form: one extra row and column at the bottom right.
+ */
+export function downsample(
+  ctx: LayerContext,
+  key: string,
+  x: Value,
+  channels: number,
+  padding: number,
+): Value {
+  return conv2d(ctx, `${key}.conv`, x, {
+    inChannels: channels,
+    outChannels: channels,
+    kernel: 3,
+    stride: 2,
+    ...(padding === 0 ? { pads: [0, 0, 1, 1] as const } : { padding }),
+  });
+}
+
+/**
+ * diffusers' Upsample2D with a convolution at `key` (`key.conv`): nearest-neighbour upsampling,
+ * then a 3x3 convolution. Without `like`, the size doubles; with it, the output takes the height
+ * and width of `like` (B, *, H, W), as diffusers' UNet does when the latent size is not a
+ * multiple of its total stride (`upsample_size`: the skip connection's size).
+ */
+export function upsample(
+  ctx: LayerContext,
+  key: string,
+  x: Value,
+  channels: number,
+  like?: Value,
+): Value {
+  const up = nearestResize(ctx.g, x, like);
+  return conv2d(ctx, `${key}.conv`, up, { inChannels: channels, outChannels: channels, kernel: 3 });
+}
+
+/** Nearest resize with PyTorch's rule (source index = floor(dst * in / out)). */
+export function nearestResize(g: GraphBuilder, x: Value, like?: Value): Value {
+  const attributes = {
+    mode: attr.string("nearest"),
+    coordinate_transformation_mode: attr.string("asymmetric"),
+    nearest_mode: attr.string("floor"),
+  };
+  if (!like) return g.op("Resize", [x, "", g.float([1, 1, 2, 2], [4], "float32")], attributes);
+  const sizes = g.concat([g.shape(x, 0, 2), g.shape(like, 2, 4)], 0); // [B, C, H', W']
+  return g.op("Resize", [x, "", "", sizes], attributes);
+}

@@ -1,0 +1,104 @@
+/**
+ * `vae/config.json` of diffusers' AutoencoderKL, parsed into a typed description with diffusers'
+ * defaults. Values the builder does not implement are rejected with an error naming the field.
+ */
+import { ConfigFields } from "./config-fields.js";
+
+export interface VaeConfig {
+  readonly inChannels: number;
+  readonly outChannels: number;
+  readonly latentChannels: number;
+  /** Encoder widths per level; the decoder walks them in reverse. */
+  readonly blockOutChannels: readonly number[];
+  /** Resnets per encoder block (decoder blocks have one more). */
+  readonly layersPerBlock: number;
+  readonly normNumGroups: number;
+  readonly sampleSize: number | null;
+  /** Latents are scaled by this factor before the UNet sees them (the pipeline applies it). */
+  readonly scalingFactor: number;
+  /** Subtracted before scaling when set (latents = (z - shift) * scale). */
+  readonly shiftFactor: number | null;
+  readonly latentsMean: readonly number[] | null;
+  readonly latentsStd: readonly number[] | null;
+  /**
+   * The VAE overflows in float16 and must run in float32 even in a float16 pipeline (SDXL's VAE;
+   * diffusers' default is true, and its SDXL pipelines are the ones that act on it).
+   */
+  readonly forceUpcast: boolean;
+  readonly useQuantConv: boolean;
+  readonly usePostQuantConv: boolean;
+  readonly midBlockAddAttention: boolean;
+}
+
+/** Parses an AutoencoderKL config; `label` names the file in error messages. */
+export function parseVaeConfig(json: unknown, label = "vae/config.json"): VaeConfig {
+  const c = new ConfigFields(json, label);
+  const className = c.optionalString("_class_name");
+  if (className !== null && className !== "AutoencoderKL") throw c.unsupported("_class_name");
+  const actFn = c.string("act_fn", "silu");
+  if (actFn !== "silu" && actFn !== "swish") throw c.unsupported("act_fn");
+  const downTypes = c.stringList("down_block_types", ["DownEncoderBlock2D"]);
+  const upTypes = c.stringList("up_block_types", ["UpDecoderBlock2D"]);
+  for (const type of downTypes) {
+    if (type !== "DownEncoderBlock2D") throw c.unsupported("down_block_types", type);
+  }
+  for (const type of upTypes) {
+    if (type !== "UpDecoderBlock2D") throw c.unsupported("up_block_types", type);
+  }
+  const blocks = downTypes.length;
+  if (upTypes.length !== blocks) {
+    throw new Error(
+      `${label}: up_block_types has ${upTypes.length} entries but down_block_types has ${blocks}`,
+    );
+  }
+  const blockOutChannels = c.perBlock("block_out_channels", [64], blocks);
+  if (c.raw("norm_num_groups") === null) throw c.unsupported("norm_num_groups");
+  const normNumGroups = c.integer("norm_num_groups", 32, 1);
+  for (const channels of blockOutChannels) {
+    if (channels % normNumGroups !== 0) {
+      throw new Error(
+        `${label}: block_out_channels entry ${channels} is not divisible by norm_num_groups = ${normNumGroups}`,
+      );
+    }
+  }
+  const latentChannels = c.integer("latent_channels", 4, 1);
+  const latentsMean = c.numberList("latents_mean");
+  const latentsStd = c.numberList("latents_std");
+  for (const [field, list] of [
+    ["latents_mean", latentsMean],
+    ["latents_std", latentsStd],
+  ] as const) {
+    if (list && list.length !== latentChannels) {
+      throw c.invalid(field, `${latentChannels} numbers, one per latent channel`);
+    }
+  }
+  return {
+    inChannels: c.integer("in_channels", 3, 1),
+    outChannels: c.integer("out_channels", 3, 1),
+    latentChannels,
+    blockOutChannels,
+    layersPerBlock: c.integer("layers_per_block", 1, 1),
+    normNumGroups,
+    sampleSize: c.optionalInteger("sample_size"),
+    scalingFactor: c.number("scaling_factor", 0.18215),
+    shiftFactor: c.optionalNumber("shift_factor"),
+    latentsMean,
+    latentsStd,
+    forceUpcast: c.boolean("force_upcast", true),
+    useQuantConv: c.boolean("use_quant_conv", true),
+    usePostQuantConv: c.boolean("use_post_quant_conv", true),
+    midBlockAddAttention: c.boolean("mid_block_add_attention", true),
+  };
+}
+
+/**
+ * The dtype to build a VAE in when the pipeline runs in `requested`: float32 when the config
+ * forces an upcast. Pipelines that follow diffusers' SDXL behaviour call this; diffusers' SD 1.x
+ * and 2.x pipelines run the VAE in the pipeline's dtype whatever the flag says.
+ */
+export function vaeDtype(
+  config: VaeConfig,
+  requested: "float32" | "float16",
+): "float32" | "float16" {
+  return requested === "float16" && config.forceUpcast ? "float32" : requested;
+}

@@ -1,0 +1,245 @@
+/**
+ * The KL autoencoder of latent diffusion (Rombach et al., 2022), as diffusers' AutoencoderKL
+ * computes it, built as two ONNX graphs from `vae/config.json` and its weights:
+ *
+ * - decoder: `latents` (B, L, h, w) -> `image` (B, 3, 8h, 8w) for SD's four levels; includes
+ *   post_quant_conv, no scaling (the pipeline divides by the scaling factor first);
+ * - encoder: `image` (B, 3, H, W) in [-1, 1] -> `latent_mean` and `latent_logvar`
+ *   (B, L, H/8, W/8): includes quant_conv, the moments split into the Gaussian's mean and its
+ *   log-variance clamped to [-30, 20] as diffusers' DiagonalGaussianDistribution does.
+ *
+ * The weights file holds both halves; each builder owns its half (`decoder.*` and
+ * `post_quant_conv.*`, or `encoder.*` and `quant_conv.*`) and checks that it used every weight of
+ * it, and that the file holds nothing that belongs to neither.
+ */
+import { GraphBuilder, type Value } from "../onnx/builder.js";
+import type { WeightSource } from "../weights/source.js";
+import { WeightTracker } from "../weights/source.js";
+import {
+  attention,
+  type BuiltModel,
+  chooseOps,
+  conv2d,
+  downsample,
+  groupNorm,
+  type LayerContext,
+  linear,
+  type ModelBuildOptions,
+  resnetBlock,
+  upsample,
+} from "./layers.js";
+import type { VaeConfig } from "./vae-config.js";
+
+export const VAE_DECODER_IO = Object.freeze({ input: "latents", output: "image" });
+export const VAE_ENCODER_IO = Object.freeze({
+  input: "image",
+  mean: "latent_mean",
+  logvar: "latent_logvar",
+});
+
+/** diffusers builds every norm of the autoencoder with this epsilon. */
+const VAE_EPS = 1e-6;
+/** DiagonalGaussianDistribution's clamp of the log-variance. */
+const LOGVAR_MIN = -30;
+const LOGVAR_MAX = 20;
+
+const DECODER_PREFIXES = ["decoder.", "post_quant_conv."];
+const ENCODER_PREFIXES = ["encoder.", "quant_conv."];
+
+export function buildVaeDecoder(
+  config: VaeConfig,
+  weights: WeightSource,
+  options: ModelBuildOptions = {},
+): BuiltModel {
+  const { ctx, tracker, dtype } = context(weights, ENCODER_PREFIXES, options);
+  const { g } = ctx;
+  const L = config.latentChannels;
+  const levels = config.blockOutChannels;
+  const groups = config.normNumGroups;
+  const latents = g.input(VAE_DECODER_IO.input, "float32", [
+    "batch",
+    L,
+    "latent_height",
+    "latent_width",
+  ]);
+
+  let z = g.castToFloat(latents); // (B, L, h, w)
+  if (config.usePostQuantConv) {
+    z = conv2d(ctx, "post_quant_conv", z, { inChannels: L, outChannels: L, kernel: 1 });
+  }
+  let width = levels[levels.length - 1];
+  let h = conv2d(ctx, "decoder.conv_in", z, { inChannels: L, outChannels: width, kernel: 3 }); // (B, C, h, w)
+  h = midBlock(ctx, "decoder.mid_block", h, width, groups, config.midBlockAddAttention);
+  const reversed = [...levels].reverse();
+  reversed.forEach((outChannels, i) => {
+    for (let j = 0; j < config.layersPerBlock + 1; j++) {
+      h = resnetBlock(ctx, `decoder.up_blocks.${i}.resnets.${j}`, h, undefined, {
+        inChannels: width,
+        outChannels,
+        groups,
+        eps: VAE_EPS,
+      });
+      width = outChannels;
+    }
+    if (i < reversed.length - 1) {
+      h = upsample(ctx, `decoder.up_blocks.${i}.upsamplers.0`, h, width); // (B, C, 2h, 2w)
+    }
+  });
+  h = groupNorm(ctx, "decoder.conv_norm_out", h, {
+    channels: width,
+    groups,
+    eps: VAE_EPS,
+    silu: true,
+  });
+  h = conv2d(ctx, "decoder.conv_out", h, {
+    inChannels: width,
+    outChannels: config.outChannels,
+    kernel: 3,
+  }); // (B, 3, H, W)
+  g.output(g.cast(h, "float32"), VAE_DECODER_IO.output, "float32", [
+    "batch",
+    config.outChannels,
+    "height",
+    "width",
+  ]);
+  tracker.assertAllUsed();
+  return { builder: g, metadata: metadata("vae_decoder", dtype, ctx) };
+}
+
+export function buildVaeEncoder(
+  config: VaeConfig,
+  weights: WeightSource,
+  options: ModelBuildOptions = {},
+): BuiltModel {
+  const { ctx, tracker, dtype } = context(weights, DECODER_PREFIXES, options);
+  const { g } = ctx;
+  const L = config.latentChannels;
+  const levels = config.blockOutChannels;
+  const groups = config.normNumGroups;
+  const image = g.input(VAE_ENCODER_IO.input, "float32", [
+    "batch",
+    config.inChannels,
+    "height",
+    "width",
+  ]);
+
+  let width = levels[0];
+  let h = conv2d(ctx, "encoder.conv_in", g.castToFloat(image), {
+    inChannels: config.inChannels,
+    outChannels: width,
+    kernel: 3,
+  }); // (B, C0, H, W)
+  levels.forEach((outChannels, i) => {
+    for (let j = 0; j < config.layersPerBlock; j++) {
+      h = resnetBlock(ctx, `encoder.down_blocks.${i}.resnets.${j}`, h, undefined, {
+        inChannels: width,
+        outChannels,
+        groups,
+        eps: VAE_EPS,
+      });
+      width = outChannels;
+    }
+    if (i < levels.length - 1) {
+      // The encoder pads bottom/right only (downsample_padding 0): (B, C, H/2, W/2).
+      h = downsample(ctx, `encoder.down_blocks.${i}.downsamplers.0`, h, width, 0);
+    }
+  });
+  h = midBlock(ctx, "encoder.mid_block", h, width, groups, config.midBlockAddAttention);
+  h = groupNorm(ctx, "encoder.conv_norm_out", h, {
+    channels: width,
+    groups,
+    eps: VAE_EPS,
+    silu: true,
+  });
+  let moments = conv2d(ctx, "encoder.conv_out", h, {
+    inChannels: width,
+    outChannels: 2 * L,
+    kernel: 3,
+  }); // (B, 2L, h, w)
+  if (config.useQuantConv) {
+    moments = conv2d(ctx, "quant_conv", moments, {
+      inChannels: 2 * L,
+      outChannels: 2 * L,
+      kernel: 1,
+    });
+  }
+  const [mean, logvar] = g.split(moments, [L, L], 1); // (B, L, h, w) x 2
+  const clamped = g.op("Clip", [
+    g.cast(logvar, "float32"),
+    g.float(LOGVAR_MIN, undefined, "float32"),
+    g.float(LOGVAR_MAX, undefined, "float32"),
+  ]);
+  const latentDims = ["batch", L, "latent_height", "latent_width"];
+  g.output(g.cast(mean, "float32"), VAE_ENCODER_IO.mean, "float32", latentDims);
+  g.output(clamped, VAE_ENCODER_IO.logvar, "float32", latentDims);
+  tracker.assertAllUsed();
+  return { builder: g, metadata: metadata("vae_encoder", dtype, ctx) };
+}
+
+function context(weights: WeightSource, otherHalf: readonly string[], options: ModelBuildOptions) {
+  const dtype = options.dtype ?? "float32";
+  const g = new GraphBuilder(dtype);
+  const tracker = new WeightTracker(withoutPrefixes(weights, otherHalf));
+  const ctx: LayerContext = { g, weights: tracker, ops: chooseOps(options.backend, options.ops) };
+  return { ctx, tracker, dtype };
+}
+
+function metadata(model: string, dtype: string, ctx: LayerContext): Record<string, string> {
+  return {
+    "todo_sd.model": model,
+    "todo_sd.dtype": dtype,
+    "todo_sd.attention_op": ctx.ops.attention,
+    "todo_sd.group_norm_op": ctx.ops.groupNorm,
+  };
+}
+
+/** The source without the other half's keys, so that the use-every-weight check covers one half. */
+function withoutPrefixes(source: WeightSource, prefixes: readonly string[]): WeightSource {
+  const excluded = (key: string) => prefixes.some((p) => key.startsWith(p));
+  return {
+    label: source.label,
+    keys: () => source.keys().filter((key) => !excluded(key)),
+    has: (key) => !excluded(key) && source.has(key),
+    info: (key) => source.info(key),
+    readFloat32: (key) => source.readFloat32(key),
+  };
+}
+
+/** diffusers' UNetMidBlock2D of the autoencoder: resnet, single-head self-attention, resnet. */
+function midBlock(
+  ctx: LayerContext,
+  key: string,
+  x: Value,
+  channels: number,
+  groups: number,
+  withAttention: boolean,
+): Value {
+  const spec = { inChannels: channels, outChannels: channels, groups, eps: VAE_EPS };
+  let h = resnetBlock(ctx, `${key}.resnets.0`, x, undefined, spec);
+  if (withAttention) h = spatialSelfAttention(ctx, `${key}.attentions.0`, h, channels, groups);
+  return resnetBlock(ctx, `${key}.resnets.1`, h, undefined, spec);
+}
+
+/**
+ * Single-head self-attention over all H*W positions with a residual, at `key` (group_norm,
+ * to_q/to_k/to_v/to_out.0 with biases). diffusers computes its softmax in float32
+ * (upcast_softmax). x (B, C, H, W) -> same.
+ */
+function spatialSelfAttention(
+  ctx: LayerContext,
+  key: string,
+  x: Value,
+  channels: number,
+  groups: number,
+): Value {
+  const { g } = ctx;
+  const C = channels;
+  const h = groupNorm(ctx, `${key}.group_norm`, x, { channels: C, groups, eps: VAE_EPS });
+  const tokens = g.transpose(g.reshape(h, [0, 0, -1]), [0, 2, 1]); // (B, H*W, C)
+  const q = linear(ctx, `${key}.to_q`, tokens, C, C); // (B, N, C)
+  const k = linear(ctx, `${key}.to_k`, tokens, C, C);
+  const v = linear(ctx, `${key}.to_v`, tokens, C, C);
+  const attended = attention(g, ctx.ops.attention, q, k, v, { heads: 1, headDim: C, upcast: true });
+  const out = linear(ctx, `${key}.to_out.0`, attended, C, C); // (B, N, C)
+  return g.add(g.reshape(g.transpose(out, [0, 2, 1]), g.shape(x)), x); // (B, C, H, W)
+}
