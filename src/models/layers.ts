@@ -218,6 +218,8 @@ export function groupNorm(ctx: LayerContext, key: string, x: Value, spec: GroupN
     throw new Error(`${key}: ${channels} channels are not divisible into ${groups} groups`);
   }
   if (ctx.ops.groupNorm === "GroupNorm") {
+    // Both onnxruntime kernels (CUDA, WebGPU) take channels-last input only, and the CUDA one
+    // takes float32 gamma and beta only.
     const gamma = weight(ctx, `${key}.weight`, [channels], { keepFloat32: true });
     const beta = weight(ctx, `${key}.bias`, [channels], { keepFloat32: true });
     const nhwc = g.transpose(x, [0, 2, 3, 1]); // (B, H, W, C)

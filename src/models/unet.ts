@@ -176,8 +176,9 @@ export function buildUnet(
         config.resnetOutScaleFactor,
       );
       width = block.outChannels;
-      if (block.attention)
+      if (block.attention) {
         h = transformer(`down_blocks.${i}.attentions.${j}`, h, width, block.attention, j, level);
+      }
       skips.push({ value: h, channels: width });
     }
     if (block.addDownsample) {
@@ -204,10 +205,11 @@ export function buildUnet(
     const level = downsamplings - upsamplings + 1;
     for (let j = 0; j < block.layers; j++) {
       const skip = skips.pop();
-      if (!skip)
+      if (!skip) {
         throw new Error(
           "unet: the up blocks consume more skip connections than the down blocks make",
         );
+      }
       h = g.concat([h, skip.value], 1); // (B, C + Cskip, H, W)
       h = resnet(
         `up_blocks.${i}.resnets.${j}`,
@@ -217,8 +219,9 @@ export function buildUnet(
         config.resnetOutScaleFactor,
       );
       width = block.outChannels;
-      if (block.attention)
+      if (block.attention) {
         h = transformer(`up_blocks.${i}.attentions.${j}`, h, width, block.attention, j, level);
+      }
     }
     if (block.addUpsample) {
       // Upsample to the next skip connection's size: exactly 2x when the latent size is a
@@ -281,7 +284,7 @@ function crossAttentionWidth(config: UnetConfig): number | null {
  * (swapped with flipSinToCos), zero-padded to an odd `dim`. Always float32: timesteps up to 1000
  * times the highest frequency need float32's precision. t (N) -> (N, dim).
  */
-function sinusoidalEmbedding(
+export function sinusoidalEmbedding(
   g: GraphBuilder,
   t: Value,
   dim: number,
