@@ -355,15 +355,19 @@ export function resolveReduction(
   validateReductionOptions(options);
   const { architecture, width, height } = target;
   const sized = width !== undefined && height !== undefined;
-  if (options.factor === "auto" && !sized)
+  const usesTodo = activeMethods(options).includes("todo");
+  if (options.factor === "auto" && !sized && usesTodo)
     throw new Error("--todo auto needs the image size; give a factor or the width and height");
-  const auto = sized ? resolveAutoFactor(width, height, architecture) : undefined;
-  const factor = options.factor === "auto" ? auto!.factor : options.factor;
+  // Without ToDo in the schedule its factors are never used: `auto` stays off.
+  const auto = sized
+    ? resolveAutoFactor(width, height, architecture)
+    : { factor: 1, factorLevel2: 1 };
+  const factor = options.factor === "auto" ? auto.factor : options.factor;
   const factorLevel2 =
     options.factorLevel2 !== "auto"
       ? options.factorLevel2
       : options.factor === "auto"
-        ? auto!.factorLevel2
+        ? auto.factorLevel2
         : architecture === "sdxl"
           ? factor
           : 1;
@@ -418,7 +422,8 @@ function checkFitsImage(
   }
 }
 
-function activeMethods(settings: ReductionSettings): ReductionMethod[] {
+/** The methods some phase of the schedule uses. */
+function activeMethods(settings: ReductionOptions): ReductionMethod[] {
   const methods: ReductionMethod[] = [settings.method];
   if (
     settings.secondary !== "none" &&
@@ -464,9 +469,7 @@ export function samePlan(a: LevelPlan, b: LevelPlan): boolean {
 /** True when no level and no phase reduces anything. */
 export function reducesNothing(settings: ReductionSettings): boolean {
   return [1, 2].every((level) =>
-    [settings.method, settings.secondary].every(
-      (method) => levelPlan(settings, level, method).kind === "none",
-    ),
+    activeMethods(settings).every((method) => levelPlan(settings, level, method).kind === "none"),
   );
 }
 

@@ -1,6 +1,7 @@
 // Which self-attentions the UNet hands to token reduction, and at which spatial level.
 import { describe, expect, it, vi } from "vitest";
 import { buildModelBytes } from "../../src/onnx/model-io.js";
+import { parseReductionOptions, resolveReduction } from "../../src/reduce/options.js";
 import type { AttentionSite, ReductionSettings } from "../../src/reduce/self-attention.js";
 import { createSession, float32Tensor, runFloat32 } from "../../src/runtime/session.js";
 
@@ -87,7 +88,9 @@ describe("UNet self-attention sites", () => {
   });
 
   it("passes the settings through untouched and the timestep input and grid as values", () => {
-    const settings: ReductionSettings = { enabled: true };
+    const settings: ReductionSettings = resolveReduction(parseReductionOptions({ factor: 2 }), {
+      architecture: "sd1",
+    });
     const { calls: found, timestepName } = sitesOf("sd15-tiny", settings);
     for (const { site, settings: given } of found) {
       expect(given).toBe(settings);

@@ -66,3 +66,64 @@ describe("ToDo resampling against torch", () => {
     }
   }
 });
+
+describe("ToDo graph shapes", () => {
+  const opTypes = (g: GraphBuilder) => new Set(g.toGraphProto().node.map((n) => n.opType));
+  const branches = (g: GraphBuilder) => {
+    const ifs = g.toGraphProto().node.filter((n) => n.opType === "If");
+    expect(ifs).toHaveLength(2); // one for the reduction, one for the restore
+    const branch = (name: string) =>
+      new Set(ifs[0].attribute?.find((a) => a.name === name)?.g?.node.map((n) => n.opType));
+    return { then: branch("then_branch"), else: branch("else_branch") };
+  };
+
+  for (const mode of ["nearest", "nearest-exact"] as const) {
+    it(`${mode} on a grid the factor divides is a strided Slice, restored by an Expand`, async () => {
+      const g = resampleGraph(mode, 2, [16, 12]);
+      const ops = opTypes(g);
+      expect(ops.has("Slice")).toBe(true);
+      expect(ops.has("Expand")).toBe(true);
+      for (const op of ["Gather", "Resize", "If", "MatMul"]) expect(ops.has(op), op).toBe(false);
+      const slice = g.toGraphProto().node.find((n) => n.opType === "Slice")!;
+      const steps = g.initializers.find((i) => i.name === slice.input[4])!;
+      expect(Array.from(new BigInt64Array(steps.data.bytes().buffer), Number)).toEqual([2, 2]);
+      const starts = g.initializers.find((i) => i.name === slice.input[1])!;
+      const start = mode === "nearest" ? 0 : 1;
+      expect(Array.from(new BigInt64Array(starts.data.bytes().buffer), Number)).toEqual([
+        start,
+        start,
+      ]);
+    });
+
+    it(`${mode} on a run-time grid takes the Slice branch of an If when the factor divides`, () => {
+      const { then, else: otherwise } = branches(resampleGraph(mode, 2));
+      expect(then.has("Slice")).toBe(true);
+      expect(then.has("Gather")).toBe(false);
+      expect(then.has("Resize")).toBe(false);
+      expect(otherwise.has("Gather")).toBe(true);
+    });
+  }
+
+  it("picks torch's rows on a constant grid that the factor does not divide (Gather, no If)", async () => {
+    const g = resampleGraph("nearest", 3, [20, 12]);
+    const ops = opTypes(g);
+    expect(ops.has("Gather")).toBe(true);
+    expect(ops.has("If")).toBe(false);
+    const v = vectors.resample.find((r) => r.height === 20 && r.width === 12)!;
+    const input = decodeFloat32(v.input);
+    const out = await runGraph(g, { tokens: float32(input, [1, 240, 2]) });
+    expect(maxAbsDiff(out.down.data, decodeFloat32(v.modes.nearest.down))).toBe(0);
+    expect(maxAbsDiff(out.up.data, decodeFloat32(v.modes.nearest.up))).toBe(0);
+  });
+
+  it("pools channel-last without transposes or Resize", () => {
+    const ops = opTypes(resampleGraph("avg", 2, [16, 16]));
+    expect(ops.has("ReduceMean")).toBe(true);
+    for (const op of ["Transpose", "Resize", "AveragePool", "Gather"])
+      expect(ops.has(op), op).toBe(false);
+  });
+
+  it("rejects a factor below 2", () => {
+    expect(() => resampleGraph("nearest", 1, [16, 16])).toThrow(/whole number >= 2; got 1/);
+  });
+});
