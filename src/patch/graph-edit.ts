@@ -44,6 +44,9 @@ export class GraphEdit {
   private readonly rewires: Rewire[] = [];
   private readonly replacedOutputs = new Map<string, { value: string; info: ValueInfoProto }>();
   private readonly addedOutputs: Array<{ value: string; info: ValueInfoProto }> = [];
+  private readonly extraNodes: NodeProto[] = [];
+  private replayNames?: Set<string>;
+  private replayCounter = 0;
   private committed = false;
 
   /** `floatType` is the element type of the activations the fragment computes with. */
@@ -91,6 +94,44 @@ export class GraphEdit {
       throw new Error(`cannot redirect "${old}": it is a graph output`);
   }
 
+  /**
+   * Adds copies of existing `nodes` (in order) that read `substitutions` instead of the values
+   * named there; returns the copy's name of each original output. Used to apply an existing
+   * computation (a final layer norm, say) to another tensor.
+   */
+  replay(
+    nodes: readonly NodeProto[],
+    substitutions: ReadonlyMap<string, string>,
+  ): (original: string) => string {
+    this.replayNames ??= collectNames(this.model.graph);
+    const names = this.replayNames;
+    const fresh = (base: string) => {
+      let name: string;
+      do name = `todo_sd_replay_${++this.replayCounter}/${base}`;
+      while (names.has(name));
+      names.add(name);
+      return name;
+    };
+    const mapping = new Map(substitutions);
+    for (const node of nodes) {
+      const copy = structuredClone(node);
+      copy.input = node.input.map((i) => mapping.get(i) ?? i);
+      copy.output = node.output.map((o) => {
+        if (!o) return o;
+        const name = fresh(o);
+        mapping.set(o, name);
+        return name;
+      });
+      copy.name = fresh(node.name || node.opType);
+      this.extraNodes.push(copy);
+    }
+    return (original) => {
+      const name = mapping.get(original);
+      if (!name) throw new Error(`"${original}" is not an output of the replayed nodes`);
+      return name;
+    };
+  }
+
   /** Adds a graph output `name` with the contents of `value`. */
   addOutput(value: Value, name: string, type: "float32" | "float16", shape?: readonly Dim[]): void {
     this.addedOutputs.push({ value: value.name, info: makeValueInfo(name, type, shape) });
@@ -113,6 +154,7 @@ export class GraphEdit {
     if (this.committed) throw new Error("this edit was already committed");
     this.committed = true;
     const graph = this.model.graph;
+    graph.node.push(...this.extraNodes);
     const fragment = this.builder.toGraphProto();
     const initializers: TensorProto[] = this.builder.initializers.map((init) => ({
       name: init.name,
