@@ -1,27 +1,108 @@
 // Public API of todo-sd. Everything a user imports comes through here.
 
-export { type ClipTextConfig, parseClipTextConfig } from "./models/clip-config.js";
-export type { ClipTextEncoderOptions } from "./models/clip-text.js";
-export { buildClipTextEncoder, clipSkipHiddenState } from "./models/clip-text.js";
-export type { ChunkOptions, TokenizedBatch, TokenizeOptions } from "./tokenizers/clip-tokenizer.js";
-export { ClipTokenizer } from "./tokenizers/clip-tokenizer.js";
-export { loadClipTokenizer } from "./tokenizers/load-folder.js";
-export { type NoiseSource, recordedNoise, SeededRandom, seededNoise } from "./util/random.js";
-export { encodeSafetensors, SafetensorsFile } from "./weights/safetensors.js";
 export {
+  type DownloadOptions,
   downloadFile,
   downloadPipeline,
   HubError,
+  type HubErrorCode,
   isHubId,
-  parseHubId,
-  resolveHubSettings,
-  type DownloadOptions,
   type PipelineDownloadOptions,
   type ProgressCallback,
-  type HubErrorCode,
+  parseHubId,
+  resolveHubSettings,
 } from "./hub/index.js";
-export { openDiffusersFolder, openDiffusersComponent } from "./weights/diffusers-folder.js";
-export { openSingleFile } from "./weights/single-file.js";
-export { openBuiltin, BUILTIN_NAMES } from "./weights/builtin.js";
-export type { ModelFiles, ComponentName, ModelFamily, ModelIndex } from "./weights/model-files.js";
+export { sideBySide } from "./image/compose.js";
+export { type FloatImage, floatToRgb8, imagesFromBatch, rgb8ToFloat } from "./image/float-image.js";
+export {
+  compareImages,
+  comparisonToJson,
+  type ImageComparison,
+  meanSquaredError,
+  peakSignalToNoiseRatio,
+  structuralSimilarity,
+} from "./image/metrics.js";
+export {
+  formatWebUiParameters,
+  generationTextChunks,
+  parseWebUiParameters,
+  readGenerationInfo,
+  webUiSamplerName,
+} from "./image/parameters.js";
+export {
+  type DecodedPng,
+  decodePng,
+  encodePng,
+  type Image8,
+  type PngEncodeOptions,
+} from "./image/png.js";
+export { readPngFile, writePngFile } from "./image/png-file.js";
+export { type FitMode, fitImage, type ResampleFilter, resizeImage } from "./image/resize.js";
+export { type ClipTextConfig, parseClipTextConfig } from "./models/clip-config.js";
+export type { ClipTextEncoderOptions } from "./models/clip-text.js";
+export { buildClipTextEncoder, clipSkipHiddenState } from "./models/clip-text.js";
+export { chooseOps, OP_CHOICES, type OpBackend, type OpChoices } from "./models/layers.js";
+export { buildUnet, UNET_INPUTS, UNET_OUTPUT } from "./models/unet.js";
+export { parseUnetConfig, type UnetConfig } from "./models/unet-config.js";
+export { buildVaeDecoder, buildVaeEncoder } from "./models/vae.js";
+export { parseVaeConfig, type VaeConfig } from "./models/vae-config.js";
+export { attr, GraphBuilder, MS_DOMAIN } from "./onnx/builder.js";
+export {
+  buildModelBytes,
+  readModel,
+  saveModel,
+  writeModel,
+} from "./onnx/model-io.js";
+export {
+  classifySource,
+  type LoadOptions,
+  loadPipeline,
+  openModelFiles,
+  type SourceKind,
+} from "./pipelines/load.js";
+export { encodeResultPng, ensureWritableFolder, writeResultPngs } from "./pipelines/outputs.js";
+export {
+  type GenerateOptions,
+  type GenerateResult,
+  type GenerationParameters,
+  type ImageBatch,
+  type PipelineParts,
+  type ProgressInfo,
+  StableDiffusionPipeline,
+} from "./pipelines/stable-diffusion.js";
+export {
+  DEFAULT_REDUCTION_OPTIONS,
+  DOWNSAMPLE_MODES,
+  type DownsampleMode,
+  describeReduction,
+  levelGrid,
+  parseReductionFlags,
+  parseReductionOptions,
+  type ReductionOptions,
+  type ReductionOptionsInput,
+  type ReductionSettings,
+  reductionFromMetadata,
+  reductionMetadata,
+  resolveAutoFactor,
+  resolveReduction,
+  settingsFromReferenceArgs,
+} from "./reduce/index.js";
+export { DEVICES, type Device, parseDevice } from "./runtime/devices.js";
+export {
+  createScheduler,
+  listSchedulerClasses,
+  listSchedulers,
+  loadSchedulerConfig,
+  type Scheduler,
+} from "./schedulers/index.js";
+export type { ChunkOptions, TokenizedBatch, TokenizeOptions } from "./tokenizers/clip-tokenizer.js";
+export { ClipTokenizer } from "./tokenizers/clip-tokenizer.js";
+export { loadClipTokenizer } from "./tokenizers/load-folder.js";
+export { writeBytesAtomically, writeFileAtomically } from "./util/atomic-write.js";
+export { type NoiseSource, recordedNoise, SeededRandom, seededNoise } from "./util/random.js";
+export { BUILTIN_NAMES, openBuiltin } from "./weights/builtin.js";
 export { parseConfigJson } from "./weights/config-json.js";
+export { openDiffusersComponent, openDiffusersFolder } from "./weights/diffusers-folder.js";
+export type { ComponentName, ModelFamily, ModelFiles, ModelIndex } from "./weights/model-files.js";
+export { encodeSafetensors, SafetensorsFile } from "./weights/safetensors.js";
+export { openSingleFile } from "./weights/single-file.js";

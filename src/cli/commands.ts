@@ -1,4 +1,7 @@
 import type { Command } from "commander";
+import { registerGenerate } from "./generate.js";
 
 /** Adds every subcommand to the program. */
-export function registerCommands(_program: Command): void {}
+export function registerCommands(program: Command): void {
+  registerGenerate(program);
+}

@@ -1,22 +1,3 @@
-/**
- * The hub cache on disk, laid out exactly as the Python hub client lays it out, so models
- * downloaded by either are found by both:
- *
- * ```
- * <cache>/models--org--name/
- *   blobs/<etag>                      file contents, named by the hub's ETag: the sha256 of
- *                                     LFS files, the git blob sha1 of the others
- *   blobs/<etag>.incomplete           a transfer in progress, resumed with a Range request
- *   snapshots/<commit>/<path>         relative symlinks into ../../blobs (deeper for nested paths)
- *   refs/<revision>                   the commit a branch or tag pointed to when last asked
- * <cache>/.locks/models--org--name/   lock files of transfers in progress
- * <cache>/CACHEDIR.TAG                marks the folder as a cache for backup tools
- * ```
- *
- * Every write here is a write to a temporary name then a rename, so a reader (or a crash)
- * never sees half a ref or half a link.
- */
-import { randomBytes } from "node:crypto";
 import {
   existsSync,
   mkdirSync,
@@ -26,9 +7,13 @@ import {
   rmSync,
   statSync,
   symlinkSync,
-  writeFileSync,
 } from "node:fs";
 import { dirname, join, relative } from "node:path";
+import {
+  temporaryName,
+  writeAll,
+  writeFileAtomically as writeFileAtomicallyWith,
+} from "../util/atomic-write.js";
 import { isCommitHash, repoFolderName } from "./hub-id.js";
 
 const CACHEDIR_SIGNATURE = "Signature: 8a477f597d28d172789f06886806bc55";
@@ -144,16 +129,7 @@ export class HubCache {
 
 export function writeFileAtomically(path: string, content: string | Uint8Array): void {
   mkdirSync(dirname(path), { recursive: true });
-  const temporary = temporaryName(path);
-  try {
-    writeFileSync(temporary, content);
-    renameSync(temporary, path);
-  } catch (error) {
-    rmSync(temporary, { force: true });
-    throw error;
-  }
-}
-
-function temporaryName(path: string): string {
-  return `${path}.${process.pid}.${randomBytes(4).toString("hex")}.tmp`;
+  writeFileAtomicallyWith(path, (fd) =>
+    writeAll(fd, typeof content === "string" ? new TextEncoder().encode(content) : content),
+  );
 }

@@ -38,7 +38,9 @@ export interface OpChoices {
 export const OP_CHOICES: Readonly<Record<OpBackend, OpChoices>> = Object.freeze({
   cpu: Object.freeze({ attention: "MultiHeadAttention", groupNorm: "InstanceNormalization" }),
   wasm: Object.freeze({ attention: "MultiHeadAttention", groupNorm: "InstanceNormalization" }),
-  webgpu: Object.freeze({ attention: "MultiHeadAttention", groupNorm: "GroupNorm" }),
+  // onnxruntime's WebGPU backend registers no com.microsoft.GroupNorm kernel (it would fall back
+  // to the CPU), so group norm goes through InstanceNormalization there.
+  webgpu: Object.freeze({ attention: "MultiHeadAttention", groupNorm: "InstanceNormalization" }),
   cuda: Object.freeze({ attention: "MultiHeadAttention", groupNorm: "GroupNorm" }),
 });
 

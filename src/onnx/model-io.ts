@@ -4,16 +4,9 @@
  * convention describes, so no protobuf message passes the 2 GB limit. Files are written under
  * temporary names and renamed at the end, so a failed or interrupted write leaves nothing.
  */
-import {
-  closeSync,
-  existsSync,
-  openSync,
-  readFileSync,
-  renameSync,
-  rmSync,
-  writeSync,
-} from "node:fs";
+import { closeSync, existsSync, openSync, readFileSync, renameSync, rmSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
+import { temporaryName, writeAll, writeFileAtomically } from "../util/atomic-write.js";
 import { type GraphBuilder, type ModelOptions, modelShell } from "./builder.js";
 import {
   decodeModel,
@@ -26,6 +19,9 @@ import { byteLengthOf, ELEMENT_TYPES } from "./tensor-data.js";
 
 /** Initializer bytes above which `auto` switches to external data (protobuf's limit is 2 GiB). */
 export const EXTERNAL_DATA_THRESHOLD = 1536 * 1024 * 1024;
+
+/** Tensors smaller than this stay inside the model file even with external data. */
+export const INLINE_TENSOR_BYTES = 1024;
 
 export type ExternalDataMode = "auto" | "always" | "never";
 
@@ -84,6 +80,16 @@ export function saveModel(
     let offset = 0;
     for (const init of builder.initializers) {
       const bytes = init.data.bytes();
+      if (bytes.byteLength < INLINE_TENSOR_BYTES) {
+        // Small constants (shapes, axes) stay inline: runtimes read them while optimising the graph.
+        initializers.push({
+          name: init.name,
+          dims: [...init.data.dims],
+          dataType: ELEMENT_TYPES[init.data.type].dataType,
+          rawData: bytes,
+        });
+        continue;
+      }
       const padding = (64 - (offset % 64)) % 64; // aligned offsets let runtimes map the file
       if (padding > 0) writeAll(fd, new Uint8Array(padding));
       offset += padding;
@@ -139,7 +145,7 @@ export function writeModel(
     let offset = 0;
     for (const tensor of tensors) {
       const bytes = tensor.rawData;
-      if (!bytes || bytes.byteLength < 1024) continue;
+      if (!bytes || bytes.byteLength < INLINE_TENSOR_BYTES) continue;
       const padding = (64 - (offset % 64)) % 64;
       if (padding > 0) writeAll(fd, new Uint8Array(padding));
       offset += padding;
@@ -254,32 +260,6 @@ function externalTensor(
     dataLocation: 1,
     externalData: externalEntries(location, offset, length),
   };
-}
-
-function temporaryName(path: string): string {
-  return `${path}.${process.pid}.${Math.random().toString(36).slice(2, 10)}.tmp`;
-}
-
-/** Writes through a temporary file and renames it into place; nothing is left on failure. */
-export function writeFileAtomically(path: string, write: (fd: number) => void): void {
-  const temp = temporaryName(path);
-  let fd: number | undefined;
-  try {
-    fd = openSync(temp, "w");
-    write(fd);
-    closeSync(fd);
-    fd = undefined;
-    renameSync(temp, path);
-  } catch (error) {
-    if (fd !== undefined) closeSync(fd);
-    rmSync(temp, { force: true });
-    throw error;
-  }
-}
-
-function writeAll(fd: number, bytes: Uint8Array): void {
-  let done = 0;
-  while (done < bytes.byteLength) done += writeSync(fd, bytes, done, bytes.byteLength - done);
 }
 
 export function formatBytes(bytes: number): string {

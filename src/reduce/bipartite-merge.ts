@@ -5,7 +5,8 @@
  *
  * The grid h x w is cut into sy x sx cells; one token of each whole cell is a destination (the
  * top-left one, or a seeded choice), every other token a source. Rows and columns beyond the
- * last whole cell hold sources only. Each source is scored against every destination by cosine
+ * last whole cell hold sources only; a grid smaller than the stride caps the stride at the grid
+ * (where the reference fails for want of destinations). Each source is scored against every destination by cosine
  * similarity of the tokens themselves; the r = min(floor(N * ratio), sources) sources with the
  * best scores merge into their best destination by the mean (the destination counts itself),
  * the other sources stay. `--merge-target all` restores every token afterwards: a merged source
@@ -17,7 +18,6 @@
  */
 import { attr, type GraphBuilder, type Value } from "../onnx/builder.js";
 import { TensorDataType, type TensorProto } from "../onnx/proto.js";
-import { float32ToFloat16Bits } from "../util/float16.js";
 import {
   castTo,
   dimScalar,
@@ -96,19 +96,21 @@ export function destinationMask(
   width: Value,
   options: MatchOptions,
 ): Value {
-  const { strideX: sx, strideY: sy } = options;
+  // A grid smaller than the stride caps the stride, so every grid has a destination.
+  const sx = g.op("Min", [g.int64([options.strideX], []), width]);
+  const sy = g.op("Min", [g.int64([options.strideY], []), height]);
   const positions = range(g, g.mul(height, width)); // (N,)
   const row = g.div(positions, width);
   const column = intMod(g, positions, width);
-  const cellsY = intDiv(g, height, sy);
-  const cellsX = intDiv(g, width, sx);
-  const cellRow = intDiv(g, row, sy);
-  const cellColumn = intDiv(g, column, sx);
+  const cellsY = g.div(height, sy);
+  const cellsX = g.div(width, sx);
+  const cellRow = g.div(row, sy);
+  const cellColumn = g.div(column, sx);
   let offsetY: Value = g.int64([0], []);
   let offsetX: Value = g.int64([0], []);
   if (options.random) {
     const { seed, salt, timestep } = options.random;
-    const cell = g.add(intMul(g, cellRow, cellsX), cellColumn);
+    const cell = g.add(g.mul(cellRow, cellsX), cellColumn);
     const step = castTo(g, g.op("Floor", [timestep]), TensorDataType.INT64);
     let v = g.add(
       g.add(
@@ -119,16 +121,16 @@ export function destinationMask(
     );
     v = intMod(g, v, MODULUS);
     for (let i = 0; i < 3; i++) v = intMod(g, intMul(g, v, MULTIPLIER), MODULUS);
-    const choice = intDiv(g, intMul(g, v, sx * sy), MODULUS);
-    offsetY = intDiv(g, choice, sx);
-    offsetX = intMod(g, choice, sx);
+    const choice = intDiv(g, g.mul(v, g.mul(sx, sy)), MODULUS);
+    offsetY = g.div(choice, sx);
+    offsetX = g.op("Mod", [choice, sx]);
   }
   const and = (a: Value, b: Value) => g.op("And", [a, b]);
   return and(
     and(g.op("Less", [cellRow, cellsY]), g.op("Less", [cellColumn, cellsX])),
     and(
-      g.op("Equal", [g.sub(row, intMul(g, cellRow, sy)), offsetY]),
-      g.op("Equal", [g.sub(column, intMul(g, cellColumn, sx)), offsetX]),
+      g.op("Equal", [g.sub(row, g.mul(cellRow, sy)), offsetY]),
+      g.op("Equal", [g.sub(column, g.mul(cellColumn, sx)), offsetX]),
     ),
   );
 }
@@ -164,7 +166,8 @@ export function mergeTokens(
 ): MergedTokens {
   if (!(options.ratio > 0 && options.ratio < 1))
     throw new Error(`ToMe ratio must be in (0, 1); got ${options.ratio}`);
-  const x = grid.tokens;
+  // float32 throughout: float16 overflows in the norms and has no ScatterND reduction on CPU.
+  const x = g.floatType === "float32" ? grid.tokens : g.cast(grid.tokens, "float32");
   const count = g.mul(grid.height, grid.width); // N
   const isDestination = destinationMask(g, grid.height, grid.width, options);
   // Destinations first, then sources, each in grid order: sort keys pos (dst) or N + pos (src).
@@ -225,7 +228,7 @@ export function mergeTokens(
   });
   const ones = (shape: Value) =>
     g.op("ConstantOfShape", [shape], {
-      value: attr.tensor(floatTensor(g.floatType, 1)),
+      value: attr.tensor(ONE_FLOAT32),
     });
   const counts = g.op(
     "ScatterND",
@@ -235,7 +238,8 @@ export function mergeTokens(
     },
   );
   const means = g.div(sums, g.unsqueeze(counts, [2]));
-  const merged = g.concat([kept, means], 1);
+  const merged32 = g.concat([kept, means], 1);
+  const merged = g.floatType === "float32" ? merged32 : g.castToFloat(merged32);
   if (!restore) return { merged };
 
   // The row of `merged` for each grid position: kept sources first, destinations after them.
@@ -273,11 +277,8 @@ export function restoreTokens(g: GraphBuilder, merged: Value, restoreIndex: Valu
   return gatherRows(g, merged, restoreIndex);
 }
 
-function floatTensor(type: "float32" | "float16", value: number): TensorProto {
-  const rawData =
-    type === "float32"
-      ? new Uint8Array(new Float32Array([value]).buffer)
-      : new Uint8Array(new Uint16Array([float32ToFloat16Bits(value)]).buffer);
-  const dataType = type === "float32" ? TensorDataType.FLOAT : TensorDataType.FLOAT16;
-  return { dims: [1], dataType, rawData };
-}
+const ONE_FLOAT32: TensorProto = {
+  dims: [1],
+  dataType: TensorDataType.FLOAT,
+  rawData: new Uint8Array(new Float32Array([1]).buffer),
+};

@@ -1,6 +1,7 @@
 /** onnxruntime sessions for built or loaded models (Node). */
 import * as ort from "onnxruntime-node";
 import { type Device, EXECUTION_PROVIDERS } from "./devices.js";
+import type { ModelRunner, RunnerTensor } from "./types.js";
 
 export type OrtSession = ort.InferenceSession;
 export type OrtTensor = ort.Tensor;
@@ -73,4 +74,37 @@ export async function runFloat32(
 
 function firstLine(text: string): string {
   return text.split("\n")[0].trim();
+}
+
+function toOrt(tensor: RunnerTensor): OrtTensor {
+  return new ort.Tensor(tensor.type, tensor.data, tensor.dims);
+}
+
+function fromOrt(name: string, tensor: OrtTensor): RunnerTensor {
+  if (tensor.type === "float32")
+    return { type: "float32", data: tensor.data as Float32Array, dims: tensor.dims };
+  if (tensor.type === "int64")
+    return { type: "int64", data: tensor.data as BigInt64Array, dims: tensor.dims };
+  throw new Error(`output "${name}" has type ${tensor.type}; only float32 and int64 are read back`);
+}
+
+/** A runner over an onnxruntime-node session. */
+export async function createRunner(
+  model: Uint8Array | string,
+  options: SessionOptions = {},
+): Promise<ModelRunner> {
+  const session = await createSession(model, options);
+  return {
+    inputNames: session.inputNames,
+    outputNames: session.outputNames,
+    async run(feeds) {
+      const ortFeeds: Record<string, OrtTensor> = {};
+      for (const [name, tensor] of Object.entries(feeds)) ortFeeds[name] = toOrt(tensor);
+      const results = await session.run(ortFeeds);
+      const out: Record<string, RunnerTensor> = {};
+      for (const [name, tensor] of Object.entries(results)) out[name] = fromOrt(name, tensor);
+      return out;
+    },
+    release: () => session.release(),
+  };
 }

@@ -12,7 +12,15 @@ function readIfPresent(dir: string, file: string): string | undefined {
   return existsSync(path) ? readFileSync(path, "utf8") : undefined;
 }
 
-export function loadClipTokenizer(dir: string): ClipTokenizer {
+export interface TokenizerFolderDefaults {
+  /** The pad token when the folder has no tokenizer config naming one (SD 2.x and SDXL's second: `!`). */
+  readonly padToken?: string;
+}
+
+export function loadClipTokenizer(
+  dir: string,
+  defaults: TokenizerFolderDefaults = {},
+): ClipTokenizer {
   if (!existsSync(dir) || !statSync(dir).isDirectory()) {
     throw new Error(`${dir}: tokenizer folder not found`);
   }
@@ -31,8 +39,12 @@ export function loadClipTokenizer(dir: string): ClipTokenizer {
       `${dir}: ${missing} missing and there is no tokenizer.json; a CLIP tokenizer folder needs vocab.json + merges.txt or tokenizer.json`,
     );
   }
-  const config = readIfPresent(dir, "tokenizer_config.json");
   const specialTokensMap = readIfPresent(dir, "special_tokens_map.json");
+  const config =
+    readIfPresent(dir, "tokenizer_config.json") ??
+    (defaults.padToken !== undefined && specialTokensMap === undefined
+      ? { pad_token: defaults.padToken }
+      : undefined);
   try {
     if (vocabJson !== undefined && mergesTxt !== undefined) {
       return ClipTokenizer.fromFiles({ vocabJson, mergesTxt, config, specialTokensMap });

@@ -40,7 +40,8 @@ describe("operator choice", () => {
       attention: "MultiHeadAttention",
       groupNorm: "InstanceNormalization",
     });
-    expect(chooseOps("webgpu").groupNorm).toBe("GroupNorm");
+    expect(chooseOps("webgpu").groupNorm).toBe("InstanceNormalization");
+    expect(chooseOps("cuda").groupNorm).toBe("GroupNorm");
     expect(chooseOps("cuda", { attention: "MatMul" })).toEqual({
       attention: "MatMul",
       groupNorm: "GroupNorm",
@@ -138,7 +139,7 @@ describe("layers on onnxruntime", () => {
       }),
     );
     groupNorm(
-      { g, weights: tracker, ops: chooseOps("webgpu") },
+      { g, weights: tracker, ops: chooseOps("cuda") },
       "n",
       g.input("x", "float32", [1, C, 2, 2]),
       {

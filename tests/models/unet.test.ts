@@ -109,8 +109,8 @@ describe("UNet graph", () => {
     expect(graph.output.map((o) => o.name)).toEqual(["out_sample"]);
   });
 
-  it("uses com.microsoft.GroupNorm when asked (GPU backends)", () => {
-    const types = opTypes(build("sd15-tiny", { backend: "webgpu" }));
+  it("uses com.microsoft.GroupNorm when asked (CUDA)", () => {
+    const types = opTypes(build("sd15-tiny", { backend: "cuda" }));
     expect(types).toContain("ms.GroupNorm");
     expect(types).not.toContain("InstanceNormalization");
     const cpu = opTypes(build("sd15-tiny", { backend: "cpu" }));

@@ -30,6 +30,16 @@ function smallModel(floatType: "float32" | "float16" = "float32") {
   return g;
 }
 
+/** y = unsqueeze(reshape(x W)) with a 3.6 KB weight and small shape constants. */
+function shapesModel() {
+  const g = new GraphBuilder();
+  const x = g.input("x", "float32", [2, 3]);
+  const w = g.weight("w", [3, 300], () => new Float32Array(900).fill(0.5));
+  const y = g.reshape(g.matMul(x, w), [2, 30, 10]);
+  g.output(g.unsqueeze(y, [0]), "y", "float32", [1, 2, 30, 10]);
+  return g;
+}
+
 function reference(x: number[]): number[] {
   const w = [1, 0, -1, 0.5, 2, 1, 0, -0.5, 0, 3, 1, 1];
   const b = [0.1, 0.2, 0.3, 0.4];
@@ -127,25 +137,28 @@ describe("GraphBuilder", () => {
 });
 
 describe("model files", () => {
-  it("saves with external data and the saved file runs", async () => {
-    const path = join(work, "ext.onnx");
-    const files = saveModel(smallModel(), path, { externalData: "always" });
+  it("keeps small constants inline so a model with shape constants loads from external data", async () => {
+    const path = join(work, "shapes.onnx");
+    const files = saveModel(shapesModel(), path, { externalData: "always" });
     expect(files).toEqual([path, externalDataPath(path)]);
-    expect(externalDataPath(path)).toBe(join(work, "ext.onnx_data"));
+    expect(externalDataPath(path)).toBe(join(work, "shapes.onnx_data"));
     const model = readModel(path, false);
-    const w = model.graph.initializer?.find((t) => t.name === "w");
-    expect(w?.dataLocation).toBe(1);
-    expect(w?.externalData?.find((e) => e.key === "location")?.value).toBe("ext.onnx_data");
+    const external = (model.graph.initializer ?? []).filter((t) => t.dataLocation === 1);
+    expect(external.map((t) => t.name)).toEqual(["w"]);
+    expect(external[0].externalData?.find((e) => e.key === "location")?.value).toBe(
+      "shapes.onnx_data",
+    );
     const session = await createSession(path);
     const out = await runFloat32(session, {
-      x: float32Tensor(Float32Array.from([0.5, -1, 2]), [1, 3]),
+      x: float32Tensor(new Float32Array(6).fill(1), [2, 3]),
     });
-    const expected = reference([0.5, -1, 2]);
-    for (const [i, v] of out.y.data.entries()) expect(v).toBeCloseTo(expected[i], 6);
+    expect(out.y.dims).toEqual([1, 2, 30, 10]);
+    expect(out.y.data[0]).toBeCloseTo(1.5, 6);
     // Reading with external data resolves the weights back inline.
     const loaded = readModel(path);
-    const wLoaded = loaded.graph.initializer?.find((t) => t.name === "w");
-    expect(new Float32Array(Uint8Array.from(wLoaded?.rawData ?? []).buffer)[3]).toBe(0.5);
+    const w = loaded.graph.initializer?.find((t) => t.name === "w");
+    expect(w?.dataLocation).toBeUndefined();
+    expect(new Float32Array(Uint8Array.from(w?.rawData ?? []).buffer)[899]).toBe(0.5);
   });
 
   it("writes a decoded model back with external data and inline again", async () => {
@@ -184,7 +197,7 @@ describe("model files", () => {
 
   it("names a missing external data file", () => {
     const path = join(work, "lost.onnx");
-    saveModel(smallModel(), path, { externalData: "always" });
+    saveModel(shapesModel(), path, { externalData: "always" });
     rmSync(externalDataPath(path));
     expect(() => readModel(path)).toThrow(
       /lost\.onnx: external data file lost\.onnx_data is missing/,

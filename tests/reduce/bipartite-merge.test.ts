@@ -99,3 +99,42 @@ describe("ToMe destination choice", () => {
     expect(other).not.toEqual(m);
   });
 });
+
+describe("ToMe on small grids", () => {
+  async function roundtrip(
+    height: number,
+    width: number,
+    ratio: number,
+    strideX: number,
+    strideY: number,
+  ) {
+    const g = new GraphBuilder();
+    const tokens = g.input("tokens", "float32", [2, "n", 4]);
+    const h = g.input("height", "int64", []);
+    const w = g.input("width", "int64", []);
+    const options = { ratio, strideX, strideY };
+    const { merged, restoreIndex } = mergeTokens(g, { tokens, height: h, width: w }, options, true);
+    g.output(restoreTokens(g, merged, restoreIndex!), "roundtrip", "float32");
+    g.output(merged, "merged", "float32");
+    const input = new Float32Array(2 * height * width * 4).map((_, i) => Math.sin(i * 1.7));
+    const out = await runGraph(g, {
+      tokens: float32(input, [2, height * width, 4]),
+      height: int64Scalar(height),
+      width: int64Scalar(width),
+    });
+    return { input, merged: out.merged, roundtrip: out.roundtrip };
+  }
+
+  it("merges nothing when floor(N * ratio) is 0, and restores every token", async () => {
+    const out = await roundtrip(2, 2, 0.2, 2, 2);
+    expect(out.merged.dims).toEqual([2, 4, 4]);
+    expect(maxAbsDiff(out.roundtrip.data, out.input)).toBe(0);
+  });
+
+  it("caps a stride larger than the grid at the grid", async () => {
+    const capped = await roundtrip(1, 3, 0.5, 2, 2);
+    const explicit = await roundtrip(1, 3, 0.5, 2, 1);
+    expect(capped.merged.dims).toEqual([2, 2, 4]);
+    expect(maxAbsDiff(capped.roundtrip.data, explicit.roundtrip.data)).toBe(0);
+  });
+});

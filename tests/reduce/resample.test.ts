@@ -74,7 +74,7 @@ describe("ToDo graph shapes", () => {
     expect(ifs).toHaveLength(2); // one for the reduction, one for the restore
     const branch = (name: string) =>
       new Set(ifs[0].attribute?.find((a) => a.name === name)?.g?.node.map((n) => n.opType));
-    return { then: branch("then_branch"), else: branch("else_branch") };
+    return { divisible: branch("then_branch"), otherwise: branch("else_branch") };
   };
 
   for (const mode of ["nearest", "nearest-exact"] as const) {
@@ -96,10 +96,10 @@ describe("ToDo graph shapes", () => {
     });
 
     it(`${mode} on a run-time grid takes the Slice branch of an If when the factor divides`, () => {
-      const { then, else: otherwise } = branches(resampleGraph(mode, 2));
-      expect(then.has("Slice")).toBe(true);
-      expect(then.has("Gather")).toBe(false);
-      expect(then.has("Resize")).toBe(false);
+      const { divisible, otherwise } = branches(resampleGraph(mode, 2));
+      expect(divisible.has("Slice")).toBe(true);
+      expect(divisible.has("Gather")).toBe(false);
+      expect(divisible.has("Resize")).toBe(false);
       expect(otherwise.has("Gather")).toBe(true);
     });
   }

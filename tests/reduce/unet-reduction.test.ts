@@ -241,3 +241,40 @@ describe("per-step control inside one model", () => {
     expect(maxAbsDiff(reduced.data, (await run20x12("baseline")).data)).toBeGreaterThan(1e-3);
   });
 });
+
+describe("float16 models", () => {
+  it.each([
+    ["nearest", "downsample", "keys/values"],
+    ["bicubic", "downsample", "all"],
+    ["nearest", "similarity", "all"],
+  ] as const)("run %s %s on %s and stay close to float32", async (mode, method, target) => {
+    const { config, weights } = fixtureComponent("sd15-tiny", "unet");
+    const settings = settingsFromReferenceArgs({
+      downsample_method: mode,
+      merge_method: method,
+      merge_tokens: target,
+      downsample_factor: 2,
+      use_rand: true,
+      timestep_threshold_switch: 0,
+    });
+    const cases = openCaseTensors("unet-sd15-tiny");
+    const feeds = {
+      sample: float32Tensor(cases.readFloat32("24x16.sample"), [2, 4, 24, 16]),
+      timestep: float32Tensor(Float32Array.of(700, 700), [2]),
+      encoder_hidden_states: float32Tensor(
+        cases.readFloat32("24x16.encoder_hidden_states"),
+        [2, 77, 16],
+      ),
+    };
+    cases.close();
+    const outputs: Float32Array[] = [];
+    for (const dtype of ["float32", "float16"] as const) {
+      const built = buildUnet(parseUnetConfig(config), weights, { reduction: settings, dtype });
+      const session = await createSession(buildModelBytes(built.builder));
+      outputs.push((await runFloat32(session, feeds)).out_sample.data);
+      await session.release();
+    }
+    const scale = outputs[0].reduce((m, v) => Math.max(m, Math.abs(v)), 0);
+    expect(maxAbsDiff(outputs[0], outputs[1]) / scale).toBeLessThan(0.02);
+  });
+});

@@ -115,6 +115,16 @@ describe("reference fixture (cases/tokenizer.json)", () => {
     expect(bare.modelMaxLength).toBe(77);
     expectMatchesReference(bare, "eos");
   });
+
+  it("takes a default pad token for a folder without a config (single-file SD 2.x / SDXL)", () => {
+    const bang = loadClipTokenizer(fixturePath("tokenizer", "clip"), { padToken: "!" });
+    expectMatchesReference(bang, "bang");
+    // A folder's own config wins over the default.
+    const own = loadClipTokenizer(fixturePath("pipelines", "sd15-tiny", "tokenizer"), {
+      padToken: "!",
+    });
+    expectMatchesReference(own, "eos");
+  });
 });
 
 describe("tokenizer.json", () => {

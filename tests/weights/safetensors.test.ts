@@ -124,11 +124,17 @@ describe("safetensors", () => {
 
   it("identifies files by content metadata for caches", () => {
     const path = join(work, "id.safetensors");
-    writeFileSync(path, encodeSafetensors({ a: { dtype: "F32", shape: [1], data: Float32Array.from([1]) } }));
+    writeFileSync(
+      path,
+      encodeSafetensors({ a: { dtype: "F32", shape: [1], data: Float32Array.from([1]) } }),
+    );
     const first = SafetensorsFile.open(path);
     const before = first.identity() as { size: number; head: string };
     first.close();
-    writeFileSync(path, encodeSafetensors({ b: { dtype: "F32", shape: [1], data: Float32Array.from([1]) } }));
+    writeFileSync(
+      path,
+      encodeSafetensors({ b: { dtype: "F32", shape: [1], data: Float32Array.from([1]) } }),
+    );
     const second = SafetensorsFile.open(path);
     const after = second.identity() as { size: number; head: string };
     second.close();

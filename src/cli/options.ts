@@ -1,0 +1,165 @@
+/** Flag definitions and parsers shared by the commands. */
+import { type Command, InvalidArgumentError, Option } from "commander";
+import { type Device, parseDevice, parseReductionFlags, type ReductionOptions } from "../index.js";
+
+export function intArg(name: string, min = 1): (value: string) => number {
+  return (value) => {
+    const n = Number(value);
+    if (!Number.isInteger(n) || n < min)
+      throw new InvalidArgumentError(`${name} must be a whole number >= ${min}`);
+    return n;
+  };
+}
+
+export function floatArg(name: string): (value: string) => number {
+  return (value) => {
+    const n = Number(value);
+    if (value.trim() === "" || !Number.isFinite(n))
+      throw new InvalidArgumentError(`${name} must be a number`);
+    return n;
+  };
+}
+
+export function deviceArg(value: string): Device {
+  try {
+    return parseDevice(value);
+  } catch (error) {
+    throw new InvalidArgumentError((error as Error).message);
+  }
+}
+
+export type DtypeFlag = "float32" | "float16";
+
+export function dtypeArg(value: string): DtypeFlag {
+  const v = value.toLowerCase();
+  if (v === "fp32" || v === "float32") return "float32";
+  if (v === "fp16" || v === "float16") return "float16";
+  throw new InvalidArgumentError(`expected fp32 or fp16, got "${value}"`);
+}
+
+/** `768`, `768x512` (width x height). */
+export function sizeArg(value: string): { width: number; height: number } {
+  const match = /^(\d+)(?:x(\d+))?$/i.exec(value.trim());
+  if (!match) throw new InvalidArgumentError(`expected WIDTH or WIDTHxHEIGHT, got "${value}"`);
+  const width = Number(match[1]);
+  const height = Number(match[2] ?? match[1]);
+  return { width, height };
+}
+
+export function listArg<T>(parse: (value: string) => T): (value: string) => T[] {
+  return (value) => value.split(",").map((v) => parse(v.trim()));
+}
+
+/** The ToDo/ToMe flags of DESIGN.md's vocabulary table. */
+export function addReductionFlags(command: Command): Command {
+  return command
+    .option(
+      "--todo <factor>",
+      "ToDo key/value downsampling factor at level 1 (1 = off, auto = by image size)",
+    )
+    .option("--todo-level2 <factor>", "ToDo factor at level 2 (half resolution)")
+    .addOption(
+      new Option("--todo-mode <mode>", "downsampling mode").choices([
+        "nearest",
+        "nearest-exact",
+        "avg",
+        "max",
+        "bilinear",
+        "bicubic",
+        "area",
+      ]),
+    )
+    .addOption(
+      new Option(
+        "--merge-target <target>",
+        "reduce keys/values only, or all tokens and restore after",
+      ).choices(["kv", "all"]),
+    )
+    .option(
+      "--tome <ratio>",
+      "ToMe (token merging by similarity) at level 1 with this ratio instead of ToDo",
+    )
+    .option("--tome-level2 <ratio>", "ToMe ratio at level 2")
+    .option("--tome-stride <SXxSY>", "ToMe destination grid, e.g. 2x2")
+    .option("--tome-random [seed]", "ToMe: random destination in each cell (seeded)")
+    .option("--todo-stop <t>", "no reduction once t/1000 <= t")
+    .option("--todo-switch <t>", "switch to the secondary method once t/1000 <= t")
+    .addOption(
+      new Option("--todo-secondary <method>", "method after the switch").choices([
+        "tome",
+        "todo",
+        "none",
+      ]),
+    );
+}
+
+export interface ReductionFlagValues {
+  readonly todo?: string;
+  readonly todoLevel2?: string;
+  readonly todoMode?: string;
+  readonly mergeTarget?: string;
+  readonly tome?: string;
+  readonly tomeLevel2?: string;
+  readonly tomeStride?: string;
+  readonly tomeRandom?: boolean | string;
+  readonly todoStop?: string;
+  readonly todoSwitch?: string;
+  readonly todoSecondary?: string;
+}
+
+/** The reduction the flags ask for; `auto` ToDo when none is given and `defaultAuto` is set. */
+export function reductionFromFlags(
+  flags: ReductionFlagValues,
+  defaultAuto: boolean,
+): ReductionOptions | undefined {
+  const given = Object.values(flags).some((v) => v !== undefined);
+  if (!given && !defaultAuto) return undefined;
+  return parseReductionFlags(flags);
+}
+
+/** Options shared by the commands that load a model. */
+export function addModelFlags(command: Command): Command {
+  return command
+    .requiredOption(
+      "-m, --model <source>",
+      "diffusers folder, .safetensors checkpoint, ONNX folder, Hub id (org/name) or builtin:sd15|sd21|sdxl",
+    )
+    .option("--device <device>", "cpu, webgpu or cuda", deviceArg, "cpu" as Device)
+    .option("--dtype <dtype>", "fp32 or fp16 (default: fp32 on cpu, fp16 on GPUs)", dtypeArg)
+    .option("--cache-dir <dir>", "where built models are cached")
+    .option("--no-cache", "build models in memory, cache nothing")
+    .option(
+      "--config-from <folder>",
+      "single-file checkpoints: a diffusers folder to take configs, tokenizers and scheduler from",
+    )
+    .option("--tokenizer <folder>", "a CLIP tokenizer folder for sources without one")
+    .option("--variant <name>", "weight variant, e.g. fp16")
+    .option("--revision <rev>", "Hub revision (branch, tag or commit)")
+    .option("--offline", "never use the network; Hub models must be in the cache");
+}
+
+export interface ModelFlagValues {
+  readonly model: string;
+  readonly device: Device;
+  readonly dtype?: DtypeFlag;
+  readonly cacheDir?: string;
+  readonly cache: boolean;
+  readonly configFrom?: string;
+  readonly tokenizer?: string;
+  readonly variant?: string;
+  readonly revision?: string;
+  readonly offline?: boolean;
+}
+
+export function loadOptionsFromFlags(flags: ModelFlagValues) {
+  return {
+    device: flags.device,
+    dtype: flags.dtype,
+    cacheDir: flags.cache === false ? (false as const) : flags.cacheDir,
+    configFrom: flags.configFrom,
+    tokenizer: flags.tokenizer,
+    variant: flags.variant,
+    revision: flags.revision,
+    offline: flags.offline,
+  };
+}

@@ -1,0 +1,24 @@
+// Node-only file helpers for PNG images; the rest of src/image runs in the browser too.
+import { readFileSync } from "node:fs";
+import { writeBytesAtomically } from "../util/atomic-write.js";
+import { type DecodedPng, decodePng } from "./png.js";
+
+/** Reads and decodes a PNG file; errors name the file and say what is wrong in one line. */
+export function readPngFile(path: string): DecodedPng {
+  let bytes: Uint8Array;
+  try {
+    bytes = readFileSync(path);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === "ENOENT") throw new Error(`${path}: no such file`);
+    if (code === "EISDIR") throw new Error(`${path}: is a folder, not a PNG file`);
+    if (code === "EACCES") throw new Error(`${path}: permission denied`);
+    throw new Error(`${path}: cannot read (${(error as Error).message})`);
+  }
+  return decodePng(new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength), path);
+}
+
+/** Writes a PNG to a temporary name beside `path`, then renames: no partial file is left. */
+export function writePngFile(path: string, bytes: Uint8Array): void {
+  writeBytesAtomically(path, bytes);
+}

@@ -1,0 +1,361 @@
+/**
+ * Loading a model source into a pipeline (Node): diffusers folders, single-file checkpoints,
+ * Hugging Face Hub ids and `builtin:*` models are built into ONNX graphs (cached on disk);
+ * diffusers ONNX export folders are loaded as they are.
+ */
+import { existsSync, statSync } from "node:fs";
+import { join } from "node:path";
+import { downloadPipeline } from "../hub/download-pipeline.js";
+import { isHubId } from "../hub/hub-id.js";
+import { parseClipTextConfig } from "../models/clip-config.js";
+import { buildClipTextEncoder, type HiddenStateOutput } from "../models/clip-text.js";
+import type { BuiltModel, OpBackend } from "../models/layers.js";
+import { buildUnet } from "../models/unet.js";
+import { parseUnetConfig } from "../models/unet-config.js";
+import { buildVaeDecoder, buildVaeEncoder } from "../models/vae.js";
+import { parseVaeConfig, vaeDtype } from "../models/vae-config.js";
+import type { GraphBuilder } from "../onnx/builder.js";
+import { buildModelBytes, saveModel } from "../onnx/model-io.js";
+import type { ReductionSettings } from "../reduce/options.js";
+import type { Device } from "../runtime/devices.js";
+import { createRunner } from "../runtime/session.js";
+import type { ModelRunner } from "../runtime/types.js";
+import type { ClipTokenizer } from "../tokenizers/clip-tokenizer.js";
+import { loadClipTokenizer } from "../tokenizers/load-folder.js";
+import { builtinName, openBuiltin } from "../weights/builtin.js";
+import { type JsonObject, readConfigFile } from "../weights/config-json.js";
+import { openDiffusersFolder } from "../weights/diffusers-folder.js";
+import type { ComponentName, ModelFamily, ModelFiles } from "../weights/model-files.js";
+import { openSingleFile } from "../weights/single-file.js";
+import { type WeightSource, weightIdentity } from "../weights/source.js";
+import type { TextEncoderRequest } from "./components.js";
+import { defaultCacheDir, hashKey, ModelCache } from "./model-cache.js";
+import { RunnerTextEncoder, RunnerUnet, RunnerVae } from "./runner-components.js";
+import { type PipelineParts, StableDiffusionPipeline } from "./stable-diffusion.js";
+
+export type ModelDtype = "float32" | "float16";
+
+export interface LoadOptions {
+  /** Where models run (default cpu). */
+  readonly device?: Device;
+  /** Weights and activations of the UNet and text encoders (default float32 on cpu, float16 on GPUs). */
+  readonly dtype?: ModelDtype;
+  /** Folder of built models (default: $TODO_SD_CACHE, else ~/.cache/todo-sd); false builds in memory. */
+  readonly cacheDir?: string | false;
+  /** Hub ids: revision and weight variant (e.g. fp16), offline mode, download progress. */
+  readonly revision?: string;
+  readonly variant?: string;
+  readonly offline?: boolean;
+  readonly hubCacheDir?: string;
+  readonly onDownloadProgress?: (file: string, received: number, total: number | undefined) => void;
+  /** Single-file checkpoints: a diffusers folder to take configs, tokenizers and scheduler from. */
+  readonly configFrom?: string;
+  /** A tokenizer folder for sources that have none (single files, builtins). */
+  readonly tokenizer?: string;
+  /** Seed of `builtin:*` random weights. */
+  readonly builtinSeed?: number;
+  /** Called when a model is built rather than found in the cache. */
+  readonly onBuild?: (component: string, path: string | undefined) => void;
+}
+
+const BACKEND_OF_DEVICE: Readonly<Record<Device, OpBackend>> = Object.freeze({
+  cpu: "cpu",
+  webgpu: "webgpu",
+  cuda: "cuda",
+  wasm: "wasm",
+});
+
+/** The standard noise schedule of SD 1.x / 2.x / XL (facts of the released models' configs). */
+const STANDARD_SCHEDULER: Readonly<Record<string, unknown>> = Object.freeze({
+  num_train_timesteps: 1000,
+  beta_start: 0.00085,
+  beta_end: 0.012,
+  beta_schedule: "scaled_linear",
+  steps_offset: 1,
+  set_alpha_to_one: false,
+  clip_sample: false,
+  prediction_type: "epsilon",
+  timestep_spacing: "leading",
+});
+
+const DEFAULT_SCHEDULER: Readonly<Record<ModelFamily, string>> = Object.freeze({
+  sd1: "PNDMScheduler",
+  sd2: "PNDMScheduler",
+  sdxl: "EulerDiscreteScheduler",
+});
+
+/** Which kind of source a string names. */
+export type SourceKind = "builtin" | "diffusers-folder" | "onnx-folder" | "single-file" | "hub";
+
+export function classifySource(source: string): SourceKind {
+  if (builtinName(source) && source.startsWith("builtin:")) return "builtin";
+  if (existsSync(source)) {
+    const stat = statSync(source);
+    if (stat.isDirectory()) {
+      if (existsSync(join(source, "unet", "model.onnx"))) return "onnx-folder";
+      if (existsSync(join(source, "model_index.json"))) return "diffusers-folder";
+      throw new Error(`${source}: a folder without model_index.json is not a diffusers model`);
+    }
+    if (/\.safetensors$/i.test(source)) return "single-file";
+    throw new Error(
+      `${source}: unsupported model file; give a .safetensors checkpoint or a diffusers folder`,
+    );
+  }
+  if (source.startsWith("builtin:")) throw new Error(`unknown builtin model "${source}"`);
+  if (isHubId(source)) return "hub";
+  throw new Error(`${source}: no such file or folder, and not a Hugging Face Hub id (org/name)`);
+}
+
+/** Opens the weights of a source that is built from weights. */
+export async function openModelFiles(
+  source: string,
+  options: LoadOptions = {},
+): Promise<{ files: ModelFiles; folder?: string }> {
+  const kind = classifySource(source);
+  switch (kind) {
+    case "builtin":
+      return { files: openBuiltin(source, { seed: options.builtinSeed }) };
+    case "diffusers-folder":
+      return { files: openDiffusersFolder(source, { variant: options.variant }), folder: source };
+    case "single-file": {
+      const configs = options.configFrom ? readComponentConfigs(options.configFrom) : undefined;
+      return { files: openSingleFile(source, { configs }), folder: options.configFrom };
+    }
+    case "hub": {
+      const folder = await downloadPipeline(source, {
+        revision: options.revision,
+        variant: options.variant,
+        offline: options.offline,
+        cacheDir: options.hubCacheDir,
+        onProgress: options.onDownloadProgress,
+        skipComponents: ["safety_checker", "feature_extractor", "image_encoder"],
+      });
+      return { files: openDiffusersFolder(folder, { variant: options.variant }), folder };
+    }
+    case "onnx-folder":
+      throw new Error(`${source} is an ONNX export; it is loaded as it is, not built from weights`);
+  }
+}
+
+function readComponentConfigs(folder: string): Partial<Record<ComponentName, JsonObject>> {
+  const configs: Partial<Record<ComponentName, JsonObject>> = {};
+  for (const component of ["unet", "vae", "text_encoder", "text_encoder_2"] as const) {
+    const path = join(folder, component, "config.json");
+    if (existsSync(path)) configs[component] = readConfigFile(path);
+  }
+  if (!configs.unet)
+    throw new Error(`${folder}: --config-from needs a diffusers folder with unet/config.json`);
+  return configs;
+}
+
+/** Loads any source into a ready pipeline. */
+export async function loadPipeline(
+  source: string,
+  options: LoadOptions = {},
+): Promise<StableDiffusionPipeline> {
+  const kind = classifySource(source);
+  if (kind === "onnx-folder") {
+    throw new Error(`${source}: ONNX export folders are not supported yet`);
+  }
+  const { files, folder } = await openModelFiles(source, options);
+  try {
+    return new StableDiffusionPipeline(await builtParts(files, folder, options));
+  } catch (error) {
+    files.close();
+    throw error;
+  }
+}
+
+function familyOf(files: ModelFiles): ModelFamily {
+  if (files.family) return files.family;
+  if (files.weights.text_encoder_2) return "sdxl";
+  const textConfig = files.configs.text_encoder;
+  return textConfig && textConfig.hidden_size === 1024 ? "sd2" : "sd1";
+}
+
+function loadTokenizers(
+  family: ModelFamily,
+  folder: string | undefined,
+  options: LoadOptions,
+): ClipTokenizer[] {
+  const names = family === "sdxl" ? ["tokenizer", "tokenizer_2"] : ["tokenizer"];
+  return names.map((name) => {
+    if (folder && existsSync(join(folder, name))) return loadClipTokenizer(join(folder, name));
+    if (options.tokenizer)
+      return loadClipTokenizer(options.tokenizer, {
+        padToken: name === "tokenizer_2" || family === "sd2" ? "!" : undefined,
+      });
+    throw new Error(
+      `the model has no ${name}/ folder; pass a CLIP tokenizer folder (vocab.json + merges.txt) with --tokenizer`,
+    );
+  });
+}
+
+function schedulerConfig(family: ModelFamily, folder: string | undefined): Record<string, unknown> {
+  const path = folder && join(folder, "scheduler", "scheduler_config.json");
+  if (path && existsSync(path)) return readConfigFile(path);
+  return { ...STANDARD_SCHEDULER, _class_name: DEFAULT_SCHEDULER[family] };
+}
+
+function modelIndexFlag(files: ModelFiles, name: string): boolean {
+  return files.modelIndex?.attributes[name] === true;
+}
+
+/** Everything needed to turn a builder into a runner, cached on disk when a cache is set. */
+class RunnerFactory {
+  private readonly cache: ModelCache | undefined;
+
+  constructor(
+    private readonly device: Device,
+    cacheDir: string | false | undefined,
+    private readonly onBuild?: (component: string, path: string | undefined) => void,
+  ) {
+    this.cache = cacheDir === false ? undefined : new ModelCache(cacheDir ?? defaultCacheDir());
+  }
+
+  async runner(
+    component: string,
+    description: Record<string, unknown>,
+    build: () => BuiltModel | GraphBuilder,
+  ): Promise<ModelRunner> {
+    const toParts = (built: BuiltModel | GraphBuilder) =>
+      "builder" in built ? built : { builder: built, metadata: {} as Record<string, string> };
+    if (!this.cache) {
+      this.onBuild?.(component, undefined);
+      const { builder, metadata } = toParts(build());
+      return createRunner(buildModelBytes(builder, { metadata }), { device: this.device });
+    }
+    const entry = await this.cache.getOrBuild(hashKey(description), description, (path) => {
+      this.onBuild?.(component, path);
+      const { builder, metadata } = toParts(build());
+      saveModel(builder, path, { metadata });
+    });
+    return createRunner(entry.modelPath, { device: this.device });
+  }
+}
+
+async function builtParts(
+  files: ModelFiles,
+  folder: string | undefined,
+  options: LoadOptions,
+): Promise<PipelineParts> {
+  const device = options.device ?? "cpu";
+  const backend = BACKEND_OF_DEVICE[device];
+  const dtype: ModelDtype =
+    options.dtype ?? (device === "cpu" || device === "wasm" ? "float32" : "float16");
+  const family = familyOf(files);
+  const factory = new RunnerFactory(device, options.cacheDir, options.onBuild);
+  const need = (
+    component: ComponentName,
+  ): { config: Record<string, unknown>; weights: WeightSource } => {
+    const config = files.configs[component];
+    const weights = files.weights[component];
+    if (!config || !weights) throw new Error(`${files.label}: the model has no ${component}`);
+    return { config, weights };
+  };
+  const describe = (
+    component: ComponentName,
+    weights: WeightSource,
+    extra: Record<string, unknown>,
+  ) => ({
+    component,
+    format: 1,
+    weights: weightIdentity(weights),
+    config: files.configs[component],
+    device: backend,
+    ...extra,
+  });
+
+  const unetParts = need("unet");
+  const unetConfig = parseUnetConfig(unetParts.config, `${files.label} unet/config.json`);
+  const vaeParts = need("vae");
+  const vaeConfig = parseVaeConfig(vaeParts.config, `${files.label} vae/config.json`);
+  if (vaeConfig.latentsMean || vaeConfig.latentsStd) {
+    throw new Error(`${files.label}: VAEs with latents_mean/latents_std are not supported`);
+  }
+  const vaeType = vaeDtype(vaeConfig, dtype);
+
+  const encoderNames: ComponentName[] =
+    family === "sdxl" ? ["text_encoder", "text_encoder_2"] : ["text_encoder"];
+  const textEncoders = encoderNames.map((name) => {
+    const { config, weights } = need(name);
+    const clipConfig = parseClipTextConfig(config, `${files.label} ${name}/config.json`);
+    return new RunnerTextEncoder(clipConfig.hiddenSize, clipConfig.numHiddenLayers, (request) => {
+      const hiddenStates = textEncoderOutputs(request);
+      return factory.runner(name, describe(name, weights, { dtype, hiddenStates }), () =>
+        buildClipTextEncoder(clipConfig, weights, {
+          dtype,
+          hiddenStates,
+          projection: name === "text_encoder_2" ? true : undefined,
+        }),
+      );
+    });
+  });
+
+  const unets = new Map<string, Promise<RunnerUnet>>();
+  const vae = new RunnerVae(
+    vaeConfig.scalingFactor,
+    vaeConfig.shiftFactor ?? 0,
+    () =>
+      factory.runner(
+        "vae_decoder",
+        describe("vae", vaeParts.weights, { half: "decoder", dtype: vaeType }),
+        () => buildVaeDecoder(vaeConfig, vaeParts.weights, { dtype: vaeType, backend }),
+      ),
+    () =>
+      factory.runner(
+        "vae_encoder",
+        describe("vae", vaeParts.weights, { half: "encoder", dtype: vaeType }),
+        () => buildVaeEncoder(vaeConfig, vaeParts.weights, { dtype: vaeType, backend }),
+      ),
+  );
+  return {
+    family,
+    label: files.label,
+    tokenizers: loadTokenizers(family, folder, options),
+    textEncoders,
+    unet(reduction: ReductionSettings | undefined) {
+      const key = JSON.stringify(reduction ?? null);
+      let unet = unets.get(key);
+      if (!unet) {
+        unet = factory
+          .runner(
+            "unet",
+            describe("unet", unetParts.weights, { dtype, reduction: reduction ?? null }),
+            () => buildUnet(unetConfig, unetParts.weights, { dtype, backend, reduction }),
+          )
+          .then((runner) => new RunnerUnet(runner));
+        unets.set(key, unet);
+        unet.catch(() => unets.delete(key));
+      }
+      return unet;
+    },
+    vae,
+    schedulerConfig: schedulerConfig(family, folder),
+    forceZerosForEmptyPrompt: modelIndexFlag(files, "force_zeros_for_empty_prompt"),
+    latentChannels: unetConfig.inChannels,
+    vaeScale: 2 ** (vaeConfig.blockOutChannels.length - 1),
+    defaultSize: (unetConfig.sampleSize ?? 64) * 2 ** (vaeConfig.blockOutChannels.length - 1),
+    async release() {
+      for (const encoder of textEncoders) await encoder.release();
+      for (const unet of unets.values()) await (await unet).release();
+      await vae.release();
+      files.close();
+    },
+  };
+}
+
+/** The hidden-state outputs a text encoder graph needs for a request. */
+function textEncoderOutputs(request: TextEncoderRequest): HiddenStateOutput[] {
+  const outputs: HiddenStateOutput[] = [
+    { name: "last_hidden_state", index: -1, finalLayerNorm: true },
+  ];
+  if (request.hiddenStateFromEnd) {
+    outputs.push({
+      name: "skip_hidden_state",
+      index: -request.hiddenStateFromEnd,
+      finalLayerNorm: request.finalLayerNorm ?? false,
+    });
+  }
+  return outputs;
+}

@@ -1,0 +1,146 @@
+/**
+ * Pipeline components over model runners (see runtime/types.ts), shared by every way a model
+ * is obtained (built from weights or loaded from an export) and by Node and the browser.
+ */
+import { INPUT_IDS, POOLER_OUTPUT, TEXT_EMBEDS } from "../models/clip-text.js";
+import { UNET_INPUTS, UNET_OUTPUT } from "../models/unet.js";
+import { VAE_DECODER_IO, VAE_ENCODER_IO } from "../models/vae.js";
+import { float32, floatOutput, int64, type ModelRunner } from "../runtime/types.js";
+import type {
+  HostTensor,
+  TextEncoderComponent,
+  TextEncoderOutputs,
+  TextEncoderRequest,
+  UnetComponent,
+  UnetInputs,
+  VaeComponent,
+} from "./components.js";
+
+/** Graph I/O names of the models this toolkit builds (ONNX exports are rewritten to match). */
+export const MODEL_IO = Object.freeze({
+  textEncoder: {
+    input: INPUT_IDS,
+    last: "last_hidden_state",
+    skip: "skip_hidden_state",
+    pooled: [POOLER_OUTPUT, TEXT_EMBEDS],
+  },
+  unet: { ...UNET_INPUTS, output: UNET_OUTPUT },
+  vaeDecoder: VAE_DECODER_IO,
+  vaeEncoder: VAE_ENCODER_IO,
+});
+
+function idsTensor(inputIds: readonly number[][]) {
+  const batch = inputIds.length;
+  const length = inputIds[0].length;
+  const data = new BigInt64Array(batch * length);
+  for (let b = 0; b < batch; b++)
+    for (let i = 0; i < length; i++) data[b * length + i] = BigInt(inputIds[b][i]);
+  return int64(data, [batch, length]);
+}
+
+/**
+ * A text encoder whose graph depends on the request (which hidden state clip skip needs): one
+ * runner per distinct request, made on first use by `runnerFor`.
+ */
+export class RunnerTextEncoder implements TextEncoderComponent {
+  private readonly runners = new Map<string, Promise<ModelRunner>>();
+
+  constructor(
+    readonly hiddenSize: number,
+    readonly layers: number,
+    private readonly runnerFor: (request: TextEncoderRequest) => Promise<ModelRunner>,
+  ) {}
+
+  async encode(
+    inputIds: readonly number[][],
+    request: TextEncoderRequest,
+  ): Promise<TextEncoderOutputs> {
+    const key = `${request.hiddenStateFromEnd ?? 0}:${request.finalLayerNorm ? 1 : 0}`;
+    let runner = this.runners.get(key);
+    if (!runner) {
+      runner = this.runnerFor(request);
+      this.runners.set(key, runner);
+      runner.catch(() => this.runners.delete(key));
+    }
+    const session = await runner;
+    const out = await session.run({ [MODEL_IO.textEncoder.input]: idsTensor(inputIds) });
+    const pooledName = MODEL_IO.textEncoder.pooled.find((n) => n in out);
+    return {
+      lastHiddenState: floatOutput(out, MODEL_IO.textEncoder.last),
+      skipHiddenState: request.hiddenStateFromEnd
+        ? floatOutput(out, MODEL_IO.textEncoder.skip)
+        : undefined,
+      pooled: pooledName ? floatOutput(out, pooledName) : undefined,
+    };
+  }
+
+  async release(): Promise<void> {
+    const runners = [...this.runners.values()];
+    this.runners.clear();
+    for (const runner of runners) await (await runner).release();
+  }
+}
+
+export class RunnerUnet implements UnetComponent {
+  constructor(private readonly runner: ModelRunner) {}
+
+  async predict(inputs: UnetInputs): Promise<HostTensor> {
+    const io = MODEL_IO.unet;
+    const feeds = {
+      [io.sample]: float32(inputs.sample.data, inputs.sample.dims),
+      [io.timestep]: float32(inputs.timestep, [inputs.timestep.length]),
+      [io.encoderHiddenStates]: float32(
+        inputs.encoderHiddenStates.data,
+        inputs.encoderHiddenStates.dims,
+      ),
+      ...(inputs.textEmbeds
+        ? { [io.textEmbeds]: float32(inputs.textEmbeds.data, inputs.textEmbeds.dims) }
+        : {}),
+      ...(inputs.timeIds
+        ? { [io.timeIds]: float32(inputs.timeIds.data, inputs.timeIds.dims) }
+        : {}),
+    };
+    return floatOutput(await this.runner.run(feeds), io.output);
+  }
+
+  release(): Promise<void> {
+    return this.runner.release();
+  }
+}
+
+export class RunnerVae implements VaeComponent {
+  constructor(
+    readonly scalingFactor: number,
+    readonly shiftFactor: number,
+    private readonly decoder: () => Promise<ModelRunner>,
+    private readonly encoder: () => Promise<ModelRunner>,
+  ) {}
+
+  private decoderRunner?: Promise<ModelRunner>;
+  private encoderRunner?: Promise<ModelRunner>;
+
+  async decode(latents: HostTensor): Promise<HostTensor> {
+    this.decoderRunner ??= this.decoder();
+    const io = MODEL_IO.vaeDecoder;
+    const out = await (await this.decoderRunner).run({
+      [io.input]: float32(latents.data, latents.dims),
+    });
+    return floatOutput(out, io.output);
+  }
+
+  async encode(images: HostTensor): Promise<{ mean: HostTensor; logvar: HostTensor }> {
+    this.encoderRunner ??= this.encoder();
+    const io = MODEL_IO.vaeEncoder;
+    const out = await (await this.encoderRunner).run({
+      [io.input]: float32(images.data, images.dims),
+    });
+    return { mean: floatOutput(out, io.mean), logvar: floatOutput(out, io.logvar) };
+  }
+
+  async release(): Promise<void> {
+    for (const runner of [this.decoderRunner, this.encoderRunner])
+      if (runner) await (await runner).release();
+    this.decoderRunner = undefined;
+    this.encoderRunner = undefined;
+  }
+}

@@ -1,0 +1,38 @@
+/**
+ * Runtime-neutral tensors and model runners. Node (onnxruntime-node) and the browser
+ * (onnxruntime-web) each implement `ModelRunner` in a thin entry point; everything above the
+ * runtime talks to this interface only.
+ */
+export type RunnerTensor =
+  | { readonly type: "float32"; readonly data: Float32Array; readonly dims: readonly number[] }
+  | { readonly type: "int64"; readonly data: BigInt64Array; readonly dims: readonly number[] };
+
+export interface ModelRunner {
+  readonly inputNames: readonly string[];
+  readonly outputNames: readonly string[];
+  run(feeds: Readonly<Record<string, RunnerTensor>>): Promise<Record<string, RunnerTensor>>;
+  release(): Promise<void>;
+}
+
+export function float32(data: Float32Array, dims: readonly number[]): RunnerTensor {
+  return { type: "float32", data, dims };
+}
+
+export function int64(data: BigInt64Array, dims: readonly number[]): RunnerTensor {
+  return { type: "int64", data, dims };
+}
+
+/** The float32 output `name`, or an error naming what the model gave instead. */
+export function floatOutput(
+  outputs: Readonly<Record<string, RunnerTensor>>,
+  name: string,
+): { data: Float32Array; dims: readonly number[] } {
+  const tensor = outputs[name];
+  if (!tensor)
+    throw new Error(
+      `the model has no output "${name}" (it has ${Object.keys(outputs).join(", ")})`,
+    );
+  if (tensor.type !== "float32")
+    throw new Error(`output "${name}" is ${tensor.type}, expected float32`);
+  return tensor;
+}

@@ -1,0 +1,64 @@
+/**
+ * Euler ancestral: an Euler step of the probability-flow ODE of Karras et al. (2022) down to
+ * sigma_down, then fresh noise of standard deviation sigma_up, with
+ * sigma_up^2 + sigma_down^2 = sigma_next^2 chosen so the step has the marginal of DDPM's
+ * ancestral sampling (Ho, Jain and Abbeel, "Denoising Diffusion Probabilistic Models", 2020).
+ */
+import type { NoiseSource } from "../util/random.js";
+import { checkSameLength } from "./base.js";
+import { type ConfigOf, scheduleFields, zeroSnrField } from "./config.js";
+import { eulerStep, SigmaScheduler } from "./sigma-base.js";
+import { combine, denoised, toFloat32 } from "./tensor-ops.js";
+
+const f32 = Math.fround;
+
+export const EULER_ANCESTRAL_FIELDS = {
+  ...scheduleFields({
+    beta_start: 0.0001,
+    beta_end: 0.02,
+    beta_schedule: "linear",
+    timestep_spacing: "linspace",
+  }),
+  ...zeroSnrField(),
+};
+export type EulerAncestralConfig = ConfigOf<typeof EULER_ANCESTRAL_FIELDS>;
+
+/**
+ * The split of a step from `sigma` to `sigmaNext` into a deterministic part (to `down`) and
+ * fresh noise (`up`), in float32 like the reference's schedule tables.
+ */
+export function ancestralSplit(sigma: number, sigmaNext: number): { up: number; down: number } {
+  const sigma2 = f32(sigma * sigma);
+  const next2 = f32(sigmaNext * sigmaNext);
+  const up = f32(Math.sqrt(f32(f32(next2 * f32(sigma2 - next2)) / sigma2)));
+  return { up, down: f32(Math.sqrt(f32(next2 - f32(up * up)))) };
+}
+
+export class EulerAncestralScheduler extends SigmaScheduler<EulerAncestralConfig> {
+  protected computeTimesteps(steps: number): void {
+    const plan = this.planSigmas(steps);
+    this.timesteps = plan.timesteps;
+    this.sigmas = [...plan.sigmas, 0].map(f32);
+  }
+
+  step(
+    modelOutput: Float32Array,
+    timestep: number,
+    sample: Float32Array,
+    noise: NoiseSource,
+    dims: readonly number[],
+  ): Float32Array {
+    checkSameLength(this.name, sample, modelOutput, "model output");
+    const index = this.currentIndex(timestep);
+    const sigma = this.sigmas[index];
+    const x0 = denoised(this.config.prediction_type, modelOutput, sample, sigma);
+    const { up, down } = ancestralSplit(sigma, this.sigmas[index + 1]);
+    this.stepIndex = index + 1;
+    return toFloat32(
+      combine([
+        [1, eulerStep(sample, x0, sigma, down)],
+        [up, noise.normal(dims)],
+      ]),
+    );
+  }
+}

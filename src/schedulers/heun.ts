@@ -1,0 +1,91 @@
+/**
+ * Heun: Karras et al., "Elucidating the Design Space of Diffusion-Based Generative Models"
+ * (2022), Algorithm 1: an Euler step to the next noise level, then a second model evaluation
+ * there and a step from the start with the mean of both slopes (trapezoidal rule). The last
+ * step, to sigma = 0, is a plain Euler step. Each noise level but the first is listed twice in
+ * `timesteps`, once per model evaluation.
+ */
+import type { NoiseSource } from "../util/random.js";
+import { checkSameLength } from "./base.js";
+import { booleanField, type ConfigOf, numberField } from "./config.js";
+import { doubleAfterFirst, odeSlope, SigmaScheduler, sigmaSamplerFields } from "./sigma-base.js";
+import { clipOrThreshold, combine, denoised, toFloat32 } from "./tensor-ops.js";
+
+const f32 = Math.fround;
+
+export const HEUN_FIELDS = {
+  ...sigmaSamplerFields({
+    beta_start: 0.00085,
+    beta_end: 0.012,
+    beta_schedule: "linear",
+    timestep_spacing: "linspace",
+  }),
+  clip_sample: booleanField(false),
+  clip_sample_range: numberField(1, 0),
+};
+export type HeunConfig = ConfigOf<typeof HEUN_FIELDS>;
+
+interface FirstHalf {
+  readonly sample: Float32Array;
+  readonly slope: Float64Array;
+  readonly dt: number;
+}
+
+export class HeunScheduler extends SigmaScheduler<HeunConfig> {
+  override readonly order = 2;
+  private firstHalf: FirstHalf | undefined;
+
+  protected computeTimesteps(steps: number): void {
+    const plan = this.planSigmas(steps);
+    const sigmas = plan.sigmas.map(f32);
+    this.timesteps = doubleAfterFirst(plan.timesteps);
+    this.sigmas = [...doubleAfterFirst(sigmas), 0];
+  }
+
+  protected override resetState(): void {
+    this.firstHalf = undefined;
+  }
+
+  step(
+    modelOutput: Float32Array,
+    timestep: number,
+    sample: Float32Array,
+    _noise: NoiseSource,
+    dims: readonly number[],
+  ): Float32Array {
+    checkSameLength(this.name, sample, modelOutput, "model output");
+    const index = this.currentIndex(timestep);
+    const c = this.config;
+    const first = this.firstHalf;
+    this.stepIndex = index + 1;
+    if (first === undefined) {
+      const sigma = this.sigmas[index];
+      const x0 = clipOrThreshold(denoised(c.prediction_type, modelOutput, sample, sigma), c, dims);
+      const slope = odeSlope(sample, x0, sigma);
+      const dt = this.sigmas[index + 1] - sigma;
+      this.firstHalf = { sample, slope, dt };
+      return toFloat32(
+        combine([
+          [1, sample],
+          [dt, slope],
+        ]),
+      );
+    }
+    // The correction: the model was evaluated at the Euler step's end, sigma_next.
+    const sigmaNext = this.sigmas[index];
+    const x0 = clipOrThreshold(
+      denoised(c.prediction_type, modelOutput, sample, sigmaNext),
+      c,
+      dims,
+    );
+    const slope = odeSlope(sample, x0, sigmaNext);
+    this.firstHalf = undefined;
+    return toFloat32(
+      combine([
+        [1, first.sample],
+        [first.dt / 2, first.slope],
+        [first.dt / 2, slope],
+      ]),
+    );
+  }
+}

@@ -1,0 +1,8 @@
+// The samplers' public surface: the interface, the registry and config loading.
+export {
+  type LoadedSchedulerConfig,
+  loadSchedulerConfig,
+  type SchedulerConfigJson,
+} from "./config.js";
+export { createScheduler, listSchedulerClasses, listSchedulers } from "./registry.js";
+export type { Scheduler } from "./types.js";
