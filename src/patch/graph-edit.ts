@@ -15,7 +15,7 @@ import type {
   TensorProto,
   ValueInfoProto,
 } from "../onnx/proto.js";
-import { ELEMENT_TYPES } from "../onnx/tensor-data.js";
+import { ELEMENT_TYPES, type ElementType } from "../onnx/tensor-data.js";
 import { GraphIndex, nodeInputs, subgraphsOf, topologicalSort } from "./graph-index.js";
 
 /** Reduce ops whose `axes` moved from an attribute to an input in opset 18. */
@@ -45,6 +45,8 @@ export class GraphEdit {
   private readonly replacedOutputs = new Map<string, { value: string; info: ValueInfoProto }>();
   private readonly addedOutputs: Array<{ value: string; info: ValueInfoProto }> = [];
   private readonly extraNodes: NodeProto[] = [];
+  private readonly retypedInputs = new Map<string, ValueInfoProto>();
+  private readonly renamed: Array<{ from: string; to: string; kind: "input" | "output" }> = [];
   private replayNames?: Set<string>;
   private replayCounter = 0;
   private committed = false;
@@ -56,6 +58,19 @@ export class GraphEdit {
   ) {
     this.index = new GraphIndex(model.graph);
     this.builder = new GraphBuilder(floatType, undefined, "todo_sd_fragment");
+  }
+
+  /** True when the edit would change the model. */
+  get pending(): boolean {
+    return (
+      this.builder.nodeCount > 0 ||
+      this.rewires.length > 0 ||
+      this.extraNodes.length > 0 ||
+      this.replacedOutputs.size > 0 ||
+      this.addedOutputs.length > 0 ||
+      this.retypedInputs.size > 0 ||
+      this.renamed.length > 0
+    );
   }
 
   get graph(): GraphIndex {
@@ -132,13 +147,37 @@ export class GraphEdit {
     };
   }
 
+  /**
+   * Changes graph input `name` to `type` and `shape`; `convert` builds, from the new input, the
+   * value the graph's readers get instead (a Cast to the old type, say).
+   */
+  replaceInput(
+    name: string,
+    type: ElementType,
+    shape: readonly Dim[] | undefined,
+    convert: (input: Value) => Value,
+  ): void {
+    if (!this.index.isGraphInput(name)) throw new Error(`the graph has no input "${name}"`);
+    const value = convert(this.external(name));
+    this.replaceUses(name, value);
+    this.retypedInputs.set(name, makeValueInfo(name, type, shape));
+  }
+
+  /** Renames a graph input or output (applied last, so the other edits use the old name). */
+  rename(kind: "input" | "output", from: string, to: string): void {
+    const exists =
+      kind === "input" ? this.index.isGraphInput(from) : this.index.isGraphOutput(from);
+    if (!exists) throw new Error(`the graph has no ${kind} "${from}"`);
+    if (from !== to) this.renamed.push({ from, to, kind });
+  }
+
   /** Adds a graph output `name` with the contents of `value`. */
-  addOutput(value: Value, name: string, type: "float32" | "float16", shape?: readonly Dim[]): void {
+  addOutput(value: Value, name: string, type: ElementType, shape?: readonly Dim[]): void {
     this.addedOutputs.push({ value: value.name, info: makeValueInfo(name, type, shape) });
   }
 
   /** Replaces the graph output `name`: it keeps its name and now carries `value`. */
-  replaceOutput(name: string, value: Value, type: "float32" | "float16", shape?: readonly Dim[]) {
+  replaceOutput(name: string, value: Value, type: ElementType, shape?: readonly Dim[]): void {
     if (!this.index.isGraphOutput(name)) throw new Error(`the graph has no output "${name}"`);
     this.replacedOutputs.set(name, { value: value.name, info: makeValueInfo(name, type, shape) });
   }
@@ -236,6 +275,13 @@ export class GraphEdit {
       outputs.push(added.info);
     }
     graph.output = outputs;
+    graph.input = graph.input.map((i) => this.retypedInputs.get(i.name) ?? i);
+    for (const { from, to, kind } of this.renamed) {
+      const names = collectNames(graph);
+      if (names.has(to)) throw new Error(`cannot rename ${kind} "${from}": "${to}" is taken`);
+      renameEverywhere(graph, from, to);
+      changed.add(to);
+    }
 
     for (const node of graph.node) {
       if (node.domain && !this.model.opsetImport.some((o) => o.domain === node.domain))
@@ -254,11 +300,7 @@ export class GraphEdit {
 
 type Dim = number | string;
 
-function makeValueInfo(
-  name: string,
-  type: "float32" | "float16",
-  shape?: readonly Dim[],
-): ValueInfoProto {
+function makeValueInfo(name: string, type: ElementType, shape?: readonly Dim[]): ValueInfoProto {
   return {
     name,
     type: {
@@ -289,6 +331,18 @@ function collectNames(graph: GraphProto, into = new Set<string>()): Set<string> 
   }
   into.delete("");
   return into;
+}
+
+/** Renames a value in a graph's inputs, outputs and nodes, subgraphs included. */
+function renameEverywhere(graph: GraphProto, from: string, to: string): void {
+  for (const i of graph.input) if (i.name === from) i.name = to;
+  for (const o of graph.output) if (o.name === from) o.name = to;
+  for (const v of graph.valueInfo ?? []) if (v.name === from) v.name = to;
+  for (const node of graph.node) {
+    node.input = node.input.map((n) => (n === from ? to : n));
+    node.output = node.output.map((n) => (n === from ? to : n));
+    for (const sub of subgraphsOf(node)) renameEverywhere(sub, from, to);
+  }
 }
 
 function collectNodeNames(nodes: readonly NodeProto[]): Set<string> {
