@@ -126,7 +126,11 @@ export function applyRules(
     patched.push({ name, rule: rule.name, level });
   }
   if (g.nodeCount === 0) throw new Error(`${label}: the rewrite added nothing`);
-  edit.commit();
+  try {
+    edit.commit();
+  } catch (error) {
+    throw new Error(`${label}: ${(error as Error).message}`);
+  }
 
   const metadata: Record<string, string> = {
     ...reductionMetadata(settings),

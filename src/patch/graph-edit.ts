@@ -191,6 +191,12 @@ export class GraphEdit {
   /** Splices the fragment into the model (in place) and returns the model. */
   commit(): ModelProto {
     if (this.committed) throw new Error("this edit was already committed");
+    const opset = this.model.opsetImport.find((o) => !o.domain)?.version ?? 1;
+    // The builder writes opset-13 forms (Squeeze, Unsqueeze, Split and Slice take inputs).
+    if (opset < 13 && this.builder.nodeCount > 0)
+      throw new Error(
+        `the model uses ONNX opset ${opset}; adding to it needs opset 13 or newer (re-export it with a newer opset)`,
+      );
     this.committed = true;
     const graph = this.model.graph;
     graph.node.push(...this.extraNodes);
@@ -233,7 +239,6 @@ export class GraphEdit {
       nodeNames.add(fresh);
     }
 
-    const opset = this.model.opsetImport.find((o) => !o.domain)?.version ?? 1;
     if (opset >= 18) legalizeReduceAxes(fragment.node, initializers, existing);
 
     graph.node.push(...fragment.node);

@@ -42,8 +42,11 @@ import type { PipelineParts } from "./stable-diffusion.js";
 export interface OnnxFolderOptions {
   readonly device?: Device;
   readonly intraOpThreads?: number;
-  /** Where patched models with external weights are written (default: the user's cache). */
-  readonly cache?: ModelCache;
+  /**
+   * Where rewritten models with external weights are written (default: the user's cache);
+   * false loads their weights and runs them from memory instead.
+   */
+  readonly cache?: ModelCache | false;
 }
 
 /** What the pipeline needs, from a loaded ONNX folder. */
@@ -207,7 +210,7 @@ export class OnnxModelFile {
   constructor(
     readonly path: string,
     private readonly sessionSettings: SessionSettings,
-    private readonly cache?: ModelCache,
+    private readonly cache?: ModelCache | false,
   ) {}
 
   /** The graph, without the weights of external data files (a fresh copy each call). */
@@ -226,11 +229,14 @@ export class OnnxModelFile {
    * model's folder.
    */
   async runner(key: string, edit: (model: ModelProto) => boolean): Promise<ModelRunner> {
-    const model = this.structure();
-    if (!edit(model)) return createRunner(this.path, this.sessionSettings);
+    let model = this.structure();
     const external = this.externalFiles ?? [];
-    if (external.length === 0) return createRunner(encodeModel(model), this.sessionSettings);
-    const cache = this.cache ?? new ModelCache();
+    // Without a cache, the weights are loaded and the model runs from memory (under 2 GiB).
+    const inMemory = external.length === 0 || this.cache === false;
+    if (external.length > 0 && inMemory) model = readModel(this.path, true);
+    if (!edit(model)) return createRunner(this.path, this.sessionSettings);
+    if (inMemory) return createRunner(encodeModel(model), this.sessionSettings);
+    const cache = this.cache || new ModelCache();
     const description = {
       kind: "onnx-export-variant",
       source: fileIdentity(this.path),

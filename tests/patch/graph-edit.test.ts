@@ -93,6 +93,17 @@ describe("GraphEdit", () => {
     expect((await run(model, input)).row_max.data).toEqual(Float32Array.from([3, 6]));
   });
 
+  it("refuses to add to models older than opset 13, leaving them as they were", () => {
+    const model = smallModel(12);
+    const before = encodeModel(model);
+    const edit = new GraphEdit(model);
+    edit.addOutput(edit.builder.unsqueeze(edit.external("x"), [0]), "wide", "float32");
+    expect(() => edit.commit()).toThrow(
+      "the model uses ONNX opset 12; adding to it needs opset 13 or newer (re-export it with a newer opset)",
+    );
+    expect(encodeModel(model)).toEqual(before);
+  });
+
   it("refuses to redirect a graph output and to commit twice", () => {
     const model = smallModel();
     const edit = new GraphEdit(model);

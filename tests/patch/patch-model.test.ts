@@ -5,18 +5,19 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { readModel } from "../../src/onnx/model-io.js";
-import { encodeModel } from "../../src/onnx/proto.js";
+import { encodeModel, type ModelProto } from "../../src/onnx/proto.js";
 import { PATCH_METADATA_KEY } from "../../src/patch/apply-rules.js";
 import { patchModel, patchUnet } from "../../src/patch/patch-model.js";
 import {
   parseReductionOptions,
   reductionFromMetadata,
   resolveReduction,
+  settingsFromReferenceArgs,
 } from "../../src/reduce/options.js";
 import { createSession, float32Tensor } from "../../src/runtime/session.js";
 import { SeededRandom } from "../../src/util/random.js";
-import { fixturePath, maxAbsDiff } from "../fixtures.js";
-import { builtUnet, runSession } from "./helpers.js";
+import { fixturePath, maxAbsDiff, openCaseTensors } from "../fixtures.js";
+import { builtUnet, readExport, runSession } from "./helpers.js";
 import { miniUnet } from "./mini-unet.js";
 
 const dirs: string[] = [];
@@ -129,5 +130,65 @@ describe("patched grid on sizes the total stride does not divide", () => {
       await session.release();
     }
     expect(maxAbsDiff(outputs[0], outputs[1])).toBeLessThan(1e-5);
+  });
+});
+
+describe("patched equals built", () => {
+  async function outputs(models: readonly ModelProto[], timesteps: readonly number[]) {
+    const cases = openCaseTensors("unet-sd15-tiny");
+    const results: Float32Array[][] = [];
+    for (const model of models) {
+      const session = await createSession(encodeModel(model));
+      const perStep: Float32Array[] = [];
+      for (const t of timesteps) {
+        perStep.push(
+          await runSession(session, {
+            sample: float32Tensor(cases.readFloat32("16x16.sample"), [2, 4, 16, 16]),
+            timestep: float32Tensor(new Float32Array([t, t]), [2]),
+            encoder_hidden_states: float32Tensor(
+              cases.readFloat32("16x16.encoder_hidden_states"),
+              [2, 77, 16],
+            ),
+          }),
+        );
+      }
+      await session.release();
+      results.push(perStep);
+    }
+    cases.close();
+    return results;
+  }
+
+  it("in float16 graphs, ToDo and then ToMe after the switch", async () => {
+    const settings = settingsFromReferenceArgs({
+      downsample_method: "bilinear",
+      downsample_factor: 2,
+      timestep_threshold_switch: 0.8,
+      use_rand: false,
+    });
+    const patched = builtUnet("sd15-tiny", { dtype: "float16" });
+    expect(patchUnet(patched, { reduction: settings }).report.byLevel).toEqual({ 1: 5, 2: 5 });
+    const built = builtUnet("sd15-tiny", { dtype: "float16", reduction: settings });
+    const [a, b] = await outputs([patched, built], [900, 700]);
+    expect(maxAbsDiff(a[0], b[0])).toBe(0);
+    expect(maxAbsDiff(a[1], b[1])).toBe(0);
+  });
+
+  it("with seeded random ToMe: blocks named as the builder names them draw the same cells", async () => {
+    const settings = settingsFromReferenceArgs({
+      merge_method: "similarity",
+      ratio: 0.5,
+      use_rand: true,
+      timestep_threshold_switch: 0,
+    });
+    expect(settings.random).toBe(true);
+    const patched = readExport("onnx/sd15-tiny/unet/model.onnx");
+    const { report } = patchUnet(patched, { reduction: settings });
+    expect(report.patched[0].name).toBe("down_blocks.0.attentions.0.transformer_blocks.0.attn1");
+    const built = builtUnet("sd15-tiny", { reduction: settings });
+    const plain = builtUnet("sd15-tiny");
+    const [a, b, c] = await outputs([patched, built, plain], [700]);
+    expect(maxAbsDiff(a[0], b[0])).toBeLessThan(1e-5);
+    expect(maxAbsDiff(a[0], c[0])).toBeGreaterThan(1e-3); // the merge does change the output
   });
 });

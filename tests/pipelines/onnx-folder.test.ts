@@ -139,6 +139,37 @@ describe("openOnnxFolder on onnx/sd15-tiny", () => {
   });
 });
 
+describe("openOnnxFolder without a cache", () => {
+  it("loads external weights and runs the patched UNet from memory", async () => {
+    const unused = join(tmpdir(), `todo-sd-no-cache-${process.pid}`);
+    const saved = process.env.TODO_SD_CACHE;
+    process.env.TODO_SD_CACHE = unused;
+    const inMemory = await openOnnxFolder(FOLDER, { cache: false });
+    try {
+      const cases = openCaseTensors("unet-sd15-tiny");
+      const unet = await inMemory.unet(
+        settingsFromReferenceArgs({ downsample_method: "nearest-exact", downsample_factor: 2 }),
+      );
+      const out = await unet.predict({
+        sample: { data: cases.readFloat32("24x16.sample"), dims: [2, 4, 24, 16] },
+        timestep: new Float32Array([700, 700]),
+        encoderHiddenStates: {
+          data: cases.readFloat32("24x16.encoder_hidden_states"),
+          dims: [2, 77, 16],
+        },
+      });
+      const diff = maxAbsDiff(out.data, cases.readFloat32("24x16.out.todo-nearest-exact-2"));
+      cases.close();
+      expect(diff).toBeLessThan(TOLERANCE);
+      expect(existsSync(unused)).toBe(false);
+    } finally {
+      await inMemory.release();
+      if (saved === undefined) delete process.env.TODO_SD_CACHE;
+      else process.env.TODO_SD_CACHE = saved;
+    }
+  });
+});
+
 describe("openOnnxFolder refusals", () => {
   it("refuses a folder that is not an ONNX export", async () => {
     await expect(openOnnxFolder(fixturePath("pipelines", "sd15-tiny"))).rejects.toThrow(
