@@ -30,8 +30,7 @@ import {
 } from "../patch/io-contract.js";
 import { clipHiddenStatesRule, LAST_HIDDEN_STATE } from "../patch/rules/clip-hidden-states.js";
 import { reducesNothing } from "../reduce/options.js";
-import type { Device } from "../runtime/devices.js";
-import { createRunner } from "../runtime/session.js";
+import { createRunner, type SessionOptions } from "../runtime/session.js";
 import type { ModelRunner } from "../runtime/types.js";
 import { loadClipTokenizer } from "../tokenizers/load-folder.js";
 import { type JsonObject, readConfigFile } from "../weights/config-json.js";
@@ -39,9 +38,8 @@ import { fileIdentity, hashKey, ModelCache, stableStringify } from "./model-cach
 import { MODEL_IO, RunnerTextEncoder, RunnerUnet, RunnerVae } from "./runner-components.js";
 import type { PipelineParts } from "./stable-diffusion.js";
 
-export interface OnnxFolderOptions {
-  readonly device?: Device;
-  readonly intraOpThreads?: number;
+/** Session settings (device, threads, WebGPU tuning) for every model, and the cache. */
+export interface OnnxFolderOptions extends SessionOptions {
   /**
    * Where rewritten models with external weights are written (default: the user's cache);
    * false loads their weights and runs them from memory instead.
@@ -72,9 +70,9 @@ export async function openOnnxFolder(
     if (!existsSync(join(dir, part, "model.onnx")))
       throw new Error(`${dir}: ${part}/model.onnx is missing`);
   }
-  const sessionOptions = { device: options.device, intraOpThreads: options.intraOpThreads };
+  const { cache, ...sessionOptions } = options;
   const files = (part: string) =>
-    new OnnxModelFile(join(dir, part, "model.onnx"), sessionOptions, options.cache);
+    new OnnxModelFile(join(dir, part, "model.onnx"), sessionOptions, cache);
 
   const unetFile = files("unet");
   const unetGraph = unetFile.structure().graph;
@@ -197,11 +195,6 @@ function addHiddenState(model: ModelProto, fromEnd: number, finalLayerNorm: bool
 
 // ---- model files and their rewritten variants -----------------------------------------------
 
-interface SessionSettings {
-  readonly device?: Device;
-  readonly intraOpThreads?: number;
-}
-
 /** One exported model file: runners of its rewritten copies (or of the file, unchanged). */
 export class OnnxModelFile {
   private bytes?: Uint8Array;
@@ -209,7 +202,7 @@ export class OnnxModelFile {
 
   constructor(
     readonly path: string,
-    private readonly sessionSettings: SessionSettings,
+    private readonly sessionSettings: SessionOptions,
     private readonly cache?: ModelCache | false,
   ) {}
 
