@@ -65,6 +65,13 @@ export {
   saveModel,
   writeModel,
 } from "./onnx/model-io.js";
+export { ATTENTION_RULES, applyRules, describeReport } from "./patch/apply-rules.js";
+export {
+  type PatchOptions,
+  type PatchResult,
+  patchModel,
+  patchUnet,
+} from "./patch/patch-model.js";
 export {
   CONVERT_COMPONENTS,
   type ConvertComponent,
@@ -80,6 +87,12 @@ export {
   openModelFiles,
   type SourceKind,
 } from "./pipelines/load.js";
+export { defaultCacheDir, ModelCache } from "./pipelines/model-cache.js";
+export {
+  type OnnxFolder,
+  type OnnxFolderOptions,
+  openOnnxFolder,
+} from "./pipelines/onnx-folder.js";
 export { encodeResultPng, ensureWritableFolder, writeResultPngs } from "./pipelines/outputs.js";
 export {
   type GenerateOptions,

@@ -31,6 +31,7 @@ import { openSingleFile } from "../weights/single-file.js";
 import { type WeightSource, weightIdentity } from "../weights/source.js";
 import type { TextEncoderRequest } from "./components.js";
 import { defaultCacheDir, hashKey, ModelCache } from "./model-cache.js";
+import { openOnnxFolder } from "./onnx-folder.js";
 import { RunnerTextEncoder, RunnerUnet, RunnerVae } from "./runner-components.js";
 import { type PipelineParts, StableDiffusionPipeline } from "./stable-diffusion.js";
 
@@ -158,7 +159,11 @@ export async function loadPipeline(
 ): Promise<StableDiffusionPipeline> {
   const kind = classifySource(source);
   if (kind === "onnx-folder") {
-    throw new Error(`${source}: ONNX export folders are not supported yet`);
+    const cache =
+      options.cacheDir === false ? false : new ModelCache(options.cacheDir ?? defaultCacheDir());
+    return new StableDiffusionPipeline(
+      await openOnnxFolder(source, { device: options.device, webgpu: options.webgpu, cache }),
+    );
   }
   const { files, folder } = await openModelFiles(source, options);
   try {
