@@ -1,5 +1,16 @@
 // Public API of todo-sd. Everything a user imports comes through here.
 
+export { runAttentionProbes } from "./bench/attention-probe.js";
+export {
+  BENCH_METHODS,
+  type BenchMethod,
+  type BenchSize,
+  benchReduction,
+  benchUnet,
+  parseBenchMethod,
+  type UnetBenchOptions,
+  type UnetBenchRow,
+} from "./bench/unet-bench.js";
 export {
   type DownloadOptions,
   downloadFile,
@@ -49,10 +60,26 @@ export { parseVaeConfig, type VaeConfig } from "./models/vae-config.js";
 export { attr, GraphBuilder, MS_DOMAIN } from "./onnx/builder.js";
 export {
   buildModelBytes,
+  formatBytes,
   readModel,
   saveModel,
   writeModel,
 } from "./onnx/model-io.js";
+export { ATTENTION_RULES, applyRules, describeReport } from "./patch/apply-rules.js";
+export {
+  type PatchOptions,
+  type PatchResult,
+  patchModel,
+  patchUnet,
+} from "./patch/patch-model.js";
+export {
+  CONVERT_COMPONENTS,
+  type ConvertComponent,
+  type ConvertedFile,
+  type ConvertOptions,
+  convertModel,
+  parseConvertComponent,
+} from "./pipelines/convert.js";
 export {
   classifySource,
   type LoadOptions,
@@ -60,6 +87,12 @@ export {
   openModelFiles,
   type SourceKind,
 } from "./pipelines/load.js";
+export { defaultCacheDir, ModelCache } from "./pipelines/model-cache.js";
+export {
+  type OnnxFolder,
+  type OnnxFolderOptions,
+  openOnnxFolder,
+} from "./pipelines/onnx-folder.js";
 export { encodeResultPng, ensureWritableFolder, writeResultPngs } from "./pipelines/outputs.js";
 export {
   type GenerateOptions,
@@ -88,6 +121,7 @@ export {
   settingsFromReferenceArgs,
 } from "./reduce/index.js";
 export { DEVICES, type Device, parseDevice } from "./runtime/devices.js";
+export { type ProfileSummary, summariseProfile } from "./runtime/profile.js";
 export {
   createScheduler,
   listSchedulerClasses,

@@ -4,7 +4,7 @@
  */
 import { attr, GraphBuilder, MS_DOMAIN, type Value } from "../onnx/builder.js";
 import { buildModelBytes } from "../onnx/model-io.js";
-import type { Device } from "../runtime/devices.js";
+import { type Device, parseDevice } from "../runtime/devices.js";
 import { createSession, float32Tensor } from "../runtime/session.js";
 
 export type AttentionVariant =
@@ -159,5 +159,34 @@ export async function runAttentionProbe(
       minMs: Number.NaN,
       error: (error as Error).message.split("\n")[0],
     };
+  }
+}
+
+const PROBE_SHAPES: readonly AttentionShape[] = [
+  { batch: 2, queries: 4096, keys: 4096, heads: 8, headDim: 40 },
+  { batch: 2, queries: 16384, keys: 16384, heads: 8, headDim: 40 },
+  { batch: 2, queries: 16384, keys: 4096, heads: 8, headDim: 40 },
+  { batch: 2, queries: 36864, keys: 4096, heads: 8, headDim: 40 },
+  { batch: 2, queries: 65536, keys: 4096, heads: 8, headDim: 40 },
+  { batch: 2, queries: 65536, keys: 65536, heads: 8, headDim: 40 },
+];
+
+/** Every variant at SD 1.5's level-1 shapes (512 to 2048 px, with and without ToDo), as JSON lines. */
+export async function* runAttentionProbes(deviceName: string): AsyncGenerator<string> {
+  const device = parseDevice(deviceName);
+  for (const shape of PROBE_SHAPES) {
+    for (const variant of ATTENTION_VARIANTS) {
+      if (variant === "matmul-softmax" && shape.queries * shape.keys > 16384 * 16384) continue;
+      const r = await runAttentionProbe(variant, shape, "float16", device);
+      yield JSON.stringify({
+        queries: shape.queries,
+        keys: shape.keys,
+        batch: shape.batch,
+        variant,
+        medianMs: Number(r.medianMs.toFixed(2)),
+        minMs: Number(r.minMs.toFixed(2)),
+        error: r.error,
+      });
+    }
   }
 }

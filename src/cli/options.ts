@@ -135,7 +135,19 @@ export function addModelFlags(command: Command): Command {
     .option("--tokenizer <folder>", "a CLIP tokenizer folder for sources without one")
     .option("--variant <name>", "weight variant, e.g. fp16")
     .option("--revision <rev>", "Hub revision (branch, tag or commit)")
-    .option("--offline", "never use the network; Hub models must be in the cache");
+    .option("--offline", "never use the network; Hub models must be in the cache")
+    .addOption(
+      new Option(
+        "--webgpu-layout <layout>",
+        "WebGPU: layout of Conv and other layout-sensitive ops",
+      ).choices(["NCHW", "NHWC"]),
+    )
+    .addOption(
+      new Option(
+        "--webgpu-validation <mode>",
+        "WebGPU: Dawn validation (disabled is fastest)",
+      ).choices(["disabled", "wgpuOnly", "basic", "full"]),
+    );
 }
 
 export interface ModelFlagValues {
@@ -149,6 +161,8 @@ export interface ModelFlagValues {
   readonly variant?: string;
   readonly revision?: string;
   readonly offline?: boolean;
+  readonly webgpuLayout?: "NCHW" | "NHWC";
+  readonly webgpuValidation?: "disabled" | "wgpuOnly" | "basic" | "full";
 }
 
 export function loadOptionsFromFlags(flags: ModelFlagValues) {
@@ -161,5 +175,9 @@ export function loadOptionsFromFlags(flags: ModelFlagValues) {
     variant: flags.variant,
     revision: flags.revision,
     offline: flags.offline,
+    webgpu:
+      flags.webgpuLayout || flags.webgpuValidation
+        ? { preferredLayout: flags.webgpuLayout, validationMode: flags.webgpuValidation }
+        : undefined,
   };
 }

@@ -238,14 +238,10 @@ export function groupNorm(ctx: LayerContext, key: string, x: Value, spec: GroupN
     );
     return g.transpose(y, [0, 3, 1, 2]); // (B, C, H, W)
   }
-  const gamma = weight(ctx, `${key}.weight`, [channels], {
-    dims: [channels, 1, 1],
-    keepFloat32: true,
-  });
-  const beta = weight(ctx, `${key}.bias`, [channels], {
-    dims: [channels, 1, 1],
-    keepFloat32: true,
-  });
+  const gamma = weight(ctx, `${key}.weight`, [channels], { dims: [channels, 1, 1] });
+  const beta = weight(ctx, `${key}.bias`, [channels], { dims: [channels, 1, 1] });
+  // Only the statistics need float32; the affine and SiLU run in the graph's float type, which
+  // halves their memory traffic in float16 graphs.
   const upcast = g.floatType !== "float32";
   const x32 = upcast ? g.cast(x, "float32") : x;
   const grouped = g.reshape(x32, [0, groups, -1]); // (B, G, C/G * H * W)
@@ -258,9 +254,10 @@ export function groupNorm(ctx: LayerContext, key: string, x: Value, spec: GroupN
     ],
     { epsilon: attr.float(eps) },
   );
-  let y = g.add(g.mul(g.reshape(normed, g.shape(x32)), gamma), beta); // (B, C, H, W)
+  const restored = g.reshape(normed, g.shape(x)); // (B, C, H, W)
+  let y = g.add(g.mul(upcast ? g.castToFloat(restored) : restored, gamma), beta);
   if (spec.silu) y = g.silu(y);
-  return upcast ? g.castToFloat(y) : y;
+  return y;
 }
 
 /** LayerNorm over the last axis at `key` (`weight`, `bias` [dim]). */

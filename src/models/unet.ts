@@ -265,7 +265,8 @@ export function buildUnet(
 }
 
 /** The common cross-attention width of all attention blocks (null when there is none). */
-function crossAttentionWidth(config: UnetConfig): number | null {
+/** The width of `encoder_hidden_states` (null for a UNet without cross-attention). */
+export function crossAttentionWidth(config: UnetConfig): number | null {
   const widths = new Set<number>();
   for (const block of [...config.downBlocks, ...config.upBlocks, config.midBlock]) {
     if (block?.attention) widths.add(block.attention.crossAttentionDim);

@@ -16,15 +16,16 @@ import type { GraphBuilder } from "../onnx/builder.js";
 import { externalDataPath, saveModel } from "../onnx/model-io.js";
 import type { ReductionSettings } from "../reduce/options.js";
 import type { ComponentName, ModelFamily, ModelFiles } from "../weights/model-files.js";
-import { weightIdentity } from "../weights/source.js";
 import type { TextEncoderRequest } from "./components.js";
 import {
+  buildDescription,
   classifySource,
   familyOf,
   type LoadOptions,
   type ModelDtype,
   modelIndexFlag,
   openModelFiles,
+  resolveDtype,
   schedulerConfig,
   type TokenizerSource,
   textEncoderOutputs,
@@ -112,7 +113,7 @@ function componentModels(
   options: ComponentModelOptions,
 ): ComponentModels {
   const { backend } = options;
-  const dtype: ModelDtype = options.dtype ?? (backend === "wasm" ? "float32" : "float16");
+  const dtype = resolveDtype(backend, options.dtype);
   const family = familyOf(files);
   const cache = new ModelCache(options.cacheDir ?? defaultCacheDir());
   const pending = new Map<string, Promise<ComponentModelFile>>();
@@ -123,15 +124,9 @@ function componentModels(
     if (!config || !weights) throw new Error(`${files.label}: the model has no ${component}`);
     return { config, weights };
   };
-  // The same description as loadPipeline's, so a Node session on the same backend shares entries.
-  const describe = (component: ComponentName, extra: Record<string, unknown>) => ({
-    component,
-    format: 1,
-    weights: weightIdentity(need(component).weights),
-    config: files.configs[component],
-    device: backend,
-    ...extra,
-  });
+  // loadPipeline's own cache keys, so a Node session on the same backend shares the entries.
+  const describe = (component: ComponentName, extra: Record<string, unknown>) =>
+    buildDescription(files, component, backend, extra);
   const built = (
     name: string,
     description: Record<string, unknown>,

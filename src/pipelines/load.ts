@@ -11,13 +11,14 @@ import { parseClipTextConfig } from "../models/clip-config.js";
 import { buildClipTextEncoder, type HiddenStateOutput } from "../models/clip-text.js";
 import type { BuiltModel, OpBackend } from "../models/layers.js";
 import { buildUnet } from "../models/unet.js";
-import { parseUnetConfig } from "../models/unet-config.js";
+import { parseUnetConfig, type UnetConfig } from "../models/unet-config.js";
 import { buildVaeDecoder, buildVaeEncoder } from "../models/vae.js";
 import { parseVaeConfig, vaeDtype } from "../models/vae-config.js";
 import type { GraphBuilder } from "../onnx/builder.js";
 import { buildModelBytes, saveModel } from "../onnx/model-io.js";
 import type { ReductionSettings } from "../reduce/options.js";
 import type { Device } from "../runtime/devices.js";
+import type { SessionOptions, WebGpuTuning } from "../runtime/session.js";
 import { createRunner } from "../runtime/session.js";
 import type { ModelRunner } from "../runtime/types.js";
 import type { ClipTokenizer } from "../tokenizers/clip-tokenizer.js";
@@ -30,6 +31,7 @@ import { openSingleFile } from "../weights/single-file.js";
 import { type WeightSource, weightIdentity } from "../weights/source.js";
 import type { TextEncoderRequest } from "./components.js";
 import { defaultCacheDir, hashKey, ModelCache } from "./model-cache.js";
+import { openOnnxFolder } from "./onnx-folder.js";
 import { RunnerTextEncoder, RunnerUnet, RunnerVae } from "./runner-components.js";
 import { type PipelineParts, StableDiffusionPipeline } from "./stable-diffusion.js";
 
@@ -54,6 +56,8 @@ export interface LoadOptions {
   readonly tokenizer?: string;
   /** Seed of `builtin:*` random weights. */
   readonly builtinSeed?: number;
+  /** WebGPU backend settings for every session. */
+  readonly webgpu?: WebGpuTuning;
   /** Called when a model is built rather than found in the cache. */
   readonly onBuild?: (component: string, path: string | undefined) => void;
 }
@@ -155,7 +159,11 @@ export async function loadPipeline(
 ): Promise<StableDiffusionPipeline> {
   const kind = classifySource(source);
   if (kind === "onnx-folder") {
-    throw new Error(`${source}: ONNX export folders are not supported yet`);
+    const cache =
+      options.cacheDir === false ? false : new ModelCache(options.cacheDir ?? defaultCacheDir());
+    return new StableDiffusionPipeline(
+      await openOnnxFolder(source, { device: options.device, webgpu: options.webgpu, cache }),
+    );
   }
   const { files, folder } = await openModelFiles(source, options);
   try {
@@ -166,7 +174,7 @@ export async function loadPipeline(
   }
 }
 
-/** The model family of opened files: recorded, else guessed from the text encoders. */
+/** The model family, from the files or, failing that, from the components present. */
 export function familyOf(files: ModelFiles): ModelFamily {
   if (files.family) return files.family;
   if (files.weights.text_encoder_2) return "sdxl";
@@ -225,36 +233,104 @@ export function modelIndexFlag(files: ModelFiles, name: string): boolean {
 }
 
 /** Everything needed to turn a builder into a runner, cached on disk when a cache is set. */
-class RunnerFactory {
+export class RunnerFactory {
   private readonly cache: ModelCache | undefined;
 
   constructor(
     private readonly device: Device,
     cacheDir: string | false | undefined,
     private readonly onBuild?: (component: string, path: string | undefined) => void,
+    private readonly webgpu?: WebGpuTuning,
   ) {
     this.cache = cacheDir === false ? undefined : new ModelCache(cacheDir ?? defaultCacheDir());
   }
 
+  /** A runner for the model `build` makes; `description` keys the cache. */
   async runner(
     component: string,
     description: Record<string, unknown>,
     build: () => BuiltModel | GraphBuilder,
+    session: Pick<SessionOptions, "profilePrefix"> = {},
   ): Promise<ModelRunner> {
-    const toParts = (built: BuiltModel | GraphBuilder) =>
-      "builder" in built ? built : { builder: built, metadata: {} as Record<string, string> };
+    const options = { device: this.device, webgpu: this.webgpu, ...session };
     if (!this.cache) {
       this.onBuild?.(component, undefined);
-      const { builder, metadata } = toParts(build());
-      return createRunner(buildModelBytes(builder, { metadata }), { device: this.device });
+      const { builder, metadata } = builtParts0(build());
+      return createRunner(buildModelBytes(builder, { metadata }), options);
     }
     const entry = await this.cache.getOrBuild(hashKey(description), description, (path) => {
       this.onBuild?.(component, path);
-      const { builder, metadata } = toParts(build());
+      const { builder, metadata } = builtParts0(build());
       saveModel(builder, path, { metadata });
     });
-    return createRunner(entry.modelPath, { device: this.device });
+    return createRunner(entry.modelPath, options);
   }
+}
+
+function builtParts0(built: BuiltModel | GraphBuilder): BuiltModel {
+  return "builder" in built ? built : { builder: built, metadata: {} };
+}
+
+/** The element type of the UNet and text encoders: as asked, else float32 on CPUs, float16 on GPUs. */
+export function resolveDtype(device: Device, dtype: ModelDtype | undefined): ModelDtype {
+  return dtype ?? (device === "cpu" || device === "wasm" ? "float32" : "float16");
+}
+
+/** What the cache key of a built component holds: weights, config, backend and build options. */
+export function buildDescription(
+  files: ModelFiles,
+  component: ComponentName,
+  device: Device,
+  extra: Record<string, unknown>,
+): Record<string, unknown> {
+  const weights = files.weights[component];
+  if (!weights) throw new Error(`${files.label}: the model has no ${component}`);
+  return {
+    component,
+    format: 1,
+    weights: weightIdentity(weights),
+    config: files.configs[component],
+    device: BACKEND_OF_DEVICE[device],
+    ...extra,
+  };
+}
+
+export interface UnetBuilds {
+  readonly config: UnetConfig;
+  readonly family: ModelFamily;
+  /** A runner of the UNet built for `reduction` (cached on disk per settings). */
+  runner(
+    reduction: ReductionSettings | undefined,
+    session?: Pick<SessionOptions, "profilePrefix">,
+  ): Promise<ModelRunner>;
+}
+
+/** The UNet of opened model files, built per reduction setting. */
+export function unetBuilds(
+  files: ModelFiles,
+  options: LoadOptions = {},
+  factory?: RunnerFactory,
+): UnetBuilds {
+  const device = options.device ?? "cpu";
+  const dtype = resolveDtype(device, options.dtype);
+  const backend = BACKEND_OF_DEVICE[device];
+  const builds =
+    factory ?? new RunnerFactory(device, options.cacheDir, options.onBuild, options.webgpu);
+  const weights = files.weights.unet;
+  const json = files.configs.unet;
+  if (!weights || !json) throw new Error(`${files.label}: the model has no unet`);
+  const config = parseUnetConfig(json, `${files.label} unet/config.json`);
+  return {
+    config,
+    family: familyOf(files),
+    runner: (reduction, session) =>
+      builds.runner(
+        "unet",
+        buildDescription(files, "unet", device, { dtype, reduction: reduction ?? null }),
+        () => buildUnet(config, weights, { dtype, backend, reduction }),
+        session,
+      ),
+  };
 }
 
 async function builtParts(
@@ -264,10 +340,9 @@ async function builtParts(
 ): Promise<PipelineParts> {
   const device = options.device ?? "cpu";
   const backend = BACKEND_OF_DEVICE[device];
-  const dtype: ModelDtype =
-    options.dtype ?? (device === "cpu" || device === "wasm" ? "float32" : "float16");
+  const dtype = resolveDtype(device, options.dtype);
   const family = familyOf(files);
-  const factory = new RunnerFactory(device, options.cacheDir, options.onBuild);
+  const factory = new RunnerFactory(device, options.cacheDir, options.onBuild, options.webgpu);
   const need = (
     component: ComponentName,
   ): { config: Record<string, unknown>; weights: WeightSource } => {
@@ -276,21 +351,10 @@ async function builtParts(
     if (!config || !weights) throw new Error(`${files.label}: the model has no ${component}`);
     return { config, weights };
   };
-  const describe = (
-    component: ComponentName,
-    weights: WeightSource,
-    extra: Record<string, unknown>,
-  ) => ({
-    component,
-    format: 1,
-    weights: weightIdentity(weights),
-    config: files.configs[component],
-    device: backend,
-    ...extra,
-  });
-
-  const unetParts = need("unet");
-  const unetConfig = parseUnetConfig(unetParts.config, `${files.label} unet/config.json`);
+  const describe = (component: ComponentName, extra: Record<string, unknown>) =>
+    buildDescription(files, component, device, extra);
+  const unetBuild = unetBuilds(files, options, factory);
+  const unetConfig = unetBuild.config;
   const vaeParts = need("vae");
   const vaeConfig = parseVaeConfig(vaeParts.config, `${files.label} vae/config.json`);
   if (vaeConfig.latentsMean || vaeConfig.latentsStd) {
@@ -305,7 +369,7 @@ async function builtParts(
     const clipConfig = parseClipTextConfig(config, `${files.label} ${name}/config.json`);
     return new RunnerTextEncoder(clipConfig.hiddenSize, clipConfig.numHiddenLayers, (request) => {
       const hiddenStates = textEncoderOutputs(request);
-      return factory.runner(name, describe(name, weights, { dtype, hiddenStates }), () =>
+      return factory.runner(name, describe(name, { dtype, hiddenStates }), () =>
         buildClipTextEncoder(clipConfig, weights, {
           dtype,
           hiddenStates,
@@ -320,16 +384,12 @@ async function builtParts(
     vaeConfig.scalingFactor,
     vaeConfig.shiftFactor ?? 0,
     () =>
-      factory.runner(
-        "vae_decoder",
-        describe("vae", vaeParts.weights, { half: "decoder", dtype: vaeType }),
-        () => buildVaeDecoder(vaeConfig, vaeParts.weights, { dtype: vaeType, backend }),
+      factory.runner("vae_decoder", describe("vae", { half: "decoder", dtype: vaeType }), () =>
+        buildVaeDecoder(vaeConfig, vaeParts.weights, { dtype: vaeType, backend }),
       ),
     () =>
-      factory.runner(
-        "vae_encoder",
-        describe("vae", vaeParts.weights, { half: "encoder", dtype: vaeType }),
-        () => buildVaeEncoder(vaeConfig, vaeParts.weights, { dtype: vaeType, backend }),
+      factory.runner("vae_encoder", describe("vae", { half: "encoder", dtype: vaeType }), () =>
+        buildVaeEncoder(vaeConfig, vaeParts.weights, { dtype: vaeType, backend }),
       ),
   );
   return {
@@ -341,13 +401,7 @@ async function builtParts(
       const key = JSON.stringify(reduction ?? null);
       let unet = unets.get(key);
       if (!unet) {
-        unet = factory
-          .runner(
-            "unet",
-            describe("unet", unetParts.weights, { dtype, reduction: reduction ?? null }),
-            () => buildUnet(unetConfig, unetParts.weights, { dtype, backend, reduction }),
-          )
-          .then((runner) => new RunnerUnet(runner));
+        unet = unetBuild.runner(reduction).then((runner) => new RunnerUnet(runner));
         unets.set(key, unet);
         unet.catch(() => unets.delete(key));
       }

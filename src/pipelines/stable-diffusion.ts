@@ -274,8 +274,9 @@ export class StableDiffusionPipeline {
     const parts = this.parts;
     validateGenerateOptions(options, parts);
     const prompts = asList(options.prompt);
-    const width = options.width ?? parts.defaultSize;
-    const height = options.height ?? parts.defaultSize;
+    // img2img keeps the init image's size unless told otherwise, as the reference does.
+    const width = options.width ?? options.image?.width ?? parts.defaultSize;
+    const height = options.height ?? options.image?.height ?? parts.defaultSize;
     const steps = options.steps ?? DEFAULTS.steps;
     const guidanceScale = options.guidanceScale ?? DEFAULTS.guidanceScale;
     const imagesPerPrompt = options.imagesPerPrompt ?? DEFAULTS.imagesPerPrompt;

@@ -7,8 +7,17 @@ export type OrtSession = ort.InferenceSession;
 export type OrtTensor = ort.Tensor;
 export { ort };
 
+/** Settings of onnxruntime's WebGPU backend that affect speed (see BENCHMARKS.md). */
+export interface WebGpuTuning {
+  /** Layout of layout-sensitive operators (Conv, ...): onnxruntime inserts transposes for NHWC. */
+  readonly preferredLayout?: "NCHW" | "NHWC";
+  /** How much Dawn validates each command; `disabled` is fastest, `basic` is onnxruntime's default. */
+  readonly validationMode?: "disabled" | "wgpuOnly" | "basic" | "full";
+}
+
 export interface SessionOptions {
   readonly device?: Device;
+  readonly webgpu?: WebGpuTuning;
   readonly intraOpThreads?: number;
   /** Path prefix of onnxruntime's profile file; profiling is on when set. */
   readonly profilePrefix?: string;
@@ -19,8 +28,14 @@ function sessionOptions(options: SessionOptions): ort.InferenceSession.SessionOp
   const device = options.device ?? "cpu";
   if (device === "wasm")
     throw new Error("the wasm device runs in the browser only; use cpu in Node");
+  const providers = EXECUTION_PROVIDERS[device].map(
+    (name): ort.InferenceSession.ExecutionProviderConfig =>
+      name === "webgpu" && options.webgpu
+        ? { name: "webgpu", ...definedOnly(options.webgpu) }
+        : name,
+  );
   const opts: ort.InferenceSession.SessionOptions = {
-    executionProviders: [...EXECUTION_PROVIDERS[device]],
+    executionProviders: providers,
     graphOptimizationLevel: options.graphOptimizationLevel ?? "all",
     logSeverityLevel: 3,
   };
@@ -106,5 +121,10 @@ export async function createRunner(
       return out;
     },
     release: () => session.release(),
+    endProfiling: () => session.endProfiling(),
   };
+}
+
+function definedOnly<T extends object>(value: T): Partial<T> {
+  return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as Partial<T>;
 }

@@ -12,6 +12,8 @@ export interface ModelRunner {
   readonly outputNames: readonly string[];
   run(feeds: Readonly<Record<string, RunnerTensor>>): Promise<Record<string, RunnerTensor>>;
   release(): Promise<void>;
+  /** Ends profiling (sessions made with a profile prefix) and writes the trace file. */
+  endProfiling?(): void;
 }
 
 export function float32(data: Float32Array, dims: readonly number[]): RunnerTensor {

@@ -31,7 +31,12 @@ import {
   type ComponentModels,
   openComponentModels,
 } from "../pipelines/component-models.js";
-import { type LoadOptions, loadPipeline, type ModelDtype } from "../pipelines/load.js";
+import {
+  classifySource,
+  type LoadOptions,
+  loadPipeline,
+  type ModelDtype,
+} from "../pipelines/load.js";
 import { encodeResultPng } from "../pipelines/result-png.js";
 import type { StableDiffusionPipeline } from "../pipelines/stable-diffusion.js";
 import { parseReductionOptions, type ReductionSettings } from "../reduce/options.js";
@@ -214,7 +219,9 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
     schedulers: listSchedulers(),
     defaultScheduler: String(parts.schedulerConfig._class_name ?? ""),
     textEncoderLayers,
-    browserEngine: options.browserEngine ?? true,
+    // The browser engine runs models built from weights; export folders stay on the server.
+    browserEngine:
+      (options.browserEngine ?? true) && classifySource(options.model) !== "onnx-folder",
   };
 
   const jobs = new Map<string, Job>();

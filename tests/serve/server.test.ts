@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { readGenerationInfo } from "../../src/image/parameters.js";
 import { decodePng } from "../../src/image/png.js";
 import type { JobEvent, JobResult, ServerInfo } from "../../src/serve/protocol.js";
+import { fixturePath } from "../fixtures.js";
 import {
   postJson,
   readEvents,
@@ -312,5 +313,24 @@ describe("demo server API", () => {
     expect(response.headers.get("cross-origin-opener-policy")).toBe("same-origin");
     expect(response.headers.get("cross-origin-embedder-policy")).toBe("require-corp");
     expect(response.headers.get("content-security-policy")).toContain("default-src 'self'");
+  });
+});
+
+describe("demo server over an ONNX export folder", () => {
+  it("runs jobs on the server and turns the browser engine off", async () => {
+    const onnx = await startTestServer({ model: fixturePath("onnx", "sd15-tiny") });
+    try {
+      const info = (await (await fetch(`${onnx.url}/api/info`)).json()) as ServerInfo;
+      expect(info.browserEngine).toBe(false);
+      const manifest = await fetch(`${onnx.url}/api/model/manifest`);
+      expect(manifest.status).toBe(404);
+      expect(((await manifest.json()) as { error: string }).error).toBe(
+        "the browser engine is turned off",
+      );
+      const { events } = await runJob(onnx.url, tinyRequest());
+      expect(final(events).type).toBe("done");
+    } finally {
+      await onnx.close();
+    }
   });
 });

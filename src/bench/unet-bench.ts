@@ -1,0 +1,293 @@
+/**
+ * UNet benchmarks: one UNet call per image size and reduction method, timed as the median over
+ * repeats after warm-up, with it/s, peak memory and (optionally) where the time goes by operator
+ * type and which execution provider ran each node.
+ */
+import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { crossAttentionWidth } from "../models/unet.js";
+import { type LoadOptions, openModelFiles, unetBuilds } from "../pipelines/load.js";
+import {
+  describeReduction,
+  levelGrid,
+  parseReductionOptions,
+  type ReductionOptions,
+  type ReductionSettings,
+  resolveAutoFactor,
+  resolveReduction,
+} from "../reduce/options.js";
+import { type ProfileSummary, summariseProfile } from "../runtime/profile.js";
+import { float32, type RunnerTensor } from "../runtime/types.js";
+import { SeededRandom } from "../util/random.js";
+
+/**
+ * `none`: the plain UNet. `todo`: ToDo with the `auto` factors for the size (or the given
+ * options). `tome`: ToMe at level 1 keeping the same share of tokens as ToDo's auto factor f
+ * (ratio 1 - 1/f^2; 0.5 where ToDo would be off), or the given ratio. `todo-single-key`: level-1
+ * keys and values reduced to a single token (the limit of ToDo's speedup, for context).
+ * `off`: built with ToDo, but run at a timestep where it is switched off (the cost of the `If`).
+ */
+export type BenchMethod = "none" | "todo" | "tome" | "todo-single-key" | "off";
+export const BENCH_METHODS: readonly BenchMethod[] = [
+  "none",
+  "todo",
+  "tome",
+  "todo-single-key",
+  "off",
+];
+
+export interface BenchSize {
+  readonly width: number;
+  readonly height: number;
+}
+
+export interface UnetBenchOptions extends LoadOptions {
+  readonly sizes: readonly BenchSize[];
+  readonly methods: readonly BenchMethod[];
+  readonly batch?: number;
+  readonly warmup?: number;
+  readonly repeats?: number;
+  /** Summarise onnxruntime's profile of the timed runs. */
+  readonly profile?: boolean;
+  /** Keep the raw onnxruntime traces here, one per row (`<W>x<H>-<method>.json`). */
+  readonly keepProfilesIn?: string;
+  /** Options for `todo`/`tome` instead of the defaults described above. */
+  readonly reduction?: ReductionOptions;
+  readonly onResult?: (row: UnetBenchRow) => void;
+  readonly onStatus?: (message: string) => void;
+}
+
+export interface UnetBenchRow {
+  readonly model: string;
+  readonly device: string;
+  readonly dtype: string;
+  readonly width: number;
+  readonly height: number;
+  readonly batch: number;
+  readonly method: BenchMethod;
+  readonly reduction: string;
+  readonly medianMs: number;
+  readonly minMs: number;
+  readonly itPerSecond: number;
+  readonly loadMs: number;
+  readonly peakRssMb: number;
+  readonly profile?: ProfileSummary;
+  readonly error?: string;
+}
+
+export function parseBenchMethod(value: string): BenchMethod {
+  if (!(BENCH_METHODS as readonly string[]).includes(value)) {
+    throw new Error(`unknown bench method "${value}"; expected ${BENCH_METHODS.join(", ")}`);
+  }
+  return value as BenchMethod;
+}
+
+/** The reduction a method stands for at a size, or undefined for the plain UNet. */
+export function benchReduction(
+  method: BenchMethod,
+  size: BenchSize,
+  architecture: "sd1" | "sd2" | "sdxl",
+  given?: ReductionOptions,
+): ReductionSettings | undefined {
+  const target = { architecture, width: size.width, height: size.height };
+  const auto = resolveAutoFactor(size.width, size.height, architecture);
+  const firstLevel = architecture === "sdxl" ? 2 : 1;
+  switch (method) {
+    case "none":
+      return undefined;
+    case "todo":
+    case "off": {
+      const options = given ?? parseReductionOptions({ factor: "auto" });
+      const settings = resolveReduction({ ...options, method: "todo" }, target);
+      if (method === "off")
+        return { ...settings, stopThreshold: Math.max(settings.stopThreshold, 0.5) };
+      return settings;
+    }
+    case "tome": {
+      const f = firstLevel === 1 ? auto.factor : auto.factorLevel2;
+      const ratio = given?.method === "tome" ? given.ratio : f > 1 ? 1 - 1 / (f * f) : 0.5;
+      const options = parseReductionOptions({
+        method: "tome",
+        ratio,
+        ratioLevel2: firstLevel === 2 ? ratio : 0,
+      });
+      return resolveReduction(options, target);
+    }
+    case "todo-single-key": {
+      const grid = levelGrid(Math.ceil(size.height / 8), Math.ceil(size.width / 8), firstLevel);
+      const factor = Math.min(grid.height, grid.width);
+      const options = parseReductionOptions({
+        factor: firstLevel === 1 ? factor : 1,
+        factorLevel2: firstLevel === 2 ? factor : 1,
+        mode: "nearest",
+      });
+      return resolveReduction(options, target);
+    }
+  }
+}
+
+function unetFeeds(
+  batch: number,
+  size: BenchSize,
+  channels: number,
+  contextDim: number,
+  textTime: { textEmbeds: number; timeIds: number } | undefined,
+  timestep: number,
+): Record<string, RunnerTensor> {
+  const random = new SeededRandom(1);
+  const h = size.height / 8;
+  const w = size.width / 8;
+  const feeds: Record<string, RunnerTensor> = {
+    sample: float32(random.normalArray(batch * channels * h * w), [batch, channels, h, w]),
+    timestep: float32(new Float32Array(batch).fill(timestep), [batch]),
+    encoder_hidden_states: float32(random.normalArray(batch * 77 * contextDim), [
+      batch,
+      77,
+      contextDim,
+    ]),
+  };
+  if (textTime) {
+    feeds.text_embeds = float32(random.normalArray(batch * textTime.textEmbeds), [
+      batch,
+      textTime.textEmbeds,
+    ]);
+    const ids = new Float32Array(batch * textTime.timeIds);
+    for (let b = 0; b < batch; b++)
+      ids.set(
+        [size.height, size.width, 0, 0, size.height, size.width].slice(0, textTime.timeIds),
+        b * textTime.timeIds,
+      );
+    feeds.time_ids = float32(ids, [batch, textTime.timeIds]);
+  }
+  return feeds;
+}
+
+export async function benchUnet(
+  source: string,
+  options: UnetBenchOptions,
+): Promise<UnetBenchRow[]> {
+  const batch = options.batch ?? 2;
+  const warmup = options.warmup ?? 2;
+  const repeats = options.repeats ?? 5;
+  const device = options.device ?? "cpu";
+  const { files } = await openModelFiles(source, options);
+  const rows: UnetBenchRow[] = [];
+  try {
+    const unet = unetBuilds(files, options);
+    const config = unet.config;
+    const dtype = options.dtype ?? (device === "cpu" ? "float32" : "float16");
+    const contextDim = crossAttentionWidth(config) ?? 768;
+    const addition = config.addition;
+    const textTime = addition
+      ? { textEmbeds: addition.projectionInputDim - 6 * addition.timeEmbedDim, timeIds: 6 }
+      : undefined;
+    for (const size of options.sizes) {
+      for (const method of options.methods) {
+        const base = {
+          model: source,
+          device,
+          dtype,
+          width: size.width,
+          height: size.height,
+          batch,
+          method,
+        };
+        let reduction: ReductionSettings | undefined;
+        try {
+          reduction = benchReduction(method, size, unet.family, options.reduction);
+        } catch (error) {
+          const row = {
+            ...base,
+            reduction: "-",
+            medianMs: Number.NaN,
+            minMs: Number.NaN,
+            itPerSecond: Number.NaN,
+            loadMs: 0,
+            peakRssMb: 0,
+            error: (error as Error).message,
+          };
+          rows.push(row);
+          options.onResult?.(row);
+          continue;
+        }
+        const label =
+          method === "off" ? `built with ToDo, run with it off` : describeReduction(reduction);
+        options.onStatus?.(`${size.width}x${size.height} ${method}: building/loading`);
+        const profileDir = options.profile
+          ? mkdtempSync(join(tmpdir(), "todo-sd-profile-"))
+          : undefined;
+        const loadStart = performance.now();
+        let row: UnetBenchRow;
+        try {
+          const runner = await unet.runner(
+            reduction,
+            profileDir ? { profilePrefix: join(profileDir, "unet") } : {},
+          );
+          const loadMs = performance.now() - loadStart;
+          // t = 999 keeps every reduction active; the `off` method runs at t = 1, below its stop threshold.
+          const feeds = unetFeeds(
+            batch,
+            size,
+            config.inChannels,
+            contextDim,
+            textTime,
+            method === "off" ? 1 : 999,
+          );
+          for (let i = 0; i < warmup; i++) await runner.run(feeds);
+          const times: number[] = [];
+          for (let i = 0; i < repeats; i++) {
+            const start = performance.now();
+            await runner.run(feeds);
+            times.push(performance.now() - start);
+          }
+          let profile: ProfileSummary | undefined;
+          if (profileDir && runner.endProfiling) {
+            runner.endProfiling();
+            const file = readdirSync(profileDir).find((f) => f.endsWith(".json"));
+            if (file) {
+              profile = summariseProfile(join(profileDir, file));
+              if (options.keepProfilesIn) {
+                mkdirSync(options.keepProfilesIn, { recursive: true });
+                copyFileSync(
+                  join(profileDir, file),
+                  join(options.keepProfilesIn, `${size.width}x${size.height}-${method}.json`),
+                );
+              }
+            }
+            rmSync(profileDir, { recursive: true, force: true });
+          }
+          await runner.release();
+          times.sort((a, b) => a - b);
+          const median = times[Math.floor(times.length / 2)];
+          row = {
+            ...base,
+            reduction: label,
+            medianMs: median,
+            minMs: times[0],
+            itPerSecond: 1000 / median,
+            loadMs,
+            peakRssMb: process.resourceUsage().maxRSS / 1024,
+            profile,
+          };
+        } catch (error) {
+          row = {
+            ...base,
+            reduction: label,
+            medianMs: Number.NaN,
+            minMs: Number.NaN,
+            itPerSecond: Number.NaN,
+            loadMs: performance.now() - loadStart,
+            peakRssMb: process.resourceUsage().maxRSS / 1024,
+            error: (error as Error).message.split("\n")[0],
+          };
+        }
+        rows.push(row);
+        options.onResult?.(row);
+      }
+    }
+  } finally {
+    files.close();
+  }
+  return rows;
+}

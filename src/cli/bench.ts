@@ -1,0 +1,154 @@
+import type { Command } from "commander";
+import {
+  type BenchMethod,
+  type BenchSize,
+  benchUnet,
+  parseBenchMethod,
+  runAttentionProbes,
+  type UnetBenchRow,
+  writeBytesAtomically,
+} from "../index.js";
+import {
+  addModelFlags,
+  addReductionFlags,
+  intArg,
+  listArg,
+  loadOptionsFromFlags,
+  type ModelFlagValues,
+  type ReductionFlagValues,
+  reductionFromFlags,
+  sizeArg,
+} from "./options.js";
+
+interface BenchFlags extends ModelFlagValues, ReductionFlagValues {
+  readonly sizes: { width: number; height: number }[];
+  readonly methods: BenchMethod[];
+  readonly batch: number;
+  readonly warmup: number;
+  readonly repeats: number;
+  readonly profile?: boolean;
+  readonly profileDir?: string;
+  readonly json?: string;
+}
+
+export function registerBench(program: Command): void {
+  addReductionFlags(
+    addModelFlags(
+      program.command("bench").description("time one UNet call per size and reduction method"),
+    ),
+  )
+    .option("--sizes <list>", "image sizes, e.g. 512,1024 or 1024x768", listArg(sizeArg), [
+      { width: 512, height: 512 },
+    ])
+    .option(
+      "--methods <list>",
+      "none, todo, tome, todo-single-key, off (ToDo built in but switched off)",
+      listArg(parseBenchMethodArg),
+      ["none", "todo"] as BenchMethod[],
+    )
+    .option("--batch <n>", "UNet batch (2 = one image with guidance)", intArg("--batch"), 2)
+    .option("--warmup <n>", "untimed calls first", intArg("--warmup", 0), 2)
+    .option("--repeats <n>", "timed calls (the median is reported)", intArg("--repeats"), 5)
+    .option(
+      "--profile",
+      "summarise onnxruntime's profile: time per operator type and node placement",
+    )
+    .option("--profile-dir <dir>", "with --profile: keep the raw onnxruntime traces in this folder")
+    .option("--json <file>", "also write the results as JSON (- for stdout)")
+    .action(async (flags: BenchFlags) => {
+      await benchCommand(flags);
+    });
+  program
+    .command("bench-attention")
+    .description(
+      "time attention built several ways (fused MultiHeadAttention, MatMul/Softmax, ...) on a device",
+    )
+    .option("--device <device>", "cpu, webgpu or cuda", "cpu")
+    .action(async (flags: { device: string }) => {
+      for await (const line of runAttentionProbes(flags.device)) process.stdout.write(`${line}\n`);
+    });
+}
+
+function parseBenchMethodArg(value: string): BenchMethod {
+  return parseBenchMethod(value);
+}
+
+async function benchCommand(flags: BenchFlags): Promise<void> {
+  for (const size of flags.sizes) {
+    if (size.width % 8 !== 0 || size.height % 8 !== 0)
+      throw new Error(`--sizes: ${size.width}x${size.height} is not a multiple of 8`);
+  }
+  const reduction = reductionFromFlags(flags, false);
+  const rows: UnetBenchRow[] = [];
+  process.stdout.write(`${header()}\n`);
+  await benchUnet(flags.model, {
+    ...loadOptionsFromFlags(flags),
+    sizes: flags.sizes as BenchSize[],
+    methods: flags.methods,
+    batch: flags.batch,
+    warmup: flags.warmup,
+    repeats: flags.repeats,
+    profile: flags.profile || flags.profileDir !== undefined,
+    keepProfilesIn: flags.profileDir,
+    reduction,
+    onStatus: (message) => process.stderr.write(`${message}\n`),
+    onResult: (row) => {
+      rows.push(row);
+      process.stdout.write(`${formatRow(row, rows)}\n`);
+      if (row.profile) process.stdout.write(formatProfile(row));
+    },
+  });
+  if (flags.json) {
+    const text = `${JSON.stringify(rows, null, 2)}\n`;
+    if (flags.json === "-") process.stdout.write(text);
+    else writeBytesAtomically(flags.json, new TextEncoder().encode(text));
+  }
+}
+
+function header(): string {
+  return [
+    "size",
+    "method",
+    "median ms",
+    "min ms",
+    "it/s",
+    "speedup",
+    "load s",
+    "peak RSS MB",
+    "reduction",
+  ].join(" | ");
+}
+
+function formatRow(row: UnetBenchRow, rows: readonly UnetBenchRow[]): string {
+  if (row.error) return `${row.width}x${row.height} | ${row.method} | error: ${row.error}`;
+  const baseline = rows.find(
+    (r) => r.width === row.width && r.height === row.height && r.method === "none" && !r.error,
+  );
+  const speedup = baseline ? `${(baseline.medianMs / row.medianMs).toFixed(2)}x` : "-";
+  return [
+    `${row.width}x${row.height}`,
+    row.method,
+    row.medianMs.toFixed(1),
+    row.minMs.toFixed(1),
+    row.itPerSecond.toFixed(2),
+    speedup,
+    (row.loadMs / 1000).toFixed(1),
+    row.peakRssMb.toFixed(0),
+    row.reduction,
+  ].join(" | ");
+}
+
+function formatProfile(row: UnetBenchRow): string {
+  const profile = row.profile!;
+  const total = profile.byOpType.reduce((s, o) => s + o.totalMs, 0);
+  const lines = profile.byOpType
+    .slice(0, 12)
+    .map(
+      (o) =>
+        `    ${o.opType}: ${o.totalMs.toFixed(1)} ms (${((100 * o.totalMs) / total).toFixed(1)}%, ${o.count} nodes, ${o.providers.join("+")})`,
+    );
+  const placement = Object.entries(profile.placement)
+    .map(([p, n]) => `${p} ${n}`)
+    .join(", ");
+  return `  kernel time ${total.toFixed(1)} ms per call; nodes by provider: ${placement}\n${lines.join("\n")}\n`;
+}

@@ -1,0 +1,82 @@
+import type { Command } from "commander";
+import { convertModel, formatBytes, parseConvertComponent } from "../index.js";
+import {
+  addReductionFlags,
+  type DtypeFlag,
+  dtypeArg,
+  type ReductionFlagValues,
+  reductionFromFlags,
+  sizeArg,
+} from "./options.js";
+import { formatSeconds } from "./progress.js";
+
+interface ConvertFlags extends ReductionFlagValues {
+  readonly component: string;
+  readonly out: string;
+  readonly dtype: DtypeFlag;
+  readonly target: "cpu" | "webgpu" | "cuda";
+  readonly size?: { width: number; height: number };
+  readonly configFrom?: string;
+  readonly variant?: string;
+  readonly revision?: string;
+  readonly offline?: boolean;
+}
+
+export function registerConvert(program: Command): void {
+  addReductionFlags(
+    program
+      .command("convert")
+      .description("build a component from its weights and write it as an ONNX file")
+      .argument(
+        "<model>",
+        "diffusers folder, .safetensors checkpoint, Hub id or builtin:sd15|sd21|sdxl",
+      ),
+  )
+    .requiredOption(
+      "--component <name>",
+      "unet, text_encoder, text_encoder_2, vae_decoder, vae_encoder or all",
+    )
+    .requiredOption("-o, --out <path>", "the .onnx file (a folder with --component all)")
+    .option("--dtype <dtype>", "fp32 or fp16", dtypeArg, "float32" as DtypeFlag)
+    .option(
+      "--target <backend>",
+      "use the fused operators of cpu (runs anywhere), webgpu or cuda",
+      "cpu",
+    )
+    .option("--size <WxH>", "the image size --todo auto picks factors for", sizeArg)
+    .option(
+      "--config-from <folder>",
+      "single-file checkpoints: take configs from this diffusers folder",
+    )
+    .option("--variant <name>", "weight variant, e.g. fp16")
+    .option("--revision <rev>", "Hub revision")
+    .option("--offline", "never use the network")
+    .action(async (model: string, flags: ConvertFlags) => {
+      const component = parseConvertComponent(flags.component);
+      if (!["cpu", "webgpu", "cuda"].includes(flags.target))
+        throw new Error(`--target must be cpu, webgpu or cuda; got "${flags.target}"`);
+      const reduction = reductionFromFlags(flags, false);
+      const started = performance.now();
+      await convertModel(model, {
+        component,
+        out: flags.out,
+        dtype: flags.dtype,
+        target: flags.target,
+        reduction,
+        width: flags.size?.width,
+        height: flags.size?.height,
+        configFrom: flags.configFrom,
+        variant: flags.variant,
+        revision: flags.revision,
+        offline: flags.offline,
+        onComponent: (name, files, ms) => {
+          for (const file of files) process.stdout.write(`${file}\n`);
+          process.stderr.write(`${name}: written in ${formatSeconds(ms / 1000)}\n`);
+        },
+      });
+      const peak = process.resourceUsage().maxRSS * 1024;
+      process.stderr.write(
+        `done in ${formatSeconds((performance.now() - started) / 1000)}, peak RSS ${formatBytes(peak)}\n`,
+      );
+    });
+}

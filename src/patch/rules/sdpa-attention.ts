@@ -1,0 +1,58 @@
+/**
+ * The attention pattern of torch's `scaled_dot_product_attention` as the ONNX exporter
+ * decomposes it (diffusers' default `AttnProcessor2_0`; both SD 1.5 exports among the fixtures):
+ * heads kept as a dimension, the scale applied to the operands before the score MatMul (the
+ * square root of the scale on q and on kᵀ, computed at run time from the head size), an optional
+ * additive mask, Softmax, then MatMul with v. Graphs that scale only q (as the MatMul attention
+ * of this project's builder does) match too.
+ *
+ *   q ─ Mul(√scale) ─┐
+ *                    MatMul ─ [Add(mask)] ─ Softmax ─ [Cast] ─ MatMul ─ out
+ *   kᵀ ─ Mul(√scale) ┘                                     v ─┘
+ */
+import {
+  type AttentionMatch,
+  type AttentionRule,
+  checkSelfAttention,
+  rewriteSelfAttention,
+  soleConsumerSkippingCasts,
+  traceAttention,
+} from "../attention.js";
+import type { GraphIndex } from "../graph-index.js";
+import { isScaled } from "./classic-attention.js";
+
+export const sdpaAttentionRule: AttentionRule = {
+  name: "sdpa-attention",
+  match(graph: GraphIndex): AttentionMatch[] {
+    const matches: AttentionMatch[] = [];
+    for (const softmax of graph.nodes) {
+      if (softmax.opType !== "Softmax" || softmax.domain) continue;
+      const core = [softmax];
+      let scores = graph.producer(softmax.input[0]);
+      if (scores?.opType === "Add") {
+        const [a, b] = scores.input;
+        const data = graph.isParameter(b) ? a : graph.isParameter(a) ? b : undefined;
+        if (data === undefined) continue;
+        core.push(scores);
+        scores = graph.producer(data);
+      }
+      if (scores?.opType !== "MatMul" || scores.domain) continue;
+      const [q, kT] = scores.input;
+      if (!isScaled(graph, q) && !isScaled(graph, kT)) continue;
+      core.push(scores);
+      const next = soleConsumerSkippingCasts(graph, softmax.output[0]);
+      if (next?.node.opType !== "MatMul" || next.node.input[0] !== next.input) continue;
+      core.push(next.node);
+      matches.push({
+        rule: this.name,
+        anchor: softmax,
+        core: core.reverse(),
+        output: next.node.output[0],
+        traced: traceAttention(graph, q, kT, next.node.input[1]),
+      });
+    }
+    return matches;
+  },
+  check: checkSelfAttention,
+  rewrite: rewriteSelfAttention,
+};

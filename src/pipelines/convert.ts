@@ -1,0 +1,158 @@
+/**
+ * Writing built components to ONNX files that any onnxruntime host runs: standard ONNX ops plus
+ * the com.microsoft contrib ops of onnxruntime's CPU backend (and, for GPU targets, the fused ops
+ * of that backend). Files are written under temporary names and renamed, so a failed conversion
+ * leaves nothing behind.
+ */
+import { mkdirSync } from "node:fs";
+import { basename, dirname, join } from "node:path";
+import { parseClipTextConfig } from "../models/clip-config.js";
+import { buildClipTextEncoder } from "../models/clip-text.js";
+import type { BuiltModel, OpBackend } from "../models/layers.js";
+import { buildUnet } from "../models/unet.js";
+import { parseUnetConfig } from "../models/unet-config.js";
+import { buildVaeDecoder, buildVaeEncoder } from "../models/vae.js";
+import { parseVaeConfig } from "../models/vae-config.js";
+import type { GraphBuilder } from "../onnx/builder.js";
+import { saveModel } from "../onnx/model-io.js";
+import { type ReductionOptions, reductionMetadata, resolveReduction } from "../reduce/options.js";
+import type { ComponentName, ModelFiles } from "../weights/model-files.js";
+import { familyOf, type LoadOptions, type ModelDtype, openModelFiles } from "./load.js";
+
+export const CONVERT_COMPONENTS = [
+  "unet",
+  "text_encoder",
+  "text_encoder_2",
+  "vae_decoder",
+  "vae_encoder",
+] as const;
+export type ConvertComponent = (typeof CONVERT_COMPONENTS)[number];
+
+export interface ConvertOptions
+  extends Pick<LoadOptions, "configFrom" | "variant" | "revision" | "offline" | "builtinSeed"> {
+  /** One component, or `all` (then `out` is a folder holding `<component>/model.onnx`). */
+  readonly component: ConvertComponent | "all";
+  readonly out: string;
+  readonly dtype?: ModelDtype;
+  /** The backend whose fastest operators the graph uses (default cpu: runs in every host). */
+  readonly target?: OpBackend;
+  /** Token reduction built into the UNet. */
+  readonly reduction?: ReductionOptions;
+  /** The image size `auto` reduction factors are chosen for. */
+  readonly width?: number;
+  readonly height?: number;
+  readonly onComponent?: (component: ConvertComponent, files: string[], ms: number) => void;
+}
+
+export interface ConvertedFile {
+  readonly component: ConvertComponent;
+  readonly files: readonly string[];
+  readonly buildMs: number;
+}
+
+export function parseConvertComponent(value: string): ConvertComponent | "all" {
+  if (value === "all" || (CONVERT_COMPONENTS as readonly string[]).includes(value))
+    return value as ConvertComponent | "all";
+  throw new Error(`unknown component "${value}"; expected ${CONVERT_COMPONENTS.join(", ")} or all`);
+}
+
+function sourceComponent(component: ConvertComponent): ComponentName {
+  return component === "vae_decoder" || component === "vae_encoder" ? "vae" : component;
+}
+
+function buildComponent(
+  files: ModelFiles,
+  component: ConvertComponent,
+  options: ConvertOptions,
+): BuiltModel | GraphBuilder {
+  const name = sourceComponent(component);
+  const config = files.configs[name];
+  const weights = files.weights[name];
+  if (!config || !weights) throw new Error(`${files.label}: the model has no ${name}`);
+  const dtype = options.dtype ?? "float32";
+  const backend = options.target ?? "cpu";
+  const label = `${files.label} ${name}/config.json`;
+  switch (component) {
+    case "unet": {
+      const reduction = options.reduction
+        ? resolveReduction(options.reduction, {
+            architecture: familyOf(files),
+            width: options.width,
+            height: options.height,
+          })
+        : undefined;
+      const built = buildUnet(parseUnetConfig(config, label), weights, {
+        dtype,
+        backend,
+        reduction,
+      });
+      return reduction
+        ? {
+            builder: built.builder,
+            metadata: { ...built.metadata, ...reductionMetadata(reduction) },
+          }
+        : built;
+    }
+    case "text_encoder":
+    case "text_encoder_2":
+      return buildClipTextEncoder(parseClipTextConfig(config, label), weights, { dtype });
+    case "vae_decoder":
+      return buildVaeDecoder(parseVaeConfig(config, label), weights, { dtype, backend });
+    case "vae_encoder":
+      return buildVaeEncoder(parseVaeConfig(config, label), weights, { dtype, backend });
+  }
+}
+
+/** Builds and writes the asked components; returns what was written. */
+export async function convertModel(
+  source: string,
+  options: ConvertOptions,
+): Promise<ConvertedFile[]> {
+  if (options.component !== "all" && !/\.onnx$/i.test(options.out)) {
+    throw new Error(`--out must name an .onnx file for one component; got ${options.out}`);
+  }
+  if (options.reduction && options.component !== "unet" && options.component !== "all") {
+    throw new Error("token reduction flags apply to the unet component only");
+  }
+  const { files } = await openModelFiles(source, options);
+  try {
+    const components =
+      options.component === "all"
+        ? CONVERT_COMPONENTS.filter((c) => files.weights[sourceComponent(c)] !== undefined)
+        : [options.component];
+    const results: ConvertedFile[] = [];
+    for (const component of components) {
+      const path =
+        options.component === "all" ? join(options.out, component, "model.onnx") : options.out;
+      try {
+        mkdirSync(dirname(path), { recursive: true });
+      } catch (error) {
+        throw new Error(
+          `cannot create ${dirname(path)} (${(error as NodeJS.ErrnoException).code})`,
+        );
+      }
+      const start = performance.now();
+      const built = buildComponent(files, component, options);
+      const { builder, metadata } = "builder" in built ? built : { builder: built, metadata: {} };
+      let written: string[];
+      try {
+        written = saveModel(builder, path, {
+          metadata: {
+            ...metadata,
+            "todo_sd.source": basename(source),
+            "todo_sd.component": component,
+          },
+        });
+      } catch (error) {
+        const code = (error as NodeJS.ErrnoException).code;
+        throw new Error(code ? `cannot write ${path} (${code})` : (error as Error).message);
+      }
+      const ms = performance.now() - start;
+      results.push({ component, files: written, buildMs: ms });
+      options.onComponent?.(component, written, ms);
+    }
+    return results;
+  } finally {
+    files.close();
+  }
+}
