@@ -1,10 +1,12 @@
 /**
  * Model runners on onnxruntime-web (browsers): WebGPU where the browser offers an adapter, else
- * WebAssembly on the CPU. The only module of the project that imports onnxruntime-web; it uses
- * the build whose WebGPU backend is onnxruntime's native one, the same kernels as the Node
- * WebGPU device, so a graph chosen for one behaves the same on the other.
+ * WebAssembly on the CPU. The only module of the project that imports onnxruntime-web. It uses
+ * the package's default build, whose WebAssembly CPU kernels cover every element type the
+ * built graphs use: the reduced UNets compare the timestep in float64 (kept off the GPU on
+ * purpose) and ToMe counts merged tokens in float64, and the native-WebGPU build
+ * (`onnxruntime-web/webgpu`) ships no float64 kernels, so those graphs fail to load there.
  */
-import * as ort from "onnxruntime-web/webgpu";
+import * as ort from "onnxruntime-web";
 import type { ModelRunner, RunnerTensor } from "./types.js";
 
 export type WebDevice = "webgpu" | "wasm";
@@ -28,8 +30,8 @@ export interface WebRuntimeSetup {
 
 /** The files `configureWebRuntime`'s prefix must serve (copied from onnxruntime-web's dist/). */
 export const WEB_RUNTIME_FILES: readonly string[] = Object.freeze([
-  "ort-wasm-simd-threaded.asyncify.mjs",
-  "ort-wasm-simd-threaded.asyncify.wasm",
+  "ort-wasm-simd-threaded.jsep.mjs",
+  "ort-wasm-simd-threaded.jsep.wasm",
 ]);
 
 /** Points onnxruntime-web at locally served files; call once before creating runners. */

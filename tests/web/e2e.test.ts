@@ -98,7 +98,10 @@ async function waitForEnd(page: Page): Promise<string> {
     null,
     { timeout: 90_000 },
   );
-  return (await page.textContent("#status")) ?? "";
+  const status = (await page.textContent("#status")) ?? "";
+  // A failure says why in the error box: keep it in the assertion's message.
+  const error = (await page.isVisible("#error")) ? await page.textContent("#error") : "";
+  return error ? `${status} ${error}` : status;
 }
 
 /** Both panes show a loaded 128x128 image with its time; the summary shows speedup and quality. */
@@ -138,7 +141,7 @@ describe("demo page", () => {
     expect(problems).toEqual([]);
   });
 
-  it("generates in the browser on WASM, isolated so the runtime can use threads", async () => {
+  it("generates with ToDo and ToMe in the browser on WASM, isolated so the runtime can use threads", async () => {
     expect(await page.evaluate(() => globalThis.crossOriginIsolated)).toBe(true);
     await fill(page, { engine: "browser" });
     await page.getByRole("button", { name: "Generate" }).click();
@@ -152,6 +155,14 @@ describe("demo page", () => {
       .getAttribute("href");
     expect(href).toMatch(/^blob:/);
     await page.screenshot({ path: join(SCREENSHOTS, "browser-engine-wasm.png"), fullPage: true });
+
+    // ToMe's graph uses other operators (and float64 arithmetic): it must load in the browser too.
+    await page.getByLabel("Method").selectOption("tome");
+    await page.getByRole("button", { name: "Generate" }).click();
+    expect(await waitForEnd(page)).toMatch(/^Done: ToMe ran at/);
+    await expectBothPanes(page);
+    await expect(page.textContent("#title-accelerated")).resolves.toBe("ToMe, ratio 0.5");
+    await page.getByLabel("Method").selectOption("todo");
     expect(problems).toEqual([]);
   });
 
@@ -179,7 +190,7 @@ describe("demo page", () => {
   it("shows validation errors from the server and from the browser engine", async () => {
     await fill(page, { engine: "server", width: "100" });
     await page.getByRole("button", { name: "Generate" }).click();
-    expect(await waitForEnd(page)).toBe("Failed.");
+    expect(await waitForEnd(page)).toBe("Failed. width: must be a multiple of 8; got 100");
     await expect(page.getByRole("alert").textContent()).resolves.toBe(
       "width: must be a multiple of 8; got 100",
     );
@@ -187,10 +198,7 @@ describe("demo page", () => {
 
     await fill(page, { engine: "browser-wasm", steps: "0" });
     await page.getByRole("button", { name: "Generate" }).click();
-    expect(await waitForEnd(page)).toBe("Failed.");
-    await expect(page.getByRole("alert").textContent()).resolves.toBe(
-      "steps: must be from 1 to 200; got 0",
-    );
+    expect(await waitForEnd(page)).toBe("Failed. steps: must be from 1 to 200; got 0");
     // A 400 from the server is not a page error; nothing else went wrong.
     expect(problems.filter((p) => !p.includes("400 (Bad Request)"))).toEqual([]);
   });
