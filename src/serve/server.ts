@@ -481,7 +481,12 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
   function serveStatic(req: IncomingMessage, res: ServerResponse, url: URL): void {
     if (req.method !== "GET" && req.method !== "HEAD")
       throw new HttpError(405, `${req.method} is not allowed here`);
-    let relative = decodeURIComponent(url.pathname);
+    let relative: string;
+    try {
+      relative = decodeURIComponent(url.pathname);
+    } catch {
+      throw new HttpError(400, `not a valid path: ${url.pathname}`);
+    }
     if (relative === "/" || relative === "") relative = "/index.html";
     const path = normalize(join(webRoot, relative));
     if (!path.startsWith(webRoot + sep) || relative.includes("\0"))

@@ -1,6 +1,9 @@
 // The demo server's API over the sd15-tiny fixture: generate, the event stream, cancel, images,
 // history, validation, two clients at once, and a client that hangs up mid-job.
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { request as httpRequest } from "node:http";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { readGenerationInfo } from "../../src/image/parameters.js";
 import { decodePng } from "../../src/image/png.js";
@@ -300,6 +303,7 @@ describe("demo server API", () => {
     expect(page.status).toBe(500);
     expect(((await page.json()) as { error: string }).error).toMatch(/the page is not built/);
     expect((await fetch(`${test.url}/../../etc/passwd`)).status).toBe(404);
+    expect((await fetch(`${test.url}/%E0%A4%A.js`)).status).toBe(400);
   });
 
   it("says when its port is taken", async () => {
@@ -331,6 +335,31 @@ describe("demo server over an ONNX export folder", () => {
       expect(final(events).type).toBe("done");
     } finally {
       await onnx.close();
+    }
+  });
+});
+
+describe("demo server static files", () => {
+  it("serves the page folder and nothing outside it", async () => {
+    const root = mkdtempSync(join(tmpdir(), "todo-sd-site-"));
+    mkdirSync(join(root, "site"));
+    writeFileSync(join(root, "site", "index.html"), "<!doctype html><title>t</title>");
+    writeFileSync(join(root, "site", "app.js"), "export {};");
+    writeFileSync(join(root, "secret.txt"), "secret");
+    const site = await startTestServer({ webRoot: join(root, "site") });
+    try {
+      const page = await fetch(`${site.url}/`);
+      expect(page.status).toBe(200);
+      expect(page.headers.get("content-type")).toBe("text/html; charset=utf-8");
+      const script = await fetch(`${site.url}/app.js`);
+      expect(script.headers.get("content-type")).toBe("text/javascript; charset=utf-8");
+      for (const path of ["/%2e%2e/secret.txt", "/..%2fsecret.txt", "/site/../../secret.txt"])
+        expect((await fetch(`${site.url}${path}`)).status).toBe(404);
+      expect((await fetch(`${site.url}/missing.js`)).status).toBe(404);
+      expect((await fetch(`${site.url}/app.js`, { method: "POST" })).status).toBe(405);
+    } finally {
+      await site.close();
+      rmSync(root, { recursive: true, force: true });
     }
   });
 });
