@@ -3,7 +3,7 @@
  * repeats after warm-up, with it/s, peak memory and (optionally) where the time goes by operator
  * type and which execution provider ran each node.
  */
-import { mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { crossAttentionWidth } from "../models/unet.js";
@@ -50,6 +50,8 @@ export interface UnetBenchOptions extends LoadOptions {
   readonly repeats?: number;
   /** Summarise onnxruntime's profile of the timed runs. */
   readonly profile?: boolean;
+  /** Keep the raw onnxruntime traces here, one per row (`<W>x<H>-<method>.json`). */
+  readonly keepProfilesIn?: string;
   /** Options for `todo`/`tome` instead of the defaults described above. */
   readonly reduction?: ReductionOptions;
   readonly onResult?: (row: UnetBenchRow) => void;
@@ -243,7 +245,16 @@ export async function benchUnet(
           if (profileDir && runner.endProfiling) {
             runner.endProfiling();
             const file = readdirSync(profileDir).find((f) => f.endsWith(".json"));
-            if (file) profile = summariseProfile(join(profileDir, file));
+            if (file) {
+              profile = summariseProfile(join(profileDir, file));
+              if (options.keepProfilesIn) {
+                mkdirSync(options.keepProfilesIn, { recursive: true });
+                copyFileSync(
+                  join(profileDir, file),
+                  join(options.keepProfilesIn, `${size.width}x${size.height}-${method}.json`),
+                );
+              }
+            }
             rmSync(profileDir, { recursive: true, force: true });
           }
           await runner.release();

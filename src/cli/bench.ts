@@ -27,6 +27,7 @@ interface BenchFlags extends ModelFlagValues, ReductionFlagValues {
   readonly warmup: number;
   readonly repeats: number;
   readonly profile?: boolean;
+  readonly profileDir?: string;
   readonly json?: string;
 }
 
@@ -52,6 +53,7 @@ export function registerBench(program: Command): void {
       "--profile",
       "summarise onnxruntime's profile: time per operator type and node placement",
     )
+    .option("--profile-dir <dir>", "with --profile: keep the raw onnxruntime traces in this folder")
     .option("--json <file>", "also write the results as JSON (- for stdout)")
     .action(async (flags: BenchFlags) => {
       await benchCommand(flags);
@@ -84,7 +86,8 @@ async function benchCommand(flags: BenchFlags): Promise<void> {
     batch: flags.batch,
     warmup: flags.warmup,
     repeats: flags.repeats,
-    profile: flags.profile,
+    profile: flags.profile || flags.profileDir !== undefined,
+    keepProfilesIn: flags.profileDir,
     reduction,
     onStatus: (message) => process.stderr.write(`${message}\n`),
     onResult: (row) => {

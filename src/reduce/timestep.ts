@@ -4,6 +4,8 @@
  * cutoff instead, chosen so that both tests agree on every float32 timestep.
  */
 import type { GraphBuilder, Value } from "../onnx/builder.js";
+import { TensorDataType } from "../onnx/proto.js";
+import { castTo } from "./graph-helpers.js";
 
 const scratch = new Float32Array(1);
 const scratchBits = new Int32Array(scratch.buffer);
@@ -47,13 +49,17 @@ export function timestepAbove(g: GraphBuilder, timestep: Value, cutoff: number):
   const key = `${timestep.name}>${cutoff}`;
   let condition = cache.get(key);
   if (!condition) {
-    const first = firstTimestep(g, timestep, cache);
-    condition = g.op(
-      "Greater",
-      [first, g.float(cutoff, [], "float32")],
-      {},
-      { name: "TimestepAbove" },
+    // The condition feeds `If` nodes, whose condition lives in host memory. Computing it in
+    // float64, which GPU backends do not run, keeps the chain on the CPU beside the timestep
+    // input, so no GPU-to-host copy (and wait) happens per reduced block. float32 values and the
+    // float32 cutoff are exact in float64, so the comparison is unchanged.
+    const t64 = g.gather(
+      g.reshape(castTo(g, timestep, TensorDataType.DOUBLE), [-1]),
+      g.int64([0], []),
+      0,
     );
+    const cutoff64 = castTo(g, g.float(cutoff, [], "float32"), TensorDataType.DOUBLE);
+    condition = g.op("Greater", [t64, cutoff64], {}, { name: "TimestepAbove" });
     cache.set(key, condition);
   }
   return condition;

@@ -125,7 +125,8 @@ describe("token reduction in the UNet graph", () => {
     for (const [op, count] of opCounts(baseline.node)) added.set(op, (added.get(op) ?? 0) - count);
     const nonZero = Object.fromEntries([...added].filter(([, c]) => c !== 0));
     // sd15-tiny has 5 self-attentions at level 1 (2 down, 3 up); the test is shared by them.
-    expect(nonZero).toEqual({ If: 5, Greater: 1, Gather: 1, Cast: 1, Reshape: 1 });
+    // The test runs in float64 (two Casts) so that GPU backends leave it on the CPU.
+    expect(nonZero).toEqual({ If: 5, Greater: 1, Gather: 1, Cast: 2, Reshape: 1 });
   });
 
   it("builds the baseline graph when no level reduces anything", () => {
