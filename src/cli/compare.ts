@@ -145,39 +145,13 @@ async function compareCommand(prompt: string, flags: CompareFlags): Promise<void
       metrics: comparisonToJson(metrics),
     };
 
-    const composed = sideBySide([baselineImage, acceleratedImage], {
-      labels: [
-        `baseline ${seconds(baseline.timings.totalMs)}`,
-        `${acceleratedName} ${seconds(accelerated.timings.totalMs)} (${speedup.toFixed(1)}x)`,
-      ],
-    });
-    const p = accelerated.parameters;
-    const chunks = generationTextChunks(
-      {
-        prompt,
-        negativePrompt: flags.negative,
-        steps: p.steps,
-        sampler: webUiSamplerName(p.scheduler, p.schedulerConfig),
-        cfgScale: p.guidanceScale,
-        seed,
-        width,
-        height,
-        model: flags.model,
-        clipSkip: p.clipSkip === null ? undefined : p.clipSkip + 1,
-        extra: {
-          ToDo: describeReduction(settings),
-          Comparison: "baseline left, token reduction right",
-          Version: TOOL_VERSION,
-        },
-      },
-      JSON.parse(JSON.stringify(record, jsonNumbers)),
-    );
+    const labels = [
+      `baseline ${seconds(baseline.timings.totalMs)}`,
+      `${acceleratedName} ${seconds(accelerated.timings.totalMs)} (${speedup.toFixed(1)}x)`,
+    ];
     writeBytesAtomically(
       path,
-      encodePng(
-        { width: composed.width, height: composed.height, data: floatToRgb8(composed) },
-        chunks,
-      ),
+      comparisonPng([baselineImage, acceleratedImage], labels, accelerated, settings, record),
     );
     report.write(formatTable(runs, speedup, unetSpeedup, metrics));
     if (flags.json) writeJsonOutput(flags.json, record);
@@ -185,6 +159,40 @@ async function compareCommand(prompt: string, flags: CompareFlags): Promise<void
   } finally {
     await pipeline.release();
   }
+}
+
+/** Both images side by side, labelled, with the accelerated run's parameters and the record. */
+function comparisonPng(
+  images: readonly FloatImage[],
+  labels: readonly string[],
+  accelerated: GenerateResult,
+  settings: ReductionSettings,
+  record: Readonly<Record<string, unknown>>,
+): Uint8Array {
+  const composed = sideBySide(images, { labels });
+  const p = accelerated.parameters;
+  const chunks = generationTextChunks(
+    {
+      prompt: p.prompt[0],
+      negativePrompt: p.negativePrompt?.[0],
+      steps: p.steps,
+      sampler: webUiSamplerName(p.scheduler, p.schedulerConfig),
+      cfgScale: p.guidanceScale,
+      seed: p.seed ?? undefined,
+      width: p.width,
+      height: p.height,
+      model: typeof record.model === "string" ? record.model : undefined,
+      clipSkip: p.clipSkip === null ? undefined : p.clipSkip + 1,
+      extra: {
+        ToDo: describeReduction(settings),
+        Comparison: "baseline left, token reduction right",
+        Version: TOOL_VERSION,
+      },
+    },
+    JSON.parse(JSON.stringify(record, jsonNumbers)),
+  );
+  const pixels = floatToRgb8(composed);
+  return encodePng({ width: composed.width, height: composed.height, data: pixels }, chunks);
 }
 
 function nothingToCompare(reduction: ReductionOptions, width: number, height: number): string {

@@ -222,6 +222,7 @@ async function generateCommand(prompt: string, flags: GenerateFlags): Promise<vo
       width: width ?? initImage?.width ?? pipeline.parts.defaultSize,
       height: height ?? initImage?.height ?? pipeline.parts.defaultSize,
     };
+    if (latents) checkLatents(latents, flags.latents!, pipeline, flags.batch, size);
     const resolved = pipeline.resolveReductionFor(reduction, size.width, size.height);
     const scheduler = pipeline.createScheduler(flags.scheduler, undefined, schedulerConfig);
     process.stderr.write(
@@ -261,6 +262,22 @@ async function generateCommand(prompt: string, flags: GenerateFlags): Promise<vo
   } finally {
     await pipeline.release();
   }
+}
+
+function checkLatents(
+  latents: Float32Array,
+  path: string,
+  pipeline: StableDiffusionPipeline,
+  batch: number,
+  size: { width: number; height: number },
+): void {
+  const { latentChannels, vaeScale } = pipeline.parts;
+  const dims = [batch, latentChannels, size.height / vaeScale, size.width / vaeScale];
+  const expected = dims.reduce((product, d) => product * d, 1);
+  if (latents.length !== expected)
+    throw new Error(
+      `--latents: ${path} holds ${latents.length} values; ${size.width}x${size.height} with --batch ${batch} needs [${dims.join(", ")}] = ${expected}`,
+    );
 }
 
 export function timestamp(): string {

@@ -256,6 +256,20 @@ describe("generate", () => {
       expect(filesIn(out)).toEqual([]);
     });
 
+    it("latents of the wrong size", async () => {
+      const latents = ws.write(
+        "small-latents.safetensors",
+        encodeSafetensors({ latents: f32(new Float32Array(4 * 8 * 8), [1, 4, 8, 8]) }),
+      );
+      const out = ws.outDir();
+      const run = await runCli(["generate", prompt, "-m", SD15, "--latents", latents, "-o", out]);
+      expectOneLineError(
+        run,
+        /--latents: .*small-latents\.safetensors holds 256 values; 128x128 with --batch 1 needs \[1, 4, 16, 16\] = 1024$/,
+      );
+      expect(filesIn(out)).toEqual([]);
+    });
+
     it("a scheduler config without a class, and an unknown sampler", async () => {
       const config = ws.write("no-class.json", JSON.stringify({ beta_start: 0.00085 }));
       const out = ws.outDir();
