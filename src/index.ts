@@ -1,6 +1,7 @@
 // Public API of todo-sd. Everything a user imports comes through here.
 
 export { runAttentionProbes } from "./bench/attention-probe.js";
+export { runConvProbes } from "./bench/conv-probe.js";
 export {
   BENCH_METHODS,
   type BenchMethod,

@@ -5,6 +5,7 @@ import {
   benchUnet,
   parseBenchMethod,
   runAttentionProbes,
+  runConvProbes,
   type UnetBenchRow,
 } from "../index.js";
 import {
@@ -66,6 +67,13 @@ export function registerBench(program: Command): void {
     .option("--device <device>", "cpu, webgpu or cuda", "cpu")
     .action(async (flags: { device: string }) => {
       for await (const line of runAttentionProbes(flags.device)) process.stdout.write(`${line}\n`);
+    });
+  program
+    .command("bench-conv")
+    .description("time a 3x3 convolution built as Conv and as im2col + MatMul on a device")
+    .option("--device <device>", "cpu, webgpu or cuda", "cpu")
+    .action(async (flags: { device: string }) => {
+      for await (const line of runConvProbes(flags.device)) process.stdout.write(`${line}\n`);
     });
 }
 
