@@ -1,6 +1,7 @@
 // Public API of todo-sd. Everything a user imports comes through here.
 
 export { runAttentionProbes } from "./bench/attention-probe.js";
+export { runConvProbes } from "./bench/conv-probe.js";
 export {
   BENCH_METHODS,
   type BenchMethod,
@@ -65,13 +66,28 @@ export {
   saveModel,
   writeModel,
 } from "./onnx/model-io.js";
-export { ATTENTION_RULES, applyRules, describeReport } from "./patch/apply-rules.js";
+export {
+  type GraphProto,
+  type ModelProto,
+  TensorDataType,
+  type TensorProto,
+  type ValueInfoProto,
+} from "./onnx/proto.js";
+export {
+  ATTENTION_RULES,
+  applyRules,
+  describeReport,
+  findSelfAttention,
+  type PatchReport,
+} from "./patch/apply-rules.js";
+export { GraphIndex } from "./patch/graph-index.js";
 export {
   type PatchOptions,
   type PatchResult,
   patchModel,
   patchUnet,
 } from "./patch/patch-model.js";
+export { type UnetSignature, unetSignature } from "./patch/unet-levels.js";
 export {
   CONVERT_COMPONENTS,
   type ConvertComponent,
@@ -82,6 +98,7 @@ export {
 } from "./pipelines/convert.js";
 export {
   classifySource,
+  familyOf,
   type LoadOptions,
   loadPipeline,
   openModelFiles,
@@ -93,7 +110,12 @@ export {
   type OnnxFolderOptions,
   openOnnxFolder,
 } from "./pipelines/onnx-folder.js";
-export { encodeResultPng, ensureWritableFolder, writeResultPngs } from "./pipelines/outputs.js";
+export {
+  encodeResultPng,
+  ensureWritableFolder,
+  TOOL_VERSION,
+  writeResultPngs,
+} from "./pipelines/outputs.js";
 export {
   type GenerateOptions,
   type GenerateResult,
@@ -135,8 +157,14 @@ export { loadClipTokenizer } from "./tokenizers/load-folder.js";
 export { writeBytesAtomically, writeFileAtomically } from "./util/atomic-write.js";
 export { type NoiseSource, recordedNoise, SeededRandom, seededNoise } from "./util/random.js";
 export { BUILTIN_NAMES, openBuiltin } from "./weights/builtin.js";
-export { parseConfigJson } from "./weights/config-json.js";
+export { parseConfigJson, readConfigFile } from "./weights/config-json.js";
 export { openDiffusersComponent, openDiffusersFolder } from "./weights/diffusers-folder.js";
-export type { ComponentName, ModelFamily, ModelFiles, ModelIndex } from "./weights/model-files.js";
+export {
+  type ComponentName,
+  componentClassName,
+  type ModelFamily,
+  type ModelFiles,
+  type ModelIndex,
+} from "./weights/model-files.js";
 export { encodeSafetensors, SafetensorsFile } from "./weights/safetensors.js";
 export { openSingleFile } from "./weights/single-file.js";

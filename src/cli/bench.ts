@@ -5,8 +5,8 @@ import {
   benchUnet,
   parseBenchMethod,
   runAttentionProbes,
+  runConvProbes,
   type UnetBenchRow,
-  writeBytesAtomically,
 } from "../index.js";
 import {
   addModelFlags,
@@ -19,6 +19,7 @@ import {
   reductionFromFlags,
   sizeArg,
 } from "./options.js";
+import { checkOutputFile, writeJsonOutput } from "./output-files.js";
 
 interface BenchFlags extends ModelFlagValues, ReductionFlagValues {
   readonly sizes: { width: number; height: number }[];
@@ -67,6 +68,13 @@ export function registerBench(program: Command): void {
     .action(async (flags: { device: string }) => {
       for await (const line of runAttentionProbes(flags.device)) process.stdout.write(`${line}\n`);
     });
+  program
+    .command("bench-conv")
+    .description("time a 3x3 convolution built as Conv and as im2col + MatMul on a device")
+    .option("--device <device>", "cpu, webgpu or cuda", "cpu")
+    .action(async (flags: { device: string }) => {
+      for await (const line of runConvProbes(flags.device)) process.stdout.write(`${line}\n`);
+    });
 }
 
 function parseBenchMethodArg(value: string): BenchMethod {
@@ -74,13 +82,11 @@ function parseBenchMethodArg(value: string): BenchMethod {
 }
 
 async function benchCommand(flags: BenchFlags): Promise<void> {
-  for (const size of flags.sizes) {
-    if (size.width % 8 !== 0 || size.height % 8 !== 0)
-      throw new Error(`--sizes: ${size.width}x${size.height} is not a multiple of 8`);
-  }
+  if (flags.json && flags.json !== "-") checkOutputFile(flags.json, "--json");
   const reduction = reductionFromFlags(flags, false);
+  // With --json -, stdout carries the JSON alone and the table goes to stderr.
+  const table = flags.json === "-" ? process.stderr : process.stdout;
   const rows: UnetBenchRow[] = [];
-  process.stdout.write(`${header()}\n`);
   await benchUnet(flags.model, {
     ...loadOptionsFromFlags(flags),
     sizes: flags.sizes as BenchSize[],
@@ -93,16 +99,13 @@ async function benchCommand(flags: BenchFlags): Promise<void> {
     reduction,
     onStatus: (message) => process.stderr.write(`${message}\n`),
     onResult: (row) => {
+      if (rows.length === 0) table.write(`${header()}\n`);
       rows.push(row);
-      process.stdout.write(`${formatRow(row, rows)}\n`);
-      if (row.profile) process.stdout.write(formatProfile(row));
+      table.write(`${formatRow(row, rows)}\n`);
+      if (row.profile) table.write(formatProfile(row));
     },
   });
-  if (flags.json) {
-    const text = `${JSON.stringify(rows, null, 2)}\n`;
-    if (flags.json === "-") process.stdout.write(text);
-    else writeBytesAtomically(flags.json, new TextEncoder().encode(text));
-  }
+  if (flags.json) writeJsonOutput(flags.json, rows);
 }
 
 function header(): string {

@@ -8,6 +8,7 @@ import {
   reductionFromFlags,
   sizeArg,
 } from "./options.js";
+import { checkOutputFile, checkOutputFolder } from "./output-files.js";
 import { formatSeconds } from "./progress.js";
 
 interface ConvertFlags extends ReductionFlagValues {
@@ -55,6 +56,8 @@ export function registerConvert(program: Command): void {
       const component = parseConvertComponent(flags.component);
       if (!["cpu", "webgpu", "cuda"].includes(flags.target))
         throw new Error(`--target must be cpu, webgpu or cuda; got "${flags.target}"`);
+      if (component === "all") checkOutputFolder(flags.out, "--out");
+      else if (/\.onnx$/i.test(flags.out)) checkOutputFile(flags.out, "--out");
       const reduction = reductionFromFlags(flags, false);
       const started = performance.now();
       await convertModel(model, {

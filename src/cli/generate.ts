@@ -2,14 +2,15 @@ import type { Command } from "commander";
 import {
   describeReduction,
   encodeSafetensors,
-  ensureWritableFolder,
   fitImage,
   type GenerateOptions,
   type GenerateResult,
   loadPipeline,
+  readConfigFile,
   readPngFile,
   rgb8ToFloat,
   SafetensorsFile,
+  type StableDiffusionPipeline,
   writeBytesAtomically,
   writeResultPngs,
 } from "../index.js";
@@ -20,13 +21,16 @@ import {
   intArg,
   loadOptionsFromFlags,
   type ModelFlagValues,
+  pixelsArg,
   type ReductionFlagValues,
   reductionFromFlags,
   sizeArg,
 } from "./options.js";
+import { checkOutputFile, checkOutputFolder } from "./output-files.js";
 import { formatSeconds, ProgressBar } from "./progress.js";
 
-interface GenerateFlags extends ModelFlagValues, ReductionFlagValues {
+/** The flags addGenerationFlags defines. */
+export interface GenerationFlags extends ModelFlagValues, ReductionFlagValues {
   readonly negative?: string;
   readonly width?: number;
   readonly height?: number;
@@ -34,24 +38,28 @@ interface GenerateFlags extends ModelFlagValues, ReductionFlagValues {
   readonly steps: number;
   readonly cfg: number;
   readonly scheduler?: string;
+  readonly schedulerConfig?: string;
   readonly seed?: number;
-  readonly batch: number;
   readonly clipSkip?: number;
+  readonly longPrompts?: boolean;
+}
+
+interface GenerateFlags extends GenerationFlags {
+  readonly batch: number;
   readonly image?: string;
   readonly strength?: number;
   readonly out: string;
   readonly latents?: string;
   readonly noise?: string;
   readonly raw?: string;
-  readonly longPrompts?: boolean;
 }
 
 /** Flags of one image generation, shared by generate and compare. */
 export function addGenerationFlags(command: Command): Command {
   return addReductionFlags(addModelFlags(command))
     .option("-n, --negative <prompt>", "negative prompt")
-    .option("--width <px>", "image width (multiple of 8)", intArg("--width"))
-    .option("--height <px>", "image height (multiple of 8)", intArg("--height"))
+    .option("--width <px>", "image width (multiple of 8)", pixelsArg("--width"))
+    .option("--height <px>", "image height (multiple of 8)", pixelsArg("--height"))
     .option("--size <WxH>", "image size, e.g. 1024 or 1024x768", sizeArg)
     .option("--steps <n>", "denoising steps", intArg("--steps"), 30)
     .option(
@@ -63,6 +71,10 @@ export function addGenerationFlags(command: Command): Command {
     .option(
       "--scheduler <name>",
       'sampler, e.g. "Euler a", "DPM++ 2M Karras", DDIM (default: the model\'s)',
+    )
+    .option(
+      "--scheduler-config <json>",
+      "a scheduler_config.json to use instead of the model's (--scheduler still picks the sampler)",
     )
     .option("--seed <n>", "random seed", intArg("--seed", 0))
     .option("--clip-skip <n>", "skip the last n text-encoder layers", intArg("--clip-skip", 0))
@@ -109,7 +121,10 @@ export function imageSize(flags: {
 function readTensorFile(path: string, keys: (file: SafetensorsFile) => string[]): Float32Array[] {
   const file = SafetensorsFile.open(path);
   try {
-    return keys(file).map((key) => file.readFloat32(key).slice());
+    return keys(file).map((key) => {
+      if (!file.has(key)) throw new Error(`${path}: no tensor named ${key}`);
+      return file.readFloat32(key).slice();
+    });
   } finally {
     file.close();
   }
@@ -122,93 +137,150 @@ function noiseKeys(file: SafetensorsFile): string[] {
   return keys;
 }
 
+/** A scheduler_config.json for --scheduler-config (bare Infinity/NaN tokens accepted). */
+export function readSchedulerConfig(path: string, scheduler: string | undefined) {
+  const config = readConfigFile(path);
+  if (scheduler === undefined && typeof config._class_name !== "string")
+    throw new Error(
+      `--scheduler-config: ${path} has no _class_name; add one or name the sampler with --scheduler`,
+    );
+  return config;
+}
+
+/** The init image of img2img as a batch of one, fitted to the asked size (else its own, floored to 8). */
+function readInitImage(
+  path: string,
+  width: number | undefined,
+  height: number | undefined,
+): NonNullable<GenerateOptions["image"]> {
+  const decoded = rgb8ToFloat(readPngFile(path));
+  const target = {
+    width: width ?? decoded.width - (decoded.width % 8),
+    height: height ?? decoded.height - (decoded.height % 8),
+  };
+  if (target.width === 0 || target.height === 0)
+    throw new Error(`${path}: ${decoded.width}x${decoded.height} is too small; give 8x8 or more`);
+  const fitted =
+    decoded.width === target.width && decoded.height === target.height
+      ? decoded
+      : fitImage(decoded, target.width, target.height);
+  return { data: fitted.data, count: 1, width: fitted.width, height: fitted.height };
+}
+
+/** Loads the model of the flags; building happens later, when a component is first used. */
+export function loadModel(flags: ModelFlagValues): Promise<StableDiffusionPipeline> {
+  return loadPipeline(flags.model, {
+    ...loadOptionsFromFlags(flags),
+    onBuild: (component) => process.stderr.write(`building ${component}...\n`),
+  });
+}
+
+/** The generation settings shared by generate and compare, as library options. */
+export function generationOptions(
+  prompt: string,
+  flags: GenerationFlags,
+  seed: number,
+  schedulerConfig: Record<string, unknown> | undefined,
+): GenerateOptions {
+  return {
+    prompt,
+    negativePrompt: flags.negative,
+    steps: flags.steps,
+    guidanceScale: flags.cfg,
+    clipSkip: flags.clipSkip,
+    scheduler: flags.scheduler,
+    schedulerConfig,
+    seed,
+    longPrompts: flags.longPrompts ? "chunk" : "truncate",
+  };
+}
+
+export function randomSeed(): number {
+  return Math.floor(Math.random() * 2 ** 31);
+}
+
 async function generateCommand(prompt: string, flags: GenerateFlags): Promise<void> {
   const { width, height } = imageSize(flags);
-  for (const [name, value] of [
-    ["--width", width],
-    ["--height", height],
-  ] as const) {
-    if (value !== undefined && value % 8 !== 0)
-      throw new Error(`${name} must be a multiple of 8; got ${value}`);
-  }
   if (flags.strength !== undefined && !flags.image)
     throw new Error("--strength needs --image (img2img)");
   if (flags.image && flags.latents)
     throw new Error("--latents is for txt2img; img2img starts from --image");
-  ensureWritableFolder(flags.out);
+  checkOutputFolder(flags.out, "--out");
+  if (flags.raw) checkOutputFile(flags.raw, "--raw");
   const latents = flags.latents ? readTensorFile(flags.latents, () => ["latents"])[0] : undefined;
   const noise = flags.noise ? readTensorFile(flags.noise, noiseKeys) : undefined;
-  let initImage: GenerateOptions["image"];
-  if (flags.image) {
-    const decoded = rgb8ToFloat(readPngFile(flags.image));
-    const target = {
-      width: width ?? decoded.width - (decoded.width % 8),
-      height: height ?? decoded.height - (decoded.height % 8),
-    };
-    const fitted =
-      decoded.width === target.width && decoded.height === target.height
-        ? decoded
-        : fitImage(decoded, target.width, target.height);
-    initImage = { data: fitted.data, count: 1, width: fitted.width, height: fitted.height };
-  }
+  const schedulerConfig = flags.schedulerConfig
+    ? readSchedulerConfig(flags.schedulerConfig, flags.scheduler)
+    : undefined;
+  const initImage = flags.image ? readInitImage(flags.image, width, height) : undefined;
   const reduction = reductionFromFlags(flags, true);
-  const seed = flags.seed ?? Math.floor(Math.random() * 2 ** 31);
+  const seed = flags.seed ?? randomSeed();
   const loadStart = performance.now();
-  const pipeline = await loadPipeline(flags.model, {
-    ...loadOptionsFromFlags(flags),
-    onBuild: (component) => process.stderr.write(`building ${component}...\n`),
-  });
-  const size = { width: width ?? initImage?.width, height: height ?? initImage?.height };
-  const resolved = pipeline.resolveReductionFor(
-    reduction,
-    size.width ?? pipeline.parts.defaultSize,
-    size.height ?? pipeline.parts.defaultSize,
-  );
-  process.stderr.write(
-    `model ${pipeline.parts.label} (${pipeline.family}) ready in ${formatSeconds((performance.now() - loadStart) / 1000)}; token reduction: ${describeReduction(resolved)}\n`,
-  );
-  const bar = new ProgressBar("denoising");
-  const result: GenerateResult = await pipeline.generate({
-    prompt,
-    negativePrompt: flags.negative,
-    width: size.width,
-    height: size.height,
-    steps: flags.steps,
-    guidanceScale: flags.cfg,
-    imagesPerPrompt: flags.batch,
-    clipSkip: flags.clipSkip,
-    scheduler: flags.scheduler,
-    seed,
-    latents,
-    noise,
-    image: initImage,
-    strength: initImage ? (flags.strength ?? 0.8) : undefined,
-    reduction,
-    longPrompts: flags.longPrompts ? "chunk" : "truncate",
-    onProgress: (info) => bar.update(info.step, info.totalSteps),
-  });
-  const prefix = `todo-sd-${timestamp()}-${seed}`;
-  const paths = writeResultPngs(result, flags.out, prefix, flags.model);
-  if (flags.raw) {
-    const { images } = result;
-    const bytes = encodeSafetensors({
-      image: {
-        dtype: "F32",
-        shape: [images.count, images.height, images.width, 3],
-        data: images.data,
-      },
+  const pipeline = await loadModel(flags);
+  try {
+    const size = {
+      width: width ?? initImage?.width ?? pipeline.parts.defaultSize,
+      height: height ?? initImage?.height ?? pipeline.parts.defaultSize,
+    };
+    if (latents) checkLatents(latents, flags.latents!, pipeline, flags.batch, size);
+    const resolved = pipeline.resolveReductionFor(reduction, size.width, size.height);
+    const scheduler = pipeline.createScheduler(flags.scheduler, undefined, schedulerConfig);
+    process.stderr.write(
+      `model ${pipeline.parts.label} (${pipeline.family}) ready in ${formatSeconds((performance.now() - loadStart) / 1000)}; ${size.width}x${size.height}, ${scheduler.name}; token reduction: ${describeReduction(resolved)}\n`,
+    );
+    const bar = new ProgressBar("denoising");
+    const result: GenerateResult = await pipeline.generate({
+      ...generationOptions(prompt, flags, seed, schedulerConfig),
+      width: size.width,
+      height: size.height,
+      imagesPerPrompt: flags.batch,
+      latents,
+      noise,
+      image: initImage,
+      strength: initImage ? (flags.strength ?? 0.8) : undefined,
+      reduction,
+      onProgress: (info) => bar.update(info.step, info.totalSteps),
     });
-    writeBytesAtomically(flags.raw, bytes);
+    // The raw floats first: a failure there leaves no PNG without its companion file.
+    if (flags.raw) {
+      const { images } = result;
+      const bytes = encodeSafetensors({
+        image: {
+          dtype: "F32",
+          shape: [images.count, images.height, images.width, 3],
+          data: images.data,
+        },
+      });
+      writeBytesAtomically(flags.raw, bytes);
+    }
+    const paths = writeResultPngs(result, flags.out, `todo-sd-${timestamp()}-${seed}`, flags.model);
+    const t = result.timings;
+    for (const path of paths) process.stdout.write(`${path}\n`);
+    process.stderr.write(
+      `done in ${formatSeconds(t.totalMs / 1000)}: UNet ${formatSeconds(t.unetMs / 1000)} (${((100 * t.unetMs) / t.totalMs).toFixed(0)}%, ${t.unetCalls} calls), text ${formatSeconds(t.textEncoderMs / 1000)}, VAE ${formatSeconds(t.vaeMs / 1000)}\n`,
+    );
+  } finally {
+    await pipeline.release();
   }
-  await pipeline.release();
-  const t = result.timings;
-  for (const path of paths) process.stdout.write(`${path}\n`);
-  process.stderr.write(
-    `done in ${formatSeconds(t.totalMs / 1000)}: UNet ${formatSeconds(t.unetMs / 1000)} (${((100 * t.unetMs) / t.totalMs).toFixed(0)}%, ${t.unetCalls} calls), text ${formatSeconds(t.textEncoderMs / 1000)}, VAE ${formatSeconds(t.vaeMs / 1000)}\n`,
-  );
 }
 
-function timestamp(): string {
+function checkLatents(
+  latents: Float32Array,
+  path: string,
+  pipeline: StableDiffusionPipeline,
+  batch: number,
+  size: { width: number; height: number },
+): void {
+  const { latentChannels, vaeScale } = pipeline.parts;
+  const dims = [batch, latentChannels, size.height / vaeScale, size.width / vaeScale];
+  const expected = dims.reduce((product, d) => product * d, 1);
+  if (latents.length !== expected)
+    throw new Error(
+      `--latents: ${path} holds ${latents.length} values; ${size.width}x${size.height} with --batch ${batch} needs [${dims.join(", ")}] = ${expected}`,
+    );
+}
+
+export function timestamp(): string {
   const d = new Date();
   const pad = (n: number) => String(n).padStart(2, "0");
   return `${d.getFullYear()}${pad(d.getMonth() + 1)}${pad(d.getDate())}-${pad(d.getHours())}${pad(d.getMinutes())}${pad(d.getSeconds())}`;

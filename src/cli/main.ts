@@ -36,7 +36,7 @@ export async function main(argv: readonly string[]): Promise<number> {
       ) {
         return 0;
       }
-      process.stderr.write(`todo-sd: ${error.message.replace(/^error: /, "")}\n`);
+      process.stderr.write(`todo-sd: ${oneLine(error).replace(/^error: /, "")}\n`);
       return error.exitCode || 2;
     }
     process.stderr.write(`todo-sd: ${oneLine(error)}\n`);
@@ -44,7 +44,9 @@ export async function main(argv: readonly string[]): Promise<number> {
   }
 }
 
+/** The message on one line: commander puts its "(Did you mean ...?)" hints on a second one. */
 function oneLine(error: unknown): string {
   const message = error instanceof Error ? error.message : String(error);
+  if (error instanceof CommanderError) return message.replace(/\s*\n\s*/g, " ").trim();
   return message.split("\n")[0].trim();
 }

@@ -37,12 +37,29 @@ export function dtypeArg(value: string): DtypeFlag {
   throw new InvalidArgumentError(`expected fp32 or fp16, got "${value}"`);
 }
 
-/** `768`, `768x512` (width x height). */
+/** The VAE of every Stable Diffusion model halves the image three times. */
+const PIXEL_MULTIPLE = 8;
+
+/** An image side in pixels: a positive multiple of 8. */
+export function pixelsArg(name: string): (value: string) => number {
+  return (value) => {
+    const n = Number(value);
+    if (!Number.isInteger(n) || n <= 0 || n % PIXEL_MULTIPLE !== 0)
+      throw new InvalidArgumentError(`${name} must be a positive multiple of ${PIXEL_MULTIPLE}`);
+    return n;
+  };
+}
+
+/** `768`, `768x512` (width x height), each side a positive multiple of 8. */
 export function sizeArg(value: string): { width: number; height: number } {
   const match = /^(\d+)(?:x(\d+))?$/i.exec(value.trim());
   if (!match) throw new InvalidArgumentError(`expected WIDTH or WIDTHxHEIGHT, got "${value}"`);
   const width = Number(match[1]);
   const height = Number(match[2] ?? match[1]);
+  if ([width, height].some((side) => side <= 0 || side % PIXEL_MULTIPLE !== 0))
+    throw new InvalidArgumentError(
+      `${width}x${height}: each side must be a positive multiple of ${PIXEL_MULTIPLE}`,
+    );
   return { width, height };
 }
 
@@ -107,14 +124,37 @@ export interface ReductionFlagValues {
   readonly todoSecondary?: string;
 }
 
+const REDUCTION_FLAG_KEYS: readonly (keyof ReductionFlagValues)[] = Object.freeze([
+  "todo",
+  "todoLevel2",
+  "todoMode",
+  "mergeTarget",
+  "tome",
+  "tomeLevel2",
+  "tomeStride",
+  "tomeRandom",
+  "todoStop",
+  "todoSwitch",
+  "todoSecondary",
+]);
+
 /** The reduction the flags ask for; `auto` ToDo when none is given and `defaultAuto` is set. */
+export function reductionFromFlags(flags: ReductionFlagValues, defaultAuto: true): ReductionOptions;
+export function reductionFromFlags(
+  flags: ReductionFlagValues,
+  defaultAuto: boolean,
+): ReductionOptions | undefined;
 export function reductionFromFlags(
   flags: ReductionFlagValues,
   defaultAuto: boolean,
 ): ReductionOptions | undefined {
-  const given = Object.values(flags).some((v) => v !== undefined);
+  // Commands hand over all their flags; only the reduction flags count as asking for one.
+  const reductionFlags: ReductionFlagValues = Object.fromEntries(
+    REDUCTION_FLAG_KEYS.map((key) => [key, flags[key]]),
+  );
+  const given = Object.values(reductionFlags).some((v) => v !== undefined);
   if (!given && !defaultAuto) return undefined;
-  return parseReductionFlags(flags);
+  return parseReductionFlags(reductionFlags);
 }
 
 /** Options shared by the commands that load a model. */

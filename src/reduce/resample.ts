@@ -29,6 +29,7 @@ import { TensorDataType } from "../onnx/proto.js";
 import {
   castTo,
   dims,
+  doubleScalar,
   gridToTokens,
   ifElse,
   intDiv,
@@ -97,6 +98,44 @@ export function downsampleTokens(
     case "bicubic":
       return gridToTokens(g, separable(g, x, sizes, mode), channels);
   }
+}
+
+/**
+ * Nearest keys/values switched by a boolean `active` instead of an `If`: one strided Slice whose
+ * step is `active ? f : 1`, computed in float64 so that GPU backends leave the arithmetic on the
+ * CPU. With step 1 the slice is the whole grid, so the tokens (and the attention) are exactly
+ * the baseline's; without control flow there is no subgraph launch and no host round trip per
+ * block on GPU backends. When f does not divide a side, the picks are rows 0, f, 2f, ... of the
+ * floor(h/f) * f rows that whole cells cover (the top-left token of each f x f cell), where
+ * torch's interpolate would spread its picks over the remainder.
+ */
+export function downsampleTokensGated(
+  g: GraphBuilder,
+  grid: TokenGrid,
+  factor: number,
+  active: Value,
+): Value {
+  checkFactor(factor);
+  const channels = dims(g, grid.tokens, 2, 3);
+  const x = tokensToGrid(g, grid); // (B, h, w, C)
+  const double = TensorDataType.DOUBLE;
+  const step = castTo(
+    g,
+    g.add(g.mul(castTo(g, active, double), doubleScalar(g, factor - 1)), doubleScalar(g, 1)),
+    TensorDataType.INT64,
+  ); // f or 1
+  const ends = shapeOf(g, [
+    intMul(g, intDiv(g, grid.height, step), step),
+    intMul(g, intDiv(g, grid.width, step), step),
+  ]);
+  const picked = g.op("Slice", [
+    x,
+    g.int64([0, 0]),
+    ends,
+    g.int64([1, 2]),
+    shapeOf(g, [step, step]),
+  ]);
+  return gridToTokens(g, picked, channels); // (B, floor(h/f) * floor(w/f), C)
 }
 
 /**

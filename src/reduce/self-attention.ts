@@ -15,7 +15,7 @@ import type { ElementType } from "../onnx/tensor-data.js";
 import { mergeTokens, restoreTokens, saltOf } from "./bipartite-merge.js";
 import { ifElse, type TokenGrid } from "./graph-helpers.js";
 import { type LevelPlan, levelPlan, type ReductionSettings, samePlan } from "./options.js";
-import { downsampleTokens, upsampleTokens } from "./resample.js";
+import { downsampleTokens, downsampleTokensGated, upsampleTokens } from "./resample.js";
 import { firstTimestep, timestepAbove, timestepCutoff } from "./timestep.js";
 
 export type { ReductionSettings } from "./options.js";
@@ -87,6 +87,12 @@ export function selfAttentionWithReduction(
     settings,
   };
   if (settings.target === "kv") {
+    const gated = gatedNearestPlan(schedule);
+    if (gated) {
+      // The common case (nearest ToDo, no reduction once t/1000 <= stop) needs no If.
+      const active = timestepAbove(g, site.timestep, gated.cutoff);
+      return attend(g, tokens, downsampleTokensGated(g, context.grid, gated.factor, active));
+    }
     const [keysValues] = buildSchedule(
       g,
       `${site.name}/reduce`,
@@ -118,6 +124,16 @@ export function selfAttentionWithReduction(
     (b, plan) => [restore(b, plan, context, attended, restoreIndex)],
   );
   return restored;
+}
+
+/** A schedule of nearest ToDo above a cutoff and nothing below it, as a factor and cutoff. */
+function gatedNearestPlan(schedule: Schedule): { factor: number; cutoff: number } | undefined {
+  if (schedule.kind !== "branch") return undefined;
+  const { above, below } = schedule;
+  if (above.kind !== "leaf" || below.kind !== "leaf" || below.plan.kind !== "none")
+    return undefined;
+  if (above.plan.kind !== "todo" || above.plan.mode !== "nearest") return undefined;
+  return { factor: above.plan.factor, cutoff: schedule.cutoff };
 }
 
 interface SiteContext {

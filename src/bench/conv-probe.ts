@@ -1,0 +1,140 @@
+/**
+ * Convolution microbenchmarks: a 3x3 convolution of the UNet's shape built as the ONNX Conv
+ * operator and as an explicit im2col plus MatMul (channels-first and channels-last), timed on one
+ * device, to choose how the builders express convolutions for each backend.
+ */
+import { attr, GraphBuilder, type Value } from "../onnx/builder.js";
+import { buildModelBytes } from "../onnx/model-io.js";
+import { parseDevice } from "../runtime/devices.js";
+import { createSession, float32Tensor } from "../runtime/session.js";
+
+export type ConvVariant = "conv" | "im2col-nchw" | "im2col-nhwc" | "matmul-only";
+
+export interface ConvShape {
+  readonly batch: number;
+  readonly channels: number;
+  readonly outChannels: number;
+  readonly size: number;
+}
+
+function values(count: number): Float32Array {
+  const out = new Float32Array(count);
+  for (let i = 0; i < count; i++) out[i] = ((i * 2654435761) % 1000) / 1000 - 0.5;
+  return out;
+}
+
+/** Nine shifted views of a padded map, concatenated along `axis` (the im2col columns). */
+function shiftedWindows(
+  g: GraphBuilder,
+  padded: Value,
+  size: number,
+  hAxis: number,
+  wAxis: number,
+  channelAxis: number,
+): Value {
+  const views: Value[] = [];
+  for (let dy = 0; dy < 3; dy++) {
+    for (let dx = 0; dx < 3; dx++) {
+      views.push(g.slice(padded, [dy, dx], [dy + size, dx + size], [hAxis, wAxis]));
+    }
+  }
+  return g.concat(views, channelAxis);
+}
+
+export function buildConvProbe(variant: ConvVariant, shape: ConvShape): Uint8Array {
+  const g = new GraphBuilder("float16");
+  const { batch: b, channels: c, outChannels: o, size: s } = shape;
+  const bias = g.castToFloat(g.input("bias", "float32", [1]));
+  let out: Value;
+  switch (variant) {
+    case "conv": {
+      const x = g.add(
+        g.weight("x", [b, c, s, s], () => values(b * c * s * s)),
+        bias,
+      );
+      const w = g.weight("w", [o, c, 3, 3], () => values(o * c * 9));
+      out = g.conv(x, w, undefined, { kernel: 3, padding: 1 });
+      break;
+    }
+    case "im2col-nchw": {
+      const x = g.add(
+        g.weight("x", [b, c, s, s], () => values(b * c * s * s)),
+        bias,
+      );
+      const padded = g.op("Pad", [x, g.int64([0, 0, 1, 1, 0, 0, 1, 1])], {
+        mode: attr.string("constant"),
+      });
+      const columns = g.reshape(shiftedWindows(g, padded, s, 2, 3, 1), [b, 9 * c, s * s]); // (B, 9C, HW)
+      const w = g.weight("w", [o, 9 * c], () => values(o * c * 9));
+      out = g.matMul(w, columns); // (B, O, HW)
+      break;
+    }
+    case "im2col-nhwc": {
+      const x = g.add(
+        g.weight("x", [b, s, s, c], () => values(b * c * s * s)),
+        bias,
+      );
+      const padded = g.op("Pad", [x, g.int64([0, 1, 1, 0, 0, 1, 1, 0])], {
+        mode: attr.string("constant"),
+      });
+      const columns = shiftedWindows(g, padded, s, 1, 2, 3); // (B, H, W, 9C)
+      const w = g.weight("w", [9 * c, o], () => values(o * c * 9));
+      out = g.matMul(columns, w); // (B, H, W, O)
+      break;
+    }
+    case "matmul-only": {
+      const x = g.add(
+        g.weight("x", [b, s * s, 9 * c], () => values(b * s * s * 9 * c)),
+        bias,
+      );
+      const w = g.weight("w", [9 * c, o], () => values(o * c * 9));
+      out = g.matMul(x, w);
+      break;
+    }
+  }
+  g.output(
+    g.cast(g.op("ReduceSum", [out], { keepdims: attr.int(0) }), "float32"),
+    "sum",
+    "float32",
+    [],
+  );
+  return buildModelBytes(g);
+}
+
+export async function* runConvProbes(deviceName: string): AsyncGenerator<string> {
+  const device = parseDevice(deviceName);
+  const shapes: ConvShape[] = [
+    { batch: 2, channels: 320, outChannels: 320, size: 128 },
+    { batch: 2, channels: 640, outChannels: 320, size: 128 },
+    { batch: 2, channels: 1280, outChannels: 1280, size: 32 },
+    { batch: 2, channels: 320, outChannels: 320, size: 256 },
+  ];
+  for (const shape of shapes) {
+    for (const variant of ["conv", "im2col-nchw", "im2col-nhwc", "matmul-only"] as const) {
+      try {
+        const session = await createSession(buildConvProbe(variant, shape), { device });
+        const feeds = { bias: float32Tensor(Float32Array.from([0]), [1]) };
+        for (let i = 0; i < 3; i++) await session.run(feeds);
+        const times: number[] = [];
+        for (let i = 0; i < 10; i++) {
+          const start = performance.now();
+          await session.run(feeds);
+          times.push(performance.now() - start);
+        }
+        await session.release();
+        times.sort((a, b) => a - b);
+        const median = times[5];
+        const flops =
+          2 * shape.batch * shape.size * shape.size * 9 * shape.channels * shape.outChannels;
+        yield JSON.stringify({
+          ...shape,
+          variant,
+          medianMs: Number(median.toFixed(2)),
+          tflops: Number((flops / median / 1e9).toFixed(1)),
+        });
+      } catch (error) {
+        yield JSON.stringify({ ...shape, variant, error: (error as Error).message.split("\n")[0] });
+      }
+    }
+  }
+}

@@ -1,0 +1,289 @@
+import { join } from "node:path";
+import type { Command } from "commander";
+import {
+  compareImages,
+  comparisonToJson,
+  describeReduction,
+  encodePng,
+  type FloatImage,
+  floatToRgb8,
+  type GenerateResult,
+  generationTextChunks,
+  type ImageComparison,
+  type ReductionOptions,
+  type ReductionSettings,
+  sideBySide,
+  TOOL_VERSION,
+  webUiSamplerName,
+  writeBytesAtomically,
+} from "../index.js";
+import {
+  addGenerationFlags,
+  type GenerationFlags,
+  generationOptions,
+  imageSize,
+  loadModel,
+  randomSeed,
+  readSchedulerConfig,
+  timestamp,
+} from "./generate.js";
+import { intArg, reductionFromFlags } from "./options.js";
+import {
+  checkOutputFile,
+  checkOutputFolder,
+  jsonNumbers,
+  writeJsonOutput,
+} from "./output-files.js";
+import { ProgressBar } from "./progress.js";
+
+interface CompareFlags extends GenerationFlags {
+  readonly out: string;
+  readonly json?: string;
+  readonly warmup: number;
+}
+
+type ModelFamily = "sd1" | "sd2" | "sdxl";
+
+export function registerCompare(program: Command): void {
+  addGenerationFlags(
+    program
+      .command("compare")
+      .description(
+        "generate the same image without and with token reduction; time both and measure the difference",
+      )
+      .argument("<prompt>", "the prompt"),
+  )
+    .option("-o, --out <dir>", "output folder for the side-by-side PNG", ".")
+    .option("--json <file>", "also write the results as JSON (- for stdout)")
+    .option(
+      "--warmup <n>",
+      "untimed one-step runs of each model first, so neither timing includes start-up",
+      intArg("--warmup", 0),
+      1,
+    )
+    .action(async (prompt: string, flags: CompareFlags) => {
+      await compareCommand(prompt, flags);
+    });
+}
+
+/** One line per run in the table, the JSON and the image labels. */
+interface RunSummary {
+  readonly label: string;
+  readonly reduction: ReductionSettings | null;
+  readonly description: string;
+  readonly timeMs: number;
+  readonly unetMs: number;
+  readonly textEncoderMs: number;
+  readonly vaeMs: number;
+  readonly unetCalls: number;
+}
+
+async function compareCommand(prompt: string, flags: CompareFlags): Promise<void> {
+  const asked = imageSize(flags);
+  checkOutputFolder(flags.out, "--out");
+  if (flags.json && flags.json !== "-") checkOutputFile(flags.json, "--json");
+  const schedulerConfig = flags.schedulerConfig
+    ? readSchedulerConfig(flags.schedulerConfig, flags.scheduler)
+    : undefined;
+  const reduction = reductionFromFlags(flags, true);
+  const seed = flags.seed ?? randomSeed();
+  const pipeline = await loadModel(flags);
+  try {
+    const width = asked.width ?? pipeline.parts.defaultSize;
+    const height = asked.height ?? pipeline.parts.defaultSize;
+    const family = pipeline.family;
+    const settings = pipeline.resolveReductionFor(reduction, width, height);
+    if (!settings) throw new Error(nothingToCompare(reduction, width, height));
+    const scheduler = pipeline.createScheduler(flags.scheduler, undefined, schedulerConfig);
+    // With --json -, stdout carries the JSON alone.
+    const report = flags.json === "-" ? process.stderr : process.stdout;
+    process.stderr.write(
+      `model ${pipeline.parts.label} (${family}); ${width}x${height}, ${scheduler.name}, seed ${seed}; comparing no reduction with ${describeReduction(settings)}\n`,
+    );
+    const call = { ...generationOptions(prompt, flags, seed, schedulerConfig), width, height };
+    for (let i = 0; i < flags.warmup; i++) {
+      await pipeline.generate({ ...call, steps: 1 });
+      await pipeline.generate({ ...call, steps: 1, reduction: settings });
+    }
+    const acceleratedName = shortLabel(settings, family);
+    const run = (name: string, withReduction: ReductionSettings | undefined) => {
+      const bar = new ProgressBar(name);
+      return pipeline.generate({
+        ...call,
+        reduction: withReduction,
+        onProgress: (info) => bar.update(info.step, info.totalSteps),
+      });
+    };
+    const baseline = await run("baseline", undefined);
+    const accelerated = await run(acceleratedName, settings);
+
+    const baselineImage = firstImage(baseline);
+    const acceleratedImage = firstImage(accelerated);
+    const metrics = compareImages(baselineImage, acceleratedImage);
+    const speedup = baseline.timings.totalMs / accelerated.timings.totalMs;
+    const unetSpeedup = baseline.timings.unetMs / accelerated.timings.unetMs;
+    const runs = [summary("baseline", baseline), summary(acceleratedName, accelerated)];
+    const path = join(flags.out, `todo-sd-compare-${timestamp()}-${seed}.png`);
+    const record = {
+      kind: "compare",
+      model: flags.model,
+      image: path,
+      prompt,
+      negativePrompt: flags.negative ?? null,
+      width,
+      height,
+      steps: accelerated.parameters.steps,
+      guidanceScale: accelerated.parameters.guidanceScale,
+      scheduler: accelerated.parameters.scheduler,
+      schedulerConfig: accelerated.parameters.schedulerConfig,
+      seed,
+      family,
+      baseline: runs[0],
+      accelerated: runs[1],
+      speedup,
+      unetSpeedup,
+      metrics: comparisonToJson(metrics),
+    };
+
+    const labels = [
+      `baseline ${seconds(baseline.timings.totalMs)}`,
+      `${acceleratedName} ${seconds(accelerated.timings.totalMs)} (${speedup.toFixed(1)}x)`,
+    ];
+    writeBytesAtomically(
+      path,
+      comparisonPng([baselineImage, acceleratedImage], labels, accelerated, settings, record),
+    );
+    report.write(formatTable(runs, speedup, unetSpeedup, metrics));
+    if (flags.json) writeJsonOutput(flags.json, record);
+    report.write(`${path}\n`);
+  } finally {
+    await pipeline.release();
+  }
+}
+
+/** Both images side by side, labelled, with the accelerated run's parameters and the record. */
+function comparisonPng(
+  images: readonly FloatImage[],
+  labels: readonly string[],
+  accelerated: GenerateResult,
+  settings: ReductionSettings,
+  record: Readonly<Record<string, unknown>>,
+): Uint8Array {
+  const composed = sideBySide(images, { labels });
+  const p = accelerated.parameters;
+  const chunks = generationTextChunks(
+    {
+      prompt: p.prompt[0],
+      negativePrompt: p.negativePrompt?.[0],
+      steps: p.steps,
+      sampler: webUiSamplerName(p.scheduler, p.schedulerConfig),
+      cfgScale: p.guidanceScale,
+      seed: p.seed ?? undefined,
+      width: p.width,
+      height: p.height,
+      model: typeof record.model === "string" ? record.model : undefined,
+      clipSkip: p.clipSkip === null ? undefined : p.clipSkip + 1,
+      extra: {
+        ToDo: describeReduction(settings),
+        Comparison: "baseline left, token reduction right",
+        Version: TOOL_VERSION,
+      },
+    },
+    JSON.parse(JSON.stringify(record, jsonNumbers)),
+  );
+  const pixels = floatToRgb8(composed);
+  return encodePng({ width: composed.width, height: composed.height, data: pixels }, chunks);
+}
+
+function nothingToCompare(reduction: ReductionOptions, width: number, height: number): string {
+  if (reduction.method === "todo" && reduction.factor === "auto")
+    return `--todo auto reduces nothing at ${width}x${height} (auto uses factor 1 at 768 px and below); pass --todo 2 to compare anyway`;
+  return `the reduction flags reduce nothing at ${width}x${height} (${describeReduction(reduction)}); pass --todo 2 to compare`;
+}
+
+function firstImage(result: GenerateResult): FloatImage {
+  const { images } = result;
+  const size = images.width * images.height * 3;
+  return { width: images.width, height: images.height, data: images.data.subarray(0, size) };
+}
+
+function summary(label: string, result: GenerateResult): RunSummary {
+  const t = result.timings;
+  return {
+    label,
+    reduction: result.parameters.reduction,
+    description: describeReduction(result.parameters.reduction ?? undefined),
+    timeMs: t.totalMs,
+    unetMs: t.unetMs,
+    textEncoderMs: t.textEncoderMs,
+    vaeMs: t.vaeMs,
+    unetCalls: t.unetCalls,
+  };
+}
+
+/** "ToDo x2 nearest", "ToDo x3/x2 avg" (levels 1/2), "ToMe 0.5", for labels and the table. */
+export function shortLabel(settings: ReductionSettings, family: ModelFamily): string {
+  // SDXL has no attention at level 1: its reduction is named by level 2 alone.
+  const levels = family === "sdxl" ? [2] : [1, 2];
+  const values =
+    settings.method === "todo"
+      ? levels.map((level) => (level === 1 ? settings.factor : settings.factorLevel2))
+      : levels.map((level) => (level === 1 ? settings.ratio : settings.ratioLevel2));
+  const none = settings.method === "todo" ? 1 : 0;
+  while (values.length > 1 && values[values.length - 1] === none) values.pop();
+  let label =
+    settings.method === "todo"
+      ? `ToDo x${values.join("/x")} ${settings.mode}`
+      : `ToMe ${values.join("/")}`;
+  if (settings.target === "all") label += " all";
+  if (settings.stopThreshold > 0) label += ` stop ${settings.stopThreshold}`;
+  if (settings.switchThreshold > settings.stopThreshold && settings.secondary !== settings.method)
+    label += ` then ${settings.secondary}`;
+  return label;
+}
+
+function seconds(ms: number): string {
+  const s = ms / 1000;
+  return s < 100 ? `${s.toFixed(2)} s` : `${s.toFixed(0)} s`;
+}
+
+function formatTable(
+  runs: readonly RunSummary[],
+  speedup: number,
+  unetSpeedup: number,
+  metrics: ImageComparison,
+): string {
+  const rows = [
+    ["run", "time/image", "UNet", "speedup", "UNet speedup", "MSE", "PSNR", "SSIM"],
+    [
+      runs[0].label,
+      seconds(runs[0].timeMs),
+      seconds(runs[0].unetMs),
+      "1.00x",
+      "1.00x",
+      "-",
+      "-",
+      "-",
+    ],
+    [
+      runs[1].label,
+      seconds(runs[1].timeMs),
+      seconds(runs[1].unetMs),
+      `${speedup.toFixed(2)}x`,
+      `${unetSpeedup.toFixed(2)}x`,
+      metrics.mse.toExponential(2),
+      Number.isFinite(metrics.psnr) ? `${metrics.psnr.toFixed(2)} dB` : "inf dB",
+      metrics.ssim.toFixed(4),
+    ],
+  ];
+  const widths = rows[0].map((_, column) => Math.max(...rows.map((row) => row[column].length)));
+  return rows
+    .map(
+      (row) =>
+        `${row
+          .map((cell, column) => cell.padEnd(widths[column]))
+          .join("  ")
+          .trimEnd()}\n`,
+    )
+    .join("");
+}

@@ -1,0 +1,235 @@
+/**
+ * `todo-sd info` for models exported to ONNX by other tools: what the files themselves tell
+ * (inputs, outputs, operators, initializers) and, for a UNet, the self-attention blocks the patch
+ * rules recognise, by spatial level. Weights in external data files are never loaded.
+ */
+import { existsSync } from "node:fs";
+import { basename, join } from "node:path";
+import {
+  ATTENTION_RULES,
+  findSelfAttention,
+  GraphIndex,
+  type ModelFamily,
+  type ModelProto,
+  readConfigFile,
+  readModel,
+  TensorDataType,
+  unetSignature,
+  type ValueInfoProto,
+} from "../index.js";
+import {
+  type AttentionInfo,
+  autoInfo,
+  type ComponentInfo,
+  levelInfos,
+  type ModelInfo,
+  type TensorIo,
+} from "./info-model.js";
+
+const ELEMENT_TYPES: Readonly<Record<number, string>> = Object.freeze({
+  [TensorDataType.FLOAT]: "float32",
+  [TensorDataType.UINT8]: "uint8",
+  [TensorDataType.INT8]: "int8",
+  [TensorDataType.UINT16]: "uint16",
+  [TensorDataType.INT16]: "int16",
+  [TensorDataType.INT32]: "int32",
+  [TensorDataType.INT64]: "int64",
+  [TensorDataType.STRING]: "string",
+  [TensorDataType.BOOL]: "bool",
+  [TensorDataType.FLOAT16]: "float16",
+  [TensorDataType.DOUBLE]: "float64",
+  [TensorDataType.UINT32]: "uint32",
+  [TensorDataType.UINT64]: "uint64",
+  [TensorDataType.BFLOAT16]: "bfloat16",
+});
+
+/** The parts of diffusers' ONNX export folders, in the order the pipeline uses them. */
+const FOLDER_PARTS = ["text_encoder", "text_encoder_2", "unet", "vae_encoder", "vae_decoder"];
+
+type Size = { width: number; height: number };
+
+function elementType(type: number | undefined): string {
+  return type === undefined ? "?" : (ELEMENT_TYPES[type] ?? `type ${type}`);
+}
+
+function tensorIo(info: ValueInfoProto): TensorIo {
+  const tensor = info.type?.tensorType;
+  return {
+    name: info.name,
+    type: elementType(tensor?.elemType),
+    shape: (tensor?.shape?.dim ?? []).map((d) =>
+      d.dimValue !== undefined ? Number(d.dimValue) : (d.dimParam ?? "?"),
+    ),
+  };
+}
+
+function onnxComponent(
+  name: string,
+  path: string,
+  model: ModelProto,
+  library: string | null,
+  className: string | null,
+): ComponentInfo {
+  const graph = model.graph;
+  const initializers = graph.initializer ?? [];
+  const initializerNames = new Set(initializers.map((t) => t.name));
+  const dtypes: Record<string, number> = {};
+  let parameters = 0;
+  for (const tensor of initializers) {
+    const count = tensor.dims.reduce((product, d) => product * Number(d), 1);
+    const type = elementType(tensor.dataType);
+    dtypes[type] = (dtypes[type] ?? 0) + count;
+    parameters += count;
+  }
+  const opTypes: Record<string, number> = {};
+  for (const node of graph.node) opTypes[node.opType] = (opTypes[node.opType] ?? 0) + 1;
+  const opset = model.opsetImport.find((o) => !o.domain || o.domain === "ai.onnx")?.version;
+  return {
+    name,
+    library,
+    className,
+    parameters,
+    dtypes,
+    file: path,
+    opset: opset === undefined ? undefined : Number(opset),
+    nodes: graph.node.length,
+    opTypes,
+    inputs: graph.input.filter((i) => !initializerNames.has(i.name)).map(tensorIo),
+    outputs: graph.output.map(tensorIo),
+  };
+}
+
+/** A UNet's family, from its inputs: SDXL takes text_embeds/time_ids; SD 2.x a 1024-wide context. */
+function unetFamily(model: ModelProto): ModelFamily {
+  const names = new Set(model.graph.input.map((i) => i.name));
+  if (names.has("text_embeds") || names.has("time_ids")) return "sdxl";
+  const context = model.graph.input.find((i) => i.name === "encoder_hidden_states");
+  const dims = context?.type?.tensorType?.shape?.dim ?? [];
+  const width = dims[dims.length - 1]?.dimValue;
+  return width !== undefined && Number(width) === 1024 ? "sd2" : "sd1";
+}
+
+interface UnetFindings {
+  readonly family: ModelFamily;
+  readonly staticSize?: Size;
+  readonly attention: (size: Size) => AttentionInfo;
+}
+
+/** What the patch rules find in a UNet export; undefined when the model is not a UNet. */
+function inspectUnet(model: ModelProto, label: string): UnetFindings | undefined {
+  let signature: ReturnType<typeof unetSignature>;
+  try {
+    signature = unetSignature(model.graph, label);
+  } catch {
+    return undefined;
+  }
+  const family = unetFamily(model);
+  const { accepted, skipped } = findSelfAttention(
+    new GraphIndex(model.graph),
+    ATTENTION_RULES,
+    signature,
+  );
+  const perLevel = new Map<number, number>();
+  for (const block of accepted) perLevel.set(block.level, (perLevel.get(block.level) ?? 0) + 1);
+  const isCross = (reason: string) => reason.startsWith("cross-attention");
+  const staticSize = signature.staticSize && {
+    width: signature.staticSize.width * 8,
+    height: signature.staticSize.height * 8,
+  };
+  return {
+    family,
+    staticSize,
+    attention: (size) => {
+      const latent = { width: Math.ceil(size.width / 8), height: Math.ceil(size.height / 8) };
+      return {
+        from: "graph",
+        levels: levelInfos(perLevel, latent, autoInfo(family, size.width, size.height)),
+        crossAttentionBlocks: skipped.filter((s) => isCross(s.reason)).length,
+        skipped: skipped
+          .filter((s) => !isCross(s.reason))
+          .map(({ name, reason }) => ({ name, reason })),
+      };
+    },
+  };
+}
+
+function sizedReport(
+  base: Pick<ModelInfo, "source" | "kind" | "pipelineClass" | "components">,
+  unet: UnetFindings | undefined,
+  defaultSize: Size | null | undefined,
+  size: Size | undefined,
+): ModelInfo {
+  const image = size ?? defaultSize ?? undefined;
+  const family = unet?.family ?? null;
+  return {
+    ...base,
+    family,
+    unet: unet ? { staticSize: unet.staticSize ?? null } : null,
+    defaultSize: defaultSize ?? null,
+    size: image ?? null,
+    latent: image
+      ? { width: Math.ceil(image.width / 8), height: Math.ceil(image.height / 8) }
+      : null,
+    attention: unet && image ? unet.attention(image) : null,
+    auto: family && image ? autoInfo(family, image.width, image.height) : null,
+  };
+}
+
+/** A diffusers ONNX export folder (model_index.json with unet/model.onnx and friends). */
+export function onnxFolderInfo(dir: string, size: Size | undefined): ModelInfo {
+  const index = readConfigFile(join(dir, "model_index.json"));
+  const entry = (name: string): [string | null, string | null] => {
+    const value = index[name];
+    return Array.isArray(value) && value.length === 2
+      ? [
+          typeof value[0] === "string" ? value[0] : null,
+          typeof value[1] === "string" ? value[1] : null,
+        ]
+      : [null, null];
+  };
+  const components: ComponentInfo[] = [];
+  let unet: UnetFindings | undefined;
+  for (const part of FOLDER_PARTS) {
+    const path = join(dir, part, "model.onnx");
+    if (!existsSync(path)) continue;
+    const model = readModel(path, false);
+    components.push(onnxComponent(part, path, model, ...entry(part)));
+    if (part === "unet") unet = inspectUnet(model, path);
+  }
+  for (const name of Object.keys(index)) {
+    if (name.startsWith("_") || components.some((c) => c.name === name)) continue;
+    const [library, className] = entry(name);
+    if (className !== null) components.push({ name, library, className });
+  }
+  const schedulerPath = join(dir, "scheduler", "scheduler_config.json");
+  const vPrediction =
+    existsSync(schedulerPath) && readConfigFile(schedulerPath).prediction_type === "v_prediction";
+  // As the ONNX pipelines choose it: the export's own size, else 768 for SD 2.x v-prediction.
+  const defaultSize = unet && (unet.staticSize ?? familySize(unet.family, vPrediction));
+  const className = typeof index._class_name === "string" ? index._class_name : null;
+  return sizedReport(
+    { source: dir, kind: "onnx-folder", pipelineClass: className, components },
+    unet,
+    defaultSize,
+    size,
+  );
+}
+
+/** One .onnx file: usually a UNet to be patched. */
+export function onnxFileInfo(path: string, size: Size | undefined): ModelInfo {
+  const model = readModel(path, false);
+  const unet = inspectUnet(model, path);
+  const components = [onnxComponent(basename(path), path, model, null, null)];
+  return sizedReport(
+    { source: path, kind: "onnx-file", pipelineClass: null, components },
+    unet,
+    unet ? (unet.staticSize ?? familySize(unet.family, true)) : null,
+    size,
+  );
+}
+
+/** The size the released models of a family were trained for (SD 2.x: 768 for v-prediction). */
+function familySize(family: ModelFamily, vPrediction: boolean): Size {
+  const side = family === "sdxl" ? 1024 : family === "sd2" && vPrediction ? 768 : 512;
+  return { width: side, height: side };
+}

@@ -1,0 +1,158 @@
+import { existsSync, statSync } from "node:fs";
+import type { Command } from "commander";
+import { classifySource, openModelFiles } from "../index.js";
+import { type ComponentInfo, type ModelInfo, type TensorIo, weightsInfo } from "./info-model.js";
+import { onnxFileInfo, onnxFolderInfo } from "./info-onnx.js";
+import { sizeArg } from "./options.js";
+import { checkOutputFile, writeJsonOutput } from "./output-files.js";
+
+interface InfoFlags {
+  readonly size?: { width: number; height: number };
+  readonly json?: boolean | string;
+  readonly configFrom?: string;
+  readonly variant?: string;
+  readonly revision?: string;
+  readonly offline?: boolean;
+}
+
+export function registerInfo(program: Command): void {
+  program
+    .command("info")
+    .description(
+      "what a model holds: components, weights, attention levels and the tokens --todo auto reduces",
+    )
+    .argument(
+      "<source>",
+      "diffusers folder, .safetensors checkpoint, ONNX export folder or .onnx file, Hub id or builtin:sd15|sd21|sdxl",
+    )
+    .option("--size <WxH>", "image size for the token counts (default: the model's)", sizeArg)
+    .option("--json [file]", "print the report as JSON (or write it to a file)")
+    .option(
+      "--config-from <folder>",
+      "single-file checkpoints: take configs from this diffusers folder",
+    )
+    .option("--variant <name>", "weight variant, e.g. fp16")
+    .option("--revision <rev>", "Hub revision")
+    .option("--offline", "never use the network; Hub models must be in the cache")
+    .action(async (source: string, flags: InfoFlags) => {
+      const json = flags.json === true ? "-" : flags.json || undefined;
+      if (json && json !== "-") checkOutputFile(json, "--json");
+      const info = await inspect(source, flags);
+      if (json) writeJsonOutput(json, info);
+      if (json !== "-") process.stdout.write(formatInfo(info));
+    });
+}
+
+async function inspect(source: string, flags: InfoFlags): Promise<ModelInfo> {
+  if (/\.onnx$/i.test(source) && existsSync(source) && statSync(source).isFile())
+    return onnxFileInfo(source, flags.size);
+  const kind = classifySource(source);
+  if (kind === "onnx-folder") return onnxFolderInfo(source, flags.size);
+  const { files } = await openModelFiles(source, {
+    configFrom: flags.configFrom,
+    variant: flags.variant,
+    revision: flags.revision,
+    offline: flags.offline,
+  });
+  try {
+    return weightsInfo(source, kind, files, flags.size);
+  } finally {
+    files.close();
+  }
+}
+
+const FAMILY_NAMES = Object.freeze({ sd1: "SD 1.x", sd2: "SD 2.x", sdxl: "SDXL" });
+
+/** The report as text, one fact per line. */
+export function formatInfo(info: ModelInfo): string {
+  const lines: string[] = [];
+  const family = info.family ? `${FAMILY_NAMES[info.family]} (${info.family})` : "unknown family";
+  const pipeline = info.pipelineClass ? `, ${info.pipelineClass}` : "";
+  lines.push(`${info.source}: ${info.kind}, ${family}${pipeline}`);
+  lines.push("components:");
+  const nameWidth = Math.max(...info.components.map((c) => c.name.length));
+  const classWidth = Math.max(...info.components.map((c) => (c.className ?? "-").length));
+  for (const component of info.components) {
+    const parts = [
+      component.name.padEnd(nameWidth),
+      (component.className ?? "-").padEnd(classWidth),
+    ];
+    if (component.parameters !== undefined) parts.push(weightSummary(component));
+    if (component.nodes !== undefined)
+      parts.push(`${component.nodes} nodes, opset ${component.opset ?? "?"}`);
+    lines.push(`  ${parts.join("  ").trimEnd()}`);
+    for (const io of component.inputs ?? []) lines.push(`      in  ${formatIo(io)}`);
+    for (const io of component.outputs ?? []) lines.push(`      out ${formatIo(io)}`);
+  }
+  if (info.unet) lines.push(`unet: ${formatUnet(info.unet)}`);
+  const attention = info.attention;
+  if (attention && info.size && info.latent) {
+    const from = attention.from === "config" ? "unet config" : "the patch rules' matches";
+    lines.push(
+      `self-attention at ${info.size.width}x${info.size.height} (latent ${info.latent.width}x${info.latent.height}), from ${from}:`,
+    );
+    const rows = [["level", "grid", "tokens", "blocks", "--todo auto"]];
+    for (const level of attention.levels) {
+      rows.push([
+        String(level.level),
+        `${level.grid.width}x${level.grid.height}`,
+        String(level.tokens),
+        String(level.selfAttentionBlocks),
+        level.auto
+          ? `x${level.auto.factor}: keys/values ${level.tokens} -> ${level.auto.keyValueTokens}`
+          : "-",
+      ]);
+    }
+    lines.push(...table(rows).map((row) => `  ${row}`));
+    if (attention.levels.length === 0) lines.push("  no self-attention blocks found");
+    lines.push(`  ${attention.crossAttentionBlocks} cross-attention blocks (never reduced)`);
+    for (const skipped of attention.skipped ?? [])
+      lines.push(`  skipped ${skipped.name}: ${skipped.reason}`);
+  } else if (info.unet === null && info.kind.startsWith("onnx")) {
+    lines.push("no UNet: no attention levels to report");
+  }
+  if (info.auto && info.size)
+    lines.push(`--todo auto at ${info.size.width}x${info.size.height}: ${info.auto.description}`);
+  return `${lines.join("\n")}\n`;
+}
+
+function weightSummary(component: ComponentInfo): string {
+  const dtypes = Object.entries(component.dtypes ?? {}).sort((a, b) => b[1] - a[1]);
+  const types =
+    dtypes.length === 1
+      ? dtypes[0][0]
+      : dtypes.map(([type, count]) => `${type} ${compactCount(count)}`).join(", ");
+  return `${(component.parameters ?? 0).toLocaleString("en-US")} parameters${types ? ` (${types})` : ""}`;
+}
+
+function compactCount(n: number): string {
+  if (n >= 1e9) return `${(n / 1e9).toFixed(2)}G`;
+  if (n >= 1e6) return `${(n / 1e6).toFixed(1)}M`;
+  if (n >= 1e3) return `${(n / 1e3).toFixed(1)}k`;
+  return String(n);
+}
+
+function formatIo(io: TensorIo): string {
+  return `${io.name} ${io.type} [${io.shape.join(", ")}]`;
+}
+
+function formatUnet(unet: Readonly<Record<string, unknown>>): string {
+  if ("blockOutChannels" in unet) {
+    const channels = (unet.blockOutChannels as readonly number[]).join("/");
+    const cross = unet.crossAttentionDim;
+    const extra = unet.textTimeConditioning ? ", text_time conditioning" : "";
+    return `channels ${channels}, cross-attention width ${Array.isArray(cross) ? cross.join("/") : String(cross)}, sample size ${String(unet.sampleSize)}${extra}`;
+  }
+  const fixed = unet.staticSize as { width: number; height: number } | null;
+  return fixed ? `exported for ${fixed.width}x${fixed.height} only` : "exported for any size";
+}
+
+function table(rows: readonly string[][]): string[] {
+  const widths = rows[0].map((_, column) => Math.max(...rows.map((row) => row[column].length)));
+  return rows.map((row) =>
+    row
+      .map((cell, column) => cell.padEnd(widths[column]))
+      .join("  ")
+      .trimEnd(),
+  );
+}

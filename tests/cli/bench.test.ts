@@ -1,0 +1,119 @@
+// `todo-sd bench` on the sd15-tiny fixture: JSON rows on stdout with --json -, and bad input.
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { expectOneLineError, filesIn, runCli, SD15, Workspace } from "./helpers.js";
+
+const ws = new Workspace();
+afterAll(() => ws.remove());
+
+const quick = ["--warmup", "0", "--repeats", "1", "--cache-dir", ws.cache];
+
+interface BenchRow {
+  width: number;
+  height: number;
+  method: string;
+  reduction: string;
+  medianMs: number;
+  itPerSecond: number;
+  error?: string;
+}
+
+describe("bench", () => {
+  it("prints JSON rows alone on stdout with --json -, the table on stderr", async () => {
+    const run = await runCli([
+      "bench",
+      "-m",
+      SD15,
+      "--sizes",
+      "128,128x64",
+      "--methods",
+      "none,todo",
+      "--todo",
+      "2",
+      "--json",
+      "-",
+      ...quick,
+    ]);
+    expect(run.code, run.stderr).toBe(0);
+    const rows = JSON.parse(run.stdout) as BenchRow[];
+    expect(rows.map((r) => [r.width, r.height, r.method])).toEqual([
+      [128, 128, "none"],
+      [128, 128, "todo"],
+      [128, 64, "none"],
+      [128, 64, "todo"],
+    ]);
+    for (const row of rows) {
+      expect(row.error).toBeUndefined();
+      expect(row.medianMs).toBeGreaterThan(0);
+      expect(row.itPerSecond).toBeCloseTo(1000 / row.medianMs, 6);
+    }
+    expect(rows[0].reduction).toBe("token reduction off");
+    expect(rows[1].reduction).toMatch(/^ToDo nearest factor 2 at level 1/);
+    expect(run.stderr).toMatch(/^size \| method \| median ms/m);
+  });
+
+  it("prints the table on stdout and writes the JSON file", async () => {
+    const out = ws.outDir();
+    const json = join(out, "bench.json");
+    const run = await runCli(["bench", "-m", SD15, "--sizes", "64", "--json", json, ...quick]);
+    expect(run.code, run.stderr).toBe(0);
+    const lines = run.stdout.trim().split("\n");
+    expect(lines[0]).toMatch(/^size \| method \| median ms/);
+    expect(lines.slice(1).map((l) => l.split(" | ").slice(0, 2).join(" "))).toEqual([
+      "64x64 none",
+      "64x64 todo",
+    ]);
+    const rows = JSON.parse(readFileSync(json, "utf8")) as BenchRow[];
+    expect(rows).toHaveLength(2);
+  });
+
+  describe("bad input: one line on stderr, non-zero exit, no file written", () => {
+    it("an unknown flag, and an unknown method", async () => {
+      expectOneLineError(
+        await runCli(["bench", "-m", SD15, "--size", "64"]),
+        /unknown option '--size'/,
+      );
+      expectOneLineError(
+        await runCli(["bench", "-m", SD15, "--methods", "none,fast"]),
+        /unknown bench method "fast"/,
+      );
+    });
+
+    it("a missing or truncated model", async () => {
+      const out = ws.outDir();
+      const json = join(out, "bench.json");
+      const missing = await runCli(["bench", "-m", ws.path("gone"), "--json", json, ...quick]);
+      expectOneLineError(missing, /gone: no such file or folder/);
+      const truncated = await runCli([
+        "bench",
+        "-m",
+        ws.truncatedCheckpoint(),
+        "--json",
+        "-",
+        ...quick,
+      ]);
+      expectOneLineError(truncated, /not a valid safetensors file/);
+      expect(truncated.stdout).toBe("");
+      expect(filesIn(out)).toEqual([]);
+    });
+
+    it("a size that is not a multiple of 8", async () => {
+      const run = await runCli(["bench", "-m", SD15, "--sizes", "64,100", ...quick]);
+      expectOneLineError(run, /100x100: each side must be a positive multiple of 8/);
+    });
+
+    it("a JSON file that cannot be written", async () => {
+      const run = await runCli([
+        "bench",
+        "-m",
+        SD15,
+        "--json",
+        ws.underRegularFile("b.json"),
+        ...quick,
+      ]);
+      expectOneLineError(run, /--json: .*regular-file is a file, not a folder$/);
+      expect(run.stdout).toBe("");
+    });
+  });
+});
