@@ -89,6 +89,14 @@ export {
 } from "./patch/patch-model.js";
 export { type UnetSignature, unetSignature } from "./patch/unet-levels.js";
 export {
+  type ComponentBackend,
+  type ComponentModelFile,
+  type ComponentModelOptions,
+  type ComponentModels,
+  openComponentModels,
+  type PipelineManifest,
+} from "./pipelines/component-models.js";
+export {
   CONVERT_COMPONENTS,
   type ConvertComponent,
   type ConvertedFile,
@@ -151,6 +159,15 @@ export {
   loadSchedulerConfig,
   type Scheduler,
 } from "./schedulers/index.js";
+export type {
+  JobEvent,
+  JobParams,
+  JobRequest,
+  JobResult,
+  Limits,
+  ServerInfo,
+} from "./serve/protocol.js";
+export { type RunningServer, type ServeOptions, startServer } from "./serve/server.js";
 export type { ChunkOptions, TokenizedBatch, TokenizeOptions } from "./tokenizers/clip-tokenizer.js";
 export { ClipTokenizer } from "./tokenizers/clip-tokenizer.js";
 export { loadClipTokenizer } from "./tokenizers/load-folder.js";

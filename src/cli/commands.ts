@@ -5,6 +5,7 @@ import { registerConvert } from "./convert.js";
 import { registerGenerate } from "./generate.js";
 import { registerInfo } from "./info.js";
 import { registerPatch } from "./patch.js";
+import { registerServe } from "./serve.js";
 
 /** Adds every subcommand to the program. */
 export function registerCommands(program: Command): void {
@@ -14,4 +15,5 @@ export function registerCommands(program: Command): void {
   registerConvert(program);
   registerPatch(program);
   registerBench(program);
+  registerServe(program);
 }
