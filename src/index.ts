@@ -2,6 +2,7 @@
 
 export { runAttentionProbes } from "./bench/attention-probe.js";
 export { runConvProbes } from "./bench/conv-probe.js";
+export { plotBenchSvg } from "./bench/plot.js";
 export {
   BENCH_METHODS,
   type BenchMethod,

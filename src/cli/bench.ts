@@ -1,12 +1,15 @@
+import { readFileSync } from "node:fs";
 import type { Command } from "commander";
 import {
   type BenchMethod,
   type BenchSize,
   benchUnet,
   parseBenchMethod,
+  plotBenchSvg,
   runAttentionProbes,
   runConvProbes,
   type UnetBenchRow,
+  writeBytesAtomically,
 } from "../index.js";
 import {
   addModelFlags,
@@ -69,12 +72,38 @@ export function registerBench(program: Command): void {
       for await (const line of runAttentionProbes(flags.device)) process.stdout.write(`${line}\n`);
     });
   program
+    .command("bench-plot")
+    .description("plot time per UNet call against image size from bench --json files, as SVG")
+    .argument("<json...>", "files written by bench --json")
+    .requiredOption("-o, --out <file.svg>", "the SVG file")
+    .option("--title <text>", "chart title", "UNet time per call")
+    .action((files: string[], flags: { out: string; title: string }) => {
+      checkOutputFile(flags.out, "--out");
+      const rows = files.flatMap((file) => readBenchJson(file));
+      writeBytesAtomically(flags.out, new TextEncoder().encode(plotBenchSvg(rows, flags.title)));
+      process.stdout.write(`${flags.out}\n`);
+    });
+  program
     .command("bench-conv")
     .description("time a 3x3 convolution built as Conv and as im2col + MatMul on a device")
     .option("--device <device>", "cpu, webgpu or cuda", "cpu")
     .action(async (flags: { device: string }) => {
       for await (const line of runConvProbes(flags.device)) process.stdout.write(`${line}\n`);
     });
+}
+
+function readBenchJson(file: string): UnetBenchRow[] {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(readFileSync(file, "utf8"));
+  } catch (error) {
+    throw new Error(
+      `${file}: cannot read benchmark results (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`,
+    );
+  }
+  if (!Array.isArray(parsed))
+    throw new Error(`${file}: not a bench --json file (expected a list of rows)`);
+  return parsed as UnetBenchRow[];
 }
 
 function parseBenchMethodArg(value: string): BenchMethod {

@@ -1,0 +1,56 @@
+import { describe, expect, it } from "vitest";
+import { plotBenchSvg, type UnetBenchRow } from "../../src/index.js";
+
+function row(
+  method: UnetBenchRow["method"],
+  side: number,
+  ms: number,
+  error?: string,
+): UnetBenchRow {
+  return {
+    model: "builtin:sd15",
+    device: "webgpu",
+    dtype: "float16",
+    width: side,
+    height: side,
+    batch: 2,
+    method,
+    reduction: "-",
+    medianMs: ms,
+    minMs: ms,
+    itPerSecond: 1000 / ms,
+    loadMs: 0,
+    peakRssMb: 0,
+    error,
+  };
+}
+
+describe("plotBenchSvg", () => {
+  it("draws one line per method with a point per size, on a log time axis", () => {
+    const svg = plotBenchSvg(
+      [
+        row("none", 512, 114),
+        row("none", 1024, 480),
+        row("todo", 512, 114),
+        row("todo", 1024, 364),
+        row("tome", 1024, 0, "failed"),
+      ],
+      "SD 1.5 on H200",
+    );
+    expect(svg.startsWith("<svg")).toBe(true);
+    expect(svg.match(/<path /g)).toHaveLength(2); // the failed ToMe row is left out
+    expect(svg.match(/<circle /g)).toHaveLength(4);
+    expect(svg).toContain("baseline");
+    expect(svg).toContain("ToDo (auto factor)");
+    expect(svg).toContain("SD 1.5 on H200");
+    expect(svg).toContain(">100 ms<");
+    expect(svg).toContain(">1000 ms<");
+    expect(svg).toContain("todo 1024x1024: 364.0 ms");
+  });
+
+  it("refuses to plot nothing", () => {
+    expect(() => plotBenchSvg([row("none", 512, 0, "failed")], "t")).toThrow(
+      "no benchmark results to plot",
+    );
+  });
+});
