@@ -20,7 +20,7 @@ const LABELS: Readonly<Record<string, string>> = {
   off: "ToDo built in, switched off",
 };
 
-function escape(text: string): string {
+function escapeXml(text: string): string {
   return text.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
 }
 
@@ -46,7 +46,7 @@ export function plotBenchSvg(rows: readonly UnetBenchRow[], title: string): stri
   const parts: string[] = [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" font-family="sans-serif" font-size="12">`,
     `<rect width="100%" height="100%" fill="white"/>`,
-    `<text x="${width / 2 - 80}" y="22" font-size="14">${escape(title)}</text>`,
+    `<text x="${width / 2 - 80}" y="22" font-size="14">${escapeXml(title)}</text>`,
   ];
   for (let decade = low; decade <= high; decade *= 10) {
     for (const m of [1, 2, 5]) {
@@ -79,7 +79,7 @@ export function plotBenchSvg(rows: readonly UnetBenchRow[], title: string): stri
     parts.push(`<path d="${path}" fill="none" stroke="${color}" stroke-width="2"/>`);
     for (const r of points) {
       parts.push(
-        `<circle cx="${x(Math.max(r.width, r.height))}" cy="${y(r.medianMs)}" r="3.5" fill="${color}"><title>${escape(`${method} ${r.width}x${r.height}: ${r.medianMs.toFixed(1)} ms`)}</title></circle>`,
+        `<circle cx="${x(Math.max(r.width, r.height))}" cy="${y(r.medianMs)}" r="3.5" fill="${color}"><title>${escapeXml(`${method} ${r.width}x${r.height}: ${r.medianMs.toFixed(1)} ms`)}</title></circle>`,
       );
     }
     const ly = margin.top + 10 + i * 20;
@@ -87,7 +87,7 @@ export function plotBenchSvg(rows: readonly UnetBenchRow[], title: string): stri
       `<line x1="${width - margin.right + 15}" x2="${width - margin.right + 40}" y1="${ly}" y2="${ly}" stroke="${color}" stroke-width="2"/>`,
     );
     parts.push(
-      `<text x="${width - margin.right + 46}" y="${ly + 4}">${escape(LABELS[method] ?? method)}</text>`,
+      `<text x="${width - margin.right + 46}" y="${ly + 4}">${escapeXml(LABELS[method] ?? method)}</text>`,
     );
   }
   parts.push("</svg>");
