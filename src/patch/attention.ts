@@ -260,3 +260,25 @@ export function rewriteSelfAttention(
   edit.rewireInput(value.node, value.inputIndex, reduced);
   edit.replaceUses(output.value, restored);
 }
+
+/**
+ * The start of an attention core: a Softmax and the node that made its scores, stepping over an
+ * additive mask (an Add with a parameter); `core` lists the nodes passed. Undefined when the
+ * node is not a plain Softmax or its Add has no constant side.
+ */
+export function softmaxScores(
+  graph: GraphIndex,
+  softmax: NodeProto,
+): { core: NodeProto[]; scores: NodeProto | undefined } | undefined {
+  if (softmax.opType !== "Softmax" || softmax.domain) return undefined;
+  const core = [softmax];
+  let scores = graph.producer(softmax.input[0]);
+  if (scores?.opType === "Add") {
+    const [a, b] = scores.input;
+    const data = graph.isParameter(b) ? a : graph.isParameter(a) ? b : undefined;
+    if (data === undefined) return undefined;
+    core.push(scores);
+    scores = graph.producer(data);
+  }
+  return { core, scores };
+}

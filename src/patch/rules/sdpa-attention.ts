@@ -15,6 +15,7 @@ import {
   type AttentionRule,
   checkSelfAttention,
   rewriteSelfAttention,
+  softmaxScores,
   soleConsumerSkippingCasts,
   traceAttention,
 } from "../attention.js";
@@ -26,16 +27,10 @@ export const sdpaAttentionRule: AttentionRule = {
   match(graph: GraphIndex): AttentionMatch[] {
     const matches: AttentionMatch[] = [];
     for (const softmax of graph.nodes) {
-      if (softmax.opType !== "Softmax" || softmax.domain) continue;
-      const core = [softmax];
-      let scores = graph.producer(softmax.input[0]);
-      if (scores?.opType === "Add") {
-        const [a, b] = scores.input;
-        const data = graph.isParameter(b) ? a : graph.isParameter(a) ? b : undefined;
-        if (data === undefined) continue;
-        core.push(scores);
-        scores = graph.producer(data);
-      }
+      const start = softmaxScores(graph, softmax);
+      if (!start) continue;
+      const core = start.core;
+      const scores = start.scores;
       if (scores?.opType !== "MatMul" || scores.domain) continue;
       const [q, kT] = scores.input;
       if (!isScaled(graph, q) && !isScaled(graph, kT)) continue;
