@@ -21,6 +21,7 @@ import type { Device } from "../runtime/devices.js";
 import type { SessionOptions, WebGpuTuning } from "../runtime/session.js";
 import { createRunner } from "../runtime/session.js";
 import type { ModelRunner } from "../runtime/types.js";
+import { listSchedulerClasses } from "../schedulers/registry.js";
 import type { ClipTokenizer } from "../tokenizers/clip-tokenizer.js";
 import { loadClipTokenizer } from "../tokenizers/load-folder.js";
 import { builtinName, openBuiltin } from "../weights/builtin.js";
@@ -333,11 +334,50 @@ export function unetBuilds(
   };
 }
 
+/** The classes each component of a pipeline may be, as `model_index.json` names them. */
+const SUPPORTED_CLASSES: Readonly<Record<string, readonly string[]>> = Object.freeze({
+  unet: ["UNet2DConditionModel"],
+  vae: ["AutoencoderKL"],
+  text_encoder: ["CLIPTextModel", "CLIPTextModelWithProjection"],
+  text_encoder_2: ["CLIPTextModelWithProjection", "CLIPTextModel"],
+  tokenizer: ["CLIPTokenizer", "CLIPTokenizerFast"],
+  tokenizer_2: ["CLIPTokenizer", "CLIPTokenizerFast"],
+});
+
+/** Rejects a model index whose components this toolkit cannot run, naming the first problem. */
+export function checkComponentClasses(files: ModelFiles, family: ModelFamily): void {
+  const index = files.modelIndex;
+  if (!index) return;
+  const where = `${files.label}: model_index.json`;
+  for (const [component, [, className]] of Object.entries(index.components)) {
+    const supported =
+      component === "scheduler" ? listSchedulerClasses() : SUPPORTED_CLASSES[component];
+    if (!supported || className === null) continue;
+    if (!supported.includes(className)) {
+      throw new Error(
+        `${where}: unsupported class ${className} for ${component} (supported: ${supported.join(", ")})`,
+      );
+    }
+  }
+  const required =
+    family === "sdxl"
+      ? ["unet", "vae", "text_encoder", "text_encoder_2"]
+      : ["unet", "vae", "text_encoder"];
+  for (const component of required) {
+    const entry = index.components[component];
+    if (!entry || entry[1] === null)
+      throw new Error(
+        `${where}: the pipeline has no ${component}; it is needed to generate images`,
+      );
+  }
+}
+
 async function builtParts(
   files: ModelFiles,
   folder: string | undefined,
   options: LoadOptions,
 ): Promise<PipelineParts> {
+  checkComponentClasses(files, familyOf(files));
   const device = options.device ?? "cpu";
   const backend = BACKEND_OF_DEVICE[device];
   const dtype = resolveDtype(device, options.dtype);
