@@ -1,0 +1,107 @@
+// Conformance through files written by `todo-sd convert`: every UNet case of the fixtures (the
+// baselines, and every ToDo/ToMe variant with the reference arguments turned into CLI flags),
+// run on onnxruntime's CPU backend, within the UNet tolerance.
+import { join } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import type { ReferenceReductionArgs } from "../../src/reduce/options.js";
+import {
+  createSession,
+  float32Tensor,
+  type OrtTensor,
+  runFloat32,
+} from "../../src/runtime/session.js";
+import { fixturePath, maxAbsDiff, openCaseTensors, readCaseJson } from "../fixtures.js";
+import { runCli, Workspace } from "./helpers.js";
+
+const TOLERANCE = 1e-4;
+const ws = new Workspace();
+afterAll(() => ws.remove());
+
+interface UnetCase {
+  readonly size: string;
+  readonly variant: string;
+  readonly args: ReferenceReductionArgs | null;
+  readonly output: string;
+}
+
+/** The command-line flags (DESIGN.md's vocabulary) that express the reference's arguments. */
+function flagsFor(args: ReferenceReductionArgs | null): string[] {
+  if (!args) return [];
+  const flags: string[] = [];
+  if (args.merge_method === "similarity") {
+    flags.push("--tome", String(args.ratio), "--tome-level2", String(args.ratio_level_2 ?? 0));
+  } else {
+    flags.push(
+      "--todo",
+      String(args.downsample_factor ?? 2),
+      "--todo-level2",
+      String(args.downsample_factor_level_2 ?? 1),
+    );
+    // The reference's avg_pool / max_pool are the CLI's avg / max.
+    const mode = (args.downsample_method ?? "nearest-exact").replace(/_pool$/, "");
+    flags.push("--todo-mode", mode);
+  }
+  flags.push("--merge-target", args.merge_tokens === "all" ? "all" : "kv");
+  flags.push("--tome-stride", `${args.sx ?? 2}x${args.sy ?? 2}`);
+  if (args.use_rand) flags.push("--tome-random");
+  flags.push("--todo-stop", String(args.timestep_threshold_stop ?? 0));
+  flags.push("--todo-switch", String(args.timestep_threshold_switch ?? 0));
+  const secondary = args.secondary_merge_method ?? "similarity";
+  flags.push(
+    "--todo-secondary",
+    secondary === "similarity" ? "tome" : secondary === "downsample" ? "todo" : "none",
+  );
+  return flags;
+}
+
+const MODELS = ["sd15-tiny", "sd21-tiny", "sdxl-tiny"] as const;
+
+describe.each(MODELS)("converted UNet %s against the reference", (model) => {
+  const name = `unet-${model}`;
+  const cases = readCaseJson<{ cases: UnetCase[] }>(name).cases;
+  const variants = [...new Set(cases.map((c) => c.variant))];
+
+  it.each(variants)("%s", async (variant) => {
+    const ofVariant = cases.filter((c) => c.variant === variant);
+    const out = join(ws.outDir(), "unet.onnx");
+    const run = await runCli([
+      "convert",
+      fixturePath("pipelines", model),
+      "--component",
+      "unet",
+      "-o",
+      out,
+      ...flagsFor(ofVariant[0].args),
+    ]);
+    expect(run.code, run.stderr).toBe(0);
+    const session = await createSession(out);
+    const tensors = openCaseTensors(name);
+    try {
+      for (const c of ofVariant) {
+        const tensor = (key: string): OrtTensor =>
+          float32Tensor(
+            tensors.readFloat32(`${c.size}.${key}`),
+            tensors.info(`${c.size}.${key}`).shape,
+          );
+        const sample = tensor("sample");
+        const t = tensors.readFloat32(`${c.size}.timestep`)[0];
+        const feeds: Record<string, OrtTensor> = {
+          sample,
+          timestep: float32Tensor(new Float32Array(sample.dims[0]).fill(t), [sample.dims[0]]),
+          encoder_hidden_states: tensor("encoder_hidden_states"),
+        };
+        if (tensors.has(`${c.size}.text_embeds`)) {
+          feeds.text_embeds = tensor("text_embeds");
+          feeds.time_ids = tensor("time_ids");
+        }
+        const result = await runFloat32(session, feeds);
+        const diff = maxAbsDiff(result.out_sample.data, tensors.readFloat32(c.output));
+        console.log(`convert ${name} ${c.size} ${variant}: max abs diff ${diff.toExponential(2)}`);
+        expect(diff).toBeLessThan(TOLERANCE);
+      }
+    } finally {
+      tensors.close();
+      await session.release();
+    }
+  });
+});
