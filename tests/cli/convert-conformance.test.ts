@@ -4,13 +4,9 @@
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import type { ReferenceReductionArgs } from "../../src/reduce/options.js";
-import {
-  createSession,
-  float32Tensor,
-  type OrtTensor,
-  runFloat32,
-} from "../../src/runtime/session.js";
+import { createSession, runFloat32 } from "../../src/runtime/session.js";
 import { fixturePath, maxAbsDiff, openCaseTensors, readCaseJson } from "../fixtures.js";
+import { unetCaseFeeds } from "../unet-cases.js";
 import { runCli, Workspace } from "./helpers.js";
 
 const TOLERANCE = 1e-4;
@@ -78,22 +74,7 @@ describe.each(MODELS)("converted UNet %s against the reference", (model) => {
     const tensors = openCaseTensors(name);
     try {
       for (const c of ofVariant) {
-        const tensor = (key: string): OrtTensor =>
-          float32Tensor(
-            tensors.readFloat32(`${c.size}.${key}`),
-            tensors.info(`${c.size}.${key}`).shape,
-          );
-        const sample = tensor("sample");
-        const t = tensors.readFloat32(`${c.size}.timestep`)[0];
-        const feeds: Record<string, OrtTensor> = {
-          sample,
-          timestep: float32Tensor(new Float32Array(sample.dims[0]).fill(t), [sample.dims[0]]),
-          encoder_hidden_states: tensor("encoder_hidden_states"),
-        };
-        if (tensors.has(`${c.size}.text_embeds`)) {
-          feeds.text_embeds = tensor("text_embeds");
-          feeds.time_ids = tensor("time_ids");
-        }
+        const feeds = unetCaseFeeds(tensors, c.size);
         const result = await runFloat32(session, feeds);
         const diff = maxAbsDiff(result.out_sample.data, tensors.readFloat32(c.output));
         console.log(`convert ${name} ${c.size} ${variant}: max abs diff ${diff.toExponential(2)}`);

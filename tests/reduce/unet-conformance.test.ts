@@ -8,14 +8,10 @@ import {
   type ReferenceReductionArgs,
   settingsFromReferenceArgs,
 } from "../../src/reduce/options.js";
-import {
-  createSession,
-  float32Tensor,
-  type OrtTensor,
-  runFloat32,
-} from "../../src/runtime/session.js";
+import { createSession, runFloat32 } from "../../src/runtime/session.js";
 import { maxAbsDiff, openCaseTensors, readCaseJson } from "../fixtures.js";
 import { fixtureComponent } from "../models/component-weights.js";
+import { unetCaseFeeds } from "../unet-cases.js";
 
 const TOLERANCE = 1e-4;
 
@@ -42,22 +38,7 @@ describe.each(MODELS)("UNet %s with token reduction against the reference", (mod
     const tensors = openCaseTensors(name);
     try {
       for (const c of ofVariant) {
-        const tensor = (key: string): OrtTensor =>
-          float32Tensor(
-            tensors.readFloat32(`${c.size}.${key}`),
-            tensors.info(`${c.size}.${key}`).shape,
-          );
-        const sample = tensor("sample");
-        const t = tensors.readFloat32(`${c.size}.timestep`)[0];
-        const feeds: Record<string, OrtTensor> = {
-          sample,
-          timestep: float32Tensor(new Float32Array(sample.dims[0]).fill(t), [sample.dims[0]]),
-          encoder_hidden_states: tensor("encoder_hidden_states"),
-        };
-        if (tensors.has(`${c.size}.text_embeds`)) {
-          feeds.text_embeds = tensor("text_embeds");
-          feeds.time_ids = tensor("time_ids");
-        }
+        const feeds = unetCaseFeeds(tensors, c.size);
         const out = await runFloat32(session, feeds);
         const diff = maxAbsDiff(out.out_sample.data, tensors.readFloat32(c.output));
         console.log(`${name} ${c.size} ${variant}: max abs diff ${diff.toExponential(2)}`);
