@@ -1,4 +1,5 @@
 // Shared helpers for the patch tests: fixture UNet cases run through a model, graph summaries.
+
 import { readFileSync } from "node:fs";
 import { buildUnet, type UnetBuildOptions } from "../../src/models/unet.js";
 import { parseUnetConfig } from "../../src/models/unet-config.js";
@@ -11,14 +12,10 @@ import {
   type NodeProto,
 } from "../../src/onnx/proto.js";
 import type { ReferenceReductionArgs } from "../../src/reduce/options.js";
-import {
-  createSession,
-  float32Tensor,
-  type OrtTensor,
-  runFloat32,
-} from "../../src/runtime/session.js";
+import { createSession, type OrtTensor, runFloat32 } from "../../src/runtime/session.js";
 import { fixturePath, maxAbsDiff, openCaseTensors, readCaseJson } from "../fixtures.js";
 import { fixtureComponent } from "../models/component-weights.js";
+import { unetCaseFeeds } from "../unet-cases.js";
 
 export interface UnetCase {
   readonly size: string;
@@ -71,7 +68,7 @@ export async function runCases(
   const out: Array<{ size: string; variant: string; diff: number }> = [];
   try {
     for (const c of cases) {
-      const result = await runSession(session, caseFeeds(tensors, c.size));
+      const result = await runSession(session, unetCaseFeeds(tensors, c.size));
       out.push({
         size: c.size,
         variant: c.variant,
@@ -83,25 +80,6 @@ export async function runCases(
     await session.release();
   }
   return out;
-}
-
-type CaseTensors = ReturnType<typeof openCaseTensors>;
-
-export function caseFeeds(tensors: CaseTensors, size: string): Record<string, OrtTensor> {
-  const tensor = (key: string): OrtTensor =>
-    float32Tensor(tensors.readFloat32(`${size}.${key}`), tensors.info(`${size}.${key}`).shape);
-  const sample = tensor("sample");
-  const t = tensors.readFloat32(`${size}.timestep`)[0];
-  const feeds: Record<string, OrtTensor> = {
-    sample,
-    timestep: float32Tensor(new Float32Array(sample.dims[0]).fill(t), [sample.dims[0]]),
-    encoder_hidden_states: tensor("encoder_hidden_states"),
-  };
-  if (tensors.has(`${size}.text_embeds`)) {
-    feeds.text_embeds = tensor("text_embeds");
-    feeds.time_ids = tensor("time_ids");
-  }
-  return feeds;
 }
 
 export async function runSession(
