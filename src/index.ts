@@ -154,6 +154,11 @@ export {
 export { DEVICES, type Device, parseDevice } from "./runtime/devices.js";
 export { type ProfileSummary, summariseProfile } from "./runtime/profile.js";
 export {
+  WEBGPU_BUFFER_CACHE_MODES,
+  type WebGpuBufferCache,
+  type WebGpuTuning,
+} from "./runtime/session.js";
+export {
   createScheduler,
   listSchedulerClasses,
   listSchedulers,

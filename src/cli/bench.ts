@@ -177,10 +177,11 @@ function formatProfile(row: UnetBenchRow): string {
     .slice(0, 12)
     .map(
       (o) =>
-        `    ${o.opType}: ${o.totalMs.toFixed(1)} ms (${((100 * o.totalMs) / total).toFixed(1)}%, ${o.count} nodes, ${o.providers.join("+")})`,
+        `    ${o.opType}: ${o.totalMs.toFixed(1)} ms (${((100 * o.totalMs) / total).toFixed(1)}%, ${o.count} ${profile.timeSource === "device" ? "programs" : "nodes"}, ${o.providers.join("+")})`,
     );
   const placement = Object.entries(profile.placement)
     .map(([p, n]) => `${p} ${n}`)
     .join(", ");
-  return `  kernel time ${total.toFixed(1)} ms per call; nodes by provider: ${placement}\n${lines.join("\n")}\n`;
+  const source = profile.timeSource === "device" ? "GPU kernel time" : "kernel time (host)";
+  return `  ${source} ${total.toFixed(1)} ms per call; nodes by provider: ${placement}\n${lines.join("\n")}\n`;
 }

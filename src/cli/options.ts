@@ -1,6 +1,14 @@
 /** Flag definitions and parsers shared by the commands. */
 import { type Command, InvalidArgumentError, Option } from "commander";
-import { type Device, parseDevice, parseReductionFlags, type ReductionOptions } from "../index.js";
+import {
+  type Device,
+  parseDevice,
+  parseReductionFlags,
+  type ReductionOptions,
+  WEBGPU_BUFFER_CACHE_MODES,
+  type WebGpuBufferCache,
+  type WebGpuTuning,
+} from "../index.js";
 
 export function intArg(name: string, min = 1): (value: string) => number {
   return (value) => {
@@ -187,6 +195,18 @@ export function addModelFlags(command: Command): Command {
         "--webgpu-validation <mode>",
         "WebGPU: Dawn validation (disabled is fastest)",
       ).choices(["disabled", "wgpuOnly", "basic", "full"]),
+    )
+    .addOption(
+      new Option(
+        "--webgpu-mem-pattern <on|off>",
+        "WebGPU: onnxruntime's planned memory blocks per run (default off)",
+      ).choices(["on", "off"]),
+    )
+    .addOption(
+      new Option(
+        "--webgpu-buffer-cache <mode>",
+        "WebGPU: how storage buffers are kept between runs (default simple)",
+      ).choices([...WEBGPU_BUFFER_CACHE_MODES]),
     );
 }
 
@@ -203,6 +223,8 @@ export interface ModelFlagValues {
   readonly offline?: boolean;
   readonly webgpuLayout?: "NCHW" | "NHWC";
   readonly webgpuValidation?: "disabled" | "wgpuOnly" | "basic" | "full";
+  readonly webgpuMemPattern?: "on" | "off";
+  readonly webgpuBufferCache?: WebGpuBufferCache;
 }
 
 export function loadOptionsFromFlags(flags: ModelFlagValues) {
@@ -215,9 +237,16 @@ export function loadOptionsFromFlags(flags: ModelFlagValues) {
     variant: flags.variant,
     revision: flags.revision,
     offline: flags.offline,
-    webgpu:
-      flags.webgpuLayout || flags.webgpuValidation
-        ? { preferredLayout: flags.webgpuLayout, validationMode: flags.webgpuValidation }
-        : undefined,
+    webgpu: webgpuTuningFromFlags(flags),
   };
+}
+
+function webgpuTuningFromFlags(flags: ModelFlagValues): WebGpuTuning | undefined {
+  const tuning: WebGpuTuning = {
+    preferredLayout: flags.webgpuLayout,
+    validationMode: flags.webgpuValidation,
+    memPattern: flags.webgpuMemPattern === undefined ? undefined : flags.webgpuMemPattern === "on",
+    storageBufferCache: flags.webgpuBufferCache,
+  };
+  return Object.values(tuning).some((v) => v !== undefined) ? tuning : undefined;
 }

@@ -2,6 +2,11 @@
  * Summaries of onnxruntime's profiling output (a Chrome-trace JSON array): time per operator
  * type and the execution provider each node ran on, so a benchmark can say where the time goes
  * and whether any node fell back to the CPU.
+ *
+ * Two kinds of event carry times. "Node" events time each kernel's call on the host; for a GPU
+ * backend that is only the time to record the work. The WebGPU backend also writes "Api" events
+ * from GPU timestamp queries, named `node&OpType&program`: the time the kernel ran on the device.
+ * When those are present they are the ones summed.
  */
 import { readFileSync } from "node:fs";
 
@@ -15,16 +20,25 @@ interface TraceEvent {
 export interface OpTypeTime {
   readonly opType: string;
   readonly totalMs: number;
+  /** Nodes of this type (host events) or GPU programs run for them (device events), per run. */
   readonly count: number;
   readonly providers: readonly string[];
 }
 
 export interface ProfileSummary {
-  /** Sum of node kernel times per run, averaged over the profiled runs. */
+  /** Kernel time per operator type, per run (averaged over the profiled runs). */
   readonly byOpType: readonly OpTypeTime[];
+  /** `device`: GPU timestamps of each program; `host`: each kernel's call on the host. */
+  readonly timeSource: "device" | "host";
   /** Node count per execution provider (one run). */
   readonly placement: Readonly<Record<string, number>>;
   readonly runs: number;
+}
+
+interface Accumulator {
+  total: number;
+  count: number;
+  providers: Set<string>;
 }
 
 export function summariseProfile(path: string): ProfileSummary {
@@ -33,23 +47,29 @@ export function summariseProfile(path: string): ProfileSummary {
     1,
     events.filter((e) => e.cat === "Session" && e.name === "model_run").length,
   );
-  const byOp = new Map<string, { total: number; count: number; providers: Set<string> }>();
+  const host = new Map<string, Accumulator>();
   const nodeProviders = new Map<string, string>();
   for (const event of events) {
     if (event.cat !== "Node" || !event.name?.endsWith("_kernel_time")) continue;
-    const opType = event.args?.op_name ?? "?";
     const provider = event.args?.provider ?? "?";
-    const entry = byOp.get(opType) ?? { total: 0, count: 0, providers: new Set<string>() };
-    entry.total += (event.dur ?? 0) / 1000;
-    entry.count += 1;
-    entry.providers.add(provider);
-    byOp.set(opType, entry);
+    add(host, event.args?.op_name ?? "?", event.dur ?? 0, provider);
     nodeProviders.set(event.name, provider);
+  }
+  const device = new Map<string, Accumulator>();
+  for (const event of events) {
+    if (event.cat !== "Api" || !event.name) continue;
+    const [, opType] = event.name.split("&");
+    if (opType) add(device, opType, event.dur ?? 0, "");
+  }
+  // Device events carry no provider; take it from the host events of the same type.
+  for (const [opType, entry] of device) {
+    entry.providers = new Set(host.get(opType)?.providers ?? ["?"]);
   }
   const placement: Record<string, number> = {};
   for (const provider of nodeProviders.values())
     placement[provider] = (placement[provider] ?? 0) + 1;
-  const byOpType = [...byOp.entries()]
+  const timeSource = device.size > 0 ? "device" : "host";
+  const byOpType = [...(timeSource === "device" ? device : host).entries()]
     .map(([opType, e]) => ({
       opType,
       totalMs: e.total / runs,
@@ -57,5 +77,13 @@ export function summariseProfile(path: string): ProfileSummary {
       providers: [...e.providers].sort(),
     }))
     .sort((a, b) => b.totalMs - a.totalMs);
-  return { byOpType, placement, runs };
+  return { byOpType, timeSource, placement, runs };
+}
+
+function add(map: Map<string, Accumulator>, key: string, durUs: number, provider: string): void {
+  const entry = map.get(key) ?? { total: 0, count: 0, providers: new Set<string>() };
+  entry.total += durUs / 1000;
+  entry.count += 1;
+  if (provider) entry.providers.add(provider);
+  map.set(key, entry);
 }

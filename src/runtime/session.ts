@@ -13,7 +13,24 @@ export interface WebGpuTuning {
   readonly preferredLayout?: "NCHW" | "NHWC";
   /** How much Dawn validates each command; `disabled` is fastest, `basic` is onnxruntime's default. */
   readonly validationMode?: "disabled" | "wgpuOnly" | "basic" | "full";
+  /**
+   * onnxruntime's memory pattern (one planned block per run). Off by default on WebGPU, as
+   * onnxruntime-web does: with it on, every run allocates its planned blocks as new GPU buffers,
+   * which costs about 100 ms per UNet call at 1536 px (BENCHMARKS.md).
+   */
+  readonly memPattern?: boolean;
+  /**
+   * How the backend keeps storage buffers between runs. onnxruntime's default, `bucket`, keeps
+   * only buffers up to its largest bucket, so every run of a large UNet creates (and the driver
+   * zero-fills) its big activation buffers anew: about 150 ms per call at 1536 px. `simple` keeps
+   * every buffer for reuse by size, and is the default here (BENCHMARKS.md).
+   */
+  readonly storageBufferCache?: WebGpuBufferCache;
 }
+
+export const WEBGPU_BUFFER_CACHE_MODES = ["disabled", "lazyRelease", "simple", "bucket"] as const;
+export type WebGpuBufferCache = (typeof WEBGPU_BUFFER_CACHE_MODES)[number];
+const DEFAULT_STORAGE_BUFFER_CACHE: WebGpuBufferCache = "simple";
 
 export interface SessionOptions {
   readonly device?: Device;
@@ -24,21 +41,22 @@ export interface SessionOptions {
   readonly graphOptimizationLevel?: "disabled" | "basic" | "extended" | "all";
 }
 
-function sessionOptions(options: SessionOptions): ort.InferenceSession.SessionOptions {
+/** onnxruntime-node's session options for `options` (exported for tests). */
+export function sessionOptions(options: SessionOptions): ort.InferenceSession.SessionOptions {
   const device = options.device ?? "cpu";
   if (device === "wasm")
     throw new Error("the wasm device runs in the browser only; use cpu in Node");
+  const tuning = options.webgpu ?? {};
   const providers = EXECUTION_PROVIDERS[device].map(
     (name): ort.InferenceSession.ExecutionProviderConfig =>
-      name === "webgpu" && options.webgpu
-        ? { name: "webgpu", ...definedOnly(options.webgpu) }
-        : name,
+      name === "webgpu" ? { name: "webgpu", ...webgpuProviderOptions(tuning) } : name,
   );
   const opts: ort.InferenceSession.SessionOptions = {
     executionProviders: providers,
     graphOptimizationLevel: options.graphOptimizationLevel ?? "all",
     logSeverityLevel: 3,
   };
+  if (device === "webgpu") opts.enableMemPattern = tuning.memPattern ?? false;
   // onnxruntime-node rejects keys that are present but undefined.
   if (options.intraOpThreads !== undefined) opts.intraOpNumThreads = options.intraOpThreads;
   if (options.profilePrefix) {
@@ -125,6 +143,11 @@ export async function createRunner(
   };
 }
 
-function definedOnly<T extends object>(value: T): Partial<T> {
-  return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as Partial<T>;
+/** The WebGPU provider's own options (the names onnxruntime-node passes on). */
+function webgpuProviderOptions(tuning: WebGpuTuning): Record<string, string> {
+  const out: Record<string, string> = {};
+  if (tuning.preferredLayout) out.preferredLayout = tuning.preferredLayout;
+  if (tuning.validationMode) out.validationMode = tuning.validationMode;
+  out.storageBufferCacheMode = tuning.storageBufferCache ?? DEFAULT_STORAGE_BUFFER_CACHE;
+  return out;
 }

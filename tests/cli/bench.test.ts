@@ -78,6 +78,14 @@ describe("bench", () => {
         await runCli(["bench", "-m", SD15, "--methods", "none,fast"]),
         /unknown bench method "fast"/,
       );
+      expectOneLineError(
+        await runCli(["bench", "-m", SD15, "--webgpu-buffer-cache", "forever"]),
+        /option '--webgpu-buffer-cache <mode>' argument 'forever' is invalid/,
+      );
+      expectOneLineError(
+        await runCli(["bench", "-m", SD15, "--webgpu-mem-pattern", "yes"]),
+        /option '--webgpu-mem-pattern <on\|off>' argument 'yes' is invalid/,
+      );
     });
 
     it("a missing or truncated model", async () => {

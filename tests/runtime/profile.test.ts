@@ -1,4 +1,4 @@
-import { mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
@@ -21,15 +21,57 @@ describe("profiling", () => {
     await session.run(feeds);
     await session.run(feeds);
     session.endProfiling();
-    const [file] = readdirSync(work);
+    const [file] = readdirSync(work).filter((f) => f.startsWith("p"));
     const summary = summariseProfile(join(work, file));
     expect(summary.runs).toBe(2);
+    expect(summary.timeSource).toBe("host");
     expect(summary.byOpType.map((o) => o.opType).sort()).toEqual(["Add", "Mul", "Softmax"]);
     for (const op of summary.byOpType) {
       expect(op.count).toBe(1);
       expect(op.providers).toEqual(["CPUExecutionProvider"]);
     }
     expect(summary.placement).toEqual({ CPUExecutionProvider: 3 });
+  });
+
+  it("sums the GPU timestamps of WebGPU programs when the trace has them", () => {
+    // The shape of onnxruntime's WebGPU trace: host "Node" events per kernel call, device "Api"
+    // events per GPU program named node&OpType&program, microseconds.
+    const node = (name: string, op: string, dur: number, provider = "WebGpuExecutionProvider") => ({
+      cat: "Node",
+      name: `${name}_kernel_time`,
+      dur,
+      args: { op_name: op, provider },
+    });
+    const gpu = (name: string, dur: number) => ({ cat: "Api", pid: -1, name, dur, args: {} });
+    const run = { cat: "Session", name: "model_run", dur: 9000 };
+    const trace = [
+      run,
+      node("MatMul_1", "MatMul", 30),
+      node("Conv_2", "Conv", 20),
+      node("Shape_3", "Shape", 5, "CPUExecutionProvider"),
+      gpu("MatMul_1&MatMul&MatMul", 4000),
+      gpu("Conv_2_token_7&Conv&Conv2dMM", 1500),
+      gpu("Transpose_token_7&Transpose&Transpose", 500),
+      run,
+      node("MatMul_1", "MatMul", 30),
+      node("Conv_2", "Conv", 20),
+      node("Shape_3", "Shape", 5, "CPUExecutionProvider"),
+      gpu("MatMul_1&MatMul&MatMul", 2000),
+      gpu("Conv_2_token_7&Conv&Conv2dMM", 1500),
+      gpu("Transpose_token_7&Transpose&Transpose", 500),
+    ];
+    const path = join(work, "webgpu-trace.json");
+    writeFileSync(path, JSON.stringify(trace));
+    const summary = summariseProfile(path);
+    expect(summary.timeSource).toBe("device");
+    expect(summary.runs).toBe(2);
+    expect(summary.byOpType).toEqual([
+      { opType: "MatMul", totalMs: 3, count: 1, providers: ["WebGpuExecutionProvider"] },
+      { opType: "Conv", totalMs: 1.5, count: 1, providers: ["WebGpuExecutionProvider"] },
+      // Layout transposes onnxruntime inserted have no host event of their own.
+      { opType: "Transpose", totalMs: 0.5, count: 1, providers: ["?"] },
+    ]);
+    expect(summary.placement).toEqual({ WebGpuExecutionProvider: 2, CPUExecutionProvider: 1 });
   });
 });
 
