@@ -6,6 +6,7 @@ import { attr, GraphBuilder, MS_DOMAIN, type Value } from "../onnx/builder.js";
 import { buildModelBytes } from "../onnx/model-io.js";
 import { type Device, parseDevice } from "../runtime/devices.js";
 import { createSession, float32Tensor } from "../runtime/session.js";
+import { probeOutput } from "./probe-output.js";
 
 export type AttentionVariant =
   | "matmul-softmax"
@@ -40,7 +41,10 @@ function randomValues(count: number, seed: number): Float32Array {
   return out;
 }
 
-/** Builds q/k/v as weights (so no upload per run) and reduces the output to one number. */
+/**
+ * Builds q/k/v as weights (so no upload per run; each passes through one Add with a graph input,
+ * which keeps onnxruntime from folding the whole graph at load) and outputs a sample of the result.
+ */
 export function buildAttentionProbe(
   variant: AttentionVariant,
   shape: AttentionShape,
@@ -106,12 +110,7 @@ export function buildAttentionProbe(
       break;
     }
   }
-  g.output(
-    g.cast(g.op("ReduceSum", [out], { keepdims: attr.int(0) }), "float32"),
-    "sum",
-    "float32",
-    [],
-  );
+  probeOutput(g, out, shape.batch * shape.queries * hidden);
   return buildModelBytes(g);
 }
 

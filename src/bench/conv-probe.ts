@@ -7,6 +7,7 @@ import { attr, GraphBuilder, type Value } from "../onnx/builder.js";
 import { buildModelBytes } from "../onnx/model-io.js";
 import { parseDevice } from "../runtime/devices.js";
 import { createSession, float32Tensor } from "../runtime/session.js";
+import { probeOutput } from "./probe-output.js";
 
 export type ConvVariant = "conv" | "im2col-nchw" | "im2col-nhwc" | "matmul-only";
 
@@ -20,6 +21,31 @@ export interface ConvShape {
 function values(count: number): Float32Array {
   const out = new Float32Array(count);
   for (let i = 0; i < count; i++) out[i] = ((i * 2654435761) % 1000) / 1000 - 0.5;
+  return out;
+}
+
+/** The conv weight W[o][c][dy][dx] as im2col rows: out[o][(dy * 3 + dx) * c + ch]. */
+function im2colWeight(w: Float32Array, o: number, c: number): Float32Array {
+  const out = new Float32Array(w.length);
+  for (let oo = 0; oo < o; oo++)
+    for (let ch = 0; ch < c; ch++)
+      for (let t = 0; t < 9; t++) out[oo * 9 * c + t * c + ch] = w[(oo * c + ch) * 9 + t];
+  return out;
+}
+
+/** A row-major matrix transposed. */
+function transposed(m: Float32Array, rows: number, cols: number): Float32Array {
+  const out = new Float32Array(m.length);
+  for (let r = 0; r < rows; r++) for (let k = 0; k < cols; k++) out[k * rows + r] = m[r * cols + k];
+  return out;
+}
+
+/** NCHW values in NHWC order. */
+function channelsLast(x: Float32Array, b: number, c: number, hw: number): Float32Array {
+  const out = new Float32Array(x.length);
+  for (let bb = 0; bb < b; bb++)
+    for (let ch = 0; ch < c; ch++)
+      for (let p = 0; p < hw; p++) out[(bb * hw + p) * c + ch] = x[(bb * c + ch) * hw + p];
   return out;
 }
 
@@ -65,20 +91,22 @@ export function buildConvProbe(variant: ConvVariant, shape: ConvShape): Uint8Arr
         mode: attr.string("constant"),
       });
       const columns = g.reshape(shiftedWindows(g, padded, s, 2, 3, 1), [b, 9 * c, s * s]); // (B, 9C, HW)
-      const w = g.weight("w", [o, 9 * c], () => values(o * c * 9));
+      const w = g.weight("w", [o, 9 * c], () => im2colWeight(values(o * c * 9), o, c));
       out = g.matMul(w, columns); // (B, O, HW)
       break;
     }
     case "im2col-nhwc": {
       const x = g.add(
-        g.weight("x", [b, s, s, c], () => values(b * c * s * s)),
+        g.weight("x", [b, s, s, c], () => channelsLast(values(b * c * s * s), b, c, s * s)),
         bias,
       );
       const padded = g.op("Pad", [x, g.int64([0, 1, 1, 0, 0, 1, 1, 0])], {
         mode: attr.string("constant"),
       });
       const columns = shiftedWindows(g, padded, s, 1, 2, 3); // (B, H, W, 9C)
-      const w = g.weight("w", [9 * c, o], () => values(o * c * 9));
+      const w = g.weight("w", [9 * c, o], () =>
+        transposed(im2colWeight(values(o * c * 9), o, c), o, 9 * c),
+      );
       out = g.matMul(columns, w); // (B, H, W, O)
       break;
     }
@@ -92,23 +120,25 @@ export function buildConvProbe(variant: ConvVariant, shape: ConvShape): Uint8Arr
       break;
     }
   }
-  g.output(
-    g.cast(g.op("ReduceSum", [out], { keepdims: attr.int(0) }), "float32"),
-    "sum",
-    "float32",
-    [],
-  );
+  // conv and im2col-nchw compute the same (B, O, H*W) values, im2col-nhwc the same in (B, H, W, O)
+  // order; matmul-only is the GEMM alone, on other data.
+  probeOutput(g, out, b * o * s * s);
   return buildModelBytes(g);
 }
 
-export async function* runConvProbes(deviceName: string): AsyncGenerator<string> {
+const CONV_SHAPES: readonly ConvShape[] = [
+  { batch: 2, channels: 320, outChannels: 320, size: 128 },
+  { batch: 2, channels: 640, outChannels: 320, size: 128 },
+  { batch: 2, channels: 1280, outChannels: 1280, size: 32 },
+  { batch: 2, channels: 320, outChannels: 320, size: 256 },
+];
+
+/** Every variant at SD 1.5's convolution shapes (or `shapes`), as JSON lines. */
+export async function* runConvProbes(
+  deviceName: string,
+  shapes: readonly ConvShape[] = CONV_SHAPES,
+): AsyncGenerator<string> {
   const device = parseDevice(deviceName);
-  const shapes: ConvShape[] = [
-    { batch: 2, channels: 320, outChannels: 320, size: 128 },
-    { batch: 2, channels: 640, outChannels: 320, size: 128 },
-    { batch: 2, channels: 1280, outChannels: 1280, size: 32 },
-    { batch: 2, channels: 320, outChannels: 320, size: 256 },
-  ];
   for (const shape of shapes) {
     for (const variant of ["conv", "im2col-nchw", "im2col-nhwc", "matmul-only"] as const) {
       try {
