@@ -11,7 +11,7 @@ import {
   configureWebRuntime,
   createWebRunner,
   type WebDevice,
-  webgpuAvailable,
+  webgpuSupport,
 } from "../src/runtime/web.js";
 import { runComparison } from "../src/serve/comparison.js";
 import { firstLine, type JobEvent, parseJobRequest } from "../src/serve/protocol.js";
@@ -27,24 +27,42 @@ interface WorkerScope {
 const scope = globalThis as unknown as WorkerScope;
 configureWebRuntime({ wasmPrefix: `${scope.location.origin}/ort/` });
 
-const pipelines = new Map<WebDevice, Promise<StableDiffusionPipeline>>();
+/** A runtime and the precision of its models. */
+interface Engine {
+  readonly device: WebDevice;
+  readonly precision: "fp32" | "fp16";
+}
+
+const pipelines = new Map<string, Promise<StableDiffusionPipeline>>();
 const running = new Map<string, AbortController>();
 
-async function chooseDevice(choice: BrowserBackendChoice): Promise<WebDevice> {
-  if (choice === "wasm") return "wasm";
-  return (await webgpuAvailable()) ? "webgpu" : "wasm";
+async function chooseEngine(choice: BrowserBackendChoice): Promise<Engine> {
+  if (choice === "wasm") return { device: "wasm", precision: "fp32" };
+  const support = await webgpuSupport();
+  if (!support.available) return { device: "wasm", precision: "fp32" };
+  return { device: "webgpu", precision: support.shaderF16 ? "fp16" : "fp32" };
+}
+
+function describeEngine(engine: Engine): string {
+  if (engine.device === "wasm") return "the WASM runtime";
+  return engine.precision === "fp16"
+    ? "the WebGPU runtime (fp16)"
+    : "the WebGPU runtime (fp32: this adapter has no shader-f16)";
 }
 
 /** The running job's reporter: models download when first used, by whichever job needs them. */
 let reportTo: ((event: JobEvent) => void) | undefined;
 
-function pipelineFor(device: WebDevice) {
-  let pipeline = pipelines.get(device);
+function pipelineFor(engine: Engine) {
+  const { device } = engine;
+  const key = `${device}/${engine.precision}`;
+  let pipeline = pipelines.get(key);
   if (!pipeline) {
     const reported = new Map<string, number>();
     pipeline = loadRemotePipeline({
       baseUrl: scope.location.origin,
       backend: device,
+      precision: engine.precision,
       createRunner: (model, externalData) => createRunner(device, model, externalData),
       onDownload: (file, received, total) => {
         // About ten reports per file, not one per network chunk.
@@ -58,8 +76,8 @@ function pipelineFor(device: WebDevice) {
         });
       },
     });
-    pipelines.set(device, pipeline);
-    pipeline.catch(() => pipelines.delete(device));
+    pipelines.set(key, pipeline);
+    pipeline.catch(() => pipelines.delete(key));
   }
   return pipeline;
 }
@@ -106,11 +124,12 @@ async function run(message: Extract<ToWorker, { type: "run" }>): Promise<void> {
   const controller = new AbortController();
   running.set(id, controller);
   try {
-    const device = await chooseDevice(message.backend);
+    const engine = await chooseEngine(message.backend);
+    const { device } = engine;
     emit({ type: "started" });
-    emit({ type: "preparing", what: `the ${device === "webgpu" ? "WebGPU" : "WASM"} runtime` });
+    emit({ type: "preparing", what: describeEngine(engine) });
     reportTo = emit;
-    const pipeline = await pipelineFor(device);
+    const pipeline = await pipelineFor(engine);
     const params = parseJobRequest(message.request, {
       limits: message.info.limits,
       sizeMultiple: pipeline.parts.vaeScale,

@@ -5,7 +5,14 @@
 import { INPUT_IDS, POOLER_OUTPUT, TEXT_EMBEDS } from "../models/clip-text.js";
 import { UNET_INPUTS, UNET_OUTPUT } from "../models/unet.js";
 import { VAE_DECODER_IO, VAE_ENCODER_IO } from "../models/vae.js";
-import { float32, floatOutput, int64, type ModelRunner } from "../runtime/types.js";
+import {
+  float32,
+  floatOutput,
+  int64,
+  type ModelRunner,
+  type ResidentTensor,
+  type RunnerFeed,
+} from "../runtime/types.js";
 import type {
   HostTensor,
   TextEncoderComponent,
@@ -81,29 +88,52 @@ export class RunnerTextEncoder implements TextEncoderComponent {
   }
 }
 
+/**
+ * A UNet over a runner. The text conditioning (hidden states and SDXL's pooled embeddings and
+ * time ids) is the same tensor on every step of a generation: where the runner can keep inputs
+ * on its device (`upload`), it is copied there once, on the first step, and reused until the
+ * pipeline passes a different tensor; only the latents travel on each step.
+ */
 export class RunnerUnet implements UnetComponent {
   constructor(private readonly runner: ModelRunner) {}
 
+  /** Device copies of conditioning tensors, by input name, with the host tensor they copy. */
+  private readonly resident = new Map<string, { source: HostTensor; tensor: ResidentTensor }>();
+
+  private async conditioning(name: string, tensor: HostTensor): Promise<RunnerFeed> {
+    if (!this.runner.upload) return float32(tensor.data, tensor.dims);
+    const kept = this.resident.get(name);
+    if (kept?.source === tensor) return kept.tensor;
+    kept?.tensor.dispose();
+    this.resident.delete(name);
+    const uploaded = await this.runner.upload({
+      type: "float32",
+      data: tensor.data,
+      dims: tensor.dims,
+    });
+    this.resident.set(name, { source: tensor, tensor: uploaded });
+    return uploaded;
+  }
+
   async predict(inputs: UnetInputs): Promise<HostTensor> {
     const io = MODEL_IO.unet;
-    const feeds = {
+    const feeds: Record<string, RunnerFeed> = {
       [io.sample]: float32(inputs.sample.data, inputs.sample.dims),
       [io.timestep]: float32(inputs.timestep, [inputs.timestep.length]),
-      [io.encoderHiddenStates]: float32(
-        inputs.encoderHiddenStates.data,
-        inputs.encoderHiddenStates.dims,
+      [io.encoderHiddenStates]: await this.conditioning(
+        io.encoderHiddenStates,
+        inputs.encoderHiddenStates,
       ),
-      ...(inputs.textEmbeds
-        ? { [io.textEmbeds]: float32(inputs.textEmbeds.data, inputs.textEmbeds.dims) }
-        : {}),
-      ...(inputs.timeIds
-        ? { [io.timeIds]: float32(inputs.timeIds.data, inputs.timeIds.dims) }
-        : {}),
     };
+    if (inputs.textEmbeds)
+      feeds[io.textEmbeds] = await this.conditioning(io.textEmbeds, inputs.textEmbeds);
+    if (inputs.timeIds) feeds[io.timeIds] = await this.conditioning(io.timeIds, inputs.timeIds);
     return floatOutput(await this.runner.run(feeds), io.output);
   }
 
   release(): Promise<void> {
+    for (const { tensor } of this.resident.values()) tensor.dispose();
+    this.resident.clear();
     return this.runner.release();
   }
 }

@@ -1,7 +1,7 @@
 /** onnxruntime sessions for built or loaded models (Node). */
 import * as ort from "onnxruntime-node";
 import { type Device, EXECUTION_PROVIDERS } from "./devices.js";
-import type { ModelRunner, RunnerTensor } from "./types.js";
+import type { ModelRunner, RunnerFeed, RunnerTensor } from "./types.js";
 
 export type OrtSession = ort.InferenceSession;
 export type OrtTensor = ort.Tensor;
@@ -109,7 +109,10 @@ function firstLine(text: string): string {
   return text.split("\n")[0].trim();
 }
 
-function toOrt(tensor: RunnerTensor): OrtTensor {
+function toOrt(tensor: RunnerFeed): OrtTensor {
+  // onnxruntime-node takes host tensors only, and its runners offer no `upload`.
+  if (tensor.type === "resident")
+    throw new Error("onnxruntime-node cannot take device-resident inputs");
   return new ort.Tensor(tensor.type, tensor.data, tensor.dims);
 }
 

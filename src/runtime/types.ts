@@ -7,10 +7,30 @@ export type RunnerTensor =
   | { readonly type: "float32"; readonly data: Float32Array; readonly dims: readonly number[] }
   | { readonly type: "int64"; readonly data: BigInt64Array; readonly dims: readonly number[] };
 
+/**
+ * A float32 tensor the runtime keeps on its device (a GPU buffer), made by `ModelRunner.upload`
+ * and fed to later runs without crossing to the device again. Dispose it when done.
+ */
+export interface ResidentTensor {
+  readonly type: "resident";
+  readonly dims: readonly number[];
+  /** The runtime's own tensor object. */
+  readonly handle: unknown;
+  dispose(): void;
+}
+
+export type RunnerFeed = RunnerTensor | ResidentTensor;
+
 export interface ModelRunner {
   readonly inputNames: readonly string[];
   readonly outputNames: readonly string[];
-  run(feeds: Readonly<Record<string, RunnerTensor>>): Promise<Record<string, RunnerTensor>>;
+  run(feeds: Readonly<Record<string, RunnerFeed>>): Promise<Record<string, RunnerTensor>>;
+  /**
+   * Copies a float32 tensor to the device once, for feeds that stay the same over many runs
+   * (the text conditioning of a denoising loop). Present only where the runtime can take
+   * device-resident inputs (onnxruntime-web on WebGPU).
+   */
+  upload?(tensor: Extract<RunnerTensor, { type: "float32" }>): Promise<ResidentTensor>;
   release(): Promise<void>;
   /** Ends profiling (sessions made with a profile prefix) and writes the trace file. */
   endProfiling?(): void;

@@ -7,7 +7,7 @@
  * (`onnxruntime-web/webgpu`) ships no float64 kernels, so those graphs fail to load there.
  */
 import * as ort from "onnxruntime-web";
-import type { ModelRunner, RunnerTensor } from "./types.js";
+import type { ModelRunner, ResidentTensor, RunnerFeed, RunnerTensor } from "./types.js";
 
 export type WebDevice = "webgpu" | "wasm";
 
@@ -44,18 +44,34 @@ export function configureWebRuntime(setup: WebRuntimeSetup): void {
   ort.env.logLevel = "error";
 }
 
-interface GpuLike {
-  requestAdapter(): Promise<unknown>;
+interface AdapterLike {
+  readonly features?: { has(name: string): boolean };
 }
 
-/** Whether this browser context has a WebGPU adapter (headless browsers often have none). */
-export async function webgpuAvailable(): Promise<boolean> {
+interface GpuLike {
+  requestAdapter(): Promise<AdapterLike | null>;
+}
+
+export interface WebGpuSupport {
+  /** The browser context has a WebGPU adapter (headless browsers often have none). */
+  readonly available: boolean;
+  /**
+   * The adapter offers `shader-f16`. Without it float16 graphs cannot run (their shaders fail
+   * to compile), so the page asks the server for float32 ones.
+   */
+  readonly shaderF16: boolean;
+}
+
+/** What WebGPU this browser context offers. */
+export async function webgpuSupport(): Promise<WebGpuSupport> {
   const gpu = (globalThis.navigator as { gpu?: GpuLike } | undefined)?.gpu;
-  if (!gpu) return false;
+  if (!gpu) return { available: false, shaderF16: false };
   try {
-    return (await gpu.requestAdapter()) !== null;
+    const adapter = await gpu.requestAdapter();
+    if (!adapter) return { available: false, shaderF16: false };
+    return { available: true, shaderF16: adapter.features?.has("shader-f16") === true };
   } catch {
-    return false;
+    return { available: false, shaderF16: false };
   }
 }
 
@@ -65,8 +81,55 @@ export interface WebRunnerOptions {
   readonly externalData?: { readonly path: string; readonly data: Uint8Array };
 }
 
-function toOrt(tensor: RunnerTensor): ort.Tensor {
+function toOrt(tensor: RunnerFeed): ort.Tensor {
+  if (tensor.type === "resident") return tensor.handle as ort.Tensor;
   return new ort.Tensor(tensor.type, tensor.data, tensor.dims);
+}
+
+/** The parts of WebGPU's GPUDevice and GPUBuffer this module uses. */
+interface GpuBufferLike {
+  destroy(): void;
+}
+interface GpuDeviceLike {
+  createBuffer(descriptor: { size: number; usage: number }): GpuBufferLike;
+  readonly queue: { writeBuffer(buffer: GpuBufferLike, offset: number, data: Float32Array): void };
+}
+
+// GPUBufferUsage flags (WebGPU specification): what onnxruntime-web needs of an input buffer.
+const BUFFER_STORAGE = 0x80;
+const BUFFER_COPY_SRC = 0x04;
+const BUFFER_COPY_DST = 0x08;
+
+/**
+ * A float32 tensor copied once into a GPU buffer on onnxruntime-web's own device, fed to later
+ * runs as a `gpu-buffer` tensor: the data does not cross to the GPU again on each run.
+ */
+async function uploadToWebGpu(
+  tensor: Extract<RunnerTensor, { type: "float32" }>,
+): Promise<ResidentTensor> {
+  const device = (await ort.env.webgpu.device) as unknown as GpuDeviceLike;
+  // Buffer sizes are multiples of 4 bytes; float32 data always is.
+  const buffer = device.createBuffer({
+    size: tensor.data.byteLength,
+    usage: BUFFER_STORAGE | BUFFER_COPY_SRC | BUFFER_COPY_DST,
+  });
+  device.queue.writeBuffer(buffer, 0, tensor.data);
+  const handle = ort.Tensor.fromGpuBuffer(buffer as unknown as ort.Tensor.GpuBufferType, {
+    dataType: "float32",
+    dims: tensor.dims,
+  });
+  let disposed = false;
+  return {
+    type: "resident",
+    dims: tensor.dims,
+    handle,
+    dispose() {
+      if (disposed) return;
+      disposed = true;
+      handle.dispose();
+      buffer.destroy();
+    },
+  };
 }
 
 function fromOrt(name: string, tensor: ort.Tensor): RunnerTensor {
@@ -106,6 +169,8 @@ export async function createWebRunner(
       for (const [name, tensor] of Object.entries(results)) out[name] = fromOrt(name, tensor);
       return out;
     },
+    // On WebGPU, inputs that stay the same over many runs can live on the GPU.
+    ...(options.device === "webgpu" ? { upload: uploadToWebGpu } : {}),
     release: () => session.release(),
   };
 }

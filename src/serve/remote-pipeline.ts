@@ -22,6 +22,8 @@ export interface RemotePipelineOptions {
   /** The server's origin ("" for the page's own). */
   readonly baseUrl: string;
   readonly backend: ComponentBackend;
+  /** Model precision on WebGPU (default: the server's, float16); WASM is always fp32. */
+  readonly precision?: "fp32" | "fp16";
   readonly createRunner: RunnerMaker;
   readonly fetch?: typeof fetch;
   /** Download progress of model files (bytes; total unknown without a content length). */
@@ -35,7 +37,11 @@ export async function loadRemotePipeline(
   const doFetch = options.fetch ?? globalThis.fetch.bind(globalThis);
   const { backend } = options;
   const url = (path: string, query: Record<string, string> = {}) => {
-    const search = new URLSearchParams({ backend, ...query });
+    const search = new URLSearchParams({
+      backend,
+      ...(options.precision ? { precision: options.precision } : {}),
+      ...query,
+    });
     return `${options.baseUrl}${path}?${search}`;
   };
   const response = async (target: string): Promise<Response> => {

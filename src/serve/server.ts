@@ -11,8 +11,9 @@
  *   POST /api/jobs/:id/cancel              cancels a waiting or running job
  *   GET  /api/jobs/:id/images/:phase.png   baseline.png / accelerated.png (?download for a file)
  *   GET  /api/history                      finished results, newest first
- *   GET  /api/model/...?backend=wasm|webgpu  manifest, tokenizers/:i, text-encoders/:i, unet,
- *                                          vae-decoder, vae-encoder -> ModelLinks; files/...
+ *   GET  /api/model/...?backend=wasm|webgpu[&precision=fp32|fp16]  manifest, tokenizers/:i,
+ *        text-encoders/:i, unet, vae-decoder, vae-encoder -> ModelLinks; files/...
+ *        (WebGPU models are float16 unless asked for fp32, for adapters without shader-f16)
  * Errors are JSON {error} with one line.
  */
 import { createReadStream, existsSync, readFileSync, statSync } from "node:fs";
@@ -267,21 +268,21 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
     forget,
   );
 
-  const components = new Map<ComponentBackend, Promise<ComponentModels>>();
+  const components = new Map<string, Promise<ComponentModels>>();
   const served = new Map<string, ComponentModelFile>();
-  const componentModels = (backend: ComponentBackend) => {
-    let models = components.get(backend);
+  const componentModels = (backend: ComponentBackend, dtype: ModelDtype | undefined) => {
+    const variant = `${backend}/${dtype ?? "default"}`;
+    let models = components.get(variant);
     if (!models) {
       models = openComponentModels(options.model, {
         ...options.load,
         backend,
-        // The browser computes in float32 on WASM; WebGPU gets the GPU default (float16).
-        dtype: backend === "wasm" ? "float32" : options.dtype,
+        dtype,
         cacheDir: options.cacheDir,
         onBuild: (component) => log(`building ${component} for the browser (${backend})...`),
       });
-      components.set(backend, models);
-      models.catch(() => components.delete(backend));
+      components.set(variant, models);
+      models.catch(() => components.delete(variant));
     }
     return models;
   };
@@ -292,6 +293,21 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
       model: `${base}/model.onnx`,
       externalData: file.externalDataPath ? `${base}/model.onnx_data` : null,
     };
+  };
+
+  // The browser computes in float32 on WASM; WebGPU gets the GPU default (float16) unless the
+  // page asks for fp32 (adapters without the shader-f16 feature cannot run float16 graphs).
+  const browserDtype = (backend: ComponentBackend, query: URLSearchParams) => {
+    const precision = query.get("precision");
+    if (precision === null) return backend === "wasm" ? "float32" : options.dtype;
+    if (precision === "fp32") return "float32";
+    if (precision === "fp16" && backend === "webgpu") return "float16";
+    throw new HttpError(
+      400,
+      backend === "wasm"
+        ? `precision: the wasm backend computes in fp32; got "${precision}"`
+        : `precision: use fp32 or fp16; got "${precision}"`,
+    );
   };
 
   const streams = new Set<ServerResponse>();
@@ -400,7 +416,7 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
     if (backendText !== "wasm" && backendText !== "webgpu")
       throw new HttpError(400, `backend: use wasm or webgpu; got "${backendText}"`);
     const backend: ComponentBackend = backendText;
-    const models = await componentModels(backend);
+    const models = await componentModels(backend, browserDtype(backend, url.searchParams));
     if (path === "manifest") return sendJson(res, 200, models.manifest);
     const tokenizer = /^tokenizers\/(\d+)$/.exec(path);
     if (tokenizer) {

@@ -66,6 +66,26 @@ describe("remote pipeline", () => {
     }
   });
 
+  it("serves WebGPU models in float16 by default and in float32 when asked", async () => {
+    const manifest = async (query: string) =>
+      ((await (await fetch(`${test.url}/api/model/manifest?${query}`)).json()) as { dtype: string })
+        .dtype;
+    expect(await manifest("backend=webgpu")).toBe("float16");
+    expect(await manifest("backend=webgpu&precision=fp32")).toBe("float32");
+    expect(await manifest("backend=webgpu&precision=fp16")).toBe("float16");
+    expect(await manifest("backend=wasm")).toBe("float32");
+    // The float32 WebGPU UNet is a different file from the float16 one.
+    const unet = async (precision: string) =>
+      (
+        (await (
+          await fetch(
+            `${test.url}/api/model/unet?backend=webgpu&precision=${precision}&reduction=null`,
+          )
+        ).json()) as { model: string }
+      ).model;
+    expect(await unet("fp32")).not.toBe(await unet("fp16"));
+  });
+
   it("passes the server's one-line errors on", async () => {
     const bad = await fetch(
       `${test.url}/api/model/unet?backend=wasm&reduction=${encodeURIComponent('{"factor":"auto"}')}`,
@@ -79,6 +99,15 @@ describe("remote pipeline", () => {
     const backend = await fetch(`${test.url}/api/model/manifest?backend=webgl`);
     expect(((await backend.json()) as { error: string }).error).toBe(
       'backend: use wasm or webgpu; got "webgl"',
+    );
+    const wasmHalf = await fetch(`${test.url}/api/model/manifest?backend=wasm&precision=fp16`);
+    expect(wasmHalf.status).toBe(400);
+    expect(((await wasmHalf.json()) as { error: string }).error).toBe(
+      'precision: the wasm backend computes in fp32; got "fp16"',
+    );
+    const odd = await fetch(`${test.url}/api/model/manifest?backend=webgpu&precision=fp8`);
+    expect(((await odd.json()) as { error: string }).error).toBe(
+      'precision: use fp32 or fp16; got "fp8"',
     );
     await expect(
       loadRemotePipeline({

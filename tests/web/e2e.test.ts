@@ -1,131 +1,36 @@
-// End-to-end: the demo page in headless Chromium (Debian's, driven by playwright-core; no browser
-// is downloaded), over a server with the sd15-tiny fixture. Both engines generate (the browser
-// one on WASM, headless Chromium has no GPU), a run is cancelled, and bad input shows an error.
-// Screenshots go to test-results/web/.
-import { execFileSync } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+// End-to-end: the demo page in headless Chromium over a server with the sd15-tiny fixture. Both
+// engines generate (the browser one on WASM: this Chromium runs without a GPU), a run is
+// cancelled, and bad input shows an error. Screenshots go to test-results/web/.
 import { join } from "node:path";
-import { type BrowserContext, chromium, type Page } from "playwright-core";
+import type { Page } from "playwright-core";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { startTestServer, type TestServer } from "../serve/helpers.js";
+import {
+  type DemoSession,
+  expectBothPanes,
+  fill,
+  SCREENSHOTS,
+  startDemo,
+  waitForEnd,
+} from "./helpers.js";
 
-const CHROMIUM = process.env.TODO_SD_CHROMIUM ?? "/usr/bin/chromium";
-const SCREENSHOTS = join(process.cwd(), "test-results", "web");
-const CHROMIUM_ARGS = [
-  "--headless",
-  "--no-sandbox",
-  "--disable-gpu",
-  "--disable-quic",
-  "--no-first-run",
-  "--disable-background-networking",
-  "--disable-component-update",
-  "--disable-sync",
-];
-
-let work: string;
-let test: TestServer;
-let context: BrowserContext;
+let demo: DemoSession;
 /** One page for every test, as a person would keep it open: the browser engine loads once. */
 let page: Page;
-/** Console errors and page errors during the current test. */
 let problems: string[] = [];
 
 beforeAll(async () => {
-  if (!existsSync(CHROMIUM))
-    throw new Error(
-      `Chromium is not at ${CHROMIUM}: install Debian's (apt-get install chromium) or set TODO_SD_CHROMIUM; these tests never download a browser`,
-    );
-  work = mkdtempSync(join(tmpdir(), "todo-sd-e2e-"));
-  const site = join(work, "site");
-  execFileSync(process.execPath, [join("web", "build.mjs"), site], { stdio: "pipe" });
-  test = await startTestServer({ webRoot: site });
-  // A fresh profile each run: nothing cached from an earlier one.
-  context = await chromium.launchPersistentContext(join(work, "profile"), {
-    executablePath: CHROMIUM,
-    headless: true,
-    args: CHROMIUM_ARGS,
-    viewport: { width: 1366, height: 900 },
-  });
-  mkdirSync(SCREENSHOTS, { recursive: true });
-  page = await openPage();
+  demo = await startDemo(["--disable-gpu"]);
+  problems = demo.problems;
+  page = await demo.openPage();
 });
 
 afterAll(async () => {
-  await context?.close();
-  await test?.close();
-  if (work) rmSync(work, { recursive: true, force: true });
+  await demo?.close();
 });
 
 afterEach(() => {
-  problems = [];
+  problems.length = 0;
 });
-
-async function openPage(): Promise<Page> {
-  const page = await context.newPage();
-  page.on("console", (message) => {
-    if (message.type() === "error") problems.push(`console: ${message.text()}`);
-  });
-  page.on("pageerror", (error) => problems.push(`page: ${error.message}`));
-  await page.goto(test.url);
-  await page.waitForSelector("body[data-ready=true]");
-  return page;
-}
-
-interface FormValues {
-  readonly engine?: "server" | "browser" | "browser-wasm";
-  readonly width?: string;
-  readonly height?: string;
-  readonly steps?: string;
-  readonly factor?: string;
-  readonly seed?: string;
-}
-
-async function fill(page: Page, values: FormValues): Promise<void> {
-  await page.getByLabel("Prompt", { exact: true }).fill("a lighthouse on a cliff at dusk");
-  await page.getByLabel("Size").selectOption("custom");
-  await page.getByLabel("Width").fill(values.width ?? "128");
-  await page.getByLabel("Height").fill(values.height ?? "128");
-  await page.getByLabel("Steps").fill(values.steps ?? "4");
-  await page.getByLabel("Factor").selectOption(values.factor ?? "2");
-  await page.getByLabel("Seed", { exact: true }).fill(values.seed ?? "3");
-  await page.getByLabel("Engine").selectOption(values.engine ?? "server");
-}
-
-async function waitForEnd(page: Page): Promise<string> {
-  await page.waitForFunction(
-    () => /^(Done|Failed|Cancelled)/.test(document.getElementById("status")?.textContent ?? ""),
-    null,
-    { timeout: 90_000 },
-  );
-  const status = (await page.textContent("#status")) ?? "";
-  // A failure says why in the error box: keep it in the assertion's message.
-  const error = (await page.isVisible("#error")) ? await page.textContent("#error") : "";
-  return error ? `${status} ${error}` : status;
-}
-
-/** Both panes show a loaded 128x128 image with its time; the summary shows speedup and quality. */
-async function expectBothPanes(page: Page): Promise<void> {
-  for (const phase of ["baseline", "accelerated"]) {
-    const pane = page.locator(`#pane-${phase}`);
-    const size = await pane
-      .locator("img")
-      .evaluate((img: HTMLImageElement) => [img.complete, img.naturalWidth, img.naturalHeight]);
-    expect(size).toEqual([true, 128, 128]);
-    await expect(pane.locator("[data-role=time]").textContent()).resolves.toMatch(
-      /^\d+\.\d+ s · UNet \d+\.\d+ s$/,
-    );
-    await expect(
-      pane.getByRole("link", { name: "Download PNG" }).getAttribute("href"),
-    ).resolves.toBeTruthy();
-  }
-  await expect(page.textContent("#speedup")).resolves.toMatch(
-    /^Speedup \d+\.\d+× overall, \d+\.\d+× in the UNet$/,
-  );
-  await expect(page.textContent("#metric-psnr")).resolves.toMatch(/^\d+\.\d+ dB$/);
-  await expect(page.textContent("#metric-ssim")).resolves.toMatch(/^\d\.\d{4}$/);
-  await expect(page.textContent("#metric-mse")).resolves.toMatch(/e-?\d+$/);
-}
 
 describe("demo page", () => {
   it("generates on the server engine, submitted from the keyboard", async () => {

@@ -1,0 +1,68 @@
+// End-to-end on WebGPU: the demo page's browser engine in headless Chromium whose WebGPU adapter
+// is SwiftShader (Vulkan on the CPU; no GPU needed). SwiftShader has no shader-f16, as many real
+// adapters do not, so the engine must ask for float32 models: float16 shaders fail to compile and
+// the run would never finish. The text conditioning is uploaded to the GPU once per generation.
+import { join } from "node:path";
+import type { Page } from "playwright-core";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import {
+  type DemoSession,
+  expectBothPanes,
+  fill,
+  SCREENSHOTS,
+  startDemo,
+  waitForEnd,
+} from "./helpers.js";
+
+let demo: DemoSession;
+let page: Page;
+
+beforeAll(async () => {
+  demo = await startDemo(["--enable-unsafe-webgpu", "--use-webgpu-adapter=swiftshader"]);
+  page = await demo.openPage();
+});
+
+afterAll(async () => {
+  await demo?.close();
+});
+
+describe("demo page on WebGPU", () => {
+  it("has a WebGPU adapter without shader-f16", async () => {
+    const adapter = await page.evaluate(async () => {
+      const gpu = (navigator as unknown as { gpu?: { requestAdapter(): Promise<unknown> } }).gpu;
+      const found = (await gpu?.requestAdapter()) as
+        | { features: { has(name: string): boolean } }
+        | null
+        | undefined;
+      return found ? { shaderF16: found.features.has("shader-f16") } : null;
+    });
+    expect(adapter).toEqual({ shaderF16: false });
+  });
+
+  it("generates baseline and ToDo images in the browser on WebGPU with float32 models", async () => {
+    const statuses: string[] = [];
+    await page.exposeFunction("reportStatus", (text: string) => statuses.push(text));
+    await page.evaluate(() => {
+      const status = document.getElementById("status");
+      if (!status) return;
+      const report = (globalThis as unknown as { reportStatus(text: string): void }).reportStatus;
+      new MutationObserver(() => report(status.textContent ?? "")).observe(status, {
+        childList: true,
+        characterData: true,
+        subtree: true,
+      });
+    });
+    await fill(page, { engine: "browser", width: "64", height: "64", steps: "1" });
+    await page.getByRole("button", { name: "Generate" }).click();
+    expect(await waitForEnd(page, 300_000)).toMatch(
+      /^Done: ToDo ran at \d+\.\d+× the baseline's speed\.$/,
+    );
+    await expectBothPanes(page, 64);
+    await expect(page.textContent("#reduction-label")).resolves.toContain("browser (webgpu)");
+    expect(
+      statuses.some((s) => s.includes("WebGPU runtime (fp32: this adapter has no shader-f16)")),
+    ).toBe(true);
+    await page.screenshot({ path: join(SCREENSHOTS, "browser-engine-webgpu.png"), fullPage: true });
+    expect(demo.problems).toEqual([]);
+  }, 360_000);
+});
