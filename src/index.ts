@@ -54,7 +54,13 @@ export { type FitMode, fitImage, type ResampleFilter, resizeImage } from "./imag
 export { type ClipTextConfig, parseClipTextConfig } from "./models/clip-config.js";
 export type { ClipTextEncoderOptions } from "./models/clip-text.js";
 export { buildClipTextEncoder, clipSkipHiddenState } from "./models/clip-text.js";
-export { chooseOps, OP_CHOICES, type OpBackend, type OpChoices } from "./models/layers.js";
+export {
+  type AttentionChunking,
+  chooseOps,
+  OP_CHOICES,
+  type OpBackend,
+  type OpChoices,
+} from "./models/layers.js";
 export { buildUnet, UNET_INPUTS, UNET_OUTPUT } from "./models/unet.js";
 export { parseUnetConfig, type UnetConfig } from "./models/unet-config.js";
 export { buildVaeDecoder, buildVaeEncoder } from "./models/vae.js";

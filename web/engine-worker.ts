@@ -27,10 +27,23 @@ interface WorkerScope {
 const scope = globalThis as unknown as WorkerScope;
 configureWebRuntime({ wasmPrefix: `${scope.location.origin}/ort/` });
 
-/** A runtime and the precision of its models. */
+/** A runtime, the precision of its models, and on WebGPU the device's binding limit. */
 interface Engine {
   readonly device: WebDevice;
   readonly precision: "fp32" | "fp16";
+  readonly maxBindingBytes?: number;
+}
+
+/**
+ * Image sides the WebGPU models are planned for: onnxruntime-web's attention kernel writes all
+ * scores into one buffer, so the models split attention over the queries for the largest size
+ * they will run at. A job gets the models of the smallest planned side that covers it.
+ */
+const PLANNED_SIDES = [512, 768, 1024, 1536, 2048, 3072, 4096] as const;
+
+function plannedSide(width: number, height: number): number {
+  const side = Math.max(width, height);
+  return PLANNED_SIDES.find((s) => s >= side) ?? side;
 }
 
 const pipelines = new Map<string, Promise<StableDiffusionPipeline>>();
@@ -40,7 +53,11 @@ async function chooseEngine(choice: BrowserBackendChoice): Promise<Engine> {
   if (choice === "wasm") return { device: "wasm", precision: "fp32" };
   const support = await webgpuSupport();
   if (!support.available) return { device: "wasm", precision: "fp32" };
-  return { device: "webgpu", precision: support.shaderF16 ? "fp16" : "fp32" };
+  return {
+    device: "webgpu",
+    precision: support.shaderF16 ? "fp16" : "fp32",
+    maxBindingBytes: support.maxBindingBytes,
+  };
 }
 
 function describeEngine(engine: Engine): string {
@@ -53,9 +70,13 @@ function describeEngine(engine: Engine): string {
 /** The running job's reporter: models download when first used, by whichever job needs them. */
 let reportTo: ((event: JobEvent) => void) | undefined;
 
-function pipelineFor(engine: Engine) {
+function pipelineFor(engine: Engine, imageSide: number) {
   const { device } = engine;
-  const key = `${device}/${engine.precision}`;
+  const plan =
+    engine.maxBindingBytes !== undefined
+      ? { maxBindingBytes: engine.maxBindingBytes, imageSide }
+      : undefined;
+  const key = `${device}/${engine.precision}/${plan?.imageSide ?? "any"}`;
   let pipeline = pipelines.get(key);
   if (!pipeline) {
     const reported = new Map<string, number>();
@@ -63,6 +84,7 @@ function pipelineFor(engine: Engine) {
       baseUrl: scope.location.origin,
       backend: device,
       precision: engine.precision,
+      attentionPlan: plan,
       createRunner: (model, externalData) => createRunner(device, model, externalData),
       onDownload: (file, received, total) => {
         // About ten reports per file, not one per network chunk.
@@ -129,7 +151,9 @@ async function run(message: Extract<ToWorker, { type: "run" }>): Promise<void> {
     emit({ type: "started" });
     emit({ type: "preparing", what: describeEngine(engine) });
     reportTo = emit;
-    const pipeline = await pipelineFor(engine);
+    const { width, height } = message.request;
+    const side = plannedSide(Number(width) || 0, Number(height) || 0);
+    const pipeline = await pipelineFor(engine, side);
     const params = parseJobRequest(message.request, {
       limits: message.info.limits,
       sizeMultiple: pipeline.parts.vaeScale,

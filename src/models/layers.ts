@@ -69,6 +69,44 @@ export interface ModelBuildOptions {
   readonly backend?: OpBackend;
   /** Overrides single choices of the backend's table. */
   readonly ops?: Partial<OpChoices>;
+  /** Split attention over the queries so its scores fit a device's binding limit. */
+  readonly attentionChunking?: AttentionChunking;
+}
+
+/**
+ * What bounds an attention's score buffer: onnxruntime-web's WebGPU kernel writes all scores of a
+ * run, batch x heads x queries x keys, into one buffer, which must fit the device's
+ * `maxStorageBufferBindingSize` (onnxruntime-node's WebGPU backend uses flash attention and
+ * needs none of this). The graph has dynamic sizes, so chunk counts are set for the largest
+ * latent and batch the model is built for.
+ */
+export interface AttentionChunking {
+  /** The largest buffer one kernel may bind, in bytes. */
+  readonly maxBindingBytes: number;
+  /** The largest latent side (image side / the VAE's scale) the model must run at. */
+  readonly maxLatentSide: number;
+  /** The largest batch of one call (guidance included). */
+  readonly maxBatch: number;
+}
+
+/**
+ * Query chunks for an attention of `heads` heads whose largest run has `queries` x `keys` scores
+ * per head: 1 without chunking or when one run fits.
+ */
+export function attentionChunks(
+  ctx: LayerContext,
+  heads: number,
+  queries: number,
+  keys: number,
+  upcast = false,
+): number {
+  const limit = ctx.chunking;
+  if (!limit) return 1;
+  // The fused kernel scores in the graph's type; the MatMul form upcasts when asked to.
+  const float32Scores = ctx.g.floatType === "float32" || (upcast && ctx.ops.attention === "MatMul");
+  const elementBytes = float32Scores ? 4 : 2;
+  const bytes = limit.maxBatch * heads * queries * keys * elementBytes;
+  return Math.max(1, Math.ceil(bytes / limit.maxBindingBytes));
 }
 
 /** A built model: the graph and metadata worth storing in the file (`ModelOptions.metadata`). */
@@ -84,6 +122,7 @@ export interface LayerContext {
   readonly g: GraphBuilder;
   readonly weights: WeightTracker;
   readonly ops: OpChoices;
+  readonly chunking?: AttentionChunking;
 }
 
 /**
@@ -285,6 +324,12 @@ export interface AttentionSpec {
   readonly bias?: Value;
   /** Compute scores and softmax in float32 in a float16 graph (diffusers' `upcast_attention`). */
   readonly upcast?: boolean;
+  /**
+   * Attend in this many runs over equal slices of the queries (default 1). Each run's scores
+   * are 1/n of the whole, so no single buffer grows past a device's binding limit on backends
+   * whose attention kernel materialises the scores (onnxruntime-web's WebGPU backend).
+   */
+  readonly queryChunks?: number;
 }
 
 /**
@@ -300,6 +345,8 @@ export function attention(
   v: Value,
   spec: AttentionSpec,
 ): Value {
+  const chunks = spec.queryChunks ?? 1;
+  if (chunks > 1) return chunkedAttention(g, op, q, k, v, { ...spec, queryChunks: 1 }, chunks);
   const scale = 1 / Math.sqrt(spec.headDim);
   if (op === "MultiHeadAttention") {
     // Inputs 3 and 4 (packed bias, key padding mask) are unused; 5 is the additive bias.
@@ -328,6 +375,35 @@ export function attention(
   if (upcast) probs = g.castToFloat(probs);
   const out = g.transpose(g.matMul(probs, vh), [0, 2, 1, 3]); // (B, Nq, h, d)
   return g.reshape(out, [0, 0, spec.heads * spec.headDim]); // (B, Nq, C)
+}
+
+/**
+ * Attention over `n` equal slices of the queries, each against all keys: the queries are padded
+ * to n * ceil(Nq / n) (the length is only known at run time), cut into n static slices, attended
+ * and put back together without the padding. Every query still sees every key, so the result is
+ * the same as one run's.
+ */
+function chunkedAttention(
+  g: GraphBuilder,
+  op: AttentionOp,
+  q: Value,
+  k: Value,
+  v: Value,
+  spec: AttentionSpec,
+  n: number,
+): Value {
+  const length = g.shape(q, 1, 2); // [Nq]
+  const per = g.div(g.add(length, g.int64([n - 1])), g.int64([n])); // [ceil(Nq / n)]
+  const padding = g.sub(g.mul(per, g.int64([n])), length); // [n * per - Nq]
+  // [begin B, Nq, C, end B, Nq, C]: only the end of the query axis is padded.
+  const pads = g.concat([g.int64([0, 0, 0, 0]), padding, g.int64([0])], 0);
+  const padded = g.op("Pad", [q, pads], { mode: attr.string("constant") }); // (B, n * per, C)
+  const sliced = g.reshape(padded, g.concat([g.int64([0, n]), per, g.int64([-1])], 0)); // (B, n, per, C)
+  const outputs = g
+    .split(sliced, new Array<number>(n).fill(1), 1)
+    .map((part) => attention(g, op, g.squeeze(part, [1]), k, v, spec)); // (B, per, C) each
+  const joined = g.concat(outputs, 1); // (B, n * per, C)
+  return g.op("Slice", [joined, g.int64([0]), length, g.int64([1])]); // (B, Nq, C)
 }
 
 // ---- resnet and resampling -----------------------------------------------------------------

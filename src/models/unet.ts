@@ -22,6 +22,7 @@ import { type WeightSource, WeightTracker } from "../weights/source.js";
 import {
   applyLinear,
   attention,
+  attentionChunks,
   type BuiltModel,
   chooseOps,
   conv2d,
@@ -56,6 +57,8 @@ export interface UnetBuildOptions extends ModelBuildOptions {
 /** diffusers fixes these inside Transformer2DModel and BasicTransformerBlock. */
 const TRANSFORMER_GROUP_NORM_EPS = 1e-6;
 const TRANSFORMER_LAYER_NORM_EPS = 1e-5;
+/** Text tokens that chunking plans for: three 77-token windows of a long prompt. */
+const MAX_TEXT_TOKENS = 3 * 77;
 /** GEGLU's hidden width is 4x the model width (Shazeer, 2020). */
 const FEED_FORWARD_MULT = 4;
 
@@ -69,7 +72,7 @@ export function buildUnet(
   const ops = chooseOps(options.backend, options.ops);
   const g = new GraphBuilder(dtype);
   const tracker = new WeightTracker(weights);
-  const ctx: LayerContext = { g, weights: tracker, ops };
+  const ctx: LayerContext = { g, weights: tracker, ops, chunking: options.attentionChunking };
   const groups = config.normNumGroups;
   const channels = config.blockOutChannels;
 
@@ -389,8 +392,20 @@ function basicTransformerBlock(
   const { g } = ctx;
   const C = spec.channels;
   const heads = spec.attention.heads;
-  const shape = { heads, headDim: C / heads, upcast: spec.upcast };
   const op = ctx.ops.attention;
+  // Chunking plans for the largest latent: at this level, one token per (2^(level-1))^2
+  // positions; keys are all tokens for self-attention (the reduction is off at late steps) and
+  // the text's tokens for cross-attention.
+  const levelSide = (ctx.chunking?.maxLatentSide ?? 0) / 2 ** (site.level - 1);
+  const tokensAtLevel = Math.ceil(levelSide) ** 2;
+  const shapeFor = (keys: number) => ({
+    heads,
+    headDim: C / heads,
+    upcast: spec.upcast,
+    queryChunks: attentionChunks(ctx, heads, tokensAtLevel, keys, spec.upcast),
+  });
+  const shape = shapeFor(tokensAtLevel);
+  const crossShape = shapeFor(MAX_TEXT_TOKENS);
 
   // Self-attention. The weights are declared here, once, at the top level: `attend` may run
   // more than once (in each branch of an If) and may build inside a subgraph.
@@ -422,7 +437,7 @@ function basicTransformerBlock(
   const crossAttention = linear(
     ctx,
     `${key}.attn2.to_out.0`,
-    attention(g, op, q, k, v, shape),
+    attention(g, op, q, k, v, crossShape),
     C,
     C,
   );

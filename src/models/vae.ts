@@ -17,6 +17,7 @@ import type { WeightSource } from "../weights/source.js";
 import { WeightTracker } from "../weights/source.js";
 import {
   attention,
+  attentionChunks,
   type BuiltModel,
   chooseOps,
   conv2d,
@@ -180,7 +181,12 @@ function context(weights: WeightSource, otherHalf: readonly string[], options: M
   const dtype = options.dtype ?? "float32";
   const g = new GraphBuilder(dtype);
   const tracker = new WeightTracker(withoutPrefixes(weights, otherHalf));
-  const ctx: LayerContext = { g, weights: tracker, ops: chooseOps(options.backend, options.ops) };
+  const ctx: LayerContext = {
+    g,
+    weights: tracker,
+    ops: chooseOps(options.backend, options.ops),
+    chunking: options.attentionChunking,
+  };
   return { ctx, tracker, dtype };
 }
 
@@ -235,11 +241,18 @@ function spatialSelfAttention(
   const { g } = ctx;
   const C = channels;
   const h = groupNorm(ctx, `${key}.group_norm`, x, { channels: C, groups, eps: VAE_EPS });
-  const tokens = g.transpose(g.reshape(h, [0, 0, -1]), [0, 2, 1]); // (B, H*W, C)
-  const q = linear(ctx, `${key}.to_q`, tokens, C, C); // (B, N, C)
-  const k = linear(ctx, `${key}.to_k`, tokens, C, C);
-  const v = linear(ctx, `${key}.to_v`, tokens, C, C);
-  const attended = attention(g, ctx.ops.attention, q, k, v, { heads: 1, headDim: C, upcast: true });
+  const positions = g.transpose(g.reshape(h, [0, 0, -1]), [0, 2, 1]); // (B, H*W, C)
+  const q = linear(ctx, `${key}.to_q`, positions, C, C); // (B, N, C)
+  const k = linear(ctx, `${key}.to_k`, positions, C, C);
+  const v = linear(ctx, `${key}.to_v`, positions, C, C);
+  // At most one token per latent position (the mid block runs at the latent's resolution).
+  const tokens = (ctx.chunking?.maxLatentSide ?? 0) ** 2;
+  const attended = attention(g, ctx.ops.attention, q, k, v, {
+    heads: 1,
+    headDim: C,
+    upcast: true,
+    queryChunks: attentionChunks(ctx, 1, tokens, tokens, true),
+  });
   const out = linear(ctx, `${key}.to_out.0`, attended, C, C); // (B, N, C)
   return g.add(g.reshape(g.transpose(out, [0, 2, 1]), g.shape(x)), x); // (B, C, H, W)
 }

@@ -7,7 +7,7 @@
 import { existsSync } from "node:fs";
 import { parseClipTextConfig } from "../models/clip-config.js";
 import { buildClipTextEncoder } from "../models/clip-text.js";
-import type { BuiltModel } from "../models/layers.js";
+import type { AttentionChunking, BuiltModel } from "../models/layers.js";
 import { buildUnet } from "../models/unet.js";
 import { parseUnetConfig } from "../models/unet-config.js";
 import { buildVaeDecoder, buildVaeEncoder } from "../models/vae.js";
@@ -75,10 +75,16 @@ export interface ComponentModels {
   /** One per text encoder, in order. */
   readonly tokenizers: readonly TokenizerSource[];
   textEncoder(index: number, request: TextEncoderRequest): Promise<ComponentModelFile>;
-  /** The UNet built for resolved reduction settings (undefined: none). */
-  unet(reduction: ReductionSettings | undefined): Promise<ComponentModelFile>;
-  vaeDecoder(): Promise<ComponentModelFile>;
-  vaeEncoder(): Promise<ComponentModelFile>;
+  /**
+   * The UNet built for resolved reduction settings (undefined: none); with `chunking`, its
+   * attention is split over the queries to fit a device's binding limit (onnxruntime-web).
+   */
+  unet(
+    reduction: ReductionSettings | undefined,
+    chunking?: AttentionChunking,
+  ): Promise<ComponentModelFile>;
+  vaeDecoder(chunking?: AttentionChunking): Promise<ComponentModelFile>;
+  vaeEncoder(chunking?: AttentionChunking): Promise<ComponentModelFile>;
   close(): void;
 }
 
@@ -210,19 +216,36 @@ function componentModels(
         }),
       );
     },
-    unet(reduction) {
-      return built("unet", describe("unet", { dtype, reduction: reduction ?? null }), () =>
-        buildUnet(unetConfig, unetParts.weights, { dtype, backend, reduction }),
+    unet(reduction, chunking) {
+      // Unchunked builds keep loadPipeline's keys (no `chunking` entry), so both share files.
+      const extra = { dtype, reduction: reduction ?? null, ...(chunking ? { chunking } : {}) };
+      return built("unet", describe("unet", extra), () =>
+        buildUnet(unetConfig, unetParts.weights, {
+          dtype,
+          backend,
+          reduction,
+          attentionChunking: chunking,
+        }),
       );
     },
-    vaeDecoder() {
-      return built("vae_decoder", describe("vae", { half: "decoder", dtype: vaeType }), () =>
-        buildVaeDecoder(vaeConfig, vaeParts.weights, { dtype: vaeType, backend }),
+    vaeDecoder(chunking) {
+      const extra = { half: "decoder", dtype: vaeType, ...(chunking ? { chunking } : {}) };
+      return built("vae_decoder", describe("vae", extra), () =>
+        buildVaeDecoder(vaeConfig, vaeParts.weights, {
+          dtype: vaeType,
+          backend,
+          attentionChunking: chunking,
+        }),
       );
     },
-    vaeEncoder() {
-      return built("vae_encoder", describe("vae", { half: "encoder", dtype: vaeType }), () =>
-        buildVaeEncoder(vaeConfig, vaeParts.weights, { dtype: vaeType, backend }),
+    vaeEncoder(chunking) {
+      const extra = { half: "encoder", dtype: vaeType, ...(chunking ? { chunking } : {}) };
+      return built("vae_encoder", describe("vae", extra), () =>
+        buildVaeEncoder(vaeConfig, vaeParts.weights, {
+          dtype: vaeType,
+          backend,
+          attentionChunking: chunking,
+        }),
       );
     },
     close() {

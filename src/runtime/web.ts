@@ -46,6 +46,10 @@ export function configureWebRuntime(setup: WebRuntimeSetup): void {
 
 interface AdapterLike {
   readonly features?: { has(name: string): boolean };
+  readonly limits?: {
+    readonly maxStorageBufferBindingSize: number;
+    readonly maxBufferSize: number;
+  };
 }
 
 interface GpuLike {
@@ -60,18 +64,33 @@ export interface WebGpuSupport {
    * to compile), so the page asks the server for float32 ones.
    */
   readonly shaderF16: boolean;
+  /**
+   * The largest buffer a kernel may bind (the smaller of maxStorageBufferBindingSize and
+   * maxBufferSize; onnxruntime-web asks for the adapter's own limits). 0 without an adapter.
+   */
+  readonly maxBindingBytes: number;
 }
 
 /** What WebGPU this browser context offers. */
 export async function webgpuSupport(): Promise<WebGpuSupport> {
   const gpu = (globalThis.navigator as { gpu?: GpuLike } | undefined)?.gpu;
-  if (!gpu) return { available: false, shaderF16: false };
+  const none = { available: false, shaderF16: false, maxBindingBytes: 0 };
+  if (!gpu) return none;
   try {
     const adapter = await gpu.requestAdapter();
-    if (!adapter) return { available: false, shaderF16: false };
-    return { available: true, shaderF16: adapter.features?.has("shader-f16") === true };
+    if (!adapter) return none;
+    // WebGPU's guaranteed minimums when an adapter reports no limits.
+    const limits = adapter.limits ?? {
+      maxStorageBufferBindingSize: 2 ** 27,
+      maxBufferSize: 2 ** 28,
+    };
+    return {
+      available: true,
+      shaderF16: adapter.features?.has("shader-f16") === true,
+      maxBindingBytes: Math.min(limits.maxStorageBufferBindingSize, limits.maxBufferSize),
+    };
   } catch {
-    return { available: false, shaderF16: false };
+    return none;
   }
 }
 

@@ -24,6 +24,11 @@ export interface RemotePipelineOptions {
   readonly backend: ComponentBackend;
   /** Model precision on WebGPU (default: the server's, float16); WASM is always fp32. */
   readonly precision?: "fp32" | "fp16";
+  /**
+   * Ask for UNet and VAE graphs whose attention is split over the queries so that no score
+   * buffer outgrows the device's binding limit, at images up to `imageSide` square.
+   */
+  readonly attentionPlan?: { readonly maxBindingBytes: number; readonly imageSide: number };
   readonly createRunner: RunnerMaker;
   readonly fetch?: typeof fetch;
   /** Download progress of model files (bytes; total unknown without a content length). */
@@ -120,12 +125,18 @@ export async function loadRemotePipeline(
         }),
       ),
   );
+  const plan: Record<string, string> = options.attentionPlan
+    ? {
+        maxBinding: String(options.attentionPlan.maxBindingBytes),
+        latentSide: String(Math.ceil(options.attentionPlan.imageSide / manifest.vaeScale)),
+      }
+    : {};
   const unets = new Map<string, Promise<RunnerUnet>>();
   const vae = new RunnerVae(
     manifest.scalingFactor,
     manifest.shiftFactor,
-    () => runner("/api/model/vae-decoder", "VAE decoder"),
-    () => runner("/api/model/vae-encoder", "VAE encoder"),
+    () => runner("/api/model/vae-decoder", "VAE decoder", plan),
+    () => runner("/api/model/vae-encoder", "VAE encoder", plan),
   );
   const parts: PipelineParts = {
     family: manifest.family,
@@ -136,7 +147,7 @@ export async function loadRemotePipeline(
       const key = JSON.stringify(reduction ?? null);
       let unet = unets.get(key);
       if (!unet) {
-        const query: Record<string, string> = reduction ? { reduction: key } : {};
+        const query: Record<string, string> = reduction ? { reduction: key, ...plan } : plan;
         unet = runner("/api/model/unet", reduction ? "accelerated UNet" : "UNet", query).then(
           (r) => new RunnerUnet(r),
         );

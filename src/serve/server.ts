@@ -13,7 +13,10 @@
  *   GET  /api/history                      finished results, newest first
  *   GET  /api/model/...?backend=wasm|webgpu[&precision=fp32|fp16]  manifest, tokenizers/:i,
  *        text-encoders/:i, unet, vae-decoder, vae-encoder -> ModelLinks; files/...
- *        (WebGPU models are float16 unless asked for fp32, for adapters without shader-f16)
+ *        (WebGPU models are float16 unless asked for fp32, for adapters without shader-f16;
+ *        unet, vae-decoder and vae-encoder take &maxBinding=<bytes>&latentSide=<n> to split
+ *        attention so one batch-2 UNet call or one VAE call at latents up to n x n keeps every
+ *        score buffer within maxBinding bytes)
  * Errors are JSON {error} with one line.
  */
 import { createReadStream, existsSync, readFileSync, statSync } from "node:fs";
@@ -26,6 +29,7 @@ import {
 import type { AddressInfo } from "node:net";
 import { extname, join, normalize, resolve, sep } from "node:path";
 import { fileURLToPath } from "node:url";
+import type { AttentionChunking } from "../models/layers.js";
 import {
   type ComponentBackend,
   type ComponentModelFile,
@@ -437,12 +441,18 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
     }
     if (path === "unet") {
       const settings = parseSettings(url.searchParams.get("reduction"));
-      return sendJson(res, 200, modelLinks(backend, await models.unet(settings)));
+      // The demo generates one image per job: two UNet rows with guidance.
+      const chunking = parseChunking(url.searchParams, 2, limits.maxSide);
+      return sendJson(res, 200, modelLinks(backend, await models.unet(settings, chunking)));
     }
-    if (path === "vae-decoder")
-      return sendJson(res, 200, modelLinks(backend, await models.vaeDecoder()));
-    if (path === "vae-encoder")
-      return sendJson(res, 200, modelLinks(backend, await models.vaeEncoder()));
+    if (path === "vae-decoder") {
+      const chunking = parseChunking(url.searchParams, 1, limits.maxSide);
+      return sendJson(res, 200, modelLinks(backend, await models.vaeDecoder(chunking)));
+    }
+    if (path === "vae-encoder") {
+      const chunking = parseChunking(url.searchParams, 1, limits.maxSide);
+      return sendJson(res, 200, modelLinks(backend, await models.vaeEncoder(chunking)));
+    }
     throw new HttpError(404, `no model route ${path}`);
   }
 
@@ -591,6 +601,27 @@ function url0(req: IncomingMessage): URL {
 }
 
 /** The UNet's reduction settings, as the browser's pipeline resolved them (JSON), or none. */
+/** maxBinding and latentSide (both or neither) as the builders' chunking plan. */
+function parseChunking(
+  query: URLSearchParams,
+  maxBatch: number,
+  maxSide: number,
+): AttentionChunking | undefined {
+  const binding = query.get("maxBinding");
+  const side = query.get("latentSide");
+  if (binding === null && side === null) return undefined;
+  const maxBindingBytes = Number(binding);
+  const maxLatentSide = Number(side);
+  if (!Number.isSafeInteger(maxBindingBytes) || maxBindingBytes < 2 ** 20)
+    throw new HttpError(
+      400,
+      `maxBinding: a whole number of bytes, at least 1 MiB; got "${binding}"`,
+    );
+  if (!Number.isSafeInteger(maxLatentSide) || maxLatentSide < 1 || maxLatentSide > maxSide)
+    throw new HttpError(400, `latentSide: a whole number from 1 to ${maxSide}; got "${side}"`);
+  return { maxBindingBytes, maxLatentSide, maxBatch };
+}
+
 function parseSettings(text: string | null): ReductionSettings | undefined {
   if (text === null || text === "" || text === "null") return undefined;
   let value: unknown;

@@ -56,6 +56,28 @@ describe.each(MODELS)("UNet %s against the reference", (model) => {
     }
   });
 
+  it("reproduces every baseline case with attention chunked over the queries", async () => {
+    // Planned for a 24 x 24 latent, a 2 MB limit cuts sd15-tiny's level-1 self-attention into 6
+    // slices and its cross-attention into 3: 16 x 16 = 256 queries divide into neither, so the
+    // padding path runs too. SDXL attends from level 2 on, over 4x fewer tokens.
+    const maxBindingBytes = model === "sdxl-tiny" ? 200_000 : 2_000_000;
+    const attentionChunking = { maxBindingBytes, maxLatentSide: 24, maxBatch: 2 };
+    for (const op of ["MultiHeadAttention", "MatMul"] as const) {
+      const plain = build(model, { ops: { attention: op } });
+      const built = build(model, { ops: { attention: op }, attentionChunking });
+      const attentions = (b: ReturnType<typeof build>) =>
+        opTypes(b).filter((t) => t === "ms.MultiHeadAttention" || t === "Softmax").length;
+      expect(attentions(built)).toBeGreaterThan(attentions(plain));
+      expect(opTypes(built)).toContain("Pad");
+      for (const r of await runBaselineCases(model, built)) {
+        console.log(
+          `unet ${model} ${r.size} baseline (${op}, queries chunked, fp32): max abs ${r.maxAbsDiff.toExponential(2)}`,
+        );
+        expect(r.maxAbsDiff).toBeLessThan(TOLERANCE);
+      }
+    }
+  });
+
   it("builds a float16 model that runs and stays close", async () => {
     const built = build(model, { dtype: "float16" });
     const weights = built.builder.initializers.filter((i) => i.data.type === "float16");

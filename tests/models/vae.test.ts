@@ -48,9 +48,15 @@ describe.each(CASES)("VAE $pipeline against the reference", ({ pipeline, scaling
     expect(load().config.scalingFactor).toBe(scaling_factor);
   });
 
-  for (const attention of ["MultiHeadAttention", "MatMul"] as const) {
-    const options: ModelBuildOptions = { ops: { attention } };
-
+  // Query chunking (for onnxruntime-web's binding limit) must not change the result: planned
+  // for a 32 x 32 latent, a 100 kB limit cuts the mid-block attention into many slices.
+  const chunked = { maxBindingBytes: 100_000, maxLatentSide: 32, maxBatch: 1 };
+  for (const [attention, options] of [
+    ["MultiHeadAttention", { ops: { attention: "MultiHeadAttention" } }],
+    ["MatMul", { ops: { attention: "MatMul" } }],
+    ["MultiHeadAttention, chunked", { attentionChunking: chunked }],
+    ["MatMul, chunked", { ops: { attention: "MatMul" }, attentionChunking: chunked }],
+  ] as const satisfies readonly (readonly [string, ModelBuildOptions])[]) {
     it(`decodes latents (${attention})`, async () => {
       const { config, weights } = load();
       const out = await run(buildVaeDecoder(config, weights, options), {
@@ -87,6 +93,19 @@ describe.each(CASES)("VAE $pipeline against the reference", ({ pipeline, scaling
 describe("VAE builders", () => {
   const { config: json, weights } = fixtureComponent("sdxl-tiny", "vae");
   const config = parseVaeConfig(json);
+
+  it("splits the mid-block attention into as many query slices as the binding limit needs", () => {
+    const attentions = (options: ModelBuildOptions) =>
+      buildVaeDecoder(config, weights, options)
+        .builder.toGraphProto()
+        .node.filter((n) => n.domain === MS_DOMAIN && n.opType === "MultiHeadAttention").length;
+    expect(attentions({})).toBe(1);
+    // One head, 64 x 64 = 4096 positions: 4096^2 float32 scores are 64 MiB; at 16 MiB a slice, 4.
+    const chunking = { maxBindingBytes: 16 * 2 ** 20, maxLatentSide: 64, maxBatch: 1 };
+    expect(attentions({ attentionChunking: chunking })).toBe(4);
+    // float16 scores are half as large.
+    expect(attentions({ attentionChunking: chunking, dtype: "float16" })).toBe(2);
+  });
 
   it("builds float16 graphs that run and stay close", async () => {
     const decoded = await run(buildVaeDecoder(config, weights, { dtype: "float16" }), {

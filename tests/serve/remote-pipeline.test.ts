@@ -1,6 +1,7 @@
 // The browser engine's pipeline (models, tokenizer and manifest fetched from the server), run
 // here on onnxruntime-node: it must draw what the Node pipeline draws from the same model.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { decodeModel } from "../../src/onnx/proto.js";
 import { loadPipeline } from "../../src/pipelines/load.js";
 import type { StableDiffusionPipeline } from "../../src/pipelines/stable-diffusion.js";
 import { parseReductionOptions } from "../../src/reduce/options.js";
@@ -84,6 +85,46 @@ describe("remote pipeline", () => {
         ).json()) as { model: string }
       ).model;
     expect(await unet("fp32")).not.toBe(await unet("fp16"));
+  });
+
+  it("builds UNet and VAE graphs with attention split for a binding limit when asked", async () => {
+    const links = async (path: string, plan: string) =>
+      (
+        (await (
+          await fetch(`${test.url}/api/model/${path}?backend=webgpu&precision=fp32${plan}`)
+        ).json()) as { model: string }
+      ).model;
+    const attentions = async (model: string) => {
+      const bytes = new Uint8Array(await (await fetch(`${test.url}${model}`)).arrayBuffer());
+      return decodeModel(bytes).graph.node.filter(
+        (n) => n.opType === "MultiHeadAttention" || n.opType === "Softmax",
+      ).length;
+    };
+    // sd15-tiny at a 96 x 96 latent (768 px): level-1 scores of a batch-2 call are 2.7 GB in
+    // float32; at 1 GiB a buffer, three slices. The VAE's 9216^2 scores (340 MB) fit whole.
+    const plan = `&maxBinding=${2 ** 30}&latentSide=96`;
+    const plain = await attentions(await links("unet", ""));
+    const split = await attentions(await links("unet", plan));
+    expect(split).toBeGreaterThan(plain);
+    expect(await attentions(await links("vae-decoder", plan))).toBe(
+      await attentions(await links("vae-decoder", "")),
+    );
+    // A 1 MiB limit splits the VAE's attention too: 1024^2 float32 scores at a 32 x 32 latent.
+    expect(await attentions(await links("vae-decoder", "&maxBinding=1048576&latentSide=32"))).toBe(
+      4,
+    );
+    const bad = async (query: string) =>
+      (
+        (await (await fetch(`${test.url}/api/model/unet?backend=webgpu${query}`)).json()) as {
+          error: string;
+        }
+      ).error;
+    expect(await bad("&maxBinding=12&latentSide=96")).toBe(
+      'maxBinding: a whole number of bytes, at least 1 MiB; got "12"',
+    );
+    expect(await bad(`&maxBinding=${2 ** 30}`)).toBe(
+      'latentSide: a whole number from 1 to 4096; got "null"',
+    );
   });
 
   it("passes the server's one-line errors on", async () => {
