@@ -381,7 +381,9 @@ export function attention(
  * Attention over `n` equal slices of the queries, each against all keys: the queries are padded
  * to n * ceil(Nq / n) (the length is only known at run time), cut into n static slices, attended
  * and put back together without the padding. Every query still sees every key, so the result is
- * the same as one run's.
+ * the same as one run's. Slices are taken one Gather each and joined in small Concats: a WebGPU
+ * kernel binds every input and output, and a stage may bind only 8 storage buffers by default
+ * (16 on the H100/H200 through Dawn), so an n-way Split or Concat would not compile.
  */
 function chunkedAttention(
   g: GraphBuilder,
@@ -399,11 +401,30 @@ function chunkedAttention(
   const pads = g.concat([g.int64([0, 0, 0, 0]), padding, g.int64([0])], 0);
   const padded = g.op("Pad", [q, pads], { mode: attr.string("constant") }); // (B, n * per, C)
   const sliced = g.reshape(padded, g.concat([g.int64([0, n]), per, g.int64([-1])], 0)); // (B, n, per, C)
-  const outputs = g
-    .split(sliced, new Array<number>(n).fill(1), 1)
-    .map((part) => attention(g, op, g.squeeze(part, [1]), k, v, spec)); // (B, per, C) each
-  const joined = g.concat(outputs, 1); // (B, n * per, C)
+  const outputs: Value[] = [];
+  for (let i = 0; i < n; i++) {
+    const queries = g.gather(sliced, g.int64([i], []), 1); // (B, per, C)
+    outputs.push(attention(g, op, queries, k, v, spec));
+  }
+  const joined = concatInGroups(g, outputs, 1); // (B, n * per, C)
   return g.op("Slice", [joined, g.int64([0]), length, g.int64([1])]); // (B, Nq, C)
+}
+
+/** Inputs per Concat: with its output, 8 storage buffers, WebGPU's default per-stage limit. */
+const MAX_CONCAT_INPUTS = 7;
+
+/** Concat of many values as a tree of Concats of at most MAX_CONCAT_INPUTS inputs each. */
+export function concatInGroups(g: GraphBuilder, values: readonly Value[], axis: number): Value {
+  let level = [...values];
+  while (level.length > 1) {
+    const next: Value[] = [];
+    for (let i = 0; i < level.length; i += MAX_CONCAT_INPUTS) {
+      const group = level.slice(i, i + MAX_CONCAT_INPUTS);
+      next.push(group.length === 1 ? group[0] : g.concat(group, axis));
+    }
+    level = next;
+  }
+  return level[0];
 }
 
 // ---- resnet and resampling -----------------------------------------------------------------

@@ -9,7 +9,7 @@ import { downloadPipeline } from "../hub/download-pipeline.js";
 import { isHubId } from "../hub/hub-id.js";
 import { parseClipTextConfig } from "../models/clip-config.js";
 import { buildClipTextEncoder, type HiddenStateOutput } from "../models/clip-text.js";
-import type { BuiltModel, OpBackend } from "../models/layers.js";
+import type { AttentionChunking, BuiltModel, OpBackend } from "../models/layers.js";
 import { buildUnet } from "../models/unet.js";
 import { parseUnetConfig, type UnetConfig } from "../models/unet-config.js";
 import { buildVaeDecoder, buildVaeEncoder } from "../models/vae.js";
@@ -277,6 +277,18 @@ export function resolveDtype(device: Device, dtype: ModelDtype | undefined): Mod
   return dtype ?? (device === "cpu" || device === "wasm" ? "float32" : "float16");
 }
 
+/**
+ * onnxruntime-node's WebGPU MultiHeadAttention has no flash kernel for the VAE's single head of
+ * 512 channels and writes all its scores into one buffer: 8.6 GB in float16 at 2048 px, which
+ * the device fails to allocate (BENCHMARKS.md). WebGPU VAE graphs split that attention over the
+ * queries into slices of at most 1 GiB for two latents up to 256 x 256 (2048 px).
+ */
+export const WEBGPU_VAE_CHUNKING: AttentionChunking = Object.freeze({
+  maxBindingBytes: 2 ** 30,
+  maxLatentSide: 256,
+  maxBatch: 2,
+});
+
 /** What the cache key of a built component holds: weights, config, backend and build options. */
 export function buildDescription(
   files: ModelFiles,
@@ -420,16 +432,20 @@ async function builtParts(
   });
 
   const unets = new Map<string, Promise<RunnerUnet>>();
+  const vaeChunking = backend === "webgpu" ? WEBGPU_VAE_CHUNKING : undefined;
+  const vaeBuild = { dtype: vaeType, backend, attentionChunking: vaeChunking };
+  const vaeKey = (half: string) =>
+    describe("vae", { half, dtype: vaeType, ...(vaeChunking ? { chunking: vaeChunking } : {}) });
   const vae = new RunnerVae(
     vaeConfig.scalingFactor,
     vaeConfig.shiftFactor ?? 0,
     () =>
-      factory.runner("vae_decoder", describe("vae", { half: "decoder", dtype: vaeType }), () =>
-        buildVaeDecoder(vaeConfig, vaeParts.weights, { dtype: vaeType, backend }),
+      factory.runner("vae_decoder", vaeKey("decoder"), () =>
+        buildVaeDecoder(vaeConfig, vaeParts.weights, vaeBuild),
       ),
     () =>
-      factory.runner("vae_encoder", describe("vae", { half: "encoder", dtype: vaeType }), () =>
-        buildVaeEncoder(vaeConfig, vaeParts.weights, { dtype: vaeType, backend }),
+      factory.runner("vae_encoder", vaeKey("encoder"), () =>
+        buildVaeEncoder(vaeConfig, vaeParts.weights, vaeBuild),
       ),
   );
   return {

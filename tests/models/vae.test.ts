@@ -107,6 +107,17 @@ describe("VAE builders", () => {
     expect(attentions({ attentionChunking: chunking, dtype: "float16" })).toBe(2);
   });
 
+  it("keeps every node of a finely split attention within WebGPU's 8 bindings per kernel", () => {
+    // 64 MiB of scores in 1 MiB slices: 64 attentions, joined by Concats of at most 7 inputs.
+    const chunking = { maxBindingBytes: 2 ** 20, maxLatentSide: 64, maxBatch: 1 };
+    const nodes = buildVaeDecoder(config, weights, {
+      attentionChunking: chunking,
+    }).builder.toGraphProto().node;
+    expect(nodes.filter((n) => n.opType === "MultiHeadAttention")).toHaveLength(64);
+    const widest = Math.max(...nodes.map((n) => n.input.length + n.output.length));
+    expect(widest).toBeLessThanOrEqual(8);
+  });
+
   it("builds float16 graphs that run and stay close", async () => {
     const decoded = await run(buildVaeDecoder(config, weights, { dtype: "float16" }), {
       latents: caseTensor("sdxl-tiny.latents"),
