@@ -141,6 +141,12 @@ export {
   StableDiffusionPipeline,
 } from "./pipelines/stable-diffusion.js";
 export {
+  AUTO_TILING_ABOVE,
+  DEFAULT_VAE_TILING,
+  decodeInTiles,
+  type VaeTiling,
+} from "./pipelines/vae-tiling.js";
+export {
   DEFAULT_REDUCTION_OPTIONS,
   DOWNSAMPLE_MODES,
   type DownsampleMode,

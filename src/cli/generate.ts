@@ -1,5 +1,6 @@
-import type { Command } from "commander";
+import { type Command, Option } from "commander";
 import {
+  DEFAULT_VAE_TILING,
   describeReduction,
   encodeSafetensors,
   fitImage,
@@ -42,6 +43,7 @@ export interface GenerationFlags extends ModelFlagValues, ReductionFlagValues {
   readonly seed?: number;
   readonly clipSkip?: number;
   readonly longPrompts?: boolean;
+  readonly vaeTiling: "auto" | "on" | "off";
 }
 
 interface GenerateFlags extends GenerationFlags {
@@ -81,6 +83,14 @@ export function addGenerationFlags(command: Command): Command {
     .option(
       "--long-prompts",
       "encode prompts over 77 tokens in 75-token chunks instead of truncating",
+    )
+    .addOption(
+      new Option(
+        "--vae-tiling <mode>",
+        "decode in overlapping 768 px tiles: auto (images over 1024 px), on or off",
+      )
+        .choices(["auto", "on", "off"])
+        .default("auto"),
     );
 }
 
@@ -192,6 +202,7 @@ export function generationOptions(
     schedulerConfig,
     seed,
     longPrompts: flags.longPrompts ? "chunk" : "truncate",
+    vaeTiling: flags.vaeTiling === "on" ? DEFAULT_VAE_TILING : flags.vaeTiling,
   };
 }
 

@@ -17,6 +17,12 @@ import type {
   UnetComponent,
   VaeComponent,
 } from "./components.js";
+import {
+  AUTO_TILING_ABOVE,
+  DEFAULT_VAE_TILING,
+  decodeInTiles,
+  type VaeTiling,
+} from "./vae-tiling.js";
 
 export type ModelFamily = "sd1" | "sd2" | "sdxl";
 
@@ -68,6 +74,11 @@ export interface GenerateOptions {
   readonly reduction?: ReductionOptions;
   /** Prompts over 77 tokens: truncated (default) or encoded in 75-token chunks. */
   readonly longPrompts?: "truncate" | "chunk";
+  /**
+   * Decode the latents in overlapping tiles (`vae-tiling.ts`): `auto` (default) tiles images
+   * over 1024 px, whose whole decode outgrows a GPU buffer at 2048 px; `off` never tiles.
+   */
+  readonly vaeTiling?: "auto" | "off" | VaeTiling;
   /** SDXL micro-conditioning, in pixels. */
   readonly originalSize?: readonly [number, number];
   readonly cropsCoordsTopLeft?: readonly [number, number];
@@ -383,7 +394,7 @@ export class StableDiffusionPipeline {
 
     // Decode.
     const vaeStart = performance.now();
-    const images = await this.decodeLatents(latents, latentDims);
+    const images = await this.decodeLatents(latents, latentDims, options.vaeTiling ?? "auto");
     vaeMs += performance.now() - vaeStart;
     return {
       images,
@@ -592,11 +603,26 @@ export class StableDiffusionPipeline {
       : repeatRows({ data: sample, dims: mean.dims }, batch).data;
   }
 
-  private async decodeLatents(latents: Float32Array, dims: readonly number[]): Promise<ImageBatch> {
+  private async decodeLatents(
+    latents: Float32Array,
+    dims: readonly number[],
+    tiling: "auto" | "off" | VaeTiling = "off",
+  ): Promise<ImageBatch> {
     const { scalingFactor, shiftFactor } = this.parts.vae;
     const scaled = new Float32Array(latents.length);
     for (let i = 0; i < latents.length; i++) scaled[i] = latents[i] / scalingFactor + shiftFactor;
-    const decoded = await this.parts.vae.decode({ data: scaled, dims });
+    const vae = this.parts.vae;
+    const tiles =
+      tiling === "off"
+        ? undefined
+        : tiling === "auto"
+          ? Math.max(dims[2], dims[3]) > AUTO_TILING_ABOVE
+            ? DEFAULT_VAE_TILING
+            : undefined
+          : tiling;
+    const decoded = tiles
+      ? await decodeInTiles((t) => vae.decode(t), { data: scaled, dims }, tiles)
+      : await vae.decode({ data: scaled, dims });
     const [count, , height, width] = decoded.dims;
     const plane = width * height;
     const out = new Float32Array(count * plane * 3);
