@@ -421,8 +421,22 @@ function engineWorker(): Worker {
   return worker;
 }
 
+/**
+ * `?maxBinding=<bytes>` caps the buffer size the browser engine plans WebGPU attention for,
+ * below the adapter's own limit (for devices that fail on large buffers all the same).
+ */
+function maxBindingFromPage(): number | undefined {
+  const text = new URLSearchParams(location.search).get("maxBinding");
+  if (text === null) return undefined;
+  const bytes = Number(text);
+  if (!Number.isSafeInteger(bytes) || bytes < 2 ** 20)
+    throw new Error(`maxBinding: a whole number of bytes, at least 1 MiB; got "${text}"`);
+  return bytes;
+}
+
 function runInBrowser(request: JobRequest, backend: BrowserBackendChoice): void {
   if (!info) throw new Error("the server's model information has not arrived yet");
+  const maxBindingBytes = maxBindingFromPage();
   const id = crypto.randomUUID();
   const target = engineWorker();
   workerHandlers.set(id, (event) => handleEvent(id, request, event));
@@ -431,7 +445,14 @@ function runInBrowser(request: JobRequest, backend: BrowserBackendChoice): void 
     cancel: () => target.postMessage({ type: "cancel", id } satisfies ToWorker),
     stop: () => workerHandlers.delete(id),
   };
-  target.postMessage({ type: "run", id, request, info, backend } satisfies ToWorker);
+  target.postMessage({
+    type: "run",
+    id,
+    request,
+    info,
+    backend,
+    ...(maxBindingBytes === undefined ? {} : { maxBindingBytes }),
+  } satisfies ToWorker);
 }
 
 async function submit(): Promise<void> {

@@ -49,14 +49,14 @@ function plannedSide(width: number, height: number): number {
 const pipelines = new Map<string, Promise<StableDiffusionPipeline>>();
 const running = new Map<string, AbortController>();
 
-async function chooseEngine(choice: BrowserBackendChoice): Promise<Engine> {
+async function chooseEngine(choice: BrowserBackendChoice, bindingCap?: number): Promise<Engine> {
   if (choice === "wasm") return { device: "wasm", precision: "fp32" };
   const support = await webgpuSupport();
   if (!support.available) return { device: "wasm", precision: "fp32" };
   return {
     device: "webgpu",
     precision: support.shaderF16 ? "fp16" : "fp32",
-    maxBindingBytes: support.maxBindingBytes,
+    maxBindingBytes: Math.min(support.maxBindingBytes, bindingCap ?? Number.POSITIVE_INFINITY),
   };
 }
 
@@ -146,7 +146,7 @@ async function run(message: Extract<ToWorker, { type: "run" }>): Promise<void> {
   const controller = new AbortController();
   running.set(id, controller);
   try {
-    const engine = await chooseEngine(message.backend);
+    const engine = await chooseEngine(message.backend, message.maxBindingBytes);
     const { device } = engine;
     emit({ type: "started" });
     emit({ type: "preparing", what: describeEngine(engine) });

@@ -11,6 +11,8 @@ export type ToWorker =
       readonly request: JobRequest;
       readonly info: ServerInfo;
       readonly backend: BrowserBackendChoice;
+      /** A cap on the GPU buffer size attention is planned for (the page's ?maxBinding=). */
+      readonly maxBindingBytes?: number;
     }
   | { readonly type: "cancel"; readonly id: string };
 

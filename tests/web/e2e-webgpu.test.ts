@@ -65,4 +65,33 @@ describe("demo page on WebGPU", () => {
     await page.screenshot({ path: join(SCREENSHOTS, "browser-engine-webgpu.png"), fullPage: true });
     expect(demo.problems).toEqual([]);
   }, 360_000);
+
+  it("runs attention split for a smaller binding limit the page asks for", async () => {
+    // 48 MiB for a 512 px plan: sd15-tiny's level-1 self-attention (2 x 4 heads x 4096^2
+    // float32 scores, 512 MiB) in 11 slices and the VAE's (4096^2, 64 MiB) in 2; at 64 px the
+    // 64 level-1 queries are padded to 66, six a slice.
+    const capped = await demo.openPage(`?maxBinding=${48 * 2 ** 20}`);
+    const modelRequests: string[] = [];
+    capped.on("request", (request) => {
+      if (/\/api\/model\/(unet|vae-decoder)\?/.test(request.url()))
+        modelRequests.push(request.url());
+    });
+    await fill(capped, { engine: "browser", width: "64", height: "64", steps: "1" });
+    await capped.getByRole("button", { name: "Generate" }).click();
+    expect(await waitForEnd(capped, 300_000)).toMatch(/^Done: ToDo ran at/);
+    await expectBothPanes(capped, 64);
+    expect(modelRequests.length).toBeGreaterThanOrEqual(3);
+    for (const url of modelRequests)
+      expect(url).toContain(`maxBinding=${48 * 2 ** 20}&latentSide=64`);
+    await capped.close();
+
+    const bad = await demo.openPage("?maxBinding=12");
+    await fill(bad, { engine: "browser", width: "64", height: "64", steps: "1" });
+    await bad.getByRole("button", { name: "Generate" }).click();
+    await expect(bad.getByRole("alert").textContent()).resolves.toBe(
+      'maxBinding: a whole number of bytes, at least 1 MiB; got "12"',
+    );
+    await bad.close();
+    expect(demo.problems).toEqual([]);
+  }, 360_000);
 });

@@ -25,7 +25,8 @@ export interface DemoSession {
   readonly context: BrowserContext;
   /** Console errors and page errors since the last `clear`. */
   readonly problems: string[];
-  openPage(): Promise<Page>;
+  /** A new page at the demo, with `query` (e.g. "?maxBinding=...") after its address. */
+  openPage(query?: string): Promise<Page>;
   close(): Promise<void>;
 }
 
@@ -52,13 +53,13 @@ export async function startDemo(args: readonly string[]): Promise<DemoSession> {
     test,
     context,
     problems,
-    async openPage() {
+    async openPage(query = "") {
       const page = await context.newPage();
       page.on("console", (message) => {
         if (message.type() === "error") problems.push(`console: ${message.text()}`);
       });
       page.on("pageerror", (error) => problems.push(`page: ${error.message}`));
-      await page.goto(test.url);
+      await page.goto(`${test.url}/${query}`);
       await page.waitForSelector("body[data-ready=true]");
       return page;
     },
