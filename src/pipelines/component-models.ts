@@ -182,6 +182,14 @@ function componentModels(
   });
   const vaeScale = 2 ** (vaeConfig.blockOutChannels.length - 1);
 
+  const vaeHalf = (half: "decoder" | "encoder", chunking: AttentionChunking | undefined) => {
+    const build = half === "decoder" ? buildVaeDecoder : buildVaeEncoder;
+    const extra = { half, dtype: vaeType, ...(chunking ? { chunking } : {}) };
+    return built(`vae_${half}`, describe("vae", extra), () =>
+      build(vaeConfig, vaeParts.weights, { dtype: vaeType, backend, attentionChunking: chunking }),
+    );
+  };
+
   return {
     manifest: {
       label: files.label,
@@ -228,26 +236,8 @@ function componentModels(
         }),
       );
     },
-    vaeDecoder(chunking) {
-      const extra = { half: "decoder", dtype: vaeType, ...(chunking ? { chunking } : {}) };
-      return built("vae_decoder", describe("vae", extra), () =>
-        buildVaeDecoder(vaeConfig, vaeParts.weights, {
-          dtype: vaeType,
-          backend,
-          attentionChunking: chunking,
-        }),
-      );
-    },
-    vaeEncoder(chunking) {
-      const extra = { half: "encoder", dtype: vaeType, ...(chunking ? { chunking } : {}) };
-      return built("vae_encoder", describe("vae", extra), () =>
-        buildVaeEncoder(vaeConfig, vaeParts.weights, {
-          dtype: vaeType,
-          backend,
-          attentionChunking: chunking,
-        }),
-      );
-    },
+    vaeDecoder: (chunking) => vaeHalf("decoder", chunking),
+    vaeEncoder: (chunking) => vaeHalf("encoder", chunking),
     close() {
       files.close();
     },
