@@ -219,7 +219,9 @@ function showImage(
   p.placeholder.hidden = true;
   p.time.textContent = `${seconds(timings.totalMs)} · UNet ${seconds(timings.unetMs)}`;
   p.progress.value = 1;
-  p.progressText.textContent = `Done: ${timings.unetCalls} UNet calls`;
+  p.progressText.textContent = `Done: ${timings.unetCalls} UNet calls${
+    timings.denoisedOn === "device" ? ", latents kept on the GPU" : ""
+  }`;
   p.download.replaceChildren(downloadLink(src, `todo-sd-${seed}-${phase}.png`, "Download PNG"));
 }
 
@@ -434,9 +436,23 @@ function maxBindingFromPage(): number | undefined {
   return bytes;
 }
 
+/**
+ * `?latents=gpu|host` keeps the browser engine's latents on the GPU for the whole denoising loop
+ * (an error where it cannot) or steps them on the host; by default they stay on the GPU where
+ * the runtime and sampler allow.
+ */
+function latentsFromPage(): "on" | "off" | undefined {
+  const text = new URLSearchParams(location.search).get("latents");
+  if (text === null) return undefined;
+  if (text === "gpu") return "on";
+  if (text === "host") return "off";
+  throw new Error(`latents: use gpu or host; got "${text}"`);
+}
+
 function runInBrowser(request: JobRequest, backend: BrowserBackendChoice): void {
   if (!info) throw new Error("the server's model information has not arrived yet");
   const maxBindingBytes = maxBindingFromPage();
+  const latentsOnDevice = latentsFromPage();
   const id = crypto.randomUUID();
   const target = engineWorker();
   workerHandlers.set(id, (event) => handleEvent(id, request, event));
@@ -452,6 +468,7 @@ function runInBrowser(request: JobRequest, backend: BrowserBackendChoice): void 
     info,
     backend,
     ...(maxBindingBytes === undefined ? {} : { maxBindingBytes }),
+    ...(latentsOnDevice === undefined ? {} : { latentsOnDevice }),
   } satisfies ToWorker);
 }
 

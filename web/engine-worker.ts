@@ -175,6 +175,7 @@ async function run(message: Extract<ToWorker, { type: "run" }>): Promise<void> {
       {
         signal: controller.signal,
         emit,
+        latentsOnDevice: message.latentsOnDevice,
         publish(phase, generated) {
           const bytes = encodeResultPng(generated, 0, message.info.model);
           const url = `browser-image:${id}/${phase}`;

@@ -13,6 +13,8 @@ export type ToWorker =
       readonly backend: BrowserBackendChoice;
       /** A cap on the GPU buffer size attention is planned for (the page's ?maxBinding=). */
       readonly maxBindingBytes?: number;
+      /** Where the latents are stepped (the page's ?latents=); default: on the GPU if it can. */
+      readonly latentsOnDevice?: "auto" | "on" | "off";
     }
   | { readonly type: "cancel"; readonly id: string };
 

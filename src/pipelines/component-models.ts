@@ -8,6 +8,11 @@ import { existsSync } from "node:fs";
 import { parseClipTextConfig } from "../models/clip-config.js";
 import { buildClipTextEncoder } from "../models/clip-text.js";
 import type { AttentionChunking, BuiltModel } from "../models/layers.js";
+import {
+  buildSamplerStep,
+  SAMPLER_STEP_FORMAT,
+  type SamplerStepOptions,
+} from "../models/sampler-step.js";
 import { buildUnet } from "../models/unet.js";
 import { parseUnetConfig } from "../models/unet-config.js";
 import { buildVaeDecoder, buildVaeEncoder } from "../models/vae.js";
@@ -85,6 +90,8 @@ export interface ComponentModels {
   ): Promise<ComponentModelFile>;
   vaeDecoder(chunking?: AttentionChunking): Promise<ComponentModelFile>;
   vaeEncoder(chunking?: AttentionChunking): Promise<ComponentModelFile>;
+  /** The sampler-step graph of denoising loops that keep the latents on the device. */
+  samplerStep(options: SamplerStepOptions): Promise<ComponentModelFile>;
   close(): void;
 }
 
@@ -238,6 +245,13 @@ function componentModels(
     },
     vaeDecoder: (chunking) => vaeHalf("decoder", chunking),
     vaeEncoder: (chunking) => vaeHalf("encoder", chunking),
+    samplerStep: (step) =>
+      // The same graph for every model: float32 throughout, no weights.
+      built(
+        "sampler_step",
+        { component: "sampler_step", format: SAMPLER_STEP_FORMAT, backend, ...step },
+        () => buildSamplerStep(step),
+      ),
     close() {
       files.close();
     },

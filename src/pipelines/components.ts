@@ -3,6 +3,9 @@
  * from weights, or loaded from an ONNX export) and of the runtime behind it. Tensors are
  * row-major float32 with explicit dims.
  */
+import type { SamplerStepOptions } from "../models/sampler-step.js";
+import type { ModelRunner, ResidentTensor, RunnerFeed } from "../runtime/types.js";
+
 export interface HostTensor {
   readonly data: Float32Array;
   readonly dims: readonly number[];
@@ -45,7 +48,27 @@ export interface UnetInputs {
 
 export interface UnetComponent {
   predict(inputs: UnetInputs): Promise<HostTensor>;
+  /**
+   * Present where the runtime keeps tensors on its device between runs (onnxruntime-web on
+   * WebGPU): the denoising loop can then leave the latents there.
+   */
+  readonly device?: DeviceUnet;
   release(): Promise<void>;
+}
+
+/** A UNet and sampler step that exchange the latents on the device. */
+export interface DeviceUnet {
+  /** `predict` with the sample on the device or the host; the prediction stays on the device. */
+  predict(inputs: DeviceUnetInputs): Promise<ResidentTensor>;
+  /** Copies a host tensor to the device. */
+  upload(tensor: HostTensor): Promise<ResidentTensor>;
+  /** The runner of the sampler-step graph (models/sampler-step.ts) for these options; the same
+   * runner for the same options. */
+  samplerStep(options: SamplerStepOptions): Promise<ModelRunner>;
+}
+
+export interface DeviceUnetInputs extends Omit<UnetInputs, "sample"> {
+  readonly sample: RunnerFeed;
 }
 
 export interface VaeComponent {

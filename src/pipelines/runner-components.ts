@@ -3,6 +3,7 @@
  * is obtained (built from weights or loaded from an export) and by Node and the browser.
  */
 import { INPUT_IDS, POOLER_OUTPUT, TEXT_EMBEDS } from "../models/clip-text.js";
+import type { SamplerStepOptions } from "../models/sampler-step.js";
 import { UNET_INPUTS, UNET_OUTPUT } from "../models/unet.js";
 import { VAE_DECODER_IO, VAE_ENCODER_IO } from "../models/vae.js";
 import {
@@ -14,6 +15,8 @@ import {
   type RunnerFeed,
 } from "../runtime/types.js";
 import type {
+  DeviceUnet,
+  DeviceUnetInputs,
   HostTensor,
   TextEncoderComponent,
   TextEncoderOutputs,
@@ -95,7 +98,37 @@ export class RunnerTextEncoder implements TextEncoderComponent {
  * pipeline passes a different tensor; only the latents travel on each step.
  */
 export class RunnerUnet implements UnetComponent {
-  constructor(private readonly runner: ModelRunner) {}
+  /**
+   * `samplerStep` gives the runner of a sampler-step graph; with it, a runner that can keep
+   * tensors on its device (`upload` and `runOnDevice`) offers `device`, a loop whose latents
+   * stay there.
+   */
+  constructor(
+    private readonly runner: ModelRunner,
+    samplerStep?: (options: SamplerStepOptions) => Promise<ModelRunner>,
+  ) {
+    const { upload, runOnDevice } = runner;
+    if (samplerStep && upload && runOnDevice) {
+      const io = MODEL_IO.unet;
+      this.device = {
+        predict: async (inputs) => {
+          const out = (await runOnDevice.call(runner, await this.feeds(inputs), [io.output]))[
+            io.output
+          ];
+          if (out?.type !== "resident") {
+            throw new Error(
+              `the UNet's output "${io.output}" did not stay on the device (got ${out?.type ?? "nothing"})`,
+            );
+          }
+          return out;
+        },
+        upload: (tensor) => upload.call(runner, float32(tensor.data, tensor.dims)),
+        samplerStep,
+      };
+    }
+  }
+
+  readonly device?: DeviceUnet;
 
   /** Device copies of conditioning tensors, by input name, with the host tensor they copy. */
   private readonly resident = new Map<string, { source: HostTensor; tensor: ResidentTensor }>();
@@ -116,9 +149,17 @@ export class RunnerUnet implements UnetComponent {
   }
 
   async predict(inputs: UnetInputs): Promise<HostTensor> {
+    const feeds = await this.feeds({
+      ...inputs,
+      sample: float32(inputs.sample.data, inputs.sample.dims),
+    });
+    return floatOutput(await this.runner.run(feeds), MODEL_IO.unet.output);
+  }
+
+  private async feeds(inputs: DeviceUnetInputs): Promise<Record<string, RunnerFeed>> {
     const io = MODEL_IO.unet;
     const feeds: Record<string, RunnerFeed> = {
-      [io.sample]: float32(inputs.sample.data, inputs.sample.dims),
+      [io.sample]: inputs.sample,
       [io.timestep]: float32(inputs.timestep, [inputs.timestep.length]),
       [io.encoderHiddenStates]: await this.conditioning(
         io.encoderHiddenStates,
@@ -128,7 +169,7 @@ export class RunnerUnet implements UnetComponent {
     if (inputs.textEmbeds)
       feeds[io.textEmbeds] = await this.conditioning(io.textEmbeds, inputs.textEmbeds);
     if (inputs.timeIds) feeds[io.timeIds] = await this.conditioning(io.timeIds, inputs.timeIds);
-    return floatOutput(await this.runner.run(feeds), io.output);
+    return feeds;
   }
 
   release(): Promise<void> {

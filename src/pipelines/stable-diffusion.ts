@@ -7,16 +7,19 @@
  */
 import type { ReductionOptions, ReductionSettings } from "../reduce/options.js";
 import { resolveReduction } from "../reduce/options.js";
+import { type LinearTrace, traceLinearSampler } from "../schedulers/linear-trace.js";
 import { createScheduler } from "../schedulers/registry.js";
 import type { Scheduler } from "../schedulers/types.js";
 import type { ClipTokenizer } from "../tokenizers/clip-tokenizer.js";
 import { type NoiseSource, recordedNoise, seededNoise } from "../util/random.js";
 import type {
+  DeviceUnet,
   HostTensor,
   TextEncoderComponent,
   UnetComponent,
   VaeComponent,
 } from "./components.js";
+import { runDeviceLoop } from "./device-loop.js";
 import {
   AUTO_TILING_ABOVE,
   DEFAULT_VAE_TILING,
@@ -38,8 +41,11 @@ export interface ProgressInfo {
   readonly step: number;
   readonly totalSteps: number;
   readonly timestep: number;
-  /** The latents after this step (B, 4, H/8, W/8). */
-  readonly latents: HostTensor;
+  /**
+   * The latents after this step (B, 4, H/8, W/8); absent when they stay on the device (see
+   * `GenerateOptions.latentsOnDevice`).
+   */
+  readonly latents?: HostTensor;
   readonly elapsedMs: number;
 }
 
@@ -79,6 +85,15 @@ export interface GenerateOptions {
    * over 1024 px, whose whole decode outgrows a GPU buffer at 2048 px; `off` never tiles.
    */
   readonly vaeTiling?: "auto" | "off" | VaeTiling;
+  /**
+   * Keep the latents on the device for the whole denoising loop, where the runtime can
+   * (onnxruntime-web on WebGPU): guidance and the sampler step run there as a small graph and
+   * only the final latents are read back. `auto` (default) does so when the runtime can and the
+   * sampler is linear in its inputs (every sampler here, unless it clips or thresholds); `on`
+   * insists (an error otherwise); `off` steps on the host, with the latents in every progress
+   * report.
+   */
+  readonly latentsOnDevice?: "auto" | "on" | "off";
   /** SDXL micro-conditioning, in pixels. */
   readonly originalSize?: readonly [number, number];
   readonly cropsCoordsTopLeft?: readonly [number, number];
@@ -93,6 +108,11 @@ export interface GenerateTimings {
   readonly unetMs: number;
   readonly vaeMs: number;
   readonly unetCalls: number;
+  /**
+   * Where the latents were stepped. On the device the UNet runs are not waited for one by one,
+   * so `unetMs` is the whole denoising loop (UNet, guidance and sampler).
+   */
+  readonly denoisedOn: "host" | "device";
 }
 
 export interface GenerateResult {
@@ -195,6 +215,11 @@ export function validateGenerateOptions(
   }
   if (options.image && options.latents)
     throw new Error("latents are for txt2img; img2img starts from the init image");
+  const onDevice = options.latentsOnDevice;
+  if (onDevice !== undefined && onDevice !== "auto" && onDevice !== "on" && onDevice !== "off")
+    throw new Error(
+      `latentsOnDevice must be "auto", "on" or "off"; got ${JSON.stringify(onDevice)}`,
+    );
 }
 
 function asList(value: string | readonly string[]): readonly string[] {
@@ -363,7 +388,31 @@ export class StableDiffusionPipeline {
     const unet = await parts.unet(reduction);
     let unetMs = 0;
     let unetCalls = 0;
-    for (const [index, t] of timesteps.entries()) {
+    const trace = this.traceForDevice(unet, options, steps, timesteps);
+    if (trace) {
+      const loopStart = performance.now();
+      latents = await runDeviceLoop({
+        trace,
+        start: latents,
+        latentDims,
+        guidanceScale: guided ? guidanceScale : undefined,
+        noise,
+        unet: trace.device,
+        conditioning: { encoderHiddenStates, textEmbeds, timeIds },
+        checkAbort: () => throwIfAborted(options.signal),
+        onStep: (index) => {
+          unetCalls++;
+          options.onProgress?.({
+            step: index + 1,
+            totalSteps: timesteps.length,
+            timestep: timesteps[index],
+            elapsedMs: performance.now() - started,
+          });
+        },
+      });
+      unetMs = performance.now() - loopStart;
+    }
+    for (const [index, t] of (trace ? [] : timesteps).entries()) {
       throwIfAborted(options.signal);
       const scaled = scheduler.scaleModelInput(latents, t);
       const modelInput = guided ? duplicate(scaled) : scaled;
@@ -404,6 +453,7 @@ export class StableDiffusionPipeline {
         unetMs,
         vaeMs,
         unetCalls,
+        denoisedOn: trace ? "device" : "host",
       },
       parameters: {
         prompt: prompts,
@@ -424,6 +474,37 @@ export class StableDiffusionPipeline {
         family: parts.family,
       },
     };
+  }
+
+  /**
+   * The traced schedule for a loop on the device, or undefined to step on the host (see
+   * `GenerateOptions.latentsOnDevice`). Traced on a fresh scheduler set up like the loop's.
+   */
+  private traceForDevice(
+    unet: UnetComponent,
+    options: GenerateOptions,
+    steps: number,
+    timesteps: readonly number[],
+  ): (LinearTrace & { readonly device: DeviceUnet }) | undefined {
+    const mode = options.latentsOnDevice ?? "auto";
+    if (mode === "off") return undefined;
+    if (!unet.device) {
+      if (mode === "auto") return undefined;
+      throw new Error(
+        'latentsOnDevice "on": this runtime cannot keep tensors on its device (onnxruntime-web on WebGPU can); use "auto" or "off"',
+      );
+    }
+    const scheduler = this.createScheduler(
+      options.scheduler,
+      options.schedulerOverrides,
+      options.schedulerConfig,
+    );
+    scheduler.setTimesteps(steps);
+    if (options.image) scheduler.timestepsForStrength(options.strength ?? 0.8);
+    const outcome = traceLinearSampler(scheduler, timesteps);
+    if (outcome.ok) return { ...outcome.trace, device: unet.device };
+    if (mode === "auto") return undefined;
+    throw new Error(`latentsOnDevice "on": ${outcome.reason}; use "auto" or "off"`);
   }
 
   /** Reduction settings for this call's size, or undefined when nothing would be reduced. */

@@ -9,13 +9,16 @@ export type RunnerTensor =
 
 /**
  * A float32 tensor the runtime keeps on its device (a GPU buffer), made by `ModelRunner.upload`
- * and fed to later runs without crossing to the device again. Dispose it when done.
+ * or kept there by `ModelRunner.runOnDevice`, and fed to later runs without crossing to the
+ * device again. Dispose it when done.
  */
 export interface ResidentTensor {
   readonly type: "resident";
   readonly dims: readonly number[];
   /** The runtime's own tensor object. */
   readonly handle: unknown;
+  /** Copies the data back to the host (the tensor stays usable). */
+  read(): Promise<Float32Array>;
   dispose(): void;
 }
 
@@ -30,13 +33,23 @@ export interface ModelRunner {
    * (the text conditioning of a denoising loop). Present only where the runtime can take
    * device-resident inputs (onnxruntime-web on WebGPU).
    */
-  upload?(tensor: Extract<RunnerTensor, { type: "float32" }>): Promise<ResidentTensor>;
+  upload?(tensor: Float32Feed): Promise<ResidentTensor>;
+  /**
+   * Like `run`, but the float32 outputs named in `keep` stay on the device (the next run's
+   * inputs, say); the others are read back. Present where `upload` is.
+   */
+  runOnDevice?(
+    feeds: Readonly<Record<string, RunnerFeed>>,
+    keep: readonly string[],
+  ): Promise<Record<string, RunnerFeed>>;
   release(): Promise<void>;
   /** Ends profiling (sessions made with a profile prefix) and writes the trace file. */
   endProfiling?(): void;
 }
 
-export function float32(data: Float32Array, dims: readonly number[]): RunnerTensor {
+export type Float32Feed = Extract<RunnerTensor, { readonly type: "float32" }>;
+
+export function float32(data: Float32Array, dims: readonly number[]): Float32Feed {
   return { type: "float32", data, dims };
 }
 

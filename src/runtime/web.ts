@@ -105,6 +105,12 @@ function toOrt(tensor: RunnerFeed): ort.Tensor {
   return new ort.Tensor(tensor.type, tensor.data, tensor.dims);
 }
 
+function ortFeeds(feeds: Readonly<Record<string, RunnerFeed>>): Record<string, ort.Tensor> {
+  const out: Record<string, ort.Tensor> = {};
+  for (const [name, tensor] of Object.entries(feeds)) out[name] = toOrt(tensor);
+  return out;
+}
+
 /** The parts of WebGPU's GPUDevice and GPUBuffer this module uses. */
 interface GpuBufferLike {
   destroy(): void;
@@ -142,6 +148,7 @@ async function uploadToWebGpu(
     type: "resident",
     dims: tensor.dims,
     handle,
+    read: async () => (await handle.getData()) as Float32Array,
     dispose() {
       if (disposed) return;
       disposed = true;
@@ -151,12 +158,34 @@ async function uploadToWebGpu(
   };
 }
 
-function fromOrt(name: string, tensor: ort.Tensor): RunnerTensor {
-  if (tensor.type === "float32")
-    return { type: "float32", data: tensor.data as Float32Array, dims: tensor.dims };
-  if (tensor.type === "int64")
-    return { type: "int64", data: tensor.data as BigInt64Array, dims: tensor.dims };
-  throw new Error(`output "${name}" has type ${tensor.type}; only float32 and int64 are read back`);
+/** An output onnxruntime-web left in a GPU buffer, kept there; disposing frees the buffer. */
+function residentOutput(tensor: ort.Tensor): ResidentTensor {
+  let disposed = false;
+  return {
+    type: "resident",
+    dims: tensor.dims,
+    handle: tensor,
+    read: async () => (await tensor.getData()) as Float32Array,
+    dispose() {
+      if (disposed) return;
+      disposed = true;
+      tensor.dispose();
+    },
+  };
+}
+
+/** An output on the host; one left in a GPU buffer is read back and its buffer freed. */
+async function fromOrt(name: string, tensor: ort.Tensor): Promise<RunnerTensor> {
+  if (tensor.type !== "float32" && tensor.type !== "int64") {
+    tensor.dispose();
+    throw new Error(
+      `output "${name}" has type ${tensor.type}; only float32 and int64 are read back`,
+    );
+  }
+  const data = tensor.location === "gpu-buffer" ? await tensor.getData(true) : tensor.data;
+  return tensor.type === "float32"
+    ? { type: "float32", data: data as Float32Array, dims: tensor.dims }
+    : { type: "int64", data: data as BigInt64Array, dims: tensor.dims };
 }
 
 /** A runner over an onnxruntime-web session made from model bytes. */
@@ -170,6 +199,8 @@ export async function createWebRunner(
     logSeverityLevel: 3,
   };
   if (options.externalData) sessionOptions.externalData = [{ ...options.externalData }];
+  // On WebGPU outputs stay in GPU buffers: `run` reads them back, `runOnDevice` may keep them.
+  if (options.device === "webgpu") sessionOptions.preferredOutputLocation = "gpu-buffer";
   let session: ort.InferenceSession;
   try {
     session = await ort.InferenceSession.create(model, sessionOptions);
@@ -181,15 +212,30 @@ export async function createWebRunner(
     inputNames: session.inputNames,
     outputNames: session.outputNames,
     async run(feeds) {
-      const ortFeeds: Record<string, ort.Tensor> = {};
-      for (const [name, tensor] of Object.entries(feeds)) ortFeeds[name] = toOrt(tensor);
-      const results = await session.run(ortFeeds);
+      const results = await session.run(ortFeeds(feeds));
       const out: Record<string, RunnerTensor> = {};
-      for (const [name, tensor] of Object.entries(results)) out[name] = fromOrt(name, tensor);
+      for (const [name, tensor] of Object.entries(results)) out[name] = await fromOrt(name, tensor);
       return out;
     },
-    // On WebGPU, inputs that stay the same over many runs can live on the GPU.
-    ...(options.device === "webgpu" ? { upload: uploadToWebGpu } : {}),
+    // On WebGPU, inputs that stay the same over many runs can live on the GPU, and outputs that
+    // the next run takes (a denoising loop's latents) can stay there.
+    ...(options.device === "webgpu"
+      ? {
+          upload: uploadToWebGpu,
+          async runOnDevice(feeds, keep) {
+            const results = await session.run(ortFeeds(feeds));
+            const out: Record<string, RunnerFeed> = {};
+            for (const [name, tensor] of Object.entries(results)) {
+              const stays =
+                keep.includes(name) &&
+                tensor.type === "float32" &&
+                tensor.location === "gpu-buffer";
+              out[name] = stays ? residentOutput(tensor) : await fromOrt(name, tensor);
+            }
+            return out;
+          },
+        }
+      : {}),
     release: () => session.release(),
   };
 }

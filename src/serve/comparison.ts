@@ -27,6 +27,8 @@ export interface ComparisonHooks {
   emit(event: JobEvent): void;
   /** Stores a finished generation (e.g. as a PNG) and returns the URL it can be fetched from. */
   publish(phase: Phase, result: GenerateResult): string | Promise<string>;
+  /** Where both runs step the latents (default `auto`: on the device where the runtime can). */
+  readonly latentsOnDevice?: GenerateOptions["latentsOnDevice"];
 }
 
 /** Warm-up calls already made per pipeline, keyed by what they initialised. */
@@ -86,6 +88,7 @@ export async function runComparison(
     scheduler: params.scheduler ?? undefined,
     seed: params.seed,
     clipSkip: params.clipSkip || undefined,
+    latentsOnDevice: hooks.latentsOnDevice,
     signal,
   };
   const results: Partial<Record<Phase, { result: GenerateResult; url: string }>> = {};

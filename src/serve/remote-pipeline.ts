@@ -3,6 +3,7 @@
  * files are fetched over HTTP and run by whatever runtime the caller supplies (onnxruntime-web
  * in the page; onnxruntime-node in tests). Platform-neutral: fetch and the runner are injected.
  */
+import type { SamplerStepOptions } from "../models/sampler-step.js";
 import type { ComponentBackend, PipelineManifest } from "../pipelines/component-models.js";
 import type { TextEncoderRequest } from "../pipelines/components.js";
 import { RunnerTextEncoder, RunnerUnet, RunnerVae } from "../pipelines/runner-components.js";
@@ -132,6 +133,19 @@ export async function loadRemotePipeline(
       }
     : {};
   const unets = new Map<string, Promise<RunnerUnet>>();
+  // Sampler-step graphs for loops that keep the latents on the device, shared by the UNets.
+  const steppers = new Map<string, Promise<ModelRunner>>();
+  const samplerStep = (step: SamplerStepOptions) => {
+    const query = { guided: step.guided ? "1" : "0", noise: step.noise ? "1" : "0" };
+    const key = `${query.guided}/${query.noise}`;
+    let stepper = steppers.get(key);
+    if (!stepper) {
+      stepper = runner("/api/model/sampler-step", "sampler step", query);
+      steppers.set(key, stepper);
+      stepper.catch(() => steppers.delete(key));
+    }
+    return stepper;
+  };
   const vae = new RunnerVae(
     manifest.scalingFactor,
     manifest.shiftFactor,
@@ -149,7 +163,7 @@ export async function loadRemotePipeline(
       if (!unet) {
         const query: Record<string, string> = reduction ? { reduction: key, ...plan } : plan;
         unet = runner("/api/model/unet", reduction ? "accelerated UNet" : "UNet", query).then(
-          (r) => new RunnerUnet(r),
+          (r) => new RunnerUnet(r, samplerStep),
         );
         unets.set(key, unet);
         unet.catch(() => unets.delete(key));
@@ -172,6 +186,14 @@ export async function loadRemotePipeline(
         }
       }
       unets.clear();
+      for (const stepper of steppers.values()) {
+        try {
+          await (await stepper).release();
+        } catch {
+          // it never loaded
+        }
+      }
+      steppers.clear();
       await vae.release();
     },
   };

@@ -12,7 +12,8 @@
  *   GET  /api/jobs/:id/images/:phase.png   baseline.png / accelerated.png (?download for a file)
  *   GET  /api/history                      finished results, newest first
  *   GET  /api/model/...?backend=wasm|webgpu[&precision=fp32|fp16]  manifest, tokenizers/:i,
- *        text-encoders/:i, unet, vae-decoder, vae-encoder -> ModelLinks; files/...
+ *        text-encoders/:i, unet, vae-decoder, vae-encoder, sampler-step?guided=0|1&noise=0|1
+ *        -> ModelLinks; files/...
  *        (WebGPU models are float16 unless asked for fp32, for adapters without shader-f16;
  *        unet, vae-decoder and vae-encoder take &maxBinding=<bytes>&latentSide=<n> to split
  *        attention so one batch-2 UNet call or one VAE call at latents up to n x n keeps every
@@ -452,6 +453,16 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
     if (path === "vae-encoder") {
       const chunking = parseChunking(url.searchParams, 1, limits.maxSide);
       return sendJson(res, 200, modelLinks(backend, await models.vaeEncoder(chunking)));
+    }
+    if (path === "sampler-step") {
+      const flag = (name: string) => {
+        const value = url.searchParams.get(name);
+        if (value !== "0" && value !== "1")
+          throw new HttpError(400, `${name}: use 0 or 1; got ${JSON.stringify(value)}`);
+        return value === "1";
+      };
+      const step = { guided: flag("guided"), noise: flag("noise") };
+      return sendJson(res, 200, modelLinks(backend, await models.samplerStep(step)));
     }
     throw new HttpError(404, `no model route ${path}`);
   }

@@ -56,6 +56,16 @@ describe("generate input checks", () => {
     ["a strength without an init image", { strength: 0.5 }, "strength is for img2img"],
     ["zero steps", { steps: 0 }, "steps must be a whole number >= 1; got 0"],
     ["an unknown scheduler", { scheduler: "Nope" }, 'unknown scheduler "Nope"'],
+    [
+      "an unknown latents placement",
+      { latentsOnDevice: "gpu" },
+      'latentsOnDevice must be "auto", "on" or "off"; got "gpu"',
+    ],
+    [
+      "latents on the device where the runtime cannot keep them",
+      { latentsOnDevice: "on" },
+      'latentsOnDevice "on": this runtime cannot keep tensors on its device',
+    ],
   ] as const)("rejects %s with one line", async (_label, change, message) => {
     const error = await pipeline
       .generate({ ...small, ...change } as GenerateOptions)
@@ -68,15 +78,16 @@ describe("generate input checks", () => {
 
 describe("progress and cancellation", () => {
   it("reports every step with the latents", async () => {
-    const seen: { step: number; total: number; dims: readonly number[] }[] = [];
+    const seen: { step: number; total: number; dims: readonly number[] | undefined }[] = [];
     const result = await pipeline.generate({
       ...small,
-      onProgress: (p) => seen.push({ step: p.step, total: p.totalSteps, dims: p.latents.dims }),
+      onProgress: (p) => seen.push({ step: p.step, total: p.totalSteps, dims: p.latents?.dims }),
     });
     expect(seen.map((s) => s.step)).toEqual([1, 2, 3]);
     expect(seen.every((s) => s.total === 3)).toBe(true);
     expect(seen[0].dims).toEqual([1, 4, 8, 8]);
     expect(result.timings.unetCalls).toBe(3);
+    expect(result.timings.denoisedOn).toBe("host");
     expect(result.images.count).toBe(1);
   });
 

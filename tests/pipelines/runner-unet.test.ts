@@ -34,6 +34,7 @@ function fakeRunner(canUpload: boolean) {
               type: "resident",
               dims: tensor.dims,
               handle: id,
+              read: async () => Float32Array.from(uploads[id]),
               dispose: () => disposed.push(id),
             };
           },

@@ -142,7 +142,14 @@ describe("Job", () => {
       type: "image",
       phase: "baseline",
       url: "u",
-      timings: { totalMs: 1, textEncoderMs: 0, unetMs: 1, vaeMs: 0, unetCalls: 3 },
+      timings: {
+        totalMs: 1,
+        textEncoderMs: 0,
+        unetMs: 1,
+        vaeMs: 0,
+        unetCalls: 3,
+        denoisedOn: "host",
+      },
     });
     job.emit({ type: "progress", phase: "accelerated", step: 1, totalSteps: 3, elapsedMs: 1 });
     const all = job.eventsAfter(0);

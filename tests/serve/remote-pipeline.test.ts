@@ -8,6 +8,7 @@ import { parseReductionOptions } from "../../src/reduce/options.js";
 import { createRunner } from "../../src/runtime/session.js";
 import { loadRemotePipeline } from "../../src/serve/remote-pipeline.js";
 import { maxAbsDiff } from "../fixtures.js";
+import { type DeviceStats, simulatedDevice } from "../pipelines/simulated-device.js";
 import { startTestServer, type TestServer, TINY_MODEL } from "./helpers.js";
 
 let test: TestServer;
@@ -65,6 +66,41 @@ describe("remote pipeline", () => {
     } finally {
       await remote.release();
     }
+  });
+
+  it("keeps the latents on a device that can hold them, with the served sampler-step graphs", async () => {
+    const stats: DeviceStats = { live: 0, uploads: 0, hostSamples: 0, unetRuns: 0 };
+    const downloads = new Set<string>();
+    const remote = await loadRemotePipeline({
+      baseUrl: test.url,
+      backend: "wasm",
+      createRunner: async (model) => simulatedDevice(await createRunner(model), stats),
+      onDownload: (file) => downloads.add(file),
+    });
+    try {
+      const call = {
+        prompt: "a lighthouse at dusk",
+        width: 64,
+        height: 64,
+        steps: 3,
+        guidanceScale: 6,
+        seed: 5,
+        scheduler: "Euler a",
+      };
+      const mine = await remote.generate({ ...call, latentsOnDevice: "on" });
+      const theirs = await local.generate(call);
+      expect(mine.timings.denoisedOn).toBe("device");
+      const diff = maxAbsDiff(mine.images.data, theirs.images.data);
+      console.log(`remote on the device vs local: ${diff.toExponential(2)}`);
+      expect(diff).toBeLessThan(1e-4);
+      expect(stats.hostSamples).toBe(1);
+      expect(downloads.has("sampler step")).toBe(true);
+    } finally {
+      await remote.release();
+    }
+    const bad = await fetch(`${test.url}/api/model/sampler-step?backend=wasm&guided=2&noise=0`);
+    expect(bad.status).toBe(400);
+    expect(((await bad.json()) as { error: string }).error).toBe('guided: use 0 or 1; got "2"');
   });
 
   it("serves WebGPU models in float16 by default and in float32 when asked", async () => {

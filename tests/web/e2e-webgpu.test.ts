@@ -1,7 +1,8 @@
 // End-to-end on WebGPU: the demo page's browser engine in headless Chromium whose WebGPU adapter
 // is SwiftShader (Vulkan on the CPU; no GPU needed). SwiftShader has no shader-f16, as many real
 // adapters do not, so the engine must ask for float32 models: float16 shaders fail to compile and
-// the run would never finish. The text conditioning is uploaded to the GPU once per generation.
+// the run would never finish. The text conditioning is uploaded to the GPU once per generation,
+// and the latents stay in GPU buffers from the first denoising step to the last.
 import { join } from "node:path";
 import type { Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -16,6 +17,21 @@ import {
 
 let demo: DemoSession;
 let page: Page;
+/** RGBA of the first test's baseline image, whose latents stayed on the GPU. */
+let onGpu: number[] = [];
+
+/** The RGBA values of a pane's image. */
+async function pixels(target: Page, phase: string): Promise<number[]> {
+  return target.locator(`#pane-${phase} img`).evaluate((img: HTMLImageElement) => {
+    const canvas = document.createElement("canvas");
+    canvas.width = img.naturalWidth;
+    canvas.height = img.naturalHeight;
+    const context = canvas.getContext("2d");
+    if (!context) throw new Error("no 2d canvas");
+    context.drawImage(img, 0, 0);
+    return Array.from(context.getImageData(0, 0, canvas.width, canvas.height).data);
+  });
+}
 
 beforeAll(async () => {
   demo = await startDemo(["--enable-unsafe-webgpu", "--use-webgpu-adapter=swiftshader"]);
@@ -52,12 +68,19 @@ describe("demo page on WebGPU", () => {
         subtree: true,
       });
     });
-    await fill(page, { engine: "browser", width: "64", height: "64", steps: "1" });
+    await fill(page, { engine: "browser", width: "64", height: "64", steps: "2" });
     await page.getByRole("button", { name: "Generate" }).click();
     expect(await waitForEnd(page, 300_000)).toMatch(
       /^Done: ToDo ran at \d+\.\d+× the baseline's speed\.$/,
     );
     await expectBothPanes(page, 64);
+    // The latents stayed in GPU buffers from the first step to the last (the model's PNDM takes
+    // three UNet calls for two steps).
+    for (const phase of ["baseline", "accelerated"])
+      await expect(page.textContent(`#pane-${phase} [data-role=progress-text]`)).resolves.toBe(
+        "Done: 3 UNet calls, latents kept on the GPU",
+      );
+    onGpu = await pixels(page, "baseline");
     await expect(page.textContent("#reduction-label")).resolves.toContain("browser (webgpu)");
     expect(
       statuses.some((s) => s.includes("WebGPU runtime (fp32: this adapter has no shader-f16)")),
@@ -70,16 +93,24 @@ describe("demo page on WebGPU", () => {
     // 48 MiB for a 512 px plan: sd15-tiny's level-1 self-attention (2 x 4 heads x 4096^2
     // float32 scores, 512 MiB) in 11 slices and the VAE's (4096^2, 64 MiB) in 2; at 64 px the
     // 64 level-1 queries are padded to 66, six a slice.
-    const capped = await demo.openPage(`?maxBinding=${48 * 2 ** 20}`);
+    const capped = await demo.openPage(`?maxBinding=${48 * 2 ** 20}&latents=host`);
     const modelRequests: string[] = [];
     capped.on("request", (request) => {
       if (/\/api\/model\/(unet|vae-decoder)\?/.test(request.url()))
         modelRequests.push(request.url());
     });
-    await fill(capped, { engine: "browser", width: "64", height: "64", steps: "1" });
+    await fill(capped, { engine: "browser", width: "64", height: "64", steps: "2" });
     await capped.getByRole("button", { name: "Generate" }).click();
     expect(await waitForEnd(capped, 300_000)).toMatch(/^Done: ToDo ran at/);
     await expectBothPanes(capped, 64);
+    // This page steps the latents on the host (?latents=host): the same image as the GPU loop's
+    // above, up to rounding (split attention is the same arithmetic in another order).
+    await expect(capped.textContent("#pane-baseline [data-role=progress-text]")).resolves.toBe(
+      "Done: 3 UNet calls",
+    );
+    const onHost = await pixels(capped, "baseline");
+    expect(onHost).toHaveLength(onGpu.length);
+    expect(Math.max(...onHost.map((v, i) => Math.abs(v - onGpu[i])))).toBeLessThanOrEqual(2);
     expect(modelRequests.length).toBeGreaterThanOrEqual(3);
     for (const url of modelRequests)
       expect(url).toContain(`maxBinding=${48 * 2 ** 20}&latentSide=64`);
@@ -92,6 +123,14 @@ describe("demo page on WebGPU", () => {
       'maxBinding: a whole number of bytes, at least 1 MiB; got "12"',
     );
     await bad.close();
+
+    const badLatents = await demo.openPage("?latents=cuda");
+    await fill(badLatents, { engine: "browser", width: "64", height: "64", steps: "1" });
+    await badLatents.getByRole("button", { name: "Generate" }).click();
+    await expect(badLatents.getByRole("alert").textContent()).resolves.toBe(
+      'latents: use gpu or host; got "cuda"',
+    );
+    await badLatents.close();
     expect(demo.problems).toEqual([]);
   }, 360_000);
 });
