@@ -19,6 +19,7 @@ import {
 } from "../index.js";
 import {
   addGenerationFlags,
+  checkLatentsFlag,
   type GenerationFlags,
   generationOptions,
   imageSize,
@@ -76,9 +77,12 @@ interface RunSummary {
   readonly textEncoderMs: number;
   readonly vaeMs: number;
   readonly unetCalls: number;
+  /** Where the latents were stepped: on the host, or kept on the device. */
+  readonly denoisedOn: "host" | "device";
 }
 
 async function compareCommand(prompt: string, flags: CompareFlags): Promise<void> {
+  checkLatentsFlag(flags);
   const asked = imageSize(flags);
   checkOutputFolder(flags.out, "--out");
   if (flags.json && flags.json !== "-") checkOutputFile(flags.json, "--json");
@@ -218,6 +222,7 @@ function summary(label: string, result: GenerateResult): RunSummary {
     textEncoderMs: t.textEncoderMs,
     vaeMs: t.vaeMs,
     unetCalls: t.unetCalls,
+    denoisedOn: t.denoisedOn,
   };
 }
 

@@ -44,6 +44,7 @@ export interface GenerationFlags extends ModelFlagValues, ReductionFlagValues {
   readonly clipSkip?: number;
   readonly longPrompts?: boolean;
   readonly vaeTiling: "auto" | "on" | "off";
+  readonly latentsOnDevice: "auto" | "on" | "off";
 }
 
 interface GenerateFlags extends GenerationFlags {
@@ -88,6 +89,14 @@ export function addGenerationFlags(command: Command): Command {
       new Option(
         "--vae-tiling <mode>",
         "decode in overlapping 768 px tiles: auto (images over 1024 px), on or off",
+      )
+        .choices(["auto", "on", "off"])
+        .default("auto"),
+    )
+    .addOption(
+      new Option(
+        "--latents-on-device <mode>",
+        "keep the latents on the GPU for the whole denoising loop: auto (where the device and sampler allow), on or off",
       )
         .choices(["auto", "on", "off"])
         .default("auto"),
@@ -203,7 +212,17 @@ export function generationOptions(
     seed,
     longPrompts: flags.longPrompts ? "chunk" : "truncate",
     vaeTiling: flags.vaeTiling === "on" ? DEFAULT_VAE_TILING : flags.vaeTiling,
+    latentsOnDevice: flags.latentsOnDevice,
   };
+}
+
+/** Rejects --latents-on-device on where no run can leave tensors on the device (before any work). */
+export function checkLatentsFlag(flags: GenerationFlags): void {
+  // Only onnxruntime's WebGPU backend hands GPU buffers from one run to the next.
+  if (flags.latentsOnDevice === "on" && flags.device !== "webgpu")
+    throw new Error(
+      `--latents-on-device on: the ${flags.device} device cannot keep tensors between runs; use --device webgpu, or auto`,
+    );
 }
 
 export function randomSeed(): number {
@@ -211,6 +230,7 @@ export function randomSeed(): number {
 }
 
 async function generateCommand(prompt: string, flags: GenerateFlags): Promise<void> {
+  checkLatentsFlag(flags);
   const { width, height } = imageSize(flags);
   if (flags.strength !== undefined && !flags.image)
     throw new Error("--strength needs --image (img2img)");
@@ -268,7 +288,7 @@ async function generateCommand(prompt: string, flags: GenerateFlags): Promise<vo
     const t = result.timings;
     for (const path of paths) process.stdout.write(`${path}\n`);
     process.stderr.write(
-      `done in ${formatSeconds(t.totalMs / 1000)}: UNet ${formatSeconds(t.unetMs / 1000)} (${((100 * t.unetMs) / t.totalMs).toFixed(0)}%, ${t.unetCalls} calls), text ${formatSeconds(t.textEncoderMs / 1000)}, VAE ${formatSeconds(t.vaeMs / 1000)}\n`,
+      `done in ${formatSeconds(t.totalMs / 1000)}: ${t.denoisedOn === "device" ? "denoising loop on the device" : "UNet"} ${formatSeconds(t.unetMs / 1000)} (${((100 * t.unetMs) / t.totalMs).toFixed(0)}%, ${t.unetCalls} calls), text ${formatSeconds(t.textEncoderMs / 1000)}, VAE ${formatSeconds(t.vaeMs / 1000)}\n`,
     );
   } finally {
     await pipeline.release();

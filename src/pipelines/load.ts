@@ -10,6 +10,11 @@ import { isHubId } from "../hub/hub-id.js";
 import { parseClipTextConfig } from "../models/clip-config.js";
 import { buildClipTextEncoder, type HiddenStateOutput } from "../models/clip-text.js";
 import type { AttentionChunking, BuiltModel, OpBackend } from "../models/layers.js";
+import {
+  buildSamplerStep,
+  SAMPLER_STEP_FORMAT,
+  type SamplerStepOptions,
+} from "../models/sampler-step.js";
 import { buildUnet } from "../models/unet.js";
 import { parseUnetConfig, type UnetConfig } from "../models/unet-config.js";
 import { buildVaeDecoder, buildVaeEncoder } from "../models/vae.js";
@@ -251,7 +256,7 @@ export class RunnerFactory {
     component: string,
     description: Record<string, unknown>,
     build: () => BuiltModel | GraphBuilder,
-    session: Pick<SessionOptions, "profilePrefix"> = {},
+    session: Pick<SessionOptions, "profilePrefix" | "keepOutputsOnDevice"> = {},
   ): Promise<ModelRunner> {
     const options = { device: this.device, webgpu: this.webgpu, ...session };
     if (!this.cache) {
@@ -314,7 +319,7 @@ export interface UnetBuilds {
   /** A runner of the UNet built for `reduction` (cached on disk per settings). */
   runner(
     reduction: ReductionSettings | undefined,
-    session?: Pick<SessionOptions, "profilePrefix">,
+    session?: Pick<SessionOptions, "profilePrefix" | "keepOutputsOnDevice">,
   ): Promise<ModelRunner>;
 }
 
@@ -431,6 +436,28 @@ async function builtParts(
     });
   });
 
+  // On WebGPU the UNet's output stays on the GPU and the sampler step runs there as a graph, so
+  // a denoising loop keeps its latents on the device (GenerateOptions.latentsOnDevice).
+  const onWebGpu = device === "webgpu";
+  const steppers = new Map<string, Promise<ModelRunner>>();
+  const samplerStep = (step: SamplerStepOptions) => {
+    const key = JSON.stringify(step);
+    let stepper = steppers.get(key);
+    if (!stepper) {
+      const description = {
+        component: "sampler_step",
+        format: SAMPLER_STEP_FORMAT,
+        device,
+        ...step,
+      };
+      stepper = factory.runner("sampler_step", description, () => buildSamplerStep(step), {
+        keepOutputsOnDevice: true,
+      });
+      steppers.set(key, stepper);
+      stepper.catch(() => steppers.delete(key));
+    }
+    return stepper;
+  };
   const unets = new Map<string, Promise<RunnerUnet>>();
   const vaeChunking = backend === "webgpu" ? WEBGPU_VAE_CHUNKING : undefined;
   const vaeBuild = { dtype: vaeType, backend, attentionChunking: vaeChunking };
@@ -457,7 +484,9 @@ async function builtParts(
       const key = JSON.stringify(reduction ?? null);
       let unet = unets.get(key);
       if (!unet) {
-        unet = unetBuild.runner(reduction).then((runner) => new RunnerUnet(runner));
+        unet = unetBuild
+          .runner(reduction, { keepOutputsOnDevice: onWebGpu })
+          .then((runner) => new RunnerUnet(runner, onWebGpu ? samplerStep : undefined));
         unets.set(key, unet);
         unet.catch(() => unets.delete(key));
       }
@@ -472,6 +501,7 @@ async function builtParts(
     async release() {
       for (const encoder of textEncoders) await encoder.release();
       for (const unet of unets.values()) await (await unet).release();
+      for (const stepper of steppers.values()) await (await stepper).release();
       await vae.release();
       files.close();
     },

@@ -1,7 +1,15 @@
 /** onnxruntime sessions for built or loaded models (Node). */
 import * as ort from "onnxruntime-node";
+import { GraphBuilder } from "../onnx/builder.js";
+import { buildModelBytes } from "../onnx/model-io.js";
 import { type Device, EXECUTION_PROVIDERS } from "./devices.js";
-import type { ModelRunner, RunnerFeed, RunnerTensor } from "./types.js";
+import type {
+  Float32Feed,
+  ModelRunner,
+  ResidentTensor,
+  RunnerFeed,
+  RunnerTensor,
+} from "./types.js";
 
 export type OrtSession = ort.InferenceSession;
 export type OrtTensor = ort.Tensor;
@@ -39,6 +47,11 @@ export interface SessionOptions {
   /** Path prefix of onnxruntime's profile file; profiling is on when set. */
   readonly profilePrefix?: string;
   readonly graphOptimizationLevel?: "disabled" | "basic" | "extended" | "all";
+  /**
+   * WebGPU: leave every output in a GPU buffer, so the runner can hand it to the next run
+   * (`runOnDevice`); `run` still reads them back.
+   */
+  readonly keepOutputsOnDevice?: boolean;
 }
 
 /** onnxruntime-node's session options for `options` (exported for tests). */
@@ -56,7 +69,10 @@ export function sessionOptions(options: SessionOptions): ort.InferenceSession.Se
     graphOptimizationLevel: options.graphOptimizationLevel ?? "all",
     logSeverityLevel: 3,
   };
-  if (device === "webgpu") opts.enableMemPattern = tuning.memPattern ?? false;
+  if (device === "webgpu") {
+    opts.enableMemPattern = tuning.memPattern ?? false;
+    if (options.keepOutputsOnDevice) opts.preferredOutputLocation = "gpu-buffer";
+  }
   // onnxruntime-node rejects keys that are present but undefined.
   if (options.intraOpThreads !== undefined) opts.intraOpNumThreads = options.intraOpThreads;
   if (options.profilePrefix) {
@@ -110,13 +126,109 @@ function firstLine(text: string): string {
 }
 
 function toOrt(tensor: RunnerFeed): OrtTensor {
-  // onnxruntime-node takes host tensors only, and its runners offer no `upload`.
-  if (tensor.type === "resident")
-    throw new Error("onnxruntime-node cannot take device-resident inputs");
+  if (tensor.type === "resident") return tensor.handle as OrtTensor;
   return new ort.Tensor(tensor.type, tensor.data, tensor.dims);
 }
 
-function fromOrt(name: string, tensor: OrtTensor): RunnerTensor {
+function ortFeeds(feeds: Readonly<Record<string, RunnerFeed>>): Record<string, OrtTensor> {
+  const out: Record<string, OrtTensor> = {};
+  for (const [name, tensor] of Object.entries(feeds)) out[name] = toOrt(tensor);
+  return out;
+}
+
+/**
+ * Moves float32 tensors between the host and onnxruntime-node's WebGPU device. onnxruntime-node
+ * hands out GPU-buffer outputs (sessions made with `preferredOutputLocation`) and takes them as
+ * inputs, but can neither make one from host data nor read one back: an identity graph does
+ * both, with its output on the device (upload) or on the host (read back). One pair of sessions
+ * per tensor rank and WebGPU tuning, kept for the life of the process.
+ */
+class WebGpuTransfers {
+  private readonly sessions = new Map<string, Promise<OrtSession>>();
+
+  constructor(private readonly tuning: WebGpuTuning | undefined) {}
+
+  private session(rank: number, toDevice: boolean): Promise<OrtSession> {
+    const key = `${rank}/${toDevice}`;
+    let session = this.sessions.get(key);
+    if (!session) {
+      const g = new GraphBuilder("float32");
+      const dims = Array.from({ length: rank }, (_, i) => `d${i}`);
+      g.output(g.op("Identity", [g.input("x", "float32", dims)]), "y", "float32", dims);
+      session = createSession(buildModelBytes(g), {
+        device: "webgpu",
+        webgpu: this.tuning,
+        keepOutputsOnDevice: toDevice,
+      });
+      this.sessions.set(key, session);
+      session.catch(() => this.sessions.delete(key));
+    }
+    return session;
+  }
+
+  async toDevice(tensor: Float32Feed): Promise<ResidentTensor> {
+    const session = await this.session(tensor.dims.length, true);
+    const { y } = await session.run({ x: new ort.Tensor("float32", tensor.data, tensor.dims) });
+    return residentTensor(y, this);
+  }
+
+  async toHost(tensor: OrtTensor): Promise<Float32Array> {
+    if (tensor.location !== "gpu-buffer") return tensor.data as Float32Array;
+    const session = await this.session(tensor.dims.length, false);
+    const { y } = await session.run({ x: tensor });
+    return y.data as Float32Array;
+  }
+}
+
+const transfers = new Map<string, WebGpuTransfers>();
+function webgpuTransfers(tuning: WebGpuTuning | undefined): WebGpuTransfers {
+  const key = JSON.stringify(tuning ?? {});
+  let found = transfers.get(key);
+  if (!found) {
+    found = new WebGpuTransfers(tuning);
+    transfers.set(key, found);
+  }
+  return found;
+}
+
+function residentTensor(tensor: OrtTensor, moves: WebGpuTransfers): ResidentTensor {
+  if (tensor.type !== "float32" || tensor.location !== "gpu-buffer")
+    throw new Error(
+      `expected a float32 tensor on the GPU, got ${tensor.type} on ${tensor.location}`,
+    );
+  let disposed = false;
+  return {
+    type: "resident",
+    dims: tensor.dims,
+    handle: tensor,
+    read: () => moves.toHost(tensor),
+    dispose() {
+      if (disposed) return;
+      disposed = true;
+      tensor.dispose();
+    },
+  };
+}
+
+/** An output on the host: one left on the GPU is read back and its buffer freed. */
+async function fromOrt(
+  name: string,
+  tensor: OrtTensor,
+  moves: WebGpuTransfers | undefined,
+): Promise<RunnerTensor> {
+  if (tensor.location === "gpu-buffer") {
+    if (tensor.type !== "float32" || !moves) {
+      tensor.dispose();
+      throw new Error(
+        `output "${name}" (${tensor.type}) stayed on the GPU and cannot be read back`,
+      );
+    }
+    try {
+      return { type: "float32", data: await moves.toHost(tensor), dims: tensor.dims };
+    } finally {
+      tensor.dispose();
+    }
+  }
   if (tensor.type === "float32")
     return { type: "float32", data: tensor.data as Float32Array, dims: tensor.dims };
   if (tensor.type === "int64")
@@ -124,26 +236,45 @@ function fromOrt(name: string, tensor: OrtTensor): RunnerTensor {
   throw new Error(`output "${name}" has type ${tensor.type}; only float32 and int64 are read back`);
 }
 
-/** A runner over an onnxruntime-node session. */
+/**
+ * A runner over an onnxruntime-node session. On WebGPU it can upload tensors that stay the same
+ * over many runs, and with `keepOutputsOnDevice` keep outputs on the GPU for the next run.
+ */
 export async function createRunner(
   model: Uint8Array | string,
   options: SessionOptions = {},
 ): Promise<ModelRunner> {
   const session = await createSession(model, options);
-  return {
+  const moves = options.device === "webgpu" ? webgpuTransfers(options.webgpu) : undefined;
+  const runner: ModelRunner = {
     inputNames: session.inputNames,
     outputNames: session.outputNames,
     async run(feeds) {
-      const ortFeeds: Record<string, OrtTensor> = {};
-      for (const [name, tensor] of Object.entries(feeds)) ortFeeds[name] = toOrt(tensor);
-      const results = await session.run(ortFeeds);
+      const results = await session.run(ortFeeds(feeds));
       const out: Record<string, RunnerTensor> = {};
-      for (const [name, tensor] of Object.entries(results)) out[name] = fromOrt(name, tensor);
+      for (const [name, tensor] of Object.entries(results))
+        out[name] = await fromOrt(name, tensor, moves);
       return out;
     },
     release: () => session.release(),
     endProfiling: () => session.endProfiling(),
   };
+  if (!moves) return runner;
+  const device: Pick<ModelRunner, "upload" | "runOnDevice"> = {
+    upload: (tensor) => moves.toDevice(tensor),
+  };
+  if (options.keepOutputsOnDevice) {
+    device.runOnDevice = async (feeds, keep) => {
+      const results = await session.run(ortFeeds(feeds));
+      const out: Record<string, RunnerFeed> = {};
+      for (const [name, tensor] of Object.entries(results))
+        out[name] = keep.includes(name)
+          ? residentTensor(tensor, moves)
+          : await fromOrt(name, tensor, moves);
+      return out;
+    };
+  }
+  return { ...runner, ...device };
 }
 
 /** The WebGPU provider's own options (the names onnxruntime-node passes on). */

@@ -17,12 +17,13 @@ interface CompareJson {
   seed: number;
   width: number;
   height: number;
-  baseline: { label: string; reduction: null; timeMs: number; unetMs: number };
+  baseline: { label: string; reduction: null; timeMs: number; unetMs: number; denoisedOn: string };
   accelerated: {
     label: string;
     reduction: { method: string; factor: number; mode: string };
     timeMs: number;
     unetMs: number;
+    denoisedOn: string;
   };
   speedup: number;
   unetSpeedup: number;
@@ -117,6 +118,8 @@ describe("compare", () => {
     expect(run.code, run.stderr).toBe(0);
     const result = JSON.parse(run.stdout) as CompareJson;
     expect(result.accelerated.label).toBe("ToMe 0.5");
+    // The CPU backend cannot keep tensors between runs: the latents were stepped on the host.
+    expect([result.baseline.denoisedOn, result.accelerated.denoisedOn]).toEqual(["host", "host"]);
     expect(filesIn(out)).toEqual([result.image.slice(out.length + 1)]);
     expect(run.stderr).toMatch(/^run\s+time\/image/m);
   });
@@ -158,6 +161,28 @@ describe("compare", () => {
       ]);
       expectOneLineError(truncated, /not a valid safetensors file/);
       expect(filesIn(out)).toEqual([]);
+    });
+
+    it("--latents-on-device on without a device that can keep tensors", async () => {
+      const out = ws.outDir();
+      const run = await runCli([
+        "compare",
+        "a cat",
+        ...common,
+        "--todo",
+        "2",
+        "--latents-on-device",
+        "on",
+        "-o",
+        out,
+      ]);
+      expectOneLineError(
+        run,
+        /--latents-on-device on: the cpu device cannot keep tensors between runs; use --device webgpu, or auto$/,
+      );
+      expect(filesIn(out)).toEqual([]);
+      const bad = await runCli(["compare", "a cat", ...common, "--latents-on-device", "gpu"]);
+      expectOneLineError(bad, /argument 'gpu' is invalid/);
     });
 
     it("a size that is not a multiple of 8", async () => {

@@ -21,6 +21,16 @@ describe("session options", () => {
     expect(cpu.executionProviders).toEqual(["cpu"]);
   });
 
+  it("leaves outputs in GPU buffers on WebGPU only when asked", () => {
+    expect(sessionOptions({ device: "webgpu" }).preferredOutputLocation).toBeUndefined();
+    expect(
+      sessionOptions({ device: "webgpu", keepOutputsOnDevice: true }).preferredOutputLocation,
+    ).toBe("gpu-buffer");
+    expect(
+      "preferredOutputLocation" in sessionOptions({ device: "cpu", keepOutputsOnDevice: true }),
+    ).toBe(false);
+  });
+
   it("passes layout, validation and buffer caching to the WebGPU provider by onnxruntime's names", () => {
     const options = sessionOptions({
       device: "webgpu",
