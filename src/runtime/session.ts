@@ -268,9 +268,10 @@ export async function createRunner(
       const results = await session.run(ortFeeds(feeds));
       const out: Record<string, RunnerFeed> = {};
       for (const [name, tensor] of Object.entries(results))
-        out[name] = keep.includes(name)
-          ? residentTensor(tensor, moves)
-          : await fromOrt(name, tensor, moves);
+        out[name] =
+          keep.includes(name) && tensor.type === "float32" && tensor.location === "gpu-buffer"
+            ? residentTensor(tensor, moves)
+            : await fromOrt(name, tensor, moves);
       return out;
     };
   }
