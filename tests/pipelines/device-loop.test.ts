@@ -17,13 +17,16 @@ import type { ModelRunner } from "../../src/runtime/types.js";
 import { fixturePath } from "../fixtures.js";
 import { type DeviceStats, simulatedDevice } from "./simulated-device.js";
 
-const folder = fixturePath("pipelines", "sd15-tiny");
-let host: StableDiffusionPipeline;
-let device: StableDiffusionPipeline;
 const stats: DeviceStats = { live: 0, uploads: 0, hostSamples: 0, unetRuns: 0 };
+const opened: StableDiffusionPipeline[] = [];
 
-beforeAll(async () => {
-  host = await loadPipeline(folder, { cacheDir: false });
+/** A model's Node pipeline (host loop) and the same parts with the UNet on the simulated device. */
+async function pipelines(
+  name: string,
+): Promise<{ host: StableDiffusionPipeline; device: StableDiffusionPipeline }> {
+  const folder = fixturePath("pipelines", name);
+  const host = await loadPipeline(folder, { cacheDir: false });
+  opened.push(host);
   const { files } = await openModelFiles(folder);
   const builds = unetBuilds(files, { cacheDir: false });
   const steppers = new Map<string, Promise<ModelRunner>>();
@@ -39,7 +42,7 @@ beforeAll(async () => {
     return stepper;
   };
   const unets = new Map<string, Promise<RunnerUnet>>();
-  device = new StableDiffusionPipeline({
+  const device = new StableDiffusionPipeline({
     ...host.parts,
     unet(reduction) {
       const key = JSON.stringify(reduction ?? null);
@@ -53,9 +56,16 @@ beforeAll(async () => {
       return unet;
     },
   });
+  return { host, device };
+}
+
+let host: StableDiffusionPipeline;
+let device: StableDiffusionPipeline;
+beforeAll(async () => {
+  ({ host, device } = await pipelines("sd15-tiny"));
 });
 afterAll(async () => {
-  await host.release();
+  for (const pipeline of opened) await pipeline.release();
 });
 
 const base: GenerateOptions = {
@@ -110,7 +120,20 @@ describe("latents kept on the device", () => {
     // Sources, conditioning: uploaded once per generation, not per step.
     expect(stats.uploads - before.uploads).toBeLessThanOrEqual(2);
     // Everything the loop made is freed, except the conditioning the UNet keeps for reuse.
-    expect(stats.live).toBeLessThanOrEqual(1);
+    expect(stats.live - before.live).toBeLessThanOrEqual(1);
+  });
+
+  it("feeds SDXL's pooled text embeddings and time ids from the device on every step", async () => {
+    const sdxl = await pipelines("sdxl-tiny");
+    const options: GenerateOptions = { ...base, scheduler: "Euler a" };
+    const before = { ...stats };
+    const onDevice = await sdxl.device.generate({ ...options, latentsOnDevice: "on" });
+    const onHost = await sdxl.host.generate(options);
+    expect(onDevice.timings.denoisedOn).toBe("device");
+    expect(maxDiff(onDevice, onHost)).toBeLessThanOrEqual(1e-4);
+    // Bank, hidden states, text embeds and time ids: each uploaded once.
+    expect(stats.uploads - before.uploads).toBe(4);
+    expect(stats.hostSamples - before.hostSamples).toBe(1);
   });
 
   it("steps img2img on the device from where the schedule begins", async () => {
@@ -161,6 +184,7 @@ describe("latents kept on the device", () => {
   });
 
   it("frees the device tensors when a generation is cancelled mid-loop", async () => {
+    const live = stats.live;
     const controller = new AbortController();
     const error = await device
       .generate({
@@ -174,6 +198,7 @@ describe("latents kept on the device", () => {
       })
       .catch((e: Error) => e);
     expect((error as Error).name).toBe("AbortError");
-    expect(stats.live).toBeLessThanOrEqual(1);
+    // Only the conditioning the UNet keeps for its next generation is still on the device.
+    expect(stats.live - live).toBe(0);
   });
 });
