@@ -116,21 +116,17 @@ describe("demo page on WebGPU", () => {
       expect(url).toContain(`maxBinding=${48 * 2 ** 20}&latentSide=64`);
     await capped.close();
 
-    const bad = await demo.openPage("?maxBinding=12");
-    await fill(bad, { engine: "browser", width: "64", height: "64", steps: "1" });
-    await bad.getByRole("button", { name: "Generate" }).click();
-    await expect(bad.getByRole("alert").textContent()).resolves.toBe(
-      'maxBinding: a whole number of bytes, at least 1 MiB; got "12"',
-    );
-    await bad.close();
-
-    const badLatents = await demo.openPage("?latents=cuda");
-    await fill(badLatents, { engine: "browser", width: "64", height: "64", steps: "1" });
-    await badLatents.getByRole("button", { name: "Generate" }).click();
-    await expect(badLatents.getByRole("alert").textContent()).resolves.toBe(
-      'latents: use gpu or host; got "cuda"',
-    );
-    await badLatents.close();
+    // Bad page parameters: the one-line error, before any work.
+    for (const [query, message] of [
+      ["?maxBinding=12", 'maxBinding: a whole number of bytes, at least 1 MiB; got "12"'],
+      ["?latents=cuda", 'latents: use gpu or host; got "cuda"'],
+    ]) {
+      const bad = await demo.openPage(query);
+      await fill(bad, { engine: "browser", width: "64", height: "64", steps: "1" });
+      await bad.getByRole("button", { name: "Generate" }).click();
+      await expect(bad.getByRole("alert").textContent()).resolves.toBe(message);
+      await bad.close();
+    }
     expect(demo.problems).toEqual([]);
   }, 360_000);
 });
