@@ -5,7 +5,14 @@
  * events, so one handler draws them.
  */
 import { DOWNSAMPLE_MODES, type ReductionSettings } from "../src/reduce/options.js";
-import type { JobEvent, JobRequest, JobResult, Phase, ServerInfo } from "../src/serve/protocol.js";
+import {
+  isGenerationResult,
+  type JobEvent,
+  type JobRequest,
+  type JobResult,
+  type Phase,
+  type ServerInfo,
+} from "../src/serve/protocol.js";
 import type { BrowserBackendChoice, FromWorker, ToWorker } from "./messages.js";
 
 const PHASES: readonly Phase[] = ["baseline", "accelerated"];
@@ -312,6 +319,8 @@ function handleEvent(id: string, request: JobRequest, event: JobEvent): void {
       setStatus(`Preparing ${event.what}…`);
       break;
     case "progress": {
+      // The page submits comparisons only; plain generations come from the other APIs.
+      if (event.phase === "generation") break;
       const p = panes[event.phase];
       p.progress.value = event.step / event.totalSteps;
       p.progressText.textContent = `Step ${event.step} of ${event.totalSteps} · ${seconds(event.elapsedMs)}`;
@@ -325,6 +334,7 @@ function handleEvent(id: string, request: JobRequest, event: JobEvent): void {
       showImage(event.phase, event.url, event.timings, request.seed ?? 0);
       break;
     case "done":
+      if (isGenerationResult(event.result)) break;
       showResult(event.result);
       addToHistory(event.result);
       setStatus(

@@ -1,17 +1,20 @@
 /**
- * Jobs of the web demo's server engine: a first-in-first-out queue per device that runs one job
- * at a time, with positions reported to the waiting jobs, cancellation of waiting and running
- * jobs, and an event log per job that late or reconnecting listeners replay.
+ * Jobs as the server tracks them: a first-in-first-out queue per device that runs one job at a
+ * time, with positions reported to the waiting jobs, cancellation of waiting and running jobs,
+ * and an event log per job that late or reconnecting listeners replay. The Redis queue's front
+ * end keeps the same event logs for the jobs it follows.
  */
 import { randomUUID } from "node:crypto";
-import {
-  firstLine,
-  isFinalEvent,
-  type JobEvent,
-  type JobParams,
-  type JobResult,
-  type Phase,
-} from "./protocol.js";
+import type { JobOutcome, JobSpec } from "./job-spec.js";
+import { firstLine, isFinalEvent, type JobEvent } from "./protocol.js";
+
+/** Who submitted a job: a hash of the client's token, and the API key's id when keys are on. */
+export interface JobOwner {
+  readonly client: string;
+  readonly key: string | null;
+}
+
+export const ANONYMOUS: JobOwner = Object.freeze({ client: "", key: null });
 
 export type JobStatus = "queued" | "running" | "done" | "error" | "cancelled";
 
@@ -24,16 +27,35 @@ export interface LoggedEvent {
 export type JobListener = (logged: LoggedEvent) => void;
 
 export class Job {
-  readonly id = randomUUID();
-  readonly createdAt = new Date().toISOString();
+  readonly id: string;
+  readonly createdAt: string;
   status: JobStatus = "queued";
-  result: JobResult | undefined;
-  readonly images = new Map<Phase, Uint8Array>();
+  outcome: JobOutcome | undefined;
+  /** The message of a failed job. */
+  error: string | undefined;
+  /** PNG bytes by image name (baseline.png, 0.png, ...). */
+  readonly images = new Map<string, Uint8Array>();
   readonly controller = new AbortController();
   private readonly log: LoggedEvent[] = [];
   private readonly listeners = new Set<JobListener>();
 
-  constructor(readonly params: JobParams) {}
+  constructor(
+    readonly spec: JobSpec,
+    readonly owner: JobOwner = ANONYMOUS,
+    known?: { readonly id: string; readonly createdAt: string },
+  ) {
+    this.id = known?.id ?? randomUUID();
+    this.createdAt = known?.createdAt ?? new Date().toISOString();
+  }
+
+  /** The latest progress event, if the job has reported one. */
+  get progress(): Extract<JobEvent, { type: "progress" }> | undefined {
+    for (let i = this.log.length - 1; i >= 0; i--) {
+      const event = this.log[i].event;
+      if (event.type === "progress") return event;
+    }
+    return undefined;
+  }
 
   get finished(): boolean {
     return this.status === "done" || this.status === "error" || this.status === "cancelled";
@@ -52,8 +74,10 @@ export class Job {
     const logged = { seq: (last?.seq ?? 0) + 1, event };
     this.log.push(logged);
     if (event.type === "done") this.status = "done";
-    else if (event.type === "error") this.status = "error";
-    else if (event.type === "cancelled") this.status = "cancelled";
+    else if (event.type === "error") {
+      this.status = "error";
+      this.error = event.message;
+    } else if (event.type === "cancelled") this.status = "cancelled";
     else if (event.type === "started") this.status = "running";
     for (const listener of [...this.listeners]) {
       try {
@@ -81,7 +105,7 @@ export class Job {
   }
 }
 
-export type JobRunner = (job: Job) => Promise<JobResult>;
+export type JobRunner = (job: Job) => Promise<JobOutcome>;
 
 /** Runs jobs one at a time on one device, first in, first out. */
 export class DeviceQueue {
@@ -94,7 +118,17 @@ export class DeviceQueue {
     private readonly run: JobRunner,
     private readonly maxWaiting: number,
     private readonly onFinished: (job: Job) => void = () => {},
+    /** Tells whatever runs the job that it was cancelled (its signal is aborted too). */
+    private readonly onCancel: (job: Job) => void = () => {},
   ) {}
+
+  get waitingCount(): number {
+    return this.waiting.length;
+  }
+
+  get runningJob(): Job | undefined {
+    return this.running;
+  }
 
   get length(): number {
     return this.waiting.length + (this.running ? 1 : 0);
@@ -121,6 +155,7 @@ export class DeviceQueue {
       return true;
     }
     job.controller.abort();
+    this.onCancel(job);
     return true;
   }
 
@@ -153,11 +188,15 @@ export class DeviceQueue {
 
   private async execute(job: Job): Promise<void> {
     try {
-      const result = await this.run(job);
-      job.result = result;
-      job.emit({ type: "done", result });
+      const outcome = await this.run(job);
+      job.outcome = outcome;
+      job.emit({ type: "done", result: outcome.result });
     } catch (error) {
-      if (job.controller.signal.aborted || (error as Error)?.name === "AbortError")
+      if (
+        job.controller.signal.aborted ||
+        (error as Error)?.name === "AbortError" ||
+        (error as { cancelled?: unknown })?.cancelled === true
+      )
         job.emit({ type: "cancelled" });
       else job.emit({ type: "error", message: firstLine(error) });
     } finally {

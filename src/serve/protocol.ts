@@ -209,6 +209,55 @@ export function firstLine(error: unknown): string {
   return message.split("\n")[0].trim();
 }
 
+/** A plain generation (the OpenAI and web-UI routes): `count` images, image i seeded `seed + i`. */
+export interface GenerationParams {
+  readonly prompt: string;
+  readonly negativePrompt: string | null;
+  readonly width: number;
+  readonly height: number;
+  readonly steps: number;
+  readonly guidanceScale: number;
+  /** A sampler name from the scheduler registry; null: the model's own. */
+  readonly scheduler: string | null;
+  readonly seed: number;
+  readonly clipSkip: number;
+  readonly count: number;
+  /** Token reduction, or null for the plain UNet. */
+  readonly reduction: ReductionOptions | null;
+  /** img2img: the init image as base64 PNG (checked before queueing), or null. */
+  readonly initImage: string | null;
+  /** img2img: how much of the schedule runs, in (0, 1]; null without an init image. */
+  readonly strength: number | null;
+}
+
+/** One image of a finished generation. */
+export interface GeneratedImage {
+  /** Where its PNG can be fetched (relative to the server). */
+  readonly url: string;
+  readonly seed: number;
+}
+
+/** What a finished plain generation returns. */
+export interface GenerationResult {
+  readonly kind: "generation";
+  readonly id: string;
+  readonly createdAt: string;
+  readonly model: string;
+  /** Where it ran: the worker's name and device. */
+  readonly device: string;
+  /** The parameters, an init image replaced by its length. */
+  readonly params: GenerationParams;
+  readonly images: readonly GeneratedImage[];
+  /** One entry per image. */
+  readonly timings: readonly GenerateTimings[];
+}
+
+export function isGenerationResult(
+  result: JobResult | GenerationResult,
+): result is GenerationResult {
+  return (result as GenerationResult).kind === "generation";
+}
+
 /** One generation's outcome. */
 export interface PhaseResult {
   /** Where its PNG (with the parameters embedded) can be fetched. */
@@ -244,7 +293,11 @@ export type JobEvent =
   | { readonly type: "preparing"; readonly what: string }
   | {
       readonly type: "progress";
-      readonly phase: Phase;
+      /** The comparison's run, or `generation` for a plain generation job. */
+      readonly phase: Phase | "generation";
+      /** Plain generations: which image (from 0) of how many. */
+      readonly image?: number;
+      readonly images?: number;
       readonly step: number;
       readonly totalSteps: number;
       readonly elapsedMs: number;
@@ -255,7 +308,8 @@ export type JobEvent =
       readonly url: string;
       readonly timings: GenerateTimings;
     }
-  | { readonly type: "done"; readonly result: JobResult }
+  /** A comparison's JobResult, or a plain generation's GenerationResult. */
+  | { readonly type: "done"; readonly result: JobResult | GenerationResult }
   | { readonly type: "error"; readonly message: string }
   | { readonly type: "cancelled" };
 

@@ -55,13 +55,29 @@ export async function startTestServer(options: Partial<ServeOptions> = {}): Prom
   };
 }
 
+/** The client token the tests' requests carry (job routes answer only their owner). */
+export const TEST_CLIENT_TOKEN = "test-client-token-0001";
+
+/** fetch with the tests' client token. */
+export function fetchAs(url: string, init: RequestInit = {}, token = TEST_CLIENT_TOKEN) {
+  return fetch(url, {
+    ...init,
+    headers: { "x-client-token": token, ...(init.headers as Record<string, string>) },
+  });
+}
+
 export async function postJson(
   url: string,
   body: unknown,
+  headers: Record<string, string> = {},
 ): Promise<{ status: number; body: Record<string, unknown> }> {
   const response = await fetch(url, {
     method: "POST",
-    headers: { "content-type": "application/json" },
+    headers: {
+      "content-type": "application/json",
+      "x-client-token": TEST_CLIENT_TOKEN,
+      ...headers,
+    },
     body: typeof body === "string" ? body : JSON.stringify(body),
   });
   return { status: response.status, body: (await response.json()) as Record<string, unknown> };
@@ -102,7 +118,10 @@ export async function readEvents(
   const controller = new AbortController();
   const response = await fetch(url, {
     signal: controller.signal,
-    headers: options.lastEventId ? { "last-event-id": String(options.lastEventId) } : {},
+    headers: {
+      "x-client-token": TEST_CLIENT_TOKEN,
+      ...(options.lastEventId ? { "last-event-id": String(options.lastEventId) } : {}),
+    },
   });
   if (!response.ok || !response.body) throw new Error(`events: ${response.status}`);
   if (!response.headers.get("content-type")?.startsWith("text/event-stream"))

@@ -1,13 +1,14 @@
 // The device queue: one job at a time, first in first out, positions announced, cancellation of
 // waiting and running jobs, event logs that replay.
 import { describe, expect, it } from "vitest";
+import type { JobOutcome } from "../../src/serve/job-spec.js";
 import { DeviceQueue, Job, type LoggedEvent } from "../../src/serve/jobs.js";
 import type { JobEvent, JobParams, JobResult } from "../../src/serve/protocol.js";
 
-const params = { prompt: "p" } as JobParams;
+const params = { kind: "compare", params: { prompt: "p" } as JobParams } as const;
 
-function fakeResult(job: Job): JobResult {
-  return { id: job.id } as JobResult;
+function fakeResult(job: Job): JobOutcome {
+  return { kind: "compare", result: { id: job.id } as JobResult };
 }
 
 /** A runner whose jobs finish when the test says so, or end with an AbortError when cancelled. */
@@ -15,7 +16,7 @@ function controlledRunner() {
   const release = new Map<string, () => void>();
   const started: string[] = [];
   const run = (job: Job) =>
-    new Promise<JobResult>((resolve, reject) => {
+    new Promise<JobOutcome>((resolve, reject) => {
       started.push(job.id);
       release.set(job.id, () => resolve(fakeResult(job)));
       job.controller.signal.addEventListener("abort", () => {

@@ -10,11 +10,13 @@ import { decodePng } from "../../src/image/png.js";
 import type { JobEvent, JobResult, ServerInfo } from "../../src/serve/protocol.js";
 import { fixturePath } from "../fixtures.js";
 import {
+  fetchAs,
   postJson,
   readEvents,
   runJob,
   type StreamedEvent,
   startTestServer,
+  TEST_CLIENT_TOKEN,
   type TestServer,
   tinyRequest,
 } from "./helpers.js";
@@ -46,7 +48,7 @@ async function waitFor<T>(probe: () => Promise<T | undefined>, what: string): Pr
 
 describe("demo server API", () => {
   it("describes the model and the form's choices", async () => {
-    const info = (await (await fetch(`${test.url}/api/info`)).json()) as ServerInfo;
+    const info = (await (await fetchAs(`${test.url}/api/info`)).json()) as ServerInfo;
     expect(info).toMatchObject({
       family: "sd1",
       device: "cpu",
@@ -73,7 +75,7 @@ describe("demo server API", () => {
 
     const done = final(events);
     if (done.type !== "done") throw new Error(`job ended with ${JSON.stringify(done)}`);
-    const result = done.result;
+    const result = done.result as JobResult;
     expect(result).toMatchObject({ id, engine: "server", device: "cpu" });
     expect(result.params.seed).toBe(42);
     expect(result.params.settings).toMatchObject({ method: "todo", factor: 2 });
@@ -94,7 +96,7 @@ describe("demo server API", () => {
     expect(result.metrics.ssim).toBeGreaterThan(0.5);
 
     for (const phase of ["baseline", "accelerated"] as const) {
-      const response = await fetch(`${test.url}${result[phase].url}?download=1`);
+      const response = await fetchAs(`${test.url}${result[phase].url}?download=1`);
       expect(response.status).toBe(200);
       expect(response.headers.get("content-type")).toBe("image/png");
       expect(response.headers.get("content-disposition")).toBe(
@@ -108,12 +110,12 @@ describe("demo server API", () => {
       expect(generation.parameters?.extra?.ToDo !== undefined).toBe(phase === "accelerated");
     }
 
-    const status = (await (await fetch(`${test.url}/api/jobs/${id}`)).json()) as {
+    const status = (await (await fetchAs(`${test.url}/api/jobs/${id}`)).json()) as {
       status: string;
       result: JobResult;
     };
     expect(status.status).toBe("done");
-    const history = (await (await fetch(`${test.url}/api/history`)).json()) as {
+    const history = (await (await fetchAs(`${test.url}/api/history`)).json()) as {
       results: JobResult[];
     };
     expect(history.results.map((r) => r.id)).toContain(id);
@@ -161,7 +163,7 @@ describe("demo server API", () => {
     expect(timeline.indexOf("b:started")).toBeGreaterThan(timeline.indexOf("a:done"));
     const seeds = [eventsA, eventsB].map((events) => {
       const done = final(events);
-      return done.type === "done" ? done.result.params.seed : undefined;
+      return done.type === "done" ? (done.result as JobResult).params.seed : undefined;
     });
     expect(seeds).toEqual([1, 2]);
   });
@@ -209,16 +211,20 @@ describe("demo server API", () => {
     const id = submitted.body.id as string;
     // A raw socket, destroyed as soon as the first progress event arrives.
     await new Promise<void>((resolve, reject) => {
-      const req = httpRequest(`${test.url}/api/jobs/${id}/events`, (res) => {
-        res.setEncoding("utf8");
-        res.on("data", (chunk: string) => {
-          if (chunk.includes("event: progress")) {
-            req.destroy();
-            resolve();
-          }
-        });
-        res.on("error", () => {});
-      });
+      const req = httpRequest(
+        `${test.url}/api/jobs/${id}/events`,
+        { headers: { "x-client-token": TEST_CLIENT_TOKEN } },
+        (res) => {
+          res.setEncoding("utf8");
+          res.on("data", (chunk: string) => {
+            if (chunk.includes("event: progress")) {
+              req.destroy();
+              resolve();
+            }
+          });
+          res.on("error", () => {});
+        },
+      );
       req.on("error", (error) => {
         if ((error as NodeJS.ErrnoException).code !== "ECONNRESET") reject(error);
       });
@@ -226,21 +232,21 @@ describe("demo server API", () => {
     });
     // Also one that never reads: its request is aborted before the job produces anything.
     const abandoned = new AbortController();
-    const pending = fetch(`${test.url}/api/jobs/${id}/events`, { signal: abandoned.signal });
+    const pending = fetchAs(`${test.url}/api/jobs/${id}/events`, { signal: abandoned.signal });
     abandoned.abort();
     await pending.catch(() => {});
 
-    const info = await fetch(`${test.url}/api/info`);
+    const info = await fetchAs(`${test.url}/api/info`);
     expect(info.status).toBe(200);
     const result = await waitFor(async () => {
-      const status = (await (await fetch(`${test.url}/api/jobs/${id}`)).json()) as {
+      const status = (await (await fetchAs(`${test.url}/api/jobs/${id}`)).json()) as {
         status: string;
         result: JobResult | null;
       };
       return status.status === "running" || status.status === "queued" ? undefined : status;
     }, "the job to finish");
     expect(result.status).toBe("done");
-    const history = (await (await fetch(`${test.url}/api/history`)).json()) as {
+    const history = (await (await fetchAs(`${test.url}/api/history`)).json()) as {
       results: JobResult[];
     };
     expect(history.results[0].id).toBe(id);
@@ -281,29 +287,29 @@ describe("demo server API", () => {
   });
 
   it("answers wrong methods, types and routes with clear errors", async () => {
-    const get = await fetch(`${test.url}/api/generate`);
+    const get = await fetchAs(`${test.url}/api/generate`);
     expect(get.status).toBe(405);
     expect(((await get.json()) as { error: string }).error).toBe(
       "GET is not allowed here; use POST",
     );
-    const text = await fetch(`${test.url}/api/generate`, {
+    const text = await fetchAs(`${test.url}/api/generate`, {
       method: "POST",
       headers: { "content-type": "text/plain" },
       body: "{}",
     });
     expect(text.status).toBe(415);
-    const unknownJob = await fetch(
+    const unknownJob = await fetchAs(
       `${test.url}/api/jobs/00000000-0000-0000-0000-000000000000/events`,
     );
     expect(unknownJob.status).toBe(404);
     expect(((await unknownJob.json()) as { error: string }).error).toMatch(/^no job /);
-    expect((await fetch(`${test.url}/api/nothing`)).status).toBe(404);
+    expect((await fetchAs(`${test.url}/api/nothing`)).status).toBe(404);
     // No page was built for this server: the API still works and the page says why it is missing.
-    const page = await fetch(`${test.url}/`);
+    const page = await fetchAs(`${test.url}/`);
     expect(page.status).toBe(500);
     expect(((await page.json()) as { error: string }).error).toMatch(/the page is not built/);
-    expect((await fetch(`${test.url}/../../etc/passwd`)).status).toBe(404);
-    expect((await fetch(`${test.url}/%E0%A4%A.js`)).status).toBe(400);
+    expect((await fetchAs(`${test.url}/../../etc/passwd`)).status).toBe(404);
+    expect((await fetchAs(`${test.url}/%E0%A4%A.js`)).status).toBe(400);
   });
 
   it("says when its port is taken", async () => {
@@ -313,7 +319,7 @@ describe("demo server API", () => {
   });
 
   it("sends the headers that isolate the page and keep it to this server", async () => {
-    const response = await fetch(`${test.url}/api/info`);
+    const response = await fetchAs(`${test.url}/api/info`);
     expect(response.headers.get("cross-origin-opener-policy")).toBe("same-origin");
     expect(response.headers.get("cross-origin-embedder-policy")).toBe("require-corp");
     expect(response.headers.get("content-security-policy")).toContain("default-src 'self'");
@@ -324,9 +330,9 @@ describe("demo server over an ONNX export folder", () => {
   it("runs jobs on the server and turns the browser engine off", async () => {
     const onnx = await startTestServer({ model: fixturePath("onnx", "sd15-tiny") });
     try {
-      const info = (await (await fetch(`${onnx.url}/api/info`)).json()) as ServerInfo;
+      const info = (await (await fetchAs(`${onnx.url}/api/info`)).json()) as ServerInfo;
       expect(info.browserEngine).toBe(false);
-      const manifest = await fetch(`${onnx.url}/api/model/manifest`);
+      const manifest = await fetchAs(`${onnx.url}/api/model/manifest`);
       expect(manifest.status).toBe(404);
       expect(((await manifest.json()) as { error: string }).error).toBe(
         "the browser engine is turned off",
@@ -348,15 +354,15 @@ describe("demo server static files", () => {
     writeFileSync(join(root, "secret.txt"), "secret");
     const site = await startTestServer({ webRoot: join(root, "site") });
     try {
-      const page = await fetch(`${site.url}/`);
+      const page = await fetchAs(`${site.url}/`);
       expect(page.status).toBe(200);
       expect(page.headers.get("content-type")).toBe("text/html; charset=utf-8");
-      const script = await fetch(`${site.url}/app.js`);
+      const script = await fetchAs(`${site.url}/app.js`);
       expect(script.headers.get("content-type")).toBe("text/javascript; charset=utf-8");
       for (const path of ["/%2e%2e/secret.txt", "/..%2fsecret.txt", "/site/../../secret.txt"])
-        expect((await fetch(`${site.url}${path}`)).status).toBe(404);
-      expect((await fetch(`${site.url}/missing.js`)).status).toBe(404);
-      expect((await fetch(`${site.url}/app.js`, { method: "POST" })).status).toBe(405);
+        expect((await fetchAs(`${site.url}${path}`)).status).toBe(404);
+      expect((await fetchAs(`${site.url}/missing.js`)).status).toBe(404);
+      expect((await fetchAs(`${site.url}/app.js`, { method: "POST" })).status).toBe(405);
     } finally {
       await site.close();
       rmSync(root, { recursive: true, force: true });

@@ -1,0 +1,185 @@
+/**
+ * Checks plain generation requests (the OpenAI and web-UI routes) into GenerationParams before
+ * anything is queued: sizes, steps, counts, samplers, seeds, reduction settings and base64 init
+ * images. Throws RequestError with one line that names the field.
+ */
+import { decodePng, hasPngSignature } from "../image/png.js";
+import { parseReductionOptions, type ReductionOptionsInput } from "../reduce/options.js";
+import { createScheduler } from "../schedulers/registry.js";
+import {
+  firstLine,
+  type GenerationParams,
+  RequestError,
+  type ValidationContext,
+} from "./protocol.js";
+
+/** Images one request may ask for. */
+export const MAX_IMAGES_PER_JOB = 8;
+
+/** The fields every route maps its own names onto; undefined: the default. */
+export interface GenerationFields {
+  readonly prompt: unknown;
+  readonly negativePrompt?: unknown;
+  readonly width?: unknown;
+  readonly height?: unknown;
+  readonly steps?: unknown;
+  readonly guidanceScale?: unknown;
+  readonly scheduler?: unknown;
+  readonly seed?: unknown;
+  readonly clipSkip?: unknown;
+  readonly count?: unknown;
+  readonly reduction?: unknown;
+  readonly initImage?: unknown;
+  readonly strength?: unknown;
+}
+
+/** The names the client used, for messages (`cfg_scale` rather than guidanceScale). */
+export type FieldNames = Readonly<Partial<Record<keyof GenerationFields, string>>>;
+
+export interface GenerationDefaults {
+  readonly size: number;
+  readonly steps: number;
+  readonly guidanceScale: number;
+}
+
+function isMissing(value: unknown): boolean {
+  return value === undefined || value === null;
+}
+
+export function checkGeneration(
+  fields: GenerationFields,
+  context: ValidationContext,
+  defaults: GenerationDefaults,
+  names: FieldNames = {},
+): GenerationParams {
+  const name = (key: keyof GenerationFields) => names[key] ?? key;
+  const { limits, sizeMultiple } = context;
+  const text = (key: "prompt" | "negativePrompt", required: boolean): string | null => {
+    const value = fields[key];
+    if (isMissing(value)) {
+      if (required) throw new RequestError(`${name(key)}: required`);
+      return null;
+    }
+    if (typeof value !== "string") throw new RequestError(`${name(key)}: must be text`);
+    if (value.length > limits.maxPromptLength)
+      throw new RequestError(
+        `${name(key)}: ${value.length} characters; at most ${limits.maxPromptLength}`,
+      );
+    return value;
+  };
+  const whole = (key: keyof GenerationFields, min: number, max: number, fallback: number) => {
+    const value = fields[key];
+    if (isMissing(value)) return fallback;
+    if (typeof value !== "number" || !Number.isInteger(value))
+      throw new RequestError(`${name(key)}: must be a whole number; got ${JSON.stringify(value)}`);
+    if (value < min || value > max)
+      throw new RequestError(`${name(key)}: must be from ${min} to ${max}; got ${value}`);
+    return value;
+  };
+  const prompt = text("prompt", true)!;
+  if (prompt.trim() === "") throw new RequestError(`${name("prompt")}: type a prompt`);
+  const negativePrompt = text("negativePrompt", false);
+  const side = (key: "width" | "height") => {
+    const value = whole(key, limits.minSide, limits.maxSide, defaults.size);
+    if (value % sizeMultiple !== 0)
+      throw new RequestError(`${name(key)}: must be a multiple of ${sizeMultiple}; got ${value}`);
+    return value;
+  };
+  const width = side("width");
+  const height = side("height");
+  const steps = whole("steps", 1, limits.maxSteps, defaults.steps);
+  const guidance = isMissing(fields.guidanceScale) ? defaults.guidanceScale : fields.guidanceScale;
+  if (typeof guidance !== "number" || !Number.isFinite(guidance) || guidance < 0 || guidance > 50)
+    throw new RequestError(
+      `${name("guidanceScale")}: must be a number from 0 to 50; got ${JSON.stringify(guidance)}`,
+    );
+  let scheduler: string | null = null;
+  if (!isMissing(fields.scheduler)) {
+    if (typeof fields.scheduler !== "string")
+      throw new RequestError(`${name("scheduler")}: must be text`);
+    scheduler = fields.scheduler.trim() || null;
+    if (scheduler !== null) {
+      try {
+        createScheduler(scheduler);
+      } catch {
+        throw new RequestError(`${name("scheduler")}: unknown sampler "${scheduler}"`);
+      }
+    }
+  }
+  const count = whole("count", 1, MAX_IMAGES_PER_JOB, 1);
+  const randomSeed = () => context.randomSeed?.() ?? Math.floor(Math.random() * 2 ** 32);
+  // -1 asks for a random seed, as in the web UIs.
+  const seed =
+    isMissing(fields.seed) || fields.seed === -1
+      ? randomSeed()
+      : whole("seed", 0, 0xffffffff - count + 1, 0);
+  const clipSkip = whole("clipSkip", 0, Math.max(0, context.textEncoderLayers - 2), 0);
+  let reduction: GenerationParams["reduction"] = null;
+  if (!isMissing(fields.reduction)) {
+    const value = fields.reduction;
+    if (typeof value !== "object" || Array.isArray(value))
+      throw new RequestError(`${name("reduction")}: an object such as {"method": "todo"}`);
+    try {
+      reduction = parseReductionOptions(value as ReductionOptionsInput);
+      context.resolveReduction(reduction, width, height);
+    } catch (error) {
+      throw new RequestError(`${name("reduction")}: ${firstLine(error)}`);
+    }
+  }
+  const initImage = isMissing(fields.initImage)
+    ? null
+    : checkBase64Png(fields.initImage, name("initImage"), limits.maxSide);
+  let strength: number | null = null;
+  if (!isMissing(fields.strength) || initImage !== null) {
+    if (initImage === null)
+      throw new RequestError(`${name("strength")}: needs an init image (img2img)`);
+    const value = isMissing(fields.strength) ? 0.75 : fields.strength;
+    if (typeof value !== "number" || !(value > 0 && value <= 1))
+      throw new RequestError(
+        `${name("strength")}: must be a number above 0 and at most 1; got ${JSON.stringify(value)}`,
+      );
+    strength = value;
+  }
+  return {
+    prompt,
+    negativePrompt,
+    width,
+    height,
+    steps,
+    guidanceScale: guidance,
+    scheduler,
+    seed,
+    clipSkip,
+    count,
+    reduction,
+    initImage,
+    strength,
+  };
+}
+
+/**
+ * A base64 PNG (a `data:image/png;base64,` prefix allowed), decoded here so that a broken or
+ * oversized image is refused before it is queued. Returns the bare base64 text.
+ */
+export function checkBase64Png(value: unknown, field: string, maxSide: number): string {
+  if (typeof value !== "string") throw new RequestError(`${field}: must be base64 text`);
+  const bare = value.replace(/^data:image\/png;base64,/, "").replace(/\s+/g, "");
+  if (bare === "" || !/^[A-Za-z0-9+/]+={0,2}$/.test(bare) || bare.length % 4 === 1)
+    throw new RequestError(`${field}: not valid base64`);
+  const bytes = Buffer.from(bare, "base64");
+  if (!hasPngSignature(bytes))
+    throw new RequestError(`${field}: not a PNG image (send PNG as base64)`);
+  // The header's size first, so that a huge image is refused before it is decoded.
+  if (bytes.length >= 24) {
+    const width = bytes.readUInt32BE(16);
+    const height = bytes.readUInt32BE(20);
+    if (width > maxSide || height > maxSide)
+      throw new RequestError(`${field}: ${width}x${height} is larger than ${maxSide} px a side`);
+  }
+  try {
+    decodePng(bytes, field);
+  } catch (error) {
+    throw new RequestError(firstLine(error));
+  }
+  return bare;
+}
