@@ -71,6 +71,7 @@ export async function startQueueWorker(options: QueueWorkerOptions): Promise<Run
     const id = job.id!;
     if (await redis.exists(keys.cancel(id))) throw new UnrecoverableError(CANCELLED_REASON);
     current = id;
+    log(`job ${id}: running (attempt ${job.attemptsStarted})`);
     // Redis writes in the order the thread reported them: an image before the event naming it.
     let writes: Promise<unknown> = Promise.resolve();
     const enqueue = (write: () => Promise<unknown>) => {

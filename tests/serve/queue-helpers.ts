@@ -56,6 +56,7 @@ export class TestRedis {
       { stdio: "ignore" },
     );
     const client = new Redis(this.url, { lazyConnect: true, retryStrategy: () => null });
+    client.on("error", () => {});
     for (let i = 0; i < 100; i++) {
       try {
         await client.connect();
