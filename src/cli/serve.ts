@@ -32,8 +32,8 @@ const SERVE_SHUTDOWN_MS = 3000;
 
 const collect = (value: string, previous: string[]) => [...previous, value];
 
-/** The loading options a generation thread can take (everything but the device and cache). */
-function threadLoadOptions(flags: ModelFlagValues) {
+/** The loading options a generation process can take (everything but the device and cache). */
+function deviceLoadOptions(flags: ModelFlagValues) {
   const {
     device: _device,
     dtype: _dtype,
@@ -117,7 +117,7 @@ export function registerServe(program: Command): void {
         dtype: flags.dtype,
         cacheDir: flags.cacheDir,
         browserEngine: flags.browserEngine,
-        load: threadLoadOptions(flags),
+        load: deviceLoadOptions(flags),
         queue: flags.queue,
         queueName: flags.queueName,
         retentionSeconds: flags.retention,
@@ -175,12 +175,12 @@ export function registerServe(program: Command): void {
         retentionSeconds: flags.retention,
         lockSeconds: flags.lockSeconds,
         maxStalledCount: flags.maxStalls,
-        thread: {
+        generation: {
           model: flags.model,
           device: flags.device,
           dtype: flags.dtype,
           cacheDir: flags.cache === false ? undefined : flags.cacheDir,
-          load: threadLoadOptions(flags),
+          load: deviceLoadOptions(flags),
         },
         log: (line) => process.stderr.write(`${line}\n`),
       });

@@ -1,37 +1,40 @@
 /**
- * One device's generation thread, seen from the main thread: jobs go in, events, images and the
- * outcome come back. The main thread stays free for HTTP, queue locks and signals whatever the
- * model does; a cancel reaches the job at its next denoising step; close() ends the thread
- * (abandoning a job mid-step) within a bounded time.
+ * One device's generation process, seen from the server or worker: jobs go in, events, images
+ * and the outcome come back. The parent's event loop stays free for HTTP, queue locks and
+ * signals whatever the model does; a cancel reaches the job at its next denoising step;
+ * close() ends the process (abandoning a job mid-step) within a bounded time. A child process
+ * rather than a worker thread: a thread inside a native onnxruntime call cannot be stopped, and
+ * tearing one down mid-call aborts the whole process.
  */
-import { Worker } from "node:worker_threads";
+import { type ChildProcess, fork } from "node:child_process";
+import { fileURLToPath } from "node:url";
 import type { LoadOptions, ModelDtype } from "../pipelines/load.js";
 import type { Device } from "../runtime/devices.js";
 import type { JobContext, JobHooks, JobOutcome, JobSpec } from "./job-spec.js";
 import type { JobEvent } from "./protocol.js";
 
-/** Loading options that can cross to the thread (no callbacks). */
-export type ThreadLoadOptions = Omit<LoadOptions, "device" | "dtype" | "cacheDir" | "onBuild">;
+/** Loading options that can cross to the process (no callbacks). */
+export type DeviceLoadOptions = Omit<LoadOptions, "device" | "dtype" | "cacheDir" | "onBuild">;
 
-export interface DeviceThreadData {
+export interface DeviceProcessData {
   readonly model: string;
   readonly device: Device;
   readonly dtype?: ModelDtype;
   readonly cacheDir?: string;
-  readonly load?: ThreadLoadOptions;
+  readonly load?: DeviceLoadOptions;
 }
 
-export type ToThread =
+export type ToDevice =
+  | { readonly type: "init"; readonly data: DeviceProcessData }
   | {
       readonly type: "run";
       readonly id: string;
       readonly spec: JobSpec;
       readonly context: JobContext;
     }
-  | { readonly type: "cancel"; readonly id: string }
-  | { readonly type: "close" };
+  | { readonly type: "cancel"; readonly id: string };
 
-export type FromThread =
+export type FromDevice =
   | { readonly type: "ready" }
   | { readonly type: "load-failed"; readonly message: string }
   | { readonly type: "log"; readonly line: string }
@@ -63,47 +66,50 @@ interface Pending {
 }
 
 /**
- * The thread's entry: the compiled module beside this one, or, when this module runs from the
+ * The process's entry: the compiled module beside this one, or, when this module runs from the
  * TypeScript sources (tests, development), the `.ts` entry through module hooks that compile it.
  */
-function startThread(data: DeviceThreadData): Worker {
+function startProcess(): ChildProcess {
   const here = import.meta.url;
-  if (!here.endsWith(".ts"))
-    return new Worker(new URL("./device-thread.js", here), { workerData: data });
-  const hooks = new URL("./ts-hooks.mjs", here).href;
-  const entry = new URL("./device-thread.ts", here).href;
-  const code = `require("node:module").register(${JSON.stringify(hooks)});
-import(${JSON.stringify(entry)});`;
-  return new Worker(code, { eval: true, workerData: data });
+  const fromSource = here.endsWith(".ts");
+  const entry = fileURLToPath(new URL(`./device-process.${fromSource ? "ts" : "js"}`, here));
+  const execArgv = fromSource ? ["--import", new URL("./ts-register.mjs", here).href] : [];
+  return fork(entry, [], {
+    execArgv,
+    serialization: "advanced",
+    stdio: ["ignore", "inherit", "inherit", "ipc"],
+  });
 }
 
 export class DeviceRunner {
-  private worker: Worker | undefined;
+  private worker: ChildProcess | undefined;
   private ready: Promise<void> | undefined;
   private readonly pending = new Map<string, Pending>();
   private closed = false;
 
   constructor(
-    private readonly data: DeviceThreadData,
+    private readonly data: DeviceProcessData,
     private readonly log: (line: string) => void = () => {},
   ) {}
 
-  /** Starts the thread and loads the model (again after a thread died). */
+  /** Starts the process and loads the model (again after one died). */
   start(): Promise<void> {
-    if (this.closed) return Promise.reject(new Error("the generation thread is closed"));
+    if (this.closed) return Promise.reject(new Error("the generation process is closed"));
     if (this.ready) return this.ready;
-    const worker = startThread(this.data);
+    const worker = startProcess();
     this.worker = worker;
+    worker.send({ type: "init", data: this.data } satisfies ToDevice);
     this.ready = new Promise<void>((resolve, reject) => {
-      worker.on("message", (message: FromThread) => {
+      worker.on("message", (message: FromDevice) => {
         if (message.type === "ready") resolve();
         else if (message.type === "load-failed") reject(new Error(message.message));
         else this.receive(message);
       });
       worker.once("error", (error) => reject(error));
-      worker.once("exit", (code) => {
-        reject(new Error(`the generation thread stopped (exit code ${code})`));
-        this.lost(`the generation thread stopped (exit code ${code})`);
+      worker.once("exit", (code, signal) => {
+        const reason = `the generation process stopped (${signal ?? `exit code ${code}`})`;
+        reject(new Error(reason));
+        if (this.worker === worker) this.lost(reason);
       });
     });
     // A failed load is reported to whoever awaits it; start() tries again next time.
@@ -112,7 +118,7 @@ export class DeviceRunner {
         this.worker = undefined;
         this.ready = undefined;
       }
-      void worker.terminate();
+      worker.kill("SIGKILL");
     });
     return this.ready;
   }
@@ -126,25 +132,28 @@ export class DeviceRunner {
     const worker = this.worker!;
     return new Promise<JobOutcome>((resolve, reject) => {
       this.pending.set(id, { hooks, resolve, reject });
-      worker.postMessage({ type: "run", id, spec, context } satisfies ToThread);
+      worker.send({ type: "run", id, spec, context } satisfies ToDevice);
     });
   }
 
   cancel(id: string): void {
-    if (this.pending.has(id)) this.worker?.postMessage({ type: "cancel", id } satisfies ToThread);
+    if (this.pending.has(id)) this.worker?.send({ type: "cancel", id } satisfies ToDevice);
   }
 
   /**
-   * Ends the thread: running jobs are cancelled and given `graceMs` to stop at a step, then
-   * the thread is terminated whatever it is doing.
+   * Ends the process: running jobs are cancelled and given `graceMs` to stop at a step, then
+   * the process is killed whatever it is doing.
    */
   async close(graceMs = 2000): Promise<void> {
     if (this.closed) return;
     this.closed = true;
     const worker = this.worker;
     if (!worker) return;
-    for (const id of this.pending.keys()) worker.postMessage({ type: "cancel", id });
-    const exited = new Promise<void>((resolve) => worker.once("exit", () => resolve()));
+    for (const id of this.pending.keys()) worker.send({ type: "cancel", id } satisfies ToDevice);
+    const exited =
+      worker.exitCode !== null || worker.signalCode !== null
+        ? Promise.resolve()
+        : new Promise<void>((resolve) => worker.once("exit", () => resolve()));
     if (this.pending.size > 0) {
       const settled = Promise.allSettled(
         [...this.pending.values()].map(
@@ -164,13 +173,17 @@ export class DeviceRunner {
       );
       await Promise.race([settled, delay(graceMs)]);
     }
-    worker.postMessage({ type: "close" } satisfies ToThread);
+    // Disconnecting ends an idle process; one mid-step is killed.
+    if (worker.connected) worker.disconnect();
     await Promise.race([exited, delay(graceMs)]);
-    await worker.terminate();
+    if (worker.exitCode === null && worker.signalCode === null) {
+      worker.kill("SIGKILL");
+      await exited;
+    }
     this.lost("the server is shutting down");
   }
 
-  private receive(message: FromThread): void {
+  private receive(message: FromDevice): void {
     if (message.type === "log") {
       this.log(message.line);
       return;
@@ -189,7 +202,7 @@ export class DeviceRunner {
     }
   }
 
-  /** The thread is gone: every job it held fails, and the next run starts a new one. */
+  /** The process is gone: every job it held fails, and the next run starts a new one. */
   private lost(reason: string): void {
     this.worker = undefined;
     this.ready = undefined;

@@ -1,6 +1,6 @@
 /**
  * The one job interface the routes use. Two implementations: in-process (local-jobs.ts, a
- * generation thread per device) and the Redis queue (queue-jobs.ts, BullMQ workers anywhere).
+ * generation process per device) and the Redis queue (queue-jobs.ts, BullMQ workers anywhere).
  */
 import type { JobOutcome, JobSpec } from "./job-spec.js";
 import type { JobOwner, JobStatus, LoggedEvent } from "./jobs.js";
@@ -23,7 +23,7 @@ export interface HealthReport {
   readonly backend: "in-process" | "redis";
   /** The queue (Redis) answers; always true in-process. */
   readonly queueReachable: boolean;
-  /** Workers that take jobs now (generation threads in-process). */
+  /** Workers that take jobs now (generation processs in-process). */
   readonly workers: number;
   readonly detail?: string;
 }

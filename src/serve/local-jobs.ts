@@ -1,9 +1,9 @@
 /**
  * Jobs run by this process, without Redis: one first-in-first-out queue and one generation
- * thread for the device; finished jobs kept in memory within a count and a byte budget.
+ * process for the device; finished jobs kept in memory within a count and a byte budget.
  */
 import { hostname } from "node:os";
-import { DeviceRunner, type DeviceThreadData } from "./device-runner.js";
+import { type DeviceProcessData, DeviceRunner } from "./device-runner.js";
 import {
   countFinished,
   type HealthReport,
@@ -18,7 +18,7 @@ import { DeviceQueue, Job, type JobOwner, type LoggedEvent } from "./jobs.js";
 import { isFinalEvent } from "./protocol.js";
 
 export interface LocalJobsOptions {
-  readonly thread: DeviceThreadData;
+  readonly generation: DeviceProcessData;
   /** Jobs that may wait at once (default 16). */
   readonly maxQueue?: number;
   /** Jobs one API key may have waiting or running (default: no limit). */
@@ -57,18 +57,18 @@ export class LocalJobs implements JobBackend {
 
   constructor(options: LocalJobsOptions) {
     const log = options.log ?? (() => {});
-    this.runner = new DeviceRunner(options.thread, log);
+    this.runner = new DeviceRunner(options.generation, log);
     this.historySize = options.historySize ?? 50;
     this.maxPerKey = options.maxPerKey ?? Number.POSITIVE_INFINITY;
-    this.workerName = `${hostname()}/${process.pid}/${options.thread.device}`;
-    const device = options.thread.device;
+    this.workerName = `${hostname()}/${process.pid}/${options.generation.device}`;
+    const device = options.generation.device;
     this.queue = new DeviceQueue(
       async (job) => {
         const started = performance.now();
         const outcome = await this.runner.run(
           job.id,
           job.spec,
-          { id: job.id, createdAt: job.createdAt, model: options.thread.model, device },
+          { id: job.id, createdAt: job.createdAt, model: options.generation.model, device },
           {
             emit: (event) => {
               if (!isFinalEvent(event)) job.emit(event);
@@ -85,7 +85,7 @@ export class LocalJobs implements JobBackend {
     );
   }
 
-  /** Loads the model in the generation thread. */
+  /** Loads the model in the generation process. */
   start(): Promise<void> {
     return this.runner.start();
   }

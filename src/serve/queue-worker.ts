@@ -1,6 +1,6 @@
 /**
  * `todo-sd worker`: takes jobs from the BullMQ queue and runs them, one at a time, on one
- * device, in a generation thread (so the queue's lock on the job is renewed whatever the model
+ * device, in a generation process (so the queue's lock on the job is renewed whatever the model
  * does). Progress goes out as the job's progress, images as Redis keys with the retention time,
  * the outcome as the job's return value.
  *
@@ -9,12 +9,12 @@
  * worker's stalled-job check returns the job to the queue, and it runs again, up to
  * `maxStalledCount` times, after which it fails as a job that keeps stopping workers.
  * close(): the running job gets `graceMs` to finish; past that it goes back to the queue for
- * another worker and the thread is ended.
+ * another worker and the process is ended.
  */
 import { hostname } from "node:os";
 import { type Job as BullJob, UnrecoverableError, WaitingError, Worker } from "bullmq";
 import { Redis } from "ioredis";
-import { DeviceRunner, type DeviceThreadData, JobFailure } from "./device-runner.js";
+import { type DeviceProcessData, DeviceRunner, JobFailure } from "./device-runner.js";
 import type { JobOutcome } from "./job-spec.js";
 import { firstLine } from "./protocol.js";
 import {
@@ -28,7 +28,7 @@ import {
 export interface QueueWorkerOptions {
   readonly url: string;
   readonly queueName?: string;
-  readonly thread: DeviceThreadData;
+  readonly generation: DeviceProcessData;
   readonly retentionSeconds?: number;
   /** How long a job's lock lasts without renewal (default 30 s): a dead worker's job waits this long. */
   readonly lockSeconds?: number;
@@ -48,8 +48,8 @@ export async function startQueueWorker(options: QueueWorkerOptions): Promise<Run
   const queueName = options.queueName ?? DEFAULT_QUEUE_NAME;
   const keys = queueKeys(queueName);
   const retention = options.retentionSeconds ?? DEFAULT_RETENTION_SECONDS;
-  const name = `${hostname()}/${process.pid}/${options.thread.device}`;
-  const runner = new DeviceRunner(options.thread, log);
+  const name = `${hostname()}/${process.pid}/${options.generation.device}`;
+  const runner = new DeviceRunner(options.generation, log);
   // The model is loaded before any job is taken.
   await runner.start();
 
@@ -72,7 +72,7 @@ export async function startQueueWorker(options: QueueWorkerOptions): Promise<Run
     if (await redis.exists(keys.cancel(id))) throw new UnrecoverableError(CANCELLED_REASON);
     current = id;
     log(`job ${id}: running (attempt ${job.attemptsStarted})`);
-    // Redis writes in the order the thread reported them: an image before the event naming it.
+    // Redis writes in the order the process reported them: an image before the event naming it.
     let writes: Promise<unknown> = Promise.resolve();
     const enqueue = (write: () => Promise<unknown>) => {
       writes = writes.then(write).catch((error) => log(`job ${id}: ${firstLine(error)}`));
@@ -81,7 +81,7 @@ export async function startQueueWorker(options: QueueWorkerOptions): Promise<Run
       const outcome = await runner.run(
         id,
         job.data.spec,
-        { id, createdAt: job.data.createdAt, model: options.thread.model, device: name },
+        { id, createdAt: job.data.createdAt, model: options.generation.model, device: name },
         {
           emit: (event) => enqueue(() => job.updateProgress(event)),
           image: (image, png) =>

@@ -1,7 +1,6 @@
 /**
- * Runs one job spec on a loaded pipeline, wherever that pipeline lives (the server's generation
- * thread, or a queue worker's). Images are handed to the hooks as PNG bytes before the events
- * that name them.
+ * Runs one job spec on a loaded pipeline, in a generation process (the server's or a queue
+ * worker's). Images are handed to the hooks as PNG bytes before the events that name them.
  */
 import { rgb8ToFloat } from "../image/float-image.js";
 import { decodePng } from "../image/png.js";

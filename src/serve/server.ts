@@ -1,6 +1,6 @@
 /**
  * The server: the demo page and its API, the OpenAI images API, the web UIs' API, health and
- * metrics, over one job interface with two implementations: in-process (a generation thread
+ * metrics, over one job interface with two implementations: in-process (a generation process
  * for the device, no Redis) or a BullMQ queue on Redis (`queue`), whose workers run anywhere.
  * The route modules (routes/) do not know which runs their jobs. Every request is checked for
  * its Host (DNS rebinding) and, on the APIs, its Origin; API keys, when set, are required on
@@ -21,7 +21,7 @@ import {
 import type { Device } from "../runtime/devices.js";
 import { listSchedulers } from "../schedulers/registry.js";
 import { Access, isLoopback } from "./access.js";
-import type { ThreadLoadOptions } from "./device-runner.js";
+import type { DeviceLoadOptions } from "./device-runner.js";
 import { HttpError, sendJson } from "./http.js";
 import type { JobBackend } from "./job-backend.js";
 import { LocalJobs } from "./local-jobs.js";
@@ -55,7 +55,7 @@ export interface ServeOptions {
   /** Built models; the browser engine's files are served from here. */
   readonly cacheDir?: string;
   /** Further loading options (tokenizer, configFrom, variant, revision, offline, ...). */
-  readonly load?: ThreadLoadOptions;
+  readonly load?: DeviceLoadOptions;
   /** The built page (index.html, app.js, ...); default: the `web` folder beside this module's. */
   readonly webRoot?: string;
   readonly limits?: Partial<Limits>;
@@ -116,7 +116,7 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
   const webRoot = resolve(options.webRoot ?? defaultWebRoot());
   if (!existsSync(join(webRoot, "index.html")))
     log(`the page is not built (no ${join(webRoot, "index.html")}); only the API is served`);
-  // The main thread's pipeline only describes the model and checks requests; it never runs
+  // This process's pipeline only describes the model and checks requests; it never runs
   // (model sessions are created on first use), so it costs no model memory.
   const pipeline = await loadPipeline(options.model, {
     ...(options.load as LoadOptions),
@@ -147,7 +147,7 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
     resolveReduction: (reduction, width, height) =>
       pipeline.resolveReductionFor(reduction, width, height),
   };
-  const thread = {
+  const generation = {
     model: options.model,
     device,
     dtype: options.dtype,
@@ -166,7 +166,7 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
       });
     } else {
       const local = new LocalJobs({
-        thread,
+        generation,
         maxQueue: options.maxQueue,
         maxPerKey: options.maxJobsPerKey ?? 8,
         historySize: options.historySize,

@@ -70,8 +70,10 @@ export async function postJson(
   url: string,
   body: unknown,
   headers: Record<string, string> = {},
+  signal?: AbortSignal,
 ): Promise<{ status: number; body: Record<string, unknown> }> {
   const response = await fetch(url, {
+    signal,
     method: "POST",
     headers: {
       "content-type": "application/json",

@@ -1,23 +1,23 @@
 /**
- * The generation thread: loads the pipeline and runs one job at a time for the server's main
- * thread (see device-runner.ts), so that onnxruntime's work never holds up HTTP requests, lock
- * renewals or signals. Cancel messages are read between the denoising steps.
+ * The generation process: loads the pipeline and runs one job at a time for its parent (see
+ * device-runner.ts), so that onnxruntime's work never holds up HTTP requests, queue lock
+ * renewals or signals, and a shutdown can end it at once whatever it is doing. Cancel messages
+ * are read between the denoising steps. It exits when its parent goes away.
  */
-import { parentPort, workerData } from "node:worker_threads";
-import { loadPipeline } from "../pipelines/load.js";
-import type { DeviceThreadData, FromThread, ToThread } from "./device-runner.js";
+import type { DeviceProcessData, FromDevice, ToDevice } from "./device-runner.js";
 import { firstLine } from "./protocol.js";
 import { runJobSpec } from "./run-job.js";
 
-const port = parentPort;
-if (!port) throw new Error("device-thread.js runs as a worker thread");
-const data = workerData as DeviceThreadData;
-const post = (message: FromThread, transfer: ArrayBuffer[] = []) =>
-  port.postMessage(message, transfer);
+const send = process.send?.bind(process);
+if (!send) throw new Error("device-process.js runs as a child process with an IPC channel");
+const post = (message: FromDevice) => send(message);
 
 const running = new Map<string, AbortController>();
+// An orphan must not go on generating for nobody.
+process.on("disconnect", () => process.exit(0));
 
-try {
+async function start(data: DeviceProcessData): Promise<void> {
+  const { loadPipeline } = await import("../pipelines/load.js");
   const pipeline = await loadPipeline(data.model, {
     ...data.load,
     device: data.device,
@@ -25,15 +25,12 @@ try {
     cacheDir: data.cacheDir,
     onBuild: (component) => post({ type: "log", line: `building ${component}...` }),
   });
-  port.on("message", (message: ToThread) => {
+  process.on("message", (message: ToDevice) => {
     if (message.type === "cancel") {
       running.get(message.id)?.abort();
       return;
     }
-    if (message.type === "close") {
-      void pipeline.release().finally(() => port.close());
-      return;
-    }
+    if (message.type !== "run") return;
     const controller = new AbortController();
     running.set(message.id, controller);
     const { id } = message;
@@ -60,6 +57,11 @@ try {
       .finally(() => running.delete(id));
   });
   post({ type: "ready" });
-} catch (error) {
-  post({ type: "load-failed", message: firstLine(error) });
 }
+
+process.once("message", (message: ToDevice) => {
+  if (message.type !== "init") return;
+  start(message.data).catch((error: unknown) => {
+    post({ type: "load-failed", message: firstLine(error) });
+  });
+});
