@@ -76,7 +76,10 @@ export function apiRoutes(server: ServerContext): RouteModule {
       path === "/api/generate" ||
       path === "/api/history" ||
       path.startsWith("/api/jobs/"),
-    needsKey: (path) => path !== "/api/info",
+    // Image URLs carry the job's client token (the OpenAI route hands them out to be fetched
+    // as they are), which is as unguessable as a key.
+    needsKey: (path, method) =>
+      path !== "/api/info" && !(method === "GET" && /^\/api\/jobs\/[^/]+\/images\//.test(path)),
     async handle(request) {
       const { req, res, url, method } = request;
       const path = url.pathname;
