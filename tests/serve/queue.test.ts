@@ -19,7 +19,8 @@ let server: RunningServer;
 let workers: WorkerProcess[] = [];
 let pipeline: StableDiffusionPipeline;
 const log: string[] = [];
-const LOCK = ["--lock-seconds", "2"];
+/** Short locks so that a dead worker's job is picked up within seconds. */
+const LOCK = ["--lock-seconds", "2", "--max-stalls", "1", "--shutdown-grace", "1"];
 
 beforeAll(async () => {
   redis = await TestRedis.start();
@@ -68,9 +69,12 @@ async function untilFinished(id: string, token: string): Promise<Record<string, 
   throw new Error(`job ${id} did not finish`);
 }
 
-async function untilRunningOn(id: string): Promise<WorkerProcess> {
+/** The worker that runs a job (other than `not`, a worker that ran it before). */
+async function untilRunningOn(id: string, not?: WorkerProcess): Promise<WorkerProcess> {
   for (let i = 0; i < 1200; i++) {
-    const worker = workers.find((w) => w.lines.some((l) => l.startsWith(`job ${id}: running`)));
+    const worker = workers.find(
+      (w) => w !== not && w.lines.some((l) => l.startsWith(`job ${id}: running`)),
+    );
     if (worker) return worker;
     await new Promise((r) => setTimeout(r, 50));
   }
@@ -230,5 +234,34 @@ describe("jobs on a Redis queue", () => {
     const completed = /^todo_sd_jobs\{state="completed"\} (\d+)$/m.exec(metrics);
     expect(Number(completed?.[1])).toBeGreaterThanOrEqual(40);
     expect(metrics).toMatch(/^todo_sd_unet_seconds_total\{worker="[^"]+"\} [\d.e-]+$/m);
+  });
+
+  it("returns a job to the queue when its worker is told to stop and the job outlasts the grace", async () => {
+    const submitted = await postJson(`${server.url}/api/generate`, tinyRequest({ steps: 30 }));
+    const id = submitted.body.id as string;
+    const stopping = await untilRunningOn(id);
+    stopping.kill("SIGTERM");
+    expect(await stopping.exited).toBe(0);
+    expect(stopping.lines).toContain(`job ${id}: returned to the queue`);
+    const result = await untilFinished(id, submitted.body.token as string);
+    expect(result.status).toBe("done");
+    const other = workers.find((w) => w !== stopping)!;
+    expect(other.lines.filter((l) => l === `job ${id}: done`)).toHaveLength(1);
+    workers = [other, await WorkerProcess.start(redis.url, cache.path, LOCK)];
+  });
+
+  it("fails, and reports, a job that keeps stopping workers after its bounded attempts", async () => {
+    const submitted = await postJson(`${server.url}/api/generate`, tinyRequest({ steps: 200 }));
+    const id = submitted.body.id as string;
+    const first = await untilRunningOn(id);
+    first.kill("SIGKILL");
+    // A third worker, to look for stalled jobs once the second has been killed too.
+    const third = await WorkerProcess.start(redis.url, cache.path, LOCK);
+    workers.push(third);
+    const second = await untilRunningOn(id, first);
+    second.kill("SIGKILL");
+    const result = await untilFinished(id, submitted.body.token as string);
+    expect(result.status).toBe("error");
+    expect(String(result.error)).toMatch(/stalled/);
   });
 });
