@@ -178,6 +178,8 @@ export {
   type Scheduler,
 } from "./schedulers/index.js";
 export type {
+  GenerationParams,
+  GenerationResult,
   JobEvent,
   JobParams,
   JobRequest,
@@ -185,6 +187,11 @@ export type {
   Limits,
   ServerInfo,
 } from "./serve/protocol.js";
+export {
+  type QueueWorkerOptions,
+  type RunningWorker,
+  startQueueWorker,
+} from "./serve/queue-worker.js";
 export { type RunningServer, type ServeOptions, startServer } from "./serve/server.js";
 export type { ChunkOptions, TokenizedBatch, TokenizeOptions } from "./tokenizers/clip-tokenizer.js";
 export { ClipTokenizer } from "./tokenizers/clip-tokenizer.js";

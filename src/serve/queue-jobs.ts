@@ -72,8 +72,14 @@ export class QueueJobs implements JobBackend {
       const tracker = this.trackers.get(jobId);
       if (tracker?.status === "queued") tracker.emit({ type: "started" });
     });
-    events.on("completed", ({ jobId }) => void this.settle(jobId));
-    events.on("failed", ({ jobId }) => void this.settle(jobId));
+    events.on("completed", ({ jobId }) => {
+      void this.settle(jobId);
+      void this.count(jobId);
+    });
+    events.on("failed", ({ jobId }) => {
+      void this.settle(jobId);
+      void this.count(jobId);
+    });
     events.on("error", (error) => log(`queue events: ${firstLine(error)}`));
     queue.on("error", (error) => log(`queue: ${firstLine(error)}`));
     redis.on("error", () => {
@@ -312,14 +318,8 @@ export class QueueJobs implements JobBackend {
         tracker.emit({ type: "cancelled" });
       } else {
         const state = await job.getState();
-        apply(tracker, job, state);
-        if (tracker.finished) {
-          const seconds =
-            job.finishedOn && job.processedOn ? (job.finishedOn - job.processedOn) / 1000 : 0;
-          const worker =
-            tracker.outcome?.result.device ?? (job.processedBy as string | undefined) ?? "unknown";
-          countFinished(this.totals, worker, tracker.outcome ?? null, seconds);
-        }
+        // Another settle of the same job may have finished it while this one waited.
+        if (!tracker.finished) apply(tracker, job, state);
       }
     } catch {
       // Redis is away; the next poll tries again.
@@ -339,6 +339,21 @@ export class QueueJobs implements JobBackend {
   }
 
   private readonly finishedRecently = new Map<string, Job>();
+
+  /** Adds a finished job, whichever front end submitted it, to its worker's totals. */
+  private async count(id: string): Promise<void> {
+    try {
+      const job = await this.queue.getJob(id);
+      if (!job) return;
+      const outcome = job.returnvalue ?? null;
+      const seconds =
+        job.finishedOn && job.processedOn ? (job.finishedOn - job.processedOn) / 1000 : 0;
+      const worker = outcome?.result.device ?? job.processedBy ?? "unknown";
+      countFinished(this.totals, worker, job.failedReason ? null : outcome, seconds);
+    } catch {
+      // Redis is away: this one goes uncounted.
+    }
+  }
 
   private snapshotOf(tracker: Job): JobSnapshot {
     return {
