@@ -98,6 +98,10 @@ export class DeviceRunner {
     if (this.ready) return this.ready;
     const worker = startProcess();
     this.worker = worker;
+    // Whatever way this process ends, its generation process ends with it.
+    const killChild = () => worker.kill("SIGKILL");
+    process.once("exit", killChild);
+    worker.once("exit", () => process.off("exit", killChild));
     worker.send({ type: "init", data: this.data } satisfies ToDevice);
     this.ready = new Promise<void>((resolve, reject) => {
       worker.on("message", (message: FromDevice) => {

@@ -10,7 +10,7 @@ import { encodeResultPng } from "../../src/pipelines/result-png.js";
 import type { StableDiffusionPipeline } from "../../src/pipelines/stable-diffusion.js";
 import type { QueuedJobData } from "../../src/serve/queue-keys.js";
 import { type RunningServer, startServer } from "../../src/serve/server.js";
-import { fetchAs, postJson, TINY_MODEL, tinyRequest } from "./helpers.js";
+import { fetchAs, postJson, readEvents, TINY_MODEL, tinyRequest } from "./helpers.js";
 import { TestRedis, tempDir, WorkerProcess } from "./queue-helpers.js";
 
 let redis: TestRedis;
@@ -237,9 +237,13 @@ describe("jobs on a Redis queue", () => {
   });
 
   it("returns a job to the queue when its worker is told to stop and the job outlasts the grace", async () => {
-    const submitted = await postJson(`${server.url}/api/generate`, tinyRequest({ steps: 30 }));
+    // Long enough (80 steps, twice) to outlast the one-second grace even on a quiet machine.
+    const submitted = await postJson(`${server.url}/api/generate`, tinyRequest({ steps: 80 }));
     const id = submitted.body.id as string;
     const stopping = await untilRunningOn(id);
+    await readEvents(`${server.url}/api/jobs/${id}/events`, {
+      stop: (e) => e.type === "progress",
+    });
     stopping.kill("SIGTERM");
     expect(await stopping.exited).toBe(0);
     expect(stopping.lines).toContain(`job ${id}: returned to the queue`);
