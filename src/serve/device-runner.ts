@@ -48,12 +48,16 @@ export type FromDevice =
       readonly cancelled: boolean;
     };
 
-/** A job that failed; `cancelled` when it stopped because it was asked to. */
+/**
+ * A job that failed; `cancelled` when it stopped because it was asked to, `crashed` when the
+ * generation process died under it (which may not be the job's fault).
+ */
 export class JobFailure extends Error {
   override name = "JobFailure";
   constructor(
     message: string,
     readonly cancelled: boolean,
+    readonly crashed = false,
   ) {
     super(message);
   }
@@ -212,7 +216,7 @@ export class DeviceRunner {
     this.ready = undefined;
     for (const [id, pending] of this.pending) {
       this.pending.delete(id);
-      pending.reject(new JobFailure(reason, this.closed));
+      pending.reject(new JobFailure(reason, this.closed, !this.closed));
     }
   }
 }

@@ -139,8 +139,10 @@ export class QueueJobs implements JobBackend {
         { spec, owner, createdAt },
         {
           jobId: id,
-          // A job that fails for its input fails once; only a crash (a stall) runs it again.
-          attempts: 1,
+          // Workers fail a job for its input for good (UnrecoverableError); a second attempt is
+          // for a generation process that died under it. A whole worker dying is a stall,
+          // counted apart (the workers' maxStalledCount).
+          attempts: 2,
           removeOnComplete: { age: this.retention },
           removeOnFail: { age: this.retention },
         },

@@ -5,7 +5,8 @@
  * the outcome as the job's return value.
  *
  * Failures: a job that throws (bad input, a model error) fails once, with its message, and is
- * not retried. A worker that dies mid-job (kill -9, a crash) stops renewing its lock; another
+ * not retried. A generation process that dies under a job fails that attempt; the job has two.
+ * A worker that dies mid-job (kill -9, a crash) stops renewing its lock; another
  * worker's stalled-job check returns the job to the queue, and it runs again, up to
  * `maxStalledCount` times, after which it fails as a job that keeps stopping workers.
  * close(): the running job gets `graceMs` to finish; past that it goes back to the queue for
@@ -97,6 +98,12 @@ export async function startQueueWorker(options: QueueWorkerOptions): Promise<Run
         await job.moveToWait(token);
         log(`job ${id}: returned to the queue`);
         throw new WaitingError();
+      }
+      // A generation process that died is tried again (on a new process, here or elsewhere)
+      // within the job's attempts; any other failure is the job's own and final.
+      if (error instanceof JobFailure && error.crashed) {
+        log(`job ${id}: the generation process died: ${firstLine(error)}`);
+        throw new Error(firstLine(error));
       }
       const cancelled = error instanceof JobFailure && error.cancelled;
       log(`job ${id}: ${cancelled ? "cancelled" : `failed: ${firstLine(error)}`}`);

@@ -1,6 +1,7 @@
 // The Redis queue end to end: a front end (`serve --queue`) and `todo-sd worker` child processes
 // on the tiny model, with a redis-server of the test's own. Many clients at once, a worker killed
 // mid-job, Redis restarted mid-run, a job that fails for its input, cancel, health and metrics.
+import { execFileSync } from "node:child_process";
 import { Queue } from "bullmq";
 import OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -267,5 +268,32 @@ describe("jobs on a Redis queue", () => {
     const result = await untilFinished(id, submitted.body.token as string);
     expect(result.status).toBe("error");
     expect(String(result.error)).toMatch(/stalled/);
+  });
+
+  it("runs again, on a new generation process, a job whose generation process was killed", async () => {
+    const submitted = await postJson(`${server.url}/api/generate`, tinyRequest({ steps: 40 }));
+    const id = submitted.body.id as string;
+    const worker = await untilRunningOn(id);
+    await readEvents(`${server.url}/api/jobs/${id}/events`, {
+      stop: (e) => e.type === "progress",
+    });
+    const children = execFileSync(
+      "pgrep",
+      ["-P", String(worker.child.pid), "-f", "device-process"],
+      {
+        encoding: "utf8",
+      },
+    )
+      .trim()
+      .split("\n");
+    expect(children).toHaveLength(1);
+    process.kill(Number(children[0]), "SIGKILL");
+    const result = await untilFinished(id, submitted.body.token as string);
+    expect(result.status).toBe("done");
+    expect(worker.lines.some((l) => l.startsWith(`job ${id}: the generation process died`))).toBe(
+      true,
+    );
+    const runs = workers.flatMap((w) => w.lines.filter((l) => l.startsWith(`job ${id}: running`)));
+    expect(runs).toHaveLength(2);
   });
 });
