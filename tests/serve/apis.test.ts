@@ -5,6 +5,7 @@ import OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { decodePng } from "../../src/image/png.js";
 import { startServer } from "../../src/serve/server.js";
+import { expectOneLineError, runCli } from "../cli/helpers.js";
 import {
   postJson,
   startTestServer,
@@ -279,9 +280,44 @@ describe("access", () => {
     );
   });
 
+  it("shows every client's jobs in the history only when told to share it", async () => {
+    const shared = await startServer({
+      model: TINY_MODEL,
+      port: 0,
+      cacheDir: test.cacheDir,
+      sharedHistory: true,
+    });
+    try {
+      const submitted = await postJson(`${shared.url}/api/generate`, tinyRequest({ steps: 1 }));
+      const id = submitted.body.id as string;
+      for (let i = 0; i < 600; i++) {
+        const job = await fetch(`${shared.url}/api/jobs/${id}`, {
+          headers: { "x-client-token": TEST_CLIENT_TOKEN },
+        });
+        if (((await job.json()) as { status: string }).status === "done") break;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      const history = (await (
+        await fetch(`${shared.url}/api/history`, {
+          headers: { "x-client-token": "another-client-token-99" },
+        })
+      ).json()) as { results: { id: string }[] };
+      expect(history.results.map((r) => r.id)).toEqual([id]);
+    } finally {
+      await shared.close();
+    }
+  });
+
   it("will not listen beyond loopback without API keys", async () => {
     await expect(startServer({ model: TINY_MODEL, host: "0.0.0.0", port: 0 })).rejects.toThrow(
       /--host 0\.0\.0\.0 makes the server reachable from other machines; give API keys/,
     );
+    const run = await runCli(["serve", "-m", TINY_MODEL, "--host", "0.0.0.0", "--port", "0"]);
+    expectOneLineError(
+      run,
+      /reachable from other machines; give API keys \(--api-key or TODO_SD_API_KEYS\)/,
+    );
+    const short = await runCli(["serve", "-m", TINY_MODEL, "--api-key", "short"]);
+    expectOneLineError(short, /API keys must be at least 16 characters long/);
   });
 });
