@@ -82,6 +82,24 @@ const OTHER_ADAPTERS: ReadonlyArray<readonly [RegExp, string]> = [
   [/\.diff(_b)?$/, "full weight differences"],
 ];
 
+/** Whether a safetensors file holds LoRA (or other adapter) keys, from its header alone. */
+export function isLoraFile(path: string): boolean {
+  const file = SafetensorsFile.open(path);
+  try {
+    return file
+      .keys()
+      .some(
+        (key) =>
+          KOHYA_KEY.test(key) ||
+          DIFFUSERS_KEY.test(key) ||
+          PROCESSOR_KEY.test(key) ||
+          OTHER_ADAPTERS.some(([pattern]) => pattern.test(key)),
+      );
+  } finally {
+    file.close();
+  }
+}
+
 /** The web UIs' name of a LoRA: its file name without the extension. */
 export function loraName(path: string): string {
   return basename(path).replace(/\.safetensors$/i, "");

@@ -169,9 +169,13 @@ export function guessLoraFamily(lora: LoraFile): LoraFamilyGuess {
     evidence.push(why);
   };
   const secondEncoder = lora.modules.some((m) => m.component === "text_encoder_2");
-  const singleEncoder = lora.modules.some((m) => m.name.startsWith("lora_te_"));
+  // SDXL trainers that train the text encoders train both (kohya names them te1/te2).
+  const kohyaSingle = lora.modules.some((m) => m.name.startsWith("lora_te_"));
+  const singleEncoder =
+    !secondEncoder && (kohyaSingle || lora.modules.some((m) => m.component === "text_encoder"));
   if (secondEncoder) narrow(["sdxl"], "keys for a second text encoder");
-  if (singleEncoder) narrow(["sd1", "sd2"], "kohya lora_te_ keys of a one-encoder model");
+  else if (kohyaSingle) narrow(["sd1", "sd2"], "kohya lora_te_ keys of a one-encoder model");
+  else if (singleEncoder) narrow(["sd1", "sd2"], "keys for one text encoder only");
   if (lora.modules.some((m) => /(^|[._])(add_embedding|label_emb)[._]/.test(m.path)))
     narrow(["sdxl"], "keys for SDXL's added conditioning");
   const toK = lora.modules.find(
