@@ -80,10 +80,17 @@ export function checkLoraMatch(
   lora: LoraFile,
   model: LoraModel,
   onWarning: ((message: string) => void) | undefined,
+  unmatchedError?: string,
 ): LoraMatch {
   const mismatch = familyMismatch(lora, model);
   if (mismatch) throw new Error(mismatch);
   const match = matchLora(lora, model);
+  if (unmatchedError && match.unmatched.length > 0) {
+    const modules = new Set(match.unmatched.map((u) => u.key.replace(/\.[^.]+(\.weight)?$/, "")));
+    throw new Error(
+      `${lora.path}: ${modules.size} of its modules name no weight of ${model.label} (${someNames([...modules], 1)}); ${unmatchedError}`,
+    );
+  }
   if (match.targets.length === 0) {
     const first = match.unmatched[0];
     throw new Error(
@@ -102,6 +109,8 @@ export interface ApplyLoraOptions {
   readonly family: ModelFamily;
   /** Told about keys that land on no weight (default: console.warn). */
   readonly onWarning?: (message: string) => void;
+  /** Makes a key that lands on no weight an error, with this advice. */
+  readonly unmatchedError?: string;
 }
 
 /**
@@ -128,7 +137,7 @@ export function applyLoras(
       const lora = LoraFile.open(request.path);
       opened.push(lora);
       const weight = request.weight ?? 1;
-      const match = checkLoraMatch(lora, model, onWarning);
+      const match = checkLoraMatch(lora, model, onWarning, options.unmatchedError);
       applied.push({
         name: lora.name,
         path: request.path,

@@ -51,6 +51,11 @@ export class LoraWeightSource implements WeightSource {
     return this.base.info(key);
   }
 
+  /** The files and weights that change this source. */
+  get loraIdentities(): readonly LoraIdentity[] {
+    return this.loras;
+  }
+
   /** The keys a LoRA changes. */
   patchedKeys(): string[] {
     return [...this.patches.keys()];

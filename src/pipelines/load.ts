@@ -178,7 +178,13 @@ export async function loadPipeline(
     const cache =
       options.cacheDir === false ? false : new ModelCache(options.cacheDir ?? defaultCacheDir());
     return new StableDiffusionPipeline(
-      await openOnnxFolder(source, { device: options.device, webgpu: options.webgpu, cache }),
+      await openOnnxFolder(source, {
+        device: options.device,
+        webgpu: options.webgpu,
+        cache,
+        loras: options.loras,
+        onWarning: options.onWarning,
+      }),
     );
   }
   const { files, folder } = await openModelFiles(source, options);

@@ -37,10 +37,18 @@ export interface LoraVariants {
 export function loraVariants(
   files: ModelFiles,
   family: ModelFamily,
-  options: { readonly loras?: readonly LoraRequest[]; readonly onWarning?: (m: string) => void },
+  options: {
+    readonly loras?: readonly LoraRequest[];
+    readonly onWarning?: (m: string) => void;
+    readonly unmatchedError?: string;
+  },
   make: (view: ModelFiles) => Models,
 ): LoraVariants {
-  const applyOptions: ApplyLoraOptions = { family, onWarning: options.onWarning };
+  const applyOptions: ApplyLoraOptions = {
+    family,
+    onWarning: options.onWarning,
+    unmatchedError: options.unmatchedError,
+  };
   const initial =
     options.loras && options.loras.length > 0
       ? applyLoras(files, options.loras, applyOptions)
