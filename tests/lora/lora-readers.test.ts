@@ -14,8 +14,8 @@ import {
   type ModelFiles,
   openModelFiles,
   SafetensorsFile,
-  type TensorToWrite,
 } from "../../src/index.js";
+import type { TensorToWrite } from "../../src/weights/safetensors.js";
 import { fixturePath, maxAbsDiff, openCaseTensors } from "../fixtures.js";
 import {
   mergeReference,
