@@ -43,7 +43,7 @@ const LAYER_NAME =
 
 function layerName(path: string): string {
   const match = LAYER_NAME.exec(path);
-  return (match?.[1] ?? path).replace(/_(?=\d$)|(?<=attn[12])_|(?<=ff)_(?=net)|(?<=net)_/g, ".");
+  return (match?.[1] ?? path).replace(/_(?=\d)|(?<=\d)_|(?<=attn[12])_|(?<=ff)_(?=net)/g, ".");
 }
 
 export async function loraInfo(
