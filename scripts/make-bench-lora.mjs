@@ -45,7 +45,7 @@ for (const [component, pattern] of Object.entries(TARGETS)) {
     const [rows, cols] = weights.info(key).shape;
     const name = `${PREFIX[component]}${key
       .slice(0, -".weight".length)
-      
+
       .replace(/\./g, "_")}`;
     tensors[`${name}.lora_down.weight`] = {
       dtype: "F16",
