@@ -82,20 +82,41 @@ function readRaw(path: string): Float32Array {
 const PROMPT = "a photograph of an astronaut riding a horse";
 
 describe("generate with LoRAs", () => {
-  it("reproduces pipeline.kohya@0.6 with --lora file:0.6 (the text-model spelling)", async () => {
-    const out = ws.outDir();
-    const raw = ws.path("kohya-raw.safetensors");
-    const run = await runCli([
-      "generate",
-      PROMPT,
-      ...caseFlags(out, raw),
-      "--lora",
-      `${TEXT_MODEL}:0.6`,
-    ]);
-    expect(run.code, run.stderr).toBe(0);
-    const diff = maxAbsDiff(readRaw(raw), tensors.readFloat32("pipeline.kohya@0.6"));
-    console.log(`cli pipeline.kohya@0.6: max abs diff ${diff.toExponential(2)}`);
-    expect(diff).toBeLessThan(2e-3);
+  it.each([
+    [KOHYA, "kohya", 1.0],
+    [KOHYA, "kohya", 0.6],
+    [TEXT_MODEL, "kohya", 1.0],
+    [TEXT_MODEL, "kohya", 0.6],
+    [DIFFUSERS, "diffusers", 0.6],
+  ])(
+    "reproduces the case of %s at weight %s with --lora file:weight",
+    async (file, format, weight) => {
+      const out = ws.outDir();
+      const raw = ws.path(`raw-${Math.random().toString(36).slice(2)}.safetensors`);
+      const run = await runCli([
+        "generate",
+        PROMPT,
+        ...caseFlags(out, raw),
+        "--lora",
+        `${file}:${weight}`,
+      ]);
+      expect(run.code, run.stderr).toBe(0);
+      const key = `pipeline.${format}@${weight.toFixed(1)}`;
+      const diff = maxAbsDiff(readRaw(raw), tensors.readFloat32(key));
+      console.log(`cli ${key} (${file.split("/").pop()}): max abs diff ${diff.toExponential(2)}`);
+      expect(diff).toBeLessThan(2e-3);
+    },
+  );
+
+  it("gives the base model's image at weight 0", async () => {
+    const images = [];
+    for (const extra of [[], ["--lora", `${KOHYA}:0`]]) {
+      const raw = ws.path(`zero-${images.length}.safetensors`);
+      const run = await runCli(["generate", PROMPT, ...caseFlags(ws.outDir(), raw), ...extra]);
+      expect(run.code, run.stderr).toBe(0);
+      images.push(readRaw(raw));
+    }
+    expect(images[1]).toEqual(images[0]);
   });
 
   it("reproduces pipeline.diffusers@1.0 from a <lora:...> tag and --lora-dir, and records it", async () => {
@@ -185,7 +206,10 @@ describe("generate with LoRAs", () => {
 });
 
 describe("convert with LoRAs", () => {
-  it("writes a UNet that reproduces unet.out.style@0.5", async () => {
+  it.each([
+    [KOHYA, 0.5],
+    [DIFFUSERS, 1.0],
+  ])("writes a UNet that reproduces unet.out.style at %s weight %s", async (file, weight) => {
     const out = join(ws.outDir(), "unet.onnx");
     const run = await runCli([
       "convert",
@@ -195,7 +219,7 @@ describe("convert with LoRAs", () => {
       "-o",
       out,
       "--lora",
-      `${KOHYA}:0.5`,
+      `${file}:${weight}`,
     ]);
     expect(run.code, run.stderr).toBe(0);
     const session = await createSession(out);
@@ -209,8 +233,33 @@ describe("convert with LoRAs", () => {
           tensors.info("unet.encoder_hidden_states").shape,
         ),
       });
+      const expected = tensors.readFloat32(`unet.out.style@${weight.toFixed(1)}`);
+      expect(maxAbsDiff(result.out_sample.data, expected)).toBeLessThan(1e-4);
+    } finally {
+      await session.release();
+    }
+  });
+
+  it("writes a text encoder that reproduces text.out.style@0.5", async () => {
+    const out = join(ws.outDir(), "text.onnx");
+    const run = await runCli([
+      "convert",
+      SD15,
+      "--component",
+      "text_encoder",
+      "-o",
+      out,
+      "--lora",
+      `${TEXT_MODEL}:0.5`,
+    ]);
+    expect(run.code, run.stderr).toBe(0);
+    const session = await createSession(out);
+    try {
+      const result = await runFloat32(session, {
+        input_ids: int64Tensor(tensors.readBigInt64("text.input_ids"), [1, 77]),
+      });
       expect(
-        maxAbsDiff(result.out_sample.data, tensors.readFloat32("unet.out.style@0.5")),
+        maxAbsDiff(result.last_hidden_state.data, tensors.readFloat32("text.out.style@0.5")),
       ).toBeLessThan(1e-4);
     } finally {
       await session.release();

@@ -399,3 +399,67 @@ describe("ONNX export folders", () => {
     }
   });
 });
+
+describe("component models for another runtime (the browser engine)", () => {
+  it("builds LoRA-merged models under their own keys, for the loaded set and per request", async () => {
+    const { openComponentModels } = await import("../../src/index.js");
+    const { createSession, float32Tensor, runFloat32 } = await import(
+      "../../src/runtime/session.js"
+    );
+    const cacheDir = join(work, "cache-components");
+    const built: string[] = [];
+    const withLora = await openComponentModels(SD15, {
+      backend: "wasm",
+      cacheDir,
+      loras: [{ path: KOHYA, weight: 1 }],
+      onBuild: (c) => built.push(c),
+    });
+    const plain = await openComponentModels(SD15, { backend: "wasm", cacheDir });
+    try {
+      expect(withLora.loras.map((l) => [l.name, l.weight])).toEqual([["style.kohya", 1]]);
+      const unet = await withLora.unet(undefined);
+      expect(unet.key).not.toBe((await plain.unet(undefined)).key);
+      const half = plain.withLoras([{ path: DIFFUSERS, weight: 0.5 }]);
+      const same = plain.withLoras([{ path: KOHYA, weight: 1 }]);
+      try {
+        expect((await same.unet(undefined)).key).toBe(unet.key);
+        expect((await same.textEncoder(0, {})).key).toBe((await withLora.textEncoder(0, {})).key);
+        const halfUnet = await half.unet(undefined);
+        expect(halfUnet.key).not.toBe(unet.key);
+        for (const [file, weight] of [
+          [unet, "1.0"],
+          [halfUnet, "0.5"],
+        ] as const) {
+          const session = await createSession(file.modelPath);
+          try {
+            const result = await runFloat32(session, {
+              sample: float32Tensor(
+                cases.readFloat32("unet.sample"),
+                cases.info("unet.sample").shape,
+              ),
+              timestep: float32Tensor(cases.readFloat32("unet.timestep"), [2]),
+              encoder_hidden_states: float32Tensor(
+                cases.readFloat32("unet.encoder_hidden_states"),
+                cases.info("unet.encoder_hidden_states").shape,
+              ),
+            });
+            expect(
+              maxAbsDiff(result.out_sample.data, cases.readFloat32(`unet.out.style@${weight}`)),
+            ).toBeLessThan(1e-4);
+          } finally {
+            await session.release();
+          }
+        }
+      } finally {
+        half.close();
+        same.close();
+      }
+      expect(() => plain.withLoras([{ path: KOHYA, weight: Number.NaN }])).toThrow(
+        `LoRA ${KOHYA}: weight must be a finite number; got NaN`,
+      );
+    } finally {
+      withLora.close();
+      plain.close();
+    }
+  });
+});
