@@ -205,6 +205,43 @@ describe("generate with LoRAs", () => {
   });
 });
 
+describe("compare with LoRAs", () => {
+  it("runs both images with the LoRA from a tag and records it in the PNG and the JSON", async () => {
+    const out = ws.outDir();
+    const run = await runCli([
+      "compare",
+      "a lighthouse <lora:style.kohya:0.6>",
+      "-m",
+      SD15,
+      "--size",
+      "64",
+      "--steps",
+      "1",
+      "--todo",
+      "2",
+      "--warmup",
+      "0",
+      "--lora-dir",
+      fixturePath("lora"),
+      "--out",
+      out,
+      "--json",
+      "-",
+      "--cache-dir",
+      ws.cache,
+    ]);
+    expect(run.code, run.stderr).toBe(0);
+    const record = JSON.parse(run.stdout);
+    expect(record.prompt).toBe("a lighthouse");
+    expect(record.loras).toEqual([
+      expect.objectContaining({ name: "style.kohya", hash: "387991c31374", weight: 0.6 }),
+    ]);
+    const info = readGenerationInfo(readPngFile(record.image).text, record.image);
+    expect(info.parameters?.prompt).toBe("a lighthouse <lora:style.kohya:0.6>");
+    expect(info.parameters?.extra?.["Lora hashes"]).toBe("style.kohya: 387991c31374");
+  });
+});
+
 describe("convert with LoRAs", () => {
   it.each([
     [KOHYA, 0.5],
