@@ -95,9 +95,23 @@ export function mergeDeltas(
   for (let o = 0; o < rows; o++) {
     delta.fill(0);
     for (const { down, up, rank, scale } of matrices) {
-      for (let k = 0; k < rank; k++) {
-        const c = scale * up[o * rank + k];
-        if (c === 0) continue;
+      const first = o * rank;
+      let k = 0;
+      // Four ranks per pass: the row of sums is read and written a quarter as often.
+      for (; k + 4 <= rank; k += 4) {
+        const c0 = scale * up[first + k];
+        const c1 = scale * up[first + k + 1];
+        const c2 = scale * up[first + k + 2];
+        const c3 = scale * up[first + k + 3];
+        const a0 = k * cols;
+        const a1 = a0 + cols;
+        const a2 = a1 + cols;
+        const a3 = a2 + cols;
+        for (let i = 0; i < cols; i++)
+          delta[i] += c0 * down[a0 + i] + c1 * down[a1 + i] + c2 * down[a2 + i] + c3 * down[a3 + i];
+      }
+      for (; k < rank; k++) {
+        const c = scale * up[first + k];
         const at = k * cols;
         for (let i = 0; i < cols; i++) delta[i] += c * down[at + i];
       }
