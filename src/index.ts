@@ -51,6 +51,7 @@ export {
 } from "./image/png.js";
 export { readPngFile, writePngFile } from "./image/png-file.js";
 export { type FitMode, fitImage, type ResampleFilter, resizeImage } from "./image/resize.js";
+export * from "./lora/index.js";
 export { type ClipTextConfig, parseClipTextConfig } from "./models/clip-config.js";
 export type { ClipTextEncoderOptions } from "./models/clip-text.js";
 export { buildClipTextEncoder, clipSkipHiddenState } from "./models/clip-text.js";
@@ -131,7 +132,9 @@ export {
   TOOL_VERSION,
   writeResultPngs,
 } from "./pipelines/outputs.js";
+export { loraParameters } from "./pipelines/result-png.js";
 export {
+  type AdaptedModels,
   type GenerateOptions,
   type GenerateResult,
   type GenerationParameters,

@@ -10,6 +10,7 @@ import {
   type GenerateResult,
   generationTextChunks,
   type ImageComparison,
+  loraParameters,
   type ReductionOptions,
   type ReductionSettings,
   sideBySide,
@@ -28,6 +29,7 @@ import {
   readSchedulerConfig,
   timestamp,
 } from "./generate.js";
+import { resolveLoraFlags } from "./lora-flags.js";
 import { intArg, reductionFromFlags } from "./options.js";
 import {
   checkOutputFile,
@@ -81,8 +83,9 @@ interface RunSummary {
   readonly denoisedOn: "host" | "device";
 }
 
-async function compareCommand(prompt: string, flags: CompareFlags): Promise<void> {
+async function compareCommand(promptWithTags: string, flags: CompareFlags): Promise<void> {
   checkLatentsFlag(flags);
+  const { prompt, loras } = resolveLoraFlags(promptWithTags, flags);
   const asked = imageSize(flags);
   checkOutputFolder(flags.out, "--out");
   if (flags.json && flags.json !== "-") checkOutputFile(flags.json, "--json");
@@ -91,7 +94,7 @@ async function compareCommand(prompt: string, flags: CompareFlags): Promise<void
     : undefined;
   const reduction = reductionFromFlags(flags, true);
   const seed = flags.seed ?? randomSeed();
-  const pipeline = await loadModel(flags);
+  const pipeline = await loadModel(flags, loras);
   try {
     const width = asked.width ?? pipeline.parts.defaultSize;
     const height = asked.height ?? pipeline.parts.defaultSize;
@@ -142,6 +145,7 @@ async function compareCommand(prompt: string, flags: CompareFlags): Promise<void
       schedulerConfig: accelerated.parameters.schedulerConfig,
       seed,
       family,
+      loras: accelerated.parameters.loras,
       baseline: runs[0],
       accelerated: runs[1],
       speedup,
@@ -175,9 +179,10 @@ function comparisonPng(
 ): Uint8Array {
   const composed = sideBySide(images, { labels });
   const p = accelerated.parameters;
+  const loras = loraParameters(p.loras);
   const chunks = generationTextChunks(
     {
-      prompt: p.prompt[0],
+      prompt: p.prompt[0] + loras.promptTags,
       negativePrompt: p.negativePrompt?.[0],
       steps: p.steps,
       sampler: webUiSamplerName(p.scheduler, p.schedulerConfig),
@@ -189,6 +194,7 @@ function comparisonPng(
       clipSkip: p.clipSkip === null ? undefined : p.clipSkip + 1,
       extra: {
         ToDo: describeReduction(settings),
+        ...loras.extra,
         Comparison: "baseline left, token reduction right",
         Version: TOOL_VERSION,
       },

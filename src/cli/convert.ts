@@ -1,5 +1,6 @@
 import type { Command } from "commander";
 import { convertModel, formatBytes, parseConvertComponent } from "../index.js";
+import { addLoraFlags, type LoraFlagValues, warn } from "./lora-flags.js";
 import {
   addReductionFlags,
   type DtypeFlag,
@@ -11,7 +12,7 @@ import {
 import { checkOutputFile, checkOutputFolder } from "./output-files.js";
 import { formatSeconds } from "./progress.js";
 
-interface ConvertFlags extends ReductionFlagValues {
+interface ConvertFlags extends ReductionFlagValues, LoraFlagValues {
   readonly component: string;
   readonly out: string;
   readonly dtype: DtypeFlag;
@@ -24,14 +25,17 @@ interface ConvertFlags extends ReductionFlagValues {
 }
 
 export function registerConvert(program: Command): void {
-  addReductionFlags(
-    program
-      .command("convert")
-      .description("build a component from its weights and write it as an ONNX file")
-      .argument(
-        "<model>",
-        "diffusers folder, .safetensors checkpoint, Hub id or builtin:sd15|sd21|sdxl",
-      ),
+  addLoraFlags(
+    addReductionFlags(
+      program
+        .command("convert")
+        .description("build a component from its weights and write it as an ONNX file")
+        .argument(
+          "<model>",
+          "diffusers folder, .safetensors checkpoint, Hub id or builtin:sd15|sd21|sdxl",
+        ),
+    ),
+    { promptTags: false },
   )
     .requiredOption(
       "--component <name>",
@@ -72,6 +76,8 @@ export function registerConvert(program: Command): void {
         variant: flags.variant,
         revision: flags.revision,
         offline: flags.offline,
+        loras: flags.lora,
+        onWarning: warn,
         onComponent: (name, files, ms) => {
           for (const file of files) process.stdout.write(`${file}\n`);
           process.stderr.write(`${name}: written in ${formatSeconds(ms / 1000)}\n`);

@@ -6,6 +6,7 @@ import {
   fitImage,
   type GenerateOptions,
   type GenerateResult,
+  type LoraRequest,
   loadPipeline,
   readConfigFile,
   readPngFile,
@@ -15,6 +16,7 @@ import {
   writeBytesAtomically,
   writeResultPngs,
 } from "../index.js";
+import { addLoraFlags, type LoraFlagValues, resolveLoraFlags, warn } from "./lora-flags.js";
 import {
   addModelFlags,
   addReductionFlags,
@@ -31,7 +33,7 @@ import { checkOutputFile, checkOutputFolder } from "./output-files.js";
 import { formatSeconds, ProgressBar } from "./progress.js";
 
 /** The flags addGenerationFlags defines. */
-export interface GenerationFlags extends ModelFlagValues, ReductionFlagValues {
+export interface GenerationFlags extends ModelFlagValues, ReductionFlagValues, LoraFlagValues {
   readonly negative?: string;
   readonly width?: number;
   readonly height?: number;
@@ -59,7 +61,7 @@ interface GenerateFlags extends GenerationFlags {
 
 /** Flags of one image generation, shared by generate and compare. */
 export function addGenerationFlags(command: Command): Command {
-  return addReductionFlags(addModelFlags(command))
+  return addLoraFlags(addReductionFlags(addModelFlags(command)), { promptTags: true })
     .option("-n, --negative <prompt>", "negative prompt")
     .option("--width <px>", "image width (multiple of 8)", pixelsArg("--width"))
     .option("--height <px>", "image height (multiple of 8)", pixelsArg("--height"))
@@ -187,9 +189,14 @@ function readInitImage(
 }
 
 /** Loads the model of the flags; building happens later, when a component is first used. */
-export function loadModel(flags: ModelFlagValues): Promise<StableDiffusionPipeline> {
+export function loadModel(
+  flags: ModelFlagValues,
+  loras: readonly LoraRequest[] = [],
+): Promise<StableDiffusionPipeline> {
   return loadPipeline(flags.model, {
     ...loadOptionsFromFlags(flags),
+    loras,
+    onWarning: warn,
     onBuild: (component) => process.stderr.write(`building ${component}...\n`),
   });
 }
@@ -229,8 +236,9 @@ export function randomSeed(): number {
   return Math.floor(Math.random() * 2 ** 31);
 }
 
-async function generateCommand(prompt: string, flags: GenerateFlags): Promise<void> {
+async function generateCommand(promptWithTags: string, flags: GenerateFlags): Promise<void> {
   checkLatentsFlag(flags);
+  const { prompt, loras } = resolveLoraFlags(promptWithTags, flags);
   const { width, height } = imageSize(flags);
   if (flags.strength !== undefined && !flags.image)
     throw new Error("--strength needs --image (img2img)");
@@ -247,7 +255,7 @@ async function generateCommand(prompt: string, flags: GenerateFlags): Promise<vo
   const reduction = reductionFromFlags(flags, true);
   const seed = flags.seed ?? randomSeed();
   const loadStart = performance.now();
-  const pipeline = await loadModel(flags);
+  const pipeline = await loadModel(flags, loras);
   try {
     const size = {
       width: width ?? initImage?.width ?? pipeline.parts.defaultSize,

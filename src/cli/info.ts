@@ -1,6 +1,7 @@
 import { existsSync, statSync } from "node:fs";
 import type { Command } from "commander";
-import { classifySource, openModelFiles } from "../index.js";
+import { classifySource, isLoraFile, openModelFiles } from "../index.js";
+import { formatLoraInfo, loraInfo } from "./info-lora.js";
 import { type ComponentInfo, type ModelInfo, type TensorIo, weightsInfo } from "./info-model.js";
 import { onnxFileInfo, onnxFolderInfo } from "./info-onnx.js";
 import { sizeArg } from "./options.js";
@@ -13,6 +14,7 @@ interface InfoFlags {
   readonly variant?: string;
   readonly revision?: string;
   readonly offline?: boolean;
+  readonly model?: string;
 }
 
 export function registerInfo(program: Command): void {
@@ -23,8 +25,9 @@ export function registerInfo(program: Command): void {
     )
     .argument(
       "<source>",
-      "diffusers folder, .safetensors checkpoint, ONNX export folder or .onnx file, Hub id or builtin:sd15|sd21|sdxl",
+      "diffusers folder, .safetensors checkpoint or LoRA, ONNX export folder or .onnx file, Hub id or builtin:sd15|sd21|sdxl",
     )
+    .option("-m, --model <source>", "LoRA files: count the keys that match this model")
     .option("--size <WxH>", "image size for the token counts (default: the model's)", sizeArg)
     .option("--json [file]", "print the report as JSON (or write it to a file)")
     .option(
@@ -37,6 +40,18 @@ export function registerInfo(program: Command): void {
     .action(async (source: string, flags: InfoFlags) => {
       const json = flags.json === true ? "-" : flags.json || undefined;
       if (json && json !== "-") checkOutputFile(json, "--json");
+      if (/\.safetensors$/i.test(source) && existsSync(source) && isLoraFile(source)) {
+        const lora = await loraInfo(source, flags.model, {
+          configFrom: flags.configFrom,
+          variant: flags.variant,
+          revision: flags.revision,
+          offline: flags.offline,
+        });
+        if (json) writeJsonOutput(json, lora);
+        if (json !== "-") process.stdout.write(formatLoraInfo(lora));
+        return;
+      }
+      if (flags.model) throw new Error("-m/--model is for LoRA files; give the model as <source>");
       const info = await inspect(source, flags);
       if (json) writeJsonOutput(json, info);
       if (json !== "-") process.stdout.write(formatInfo(info));

@@ -5,6 +5,7 @@
  * manifest describes everything else the pipeline needs (family, sizes, VAE scaling, scheduler).
  */
 import { existsSync } from "node:fs";
+import { type AppliedLora, applyLoras, type LoraRequest } from "../lora/apply-loras.js";
 import { parseClipTextConfig } from "../models/clip-config.js";
 import { buildClipTextEncoder } from "../models/clip-text.js";
 import type { AttentionChunking, BuiltModel } from "../models/layers.js";
@@ -75,10 +76,29 @@ export interface PipelineManifest {
   readonly schedulerConfig: Readonly<Record<string, unknown>>;
 }
 
+/** The models a set of LoRAs changes, built with that set merged in. */
+export interface LoraComponentModels {
+  readonly loras: readonly AppliedLora[];
+  textEncoder(index: number, request: TextEncoderRequest): Promise<ComponentModelFile>;
+  unet(
+    reduction: ReductionSettings | undefined,
+    chunking?: AttentionChunking,
+  ): Promise<ComponentModelFile>;
+  /** Closes this set's LoRA files (its built models stay in the cache). */
+  close(): void;
+}
+
 export interface ComponentModels {
   readonly manifest: PipelineManifest;
   /** One per text encoder, in order. */
   readonly tokenizers: readonly TokenizerSource[];
+  /** The LoRAs merged into `textEncoder` and `unet` (the `loras` option). */
+  readonly loras: readonly AppliedLora[];
+  /**
+   * The text encoders and UNet with another set of LoRAs (checked before anything is built;
+   * one line for bad input). Close it when its models have been fetched.
+   */
+  withLoras(loras: readonly LoraRequest[]): LoraComponentModels;
   textEncoder(index: number, request: TextEncoderRequest): Promise<ComponentModelFile>;
   /**
    * The UNet built for resolved reduction settings (undefined: none); with `chunking`, its
@@ -112,9 +132,14 @@ export async function openComponentModels(
   if (classifySource(source) === "onnx-folder")
     throw new Error(`${source}: ONNX export folders are not supported yet`);
   const { files, folder } = await openModelFiles(source, { ...options, onBuild: undefined });
+  let initial: ReturnType<typeof applyLoras> | undefined;
   try {
-    return componentModels(files, folder, options);
+    const family = familyOf(files);
+    if (options.loras && options.loras.length > 0)
+      initial = applyLoras(files, options.loras, { family, onWarning: options.onWarning });
+    return componentModels(files, folder, options, initial);
   } catch (error) {
+    initial?.close();
     files.close();
     throw error;
   }
@@ -124,6 +149,7 @@ function componentModels(
   files: ModelFiles,
   folder: string | undefined,
   options: ComponentModelOptions,
+  initial: ReturnType<typeof applyLoras> | undefined,
 ): ComponentModels {
   const { backend } = options;
   const dtype = resolveDtype(backend, options.dtype);
@@ -138,8 +164,11 @@ function componentModels(
     return { config, weights };
   };
   // loadPipeline's own cache keys, so a Node session on the same backend shares the entries.
-  const describe = (component: ComponentName, extra: Record<string, unknown>) =>
-    buildDescription(files, component, backend, extra);
+  const describe = (
+    component: ComponentName,
+    extra: Record<string, unknown>,
+    view: ModelFiles = files,
+  ) => buildDescription(view, component, backend, extra);
   const built = (
     name: string,
     description: Record<string, unknown>,
@@ -180,13 +209,44 @@ function componentModels(
   const encoderNames: ComponentName[] =
     family === "sdxl" ? ["text_encoder", "text_encoder_2"] : ["text_encoder"];
   const encoders = encoderNames.map((name) => {
-    const { config, weights } = need(name);
-    return {
-      name,
-      weights,
-      config: parseClipTextConfig(config, `${files.label} ${name}/config.json`),
-    };
+    const { config } = need(name);
+    return { name, config: parseClipTextConfig(config, `${files.label} ${name}/config.json`) };
   });
+  // The text encoders and UNet of the model files with (or without) a set of LoRAs merged in.
+  const adapted = (view: ModelFiles) => ({
+    textEncoder(index: number, request: TextEncoderRequest): Promise<ComponentModelFile> {
+      const encoder = encoders[index];
+      if (!encoder)
+        return Promise.reject(
+          new Error(`text encoder ${index} does not exist; the model has ${encoders.length}`),
+        );
+      const weights = view.weights[encoder.name]!;
+      const hiddenStates = textEncoderOutputs(request);
+      return built(encoder.name, describe(encoder.name, { dtype, hiddenStates }, view), () =>
+        buildClipTextEncoder(encoder.config, weights, {
+          dtype,
+          hiddenStates,
+          projection: encoder.name === "text_encoder_2" ? true : undefined,
+        }),
+      );
+    },
+    unet(
+      reduction: ReductionSettings | undefined,
+      chunking?: AttentionChunking,
+    ): Promise<ComponentModelFile> {
+      // Unchunked builds keep loadPipeline's keys (no `chunking` entry), so both share files.
+      const extra = { dtype, reduction: reduction ?? null, ...(chunking ? { chunking } : {}) };
+      return built("unet", describe("unet", extra, view), () =>
+        buildUnet(unetConfig, view.weights.unet!, {
+          dtype,
+          backend,
+          reduction,
+          attentionChunking: chunking,
+        }),
+      );
+    },
+  });
+  const own = adapted(initial?.files ?? files);
   const vaeScale = 2 ** (vaeConfig.blockOutChannels.length - 1);
 
   const vaeHalf = (half: "decoder" | "encoder", chunking: AttentionChunking | undefined) => {
@@ -216,33 +276,13 @@ function componentModels(
       schedulerConfig: jsonSafe(schedulerConfig(family, folder)) as Record<string, unknown>,
     },
     tokenizers: tokenizerSources(family, folder, options),
-    textEncoder(index, request) {
-      const encoder = encoders[index];
-      if (!encoder)
-        return Promise.reject(
-          new Error(`text encoder ${index} does not exist; the model has ${encoders.length}`),
-        );
-      const hiddenStates = textEncoderOutputs(request);
-      return built(encoder.name, describe(encoder.name, { dtype, hiddenStates }), () =>
-        buildClipTextEncoder(encoder.config, encoder.weights, {
-          dtype,
-          hiddenStates,
-          projection: encoder.name === "text_encoder_2" ? true : undefined,
-        }),
-      );
+    loras: initial?.loras ?? [],
+    withLoras(requests) {
+      const application = applyLoras(files, requests, { family, onWarning: options.onWarning });
+      return { ...adapted(application.files), loras: application.loras, close: application.close };
     },
-    unet(reduction, chunking) {
-      // Unchunked builds keep loadPipeline's keys (no `chunking` entry), so both share files.
-      const extra = { dtype, reduction: reduction ?? null, ...(chunking ? { chunking } : {}) };
-      return built("unet", describe("unet", extra), () =>
-        buildUnet(unetConfig, unetParts.weights, {
-          dtype,
-          backend,
-          reduction,
-          attentionChunking: chunking,
-        }),
-      );
-    },
+    textEncoder: (index, request) => own.textEncoder(index, request),
+    unet: (reduction, chunking) => own.unet(reduction, chunking),
     vaeDecoder: (chunking) => vaeHalf("decoder", chunking),
     vaeEncoder: (chunking) => vaeHalf("encoder", chunking),
     samplerStep: (step) =>
@@ -253,6 +293,7 @@ function componentModels(
         () => buildSamplerStep(step),
       ),
     close() {
+      initial?.close();
       files.close();
     },
   };

@@ -6,6 +6,7 @@
  */
 import { mkdirSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
+import { applyLoras, type LoraRequest } from "../lora/apply-loras.js";
 import { parseClipTextConfig } from "../models/clip-config.js";
 import { buildClipTextEncoder } from "../models/clip-text.js";
 import type { BuiltModel, OpBackend } from "../models/layers.js";
@@ -42,6 +43,10 @@ export interface ConvertOptions
   readonly width?: number;
   readonly height?: number;
   readonly onComponent?: (component: ConvertComponent, files: string[], ms: number) => void;
+  /** LoRAs merged into the UNet and text encoders. */
+  readonly loras?: readonly LoraRequest[];
+  /** Told about LoRA keys that land on no weight (default: console.warn). */
+  readonly onWarning?: (message: string) => void;
 }
 
 export interface ConvertedFile {
@@ -114,8 +119,17 @@ export async function convertModel(
   if (options.reduction && options.component !== "unet" && options.component !== "all") {
     throw new Error("token reduction flags apply to the unet component only");
   }
-  const { files } = await openModelFiles(source, options);
+  const { files: opened } = await openModelFiles(source, options);
+  let lorasApplied: ReturnType<typeof applyLoras> | undefined;
   try {
+    lorasApplied =
+      options.loras && options.loras.length > 0
+        ? applyLoras(opened, options.loras, {
+            family: familyOf(opened),
+            onWarning: options.onWarning,
+          })
+        : undefined;
+    const files = lorasApplied?.files ?? opened;
     const components =
       options.component === "all"
         ? CONVERT_COMPONENTS.filter((c) => files.weights[sourceComponent(c)] !== undefined)
@@ -141,6 +155,7 @@ export async function convertModel(
             ...metadata,
             "todo_sd.source": basename(source),
             "todo_sd.component": component,
+            ...loraMetadata(component),
           },
         });
       } catch (error) {
@@ -153,6 +168,15 @@ export async function convertModel(
     }
     return results;
   } finally {
-    files.close();
+    lorasApplied?.close();
+    opened.close();
+  }
+
+  /** The LoRAs merged into a component, recorded in its metadata_props. */
+  function loraMetadata(component: ConvertComponent): Record<string, string> {
+    const name = sourceComponent(component);
+    if (!lorasApplied || lorasApplied.files.weights[name] === opened.weights[name]) return {};
+    const loras = lorasApplied.loras.map(({ name, sha256, weight }) => ({ name, sha256, weight }));
+    return { "todo_sd.loras": JSON.stringify(loras) };
   }
 }

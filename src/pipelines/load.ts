@@ -7,6 +7,7 @@ import { existsSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { downloadPipeline } from "../hub/download-pipeline.js";
 import { isHubId } from "../hub/hub-id.js";
+import type { LoraRequest } from "../lora/apply-loras.js";
 import { parseClipTextConfig } from "../models/clip-config.js";
 import { buildClipTextEncoder, type HiddenStateOutput } from "../models/clip-text.js";
 import type { AttentionChunking, BuiltModel, OpBackend } from "../models/layers.js";
@@ -36,10 +37,15 @@ import type { ComponentName, ModelFamily, ModelFiles } from "../weights/model-fi
 import { openSingleFile } from "../weights/single-file.js";
 import { type WeightSource, weightIdentity } from "../weights/source.js";
 import type { TextEncoderRequest } from "./components.js";
+import { loraVariants } from "./lora-variants.js";
 import { defaultCacheDir, hashKey, ModelCache } from "./model-cache.js";
 import { openOnnxFolder } from "./onnx-folder.js";
 import { RunnerTextEncoder, RunnerUnet, RunnerVae } from "./runner-components.js";
-import { type PipelineParts, StableDiffusionPipeline } from "./stable-diffusion.js";
+import {
+  type AdaptedModels,
+  type PipelineParts,
+  StableDiffusionPipeline,
+} from "./stable-diffusion.js";
 
 export type ModelDtype = "float32" | "float16";
 
@@ -66,6 +72,10 @@ export interface LoadOptions {
   readonly webgpu?: WebGpuTuning;
   /** Called when a model is built rather than found in the cache. */
   readonly onBuild?: (component: string, path: string | undefined) => void;
+  /** LoRAs merged into the UNet and text encoders (`generate` may ask for another set). */
+  readonly loras?: readonly LoraRequest[];
+  /** Told about LoRA keys that land on no weight (default: console.warn). */
+  readonly onWarning?: (message: string) => void;
 }
 
 const BACKEND_OF_DEVICE: Readonly<Record<Device, OpBackend>> = Object.freeze({
@@ -168,7 +178,13 @@ export async function loadPipeline(
     const cache =
       options.cacheDir === false ? false : new ModelCache(options.cacheDir ?? defaultCacheDir());
     return new StableDiffusionPipeline(
-      await openOnnxFolder(source, { device: options.device, webgpu: options.webgpu, cache }),
+      await openOnnxFolder(source, {
+        device: options.device,
+        webgpu: options.webgpu,
+        cache,
+        loras: options.loras,
+        onWarning: options.onWarning,
+      }),
     );
   }
   const { files, folder } = await openModelFiles(source, options);
@@ -402,16 +418,19 @@ async function builtParts(
   const factory = new RunnerFactory(device, options.cacheDir, options.onBuild, options.webgpu);
   const need = (
     component: ComponentName,
+    from: ModelFiles = files,
   ): { config: Record<string, unknown>; weights: WeightSource } => {
-    const config = files.configs[component];
-    const weights = files.weights[component];
+    const config = from.configs[component];
+    const weights = from.weights[component];
     if (!config || !weights) throw new Error(`${files.label}: the model has no ${component}`);
     return { config, weights };
   };
-  const describe = (component: ComponentName, extra: Record<string, unknown>) =>
-    buildDescription(files, component, device, extra);
-  const unetBuild = unetBuilds(files, options, factory);
-  const unetConfig = unetBuild.config;
+  const describe = (
+    component: ComponentName,
+    extra: Record<string, unknown>,
+    from: ModelFiles = files,
+  ) => buildDescription(from, component, device, extra);
+  const unetConfig = unetBuilds(files, options, factory).config;
   const vaeParts = need("vae");
   const vaeConfig = parseVaeConfig(vaeParts.config, `${files.label} vae/config.json`);
   if (vaeConfig.latentsMean || vaeConfig.latentsStd) {
@@ -421,20 +440,6 @@ async function builtParts(
 
   const encoderNames: ComponentName[] =
     family === "sdxl" ? ["text_encoder", "text_encoder_2"] : ["text_encoder"];
-  const textEncoders = encoderNames.map((name) => {
-    const { config, weights } = need(name);
-    const clipConfig = parseClipTextConfig(config, `${files.label} ${name}/config.json`);
-    return new RunnerTextEncoder(clipConfig.hiddenSize, clipConfig.numHiddenLayers, (request) => {
-      const hiddenStates = textEncoderOutputs(request);
-      return factory.runner(name, describe(name, { dtype, hiddenStates }), () =>
-        buildClipTextEncoder(clipConfig, weights, {
-          dtype,
-          hiddenStates,
-          projection: name === "text_encoder_2" ? true : undefined,
-        }),
-      );
-    });
-  });
 
   // On WebGPU the UNet's output stays on the GPU and the sampler step runs there as a graph, so
   // a denoising loop keeps its latents on the device (GenerateOptions.latentsOnDevice).
@@ -458,7 +463,47 @@ async function builtParts(
     }
     return stepper;
   };
-  const unets = new Map<string, Promise<RunnerUnet>>();
+  // The text encoders and UNet of model files with (or without) a set of LoRAs merged in.
+  const adaptedModels = (view: ModelFiles) => {
+    const textEncoders = encoderNames.map((name) => {
+      const { config, weights } = need(name, view);
+      const clipConfig = parseClipTextConfig(config, `${files.label} ${name}/config.json`);
+      return new RunnerTextEncoder(clipConfig.hiddenSize, clipConfig.numHiddenLayers, (request) => {
+        const hiddenStates = textEncoderOutputs(request);
+        return factory.runner(name, describe(name, { dtype, hiddenStates }, view), () =>
+          buildClipTextEncoder(clipConfig, weights, {
+            dtype,
+            hiddenStates,
+            projection: name === "text_encoder_2" ? true : undefined,
+          }),
+        );
+      });
+    });
+    const unetBuild = unetBuilds(view, options, factory);
+    const unets = new Map<string, Promise<RunnerUnet>>();
+    return {
+      textEncoders,
+      unet(reduction: ReductionSettings | undefined) {
+        const key = JSON.stringify(reduction ?? null);
+        let unet = unets.get(key);
+        if (!unet) {
+          unet = unetBuild
+            .runner(reduction, { keepOutputsOnDevice: onWebGpu })
+            .then((runner) => new RunnerUnet(runner, onWebGpu ? samplerStep : undefined));
+          unets.set(key, unet);
+          unet.catch(() => unets.delete(key));
+        }
+        return unet;
+      },
+      async release() {
+        for (const encoder of textEncoders) await encoder.release();
+        for (const unet of unets.values()) await (await unet).release();
+        unets.clear();
+      },
+    } satisfies Omit<AdaptedModels, "loras"> & { release(): Promise<void> };
+  };
+  const loras = loraVariants(files, family, options, adaptedModels);
+  const own = loras.own;
   const vaeChunking = backend === "webgpu" ? WEBGPU_VAE_CHUNKING : undefined;
   const vaeBuild = { dtype: vaeType, backend, attentionChunking: vaeChunking };
   const vaeKey = (half: string) =>
@@ -479,19 +524,10 @@ async function builtParts(
     family,
     label: files.label,
     tokenizers: loadTokenizers(family, folder, options),
-    textEncoders,
-    unet(reduction: ReductionSettings | undefined) {
-      const key = JSON.stringify(reduction ?? null);
-      let unet = unets.get(key);
-      if (!unet) {
-        unet = unetBuild
-          .runner(reduction, { keepOutputsOnDevice: onWebGpu })
-          .then((runner) => new RunnerUnet(runner, onWebGpu ? samplerStep : undefined));
-        unets.set(key, unet);
-        unet.catch(() => unets.delete(key));
-      }
-      return unet;
-    },
+    textEncoders: own.textEncoders,
+    unet: (reduction) => own.unet(reduction),
+    loras: own.loras,
+    withLoras: (requests) => loras.withLoras(requests),
     vae,
     schedulerConfig: schedulerConfig(family, folder),
     forceZerosForEmptyPrompt: modelIndexFlag(files, "force_zeros_for_empty_prompt"),
@@ -499,8 +535,7 @@ async function builtParts(
     vaeScale: 2 ** (vaeConfig.blockOutChannels.length - 1),
     defaultSize: (unetConfig.sampleSize ?? 64) * 2 ** (vaeConfig.blockOutChannels.length - 1),
     async release() {
-      for (const encoder of textEncoders) await encoder.release();
-      for (const unet of unets.values()) await (await unet).release();
+      await loras.release();
       for (const stepper of steppers.values()) await (await stepper).release();
       await vae.release();
       files.close();

@@ -17,6 +17,9 @@
  */
 import { copyFileSync, existsSync, linkSync, mkdirSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
+import type { LoraRequest } from "../lora/apply-loras.js";
+import { LoraWeightSource } from "../lora/lora-source.js";
+import { InitializerWeights, replaceInitializers } from "../lora/onnx-initializers.js";
 import { readModel, writeModel } from "../onnx/model-io.js";
 import { decodeModel, encodeModel, type ModelProto, type ValueInfoProto } from "../onnx/proto.js";
 import { ATTENTION_RULES, applyRules } from "../patch/apply-rules.js";
@@ -29,14 +32,17 @@ import {
   conformVaeEncoderIo,
 } from "../patch/io-contract.js";
 import { clipHiddenStatesRule, LAST_HIDDEN_STATE } from "../patch/rules/clip-hidden-states.js";
-import { reducesNothing } from "../reduce/options.js";
+import { type ReductionSettings, reducesNothing } from "../reduce/options.js";
 import { createRunner, type SessionOptions } from "../runtime/session.js";
 import type { ModelRunner } from "../runtime/types.js";
 import { loadClipTokenizer } from "../tokenizers/load-folder.js";
 import { type JsonObject, readConfigFile } from "../weights/config-json.js";
+import type { ModelFiles } from "../weights/model-files.js";
+import type { WeightSource } from "../weights/source.js";
+import { loraVariants } from "./lora-variants.js";
 import { fileIdentity, hashKey, ModelCache, stableStringify } from "./model-cache.js";
 import { MODEL_IO, RunnerTextEncoder, RunnerUnet, RunnerVae } from "./runner-components.js";
-import type { PipelineParts } from "./stable-diffusion.js";
+import type { AdaptedModels, PipelineParts } from "./stable-diffusion.js";
 
 /** Session settings (device, threads, WebGPU tuning) for every model, and the cache. */
 export interface OnnxFolderOptions extends SessionOptions {
@@ -45,7 +51,17 @@ export interface OnnxFolderOptions extends SessionOptions {
    * false loads their weights and runs them from memory instead.
    */
   readonly cache?: ModelCache | false;
+  /**
+   * LoRAs added to the initializers that kept their diffusers names; a LoRA with a module the
+   * export renamed is refused.
+   */
+  readonly loras?: readonly LoraRequest[];
+  readonly onWarning?: (message: string) => void;
 }
+
+/** Why an export cannot take a LoRA whose weights it renamed. */
+const RENAMED_WEIGHTS =
+  "this ONNX export does not keep the diffusers names of those weights; load the model from its diffusers folder or checkpoint to use this LoRA";
 
 /** What the pipeline needs, from a loaded ONNX folder. */
 export type OnnxFolder = PipelineParts & { release(): Promise<void> };
@@ -70,7 +86,7 @@ export async function openOnnxFolder(
     if (!existsSync(join(dir, part, "model.onnx")))
       throw new Error(`${dir}: ${part}/model.onnx is missing`);
   }
-  const { cache, ...sessionOptions } = options;
+  const { cache, loras: loraRequests, onWarning, ...sessionOptions } = options;
   const files = (part: string) =>
     new OnnxModelFile(join(dir, part, "model.onnx"), sessionOptions, cache);
 
@@ -87,16 +103,88 @@ export async function openOnnxFolder(
 
   const textFile = files("text_encoder");
   const text = textEncoderShape(textFile);
-  const textEncoder = new RunnerTextEncoder(text.hiddenSize, text.layers, (request) => {
-    const fromEnd = request.hiddenStateFromEnd;
-    const key = fromEnd ? `hidden-state:${fromEnd}:${request.finalLayerNorm ? 1 : 0}` : "io";
-    return textFile.runner(key, (model) => {
-      if (fromEnd) addHiddenState(model, fromEnd, request.finalLayerNorm === true);
-      return conformTextEncoderIo(model, { input: MODEL_IO.textEncoder.input }) || !!fromEnd;
-    });
-  });
 
-  const unets = new Map<string, Promise<RunnerUnet>>();
+  // The text encoder and UNet with (or without) LoRAs added to their named initializers.
+  const adaptedModels = (view: ModelFiles) => {
+    const textPatch = loraPatch(view.weights.text_encoder);
+    const unetPatch = loraPatch(view.weights.unet);
+    const textEncoder = new RunnerTextEncoder(text.hiddenSize, text.layers, (request) => {
+      const fromEnd = request.hiddenStateFromEnd;
+      const key = fromEnd ? `hidden-state:${fromEnd}:${request.finalLayerNorm ? 1 : 0}` : "io";
+      return textFile.runner(`${textPatch?.tag ?? ""}${key}`, (model) => {
+        const patched = textPatch ? textPatch.apply(model) : false;
+        if (fromEnd) addHiddenState(model, fromEnd, request.finalLayerNorm === true);
+        return (
+          conformTextEncoderIo(model, { input: MODEL_IO.textEncoder.input }) || !!fromEnd || patched
+        );
+      });
+    });
+    const unets = new Map<string, Promise<RunnerUnet>>();
+    return {
+      textEncoders: [textEncoder],
+      unet(reduction: ReductionSettings | undefined) {
+        const active = reduction && !reducesNothing(reduction) ? reduction : undefined;
+        const key = `${unetPatch?.tag ?? ""}${active ? `reduction:${stableStringify(active)}` : "io"}`;
+        let unet = unets.get(key);
+        if (!unet) {
+          unet = unetFile
+            .runner(key, (model) => {
+              const patched = unetPatch ? unetPatch.apply(model) : false;
+              if (active) applyRules(model, ATTENTION_RULES, active, unetFile.path);
+              return (
+                conformUnetIo(model, MODEL_IO.unet, unetFile.path) ||
+                active !== undefined ||
+                patched
+              );
+            })
+            .then((runner) => new RunnerUnet(runner));
+          unets.set(key, unet);
+          unet.catch(() => unets.delete(key));
+        }
+        return unet;
+      },
+      async release() {
+        await textEncoder.release();
+        for (const unet of unets.values()) await (await unet).release();
+        unets.clear();
+      },
+    } satisfies Omit<AdaptedModels, "loras"> & { release(): Promise<void> };
+  };
+  // The initializers are read only when a LoRA is asked for.
+  let unetInitializers: InitializerWeights | undefined;
+  let textInitializers: InitializerWeights | undefined;
+  const initializerFiles: ModelFiles = {
+    label: dir,
+    family,
+    configs: {},
+    weights: {
+      get unet() {
+        unetInitializers ??= new InitializerWeights(
+          unetFile.path,
+          unetFile.structure(),
+          dirname(unetFile.path),
+        );
+        return unetInitializers;
+      },
+      get text_encoder() {
+        textInitializers ??= new InitializerWeights(
+          textFile.path,
+          textFile.structure(),
+          dirname(textFile.path),
+        );
+        return textInitializers;
+      },
+    },
+    close() {},
+  };
+  const loras = loraVariants(
+    initializerFiles,
+    family,
+    { loras: loraRequests, onWarning, unmatchedError: RENAMED_WEIGHTS },
+    adaptedModels,
+  );
+  const own = loras.own;
+
   const encoderFile = existsSync(join(dir, "vae_encoder", "model.onnx"))
     ? files("vae_encoder")
     : undefined;
@@ -134,23 +222,10 @@ export async function openOnnxFolder(
     family,
     label: basename(dir),
     tokenizers: [loadClipTokenizer(join(dir, "tokenizer"))],
-    textEncoders: [textEncoder],
-    unet(reduction) {
-      const active = reduction && !reducesNothing(reduction) ? reduction : undefined;
-      const key = active ? `reduction:${stableStringify(active)}` : "io";
-      let unet = unets.get(key);
-      if (!unet) {
-        unet = unetFile
-          .runner(key, (model) => {
-            if (active) applyRules(model, ATTENTION_RULES, active, unetFile.path);
-            return conformUnetIo(model, MODEL_IO.unet, unetFile.path) || active !== undefined;
-          })
-          .then((runner) => new RunnerUnet(runner));
-        unets.set(key, unet);
-        unet.catch(() => unets.delete(key));
-      }
-      return unet;
-    },
+    textEncoders: own.textEncoders,
+    unet: (reduction) => own.unet(reduction),
+    loras: own.loras,
+    withLoras: (requests) => loras.withLoras(requests),
     vae,
     schedulerConfig,
     forceZerosForEmptyPrompt: index.force_zeros_for_empty_prompt === true,
@@ -162,11 +237,21 @@ export async function openOnnxFolder(
     vaeScale: 8,
     defaultSize: family === "sd2" && schedulerConfig.prediction_type === "v_prediction" ? 768 : 512,
     async release() {
-      await textEncoder.release();
-      for (const unet of unets.values()) await (await unet).release();
-      unets.clear();
+      await loras.release();
       await vae.release();
     },
+  };
+}
+
+/** How a component's LoRAs are added to a copy of its graph, and what names that variant. */
+function loraPatch(
+  source: WeightSource | undefined,
+): { tag: string; apply(model: ModelProto): boolean } | undefined {
+  if (!(source instanceof LoraWeightSource)) return undefined;
+  const keys = source.patchedKeys();
+  return {
+    tag: `lora:${stableStringify(source.loraIdentities)}:`,
+    apply: (model) => replaceInitializers(model, keys, source) > 0,
   };
 }
 

@@ -6,6 +6,7 @@
 import { floatToRgb8, imagesFromBatch } from "../image/float-image.js";
 import { generationTextChunks, type JsonObject, webUiSamplerName } from "../image/parameters.js";
 import { encodePng } from "../image/png.js";
+import type { AppliedLora } from "../lora/apply-loras.js";
 import { describeReduction } from "../reduce/options.js";
 import type { GenerateResult } from "./stable-diffusion.js";
 
@@ -18,6 +19,7 @@ export function encodeResultPng(result: GenerateResult, index: number, model: st
   const promptIndex = Math.floor(index / p.imagesPerPrompt);
   const extra: Record<string, string> = {};
   if (p.reduction) extra.ToDo = describeReduction(p.reduction);
+  Object.assign(extra, loraParameters(p.loras).extra);
   extra.Version = TOOL_VERSION;
   const record: JsonObject = {
     ...(JSON.parse(JSON.stringify(p)) as JsonObject),
@@ -27,7 +29,7 @@ export function encodeResultPng(result: GenerateResult, index: number, model: st
   };
   const chunks = generationTextChunks(
     {
-      prompt: p.prompt[promptIndex],
+      prompt: p.prompt[promptIndex] + loraParameters(p.loras).promptTags,
       negativePrompt: p.negativePrompt?.[p.negativePrompt.length === 1 ? 0 : promptIndex],
       steps: p.steps,
       sampler: webUiSamplerName(p.scheduler, p.schedulerConfig),
@@ -43,4 +45,18 @@ export function encodeResultPng(result: GenerateResult, index: number, model: st
     record,
   );
   return encodePng({ width: image.width, height: image.height, data: floatToRgb8(image) }, chunks);
+}
+
+/**
+ * LoRAs as the web UIs write them: `<lora:name:weight>` tags in the prompt (which those UIs
+ * take out before encoding, as todo-sd does) and `Lora hashes: "name: hash, ..."`.
+ */
+export function loraParameters(loras: readonly AppliedLora[] | undefined): {
+  promptTags: string;
+  extra: Record<string, string>;
+} {
+  if (!loras || loras.length === 0) return { promptTags: "", extra: {} };
+  const tags = loras.map((l) => `<lora:${l.name}:${l.weight}>`).join(" ");
+  const hashes = [...new Map(loras.map((l) => [l.name, `${l.name}: ${l.hash}`])).values()];
+  return { promptTags: ` ${tags}`, extra: { "Lora hashes": hashes.join(", ") } };
 }

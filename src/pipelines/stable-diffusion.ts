@@ -5,6 +5,7 @@
  * random draws follows the reference pipelines, so recorded latents and noise reproduce their
  * images.
  */
+import type { AppliedLora, LoraRequest } from "../lora/apply-loras.js";
 import type { ReductionOptions, ReductionSettings } from "../reduce/options.js";
 import { resolveReduction } from "../reduce/options.js";
 import { type LinearTrace, traceLinearSampler } from "../schedulers/linear-trace.js";
@@ -78,6 +79,11 @@ export interface GenerateOptions {
   readonly strength?: number;
   /** Token reduction (ToDo / ToMe); undefined or a factor of 1 runs the plain UNet. */
   readonly reduction?: ReductionOptions;
+  /**
+   * LoRAs for this call instead of the ones the pipeline was loaded with ([] for none). Models
+   * built for a set are kept for the next call with the same files and weights.
+   */
+  readonly loras?: readonly LoraRequest[];
   /** Prompts over 77 tokens: truncated (default) or encoded in 75-token chunks. */
   readonly longPrompts?: "truncate" | "chunk";
   /**
@@ -138,16 +144,32 @@ export interface GenerationParameters {
   readonly reduction: ReductionSettings | null;
   readonly longPrompts: "truncate" | "chunk";
   readonly family: ModelFamily;
+  /** The LoRAs merged into the models, with their hashes and weights. */
+  readonly loras: readonly AppliedLora[];
 }
 
-/** What a loaded model gives the pipeline. */
-export interface PipelineParts {
-  readonly family: ModelFamily;
-  readonly label: string;
-  readonly tokenizers: readonly ClipTokenizer[];
+/** The models a set of LoRAs changes: the text encoders and the UNet. */
+export interface AdaptedModels {
+  readonly loras: readonly AppliedLora[];
   readonly textEncoders: readonly TextEncoderComponent[];
   /** The UNet built for the given reduction (undefined: none); implementations cache them. */
   unet(reduction: ReductionSettings | undefined): Promise<UnetComponent>;
+  /** Tells the owner that the call using these models is over, so it may free them later. */
+  done?(): void;
+}
+
+/** What a loaded model gives the pipeline; its own models carry the LoRAs it was loaded with. */
+export interface PipelineParts extends Omit<AdaptedModels, "loras" | "done"> {
+  readonly family: ModelFamily;
+  readonly label: string;
+  readonly tokenizers: readonly ClipTokenizer[];
+  /** The LoRAs merged into `textEncoders` and `unet` (none when absent). */
+  readonly loras?: readonly AppliedLora[];
+  /**
+   * The models with another set of LoRAs (checked before anything is built); absent where a
+   * source cannot change its LoRAs per call.
+   */
+  withLoras?(loras: readonly LoraRequest[]): Promise<AdaptedModels>;
   readonly vae: VaeComponent;
   /** The model's own scheduler_config.json (with `_class_name`). */
   readonly schedulerConfig: Readonly<Record<string, unknown>>;
@@ -206,6 +228,13 @@ export function validateGenerateOptions(
   }
   if (options.seed !== undefined && (!Number.isSafeInteger(options.seed) || options.seed < 0)) {
     throw new Error(`seed must be a non-negative integer; got ${options.seed}`);
+  }
+  for (const lora of options.loras ?? []) {
+    const weight = lora?.weight ?? 1;
+    if (typeof lora?.path !== "string" || lora.path === "")
+      throw new Error("loras: every LoRA needs a file path");
+    if (typeof weight !== "number" || !Number.isFinite(weight))
+      throw new Error(`LoRA ${lora.path}: weight must be a finite number; got ${weight}`);
   }
   if (options.strength !== undefined) {
     if (!(options.strength > 0 && options.strength <= 1)) {
@@ -330,10 +359,63 @@ export class StableDiffusionPipeline {
     );
     const latentsNoise: NoiseSource = options.latents ? recordedNoise([options.latents]) : noise;
     throwIfAborted(options.signal);
+    const models = await this.modelsFor(options.loras);
+    try {
+      return await this.run(options, models, started, {
+        prompts,
+        width,
+        height,
+        steps,
+        guidanceScale,
+        imagesPerPrompt,
+        longPrompts,
+        guided,
+        reduction,
+        scheduler,
+        noise,
+        latentsNoise,
+      });
+    } finally {
+      models.done?.();
+    }
+  }
+
+  /** The pipeline's own models, or those of the call's LoRA set. */
+  private async modelsFor(loras: readonly LoraRequest[] | undefined): Promise<AdaptedModels> {
+    const parts = this.parts;
+    if (loras === undefined) return { ...modelsOf(parts), loras: parts.loras ?? [] };
+    if (!parts.withLoras)
+      throw new Error(`${parts.label}: this model source cannot change its LoRAs per call`);
+    return parts.withLoras(loras);
+  }
+
+  private async run(
+    options: GenerateOptions,
+    models: AdaptedModels,
+    started: number,
+    call: {
+      prompts: readonly string[];
+      width: number;
+      height: number;
+      steps: number;
+      guidanceScale: number;
+      imagesPerPrompt: number;
+      longPrompts: "truncate" | "chunk";
+      guided: boolean;
+      reduction: ReductionSettings | undefined;
+      scheduler: Scheduler;
+      noise: NoiseSource;
+      latentsNoise: NoiseSource;
+    },
+  ): Promise<GenerateResult> {
+    const parts = this.parts;
+    const { prompts, width, height, steps, guidanceScale, imagesPerPrompt, longPrompts } = call;
+    const { guided, reduction, scheduler, noise, latentsNoise } = call;
 
     // Text conditioning.
     let textMs = performance.now();
     const conditioning = await this.encodePrompts(
+      models.textEncoders,
       prompts,
       options.negativePrompt,
       guided,
@@ -385,7 +467,7 @@ export class StableDiffusionPipeline {
     }
 
     // Denoising loop.
-    const unet = await parts.unet(reduction);
+    const unet = await models.unet(reduction);
     let unetMs = 0;
     let unetCalls = 0;
     const trace = this.traceForDevice(unet, options, steps, timesteps);
@@ -472,6 +554,7 @@ export class StableDiffusionPipeline {
         reduction: reduction ?? null,
         longPrompts,
         family: parts.family,
+        loras: models.loras,
       },
     };
   }
@@ -525,6 +608,7 @@ export class StableDiffusionPipeline {
   }
 
   private async encodePrompts(
+    encoders: readonly TextEncoderComponent[],
     prompts: readonly string[],
     negative: string | readonly string[] | undefined,
     guided: boolean,
@@ -546,10 +630,11 @@ export class StableDiffusionPipeline {
           ? prompts.map(() => negative)
           : negative;
     if (parts.family !== "sdxl") {
-      const positive = await this.encodeSd(prompts, clipSkip, longPrompts);
+      const positive = await this.encodeSd(encoders, prompts, clipSkip, longPrompts);
       if (!guided) return { hiddenStates: { positive } };
       // The reference applies clip skip to the prompt only, not to the negative prompt.
       const negativeStates = await this.encodeSd(
+        encoders,
         negatives ?? prompts.map(() => ""),
         undefined,
         longPrompts,
@@ -557,7 +642,7 @@ export class StableDiffusionPipeline {
       );
       return { hiddenStates: { positive, negative: negativeStates } };
     }
-    const positive = await this.encodeSdxl(prompts, clipSkip, longPrompts);
+    const positive = await this.encodeSdxl(encoders, prompts, clipSkip, longPrompts);
     const timeIdsRow = [
       ...(options.originalSize ?? [height, width]),
       ...(options.cropsCoordsTopLeft ?? [0, 0]),
@@ -580,6 +665,7 @@ export class StableDiffusionPipeline {
       negativePooled = zerosLike(positive.pooled);
     } else {
       const encoded = await this.encodeSdxl(
+        encoders,
         negatives ?? prompts.map(() => ""),
         clipSkip,
         longPrompts,
@@ -597,13 +683,14 @@ export class StableDiffusionPipeline {
 
   /** SD 1.x / 2.x: last hidden state, or with clip skip the earlier state through the final norm. */
   private async encodeSd(
+    encoders: readonly TextEncoderComponent[],
     prompts: readonly string[],
     clipSkip: number | undefined,
     longPrompts: "truncate" | "chunk",
     tokens?: number,
   ): Promise<HostTensor> {
     const [tokenizer] = this.parts.tokenizers;
-    const [encoder] = this.parts.textEncoders;
+    const [encoder] = encoders;
     const chunks = padChunkCount(tokenize(tokenizer, prompts, longPrompts), tokens, tokenizer);
     let result: HostTensor | undefined;
     for (const ids of chunks) {
@@ -619,6 +706,7 @@ export class StableDiffusionPipeline {
 
   /** SDXL: penultimate (or clip-skipped) states of both encoders side by side, pooled from the second. */
   private async encodeSdxl(
+    encoders: readonly TextEncoderComponent[],
     prompts: readonly string[],
     clipSkip: number | undefined,
     longPrompts: "truncate" | "chunk",
@@ -627,14 +715,14 @@ export class StableDiffusionPipeline {
     const request = { hiddenStateFromEnd: (clipSkip ?? 0) + 2, finalLayerNorm: false };
     const states: HostTensor[] = [];
     let pooled: HostTensor | undefined;
-    for (const [i, encoder] of this.parts.textEncoders.entries()) {
+    for (const [i, encoder] of encoders.entries()) {
       const tokenizer = this.parts.tokenizers[i];
       const chunks = padChunkCount(tokenize(tokenizer, prompts, longPrompts), tokens, tokenizer);
       let joined: HostTensor | undefined;
       for (const [k, ids] of chunks.entries()) {
         const out = await encoder.encode(ids, request);
         joined = joined ? concatAxis1(joined, out.skipHiddenState!) : out.skipHiddenState!;
-        if (i === this.parts.textEncoders.length - 1 && k === 0) pooled = out.pooled;
+        if (i === encoders.length - 1 && k === 0) pooled = out.pooled;
       }
       states.push(joined!);
     }
@@ -718,6 +806,11 @@ export class StableDiffusionPipeline {
     }
     return { data: out, count, width, height };
   }
+}
+
+/** The pipeline's own text encoders and UNet. */
+function modelsOf(parts: PipelineParts): Omit<AdaptedModels, "loras"> {
+  return { textEncoders: parts.textEncoders, unet: (reduction) => parts.unet(reduction) };
 }
 
 function randomSeed(): number {
