@@ -180,7 +180,10 @@ export function addModelFlags(command: Command): Command {
       "--config-from <folder>",
       "single-file checkpoints: a diffusers folder to take configs, tokenizers and scheduler from",
     )
-    .option("--tokenizer <folder>", "a CLIP tokenizer folder for sources without one")
+    .option(
+      "--tokenizer <folder>",
+      "a CLIP tokenizer folder to use instead of the model's (default: its own, else the shipped CLIP vocabulary)",
+    )
     .option("--variant <name>", "weight variant, e.g. fp16")
     .option("--revision <rev>", "Hub revision (branch, tag or commit)")
     .option("--offline", "never use the network; Hub models must be in the cache")

@@ -27,6 +27,7 @@ import type { SessionOptions, WebGpuTuning } from "../runtime/session.js";
 import { createRunner } from "../runtime/session.js";
 import type { ModelRunner } from "../runtime/types.js";
 import { listSchedulerClasses } from "../schedulers/registry.js";
+import { builtinClipTokenizerDir } from "../tokenizers/builtin-vocabulary.js";
 import type { ClipTokenizer } from "../tokenizers/clip-tokenizer.js";
 import { loadClipTokenizer } from "../tokenizers/load-folder.js";
 import { builtinName, openBuiltin } from "../weights/builtin.js";
@@ -194,23 +195,22 @@ export interface TokenizerSource {
   readonly padToken?: string;
 }
 
-/** The tokenizer folders of a model: its own, else the `tokenizer` option. */
+/**
+ * The tokenizer folders of a model: the `tokenizer` option when given, else its own, else the
+ * CLIP vocabulary shipped with the package (every SD family uses it; only the pad token differs).
+ */
 export function tokenizerSources(
   family: ModelFamily,
   folder: string | undefined,
-  options: Pick<LoadOptions, "tokenizer">,
+  options: Pick<LoadOptions, "tokenizer" | "cacheDir">,
 ): TokenizerSource[] {
   const names = family === "sdxl" ? ["tokenizer", "tokenizer_2"] : ["tokenizer"];
   return names.map((name) => {
+    const padToken = name === "tokenizer_2" || family === "sd2" ? "!" : undefined;
+    if (options.tokenizer) return { dir: options.tokenizer, padToken };
     if (folder && existsSync(join(folder, name))) return { dir: join(folder, name) };
-    if (options.tokenizer)
-      return {
-        dir: options.tokenizer,
-        padToken: name === "tokenizer_2" || family === "sd2" ? "!" : undefined,
-      };
-    throw new Error(
-      `the model has no ${name}/ folder; pass a CLIP tokenizer folder (vocab.json + merges.txt) with --tokenizer`,
-    );
+    const root = typeof options.cacheDir === "string" ? options.cacheDir : defaultCacheDir();
+    return { dir: builtinClipTokenizerDir(root), padToken };
   });
 }
 
