@@ -189,7 +189,11 @@ export { type RunningServer, type ServeOptions, startServer } from "./serve/serv
 export type { ChunkOptions, TokenizedBatch, TokenizeOptions } from "./tokenizers/clip-tokenizer.js";
 export { ClipTokenizer } from "./tokenizers/clip-tokenizer.js";
 export { loadClipTokenizer } from "./tokenizers/load-folder.js";
-export { writeBytesAtomically, writeFileAtomically } from "./util/atomic-write.js";
+export {
+  writeBytesAtomically,
+  writeBytesExclusively,
+  writeFileAtomically,
+} from "./util/atomic-write.js";
 export { type NoiseSource, recordedNoise, SeededRandom, seededNoise } from "./util/random.js";
 export { BUILTIN_NAMES, openBuiltin } from "./weights/builtin.js";
 export { parseConfigJson, readConfigFile } from "./weights/config-json.js";

@@ -15,7 +15,7 @@ import {
   sideBySide,
   TOOL_VERSION,
   webUiSamplerName,
-  writeBytesAtomically,
+  writeBytesExclusively,
 } from "../index.js";
 import {
   addGenerationFlags,
@@ -35,6 +35,7 @@ import {
   jsonNumbers,
   writeJsonOutput,
 } from "./output-files.js";
+import { modelName } from "./output-names.js";
 import { ProgressBar } from "./progress.js";
 
 interface CompareFlags extends GenerationFlags {
@@ -130,7 +131,7 @@ async function compareCommand(prompt: string, flags: CompareFlags): Promise<void
     const path = join(flags.out, `todo-sd-compare-${timestamp()}-${seed}.png`);
     const record = {
       kind: "compare",
-      model: flags.model,
+      model: modelName(flags.model),
       image: path,
       prompt,
       negativePrompt: flags.negative ?? null,
@@ -153,13 +154,14 @@ async function compareCommand(prompt: string, flags: CompareFlags): Promise<void
       `baseline ${seconds(baseline.timings.totalMs)}`,
       `${acceleratedName} ${seconds(accelerated.timings.totalMs)} (${speedup.toFixed(1)}x)`,
     ];
-    writeBytesAtomically(
+    const written = writeBytesExclusively(
       path,
       comparisonPng([baselineImage, acceleratedImage], labels, accelerated, settings, record),
+      { nextFree: true },
     );
     report.write(formatTable(runs, speedup, unetSpeedup, metrics));
     if (flags.json) writeJsonOutput(flags.json, record);
-    report.write(`${path}\n`);
+    report.write(`${written}\n`);
   } finally {
     await pipeline.release();
   }

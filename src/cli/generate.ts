@@ -1,7 +1,9 @@
+import { existsSync } from "node:fs";
 import { type Command, Option } from "commander";
 import {
   DEFAULT_VAE_TILING,
   describeReduction,
+  encodeResultPng,
   encodeSafetensors,
   fitImage,
   type GenerateOptions,
@@ -13,6 +15,7 @@ import {
   SafetensorsFile,
   type StableDiffusionPipeline,
   writeBytesAtomically,
+  writeBytesExclusively,
   writeResultPngs,
 } from "../index.js";
 import {
@@ -28,6 +31,13 @@ import {
   sizeArg,
 } from "./options.js";
 import { checkOutputFile, checkOutputFolder } from "./output-files.js";
+import {
+  DEFAULT_NAME_PATTERN,
+  fileName,
+  isPngFileTarget,
+  modelName,
+  namePatternArg,
+} from "./output-names.js";
 import { formatSeconds, ProgressBar } from "./progress.js";
 
 /** The flags addGenerationFlags defines. */
@@ -52,6 +62,7 @@ interface GenerateFlags extends GenerationFlags {
   readonly image?: string;
   readonly strength?: number;
   readonly out: string;
+  readonly name?: string;
   readonly latents?: string;
   readonly noise?: string;
   readonly raw?: string;
@@ -117,7 +128,16 @@ export function registerGenerate(program: Command): void {
       "img2img: how much of the schedule to run, in (0, 1]",
       floatArg("--strength"),
     )
-    .option("-o, --out <dir>", "output folder", ".")
+    .option(
+      "-o, --out <dir|file.png>",
+      "output folder, or a .png file for a single image (never overwritten)",
+      ".",
+    )
+    .option(
+      "--name <pattern>",
+      "file names in the output folder: {seed} {index} {prompt} {model} {width} {height} {steps} {date} {time}",
+      namePatternArg,
+    )
     .option("--latents <file>", "initial latents from a .safetensors file (key latents)")
     .option(
       "--noise <file>",
@@ -236,7 +256,7 @@ async function generateCommand(prompt: string, flags: GenerateFlags): Promise<vo
     throw new Error("--strength needs --image (img2img)");
   if (flags.image && flags.latents)
     throw new Error("--latents is for txt2img; img2img starts from --image");
-  checkOutputFolder(flags.out, "--out");
+  const outFile = checkImageOutput(flags);
   if (flags.raw) checkOutputFile(flags.raw, "--raw");
   const latents = flags.latents ? readTensorFile(flags.latents, () => ["latents"])[0] : undefined;
   const noise = flags.noise ? readTensorFile(flags.noise, noiseKeys) : undefined;
@@ -246,6 +266,7 @@ async function generateCommand(prompt: string, flags: GenerateFlags): Promise<vo
   const initImage = flags.image ? readInitImage(flags.image, width, height) : undefined;
   const reduction = reductionFromFlags(flags, true);
   const seed = flags.seed ?? randomSeed();
+  const started = new Date();
   const loadStart = performance.now();
   const pipeline = await loadModel(flags);
   try {
@@ -284,7 +305,25 @@ async function generateCommand(prompt: string, flags: GenerateFlags): Promise<vo
       });
       writeBytesAtomically(flags.raw, bytes);
     }
-    const paths = writeResultPngs(result, flags.out, `todo-sd-${timestamp()}-${seed}`, flags.model);
+    const model = modelName(flags.model);
+    const paths = outFile
+      ? [writeBytesExclusively(outFile, encodeResultPng(result, 0, model))]
+      : writeResultPngs(
+          result,
+          flags.out,
+          (index) =>
+            fileName(flags.name ?? DEFAULT_NAME_PATTERN, {
+              seed,
+              index,
+              prompt,
+              model,
+              width: size.width,
+              height: size.height,
+              steps: flags.steps,
+              date: started,
+            }),
+          model,
+        );
     const t = result.timings;
     for (const path of paths) process.stdout.write(`${path}\n`);
     process.stderr.write(
@@ -293,6 +332,24 @@ async function generateCommand(prompt: string, flags: GenerateFlags): Promise<vo
   } finally {
     await pipeline.release();
   }
+}
+
+/** The `-o` file of a single image, or undefined for a folder (checked before any work). */
+function checkImageOutput(flags: GenerateFlags): string | undefined {
+  if (!isPngFileTarget(flags.out)) {
+    checkOutputFolder(flags.out, "--out");
+    return undefined;
+  }
+  if (flags.batch > 1)
+    throw new Error(
+      `-o ${flags.out} names one file, but --batch ${flags.batch} makes ${flags.batch} images; give a folder (and --name for the file names)`,
+    );
+  if (flags.name !== undefined)
+    throw new Error(`--name names files in an output folder; -o ${flags.out} is a file`);
+  if (existsSync(flags.out))
+    throw new Error(`-o ${flags.out} exists; todo-sd never overwrites an image`);
+  checkOutputFile(flags.out, "--out");
+  return flags.out;
 }
 
 function checkLatents(

@@ -2,7 +2,7 @@
  * Writing files so that readers never see a partial one: write under a temporary name beside the
  * target, then rename. A failed write leaves nothing behind.
  */
-import { closeSync, openSync, renameSync, rmSync, writeSync } from "node:fs";
+import { closeSync, linkSync, openSync, renameSync, rmSync, writeSync } from "node:fs";
 
 export function temporaryName(path: string): string {
   return `${path}.${process.pid}.${Math.random().toString(36).slice(2, 10)}.tmp`;
@@ -38,5 +38,61 @@ export function writeBytesAtomically(path: string, bytes: Uint8Array): void {
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     throw new Error(`${path}: cannot write (${code ?? (error as Error).message})`);
+  }
+}
+
+/** `path` with `-n` before its extension: `out/a.png`, 2 -> `out/a-2.png`. */
+export function numberedName(path: string, n: number): string {
+  const dot = path.lastIndexOf(".");
+  const slash = Math.max(path.lastIndexOf("/"), path.lastIndexOf("\\"));
+  return dot > slash + 1 ? `${path.slice(0, dot)}-${n}${path.slice(dot)}` : `${path}-${n}`;
+}
+
+/**
+ * Writes `bytes` to `path` without ever replacing a file. The bytes go to a temporary file that is
+ * then hard-linked to the name, which fails when the name is taken, so readers never see a
+ * partial file and two writers never share a name. With `nextFree`, a taken name becomes
+ * `name-1.ext`, `name-2.ext`, ...; without, it is an error. Returns the path written.
+ */
+export function writeBytesExclusively(
+  path: string,
+  bytes: Uint8Array,
+  options: { readonly nextFree?: boolean } = {},
+): string {
+  const temp = temporaryName(path);
+  try {
+    writeFileAtomically(temp, (fd) => writeAll(fd, bytes));
+    for (let n = 0; ; n++) {
+      const candidate = n === 0 ? path : numberedName(path, n);
+      try {
+        linkSync(temp, candidate);
+        return candidate;
+      } catch (error) {
+        const code = (error as NodeJS.ErrnoException).code;
+        if (code === "EEXIST") {
+          if (!options.nextFree) throw new Error(`${path} exists; it is never overwritten`);
+          if (n >= 100_000) throw new Error(`${path}: no free name left`);
+          continue;
+        }
+        // File systems without hard links: an exclusive create (not atomic, still never replacing).
+        if (code === "EPERM" || code === "ENOTSUP" || code === "EOPNOTSUPP" || code === "EXDEV") {
+          try {
+            const fd = openSync(candidate, "wx");
+            try {
+              writeAll(fd, bytes);
+            } finally {
+              closeSync(fd);
+            }
+            return candidate;
+          } catch (inner) {
+            if ((inner as NodeJS.ErrnoException).code === "EEXIST" && options.nextFree) continue;
+            throw inner;
+          }
+        }
+        throw new Error(`${candidate}: cannot write (${code ?? (error as Error).message})`);
+      }
+    }
+  } finally {
+    rmSync(temp, { force: true });
   }
 }
