@@ -18,6 +18,7 @@ import {
   writeBytesExclusively,
   writeResultPngs,
 } from "../index.js";
+import { checkFiniteTensor, checkGuidanceFlag } from "./numeric-checks.js";
 import {
   addModelFlags,
   addReductionFlags,
@@ -236,8 +237,9 @@ export function generationOptions(
   };
 }
 
-/** Rejects --latents-on-device on where no run can leave tensors on the device (before any work). */
+/** Checks the flags that need no model (before any work): --cfg, and --latents-on-device on where no run can leave tensors on the device. */
 export function checkLatentsFlag(flags: GenerationFlags): void {
+  checkGuidanceFlag(flags.cfg);
   // Only onnxruntime's WebGPU backend hands GPU buffers from one run to the next.
   if (flags.latentsOnDevice === "on" && flags.device !== "webgpu")
     throw new Error(
@@ -258,8 +260,18 @@ async function generateCommand(prompt: string, flags: GenerateFlags): Promise<vo
     throw new Error("--latents is for txt2img; img2img starts from --image");
   const outFile = checkImageOutput(flags);
   if (flags.raw) checkOutputFile(flags.raw, "--raw");
-  const latents = flags.latents ? readTensorFile(flags.latents, () => ["latents"])[0] : undefined;
-  const noise = flags.noise ? readTensorFile(flags.noise, noiseKeys) : undefined;
+  const latents = flags.latents
+    ? checkFiniteTensor(
+        readTensorFile(flags.latents, () => ["latents"])[0],
+        "--latents",
+        flags.latents,
+      )
+    : undefined;
+  const noise = flags.noise
+    ? readTensorFile(flags.noise, noiseKeys).map((n) =>
+        checkFiniteTensor(n, "--noise", flags.noise!),
+      )
+    : undefined;
   const schedulerConfig = flags.schedulerConfig
     ? readSchedulerConfig(flags.schedulerConfig, flags.scheduler)
     : undefined;

@@ -20,6 +20,7 @@ import type {
   VaeComponent,
 } from "./components.js";
 import { runDeviceLoop } from "./device-loop.js";
+import { firstNonFinite, likelyCause, NonFiniteError } from "./finite-check.js";
 import {
   AUTO_TILING_ABOVE,
   DEFAULT_VAE_TILING,
@@ -384,6 +385,17 @@ export class StableDiffusionPipeline {
       timesteps = scheduler.timesteps;
     }
 
+    const cause = () =>
+      likelyCause({
+        guidanceScale,
+        recordedLatents: options.latents !== undefined,
+        recordedNoise: options.noise !== undefined,
+      });
+    if (firstNonFinite(latents) >= 0)
+      throw new NonFiniteError(
+        `the starting latents hold NaN or infinite values; ${options.latents ? "the given latents are broken" : cause()}`,
+      );
+
     // Denoising loop.
     const unet = await parts.unet(reduction);
     let unetMs = 0;
@@ -400,6 +412,7 @@ export class StableDiffusionPipeline {
         unet: trace.device,
         conditioning: { encoderHiddenStates, textEmbeds, timeIds },
         checkAbort: () => throwIfAborted(options.signal),
+        nonFiniteCause: cause,
         onStep: (index) => {
           unetCalls++;
           options.onProgress?.({
@@ -411,6 +424,10 @@ export class StableDiffusionPipeline {
         },
       });
       unetMs = performance.now() - loopStart;
+      if (firstNonFinite(latents) >= 0)
+        throw new NonFiniteError(
+          `the latents became NaN or infinite during the denoising loop on the device (${timesteps.length} steps; --latents-on-device off finds the step); ${cause()}`,
+        );
     }
     for (const [index, t] of (trace ? [] : timesteps).entries()) {
       throwIfAborted(options.signal);
@@ -431,6 +448,10 @@ export class StableDiffusionPipeline {
         ? applyGuidance(prediction.data, guidanceScale)
         : prediction.data;
       latents = scheduler.step(guidedPrediction, t, latents, noise, latentDims);
+      if (firstNonFinite(latents) >= 0)
+        throw new NonFiniteError(
+          `the latents became NaN or infinite at step ${index + 1} of ${timesteps.length}; ${cause()}`,
+        );
       options.onProgress?.({
         step: index + 1,
         totalSteps: timesteps.length,
@@ -443,7 +464,12 @@ export class StableDiffusionPipeline {
 
     // Decode.
     const vaeStart = performance.now();
-    const images = await this.decodeLatents(latents, latentDims, options.vaeTiling ?? "auto");
+    const images = await this.decodeLatents(
+      latents,
+      latentDims,
+      options.vaeTiling ?? "auto",
+      cause,
+    );
     vaeMs += performance.now() - vaeStart;
     return {
       images,
@@ -688,6 +714,7 @@ export class StableDiffusionPipeline {
     latents: Float32Array,
     dims: readonly number[],
     tiling: "auto" | "off" | VaeTiling = "off",
+    cause: () => string = () => "the VAE's weights may overflow in float16; try --dtype fp32",
   ): Promise<ImageBatch> {
     const { scalingFactor, shiftFactor } = this.parts.vae;
     const scaled = new Float32Array(latents.length);
@@ -704,6 +731,13 @@ export class StableDiffusionPipeline {
     const decoded = tiles
       ? await decodeInTiles((t) => vae.decode(t), { data: scaled, dims }, tiles)
       : await vae.decode({ data: scaled, dims });
+    if (firstNonFinite(decoded.data) >= 0) {
+      let largest = 0;
+      for (const v of latents) largest = Math.max(largest, Math.abs(v));
+      throw new NonFiniteError(
+        `the VAE decoded NaN or infinite values from latents as large as ${largest.toPrecision(3)}; ${cause()}`,
+      );
+    }
     const [count, , height, width] = decoded.dims;
     const plane = width * height;
     const out = new Float32Array(count * plane * 3);
