@@ -28,6 +28,7 @@ import {
   readSchedulerConfig,
   timestamp,
 } from "./generate.js";
+import { warnLongPrompts } from "./input-checks.js";
 import { intArg, reductionFromFlags } from "./options.js";
 import {
   checkOutputFile,
@@ -104,6 +105,11 @@ async function compareCommand(prompt: string, flags: CompareFlags): Promise<void
     const report = flags.json === "-" ? process.stderr : process.stdout;
     process.stderr.write(
       `model ${pipeline.parts.label} (${family}); ${width}x${height}, ${scheduler.name}, seed ${seed}; comparing no reduction with ${describeReduction(settings)}\n`,
+    );
+    warnLongPrompts(
+      pipeline.parts.tokenizers[0],
+      { prompt, "negative prompt": flags.negative },
+      flags.longPrompts,
     );
     const call = { ...generationOptions(prompt, flags, seed, schedulerConfig), width, height };
     for (let i = 0; i < flags.warmup; i++) {

@@ -3,6 +3,7 @@ import { type Command, Option } from "commander";
 import {
   DEFAULT_VAE_TILING,
   describeReduction,
+  deviceUnavailable,
   encodeResultPng,
   encodeSafetensors,
   fitImage,
@@ -18,7 +19,7 @@ import {
   writeBytesExclusively,
   writeResultPngs,
 } from "../index.js";
-import { checkFiniteTensor, checkGuidanceFlag } from "./numeric-checks.js";
+import { checkFiniteTensor, checkGuidanceFlag, warnLongPrompts } from "./input-checks.js";
 import {
   addModelFlags,
   addReductionFlags,
@@ -187,13 +188,16 @@ export function readSchedulerConfig(path: string, scheduler: string | undefined)
   return config;
 }
 
+/** Init images up to 4096 x 4096: larger ones would cost gigabytes to decode and resize. */
+const MAX_INIT_PIXELS = 4096 * 4096;
+
 /** The init image of img2img as a batch of one, fitted to the asked size (else its own, floored to 8). */
 function readInitImage(
   path: string,
   width: number | undefined,
   height: number | undefined,
 ): NonNullable<GenerateOptions["image"]> {
-  const decoded = rgb8ToFloat(readPngFile(path));
+  const decoded = rgb8ToFloat(readPngFile(path, { maxPixels: MAX_INIT_PIXELS }));
   const target = {
     width: width ?? decoded.width - (decoded.width % 8),
     height: height ?? decoded.height - (decoded.height % 8),
@@ -237,9 +241,11 @@ export function generationOptions(
   };
 }
 
-/** Checks the flags that need no model (before any work): --cfg, and --latents-on-device on where no run can leave tensors on the device. */
+/** Checks the flags that need no model (before any work): --cfg, --device, and --latents-on-device on where no run can leave tensors on the device. */
 export function checkLatentsFlag(flags: GenerationFlags): void {
   checkGuidanceFlag(flags.cfg);
+  const unavailable = deviceUnavailable(flags.device);
+  if (unavailable) throw new Error(unavailable);
   // Only onnxruntime's WebGPU backend hands GPU buffers from one run to the next.
   if (flags.latentsOnDevice === "on" && flags.device !== "webgpu")
     throw new Error(
@@ -287,6 +293,11 @@ async function generateCommand(prompt: string, flags: GenerateFlags): Promise<vo
       height: height ?? initImage?.height ?? pipeline.parts.defaultSize,
     };
     if (latents) checkLatents(latents, flags.latents!, pipeline, flags.batch, size);
+    warnLongPrompts(
+      pipeline.parts.tokenizers[0],
+      { prompt, "negative prompt": flags.negative },
+      flags.longPrompts,
+    );
     const resolved = pipeline.resolveReductionFor(reduction, size.width, size.height);
     const scheduler = pipeline.createScheduler(flags.scheduler, undefined, schedulerConfig);
     process.stderr.write(

@@ -166,7 +166,8 @@ const DEFAULTS = Object.freeze({ steps: 30, guidanceScale: 7.5, imagesPerPrompt:
 /** Checks the call before any model runs; every message is one line. */
 export function validateGenerateOptions(
   options: GenerateOptions,
-  parts: Pick<PipelineParts, "vaeScale" | "defaultSize">,
+  parts: Pick<PipelineParts, "vaeScale" | "defaultSize"> &
+    Partial<Pick<PipelineParts, "textEncoders">>,
 ): void {
   const prompts = typeof options.prompt === "string" ? [options.prompt] : options.prompt;
   if (prompts.length === 0) throw new Error("prompt: give at least one prompt");
@@ -205,6 +206,11 @@ export function validateGenerateOptions(
   ) {
     throw new Error(`clipSkip must be a whole number >= 0; got ${options.clipSkip}`);
   }
+  const layers = Math.min(...(parts.textEncoders ?? []).map((encoder) => encoder.layers));
+  if (options.clipSkip !== undefined && options.clipSkip >= layers)
+    throw new Error(
+      `clip skip ${options.clipSkip} is out of range: the model's text encoder has ${layers} layers, so 0 to ${layers - 1} may be skipped`,
+    );
   if (options.seed !== undefined && (!Number.isSafeInteger(options.seed) || options.seed < 0)) {
     throw new Error(`seed must be a non-negative integer; got ${options.seed}`);
   }

@@ -1,6 +1,6 @@
 /**
- * Numbers that parse but make no sense, refused (or warned about) before any work: a NaN image
- * after minutes of computing helps nobody.
+ * Inputs that parse but make no sense, refused (or warned about) before any work: a NaN image
+ * or a silently cut prompt after minutes of computing helps nobody.
  */
 import { firstNonFinite, USUAL_GUIDANCE_LIMIT } from "../pipelines/finite-check.js";
 
@@ -25,4 +25,24 @@ export function checkFiniteTensor(data: Float32Array, flag: string, path: string
   if (at >= 0)
     throw new Error(`${flag}: ${path} holds a non-finite value (${data[at]} at index ${at})`);
   return data;
+}
+
+/** CLIP sees 77 tokens: the start and end tokens and 75 of the prompt. */
+const PROMPT_TOKENS = 75;
+
+/** Warns (on stderr) about prompts the text encoder would cut, unless they are chunked. */
+export function warnLongPrompts(
+  tokenizer: { encode(text: string): number[] },
+  prompts: Readonly<Record<string, string | undefined>>,
+  longPrompts: boolean | undefined,
+): void {
+  if (longPrompts) return;
+  for (const [what, text] of Object.entries(prompts)) {
+    if (text === undefined) continue;
+    const count = tokenizer.encode(text).length;
+    if (count > PROMPT_TOKENS)
+      process.stderr.write(
+        `todo-sd: warning: the ${what} has ${count} tokens; only the first ${PROMPT_TOKENS} are used (--long-prompts encodes all of them in chunks)\n`,
+      );
+  }
 }
