@@ -174,7 +174,8 @@ function formatRow(row: UnetBenchRow, rows: readonly UnetBenchRow[]): string {
   const baseline = rows.find(
     (r) => r.width === row.width && r.height === row.height && r.method === "none" && !r.error,
   );
-  const speedup = baseline ? `${(baseline.medianMs / row.medianMs).toFixed(2)}x` : "-";
+  const speedup =
+    baseline && row.reduces !== false ? `${(baseline.medianMs / row.medianMs).toFixed(2)}x` : "-";
   return [
     `${row.width}x${row.height}`,
     row.method,
