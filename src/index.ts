@@ -191,6 +191,8 @@ export type { ChunkOptions, TokenizedBatch, TokenizeOptions } from "./tokenizers
 export { ClipTokenizer } from "./tokenizers/clip-tokenizer.js";
 export { loadClipTokenizer } from "./tokenizers/load-folder.js";
 export {
+  removeStaleTemporaries,
+  staleTemporaries,
   writeBytesAtomically,
   writeBytesExclusively,
   writeFileAtomically,

@@ -1,5 +1,11 @@
+import { basename, dirname } from "node:path";
 import type { Command } from "commander";
-import { convertModel, formatBytes, parseConvertComponent } from "../index.js";
+import {
+  convertModel,
+  formatBytes,
+  parseConvertComponent,
+  removeStaleTemporaries,
+} from "../index.js";
 import {
   addReductionFlags,
   type DtypeFlag,
@@ -59,6 +65,12 @@ export function registerConvert(program: Command): void {
       if (component === "all") checkOutputFolder(flags.out, "--out");
       else if (/\.onnx$/i.test(flags.out)) checkOutputFile(flags.out, "--out");
       const reduction = reductionFromFlags(flags, false);
+      // What a conversion killed mid-write left in the same folder goes first.
+      const removed = removeStaleTemporaries(component === "all" ? flags.out : dirname(flags.out));
+      if (removed.length > 0)
+        process.stderr.write(
+          `removed ${removed.length} unfinished file${removed.length === 1 ? "" : "s"} of stopped runs: ${removed.map((p) => basename(p)).join(", ")}\n`,
+        );
       const started = performance.now();
       await convertModel(model, {
         component,

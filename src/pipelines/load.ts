@@ -264,12 +264,16 @@ export class RunnerFactory {
       const { builder, metadata } = builtParts0(build());
       return createRunner(buildModelBytes(builder, { metadata }), options);
     }
-    const entry = await this.cache.getOrBuild(hashKey(description), description, (path) => {
-      this.onBuild?.(component, path);
-      const { builder, metadata } = builtParts0(build());
-      saveModel(builder, path, { metadata });
-    });
-    return createRunner(entry.modelPath, options);
+    return this.cache.open(
+      hashKey(description),
+      description,
+      (path) => {
+        this.onBuild?.(component, path);
+        const { builder, metadata } = builtParts0(build());
+        saveModel(builder, path, { metadata });
+      },
+      (entry) => createRunner(entry.modelPath, options),
+    );
   }
 }
 

@@ -2,7 +2,8 @@
  * Writing files so that readers never see a partial one: write under a temporary name beside the
  * target, then rename. A failed write leaves nothing behind.
  */
-import { closeSync, linkSync, openSync, renameSync, rmSync, writeSync } from "node:fs";
+import { closeSync, linkSync, openSync, readdirSync, renameSync, rmSync, writeSync } from "node:fs";
+import { join } from "node:path";
 
 export function temporaryName(path: string): string {
   return `${path}.${process.pid}.${Math.random().toString(36).slice(2, 10)}.tmp`;
@@ -95,4 +96,44 @@ export function writeBytesExclusively(
   } finally {
     rmSync(temp, { force: true });
   }
+}
+
+/** `<name>.<pid>.<random>.tmp`, as `temporaryName` (and the model cache's folders) make them. */
+const TEMPORARY = /^(.+)\.(\d+)\.[0-9a-z]{1,12}\.tmp$/;
+
+/** Whether process `pid` is alive on this machine (one we may not signal counts as alive). */
+export function processAlive(pid: number): boolean {
+  if (pid === process.pid) return true;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
+/** The temporaries in `dir` left by writers that are no longer running (files or folders). */
+export function staleTemporaries(dir: string): string[] {
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return [];
+  }
+  return names
+    .filter((name) => {
+      const match = TEMPORARY.exec(name);
+      return match !== null && !processAlive(Number(match[2]));
+    })
+    .map((name) => join(dir, name));
+}
+
+/**
+ * Removes what writers killed mid-write (kill -9, a crash, a power cut) left in `dir`: their
+ * temporaries carry their pid, so a dead writer's are safe to remove. Returns the paths removed.
+ */
+export function removeStaleTemporaries(dir: string): string[] {
+  const stale = staleTemporaries(dir);
+  for (const path of stale) rmSync(path, { recursive: true, force: true });
+  return stale;
 }
