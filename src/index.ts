@@ -94,7 +94,12 @@ export {
   patchModel,
   patchUnet,
 } from "./patch/patch-model.js";
-export { type UnetSignature, unetSignature } from "./patch/unet-levels.js";
+export {
+  countDownBlocks,
+  levelFromName,
+  type UnetSignature,
+  unetSignature,
+} from "./patch/unet-levels.js";
 export {
   type ComponentBackend,
   type ComponentModelFile,
@@ -152,6 +157,7 @@ export {
   type DownsampleMode,
   describeReduction,
   levelGrid,
+  METADATA_PREFIX,
   parseReductionFlags,
   parseReductionOptions,
   type ReductionOptions,

@@ -58,6 +58,12 @@ export interface AttentionInfo {
   readonly crossAttentionBlocks: number;
   /** Graph blocks the rules could not place or accept, and why. */
   readonly skipped?: readonly { readonly name: string; readonly reason: string }[];
+  /** The reduction built into an exported UNet (its metadata_props), and the blocks it reduces. */
+  readonly builtIn?: {
+    readonly description: string;
+    readonly settings: Readonly<Record<string, string>>;
+    readonly reducedBlocksPerLevel: Readonly<Record<number, number>>;
+  };
 }
 
 export interface ModelInfo {

@@ -108,6 +108,19 @@ export function formatInfo(info: ModelInfo): string {
     lines.push(`  ${attention.crossAttentionBlocks} cross-attention blocks (never reduced)`);
     for (const skipped of attention.skipped ?? [])
       lines.push(`  skipped ${skipped.name}: ${skipped.reason}`);
+    const builtIn = attention.builtIn;
+    if (builtIn) {
+      const reduced = Object.entries(builtIn.reducedBlocksPerLevel)
+        .map(([level, blocks]) => `level ${level}: ${blocks}`)
+        .join(", ");
+      lines.push(`token reduction built in: ${builtIn.description}`);
+      lines.push(`  reduced blocks: ${reduced || "none"}`);
+      lines.push(
+        `  settings: ${Object.entries(builtIn.settings)
+          .map(([key, value]) => `${key}=${value}`)
+          .join(" ")}`,
+      );
+    }
   } else if (info.unet === null && info.kind.startsWith("onnx")) {
     lines.push("no UNet: no attention levels to report");
   }
