@@ -29,6 +29,7 @@ import {
   timestamp,
 } from "./generate.js";
 import { warnLongPrompts } from "./input-checks.js";
+import { checkJobFits } from "./memory-check.js";
 import { intArg, reductionFromFlags } from "./options.js";
 import {
   checkOutputFile,
@@ -100,6 +101,8 @@ async function compareCommand(prompt: string, flags: CompareFlags): Promise<void
     const family = pipeline.family;
     const settings = pipeline.resolveReductionFor(reduction, width, height);
     if (!settings) throw new Error(nothingToCompare(reduction, width, height));
+    // The baseline is the larger job.
+    checkJobFits(pipeline, { ...flags, width, height, batch: 1, guided: flags.cfg > 1 }, undefined);
     const scheduler = pipeline.createScheduler(flags.scheduler, undefined, schedulerConfig);
     // With --json -, stdout carries the JSON alone.
     const report = flags.json === "-" ? process.stderr : process.stdout;

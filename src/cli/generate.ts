@@ -20,6 +20,7 @@ import {
   writeResultPngs,
 } from "../index.js";
 import { checkFiniteTensor, checkGuidanceFlag, warnLongPrompts } from "./input-checks.js";
+import { checkJobFits, maxPixelsArg } from "./memory-check.js";
 import {
   addModelFlags,
   addReductionFlags,
@@ -57,6 +58,7 @@ export interface GenerationFlags extends ModelFlagValues, ReductionFlagValues {
   readonly longPrompts?: boolean;
   readonly vaeTiling: "auto" | "on" | "off";
   readonly latentsOnDevice: "auto" | "on" | "off";
+  readonly maxPixels?: number;
 }
 
 interface GenerateFlags extends GenerationFlags {
@@ -93,6 +95,11 @@ export function addGenerationFlags(command: Command): Command {
       "a scheduler_config.json to use instead of the model's (--scheduler still picks the sampler)",
     )
     .option("--seed <n>", "random seed", intArg("--seed", 0))
+    .option(
+      "--max-pixels <n>",
+      "refuse images over this many pixels (default 4096 x 4096)",
+      maxPixelsArg,
+    )
     .option("--clip-skip <n>", "skip the last n text-encoder layers", intArg("--clip-skip", 0))
     .option(
       "--long-prompts",
@@ -299,6 +306,7 @@ async function generateCommand(prompt: string, flags: GenerateFlags): Promise<vo
       flags.longPrompts,
     );
     const resolved = pipeline.resolveReductionFor(reduction, size.width, size.height);
+    checkJobFits(pipeline, { ...flags, ...size, guided: flags.cfg > 1 }, resolved);
     const scheduler = pipeline.createScheduler(flags.scheduler, undefined, schedulerConfig);
     process.stderr.write(
       `model ${pipeline.parts.label} (${pipeline.family}) ready in ${formatSeconds((performance.now() - loadStart) / 1000)}; ${size.width}x${size.height}, ${scheduler.name}; token reduction: ${describeReduction(resolved)}\n`,

@@ -2,6 +2,7 @@
  * What `todo-sd info` reports, as data: the parts of a model, its weights, and where its UNet
  * keeps self-attention, with the token counts that ToDo reduces at a given image size.
  */
+
 import {
   type ComponentName,
   componentClassName,
@@ -17,6 +18,7 @@ import {
   resolveReduction,
   type UnetConfig,
 } from "../index.js";
+import type { MemoryEstimate } from "../pipelines/memory-estimate.js";
 
 export interface TensorIo {
   readonly name: string;
@@ -83,6 +85,8 @@ export interface ModelInfo {
     readonly factorLevel2: number;
     readonly description: string;
   } | null;
+  /** The memory a generation at `size` needs, per device kind (see cli/memory-check.ts). */
+  readonly memory?: Readonly<Record<string, MemoryEstimate>>;
 }
 
 /** safetensors dtype names as ONNX spells element types, so both kinds of model read alike. */

@@ -37,6 +37,7 @@ import type { ComponentName, ModelFamily, ModelFiles } from "../weights/model-fi
 import { openSingleFile } from "../weights/single-file.js";
 import { type WeightSource, weightIdentity } from "../weights/source.js";
 import type { TextEncoderRequest } from "./components.js";
+import { type MemoryShape, memoryShapeFromConfigs, parameterCount } from "./memory-estimate.js";
 import { defaultCacheDir, hashKey, ModelCache } from "./model-cache.js";
 import { openOnnxFolder } from "./onnx-folder.js";
 import { RunnerTextEncoder, RunnerUnet, RunnerVae } from "./runner-components.js";
@@ -502,6 +503,7 @@ async function builtParts(
     latentChannels: unetConfig.inChannels,
     vaeScale: 2 ** (vaeConfig.blockOutChannels.length - 1),
     defaultSize: (unetConfig.sampleSize ?? 64) * 2 ** (vaeConfig.blockOutChannels.length - 1),
+    memoryShape: modelMemoryShape(files, unetConfig, vaeConfig, dtype),
     async release() {
       for (const encoder of textEncoders) await encoder.release();
       for (const unet of unets.values()) await (await unet).release();
@@ -510,6 +512,20 @@ async function builtParts(
       files.close();
     },
   };
+}
+
+/** What a memory estimate needs of opened model files: config shapes and weight sizes. */
+export function modelMemoryShape(
+  files: ModelFiles,
+  unet: UnetConfig,
+  vae: ReturnType<typeof parseVaeConfig>,
+  dtype: ModelDtype,
+): MemoryShape {
+  const parameters = Object.values(files.weights).reduce(
+    (sum, source) => sum + (source ? parameterCount(source) : 0),
+    0,
+  );
+  return memoryShapeFromConfigs(unet, vae, parameters * (dtype === "float16" ? 2 : 4));
 }
 
 /** The hidden-state outputs a text encoder graph needs for a request. */

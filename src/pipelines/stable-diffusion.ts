@@ -21,6 +21,7 @@ import type {
 } from "./components.js";
 import { runDeviceLoop } from "./device-loop.js";
 import { firstNonFinite, likelyCause, NonFiniteError } from "./finite-check.js";
+import type { MemoryShape } from "./memory-estimate.js";
 import {
   AUTO_TILING_ABOVE,
   DEFAULT_VAE_TILING,
@@ -158,6 +159,8 @@ export interface PipelineParts {
   /** Spatial downsampling of the VAE (8 for every SD model). */
   readonly vaeScale: number;
   readonly defaultSize: number;
+  /** The shapes a memory estimate needs, where the source has configs (see memory-estimate.ts). */
+  readonly memoryShape?: MemoryShape;
   release?(): Promise<void>;
 }
 
