@@ -4,11 +4,7 @@ import { classifySource, openModelFiles } from "../index.js";
 import { parseUnetConfig } from "../models/unet-config.js";
 import { parseVaeConfig } from "../models/vae-config.js";
 import { modelMemoryShape } from "../pipelines/load.js";
-import {
-  type MemoryEstimate,
-  type MemoryShape,
-  standardMemoryShape,
-} from "../pipelines/memory-estimate.js";
+import { type MemoryShape, standardMemoryShape } from "../pipelines/memory-estimate.js";
 import type { ReductionSettings } from "../reduce/options.js";
 import { type ComponentInfo, type ModelInfo, type TensorIo, weightsInfo } from "./info-model.js";
 import { onnxFileInfo, onnxFolderInfo } from "./info-onnx.js";
