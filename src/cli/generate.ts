@@ -1,5 +1,5 @@
 import { existsSync } from "node:fs";
-import { type Command, Option } from "commander";
+import { type Command, InvalidArgumentError, Option } from "commander";
 import {
   DEFAULT_VAE_TILING,
   describeReduction,
@@ -12,6 +12,7 @@ import {
   loadPipeline,
   readConfigFile,
   readPngFile,
+  removeStaleTemporaries,
   rgb8ToFloat,
   SafetensorsFile,
   type StableDiffusionPipeline,
@@ -42,6 +43,14 @@ import {
   namePatternArg,
 } from "./output-names.js";
 import { formatSeconds, ProgressBar } from "./progress.js";
+
+/** The released models are trained on 1000 timesteps: a schedule cannot have more steps. */
+function stepsArg(value: string): number {
+  const steps = intArg("--steps")(value);
+  if (steps > 1000)
+    throw new InvalidArgumentError("--steps must be at most 1000 (the models' training timesteps)");
+  return steps;
+}
 
 /** The flags addGenerationFlags defines. */
 export interface GenerationFlags extends ModelFlagValues, ReductionFlagValues {
@@ -79,7 +88,7 @@ export function addGenerationFlags(command: Command): Command {
     .option("--width <px>", "image width (multiple of 8)", pixelsArg("--width"))
     .option("--height <px>", "image height (multiple of 8)", pixelsArg("--height"))
     .option("--size <WxH>", "image size, e.g. 1024 or 1024x768", sizeArg)
-    .option("--steps <n>", "denoising steps", intArg("--steps"), 30)
+    .option("--steps <n>", "denoising steps (1 to 1000)", stepsArg, 30)
     .option(
       "--cfg <scale>",
       "classifier-free guidance scale (<= 1 turns guidance off)",
@@ -369,6 +378,8 @@ async function generateCommand(prompt: string, flags: GenerateFlags): Promise<vo
 function checkImageOutput(flags: GenerateFlags): string | undefined {
   if (!isPngFileTarget(flags.out)) {
     checkOutputFolder(flags.out, "--out");
+    // Images a killed run was writing (their temporaries carry its pid) go first.
+    removeStaleTemporaries(flags.out);
     return undefined;
   }
   if (flags.batch > 1)

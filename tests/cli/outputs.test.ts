@@ -1,6 +1,6 @@
 // Where `generate` writes its images: never over another file, names from --name's pattern, a
 // single image to the file -o names, and the model recorded by name rather than by path.
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { basename, join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { readGenerationInfo, readPngFile } from "../../src/index.js";
@@ -29,6 +29,17 @@ describe("generate's output files", () => {
     const b = await generate("--seed", "5", "-o", out);
     expect(a.stdout.trim()).not.toBe(b.stdout.trim());
     expect(filesIn(out).sort()).toHaveLength(4);
+  });
+
+  it("removes the temporary image files of a killed run, and only those", async () => {
+    const out = ws.outDir();
+    // A pid no process has (above Linux's pid_max) stands for a run killed mid-write.
+    const dead = ws.write(`${basename(out)}/todo-sd-x-0.png.4194999.abc123.tmp`, "partial");
+    const live = ws.write(`${basename(out)}/todo-sd-y-0.png.${process.pid}.abc123.tmp`, "partial");
+    const run = await generate("--seed", "1", "-o", out);
+    expect(run.code, run.stderr).toBe(0);
+    expect(existsSync(dead)).toBe(false);
+    expect(existsSync(live)).toBe(true);
   });
 
   it("names files by --name's fields", async () => {

@@ -35,6 +35,7 @@ describe("numbers are plain decimals", () => {
     ["--batch", "+2"],
     ["--cfg", "0x10"],
     ["--cfg", "Infinity"],
+    ["--steps", "100000"],
   ])("%s %s is refused", async (flag, value) => {
     const out = ws.outDir();
     expectOneLineError(await generate(out, flag, value), new RegExp(flag));
