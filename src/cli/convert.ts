@@ -1,6 +1,7 @@
-import { basename, dirname } from "node:path";
+import { basename, dirname, join } from "node:path";
 import type { Command } from "commander";
 import {
+  CONVERT_COMPONENTS,
   convertModel,
   formatBytes,
   parseConvertComponent,
@@ -66,7 +67,11 @@ export function registerConvert(program: Command): void {
       else if (/\.onnx$/i.test(flags.out)) checkOutputFile(flags.out, "--out");
       const reduction = reductionFromFlags(flags, false);
       // What a conversion killed mid-write left in the same folder goes first.
-      const removed = removeStaleTemporaries(component === "all" ? flags.out : dirname(flags.out));
+      const folders =
+        component === "all"
+          ? [flags.out, ...CONVERT_COMPONENTS.map((name) => join(flags.out, name))]
+          : [dirname(flags.out)];
+      const removed = folders.flatMap((folder) => removeStaleTemporaries(folder));
       if (removed.length > 0)
         process.stderr.write(
           `removed ${removed.length} unfinished file${removed.length === 1 ? "" : "s"} of stopped runs: ${removed.map((p) => basename(p)).join(", ")}\n`,
