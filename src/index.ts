@@ -95,7 +95,12 @@ export {
   patchModel,
   patchUnet,
 } from "./patch/patch-model.js";
-export { type UnetSignature, unetSignature } from "./patch/unet-levels.js";
+export {
+  countDownBlocks,
+  levelFromName,
+  type UnetSignature,
+  unetSignature,
+} from "./patch/unet-levels.js";
 export {
   type ComponentBackend,
   type ComponentModelFile,
@@ -155,6 +160,7 @@ export {
   type DownsampleMode,
   describeReduction,
   levelGrid,
+  METADATA_PREFIX,
   parseReductionFlags,
   parseReductionOptions,
   type ReductionOptions,
@@ -166,6 +172,7 @@ export {
   resolveReduction,
   settingsFromReferenceArgs,
 } from "./reduce/index.js";
+export { deviceUnavailable } from "./runtime/device-check.js";
 export { DEVICES, type Device, parseDevice } from "./runtime/devices.js";
 export { type ProfileSummary, summariseProfile } from "./runtime/profile.js";
 export {
@@ -199,7 +206,13 @@ export { type RunningServer, type ServeOptions, startServer } from "./serve/serv
 export type { ChunkOptions, TokenizedBatch, TokenizeOptions } from "./tokenizers/clip-tokenizer.js";
 export { ClipTokenizer } from "./tokenizers/clip-tokenizer.js";
 export { loadClipTokenizer } from "./tokenizers/load-folder.js";
-export { writeBytesAtomically, writeFileAtomically } from "./util/atomic-write.js";
+export {
+  removeStaleTemporaries,
+  staleTemporaries,
+  writeBytesAtomically,
+  writeBytesExclusively,
+  writeFileAtomically,
+} from "./util/atomic-write.js";
 export { type NoiseSource, recordedNoise, SeededRandom, seededNoise } from "./util/random.js";
 export { BUILTIN_NAMES, openBuiltin } from "./weights/builtin.js";
 export { parseConfigJson, readConfigFile } from "./weights/config-json.js";

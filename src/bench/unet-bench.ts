@@ -14,6 +14,7 @@ import {
   parseReductionOptions,
   type ReductionOptions,
   type ReductionSettings,
+  reducesNothing,
   resolveAutoFactor,
   resolveReduction,
 } from "../reduce/options.js";
@@ -67,6 +68,8 @@ export interface UnetBenchRow {
   readonly batch: number;
   readonly method: BenchMethod;
   readonly reduction: string;
+  /** False when the method resolved to no reduction at this size (the row times a plain UNet). */
+  readonly reduces?: boolean;
   readonly medianMs: number;
   readonly minMs: number;
   readonly itPerSecond: number;
@@ -211,8 +214,16 @@ export async function benchUnet(
           options.onResult?.(row);
           continue;
         }
-        const label =
-          method === "off" ? `built with ToDo, run with it off` : describeReduction(reduction);
+        // A method that resolves to no reduction at this size (ToDo's auto factor below 768 px,
+        // say) is timed as the plain UNet and says so: it has no speedup to report.
+        const reduces =
+          method === "none" || (reduction !== undefined && !reducesNothing(reduction));
+        if (!reduces) reduction = undefined;
+        const label = !reduces
+          ? `no reduction: ${method} reduces nothing at ${size.width}x${size.height}`
+          : method === "off"
+            ? `built with ToDo, run with it off`
+            : describeReduction(reduction);
         options.onStatus?.(`${size.width}x${size.height} ${method}: building/loading`);
         const profileDir = options.profile
           ? mkdtempSync(join(tmpdir(), "todo-sd-profile-"))
@@ -263,6 +274,7 @@ export async function benchUnet(
           row = {
             ...base,
             reduction: label,
+            ...(method === "none" ? {} : { reduces }),
             medianMs: median,
             minMs: times[0],
             itPerSecond: 1000 / median,

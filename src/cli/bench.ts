@@ -4,7 +4,9 @@ import {
   type BenchMethod,
   type BenchSize,
   benchUnet,
+  deviceUnavailable,
   parseBenchMethod,
+  parseDevice,
   plotBenchSvg,
   runAttentionProbes,
   runConvProbes,
@@ -69,7 +71,7 @@ export function registerBench(program: Command): void {
     )
     .option("--device <device>", "cpu, webgpu or cuda", "cpu")
     .action(async (flags: { device: string }) => {
-      for await (const line of runAttentionProbes(flags.device)) process.stdout.write(`${line}\n`);
+      await printProbeRows(runAttentionProbes(flags.device), flags.device);
     });
   program
     .command("bench-plot")
@@ -88,8 +90,24 @@ export function registerBench(program: Command): void {
     .description("time a 3x3 convolution built as Conv and as im2col + MatMul on a device")
     .option("--device <device>", "cpu, webgpu or cuda", "cpu")
     .action(async (flags: { device: string }) => {
-      for await (const line of runConvProbes(flags.device)) process.stdout.write(`${line}\n`);
+      await printProbeRows(runConvProbes(flags.device), flags.device);
     });
+}
+
+/** Prints each probe's JSON row; a row that failed makes the command fail after all are printed. */
+async function printProbeRows(rows: AsyncIterable<string>, device: string): Promise<void> {
+  const unavailable = deviceUnavailable(parseDevice(device));
+  if (unavailable) throw new Error(unavailable);
+  let count = 0;
+  const failed: string[] = [];
+  for await (const line of rows) {
+    process.stdout.write(`${line}\n`);
+    count++;
+    const row = JSON.parse(line) as { error?: unknown };
+    if (typeof row.error === "string") failed.push(row.error);
+  }
+  if (failed.length > 0)
+    throw new Error(`${failed.length} of ${count} cases failed; the first: ${failed[0]}`);
 }
 
 function readBenchJson(file: string): UnetBenchRow[] {
@@ -156,7 +174,8 @@ function formatRow(row: UnetBenchRow, rows: readonly UnetBenchRow[]): string {
   const baseline = rows.find(
     (r) => r.width === row.width && r.height === row.height && r.method === "none" && !r.error,
   );
-  const speedup = baseline ? `${(baseline.medianMs / row.medianMs).toFixed(2)}x` : "-";
+  const speedup =
+    baseline && row.reduces !== false ? `${(baseline.medianMs / row.medianMs).toFixed(2)}x` : "-";
   return [
     `${row.width}x${row.height}`,
     row.method,

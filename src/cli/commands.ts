@@ -1,5 +1,6 @@
 import type { Command } from "commander";
 import { registerBench } from "./bench.js";
+import { registerCache } from "./cache.js";
 import { registerCompare } from "./compare.js";
 import { registerConvert } from "./convert.js";
 import { registerGenerate } from "./generate.js";
@@ -16,4 +17,5 @@ export function registerCommands(program: Command): void {
   registerPatch(program);
   registerBench(program);
   registerServe(program);
+  registerCache(program);
 }

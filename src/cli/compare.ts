@@ -16,7 +16,7 @@ import {
   sideBySide,
   TOOL_VERSION,
   webUiSamplerName,
-  writeBytesAtomically,
+  writeBytesExclusively,
 } from "../index.js";
 import {
   addGenerationFlags,
@@ -29,7 +29,9 @@ import {
   readSchedulerConfig,
   timestamp,
 } from "./generate.js";
+import { warnLongPrompts } from "./input-checks.js";
 import { resolveLoraFlags } from "./lora-flags.js";
+import { checkJobFits } from "./memory-check.js";
 import { intArg, reductionFromFlags } from "./options.js";
 import {
   checkOutputFile,
@@ -37,6 +39,7 @@ import {
   jsonNumbers,
   writeJsonOutput,
 } from "./output-files.js";
+import { modelName } from "./output-names.js";
 import { ProgressBar } from "./progress.js";
 
 interface CompareFlags extends GenerationFlags {
@@ -101,11 +104,18 @@ async function compareCommand(promptWithTags: string, flags: CompareFlags): Prom
     const family = pipeline.family;
     const settings = pipeline.resolveReductionFor(reduction, width, height);
     if (!settings) throw new Error(nothingToCompare(reduction, width, height));
+    // The baseline is the larger job.
+    checkJobFits(pipeline, { ...flags, width, height, batch: 1, guided: flags.cfg > 1 }, undefined);
     const scheduler = pipeline.createScheduler(flags.scheduler, undefined, schedulerConfig);
     // With --json -, stdout carries the JSON alone.
     const report = flags.json === "-" ? process.stderr : process.stdout;
     process.stderr.write(
       `model ${pipeline.parts.label} (${family}); ${width}x${height}, ${scheduler.name}, seed ${seed}; comparing no reduction with ${describeReduction(settings)}\n`,
+    );
+    warnLongPrompts(
+      pipeline.parts.tokenizers[0],
+      { prompt, "negative prompt": flags.negative },
+      flags.longPrompts,
     );
     const call = { ...generationOptions(prompt, flags, seed, schedulerConfig), width, height };
     for (let i = 0; i < flags.warmup; i++) {
@@ -133,7 +143,7 @@ async function compareCommand(promptWithTags: string, flags: CompareFlags): Prom
     const path = join(flags.out, `todo-sd-compare-${timestamp()}-${seed}.png`);
     const record = {
       kind: "compare",
-      model: flags.model,
+      model: modelName(flags.model),
       image: path,
       prompt,
       negativePrompt: flags.negative ?? null,
@@ -157,13 +167,14 @@ async function compareCommand(promptWithTags: string, flags: CompareFlags): Prom
       `baseline ${seconds(baseline.timings.totalMs)}`,
       `${acceleratedName} ${seconds(accelerated.timings.totalMs)} (${speedup.toFixed(1)}x)`,
     ];
-    writeBytesAtomically(
+    const written = writeBytesExclusively(
       path,
       comparisonPng([baselineImage, acceleratedImage], labels, accelerated, settings, record),
+      { nextFree: true },
     );
     report.write(formatTable(runs, speedup, unetSpeedup, metrics));
     if (flags.json) writeJsonOutput(flags.json, record);
-    report.write(`${path}\n`);
+    report.write(`${written}\n`);
   } finally {
     await pipeline.release();
   }

@@ -1,5 +1,12 @@
+import { basename, dirname, join } from "node:path";
 import type { Command } from "commander";
-import { convertModel, formatBytes, parseConvertComponent } from "../index.js";
+import {
+  CONVERT_COMPONENTS,
+  convertModel,
+  formatBytes,
+  parseConvertComponent,
+  removeStaleTemporaries,
+} from "../index.js";
 import { addLoraFlags, type LoraFlagValues, warn } from "./lora-flags.js";
 import {
   addReductionFlags,
@@ -63,6 +70,16 @@ export function registerConvert(program: Command): void {
       if (component === "all") checkOutputFolder(flags.out, "--out");
       else if (/\.onnx$/i.test(flags.out)) checkOutputFile(flags.out, "--out");
       const reduction = reductionFromFlags(flags, false);
+      // What a conversion killed mid-write left in the same folder goes first.
+      const folders =
+        component === "all"
+          ? [flags.out, ...CONVERT_COMPONENTS.map((name) => join(flags.out, name))]
+          : [dirname(flags.out)];
+      const removed = folders.flatMap((folder) => removeStaleTemporaries(folder));
+      if (removed.length > 0)
+        process.stderr.write(
+          `removed ${removed.length} unfinished file${removed.length === 1 ? "" : "s"} of stopped runs: ${removed.map((p) => basename(p)).join(", ")}\n`,
+        );
       const started = performance.now();
       await convertModel(model, {
         component,

@@ -1,7 +1,10 @@
-import { type Command, Option } from "commander";
+import { existsSync } from "node:fs";
+import { type Command, InvalidArgumentError, Option } from "commander";
 import {
   DEFAULT_VAE_TILING,
   describeReduction,
+  deviceUnavailable,
+  encodeResultPng,
   encodeSafetensors,
   fitImage,
   type GenerateOptions,
@@ -10,13 +13,17 @@ import {
   loadPipeline,
   readConfigFile,
   readPngFile,
+  removeStaleTemporaries,
   rgb8ToFloat,
   SafetensorsFile,
   type StableDiffusionPipeline,
   writeBytesAtomically,
+  writeBytesExclusively,
   writeResultPngs,
 } from "../index.js";
+import { checkFiniteTensor, checkGuidanceFlag, warnLongPrompts } from "./input-checks.js";
 import { addLoraFlags, type LoraFlagValues, resolveLoraFlags, warn } from "./lora-flags.js";
+import { checkJobFits, maxPixelsArg } from "./memory-check.js";
 import {
   addModelFlags,
   addReductionFlags,
@@ -30,7 +37,22 @@ import {
   sizeArg,
 } from "./options.js";
 import { checkOutputFile, checkOutputFolder } from "./output-files.js";
+import {
+  DEFAULT_NAME_PATTERN,
+  fileName,
+  isPngFileTarget,
+  modelName,
+  namePatternArg,
+} from "./output-names.js";
 import { formatSeconds, ProgressBar } from "./progress.js";
+
+/** The released models are trained on 1000 timesteps: a schedule cannot have more steps. */
+function stepsArg(value: string): number {
+  const steps = intArg("--steps")(value);
+  if (steps > 1000)
+    throw new InvalidArgumentError("--steps must be at most 1000 (the models' training timesteps)");
+  return steps;
+}
 
 /** The flags addGenerationFlags defines. */
 export interface GenerationFlags extends ModelFlagValues, ReductionFlagValues, LoraFlagValues {
@@ -47,6 +69,7 @@ export interface GenerationFlags extends ModelFlagValues, ReductionFlagValues, L
   readonly longPrompts?: boolean;
   readonly vaeTiling: "auto" | "on" | "off";
   readonly latentsOnDevice: "auto" | "on" | "off";
+  readonly maxPixels?: number;
 }
 
 interface GenerateFlags extends GenerationFlags {
@@ -54,6 +77,7 @@ interface GenerateFlags extends GenerationFlags {
   readonly image?: string;
   readonly strength?: number;
   readonly out: string;
+  readonly name?: string;
   readonly latents?: string;
   readonly noise?: string;
   readonly raw?: string;
@@ -66,7 +90,7 @@ export function addGenerationFlags(command: Command): Command {
     .option("--width <px>", "image width (multiple of 8)", pixelsArg("--width"))
     .option("--height <px>", "image height (multiple of 8)", pixelsArg("--height"))
     .option("--size <WxH>", "image size, e.g. 1024 or 1024x768", sizeArg)
-    .option("--steps <n>", "denoising steps", intArg("--steps"), 30)
+    .option("--steps <n>", "denoising steps (1 to 1000)", stepsArg, 30)
     .option(
       "--cfg <scale>",
       "classifier-free guidance scale (<= 1 turns guidance off)",
@@ -82,6 +106,11 @@ export function addGenerationFlags(command: Command): Command {
       "a scheduler_config.json to use instead of the model's (--scheduler still picks the sampler)",
     )
     .option("--seed <n>", "random seed", intArg("--seed", 0))
+    .option(
+      "--max-pixels <n>",
+      "refuse images over this many pixels (default 4096 x 4096)",
+      maxPixelsArg,
+    )
     .option("--clip-skip <n>", "skip the last n text-encoder layers", intArg("--clip-skip", 0))
     .option(
       "--long-prompts",
@@ -119,7 +148,16 @@ export function registerGenerate(program: Command): void {
       "img2img: how much of the schedule to run, in (0, 1]",
       floatArg("--strength"),
     )
-    .option("-o, --out <dir>", "output folder", ".")
+    .option(
+      "-o, --out <dir|file.png>",
+      "output folder, or a .png file for a single image (never overwritten)",
+      ".",
+    )
+    .option(
+      "--name <pattern>",
+      "file names in the output folder: {seed} {index} {prompt} {model} {width} {height} {steps} {date} {time}",
+      namePatternArg,
+    )
     .option("--latents <file>", "initial latents from a .safetensors file (key latents)")
     .option(
       "--noise <file>",
@@ -168,13 +206,16 @@ export function readSchedulerConfig(path: string, scheduler: string | undefined)
   return config;
 }
 
+/** Init images up to 4096 x 4096: larger ones would cost gigabytes to decode and resize. */
+const MAX_INIT_PIXELS = 4096 * 4096;
+
 /** The init image of img2img as a batch of one, fitted to the asked size (else its own, floored to 8). */
 function readInitImage(
   path: string,
   width: number | undefined,
   height: number | undefined,
 ): NonNullable<GenerateOptions["image"]> {
-  const decoded = rgb8ToFloat(readPngFile(path));
+  const decoded = rgb8ToFloat(readPngFile(path, { maxPixels: MAX_INIT_PIXELS }));
   const target = {
     width: width ?? decoded.width - (decoded.width % 8),
     height: height ?? decoded.height - (decoded.height % 8),
@@ -223,8 +264,11 @@ export function generationOptions(
   };
 }
 
-/** Rejects --latents-on-device on where no run can leave tensors on the device (before any work). */
+/** Checks the flags that need no model (before any work): --cfg, --device, and --latents-on-device on where no run can leave tensors on the device. */
 export function checkLatentsFlag(flags: GenerationFlags): void {
+  checkGuidanceFlag(flags.cfg);
+  const unavailable = deviceUnavailable(flags.device);
+  if (unavailable) throw new Error(unavailable);
   // Only onnxruntime's WebGPU backend hands GPU buffers from one run to the next.
   if (flags.latentsOnDevice === "on" && flags.device !== "webgpu")
     throw new Error(
@@ -244,16 +288,27 @@ async function generateCommand(promptWithTags: string, flags: GenerateFlags): Pr
     throw new Error("--strength needs --image (img2img)");
   if (flags.image && flags.latents)
     throw new Error("--latents is for txt2img; img2img starts from --image");
-  checkOutputFolder(flags.out, "--out");
+  const outFile = checkImageOutput(flags);
   if (flags.raw) checkOutputFile(flags.raw, "--raw");
-  const latents = flags.latents ? readTensorFile(flags.latents, () => ["latents"])[0] : undefined;
-  const noise = flags.noise ? readTensorFile(flags.noise, noiseKeys) : undefined;
+  const latents = flags.latents
+    ? checkFiniteTensor(
+        readTensorFile(flags.latents, () => ["latents"])[0],
+        "--latents",
+        flags.latents,
+      )
+    : undefined;
+  const noise = flags.noise
+    ? readTensorFile(flags.noise, noiseKeys).map((n) =>
+        checkFiniteTensor(n, "--noise", flags.noise!),
+      )
+    : undefined;
   const schedulerConfig = flags.schedulerConfig
     ? readSchedulerConfig(flags.schedulerConfig, flags.scheduler)
     : undefined;
   const initImage = flags.image ? readInitImage(flags.image, width, height) : undefined;
   const reduction = reductionFromFlags(flags, true);
   const seed = flags.seed ?? randomSeed();
+  const started = new Date();
   const loadStart = performance.now();
   const pipeline = await loadModel(flags, loras);
   try {
@@ -262,7 +317,13 @@ async function generateCommand(promptWithTags: string, flags: GenerateFlags): Pr
       height: height ?? initImage?.height ?? pipeline.parts.defaultSize,
     };
     if (latents) checkLatents(latents, flags.latents!, pipeline, flags.batch, size);
+    warnLongPrompts(
+      pipeline.parts.tokenizers[0],
+      { prompt, "negative prompt": flags.negative },
+      flags.longPrompts,
+    );
     const resolved = pipeline.resolveReductionFor(reduction, size.width, size.height);
+    checkJobFits(pipeline, { ...flags, ...size, guided: flags.cfg > 1 }, resolved);
     const scheduler = pipeline.createScheduler(flags.scheduler, undefined, schedulerConfig);
     process.stderr.write(
       `model ${pipeline.parts.label} (${pipeline.family}) ready in ${formatSeconds((performance.now() - loadStart) / 1000)}; ${size.width}x${size.height}, ${scheduler.name}; token reduction: ${describeReduction(resolved)}\n`,
@@ -292,7 +353,25 @@ async function generateCommand(promptWithTags: string, flags: GenerateFlags): Pr
       });
       writeBytesAtomically(flags.raw, bytes);
     }
-    const paths = writeResultPngs(result, flags.out, `todo-sd-${timestamp()}-${seed}`, flags.model);
+    const model = modelName(flags.model);
+    const paths = outFile
+      ? [writeBytesExclusively(outFile, encodeResultPng(result, 0, model))]
+      : writeResultPngs(
+          result,
+          flags.out,
+          (index) =>
+            fileName(flags.name ?? DEFAULT_NAME_PATTERN, {
+              seed,
+              index,
+              prompt,
+              model,
+              width: size.width,
+              height: size.height,
+              steps: flags.steps,
+              date: started,
+            }),
+          model,
+        );
     const t = result.timings;
     for (const path of paths) process.stdout.write(`${path}\n`);
     process.stderr.write(
@@ -301,6 +380,26 @@ async function generateCommand(promptWithTags: string, flags: GenerateFlags): Pr
   } finally {
     await pipeline.release();
   }
+}
+
+/** The `-o` file of a single image, or undefined for a folder (checked before any work). */
+function checkImageOutput(flags: GenerateFlags): string | undefined {
+  if (!isPngFileTarget(flags.out)) {
+    checkOutputFolder(flags.out, "--out");
+    // Images a killed run was writing (their temporaries carry its pid) go first.
+    removeStaleTemporaries(flags.out);
+    return undefined;
+  }
+  if (flags.batch > 1)
+    throw new Error(
+      `-o ${flags.out} names one file, but --batch ${flags.batch} makes ${flags.batch} images; give a folder (and --name for the file names)`,
+    );
+  if (flags.name !== undefined)
+    throw new Error(`--name names files in an output folder; -o ${flags.out} is a file`);
+  if (existsSync(flags.out))
+    throw new Error(`-o ${flags.out} exists; todo-sd never overwrites an image`);
+  checkOutputFile(flags.out, "--out");
+  return flags.out;
 }
 
 function checkLatents(

@@ -2,6 +2,7 @@
  * What `todo-sd info` reports, as data: the parts of a model, its weights, and where its UNet
  * keeps self-attention, with the token counts that ToDo reduces at a given image size.
  */
+
 import {
   type ComponentName,
   componentClassName,
@@ -17,6 +18,7 @@ import {
   resolveReduction,
   type UnetConfig,
 } from "../index.js";
+import type { MemoryEstimate } from "../pipelines/memory-estimate.js";
 
 export interface TensorIo {
   readonly name: string;
@@ -58,6 +60,12 @@ export interface AttentionInfo {
   readonly crossAttentionBlocks: number;
   /** Graph blocks the rules could not place or accept, and why. */
   readonly skipped?: readonly { readonly name: string; readonly reason: string }[];
+  /** The reduction built into an exported UNet (its metadata_props), and the blocks it reduces. */
+  readonly builtIn?: {
+    readonly description: string;
+    readonly settings: Readonly<Record<string, string>>;
+    readonly reducedBlocksPerLevel: Readonly<Record<number, number>>;
+  };
 }
 
 export interface ModelInfo {
@@ -77,6 +85,8 @@ export interface ModelInfo {
     readonly factorLevel2: number;
     readonly description: string;
   } | null;
+  /** The memory a generation at `size` needs, per device kind (see cli/memory-check.ts). */
+  readonly memory?: Readonly<Record<string, MemoryEstimate>>;
 }
 
 /** safetensors dtype names as ONNX spells element types, so both kinds of model read alike. */

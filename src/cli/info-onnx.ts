@@ -7,12 +7,15 @@ import { existsSync } from "node:fs";
 import { basename, join } from "node:path";
 import {
   ATTENTION_RULES,
+  describeReduction,
   findSelfAttention,
   GraphIndex,
+  METADATA_PREFIX,
   type ModelFamily,
   type ModelProto,
   readConfigFile,
   readModel,
+  reductionFromMetadata,
   TensorDataType,
   unetSignature,
   type ValueInfoProto,
@@ -115,6 +118,23 @@ interface UnetFindings {
   readonly attention: (size: Size) => AttentionInfo;
 }
 
+/** The token reduction a model was built or patched with, from its metadata_props. */
+function builtInReduction(
+  model: ModelProto,
+): { description: string; settings: Record<string, string> } | undefined {
+  const props = Object.fromEntries(
+    (model.metadataProps ?? []).map((entry) => [entry.key, entry.value ?? ""]),
+  );
+  const options = reductionFromMetadata(props);
+  if (!options) return undefined;
+  const settings = Object.fromEntries(
+    Object.entries(props)
+      .filter(([key]) => key.startsWith(`${METADATA_PREFIX}.`))
+      .map(([key, value]) => [key.slice(METADATA_PREFIX.length + 1), value]),
+  );
+  return { description: props[METADATA_PREFIX] ?? describeReduction(options), settings };
+}
+
 /** What the patch rules find in a UNet export; undefined when the model is not a UNet. */
 function inspectUnet(model: ModelProto, label: string): UnetFindings | undefined {
   let signature: ReturnType<typeof unetSignature>;
@@ -129,8 +149,24 @@ function inspectUnet(model: ModelProto, label: string): UnetFindings | undefined
     ATTENTION_RULES,
     signature,
   );
+
   const perLevel = new Map<number, number>();
   for (const block of accepted) perLevel.set(block.level, (perLevel.get(block.level) ?? 0) + 1);
+  // With reduction built in, a reduced self-attention block's keys and values come from the
+  // reduced tokens rather than its queries' tokens, so the rules see cross-attention there; true
+  // cross-attention takes them from the text conditioning. Those blocks count at their level.
+  const builtIn = builtInReduction(model);
+  const reducedLevels = new Map<number, number>();
+  const isReducedSelf = (block: (typeof skipped)[number]) =>
+    block.reason.startsWith("cross-attention") &&
+    block.keysFrom === "image" &&
+    block.level !== undefined;
+  for (const block of skipped) {
+    if (!isReducedSelf(block)) continue;
+    const level = block.level!;
+    perLevel.set(level, (perLevel.get(level) ?? 0) + 1);
+    reducedLevels.set(level, (reducedLevels.get(level) ?? 0) + 1);
+  }
   const isCross = (reason: string) => reason.startsWith("cross-attention");
   const staticSize = signature.staticSize && {
     width: signature.staticSize.width * 8,
@@ -144,10 +180,19 @@ function inspectUnet(model: ModelProto, label: string): UnetFindings | undefined
       return {
         from: "graph",
         levels: levelInfos(perLevel, latent, autoInfo(family, size.width, size.height)),
-        crossAttentionBlocks: skipped.filter((s) => isCross(s.reason)).length,
+        crossAttentionBlocks: skipped.filter((s) => isCross(s.reason) && !isReducedSelf(s)).length,
         skipped: skipped
           .filter((s) => !isCross(s.reason))
           .map(({ name, reason }) => ({ name, reason })),
+        ...(builtIn
+          ? {
+              builtIn: {
+                description: builtIn.description,
+                settings: builtIn.settings,
+                reducedBlocksPerLevel: Object.fromEntries(reducedLevels),
+              },
+            }
+          : {}),
       };
     },
   };

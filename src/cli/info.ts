@@ -1,9 +1,15 @@
 import { existsSync, statSync } from "node:fs";
 import type { Command } from "commander";
 import { classifySource, isLoraFile, openModelFiles } from "../index.js";
+import { parseUnetConfig } from "../models/unet-config.js";
+import { parseVaeConfig } from "../models/vae-config.js";
+import { modelMemoryShape } from "../pipelines/load.js";
+import { type MemoryShape, standardMemoryShape } from "../pipelines/memory-estimate.js";
+import type { ReductionSettings } from "../reduce/options.js";
 import { formatLoraInfo, loraInfo } from "./info-lora.js";
 import { type ComponentInfo, type ModelInfo, type TensorIo, weightsInfo } from "./info-model.js";
 import { onnxFileInfo, onnxFolderInfo } from "./info-onnx.js";
+import { describeEstimate, estimateJob } from "./memory-check.js";
 import { sizeArg } from "./options.js";
 import { checkOutputFile, writeJsonOutput } from "./output-files.js";
 
@@ -52,10 +58,46 @@ export function registerInfo(program: Command): void {
         return;
       }
       if (flags.model) throw new Error("-m/--model is for LoRA files; give the model as <source>");
-      const info = await inspect(source, flags);
+      const info = withMemory(await inspect(source, flags));
       if (json) writeJsonOutput(json, info);
       if (json !== "-") process.stdout.write(formatInfo(info));
     });
+}
+
+/** The shapes of models opened from weights, for their memory estimates. */
+const shapes = new WeakMap<ModelInfo, MemoryShape>();
+
+/**
+ * The memory a generation at the report's size needs (batch 1 with guidance, --todo auto): on
+ * the CPU in float32, and on a GPU in float16 with flash attention. ONNX exports carry no
+ * configs: their family's released architecture stands in, with the exported weights' size.
+ */
+function withMemory(info: ModelInfo): ModelInfo {
+  if (!info.size || !info.family) return info;
+  const parameters = info.components.reduce((sum, c) => sum + (c.parameters ?? 0), 0);
+  const shape = shapes.get(info) ?? {
+    ...standardMemoryShape(info.family, 4),
+    ...(parameters > 0 ? { weightBytes: parameters * 4 } : {}),
+  };
+  const reduction = info.auto
+    ? ({
+        method: "todo",
+        factor: info.auto.factor,
+        factorLevel2: info.auto.factorLevel2,
+      } as ReductionSettings)
+    : undefined;
+  const job = { ...info.size, batch: 1, guided: true, vaeTiling: "auto" as const };
+  return {
+    ...info,
+    memory: {
+      cpu: estimateJob(shape, { ...job, device: "cpu", dtype: "float32" }, reduction),
+      gpu: estimateJob(
+        { ...shape, weightBytes: shape.weightBytes / 2 },
+        { ...job, device: "webgpu", dtype: "float16" },
+        reduction,
+      ),
+    },
+  };
 }
 
 async function inspect(source: string, flags: InfoFlags): Promise<ModelInfo> {
@@ -70,7 +112,20 @@ async function inspect(source: string, flags: InfoFlags): Promise<ModelInfo> {
     offline: flags.offline,
   });
   try {
-    return weightsInfo(source, kind, files, flags.size);
+    const info = weightsInfo(source, kind, files, flags.size);
+    const unet = files.configs.unet;
+    const vae = files.configs.vae;
+    if (!unet || !vae) return info;
+    shapes.set(
+      info,
+      modelMemoryShape(
+        files,
+        parseUnetConfig(unet, `${source} unet/config.json`),
+        parseVaeConfig(vae, `${source} vae/config.json`),
+        "float32",
+      ),
+    );
+    return info;
   } finally {
     files.close();
   }
@@ -123,11 +178,29 @@ export function formatInfo(info: ModelInfo): string {
     lines.push(`  ${attention.crossAttentionBlocks} cross-attention blocks (never reduced)`);
     for (const skipped of attention.skipped ?? [])
       lines.push(`  skipped ${skipped.name}: ${skipped.reason}`);
+    const builtIn = attention.builtIn;
+    if (builtIn) {
+      const reduced = Object.entries(builtIn.reducedBlocksPerLevel)
+        .map(([level, blocks]) => `level ${level}: ${blocks}`)
+        .join(", ");
+      lines.push(`token reduction built in: ${builtIn.description}`);
+      lines.push(`  reduced blocks: ${reduced || "none"}`);
+      lines.push(
+        `  settings: ${Object.entries(builtIn.settings)
+          .map(([key, value]) => `${key}=${value}`)
+          .join(" ")}`,
+      );
+    }
   } else if (info.unet === null && info.kind.startsWith("onnx")) {
     lines.push("no UNet: no attention levels to report");
   }
   if (info.auto && info.size)
     lines.push(`--todo auto at ${info.size.width}x${info.size.height}: ${info.auto.description}`);
+  if (info.memory && info.size)
+    for (const [device, estimate] of Object.entries(info.memory))
+      lines.push(
+        `memory at ${info.size.width}x${info.size.height}, batch 1 with guidance, --todo auto, ${device}: ${describeEstimate(estimate)}`,
+      );
   return `${lines.join("\n")}\n`;
 }
 

@@ -10,10 +10,15 @@ import {
   type WebGpuTuning,
 } from "../index.js";
 
+/** Plain decimal digits only: `0x10`, `1e3`, `0b1` and `+5` are not whole numbers a user types. */
+const PLAIN_INTEGER = /^\d+$/;
+/** Decimal numbers with an optional exponent; no hex, binary, octal or Infinity. */
+const PLAIN_NUMBER = /^[+-]?(\d+(\.\d*)?|\.\d+)(e[+-]?\d+)?$/i;
+
 export function intArg(name: string, min = 1): (value: string) => number {
   return (value) => {
-    const n = Number(value);
-    if (!Number.isInteger(n) || n < min)
+    const n = PLAIN_INTEGER.test(value.trim()) ? Number(value) : Number.NaN;
+    if (!Number.isSafeInteger(n) || n < min)
       throw new InvalidArgumentError(`${name} must be a whole number >= ${min}`);
     return n;
   };
@@ -21,9 +26,8 @@ export function intArg(name: string, min = 1): (value: string) => number {
 
 export function floatArg(name: string): (value: string) => number {
   return (value) => {
-    const n = Number(value);
-    if (value.trim() === "" || !Number.isFinite(n))
-      throw new InvalidArgumentError(`${name} must be a number`);
+    const n = PLAIN_NUMBER.test(value.trim()) ? Number(value) : Number.NaN;
+    if (!Number.isFinite(n)) throw new InvalidArgumentError(`${name} must be a number`);
     return n;
   };
 }
@@ -51,7 +55,7 @@ const PIXEL_MULTIPLE = 8;
 /** An image side in pixels: a positive multiple of 8. */
 export function pixelsArg(name: string): (value: string) => number {
   return (value) => {
-    const n = Number(value);
+    const n = PLAIN_INTEGER.test(value.trim()) ? Number(value) : Number.NaN;
     if (!Number.isInteger(n) || n <= 0 || n % PIXEL_MULTIPLE !== 0)
       throw new InvalidArgumentError(`${name} must be a positive multiple of ${PIXEL_MULTIPLE}`);
     return n;
@@ -180,7 +184,10 @@ export function addModelFlags(command: Command): Command {
       "--config-from <folder>",
       "single-file checkpoints: a diffusers folder to take configs, tokenizers and scheduler from",
     )
-    .option("--tokenizer <folder>", "a CLIP tokenizer folder for sources without one")
+    .option(
+      "--tokenizer <folder>",
+      "a CLIP tokenizer folder to use instead of the model's (default: its own, else the shipped CLIP vocabulary)",
+    )
     .option("--variant <name>", "weight variant, e.g. fp16")
     .option("--revision <rev>", "Hub revision (branch, tag or commit)")
     .option("--offline", "never use the network; Hub models must be in the cache")

@@ -17,6 +17,7 @@
  *   bank_out      (S, N)       the bank with this step's sources written
  *   combined      combined_shape   combine_weights x bank_out (R copies of the next model input
  *                              for guidance, or the final latents)
+ *   finite_check  (1)          0 when every value of combined is finite, else NaN
  *
  * N = B*C*H*W. Everything is float32: the weights are float64 on the host and only their
  * float32 rounding reaches the device, as the host loop rounds its samples.
@@ -31,7 +32,7 @@ export interface SamplerStepOptions {
 }
 
 /** Changes whenever the graph does (part of its cache key). */
-export const SAMPLER_STEP_FORMAT = 1;
+export const SAMPLER_STEP_FORMAT = 2;
 
 export const SAMPLER_STEP_IO = {
   bank: "bank",
@@ -44,6 +45,7 @@ export const SAMPLER_STEP_IO = {
   combinedShape: "combined_shape",
   bankOut: "bank_out",
   combined: "combined",
+  finiteCheck: "finite_check",
 } as const;
 
 export function buildSamplerStep(options: SamplerStepOptions): GraphBuilder {
@@ -74,5 +76,9 @@ export function buildSamplerStep(options: SamplerStepOptions): GraphBuilder {
   const combined = g.reshape(g.matMul(combineWeights, bankOut), combinedShape);
   g.output(bankOut, io.bankOut, "float32", ["sources", "elements"]);
   g.output(combined, io.combined, "float32");
+  // 0 * x is 0 for finite x and NaN for NaN or infinity, so the mean is NaN exactly when the
+  // result holds a non-finite value: one number per step tells the host where a loop broke.
+  const check = g.reduceMean(g.mul(g.reshape(combined, [1, -1]), g.float(0)), [1], false);
+  g.output(check, io.finiteCheck, "float32", [1]);
   return g;
 }

@@ -4,7 +4,15 @@
  * convention describes, so no protobuf message passes the 2 GB limit. Files are written under
  * temporary names and renamed at the end, so a failed or interrupted write leaves nothing.
  */
-import { closeSync, existsSync, openSync, readFileSync, renameSync, rmSync } from "node:fs";
+import {
+  closeSync,
+  existsSync,
+  openSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  statSync,
+} from "node:fs";
 import { basename, dirname, join } from "node:path";
 import { temporaryName, writeAll, writeFileAtomically } from "../util/atomic-write.js";
 import { type GraphBuilder, type ModelOptions, modelShell } from "./builder.js";
@@ -192,6 +200,35 @@ export function readModel(path: string, loadExternalData = true): ModelProto {
   const model = decodeModel(bytes, path);
   if (loadExternalData) resolveExternalData(model, dirname(path), path);
   return model;
+}
+
+/**
+ * Checks, without reading the weights, that every external tensor of the model at `path` lies
+ * within its data file: a truncated `weights.pb` or `.onnx_data` fails here, naming the tensor.
+ */
+export function checkExternalData(path: string): void {
+  const model = readModel(path, false);
+  const sizes = new Map<string, number>();
+  for (const tensor of collectAllTensors(model.graph)) {
+    if (tensor.dataLocation !== 1) continue;
+    const entries = new Map((tensor.externalData ?? []).map((e) => [e.key, e.value]));
+    const location = entries.get("location");
+    if (!location)
+      throw new Error(`${path}: tensor "${tensor.name}" is external but names no location`);
+    const file = join(dirname(path), location);
+    let size = sizes.get(file);
+    if (size === undefined) {
+      if (!existsSync(file)) throw new Error(`${path}: external data file ${location} is missing`);
+      size = statSync(file).size;
+      sizes.set(file, size);
+    }
+    const offset = Number(entries.get("offset") ?? 0);
+    const length = Number(entries.get("length") ?? 0);
+    if (offset + length > size)
+      throw new Error(
+        `${path}: tensor "${tensor.name}" runs past the end of ${location} (${offset + length} bytes needed, ${size} present); the file is truncated`,
+      );
+  }
 }
 
 function resolveExternalData(model: ModelProto, directory: string, label: string): void {

@@ -49,6 +49,14 @@ export interface SkippedBlock {
   readonly name: string;
   readonly rule: string;
   readonly reason: string;
+  /** The spatial level of the block's queries, where known. */
+  readonly level?: number;
+  /**
+   * Where the keys and values come from, where traced: `text` for the conditioning (a graph
+   * input other than the sample), `image` for tokens computed from the sample (self-attention
+   * whose keys and values were already reduced, in a model with reduction built in).
+   */
+  readonly keysFrom?: "text" | "image";
 }
 
 export interface PatchReport {
@@ -178,7 +186,15 @@ export function findSelfAttention(
       let verdict = rule.check(index, match);
       if (verdict === true && settings?.target === "all") verdict = checkAllTarget(index, match);
       if (verdict !== true) {
-        skipped.push({ name, rule: rule.name, reason: verdict });
+        if (typeof match.traced === "string") {
+          skipped.push({ name, rule: rule.name, reason: verdict });
+        } else {
+          const level = levels.get(match.traced.query.tokens) ?? levelFromName(name, downBlocks);
+          const keysFrom = dependsOn(index, match.traced.key.tokens, signature.sample)
+            ? "image"
+            : "text";
+          skipped.push({ name, rule: rule.name, reason: verdict, level, keysFrom });
+        }
         continue;
       }
       const tokens = typeof match.traced === "string" ? "" : match.traced.query.tokens;
@@ -192,6 +208,21 @@ export function findSelfAttention(
     }
   }
   return { accepted, skipped };
+}
+
+/** Whether tensor `name` is computed from graph input `input` (a bounded walk up the graph). */
+function dependsOn(index: GraphIndex, name: string, input: string): boolean {
+  const seen = new Set<string>();
+  const stack = [name];
+  while (stack.length > 0 && seen.size < 100_000) {
+    const tensor = stack.pop()!;
+    if (tensor === input) return true;
+    if (seen.has(tensor)) continue;
+    seen.add(tensor);
+    const node = index.producer(tensor);
+    if (node) for (const source of node.input) if (source) stack.push(source);
+  }
+  return false;
 }
 
 /** `--merge-target all` also reduces the queries and restores the output. */

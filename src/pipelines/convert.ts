@@ -4,7 +4,7 @@
  * of that backend). Files are written under temporary names and renamed, so a failed conversion
  * leaves nothing behind.
  */
-import { mkdirSync } from "node:fs";
+import { copyFileSync, existsSync, mkdirSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import { applyLoras, type LoraRequest } from "../lora/apply-loras.js";
 import { parseClipTextConfig } from "../models/clip-config.js";
@@ -17,8 +17,16 @@ import { parseVaeConfig } from "../models/vae-config.js";
 import type { GraphBuilder } from "../onnx/builder.js";
 import { saveModel } from "../onnx/model-io.js";
 import { type ReductionOptions, reductionMetadata, resolveReduction } from "../reduce/options.js";
+import { writeBytesAtomically } from "../util/atomic-write.js";
 import type { ComponentName, ModelFiles } from "../weights/model-files.js";
-import { familyOf, type LoadOptions, type ModelDtype, openModelFiles } from "./load.js";
+import {
+  familyOf,
+  type LoadOptions,
+  type ModelDtype,
+  openModelFiles,
+  schedulerConfig,
+  tokenizerSources,
+} from "./load.js";
 
 export const CONVERT_COMPONENTS = [
   "unet",
@@ -119,7 +127,7 @@ export async function convertModel(
   if (options.reduction && options.component !== "unet" && options.component !== "all") {
     throw new Error("token reduction flags apply to the unet component only");
   }
-  const { files: opened } = await openModelFiles(source, options);
+  const { files: opened, folder } = await openModelFiles(source, options);
   let lorasApplied: ReturnType<typeof applyLoras> | undefined;
   try {
     lorasApplied =
@@ -166,6 +174,7 @@ export async function convertModel(
       results.push({ component, files: written, buildMs: ms });
       options.onComponent?.(component, written, ms);
     }
+    if (options.component === "all") writePipelineFolder(files, folder, options);
     return results;
   } finally {
     lorasApplied?.close();
@@ -179,4 +188,64 @@ export async function convertModel(
     const loras = lorasApplied.loras.map(({ name, sha256, weight }) => ({ name, sha256, weight }));
     return { "todo_sd.loras": JSON.stringify(loras) };
   }
+}
+
+/** diffusers' pipeline class for an ONNX export of each family. */
+const ONNX_PIPELINE_CLASS = Object.freeze({
+  sd1: "OnnxStableDiffusionPipeline",
+  sd2: "OnnxStableDiffusionPipeline",
+  sdxl: "OnnxStableDiffusionXLPipeline",
+});
+
+function writeJson(path: string, value: unknown): void {
+  mkdirSync(dirname(path), { recursive: true });
+  writeBytesAtomically(path, new TextEncoder().encode(`${JSON.stringify(value, null, 2)}\n`));
+}
+
+/**
+ * The rest of a diffusers ONNX folder beside the converted components, so that it loads as a
+ * model source: model_index.json, the tokenizers (the model's own, else the shipped CLIP
+ * vocabulary with the family's pad token), the scheduler config and the VAE config (its scaling
+ * factor).
+ */
+function writePipelineFolder(
+  files: ModelFiles,
+  folder: string | undefined,
+  options: ConvertOptions,
+): void {
+  const out = options.out;
+  const family = familyOf(files);
+  const tokenizers = tokenizerSources(family, folder, {});
+  const index: Record<string, unknown> = {
+    _class_name: ONNX_PIPELINE_CLASS[family],
+    _diffusers_version: "0.30.0",
+    feature_extractor: [null, null],
+    requires_safety_checker: false,
+    safety_checker: [null, null],
+    scheduler: ["diffusers", String(schedulerConfig(family, folder)._class_name)],
+  };
+  for (const component of CONVERT_COMPONENTS)
+    if (existsSync(join(out, component, "model.onnx")))
+      index[component] = ["diffusers", "OnnxRuntimeModel"];
+  tokenizers.forEach(({ dir, padToken }, i) => {
+    const name = i === 0 ? "tokenizer" : `tokenizer_${i + 1}`;
+    index[name] = ["transformers", "CLIPTokenizer"];
+    mkdirSync(join(out, name), { recursive: true });
+    for (const file of [
+      "vocab.json",
+      "merges.txt",
+      "tokenizer.json",
+      "tokenizer_config.json",
+      "special_tokens_map.json",
+    ])
+      if (existsSync(join(dir, file))) copyFileSync(join(dir, file), join(out, name, file));
+    // A folder without a config gets the family's pad token written out, as loaders assume it.
+    if (padToken && !existsSync(join(dir, "tokenizer_config.json")))
+      writeJson(join(out, name, "tokenizer_config.json"), { pad_token: padToken });
+  });
+  writeJson(join(out, "scheduler", "scheduler_config.json"), schedulerConfig(family, folder));
+  const vae = files.configs.vae;
+  if (vae && existsSync(join(out, "vae_decoder", "model.onnx")))
+    writeJson(join(out, "vae_decoder", "config.json"), vae);
+  writeJson(join(out, "model_index.json"), index);
 }

@@ -12,6 +12,7 @@ import { float32, int64, type ResidentTensor, type RunnerFeed } from "../runtime
 import { combineSources, type LinearTrace } from "../schedulers/linear-trace.js";
 import type { NoiseSource } from "../util/random.js";
 import type { DeviceUnet, DeviceUnetInputs } from "./components.js";
+import { NonFiniteError } from "./finite-check.js";
 
 export interface DeviceLoopOptions {
   readonly trace: LinearTrace;
@@ -28,6 +29,8 @@ export interface DeviceLoopOptions {
   /** Called before each step; throws to stop the loop (cancellation). */
   readonly checkAbort?: () => void;
   readonly onStep?: (index: number) => void;
+  /** What is likely at fault when the latents turn non-finite (ends the error message). */
+  readonly nonFiniteCause?: () => string;
 }
 
 /** Runs the traced schedule; returns the final latents on the host. */
@@ -74,6 +77,7 @@ export async function runDeviceLoop(options: DeviceLoopOptions): Promise<Float32
     const firstInput = new Float32Array(copies * elements);
     for (let c = 0; c < copies; c++) firstInput.set(first, c * elements);
     let input: RunnerFeed = float32(firstInput, inputDims);
+    const checks: (RunnerFeed | undefined)[] = [];
 
     for (const [index, step] of trace.steps.entries()) {
       options.checkAbort?.();
@@ -113,11 +117,19 @@ export async function runDeviceLoop(options: DeviceLoopOptions): Promise<Float32
       if (!runner.runOnDevice)
         throw new Error("the sampler step cannot keep tensors on the device");
       // The final latents come back to the host; everything else stays.
-      const out = await runner.runOnDevice(feeds, last ? [io.bankOut] : [io.bankOut, io.combined]);
+      const out = await runner.runOnDevice(
+        feeds,
+        last ? [io.bankOut, io.finiteCheck] : [io.bankOut, io.combined, io.finiteCheck],
+      );
       drop(bank);
       drop(output);
       drop(input);
       bank = keep(out[io.bankOut], "sources");
+      // Each step's check stays on the device (reading it would wait for the GPU every step);
+      // they are read once, after the loop.
+      const check = out[io.finiteCheck];
+      if (check?.type === "resident") live.add(check);
+      checks.push(check);
       const combined = out[io.combined];
       options.onStep?.(index);
       if (!last) {
@@ -125,10 +137,26 @@ export async function runDeviceLoop(options: DeviceLoopOptions): Promise<Float32
         continue;
       }
       if (combined?.type !== "float32") throw new Error("the sampler step gave no final latents");
+      await throwOnNonFinite(checks, options.nonFiniteCause);
       return combined.data;
     }
     throw new Error("the loop ended before its last step");
   } finally {
     for (const tensor of live) tensor.dispose();
+  }
+}
+
+/** Throws, naming the first step whose result held a NaN or infinity. */
+async function throwOnNonFinite(
+  checks: readonly (RunnerFeed | undefined)[],
+  cause: (() => string) | undefined,
+): Promise<void> {
+  for (const [index, check] of checks.entries()) {
+    if (!check) continue;
+    const value = check.type === "resident" ? (await check.read())[0] : Number(check.data[0]);
+    if (!Number.isFinite(value))
+      throw new NonFiniteError(
+        `the latents became NaN or infinite at step ${index + 1} of ${checks.length}${cause ? `; ${cause()}` : ""}`,
+      );
   }
 }

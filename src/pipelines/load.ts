@@ -28,6 +28,7 @@ import type { SessionOptions, WebGpuTuning } from "../runtime/session.js";
 import { createRunner } from "../runtime/session.js";
 import type { ModelRunner } from "../runtime/types.js";
 import { listSchedulerClasses } from "../schedulers/registry.js";
+import { builtinClipTokenizerDir } from "../tokenizers/builtin-vocabulary.js";
 import type { ClipTokenizer } from "../tokenizers/clip-tokenizer.js";
 import { loadClipTokenizer } from "../tokenizers/load-folder.js";
 import { builtinName, openBuiltin } from "../weights/builtin.js";
@@ -38,6 +39,7 @@ import { openSingleFile } from "../weights/single-file.js";
 import { type WeightSource, weightIdentity } from "../weights/source.js";
 import type { TextEncoderRequest } from "./components.js";
 import { loraVariants } from "./lora-variants.js";
+import { type MemoryShape, memoryShapeFromConfigs, parameterCount } from "./memory-estimate.js";
 import { defaultCacheDir, hashKey, ModelCache } from "./model-cache.js";
 import { openOnnxFolder } from "./onnx-folder.js";
 import { RunnerTextEncoder, RunnerUnet, RunnerVae } from "./runner-components.js";
@@ -210,23 +212,22 @@ export interface TokenizerSource {
   readonly padToken?: string;
 }
 
-/** The tokenizer folders of a model: its own, else the `tokenizer` option. */
+/**
+ * The tokenizer folders of a model: the `tokenizer` option when given, else its own, else the
+ * CLIP vocabulary shipped with the package (every SD family uses it; only the pad token differs).
+ */
 export function tokenizerSources(
   family: ModelFamily,
   folder: string | undefined,
-  options: Pick<LoadOptions, "tokenizer">,
+  options: Pick<LoadOptions, "tokenizer" | "cacheDir">,
 ): TokenizerSource[] {
   const names = family === "sdxl" ? ["tokenizer", "tokenizer_2"] : ["tokenizer"];
   return names.map((name) => {
+    const padToken = name === "tokenizer_2" || family === "sd2" ? "!" : undefined;
+    if (options.tokenizer) return { dir: options.tokenizer, padToken };
     if (folder && existsSync(join(folder, name))) return { dir: join(folder, name) };
-    if (options.tokenizer)
-      return {
-        dir: options.tokenizer,
-        padToken: name === "tokenizer_2" || family === "sd2" ? "!" : undefined,
-      };
-    throw new Error(
-      `the model has no ${name}/ folder; pass a CLIP tokenizer folder (vocab.json + merges.txt) with --tokenizer`,
-    );
+    const root = typeof options.cacheDir === "string" ? options.cacheDir : defaultCacheDir();
+    return { dir: builtinClipTokenizerDir(root), padToken };
   });
 }
 
@@ -280,12 +281,16 @@ export class RunnerFactory {
       const { builder, metadata } = builtParts0(build());
       return createRunner(buildModelBytes(builder, { metadata }), options);
     }
-    const entry = await this.cache.getOrBuild(hashKey(description), description, (path) => {
-      this.onBuild?.(component, path);
-      const { builder, metadata } = builtParts0(build());
-      saveModel(builder, path, { metadata });
-    });
-    return createRunner(entry.modelPath, options);
+    return this.cache.open(
+      hashKey(description),
+      description,
+      (path) => {
+        this.onBuild?.(component, path);
+        const { builder, metadata } = builtParts0(build());
+        saveModel(builder, path, { metadata });
+      },
+      (entry) => createRunner(entry.modelPath, options),
+    );
   }
 }
 
@@ -534,6 +539,7 @@ async function builtParts(
     latentChannels: unetConfig.inChannels,
     vaeScale: 2 ** (vaeConfig.blockOutChannels.length - 1),
     defaultSize: (unetConfig.sampleSize ?? 64) * 2 ** (vaeConfig.blockOutChannels.length - 1),
+    memoryShape: modelMemoryShape(files, unetConfig, vaeConfig, dtype),
     async release() {
       await loras.release();
       for (const stepper of steppers.values()) await (await stepper).release();
@@ -541,6 +547,20 @@ async function builtParts(
       files.close();
     },
   };
+}
+
+/** What a memory estimate needs of opened model files: config shapes and weight sizes. */
+export function modelMemoryShape(
+  files: ModelFiles,
+  unet: UnetConfig,
+  vae: ReturnType<typeof parseVaeConfig>,
+  dtype: ModelDtype,
+): MemoryShape {
+  const parameters = Object.values(files.weights).reduce(
+    (sum, source) => sum + (source ? parameterCount(source) : 0),
+    0,
+  );
+  return memoryShapeFromConfigs(unet, vae, parameters * (dtype === "float16" ? 2 : 4));
 }
 
 /** The hidden-state outputs a text encoder graph needs for a request. */

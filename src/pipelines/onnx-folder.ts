@@ -321,7 +321,7 @@ export class OnnxModelFile {
       external: external.map((file) => fileIdentity(join(dirname(this.path), file))),
       variant: key,
     };
-    const entry = await cache.getOrBuild(hashKey(description), description, (modelPath) => {
+    const build = (modelPath: string) => {
       writeModel(model, modelPath, "never");
       for (const file of external) {
         const target = join(dirname(modelPath), file);
@@ -332,8 +332,10 @@ export class OnnxModelFile {
           copyFileSync(join(dirname(this.path), file), target);
         }
       }
-    });
-    return createRunner(entry.modelPath, this.sessionSettings);
+    };
+    return cache.open(hashKey(description), description, build, (entry) =>
+      createRunner(entry.modelPath, this.sessionSettings),
+    );
   }
 }
 

@@ -4,7 +4,7 @@
  */
 import { accessSync, constants, mkdirSync, statSync } from "node:fs";
 import { join } from "node:path";
-import { writePngFile } from "../image/png-file.js";
+import { writeBytesExclusively } from "../util/atomic-write.js";
 import { encodeResultPng } from "./result-png.js";
 import type { GenerateResult } from "./stable-diffusion.js";
 
@@ -23,18 +23,23 @@ export function ensureWritableFolder(dir: string): void {
   }
 }
 
-/** Writes every image of a result as `<dir>/<prefix>-<i>.png` (atomically); returns the paths. */
+/**
+ * Writes every image of a result into `dir` as `<prefix>-<i>.png`, or as `name(i)` when a function
+ * is given; returns the paths. Never overwrites: a taken name becomes `<name>-1.png`, ... (each
+ * file is written under a temporary name and linked into place, so none is ever partial).
+ */
 export function writeResultPngs(
   result: GenerateResult,
   dir: string,
-  prefix: string,
+  prefix: string | ((index: number) => string),
   model: string,
 ): string[] {
   const paths: string[] = [];
   for (let i = 0; i < result.images.count; i++) {
-    const path = join(dir, `${prefix}-${i}.png`);
-    writePngFile(path, encodeResultPng(result, i, model));
-    paths.push(path);
+    const name = typeof prefix === "string" ? `${prefix}-${i}.png` : prefix(i);
+    paths.push(
+      writeBytesExclusively(join(dir, name), encodeResultPng(result, i, model), { nextFree: true }),
+    );
   }
   return paths;
 }

@@ -12,8 +12,25 @@ import type { GenerateResult } from "./stable-diffusion.js";
 
 export const TOOL_VERSION = "todo-sd 0.1.0";
 
-/** PNG bytes of image `index` of a result, with its parameters embedded. */
-export function encodeResultPng(result: GenerateResult, index: number, model: string): Uint8Array {
+/**
+ * The model as an image records it: a path (absolute, or starting with . or ..) is cut to its
+ * last part, so images never carry the folders of the machine that made them.
+ */
+export function recordedModelName(model: string): string {
+  if (!/^(\/|\\|[A-Za-z]:[\\/]|\.{1,2}([\\/]|$))/.test(model)) return model;
+  const parts = model
+    .split(/[\\/]+/)
+    .filter((part) => part !== "" && part !== "." && part !== "..");
+  return (parts.at(-1) ?? "model").replace(/\.safetensors$/i, "");
+}
+
+/** PNG bytes of image `index` of a result, with its parameters embedded (the model by name). */
+export function encodeResultPng(
+  result: GenerateResult,
+  index: number,
+  modelSource: string,
+): Uint8Array {
+  const model = recordedModelName(modelSource);
   const { images, parameters: p } = result;
   const image = imagesFromBatch(images.data, images.count, images.height, images.width)[index];
   const promptIndex = Math.floor(index / p.imagesPerPrompt);

@@ -21,6 +21,8 @@ import type {
   VaeComponent,
 } from "./components.js";
 import { runDeviceLoop } from "./device-loop.js";
+import { firstNonFinite, likelyCause, NonFiniteError } from "./finite-check.js";
+import type { MemoryShape } from "./memory-estimate.js";
 import {
   AUTO_TILING_ABOVE,
   DEFAULT_VAE_TILING,
@@ -179,6 +181,8 @@ export interface PipelineParts extends Omit<AdaptedModels, "loras" | "done"> {
   /** Spatial downsampling of the VAE (8 for every SD model). */
   readonly vaeScale: number;
   readonly defaultSize: number;
+  /** The shapes a memory estimate needs, where the source has configs (see memory-estimate.ts). */
+  readonly memoryShape?: MemoryShape;
   release?(): Promise<void>;
 }
 
@@ -187,7 +191,8 @@ const DEFAULTS = Object.freeze({ steps: 30, guidanceScale: 7.5, imagesPerPrompt:
 /** Checks the call before any model runs; every message is one line. */
 export function validateGenerateOptions(
   options: GenerateOptions,
-  parts: Pick<PipelineParts, "vaeScale" | "defaultSize">,
+  parts: Pick<PipelineParts, "vaeScale" | "defaultSize"> &
+    Partial<Pick<PipelineParts, "textEncoders">>,
 ): void {
   const prompts = typeof options.prompt === "string" ? [options.prompt] : options.prompt;
   if (prompts.length === 0) throw new Error("prompt: give at least one prompt");
@@ -226,6 +231,11 @@ export function validateGenerateOptions(
   ) {
     throw new Error(`clipSkip must be a whole number >= 0; got ${options.clipSkip}`);
   }
+  const layers = Math.min(...(parts.textEncoders ?? []).map((encoder) => encoder.layers));
+  if (options.clipSkip !== undefined && options.clipSkip >= layers)
+    throw new Error(
+      `clip skip ${options.clipSkip} is out of range: the model's text encoder has ${layers} layers, so 0 to ${layers - 1} may be skipped`,
+    );
   if (options.seed !== undefined && (!Number.isSafeInteger(options.seed) || options.seed < 0)) {
     throw new Error(`seed must be a non-negative integer; got ${options.seed}`);
   }
@@ -466,6 +476,17 @@ export class StableDiffusionPipeline {
       timesteps = scheduler.timesteps;
     }
 
+    const cause = () =>
+      likelyCause({
+        guidanceScale,
+        recordedLatents: options.latents !== undefined,
+        recordedNoise: options.noise !== undefined,
+      });
+    if (firstNonFinite(latents) >= 0)
+      throw new NonFiniteError(
+        `the starting latents hold NaN or infinite values; ${options.latents ? "the given latents are broken" : cause()}`,
+      );
+
     // Denoising loop.
     const unet = await models.unet(reduction);
     let unetMs = 0;
@@ -482,6 +503,7 @@ export class StableDiffusionPipeline {
         unet: trace.device,
         conditioning: { encoderHiddenStates, textEmbeds, timeIds },
         checkAbort: () => throwIfAborted(options.signal),
+        nonFiniteCause: cause,
         onStep: (index) => {
           unetCalls++;
           options.onProgress?.({
@@ -493,6 +515,10 @@ export class StableDiffusionPipeline {
         },
       });
       unetMs = performance.now() - loopStart;
+      if (firstNonFinite(latents) >= 0)
+        throw new NonFiniteError(
+          `the latents became NaN or infinite during the denoising loop on the device (${timesteps.length} steps; --latents-on-device off finds the step); ${cause()}`,
+        );
     }
     for (const [index, t] of (trace ? [] : timesteps).entries()) {
       throwIfAborted(options.signal);
@@ -513,6 +539,10 @@ export class StableDiffusionPipeline {
         ? applyGuidance(prediction.data, guidanceScale)
         : prediction.data;
       latents = scheduler.step(guidedPrediction, t, latents, noise, latentDims);
+      if (firstNonFinite(latents) >= 0)
+        throw new NonFiniteError(
+          `the latents became NaN or infinite at step ${index + 1} of ${timesteps.length}; ${cause()}`,
+        );
       options.onProgress?.({
         step: index + 1,
         totalSteps: timesteps.length,
@@ -525,7 +555,12 @@ export class StableDiffusionPipeline {
 
     // Decode.
     const vaeStart = performance.now();
-    const images = await this.decodeLatents(latents, latentDims, options.vaeTiling ?? "auto");
+    const images = await this.decodeLatents(
+      latents,
+      latentDims,
+      options.vaeTiling ?? "auto",
+      cause,
+    );
     vaeMs += performance.now() - vaeStart;
     return {
       images,
@@ -776,6 +811,7 @@ export class StableDiffusionPipeline {
     latents: Float32Array,
     dims: readonly number[],
     tiling: "auto" | "off" | VaeTiling = "off",
+    cause: () => string = () => "the VAE's weights may overflow in float16; try --dtype fp32",
   ): Promise<ImageBatch> {
     const { scalingFactor, shiftFactor } = this.parts.vae;
     const scaled = new Float32Array(latents.length);
@@ -792,6 +828,13 @@ export class StableDiffusionPipeline {
     const decoded = tiles
       ? await decodeInTiles((t) => vae.decode(t), { data: scaled, dims }, tiles)
       : await vae.decode({ data: scaled, dims });
+    if (firstNonFinite(decoded.data) >= 0) {
+      let largest = 0;
+      for (const v of latents) largest = Math.max(largest, Math.abs(v));
+      throw new NonFiniteError(
+        `the VAE decoded NaN or infinite values from latents as large as ${largest.toPrecision(3)}; ${cause()}`,
+      );
+    }
     const [count, , height, width] = decoded.dims;
     const plane = width * height;
     const out = new Float32Array(count * plane * 3);

@@ -2,6 +2,7 @@
 import * as ort from "onnxruntime-node";
 import { GraphBuilder } from "../onnx/builder.js";
 import { buildModelBytes } from "../onnx/model-io.js";
+import { deviceUnavailable, explainDeviceError } from "./device-check.js";
 import { type Device, EXECUTION_PROVIDERS } from "./devices.js";
 import type {
   Float32Feed,
@@ -88,13 +89,18 @@ export async function createSession(
   options: SessionOptions = {},
 ): Promise<OrtSession> {
   const opts = sessionOptions(options);
+  const unavailable = options.device ? deviceUnavailable(options.device) : undefined;
+  if (unavailable) throw new Error(unavailable);
   try {
     return typeof model === "string"
       ? await ort.InferenceSession.create(model, opts)
       : await ort.InferenceSession.create(model, opts);
   } catch (error) {
+    const message = (error as Error).message;
+    const explained = explainDeviceError(message);
+    if (explained) throw new Error(explained);
     const where = typeof model === "string" ? model : "model";
-    throw new Error(`onnxruntime could not load ${where}: ${firstLine((error as Error).message)}`);
+    throw new Error(`onnxruntime could not load ${where}: ${firstLine(message)}`);
   }
 }
 

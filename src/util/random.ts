@@ -2,8 +2,8 @@
  * The toolkit's seeded random number generator.
  *
  * Uniform draws come from xoshiro128** (Blackman and Vigna, "Scrambled linear pseudorandom
- * number generators", 2018), seeded from a 53-bit integer through SplitMix32 so that nearby
- * seeds give unrelated streams. Normal draws use the Box-Muller transform on two uniforms.
+ * number generators", 2018), seeded from a 53-bit integer (all its bits) through SplitMix32 so
+ * that nearby seeds give unrelated streams. Normal draws use the Box-Muller transform on two uniforms.
  * The stream is fixed by this file: the same seed gives the same numbers on every platform.
  * It is not the stream of torch's generator; to reproduce a Python run exactly, pass its
  * latents and noise in (see `NoiseSource`).
@@ -16,13 +16,21 @@ export class SeededRandom {
     if (!Number.isSafeInteger(seed) || seed < 0) {
       throw new Error(`seed must be a non-negative integer, got ${seed}`);
     }
-    let mix = (seed >>> 0) ^ Math.floor(seed / 2 ** 32);
+    // Both 32-bit halves feed the state: the low half through one SplitMix32 sequence, the high
+    // half (up to 21 bits) through a second one started elsewhere on the Weyl sequence, so no
+    // two seeds below 2^53 share a state by construction. Seeds below 2^32 have a zero high half
+    // and keep the stream they always had.
+    const low = seed >>> 0;
+    const high = Math.floor(seed / 2 ** 32);
+    let mix = low;
+    let mixHigh = (high ^ 0x6a09e667) >>> 0;
     for (let i = 0; i < 4; i++) {
       mix = (mix + 0x9e3779b9) >>> 0;
-      let z = mix;
-      z = Math.imul(z ^ (z >>> 16), 0x85ebca6b) >>> 0;
-      z = Math.imul(z ^ (z >>> 13), 0xc2b2ae35) >>> 0;
-      this.state[i] = (z ^ (z >>> 16)) >>> 0;
+      this.state[i] = splitMix32(mix);
+      if (high !== 0) {
+        mixHigh = (mixHigh + 0x9e3779b9) >>> 0;
+        this.state[i] = (this.state[i] ^ splitMix32(mixHigh ^ Math.imul(high, 0x27d4eb2f))) >>> 0;
+      }
     }
     if (this.state.every((v) => v === 0)) this.state[0] = 1;
   }
@@ -69,6 +77,14 @@ export class SeededRandom {
     for (let i = 0; i < count; i++) out[i] = this.normal();
     return out;
   }
+}
+
+/** SplitMix32's output function (the finaliser of MurmurHash3). */
+function splitMix32(x: number): number {
+  let z = x >>> 0;
+  z = Math.imul(z ^ (z >>> 16), 0x85ebca6b) >>> 0;
+  z = Math.imul(z ^ (z >>> 13), 0xc2b2ae35) >>> 0;
+  return (z ^ (z >>> 16)) >>> 0;
 }
 
 function rotl(x: number, k: number): number {

@@ -14,7 +14,7 @@
  * Pickled weights (`.bin`, `.ckpt`, ...) are never loaded: a folder with only those is an error.
  */
 import { existsSync, readdirSync, statSync } from "node:fs";
-import { join, normalize, sep } from "node:path";
+import { basename, join, normalize, sep } from "node:path";
 import { isJsonObject, type JsonObject, readConfigFile } from "./config-json.js";
 import {
   COMPONENT_NAMES,
@@ -215,6 +215,20 @@ export function openDiffusersFolder(folder: string, options: DiffusersOptions = 
       `${join(folder, "model_index.json")}: lists none of ${COMPONENT_NAMES.join(", ")}`,
     );
   }
+  // A variant stands in for plain weights component by component, but one that no component
+  // has is a typing mistake, not a choice.
+  const variant = options.variant;
+  const components = Object.keys(weights);
+  const usesVariant = (component: string) => {
+    const chosen = resolveWeightFiles(join(folder, component), variant);
+    return isVariantFile(chosen.kind === "single" ? chosen.path : chosen.indexPath, variant!);
+  };
+  if (variant && !components.some(usesVariant)) {
+    closeAll();
+    throw new Error(
+      `${folder}: no component has "${variant}" weights (*.${variant}.safetensors); variants present: ${variantsIn(folder, components).join(", ") || "none"}`,
+    );
+  }
   return {
     label: folder,
     family: familyOfConfigs(configs),
@@ -262,4 +276,22 @@ function isFolder(path: string): boolean {
 function requireFolder(path: string): void {
   if (!existsSync(path)) throw new Error(`${path}: folder not found`);
   if (!isFolder(path)) throw new Error(`${path}: not a folder`);
+}
+
+function isVariantFile(path: string, variant: string): boolean {
+  const name = basename(path);
+  return name.includes(`.${variant}.safetensors`) || name.includes(`.index.${variant}.json`);
+}
+
+/** The weight variants the component folders of a model hold. */
+function variantsIn(folder: string, components: readonly string[]): string[] {
+  const variants = new Set<string>();
+  const pattern =
+    /^(?:diffusion_pytorch_model|model)\.(?:([^.]+)\.safetensors|safetensors\.index\.([^.]+)\.json)$/;
+  for (const component of components)
+    for (const name of readdirSync(join(folder, component))) {
+      const match = pattern.exec(name);
+      if (match) variants.add(match[1] ?? match[2]);
+    }
+  return [...variants].sort();
 }

@@ -20,13 +20,26 @@ interface UnetCase {
   readonly output: string;
 }
 
-/** The command-line flags (DESIGN.md's vocabulary) that express the reference's arguments. */
+/**
+ * The command-line flags (DESIGN.md's vocabulary) that express the reference's arguments: only
+ * those that take effect, since the command line refuses settings its schedule would ignore.
+ */
 function flagsFor(args: ReferenceReductionArgs | null): string[] {
   if (!args) return [];
   const flags: string[] = [];
-  if (args.merge_method === "similarity") {
+  const switchAt = args.timestep_threshold_switch ?? 0;
+  const reference = args.secondary_merge_method ?? "similarity";
+  const secondary =
+    reference === "similarity" ? "tome" : reference === "downsample" ? "todo" : "none";
+  const primary = args.merge_method === "similarity" ? "tome" : "todo";
+  const switches = switchAt > 0 && secondary !== primary;
+  const uses = (method: string) => primary === method || (switches && secondary === method);
+  if (uses("tome")) {
     flags.push("--tome", String(args.ratio), "--tome-level2", String(args.ratio_level_2 ?? 0));
-  } else {
+    flags.push("--tome-stride", `${args.sx ?? 2}x${args.sy ?? 2}`);
+    if (args.use_rand) flags.push("--tome-random");
+  }
+  if (uses("todo")) {
     flags.push(
       "--todo",
       String(args.downsample_factor ?? 2),
@@ -38,15 +51,8 @@ function flagsFor(args: ReferenceReductionArgs | null): string[] {
     flags.push("--todo-mode", mode);
   }
   flags.push("--merge-target", args.merge_tokens === "all" ? "all" : "kv");
-  flags.push("--tome-stride", `${args.sx ?? 2}x${args.sy ?? 2}`);
-  if (args.use_rand) flags.push("--tome-random");
   flags.push("--todo-stop", String(args.timestep_threshold_stop ?? 0));
-  flags.push("--todo-switch", String(args.timestep_threshold_switch ?? 0));
-  const secondary = args.secondary_merge_method ?? "similarity";
-  flags.push(
-    "--todo-secondary",
-    secondary === "similarity" ? "tome" : secondary === "downsample" ? "todo" : "none",
-  );
+  if (switches) flags.push("--todo-switch", String(switchAt), "--todo-secondary", secondary);
   return flags;
 }
 

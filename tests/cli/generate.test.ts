@@ -115,7 +115,7 @@ describe("generate", () => {
       sampler: "Euler",
     });
     expect(info.record).toMatchObject({
-      model: SD15,
+      model: "sd15-tiny",
       scheduler: "EulerDiscreteScheduler",
       schedulerConfig: { timestep_spacing: "linspace" },
       reduction: null,

@@ -201,4 +201,24 @@ describe("latents kept on the device", () => {
     // Only the conditioning the UNet keeps for its next generation is still on the device.
     expect(stats.live - live).toBe(0);
   });
+
+  it("names the step whose latents turned non-finite, on the device and on the host", async () => {
+    const live = stats.live;
+    // Guidance this strong overflows float32 at the first step.
+    const broken = { ...base, scheduler: "Euler", guidanceScale: 1e308 };
+    for (const [pipeline, mode] of [
+      [device, "on"],
+      [host, "off"],
+    ] as const) {
+      const error = await pipeline.generate({ ...broken, latentsOnDevice: mode }).then(
+        () => undefined,
+        (e: unknown) => e as Error,
+      );
+      expect(error?.name, mode).toBe("NonFiniteError");
+      expect(error?.message).toMatch(
+        /latents became NaN or infinite at step 1 of 4; the guidance scale 1e\+308 is likely at fault/,
+      );
+    }
+    expect(stats.live - live).toBe(0);
+  });
 });

@@ -30,7 +30,7 @@ describe("reduction options", () => {
       tomeRandom: "7",
       todoStop: "0.2",
       todoSwitch: "0.5",
-      todoSecondary: "none",
+      todoSecondary: "tome",
     });
     expect(options).toMatchObject({
       method: "todo",
@@ -44,12 +44,15 @@ describe("reduction options", () => {
       seed: 7,
       stopThreshold: 0.2,
       switchThreshold: 0.5,
-      secondary: "none",
+      secondary: "tome",
     });
     expect(parseReductionFlags({ tome: "0.6", tomeLevel2: "0.3", tomeRandom: true })).toMatchObject(
       { method: "tome", ratio: 0.6, ratioLevel2: 0.3, random: true, seed: 0 },
     );
-    expect(parseReductionFlags({ tomeStride: "4" })).toMatchObject({ strideX: 4, strideY: 4 });
+    expect(parseReductionFlags({ tome: "0.5", tomeStride: "4" })).toMatchObject({
+      strideX: 4,
+      strideY: 4,
+    });
   });
 
   it.each([
@@ -87,6 +90,45 @@ describe("reduction options", () => {
     }
     expect(error?.message).toMatch(message);
     expect(error?.message).not.toContain("\n");
+  });
+
+  it("expresses ToDo first, then ToMe with ratio r after the switch, and ToMe then ToDo", () => {
+    expect(
+      parseReductionFlags({ todo: "2", todoSwitch: "0.8", todoSecondary: "tome", tome: "0.5" }),
+    ).toMatchObject({
+      method: "todo",
+      factor: 2,
+      switchThreshold: 0.8,
+      secondary: "tome",
+      ratio: 0.5,
+    });
+    expect(
+      parseReductionFlags({ tome: "0.4", todoSwitch: "0.5", todoSecondary: "todo", todo: "3" }),
+    ).toMatchObject({ method: "tome", ratio: 0.4, secondary: "todo", factor: 3 });
+    expect(parseReductionFlags({ tome: "0", tomeLevel2: "0.5" })).toMatchObject({
+      method: "tome",
+      ratio: 0,
+      ratioLevel2: 0.5,
+    });
+  });
+
+  it.each([
+    [{ todo: "2", tome: "0.5" }, /--todo 2 and --tome 0\.5 both choose the method/],
+    [{ tomeLevel2: "0.5" }, /--tome-level2: it is a ToMe setting, but ToMe is not in use/],
+    [{ tomeRandom: true }, /--tome-random: it is a ToMe setting/],
+    [{ tomeStride: "4" }, /--tome-stride: it is a ToMe setting/],
+    [{ tome: "0.5", todoMode: "avg" }, /--todo-mode: it is a ToDo setting, but ToMe is the method/],
+    [{ todoSecondary: "tome" }, /--todo-secondary: the secondary method starts at the switch/],
+    [
+      { todoSwitch: "0.3", todoStop: "0.5" },
+      /--todo-switch: the switch at 0\.3 comes at or after the stop/,
+    ],
+    [
+      { todoSwitch: "0.5", todoSecondary: "todo" },
+      /--todo-switch: the method after the switch is the method before it \(todo\)/,
+    ],
+  ])("refuses flags that would be ignored: %j", (flags, message) => {
+    expect(() => parseReductionFlags(flags)).toThrow(message);
   });
 
   it("validates options built in code", () => {
