@@ -1,5 +1,6 @@
 import type { Command } from "commander";
 import { registerBench } from "./bench.js";
+import { registerBenchKernels } from "./bench-kernels.js";
 import { registerCache } from "./cache.js";
 import { registerCompare } from "./compare.js";
 import { registerConvert } from "./convert.js";
@@ -16,6 +17,7 @@ export function registerCommands(program: Command): void {
   registerConvert(program);
   registerPatch(program);
   registerBench(program);
+  registerBenchKernels(program);
   registerServe(program);
   registerCache(program);
 }

@@ -1,0 +1,64 @@
+/**
+ * Kernel checks against float64 references: random inputs (exact in the storage type), the
+ * kernel's output compared element by element with the reference's error bound. The same checks
+ * run in the tests (f32 on SwiftShader) and in `todo-sd bench-kernels --check` (every path on a
+ * real GPU).
+ */
+import { float16ArrayToFloat32, float32ArrayToFloat16 } from "../util/float16.js";
+import { SeededRandom } from "../util/random.js";
+import type { GpuContext } from "./context.js";
+import type { Reference } from "./reference/matmul.js";
+import type { StorageType } from "./types.js";
+import type { KernelVariant } from "./variants.js";
+
+export interface CheckOutcome {
+  readonly elements: number;
+  readonly maxAbsError: number;
+  /** Largest |kernel - reference| / bound: at most 1 when the kernel is right. */
+  readonly worstRatio: number;
+  /** Index of the worst element, for a report. */
+  readonly worstIndex: number;
+  readonly nonFinite: number;
+}
+
+export interface KernelCheck {
+  /** Kernel family (gemm, conv, ...), for filters and reports. */
+  readonly family: string;
+  /** The case: shape and options. */
+  readonly name: string;
+  run(ctx: GpuContext, variant: KernelVariant): Promise<CheckOutcome>;
+}
+
+/** Uniform values in [-1, 1) rounded to the storage type (so the reference sees what the GPU sees). */
+export function randomValues(count: number, seed: number, storage: StorageType): Float32Array {
+  const random = new SeededRandom(seed);
+  const values = new Float32Array(count);
+  for (let i = 0; i < count; i++) values[i] = 2 * random.uniform() - 1;
+  return storage === "f16" ? float16ArrayToFloat32(float32ArrayToFloat16(values)) : values;
+}
+
+/** Compares a kernel's output with a reference and its bound. */
+export function compareWithReference(got: Float32Array, reference: Reference): CheckOutcome {
+  if (got.length !== reference.value.length)
+    throw new Error(`kernel gave ${got.length} values, the reference ${reference.value.length}`);
+  let maxAbsError = 0;
+  let worstRatio = 0;
+  let worstIndex = 0;
+  let nonFinite = 0;
+  for (let i = 0; i < got.length; i++) {
+    if (!Number.isFinite(got[i])) {
+      nonFinite++;
+      worstRatio = Number.POSITIVE_INFINITY;
+      worstIndex = i;
+      continue;
+    }
+    const error = Math.abs(got[i] - reference.value[i]);
+    maxAbsError = Math.max(maxAbsError, error);
+    const ratio = error / reference.bound[i];
+    if (ratio > worstRatio) {
+      worstRatio = ratio;
+      worstIndex = i;
+    }
+  }
+  return { elements: got.length, maxAbsError, worstRatio, worstIndex, nonFinite };
+}

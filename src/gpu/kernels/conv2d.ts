@@ -1,0 +1,180 @@
+/**
+ * 2D convolution, NHWC, as an implicit GEMM (the im2col matrix is never written: A's tile loads
+ * address the image directly), with fused bias and optional residual add.
+ *
+ * Shape contract (row-major, storage type T of the variant):
+ *   x: (B, H, W, Cin)
+ *   w: (KH, KW, Cin, Cout)             i.e. a (KH*KW*Cin) x Cout matrix, tap-major
+ *   bias: (Cout)                       optional
+ *   residual: (B, Ho, Wo, Cout)        optional, added last
+ *   y: (B, Ho, Wo, Cout), Ho = floor((H + 2*pad - KH) / stride) + 1 (likewise Wo)
+ * GEMM view: M = B*Ho*Wo output pixels, N = Cout, K = KH*KW*Cin; row m reads the receptive
+ * field of its pixel, column k = (ky*KW + kx)*Cin + c. Zero padding comes from the bounds checks.
+ * Launch: ceil(Cout / tileN) x ceil(M / tileM) x 1 workgroups.
+ */
+import type { GpuContext, GpuTensor } from "../context.js";
+import type { KernelVariant } from "../variants.js";
+import { u32Literal as u } from "../wgsl.js";
+import { expectSize } from "./gemm.js";
+import { defaultTiling, MatmulKernel, tilingName } from "./matmul-kernel.js";
+import type { MatmulSpec, OperandA, Tiling } from "./matmul-wgsl.js";
+
+export interface ConvShape {
+  readonly batch: number;
+  readonly height: number;
+  readonly width: number;
+  readonly inChannels: number;
+  readonly outChannels: number;
+  /** 3 or 1. */
+  readonly kernel: number;
+  readonly stride: number;
+  /** 1 for 3x3, 0 for 1x1. */
+  readonly padding: number;
+}
+
+export interface ConvOptions {
+  readonly bias?: boolean;
+  readonly residual?: boolean;
+  readonly tiling?: Tiling;
+}
+
+export function convOutputSize(shape: ConvShape): { height: number; width: number } {
+  return {
+    height: Math.floor((shape.height + 2 * shape.padding - shape.kernel) / shape.stride) + 1,
+    width: Math.floor((shape.width + 2 * shape.padding - shape.kernel) / shape.stride) + 1,
+  };
+}
+
+/** A as the implicit im2col matrix of an NHWC image. */
+export function imageOperand(shape: ConvShape): OperandA {
+  const { height: h, width: w, inChannels: cin, kernel: kw, stride, padding } = shape;
+  const out = convOutputSize(shape);
+  const m = shape.batch * out.height * out.width;
+  const kTotal = kw * kw * cin;
+  // Four consecutive k stay within one tap (and one pixel) when Cin is a multiple of 4.
+  const width = cin % 4 === 0 ? 4 : 1;
+  return {
+    vectorWidth: width,
+    // One function for every load of a thread (rather than each load written out) keeps the
+    // shader small for drivers that compile slowly.
+    declarations: `
+fn load_image(ok: bool, base: u32, iy0: i32, ix0: i32, kk: u32) -> ${width === 4 ? "T4" : "T"} {
+  let tap = kk / ${u(cin)};
+  let iy = iy0 + i32(tap / ${u(kw)});
+  let ix = ix0 + i32(tap % ${u(kw)});
+  // Branch-free: out-of-bounds taps read element 0 and are replaced by zero.
+  let inside = ok && kk < ${u(kTotal)} && iy >= 0 && iy < ${h} && ix >= 0 && ix < ${w};
+  let index = select(0u, (base + (u32(iy) * ${u(w)} + u32(ix)) * ${u(cin)} + kk % ${u(cin)}) / ${u(width)}, inside);
+  return select(${width === 4 ? "T4" : "T"}(), a[index], inside);
+}`,
+    rowSetup: (j) =>
+      [
+        `let a_ok_${j} = row_${j} < ${u(m)};`,
+        `let a_pix_${j} = row_${j} % ${u(out.height * out.width)};`,
+        `let a_base_${j} = (row_${j} / ${u(out.height * out.width)}) * ${u(h * w * cin)};`,
+        `let a_iy_${j} = i32(a_pix_${j} / ${u(out.width)}) * ${stride} - ${padding};`,
+        `let a_ix_${j} = i32(a_pix_${j} % ${u(out.width)}) * ${stride} - ${padding};`,
+      ].join("\n  "),
+    load: (j, kExpr) =>
+      `a_${j} = load_image(a_ok_${j}, a_base_${j}, a_iy_${j}, a_ix_${j}, ${kExpr});`,
+  };
+}
+
+export function convSpec(
+  variant: KernelVariant,
+  shape: ConvShape,
+  options: ConvOptions = {},
+): MatmulSpec {
+  for (const [name, value] of Object.entries(shape))
+    if (!Number.isInteger(value) || value < 0)
+      throw new Error(`conv2d: ${name} must be a non-negative integer, got ${value}`);
+  if (
+    shape.kernel < 1 ||
+    shape.stride < 1 ||
+    shape.batch < 1 ||
+    shape.inChannels < 1 ||
+    shape.outChannels < 1
+  )
+    throw new Error("conv2d: batch, channels, kernel and stride must be at least 1");
+  const out = convOutputSize(shape);
+  if (out.height < 1 || out.width < 1)
+    throw new Error(
+      `conv2d: a ${shape.height}x${shape.width} map is smaller than the ${shape.kernel}x${shape.kernel} kernel`,
+    );
+  const tiling = options.tiling ?? defaultTiling(variant);
+  const parts = [
+    `conv${shape.kernel}x${shape.kernel}/${shape.stride} ${shape.batch}x${shape.height}x${shape.width}x${shape.inChannels}->${shape.outChannels}`,
+    variant.storage,
+    variant.path,
+    tilingName(tiling),
+    options.bias ? "bias" : "",
+    options.residual ? "residual" : "",
+  ];
+  return {
+    label: parts.filter(Boolean).join(" "),
+    variant,
+    tiling,
+    batch: 1,
+    m: shape.batch * out.height * out.width,
+    n: shape.outChannels,
+    k: shape.kernel * shape.kernel * shape.inChannels,
+    a: imageOperand(shape),
+    bBatchStride: 0,
+    bias: options.bias ?? false,
+    epilogue: "none",
+    residual: options.residual ?? false,
+  };
+}
+
+export function prepareConv(
+  ctx: GpuContext,
+  variant: KernelVariant,
+  shape: ConvShape,
+  options: ConvOptions = {},
+): Promise<MatmulKernel> {
+  const spec = convSpec(variant, shape, options);
+  ctx.checkSize(
+    shape.batch * shape.height * shape.width * shape.inChannels,
+    variant.storage,
+    `${spec.label}: input`,
+  );
+  ctx.checkSize(spec.k * spec.n, variant.storage, `${spec.label}: weights`);
+  ctx.checkSize(spec.m * spec.n, variant.storage, `${spec.label}: output`);
+  return MatmulKernel.prepare(ctx, spec);
+}
+
+export interface ConvInputs {
+  readonly x: GpuTensor;
+  readonly w: GpuTensor;
+  readonly bias?: GpuTensor;
+  readonly residual?: GpuTensor;
+}
+
+/** Runs a prepared convolution into a new tensor (B, Ho, Wo, Cout). */
+export function runConv(
+  ctx: GpuContext,
+  kernel: MatmulKernel,
+  shape: ConvShape,
+  inputs: ConvInputs,
+): GpuTensor {
+  const { spec } = kernel;
+  const out = convOutputSize(shape);
+  expectSize(inputs.x, shape.batch * shape.height * shape.width * shape.inChannels, "input", spec);
+  expectSize(inputs.w, spec.k * spec.n, "weights", spec);
+  if (spec.bias !== (inputs.bias !== undefined))
+    throw new Error(`${spec.label}: bias ${spec.bias ? "missing" : "not expected"}`);
+  if (inputs.bias) expectSize(inputs.bias, spec.n, "bias", spec);
+  if (spec.residual !== (inputs.residual !== undefined))
+    throw new Error(`${spec.label}: residual ${spec.residual ? "missing" : "not expected"}`);
+  if (inputs.residual) expectSize(inputs.residual, spec.m * spec.n, "residual", spec);
+  const y = ctx.allocate(
+    [shape.batch, out.height, out.width, shape.outChannels],
+    spec.variant.storage,
+    "conv output",
+  );
+  const buffers = [inputs.x.buffer, inputs.w.buffer, y.buffer];
+  if (inputs.bias) buffers.push(inputs.bias.buffer);
+  if (inputs.residual) buffers.push(inputs.residual.buffer);
+  ctx.dispatch([kernel.launch(buffers)]);
+  return y;
+}

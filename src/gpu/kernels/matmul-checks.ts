@@ -1,0 +1,250 @@
+/**
+ * Reference checks of GEMM and convolution at scaled-down UNet shapes, with edge sizes: rows,
+ * columns and K that are not multiples of any tile, odd channel counts (scalar loads), GEGLU,
+ * per-batch B, stride 2, 1x1 with a residual.
+ */
+import {
+  type CheckOutcome,
+  compareWithReference,
+  type KernelCheck,
+  randomValues,
+} from "../check.js";
+import type { GpuContext, GpuTensor } from "../context.js";
+import { referenceConv, referenceGemm } from "../reference/matmul.js";
+import type { KernelVariant } from "../variants.js";
+import { type ConvShape, prepareConv, runConv } from "./conv2d.js";
+import { type GemmOptions, type GemmShape, prepareGemm, runGemm } from "./gemm.js";
+import type { Tiling } from "./matmul-wgsl.js";
+
+export async function checkGemm(
+  ctx: GpuContext,
+  variant: KernelVariant,
+  shape: GemmShape,
+  options: GemmOptions,
+  seed = 1,
+): Promise<CheckOutcome> {
+  const storage = variant.storage;
+  const epilogue = options.epilogue ?? "none";
+  const cols = epilogue === "geglu" ? 2 * shape.n : shape.n;
+  const bCount = (shape.sharedB ? 1 : shape.batch) * shape.k * cols;
+  const a = randomValues(shape.batch * shape.m * shape.k, seed, storage);
+  const b = randomValues(bCount, seed + 1, storage);
+  const bias = options.bias ? randomValues(cols, seed + 2, storage) : undefined;
+  const residual = options.residual
+    ? randomValues(shape.batch * shape.m * shape.n, seed + 3, storage)
+    : undefined;
+  const kernel = await prepareGemm(ctx, variant, shape, options);
+  const tensors: GpuTensor[] = [];
+  const up = (values: Float32Array, dims: number[], name: string) => {
+    const t = ctx.upload(values, dims, storage, name);
+    tensors.push(t);
+    return t;
+  };
+  const out = runGemm(ctx, kernel, {
+    a: up(a, [shape.batch, shape.m, shape.k], "A"),
+    b: up(b, [bCount], "B"),
+    bias: bias && up(bias, [cols], "bias"),
+    residual: residual && up(residual, [shape.batch, shape.m, shape.n], "residual"),
+  });
+  const got = await ctx.read(out);
+  for (const t of [...tensors, out]) ctx.release(t);
+  const reference = referenceGemm(shape, { a, b, bias, residual }, epilogue, {
+    storage,
+    tensorCore: variant.path === "tensor-core",
+  });
+  return compareWithReference(got, reference);
+}
+
+export async function checkConv(
+  ctx: GpuContext,
+  variant: KernelVariant,
+  shape: ConvShape,
+  options: { bias?: boolean; residual?: boolean; tiling?: Tiling },
+  seed = 11,
+): Promise<CheckOutcome> {
+  const storage = variant.storage;
+  const kernel = await prepareConv(ctx, variant, shape, options);
+  const m = kernel.spec.m;
+  const x = randomValues(
+    shape.batch * shape.height * shape.width * shape.inChannels,
+    seed,
+    storage,
+  );
+  const w = randomValues(kernel.spec.k * shape.outChannels, seed + 1, storage);
+  const bias = options.bias ? randomValues(shape.outChannels, seed + 2, storage) : undefined;
+  const residual = options.residual
+    ? randomValues(m * shape.outChannels, seed + 3, storage)
+    : undefined;
+  const tensors = [
+    ctx.upload(x, [x.length], storage, "x"),
+    ctx.upload(w, [w.length], storage, "w"),
+    ...(bias ? [ctx.upload(bias, [bias.length], storage, "bias")] : []),
+    ...(residual ? [ctx.upload(residual, [residual.length], storage, "residual")] : []),
+  ];
+  const out = runConv(ctx, kernel, shape, {
+    x: tensors[0],
+    w: tensors[1],
+    bias: bias ? tensors[2] : undefined,
+    residual: residual ? tensors[bias ? 3 : 2] : undefined,
+  });
+  const got = await ctx.read(out);
+  for (const t of [...tensors, out]) ctx.release(t);
+  const reference = referenceConv(
+    shape,
+    { x, w, bias, residual },
+    {
+      storage,
+      tensorCore: variant.path === "tensor-core",
+    },
+  );
+  return compareWithReference(got, reference);
+}
+
+interface GemmCase {
+  readonly shape: GemmShape;
+  readonly options: GemmOptions;
+}
+
+/** GEMM cases: the UNet's linear layers scaled down (tokens x channels), edges included. */
+export const GEMM_CASES: readonly GemmCase[] = Object.freeze([
+  // to_q of a 40-wide head group: 2 x 67 tokens (not a multiple of the tile), 40 -> 40.
+  { shape: { batch: 2, m: 67, n: 40, k: 40, sharedB: true }, options: {} },
+  // projection with bias and residual, K not a multiple of the K step.
+  {
+    shape: { batch: 2, m: 70, n: 72, k: 84, sharedB: true },
+    options: { bias: true, residual: true },
+  },
+  // GEGLU feed-forward in: 2N columns, the gate half fused.
+  {
+    shape: { batch: 1, m: 66, n: 36, k: 48, sharedB: true },
+    options: { bias: true, epilogue: "geglu" },
+  },
+  // GELU with bias (the time-embedding MLP's shape, odd sizes: scalar loads).
+  {
+    shape: { batch: 2, m: 9, n: 37, k: 33, sharedB: true },
+    options: { bias: true, epilogue: "gelu" },
+  },
+  // one B per batch entry (attention-like batched products), odd K.
+  { shape: { batch: 3, m: 33, n: 20, k: 19, sharedB: false }, options: {} },
+]);
+
+/** Convolution cases: 3x3 stride 1 and 2, 1x1, odd channels and map sizes. */
+export const CONV_CASES: readonly {
+  shape: ConvShape;
+  options: { bias?: boolean; residual?: boolean };
+  gpuOnly?: boolean;
+}[] = Object.freeze([
+  {
+    shape: {
+      batch: 2,
+      height: 9,
+      width: 7,
+      inChannels: 8,
+      outChannels: 12,
+      kernel: 3,
+      stride: 1,
+      padding: 1,
+    },
+    options: { bias: true },
+  },
+  {
+    shape: {
+      batch: 1,
+      height: 6,
+      width: 5,
+      inChannels: 4,
+      outChannels: 7,
+      kernel: 3,
+      stride: 1,
+      padding: 1,
+    },
+    options: { bias: true, residual: true },
+  },
+  {
+    shape: {
+      batch: 2,
+      height: 9,
+      width: 8,
+      inChannels: 8,
+      outChannels: 16,
+      kernel: 3,
+      stride: 2,
+      padding: 1,
+    },
+    options: { bias: true },
+  },
+  // Input channels not a multiple of 4 (scalar image loads; the VAE encoder's RGB input).
+  // SwiftShader takes minutes to compile this variant, so it runs in bench-kernels --check only.
+  {
+    shape: {
+      batch: 1,
+      height: 6,
+      width: 5,
+      inChannels: 3,
+      outChannels: 5,
+      kernel: 3,
+      stride: 1,
+      padding: 1,
+    },
+    options: { bias: true },
+    gpuOnly: true,
+  },
+  {
+    shape: {
+      batch: 2,
+      height: 5,
+      width: 7,
+      inChannels: 12,
+      outChannels: 8,
+      kernel: 1,
+      stride: 1,
+      padding: 0,
+    },
+    options: { bias: true, residual: true },
+  },
+]);
+
+function describeGemm(c: GemmCase): string {
+  const s = c.shape;
+  const o = c.options;
+  return [
+    `${s.batch}x${s.m}x${s.n}x${s.k}`,
+    s.sharedB ? "" : "batched-B",
+    o.epilogue && o.epilogue !== "none" ? o.epilogue : "",
+    o.bias ? "bias" : "",
+    o.residual ? "residual" : "",
+  ]
+    .filter(Boolean)
+    .join(" ");
+}
+
+function describeConv(s: ConvShape, o: { bias?: boolean; residual?: boolean }): string {
+  return [
+    `${s.kernel}x${s.kernel}/${s.stride} ${s.batch}x${s.height}x${s.width}x${s.inChannels}->${s.outChannels}`,
+    o.bias ? "bias" : "",
+    o.residual ? "residual" : "",
+  ]
+    .filter(Boolean)
+    .join(" ");
+}
+
+/**
+ * The checks, optionally with a given tiling (the sweep checks each tiling it times); `ci`
+ * leaves out the cases that a CPU driver compiles too slowly.
+ */
+export function matmulChecks(tiling?: Tiling, ci = false): KernelCheck[] {
+  return [
+    ...GEMM_CASES.map((c) => ({
+      family: "gemm",
+      name: describeGemm(c),
+      run: (ctx: GpuContext, variant: KernelVariant) =>
+        checkGemm(ctx, variant, c.shape, { ...c.options, tiling }),
+    })),
+    ...CONV_CASES.filter((c) => !(ci && c.gpuOnly)).map((c) => ({
+      family: "conv",
+      name: describeConv(c.shape, c.options),
+      run: (ctx: GpuContext, variant: KernelVariant) =>
+        checkConv(ctx, variant, c.shape, { ...c.options, tiling }),
+    })),
+  ];
+}

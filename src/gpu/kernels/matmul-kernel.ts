@@ -1,0 +1,85 @@
+/**
+ * A compiled matmul kernel (GEMM or convolution): its spec, pipeline and grid, ready to launch
+ * on buffers. Shared by gemm.ts and conv2d.ts.
+ */
+import type { GpuContext, KernelLaunch } from "../context.js";
+import type { KernelVariant } from "../variants.js";
+import {
+  type MatmulSpec,
+  type MatrixTiling,
+  matmulGrid,
+  matmulWgsl,
+  type PortableTiling,
+  type Tiling,
+  tilingProblem,
+} from "./matmul-wgsl.js";
+
+/** The tilings used unless one is given; chosen by the sweep in BENCHMARKS.md. */
+export const DEFAULT_TILINGS: Readonly<{ portable: PortableTiling; tensorCore: MatrixTiling }> =
+  Object.freeze({
+    portable: { kind: "portable", tileM: 64, tileN: 64, tileK: 16, threadM: 4, threadN: 4 },
+    tensorCore: {
+      kind: "tensor-core",
+      tileM: 128,
+      tileN: 128,
+      tileK: 32,
+      subgroupsM: 2,
+      subgroupsN: 4,
+      pad: 8,
+    },
+  });
+
+export function defaultTiling(variant: KernelVariant): Tiling {
+  return variant.path === "tensor-core" ? DEFAULT_TILINGS.tensorCore : DEFAULT_TILINGS.portable;
+}
+
+export function tilingName(tiling: Tiling): string {
+  return tiling.kind === "portable"
+    ? `${tiling.tileM}x${tiling.tileN}x${tiling.tileK}/${tiling.threadM}x${tiling.threadN}`
+    : `${tiling.tileM}x${tiling.tileN}x${tiling.tileK}/${tiling.subgroupsM}x${tiling.subgroupsN}sg/p${tiling.pad}`;
+}
+
+export class MatmulKernel {
+  private constructor(
+    readonly spec: MatmulSpec,
+    readonly pipeline: GPUComputePipeline,
+    readonly workgroups: [number, number, number],
+  ) {}
+
+  /** Checks the spec against the adapter and compiles (or reuses) its pipeline. */
+  static async prepare(ctx: GpuContext, spec: MatmulSpec): Promise<MatmulKernel> {
+    const limits = ctx.capabilities.limits;
+    const problem = tilingProblem(
+      spec,
+      limits.maxComputeInvocationsPerWorkgroup,
+      limits.maxComputeWorkgroupStorageSize,
+    );
+    if (problem)
+      throw new Error(`${spec.label}: tiling ${tilingName(spec.tiling)} unusable: ${problem}`);
+    if (spec.tiling.kind === "portable") {
+      const pipeline = await ctx.pipeline({ label: spec.label, code: matmulWgsl(spec) });
+      return new MatmulKernel(spec, pipeline, matmulGrid(spec));
+    }
+    // The tensor-core path: subgroup_id where the compiler has it, else the division.
+    const errors: string[] = [];
+    for (const subgroupIndex of ["builtin", "division"] as const) {
+      const candidate = { ...spec, subgroupIndex };
+      try {
+        const pipeline = await ctx.pipeline({ label: spec.label, code: matmulWgsl(candidate) });
+        return new MatmulKernel(candidate, pipeline, matmulGrid(candidate));
+      } catch (error) {
+        errors.push((error as Error).message);
+      }
+    }
+    throw new Error(errors.join("; "));
+  }
+
+  get variant(): KernelVariant {
+    return this.spec.variant;
+  }
+
+  /** The launch on buffers in binding order (A, B, C, bias?, residual?). */
+  launch(buffers: readonly GPUBuffer[]): KernelLaunch {
+    return { pipeline: this.pipeline, buffers, workgroups: this.workgroups };
+  }
+}

@@ -1,0 +1,58 @@
+/**
+ * Compute pipelines compiled once per WGSL source: kernels generate their source from a shape and
+ * variant, and the source text itself is the key, so two calls that would compile the same shader
+ * share one pipeline. Compilation errors become one-line errors that name the kernel.
+ */
+
+export interface ComputeKernelSource {
+  /** A name for errors and profiles, e.g. `gemm 128x128 f16 tensor-core`. */
+  readonly label: string;
+  readonly code: string;
+  readonly entryPoint?: string;
+}
+
+export class PipelineCache {
+  private readonly pipelines = new Map<string, Promise<GPUComputePipeline>>();
+
+  constructor(private readonly device: GPUDevice) {}
+
+  get size(): number {
+    return this.pipelines.size;
+  }
+
+  /** The pipeline for a source, compiled on first use (its bind group layout is `auto`). */
+  get(source: ComputeKernelSource): Promise<GPUComputePipeline> {
+    const key = `${source.entryPoint ?? "main"}\n${source.code}`;
+    let pipeline = this.pipelines.get(key);
+    if (!pipeline) {
+      pipeline = this.compile(source);
+      this.pipelines.set(key, pipeline);
+      // A failed compilation is not cached: the next call reports it again.
+      pipeline.catch(() => this.pipelines.delete(key));
+    }
+    return pipeline;
+  }
+
+  private async compile(source: ComputeKernelSource): Promise<GPUComputePipeline> {
+    const module = this.device.createShaderModule({ code: source.code, label: source.label });
+    const info = await module.getCompilationInfo();
+    const errors = info.messages.filter((m) => m.type === "error");
+    if (errors.length > 0) {
+      const first = errors[0];
+      throw new Error(
+        `${source.label}: WGSL does not compile (line ${first.lineNum}: ${first.message.split("\n")[0]})`,
+      );
+    }
+    try {
+      return await this.device.createComputePipelineAsync({
+        label: source.label,
+        layout: "auto",
+        compute: { module, entryPoint: source.entryPoint ?? "main" },
+      });
+    } catch (error) {
+      throw new Error(
+        `${source.label}: cannot create the pipeline (${(error as Error).message.split("\n")[0]})`,
+      );
+    }
+  }
+}

@@ -1,0 +1,40 @@
+/**
+ * WGSL source helpers shared by the kernel generators: the storage type is made generic by
+ * generating `alias T = f16;` (with `enable f16;`) or `alias T = f32;` at the top of a kernel, and
+ * every kernel body is written in terms of `T` and converts to f32 for arithmetic.
+ */
+import type { StorageType } from "./types.js";
+
+/** The `enable` directives and storage aliases every kernel starts with. */
+export function storagePreamble(storage: StorageType, extensions: readonly string[] = []): string {
+  const enables = [...(storage === "f16" ? ["f16"] : []), ...extensions];
+  return [
+    enables.length > 0 ? `enable ${enables.join(", ")};` : "",
+    `alias T = ${storage};`,
+    "alias T4 = vec4<T>;",
+  ]
+    .filter(Boolean)
+    .join("\n");
+}
+
+/** A WGSL unsigned literal. */
+export function u32Literal(value: number): string {
+  if (!Number.isInteger(value) || value < 0 || value > 0xffffffff)
+    throw new Error(`${value} is not a u32`);
+  return `${value}u`;
+}
+
+/** `erf` (absent from WGSL) and exact-erf GELU in f32, for kernels that fuse GELU. */
+export const GELU_WGSL = `
+// erf by Abramowitz and Stegun 7.1.26 (|error| <= 1.5e-7), as WGSL has none.
+fn erf_f32(x: f32) -> f32 {
+  let a = abs(x);
+  let t = 1.0 / (1.0 + 0.3275911 * a);
+  let poly = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429))));
+  return sign(x) * (1.0 - poly * exp(-a * a));
+}
+// GELU with the exact erf form, as torch's nn.GELU() and ONNX's Gelu compute it.
+fn gelu_f32(x: f32) -> f32 {
+  return 0.5 * x * (1.0 + erf_f32(x * 0.70710678118654752));
+}
+`;

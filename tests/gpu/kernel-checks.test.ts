@@ -1,0 +1,91 @@
+// The GPU kernels against their float64 references on SwiftShader (the Vulkan driver on the CPU
+// that Debian's Chromium ships): the f32 instantiation of the portable path, at scaled-down UNet
+// shapes with edge sizes. Each element must be within the error bound that the reference derives
+// from the kernel's arithmetic (src/gpu/reference/matmul.ts). Dawn finds its driver through the
+// environment a process starts with, so the work runs in a child process.
+import { execFile } from "node:child_process";
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { beforeAll, describe, expect, it } from "vitest";
+import { CONV_CASES, GEMM_CASES } from "../../src/gpu/kernels/matmul-checks.js";
+
+const CHROMIUM_LIBS = process.env.TODO_SD_CHROMIUM_LIBS ?? "/usr/lib/chromium";
+const ICD = join(CHROMIUM_LIBS, "vk_swiftshader_icd.json");
+
+interface Report {
+  readonly variant: { path: string; storage: string };
+  readonly pipelines: number;
+  readonly results: readonly {
+    family: string;
+    name: string;
+    elements: number;
+    worstRatio: number;
+    maxAbsError: number;
+    nonFinite: number;
+  }[];
+  readonly errors: Record<string, string>;
+}
+
+async function child(icd: string, ...args: string[]): Promise<string> {
+  const { stdout } = await promisify(execFile)(
+    join("node_modules", ".bin", "vite-node"),
+    [join("tests", "gpu", "kernel-checks.child.ts"), ...args],
+    {
+      env: {
+        ...process.env,
+        LD_LIBRARY_PATH: [CHROMIUM_LIBS, process.env.LD_LIBRARY_PATH].filter(Boolean).join(":"),
+        VK_ICD_FILENAMES: icd,
+      },
+      timeout: 240_000,
+      maxBuffer: 16 * 2 ** 20,
+    },
+  );
+  return stdout.trim().split("\n").at(-1) ?? "";
+}
+
+describe("GPU kernels on SwiftShader", () => {
+  let report: Report;
+  beforeAll(async () => {
+    expect(existsSync(ICD), `${ICD} (Debian's chromium package) is needed`).toBe(true);
+    report = JSON.parse(await child(ICD)) as Report;
+  }, 250_000);
+
+  it("runs the portable f32 path on an adapter without shader-f16", () => {
+    expect(report.variant).toEqual({ path: "portable", storage: "f32" });
+  });
+
+  it("checks every GEMM and convolution case within its error bound", () => {
+    const ciConv = CONV_CASES.filter((c) => !c.gpuOnly).length;
+    expect(report.results.length).toBe(GEMM_CASES.length + ciConv + 1);
+    for (const r of report.results) {
+      expect(r.elements, r.name).toBeGreaterThan(0);
+      expect(r.nonFinite, r.name).toBe(0);
+      expect(r.worstRatio, `${r.family} ${r.name}: max error ${r.maxAbsError}`).toBeLessThanOrEqual(
+        1,
+      );
+    }
+    // Each case compiled its own pipeline (shapes are compile-time constants).
+    expect(report.pipelines).toBe(report.results.length);
+  });
+
+  it("says in one line what is missing", () => {
+    expect(report.errors.f16).toMatch(/^fp16 asked for, but this adapter .* has no shader-f16/);
+    expect(report.errors.tensorCore).toMatch(
+      /tensor-core kernels store f32; the tensor-core path needs f16/,
+    );
+    expect(report.errors.huge).toMatch(
+      /^huge needs a \d+-byte GPU buffer, more than this adapter allows in one binding \(\d+ bytes: maxStorageBufferBindingSize/,
+    );
+    for (const text of Object.values(report.errors)) expect(text).not.toContain("\n");
+  });
+
+  it("tells how to reach SwiftShader when no adapter is found", async () => {
+    const result = JSON.parse(
+      await child(join(CHROMIUM_LIBS, "no-such-icd.json"), "no-adapter"),
+    ) as {
+      error?: string;
+    };
+    expect(result.error).toMatch(/^no WebGPU adapter found: .*LD_LIBRARY_PATH=.*VK_ICD_FILENAMES=/);
+  }, 120_000);
+});

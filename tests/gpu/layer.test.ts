@@ -1,0 +1,290 @@
+// The WebGPU layer's pure parts: the variant table, buffer sizing, tiling checks, the float64
+// references and the comparison that the kernel checks rest on.
+import { describe, expect, it } from "vitest";
+import { checkBufferSize, sizeClass } from "../../src/gpu/buffer-pool.js";
+import { compareWithReference, randomValues } from "../../src/gpu/check.js";
+import { convSpec } from "../../src/gpu/kernels/conv2d.js";
+import { gemmSpec } from "../../src/gpu/kernels/gemm.js";
+import { matmulGrid, matmulWgsl, tilingProblem } from "../../src/gpu/kernels/matmul-wgsl.js";
+import { dawnToggles } from "../../src/gpu/node-gpu.js";
+import { erf, gelu, referenceConv, referenceGemm } from "../../src/gpu/reference/matmul.js";
+import type { GpuCapabilities } from "../../src/gpu/types.js";
+import {
+  chooseKernelVariant,
+  KERNEL_VARIANTS,
+  preferredMatrixShape,
+} from "../../src/gpu/variants.js";
+
+function capabilities(
+  features: string[],
+  shapes: { m: number; n: number; k: number }[] = [],
+): GpuCapabilities {
+  return {
+    features: new Set(features),
+    matrixShapes: shapes,
+    subgroupMinSize: 32,
+    subgroupMaxSize: 32,
+    limits: {
+      maxStorageBufferBindingSize: 2 ** 31 - 4,
+      maxBufferSize: 2 ** 31 - 4,
+      maxComputeWorkgroupStorageSize: 49152,
+      maxComputeInvocationsPerWorkgroup: 1024,
+      maxComputeWorkgroupsPerDimension: 65535,
+    },
+    description: "test adapter",
+  };
+}
+
+const NVIDIA_SHAPES = [
+  { m: 16, n: 16, k: 16 },
+  { m: 16, n: 8, k: 16 },
+  { m: 16, n: 8, k: 8 },
+];
+const H200 = capabilities(
+  ["shader-f16", "subgroups", "timestamp-query", "chromium-experimental-subgroup-matrix"],
+  NVIDIA_SHAPES,
+);
+const CHROME = capabilities(["shader-f16", "subgroups"]);
+const SWIFTSHADER = capabilities(["subgroups", "timestamp-query"]);
+
+describe("kernel variants", () => {
+  it("is a frozen table", () => {
+    expect(Object.isFrozen(KERNEL_VARIANTS)).toBe(true);
+  });
+
+  it("takes the tensor cores where the adapter has subgroup matrices, else the portable path", () => {
+    expect(chooseKernelVariant(H200, "f16")).toEqual({
+      path: "tensor-core",
+      storage: "f16",
+      matrix: { m: 16, n: 16, k: 16 },
+      subgroupSize: 32,
+    });
+    expect(chooseKernelVariant(CHROME, "f16")).toEqual({ path: "portable", storage: "f16" });
+    expect(chooseKernelVariant(SWIFTSHADER, "f32")).toEqual({ path: "portable", storage: "f32" });
+    expect(chooseKernelVariant(H200, "f32")).toEqual({ path: "portable", storage: "f32" });
+  });
+
+  it("forces a path, and says what is missing when it cannot", () => {
+    expect(chooseKernelVariant(H200, "f16", "portable")).toEqual({
+      path: "portable",
+      storage: "f16",
+    });
+    expect(() => chooseKernelVariant(CHROME, "f16", "tensor-core")).toThrow(
+      /tensor-core f16 kernels cannot run on this adapter \(test adapter\): tensor-core: no chromium-experimental-subgroup-matrix/,
+    );
+    expect(() => chooseKernelVariant(SWIFTSHADER, "f16")).toThrow(
+      /^fp16 asked for, but this adapter/,
+    );
+    expect(() => chooseKernelVariant(H200, "f32", "tensor-core")).toThrow(/needs f16/);
+    const varying = { ...H200, subgroupMinSize: 8, subgroupMaxSize: 32 };
+    expect(() => chooseKernelVariant(varying, "f16", "tensor-core")).toThrow(
+      /subgroup size varies/,
+    );
+  });
+
+  it("prefers the matrix shape with the largest K, then N", () => {
+    expect(preferredMatrixShape([NVIDIA_SHAPES[2], NVIDIA_SHAPES[1]])).toEqual({
+      m: 16,
+      n: 8,
+      k: 16,
+    });
+    expect(preferredMatrixShape([])).toBeUndefined();
+  });
+
+  it("asks Dawn for f16 on NVIDIA, and for exact timestamps only when benchmarking", () => {
+    expect(dawnToggles()).toEqual([
+      "enable-dawn-features=allow_unsafe_apis,vulkan_enable_f16_on_nvidia",
+      "backend=vulkan",
+    ]);
+    expect(dawnToggles({ bench: true })).toContain("disable-dawn-features=timestamp_quantization");
+  });
+});
+
+describe("buffers", () => {
+  it("rounds sizes to a few classes", () => {
+    expect(sizeClass(1)).toBe(16);
+    expect(sizeClass(100)).toBe(112);
+    expect(sizeClass(1000)).toBe(1024);
+    expect(sizeClass(1025)).toBe(2048);
+  });
+
+  it("refuses a buffer past the adapter's limits in one line", () => {
+    const limits = { maxStorageBufferBindingSize: 1000, maxBufferSize: 4000 };
+    expect(() => checkBufferSize(1000, limits, "x")).not.toThrow();
+    expect(() => checkBufferSize(1001, limits, "conv output")).toThrow(
+      "conv output needs a 1001-byte GPU buffer, more than this adapter allows in one binding (1000 bytes: maxStorageBufferBindingSize 1000, maxBufferSize 4000); use a smaller batch or image size",
+    );
+  });
+});
+
+describe("matmul kernels' shapes", () => {
+  const f16 = chooseKernelVariant(H200, "f16");
+
+  it("launches one workgroup per output tile and batch entry", () => {
+    const spec = gemmSpec(f16, { batch: 2, m: 4096, n: 1280, k: 320, sharedB: true });
+    expect(matmulGrid(spec)).toEqual([10, 32, 2]);
+    const geglu = gemmSpec(
+      f16,
+      { batch: 2, m: 300, n: 1280, k: 320, sharedB: true },
+      { epilogue: "geglu" },
+    );
+    expect(matmulGrid(geglu)).toEqual([20, 3, 2]);
+    const conv = convSpec(f16, {
+      batch: 2,
+      height: 128,
+      width: 128,
+      inChannels: 320,
+      outChannels: 320,
+      kernel: 3,
+      stride: 2,
+      padding: 1,
+    });
+    expect([conv.m, conv.n, conv.k]).toEqual([2 * 64 * 64, 320, 2880]);
+  });
+
+  it("refuses tilings the adapter or problem cannot take", () => {
+    const base = gemmSpec(f16, { batch: 1, m: 64, n: 64, k: 64, sharedB: true });
+    expect(tilingProblem(base, 1024, 49152)).toBeUndefined();
+    expect(tilingProblem(base, 128, 49152)).toMatch(/256 threads per workgroup/);
+    expect(tilingProblem(base, 1024, 16384)).toMatch(/bytes of workgroup memory/);
+    const odd = { ...base, tiling: { ...base.tiling, tileM: 100 } };
+    expect(tilingProblem(odd, 1024, 49152)).toBeDefined();
+    const portable = gemmSpec(chooseKernelVariant(H200, "f32"), {
+      batch: 1,
+      m: 8,
+      n: 8,
+      k: 8,
+      sharedB: true,
+    });
+    expect(tilingProblem({ ...portable, tiling: base.tiling }, 1024, 49152)).toMatch(
+      /needs an f16 tensor-core variant/,
+    );
+  });
+
+  it("generates the storage type once and the tensor-core instructions on that path", () => {
+    const spec = gemmSpec(
+      f16,
+      { batch: 1, m: 64, n: 64, k: 64, sharedB: true },
+      { bias: true, epilogue: "gelu" },
+    );
+    const code = matmulWgsl(spec);
+    expect(code).toMatch(
+      /^enable f16, chromium_experimental_subgroup_matrix, subgroups;\nalias T = f16;/,
+    );
+    expect(code).toContain("subgroupMatrixMultiplyAccumulate");
+    expect(code).toContain("gelu_f32");
+    const f32 = matmulWgsl(
+      gemmSpec(chooseKernelVariant(SWIFTSHADER, "f32"), {
+        batch: 1,
+        m: 5,
+        n: 5,
+        k: 5,
+        sharedB: true,
+      }),
+    );
+    expect(f32).toMatch(/^alias T = f32;/);
+    expect(f32).not.toContain("subgroup_matrix");
+    expect(f32).not.toContain("gelu_f32");
+  });
+
+  it("rejects impossible shapes in one line", () => {
+    expect(() => gemmSpec(f16, { batch: 1, m: 0, n: 4, k: 4, sharedB: true })).toThrow(
+      "gemm: m must be a positive integer, got 0",
+    );
+    expect(() =>
+      convSpec(f16, {
+        batch: 1,
+        height: 2,
+        width: 2,
+        inChannels: 4,
+        outChannels: 4,
+        kernel: 3,
+        stride: 1,
+        padding: 0,
+      }),
+    ).toThrow("conv2d: a 2x2 map is smaller than the 3x3 kernel");
+  });
+});
+
+describe("float64 references", () => {
+  it("computes erf and GELU to double precision", () => {
+    expect(erf(0)).toBe(0);
+    expect(erf(0.5)).toBeCloseTo(0.5204998778130465, 14);
+    expect(erf(-2)).toBeCloseTo(-0.9953222650189527, 14);
+    expect(erf(3.5)).toBeCloseTo(0.9999992569016276, 14);
+    expect(gelu(1)).toBeCloseTo(0.8413447460685429, 14);
+  });
+
+  it("gives a 1x1 convolution the same values as the GEMM it is", () => {
+    const shape = {
+      batch: 2,
+      height: 3,
+      width: 5,
+      inChannels: 6,
+      outChannels: 7,
+      kernel: 1,
+      stride: 1,
+      padding: 0,
+    };
+    const x = randomValues(2 * 15 * 6, 1, "f32");
+    const w = randomValues(6 * 7, 2, "f32");
+    const model = { storage: "f32" as const, tensorCore: false };
+    const conv = referenceConv(shape, { x, w }, model);
+    const gemm = referenceGemm(
+      { batch: 1, m: 30, n: 7, k: 6, sharedB: true },
+      { a: x, b: w },
+      "none",
+      model,
+    );
+    expect(Array.from(conv.value)).toEqual(Array.from(gemm.value));
+  });
+
+  it("pads a 3x3 convolution with zeros (a corner sees 4 taps)", () => {
+    const shape = {
+      batch: 1,
+      height: 3,
+      width: 3,
+      inChannels: 1,
+      outChannels: 1,
+      kernel: 3,
+      stride: 1,
+      padding: 1,
+    };
+    const ones = new Float32Array(9).fill(1);
+    const out = referenceConv(shape, { x: ones, w: ones }, { storage: "f32", tensorCore: false });
+    expect(Array.from(out.value)).toEqual([4, 6, 4, 6, 9, 6, 4, 6, 4]);
+  });
+
+  it("fuses GEGLU as hidden * GELU(gate) and adds the residual last", () => {
+    const a = Float32Array.of(1, 2);
+    const b = Float32Array.of(0.5, -1, 0.25, 2); // K = 2 rows of [hidden, gate]
+    const bias = Float32Array.of(0.125, 0.25);
+    const residual = Float32Array.of(3);
+    const out = referenceGemm(
+      { batch: 1, m: 1, n: 1, k: 2, sharedB: true },
+      { a, b, bias, residual },
+      "geglu",
+      {
+        storage: "f32",
+        tensorCore: false,
+      },
+    );
+    expect(out.value[0]).toBeCloseTo((0.5 + 0.5 + 0.125) * gelu(-1 + 4 + 0.25) + 3, 12);
+  });
+
+  it("fails a result that is wrong by more than the arithmetic allows, and passes one within it", () => {
+    const shape = { batch: 1, m: 8, n: 8, k: 64, sharedB: true };
+    const a = randomValues(8 * 64, 3, "f16");
+    const b = randomValues(64 * 8, 4, "f16");
+    const bias = randomValues(8, 5, "f16");
+    const f16 = { storage: "f16" as const, tensorCore: true };
+    const ref = referenceGemm(shape, { a, b, bias }, "none", f16);
+    const rounded = new Float32Array(ref.value); // f32 rounding of the exact value: inside
+    expect(compareWithReference(rounded, ref).worstRatio).toBeLessThanOrEqual(1);
+    const noBias = referenceGemm(shape, { a, b }, "none", f16);
+    expect(compareWithReference(new Float32Array(noBias.value), ref).worstRatio).toBeGreaterThan(1);
+    const nan = new Float32Array(ref.value);
+    nan[3] = Number.NaN;
+    expect(compareWithReference(nan, ref)).toMatchObject({ nonFinite: 1, worstIndex: 3 });
+  });
+});
