@@ -2,9 +2,10 @@ import type { Command } from "commander";
 import { API_KEYS_ENV, apiKeysFrom } from "../serve/access.js";
 import { startQueueWorker } from "../serve/queue-worker.js";
 import { startServer } from "../serve/server.js";
+import { addLoraFlags, type LoraFlagValues } from "./lora-flags.js";
 import { addModelFlags, intArg, loadOptionsFromFlags, type ModelFlagValues } from "./options.js";
 
-interface ServeFlags extends ModelFlagValues {
+interface ServeFlags extends ModelFlagValues, LoraFlagValues {
   readonly port: number;
   readonly host: string;
   readonly browserEngine: boolean;
@@ -18,7 +19,7 @@ interface ServeFlags extends ModelFlagValues {
   readonly maxUnets: number;
 }
 
-interface WorkerFlags extends ModelFlagValues {
+interface WorkerFlags extends ModelFlagValues, LoraFlagValues {
   readonly queue: string;
   readonly queueName: string;
   readonly retention: number;
@@ -32,15 +33,18 @@ const SERVE_SHUTDOWN_MS = 3000;
 
 const collect = (value: string, previous: string[]) => [...previous, value];
 
-/** The loading options a generation process can take (everything but the device and cache). */
-function deviceLoadOptions(flags: ModelFlagValues) {
+/**
+ * The loading options a generation process can take (everything but the device and cache); the
+ * --lora files are merged into the pipeline's own models.
+ */
+function deviceLoadOptions(flags: ModelFlagValues & LoraFlagValues) {
   const {
     device: _device,
     dtype: _dtype,
     cacheDir: _cacheDir,
     ...load
   } = loadOptionsFromFlags(flags);
-  return load;
+  return { ...load, loras: flags.lora };
 }
 
 /** Resolves on the first SIGINT or SIGTERM. */
@@ -52,12 +56,15 @@ function stopSignal(): Promise<void> {
 }
 
 export function registerServe(program: Command): void {
-  addModelFlags(
-    program
-      .command("serve")
-      .description(
-        "a web app and HTTP APIs (ours, OpenAI images, the web UIs'): jobs in-process, or on a Redis queue with --queue",
-      ),
+  addLoraFlags(
+    addModelFlags(
+      program
+        .command("serve")
+        .description(
+          "a web app and HTTP APIs (ours, OpenAI images, the web UIs'): jobs in-process, or on a Redis queue with --queue",
+        ),
+    ),
+    { promptTags: true },
   )
     .option("--port <n>", "port to listen on (0: any free port)", intArg("--port", 0), 7860)
     .option(
@@ -118,6 +125,7 @@ export function registerServe(program: Command): void {
         cacheDir: flags.cacheDir,
         browserEngine: flags.browserEngine,
         load: deviceLoadOptions(flags),
+        loraDir: flags.loraDir,
         queue: flags.queue,
         queueName: flags.queueName,
         retentionSeconds: flags.retention,
@@ -135,12 +143,15 @@ export function registerServe(program: Command): void {
       process.exit(0);
     });
 
-  addModelFlags(
-    program
-      .command("worker")
-      .description(
-        "take jobs from a `serve --queue` Redis queue and run them on this machine's device",
-      ),
+  addLoraFlags(
+    addModelFlags(
+      program
+        .command("worker")
+        .description(
+          "take jobs from a `serve --queue` Redis queue and run them on this machine's device",
+        ),
+    ),
+    { promptTags: true },
   )
     .requiredOption("--queue <redis-url>", "the queue's Redis (redis://host:port)")
     .option("--queue-name <name>", "the queue's name on Redis", "todo-sd")
@@ -181,6 +192,7 @@ export function registerServe(program: Command): void {
           dtype: flags.dtype,
           cacheDir: flags.cache === false ? undefined : flags.cacheDir,
           load: deviceLoadOptions(flags),
+          loraDir: flags.loraDir,
         },
         log: (line) => process.stderr.write(`${line}\n`),
       });

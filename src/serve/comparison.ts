@@ -20,6 +20,8 @@ export interface ComparisonJob {
   /** The model's name as the user gave it (recorded in the PNGs). */
   readonly model: string;
   readonly params: JobParams;
+  /** The job's LoRAs as files (params.loras resolved where they are found); absent: none. */
+  readonly loras?: GenerateOptions["loras"];
 }
 
 export interface ComparisonHooks {
@@ -43,9 +45,10 @@ const warmed = new WeakMap<StableDiffusionPipeline, Set<string>>();
 async function prepare(
   pipeline: StableDiffusionPipeline,
   params: JobParams,
+  loras: GenerateOptions["loras"],
   signal: AbortSignal | undefined,
 ): Promise<void> {
-  const key = JSON.stringify([params.clipSkip, params.guidanceScale > 1]);
+  const key = JSON.stringify([params.clipSkip, params.guidanceScale > 1, loras ?? null]);
   const done = warmed.get(pipeline) ?? new Set<string>();
   warmed.set(pipeline, done);
   if (!done.has(key)) {
@@ -61,6 +64,7 @@ async function prepare(
       clipSkip: params.clipSkip || undefined,
       scheduler: "EulerDiscreteScheduler",
       seed: 0,
+      loras,
       signal,
     });
     done.add(key);
@@ -77,7 +81,7 @@ export async function runComparison(
   const { params } = job;
   const { signal } = hooks;
   hooks.emit({ type: "preparing", what: "models" });
-  await prepare(pipeline, params, signal);
+  await prepare(pipeline, params, job.loras, signal);
   const common: GenerateOptions = {
     prompt: params.prompt,
     negativePrompt: params.negativePrompt ?? undefined,
@@ -89,6 +93,7 @@ export async function runComparison(
     seed: params.seed,
     clipSkip: params.clipSkip || undefined,
     latentsOnDevice: hooks.latentsOnDevice,
+    loras: job.loras,
     signal,
   };
   const results: Partial<Record<Phase, { result: GenerateResult; url: string }>> = {};

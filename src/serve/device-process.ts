@@ -24,6 +24,7 @@ async function start(data: DeviceProcessData): Promise<void> {
     dtype: data.dtype,
     cacheDir: data.cacheDir,
     onBuild: (component) => post({ type: "log", line: `building ${component}...` }),
+    onWarning: (message) => post({ type: "log", line: `warning: ${message}` }),
   });
   process.on("message", (message: ToDevice) => {
     if (message.type === "cancel") {
@@ -37,7 +38,7 @@ async function start(data: DeviceProcessData): Promise<void> {
     runJobSpec(
       pipeline,
       message.spec,
-      message.context,
+      { ...message.context, loraDir: data.loraDir },
       {
         emit: (event) => post({ type: "event", id, event }),
         image: (name, png) => post({ type: "image", id, name, png }),

@@ -22,6 +22,8 @@ export interface DeviceProcessData {
   readonly dtype?: ModelDtype;
   readonly cacheDir?: string;
   readonly load?: DeviceLoadOptions;
+  /** Where jobs' LoRAs are found by name. */
+  readonly loraDir?: string;
 }
 
 export type ToDevice =

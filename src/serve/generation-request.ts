@@ -10,6 +10,7 @@ import {
   firstLine,
   type GenerationParams,
   RequestError,
+  resolveJobLoras,
   type ValidationContext,
 } from "./protocol.js";
 
@@ -31,6 +32,7 @@ export interface GenerationFields {
   readonly reduction?: unknown;
   readonly initImage?: unknown;
   readonly strength?: unknown;
+  readonly loras?: unknown;
 }
 
 /** The names the client used, for messages (`cfg_scale` rather than guidanceScale). */
@@ -140,8 +142,9 @@ export function checkGeneration(
       );
     strength = value;
   }
+  const withLoras = resolveJobLoras(prompt, fields.loras, context, name("loras"));
   return {
-    prompt,
+    ...withLoras,
     negativePrompt,
     width,
     height,

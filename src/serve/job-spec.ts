@@ -30,6 +30,8 @@ export interface JobContext {
   /** The model's name as the user gave it (recorded in the PNGs). */
   readonly model: string;
   readonly device: string;
+  /** Where the job's LoRAs are found by name (the generation process's LoRA folder). */
+  readonly loraDir?: string;
 }
 
 /** A job's images are named `baseline.png`, `accelerated.png` or `<index>.png`. */

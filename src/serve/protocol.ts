@@ -34,6 +34,14 @@ export interface JobRequest {
   readonly clipSkip?: number;
   /** ToDo or ToMe, in the library's option names (method, factor, mode, ratio, ...). */
   readonly reduction: ReductionOptionsInput;
+  /** LoRAs of the server's LoRA folder by name, at a weight (0: off). */
+  readonly loras?: readonly JobLora[];
+}
+
+/** A LoRA of the server's LoRA folder, by name, at a weight. */
+export interface JobLora {
+  readonly name: string;
+  readonly weight: number;
 }
 
 /** A checked request: every field present, the reduction resolved for the image size. */
@@ -50,6 +58,8 @@ export interface JobParams {
   readonly reduction: ReductionOptions;
   /** What the accelerated UNet is built with. */
   readonly settings: ReductionSettings;
+  /** LoRAs (the request's and the prompt's `<lora:name:weight>` tags), absent when none. */
+  readonly loras?: readonly JobLora[];
 }
 
 export interface Limits {
@@ -82,6 +92,52 @@ export interface ValidationContext {
   ): ReductionSettings | undefined;
   /** Draws a seed for requests without one. */
   randomSeed?(): number;
+  /**
+   * Takes the `<lora:name:weight>` tags out of the prompt and checks every LoRA name against the
+   * server's LoRA folder; throws one line on an unknown name or bad weight. Absent: no LoRAs.
+   */
+  resolveLoras?(prompt: string, loras: readonly JobLora[]): { prompt: string; loras: JobLora[] };
+}
+
+/** The `loras` field: a list of {name, weight}; weight 0 entries are dropped. */
+export function parseJobLoras(value: unknown, field = "loras"): JobLora[] {
+  if (value === undefined || value === null) return [];
+  if (!Array.isArray(value))
+    throw new RequestError(`${field}: a list such as [{"name": "style", "weight": 0.8}]`);
+  const out: JobLora[] = [];
+  for (const entry of value) {
+    if (!isObject(entry) || typeof entry.name !== "string" || entry.name.trim() === "")
+      throw new RequestError(`${field}: every entry needs a "name" (text)`);
+    const weight = entry.weight ?? 1;
+    if (typeof weight !== "number" || !Number.isFinite(weight))
+      throw new RequestError(`${field}: the weight of ${entry.name} must be a finite number`);
+    if (weight !== 0) out.push({ name: entry.name.trim(), weight });
+  }
+  return out;
+}
+
+/** The prompt without its LoRA tags and every LoRA of the job, or an error naming the field. */
+export function resolveJobLoras(
+  prompt: string,
+  value: unknown,
+  context: ValidationContext,
+  field = "loras",
+): { prompt: string; loras?: JobLora[] } {
+  const asked = parseJobLoras(value, field);
+  if (!context.resolveLoras) {
+    if (asked.length > 0 || /<lora:/i.test(prompt))
+      throw new RequestError(`${field}: this server has no LoRA folder (serve --lora-dir)`);
+    return { prompt };
+  }
+  let resolved: { prompt: string; loras: JobLora[] };
+  try {
+    resolved = context.resolveLoras(prompt, asked);
+  } catch (error) {
+    throw new RequestError(firstLine(error));
+  }
+  if (resolved.prompt.trim() === "")
+    throw new RequestError("prompt: type a prompt besides LoRA tags");
+  return resolved.loras.length > 0 ? resolved : { prompt: resolved.prompt };
 }
 
 /** A bad request; the message is one line that says what to change. */
@@ -100,6 +156,7 @@ const FIELDS: readonly (keyof JobRequest)[] = [
   "seed",
   "clipSkip",
   "reduction",
+  "loras",
 ];
 
 function isObject(value: unknown): value is Record<string, unknown> {
@@ -189,8 +246,9 @@ export function parseJobRequest(body: unknown, context: ValidationContext): JobP
     throw new RequestError(
       `reduction: these settings reduce nothing at ${width}x${height} (auto ToDo is off at 768 px and below); choose a factor of 2 or more, or a ToMe ratio above 0`,
     );
+  const withLoras = resolveJobLoras(prompt, body.loras, context);
   return {
-    prompt,
+    ...withLoras,
     negativePrompt,
     width,
     height,
@@ -228,6 +286,8 @@ export interface GenerationParams {
   readonly initImage: string | null;
   /** img2img: how much of the schedule runs, in (0, 1]; null without an init image. */
   readonly strength: number | null;
+  /** LoRAs (the request's and the prompt's `<lora:name:weight>` tags), absent when none. */
+  readonly loras?: readonly JobLora[];
 }
 
 /** One image of a finished generation. */
@@ -333,6 +393,8 @@ export interface ServerInfo {
   readonly textEncoderLayers: number;
   /** Whether the browser engine can fetch this model's components. */
   readonly browserEngine: boolean;
+  /** The LoRAs of the server's LoRA folder made for this model's family (server engine only). */
+  readonly loras: readonly { name: string; hash: string; families: readonly string[] }[];
 }
 
 /** GET /api/model/tokenizers/:index: a tokenizer folder's files, as text. */

@@ -5,6 +5,7 @@
 import { rgb8ToFloat } from "../image/float-image.js";
 import { decodePng } from "../image/png.js";
 import { fitImage } from "../image/resize.js";
+import { findLora } from "../lora/lora-folder.js";
 import { encodeResultPng } from "../pipelines/result-png.js";
 import type { GenerateOptions, StableDiffusionPipeline } from "../pipelines/stable-diffusion.js";
 import { runComparison } from "./comparison.js";
@@ -29,7 +30,12 @@ export async function runJobSpec(
   if (spec.kind === "compare") {
     const result = await runComparison(
       pipeline,
-      { ...context, engine: "server", params: spec.params },
+      {
+        ...context,
+        engine: "server",
+        params: spec.params,
+        loras: loraFiles(spec.params.loras, context.loraDir),
+      },
       {
         signal,
         emit: (event) => hooks.emit(event),
@@ -46,6 +52,22 @@ export async function runJobSpec(
     kind: "generate",
     result: await runGeneration(pipeline, spec.params, context, hooks, signal),
   };
+}
+
+/**
+ * A job's LoRAs as files of this process's LoRA folder; undefined without LoRAs (the pipeline's
+ * own models). The server checked the names, but a queue worker has its own folder.
+ */
+export function loraFiles(
+  loras: GenerationParams["loras"],
+  folder: string | undefined,
+): GenerateOptions["loras"] {
+  if (!loras || loras.length === 0) return undefined;
+  if (folder === undefined)
+    throw new Error(
+      "this job asks for LoRAs; give the generation process a LoRA folder (--lora-dir)",
+    );
+  return loras.map(({ name, weight }) => ({ path: findLora(folder, name), weight }));
 }
 
 /** The init image as a batch of one at the asked size. */
@@ -73,6 +95,7 @@ async function runGeneration(
     params.initImage === null
       ? undefined
       : decodeInitImage(params.initImage, params.width, params.height);
+  const loras = loraFiles(params.loras, context.loraDir);
   const images: GenerationResult["images"][number][] = [];
   const timings: GenerationResult["timings"][number][] = [];
   for (let index = 0; index < params.count; index++) {
@@ -90,6 +113,7 @@ async function runGeneration(
       reduction: params.reduction ?? undefined,
       image,
       strength: params.strength ?? undefined,
+      loras,
       signal,
       onProgress: (info) =>
         hooks.emit({

@@ -12,6 +12,8 @@ import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import { checkLoraRequests } from "../lora/apply-loras.js";
+import { extractPromptLoras, findLora, listLoras } from "../lora/lora-folder.js";
 import {
   classifySource,
   type LoadOptions,
@@ -28,6 +30,7 @@ import { LocalJobs } from "./local-jobs.js";
 import {
   DEFAULT_LIMITS,
   firstLine,
+  type JobLora,
   type Limits,
   RequestError,
   type ServerInfo,
@@ -56,6 +59,8 @@ export interface ServeOptions {
   readonly cacheDir?: string;
   /** Further loading options (tokenizer, configFrom, variant, revision, offline, ...). */
   readonly load?: DeviceLoadOptions;
+  /** Where jobs' LoRAs (by name, or `<lora:name:weight>` prompt tags) are found; none without. */
+  readonly loraDir?: string;
   /** The built page (index.html, app.js, ...); default: the `web` folder beside this module's. */
   readonly webRoot?: string;
   readonly limits?: Partial<Limits>;
@@ -123,8 +128,17 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
     device,
     dtype: options.dtype,
     cacheDir: options.cacheDir,
+    onWarning: (message) => log(`warning: ${message}`),
   });
   const parts = pipeline.parts;
+  const loraDir = options.loraDir;
+  // The folder's LoRAs for this model's family; files of other families or not LoRAs are left out.
+  const loras =
+    loraDir === undefined
+      ? []
+      : listLoras(loraDir, (path, reason) => log(`LoRA ${path} left out: ${reason}`))
+          .filter((lora) => lora.families.includes(parts.family))
+          .map(({ name, hash, families }) => ({ name, hash, families }));
   const textEncoderLayers = Math.min(...parts.textEncoders.map((e) => e.layers));
   const info: ServerInfo = {
     model: options.model,
@@ -139,6 +153,7 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
     // The browser engine runs models built from weights; export folders stay on the server.
     browserEngine:
       (options.browserEngine ?? true) && classifySource(options.model) !== "onnx-folder",
+    loras,
   };
   const validation: ValidationContext = {
     limits,
@@ -146,6 +161,8 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
     textEncoderLayers,
     resolveReduction: (reduction, width, height) =>
       pipeline.resolveReductionFor(reduction, width, height),
+    resolveLoras:
+      loraDir === undefined ? undefined : (prompt, asked) => resolveLoras(loraDir, prompt, asked),
   };
   const generation = {
     model: options.model,
@@ -153,6 +170,7 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
     dtype: options.dtype,
     cacheDir: options.cacheDir,
     load: options.load,
+    loraDir,
   };
   let jobs: JobBackend;
   try {
@@ -307,4 +325,23 @@ export function redactUrl(url: string): string {
   } catch {
     return "(not a URL)";
   }
+}
+
+/**
+ * A job's LoRAs by name: the asked ones, then the prompt's `<lora:name:weight>` tags (taken out
+ * of the prompt), each found in the folder and checked, so that a bad one is refused before it
+ * is queued.
+ */
+function resolveLoras(
+  folder: string,
+  prompt: string,
+  asked: readonly JobLora[],
+): { prompt: string; loras: JobLora[] } {
+  const requests = asked.map(({ name, weight }) => ({ path: findLora(folder, name), weight }));
+  const tagged = extractPromptLoras(prompt, folder);
+  checkLoraRequests([...requests, ...tagged.loras]);
+  return {
+    prompt: tagged.prompt,
+    loras: [...asked, ...tagged.loras.map(({ name, weight }) => ({ name, weight: weight ?? 1 }))],
+  };
 }
