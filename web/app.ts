@@ -40,6 +40,8 @@ const fields = {
   scheduler: byId<HTMLSelectElement>("scheduler"),
   engine: byId<HTMLSelectElement>("engine"),
 };
+/** One weight slider per LoRA of the server's LoRA folder, by name. */
+const loraSliders = new Map<string, HTMLInputElement>();
 const generateButton = byId<HTMLButtonElement>("generate");
 const cancelButton = byId<HTMLButtonElement>("cancel");
 const statusLine = byId<HTMLParagraphElement>("status");
@@ -167,6 +169,9 @@ function readRequest(): JobRequest {
             factor: fields.factor.value === "auto" ? "auto" : Number(fields.factor.value),
             mode: fields.mode.value,
           },
+    loras: [...loraSliders]
+      .map(([name, slider]) => ({ name, weight: Number(slider.value) }))
+      .filter((lora) => lora.weight !== 0),
   };
 }
 
@@ -189,8 +194,38 @@ function populateForm(serverInfo: ServerInfo): void {
   if (!serverInfo.browserEngine)
     for (const opt of Array.from(fields.engine.options))
       if (opt.value !== "server") opt.disabled = true;
+  populateLoras(serverInfo.loras);
   modelInfo.textContent = `Model ${serverInfo.model} (${serverInfo.family}) · server device ${serverInfo.device}`;
   syncSizeFields();
+}
+
+/** A weight slider (-1 to 2, default 0: off) per LoRA; the set is hidden without LoRAs. */
+function populateLoras(loras: ServerInfo["loras"]): void {
+  const list = byId<HTMLDivElement>("loras");
+  for (const lora of loras) {
+    const row = document.createElement("div");
+    row.className = "field";
+    const label = document.createElement("label");
+    const slider = document.createElement("input");
+    const value = document.createElement("output");
+    slider.type = "range";
+    slider.min = "-1";
+    slider.max = "2";
+    slider.step = "0.05";
+    slider.value = "0";
+    slider.id = `lora-${loraSliders.size}`;
+    label.htmlFor = slider.id;
+    label.textContent = lora.name;
+    label.title = `hash ${lora.hash}`;
+    value.textContent = "0";
+    slider.addEventListener("input", () => {
+      value.textContent = slider.value;
+    });
+    row.append(label, slider, value);
+    list.append(row);
+    loraSliders.set(lora.name, slider);
+  }
+  byId("lora-set").hidden = loras.length === 0;
 }
 
 // ---- panes and results ---------------------------------------------------------------------

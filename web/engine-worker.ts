@@ -160,6 +160,12 @@ async function run(message: Extract<ToWorker, { type: "run" }>): Promise<void> {
       textEncoderLayers: message.info.textEncoderLayers,
       resolveReduction: (reduction, width, height) =>
         pipeline.resolveReductionFor(reduction, width, height),
+      // The LoRA files stay on the server: this engine has no way to read them.
+      resolveLoras: () => {
+        throw new Error(
+          "LoRAs run on the server engine only; choose Engine: Server, or set every LoRA to 0 and remove <lora:...> tags",
+        );
+      },
     });
     if (controller.signal.aborted) throw abortError();
     const result = await runComparison(

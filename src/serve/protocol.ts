@@ -124,11 +124,9 @@ export function resolveJobLoras(
   field = "loras",
 ): { prompt: string; loras?: JobLora[] } {
   const asked = parseJobLoras(value, field);
-  if (!context.resolveLoras) {
-    if (asked.length > 0 || /<lora:/i.test(prompt))
-      throw new RequestError(`${field}: this server has no LoRA folder (serve --lora-dir)`);
-    return { prompt };
-  }
+  if (asked.length === 0 && !/<lora:/i.test(prompt)) return { prompt };
+  if (!context.resolveLoras)
+    throw new RequestError(`${field}: this server has no LoRA folder (serve --lora-dir)`);
   let resolved: { prompt: string; loras: JobLora[] };
   try {
     resolved = context.resolveLoras(prompt, asked);

@@ -12,7 +12,13 @@ import {
   loadPipeline,
   type StableDiffusionPipeline,
 } from "../../src/index.js";
-import type { ServerInfo } from "../../src/serve/protocol.js";
+import { resolveReduction } from "../../src/reduce/options.js";
+import {
+  DEFAULT_LIMITS,
+  parseJobRequest,
+  type ServerInfo,
+  type ValidationContext,
+} from "../../src/serve/protocol.js";
 import { fixturePath } from "../fixtures.js";
 import {
   fetchAs,
@@ -135,5 +141,37 @@ describe("LoRAs on the server", () => {
     expect(byTag.status).toBe(400);
     expect(byTag.body.error).toMatch(/^<lora:nope>: no LoRA of that name/);
     expect(jobsLogged()).toBe(before);
+  });
+});
+
+describe("a job's LoRAs where no folder resolves them (the browser engine, a server without one)", () => {
+  const context: ValidationContext = {
+    limits: DEFAULT_LIMITS,
+    sizeMultiple: 8,
+    textEncoderLayers: 12,
+    resolveReduction: (options, width, height) =>
+      resolveReduction(options, { architecture: "sd1", width, height }),
+  };
+
+  it("refuses LoRAs by name or by tag, and leaves LoRA-free requests alone", () => {
+    expect(() =>
+      parseJobRequest(tinyRequest({ loras: [{ name: "style", weight: 1 }] }), context),
+    ).toThrow(/^loras: this server has no LoRA folder \(serve --lora-dir\)$/);
+    expect(() => parseJobRequest(tinyRequest({ prompt: "a cube <lora:style>" }), context)).toThrow(
+      /no LoRA folder/,
+    );
+    const refusing: ValidationContext = {
+      ...context,
+      resolveLoras: () => {
+        throw new Error("LoRAs run on the server engine only");
+      },
+    };
+    expect(() =>
+      parseJobRequest(tinyRequest({ loras: [{ name: "style", weight: 0.5 }] }), refusing),
+    ).toThrow("LoRAs run on the server engine only");
+    // Weight 0 is a slider left at off: no LoRA, nothing to resolve.
+    const off = parseJobRequest(tinyRequest({ loras: [{ name: "style", weight: 0 }] }), refusing);
+    expect(off.loras).toBeUndefined();
+    expect(off.prompt).toBe(tinyRequest().prompt);
   });
 });
