@@ -118,6 +118,39 @@ describe("LoRAs on the server", () => {
     expect(Buffer.from(served).equals(Buffer.from(base))).toBe(false);
   }, 240_000);
 
+  it("merges --lora files into every job's models (the generation process loads them)", async () => {
+    const merged = await startTestServer({ load: { loras: [{ path: KOHYA, weight: 1 }] } });
+    try {
+      const response = await postJson(`${merged.url}/sdapi/v1/txt2img`, {
+        prompt: "a red cube",
+        steps: 2,
+        cfg_scale: 7,
+        width: 64,
+        height: 64,
+        seed: 5,
+      });
+      expect(response.status).toBe(200);
+      const served = pixels(
+        new Uint8Array(Buffer.from((response.body.images as string[])[0], "base64")),
+      );
+      const options: GenerateOptions = {
+        prompt: "a red cube",
+        width: 64,
+        height: 64,
+        steps: 2,
+        guidanceScale: 7,
+        seed: 5,
+      };
+      const withLora = await directPixels({ ...options, loras: [{ path: KOHYA, weight: 1 }] });
+      expect(Buffer.from(served).equals(Buffer.from(withLora))).toBe(true);
+      // No folder: LoRAs by name are refused.
+      const info = (await (await fetch(`${merged.url}/api/info`)).json()) as ServerInfo;
+      expect(info.loras).toEqual([]);
+    } finally {
+      await merged.close();
+    }
+  }, 240_000);
+
   it("refuses unknown LoRA names and bad weights with one line, queueing nothing", async () => {
     const before = jobsLogged();
     const byName = await postJson(
