@@ -2,6 +2,12 @@
 
 export { runAttentionProbes } from "./bench/attention-probe.js";
 export { runConvProbes } from "./bench/conv-probe.js";
+export {
+  type KernelBenchOptions,
+  type KernelBenchReport,
+  type KernelBenchRow,
+  runKernelBenches,
+} from "./bench/kernels/run.js";
 export { plotBenchSvg } from "./bench/plot.js";
 export {
   BENCH_METHODS,
@@ -13,6 +19,9 @@ export {
   type UnetBenchOptions,
   type UnetBenchRow,
 } from "./bench/unet-bench.js";
+export { GpuContext, type GpuTensor } from "./gpu/context.js";
+export type { KernelPath, PathRequest, StorageType } from "./gpu/types.js";
+export { chooseKernelVariant, type KernelVariant } from "./gpu/variants.js";
 export {
   type DownloadOptions,
   downloadFile,

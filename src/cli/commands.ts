@@ -1,5 +1,6 @@
 import type { Command } from "commander";
 import { registerBench } from "./bench.js";
+import { registerBenchKernels } from "./bench-kernels.js";
 import { registerCompare } from "./compare.js";
 import { registerConvert } from "./convert.js";
 import { registerGenerate } from "./generate.js";
@@ -15,5 +16,6 @@ export function registerCommands(program: Command): void {
   registerConvert(program);
   registerPatch(program);
   registerBench(program);
+  registerBenchKernels(program);
   registerServe(program);
 }

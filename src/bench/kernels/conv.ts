@@ -1,0 +1,99 @@
+/**
+ * Convolution rows: the UNet's 3x3 convolutions per image size at each level (320 channels at
+ * the full latent, 640 at half, 1280 at a quarter) and the stride-2 downsampler, batch 2,
+ * against onnxruntime's Conv (NCHW model; its WebGPU backend runs it in NHWC).
+ */
+import { randomValues } from "../../gpu/check.js";
+import { type ConvShape, convOutputSize, prepareConv } from "../../gpu/kernels/conv2d.js";
+import { tilingName } from "../../gpu/kernels/matmul-kernel.js";
+import { GraphBuilder } from "../../onnx/builder.js";
+import { buildModelBytes } from "../../onnx/model-io.js";
+import { probeOutput } from "../probe-output.js";
+import { matmulTilings } from "./matmul-tilings.js";
+import type { KernelBench, KernelBenchCase } from "./types.js";
+
+function convCase(imageSize: number, shape: ConvShape): KernelBenchCase {
+  const out = convOutputSize(shape);
+  const { batch: b, inChannels: cin, outChannels: cout, kernel: k } = shape;
+  const inputCount = b * shape.height * shape.width * cin;
+  const weightCount = k * k * cin * cout;
+  return {
+    family: "conv",
+    name: `${k}x${k}/${shape.stride} ${b}x${shape.height}x${shape.width} ${cin}->${cout}`,
+    imageSize,
+    flops: 2 * b * out.height * out.width * k * k * cin * cout,
+    async prepare(ctx, variant, tiling) {
+      const kernel = await prepareConv(ctx, variant, shape, { bias: true, tiling });
+      const s = variant.storage;
+      const tensors = [
+        ctx.upload(randomValues(inputCount, 1, s), [inputCount], s),
+        ctx.upload(randomValues(weightCount, 2, s), [weightCount], s),
+        ctx.allocate([b * out.height * out.width * cout], s),
+        ctx.upload(randomValues(cout, 3, s), [cout], s),
+      ];
+      return {
+        launches: [kernel.launch(tensors.map((t) => t.buffer))],
+        detail: `${variant.storage} ${variant.path}${variant.matrix ? ` ${variant.matrix.m}x${variant.matrix.n}x${variant.matrix.k}` : ""} ${tilingName(kernel.spec.tiling)}`,
+        release: () => {
+          for (const t of tensors) ctx.release(t);
+        },
+      };
+    },
+    ort: {
+      op: "Conv",
+      build(storage) {
+        const g = new GraphBuilder(storage === "f16" ? "float16" : "float32");
+        const bias = g.castToFloat(g.input("bias", "float32", [1]));
+        const x = g.add(
+          g.weight("x", [b, cin, shape.height, shape.width], () =>
+            randomValues(inputCount, 1, "f32"),
+          ),
+          bias,
+        );
+        const w = g.weight("w", [cout, cin, k, k], () => randomValues(weightCount, 2, "f32"));
+        const y = g.conv(
+          x,
+          w,
+          g.weight("c", [cout], () => randomValues(cout, 3, "f32")),
+          {
+            kernel: k,
+            stride: shape.stride,
+            padding: shape.padding,
+          },
+        );
+        probeOutput(g, y, b * out.height * out.width * cout);
+        return buildModelBytes(g);
+      },
+    },
+  };
+}
+
+export const CONV_BENCH: KernelBench = {
+  family: "conv",
+  ortOp: "Conv",
+  cases(sizes) {
+    const cases: KernelBenchCase[] = [];
+    for (const size of sizes) {
+      const latent = size / 8;
+      const conv = (h: number, cin: number, cout: number, stride = 1) =>
+        convCase(size, {
+          batch: 2,
+          height: h,
+          width: h,
+          inChannels: cin,
+          outChannels: cout,
+          kernel: 3,
+          stride,
+          padding: 1,
+        });
+      cases.push(
+        conv(latent, 320, 320),
+        conv(latent / 2, 640, 640),
+        conv(latent / 4, 1280, 1280),
+        conv(latent, 320, 320, 2),
+      );
+    }
+    return cases;
+  },
+  tilings: matmulTilings,
+};

@@ -1,0 +1,41 @@
+/** Tile shapes swept by `bench-kernels --sweep` for the GEMM and convolution families. */
+import type { MatrixTiling, PortableTiling, Tiling } from "../../gpu/kernels/matmul-wgsl.js";
+import type { KernelVariant } from "../../gpu/variants.js";
+
+const tc = (
+  tileM: number,
+  tileN: number,
+  tileK: number,
+  subgroupsM: number,
+  subgroupsN: number,
+  pad: number,
+): MatrixTiling => ({ kind: "tensor-core", tileM, tileN, tileK, subgroupsM, subgroupsN, pad });
+
+const portable = (
+  tileM: number,
+  tileN: number,
+  tileK: number,
+  threadM: number,
+  threadN: number,
+): PortableTiling => ({ kind: "portable", tileM, tileN, tileK, threadM, threadN });
+
+export function matmulTilings(variant: KernelVariant): Tiling[] {
+  if (variant.path === "tensor-core")
+    return [
+      tc(128, 128, 32, 2, 4, 8),
+      tc(128, 128, 32, 4, 2, 8),
+      tc(128, 128, 32, 2, 4, 0),
+      tc(128, 128, 16, 2, 4, 8),
+      tc(64, 128, 32, 2, 2, 8),
+      tc(128, 64, 32, 2, 2, 8),
+      tc(128, 256, 16, 2, 4, 8),
+      tc(256, 128, 16, 4, 2, 8),
+      tc(64, 64, 32, 2, 2, 8),
+    ];
+  return [
+    portable(64, 64, 16, 4, 4),
+    portable(128, 128, 16, 8, 8),
+    portable(128, 64, 16, 8, 4),
+    portable(64, 128, 16, 4, 8),
+  ];
+}
