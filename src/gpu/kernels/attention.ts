@@ -219,7 +219,7 @@ export function tensorCoreWorkgroupBytes(
   const { stride } = paddedDims(variant, d);
   const rows = t.subgroups * s.m;
   const kv = Math.max(rows, 2 * t.keysPerTile) * stride * 2;
-  const scores = t.subgroups * s.m * t.keysPerTile * 4;
+  const scores = t.subgroups * s.m * (t.keysPerTile + 4) * 4;
   const probs = t.subgroups * s.m * (t.keysPerTile + 8) * 2;
   return kv + scores + probs;
 }
@@ -241,14 +241,17 @@ function tensorCoreWgsl(variant: KernelVariant, shape: AttentionShape, t: Attent
   const colsPerLane = s.n / lpr;
   const pStride = bc + 8;
   const kvRows = Math.max(rows, 2 * bc);
-  const sRegion = s.m * bc;
+  // Row strides padded by 4 words: a subgroup's lanes then read rows in different banks.
+  const sStride = bc + 4;
+  const oStride = s.n + 4;
+  const sRegion = s.m * sStride;
   const left = (k: number, m: number) => `subgroup_matrix_left<f16, ${k}, ${m}>`;
   const right = `subgroup_matrix_right<f16, ${s.n}, ${s.k}>`;
   const result = `subgroup_matrix_result<f32, ${s.n}, ${s.m}>`;
   const qFrags = dp / s.k;
   const sFrags = bc / s.n;
   const oFrags = dp / s.n;
-  const batchFrags = Math.max(1, Math.floor(bc / s.n)); // O fragments the score scratch holds
+  const batchFrags = Math.max(1, Math.floor(sStride / oStride)); // P V fragments the scratch holds
   const shuffles: string[] = [];
   for (let o = 1; o < lpr; o *= 2) shuffles.push(`${u(o)}`);
   const reduce = (name: string, op: "max" | "add") =>
@@ -260,24 +263,30 @@ function tensorCoreWgsl(variant: KernelVariant, shape: AttentionShape, t: Attent
       )
       .join(" ");
   const lines: string[] = [];
-  lines.push(...Array.from({ length: oFrags }, (_, f) => `var of_${f} = ${result}();`));
-  // Rounds that pass O fragments through the score scratch: `body` runs per lane per element.
-  const oRounds = (body: string): string[] => {
+  // O lives in registers, each lane holding colsPerLane columns of its row in every fragment
+  // (constant indices keep the array in registers): each tile's P V is computed into fresh
+  // fragments, passed through the score scratch and added to the rescaled O.
+  lines.push(`var o_acc: array<f32, ${oFrags * colsPerLane}>;`);
+  const oRound = (each: (f: number, c: number, at: string, col: string) => string): string[] => {
     const out: string[] = [];
     for (let f0 = 0; f0 < oFrags; f0 += batchFrags) {
       const frags = Array.from({ length: Math.min(batchFrags, oFrags - f0) }, (_, i) => f0 + i);
-      const at = (i: number) => `s_base + ${u(i * s.m * s.n)}`;
-      out.push("workgroupBarrier();");
-      for (const [i, f] of frags.entries())
-        out.push(`subgroupMatrixStore(&s_buf, ${at(i)}, of_${f}, false, ${u(s.n)});`);
       out.push("workgroupBarrier();");
       for (const [i, f] of frags.entries())
         out.push(
-          `for (var c = 0u; c < ${u(colsPerLane)}; c++) { let at = ${at(i)} + row * ${u(s.n)} + part * ${u(colsPerLane)} + c; let col = ${u(f * s.n)} + part * ${u(colsPerLane)} + c; ${body} }`,
+          `subgroupMatrixStore(&s_buf, s_base + ${u(i * s.m * oStride)}, pv_${f}, false, ${u(oStride)});`,
         );
       out.push("workgroupBarrier();");
       for (const [i, f] of frags.entries())
-        out.push(`of_${f} = subgroupMatrixLoad<${result}>(&s_buf, ${at(i)}, false, ${u(s.n)});`);
+        for (let c = 0; c < colsPerLane; c++)
+          out.push(
+            each(
+              f,
+              c,
+              `s_buf[s_base + ${u(i * s.m * oStride + c * lpr)} + row * ${u(oStride)} + part]`,
+              `${u(f * s.n + c * lpr)} + part`,
+            ),
+          );
     }
     return out;
   };
@@ -288,16 +297,18 @@ function tensorCoreWgsl(variant: KernelVariant, shape: AttentionShape, t: Attent
       scoreMma.push(
         `sf_${f} = subgroupMatrixMultiplyAccumulate(qf_${i}, subgroupMatrixLoad<${right}>(&kv_tile, ${u(f * s.n * stride + i * s.k)}, true, ${u(stride)}), sf_${f});`,
       );
-    scoreMma.push(`subgroupMatrixStore(&s_buf, s_base + ${u(f * s.n)}, sf_${f}, false, ${u(bc)});`);
+    scoreMma.push(
+      `subgroupMatrixStore(&s_buf, s_base + ${u(f * s.n)}, sf_${f}, false, ${u(sStride)});`,
+    );
   }
-  const pvMma: string[] = [];
+  const pvMma: string[] = Array.from({ length: oFrags }, (_, f) => `var pv_${f} = ${result}();`);
   for (let kk = 0; kk < bc; kk += s.k) {
     pvMma.push(
       `let pf_${kk} = subgroupMatrixLoad<${left(s.k, s.m)}>(&p_buf, p_base + ${u(kk)}, false, ${u(pStride)});`,
     );
     for (let f = 0; f < oFrags; f++)
       pvMma.push(
-        `of_${f} = subgroupMatrixMultiplyAccumulate(pf_${kk}, subgroupMatrixLoad<${right}>(&kv_tile, ${u(bc * stride + kk * stride + f * s.n)}, false, ${u(stride)}), of_${f});`,
+        `pv_${f} = subgroupMatrixMultiplyAccumulate(pf_${kk}, subgroupMatrixLoad<${right}>(&kv_tile, ${u(bc * stride + kk * stride + f * s.n)}, false, ${u(stride)}), pv_${f});`,
       );
   }
   return `${storagePreamble(variant.storage, ["subgroups", "chromium_experimental_subgroup_matrix"])}
@@ -363,9 +374,9 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     // Online softmax: lanes [row * ${lpr}, row * ${lpr} + ${lpr}) share a query row.
     var tile_max = ${NEG_BIG};
     for (var c = 0u; c < ${u(keysPerLane)}; c++) {
-      let jr = part * ${u(keysPerLane)} + c;
-      let x = select(${NEG_BIG}, s_buf[s_base + row * ${u(bc)} + jr] * ${f32Literal(LOG2E / Math.sqrt(d))}, j0 + jr < ${u(nk)});
-      s_buf[s_base + row * ${u(bc)} + jr] = x;
+      let jr = c * ${u(lpr)} + part;
+      let x = select(${NEG_BIG}, s_buf[s_base + row * ${u(sStride)} + jr] * ${f32Literal(LOG2E / Math.sqrt(d))}, j0 + jr < ${u(nk)});
+      s_buf[s_base + row * ${u(sStride)} + jr] = x;
       tile_max = max(tile_max, x);
     }
     ${reduce("tile_max", "max")}
@@ -373,8 +384,8 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     alpha = exp2(m - m_new);
     var row_sum = 0.0;
     for (var c = 0u; c < ${u(keysPerLane)}; c++) {
-      let jr = part * ${u(keysPerLane)} + c;
-      let p = select(0.0, exp2(s_buf[s_base + row * ${u(bc)} + jr] - m_new), j0 + jr < ${u(nk)});
+      let jr = c * ${u(lpr)} + part;
+      let p = select(0.0, exp2(s_buf[s_base + row * ${u(sStride)} + jr] - m_new), j0 + jr < ${u(nk)});
       let p16 = f16(p);
       p_buf[p_base + row * ${u(pStride)} + jr] = p16;
       row_sum += f32(p16);
@@ -382,13 +393,21 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     ${reduce("row_sum", "add")}
     l = l * alpha + row_sum;
     m = m_new;
-    ${oRounds("s_buf[at] *= alpha;").join("\n    ")}
     workgroupBarrier();
     ${pvMma.join("\n    ")}
+    ${oRound((f, c, at) => `o_acc[${f * colsPerLane + c}] = fma(o_acc[${f * colsPerLane + c}], alpha, ${at});`).join("\n    ")}
   }
   let inv = 1.0 / l;
   let q_row = q0 + sg * ${u(s.m)} + row;
-  ${oRounds(`if (q_row < ${u(shape.queries)} && col < ${u(d)}) { out[(b * ${u(shape.queries)} + q_row) * ${u(hd)} + h * ${u(d)} + col] = T(s_buf[at] * inv); }`).join("\n  ")}
+  if (q_row < ${u(shape.queries)}) {
+    let base = (b * ${u(shape.queries)} + q_row) * ${u(hd)} + h * ${u(d)};
+    ${Array.from({ length: oFrags }, (_, f) =>
+      Array.from({ length: colsPerLane }, (_, c) => {
+        const col = `${u(f * s.n + c * lpr)} + part`;
+        return `if (${col} < ${u(d)}) { out[base + ${col}] = T(o_acc[${f * colsPerLane + c}] * inv); }`;
+      }).join("\n    "),
+    ).join("\n    ")}
+  }
 }
 `;
 }
@@ -418,8 +437,20 @@ export async function prepareAttention(
 ): Promise<AttentionKernel> {
   validate(shape);
   const tc = variant.path === "tensor-core";
+  const limits = ctx.capabilities.limits;
+  // Without a tiling: the default, with fewer keys per tile where a large head dim would
+  // outgrow workgroup memory.
   const t =
-    tiling ?? (tc ? DEFAULT_ATTENTION_TILINGS.tensorCore : DEFAULT_ATTENTION_TILINGS.portable);
+    tiling ??
+    (tc
+      ? ([64, 32, 16]
+          .map((keysPerTile) => ({ ...DEFAULT_ATTENTION_TILINGS.tensorCore, keysPerTile }))
+          .find(
+            (c) =>
+              tensorCoreWorkgroupBytes(variant, shape.headDim, c) <=
+              limits.maxComputeWorkgroupStorageSize,
+          ) ?? DEFAULT_ATTENTION_TILINGS.tensorCore)
+      : DEFAULT_ATTENTION_TILINGS.portable);
   const g = shape.keyGrid;
   const label = [
     `attention ${shape.batch}x${shape.queries}x${shape.heads}x${shape.headDim}`,
@@ -431,7 +462,6 @@ export async function prepareAttention(
   const elements =
     shape.batch * Math.max(shape.queries, shape.kvTokens) * shape.heads * shape.headDim;
   ctx.checkSize(elements, variant.storage, label);
-  const limits = ctx.capabilities.limits;
   let rows = 64;
   if (tc) {
     const s = variant.matrix;
