@@ -168,7 +168,7 @@ describe("matmul kernels' shapes", () => {
       { bias: true, epilogue: "gelu" },
     );
     const code = matmulWgsl(spec);
-    expect(code).toMatch(/^enable f16, chromium_experimental_subgroup_matrix;\nalias T = f16;/);
+    expect(code).toMatch(/^enable f16, chromium_experimental_subgroup_matrix, subgroups;\nalias T = f16;/);
     expect(code).toContain("subgroupMatrixMultiplyAccumulate");
     expect(code).toContain("gelu_f32");
     const f32 = matmulWgsl(

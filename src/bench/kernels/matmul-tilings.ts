@@ -31,6 +31,9 @@ export function matmulTilings(variant: KernelVariant): Tiling[] {
       tc(128, 256, 16, 2, 4, 8),
       tc(256, 128, 16, 4, 2, 8),
       tc(64, 64, 32, 2, 2, 8),
+      tc(128, 128, 32, 2, 2, 8),
+      tc(128, 128, 32, 2, 2, 0),
+      tc(128, 128, 16, 2, 2, 8),
     ];
   return [
     portable(64, 64, 16, 4, 4),

@@ -56,8 +56,22 @@ export class MatmulKernel {
     );
     if (problem)
       throw new Error(`${spec.label}: tiling ${tilingName(spec.tiling)} unusable: ${problem}`);
-    const pipeline = await ctx.pipeline({ label: spec.label, code: matmulWgsl(spec) });
-    return new MatmulKernel(spec, pipeline, matmulGrid(spec));
+    if (spec.tiling.kind === "portable") {
+      const pipeline = await ctx.pipeline({ label: spec.label, code: matmulWgsl(spec) });
+      return new MatmulKernel(spec, pipeline, matmulGrid(spec));
+    }
+    // The tensor-core path: subgroup_id where the compiler has it, else the division.
+    const errors: string[] = [];
+    for (const subgroupIndex of ["builtin", "division"] as const) {
+      const candidate = { ...spec, subgroupIndex };
+      try {
+        const pipeline = await ctx.pipeline({ label: spec.label, code: matmulWgsl(candidate) });
+        return new MatmulKernel(candidate, pipeline, matmulGrid(candidate));
+      } catch (error) {
+        errors.push((error as Error).message);
+      }
+    }
+    throw new Error(errors.join("; "));
   }
 
   get variant(): KernelVariant {

@@ -72,6 +72,14 @@ export interface MatmulSpec {
   readonly bias: boolean;
   readonly epilogue: Epilogue;
   readonly residual: boolean;
+  /**
+   * How the tensor-core path tells its subgroups apart. The matrix builtins need a pointer offset
+   * that is uniform across the subgroup: `builtin` takes WGSL's subgroup_id (which the uniformity
+   * analysis knows to be subgroup-uniform); `division` computes local_invocation_index / size and
+   * switches the subgroup-uniformity diagnostic off (the index is uniform per subgroup on
+   * hardware that forms subgroups from consecutive invocations, which every driver does).
+   */
+  readonly subgroupIndex?: "builtin" | "division";
 }
 
 /** Binding order of a matmul kernel: A, B, C, then bias and residual when present. */
@@ -481,7 +489,8 @@ function matrixWgsl(spec: MatmulSpec, t: MatrixTiling): string {
     }
   }
   const numK = Math.ceil(spec.k / t.tileK);
-  return `${storagePreamble(spec.variant.storage, ["chromium_experimental_subgroup_matrix"])}
+  const builtinIndex = (spec.subgroupIndex ?? "builtin") === "builtin";
+  return `${builtinIndex ? "" : "diagnostic(off, subgroup_uniformity);\n"}${storagePreamble(spec.variant.storage, ["chromium_experimental_subgroup_matrix", ...(builtinIndex ? ["subgroups"] : [])])}
 ${bindingsWgsl(spec, bWidth)}
 ${spec.a.declarations}
 ${spec.epilogue !== "none" ? GELU_WGSL : ""}
@@ -492,12 +501,16 @@ var<workgroup> b_tile: array<f16, ${2 * bSize}>;
 var<workgroup> scratch: array<f32, ${subgroups * frag}>;
 
 @compute @workgroup_size(${threads})
-fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) local: u32) {
+fn main(
+  @builtin(workgroup_id) wg: vec3<u32>,
+  @builtin(local_invocation_index) local: u32,
+  ${builtinIndex ? "@builtin(subgroup_id) subgroup_id: u32,\n  @builtin(subgroup_invocation_id) subgroup_lane: u32," : ""}
+) {
   let tile_x = wg.x;
   let m0 = wg.y * ${u(t.tileM)};
   let batch = wg.z;
-  let sg = local / ${u(sgSize)};
-  let lane = local % ${u(sgSize)};
+  let sg = ${builtinIndex ? "subgroup_id" : `local / ${u(sgSize)}`};
+  let lane = ${builtinIndex ? "subgroup_lane" : `local % ${u(sgSize)}`};
   let sg_m = sg / ${u(t.subgroupsN)};
   let sg_n = sg % ${u(t.subgroupsN)};
   ${loads.setup}
