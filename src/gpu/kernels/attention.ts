@@ -324,12 +324,19 @@ var<workgroup> p_buf: array<f16, ${sg * s.m * pStride}>;
 ${keyTokenWgsl(shape)}
 
 @compute @workgroup_size(${threads})
-fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) local: u32) {
+fn main(
+  @builtin(workgroup_id) wg: vec3<u32>,
+  @builtin(local_invocation_index) local: u32,
+  @builtin(subgroup_id) subgroup_id: u32,
+  @builtin(subgroup_invocation_id) subgroup_lane: u32,
+) {
   let b = wg.y / ${u(shape.heads)};
   let h = wg.y % ${u(shape.heads)};
   let q0 = wg.x * ${u(rows)};
-  let sg = local / ${u(sgSize)};
-  let lane = local % ${u(sgSize)};
+  // The matrix builtins need offsets the uniformity analysis knows to be subgroup-uniform:
+  // subgroup_id is, local_invocation_index / ${sgSize} is not (to the analysis).
+  let sg = subgroup_id;
+  let lane = subgroup_lane;
   let row = lane / ${u(lpr)};
   let part = lane % ${u(lpr)};
   let s_base = sg * ${u(sRegion)};
