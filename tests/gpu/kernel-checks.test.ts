@@ -8,7 +8,8 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { beforeAll, describe, expect, it } from "vitest";
-import { CONV_CASES, GEMM_CASES } from "../../src/gpu/kernels/matmul-checks.js";
+import { allKernelChecks } from "../../src/gpu/checks.js";
+import { GROUP_NORM_CASES } from "../../src/gpu/kernels/norm-checks.js";
 
 const CHROMIUM_LIBS = process.env.TODO_SD_CHROMIUM_LIBS ?? "/usr/lib/chromium";
 const ICD = join(CHROMIUM_LIBS, "vk_swiftshader_icd.json");
@@ -55,9 +56,24 @@ describe("GPU kernels on SwiftShader", () => {
     expect(report.variant).toEqual({ path: "portable", storage: "f32" });
   });
 
-  it("checks every GEMM and convolution case within its error bound", () => {
-    const ciConv = CONV_CASES.filter((c) => !c.gpuOnly).length;
-    expect(report.results.length).toBe(GEMM_CASES.length + ciConv + 1);
+  it("checks every kernel case (GEMM, convolution, attention, norms, elementwise) within its error bound", () => {
+    // Every CI check, plus the GEMM once more with its default tiling.
+    expect(report.results.length).toBe(allKernelChecks({ ci: true }).length + 1);
+    for (const family of [
+      "gemm",
+      "conv",
+      "attention",
+      "avgpool",
+      "groupnorm",
+      "layernorm",
+      "elementwise",
+      "upsample",
+      "timestep",
+    ])
+      expect(
+        report.results.some((r) => r.family === family),
+        family,
+      ).toBe(true);
     for (const r of report.results) {
       expect(r.elements, r.name).toBeGreaterThan(0);
       expect(r.nonFinite, r.name).toBe(0);
@@ -65,8 +81,9 @@ describe("GPU kernels on SwiftShader", () => {
         1,
       );
     }
-    // Each case compiled its own pipeline (shapes are compile-time constants).
-    expect(report.pipelines).toBe(report.results.length);
+    // Each case compiled its own pipeline (shapes are compile-time constants); group norm
+    // compiles three (partial sums, statistics, apply).
+    expect(report.pipelines).toBe(report.results.length + 2 * GROUP_NORM_CASES.length);
   });
 
   it("says in one line what is missing", () => {

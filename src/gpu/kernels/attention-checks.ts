@@ -1,0 +1,137 @@
+/**
+ * Reference checks of flash attention and ToDo's K/V pooling at scaled-down UNet shapes, with edge
+ * sizes: token counts that are not multiples of any tile, head dim 40, cross-attention's 77 keys,
+ * key grids the factor divides and ones it does not (torch's nearest rule), odd channel counts.
+ */
+import {
+  type CheckOutcome,
+  compareWithReference,
+  type KernelCheck,
+  randomValues,
+} from "../check.js";
+import type { GpuContext } from "../context.js";
+import { referenceAttention, referenceAvgPool } from "../reference/attention.js";
+import type { KernelVariant } from "../variants.js";
+import {
+  type AttentionShape,
+  type AttentionTiling,
+  attentionKeys,
+  prepareAttention,
+  runAttention,
+} from "./attention.js";
+import { type AvgPoolShape, prepareAvgPool, runSimple } from "./elementwise.js";
+
+export async function checkAttention(
+  ctx: GpuContext,
+  variant: KernelVariant,
+  shape: AttentionShape,
+  tiling?: AttentionTiling,
+  seed = 21,
+): Promise<CheckOutcome> {
+  const storage = variant.storage;
+  const hd = shape.heads * shape.headDim;
+  const q = randomValues(shape.batch * shape.queries * hd, seed, storage);
+  // Keys scaled up so that the softmax is far from uniform (scores of a few units).
+  const k = randomValues(shape.batch * shape.kvTokens * hd, seed + 1, storage).map(
+    (x) => x * 4, // a power of two: still exact in the storage type
+  );
+  const v = randomValues(shape.batch * shape.kvTokens * hd, seed + 2, storage);
+  const kernel = await prepareAttention(ctx, variant, shape, tiling);
+  const tensors = [
+    ctx.upload(q, [q.length], storage, "q"),
+    ctx.upload(k, [k.length], storage, "k"),
+    ctx.upload(v, [v.length], storage, "v"),
+  ];
+  const out = runAttention(ctx, kernel, { q: tensors[0], k: tensors[1], v: tensors[2] });
+  const got = await ctx.read(out);
+  for (const t of [...tensors, out]) ctx.release(t);
+  const reference = referenceAttention(
+    shape,
+    { q, k, v },
+    {
+      storage,
+      tensorCore: variant.path === "tensor-core",
+      tiles: Math.ceil(attentionKeys(shape) / kernel.tiling.keysPerTile),
+    },
+  );
+  return compareWithReference(got, reference);
+}
+
+export async function checkAvgPool(
+  ctx: GpuContext,
+  variant: KernelVariant,
+  shape: AvgPoolShape,
+  seed = 31,
+): Promise<CheckOutcome> {
+  const storage = variant.storage;
+  const x = randomValues(shape.batch * shape.height * shape.width * shape.channels, seed, storage);
+  const kernel = await prepareAvgPool(ctx, variant, shape);
+  const input = ctx.upload(x, [x.length], storage, "x");
+  const oh = Math.floor(shape.height / shape.factor);
+  const ow = Math.floor(shape.width / shape.factor);
+  const out = runSimple(ctx, kernel, [input], [shape.batch, oh * ow, shape.channels], storage);
+  const got = await ctx.read(out);
+  ctx.release(input);
+  ctx.release(out);
+  return compareWithReference(got, referenceAvgPool(shape, x, storage));
+}
+
+export const ATTENTION_CASES: readonly { shape: AttentionShape; gpuOnly?: boolean }[] =
+  Object.freeze([
+    // Self-attention, 67 tokens (no tile divides it), head dim 40, two heads.
+    { shape: { batch: 2, queries: 67, heads: 2, headDim: 40, kvTokens: 67 } },
+    // Nearest ToDo on a 9 x 10 grid, factor 2: 4 x 5 keys, rows picked by torch's rule (9 is odd).
+    {
+      shape: {
+        batch: 1,
+        queries: 90,
+        heads: 2,
+        headDim: 40,
+        kvTokens: 90,
+        keyGrid: { height: 9, width: 10, factor: 2 },
+      },
+    },
+    // Nearest ToDo, factor 3 dividing a 6 x 9 grid (strided rows and columns).
+    {
+      shape: {
+        batch: 2,
+        queries: 54,
+        heads: 1,
+        headDim: 64,
+        kvTokens: 54,
+        keyGrid: { height: 6, width: 9, factor: 3 },
+      },
+    },
+    // Cross-attention: 77 keys, head dim 80.
+    { shape: { batch: 1, queries: 33, heads: 2, headDim: 80, kvTokens: 77 } },
+    // SD 2.x / XL's largest head (160): long unrolled kernels, checked on a GPU only.
+    { shape: { batch: 1, queries: 40, heads: 2, headDim: 160, kvTokens: 77 }, gpuOnly: true },
+  ]);
+
+export const AVG_POOL_CASES: readonly AvgPoolShape[] = Object.freeze([
+  // Cells of 2 x 2 on a 7 x 9 grid (last row and column dropped), 12 channels (vector loads).
+  { batch: 2, height: 7, width: 9, channels: 12, factor: 2 },
+  // Odd channel count (scalar loads), factor 3.
+  { batch: 1, height: 6, width: 7, channels: 5, factor: 3 },
+]);
+
+function describe(s: AttentionShape): string {
+  const g = s.keyGrid;
+  return `${s.batch}x${s.queries}q x ${s.heads}h x ${s.headDim} keys ${attentionKeys(s)}${g ? ` (${g.height}x${g.width}/${g.factor})` : ""}`;
+}
+
+export function attentionChecks(tiling?: AttentionTiling, ci = false): KernelCheck[] {
+  return [
+    ...ATTENTION_CASES.filter((c) => !(ci && c.gpuOnly)).map((c) => ({
+      family: "attention",
+      name: describe(c.shape),
+      run: (ctx: GpuContext, variant: KernelVariant) =>
+        checkAttention(ctx, variant, c.shape, tiling),
+    })),
+    ...AVG_POOL_CASES.map((s) => ({
+      family: "avgpool",
+      name: `${s.batch}x${s.height}x${s.width}x${s.channels}/${s.factor}`,
+      run: (ctx: GpuContext, variant: KernelVariant) => checkAvgPool(ctx, variant, s),
+    })),
+  ];
+}

@@ -1,0 +1,531 @@
+/**
+ * Flash attention (Dao et al., 2022, "FlashAttention"; Dao, 2023, "FlashAttention-2"): the
+ * online softmax over tiles of keys, so the score matrix is never held, and ToDo's key/value
+ * downsampling read straight from the full K/V.
+ *
+ * Shape contract (row-major, storage type T of the variant), as the UNet's projections produce
+ * the tensors:
+ *   q:   (B, Nq, H * d)   head h is columns [h d, (h + 1) d)
+ *   k,v: (B, Nkv, H * d)  Nkv tokens; without a key grid every token is a key (Nk = Nkv)
+ *   out: (B, Nq, H * d) = softmax(q_h k_h^T / sqrt(d)) v_h per batch entry and head
+ * Key grid (nearest ToDo): the Nkv = height x width tokens form a grid that is downsampled by
+ * `factor` to floor(height / f) x floor(width / f) keys; key (i, j) of that grid is the token
+ * (rowOf(i), colOf(j)) of the full one, with torch's nearest rule as src/reduce/resample.ts
+ * follows it: floor(i * s) with s = height / floor(height / f) in float32, clamped to the last
+ * row (i * f exactly when f divides the side). So nearest ToDo costs no extra pass.
+ * d must be a multiple of 4 (every SD head dim is: 40, 64, 80, 160).
+ *
+ * Portable path: one query per thread, 64 queries per workgroup sharing tiles of keys and values
+ * staged through workgroup memory in f32; scores, softmax and the weighted sum in f32.
+ * Tensor-core path: each subgroup owns M query rows (M of the matrix shape); the workgroup
+ * stages K and V tiles in f16; S = Q K^T and O += P V run on subgroup matrices with f32
+ * accumulation; S goes through workgroup memory for the softmax (a result fragment's register
+ * layout is opaque), P is stored in f16, and O is rescaled row by row through the same scratch.
+ * d is padded with zeros to a multiple of the matrix K and N (40 -> 48 at 16x16x16: a fifth more
+ * matrix work for the SD 1.x head).
+ * Launch: ceil(Nq / rowsPerWorkgroup) x (B * H) workgroups.
+ */
+import type { GpuContext, GpuTensor, KernelLaunch } from "../context.js";
+import type { KernelVariant } from "../variants.js";
+import { storagePreamble, u32Literal as u } from "../wgsl.js";
+
+export interface KeyGrid {
+  readonly height: number;
+  readonly width: number;
+  /** Nearest downsampling factor on both axes (1: every token). */
+  readonly factor: number;
+}
+
+export interface AttentionShape {
+  readonly batch: number;
+  readonly queries: number;
+  readonly heads: number;
+  readonly headDim: number;
+  /** Tokens of K and V as stored (the full grid when a key grid is given). */
+  readonly kvTokens: number;
+  readonly keyGrid?: KeyGrid;
+}
+
+/** Tile shape: keys per tile, and subgroups per workgroup on the tensor-core path. */
+export interface AttentionTiling {
+  readonly keysPerTile: number;
+  readonly subgroups: number;
+}
+
+export const DEFAULT_ATTENTION_TILINGS: Readonly<{
+  portable: AttentionTiling;
+  tensorCore: AttentionTiling;
+}> = Object.freeze({
+  portable: { keysPerTile: 16, subgroups: 1 },
+  tensorCore: { keysPerTile: 64, subgroups: 4 },
+});
+
+/** Keys actually attended to (after the key grid's downsampling). */
+export function attentionKeys(shape: AttentionShape): number {
+  const g = shape.keyGrid;
+  return g ? Math.floor(g.height / g.factor) * Math.floor(g.width / g.factor) : shape.kvTokens;
+}
+
+/** Multiply-adds of QK^T and PV: 4 B H Nq Nk d floating-point operations. */
+export function attentionFlops(shape: AttentionShape): number {
+  return 4 * shape.batch * shape.heads * shape.queries * attentionKeys(shape) * shape.headDim;
+}
+
+function validate(shape: AttentionShape): void {
+  for (const [name, value] of Object.entries({
+    batch: shape.batch,
+    queries: shape.queries,
+    heads: shape.heads,
+    headDim: shape.headDim,
+    kvTokens: shape.kvTokens,
+  }))
+    if (!Number.isInteger(value) || value < 1)
+      throw new Error(`attention: ${name} must be a positive integer, got ${value}`);
+  if (shape.headDim % 4 !== 0)
+    throw new Error(`attention: head dim ${shape.headDim} is not a multiple of 4`);
+  const g = shape.keyGrid;
+  if (g) {
+    if (g.height * g.width !== shape.kvTokens)
+      throw new Error(
+        `attention: key grid ${g.height}x${g.width} does not hold the ${shape.kvTokens} K/V tokens`,
+      );
+    if (!Number.isInteger(g.factor) || g.factor < 1 || g.factor > Math.min(g.height, g.width))
+      throw new Error(
+        `attention: downsampling factor ${g.factor} does not fit a ${g.height}x${g.width} grid`,
+      );
+  }
+}
+
+/** An f32 value as a WGSL literal that reads back as the same f32. */
+function f32Literal(value: number): string {
+  const text = Math.fround(value).toPrecision(9);
+  return text.includes(".") || text.includes("e") ? text : `${text}.0`;
+}
+
+/** `fn key_token(j) -> u32`: the K/V token of key j (the key grid's nearest rule). */
+function keyTokenWgsl(shape: AttentionShape): string {
+  const g = shape.keyGrid;
+  if (!g || g.factor === 1) return "fn key_token(j: u32) -> u32 { return j; }";
+  const oh = Math.floor(g.height / g.factor);
+  const ow = Math.floor(g.width / g.factor);
+  const axis = (index: string, side: number, out: number) =>
+    side % g.factor === 0
+      ? `${index} * ${u(g.factor)}`
+      : `min(u32(floor(f32(${index}) * ${f32Literal(side / out)})), ${u(side - 1)})`;
+  return `fn key_token(j: u32) -> u32 {
+  let ky = j / ${u(ow)};
+  let kx = j % ${u(ow)};
+  return (${axis("ky", g.height, oh)}) * ${u(g.width)} + ${axis("kx", g.width, ow)};
+}`;
+}
+
+const LOG2E = Math.LOG2E;
+const NEG_BIG = "-3.0e38";
+
+function portableWgsl(variant: KernelVariant, shape: AttentionShape, t: AttentionTiling): string {
+  const d = shape.headDim;
+  const dv = d / 4;
+  const nk = attentionKeys(shape);
+  const bc = t.keysPerTile;
+  const br = 64;
+  const hd = shape.heads * d;
+  return `${storagePreamble(variant.storage)}
+@group(0) @binding(0) var<storage, read> q: array<T4>;
+@group(0) @binding(1) var<storage, read> k: array<T4>;
+@group(0) @binding(2) var<storage, read> v: array<T4>;
+@group(0) @binding(3) var<storage, read_write> out: array<T4>;
+
+var<workgroup> k_tile: array<vec4<f32>, ${bc * dv}>;
+var<workgroup> v_tile: array<vec4<f32>, ${bc * dv}>;
+
+${keyTokenWgsl(shape)}
+
+@compute @workgroup_size(${br})
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) local: u32) {
+  let b = wg.y / ${u(shape.heads)};
+  let h = wg.y % ${u(shape.heads)};
+  let qi = wg.x * ${u(br)} + local;
+  let q_ok = qi < ${u(shape.queries)};
+  var qr: array<vec4<f32>, ${dv}>;
+  var acc: array<vec4<f32>, ${dv}>;
+  // Scores in log2 units: q scaled by log2(e) / sqrt(d) once, then exp2.
+  if (q_ok) {
+    let base = ((b * ${u(shape.queries)} + qi) * ${u(hd)} + h * ${u(d)}) / 4u;
+    for (var c = 0u; c < ${u(dv)}; c++) { qr[c] = vec4<f32>(q[base + c]) * ${f32Literal(LOG2E / Math.sqrt(d))}; }
+  }
+  var m = ${NEG_BIG};
+  var l = 0.0;
+  var s: array<f32, ${bc}>;
+  for (var kt = 0u; kt < ${u(Math.ceil(nk / bc))}; kt++) {
+    let j0 = kt * ${u(bc)};
+    workgroupBarrier();
+    for (var e = local; e < ${u(bc * dv)}; e += ${u(br)}) {
+      let j = j0 + e / ${u(dv)};
+      var kv = vec4<f32>();
+      var vv = vec4<f32>();
+      if (j < ${u(nk)}) {
+        let at = ((b * ${u(shape.kvTokens)} + key_token(j)) * ${u(hd)} + h * ${u(d)}) / 4u + e % ${u(dv)};
+        kv = vec4<f32>(k[at]);
+        vv = vec4<f32>(v[at]);
+      }
+      k_tile[e] = kv;
+      v_tile[e] = vv;
+    }
+    workgroupBarrier();
+    var tile_max = ${NEG_BIG};
+    for (var jr = 0u; jr < ${u(bc)}; jr++) {
+      var dot_qk = 0.0;
+      for (var c = 0u; c < ${u(dv)}; c++) { dot_qk += dot(qr[c], k_tile[jr * ${u(dv)} + c]); }
+      s[jr] = select(${NEG_BIG}, dot_qk, j0 + jr < ${u(nk)});
+      tile_max = max(tile_max, s[jr]);
+    }
+    let m_new = max(m, tile_max);
+    let alpha = exp2(m - m_new);
+    l *= alpha;
+    for (var c = 0u; c < ${u(dv)}; c++) { acc[c] *= alpha; }
+    for (var jr = 0u; jr < ${u(bc)}; jr++) {
+      let p = select(0.0, exp2(s[jr] - m_new), j0 + jr < ${u(nk)});
+      l += p;
+      for (var c = 0u; c < ${u(dv)}; c++) { acc[c] = fma(vec4<f32>(p), v_tile[jr * ${u(dv)} + c], acc[c]); }
+    }
+    m = m_new;
+  }
+  if (q_ok) {
+    let base = ((b * ${u(shape.queries)} + qi) * ${u(hd)} + h * ${u(d)}) / 4u;
+    let inv = 1.0 / l;
+    for (var c = 0u; c < ${u(dv)}; c++) { out[base + c] = T4(acc[c] * inv); }
+  }
+}
+`;
+}
+
+/** Head dim padded for the matrix shape, and the workgroup-memory row stride (+8 halves). */
+function paddedDims(variant: KernelVariant, d: number): { dp: number; stride: number } {
+  const s = variant.matrix;
+  if (!s) throw new Error("attention: the tensor-core path needs a matrix shape");
+  const step = Math.max(s.k, s.n, 4);
+  const dp = Math.ceil(d / step) * step;
+  return { dp, stride: dp + 8 };
+}
+
+/** Workgroup bytes of the tensor-core kernel (checked against the adapter's limit). */
+export function tensorCoreWorkgroupBytes(
+  variant: KernelVariant,
+  d: number,
+  t: AttentionTiling,
+): number {
+  const s = variant.matrix;
+  if (!s) return 0;
+  const { stride } = paddedDims(variant, d);
+  const rows = t.subgroups * s.m;
+  const kv = Math.max(rows, 2 * t.keysPerTile) * stride * 2;
+  const scores = t.subgroups * s.m * (t.keysPerTile + 4) * 4;
+  const probs = t.subgroups * s.m * (t.keysPerTile + 8) * 2;
+  return kv + scores + probs;
+}
+
+function tensorCoreWgsl(variant: KernelVariant, shape: AttentionShape, t: AttentionTiling): string {
+  const s = variant.matrix;
+  const sgSize = variant.subgroupSize;
+  if (!s || !sgSize) throw new Error("attention: the tensor-core path needs a matrix shape");
+  const d = shape.headDim;
+  const { dp, stride } = paddedDims(variant, d);
+  const nk = attentionKeys(shape);
+  const bc = t.keysPerTile;
+  const sg = t.subgroups;
+  const rows = sg * s.m;
+  const threads = sg * sgSize;
+  const hd = shape.heads * d;
+  const lpr = sgSize / s.m; // lanes per query row in the softmax
+  const keysPerLane = bc / lpr;
+  const colsPerLane = s.n / lpr;
+  const pStride = bc + 8;
+  const kvRows = Math.max(rows, 2 * bc);
+  // Row strides padded by 4 words: a subgroup's lanes then read rows in different banks.
+  const sStride = bc + 4;
+  const oStride = s.n + 4;
+  const sRegion = s.m * sStride;
+  const left = (k: number, m: number) => `subgroup_matrix_left<f16, ${k}, ${m}>`;
+  const right = `subgroup_matrix_right<f16, ${s.n}, ${s.k}>`;
+  const result = `subgroup_matrix_result<f32, ${s.n}, ${s.m}>`;
+  const qFrags = dp / s.k;
+  const sFrags = bc / s.n;
+  const oFrags = dp / s.n;
+  const batchFrags = Math.max(1, Math.floor(sStride / oStride)); // P V fragments the scratch holds
+  const shuffles: string[] = [];
+  for (let o = 1; o < lpr; o *= 2) shuffles.push(`${u(o)}`);
+  const reduce = (name: string, op: "max" | "add") =>
+    shuffles
+      .map((o) =>
+        op === "max"
+          ? `${name} = max(${name}, subgroupShuffleXor(${name}, ${o}));`
+          : `${name} += subgroupShuffleXor(${name}, ${o});`,
+      )
+      .join(" ");
+  const lines: string[] = [];
+  // O lives in registers, each lane holding colsPerLane columns of its row in every fragment
+  // (constant indices keep the array in registers): each tile's P V is computed into fresh
+  // fragments, passed through the score scratch and added to the rescaled O.
+  lines.push(`var o_acc: array<f32, ${oFrags * colsPerLane}>;`);
+  const oRound = (each: (f: number, c: number, at: string, col: string) => string): string[] => {
+    const out: string[] = [];
+    for (let f0 = 0; f0 < oFrags; f0 += batchFrags) {
+      const frags = Array.from({ length: Math.min(batchFrags, oFrags - f0) }, (_, i) => f0 + i);
+      out.push("workgroupBarrier();");
+      for (const [i, f] of frags.entries())
+        out.push(
+          `subgroupMatrixStore(&s_buf, s_base + ${u(i * s.m * oStride)}, pv_${f}, false, ${u(oStride)});`,
+        );
+      out.push("workgroupBarrier();");
+      for (const [i, f] of frags.entries())
+        for (let c = 0; c < colsPerLane; c++)
+          out.push(
+            each(
+              f,
+              c,
+              `s_buf[s_base + ${u(i * s.m * oStride + c * lpr)} + row * ${u(oStride)} + part]`,
+              `${u(f * s.n + c * lpr)} + part`,
+            ),
+          );
+    }
+    return out;
+  };
+  const scoreMma: string[] = [];
+  for (let f = 0; f < sFrags; f++) {
+    scoreMma.push(`var sf_${f} = ${result}();`);
+    for (let i = 0; i < qFrags; i++)
+      scoreMma.push(
+        `sf_${f} = subgroupMatrixMultiplyAccumulate(qf_${i}, subgroupMatrixLoad<${right}>(&kv_tile, ${u(f * s.n * stride + i * s.k)}, true, ${u(stride)}), sf_${f});`,
+      );
+    scoreMma.push(
+      `subgroupMatrixStore(&s_buf, s_base + ${u(f * s.n)}, sf_${f}, false, ${u(sStride)});`,
+    );
+  }
+  const pvMma: string[] = Array.from({ length: oFrags }, (_, f) => `var pv_${f} = ${result}();`);
+  for (let kk = 0; kk < bc; kk += s.k) {
+    pvMma.push(
+      `let pf_${kk} = subgroupMatrixLoad<${left(s.k, s.m)}>(&p_buf, p_base + ${u(kk)}, false, ${u(pStride)});`,
+    );
+    for (let f = 0; f < oFrags; f++)
+      pvMma.push(
+        `pv_${f} = subgroupMatrixMultiplyAccumulate(pf_${kk}, subgroupMatrixLoad<${right}>(&kv_tile, ${u(bc * stride + kk * stride + f * s.n)}, false, ${u(stride)}), pv_${f});`,
+      );
+  }
+  return `${storagePreamble(variant.storage, ["subgroups", "chromium_experimental_subgroup_matrix"])}
+@group(0) @binding(0) var<storage, read> q: array<T4>;
+@group(0) @binding(1) var<storage, read> k: array<T4>;
+@group(0) @binding(2) var<storage, read> v: array<T4>;
+@group(0) @binding(3) var<storage, read_write> out: array<T>;
+
+var<workgroup> kv_tile: array<f16, ${kvRows * stride}>;
+var<workgroup> s_buf: array<f32, ${sg * sRegion}>;
+var<workgroup> p_buf: array<f16, ${sg * s.m * pStride}>;
+
+${keyTokenWgsl(shape)}
+
+@compute @workgroup_size(${threads})
+fn main(
+  @builtin(workgroup_id) wg: vec3<u32>,
+  @builtin(local_invocation_index) local: u32,
+  @builtin(subgroup_id) subgroup_id: u32,
+  @builtin(subgroup_invocation_id) subgroup_lane: u32,
+) {
+  let b = wg.y / ${u(shape.heads)};
+  let h = wg.y % ${u(shape.heads)};
+  let q0 = wg.x * ${u(rows)};
+  // The matrix builtins need offsets the uniformity analysis knows to be subgroup-uniform:
+  // subgroup_id is, local_invocation_index / ${sgSize} is not (to the analysis).
+  let sg = subgroup_id;
+  let lane = subgroup_lane;
+  let row = lane / ${u(lpr)};
+  let part = lane % ${u(lpr)};
+  let s_base = sg * ${u(sRegion)};
+  let p_base = sg * ${u(s.m * pStride)};
+  ${lines.join("\n  ")}
+  // Q once, through the K/V tile (rows past Nq and dims past d are zeros).
+  for (var e = local; e < ${u((rows * dp) / 4)}; e += ${u(threads)}) {
+    let r = e / ${u(dp / 4)};
+    let c = (e % ${u(dp / 4)}) * 4u;
+    var x = vec4<f32>();
+    if (q0 + r < ${u(shape.queries)} && c < ${u(d)}) {
+      x = vec4<f32>(q[((b * ${u(shape.queries)} + q0 + r) * ${u(hd)} + h * ${u(d)} + c) / 4u]);
+    }
+    let at = r * ${u(stride)} + c;
+    kv_tile[at] = f16(x[0]); kv_tile[at + 1u] = f16(x[1]); kv_tile[at + 2u] = f16(x[2]); kv_tile[at + 3u] = f16(x[3]);
+  }
+  workgroupBarrier();
+  ${Array.from({ length: qFrags }, (_, i) => `let qf_${i} = subgroupMatrixLoad<${left(s.k, s.m)}>(&kv_tile, sg * ${u(s.m * stride)} + ${u(i * s.k)}, false, ${u(stride)});`).join("\n  ")}
+  var m = ${NEG_BIG};
+  var l = 0.0;
+  var alpha = 1.0;
+  for (var kt = 0u; kt < ${u(Math.ceil(nk / bc))}; kt++) {
+    let j0 = kt * ${u(bc)};
+    workgroupBarrier();
+    // K rows [0, bc), V rows [bc, 2 bc) of the tile.
+    for (var e = local; e < ${u((2 * bc * dp) / 4)}; e += ${u(threads)}) {
+      let r = e / ${u(dp / 4)};
+      let c = (e % ${u(dp / 4)}) * 4u;
+      let jr = r % ${u(bc)};
+      let j = j0 + jr;
+      var x = vec4<f32>();
+      if (j < ${u(nk)} && c < ${u(d)}) {
+        let src = ((b * ${u(shape.kvTokens)} + key_token(j)) * ${u(hd)} + h * ${u(d)} + c) / 4u;
+        if (r < ${u(bc)}) { x = vec4<f32>(k[src]); } else { x = vec4<f32>(v[src]); }
+      }
+      let at = r * ${u(stride)} + c;
+      kv_tile[at] = f16(x[0]); kv_tile[at + 1u] = f16(x[1]); kv_tile[at + 2u] = f16(x[2]); kv_tile[at + 3u] = f16(x[3]);
+    }
+    workgroupBarrier();
+    ${scoreMma.join("\n    ")}
+    workgroupBarrier();
+    // Online softmax: lanes [row * ${lpr}, row * ${lpr} + ${lpr}) share a query row.
+    var tile_max = ${NEG_BIG};
+    for (var c = 0u; c < ${u(keysPerLane)}; c++) {
+      let jr = c * ${u(lpr)} + part;
+      let x = select(${NEG_BIG}, s_buf[s_base + row * ${u(sStride)} + jr] * ${f32Literal(LOG2E / Math.sqrt(d))}, j0 + jr < ${u(nk)});
+      s_buf[s_base + row * ${u(sStride)} + jr] = x;
+      tile_max = max(tile_max, x);
+    }
+    ${reduce("tile_max", "max")}
+    let m_new = max(m, tile_max);
+    alpha = exp2(m - m_new);
+    var row_sum = 0.0;
+    for (var c = 0u; c < ${u(keysPerLane)}; c++) {
+      let jr = c * ${u(lpr)} + part;
+      let p = select(0.0, exp2(s_buf[s_base + row * ${u(sStride)} + jr] - m_new), j0 + jr < ${u(nk)});
+      let p16 = f16(p);
+      p_buf[p_base + row * ${u(pStride)} + jr] = p16;
+      row_sum += f32(p16);
+    }
+    ${reduce("row_sum", "add")}
+    l = l * alpha + row_sum;
+    m = m_new;
+    workgroupBarrier();
+    ${pvMma.join("\n    ")}
+    ${oRound((f, c, at) => `o_acc[${f * colsPerLane + c}] = fma(o_acc[${f * colsPerLane + c}], alpha, ${at});`).join("\n    ")}
+  }
+  let inv = 1.0 / l;
+  let q_row = q0 + sg * ${u(s.m)} + row;
+  if (q_row < ${u(shape.queries)}) {
+    let base = (b * ${u(shape.queries)} + q_row) * ${u(hd)} + h * ${u(d)};
+    ${Array.from({ length: oFrags }, (_, f) =>
+      Array.from({ length: colsPerLane }, (_, c) => {
+        const col = `${u(f * s.n + c * lpr)} + part`;
+        return `if (${col} < ${u(d)}) { out[base + ${col}] = T(o_acc[${f * colsPerLane + c}] * inv); }`;
+      }).join("\n    "),
+    ).join("\n    ")}
+  }
+}
+`;
+}
+
+export interface AttentionKernel {
+  readonly label: string;
+  readonly shape: AttentionShape;
+  readonly variant: KernelVariant;
+  readonly tiling: AttentionTiling;
+  readonly pipeline: GPUComputePipeline;
+  readonly workgroups: [number, number, number];
+  launch(buffers: readonly GPUBuffer[]): KernelLaunch;
+}
+
+export function attentionTilingName(t: AttentionTiling, path: string): string {
+  return path === "tensor-core"
+    ? `${t.subgroups}sg x ${t.keysPerTile} keys`
+    : `${t.keysPerTile} keys`;
+}
+
+/** Compiles (or reuses) the attention kernel for a shape. */
+export async function prepareAttention(
+  ctx: GpuContext,
+  variant: KernelVariant,
+  shape: AttentionShape,
+  tiling?: AttentionTiling,
+): Promise<AttentionKernel> {
+  validate(shape);
+  const tc = variant.path === "tensor-core";
+  const limits = ctx.capabilities.limits;
+  // Without a tiling: the default, with fewer keys per tile where a large head dim would
+  // outgrow workgroup memory.
+  const t =
+    tiling ??
+    (tc
+      ? ([64, 32, 16]
+          .map((keysPerTile) => ({ ...DEFAULT_ATTENTION_TILINGS.tensorCore, keysPerTile }))
+          .find(
+            (c) =>
+              tensorCoreWorkgroupBytes(variant, shape.headDim, c) <=
+              limits.maxComputeWorkgroupStorageSize,
+          ) ?? DEFAULT_ATTENTION_TILINGS.tensorCore)
+      : DEFAULT_ATTENTION_TILINGS.portable);
+  const g = shape.keyGrid;
+  const label = [
+    `attention ${shape.batch}x${shape.queries}x${shape.heads}x${shape.headDim}`,
+    `keys ${attentionKeys(shape)}${g && g.factor > 1 ? ` (${g.height}x${g.width}/${g.factor})` : ""}`,
+    variant.storage,
+    variant.path,
+    attentionTilingName(t, variant.path),
+  ].join(" ");
+  const elements =
+    shape.batch * Math.max(shape.queries, shape.kvTokens) * shape.heads * shape.headDim;
+  ctx.checkSize(elements, variant.storage, label);
+  let rows = 64;
+  if (tc) {
+    const s = variant.matrix;
+    const sgSize = variant.subgroupSize ?? 0;
+    if (!s || sgSize % s.m !== 0 || t.keysPerTile % s.n !== 0 || t.keysPerTile % s.k !== 0)
+      throw new Error(`${label}: tiling does not fit the matrix shape`);
+    const lpr = sgSize / s.m;
+    if ((lpr & (lpr - 1)) !== 0 || t.keysPerTile % lpr !== 0 || s.n % lpr !== 0)
+      throw new Error(`${label}: ${lpr} lanes per row do not split the tile`);
+    const bytes = tensorCoreWorkgroupBytes(variant, shape.headDim, t);
+    if (bytes > limits.maxComputeWorkgroupStorageSize)
+      throw new Error(
+        `${label}: needs ${bytes} bytes of workgroup memory, the adapter has ${limits.maxComputeWorkgroupStorageSize}`,
+      );
+    rows = t.subgroups * s.m;
+  } else if (2 * t.keysPerTile * shape.headDim * 4 > limits.maxComputeWorkgroupStorageSize) {
+    throw new Error(`${label}: ${t.keysPerTile} keys per tile do not fit workgroup memory`);
+  }
+  const code = tc ? tensorCoreWgsl(variant, shape, t) : portableWgsl(variant, shape, t);
+  const pipeline = await ctx.pipeline({ label, code });
+  const workgroups: [number, number, number] = [
+    Math.ceil(shape.queries / rows),
+    shape.batch * shape.heads,
+    1,
+  ];
+  return {
+    label,
+    shape,
+    variant,
+    tiling: t,
+    pipeline,
+    workgroups,
+    launch: (buffers) => ({ pipeline, buffers, workgroups }),
+  };
+}
+
+function expectTensor(t: GpuTensor, elements: number, name: string, k: AttentionKernel): void {
+  if (t.size !== elements)
+    throw new Error(`${k.label}: ${name} has ${t.size} elements, expected ${elements}`);
+  if (t.storage !== k.variant.storage)
+    throw new Error(
+      `${k.label}: ${name} is stored as ${t.storage}, the kernel reads ${k.variant.storage}`,
+    );
+}
+
+/** Runs a prepared attention kernel into a new tensor (B, Nq, H d). */
+export function runAttention(
+  ctx: GpuContext,
+  kernel: AttentionKernel,
+  inputs: { q: GpuTensor; k: GpuTensor; v: GpuTensor },
+): GpuTensor {
+  const s = kernel.shape;
+  const hd = s.heads * s.headDim;
+  expectTensor(inputs.q, s.batch * s.queries * hd, "q", kernel);
+  expectTensor(inputs.k, s.batch * s.kvTokens * hd, "k", kernel);
+  expectTensor(inputs.v, s.batch * s.kvTokens * hd, "v", kernel);
+  const out = ctx.allocate([s.batch, s.queries, hd], kernel.variant.storage, "attention output");
+  ctx.dispatch([kernel.launch([inputs.q.buffer, inputs.k.buffer, inputs.v.buffer, out.buffer])]);
+  return out;
+}

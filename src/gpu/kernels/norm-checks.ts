@@ -1,0 +1,231 @@
+/**
+ * Reference checks of the memory-bound kernels: group norm (vector and scalar channel loads, a
+ * group straddling vectors, fused SiLU), layer norm (rows wider than the workgroup, odd widths),
+ * elementwise ops on sizes that are and are not multiples of 4, nearest 2x upsampling, and the
+ * timestep embedding with SD 1.x's and odd settings.
+ */
+import {
+  type CheckOutcome,
+  compareWithReference,
+  type KernelCheck,
+  randomValues,
+} from "../check.js";
+import type { GpuContext, GpuTensor } from "../context.js";
+import type { Reference } from "../reference/matmul.js";
+import {
+  referenceElementwise,
+  referenceGroupNorm,
+  referenceLayerNorm,
+  referenceTimestepEmbedding,
+  referenceUpsample2x,
+} from "../reference/norm.js";
+import type { KernelVariant } from "../variants.js";
+import {
+  type ElementwiseOp,
+  isBinary,
+  prepareElementwise,
+  prepareTimestepEmbedding,
+  prepareUpsample2x,
+  runSimple,
+  TWO_PI_HI,
+  TWO_PI_LO,
+  timestepFrequencies,
+  type UpsampleShape,
+} from "./elementwise.js";
+import {
+  type GroupNormShape,
+  type LayerNormShape,
+  prepareGroupNorm,
+  prepareLayerNorm,
+  runGroupNorm,
+} from "./norm.js";
+
+async function finish(
+  ctx: GpuContext,
+  out: GpuTensor,
+  inputs: readonly GpuTensor[],
+  reference: Reference,
+): Promise<CheckOutcome> {
+  const got = await ctx.read(out);
+  for (const t of [...inputs, out]) ctx.release(t);
+  return compareWithReference(got, reference);
+}
+
+export async function checkGroupNorm(
+  ctx: GpuContext,
+  variant: KernelVariant,
+  shape: GroupNormShape,
+  seed = 41,
+): Promise<CheckOutcome> {
+  const s = variant.storage;
+  // An offset mean, so the variance is not the mean of squares alone.
+  const x = randomValues(shape.batch * shape.pixels * shape.channels, seed, s).map((v) => v + 0.5);
+  const gamma = randomValues(shape.channels, seed + 1, s);
+  const beta = randomValues(shape.channels, seed + 2, s);
+  const kernel = await prepareGroupNorm(ctx, variant, shape);
+  const t = [
+    ctx.upload(x, [x.length], s, "x"),
+    ctx.upload(gamma, [gamma.length], s, "gamma"),
+    ctx.upload(beta, [beta.length], s, "beta"),
+  ];
+  const out = runGroupNorm(ctx, kernel, { x: t[0], gamma: t[1], beta: t[2] });
+  return finish(ctx, out, t, referenceGroupNorm(shape, { x, gamma, beta }, s));
+}
+
+export async function checkLayerNorm(
+  ctx: GpuContext,
+  variant: KernelVariant,
+  shape: LayerNormShape,
+  seed = 51,
+): Promise<CheckOutcome> {
+  const s = variant.storage;
+  const x = randomValues(shape.rows * shape.channels, seed, s).map((v) => v - 0.5);
+  const gamma = randomValues(shape.channels, seed + 1, s);
+  const beta = randomValues(shape.channels, seed + 2, s);
+  const kernel = await prepareLayerNorm(ctx, variant, shape);
+  const t = [
+    ctx.upload(x, [x.length], s, "x"),
+    ctx.upload(gamma, [gamma.length], s, "gamma"),
+    ctx.upload(beta, [beta.length], s, "beta"),
+  ];
+  const out = ctx.allocate([shape.rows, shape.channels], s, "layernorm output");
+  ctx.dispatch([kernel.launch([...t.map((x) => x.buffer), out.buffer])]);
+  return finish(ctx, out, t, referenceLayerNorm(shape, { x, gamma, beta }, s));
+}
+
+export async function checkElementwise(
+  ctx: GpuContext,
+  variant: KernelVariant,
+  op: ElementwiseOp,
+  n: number,
+  seed = 61,
+): Promise<CheckOutcome> {
+  const s = variant.storage;
+  const a = randomValues(n, seed, s).map((v) => v * 4);
+  const b = isBinary(op) ? randomValues(n, seed + 1, s) : undefined;
+  const kernel = await prepareElementwise(ctx, variant, op, n);
+  const t = [ctx.upload(a, [n], s, "a"), ...(b ? [ctx.upload(b, [n], s, "b")] : [])];
+  const out = runSimple(ctx, kernel, t, [n], s);
+  return finish(ctx, out, t, referenceElementwise(op, a, b, s));
+}
+
+export async function checkUpsample(
+  ctx: GpuContext,
+  variant: KernelVariant,
+  shape: UpsampleShape,
+  seed = 71,
+): Promise<CheckOutcome> {
+  const s = variant.storage;
+  const x = randomValues(shape.batch * shape.height * shape.width * shape.channels, seed, s);
+  const kernel = await prepareUpsample2x(ctx, variant, shape);
+  const t = [ctx.upload(x, [x.length], s, "x")];
+  const out = runSimple(
+    ctx,
+    kernel,
+    t,
+    [shape.batch, 2 * shape.height, 2 * shape.width, shape.channels],
+    s,
+  );
+  return finish(ctx, out, t, referenceUpsample2x(shape, x));
+}
+
+export interface TimestepCase {
+  readonly timesteps: readonly number[];
+  readonly dim: number;
+  readonly flipSinToCos: boolean;
+  readonly freqShift: number;
+}
+
+export async function checkTimestep(
+  ctx: GpuContext,
+  variant: KernelVariant,
+  c: TimestepCase,
+): Promise<CheckOutcome> {
+  const s = variant.storage;
+  const t = Float32Array.from(c.timesteps);
+  const kernel = await prepareTimestepEmbedding(
+    ctx,
+    variant,
+    t.length,
+    c.dim,
+    c.flipSinToCos,
+    c.freqShift,
+  );
+  const input = ctx.upload(t, [t.length], "f32", "t");
+  const out = runSimple(ctx, kernel, [input], [t.length, c.dim], s);
+  return finish(
+    ctx,
+    out,
+    [input],
+    referenceTimestepEmbedding(
+      t,
+      timestepFrequencies(c.dim, c.freqShift),
+      c.dim,
+      c.flipSinToCos,
+      { hi: TWO_PI_HI, lo: TWO_PI_LO },
+      s,
+    ),
+  );
+}
+
+export const GROUP_NORM_CASES: readonly GroupNormShape[] = Object.freeze([
+  // 12 channels in 4 groups of 3: groups straddle the 4-channel vectors; fused SiLU.
+  { batch: 2, pixels: 63, channels: 12, groups: 4, eps: 1e-5, silu: true },
+  // 9 channels (scalar loads), 3 groups, the VAE's eps.
+  { batch: 1, pixels: 50, channels: 9, groups: 3, eps: 1e-6, silu: false },
+]);
+
+export const LAYER_NORM_CASES: readonly LayerNormShape[] = Object.freeze([
+  { rows: 7, channels: 40, eps: 1e-5 },
+  // Wider than the 64-thread workgroup and odd.
+  { rows: 5, channels: 77, eps: 1e-5 },
+]);
+
+export const ELEMENTWISE_CASES: readonly { op: ElementwiseOp; n: number }[] = Object.freeze([
+  { op: "add", n: 1001 },
+  { op: "mul", n: 64 },
+  { op: "silu", n: 300 },
+  { op: "gelu", n: 303 },
+]);
+
+export const UPSAMPLE_CASES: readonly UpsampleShape[] = Object.freeze([
+  { batch: 2, height: 3, width: 5, channels: 8 },
+  { batch: 1, height: 4, width: 3, channels: 6 },
+]);
+
+export const TIMESTEP_CASES: readonly TimestepCase[] = Object.freeze([
+  // SD 1.x / 2.x: 320 channels, cosines first, no shift; the schedule's extremes.
+  { timesteps: [999, 500, 1, 0], dim: 320, flipSinToCos: true, freqShift: 0 },
+  // Odd dim (a zero column), sines first, diffusers' default shift of 1.
+  { timesteps: [981, 37], dim: 33, flipSinToCos: false, freqShift: 1 },
+]);
+
+export function normChecks(): KernelCheck[] {
+  return [
+    ...GROUP_NORM_CASES.map((c) => ({
+      family: "groupnorm",
+      name: `${c.batch}x${c.pixels}x${c.channels}/${c.groups}${c.silu ? " silu" : ""}`,
+      run: (ctx: GpuContext, v: KernelVariant) => checkGroupNorm(ctx, v, c),
+    })),
+    ...LAYER_NORM_CASES.map((c) => ({
+      family: "layernorm",
+      name: `${c.rows}x${c.channels}`,
+      run: (ctx: GpuContext, v: KernelVariant) => checkLayerNorm(ctx, v, c),
+    })),
+    ...ELEMENTWISE_CASES.map((c) => ({
+      family: "elementwise",
+      name: `${c.op} ${c.n}`,
+      run: (ctx: GpuContext, v: KernelVariant) => checkElementwise(ctx, v, c.op, c.n),
+    })),
+    ...UPSAMPLE_CASES.map((c) => ({
+      family: "upsample",
+      name: `${c.batch}x${c.height}x${c.width}x${c.channels}`,
+      run: (ctx: GpuContext, v: KernelVariant) => checkUpsample(ctx, v, c),
+    })),
+    ...TIMESTEP_CASES.map((c) => ({
+      family: "timestep",
+      name: `${c.timesteps.length}x${c.dim} ${c.flipSinToCos ? "cos,sin" : "sin,cos"} shift ${c.freqShift}`,
+      run: (ctx: GpuContext, v: KernelVariant) => checkTimestep(ctx, v, c),
+    })),
+  ];
+}
