@@ -9,8 +9,15 @@ import {
   prepareTimestepEmbedding,
 } from "../../src/gpu/kernels/elementwise.js";
 import { prepareGroupNorm, prepareLayerNorm } from "../../src/gpu/kernels/norm.js";
+import {
+  GROUP_NORM_CASES,
+  groupNormInputs,
+  LAYER_NORM_CASES,
+  layerNormInputs,
+} from "../../src/gpu/kernels/norm-checks.js";
 import { referenceKeyTokens } from "../../src/gpu/reference/attention.js";
 import type { KernelVariant } from "../../src/gpu/variants.js";
+import { float16ArrayToFloat32, float32ArrayToFloat16 } from "../../src/util/float16.js";
 
 const ctx = {} as GpuContext;
 const variant: KernelVariant = { path: "portable", storage: "f32" };
@@ -85,5 +92,22 @@ describe("kernel shape checks", () => {
     expect(
       referenceKeyTokens({ ...base, kvTokens: 15, keyGrid: { height: 5, width: 3, factor: 2 } }),
     ).toEqual([0, 6]);
+  });
+
+  it("gives the norm checks inputs that are exact in f16 (what the GPU reads is what the reference sees)", () => {
+    const exact = (values: Float32Array) =>
+      float16ArrayToFloat32(float32ArrayToFloat16(values)).every((v, i) => v === values[i]);
+    for (const shape of GROUP_NORM_CASES) {
+      const inputs = groupNormInputs(shape, "f16");
+      // The offset mean is kept (the shift is not lost to the rounding).
+      const mean = inputs.x.reduce((a, b) => a + b, 0) / inputs.x.length;
+      expect(mean).toBeGreaterThan(0.3);
+      for (const values of [inputs.x, inputs.gamma, inputs.beta]) expect(exact(values)).toBe(true);
+    }
+    for (const shape of LAYER_NORM_CASES) {
+      const inputs = layerNormInputs(shape, "f16");
+      expect(inputs.x.reduce((a, b) => a + b, 0) / inputs.x.length).toBeLessThan(-0.3);
+      for (const values of [inputs.x, inputs.gamma, inputs.beta]) expect(exact(values)).toBe(true);
+    }
   });
 });
