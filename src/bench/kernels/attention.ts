@@ -98,7 +98,7 @@ function attentionCase(
       ];
       return {
         launches: [kernel.launch(tensors.map((t) => t.buffer))],
-        detail: describe(v, kernel.tiling),
+        detail: `${describe(v, kernel.tiling)}${kernel.matrixSpelling ? ` ${kernel.matrixSpelling}` : ""}`,
         release: () => {
           for (const t of tensors) ctx.release(t);
         },
@@ -136,6 +136,12 @@ export const ATTENTION_SWEEP: readonly SweepEntry[] = Object.freeze([
   { matrix: "16x16x16", tiling: { subgroups: 2, keysPerTile: 64 } },
   { matrix: "16x8x16", tiling: { subgroups: 4, keysPerTile: 64 } },
   { matrix: "16x8x8", tiling: { subgroups: 4, keysPerTile: 64 } },
+  { matrix: "16x16x16", tiling: { subgroups: 8, keysPerTile: 16 } },
+  { matrix: "16x16x16", tiling: { subgroups: 4, keysPerTile: 16 } },
+  { matrix: "16x16x16", tiling: { subgroups: 2, keysPerTile: 32 } },
+  { matrix: "16x8x16", tiling: { subgroups: 8, keysPerTile: 32 } },
+  { matrix: "16x8x8", tiling: { subgroups: 8, keysPerTile: 32 } },
+  { matrix: "16x8x16", tiling: { subgroups: 8, keysPerTile: 16 } },
 ]);
 
 function avgPoolCase(imageSize: number, latent: number): KernelBenchCase {

@@ -27,7 +27,14 @@
  */
 import type { GpuContext, GpuTensor, KernelLaunch } from "../context.js";
 import type { KernelVariant } from "../variants.js";
-import { storagePreamble, u32Literal as u } from "../wgsl.js";
+import {
+  MATRIX_SPELLINGS,
+  type MatrixSpelling,
+  matrixLoad,
+  matrixStore,
+  storagePreamble,
+  u32Literal as u,
+} from "../wgsl.js";
 
 export interface KeyGrid {
   readonly height: number;
@@ -57,8 +64,20 @@ export const DEFAULT_ATTENTION_TILINGS: Readonly<{
   tensorCore: AttentionTiling;
 }> = Object.freeze({
   portable: { keysPerTile: 16, subgroups: 1 },
-  tensorCore: { keysPerTile: 64, subgroups: 4 },
+  tensorCore: { keysPerTile: 32, subgroups: 8 },
 });
+
+/**
+ * Tensor-core tilings in the order they are tried without an explicit one: fastest first as
+ * measured at 2 x 16384 x 16384, 8 heads of 40 (BENCHMARKS.md); the later ones for head dims whose
+ * tiles outgrow workgroup memory with the first.
+ */
+export const TENSOR_CORE_ATTENTION_ORDER: readonly AttentionTiling[] = Object.freeze([
+  { keysPerTile: 32, subgroups: 8 },
+  { keysPerTile: 32, subgroups: 4 },
+  { keysPerTile: 16, subgroups: 8 },
+  { keysPerTile: 16, subgroups: 4 },
+]);
 
 /** Keys actually attended to (after the key grid's downsampling). */
 export function attentionKeys(shape: AttentionShape): number {
@@ -224,7 +243,12 @@ export function tensorCoreWorkgroupBytes(
   return kv + scores + probs;
 }
 
-function tensorCoreWgsl(variant: KernelVariant, shape: AttentionShape, t: AttentionTiling): string {
+function tensorCoreWgsl(
+  variant: KernelVariant,
+  shape: AttentionShape,
+  t: AttentionTiling,
+  sp: MatrixSpelling,
+): string {
   const s = variant.matrix;
   const sgSize = variant.subgroupSize;
   if (!s || !sgSize) throw new Error("attention: the tensor-core path needs a matrix shape");
@@ -274,7 +298,14 @@ function tensorCoreWgsl(variant: KernelVariant, shape: AttentionShape, t: Attent
       out.push("workgroupBarrier();");
       for (const [i, f] of frags.entries())
         out.push(
-          `subgroupMatrixStore(&s_buf, s_base + ${u(i * s.m * oStride)}, pv_${f}, false, ${u(oStride)});`,
+          matrixStore(
+            sp,
+            "&s_buf",
+            `s_base + ${u(i * s.m * oStride)}`,
+            `pv_${f}`,
+            false,
+            u(oStride),
+          ),
         );
       out.push("workgroupBarrier();");
       for (const [i, f] of frags.entries())
@@ -295,20 +326,20 @@ function tensorCoreWgsl(variant: KernelVariant, shape: AttentionShape, t: Attent
     scoreMma.push(`var sf_${f} = ${result}();`);
     for (let i = 0; i < qFrags; i++)
       scoreMma.push(
-        `sf_${f} = subgroupMatrixMultiplyAccumulate(qf_${i}, subgroupMatrixLoad<${right}>(&kv_tile, ${u(f * s.n * stride + i * s.k)}, true, ${u(stride)}), sf_${f});`,
+        `sf_${f} = subgroupMatrixMultiplyAccumulate(qf_${i}, ${matrixLoad(sp, right, "&kv_tile", u(f * s.n * stride + i * s.k), true, u(stride))}, sf_${f});`,
       );
     scoreMma.push(
-      `subgroupMatrixStore(&s_buf, s_base + ${u(f * s.n)}, sf_${f}, false, ${u(sStride)});`,
+      matrixStore(sp, "&s_buf", `s_base + ${u(f * s.n)}`, `sf_${f}`, false, u(sStride)),
     );
   }
   const pvMma: string[] = Array.from({ length: oFrags }, (_, f) => `var pv_${f} = ${result}();`);
   for (let kk = 0; kk < bc; kk += s.k) {
     pvMma.push(
-      `let pf_${kk} = subgroupMatrixLoad<${left(s.k, s.m)}>(&p_buf, p_base + ${u(kk)}, false, ${u(pStride)});`,
+      `let pf_${kk} = ${matrixLoad(sp, left(s.k, s.m), "&p_buf", `p_base + ${u(kk)}`, false, u(pStride))};`,
     );
     for (let f = 0; f < oFrags; f++)
       pvMma.push(
-        `pv_${f} = subgroupMatrixMultiplyAccumulate(pf_${kk}, subgroupMatrixLoad<${right}>(&kv_tile, ${u(bc * stride + kk * stride + f * s.n)}, false, ${u(stride)}), pv_${f});`,
+        `pv_${f} = subgroupMatrixMultiplyAccumulate(pf_${kk}, ${matrixLoad(sp, right, "&kv_tile", u(bc * stride + kk * stride + f * s.n), false, u(stride))}, pv_${f});`,
       );
   }
   return `${storagePreamble(variant.storage, ["subgroups", "chromium_experimental_subgroup_matrix"])}
@@ -354,7 +385,7 @@ fn main(
     kv_tile[at] = f16(x[0]); kv_tile[at + 1u] = f16(x[1]); kv_tile[at + 2u] = f16(x[2]); kv_tile[at + 3u] = f16(x[3]);
   }
   workgroupBarrier();
-  ${Array.from({ length: qFrags }, (_, i) => `let qf_${i} = subgroupMatrixLoad<${left(s.k, s.m)}>(&kv_tile, sg * ${u(s.m * stride)} + ${u(i * s.k)}, false, ${u(stride)});`).join("\n  ")}
+  ${Array.from({ length: qFrags }, (_, i) => `let qf_${i} = ${matrixLoad(sp, left(s.k, s.m), "&kv_tile", `sg * ${u(s.m * stride)} + ${u(i * s.k)}`, false, u(stride))};`).join("\n  ")}
   var m = ${NEG_BIG};
   var l = 0.0;
   var alpha = 1.0;
@@ -424,6 +455,8 @@ export interface AttentionKernel {
   readonly shape: AttentionShape;
   readonly variant: KernelVariant;
   readonly tiling: AttentionTiling;
+  /** The subgroup-matrix spelling the tensor-core shader compiled with. */
+  readonly matrixSpelling?: MatrixSpelling;
   readonly pipeline: GPUComputePipeline;
   readonly workgroups: [number, number, number];
   launch(buffers: readonly GPUBuffer[]): KernelLaunch;
@@ -445,18 +478,15 @@ export async function prepareAttention(
   validate(shape);
   const tc = variant.path === "tensor-core";
   const limits = ctx.capabilities.limits;
-  // Without a tiling: the default, with fewer keys per tile where a large head dim would
-  // outgrow workgroup memory.
+  // Without a tiling: the fastest measured one that fits workgroup memory at this head dim.
   const t =
     tiling ??
     (tc
-      ? ([64, 32, 16]
-          .map((keysPerTile) => ({ ...DEFAULT_ATTENTION_TILINGS.tensorCore, keysPerTile }))
-          .find(
-            (c) =>
-              tensorCoreWorkgroupBytes(variant, shape.headDim, c) <=
-              limits.maxComputeWorkgroupStorageSize,
-          ) ?? DEFAULT_ATTENTION_TILINGS.tensorCore)
+      ? (TENSOR_CORE_ATTENTION_ORDER.find(
+          (c) =>
+            tensorCoreWorkgroupBytes(variant, shape.headDim, c) <=
+            limits.maxComputeWorkgroupStorageSize,
+        ) ?? DEFAULT_ATTENTION_TILINGS.tensorCore)
       : DEFAULT_ATTENTION_TILINGS.portable);
   const g = shape.keyGrid;
   const label = [
@@ -487,8 +517,25 @@ export async function prepareAttention(
   } else if (2 * t.keysPerTile * shape.headDim * 4 > limits.maxComputeWorkgroupStorageSize) {
     throw new Error(`${label}: ${t.keysPerTile} keys per tile do not fit workgroup memory`);
   }
-  const code = tc ? tensorCoreWgsl(variant, shape, t) : portableWgsl(variant, shape, t);
-  const pipeline = await ctx.pipeline({ label, code });
+  let pipeline: GPUComputePipeline | undefined;
+  let spelling: MatrixSpelling | undefined;
+  if (tc) {
+    // Dawn's current load/store spelling, else the first one (older implementations).
+    const errors: string[] = [];
+    for (const sp of MATRIX_SPELLINGS) {
+      try {
+        pipeline = await ctx.pipeline({ label, code: tensorCoreWgsl(variant, shape, t, sp) });
+        spelling = sp;
+        break;
+      } catch (error) {
+        errors.push((error as Error).message);
+      }
+    }
+    if (!pipeline) throw new Error(errors.join("; "));
+  } else {
+    pipeline = await ctx.pipeline({ label, code: portableWgsl(variant, shape, t) });
+  }
+  const compiled = pipeline;
   const workgroups: [number, number, number] = [
     Math.ceil(shape.queries / rows),
     shape.batch * shape.heads,
@@ -499,9 +546,10 @@ export async function prepareAttention(
     shape,
     variant,
     tiling: t,
-    pipeline,
+    matrixSpelling: spelling,
+    pipeline: compiled,
     workgroups,
-    launch: (buffers) => ({ pipeline, buffers, workgroups }),
+    launch: (buffers) => ({ pipeline: compiled, buffers, workgroups }),
   };
 }
 

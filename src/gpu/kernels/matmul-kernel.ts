@@ -4,6 +4,7 @@
  */
 import type { GpuContext, KernelLaunch } from "../context.js";
 import type { KernelVariant } from "../variants.js";
+import { MATRIX_SPELLINGS } from "../wgsl.js";
 import {
   type MatmulSpec,
   type MatrixTiling,
@@ -60,17 +61,19 @@ export class MatmulKernel {
       const pipeline = await ctx.pipeline({ label: spec.label, code: matmulWgsl(spec) });
       return new MatmulKernel(spec, pipeline, matmulGrid(spec));
     }
-    // The tensor-core path: subgroup_id where the compiler has it, else the division.
+    // The tensor-core path: subgroup_id where the compiler has it, else the division; the
+    // current load/store spelling, else the first one.
     const errors: string[] = [];
-    for (const subgroupIndex of ["builtin", "division"] as const) {
-      const candidate = { ...spec, subgroupIndex };
-      try {
-        const pipeline = await ctx.pipeline({ label: spec.label, code: matmulWgsl(candidate) });
-        return new MatmulKernel(candidate, pipeline, matmulGrid(candidate));
-      } catch (error) {
-        errors.push((error as Error).message);
+    for (const subgroupIndex of ["builtin", "division"] as const)
+      for (const matrixSpelling of MATRIX_SPELLINGS) {
+        const candidate = { ...spec, subgroupIndex, matrixSpelling };
+        try {
+          const pipeline = await ctx.pipeline({ label: spec.label, code: matmulWgsl(candidate) });
+          return new MatmulKernel(candidate, pipeline, matmulGrid(candidate));
+        } catch (error) {
+          errors.push((error as Error).message);
+        }
       }
-    }
     throw new Error(errors.join("; "));
   }
 

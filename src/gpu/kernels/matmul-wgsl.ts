@@ -17,7 +17,14 @@
  * each thread or subgroup owns matching columns of both, so the gate is applied in registers.
  */
 import type { KernelVariant } from "../variants.js";
-import { GELU_WGSL, storagePreamble, u32Literal as u } from "../wgsl.js";
+import {
+  GELU_WGSL,
+  type MatrixSpelling,
+  matrixLoad,
+  matrixStore,
+  storagePreamble,
+  u32Literal as u,
+} from "../wgsl.js";
 
 export type Epilogue = "none" | "gelu" | "geglu";
 
@@ -80,6 +87,8 @@ export interface MatmulSpec {
    * hardware that forms subgroups from consecutive invocations, which every driver does).
    */
   readonly subgroupIndex?: "builtin" | "division";
+  /** How the matrix loads and stores are spelled (wgsl.ts; default: Dawn's current form). */
+  readonly matrixSpelling?: MatrixSpelling;
 }
 
 /** Binding order of a matmul kernel: A, B, C, then bias and residual when present. */
@@ -426,6 +435,7 @@ function matrixWgsl(spec: MatmulSpec, t: MatrixTiling): string {
     ...Array.from({ length: loads.aLoads }, (_, j) => `var a_${j}: ${vecType(va)};`),
     ...Array.from({ length: loads.bLoads }, (_, j) => `var b_${j}: ${vecType(bWidth)};`),
   ];
+  const sp = spec.matrixSpelling ?? "template";
   const left = `subgroup_matrix_left<f16, ${s.k}, ${s.m}>`;
   const right = `subgroup_matrix_right<f16, ${s.n}, ${s.k}>`;
   const result = `subgroup_matrix_result<f32, ${s.n}, ${s.m}>`;
@@ -440,11 +450,11 @@ function matrixWgsl(spec: MatmulSpec, t: MatrixTiling): string {
   for (let kk = 0; kk < t.tileK; kk += s.k) {
     for (let i = 0; i < fm; i++)
       compute.push(
-        `let l_${kk}_${i} = subgroupMatrixLoad<${left}>(&a_tile, a_off + ${u(i * s.m * strideA + kk)}, false, ${u(strideA)});`,
+        `let l_${kk}_${i} = ${matrixLoad(sp, left, "&a_tile", `a_off + ${u(i * s.m * strideA + kk)}`, false, u(strideA))};`,
       );
     for (let f = 0; f < fn; f++)
       compute.push(
-        `let r_${kk}_${f} = subgroupMatrixLoad<${right}>(&b_tile, b_off + ${u(kk * strideB)} + ${fragCol(f)}, false, ${u(strideB)});`,
+        `let r_${kk}_${f} = ${matrixLoad(sp, right, "&b_tile", `b_off + ${u(kk * strideB)} + ${fragCol(f)}`, false, u(strideB))};`,
       );
     for (let i = 0; i < fm; i++)
       for (let f = 0; f < fn; f++)
@@ -460,7 +470,7 @@ function matrixWgsl(spec: MatmulSpec, t: MatrixTiling): string {
   const epilogue: string[] = [];
   const stash = (i: number, f: number) => [
     "workgroupBarrier();",
-    `subgroupMatrixStore(&scratch, sg * ${u(frag)}, acc_${i}_${f}, false, ${u(s.n)});`,
+    matrixStore(sp, "&scratch", `sg * ${u(frag)}`, `acc_${i}_${f}`, false, u(s.n)),
     "workgroupBarrier();",
   ];
   for (let i = 0; i < fm; i++) {
