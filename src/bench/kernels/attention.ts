@@ -142,6 +142,10 @@ export const ATTENTION_SWEEP: readonly SweepEntry[] = Object.freeze([
   { matrix: "16x8x16", tiling: { subgroups: 8, keysPerTile: 32 } },
   { matrix: "16x8x8", tiling: { subgroups: 8, keysPerTile: 32 } },
   { matrix: "16x8x16", tiling: { subgroups: 8, keysPerTile: 16 } },
+  // Ablations of the default tiling (wrong results, timing only): what each stage costs.
+  { matrix: "16x16x16", tiling: { subgroups: 8, keysPerTile: 32, ablation: "o-in-matrices" } },
+  { matrix: "16x16x16", tiling: { subgroups: 8, keysPerTile: 32, ablation: "no-softmax" } },
+  { matrix: "16x16x16", tiling: { subgroups: 8, keysPerTile: 32, ablation: "mma-only" } },
 ]);
 
 function avgPoolCase(imageSize: number, latent: number): KernelBenchCase {

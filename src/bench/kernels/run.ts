@@ -240,7 +240,12 @@ export async function runKernelBenches(options: KernelBenchOptions): Promise<Ker
             };
             try {
               let worst = 0;
-              for (const check of matmulChecks(tiling).filter((c) => c.family === bench.family)) {
+              // An ablation leaves out work on purpose: timed, never checked nor chosen.
+              const ablated = tiling.kind === "tensor-core" && tiling.ablation !== undefined;
+              if (ablated) worst = Number.POSITIVE_INFINITY;
+              for (const check of ablated
+                ? []
+                : matmulChecks(tiling).filter((c) => c.family === bench.family)) {
                 const outcome = await check.run(ctx, v);
                 worst = Math.max(
                   worst,

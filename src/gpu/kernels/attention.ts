@@ -57,6 +57,14 @@ export interface AttentionShape {
 export interface AttentionTiling {
   readonly keysPerTile: number;
   readonly subgroups: number;
+  /**
+   * Timing only, the results are wrong: leave out part of the work to measure what the rest
+   * costs. `o-in-matrices`: P V accumulates in result matrices without the per-tile rescale (no O
+   * round trip through workgroup memory); `no-softmax`: also no softmax lane work (S is still
+   * stored and P loaded); `mma-only`: also no S store and no K/V staging (the matrix loads and
+   * multiplies alone).
+   */
+  readonly ablation?: "o-in-matrices" | "no-softmax" | "mma-only";
 }
 
 export const DEFAULT_ATTENTION_TILINGS: Readonly<{
@@ -321,18 +329,24 @@ function tensorCoreWgsl(
     }
     return out;
   };
+  const ablation = t.ablation;
+  const oInMatrices = ablation !== undefined;
+  const noSoftmax = ablation === "no-softmax" || ablation === "mma-only";
+  const mmaOnly = ablation === "mma-only";
   const scoreMma: string[] = [];
   for (let f = 0; f < sFrags; f++) {
-    scoreMma.push(`var sf_${f} = ${result}();`);
+    if (!mmaOnly) scoreMma.push(`var sf_${f} = ${result}();`);
     for (let i = 0; i < qFrags; i++)
       scoreMma.push(
         `sf_${f} = subgroupMatrixMultiplyAccumulate(qf_${i}, ${matrixLoad(sp, right, "&kv_tile", u(f * s.n * stride + i * s.k), true, u(stride))}, sf_${f});`,
       );
-    scoreMma.push(
-      matrixStore(sp, "&s_buf", `s_base + ${u(f * s.n)}`, `sf_${f}`, false, u(sStride)),
-    );
+    if (!mmaOnly)
+      scoreMma.push(
+        matrixStore(sp, "&s_buf", `s_base + ${u(f * s.n)}`, `sf_${f}`, false, u(sStride)),
+      );
   }
-  const pvMma: string[] = Array.from({ length: oFrags }, (_, f) => `var pv_${f} = ${result}();`);
+  const pvDecls = Array.from({ length: oFrags }, (_, f) => `var pv_${f} = ${result}();`);
+  const pvMma: string[] = oInMatrices ? [] : [...pvDecls];
   for (let kk = 0; kk < bc; kk += s.k) {
     pvMma.push(
       `let pf_${kk} = ${matrixLoad(sp, left(s.k, s.m), "&p_buf", `p_base + ${u(kk)}`, false, u(pStride))};`,
@@ -342,6 +356,48 @@ function tensorCoreWgsl(
         `pv_${f} = subgroupMatrixMultiplyAccumulate(pf_${kk}, ${matrixLoad(sp, right, "&kv_tile", u(bc * stride + kk * stride + f * s.n), false, u(stride))}, pv_${f});`,
       );
   }
+  // K rows [0, bc), V rows [bc, 2 bc) of the tile, staged in f16.
+  const kvStage = `    workgroupBarrier();
+    // K rows [0, bc), V rows [bc, 2 bc) of the tile.
+    for (var e = local; e < ${u((2 * bc * dp) / 4)}; e += ${u(threads)}) {
+      let r = e / ${u(dp / 4)};
+      let c = (e % ${u(dp / 4)}) * 4u;
+      let jr = r % ${u(bc)};
+      let j = j0 + jr;
+      var x = vec4<f32>();
+      if (j < ${u(nk)} && c < ${u(d)}) {
+        let src = ((b * ${u(shape.kvTokens)} + key_token(j)) * ${u(hd)} + h * ${u(d)} + c) / 4u;
+        if (r < ${u(bc)}) { x = vec4<f32>(k[src]); } else { x = vec4<f32>(v[src]); }
+      }
+      let at = r * ${u(stride)} + c;
+      kv_tile[at] = f16(x[0]); kv_tile[at + 1u] = f16(x[1]); kv_tile[at + 2u] = f16(x[2]); kv_tile[at + 3u] = f16(x[3]);
+    }
+    workgroupBarrier();
+`;
+  // Online softmax: lanes [row * lpr, row * lpr + lpr) share a query row.
+  const softmax = `    // Online softmax: lanes [row * ${lpr}, row * ${lpr} + ${lpr}) share a query row.
+    var tile_max = ${NEG_BIG};
+    for (var c = 0u; c < ${u(keysPerLane)}; c++) {
+      let jr = c * ${u(lpr)} + part;
+      let x = select(${NEG_BIG}, s_buf[s_base + row * ${u(sStride)} + jr] * ${f32Literal(LOG2E / Math.sqrt(d))}, j0 + jr < ${u(nk)});
+      s_buf[s_base + row * ${u(sStride)} + jr] = x;
+      tile_max = max(tile_max, x);
+    }
+    ${reduce("tile_max", "max")}
+    let m_new = max(m, tile_max);
+    alpha = exp2(m - m_new);
+    var row_sum = 0.0;
+    for (var c = 0u; c < ${u(keysPerLane)}; c++) {
+      let jr = c * ${u(lpr)} + part;
+      let p = select(0.0, exp2(s_buf[s_base + row * ${u(sStride)} + jr] - m_new), j0 + jr < ${u(nk)});
+      let p16 = f16(p);
+      p_buf[p_base + row * ${u(pStride)} + jr] = p16;
+      row_sum += f32(p16);
+    }
+    ${reduce("row_sum", "add")}
+    l = l * alpha + row_sum;
+    m = m_new;
+`;
   return `${storagePreamble(variant.storage, ["subgroups", "chromium_experimental_subgroup_matrix"])}
 @group(0) @binding(0) var<storage, read> q: array<T4>;
 @group(0) @binding(1) var<storage, read> k: array<T4>;
@@ -389,52 +445,20 @@ fn main(
   var m = ${NEG_BIG};
   var l = 0.0;
   var alpha = 1.0;
+  ${oInMatrices ? pvDecls.join("\n  ") : ""}
+  ${mmaOnly ? Array.from({ length: sFrags }, (_, f) => `var sf_${f} = ${result}();`).join("\n  ") : ""}
   for (var kt = 0u; kt < ${u(Math.ceil(nk / bc))}; kt++) {
     let j0 = kt * ${u(bc)};
-    workgroupBarrier();
-    // K rows [0, bc), V rows [bc, 2 bc) of the tile.
-    for (var e = local; e < ${u((2 * bc * dp) / 4)}; e += ${u(threads)}) {
-      let r = e / ${u(dp / 4)};
-      let c = (e % ${u(dp / 4)}) * 4u;
-      let jr = r % ${u(bc)};
-      let j = j0 + jr;
-      var x = vec4<f32>();
-      if (j < ${u(nk)} && c < ${u(d)}) {
-        let src = ((b * ${u(shape.kvTokens)} + key_token(j)) * ${u(hd)} + h * ${u(d)} + c) / 4u;
-        if (r < ${u(bc)}) { x = vec4<f32>(k[src]); } else { x = vec4<f32>(v[src]); }
-      }
-      let at = r * ${u(stride)} + c;
-      kv_tile[at] = f16(x[0]); kv_tile[at + 1u] = f16(x[1]); kv_tile[at + 2u] = f16(x[2]); kv_tile[at + 3u] = f16(x[3]);
-    }
-    workgroupBarrier();
+${mmaOnly ? "" : kvStage}
     ${scoreMma.join("\n    ")}
-    workgroupBarrier();
-    // Online softmax: lanes [row * ${lpr}, row * ${lpr} + ${lpr}) share a query row.
-    var tile_max = ${NEG_BIG};
-    for (var c = 0u; c < ${u(keysPerLane)}; c++) {
-      let jr = c * ${u(lpr)} + part;
-      let x = select(${NEG_BIG}, s_buf[s_base + row * ${u(sStride)} + jr] * ${f32Literal(LOG2E / Math.sqrt(d))}, j0 + jr < ${u(nk)});
-      s_buf[s_base + row * ${u(sStride)} + jr] = x;
-      tile_max = max(tile_max, x);
-    }
-    ${reduce("tile_max", "max")}
-    let m_new = max(m, tile_max);
-    alpha = exp2(m - m_new);
-    var row_sum = 0.0;
-    for (var c = 0u; c < ${u(keysPerLane)}; c++) {
-      let jr = c * ${u(lpr)} + part;
-      let p = select(0.0, exp2(s_buf[s_base + row * ${u(sStride)} + jr] - m_new), j0 + jr < ${u(nk)});
-      let p16 = f16(p);
-      p_buf[p_base + row * ${u(pStride)} + jr] = p16;
-      row_sum += f32(p16);
-    }
-    ${reduce("row_sum", "add")}
-    l = l * alpha + row_sum;
-    m = m_new;
-    workgroupBarrier();
+    ${mmaOnly ? "" : "workgroupBarrier();"}
+${noSoftmax ? "    l = 1.0;" : softmax}
+    ${mmaOnly ? "" : "workgroupBarrier();"}
     ${pvMma.join("\n    ")}
-    ${oRound((f, c, at) => `o_acc[${f * colsPerLane + c}] = fma(o_acc[${f * colsPerLane + c}], alpha, ${at});`).join("\n    ")}
+    ${oInMatrices ? "" : oRound((f, c, at) => `o_acc[${f * colsPerLane + c}] = fma(o_acc[${f * colsPerLane + c}], alpha, ${at});`).join("\n    ")}
   }
+  ${oInMatrices ? oRound((f, c, at) => `o_acc[${f * colsPerLane + c}] = ${at};`).join("\n  ") : ""}
+  ${mmaOnly ? `${matrixStore(sp, "&s_buf", "s_base", "sf_0", false, u(sStride))}\n  workgroupBarrier();\n  o_acc[0] += s_buf[s_base + row * ${u(sStride)} + part];` : ""}
   let inv = 1.0 / l;
   let q_row = q0 + sg * ${u(s.m)} + row;
   if (q_row < ${u(shape.queries)}) {
@@ -464,7 +488,7 @@ export interface AttentionKernel {
 
 export function attentionTilingName(t: AttentionTiling, path: string): string {
   return path === "tensor-core"
-    ? `${t.subgroups}sg x ${t.keysPerTile} keys`
+    ? `${t.subgroups}sg x ${t.keysPerTile} keys${t.ablation ? ` ablation:${t.ablation}` : ""}`
     : `${t.keysPerTile} keys`;
 }
 

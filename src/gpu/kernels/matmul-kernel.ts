@@ -37,7 +37,7 @@ export function defaultTiling(variant: KernelVariant): Tiling {
 export function tilingName(tiling: Tiling): string {
   return tiling.kind === "portable"
     ? `${tiling.tileM}x${tiling.tileN}x${tiling.tileK}/${tiling.threadM}x${tiling.threadN}`
-    : `${tiling.tileM}x${tiling.tileN}x${tiling.tileK}/${tiling.subgroupsM}x${tiling.subgroupsN}sg/p${tiling.pad}`;
+    : `${tiling.tileM}x${tiling.tileN}x${tiling.tileK}/${tiling.subgroupsM}x${tiling.subgroupsN}sg/p${tiling.pad}${tiling.ablation ? ` ablation:${tiling.ablation}` : ""}`;
 }
 
 export class MatmulKernel {

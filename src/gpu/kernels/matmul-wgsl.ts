@@ -48,6 +48,13 @@ export interface MatrixTiling {
   readonly subgroupsN: number;
   /** Extra f16 elements per staged row (against bank conflicts). */
   readonly pad: number;
+  /**
+   * Timing only, the results are wrong: leave out part of the work to measure what the rest
+   * costs. `no-global-loads`: the tiles are staged once, then every K step reuses them (no loads
+   * from storage, no stores to workgroup memory); `mma-only`: also the matrix fragments are loaded
+   * once, so the loop is the multiply-accumulates alone (the instruction's own ceiling).
+   */
+  readonly ablation?: "no-global-loads" | "mma-only";
 }
 
 export type Tiling = PortableTiling | MatrixTiling;
@@ -447,6 +454,8 @@ function matrixWgsl(spec: MatmulSpec, t: MatrixTiling): string {
   for (let i = 0; i < fm; i++)
     for (let f = 0; f < fn; f++) accDecls.push(`var acc_${i}_${f} = ${result}();`);
   const compute: string[] = [];
+  const fragmentLoads: string[] = [];
+  const multiplies: string[] = [];
   for (let kk = 0; kk < t.tileK; kk += s.k) {
     for (let i = 0; i < fm; i++)
       compute.push(
@@ -462,6 +471,8 @@ function matrixWgsl(spec: MatmulSpec, t: MatrixTiling): string {
           `acc_${i}_${f} = subgroupMatrixMultiplyAccumulate(l_${kk}_${i}, r_${kk}_${f}, acc_${i}_${f});`,
         );
   }
+  for (const line of compute) (line.startsWith("let ") ? fragmentLoads : multiplies).push(line);
+  const ablation = t.ablation;
   const frag = s.m * s.n;
   const perLane = frag / sgSize;
   // Each subgroup passes its accumulators through a scratch fragment of its own in workgroup
@@ -535,7 +546,22 @@ fn main(
     ${store.join("\n    ")}
   }
   workgroupBarrier();
+  ${
+    ablation === "mma-only"
+      ? `let a_off = sg_m * ${u(wm * strideA)};
+  let b_off = 0u;
+  ${fragmentLoads.join("\n  ")}
   for (var kt = 0u; kt < ${u(numK)}; kt++) {
+    ${multiplies.join("\n    ")}
+  }`
+      : ablation === "no-global-loads"
+        ? `for (var kt = 0u; kt < ${u(numK)}; kt++) {
+    let a_off = sg_m * ${u(wm * strideA)};
+    let b_off = 0u;
+    ${compute.join("\n    ")}
+    workgroupBarrier();
+  }`
+        : `for (var kt = 0u; kt < ${u(numK)}; kt++) {
     let cur = kt % 2u;
     let more = kt + 1u < ${u(numK)};
     if (more) {
@@ -550,6 +576,7 @@ fn main(
       ${store.join("\n      ")}
     }
     workgroupBarrier();
+  }`
   }
   ${epilogue.join("\n  ")}
 }
