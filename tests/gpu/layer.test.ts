@@ -12,6 +12,7 @@ import {
 } from "../../src/gpu/kernels/attention.js";
 import { convSpec } from "../../src/gpu/kernels/conv2d.js";
 import { gemmSpec } from "../../src/gpu/kernels/gemm.js";
+import { DEFAULT_TILINGS, WIDE_GEMM_COLUMNS } from "../../src/gpu/kernels/matmul-kernel.js";
 import { matmulGrid, matmulWgsl, tilingProblem } from "../../src/gpu/kernels/matmul-wgsl.js";
 import { dawnToggles } from "../../src/gpu/node-gpu.js";
 import { erf, gelu, referenceConv, referenceGemm } from "../../src/gpu/reference/matmul.js";
@@ -135,7 +136,9 @@ describe("matmul kernels' shapes", () => {
       { batch: 2, m: 300, n: 1280, k: 320, sharedB: true },
       { epilogue: "geglu" },
     );
-    expect(matmulGrid(geglu)).toEqual([20, 3, 2]);
+    // GEGLU's B has 2 x 1280 columns: a wide GEMM, on 256-column tiles (128 outputs each).
+    expect(geglu.tiling).toEqual(DEFAULT_TILINGS.wideGemm);
+    expect(matmulGrid(geglu)).toEqual([10, 3, 2]);
     const conv = convSpec(f16, {
       batch: 2,
       height: 128,
@@ -305,6 +308,36 @@ describe("float64 references", () => {
     const nan = new Float32Array(ref.value);
     nan[3] = Number.NaN;
     expect(compareWithReference(nan, ref)).toMatchObject({ nonFinite: 1, worstIndex: 3 });
+  });
+});
+
+describe("default matmul tilings", () => {
+  const f16 = chooseKernelVariant(H200, "f16");
+  it("takes the measured wide tile for wide GEMMs only, never for convolutions or the portable path", () => {
+    const gemm = (n: number) => gemmSpec(f16, { batch: 1, m: 4096, n, k: 4096, sharedB: true });
+    expect(gemm(4096).tiling).toEqual(DEFAULT_TILINGS.wideGemm);
+    expect(gemm(WIDE_GEMM_COLUMNS).tiling).toEqual(DEFAULT_TILINGS.wideGemm);
+    expect(gemm(WIDE_GEMM_COLUMNS - 1).tiling).toEqual(DEFAULT_TILINGS.tensorCore);
+    expect(gemm(320).tiling).toEqual(DEFAULT_TILINGS.tensorCore);
+    const conv = convSpec(f16, {
+      batch: 2,
+      height: 64,
+      width: 64,
+      inChannels: 1280,
+      outChannels: 4096,
+      kernel: 3,
+      stride: 1,
+      padding: 1,
+    });
+    expect(conv.tiling).toEqual(DEFAULT_TILINGS.tensorCore);
+    const portable = gemmSpec(chooseKernelVariant(CHROME, "f16"), {
+      batch: 1,
+      m: 64,
+      n: 4096,
+      k: 64,
+      sharedB: true,
+    });
+    expect(portable.tiling).toEqual(DEFAULT_TILINGS.portable);
   });
 });
 
