@@ -1,6 +1,7 @@
 // Bad shapes are refused with one-line errors before anything reaches a GPU (the checks run
 // before the context is used, so a context that is never touched stands in for one).
 import { describe, expect, it } from "vitest";
+import { compareWithReference } from "../../src/gpu/check.js";
 import type { GpuContext } from "../../src/gpu/context.js";
 import { prepareAttention } from "../../src/gpu/kernels/attention.js";
 import {
@@ -16,6 +17,7 @@ import {
   layerNormInputs,
 } from "../../src/gpu/kernels/norm-checks.js";
 import { referenceKeyTokens } from "../../src/gpu/reference/attention.js";
+import { referenceGroupNorm, referenceLayerNorm } from "../../src/gpu/reference/norm.js";
 import type { KernelVariant } from "../../src/gpu/variants.js";
 import { float16ArrayToFloat32, float32ArrayToFloat16 } from "../../src/util/float16.js";
 
@@ -108,6 +110,27 @@ describe("kernel shape checks", () => {
       const inputs = layerNormInputs(shape, "f16");
       expect(inputs.x.reduce((a, b) => a + b, 0) / inputs.x.length).toBeLessThan(-0.3);
       for (const values of [inputs.x, inputs.gamma, inputs.beta]) expect(exact(values)).toBe(true);
+    }
+  });
+
+  it("lets an exact norm kernel with f16 storage pass its f16 check", () => {
+    // The kernel emulated without f32 error: exact arithmetic on the inputs as the upload stores
+    // them (rounded to f16), the result rounded to f16. With inputs the upload would round again, this exceeded the bound 10x to 68x.
+    const f16 = (values: ArrayLike<number>) =>
+      float16ArrayToFloat32(float32ArrayToFloat16(Float32Array.from(values)));
+    for (const shape of GROUP_NORM_CASES) {
+      const inputs = groupNormInputs(shape, "f16");
+      const uploaded = { x: f16(inputs.x), gamma: f16(inputs.gamma), beta: f16(inputs.beta) };
+      const kernel = f16(referenceGroupNorm(shape, uploaded, "f16").value);
+      const check = referenceGroupNorm(shape, inputs, "f16");
+      expect(compareWithReference(kernel, check).worstRatio).toBeLessThanOrEqual(1);
+    }
+    for (const shape of LAYER_NORM_CASES) {
+      const inputs = layerNormInputs(shape, "f16");
+      const uploaded = { x: f16(inputs.x), gamma: f16(inputs.gamma), beta: f16(inputs.beta) };
+      const kernel = f16(referenceLayerNorm(shape, uploaded, "f16").value);
+      const check = referenceLayerNorm(shape, inputs, "f16");
+      expect(compareWithReference(kernel, check).worstRatio).toBeLessThanOrEqual(1);
     }
   });
 });
