@@ -98,7 +98,7 @@ function attentionCase(
       ];
       return {
         launches: [kernel.launch(tensors.map((t) => t.buffer))],
-        detail: describe(v, kernel.tiling),
+        detail: `${describe(v, kernel.tiling)}${kernel.matrixSpelling ? ` ${kernel.matrixSpelling}` : ""}`,
         release: () => {
           for (const t of tensors) ctx.release(t);
         },
@@ -136,6 +136,16 @@ export const ATTENTION_SWEEP: readonly SweepEntry[] = Object.freeze([
   { matrix: "16x16x16", tiling: { subgroups: 2, keysPerTile: 64 } },
   { matrix: "16x8x16", tiling: { subgroups: 4, keysPerTile: 64 } },
   { matrix: "16x8x8", tiling: { subgroups: 4, keysPerTile: 64 } },
+  { matrix: "16x16x16", tiling: { subgroups: 8, keysPerTile: 16 } },
+  { matrix: "16x16x16", tiling: { subgroups: 4, keysPerTile: 16 } },
+  { matrix: "16x16x16", tiling: { subgroups: 2, keysPerTile: 32 } },
+  { matrix: "16x8x16", tiling: { subgroups: 8, keysPerTile: 32 } },
+  { matrix: "16x8x8", tiling: { subgroups: 8, keysPerTile: 32 } },
+  { matrix: "16x8x16", tiling: { subgroups: 8, keysPerTile: 16 } },
+  // Ablations of the default tiling (wrong results, timing only): what each stage costs.
+  { matrix: "16x16x16", tiling: { subgroups: 8, keysPerTile: 32, ablation: "o-in-matrices" } },
+  { matrix: "16x16x16", tiling: { subgroups: 8, keysPerTile: 32, ablation: "no-softmax" } },
+  { matrix: "16x16x16", tiling: { subgroups: 8, keysPerTile: 32, ablation: "mma-only" } },
 ]);
 
 function avgPoolCase(imageSize: number, latent: number): KernelBenchCase {

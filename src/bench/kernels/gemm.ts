@@ -48,7 +48,7 @@ function gemmCase(
       ];
       return {
         launches: [kernel.launch(tensors.map((t) => t.buffer))],
-        detail: `${variant.storage} ${variant.path}${variant.matrix ? ` ${variant.matrix.m}x${variant.matrix.n}x${variant.matrix.k}` : ""} ${tilingName(kernel.spec.tiling)}${kernel.spec.subgroupIndex ? ` sg:${kernel.spec.subgroupIndex}` : ""}`,
+        detail: `${variant.storage} ${variant.path}${variant.matrix ? ` ${variant.matrix.m}x${variant.matrix.n}x${variant.matrix.k}` : ""} ${tilingName(kernel.spec.tiling)}${kernel.spec.subgroupIndex ? ` sg:${kernel.spec.subgroupIndex} ${kernel.spec.matrixSpelling}` : ""}`,
         release: () => {
           for (const t of tensors) ctx.release(t);
         },
