@@ -6,8 +6,7 @@
  * again to the next timestep; timesteps are chosen among the `original_inference_steps` that
  * the model was distilled on.
  */
-import type { NoiseSource } from "../util/random.js";
-import { checkSameLength } from "./base.js";
+import type { StepInput } from "./base.js";
 import {
   booleanField,
   type ConfigOf,
@@ -17,8 +16,8 @@ import {
   scheduleFields,
   zeroSnrField,
 } from "./config.js";
-import { DiscreteScheduler } from "./discrete-base.js";
-import { combine, toFloat32 } from "./tensor-ops.js";
+import { DiscreteScheduler, diffuseForward } from "./discrete-base.js";
+import { combine } from "./tensor-ops.js";
 
 /** The keys of LCM, shared by TCD. */
 export function consistencyFields() {
@@ -73,34 +72,25 @@ export class LcmScheduler extends DiscreteScheduler<LcmConfig> {
     this.timesteps = consistencyTimesteps(this.name, this.config, steps);
   }
 
-  step(
-    modelOutput: Float32Array,
-    timestep: number,
-    sample: Float32Array,
-    noise: NoiseSource,
-    dims: readonly number[],
-  ): Float32Array {
-    checkSameLength(this.name, sample, modelOutput, "model output");
-    const c = this.config;
-    const index = this.currentIndex(timestep);
-    const last = index === this.timesteps.length - 1;
-    const alphaBar = this.schedule.alphaCumprod(timestep);
-    const { x0 } = this.estimates(modelOutput, sample, alphaBar, dims);
-    const scaled = timestep * c.timestep_scaling;
+  protected advance({
+    modelOutput,
+    timestep,
+    sample,
+    noise,
+    dims,
+    index,
+  }: StepInput): Float64Array {
+    const { x0 } = this.estimates(modelOutput, sample, this.schedule.alphaCumprod(timestep), dims);
+    const scaled = timestep * this.config.timestep_scaling;
     const cSkip = 0.25 / (scaled * scaled + 0.25);
     const cOut = scaled / Math.sqrt(scaled * scaled + 0.25);
     const denoised = combine([
       [cOut, x0],
       [cSkip, sample],
     ]);
-    this.stepIndex = index + 1;
-    if (last) return toFloat32(denoised);
-    const alphaBarPrev = this.schedule.alphaCumprod(this.timesteps[index + 1]);
-    return toFloat32(
-      combine([
-        [Math.sqrt(alphaBarPrev), denoised],
-        [Math.sqrt(1 - alphaBarPrev), noise.normal(dims)],
-      ]),
-    );
+    if (index === this.timesteps.length - 1) return denoised;
+    // Noised from the clean sample (alpha-bar 1) to the next timestep.
+    const alphaBarNext = this.schedule.alphaCumprod(this.timesteps[index + 1]);
+    return diffuseForward(denoised, alphaBarNext, noise.normal(dims));
   }
 }
