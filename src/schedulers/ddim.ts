@@ -12,16 +12,11 @@ import {
   scheduleFields,
   zeroSnrField,
 } from "./config.js";
-import { DiscreteScheduler, ddimUpdate } from "./discrete-base.js";
+import { DDPM_DEFAULTS, DiscreteScheduler, ddimUpdate } from "./discrete-base.js";
 import { combine } from "./tensor-ops.js";
 
 export const DDIM_FIELDS = {
-  ...scheduleFields({
-    beta_start: 0.0001,
-    beta_end: 0.02,
-    beta_schedule: "linear",
-    timestep_spacing: "leading",
-  }),
+  ...scheduleFields(DDPM_DEFAULTS),
   ...zeroSnrField(),
   ...clippingFields(true),
   set_alpha_to_one: booleanField(true),
@@ -31,18 +26,8 @@ export const DDIM_FIELDS = {
 export type DdimConfig = ConfigOf<typeof DDIM_FIELDS>;
 
 export class DdimScheduler extends DiscreteScheduler<DdimConfig> {
-  protected computeTimesteps(steps: number): void {
-    this.timesteps = this.spacedTimesteps(steps);
-  }
-
-  protected advance({
-    modelOutput,
-    timestep,
-    sample,
-    noise,
-    dims,
-    index,
-  }: StepInput): Float64Array {
+  protected advance(input: StepInput): Float64Array {
+    const { modelOutput, timestep, sample, noise, dims, index } = input;
     const eta = this.config.eta;
     // The paper steps along the chosen sub-sequence: the previous timestep is the next one listed.
     const alphaBar = this.schedule.alphaCumprod(timestep);

@@ -11,16 +11,11 @@ import {
   scheduleFields,
   zeroSnrField,
 } from "./config.js";
-import { DiscreteScheduler } from "./discrete-base.js";
+import { DDPM_DEFAULTS, DiscreteScheduler } from "./discrete-base.js";
 import { combine, type Tensor } from "./tensor-ops.js";
 
 export const DDPM_FIELDS = {
-  ...scheduleFields({
-    beta_start: 0.0001,
-    beta_end: 0.02,
-    beta_schedule: "linear",
-    timestep_spacing: "leading",
-  }),
+  ...scheduleFields(DDPM_DEFAULTS),
   ...zeroSnrField(),
   ...clippingFields(true),
   /** The posterior variance: beta-tilde (small) or beta (large), optionally clipped in log space. */
@@ -34,18 +29,8 @@ export const DDPM_FIELDS = {
 export type DdpmConfig = ConfigOf<typeof DDPM_FIELDS>;
 
 export class DdpmScheduler extends DiscreteScheduler<DdpmConfig> {
-  protected computeTimesteps(steps: number): void {
-    this.timesteps = this.spacedTimesteps(steps);
-  }
-
-  protected advance({
-    modelOutput,
-    timestep,
-    sample,
-    noise,
-    dims,
-    index,
-  }: StepInput): Float64Array {
+  protected advance(input: StepInput): Float64Array {
+    const { modelOutput, timestep, sample, noise, dims, index } = input;
     const alphaBar = this.schedule.alphaCumprod(timestep);
     const alphaBarPrev = this.alphaBarAt(this.nextTimestep(index));
     const alpha = alphaBar / alphaBarPrev; // of the whole (possibly skipped) step

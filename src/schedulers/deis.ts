@@ -24,7 +24,8 @@ export class DeisScheduler extends SolverScheduler<DeisConfig> {
     this.planSigmas(steps, this.smallestSigma);
   }
 
-  protected advance({ modelOutput, sample, dims, index }: StepInput): Float64Array {
+  protected advance(input: StepInput): Float64Array {
+    const { modelOutput, sample, dims, index } = input;
     const c = this.config;
     const count = this.timesteps.length;
     const short = c.lower_order_final && count < 15;

@@ -4,7 +4,7 @@
  * initial noise has unit variance and the model input is the sample itself.
  */
 import { SchedulerBase } from "./base.js";
-import type { PredictionType } from "./config.js";
+import type { CommonDefaults, PredictionType } from "./config.js";
 import {
   type NoiseScheduleOptions,
   spacedTimesteps,
@@ -17,6 +17,14 @@ import {
   splitPrediction,
   type Tensor,
 } from "./tensor-ops.js";
+
+/** The training schedule of DDPM (Ho et al. 2020), the default of DDIM and PNDM too. */
+export const DDPM_DEFAULTS: CommonDefaults = {
+  beta_start: 0.0001,
+  beta_end: 0.02,
+  beta_schedule: "linear",
+  timestep_spacing: "leading",
+};
 
 export interface DiscreteOptions extends NoiseScheduleOptions, ClippingOptions {
   readonly prediction_type: PredictionType;
@@ -38,6 +46,10 @@ export abstract class DiscreteScheduler<C extends DiscreteOptions> extends Sched
   protected noiseScales(timestep: number): { signal: number; noiseScale: number } {
     const alphaBar = this.schedule.alphaCumprod(timestep);
     return { signal: Math.sqrt(alphaBar), noiseScale: Math.sqrt(1 - alphaBar) };
+  }
+
+  protected computeTimesteps(steps: number): void {
+    this.timesteps = this.spacedTimesteps(steps);
   }
 
   /** `steps` integer timesteps spaced as the config asks. */

@@ -129,7 +129,8 @@ export class DpmSolverMultistepScheduler extends SolverScheduler<DpmSolverMultis
     this.planSigmas(steps, this.finalSigma(c.final_sigmas_type), lastTimestep);
   }
 
-  protected advance({ modelOutput, sample, noise, dims, index }: StepInput): Float64Array {
+  protected advance(input: StepInput): Float64Array {
+    const { modelOutput, sample, noise, dims, index } = input;
     const c = this.config;
     const count = this.timesteps.length;
     const short = c.lower_order_final && count < 15;

@@ -61,7 +61,8 @@ export class DpmSolverSinglestepScheduler extends SolverScheduler<DpmSolverSingl
     this.blockStart = undefined;
   }
 
-  protected advance({ modelOutput, sample, noise, dims, index }: StepInput): Float64Array {
+  protected advance(input: StepInput): Float64Array {
+    const { modelOutput, sample, noise, dims, index } = input;
     const c = this.config;
     const sigma = this.sigmas[index];
     const data = isDataPrediction(c.algorithm_type);

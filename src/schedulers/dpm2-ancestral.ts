@@ -36,7 +36,8 @@ export class Dpm2AncestralScheduler extends Dpm2Base<Dpm2Config> {
     return this.firstHalf === undefined ? this.sigmas[index] : this.midpoints[index - 1];
   }
 
-  protected advance({ modelOutput, sample, noise, dims, index }: StepInput): Float64Array {
+  protected advance(input: StepInput): Float64Array {
+    const { modelOutput, sample, noise, dims, index } = input;
     if (this.firstHalf === undefined) {
       return this.takeFirstHalf(modelOutput, sample, index, this.midpoints[index]);
     }

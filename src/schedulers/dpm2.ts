@@ -114,7 +114,8 @@ export class Dpm2Scheduler extends Dpm2Base<Dpm2Config> {
     return this.firstHalf === undefined ? this.sigmas[index] : this.midpoints[index];
   }
 
-  protected advance({ modelOutput, sample, index }: StepInput): Float64Array {
+  protected advance(input: StepInput): Float64Array {
+    const { modelOutput, sample, index } = input;
     if (this.firstHalf === undefined) {
       return this.takeFirstHalf(modelOutput, sample, index, this.midpoints[index + 1]);
     }

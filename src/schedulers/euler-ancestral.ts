@@ -38,7 +38,8 @@ export class EulerAncestralScheduler extends SigmaScheduler<EulerAncestralConfig
     this.adoptPlan(this.planSigmas(steps));
   }
 
-  protected advance({ modelOutput, sample, noise, dims, index }: StepInput): Float64Array {
+  protected advance(input: StepInput): Float64Array {
+    const { modelOutput, sample, noise, dims, index } = input;
     const sigma = this.sigmas[index];
     const x0 = this.denoised(modelOutput, sample, sigma);
     const { up, down } = ancestralSplit(sigma, this.sigmas[index + 1]);

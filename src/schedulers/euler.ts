@@ -38,7 +38,8 @@ export class EulerScheduler extends SigmaScheduler<EulerConfig> {
     this.adoptPlan(plan, c.final_sigmas_type === "zero" ? 0 : this.schedule.sigmas[0]);
   }
 
-  protected advance({ modelOutput, sample, index }: StepInput): Float64Array {
+  protected advance(input: StepInput): Float64Array {
+    const { modelOutput, sample, index } = input;
     const sigma = this.sigmas[index];
     const x0 = this.denoised(modelOutput, sample, sigma);
     return eulerStep(sample, x0, sigma, this.sigmas[index + 1]);

@@ -45,7 +45,8 @@ export class HeunScheduler extends SigmaScheduler<HeunConfig> {
     this.firstHalf = undefined;
   }
 
-  protected advance({ modelOutput, sample, dims, index }: StepInput): Float64Array {
+  protected advance(input: StepInput): Float64Array {
+    const { modelOutput, sample, dims, index } = input;
     // The first half evaluates at sigma_i; the correction at the Euler step's end, sigma_{i+1},
     // which is listed again at `index`.
     const sigma = this.sigmas[index];

@@ -16,7 +16,7 @@ import {
   scheduleFields,
   zeroSnrField,
 } from "./config.js";
-import { DiscreteScheduler, diffuseForward } from "./discrete-base.js";
+import { type DiscreteOptions, DiscreteScheduler, diffuseForward } from "./discrete-base.js";
 import { combine } from "./tensor-ops.js";
 
 /** The keys of LCM, shared by TCD. */
@@ -41,8 +41,7 @@ export function consistencyFields() {
 export const LCM_FIELDS = consistencyFields();
 export type LcmConfig = ConfigOf<typeof LCM_FIELDS>;
 
-interface ConsistencyOptions {
-  readonly num_train_timesteps: number;
+interface ConsistencyOptions extends DiscreteOptions {
   readonly original_inference_steps: number;
 }
 
@@ -67,19 +66,18 @@ export function consistencyTimesteps(name: string, c: ConsistencyOptions, steps:
   return Array.from({ length: steps }, (_, i) => candidates[Math.floor(i * (original / steps))]);
 }
 
-export class LcmScheduler extends DiscreteScheduler<LcmConfig> {
-  protected computeTimesteps(steps: number): void {
+/** Samplers of consistency-distilled models (LCM, TCD), on the distillation schedule. */
+export abstract class ConsistencyScheduler<
+  C extends ConsistencyOptions,
+> extends DiscreteScheduler<C> {
+  protected override computeTimesteps(steps: number): void {
     this.timesteps = consistencyTimesteps(this.name, this.config, steps);
   }
+}
 
-  protected advance({
-    modelOutput,
-    timestep,
-    sample,
-    noise,
-    dims,
-    index,
-  }: StepInput): Float64Array {
+export class LcmScheduler extends ConsistencyScheduler<LcmConfig> {
+  protected advance(input: StepInput): Float64Array {
+    const { modelOutput, timestep, sample, noise, dims, index } = input;
     const { x0 } = this.estimates(modelOutput, sample, this.schedule.alphaCumprod(timestep), dims);
     const scaled = timestep * this.config.timestep_scaling;
     const cSkip = 0.25 / (scaled * scaled + 0.25);

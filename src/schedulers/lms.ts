@@ -34,7 +34,8 @@ export class LmsScheduler extends SigmaScheduler<LmsConfig> {
     this.slopes = [];
   }
 
-  protected advance({ modelOutput, sample, index }: StepInput): Float64Array {
+  protected advance(input: StepInput): Float64Array {
+    const { modelOutput, sample, index } = input;
     const sigma = this.sigmas[index];
     this.slopes.push(odeSlope(sample, this.denoised(modelOutput, sample, sigma), sigma));
     if (this.slopes.length > this.config.lms_order) this.slopes.shift();

@@ -8,16 +8,11 @@
  */
 import type { StepInput } from "./base.js";
 import { booleanField, type ConfigOf, fixedField, scheduleFields } from "./config.js";
-import { DiscreteScheduler, ddimUpdate } from "./discrete-base.js";
+import { DDPM_DEFAULTS, DiscreteScheduler, ddimUpdate } from "./discrete-base.js";
 import { combine, type Tensor } from "./tensor-ops.js";
 
 export const PNDM_FIELDS = {
-  ...scheduleFields({
-    beta_start: 0.0001,
-    beta_end: 0.02,
-    beta_schedule: "linear",
-    timestep_spacing: "leading",
-  }),
+  ...scheduleFields(DDPM_DEFAULTS),
   skip_prk_steps: fixedField(
     true,
     "the Runge-Kutta warm-up is not implemented; use skip_prk_steps: true (PLMS)",
@@ -45,7 +40,7 @@ export class PndmScheduler extends DiscreteScheduler<PndmConfig> {
     | { sample: Float32Array; output: Float32Array; from: number; to: number }
     | undefined;
 
-  protected computeTimesteps(steps: number): void {
+  protected override computeTimesteps(steps: number): void {
     this.levels = this.spacedTimesteps(steps);
     const [first, ...rest] = this.levels;
     this.timesteps = rest.length > 0 ? [first, rest[0], ...rest] : [first];
@@ -62,7 +57,8 @@ export class PndmScheduler extends DiscreteScheduler<PndmConfig> {
     return this.levels.find((t) => t < timestep) ?? -1;
   }
 
-  protected advance({ modelOutput, timestep, sample }: StepInput): Float64Array {
+  protected advance(input: StepInput): Float64Array {
+    const { modelOutput, timestep, sample } = input;
     const call = this.calls++;
     if (call === 0) {
       const to = this.below(timestep);

@@ -6,8 +6,8 @@
  */
 import type { StepInput } from "./base.js";
 import { type ConfigOf, numberField } from "./config.js";
-import { DiscreteScheduler, ddimUpdate, diffuseForward } from "./discrete-base.js";
-import { consistencyFields, consistencyTimesteps } from "./lcm.js";
+import { ddimUpdate, diffuseForward } from "./discrete-base.js";
+import { ConsistencyScheduler, consistencyFields } from "./lcm.js";
 
 export const TCD_FIELDS = {
   ...consistencyFields(),
@@ -16,25 +16,15 @@ export const TCD_FIELDS = {
 };
 export type TcdConfig = ConfigOf<typeof TCD_FIELDS>;
 
-export class TcdScheduler extends DiscreteScheduler<TcdConfig> {
+export class TcdScheduler extends ConsistencyScheduler<TcdConfig> {
   constructor(name: string, config: TcdConfig) {
     super(name, config);
     if (config.eta > 1)
       throw new Error(`${name}: eta (gamma) must be in [0, 1], got ${config.eta}`);
   }
 
-  protected computeTimesteps(steps: number): void {
-    this.timesteps = consistencyTimesteps(this.name, this.config, steps);
-  }
-
-  protected advance({
-    modelOutput,
-    timestep,
-    sample,
-    noise,
-    dims,
-    index,
-  }: StepInput): Float64Array {
+  protected advance(input: StepInput): Float64Array {
+    const { modelOutput, timestep, sample, noise, dims, index } = input;
     const eta = this.config.eta;
     const last = index === this.timesteps.length - 1;
     const prevTimestep = last ? 0 : this.timesteps[index + 1];

@@ -66,7 +66,8 @@ export class UniPcScheduler extends SolverScheduler<UniPcConfig> {
     this.last = undefined;
   }
 
-  protected advance({ modelOutput, sample, dims, index }: StepInput): Float64Array {
+  protected advance(input: StepInput): Float64Array {
+    const { modelOutput, sample, dims, index } = input;
     const c = this.config;
     const sigma = this.sigmas[index];
     const converted = this.convertOutput(c.predict_x0, modelOutput, sample, sigma, dims);
