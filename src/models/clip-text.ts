@@ -13,9 +13,10 @@
  * the output of layer i-1, negative indices count from the end (-1 is the last layer, -2 the
  * "penultimate" state that clip skip and SDXL use).
  */
+
+import type { ClipTextConfig } from "../configs/clip-config.js";
 import { attr, GraphBuilder, type Value } from "../onnx/builder.js";
 import { type WeightSource, WeightTracker } from "../weights/source.js";
-import type { ClipTextConfig } from "./clip-config.js";
 
 /** One hidden state exposed as a graph output. */
 export interface HiddenStateOutput {

@@ -12,6 +12,8 @@
  * `post_quant_conv.*`, or `encoder.*` and `quant_conv.*`) and checks that it used every weight of
  * it, and that the file holds nothing that belongs to neither.
  */
+
+import type { VaeConfig } from "../configs/vae-config.js";
 import { GraphBuilder, type Value } from "../onnx/builder.js";
 import type { WeightSource } from "../weights/source.js";
 import { WeightTracker } from "../weights/source.js";
@@ -29,7 +31,6 @@ import {
   resnetBlock,
   upsample,
 } from "./layers.js";
-import type { VaeConfig } from "./vae-config.js";
 
 export const VAE_DECODER_IO = Object.freeze({ input: "latents", output: "image" });
 export const VAE_ENCODER_IO = Object.freeze({

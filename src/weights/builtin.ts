@@ -5,8 +5,8 @@
  * weights cannot tell (head counts, scaling factors, token ids).
  */
 
+import type { JsonObject } from "../configs/config-json.js";
 import { clipTextWeightShapes } from "./clip-layout.js";
-import type { JsonObject } from "./config-json.js";
 import {
   type ComponentName,
   familyModelIndex,

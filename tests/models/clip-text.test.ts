@@ -1,7 +1,7 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { parseClipTextConfig } from "../../src/models/clip-config.js";
+import { parseClipTextConfig } from "../../src/configs/clip-config.js";
 import {
   buildClipTextEncoder,
   type ClipTextEncoderOptions,
