@@ -415,34 +415,41 @@ export interface UnetAttentionSite {
 }
 
 /**
+ * The spatial level of a UNet block from its position alone. Every down block but the last ends
+ * with a downsampler and every up block but the last with an upsampler, so down block `i` is at
+ * level i + 1, the mid block at `blocks` (the number of down blocks) and up block `j` at
+ * blocks - j. The patch rules read ONNX exports by the same rule, from module paths.
+ */
+export function unetBlockLevel(part: "down" | "mid" | "up", index: number, blocks: number): number {
+  if (part === "down") return index + 1;
+  return part === "mid" ? blocks : blocks - index;
+}
+
+/**
  * Every attention site of the UNet in execution order. The builder places its transformers and
  * their token reduction by it, and `info` counts self-attention per level from it.
  */
 export function unetAttentionSites(config: UnetConfig): UnetAttentionSite[] {
   const sites: UnetAttentionSite[] = [];
+  const blocks = config.downBlocks.length;
   const add = (
-    block: string,
+    part: "down" | "mid" | "up",
+    index: number,
     channels: number,
     attention: BlockAttention | null,
     layers: number,
-    level: number,
   ) => {
     if (!attention) return;
+    const block = part === "mid" ? "mid_block" : `${part}_blocks.${index}`;
+    const level = unetBlockLevel(part, index, blocks);
     for (let j = 0; j < layers; j++) {
       const depth = attention.transformerLayers[j];
       sites.push({ module: `${block}.attentions.${j}`, level, channels, attention, depth });
     }
   };
-  let level = 1;
-  config.downBlocks.forEach((block, i) => {
-    add(`down_blocks.${i}`, block.outChannels, block.attention, block.layers, level);
-    if (block.addDownsample) level++;
-  });
+  config.downBlocks.forEach((b, i) => add("down", i, b.outChannels, b.attention, b.layers));
   const mid = config.midBlock;
-  if (mid) add("mid_block", mid.channels, mid.attention, 1, level);
-  config.upBlocks.forEach((block, i) => {
-    add(`up_blocks.${i}`, block.outChannels, block.attention, block.layers, level);
-    if (block.addUpsample) level--;
-  });
+  if (mid) add("mid", 0, mid.channels, mid.attention, 1);
+  config.upBlocks.forEach((b, i) => add("up", i, b.outChannels, b.attention, b.layers));
   return sites;
 }
