@@ -247,15 +247,7 @@ export function parseUnetConfig(
     );
   }
 
-  if (c.raw("norm_num_groups") === null) throw c.unsupported("norm_num_groups");
-  const normNumGroups = c.integer("norm_num_groups", 32, 1);
-  for (const channels of blockOutChannels) {
-    if (channels % normNumGroups !== 0) {
-      throw new Error(
-        `${label}: block_out_channels entry ${channels} is not divisible by norm_num_groups = ${normNumGroups}`,
-      );
-    }
-  }
+  const normNumGroups = c.normGroups(blockOutChannels);
 
   const timeEmbeddingDim = c.optionalInteger("time_embedding_dim") ?? blockOutChannels[0] * 4;
   return {
@@ -447,9 +439,12 @@ export function unetAttentionSites(config: UnetConfig): UnetAttentionSite[] {
       sites.push({ module: `${block}.attentions.${j}`, level, channels, attention, depth });
     }
   };
-  config.downBlocks.forEach((b, i) => add("down", i, b.outChannels, b.attention, b.layers));
+  for (const [i, b] of config.downBlocks.entries()) {
+    add("down", i, b.outChannels, b.attention, b.layers);
+  }
   const mid = config.midBlock;
   if (mid) add("mid", 0, mid.channels, mid.attention, 1);
-  config.upBlocks.forEach((b, i) => add("up", i, b.outChannels, b.attention, b.layers));
+  for (const [i, b] of config.upBlocks.entries())
+    add("up", i, b.outChannels, b.attention, b.layers);
   return sites;
 }
