@@ -39,6 +39,33 @@ function midBlockModules(prefix: string, channels: number, attention: boolean): 
   return modules;
 }
 
+/** Blocks of `layers` resnets at the given widths, each but the last ending in a resampler. */
+function resnetPath(
+  prefix: string,
+  resampler: "downsamplers" | "upsamplers",
+  widths: readonly number[],
+  layers: number,
+): WeightModule[] {
+  const modules: WeightModule[] = [];
+  let channels = widths[0];
+  widths.forEach((outC, b) => {
+    for (let j = 0; j < layers; j++) {
+      modules.push({
+        prefix: `${prefix}.${b}.resnets.${j}`,
+        tensors: resnetTensors(j === 0 ? channels : outC, outC, undefined),
+      });
+    }
+    if (b < widths.length - 1) {
+      modules.push({
+        prefix: `${prefix}.${b}.${resampler}.0.conv`,
+        tensors: conv2d(outC, outC, 3),
+      });
+    }
+    channels = outC;
+  });
+  return modules;
+}
+
 export function vaeModules(config: VaeConfig): WeightModule[] {
   const boc = config.blockOutChannels;
   const last = boc[boc.length - 1];
@@ -46,22 +73,7 @@ export function vaeModules(config: VaeConfig): WeightModule[] {
   const modules: WeightModule[] = [
     { prefix: "encoder.conv_in", tensors: conv2d(boc[0], config.inChannels, 3) },
   ];
-  let channels = boc[0];
-  boc.forEach((outC, b) => {
-    for (let j = 0; j < config.layersPerBlock; j++) {
-      modules.push({
-        prefix: `encoder.down_blocks.${b}.resnets.${j}`,
-        tensors: resnetTensors(j === 0 ? channels : outC, outC, undefined),
-      });
-    }
-    if (b < boc.length - 1) {
-      modules.push({
-        prefix: `encoder.down_blocks.${b}.downsamplers.0.conv`,
-        tensors: conv2d(outC, outC, 3),
-      });
-    }
-    channels = outC;
-  });
+  modules.push(...resnetPath("encoder.down_blocks", "downsamplers", boc, config.layersPerBlock));
   modules.push(
     ...midBlockModules("encoder.mid_block", last, config.midBlockAddAttention),
     { prefix: "encoder.conv_norm_out", tensors: norm(last) },
@@ -70,23 +82,11 @@ export function vaeModules(config: VaeConfig): WeightModule[] {
     { prefix: "decoder.conv_in", tensors: conv2d(last, latent, 3) },
     ...midBlockModules("decoder.mid_block", last, config.midBlockAddAttention),
   );
+  // The decoder walks the widths back up, with one more resnet per block.
   const reversed = [...boc].reverse();
-  let previous = reversed[0];
-  reversed.forEach((outC, b) => {
-    for (let j = 0; j < config.layersPerBlock + 1; j++) {
-      modules.push({
-        prefix: `decoder.up_blocks.${b}.resnets.${j}`,
-        tensors: resnetTensors(j === 0 ? previous : outC, outC, undefined),
-      });
-    }
-    if (b < boc.length - 1) {
-      modules.push({
-        prefix: `decoder.up_blocks.${b}.upsamplers.0.conv`,
-        tensors: conv2d(outC, outC, 3),
-      });
-    }
-    previous = outC;
-  });
+  modules.push(
+    ...resnetPath("decoder.up_blocks", "upsamplers", reversed, config.layersPerBlock + 1),
+  );
   modules.push(
     { prefix: "decoder.conv_norm_out", tensors: norm(boc[0]) },
     { prefix: "decoder.conv_out", tensors: conv2d(config.outChannels, boc[0], 3) },
