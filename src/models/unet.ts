@@ -18,19 +18,19 @@ import {
   type UnetConfig,
   unetAttentionSites,
 } from "../configs/unet-config.js";
-import { GraphBuilder, type Value } from "../onnx/builder.js";
+import type { GraphBuilder, Value } from "../onnx/builder.js";
 import {
   type AttentionSite,
   type ReductionSettings,
   selfAttentionWithReduction,
 } from "../reduce/self-attention.js";
-import { type WeightSource, WeightTracker } from "../weights/source.js";
+import type { WeightSource } from "../weights/source.js";
 import {
   applyLinear,
   attention,
   attentionChunks,
   type BuiltModel,
-  chooseOps,
+  buildMetadata,
   conv2d,
   downsample,
   groupNorm,
@@ -40,6 +40,7 @@ import {
   linearWeights,
   type ModelBuildOptions,
   resnetBlock,
+  startBuild,
   upsample,
 } from "./layers.js";
 
@@ -73,11 +74,8 @@ export function buildUnet(
   weights: WeightSource,
   options: UnetBuildOptions = {},
 ): BuiltModel {
-  const dtype = options.dtype ?? "float32";
-  const ops = chooseOps(options.backend, options.ops);
-  const g = new GraphBuilder(dtype);
-  const tracker = new WeightTracker(weights);
-  const ctx: LayerContext = { g, weights: tracker, ops, chunking: options.attentionChunking };
+  const { ctx, tracker, dtype } = startBuild(weights, options);
+  const { g } = ctx;
   const groups = config.normNumGroups;
   const channels = config.blockOutChannels;
 
@@ -252,15 +250,7 @@ export function buildUnet(
   ]);
   tracker.assertAllUsed();
 
-  return {
-    builder: g,
-    metadata: {
-      "todo_sd.model": "unet",
-      "todo_sd.dtype": dtype,
-      "todo_sd.attention_op": ops.attention,
-      "todo_sd.group_norm_op": ops.groupNorm,
-    },
-  };
+  return { builder: g, metadata: buildMetadata("unet", dtype, ctx) };
 }
 
 /** The common cross-attention width of all attention blocks (null when there is none). */

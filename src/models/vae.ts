@@ -14,14 +14,13 @@
  */
 
 import type { VaeConfig } from "../configs/vae-config.js";
-import { GraphBuilder, type Value } from "../onnx/builder.js";
+import type { Value } from "../onnx/builder.js";
 import type { WeightSource } from "../weights/source.js";
-import { WeightTracker } from "../weights/source.js";
 import {
   attention,
   attentionChunks,
   type BuiltModel,
-  chooseOps,
+  buildMetadata,
   conv2d,
   downsample,
   groupNorm,
@@ -29,6 +28,7 @@ import {
   linear,
   type ModelBuildOptions,
   resnetBlock,
+  startBuild,
   upsample,
 } from "./layers.js";
 
@@ -105,7 +105,7 @@ export function buildVaeDecoder(
     "width",
   ]);
   tracker.assertAllUsed();
-  return { builder: g, metadata: metadata("vae_decoder", dtype, ctx) };
+  return { builder: g, metadata: buildMetadata("vae_decoder", dtype, ctx) };
 }
 
 export function buildVaeEncoder(
@@ -175,29 +175,11 @@ export function buildVaeEncoder(
   g.output(g.cast(mean, "float32"), VAE_ENCODER_IO.mean, "float32", latentDims);
   g.output(clamped, VAE_ENCODER_IO.logvar, "float32", latentDims);
   tracker.assertAllUsed();
-  return { builder: g, metadata: metadata("vae_encoder", dtype, ctx) };
+  return { builder: g, metadata: buildMetadata("vae_encoder", dtype, ctx) };
 }
 
 function context(weights: WeightSource, otherHalf: readonly string[], options: ModelBuildOptions) {
-  const dtype = options.dtype ?? "float32";
-  const g = new GraphBuilder(dtype);
-  const tracker = new WeightTracker(withoutPrefixes(weights, otherHalf));
-  const ctx: LayerContext = {
-    g,
-    weights: tracker,
-    ops: chooseOps(options.backend, options.ops),
-    chunking: options.attentionChunking,
-  };
-  return { ctx, tracker, dtype };
-}
-
-function metadata(model: string, dtype: string, ctx: LayerContext): Record<string, string> {
-  return {
-    "todo_sd.model": model,
-    "todo_sd.dtype": dtype,
-    "todo_sd.attention_op": ctx.ops.attention,
-    "todo_sd.group_norm_op": ctx.ops.groupNorm,
-  };
+  return startBuild(withoutPrefixes(weights, otherHalf), options);
 }
 
 /** The source without the other half's keys, so that the use-every-weight check covers one half. */
