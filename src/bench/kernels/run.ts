@@ -124,6 +124,12 @@ async function timeOurs(
   launches: Parameters<GpuContext["dispatch"]>[0],
   repeat: number,
 ): Promise<{ gpuMs?: number; wallMs: number }> {
+  // A launch the device rejects (an invalid bind group, say) would otherwise time as 0 ms.
+  ctx.device.pushErrorScope("validation");
+  ctx.dispatch(launches);
+  await ctx.finish();
+  const invalid = await ctx.device.popErrorScope();
+  if (invalid) throw new Error(`the device rejected the launch: ${invalid.message.split("\n")[0]}`);
   const warmStart = performance.now();
   do {
     ctx.dispatch(launches, { repeat });

@@ -417,6 +417,7 @@ fn main(
   @builtin(subgroup_id) subgroup_id: u32,
   @builtin(subgroup_invocation_id) subgroup_lane: u32,
 ) {
+  ${mmaOnly ? "// K and V stay bound (the launch binds them) though this ablation never reads them.\n  _ = &k;\n  _ = &v;" : ""}
   let b = wg.y / ${u(shape.heads)};
   let h = wg.y % ${u(shape.heads)};
   let q0 = wg.x * ${u(rows)};
