@@ -97,7 +97,8 @@ function attentionCase(
         ctx.allocate([qCount], s),
       ];
       const launches = [kernel.launch(tensors.map((t) => t.buffer))];
-      return prepared(ctx, launches, tensors, describe(v, kernel.tiling));
+      const spelling = kernel.matrixSpelling ? ` ${kernel.matrixSpelling}` : "";
+      return prepared(ctx, launches, tensors, `${describe(v, kernel.tiling)}${spelling}`);
     },
     ort:
       options.ort === false

@@ -29,6 +29,6 @@ export function variantName(v: KernelVariant): string {
 
 /** A matmul-generated kernel's variant, tiling and subgroup index source. */
 export function matmulDetail(variant: KernelVariant, spec: MatmulSpec): string {
-  const subgroup = spec.subgroupIndex ? ` sg:${spec.subgroupIndex}` : "";
+  const subgroup = spec.subgroupIndex ? ` sg:${spec.subgroupIndex} ${spec.matrixSpelling}` : "";
   return `${variantName(variant)} ${tilingName(spec.tiling)}${subgroup}`;
 }
