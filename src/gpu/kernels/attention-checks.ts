@@ -5,9 +5,10 @@
  */
 import {
   type CheckOutcome,
-  compareWithReference,
   type KernelCheck,
   randomValues,
+  readAndCompare,
+  uploadInputs,
 } from "../check.js";
 import type { GpuContext } from "../context.js";
 import { referenceAttention, referenceAvgPool } from "../reference/attention.js";
@@ -37,14 +38,8 @@ export async function checkAttention(
   );
   const v = randomValues(shape.batch * shape.kvTokens * hd, seed + 2, storage);
   const kernel = await prepareAttention(ctx, variant, shape, tiling);
-  const tensors = [
-    ctx.upload(q, [q.length], storage, "q"),
-    ctx.upload(k, [k.length], storage, "k"),
-    ctx.upload(v, [v.length], storage, "v"),
-  ];
-  const out = runAttention(ctx, kernel, { q: tensors[0], k: tensors[1], v: tensors[2] });
-  const got = await ctx.read(out);
-  for (const t of [...tensors, out]) ctx.release(t);
+  const t = uploadInputs(ctx, storage, { q, k, v });
+  const out = runAttention(ctx, kernel, t);
   const reference = referenceAttention(
     shape,
     { q, k, v },
@@ -54,7 +49,7 @@ export async function checkAttention(
       tiles: Math.ceil(attentionKeys(shape) / kernel.tiling.keysPerTile),
     },
   );
-  return compareWithReference(got, reference);
+  return readAndCompare(ctx, out, t, reference);
 }
 
 export async function checkAvgPool(
@@ -66,14 +61,11 @@ export async function checkAvgPool(
   const storage = variant.storage;
   const x = randomValues(shape.batch * shape.height * shape.width * shape.channels, seed, storage);
   const kernel = await prepareAvgPool(ctx, variant, shape);
-  const input = ctx.upload(x, [x.length], storage, "x");
+  const t = uploadInputs(ctx, storage, { x });
   const oh = Math.floor(shape.height / shape.factor);
   const ow = Math.floor(shape.width / shape.factor);
-  const out = runSimple(ctx, kernel, [input], [shape.batch, oh * ow, shape.channels], storage);
-  const got = await ctx.read(out);
-  ctx.release(input);
-  ctx.release(out);
-  return compareWithReference(got, referenceAvgPool(shape, x, storage));
+  const out = runSimple(ctx, kernel, [t.x], [shape.batch, oh * ow, shape.channels], storage);
+  return readAndCompare(ctx, out, t, referenceAvgPool(shape, x, storage));
 }
 
 export const ATTENTION_CASES: readonly { shape: AttentionShape; gpuOnly?: boolean }[] =

@@ -28,6 +28,7 @@
 import type { GpuContext, GpuTensor, KernelLaunch } from "../context.js";
 import type { KernelVariant } from "../variants.js";
 import {
+  checkPositiveSizes,
   MATRIX_SPELLINGS,
   type MatrixSpelling,
   matrixLoad,
@@ -99,15 +100,13 @@ export function attentionFlops(shape: AttentionShape): number {
 }
 
 function validate(shape: AttentionShape): void {
-  for (const [name, value] of Object.entries({
+  checkPositiveSizes("attention", {
     batch: shape.batch,
     queries: shape.queries,
     heads: shape.heads,
     headDim: shape.headDim,
     kvTokens: shape.kvTokens,
-  }))
-    if (!Number.isInteger(value) || value < 1)
-      throw new Error(`attention: ${name} must be a positive integer, got ${value}`);
+  });
   if (shape.headDim % 4 !== 0)
     throw new Error(`attention: head dim ${shape.headDim} is not a multiple of 4`);
   const g = shape.keyGrid;

@@ -13,23 +13,23 @@
  * Launch: ceil(Cout / tileN) x ceil(M / tileM) x 1 workgroups.
  */
 import type { GpuContext, GpuTensor } from "../context.js";
+import type { ConvShape } from "../types.js";
 import type { KernelVariant } from "../variants.js";
 import { u32Literal as u } from "../wgsl.js";
 import { expectSize } from "./gemm.js";
 import { defaultTiling, MatmulKernel, tilingName } from "./matmul-kernel.js";
 import type { MatmulSpec, OperandA, Tiling } from "./matmul-wgsl.js";
 
-export interface ConvShape {
-  readonly batch: number;
-  readonly height: number;
-  readonly width: number;
-  readonly inChannels: number;
-  readonly outChannels: number;
-  /** 3 or 1. */
-  readonly kernel: number;
-  readonly stride: number;
-  /** 1 for 3x3, 0 for 1x1. */
-  readonly padding: number;
+/**
+ * A convolution that keeps the map's size at stride 1 (3x3 with padding 1, or 1x1 without), the
+ * kind the UNet and the VAE use.
+ */
+export function sameConv(
+  map: Pick<ConvShape, "batch" | "height" | "width" | "inChannels" | "outChannels">,
+  kernel: 1 | 3 = 3,
+  stride = 1,
+): ConvShape {
+  return { ...map, kernel, stride, padding: (kernel - 1) / 2 };
 }
 
 export interface ConvOptions {

@@ -12,7 +12,7 @@
  */
 import type { GpuContext, GpuTensor } from "../context.js";
 import type { KernelVariant } from "../variants.js";
-import { u32Literal as u } from "../wgsl.js";
+import { checkPositiveSizes, u32Literal as u } from "../wgsl.js";
 import { defaultTiling, MatmulKernel, tilingName } from "./matmul-kernel.js";
 import type { Epilogue, MatmulSpec, OperandA, Tiling } from "./matmul-wgsl.js";
 
@@ -53,14 +53,7 @@ export function gemmSpec(
   shape: GemmShape,
   options: GemmOptions = {},
 ): MatmulSpec {
-  for (const [name, value] of Object.entries({
-    batch: shape.batch,
-    m: shape.m,
-    n: shape.n,
-    k: shape.k,
-  }))
-    if (!Number.isInteger(value) || value < 1)
-      throw new Error(`gemm: ${name} must be a positive integer, got ${value}`);
+  checkPositiveSizes("gemm", { batch: shape.batch, m: shape.m, n: shape.n, k: shape.k });
   const epilogue = options.epilogue ?? "none";
   // The tile spans B's columns: for GEGLU, the hidden and gate halves together.
   const tiling =

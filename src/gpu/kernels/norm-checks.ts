@@ -6,13 +6,13 @@
  */
 import {
   type CheckOutcome,
-  compareWithReference,
   type KernelCheck,
   randomValues,
+  readAndCompare,
   roundToStorage,
+  uploadInputs,
 } from "../check.js";
-import type { GpuContext, GpuTensor } from "../context.js";
-import type { Reference } from "../reference/matmul.js";
+import type { GpuContext } from "../context.js";
 import {
   referenceElementwise,
   referenceGroupNorm,
@@ -41,17 +41,6 @@ import {
   prepareLayerNorm,
   runGroupNorm,
 } from "./norm.js";
-
-async function finish(
-  ctx: GpuContext,
-  out: GpuTensor,
-  inputs: readonly GpuTensor[],
-  reference: Reference,
-): Promise<CheckOutcome> {
-  const got = await ctx.read(out);
-  for (const t of [...inputs, out]) ctx.release(t);
-  return compareWithReference(got, reference);
-}
 
 export interface NormInputs {
   readonly x: Float32Array;
@@ -102,15 +91,11 @@ export async function checkGroupNorm(
   seed = 41,
 ): Promise<CheckOutcome> {
   const s = variant.storage;
-  const { x, gamma, beta } = groupNormInputs(shape, s, seed);
+  const inputs = groupNormInputs(shape, s, seed);
   const kernel = await prepareGroupNorm(ctx, variant, shape);
-  const t = [
-    ctx.upload(x, [x.length], s, "x"),
-    ctx.upload(gamma, [gamma.length], s, "gamma"),
-    ctx.upload(beta, [beta.length], s, "beta"),
-  ];
-  const out = runGroupNorm(ctx, kernel, { x: t[0], gamma: t[1], beta: t[2] });
-  return finish(ctx, out, t, referenceGroupNorm(shape, { x, gamma, beta }, s));
+  const t = uploadInputs(ctx, s, { ...inputs });
+  const out = runGroupNorm(ctx, kernel, t);
+  return readAndCompare(ctx, out, t, referenceGroupNorm(shape, inputs, s));
 }
 
 export async function checkLayerNorm(
@@ -120,16 +105,12 @@ export async function checkLayerNorm(
   seed = 51,
 ): Promise<CheckOutcome> {
   const s = variant.storage;
-  const { x, gamma, beta } = layerNormInputs(shape, s, seed);
+  const inputs = layerNormInputs(shape, s, seed);
   const kernel = await prepareLayerNorm(ctx, variant, shape);
-  const t = [
-    ctx.upload(x, [x.length], s, "x"),
-    ctx.upload(gamma, [gamma.length], s, "gamma"),
-    ctx.upload(beta, [beta.length], s, "beta"),
-  ];
+  const t = uploadInputs(ctx, s, { ...inputs });
   const out = ctx.allocate([shape.rows, shape.channels], s, "layernorm output");
-  ctx.dispatch([kernel.launch([...t.map((x) => x.buffer), out.buffer])]);
-  return finish(ctx, out, t, referenceLayerNorm(shape, { x, gamma, beta }, s));
+  ctx.dispatch([kernel.launch([t.x.buffer, t.gamma.buffer, t.beta.buffer, out.buffer])]);
+  return readAndCompare(ctx, out, t, referenceLayerNorm(shape, inputs, s));
 }
 
 export async function checkElementwise(
@@ -143,9 +124,9 @@ export async function checkElementwise(
   const a = randomValues(n, seed, s).map((v) => v * 4);
   const b = isBinary(op) ? randomValues(n, seed + 1, s) : undefined;
   const kernel = await prepareElementwise(ctx, variant, op, n);
-  const t = [ctx.upload(a, [n], s, "a"), ...(b ? [ctx.upload(b, [n], s, "b")] : [])];
-  const out = runSimple(ctx, kernel, t, [n], s);
-  return finish(ctx, out, t, referenceElementwise(op, a, b, s));
+  const t = uploadInputs(ctx, s, { a, b });
+  const out = runSimple(ctx, kernel, t.b ? [t.a, t.b] : [t.a], [n], s);
+  return readAndCompare(ctx, out, t, referenceElementwise(op, a, b, s));
 }
 
 export async function checkUpsample(
@@ -157,15 +138,10 @@ export async function checkUpsample(
   const s = variant.storage;
   const x = randomValues(shape.batch * shape.height * shape.width * shape.channels, seed, s);
   const kernel = await prepareUpsample2x(ctx, variant, shape);
-  const t = [ctx.upload(x, [x.length], s, "x")];
-  const out = runSimple(
-    ctx,
-    kernel,
-    t,
-    [shape.batch, 2 * shape.height, 2 * shape.width, shape.channels],
-    s,
-  );
-  return finish(ctx, out, t, referenceUpsample2x(shape, x));
+  const t = uploadInputs(ctx, s, { x });
+  const outShape = [shape.batch, 2 * shape.height, 2 * shape.width, shape.channels];
+  const out = runSimple(ctx, kernel, [t.x], outShape, s);
+  return readAndCompare(ctx, out, t, referenceUpsample2x(shape, x));
 }
 
 export interface TimestepCase {
@@ -190,12 +166,12 @@ export async function checkTimestep(
     c.flipSinToCos,
     c.freqShift,
   );
-  const input = ctx.upload(t, [t.length], "f32", "t");
-  const out = runSimple(ctx, kernel, [input], [t.length, c.dim], s);
-  return finish(
+  const inputs = uploadInputs(ctx, "f32", { t });
+  const out = runSimple(ctx, kernel, [inputs.t], [t.length, c.dim], s);
+  return readAndCompare(
     ctx,
     out,
-    [input],
+    inputs,
     referenceTimestepEmbedding(
       t,
       timestepFrequencies(c.dim, c.freqShift),
