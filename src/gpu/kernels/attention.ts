@@ -25,7 +25,7 @@
  * matrix work for the SD 1.x head).
  * Launch: ceil(Nq / rowsPerWorkgroup) x (B * H) workgroups.
  */
-import type { GpuContext, GpuTensor, KernelLaunch } from "../context.js";
+import { expectTensor, type GpuContext, type GpuTensor, type KernelLaunch } from "../context.js";
 import type { KernelVariant } from "../variants.js";
 import {
   checkPositiveSizes,
@@ -576,15 +576,6 @@ export async function prepareAttention(
   };
 }
 
-function expectTensor(t: GpuTensor, elements: number, name: string, k: AttentionKernel): void {
-  if (t.size !== elements)
-    throw new Error(`${k.label}: ${name} has ${t.size} elements, expected ${elements}`);
-  if (t.storage !== k.variant.storage)
-    throw new Error(
-      `${k.label}: ${name} is stored as ${t.storage}, the kernel reads ${k.variant.storage}`,
-    );
-}
-
 /** Runs a prepared attention kernel into a new tensor (B, Nq, H d). */
 export function runAttention(
   ctx: GpuContext,
@@ -593,9 +584,9 @@ export function runAttention(
 ): GpuTensor {
   const s = kernel.shape;
   const hd = s.heads * s.headDim;
-  expectTensor(inputs.q, s.batch * s.queries * hd, "q", kernel);
-  expectTensor(inputs.k, s.batch * s.kvTokens * hd, "k", kernel);
-  expectTensor(inputs.v, s.batch * s.kvTokens * hd, "v", kernel);
+  expectTensor(kernel.label, inputs.q, s.batch * s.queries * hd, kernel.variant.storage, "q");
+  expectTensor(kernel.label, inputs.k, s.batch * s.kvTokens * hd, kernel.variant.storage, "k");
+  expectTensor(kernel.label, inputs.v, s.batch * s.kvTokens * hd, kernel.variant.storage, "v");
   const out = ctx.allocate([s.batch, s.queries, hd], kernel.variant.storage, "attention output");
   ctx.dispatch([kernel.launch([inputs.q.buffer, inputs.k.buffer, inputs.v.buffer, out.buffer])]);
   return out;

@@ -16,8 +16,13 @@ import type { GpuContext, GpuTensor } from "../context.js";
 import type { ConvShape } from "../types.js";
 import type { KernelVariant } from "../variants.js";
 import { u32Literal as u } from "../wgsl.js";
-import { expectSize } from "./gemm.js";
-import { defaultTiling, MatmulKernel, tilingName } from "./matmul-kernel.js";
+import {
+  defaultTiling,
+  epilogueBuffers,
+  expectSize,
+  MatmulKernel,
+  matmulSpec,
+} from "./matmul-kernel.js";
 import type { MatmulSpec, OperandA, Tiling } from "./matmul-wgsl.js";
 
 /**
@@ -102,28 +107,16 @@ export function convSpec(
       `conv2d: a ${shape.height}x${shape.width} map is smaller than the ${shape.kernel}x${shape.kernel} kernel`,
     );
   const tiling = options.tiling ?? defaultTiling(variant);
-  const parts = [
-    `conv${shape.kernel}x${shape.kernel}/${shape.stride} ${shape.batch}x${shape.height}x${shape.width}x${shape.inChannels}->${shape.outChannels}`,
-    variant.storage,
-    variant.path,
-    tilingName(tiling),
-    options.bias ? "bias" : "",
-    options.residual ? "residual" : "",
-  ];
-  return {
-    label: parts.filter(Boolean).join(" "),
-    variant,
-    tiling,
+  const head = `conv${shape.kernel}x${shape.kernel}/${shape.stride} ${shape.batch}x${shape.height}x${shape.width}x${shape.inChannels}->${shape.outChannels}`;
+  return matmulSpec(head, variant, tiling, options, {
     batch: 1,
     m: shape.batch * out.height * out.width,
     n: shape.outChannels,
     k: shape.kernel * shape.kernel * shape.inChannels,
     a: imageOperand(shape),
     bBatchStride: 0,
-    bias: options.bias ?? false,
     epilogue: "none",
-    residual: options.residual ?? false,
-  };
+  });
 }
 
 export function prepareConv(
@@ -161,20 +154,12 @@ export function runConv(
   const out = convOutputSize(shape);
   expectSize(inputs.x, shape.batch * shape.height * shape.width * shape.inChannels, "input", spec);
   expectSize(inputs.w, spec.k * spec.n, "weights", spec);
-  if (spec.bias !== (inputs.bias !== undefined))
-    throw new Error(`${spec.label}: bias ${spec.bias ? "missing" : "not expected"}`);
-  if (inputs.bias) expectSize(inputs.bias, spec.n, "bias", spec);
-  if (spec.residual !== (inputs.residual !== undefined))
-    throw new Error(`${spec.label}: residual ${spec.residual ? "missing" : "not expected"}`);
-  if (inputs.residual) expectSize(inputs.residual, spec.m * spec.n, "residual", spec);
+  const epilogue = epilogueBuffers(spec, inputs, spec.n);
   const y = ctx.allocate(
     [shape.batch, out.height, out.width, shape.outChannels],
     spec.variant.storage,
     "conv output",
   );
-  const buffers = [inputs.x.buffer, inputs.w.buffer, y.buffer];
-  if (inputs.bias) buffers.push(inputs.bias.buffer);
-  if (inputs.residual) buffers.push(inputs.residual.buffer);
-  ctx.dispatch([kernel.launch(buffers)]);
+  ctx.dispatch([kernel.launch([inputs.x.buffer, inputs.w.buffer, y.buffer, ...epilogue])]);
   return y;
 }

@@ -2,7 +2,7 @@
  * A compiled matmul kernel (GEMM or convolution): its spec, pipeline and grid, ready to launch
  * on buffers. Shared by gemm.ts and conv2d.ts.
  */
-import type { GpuContext, KernelLaunch } from "../context.js";
+import { expectTensor, type GpuContext, type GpuTensor, type KernelLaunch } from "../context.js";
 import type { KernelVariant } from "../variants.js";
 import { MATRIX_SPELLINGS } from "../wgsl.js";
 import {
@@ -66,6 +66,72 @@ export function tilingName(tiling: Tiling): string {
   return tiling.kind === "portable"
     ? `${tiling.tileM}x${tiling.tileN}x${tiling.tileK}/${tiling.threadM}x${tiling.threadN}`
     : `${tiling.tileM}x${tiling.tileN}x${tiling.tileK}/${tiling.subgroupsM}x${tiling.subgroupsN}sg/p${tiling.pad}${tiling.ablation ? ` ablation:${tiling.ablation}` : ""}`;
+}
+
+/**
+ * A matmul spec from what the operation decides (its sizes, A's addressing, B's batch stride and
+ * the epilogue) and what the caller asks (tiling, bias, residual). The label reads `head` (the
+ * operation and its sizes), then the variant, the tiling, the epilogue and the options.
+ */
+export function matmulSpec(
+  head: string,
+  variant: KernelVariant,
+  tiling: Tiling,
+  options: { readonly bias?: boolean; readonly residual?: boolean },
+  operation: Pick<MatmulSpec, "batch" | "m" | "n" | "k" | "a" | "bBatchStride" | "epilogue">,
+): MatmulSpec {
+  const label = [
+    head,
+    variant.storage,
+    variant.path,
+    tilingName(tiling),
+    operation.epilogue === "none" ? "" : operation.epilogue,
+    options.bias ? "bias" : "",
+    options.residual ? "residual" : "",
+  ];
+  return {
+    label: label.filter(Boolean).join(" "),
+    variant,
+    tiling,
+    ...operation,
+    bias: options.bias ?? false,
+    residual: options.residual ?? false,
+  };
+}
+
+/** Checks a tensor handed to a matmul kernel: its size and the storage type the kernel reads. */
+export function expectSize(
+  tensor: GpuTensor,
+  elements: number,
+  name: string,
+  spec: MatmulSpec,
+): void {
+  expectTensor(spec.label, tensor, elements, spec.variant.storage, name);
+}
+
+/**
+ * The buffers of the optional bias (`biasSize` values) and residual (the output's size), each
+ * checked to be there exactly when the spec asks for it, in the kernel's binding order.
+ */
+export function epilogueBuffers(
+  spec: MatmulSpec,
+  inputs: { readonly bias?: GpuTensor; readonly residual?: GpuTensor },
+  biasSize: number,
+): GPUBuffer[] {
+  const buffers: GPUBuffer[] = [];
+  if (spec.bias !== (inputs.bias !== undefined))
+    throw new Error(`${spec.label}: bias ${spec.bias ? "missing" : "not expected"}`);
+  if (inputs.bias) {
+    expectSize(inputs.bias, biasSize, "bias", spec);
+    buffers.push(inputs.bias.buffer);
+  }
+  if (spec.residual !== (inputs.residual !== undefined))
+    throw new Error(`${spec.label}: residual ${spec.residual ? "missing" : "not expected"}`);
+  if (inputs.residual) {
+    expectSize(inputs.residual, spec.batch * spec.m * spec.n, "residual", spec);
+    buffers.push(inputs.residual.buffer);
+  }
+  return buffers;
 }
 
 export class MatmulKernel {

@@ -16,7 +16,7 @@
  * workgroup of 64 threads per row, the row held in registers, mean first and then the variance
  * of the deviations (two passes over registers, no cancellation).
  */
-import type { GpuContext, GpuTensor, KernelLaunch } from "../context.js";
+import { expectTensor, type GpuContext, type GpuTensor, type KernelLaunch } from "../context.js";
 import type { KernelVariant } from "../variants.js";
 import { checkPositiveSizes, storagePreamble, u32Literal as u } from "../wgsl.js";
 import { grid1d, WORKGROUP } from "./elementwise.js";
@@ -207,12 +207,8 @@ export function runGroupNorm(
 ): GpuTensor {
   const s = kernel.shape;
   const storage = kernel.variant.storage;
-  const expect = (t: GpuTensor, n: number, name: string) => {
-    if (t.size !== n || t.storage !== storage)
-      throw new Error(
-        `${kernel.label}: ${name} is ${t.size} ${t.storage} values, expected ${n} ${storage}`,
-      );
-  };
+  const expect = (t: GpuTensor, n: number, name: string) =>
+    expectTensor(kernel.label, t, n, storage, name);
   expect(inputs.x, s.batch * s.pixels * s.channels, "x");
   expect(inputs.gamma, s.channels, "gamma");
   expect(inputs.beta, s.channels, "beta");
