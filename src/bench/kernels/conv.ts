@@ -67,9 +67,8 @@ function convCase(imageSize: number, shape: ConvShape): KernelBenchCase {
 export const CONV_BENCH: KernelBench = {
   family: "conv",
   ortOp: "Conv",
-  cases(sizes) {
-    const cases: KernelBenchCase[] = [];
-    for (const size of sizes) {
+  cases: (sizes) =>
+    sizes.flatMap((size) => {
       const latent = size / 8;
       const conv = (h: number, cin: number, cout: number, stride = 1) =>
         convCase(
@@ -80,14 +79,12 @@ export const CONV_BENCH: KernelBench = {
             stride,
           ),
         );
-      cases.push(
+      return [
         conv(latent, 320, 320),
         conv(latent / 2, 640, 640),
         conv(latent / 4, 1280, 1280),
         conv(latent, 320, 320, 2),
-      );
-    }
-    return cases;
-  },
+      ];
+    }),
   tilings: matmulTilings,
 };
