@@ -16,13 +16,7 @@ import type { GpuContext, GpuTensor } from "../context.js";
 import type { ConvShape } from "../types.js";
 import type { KernelVariant } from "../variants.js";
 import { u32Literal as u } from "../wgsl.js";
-import {
-  defaultTiling,
-  epilogueBuffers,
-  expectSize,
-  MatmulKernel,
-  matmulSpec,
-} from "./matmul-kernel.js";
+import { defaultTiling, MatmulKernel, matmulSpec, runMatmul } from "./matmul-kernel.js";
 import type { MatmulSpec, OperandA, Tiling } from "./matmul-wgsl.js";
 
 /**
@@ -152,14 +146,17 @@ export function runConv(
 ): GpuTensor {
   const { spec } = kernel;
   const out = convOutputSize(shape);
-  expectSize(inputs.x, shape.batch * shape.height * shape.width * shape.inChannels, "input", spec);
-  expectSize(inputs.w, spec.k * spec.n, "weights", spec);
-  const epilogue = epilogueBuffers(spec, inputs, spec.n);
-  const y = ctx.allocate(
-    [shape.batch, out.height, out.width, shape.outChannels],
-    spec.variant.storage,
-    "conv output",
-  );
-  ctx.dispatch([kernel.launch([inputs.x.buffer, inputs.w.buffer, y.buffer, ...epilogue])]);
-  return y;
+  return runMatmul(ctx, kernel, {
+    a: {
+      tensor: inputs.x,
+      size: shape.batch * shape.height * shape.width * shape.inChannels,
+      name: "input",
+    },
+    b: { tensor: inputs.w, size: spec.k * spec.n, name: "weights" },
+    bias: inputs.bias,
+    biasSize: spec.n,
+    residual: inputs.residual,
+    outShape: [shape.batch, out.height, out.width, shape.outChannels],
+    outLabel: "conv output",
+  });
 }

@@ -13,13 +13,7 @@
 import type { GpuContext, GpuTensor } from "../context.js";
 import type { KernelVariant } from "../variants.js";
 import { checkPositiveSizes, u32Literal as u } from "../wgsl.js";
-import {
-  defaultTiling,
-  epilogueBuffers,
-  expectSize,
-  MatmulKernel,
-  matmulSpec,
-} from "./matmul-kernel.js";
+import { defaultTiling, MatmulKernel, matmulSpec, runMatmul } from "./matmul-kernel.js";
 import type { Epilogue, MatmulSpec, OperandA, Tiling } from "./matmul-wgsl.js";
 
 export interface GemmShape {
@@ -109,10 +103,17 @@ export interface GemmInputs {
 export function runGemm(ctx: GpuContext, kernel: MatmulKernel, inputs: GemmInputs): GpuTensor {
   const { spec } = kernel;
   const bCols = spec.epilogue === "geglu" ? 2 * spec.n : spec.n;
-  expectSize(inputs.a, spec.batch * spec.m * spec.k, "A", spec);
-  expectSize(inputs.b, (spec.bBatchStride === 0 ? 1 : spec.batch) * spec.k * bCols, "B", spec);
-  const epilogue = epilogueBuffers(spec, inputs, bCols);
-  const c = ctx.allocate([spec.batch, spec.m, spec.n], spec.variant.storage, "gemm output");
-  ctx.dispatch([kernel.launch([inputs.a.buffer, inputs.b.buffer, c.buffer, ...epilogue])]);
-  return c;
+  return runMatmul(ctx, kernel, {
+    a: { tensor: inputs.a, size: spec.batch * spec.m * spec.k, name: "A" },
+    b: {
+      tensor: inputs.b,
+      size: (spec.bBatchStride === 0 ? 1 : spec.batch) * spec.k * bCols,
+      name: "B",
+    },
+    bias: inputs.bias,
+    biasSize: bCols,
+    residual: inputs.residual,
+    outShape: [spec.batch, spec.m, spec.n],
+    outLabel: "gemm output",
+  });
 }

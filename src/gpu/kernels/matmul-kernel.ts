@@ -99,39 +99,49 @@ export function matmulSpec(
   };
 }
 
-/** Checks a tensor handed to a matmul kernel: its size and the storage type the kernel reads. */
-export function expectSize(
-  tensor: GpuTensor,
-  elements: number,
-  name: string,
-  spec: MatmulSpec,
-): void {
-  expectTensor(spec.label, tensor, elements, spec.variant.storage, name);
+/** An operand as handed to a matmul kernel, with the element count the kernel reads. */
+export interface MatmulOperand {
+  readonly tensor: GpuTensor;
+  readonly size: number;
+  /** Its name in errors. */
+  readonly name: string;
+}
+
+/** One run of a matmul kernel: its operands and the output tensor to make. */
+export interface MatmulRun {
+  readonly a: MatmulOperand;
+  readonly b: MatmulOperand;
+  /** Present exactly when the spec asks for them; the residual has the output's size. */
+  readonly bias?: GpuTensor;
+  readonly biasSize: number;
+  readonly residual?: GpuTensor;
+  readonly outShape: readonly number[];
+  readonly outLabel: string;
 }
 
 /**
- * The buffers of the optional bias (`biasSize` values) and residual (the output's size), each
- * checked to be there exactly when the spec asks for it, in the kernel's binding order.
+ * Runs a prepared matmul kernel into a new output tensor, after checking every operand's size
+ * and storage type (launching on a wrong buffer would read garbage, not fail).
  */
-export function epilogueBuffers(
-  spec: MatmulSpec,
-  inputs: { readonly bias?: GpuTensor; readonly residual?: GpuTensor },
-  biasSize: number,
-): GPUBuffer[] {
-  const buffers: GPUBuffer[] = [];
-  if (spec.bias !== (inputs.bias !== undefined))
+export function runMatmul(ctx: GpuContext, kernel: MatmulKernel, run: MatmulRun): GpuTensor {
+  const { spec } = kernel;
+  const expect = (tensor: GpuTensor, size: number, name: string) =>
+    expectTensor(spec.label, tensor, size, spec.variant.storage, name);
+  expect(run.a.tensor, run.a.size, run.a.name);
+  expect(run.b.tensor, run.b.size, run.b.name);
+  const buffers = [run.a.tensor.buffer, run.b.tensor.buffer];
+  if (spec.bias !== (run.bias !== undefined))
     throw new Error(`${spec.label}: bias ${spec.bias ? "missing" : "not expected"}`);
-  if (inputs.bias) {
-    expectSize(inputs.bias, biasSize, "bias", spec);
-    buffers.push(inputs.bias.buffer);
-  }
-  if (spec.residual !== (inputs.residual !== undefined))
+  if (run.bias) expect(run.bias, run.biasSize, "bias");
+  if (spec.residual !== (run.residual !== undefined))
     throw new Error(`${spec.label}: residual ${spec.residual ? "missing" : "not expected"}`);
-  if (inputs.residual) {
-    expectSize(inputs.residual, spec.batch * spec.m * spec.n, "residual", spec);
-    buffers.push(inputs.residual.buffer);
-  }
-  return buffers;
+  if (run.residual) expect(run.residual, spec.batch * spec.m * spec.n, "residual");
+  const out = ctx.allocate(run.outShape, spec.variant.storage, run.outLabel);
+  buffers.push(out.buffer);
+  if (run.bias) buffers.push(run.bias.buffer);
+  if (run.residual) buffers.push(run.residual.buffer);
+  ctx.dispatch([kernel.launch(buffers)]);
+  return out;
 }
 
 export class MatmulKernel {
