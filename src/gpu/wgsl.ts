@@ -17,6 +17,16 @@ export function storagePreamble(storage: StorageType, extensions: readonly strin
     .join("\n");
 }
 
+/**
+ * Throws `<label>: <name> must be a positive integer` for the first size that is not one: every
+ * kernel generator checks its shape with this before it writes a literal from it.
+ */
+export function checkPositiveSizes(label: string, sizes: Record<string, number>): void {
+  for (const [name, value] of Object.entries(sizes))
+    if (!Number.isInteger(value) || value < 1)
+      throw new Error(`${label}: ${name} must be a positive integer, got ${value}`);
+}
+
 /** A WGSL unsigned literal. */
 export function u32Literal(value: number): string {
   if (!Number.isInteger(value) || value < 0 || value > 0xffffffff)

@@ -9,9 +9,7 @@ import { SchedulerBase } from "./base.js";
 import type { CommonDefaults, PredictionType } from "./config.js";
 import { scheduleFields, sigmaRampFields } from "./config.js";
 import {
-  karrasSigmas,
   type NoiseScheduleOptions,
-  roundHalfEven,
   spacedTimesteps,
   type TimestepSpacing,
 } from "./noise-schedule.js";
@@ -99,16 +97,13 @@ export abstract class SigmaScheduler<C extends SigmaSamplerOptions> extends Sche
     if (c.use_karras_sigmas !== true) {
       return { timesteps: timesteps.map(f32), sigmas: timesteps.map((t) => schedule.sigmaAt(t)) };
     }
-    const sigmas = karrasSigmas(
+    const karras = schedule.karrasPlan(
       sigmaMin ?? schedule.sigmaAt(timesteps[timesteps.length - 1]),
       sigmaMax ?? schedule.sigmaAt(timesteps[0]),
       steps,
+      roundKarrasTimesteps,
     );
-    const karrasTimesteps = sigmas.map((s) => {
-      const t = schedule.timestepForSigma(s);
-      return f32(roundKarrasTimesteps ? roundHalfEven(t) : t);
-    });
-    return { timesteps: karrasTimesteps, sigmas };
+    return { timesteps: karras.timesteps.map(f32), sigmas: karras.sigmas };
   }
 }
 

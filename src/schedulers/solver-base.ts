@@ -19,9 +19,7 @@ import {
   trainingFields,
 } from "./config.js";
 import {
-  karrasSigmas,
   type NoiseScheduleOptions,
-  roundHalfEven,
   spacedTimesteps,
   type TimestepSpacing,
 } from "./noise-schedule.js";
@@ -144,8 +142,8 @@ export abstract class SolverScheduler<C extends SolverOptions> extends Scheduler
     );
     let sigmas: number[];
     if (c.use_karras_sigmas) {
-      sigmas = karrasSigmas(schedule.sigmas[0], schedule.sigmas[schedule.trainSteps - 1], steps);
-      timesteps = sigmas.map((s) => roundHalfEven(schedule.timestepForSigma(s)));
+      const last = schedule.sigmas[schedule.trainSteps - 1];
+      ({ timesteps, sigmas } = schedule.karrasPlan(schedule.sigmas[0], last, steps, true));
     } else {
       sigmas = timesteps.map((t) => schedule.sigmaAt(t));
     }

@@ -7,6 +7,7 @@
  * upsampling against Resize.
  */
 import { randomValues } from "../../gpu/check.js";
+import type { GpuContext, GpuTensor } from "../../gpu/context.js";
 import {
   type ElementwiseOp,
   isBinary,
@@ -23,6 +24,21 @@ import { prepared } from "./prepared.js";
 import type { KernelBench, KernelBenchCase } from "./types.js";
 
 const F16 = 2;
+
+/** A norm's input x (`count` values), gamma and beta (`channels` each) and its output. */
+function normTensors(
+  ctx: GpuContext,
+  count: number,
+  channels: number,
+  s: StorageType,
+): GpuTensor[] {
+  return [
+    ctx.upload(randomValues(count, 1, s), [count], s),
+    ctx.upload(randomValues(channels, 2, s), [channels], s),
+    ctx.upload(randomValues(channels, 3, s), [channels], s),
+    ctx.allocate([count], s),
+  ];
+}
 
 function graph(storage: StorageType): { g: GraphBuilder; bias: Value } {
   const g = new GraphBuilder(storage === "f16" ? "float16" : "float32");
@@ -42,10 +58,7 @@ function groupNormCase(imageSize: number, side: number, channels: number): Kerne
       const kernel = await prepareGroupNorm(ctx, variant, shape);
       const s = variant.storage;
       const t = [
-        ctx.upload(randomValues(count, 1, s), [count], s),
-        ctx.upload(randomValues(channels, 2, s), [channels], s),
-        ctx.upload(randomValues(channels, 3, s), [channels], s),
-        ctx.allocate([count], s),
+        ...normTensors(ctx, count, channels, s),
         ctx.allocate([2, kernel.slices, channels, 2], "f32"),
         ctx.allocate([2, 32, 2], "f32"),
       ];
@@ -106,12 +119,7 @@ function layerNormCase(imageSize: number, rows: number, channels: number): Kerne
     async prepare(ctx, variant) {
       const kernel = await prepareLayerNorm(ctx, variant, { rows, channels, eps: 1e-5 });
       const s = variant.storage;
-      const t = [
-        ctx.upload(randomValues(count, 1, s), [count], s),
-        ctx.upload(randomValues(channels, 2, s), [channels], s),
-        ctx.upload(randomValues(channels, 3, s), [channels], s),
-        ctx.allocate([count], s),
-      ];
+      const t = normTensors(ctx, count, channels, s);
       return prepared(ctx, [kernel.launch(t.map((x) => x.buffer))], t, s);
     },
     ort: {

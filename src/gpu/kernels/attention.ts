@@ -25,9 +25,10 @@
  * matrix work for the SD 1.x head).
  * Launch: ceil(Nq / rowsPerWorkgroup) x (B * H) workgroups.
  */
-import type { GpuContext, GpuTensor, KernelLaunch } from "../context.js";
+import { expectTensor, type GpuContext, type GpuTensor, type KernelLaunch } from "../context.js";
 import type { KernelVariant } from "../variants.js";
 import {
+  checkPositiveSizes,
   MATRIX_SPELLINGS,
   type MatrixSpelling,
   matrixLoad,
@@ -99,15 +100,13 @@ export function attentionFlops(shape: AttentionShape): number {
 }
 
 function validate(shape: AttentionShape): void {
-  for (const [name, value] of Object.entries({
+  checkPositiveSizes("attention", {
     batch: shape.batch,
     queries: shape.queries,
     heads: shape.heads,
     headDim: shape.headDim,
     kvTokens: shape.kvTokens,
-  }))
-    if (!Number.isInteger(value) || value < 1)
-      throw new Error(`attention: ${name} must be a positive integer, got ${value}`);
+  });
   if (shape.headDim % 4 !== 0)
     throw new Error(`attention: head dim ${shape.headDim} is not a multiple of 4`);
   const g = shape.keyGrid;
@@ -578,15 +577,6 @@ export async function prepareAttention(
   };
 }
 
-function expectTensor(t: GpuTensor, elements: number, name: string, k: AttentionKernel): void {
-  if (t.size !== elements)
-    throw new Error(`${k.label}: ${name} has ${t.size} elements, expected ${elements}`);
-  if (t.storage !== k.variant.storage)
-    throw new Error(
-      `${k.label}: ${name} is stored as ${t.storage}, the kernel reads ${k.variant.storage}`,
-    );
-}
-
 /** Runs a prepared attention kernel into a new tensor (B, Nq, H d). */
 export function runAttention(
   ctx: GpuContext,
@@ -595,9 +585,9 @@ export function runAttention(
 ): GpuTensor {
   const s = kernel.shape;
   const hd = s.heads * s.headDim;
-  expectTensor(inputs.q, s.batch * s.queries * hd, "q", kernel);
-  expectTensor(inputs.k, s.batch * s.kvTokens * hd, "k", kernel);
-  expectTensor(inputs.v, s.batch * s.kvTokens * hd, "v", kernel);
+  expectTensor(kernel.label, inputs.q, s.batch * s.queries * hd, kernel.variant.storage, "q");
+  expectTensor(kernel.label, inputs.k, s.batch * s.kvTokens * hd, kernel.variant.storage, "k");
+  expectTensor(kernel.label, inputs.v, s.batch * s.kvTokens * hd, kernel.variant.storage, "v");
   const out = ctx.allocate([s.batch, s.queries, hd], kernel.variant.storage, "attention output");
   ctx.dispatch([kernel.launch([inputs.q.buffer, inputs.k.buffer, inputs.v.buffer, out.buffer])]);
   return out;

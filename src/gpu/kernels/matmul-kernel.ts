@@ -2,7 +2,7 @@
  * A compiled matmul kernel (GEMM or convolution): its spec, pipeline and grid, ready to launch
  * on buffers. Shared by gemm.ts and conv2d.ts.
  */
-import type { GpuContext, KernelLaunch } from "../context.js";
+import { expectTensor, type GpuContext, type GpuTensor, type KernelLaunch } from "../context.js";
 import type { KernelVariant } from "../variants.js";
 import { MATRIX_SPELLINGS } from "../wgsl.js";
 import {
@@ -66,6 +66,82 @@ export function tilingName(tiling: Tiling): string {
   return tiling.kind === "portable"
     ? `${tiling.tileM}x${tiling.tileN}x${tiling.tileK}/${tiling.threadM}x${tiling.threadN}`
     : `${tiling.tileM}x${tiling.tileN}x${tiling.tileK}/${tiling.subgroupsM}x${tiling.subgroupsN}sg/p${tiling.pad}${tiling.ablation ? ` ablation:${tiling.ablation}` : ""}`;
+}
+
+/**
+ * A matmul spec from what the operation decides (its sizes, A's addressing, B's batch stride and
+ * the epilogue) and what the caller asks (tiling, bias, residual). The label reads `head` (the
+ * operation and its sizes), then the variant, the tiling, the epilogue and the options.
+ */
+export function matmulSpec(
+  head: string,
+  variant: KernelVariant,
+  tiling: Tiling,
+  options: { readonly bias?: boolean; readonly residual?: boolean },
+  operation: Pick<MatmulSpec, "batch" | "m" | "n" | "k" | "a" | "bBatchStride" | "epilogue">,
+): MatmulSpec {
+  const label = [
+    head,
+    variant.storage,
+    variant.path,
+    tilingName(tiling),
+    operation.epilogue === "none" ? "" : operation.epilogue,
+    options.bias ? "bias" : "",
+    options.residual ? "residual" : "",
+  ];
+  return {
+    label: label.filter(Boolean).join(" "),
+    variant,
+    tiling,
+    ...operation,
+    bias: options.bias ?? false,
+    residual: options.residual ?? false,
+  };
+}
+
+/** An operand as handed to a matmul kernel, with the element count the kernel reads. */
+export interface MatmulOperand {
+  readonly tensor: GpuTensor;
+  readonly size: number;
+  /** Its name in errors. */
+  readonly name: string;
+}
+
+/** One run of a matmul kernel: its operands and the output tensor to make. */
+export interface MatmulRun {
+  readonly a: MatmulOperand;
+  readonly b: MatmulOperand;
+  /** Present exactly when the spec asks for them; the residual has the output's size. */
+  readonly bias?: GpuTensor;
+  readonly biasSize: number;
+  readonly residual?: GpuTensor;
+  readonly outShape: readonly number[];
+  readonly outLabel: string;
+}
+
+/**
+ * Runs a prepared matmul kernel into a new output tensor, after checking every operand's size
+ * and storage type (launching on a wrong buffer would read garbage, not fail).
+ */
+export function runMatmul(ctx: GpuContext, kernel: MatmulKernel, run: MatmulRun): GpuTensor {
+  const { spec } = kernel;
+  const expect = (tensor: GpuTensor, size: number, name: string) =>
+    expectTensor(spec.label, tensor, size, spec.variant.storage, name);
+  expect(run.a.tensor, run.a.size, run.a.name);
+  expect(run.b.tensor, run.b.size, run.b.name);
+  const buffers = [run.a.tensor.buffer, run.b.tensor.buffer];
+  if (spec.bias !== (run.bias !== undefined))
+    throw new Error(`${spec.label}: bias ${spec.bias ? "missing" : "not expected"}`);
+  if (run.bias) expect(run.bias, run.biasSize, "bias");
+  if (spec.residual !== (run.residual !== undefined))
+    throw new Error(`${spec.label}: residual ${spec.residual ? "missing" : "not expected"}`);
+  if (run.residual) expect(run.residual, spec.batch * spec.m * spec.n, "residual");
+  const out = ctx.allocate(run.outShape, spec.variant.storage, run.outLabel);
+  buffers.push(out.buffer);
+  if (run.bias) buffers.push(run.bias.buffer);
+  if (run.residual) buffers.push(run.residual.buffer);
+  ctx.dispatch([kernel.launch(buffers)]);
+  return out;
 }
 
 export class MatmulKernel {
