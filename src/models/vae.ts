@@ -23,6 +23,7 @@ import {
   buildMetadata,
   conv2d,
   downsample,
+  featureMapDims,
   groupNorm,
   type LayerContext,
   linear,
@@ -58,12 +59,7 @@ export function buildVaeDecoder(
   const L = config.latentChannels;
   const levels = config.blockOutChannels;
   const groups = config.normNumGroups;
-  const latents = g.input(VAE_DECODER_IO.input, "float32", [
-    "batch",
-    L,
-    "latent_height",
-    "latent_width",
-  ]);
+  const latents = g.input(VAE_DECODER_IO.input, "float32", featureMapDims(L, "latent"));
 
   let z = g.castToFloat(latents); // (B, L, h, w)
   if (config.usePostQuantConv) {
@@ -98,12 +94,8 @@ export function buildVaeDecoder(
     outChannels: config.outChannels,
     kernel: 3,
   }); // (B, 3, H, W)
-  g.output(g.cast(h, "float32"), VAE_DECODER_IO.output, "float32", [
-    "batch",
-    config.outChannels,
-    "height",
-    "width",
-  ]);
+  const imageDims = featureMapDims(config.outChannels, "image");
+  g.output(g.cast(h, "float32"), VAE_DECODER_IO.output, "float32", imageDims);
   tracker.assertAllUsed();
   return { builder: g, metadata: buildMetadata("vae_decoder", dtype, ctx) };
 }
@@ -118,12 +110,11 @@ export function buildVaeEncoder(
   const L = config.latentChannels;
   const levels = config.blockOutChannels;
   const groups = config.normNumGroups;
-  const image = g.input(VAE_ENCODER_IO.input, "float32", [
-    "batch",
-    config.inChannels,
-    "height",
-    "width",
-  ]);
+  const image = g.input(
+    VAE_ENCODER_IO.input,
+    "float32",
+    featureMapDims(config.inChannels, "image"),
+  );
 
   let width = levels[0];
   let h = conv2d(ctx, "encoder.conv_in", g.castToFloat(image), {
@@ -171,7 +162,7 @@ export function buildVaeEncoder(
     g.float(LOGVAR_MIN, undefined, "float32"),
     g.float(LOGVAR_MAX, undefined, "float32"),
   ]);
-  const latentDims = ["batch", L, "latent_height", "latent_width"];
+  const latentDims = featureMapDims(L, "latent");
   g.output(g.cast(mean, "float32"), VAE_ENCODER_IO.mean, "float32", latentDims);
   g.output(clamped, VAE_ENCODER_IO.logvar, "float32", latentDims);
   tracker.assertAllUsed();
