@@ -187,7 +187,7 @@ export {
   resolveReduction,
   settingsFromReferenceArgs,
 } from "./reduce/index.js";
-export { deviceUnavailable } from "./runtime/device-check.js";
+export { deviceUnavailable, deviceUnavailableProbed } from "./runtime/device-check.js";
 export { DEVICES, type Device, parseDevice } from "./runtime/devices.js";
 export { type ProfileSummary, summariseProfile } from "./runtime/profile.js";
 export {
