@@ -205,6 +205,15 @@ export class SafetensorsFile {
     return this.source.read(this.dataStart + info.begin, info.end - info.begin);
   }
 
+  /** An F16 tensor's stored bits, without conversion; undefined for any other dtype. */
+  readFloat16Bits(name: string): Uint16Array | undefined {
+    if (this.info(name).dtype !== "F16") return undefined;
+    let bytes = this.readBytes(name);
+    // A Uint16Array view needs an even byte offset; an odd one is copied.
+    if (bytes.byteOffset % 2 !== 0) bytes = bytes.slice();
+    return new Uint16Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 2);
+  }
+
   /** One floating-point tensor upcast to float32. */
   readFloat32(name: string): Float32Array {
     const info = this.info(name);
