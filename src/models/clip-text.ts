@@ -115,7 +115,7 @@ export function buildClipTextEncoder(
 ): GraphBuilder {
   const g = new GraphBuilder(options.dtype ?? "float32");
   const tracker = new WeightTracker(weights);
-  const params = new ParameterLoader(g, tracker);
+  const params = new ParameterLoader(g, tracker, config);
   const layers = config.numHiddenLayers;
   const hidden = config.hiddenSize;
   const projection = hasProjection(config, weights, options);
@@ -159,7 +159,7 @@ export function buildClipTextEncoder(
       params.skip(prefix, layerParameterShapes(config));
       continue;
     }
-    x = g.scope(`layers.${i}`, () => encoderLayer(g, params, config, prefix, x, mask));
+    x = g.scope(`layers.${i}`, () => encoderLayer(params, prefix, x, mask));
     states.push(x);
   }
 
@@ -256,47 +256,32 @@ function causalMask(g: GraphBuilder, positions: Value): Value {
 }
 
 /** One pre-norm transformer layer; `x` is (B, S, C). */
-function encoderLayer(
-  g: GraphBuilder,
-  params: ParameterLoader,
-  config: ClipTextConfig,
-  prefix: string,
-  x: Value,
-  mask: Value,
-): Value {
+function encoderLayer(params: ParameterLoader, prefix: string, x: Value, mask: Value): Value {
+  const { g, config } = params;
   const C = config.hiddenSize;
   const F = config.intermediateSize;
   const eps = config.layerNormEps;
-  const norm1 = params.layerNorm(g, `${prefix}.layer_norm1`, x, C, eps);
-  x = g.add(
-    x,
-    g.scope("self_attn", () => selfAttention(g, params, config, prefix, norm1, mask)),
-  );
-  const norm2 = params.layerNorm(g, `${prefix}.layer_norm2`, x, C, eps);
+  const norm1 = params.layerNorm(`${prefix}.layer_norm1`, x, C, eps);
+  x = g.add(x, g.scope("self_attn", () => selfAttention(params, prefix, norm1, mask)));
+  const norm2 = params.layerNorm(`${prefix}.layer_norm2`, x, C, eps);
   const mlp = g.scope("mlp", () => {
-    const up = params.linear(g, `${prefix}.mlp.fc1`, norm2, F, C); // (B, S, F)
+    const up = params.linear(`${prefix}.mlp.fc1`, norm2, F, C); // (B, S, F)
     const act = config.hiddenAct === "quick_gelu" ? g.quickGelu(up) : g.gelu(up);
-    return params.linear(g, `${prefix}.mlp.fc2`, act, C, F); // (B, S, C)
+    return params.linear(`${prefix}.mlp.fc2`, act, C, F); // (B, S, C)
   });
   return g.add(x, mlp);
 }
 
 /** Multi-head causal self-attention (Vaswani et al. 2017) over `x` (B, S, C). */
-function selfAttention(
-  g: GraphBuilder,
-  params: ParameterLoader,
-  config: ClipTextConfig,
-  prefix: string,
-  x: Value,
-  mask: Value,
-): Value {
+function selfAttention(params: ParameterLoader, prefix: string, x: Value, mask: Value): Value {
+  const { g, config } = params;
   const C = config.hiddenSize;
   const heads = config.numAttentionHeads;
   const headDim = C / heads;
   const attn = `${prefix}.self_attn`;
-  const q = params.linear(g, `${attn}.q_proj`, x, C, C);
-  const k = params.linear(g, `${attn}.k_proj`, x, C, C);
-  const v = params.linear(g, `${attn}.v_proj`, x, C, C);
+  const q = params.linear(`${attn}.q_proj`, x, C, C);
+  const k = params.linear(`${attn}.k_proj`, x, C, C);
+  const v = params.linear(`${attn}.v_proj`, x, C, C);
   // Reshape's 0 copies the input dimension, so batch and sequence may be dynamic.
   const split = (t: Value, perm: number[]) =>
     g.transpose(g.reshape(t, [0, 0, heads, headDim]), perm);
@@ -306,7 +291,7 @@ function selfAttention(
   const scores = g.add(g.mul(g.matMul(qh, kt), g.float(1 / Math.sqrt(headDim))), mask); // (B, H, S, S)
   const context = g.matMul(g.softmax(scores, -1), vh); // (B, H, S, D)
   const merged = g.reshape(g.transpose(context, [0, 2, 1, 3]), [0, 0, C]); // (B, S, C)
-  return params.linear(g, `${attn}.out_proj`, merged, C, C);
+  return params.linear(`${attn}.out_proj`, merged, C, C);
 }
 
 /**
@@ -348,11 +333,15 @@ function layerParameterShapes(config: ClipTextConfig): ReadonlyArray<[string, nu
   return shapes;
 }
 
-/** Takes weights from the tracker (shape-checked) and declares them as lazy initializers. */
+/**
+ * Takes weights from the tracker (shape-checked) and declares them as lazy initializers in the
+ * graph of the model that `config` describes.
+ */
 class ParameterLoader {
   constructor(
-    private readonly g: GraphBuilder,
+    readonly g: GraphBuilder,
     private readonly tracker: WeightTracker,
+    readonly config: ClipTextConfig,
   ) {}
 
   /** A tensor in its stored layout. */
@@ -373,22 +362,16 @@ class ParameterLoader {
   }
 
   /** y = x W^T + b for the Linear at `prefix` (`.weight` [out, in], `.bias` [out]). */
-  linear(
-    g: GraphBuilder,
-    prefix: string,
-    x: Value,
-    outFeatures: number,
-    inFeatures: number,
-  ): Value {
+  linear(prefix: string, x: Value, outFeatures: number, inFeatures: number): Value {
     const weightT = this.linearWeight(`${prefix}.weight`, [outFeatures, inFeatures]);
     const bias = this.tensor(`${prefix}.bias`, [outFeatures]);
-    return g.linear(x, weightT, bias);
+    return this.g.linear(x, weightT, bias);
   }
 
   /** LayerNorm at `prefix` (`.weight` and `.bias`, [channels] each) over the last axis of x. */
-  layerNorm(g: GraphBuilder, prefix: string, x: Value, channels: number, eps: number): Value {
+  layerNorm(prefix: string, x: Value, channels: number, eps: number): Value {
     const scale = this.tensor(`${prefix}.weight`, [channels]);
-    return g.layerNorm(x, scale, this.tensor(`${prefix}.bias`, [channels]), eps);
+    return this.g.layerNorm(x, scale, this.tensor(`${prefix}.bias`, [channels]), eps);
   }
 
   /** Declares weights that this graph does not need (layers past the deepest output). */
