@@ -16,7 +16,9 @@
 
 import type { ClipTextConfig } from "../configs/clip-config.js";
 import { attr, GraphBuilder, type Value } from "../onnx/builder.js";
+import { clipEncoderLayer } from "../weights/clip-layout.js";
 import { type WeightSource, WeightTracker } from "../weights/source.js";
+import type { Shape } from "../weights/weight-modules.js";
 import { transposeMatrix } from "./layers.js";
 
 /** One hidden state exposed as a graph output. */
@@ -156,7 +158,7 @@ export function buildClipTextEncoder(
   for (let i = 0; i < layers; i++) {
     const prefix = `${PREFIX}.encoder.layers.${i}`;
     if (i >= depth) {
-      params.skip(prefix, layerParameterShapes(config));
+      params.skip(prefix, clipEncoderLayer(config));
       continue;
     }
     x = g.scope(`layers.${i}`, () => encoderLayer(params, prefix, x, mask));
@@ -262,7 +264,10 @@ function encoderLayer(params: ParameterLoader, prefix: string, x: Value, mask: V
   const F = config.intermediateSize;
   const eps = config.layerNormEps;
   const norm1 = params.layerNorm(`${prefix}.layer_norm1`, x, C, eps);
-  x = g.add(x, g.scope("self_attn", () => selfAttention(params, prefix, norm1, mask)));
+  x = g.add(
+    x,
+    g.scope("self_attn", () => selfAttention(params, prefix, norm1, mask)),
+  );
   const norm2 = params.layerNorm(`${prefix}.layer_norm2`, x, C, eps);
   const mlp = g.scope("mlp", () => {
     const up = params.linear(`${prefix}.mlp.fc1`, norm2, F, C); // (B, S, F)
@@ -317,22 +322,6 @@ function toFloat32(g: GraphBuilder, value: Value): Value {
   return g.floatType === "float32" ? value : g.cast(value, "float32");
 }
 
-/** The weights of one encoder layer below `text_model.encoder.layers.N.`, with shapes. */
-function layerParameterShapes(config: ClipTextConfig): ReadonlyArray<[string, number[]]> {
-  const C = config.hiddenSize;
-  const F = config.intermediateSize;
-  const shapes: Array<[string, number[]]> = [];
-  for (const proj of ["q_proj", "k_proj", "v_proj", "out_proj"]) {
-    shapes.push([`self_attn.${proj}.weight`, [C, C]], [`self_attn.${proj}.bias`, [C]]);
-  }
-  for (const norm of ["layer_norm1", "layer_norm2"]) {
-    shapes.push([`${norm}.weight`, [C]], [`${norm}.bias`, [C]]);
-  }
-  shapes.push(["mlp.fc1.weight", [F, C]], ["mlp.fc1.bias", [F]]);
-  shapes.push(["mlp.fc2.weight", [C, F]], ["mlp.fc2.bias", [C]]);
-  return shapes;
-}
-
 /**
  * Takes weights from the tracker (shape-checked) and declares them as lazy initializers in the
  * graph of the model that `config` describes.
@@ -375,7 +364,7 @@ class ParameterLoader {
   }
 
   /** Declares weights that this graph does not need (layers past the deepest output). */
-  skip(prefix: string, shapes: ReadonlyArray<[string, number[]]>): void {
+  skip(prefix: string, shapes: ReadonlyArray<readonly [string, Shape]>): void {
     for (const [suffix, shape] of shapes) this.tracker.take(`${prefix}.${suffix}`, shape);
   }
 }
