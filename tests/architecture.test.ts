@@ -15,6 +15,8 @@ const SRC = join(dirname(fileURLToPath(import.meta.url)), "..", "src");
  */
 const LAYERS: readonly (readonly string[])[] = [
   ["util"],
+  // Each model's config, typed, read once (below the weight layouts and the builders).
+  ["configs"],
   // Leaves over util: ONNX protos and builders, checkpoint files, images, downloads, the
   // tokenizer, the samplers, our WebGPU layer.
   ["onnx", "weights", "image", "hub", "tokenizers", "schedulers", "gpu"],
