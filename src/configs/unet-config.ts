@@ -419,7 +419,9 @@ export function unetBlockLevel(part: "down" | "mid" | "up", index: number, block
 
 /**
  * Every attention site of the UNet in execution order. The builder places its transformers and
- * their token reduction by it, and `info` counts self-attention per level from it.
+ * their token reduction by it, the weight layout its transformers' tensors, and `info` counts
+ * self-attention per level from it; the patch rules, which see node names and no config, read
+ * levels from module paths by the same `unetBlockLevel`.
  */
 export function unetAttentionSites(config: UnetConfig): UnetAttentionSite[] {
   const sites: UnetAttentionSite[] = [];

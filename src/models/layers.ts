@@ -8,7 +8,7 @@
  * (`OP_CHOICES`) and one pure function (`chooseOps`) make that choice, in the manner of the
  * device and dtype tables of transformers.js.
  */
-import { attr, GraphBuilder, MS_DOMAIN, type Value } from "../onnx/builder.js";
+import { attr, type Dim, GraphBuilder, MS_DOMAIN, type Value } from "../onnx/builder.js";
 import { type WeightSource, WeightTracker } from "../weights/source.js";
 
 // ---- backend -> operator choice ------------------------------------------------------------
@@ -123,6 +123,13 @@ export interface LayerContext {
   readonly weights: WeightTracker;
   readonly ops: OpChoices;
   readonly chunking?: AttentionChunking;
+}
+
+/** The (B, C, H, W) dimensions of a model's image-sized or latent-sized input or output. */
+export function featureMapDims(channels: number, grid: "image" | "latent"): Dim[] {
+  const [height, width] =
+    grid === "image" ? ["height", "width"] : ["latent_height", "latent_width"];
+  return ["batch", channels, height, width];
 }
 
 /** What every build starts from: a graph in the build's dtype, tracked weights, the operators. */

@@ -33,6 +33,7 @@ import {
   buildMetadata,
   conv2d,
   downsample,
+  featureMapDims,
   groupNorm,
   type LayerContext,
   layerNorm,
@@ -80,12 +81,11 @@ export function buildUnet(
   const channels = config.blockOutChannels;
 
   // ---- inputs ----
-  const sampleInput = g.input(UNET_INPUTS.sample, "float32", [
-    "batch",
-    config.inChannels,
-    "height",
-    "width",
-  ]);
+  const sampleInput = g.input(
+    UNET_INPUTS.sample,
+    "float32",
+    featureMapDims(config.inChannels, "image"),
+  );
   const timestep = g.input(UNET_INPUTS.timestep, "float32", ["batch"]);
   const contextDim = crossAttentionWidth(config);
   const context = g.castToFloat(
@@ -242,12 +242,12 @@ export function buildUnet(
     outChannels: config.outChannels,
     kernel: config.convOutKernel,
   }); // (B, out, H, W)
-  g.output(g.cast(h, "float32"), UNET_OUTPUT, "float32", [
-    "batch",
-    config.outChannels,
-    "height",
-    "width",
-  ]);
+  g.output(
+    g.cast(h, "float32"),
+    UNET_OUTPUT,
+    "float32",
+    featureMapDims(config.outChannels, "image"),
+  );
   tracker.assertAllUsed();
 
   return { builder: g, metadata: buildMetadata("unet", dtype, ctx) };

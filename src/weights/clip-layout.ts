@@ -14,6 +14,21 @@ import {
   type WeightModule,
 } from "./weight-modules.js";
 
+/** The tensors of one encoder layer, below `text_model.encoder.layers.N.`. */
+export function clipEncoderLayer(config: ClipTextConfig): [string, Shape][] {
+  const h = config.hiddenSize;
+  return [
+    ...under("self_attn.q_proj", linear(h, h)),
+    ...under("self_attn.k_proj", linear(h, h)),
+    ...under("self_attn.v_proj", linear(h, h)),
+    ...under("self_attn.out_proj", linear(h, h)),
+    ...under("layer_norm1", norm(h)),
+    ...under("mlp.fc1", linear(config.intermediateSize, h)),
+    ...under("mlp.fc2", linear(h, config.intermediateSize)),
+    ...under("layer_norm2", norm(h)),
+  ];
+}
+
 /** `withProjection`: CLIPTextModelWithProjection, which adds `text_projection`. */
 export function clipTextModules(config: ClipTextConfig, withProjection: boolean): WeightModule[] {
   const h = config.hiddenSize;
@@ -27,19 +42,7 @@ export function clipTextModules(config: ClipTextConfig, withProjection: boolean)
     },
   ];
   for (let i = 0; i < config.numHiddenLayers; i++) {
-    modules.push({
-      prefix: `text_model.encoder.layers.${i}`,
-      tensors: [
-        ...under("self_attn.q_proj", linear(h, h)),
-        ...under("self_attn.k_proj", linear(h, h)),
-        ...under("self_attn.v_proj", linear(h, h)),
-        ...under("self_attn.out_proj", linear(h, h)),
-        ...under("layer_norm1", norm(h)),
-        ...under("mlp.fc1", linear(config.intermediateSize, h)),
-        ...under("mlp.fc2", linear(h, config.intermediateSize)),
-        ...under("layer_norm2", norm(h)),
-      ],
-    });
+    modules.push({ prefix: `text_model.encoder.layers.${i}`, tensors: clipEncoderLayer(config) });
   }
   modules.push({ prefix: "text_model.final_layer_norm", tensors: norm(h) });
   if (withProjection) {

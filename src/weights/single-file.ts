@@ -159,10 +159,7 @@ export function detectCheckpointLayout(
 
 /** The width of the text features the UNet's cross-attention reads. */
 function unetCrossWidth(ckpt: CheckpointShapes, prefix: string): number | undefined {
-  const toK = [...ckpt.shapes.keys()].find(
-    (key) => key.startsWith(prefix) && key.endsWith(".attn2.to_k.weight"),
-  );
-  return toK ? ckpt.get(toK)![1] : undefined;
+  return ckpt.under(prefix).firstEndingWith(".attn2.to_k.weight")?.[1];
 }
 
 /** Text feature width each encoder gives, read from its token embedding. */
@@ -202,18 +199,17 @@ export function inferCheckpointConfigs(
     out[component] =
       given[component] ??
       (location.format === "transformers"
-        ? inferHfClipConfig(ckpt, location.prefix, baseConfig)
-        : inferOpenClipConfig(ckpt, location.prefix, baseConfig, layout.family === "sd2"));
+        ? inferHfClipConfig(ckpt.under(location.prefix), baseConfig)
+        : inferOpenClipConfig(ckpt.under(location.prefix), baseConfig, layout.family === "sd2"));
   }
-  if (layout.vae) out.vae = given.vae ?? inferVaeConfig(ckpt, layout.vae, base.vae!);
+  if (layout.vae) out.vae = given.vae ?? inferVaeConfig(ckpt.under(layout.vae), base.vae!);
   if (!layout.unet) return out;
 
   const pooled = out.text_encoder_2?.projection_dim;
   const unet =
     given.unet ??
     inferUnetConfig(
-      ckpt,
-      layout.unet,
+      ckpt.under(layout.unet),
       layout.family,
       base.unet!,
       typeof pooled === "number" ? pooled : undefined,

@@ -4,7 +4,7 @@
  * builder reads, so the two accept the same models. Head counts do not change any shape.
  */
 import type { JsonObject } from "../configs/config-json.js";
-import { type BlockAttention, parseUnetConfig, type UnetConfig } from "../configs/unet-config.js";
+import { parseUnetConfig, type UnetConfig, unetAttentionSites } from "../configs/unet-config.js";
 import {
   conv2d,
   flattenModules,
@@ -75,17 +75,19 @@ export function unetModules(config: UnetConfig): WeightModule[] {
   }
   const resnet = (prefix: string, inC: number, outC: number) =>
     modules.push({ prefix, tensors: resnetTensors(inC, outC, temb, scaleShift) });
-  const attention = (block: string, j: number, channels: number, att: BlockAttention | null) => {
-    if (!att) return;
-    modules.push({
-      prefix: `${block}.attentions.${j}`,
-      tensors: transformerTensors(
-        channels,
-        att.transformerLayers[j],
-        att.crossAttentionDim,
-        config.useLinearProjection,
-      ),
-    });
+  // The transformers sit where the one list of attention sites says, as in the builder.
+  const sites = new Map(unetAttentionSites(config).map((site) => [site.module, site]));
+  const attention = (module: string) => {
+    const site = sites.get(module);
+    if (!site) return;
+    const { channels, depth, attention } = site;
+    const tensors = transformerTensors(
+      channels,
+      depth,
+      attention.crossAttentionDim,
+      config.useLinearProjection,
+    );
+    modules.push({ prefix: module, tensors });
   };
 
   // The skip connections as the builder keeps them: each up-block resnet takes the previous
@@ -96,7 +98,7 @@ export function unetModules(config: UnetConfig): WeightModule[] {
     for (let j = 0; j < block.layers; j++) {
       resnet(`down_blocks.${b}.resnets.${j}`, width, block.outChannels);
       width = block.outChannels;
-      attention(`down_blocks.${b}`, j, width, block.attention);
+      attention(`down_blocks.${b}.attentions.${j}`);
       skips.push(width);
     }
     if (block.addDownsample) {
@@ -114,7 +116,7 @@ export function unetModules(config: UnetConfig): WeightModule[] {
     width = mid.channels;
     // diffusers builds UNetMidBlock2D with no layers after its first resnet.
     if (mid.attention) {
-      attention("mid_block", 0, width, mid.attention);
+      attention("mid_block.attentions.0");
       resnet("mid_block.resnets.1", width, width);
     }
   }
@@ -124,7 +126,7 @@ export function unetModules(config: UnetConfig): WeightModule[] {
       const skip = skips.pop() ?? 0;
       resnet(`up_blocks.${b}.resnets.${j}`, width + skip, block.outChannels);
       width = block.outChannels;
-      attention(`up_blocks.${b}`, j, width, block.attention);
+      attention(`up_blocks.${b}.attentions.${j}`);
     }
     if (block.addUpsample) {
       modules.push({
