@@ -20,7 +20,7 @@ const FLOAT = 1;
 const FLOAT16 = 10;
 
 function initializerTypes(path: string): Set<number> {
-  return new Set(readModel(path, true).graph.initializer.map((t) => t.dataType ?? 0));
+  return new Set((readModel(path, true).graph.initializer ?? []).map((t) => t.dataType ?? 0));
 }
 
 function readRaw(path: string): Float32Array {
