@@ -111,7 +111,6 @@ export {
   unetSignature,
 } from "./patch/unet-levels.js";
 export {
-  type ComponentBackend,
   type ComponentModelFile,
   type ComponentModelOptions,
   type ComponentModels,
@@ -128,13 +127,13 @@ export {
 } from "./pipelines/convert.js";
 export {
   classifySource,
-  familyOf,
   type LoadOptions,
   loadPipeline,
   openModelFiles,
   type SourceKind,
 } from "./pipelines/load.js";
 export { defaultCacheDir, ModelCache } from "./pipelines/model-cache.js";
+export { familyOf } from "./pipelines/model-plan.js";
 export {
   type OnnxFolder,
   type OnnxFolderOptions,
@@ -182,7 +181,6 @@ export {
   settingsFromReferenceArgs,
 } from "./reduce/index.js";
 export { deviceUnavailable } from "./runtime/device-check.js";
-export { DEVICES, type Device, parseDevice } from "./runtime/devices.js";
 export { type ProfileSummary, summariseProfile } from "./runtime/profile.js";
 export {
   WEBGPU_BUFFER_CACHE_MODES,
@@ -223,6 +221,13 @@ export {
   writeFileAtomically,
 } from "./util/atomic-write.js";
 export { type NoiseSource, recordedNoise, SeededRandom, seededNoise } from "./util/random.js";
+export {
+  DEVICES,
+  type Device,
+  type ModelDtype,
+  parseDevice,
+  type WebDevice,
+} from "./util/vocabulary.js";
 export { BUILTIN_NAMES, openBuiltin } from "./weights/builtin.js";
 export { parseConfigJson, readConfigFile } from "./weights/config-json.js";
 export { openDiffusersComponent, openDiffusersFolder } from "./weights/diffusers-folder.js";

@@ -9,12 +9,14 @@
  * device and dtype tables of transformers.js.
  */
 import { attr, type GraphBuilder, MS_DOMAIN, type Value } from "../onnx/builder.js";
+import type { Device } from "../util/vocabulary.js";
 import type { WeightTracker } from "../weights/source.js";
 
 // ---- backend -> operator choice ------------------------------------------------------------
 
 /** Where the built model will run; mirrors the runtime's devices without importing them. */
-export type OpBackend = "cpu" | "wasm" | "webgpu" | "cuda";
+/** The device a graph is built for (its fastest operators differ per backend). */
+export type OpBackend = Device;
 
 /**
  * `MultiHeadAttention`: onnxruntime's fused com.microsoft.MultiHeadAttention (CPU, WebGPU, CUDA).

@@ -3,8 +3,9 @@ import * as ort from "onnxruntime-node";
 import { GraphBuilder } from "../onnx/builder.js";
 import { buildModelBytes } from "../onnx/model-io.js";
 import { PromiseMemo } from "../util/promise-memo.js";
+import type { Device } from "../util/vocabulary.js";
 import { deviceUnavailable, explainDeviceError } from "./device-check.js";
-import { type Device, EXECUTION_PROVIDERS } from "./devices.js";
+import { EXECUTION_PROVIDERS } from "./devices.js";
 import type {
   Float32Feed,
   ModelRunner,

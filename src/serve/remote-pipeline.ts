@@ -4,13 +4,14 @@
  * in the page; onnxruntime-node in tests). Platform-neutral: fetch and the runner are injected.
  */
 import type { SamplerStepOptions } from "../models/sampler-step.js";
-import type { ComponentBackend, PipelineManifest } from "../pipelines/component-models.js";
+import type { PipelineManifest } from "../pipelines/component-models.js";
 import type { TextEncoderRequest } from "../pipelines/components.js";
 import { RunnerTextEncoder, RunnerUnet, RunnerVae } from "../pipelines/runner-components.js";
 import { type PipelineParts, StableDiffusionPipeline } from "../pipelines/stable-diffusion.js";
 import type { ReductionSettings } from "../reduce/options.js";
 import type { ModelRunner } from "../runtime/types.js";
 import { ClipTokenizer } from "../tokenizers/clip-tokenizer.js";
+import type { WebDevice } from "../util/vocabulary.js";
 import type { ModelLinks, TokenizerPayload } from "./protocol.js";
 
 /** The runtime that turns fetched model bytes into a runner. */
@@ -22,7 +23,7 @@ export type RunnerMaker = (
 export interface RemotePipelineOptions {
   /** The server's origin ("" for the page's own). */
   readonly baseUrl: string;
-  readonly backend: ComponentBackend;
+  readonly backend: WebDevice;
   /** Model precision on WebGPU (default: the server's, float16); WASM is always fp32. */
   readonly precision?: "fp32" | "fp16";
   /**

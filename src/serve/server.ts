@@ -20,7 +20,7 @@ import {
   loadPipeline,
   type ModelDtype,
 } from "../pipelines/load.js";
-import type { Device } from "../runtime/devices.js";
+import type { Device } from "../util/vocabulary.js";
 import { listSchedulers } from "../schedulers/registry.js";
 import { Access, isLoopback } from "./access.js";
 import type { DeviceLoadOptions } from "./device-runner.js";

@@ -14,13 +14,13 @@ import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { AttentionChunking } from "../../models/layers.js";
 import {
-  type ComponentBackend,
   type ComponentModelFile,
   type ComponentModels,
   openComponentModels,
 } from "../../pipelines/component-models.js";
-import type { LoadOptions, ModelDtype } from "../../pipelines/load.js";
+import type { LoadOptions } from "../../pipelines/load.js";
 import { parseReductionOptions, type ReductionSettings } from "../../reduce/options.js";
+import type { ModelDtype, WebDevice } from "../../util/vocabulary.js";
 import { allowMethods, HttpError, sendFile, sendJson } from "../http.js";
 import { firstLine, type TokenizerPayload } from "../protocol.js";
 import type { RouteModule } from "./context.js";
@@ -46,7 +46,7 @@ export function browserModelRoutes(options: BrowserModelOptions): BrowserModels 
   const components = new Map<string, Promise<ComponentModels>>();
   const served = new Map<string, ComponentModelFile>();
   const unetVariants = new Map<string, Set<string>>();
-  const componentModels = (backend: ComponentBackend, dtype: ModelDtype | undefined) => {
+  const componentModels = (backend: WebDevice, dtype: ModelDtype | undefined) => {
     const variant = `${backend}/${dtype ?? "default"}`;
     let models = components.get(variant);
     if (!models) {
@@ -63,7 +63,7 @@ export function browserModelRoutes(options: BrowserModelOptions): BrowserModels 
     }
     return models;
   };
-  const modelLinks = (backend: ComponentBackend, file: ComponentModelFile) => {
+  const modelLinks = (backend: WebDevice, file: ComponentModelFile) => {
     served.set(`${backend}/${file.key}`, file);
     const base = `/api/model/files/${backend}/${file.key}`;
     return {
@@ -73,7 +73,7 @@ export function browserModelRoutes(options: BrowserModelOptions): BrowserModels 
   };
   // The browser computes in float32 on WASM; WebGPU gets the GPU default (float16) unless the
   // page asks for fp32 (adapters without the shader-f16 feature cannot run float16 graphs).
-  const browserDtype = (backend: ComponentBackend, query: URLSearchParams) => {
+  const browserDtype = (backend: WebDevice, query: URLSearchParams) => {
     const precision = query.get("precision");
     if (precision === null) return backend === "wasm" ? "float32" : options.dtype;
     if (precision === "fp32") return "float32";
@@ -121,7 +121,7 @@ export function browserModelRoutes(options: BrowserModelOptions): BrowserModels 
       const backendText = url.searchParams.get("backend") ?? "wasm";
       if (backendText !== "wasm" && backendText !== "webgpu")
         throw new HttpError(400, `backend: use wasm or webgpu; got "${backendText}"`);
-      const backend: ComponentBackend = backendText;
+      const backend: WebDevice = backendText;
       const dtype = browserDtype(backend, url.searchParams);
       if (path === "unet") {
         // Checked before anything is opened or built.
