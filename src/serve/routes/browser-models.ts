@@ -20,6 +20,7 @@ import {
 } from "../../pipelines/component-models.js";
 import type { LoadOptions } from "../../pipelines/load.js";
 import { parseReductionOptions, type ReductionSettings } from "../../reduce/options.js";
+import { PromiseMemo } from "../../util/promise-memo.js";
 import type { ModelDtype, WebDevice } from "../../util/vocabulary.js";
 import { allowMethods, HttpError, sendFile, sendJson } from "../http.js";
 import { firstLine, type TokenizerPayload } from "../protocol.js";
@@ -43,25 +44,20 @@ export interface BrowserModels extends RouteModule {
 
 export function browserModelRoutes(options: BrowserModelOptions): BrowserModels {
   const maxUnets = options.maxUnetVariants ?? 8;
-  const components = new Map<string, Promise<ComponentModels>>();
+  const components = new PromiseMemo<string, ComponentModels>();
   const served = new Map<string, ComponentModelFile>();
   const unetVariants = new Map<string, Set<string>>();
   const componentModels = (backend: WebDevice, dtype: ModelDtype | undefined) => {
-    const variant = `${backend}/${dtype ?? "default"}`;
-    let models = components.get(variant);
-    if (!models) {
-      models = openComponentModels(options.model, {
+    return components.get(`${backend}/${dtype ?? "default"}`, () =>
+      openComponentModels(options.model, {
         ...options.load,
         backend,
         dtype,
         cacheDir: options.cacheDir,
         onBuild: (component) =>
           options.log(`building ${component} for the browser (${backend})...`),
-      });
-      components.set(variant, models);
-      models.catch(() => components.delete(variant));
-    }
-    return models;
+      }),
+    );
   };
   const modelLinks = (backend: WebDevice, file: ComponentModelFile) => {
     served.set(`${backend}/${file.key}`, file);
@@ -175,13 +171,8 @@ export function browserModelRoutes(options: BrowserModelOptions): BrowserModels 
       throw new HttpError(404, `no model route ${path}`);
     },
     async close() {
-      for (const models of components.values()) {
-        try {
-          (await models).close();
-        } catch {
-          // it failed to open; nothing to close
-        }
-      }
+      // Those that failed to open have nothing to close.
+      await components.releaseAll((models) => models.close());
     },
   };
 }
