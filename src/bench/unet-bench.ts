@@ -7,7 +7,8 @@ import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from "node:
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { crossAttentionWidth } from "../models/unet.js";
-import { type LoadOptions, openModelFiles, unetBuilds } from "../pipelines/load.js";
+import { type LoadOptions, openModelFiles } from "../pipelines/load.js";
+import { unetBuilds } from "../pipelines/plan-runners.js";
 import {
   describeReduction,
   levelGrid,

@@ -14,14 +14,9 @@ import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { checkLoraRequests } from "../lora/apply-loras.js";
 import { extractPromptLoras, findLora, listLoras } from "../lora/lora-folder.js";
-import {
-  classifySource,
-  type LoadOptions,
-  loadPipeline,
-  type ModelDtype,
-} from "../pipelines/load.js";
-import type { Device } from "../util/vocabulary.js";
+import { classifySource, type LoadOptions, loadPipeline } from "../pipelines/load.js";
 import { listSchedulers } from "../schedulers/registry.js";
+import type { Device, ModelDtype } from "../util/vocabulary.js";
 import { Access, isLoopback } from "./access.js";
 import type { DeviceLoadOptions } from "./device-runner.js";
 import { HttpError, sendJson } from "./http.js";
