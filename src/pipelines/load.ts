@@ -117,12 +117,12 @@ function readComponentConfigs(folder: string): Partial<Record<ComponentName, Jso
   return configs;
 }
 
-/** Loads any source into a ready pipeline. */
+/** Loads any source (or one opened by `openSource`) into a ready pipeline. */
 export async function loadPipeline(
-  source: string,
+  source: string | OpenedSource,
   options: LoadOptions = {},
 ): Promise<StableDiffusionPipeline> {
-  const opened = await openSource(source, options);
+  const opened = typeof source === "string" ? await openSource(source, options) : source;
   if (opened.kind === "onnx-folder") {
     const cache =
       options.cacheDir === false ? false : new ModelCache(options.cacheDir ?? defaultCacheDir());
