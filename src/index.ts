@@ -225,7 +225,9 @@ export {
   DEVICES,
   type Device,
   type ModelDtype,
+  modelDtype,
   parseDevice,
+  parseDtype,
   type WebDevice,
 } from "./util/vocabulary.js";
 export { BUILTIN_NAMES, openBuiltin } from "./weights/builtin.js";

@@ -22,6 +22,7 @@ import {
 import { type ProfileSummary, summariseProfile } from "../runtime/profile.js";
 import { float32, type RunnerTensor } from "../runtime/types.js";
 import { SeededRandom } from "../util/random.js";
+import { modelDtype } from "../util/vocabulary.js";
 
 /**
  * `none`: the plain UNet. `todo`: ToDo with the `auto` factors for the size (or the given
@@ -180,7 +181,7 @@ export async function benchUnet(
   try {
     const unet = unetBuilds(files, options);
     const config = unet.config;
-    const dtype = options.dtype ?? (device === "cpu" ? "float32" : "float16");
+    const dtype = modelDtype(device, options.dtype);
     const contextDim = crossAttentionWidth(config) ?? 768;
     const addition = config.addition;
     const textTime = addition

@@ -6,7 +6,12 @@
  */
 import { totalmem } from "node:os";
 import { InvalidArgumentError } from "commander";
-import type { Device, ReductionSettings, StableDiffusionPipeline } from "../index.js";
+import {
+  type Device,
+  modelDtype,
+  type ReductionSettings,
+  type StableDiffusionPipeline,
+} from "../index.js";
 import {
   estimateMemory,
   formatMemory,
@@ -48,7 +53,7 @@ export function estimateJob(
   job: MemoryJobFlags,
   reduction: ReductionSettings | undefined,
 ): MemoryEstimate {
-  const dtype = job.dtype ?? (job.device === "cpu" ? "float32" : "float16");
+  const dtype = modelDtype(job.device, job.dtype);
   const keyFactors =
     reduction?.method === "todo" ? [reduction.factor, reduction.factorLevel2] : undefined;
   return estimateMemory(shape, {

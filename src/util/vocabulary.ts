@@ -34,14 +34,10 @@ export const DTYPE_NAMES: Readonly<Record<string, ModelDtype>> = Object.freeze({
 });
 
 export function parseDtype(value: string): ModelDtype {
-  const dtype = DTYPE_NAMES[value.toLowerCase()];
-  if (!dtype) throw new Error(`unknown dtype "${value}"; expected fp32 or fp16`);
-  return dtype;
-}
-
-/** The short name of an element type (fp32, fp16). */
-export function dtypeName(dtype: ModelDtype): "fp32" | "fp16" {
-  return dtype === "float16" ? "fp16" : "fp32";
+  const name = value.toLowerCase();
+  if (!Object.hasOwn(DTYPE_NAMES, name))
+    throw new Error(`unknown dtype "${value}"; expected fp32 or fp16`);
+  return DTYPE_NAMES[name];
 }
 
 /**
