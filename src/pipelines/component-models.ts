@@ -65,27 +65,8 @@ export interface PipelineManifest {
 
 /** The models a set of LoRAs changes, built with that set merged in. */
 export interface LoraComponentModels {
+  /** The LoRAs merged into `textEncoder` and `unet`. */
   readonly loras: readonly AppliedLora[];
-  textEncoder(index: number, request: TextEncoderRequest): Promise<ComponentModelFile>;
-  unet(
-    reduction: ReductionSettings | undefined,
-    chunking?: AttentionChunking,
-  ): Promise<ComponentModelFile>;
-  /** Closes this set's LoRA files (its built models stay in the cache). */
-  close(): void;
-}
-
-export interface ComponentModels {
-  readonly manifest: PipelineManifest;
-  /** One per text encoder, in order. */
-  readonly tokenizers: readonly TokenizerSource[];
-  /** The LoRAs merged into `textEncoder` and `unet` (the `loras` option). */
-  readonly loras: readonly AppliedLora[];
-  /**
-   * The text encoders and UNet with another set of LoRAs (checked before anything is built;
-   * one line for bad input). Close it when its models have been fetched.
-   */
-  withLoras(loras: readonly LoraRequest[]): LoraComponentModels;
   textEncoder(index: number, request: TextEncoderRequest): Promise<ComponentModelFile>;
   /**
    * The UNet built for resolved reduction settings (undefined: none); with `chunking`, its
@@ -95,10 +76,25 @@ export interface ComponentModels {
     reduction: ReductionSettings | undefined,
     chunking?: AttentionChunking,
   ): Promise<ComponentModelFile>;
+  /** Closes this set's LoRA files (its built models stay in the cache). */
+  close(): void;
+}
+
+/** The models of the set the source was opened with (the `loras` option), and the rest. */
+export interface ComponentModels extends LoraComponentModels {
+  readonly manifest: PipelineManifest;
+  /** One per text encoder, in order. */
+  readonly tokenizers: readonly TokenizerSource[];
+  /**
+   * The text encoders and UNet with another set of LoRAs (checked before anything is built;
+   * one line for bad input). Close it when its models have been fetched.
+   */
+  withLoras(loras: readonly LoraRequest[]): LoraComponentModels;
   vaeDecoder(chunking?: AttentionChunking): Promise<ComponentModelFile>;
   vaeEncoder(chunking?: AttentionChunking): Promise<ComponentModelFile>;
   /** The sampler-step graph of denoising loops that keep the latents on the device. */
   samplerStep(options: SamplerStepOptions): Promise<ComponentModelFile>;
+  /** Closes the model files, and the LoRA files of the set it was opened with. */
   close(): void;
 }
 

@@ -252,9 +252,8 @@ export interface ModelPlan {
 }
 
 /**
- * Plans a model: checks its component classes and parses its configs now, so bad models fail
- * before anything is built. `parts` limits the check to the components a caller builds
- * (`convert --component unet` needs no VAE); by default every component a pipeline needs.
+ * Plans a model: checks its component classes and parses the configs of every component a
+ * pipeline needs now, so a model this toolkit cannot run fails before anything is built.
  */
 export function planModel(
   files: ModelFiles,
