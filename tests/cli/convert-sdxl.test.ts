@@ -79,6 +79,9 @@ describe("convert --component all of an SDXL model", () => {
       text_encoder_2: ["diffusers", "OnnxRuntimeModel"],
       tokenizer_2: ["transformers", "CLIPTokenizer"],
     });
+    const info = await runCli(["info", folder, "--json"]);
+    expect(info.code, info.stderr).toBe(0);
+    expect(JSON.parse(info.stdout)).toMatchObject({ family: "sdxl" });
     const images: Float32Array[] = [];
     for (const model of [SDXL, folder]) {
       const raw = ws.path(`xl-raw-${images.length}.safetensors`);
