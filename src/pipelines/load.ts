@@ -6,10 +6,10 @@
  */
 import { existsSync, statSync } from "node:fs";
 import { join } from "node:path";
+import { type JsonObject, readConfigFile } from "../configs/config-json.js";
 import { downloadPipeline } from "../hub/download-pipeline.js";
 import { isHubId } from "../hub/hub-id.js";
 import { builtinName, openBuiltin } from "../weights/builtin.js";
-import { type JsonObject, readConfigFile } from "../weights/config-json.js";
 import { openDiffusersFolder } from "../weights/diffusers-folder.js";
 import type { ComponentName, ModelFiles } from "../weights/model-files.js";
 import { openSingleFile } from "../weights/single-file.js";

@@ -13,7 +13,10 @@
  */
 import { existsSync } from "node:fs";
 import { join } from "node:path";
-import { type ClipTextConfig, parseClipTextConfig } from "../models/clip-config.js";
+import { type ClipTextConfig, parseClipTextConfig } from "../configs/clip-config.js";
+import { readConfigFile } from "../configs/config-json.js";
+import { parseUnetConfig, type UnetConfig } from "../configs/unet-config.js";
+import { parseVaeConfig, type VaeConfig } from "../configs/vae-config.js";
 import { buildClipTextEncoder, type HiddenStateOutput } from "../models/clip-text.js";
 import type { AttentionChunking, BuiltModel } from "../models/layers.js";
 import {
@@ -22,15 +25,12 @@ import {
   type SamplerStepOptions,
 } from "../models/sampler-step.js";
 import { buildUnet } from "../models/unet.js";
-import { parseUnetConfig, type UnetConfig } from "../models/unet-config.js";
 import { buildVaeDecoder, buildVaeEncoder } from "../models/vae.js";
-import { parseVaeConfig, type VaeConfig } from "../models/vae-config.js";
 import type { GraphBuilder } from "../onnx/builder.js";
 import type { ReductionSettings } from "../reduce/options.js";
 import { listSchedulerClasses } from "../schedulers/registry.js";
 import { builtinClipTokenizerDir } from "../tokenizers/builtin-vocabulary.js";
 import { type Device, type ModelDtype, type ModelFamily, vaeDtype } from "../util/vocabulary.js";
-import { readConfigFile } from "../weights/config-json.js";
 import type { ComponentName, ModelFiles } from "../weights/model-files.js";
 import { weightIdentity } from "../weights/source.js";
 import type { TextEncoderRequest } from "./components.js";

@@ -18,6 +18,7 @@
  */
 import { copyFileSync, existsSync, linkSync, mkdirSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
+import { type JsonObject, readConfigFile } from "../configs/config-json.js";
 import type { LoraRequest } from "../lora/apply-loras.js";
 import { LoraWeightSource } from "../lora/lora-source.js";
 import { InitializerWeights, replaceInitializers } from "../lora/onnx-initializers.js";
@@ -40,7 +41,6 @@ import type { ModelRunner } from "../runtime/types.js";
 import { loadClipTokenizer } from "../tokenizers/load-folder.js";
 import { PromiseMemo } from "../util/promise-memo.js";
 import type { ModelFamily } from "../util/vocabulary.js";
-import { type JsonObject, readConfigFile } from "../weights/config-json.js";
 import type { ModelFiles } from "../weights/model-files.js";
 import type { WeightSource } from "../weights/source.js";
 import { loraVariants } from "./lora-variants.js";

@@ -2,10 +2,11 @@
  * Node runners over a model plan: each planned component is built (or found in the model
  * cache) and run by onnxruntime-node; the pipeline's parts are these runners.
  */
+
+import type { UnetConfig } from "../configs/unet-config.js";
 import type { LoraRequest } from "../lora/apply-loras.js";
 import type { BuiltModel } from "../models/layers.js";
 import type { SamplerStepOptions } from "../models/sampler-step.js";
-import type { UnetConfig } from "../models/unet-config.js";
 import type { GraphBuilder } from "../onnx/builder.js";
 import { buildModelBytes, saveModel } from "../onnx/model-io.js";
 import type { ReductionSettings } from "../reduce/options.js";

@@ -4,7 +4,7 @@ import { GraphBuilder } from "../onnx/builder.js";
 import { buildModelBytes } from "../onnx/model-io.js";
 import { PromiseMemo } from "../util/promise-memo.js";
 import type { Device } from "../util/vocabulary.js";
-import { deviceUnavailable, explainDeviceError } from "./device-check.js";
+import { deviceUnavailableProbed, explainDeviceError } from "./device-check.js";
 import { EXECUTION_PROVIDERS } from "./devices.js";
 import type {
   Float32Feed,
@@ -91,7 +91,7 @@ export async function createSession(
   options: SessionOptions = {},
 ): Promise<OrtSession> {
   const opts = sessionOptions(options);
-  const unavailable = options.device ? deviceUnavailable(options.device) : undefined;
+  const unavailable = options.device ? await deviceUnavailableProbed(options.device) : undefined;
   if (unavailable) throw new Error(unavailable);
   try {
     return typeof model === "string"
