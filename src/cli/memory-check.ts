@@ -8,6 +8,7 @@ import { totalmem } from "node:os";
 import { InvalidArgumentError } from "commander";
 import {
   type Device,
+  type ModelDtype,
   modelDtype,
   type ReductionSettings,
   type StableDiffusionPipeline,
@@ -36,7 +37,7 @@ export interface MemoryJobFlags {
   readonly batch: number;
   readonly guided: boolean;
   readonly device: Device;
-  readonly dtype?: "float32" | "float16";
+  readonly dtype?: ModelDtype;
   readonly vaeTiling: "auto" | "on" | "off";
   readonly maxPixels?: number;
 }

@@ -7,12 +7,12 @@
 import { copyFileSync, existsSync, mkdirSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import { applyLoras, type LoraRequest } from "../lora/apply-loras.js";
-import type { BuiltModel, OpBackend } from "../models/layers.js";
+import type { BuiltModel } from "../models/layers.js";
 import type { GraphBuilder } from "../onnx/builder.js";
 import { saveModel } from "../onnx/model-io.js";
 import { type ReductionOptions, reductionMetadata, resolveReduction } from "../reduce/options.js";
 import { writeBytesAtomically } from "../util/atomic-write.js";
-import type { ModelDtype } from "../util/vocabulary.js";
+import type { Device, ModelDtype } from "../util/vocabulary.js";
 import type { ComponentName, ModelFiles } from "../weights/model-files.js";
 import { type LoadOptions, openModelFiles } from "./load.js";
 import { type ModelPlan, planModel } from "./model-plan.js";
@@ -33,7 +33,7 @@ export interface ConvertOptions
   readonly out: string;
   readonly dtype?: ModelDtype;
   /** The backend whose fastest operators the graph uses (default cpu: runs in every host). */
-  readonly target?: OpBackend;
+  readonly target?: Device;
   /** Token reduction built into the UNet. */
   readonly reduction?: ReductionOptions;
   /** The image size `auto` reduction factors are chosen for. */

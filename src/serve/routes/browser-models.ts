@@ -21,7 +21,7 @@ import {
 import type { LoadOptions } from "../../pipelines/load.js";
 import { parseReductionOptions, type ReductionSettings } from "../../reduce/options.js";
 import { PromiseMemo } from "../../util/promise-memo.js";
-import type { ModelDtype, WebDevice } from "../../util/vocabulary.js";
+import { type ModelDtype, parseDtype, type WebDevice } from "../../util/vocabulary.js";
 import { allowMethods, HttpError, sendFile, sendJson } from "../http.js";
 import { firstLine, type TokenizerPayload } from "../protocol.js";
 import type { RouteModule } from "./context.js";
@@ -67,19 +67,20 @@ export function browserModelRoutes(options: BrowserModelOptions): BrowserModels 
       externalData: file.externalDataPath ? `${base}/model.onnx_data` : null,
     };
   };
-  // The browser computes in float32 on WASM; WebGPU gets the GPU default (float16) unless the
-  // page asks for fp32 (adapters without the shader-f16 feature cannot run float16 graphs).
+  // The browser computes in float32 on WASM; WebGPU gets the server's GPU dtype unless the page
+  // asks for fp32 (adapters without the shader-f16 feature cannot run float16 graphs).
   const browserDtype = (backend: WebDevice, query: URLSearchParams) => {
     const precision = query.get("precision");
     if (precision === null) return backend === "wasm" ? "float32" : options.dtype;
-    if (precision === "fp32") return "float32";
-    if (precision === "fp16" && backend === "webgpu") return "float16";
-    throw new HttpError(
-      400,
-      backend === "wasm"
-        ? `precision: the wasm backend computes in fp32; got "${precision}"`
-        : `precision: use fp32 or fp16; got "${precision}"`,
-    );
+    let asked: ModelDtype;
+    try {
+      asked = parseDtype(precision);
+    } catch {
+      throw new HttpError(400, `precision: use fp32 or fp16; got "${precision}"`);
+    }
+    if (backend === "wasm" && asked !== "float32")
+      throw new HttpError(400, `precision: the wasm backend computes in fp32; got "${precision}"`);
+    return asked;
   };
   /** Admits one more UNet variant, or refuses with 429 when the budget is spent. */
   const admitUnet = (variant: string, key: string) => {
