@@ -96,7 +96,7 @@ export interface TokenizerSource {
  * The tokenizer folders of a model: `tokenizer` when given, else its own, else the CLIP
  * vocabulary shipped with the package (every SD family uses it; only the pad token differs).
  */
-export function tokenizerSources(
+function tokenizerSources(
   family: ModelFamily,
   folder: string | undefined,
   options: { readonly tokenizer?: string; readonly cacheDir?: string | false },
@@ -121,10 +121,6 @@ export function schedulerConfig(
   return { ...STANDARD_SCHEDULER, _class_name: DEFAULT_SCHEDULER[family] };
 }
 
-export function modelIndexFlag(files: ModelFiles, name: string): boolean {
-  return files.modelIndex?.attributes[name] === true;
-}
-
 /** The classes each component of a pipeline may be, as `model_index.json` names them. */
 const SUPPORTED_CLASSES: Readonly<Record<string, readonly string[]>> = Object.freeze({
   unet: ["UNet2DConditionModel"],
@@ -136,7 +132,7 @@ const SUPPORTED_CLASSES: Readonly<Record<string, readonly string[]>> = Object.fr
 });
 
 /** Rejects a model index whose components this toolkit cannot run, naming the first problem. */
-export function checkComponentClasses(files: ModelFiles, family: ModelFamily): void {
+function checkComponentClasses(files: ModelFiles, family: ModelFamily): void {
   const index = files.modelIndex;
   if (!index) return;
   const where = `${files.label}: model_index.json`;
@@ -157,25 +153,6 @@ export function checkComponentClasses(files: ModelFiles, family: ModelFamily): v
         `${where}: the pipeline has no ${component}; it is needed to generate images`,
       );
   }
-}
-
-/** What the cache key of a built component holds: weights, config, backend and build options. */
-export function buildDescription(
-  files: ModelFiles,
-  component: ComponentName,
-  device: Device,
-  extra: Record<string, unknown>,
-): Record<string, unknown> {
-  const weights = files.weights[component];
-  if (!weights) throw new Error(`${files.label}: the model has no ${component}`);
-  return {
-    component,
-    format: 1,
-    weights: weightIdentity(weights),
-    config: files.configs[component],
-    device,
-    ...extra,
-  };
 }
 
 /** The hidden-state outputs a text encoder graph needs for a request. */
@@ -280,11 +257,15 @@ export function planModel(
     config: parseClipTextConfig(need(name).config, `${files.label} ${name}/config.json`),
   }));
   const vaeScale = 2 ** (vaeConfig.blockOutChannels.length - 1);
+  // What the cache key of a built component holds: weights, config, backend and build options.
   const describe = (
     component: ComponentName,
     extra: Record<string, unknown>,
     view: ModelFiles = files,
-  ) => buildDescription(view, component, device, extra);
+  ): Record<string, unknown> => {
+    const { config, weights } = need(component, view);
+    return { component, format: 1, weights: weightIdentity(weights), config, device, ...extra };
+  };
 
   return {
     files,
@@ -299,7 +280,7 @@ export function planModel(
     latentChannels: unetConfig.inChannels,
     vaeScale,
     defaultSize: (unetConfig.sampleSize ?? 64) * vaeScale,
-    forceZerosForEmptyPrompt: modelIndexFlag(files, "force_zeros_for_empty_prompt"),
+    forceZerosForEmptyPrompt: files.modelIndex?.attributes.force_zeros_for_empty_prompt === true,
     schedulerConfig: () => schedulerConfig(family, folder),
     tokenizers: (options) => tokenizerSources(family, folder, options),
     memoryShape: () => modelMemoryShape(files, unetConfig, vaeConfig, dtype),

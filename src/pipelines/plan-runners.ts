@@ -7,7 +7,6 @@ import type { UnetConfig } from "../configs/unet-config.js";
 import type { LoraRequest } from "../lora/apply-loras.js";
 import type { BuiltModel } from "../models/layers.js";
 import type { SamplerStepOptions } from "../models/sampler-step.js";
-import type { GraphBuilder } from "../onnx/builder.js";
 import { buildModelBytes, saveModel } from "../onnx/model-io.js";
 import type { ReductionSettings } from "../reduce/options.js";
 import type { SessionOptions, WebGpuTuning } from "../runtime/session.js";
@@ -49,16 +48,12 @@ export interface RunnerOptions {
   readonly onWarning?: (message: string) => void;
 }
 
-/** Everything needed to turn a builder into a runner, cached on disk when a cache is set. */
-export class RunnerFactory {
+/** Turns planned components into runners, cached on disk when a cache is set. */
+class RunnerFactory {
   private readonly cache: ModelCache | undefined;
 
-  constructor(
-    private readonly device: Device,
-    cacheDir: string | false | undefined,
-    private readonly onBuild?: (component: string, path: string | undefined) => void,
-    private readonly webgpu?: WebGpuTuning,
-  ) {
+  constructor(private readonly options: RunnerOptions) {
+    const { cacheDir } = options;
     this.cache = cacheDir === false ? undefined : new ModelCache(cacheDir ?? defaultCacheDir());
   }
 
@@ -67,27 +62,29 @@ export class RunnerFactory {
     { component, description, build }: ComponentBuild,
     session: Pick<SessionOptions, "profilePrefix" | "keepOutputsOnDevice"> = {},
   ): Promise<ModelRunner> {
-    const options = { device: this.device, webgpu: this.webgpu, ...session };
+    const { device = "cpu", webgpu, onBuild } = this.options;
+    const options = { device, webgpu, ...session };
+    // The sampler step is a bare graph; the models carry metadata.
+    const made = (): BuiltModel => {
+      const built = build();
+      return "builder" in built ? built : { builder: built, metadata: {} };
+    };
     if (!this.cache) {
-      this.onBuild?.(component, undefined);
-      const { builder, metadata } = builtParts0(build());
+      onBuild?.(component, undefined);
+      const { builder, metadata } = made();
       return createRunner(buildModelBytes(builder, { metadata }), options);
     }
     return this.cache.open(
       hashKey(description),
       description,
       (path) => {
-        this.onBuild?.(component, path);
-        const { builder, metadata } = builtParts0(build());
+        onBuild?.(component, path);
+        const { builder, metadata } = made();
         saveModel(builder, path, { metadata });
       },
       (entry) => createRunner(entry.modelPath, options),
     );
   }
-}
-
-function builtParts0(built: BuiltModel | GraphBuilder): BuiltModel {
-  return "builder" in built ? built : { builder: built, metadata: {} };
 }
 
 /** The UNet of a model plan, built per reduction setting. */
@@ -114,7 +111,7 @@ export function runnerPlan(
 /** The UNet of opened model files, built per reduction setting. */
 export function unetBuilds(files: ModelFiles, options: RunnerOptions = {}): UnetBuilds {
   const plan = runnerPlan(files, undefined, options);
-  const factory = runnerFactory(options);
+  const factory = new RunnerFactory(options);
   return {
     config: plan.unetConfig,
     family: plan.family,
@@ -122,19 +119,10 @@ export function unetBuilds(files: ModelFiles, options: RunnerOptions = {}): Unet
   };
 }
 
-function runnerFactory(options: RunnerOptions): RunnerFactory {
-  return new RunnerFactory(
-    options.device ?? "cpu",
-    options.cacheDir,
-    options.onBuild,
-    options.webgpu,
-  );
-}
-
 /** A model plan as pipeline parts of Node runners. */
 export function runnerParts(plan: ModelPlan, options: RunnerOptions): PipelineParts {
   const { files, family, device } = plan;
-  const factory = runnerFactory(options);
+  const factory = new RunnerFactory(options);
   // On WebGPU the UNet's output stays on the GPU and the sampler step runs there as a graph, so
   // a denoising loop keeps its latents on the device (GenerateOptions.latentsOnDevice).
   const onWebGpu = device === "webgpu";
