@@ -19,7 +19,7 @@ import {
 } from "../util/vocabulary.js";
 import type { ModelFiles } from "../weights/model-files.js";
 import type { TextEncoderRequest } from "./components.js";
-import { type LoadOptions, openSource } from "./load.js";
+import { type LoadOptions, type OpenedSource, openSource, reopenSource } from "./load.js";
 import { defaultCacheDir, hashKey, ModelCache } from "./model-cache.js";
 import {
   type ComponentBuild,
@@ -107,14 +107,21 @@ function jsonSafe(value: unknown): unknown {
   return value;
 }
 
-/** Opens a source and builds its components on demand into the model cache. */
+/**
+ * Opens a source (or the files of one opened already, with handles of its own) and builds its
+ * components on demand into the model cache.
+ */
 export async function openComponentModels(
-  source: string,
+  source: string | OpenedSource,
   options: ComponentModelOptions,
 ): Promise<ComponentModels> {
-  const opened = await openSource(source, { ...options, onBuild: undefined });
+  const openOptions = { ...options, onBuild: undefined };
+  const opened =
+    typeof source === "string"
+      ? await openSource(source, openOptions)
+      : await reopenSource(source, openOptions);
   if (opened.kind === "onnx-folder")
-    throw new Error(`${source}: ONNX export folders are not supported yet`);
+    throw new Error(`${opened.source}: ONNX export folders are not supported yet`);
   const { files, folder } = opened;
   let initial: ReturnType<typeof applyLoras> | undefined;
   try {

@@ -55,31 +55,38 @@ export function classifySource(source: string): SourceKind {
 
 /** A source opened once: an ONNX export folder as it is, or model files to build from. */
 export type OpenedSource =
-  | { readonly kind: "onnx-folder"; readonly dir: string }
+  | { readonly kind: "onnx-folder"; readonly source: string; readonly dir: string }
   | {
       readonly kind: Exclude<SourceKind, "onnx-folder">;
+      /** The string the source was opened from. */
+      readonly source: string;
       readonly files: ModelFiles;
       /** The folder configs, tokenizers and scheduler come from, when there is one. */
       readonly folder?: string;
     };
 
-/** Classifies a source (once) and opens it. */
-export async function openSource(source: string, options: LoadOptions = {}): Promise<OpenedSource> {
-  const kind = classifySource(source);
+/** Classifies a source (unless its kind is known already) and opens it. */
+export async function openSource(
+  source: string,
+  options: LoadOptions = {},
+  kind: SourceKind = classifySource(source),
+): Promise<OpenedSource> {
   switch (kind) {
     case "onnx-folder":
-      return { kind, dir: source };
+      return { kind, source, dir: source };
     case "builtin":
-      return { kind, files: openBuiltin(source, { seed: options.builtinSeed }) };
+      return { kind, source, files: openBuiltin(source, { seed: options.builtinSeed }) };
     case "diffusers-folder":
       return {
         kind,
+        source,
         files: openDiffusersFolder(source, { variant: options.variant }),
         folder: source,
       };
     case "single-file": {
       const configs = options.configFrom ? readComponentConfigs(options.configFrom) : undefined;
-      return { kind, files: openSingleFile(source, { configs }), folder: options.configFrom };
+      const files = openSingleFile(source, { configs });
+      return { kind, source, files, folder: options.configFrom };
     }
     case "hub": {
       const folder = await downloadPipeline(source, {
@@ -90,9 +97,28 @@ export async function openSource(source: string, options: LoadOptions = {}): Pro
         onProgress: options.onDownloadProgress,
         skipComponents: ["safety_checker", "feature_extractor", "image_encoder"],
       });
-      return { kind, files: openDiffusersFolder(folder, { variant: options.variant }), folder };
+      return {
+        kind,
+        source,
+        files: openDiffusersFolder(folder, { variant: options.variant }),
+        folder,
+      };
     }
   }
+}
+
+/**
+ * Opens the files of an opened source again, with handles of their own (for a consumer that
+ * closes them on its own schedule), neither classifying nor downloading it again.
+ */
+export function reopenSource(
+  opened: OpenedSource,
+  options: LoadOptions = {},
+): Promise<OpenedSource> {
+  if (opened.kind === "onnx-folder") return Promise.resolve(opened);
+  if (opened.kind === "hub" && opened.folder)
+    return openSource(opened.folder, options, "diffusers-folder");
+  return openSource(opened.source, options, opened.kind);
 }
 
 /** Opens the weights of a source that is built from weights. */

@@ -210,7 +210,7 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
     streams: new Set(),
   };
   const browserModels = browserModelRoutes({
-    model: options.model,
+    model: source,
     load: options.load,
     dtype: options.dtype,
     cacheDir: options.cacheDir,

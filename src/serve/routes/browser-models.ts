@@ -18,7 +18,7 @@ import {
   type ComponentModels,
   openComponentModels,
 } from "../../pipelines/component-models.js";
-import type { LoadOptions } from "../../pipelines/load.js";
+import type { LoadOptions, OpenedSource } from "../../pipelines/load.js";
 import { parseReductionOptions, type ReductionSettings } from "../../reduce/options.js";
 import { PromiseMemo } from "../../util/promise-memo.js";
 import { type ModelDtype, parseDtype, type WebDevice } from "../../util/vocabulary.js";
@@ -27,7 +27,8 @@ import { firstLine, type TokenizerPayload } from "../protocol.js";
 import type { RouteModule } from "./context.js";
 
 export interface BrowserModelOptions {
-  readonly model: string;
+  /** The model, as the server opened it (its files are opened again per backend, not classified). */
+  readonly model: string | OpenedSource;
   readonly load?: Omit<LoadOptions, "device" | "dtype" | "cacheDir">;
   /** The server's precision on GPUs (the WebGPU default). */
   readonly dtype?: ModelDtype;
