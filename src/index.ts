@@ -76,7 +76,6 @@ export {
   type AttentionChunking,
   chooseOps,
   OP_CHOICES,
-  type OpBackend,
   type OpChoices,
 } from "./models/layers.js";
 export { buildUnet, UNET_INPUTS, UNET_OUTPUT } from "./models/unet.js";
@@ -117,7 +116,6 @@ export {
   unetSignature,
 } from "./patch/unet-levels.js";
 export {
-  type ComponentBackend,
   type ComponentModelFile,
   type ComponentModelOptions,
   type ComponentModels,
@@ -134,13 +132,13 @@ export {
 } from "./pipelines/convert.js";
 export {
   classifySource,
-  familyOf,
   type LoadOptions,
   loadPipeline,
   openModelFiles,
   type SourceKind,
 } from "./pipelines/load.js";
 export { defaultCacheDir, ModelCache } from "./pipelines/model-cache.js";
+export { familyOf } from "./pipelines/model-plan.js";
 export {
   type OnnxFolder,
   type OnnxFolderOptions,
@@ -188,7 +186,6 @@ export {
   settingsFromReferenceArgs,
 } from "./reduce/index.js";
 export { deviceUnavailable, deviceUnavailableProbed } from "./runtime/device-check.js";
-export { DEVICES, type Device, parseDevice } from "./runtime/devices.js";
 export { type ProfileSummary, summariseProfile } from "./runtime/profile.js";
 export {
   WEBGPU_BUFFER_CACHE_MODES,
@@ -229,6 +226,15 @@ export {
   writeFileAtomically,
 } from "./util/atomic-write.js";
 export { type NoiseSource, recordedNoise, SeededRandom, seededNoise } from "./util/random.js";
+export {
+  DEVICES,
+  type Device,
+  type ModelDtype,
+  modelDtype,
+  parseDevice,
+  parseDtype,
+  type WebDevice,
+} from "./util/vocabulary.js";
 export { BUILTIN_NAMES, openBuiltin } from "./weights/builtin.js";
 export { openDiffusersComponent, openDiffusersFolder } from "./weights/diffusers-folder.js";
 export {

@@ -6,7 +6,13 @@
  */
 import { totalmem } from "node:os";
 import { InvalidArgumentError } from "commander";
-import type { Device, ReductionSettings, StableDiffusionPipeline } from "../index.js";
+import {
+  type Device,
+  type ModelDtype,
+  modelDtype,
+  type ReductionSettings,
+  type StableDiffusionPipeline,
+} from "../index.js";
 import {
   estimateMemory,
   formatMemory,
@@ -31,7 +37,7 @@ export interface MemoryJobFlags {
   readonly batch: number;
   readonly guided: boolean;
   readonly device: Device;
-  readonly dtype?: "float32" | "float16";
+  readonly dtype?: ModelDtype;
   readonly vaeTiling: "auto" | "on" | "off";
   readonly maxPixels?: number;
 }
@@ -48,7 +54,7 @@ export function estimateJob(
   job: MemoryJobFlags,
   reduction: ReductionSettings | undefined,
 ): MemoryEstimate {
-  const dtype = job.dtype ?? (job.device === "cpu" ? "float32" : "float16");
+  const dtype = modelDtype(job.device, job.dtype);
   const keyFactors =
     reduction?.method === "todo" ? [reduction.factor, reduction.factorLevel2] : undefined;
   return estimateMemory(shape, {

@@ -13,6 +13,7 @@ import { createScheduler } from "../schedulers/registry.js";
 import type { Scheduler } from "../schedulers/types.js";
 import type { ClipTokenizer } from "../tokenizers/clip-tokenizer.js";
 import { type NoiseSource, recordedNoise, seededNoise } from "../util/random.js";
+import type { ModelFamily } from "../util/vocabulary.js";
 import type {
   DeviceUnet,
   HostTensor,
@@ -30,7 +31,7 @@ import {
   type VaeTiling,
 } from "./vae-tiling.js";
 
-export type ModelFamily = "sd1" | "sd2" | "sdxl";
+export type { ModelFamily };
 
 /** A float image batch [batch, height, width, 3] with values in [0, 1]. */
 export interface ImageBatch {

@@ -5,7 +5,8 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildSamplerStep, type SamplerStepOptions } from "../../src/models/sampler-step.js";
 import { buildModelBytes } from "../../src/onnx/model-io.js";
-import { loadPipeline, openModelFiles, unetBuilds } from "../../src/pipelines/load.js";
+import { loadPipeline, openModelFiles } from "../../src/pipelines/load.js";
+import { unetBuilds } from "../../src/pipelines/plan-runners.js";
 import { RunnerUnet } from "../../src/pipelines/runner-components.js";
 import {
   type GenerateOptions,
