@@ -127,6 +127,16 @@ export {
   parseConvertComponent,
 } from "./pipelines/convert.js";
 export {
+  GENERATION_DEFAULTS,
+  type GenerateOptions,
+  type GenerateResult,
+  type GenerateTimings,
+  type GenerationParameters,
+  type ImageBatch,
+  type ProgressInfo,
+} from "./pipelines/generate-options.js";
+export { type GenerationPlan, planGeneration } from "./pipelines/generation-plan.js";
+export {
   classifySource,
   familyOf,
   type LoadOptions,
@@ -146,17 +156,9 @@ export {
   TOOL_VERSION,
   writeResultPngs,
 } from "./pipelines/outputs.js";
+export type { AdaptedModels, PipelineParts } from "./pipelines/pipeline-parts.js";
 export { loraParameters } from "./pipelines/result-png.js";
-export {
-  type AdaptedModels,
-  type GenerateOptions,
-  type GenerateResult,
-  type GenerationParameters,
-  type ImageBatch,
-  type PipelineParts,
-  type ProgressInfo,
-  StableDiffusionPipeline,
-} from "./pipelines/stable-diffusion.js";
+export { StableDiffusionPipeline } from "./pipelines/stable-diffusion.js";
 export {
   AUTO_TILING_ABOVE,
   DEFAULT_VAE_TILING,
@@ -222,7 +224,14 @@ export {
   writeBytesExclusively,
   writeFileAtomically,
 } from "./util/atomic-write.js";
-export { type NoiseSource, recordedNoise, SeededRandom, seededNoise } from "./util/random.js";
+export {
+  MAX_SEED,
+  type NoiseSource,
+  randomSeed,
+  recordedNoise,
+  SeededRandom,
+  seededNoise,
+} from "./util/random.js";
 export { BUILTIN_NAMES, openBuiltin } from "./weights/builtin.js";
 export { parseConfigJson, readConfigFile } from "./weights/config-json.js";
 export { openDiffusersComponent, openDiffusersFolder } from "./weights/diffusers-folder.js";

@@ -13,6 +13,7 @@ import {
   type Phase,
   type ServerInfo,
 } from "../src/serve/protocol.js";
+import { randomSeed } from "../src/util/random.js";
 import type { BrowserBackendChoice, FromWorker, ToWorker } from "./messages.js";
 
 const PHASES: readonly Phase[] = ["baseline", "accelerated"];
@@ -559,7 +560,7 @@ document.addEventListener("keydown", (event) => {
   if (event.key === "Escape") cancel();
 });
 byId<HTMLButtonElement>("new-seed").addEventListener("click", () => {
-  fields.seed.value = String(Math.floor(Math.random() * 2 ** 32));
+  fields.seed.value = String(randomSeed());
 });
 fields.method.addEventListener("change", syncMethodFields);
 fields.size.addEventListener("change", syncSizeFields);

@@ -42,12 +42,9 @@ import { loraVariants } from "./lora-variants.js";
 import { type MemoryShape, memoryShapeFromConfigs, parameterCount } from "./memory-estimate.js";
 import { defaultCacheDir, hashKey, ModelCache } from "./model-cache.js";
 import { openOnnxFolder } from "./onnx-folder.js";
+import type { AdaptedModels, PipelineParts } from "./pipeline-parts.js";
 import { RunnerTextEncoder, RunnerUnet, RunnerVae } from "./runner-components.js";
-import {
-  type AdaptedModels,
-  type PipelineParts,
-  StableDiffusionPipeline,
-} from "./stable-diffusion.js";
+import { StableDiffusionPipeline } from "./stable-diffusion.js";
 
 export type ModelDtype = "float32" | "float16";
 

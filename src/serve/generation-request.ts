@@ -6,6 +6,7 @@
 import { decodePng, hasPngSignature } from "../image/png.js";
 import { parseReductionOptions, type ReductionOptionsInput } from "../reduce/options.js";
 import { createScheduler } from "../schedulers/registry.js";
+import { MAX_SEED, randomSeed } from "../util/random.js";
 import {
   firstLine,
   type GenerationParams,
@@ -109,12 +110,12 @@ export function checkGeneration(
     }
   }
   const count = whole("count", 1, MAX_IMAGES_PER_JOB, 1);
-  const randomSeed = () => context.randomSeed?.() ?? Math.floor(Math.random() * 2 ** 32);
+  const drawSeed = () => context.randomSeed?.() ?? randomSeed();
   // -1 asks for a random seed, as in the web UIs.
   const seed =
     isMissing(fields.seed) || fields.seed === -1
-      ? randomSeed()
-      : whole("seed", 0, 0xffffffff - count + 1, 0);
+      ? drawSeed()
+      : whole("seed", 0, MAX_SEED - count + 1, 0);
   const clipSkip = whole("clipSkip", 0, Math.max(0, context.textEncoderLayers - 2), 0);
   let reduction: GenerationParams["reduction"] = null;
   if (!isMissing(fields.reduction)) {

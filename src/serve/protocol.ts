@@ -4,7 +4,7 @@
  * the page's in-browser engine, so it imports nothing platform-specific.
  */
 import type { ImageComparisonJson } from "../image/metrics.js";
-import type { GenerateTimings } from "../pipelines/stable-diffusion.js";
+import type { GenerateTimings } from "../pipelines/generate-options.js";
 import {
   parseReductionOptions,
   type ReductionOptions,
@@ -12,6 +12,7 @@ import {
   type ReductionSettings,
 } from "../reduce/options.js";
 import { createScheduler } from "../schedulers/registry.js";
+import { MAX_SEED, randomSeed } from "../util/random.js";
 
 /** The two generations of a job, in the order they run. */
 export type Phase = "baseline" | "accelerated";
@@ -227,8 +228,8 @@ export function parseJobRequest(body: unknown, context: ValidationContext): JobP
   }
   const seed =
     body.seed === undefined || body.seed === null
-      ? (context.randomSeed?.() ?? Math.floor(Math.random() * 2 ** 32))
-      : wholeNumber(body, "seed", 0, 0xffffffff);
+      ? (context.randomSeed?.() ?? randomSeed())
+      : wholeNumber(body, "seed", 0, MAX_SEED);
   const clipSkip = wholeNumber(body, "clipSkip", 0, Math.max(0, context.textEncoderLayers - 2), 0);
   if (!isObject(body.reduction))
     throw new RequestError('reduction: required, an object such as {"method": "todo"}');
