@@ -172,7 +172,6 @@ export {
   describeReduction,
   levelGrid,
   METADATA_PREFIX,
-  parseReductionFlags,
   parseReductionOptions,
   type ReductionOptions,
   type ReductionOptionsInput,
