@@ -4,16 +4,17 @@
  * of Server-Sent Events) or in the browser (a worker with onnxruntime-web); both report the same
  * events, so one handler draws them.
  */
-import { DOWNSAMPLE_MODES, type ReductionSettings } from "../src/reduce/options.js";
 import {
+  DOWNSAMPLE_MODES,
   isGenerationResult,
   type JobEvent,
   type JobRequest,
   type JobResult,
   type Phase,
+  type ReductionSettings,
+  randomSeed,
   type ServerInfo,
-} from "../src/serve/protocol.js";
-import { randomSeed } from "../src/util/random.js";
+} from "../src/browser.js";
 import type { BrowserBackendChoice, FromWorker, ToWorker } from "./messages.js";
 
 const PHASES: readonly Phase[] = ["baseline", "accelerated"];
