@@ -19,6 +19,15 @@ export {
   type UnetBenchOptions,
   type UnetBenchRow,
 } from "./bench/unet-bench.js";
+export { type ClipTextConfig, parseClipTextConfig } from "./configs/clip-config.js";
+export { parseConfigJson, readConfigFile } from "./configs/config-json.js";
+export {
+  parseUnetConfig,
+  type UnetAttentionSite,
+  type UnetConfig,
+  unetAttentionSites,
+} from "./configs/unet-config.js";
+export { parseVaeConfig, type VaeConfig } from "./configs/vae-config.js";
 export { GpuContext, type GpuTensor } from "./gpu/context.js";
 export type { KernelPath, PathRequest, StorageType } from "./gpu/types.js";
 export { chooseKernelVariant, type KernelVariant } from "./gpu/variants.js";
@@ -61,7 +70,6 @@ export {
 export { readPngFile, writePngFile } from "./image/png-file.js";
 export { type FitMode, fitImage, type ResampleFilter, resizeImage } from "./image/resize.js";
 export * from "./lora/index.js";
-export { type ClipTextConfig, parseClipTextConfig } from "./models/clip-config.js";
 export type { ClipTextEncoderOptions } from "./models/clip-text.js";
 export { buildClipTextEncoder, clipSkipHiddenState } from "./models/clip-text.js";
 export {
@@ -72,9 +80,7 @@ export {
   type OpChoices,
 } from "./models/layers.js";
 export { buildUnet, UNET_INPUTS, UNET_OUTPUT } from "./models/unet.js";
-export { parseUnetConfig, type UnetConfig } from "./models/unet-config.js";
 export { buildVaeDecoder, buildVaeEncoder } from "./models/vae.js";
-export { parseVaeConfig, type VaeConfig } from "./models/vae-config.js";
 export { attr, GraphBuilder, MS_DOMAIN } from "./onnx/builder.js";
 export {
   buildModelBytes,
@@ -182,7 +188,7 @@ export {
   resolveReduction,
   settingsFromReferenceArgs,
 } from "./reduce/index.js";
-export { deviceUnavailable } from "./runtime/device-check.js";
+export { deviceUnavailable, deviceUnavailableProbed } from "./runtime/device-check.js";
 export { DEVICES, type Device, parseDevice } from "./runtime/devices.js";
 export { type ProfileSummary, summariseProfile } from "./runtime/profile.js";
 export {
@@ -232,7 +238,6 @@ export {
   seededNoise,
 } from "./util/random.js";
 export { BUILTIN_NAMES, openBuiltin } from "./weights/builtin.js";
-export { parseConfigJson, readConfigFile } from "./weights/config-json.js";
 export { openDiffusersComponent, openDiffusersFolder } from "./weights/diffusers-folder.js";
 export {
   type ComponentName,

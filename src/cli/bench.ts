@@ -4,7 +4,7 @@ import {
   type BenchMethod,
   type BenchSize,
   benchUnet,
-  deviceUnavailable,
+  deviceUnavailableProbed,
   parseBenchMethod,
   parseDevice,
   plotBenchSvg,
@@ -96,7 +96,7 @@ export function registerBench(program: Command): void {
 
 /** Prints each probe's JSON row; a row that failed makes the command fail after all are printed. */
 async function printProbeRows(rows: AsyncIterable<string>, device: string): Promise<void> {
-  const unavailable = deviceUnavailable(parseDevice(device));
+  const unavailable = await deviceUnavailableProbed(parseDevice(device));
   if (unavailable) throw new Error(unavailable);
   let count = 0;
   const failed: string[] = [];

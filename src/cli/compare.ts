@@ -22,6 +22,7 @@ import {
 } from "../index.js";
 import {
   addGenerationFlags,
+  checkDeviceReady,
   checkLatentsFlag,
   type GenerationFlags,
   generationOptions,
@@ -87,6 +88,7 @@ interface RunSummary {
 
 async function compareCommand(promptWithTags: string, flags: CompareFlags): Promise<void> {
   checkLatentsFlag(flags);
+  await checkDeviceReady(flags.device);
   const { prompt, loras } = resolveLoraFlags(promptWithTags, flags);
   const asked = imageSize(flags);
   checkOutputFolder(flags.out, "--out");

@@ -4,6 +4,7 @@ import {
   DEFAULT_VAE_TILING,
   describeReduction,
   deviceUnavailable,
+  deviceUnavailableProbed,
   encodeResultPng,
   encodeSafetensors,
   fitImage,
@@ -279,8 +280,15 @@ export function checkLatentsFlag(flags: GenerationFlags): void {
     );
 }
 
+/** Refuses a device with no adapter before any work, without letting Dawn print its native dump. */
+export async function checkDeviceReady(device: GenerationFlags["device"]): Promise<void> {
+  const unavailable = await deviceUnavailableProbed(device);
+  if (unavailable) throw new Error(unavailable);
+}
+
 async function generateCommand(promptWithTags: string, flags: GenerateFlags): Promise<void> {
   checkLatentsFlag(flags);
+  await checkDeviceReady(flags.device);
   const { prompt, loras } = resolveLoraFlags(promptWithTags, flags);
   const { width, height } = imageSize(flags);
   if (flags.strength !== undefined && !flags.image)

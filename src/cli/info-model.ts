@@ -17,6 +17,7 @@ import {
   resolveAutoFactor,
   resolveReduction,
   type UnetConfig,
+  unetAttentionSites,
 } from "../index.js";
 import type { MemoryEstimate } from "../pipelines/memory-estimate.js";
 
@@ -113,27 +114,17 @@ const WEIGHT_COMPONENTS: readonly ComponentName[] = [
   "text_encoder_2",
 ];
 
-/** Self-attention blocks per spatial level, from the UNet config (levels follow the downsamplers). */
+/** Self-attention blocks per spatial level, from the UNet config's attention sites. */
 export function attentionLevelsFromConfig(config: UnetConfig): {
   perLevel: Map<number, number>;
   cross: number;
 } {
   const perLevel = new Map<number, number>();
   let cross = 0;
-  const add = (level: number, transformerLayers: readonly number[], crossAttention: boolean) => {
-    const blocks = transformerLayers.reduce((sum, n) => sum + n, 0);
-    perLevel.set(level, (perLevel.get(level) ?? 0) + blocks);
-    if (crossAttention) cross += blocks;
-  };
-  let level = 1;
-  for (const block of config.downBlocks) {
-    if (block.attention) add(level, block.attention.transformerLayers, true);
-    if (block.addDownsample) level++;
-  }
-  if (config.midBlock?.attention) add(level, config.midBlock.attention.transformerLayers, true);
-  for (const block of config.upBlocks) {
-    if (block.attention) add(level, block.attention.transformerLayers, true);
-    if (block.addUpsample) level--;
+  // Each transformer block holds one self-attention and one cross-attention.
+  for (const site of unetAttentionSites(config)) {
+    perLevel.set(site.level, (perLevel.get(site.level) ?? 0) + site.depth);
+    cross += site.depth;
   }
   return { perLevel, cross };
 }

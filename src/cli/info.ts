@@ -1,8 +1,8 @@
 import { existsSync, statSync } from "node:fs";
 import type { Command } from "commander";
+import { parseUnetConfig } from "../configs/unet-config.js";
+import { parseVaeConfig } from "../configs/vae-config.js";
 import { classifySource, isLoraFile, openModelFiles } from "../index.js";
-import { parseUnetConfig } from "../models/unet-config.js";
-import { parseVaeConfig } from "../models/vae-config.js";
 import { modelMemoryShape } from "../pipelines/load.js";
 import { type MemoryShape, standardMemoryShape } from "../pipelines/memory-estimate.js";
 import type { ReductionSettings } from "../reduce/options.js";

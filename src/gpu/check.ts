@@ -34,6 +34,15 @@ export function randomValues(count: number, seed: number, storage: StorageType):
   const random = new SeededRandom(seed);
   const values = new Float32Array(count);
   for (let i = 0; i < count; i++) values[i] = 2 * random.uniform() - 1;
+  return roundToStorage(values, storage);
+}
+
+/**
+ * Values rounded to the storage type. Inputs derived from random values (shifted, scaled) must go
+ * through this again: v + 0.5 of an f16 v is generally not an f16, and the upload would round it
+ * where the reference does not.
+ */
+export function roundToStorage(values: Float32Array, storage: StorageType): Float32Array {
   return storage === "f16" ? float16ArrayToFloat32(float32ArrayToFloat16(values)) : values;
 }
 

@@ -13,6 +13,8 @@ export interface ComputeKernelSource {
 
 export class PipelineCache {
   private readonly pipelines = new Map<string, Promise<GPUComputePipeline>>();
+  /** Compiler warnings of the shaders compiled so far, first line each (deprecations show here). */
+  readonly warnings: string[] = [];
 
   constructor(private readonly device: GPUDevice) {}
 
@@ -36,6 +38,8 @@ export class PipelineCache {
   private async compile(source: ComputeKernelSource): Promise<GPUComputePipeline> {
     const module = this.device.createShaderModule({ code: source.code, label: source.label });
     const info = await module.getCompilationInfo();
+    for (const m of info.messages)
+      if (m.type === "warning") this.warnings.push(`${source.label}: ${m.message.split("\n")[0]}`);
     const errors = info.messages.filter((m) => m.type === "error");
     if (errors.length > 0) {
       const first = errors[0];

@@ -38,3 +38,46 @@ fn gelu_f32(x: f32) -> f32 {
   return 0.5 * x * (1.0 + erf_f32(x * 0.70710678118654752));
 }
 `;
+
+/**
+ * How a shader spells the subgroup-matrix load and store: `template`, Dawn's current form, takes
+ * the majorness as a template argument (`subgroupMatrixLoad<M, row_major>(p, offset, stride)`,
+ * `subgroupMatrixStore<row_major>(p, offset, value, stride)`); `argument`, the first form
+ * (deprecated, and warned about at every compilation), passes it as a bool argument. Kernels try
+ * the current form first and fall back for older implementations.
+ */
+export type MatrixSpelling = "template" | "argument";
+
+export const MATRIX_SPELLINGS: readonly MatrixSpelling[] = Object.freeze(["template", "argument"]);
+
+function majorness(colMajor: boolean): string {
+  return colMajor ? "col_major" : "row_major";
+}
+
+/** `subgroupMatrixLoad` of a matrix type from `&array`, `offset` elements in. */
+export function matrixLoad(
+  spelling: MatrixSpelling,
+  type: string,
+  pointer: string,
+  offset: string,
+  colMajor: boolean,
+  stride: string,
+): string {
+  return spelling === "template"
+    ? `subgroupMatrixLoad<${type}, ${majorness(colMajor)}>(${pointer}, ${offset}, ${stride})`
+    : `subgroupMatrixLoad<${type}>(${pointer}, ${offset}, ${colMajor}, ${stride})`;
+}
+
+/** The `subgroupMatrixStore` statement of `value` into `&array`, `offset` elements in. */
+export function matrixStore(
+  spelling: MatrixSpelling,
+  pointer: string,
+  offset: string,
+  value: string,
+  colMajor: boolean,
+  stride: string,
+): string {
+  return spelling === "template"
+    ? `subgroupMatrixStore<${majorness(colMajor)}>(${pointer}, ${offset}, ${value}, ${stride});`
+    : `subgroupMatrixStore(${pointer}, ${offset}, ${value}, ${colMajor}, ${stride});`;
+}

@@ -13,9 +13,11 @@
  * the output of layer i-1, negative indices count from the end (-1 is the last layer, -2 the
  * "penultimate" state that clip skip and SDXL use).
  */
+
+import type { ClipTextConfig } from "../configs/clip-config.js";
 import { attr, GraphBuilder, type Value } from "../onnx/builder.js";
 import { type WeightSource, WeightTracker } from "../weights/source.js";
-import type { ClipTextConfig } from "./clip-config.js";
+import { transposeMatrix } from "./layers.js";
 
 /** One hidden state exposed as a graph output. */
 export interface HiddenStateOutput {
@@ -265,22 +267,12 @@ function encoderLayer(
   const C = config.hiddenSize;
   const F = config.intermediateSize;
   const eps = config.layerNormEps;
-  const norm1 = g.layerNorm(
-    x,
-    params.tensor(`${prefix}.layer_norm1.weight`, [C]),
-    params.tensor(`${prefix}.layer_norm1.bias`, [C]),
-    eps,
-  );
+  const norm1 = params.layerNorm(g, `${prefix}.layer_norm1`, x, C, eps);
   x = g.add(
     x,
     g.scope("self_attn", () => selfAttention(g, params, config, prefix, norm1, mask)),
   );
-  const norm2 = g.layerNorm(
-    x,
-    params.tensor(`${prefix}.layer_norm2.weight`, [C]),
-    params.tensor(`${prefix}.layer_norm2.bias`, [C]),
-    eps,
-  );
+  const norm2 = params.layerNorm(g, `${prefix}.layer_norm2`, x, C, eps);
   const mlp = g.scope("mlp", () => {
     const up = params.linear(g, `${prefix}.mlp.fc1`, norm2, F, C); // (B, S, F)
     const act = config.hiddenAct === "quick_gelu" ? g.quickGelu(up) : g.gelu(up);
@@ -375,7 +367,9 @@ class ParameterLoader {
     this.tracker.take(key, shape);
     const source = this.tracker.source;
     const [rows, cols] = shape;
-    return this.g.weight(key, [cols, rows], () => transpose2d(source.readFloat32(key), rows, cols));
+    return this.g.weight(key, [cols, rows], () =>
+      transposeMatrix(source.readFloat32(key), rows, cols),
+    );
   }
 
   /** y = x W^T + b for the Linear at `prefix` (`.weight` [out, in], `.bias` [out]). */
@@ -391,18 +385,16 @@ class ParameterLoader {
     return g.linear(x, weightT, bias);
   }
 
+  /** LayerNorm at `prefix` (`.weight` and `.bias`, [channels] each) over the last axis of x. */
+  layerNorm(g: GraphBuilder, prefix: string, x: Value, channels: number, eps: number): Value {
+    const scale = this.tensor(`${prefix}.weight`, [channels]);
+    return g.layerNorm(x, scale, this.tensor(`${prefix}.bias`, [channels]), eps);
+  }
+
   /** Declares weights that this graph does not need (layers past the deepest output). */
   skip(prefix: string, shapes: ReadonlyArray<[string, number[]]>): void {
     for (const [suffix, shape] of shapes) this.tracker.take(`${prefix}.${suffix}`, shape);
   }
-}
-
-function transpose2d(values: Float32Array, rows: number, cols: number): Float32Array {
-  const out = new Float32Array(values.length);
-  for (let r = 0; r < rows; r++) {
-    for (let c = 0; c < cols; c++) out[c * rows + r] = values[r * cols + c];
-  }
-  return out;
 }
 
 /** A float32 tensor as the pipelines pass them between models. */

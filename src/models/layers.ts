@@ -8,8 +8,8 @@
  * (`OP_CHOICES`) and one pure function (`chooseOps`) make that choice, in the manner of the
  * device and dtype tables of transformers.js.
  */
-import { attr, type GraphBuilder, MS_DOMAIN, type Value } from "../onnx/builder.js";
-import type { WeightTracker } from "../weights/source.js";
+import { attr, GraphBuilder, MS_DOMAIN, type Value } from "../onnx/builder.js";
+import { type WeightSource, WeightTracker } from "../weights/source.js";
 
 // ---- backend -> operator choice ------------------------------------------------------------
 
@@ -123,6 +123,36 @@ export interface LayerContext {
   readonly weights: WeightTracker;
   readonly ops: OpChoices;
   readonly chunking?: AttentionChunking;
+}
+
+/** What every build starts from: a graph in the build's dtype, tracked weights, the operators. */
+export function startBuild(
+  weights: WeightSource,
+  options: ModelBuildOptions,
+): { ctx: LayerContext; tracker: WeightTracker; dtype: "float32" | "float16" } {
+  const dtype = options.dtype ?? "float32";
+  const tracker = new WeightTracker(weights);
+  const ctx: LayerContext = {
+    g: new GraphBuilder(dtype),
+    weights: tracker,
+    ops: chooseOps(options.backend, options.ops),
+    chunking: options.attentionChunking,
+  };
+  return { ctx, tracker, dtype };
+}
+
+/** The metadata a built model stores: which model, its dtype and the operators chosen. */
+export function buildMetadata(
+  model: string,
+  dtype: string,
+  ctx: LayerContext,
+): Record<string, string> {
+  return {
+    "todo_sd.model": model,
+    "todo_sd.dtype": dtype,
+    "todo_sd.attention_op": ctx.ops.attention,
+    "todo_sd.group_norm_op": ctx.ops.groupNorm,
+  };
 }
 
 /**

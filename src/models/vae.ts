@@ -12,14 +12,15 @@
  * `post_quant_conv.*`, or `encoder.*` and `quant_conv.*`) and checks that it used every weight of
  * it, and that the file holds nothing that belongs to neither.
  */
-import { GraphBuilder, type Value } from "../onnx/builder.js";
+
+import type { VaeConfig } from "../configs/vae-config.js";
+import type { Value } from "../onnx/builder.js";
 import type { WeightSource } from "../weights/source.js";
-import { WeightTracker } from "../weights/source.js";
 import {
   attention,
   attentionChunks,
   type BuiltModel,
-  chooseOps,
+  buildMetadata,
   conv2d,
   downsample,
   groupNorm,
@@ -27,9 +28,9 @@ import {
   linear,
   type ModelBuildOptions,
   resnetBlock,
+  startBuild,
   upsample,
 } from "./layers.js";
-import type { VaeConfig } from "./vae-config.js";
 
 export const VAE_DECODER_IO = Object.freeze({ input: "latents", output: "image" });
 export const VAE_ENCODER_IO = Object.freeze({
@@ -104,7 +105,7 @@ export function buildVaeDecoder(
     "width",
   ]);
   tracker.assertAllUsed();
-  return { builder: g, metadata: metadata("vae_decoder", dtype, ctx) };
+  return { builder: g, metadata: buildMetadata("vae_decoder", dtype, ctx) };
 }
 
 export function buildVaeEncoder(
@@ -174,29 +175,11 @@ export function buildVaeEncoder(
   g.output(g.cast(mean, "float32"), VAE_ENCODER_IO.mean, "float32", latentDims);
   g.output(clamped, VAE_ENCODER_IO.logvar, "float32", latentDims);
   tracker.assertAllUsed();
-  return { builder: g, metadata: metadata("vae_encoder", dtype, ctx) };
+  return { builder: g, metadata: buildMetadata("vae_encoder", dtype, ctx) };
 }
 
 function context(weights: WeightSource, otherHalf: readonly string[], options: ModelBuildOptions) {
-  const dtype = options.dtype ?? "float32";
-  const g = new GraphBuilder(dtype);
-  const tracker = new WeightTracker(withoutPrefixes(weights, otherHalf));
-  const ctx: LayerContext = {
-    g,
-    weights: tracker,
-    ops: chooseOps(options.backend, options.ops),
-    chunking: options.attentionChunking,
-  };
-  return { ctx, tracker, dtype };
-}
-
-function metadata(model: string, dtype: string, ctx: LayerContext): Record<string, string> {
-  return {
-    "todo_sd.model": model,
-    "todo_sd.dtype": dtype,
-    "todo_sd.attention_op": ctx.ops.attention,
-    "todo_sd.group_norm_op": ctx.ops.groupNorm,
-  };
+  return startBuild(withoutPrefixes(weights, otherHalf), options);
 }
 
 /** The source without the other half's keys, so that the use-every-weight check covers one half. */

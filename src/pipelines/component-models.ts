@@ -5,8 +5,10 @@
  * manifest describes everything else the pipeline needs (family, sizes, VAE scaling, scheduler).
  */
 import { existsSync } from "node:fs";
+import { parseClipTextConfig } from "../configs/clip-config.js";
+import { parseUnetConfig } from "../configs/unet-config.js";
+import { parseVaeConfig, vaeDtype } from "../configs/vae-config.js";
 import { type AppliedLora, applyLoras, type LoraRequest } from "../lora/apply-loras.js";
-import { parseClipTextConfig } from "../models/clip-config.js";
 import { buildClipTextEncoder } from "../models/clip-text.js";
 import type { AttentionChunking, BuiltModel } from "../models/layers.js";
 import {
@@ -15,9 +17,7 @@ import {
   type SamplerStepOptions,
 } from "../models/sampler-step.js";
 import { buildUnet } from "../models/unet.js";
-import { parseUnetConfig } from "../models/unet-config.js";
 import { buildVaeDecoder, buildVaeEncoder } from "../models/vae.js";
-import { parseVaeConfig, vaeDtype } from "../models/vae-config.js";
 import type { GraphBuilder } from "../onnx/builder.js";
 import { externalDataPath, saveModel } from "../onnx/model-io.js";
 import type { ReductionSettings } from "../reduce/options.js";

@@ -6,14 +6,14 @@
  */
 import { copyFileSync, existsSync, mkdirSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
+import { parseClipTextConfig } from "../configs/clip-config.js";
+import { parseUnetConfig } from "../configs/unet-config.js";
+import { parseVaeConfig } from "../configs/vae-config.js";
 import { applyLoras, type LoraRequest } from "../lora/apply-loras.js";
-import { parseClipTextConfig } from "../models/clip-config.js";
 import { buildClipTextEncoder } from "../models/clip-text.js";
 import type { BuiltModel, OpBackend } from "../models/layers.js";
 import { buildUnet } from "../models/unet.js";
-import { parseUnetConfig } from "../models/unet-config.js";
 import { buildVaeDecoder, buildVaeEncoder } from "../models/vae.js";
-import { parseVaeConfig } from "../models/vae-config.js";
 import type { GraphBuilder } from "../onnx/builder.js";
 import { saveModel } from "../onnx/model-io.js";
 import { type ReductionOptions, reductionMetadata, resolveReduction } from "../reduce/options.js";

@@ -5,10 +5,13 @@
  */
 import { existsSync, statSync } from "node:fs";
 import { join } from "node:path";
+import { parseClipTextConfig } from "../configs/clip-config.js";
+import { type JsonObject, readConfigFile } from "../configs/config-json.js";
+import { parseUnetConfig, type UnetConfig } from "../configs/unet-config.js";
+import { parseVaeConfig, vaeDtype } from "../configs/vae-config.js";
 import { downloadPipeline } from "../hub/download-pipeline.js";
 import { isHubId } from "../hub/hub-id.js";
 import type { LoraRequest } from "../lora/apply-loras.js";
-import { parseClipTextConfig } from "../models/clip-config.js";
 import { buildClipTextEncoder, type HiddenStateOutput } from "../models/clip-text.js";
 import type { AttentionChunking, BuiltModel, OpBackend } from "../models/layers.js";
 import {
@@ -17,9 +20,7 @@ import {
   type SamplerStepOptions,
 } from "../models/sampler-step.js";
 import { buildUnet } from "../models/unet.js";
-import { parseUnetConfig, type UnetConfig } from "../models/unet-config.js";
 import { buildVaeDecoder, buildVaeEncoder } from "../models/vae.js";
-import { parseVaeConfig, vaeDtype } from "../models/vae-config.js";
 import type { GraphBuilder } from "../onnx/builder.js";
 import { buildModelBytes, saveModel } from "../onnx/model-io.js";
 import type { ReductionSettings } from "../reduce/options.js";
@@ -32,7 +33,6 @@ import { builtinClipTokenizerDir } from "../tokenizers/builtin-vocabulary.js";
 import type { ClipTokenizer } from "../tokenizers/clip-tokenizer.js";
 import { loadClipTokenizer } from "../tokenizers/load-folder.js";
 import { builtinName, openBuiltin } from "../weights/builtin.js";
-import { type JsonObject, readConfigFile } from "../weights/config-json.js";
 import { openDiffusersFolder } from "../weights/diffusers-folder.js";
 import type { ComponentName, ModelFamily, ModelFiles } from "../weights/model-files.js";
 import { openSingleFile } from "../weights/single-file.js";

@@ -17,6 +17,7 @@
  */
 import { copyFileSync, existsSync, linkSync, mkdirSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
+import { type JsonObject, readConfigFile } from "../configs/config-json.js";
 import type { LoraRequest } from "../lora/apply-loras.js";
 import { LoraWeightSource } from "../lora/lora-source.js";
 import { InitializerWeights, replaceInitializers } from "../lora/onnx-initializers.js";
@@ -36,7 +37,6 @@ import { type ReductionSettings, reducesNothing } from "../reduce/options.js";
 import { createRunner, type SessionOptions } from "../runtime/session.js";
 import type { ModelRunner } from "../runtime/types.js";
 import { loadClipTokenizer } from "../tokenizers/load-folder.js";
-import { type JsonObject, readConfigFile } from "../weights/config-json.js";
 import type { ModelFiles } from "../weights/model-files.js";
 import type { WeightSource } from "../weights/source.js";
 import { loraVariants } from "./lora-variants.js";

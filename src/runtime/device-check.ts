@@ -6,6 +6,7 @@ import { existsSync, readdirSync } from "node:fs";
 import { createRequire } from "node:module";
 import { homedir } from "node:os";
 import { dirname, join } from "node:path";
+import { hasWebGpuAdapter } from "../util/webgpu-probe.js";
 import type { Device } from "./devices.js";
 
 export const NO_WEBGPU_ADAPTER =
@@ -57,6 +58,16 @@ export function deviceUnavailable(device: Device): string | undefined {
       return NO_CUDA_BINARIES;
   }
   return undefined;
+}
+
+/**
+ * Why `device` cannot run here, as one line, or undefined when it may: `deviceUnavailable` and,
+ * for WebGPU on Linux with a driver manifest present, a probe for an adapter (once a process).
+ */
+export async function deviceUnavailableProbed(device: Device): Promise<string | undefined> {
+  const quick = deviceUnavailable(device);
+  if (quick || device !== "webgpu" || process.platform !== "linux") return quick;
+  return (await hasWebGpuAdapter()) === false ? NO_WEBGPU_ADAPTER : undefined;
 }
 
 /** onnxruntime's message when a device fails to start, as one line that says what to do. */

@@ -2,7 +2,7 @@
 import * as ort from "onnxruntime-node";
 import { GraphBuilder } from "../onnx/builder.js";
 import { buildModelBytes } from "../onnx/model-io.js";
-import { deviceUnavailable, explainDeviceError } from "./device-check.js";
+import { deviceUnavailableProbed, explainDeviceError } from "./device-check.js";
 import { type Device, EXECUTION_PROVIDERS } from "./devices.js";
 import type {
   Float32Feed,
@@ -89,7 +89,7 @@ export async function createSession(
   options: SessionOptions = {},
 ): Promise<OrtSession> {
   const opts = sessionOptions(options);
-  const unavailable = options.device ? deviceUnavailable(options.device) : undefined;
+  const unavailable = options.device ? await deviceUnavailableProbed(options.device) : undefined;
   if (unavailable) throw new Error(unavailable);
   try {
     return typeof model === "string"

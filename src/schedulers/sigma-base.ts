@@ -5,8 +5,8 @@
  * sampler integrates dx/dsigma = (x - x0) / sigma (eq. 3) from sigma_max down to 0
  * (Euler, Euler ancestral, Heun, LMS, DPM2).
  */
-import { checkSameLength, SchedulerBase } from "./base.js";
-import type { CommonDefaults } from "./config.js";
+import { SchedulerBase } from "./base.js";
+import type { CommonDefaults, PredictionType } from "./config.js";
 import { scheduleFields, sigmaRampFields } from "./config.js";
 import {
   karrasSigmas,
@@ -15,7 +15,7 @@ import {
   spacedTimesteps,
   type TimestepSpacing,
 } from "./noise-schedule.js";
-import { combine, type Tensor, toFloat32 } from "./tensor-ops.js";
+import { combine, denoised, type Tensor } from "./tensor-ops.js";
 
 const f32 = Math.fround;
 
@@ -25,6 +25,7 @@ export function sigmaSamplerFields(defaults: CommonDefaults) {
 }
 
 export interface SigmaSamplerOptions extends NoiseScheduleOptions {
+  readonly prediction_type: PredictionType;
   readonly timestep_spacing: TimestepSpacing;
   readonly steps_offset: number;
   readonly use_karras_sigmas?: boolean;
@@ -60,15 +61,19 @@ export abstract class SigmaScheduler<C extends SigmaSamplerOptions> extends Sche
     return this.sigmas[index];
   }
 
-  addNoise(original: Float32Array, noise: Float32Array, timestep: number): Float32Array {
-    checkSameLength(this.name, original, noise, "noise");
-    const sigma = this.sigmas[this.noiseIndex(timestep)];
-    return toFloat32(
-      combine([
-        [1, original],
-        [sigma, noise],
-      ]),
-    );
+  protected noiseScales(timestep: number): { signal: number; noiseScale: number } {
+    return { signal: 1, noiseScale: this.sigmas[this.noiseIndex(timestep)] };
+  }
+
+  /** The clean-sample estimate from a model output at noise level `sigma`. */
+  protected denoised(modelOutput: Tensor, sample: Tensor, sigma: number): Float64Array {
+    return denoised(this.config.prediction_type, modelOutput, sample, sigma);
+  }
+
+  /** Takes a plan's timesteps and its sigmas, in float32, with `final` appended. */
+  protected adoptPlan(plan: SigmaPlan, final = 0): void {
+    this.timesteps = plan.timesteps;
+    this.sigmas = [...plan.sigmas, final].map(f32);
   }
 
   /**

@@ -8,7 +8,7 @@
  * 8 in diffusers' naming), SD 2.x and SDXL have 64-wide heads; text encoders have 64-wide
  * heads. Models that differ need their configs passed in.
  */
-import type { JsonObject, JsonValue } from "./config-json.js";
+import type { JsonObject, JsonValue } from "../configs/config-json.js";
 import type { ModelFamily } from "./model-files.js";
 import type { Shape } from "./weight-modules.js";
 

@@ -3,7 +3,7 @@
  * single-file LDM checkpoint, or the builtin full-size configs with random weights. The
  * pipeline loader turns one of these into components without knowing where it came from.
  */
-import type { JsonObject } from "./config-json.js";
+import type { JsonObject } from "../configs/config-json.js";
 import type { WeightSource } from "./source.js";
 
 /** The weight-bearing components of an SD 1.x / 2.x / XL pipeline, named as in diffusers. */

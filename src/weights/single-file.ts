@@ -15,9 +15,12 @@
  * buffers) are ignored; unused keys *inside* a component are an error, since they mean the
  * config does not describe the checkpoint.
  */
+
+import { parseClipTextConfig } from "../configs/clip-config.js";
+import type { JsonObject } from "../configs/config-json.js";
+import { parseUnetConfig } from "../configs/unet-config.js";
+import { parseVaeConfig } from "../configs/vae-config.js";
 import { familyConfigs } from "./builtin.js";
-import { clipTextLayout } from "./clip-layout.js";
-import type { JsonObject } from "./config-json.js";
 import {
   CheckpointShapes,
   inferHfClipConfig,
@@ -35,8 +38,6 @@ import {
 } from "./model-files.js";
 import { SafetensorsFile } from "./safetensors.js";
 import type { WeightSource } from "./source.js";
-import { unetLayout } from "./unet-layout.js";
-import { vaeLayout } from "./vae-layout.js";
 
 export const LDM_UNET_PREFIX = "model.diffusion_model.";
 export const LDM_VAE_PREFIX = "first_stage_model.";
@@ -244,19 +245,22 @@ export function singleFilePlan(
   const configLabel = `${label} ${component} config`;
   switch (component) {
     case "unet":
-      return ldmUnetPlan(unetLayout(config, configLabel), layout.unet!);
+      return ldmUnetPlan(parseUnetConfig(config, configLabel, "weights"), layout.unet!);
     case "vae":
-      return ldmVaePlan(vaeLayout(config, configLabel), layout.vae!);
+      return ldmVaePlan(parseVaeConfig(config, configLabel), layout.vae!);
     case "text_encoder":
     case "text_encoder_2": {
       const location = layout[component]!;
-      const clip = clipTextLayout(config, component === "text_encoder_2", configLabel);
-      if (location.format === "open_clip") return openClipPlan(clip, location.prefix);
+      const clip = parseClipTextConfig(config, configLabel);
+      const withProjection = component === "text_encoder_2";
+      if (location.format === "open_clip") {
+        return openClipPlan(clip, withProjection, location.prefix);
+      }
       const hasTextModelLevel = location.prefix.endsWith("text_model.");
       const root = hasTextModelLevel
         ? location.prefix.slice(0, -"text_model.".length)
         : location.prefix;
-      return hfClipPlan(clip, root, hasTextModelLevel);
+      return hfClipPlan(clip, withProjection, root, hasTextModelLevel);
     }
   }
 }

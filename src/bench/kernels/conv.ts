@@ -5,11 +5,11 @@
  */
 import { randomValues } from "../../gpu/check.js";
 import { type ConvShape, convOutputSize, prepareConv } from "../../gpu/kernels/conv2d.js";
-import { tilingName } from "../../gpu/kernels/matmul-kernel.js";
 import { GraphBuilder } from "../../onnx/builder.js";
 import { buildModelBytes } from "../../onnx/model-io.js";
 import { probeOutput } from "../probe-output.js";
 import { matmulTilings } from "./matmul-tilings.js";
+import { matmulDetail, prepared } from "./prepared.js";
 import type { KernelBench, KernelBenchCase } from "./types.js";
 
 function convCase(imageSize: number, shape: ConvShape): KernelBenchCase {
@@ -31,13 +31,8 @@ function convCase(imageSize: number, shape: ConvShape): KernelBenchCase {
         ctx.allocate([b * out.height * out.width * cout], s),
         ctx.upload(randomValues(cout, 3, s), [cout], s),
       ];
-      return {
-        launches: [kernel.launch(tensors.map((t) => t.buffer))],
-        detail: `${variant.storage} ${variant.path}${variant.matrix ? ` ${variant.matrix.m}x${variant.matrix.n}x${variant.matrix.k}` : ""} ${tilingName(kernel.spec.tiling)}${kernel.spec.subgroupIndex ? ` sg:${kernel.spec.subgroupIndex}` : ""}`,
-        release: () => {
-          for (const t of tensors) ctx.release(t);
-        },
-      };
+      const launches = [kernel.launch(tensors.map((t) => t.buffer))];
+      return prepared(ctx, launches, tensors, matmulDetail(variant, kernel.spec));
     },
     ort: {
       op: "Conv",

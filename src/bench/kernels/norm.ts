@@ -7,7 +7,6 @@
  * upsampling against Resize.
  */
 import { randomValues } from "../../gpu/check.js";
-import type { GpuContext, GpuTensor, KernelLaunch } from "../../gpu/context.js";
 import {
   type ElementwiseOp,
   isBinary,
@@ -20,24 +19,10 @@ import { attr, GraphBuilder, type Value } from "../../onnx/builder.js";
 import { buildModelBytes } from "../../onnx/model-io.js";
 import { probeOutput } from "../probe-output.js";
 import { tiledTokens } from "./attention.js";
-import type { KernelBench, KernelBenchCase, PreparedKernel } from "./types.js";
+import { prepared } from "./prepared.js";
+import type { KernelBench, KernelBenchCase } from "./types.js";
 
 const F16 = 2;
-
-function prepared(
-  ctx: GpuContext,
-  launches: KernelLaunch[],
-  tensors: GpuTensor[],
-  detail: string,
-): PreparedKernel {
-  return {
-    launches,
-    detail,
-    release: () => {
-      for (const t of tensors) ctx.release(t);
-    },
-  };
-}
 
 function graph(storage: StorageType): { g: GraphBuilder; bias: Value } {
   const g = new GraphBuilder(storage === "f16" ? "float16" : "float32");

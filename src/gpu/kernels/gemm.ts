@@ -62,7 +62,9 @@ export function gemmSpec(
     if (!Number.isInteger(value) || value < 1)
       throw new Error(`gemm: ${name} must be a positive integer, got ${value}`);
   const epilogue = options.epilogue ?? "none";
-  const tiling = options.tiling ?? defaultTiling(variant);
+  // The tile spans B's columns: for GEGLU, the hidden and gate halves together.
+  const tiling =
+    options.tiling ?? defaultTiling(variant, epilogue === "geglu" ? 2 * shape.n : shape.n);
   const parts = [
     `gemm ${shape.batch}x${shape.m}x${shape.n}x${shape.k}`,
     variant.storage,

@@ -4,6 +4,7 @@
  */
 import type { GpuContext, KernelLaunch } from "../context.js";
 import type { KernelVariant } from "../variants.js";
+import { MATRIX_SPELLINGS } from "../wgsl.js";
 import {
   type MatmulSpec,
   type MatrixTiling,
@@ -14,29 +15,57 @@ import {
   tilingProblem,
 } from "./matmul-wgsl.js";
 
-/** The tilings used unless one is given; chosen by the sweep in BENCHMARKS.md. */
-export const DEFAULT_TILINGS: Readonly<{ portable: PortableTiling; tensorCore: MatrixTiling }> =
-  Object.freeze({
-    portable: { kind: "portable", tileM: 64, tileN: 64, tileK: 16, threadM: 4, threadN: 4 },
-    tensorCore: {
-      kind: "tensor-core",
-      tileM: 128,
-      tileN: 128,
-      tileK: 32,
-      subgroupsM: 2,
-      subgroupsN: 4,
-      pad: 8,
-    },
-  });
+/**
+ * The tilings used unless one is given. The tensor-core tile is 128x128x32 on 2x4 subgroups, except
+ * for wide GEMMs (WIDE_GEMM_COLUMNS columns of B or more), where the sweep at 4096^3 measured
+ * 128x256x16 on 2x4 subgroups fastest (BENCHMARKS.md). Narrow outputs (the UNet's 320 columns)
+ * keep the smaller tile: a 256-column tile would leave 37% of its second column tile idle.
+ * Convolutions keep 128x128x32: their sweep's winner was not recorded.
+ */
+export const DEFAULT_TILINGS: Readonly<{
+  portable: PortableTiling;
+  tensorCore: MatrixTiling;
+  wideGemm: MatrixTiling;
+}> = Object.freeze({
+  portable: { kind: "portable", tileM: 64, tileN: 64, tileK: 16, threadM: 4, threadN: 4 },
+  tensorCore: {
+    kind: "tensor-core",
+    tileM: 128,
+    tileN: 128,
+    tileK: 32,
+    subgroupsM: 2,
+    subgroupsN: 4,
+    pad: 8,
+  },
+  wideGemm: {
+    kind: "tensor-core",
+    tileM: 128,
+    tileN: 256,
+    tileK: 16,
+    subgroupsM: 2,
+    subgroupsN: 4,
+    pad: 8,
+  },
+});
 
-export function defaultTiling(variant: KernelVariant): Tiling {
-  return variant.path === "tensor-core" ? DEFAULT_TILINGS.tensorCore : DEFAULT_TILINGS.portable;
+/**
+ * B columns from which a GEMM counts as wide (default tile DEFAULT_TILINGS.wideGemm): 4096^3 and
+ * GEGLU's 2 x 1280 ran on it in the measured sweep.
+ */
+export const WIDE_GEMM_COLUMNS = 2048;
+
+/** The default tiling of a variant; `gemmColumns`: a GEMM's B columns (not for convolutions). */
+export function defaultTiling(variant: KernelVariant, gemmColumns?: number): Tiling {
+  if (variant.path !== "tensor-core") return DEFAULT_TILINGS.portable;
+  return gemmColumns !== undefined && gemmColumns >= WIDE_GEMM_COLUMNS
+    ? DEFAULT_TILINGS.wideGemm
+    : DEFAULT_TILINGS.tensorCore;
 }
 
 export function tilingName(tiling: Tiling): string {
   return tiling.kind === "portable"
     ? `${tiling.tileM}x${tiling.tileN}x${tiling.tileK}/${tiling.threadM}x${tiling.threadN}`
-    : `${tiling.tileM}x${tiling.tileN}x${tiling.tileK}/${tiling.subgroupsM}x${tiling.subgroupsN}sg/p${tiling.pad}`;
+    : `${tiling.tileM}x${tiling.tileN}x${tiling.tileK}/${tiling.subgroupsM}x${tiling.subgroupsN}sg/p${tiling.pad}${tiling.ablation ? ` ablation:${tiling.ablation}` : ""}`;
 }
 
 export class MatmulKernel {
@@ -60,17 +89,19 @@ export class MatmulKernel {
       const pipeline = await ctx.pipeline({ label: spec.label, code: matmulWgsl(spec) });
       return new MatmulKernel(spec, pipeline, matmulGrid(spec));
     }
-    // The tensor-core path: subgroup_id where the compiler has it, else the division.
+    // The tensor-core path: subgroup_id where the compiler has it, else the division; the
+    // current load/store spelling, else the first one.
     const errors: string[] = [];
-    for (const subgroupIndex of ["builtin", "division"] as const) {
-      const candidate = { ...spec, subgroupIndex };
-      try {
-        const pipeline = await ctx.pipeline({ label: spec.label, code: matmulWgsl(candidate) });
-        return new MatmulKernel(candidate, pipeline, matmulGrid(candidate));
-      } catch (error) {
-        errors.push((error as Error).message);
+    for (const subgroupIndex of ["builtin", "division"] as const)
+      for (const matrixSpelling of MATRIX_SPELLINGS) {
+        const candidate = { ...spec, subgroupIndex, matrixSpelling };
+        try {
+          const pipeline = await ctx.pipeline({ label: spec.label, code: matmulWgsl(candidate) });
+          return new MatmulKernel(candidate, pipeline, matmulGrid(candidate));
+        } catch (error) {
+          errors.push((error as Error).message);
+        }
       }
-    }
     throw new Error(errors.join("; "));
   }
 

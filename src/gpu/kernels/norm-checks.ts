@@ -9,6 +9,7 @@ import {
   compareWithReference,
   type KernelCheck,
   randomValues,
+  roundToStorage,
 } from "../check.js";
 import type { GpuContext, GpuTensor } from "../context.js";
 import type { Reference } from "../reference/matmul.js";
@@ -19,6 +20,7 @@ import {
   referenceTimestepEmbedding,
   referenceUpsample2x,
 } from "../reference/norm.js";
+import type { StorageType } from "../types.js";
 import type { KernelVariant } from "../variants.js";
 import {
   type ElementwiseOp,
@@ -51,6 +53,48 @@ async function finish(
   return compareWithReference(got, reference);
 }
 
+export interface NormInputs {
+  readonly x: Float32Array;
+  readonly gamma: Float32Array;
+  readonly beta: Float32Array;
+}
+
+/**
+ * Group norm inputs: x with an offset mean (so the variance is not the mean of squares alone),
+ * rounded to the storage type after the shift so that the GPU and the reference see the same x.
+ */
+export function groupNormInputs(
+  shape: GroupNormShape,
+  storage: StorageType,
+  seed = 41,
+): NormInputs {
+  const n = shape.batch * shape.pixels * shape.channels;
+  return {
+    x: roundToStorage(
+      randomValues(n, seed, storage).map((v) => v + 0.5),
+      storage,
+    ),
+    gamma: randomValues(shape.channels, seed + 1, storage),
+    beta: randomValues(shape.channels, seed + 2, storage),
+  };
+}
+
+/** Layer norm inputs: x offset by -0.5, rounded to the storage type after the shift. */
+export function layerNormInputs(
+  shape: LayerNormShape,
+  storage: StorageType,
+  seed = 51,
+): NormInputs {
+  return {
+    x: roundToStorage(
+      randomValues(shape.rows * shape.channels, seed, storage).map((v) => v - 0.5),
+      storage,
+    ),
+    gamma: randomValues(shape.channels, seed + 1, storage),
+    beta: randomValues(shape.channels, seed + 2, storage),
+  };
+}
+
 export async function checkGroupNorm(
   ctx: GpuContext,
   variant: KernelVariant,
@@ -58,10 +102,7 @@ export async function checkGroupNorm(
   seed = 41,
 ): Promise<CheckOutcome> {
   const s = variant.storage;
-  // An offset mean, so the variance is not the mean of squares alone.
-  const x = randomValues(shape.batch * shape.pixels * shape.channels, seed, s).map((v) => v + 0.5);
-  const gamma = randomValues(shape.channels, seed + 1, s);
-  const beta = randomValues(shape.channels, seed + 2, s);
+  const { x, gamma, beta } = groupNormInputs(shape, s, seed);
   const kernel = await prepareGroupNorm(ctx, variant, shape);
   const t = [
     ctx.upload(x, [x.length], s, "x"),
@@ -79,9 +120,7 @@ export async function checkLayerNorm(
   seed = 51,
 ): Promise<CheckOutcome> {
   const s = variant.storage;
-  const x = randomValues(shape.rows * shape.channels, seed, s).map((v) => v - 0.5);
-  const gamma = randomValues(shape.channels, seed + 1, s);
-  const beta = randomValues(shape.channels, seed + 2, s);
+  const { x, gamma, beta } = layerNormInputs(shape, s, seed);
   const kernel = await prepareLayerNorm(ctx, variant, shape);
   const t = [
     ctx.upload(x, [x.length], s, "x"),
