@@ -1,7 +1,8 @@
 /**
  * The platform-neutral core of the library: what runs the same in Node and in a browser. The
  * pipeline over components (however they were loaded), a call's options, defaults and plan, the
- * token-reduction options, the seeded random numbers, and float images to PNG. Nothing here
+ * samplers, the token-reduction options, VAE tiling, the seeded random numbers, float images,
+ * PNG and image metrics. Nothing here
  * touches the filesystem or a runtime; the Node entry (index.ts) and the browser entry
  * (browser.ts) add those.
  */
@@ -23,6 +24,11 @@ export type { AdaptedModels, PipelineParts } from "./pipelines/pipeline-parts.js
 export { encodeResultPng, TOOL_VERSION } from "./pipelines/result-png.js";
 export { StableDiffusionPipeline } from "./pipelines/stable-diffusion.js";
 export {
+  AUTO_TILING_ABOVE,
+  DEFAULT_VAE_TILING,
+  type VaeTiling,
+} from "./pipelines/vae-tiling.js";
+export {
   DEFAULT_REDUCTION_OPTIONS,
   DOWNSAMPLE_MODES,
   type DownsampleMode,
@@ -32,6 +38,8 @@ export {
   type ReductionOptionsInput,
   type ReductionSettings,
 } from "./reduce/options.js";
+export { createScheduler, listSchedulers } from "./schedulers/registry.js";
+export type { Scheduler } from "./schedulers/types.js";
 export {
   MAX_SEED,
   type NoiseSource,

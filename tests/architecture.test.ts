@@ -32,8 +32,9 @@ const LAYERS: readonly (readonly string[])[] = [
   // Model folders into components; txt2img, img2img.
   ["pipelines"],
   ["bench", "serve"],
-  // The package's entries: the platform-neutral core, then the Node and the browser entries.
-  ["core.ts"],
+  // The package's entries: the platform-neutral core, the builders and the rewrite rules (own
+  // subpaths), then the Node and the browser entries.
+  ["core.ts", "builders.ts", "patching.ts"],
   ["index.ts", "browser.ts"],
   ["cli"],
   ["cli.ts"],
@@ -243,12 +244,28 @@ describe("the package's entries", () => {
     expect(nodeOnly).toEqual([]);
   });
 
-  it("package.json maps the browser condition and the subpaths to the entries", () => {
+  it("the Node entry and the core leave the builders, the rewrite rules and internals out", () => {
+    // The builders and the rewrite rules have their own subpaths; our GPU layer, the engine and
+    // the benchmarks are internal.
+    const elsewhere = ["onnx", "configs", "weights", "models", "patch", "gpu", "engine", "bench"];
+    const reexports = ["index.ts", "core.ts"].flatMap((entry) =>
+      moduleSpecifiers(join(SRC, entry)).map((spec) => `${entry}: ${spec}`),
+    );
+    expect(reexports.length).toBeGreaterThan(10);
+    const leaked = reexports.filter((line) =>
+      elsewhere.some((folder) => line.includes(`: ./${folder}/`)),
+    );
+    expect(leaked).toEqual([]);
+  });
+
+  it("package.json maps the browser condition and each subpath to its entry", () => {
     const pkg = JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8"));
     expect(pkg.exports["."].browser).toBe("./dist/browser.js");
     expect(pkg.exports["."].default).toBe("./dist/index.js");
     expect(pkg.exports["./browser"].default).toBe("./dist/browser.js");
     expect(pkg.exports["./core"].default).toBe("./dist/core.js");
+    expect(pkg.exports["./builders"].default).toBe("./dist/builders.js");
+    expect(pkg.exports["./patch"].default).toBe("./dist/patching.js");
   });
 });
 

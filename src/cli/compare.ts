@@ -1,5 +1,6 @@
 import { join } from "node:path";
 import type { Command } from "commander";
+import { generationTextChunks, webUiSamplerName } from "../image/parameters.js";
 import {
   compareImages,
   comparisonToJson,
@@ -8,18 +9,16 @@ import {
   type FloatImage,
   floatToRgb8,
   type GenerateResult,
-  generationTextChunks,
   type ImageComparison,
-  loraParameters,
-  type ModelFamily,
   type ReductionOptions,
   type ReductionSettings,
   randomSeed,
   sideBySide,
   TOOL_VERSION,
-  webUiSamplerName,
-  writeBytesExclusively,
 } from "../index.js";
+import { loraParameters } from "../pipelines/result-png.js";
+import { writeBytesExclusively } from "../util/atomic-write.js";
+import type { ModelFamily } from "../weights/model-files.js";
 import {
   addGenerationFlags,
   checkDeviceReady,

@@ -1,12 +1,10 @@
 import { existsSync } from "node:fs";
 import { type Command, InvalidArgumentError, Option } from "commander";
+import { readConfigFile } from "../configs/config-json.js";
 import {
   DEFAULT_VAE_TILING,
   describeReduction,
-  deviceUnavailable,
-  deviceUnavailableProbed,
   encodeResultPng,
-  encodeSafetensors,
   fitImage,
   GENERATION_DEFAULTS,
   type GenerateOptions,
@@ -15,16 +13,18 @@ import {
   type LoraRequest,
   loadPipeline,
   randomSeed,
-  readConfigFile,
   readPngFile,
-  removeStaleTemporaries,
   rgb8ToFloat,
-  SafetensorsFile,
   type StableDiffusionPipeline,
-  writeBytesAtomically,
-  writeBytesExclusively,
   writeResultPngs,
 } from "../index.js";
+import { deviceUnavailable, deviceUnavailableProbed } from "../runtime/device-check.js";
+import {
+  removeStaleTemporaries,
+  writeBytesAtomically,
+  writeBytesExclusively,
+} from "../util/atomic-write.js";
+import { encodeSafetensors, SafetensorsFile } from "../weights/safetensors.js";
 import { checkFiniteTensor, checkGuidanceFlag, warnLongPrompts } from "./input-checks.js";
 import { addLoraFlags, type LoraFlagValues, resolveLoraFlags, warn } from "./lora-flags.js";
 import { checkJobFits, maxPixelsArg } from "./memory-check.js";
