@@ -8,7 +8,6 @@ export type { ModelRunner } from "./runtime/types.js";
 export {
   configureWebRuntime,
   createWebRunner,
-  type WebDevice,
   type WebGpuSupport,
   webgpuSupport,
 } from "./runtime/web.js";

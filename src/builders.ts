@@ -19,7 +19,6 @@ export {
   type AttentionChunking,
   chooseOps,
   OP_CHOICES,
-  type OpBackend,
   type OpChoices,
 } from "./models/layers.js";
 export { buildUnet, UNET_INPUTS, UNET_OUTPUT } from "./models/unet.js";

@@ -2,7 +2,7 @@
  * The platform-neutral core of the library: what runs the same in Node and in a browser. The
  * pipeline over components (however they were loaded), a call's options, defaults and plan, the
  * samplers, the token-reduction options, VAE tiling, the seeded random numbers, float images,
- * PNG and image metrics. Nothing here
+ * PNG and image metrics, and the names of devices, dtypes and model families. Nothing here
  * touches the filesystem or a runtime; the Node entry (index.ts) and the browser entry
  * (browser.ts) add those.
  */
@@ -47,3 +47,12 @@ export {
   SeededRandom,
   seededNoise,
 } from "./util/random.js";
+export {
+  DEVICES,
+  type Device,
+  type ModelDtype,
+  type ModelFamily,
+  parseDevice,
+  parseDtype,
+  type WebDevice,
+} from "./util/vocabulary.js";

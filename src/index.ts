@@ -51,7 +51,6 @@ export {
 export { type LoadOptions, loadPipeline } from "./pipelines/load.js";
 export { defaultCacheDir, ModelCache } from "./pipelines/model-cache.js";
 export { writeResultPngs } from "./pipelines/outputs.js";
-export { DEVICES, type Device, parseDevice } from "./runtime/devices.js";
 export {
   WEBGPU_BUFFER_CACHE_MODES,
   type WebGpuBufferCache,

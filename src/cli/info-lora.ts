@@ -6,7 +6,8 @@
 import { type LoadOptions, LoraFile } from "../index.js";
 import { loraModelOf } from "../lora/apply-loras.js";
 import { describeFamilies, guessLoraFamily, matchLora } from "../lora/lora-targets.js";
-import { familyOf, openModelFiles } from "../pipelines/load.js";
+import { openModelFiles } from "../pipelines/load.js";
+import { familyOf } from "../pipelines/model-plan.js";
 
 export interface LoraInfo {
   readonly kind: "lora";

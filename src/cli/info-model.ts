@@ -6,8 +6,8 @@
 import { parseUnetConfig, type UnetConfig, unetAttentionSites } from "../configs/unet-config.js";
 import { parseVaeConfig } from "../configs/vae-config.js";
 import { describeReduction, parseReductionOptions } from "../index.js";
-import { familyOf } from "../pipelines/load.js";
 import type { MemoryEstimate } from "../pipelines/memory-estimate.js";
+import { familyOf } from "../pipelines/model-plan.js";
 import { levelGrid, resolveAutoFactor, resolveReduction } from "../reduce/index.js";
 import {
   type ComponentName,

@@ -2,7 +2,9 @@
 import { type Command, InvalidArgumentError, Option } from "commander";
 import {
   type Device,
+  type ModelDtype,
   parseDevice,
+  parseDtype,
   type ReductionOptions,
   WEBGPU_BUFFER_CACHE_MODES,
   type WebGpuBufferCache,
@@ -40,13 +42,14 @@ export function deviceArg(value: string): Device {
   }
 }
 
-export type DtypeFlag = "float32" | "float16";
+export type DtypeFlag = ModelDtype;
 
 export function dtypeArg(value: string): DtypeFlag {
-  const v = value.toLowerCase();
-  if (v === "fp32" || v === "float32") return "float32";
-  if (v === "fp16" || v === "float16") return "float16";
-  throw new InvalidArgumentError(`expected fp32 or fp16, got "${value}"`);
+  try {
+    return parseDtype(value);
+  } catch {
+    throw new InvalidArgumentError(`expected fp32 or fp16, got "${value}"`);
+  }
 }
 
 /** The VAE of every Stable Diffusion model halves the image three times. */

@@ -82,15 +82,3 @@ export function parseVaeConfig(json: unknown, label = "vae/config.json"): VaeCon
     midBlockAddAttention: c.boolean("mid_block_add_attention", true),
   };
 }
-
-/**
- * The dtype to build a VAE in when the pipeline runs in `requested`: float32 when the config
- * forces an upcast. Pipelines that follow diffusers' SDXL behaviour call this; diffusers' SD 1.x
- * and 2.x pipelines run the VAE in the pipeline's dtype whatever the flag says.
- */
-export function vaeDtype(
-  config: VaeConfig,
-  requested: "float32" | "float16",
-): "float32" | "float16" {
-  return requested === "float16" && config.forceUpcast ? "float32" : requested;
-}

@@ -3,6 +3,7 @@
  * variant, and the source text itself is the key, so two calls that would compile the same shader
  * share one pipeline. Compilation errors become one-line errors that name the kernel.
  */
+import { PromiseMemo } from "../util/promise-memo.js";
 
 export interface ComputeKernelSource {
   /** A name for errors and profiles, e.g. `gemm 128x128 f16 tensor-core`. */
@@ -12,7 +13,7 @@ export interface ComputeKernelSource {
 }
 
 export class PipelineCache {
-  private readonly pipelines = new Map<string, Promise<GPUComputePipeline>>();
+  private readonly pipelines = new PromiseMemo<string, GPUComputePipeline>();
   /** Compiler warnings of the shaders compiled so far, first line each (deprecations show here). */
   readonly warnings: string[] = [];
 
@@ -25,14 +26,8 @@ export class PipelineCache {
   /** The pipeline for a source, compiled on first use (its bind group layout is `auto`). */
   get(source: ComputeKernelSource): Promise<GPUComputePipeline> {
     const key = `${source.entryPoint ?? "main"}\n${source.code}`;
-    let pipeline = this.pipelines.get(key);
-    if (!pipeline) {
-      pipeline = this.compile(source);
-      this.pipelines.set(key, pipeline);
-      // A failed compilation is not cached: the next call reports it again.
-      pipeline.catch(() => this.pipelines.delete(key));
-    }
-    return pipeline;
+    // A failed compilation is not cached: the next call reports it again.
+    return this.pipelines.get(key, () => this.compile(source));
   }
 
   private async compile(source: ComputeKernelSource): Promise<GPUComputePipeline> {

@@ -16,6 +16,7 @@
 
 import type { ClipTextConfig } from "../configs/clip-config.js";
 import { attr, GraphBuilder, type Value } from "../onnx/builder.js";
+import type { ModelDtype } from "../util/vocabulary.js";
 import { type WeightSource, WeightTracker } from "../weights/source.js";
 import { transposeMatrix } from "./layers.js";
 
@@ -38,7 +39,7 @@ export const DEFAULT_HIDDEN_STATE_OUTPUTS: readonly HiddenStateOutput[] = Object
 
 export interface ClipTextEncoderOptions {
   /** Element type of weights and activations; inputs and outputs stay int64 / float32. */
-  readonly dtype?: "float32" | "float16";
+  readonly dtype?: ModelDtype;
   /** Hidden states to output (default DEFAULT_HIDDEN_STATE_OUTPUTS). */
   readonly hiddenStates?: readonly HiddenStateOutput[];
   /**

@@ -9,12 +9,10 @@
  * device and dtype tables of transformers.js.
  */
 import { attr, GraphBuilder, MS_DOMAIN, type Value } from "../onnx/builder.js";
+import type { Device, ModelDtype } from "../util/vocabulary.js";
 import { type WeightSource, WeightTracker } from "../weights/source.js";
 
 // ---- backend -> operator choice ------------------------------------------------------------
-
-/** Where the built model will run; mirrors the runtime's devices without importing them. */
-export type OpBackend = "cpu" | "wasm" | "webgpu" | "cuda";
 
 /**
  * `MultiHeadAttention`: onnxruntime's fused com.microsoft.MultiHeadAttention (CPU, WebGPU, CUDA).
@@ -35,7 +33,7 @@ export interface OpChoices {
   readonly groupNorm: GroupNormOp;
 }
 
-export const OP_CHOICES: Readonly<Record<OpBackend, OpChoices>> = Object.freeze({
+export const OP_CHOICES: Readonly<Record<Device, OpChoices>> = Object.freeze({
   cpu: Object.freeze({ attention: "MultiHeadAttention", groupNorm: "InstanceNormalization" }),
   wasm: Object.freeze({ attention: "MultiHeadAttention", groupNorm: "InstanceNormalization" }),
   // onnxruntime's WebGPU backend registers no com.microsoft.GroupNorm kernel (it would fall back
@@ -45,10 +43,7 @@ export const OP_CHOICES: Readonly<Record<OpBackend, OpChoices>> = Object.freeze(
 });
 
 /** The operators for a backend, with explicit overrides taking precedence. */
-export function chooseOps(
-  backend: OpBackend = "cpu",
-  overrides: Partial<OpChoices> = {},
-): OpChoices {
+export function chooseOps(backend: Device = "cpu", overrides: Partial<OpChoices> = {}): OpChoices {
   const base = OP_CHOICES[backend];
   if (!base)
     throw new Error(
@@ -64,9 +59,9 @@ function stripUndefined<T extends object>(value: T): Partial<T> {
 /** Options every model builder takes. */
 export interface ModelBuildOptions {
   /** Weights and activations; graph inputs and outputs stay float32 (Casts at the edges). */
-  readonly dtype?: "float32" | "float16";
-  /** Picks the operators from OP_CHOICES (default cpu). */
-  readonly backend?: OpBackend;
+  readonly dtype?: ModelDtype;
+  /** The device the graph is built for: picks its operators from OP_CHOICES (default cpu). */
+  readonly backend?: Device;
   /** Overrides single choices of the backend's table. */
   readonly ops?: Partial<OpChoices>;
   /** Split attention over the queries so its scores fit a device's binding limit. */
@@ -129,7 +124,7 @@ export interface LayerContext {
 export function startBuild(
   weights: WeightSource,
   options: ModelBuildOptions,
-): { ctx: LayerContext; tracker: WeightTracker; dtype: "float32" | "float16" } {
+): { ctx: LayerContext; tracker: WeightTracker; dtype: ModelDtype } {
   const dtype = options.dtype ?? "float32";
   const tracker = new WeightTracker(weights);
   const ctx: LayerContext = {

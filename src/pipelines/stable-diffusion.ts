@@ -12,7 +12,7 @@
 import type { LoraRequest } from "../lora/apply-loras.js";
 import type { ReductionOptions, ReductionSettings } from "../reduce/options.js";
 import { type NoiseSource, recordedNoise, seededNoise } from "../util/random.js";
-import type { ModelFamily } from "../weights/model-files.js";
+import type { ModelFamily } from "../util/vocabulary.js";
 import { denoise } from "./denoise.js";
 import { firstNonFinite, likelyCause, NonFiniteError } from "./finite-check.js";
 import type { GenerateOptions, GenerateResult } from "./generate-options.js";

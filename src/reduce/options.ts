@@ -8,6 +8,7 @@
  * factor may be `auto`); `ReductionSettings` is what a model is built with (every number
  * resolved for an image size and an architecture).
  */
+import type { ModelFamily } from "../util/vocabulary.js";
 
 export const DOWNSAMPLE_MODES = Object.freeze([
   "nearest",
@@ -26,7 +27,8 @@ export type ReductionMethod = "todo" | "tome";
 export type MergeTarget = "kv" | "all";
 /** The method used once t/1000 <= the switch threshold. */
 export type SecondaryMethod = ReductionMethod | "none";
-export type Architecture = "sd1" | "sd2" | "sdxl";
+/** The model family a reduction is resolved for. */
+export type Architecture = ModelFamily;
 
 export interface ReductionOptions {
   /** Primary method (reference `merge_method`: downsample = todo, similarity = tome). */

@@ -6,8 +6,8 @@ import { existsSync, readdirSync } from "node:fs";
 import { createRequire } from "node:module";
 import { homedir } from "node:os";
 import { dirname, join } from "node:path";
+import type { Device } from "../util/vocabulary.js";
 import { hasWebGpuAdapter } from "../util/webgpu-probe.js";
-import type { Device } from "./devices.js";
 
 export const NO_WEBGPU_ADAPTER =
   "no WebGPU adapter was found; use --device cpu, or run on the CPU's software Vulkan (SwiftShader, shipped by Debian's chromium) with VK_ICD_FILENAMES=/usr/lib/chromium/vk_swiftshader_icd.json LD_LIBRARY_PATH=/usr/lib/chromium";
