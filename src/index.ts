@@ -30,17 +30,17 @@ export {
   type AppliedLora,
   type ApplyLoraOptions,
   applyLoras,
-  type LoraRequest,
-} from "./lora/apply-loras.js";
-export { isLoraFile, LoraFile } from "./lora/lora-file.js";
-export {
   extractPromptLoras,
   findLora,
+  isLoraFile,
+  LoraFile,
   type LoraListing,
+  type LoraMatch,
+  type LoraRequest,
   listLoras,
+  matchLora,
   type PromptLoras,
-} from "./lora/lora-folder.js";
-export { type LoraMatch, matchLora } from "./lora/lora-targets.js";
+} from "./lora/index.js";
 export {
   CONVERT_COMPONENTS,
   type ConvertComponent,
