@@ -1,12 +1,15 @@
 // The shape of src/: imports flow one way, down the layers of DESIGN.md, and no file reaches
-// itself through its imports. A plain text scan of the import and export-from statements (type
-// imports and import("...") included), so it costs milliseconds and loads nothing.
+// itself through its imports; web/ reaches the library only through the browser entry, and what
+// the browser entry (and the platform-neutral core under it) loads never reaches a Node module.
+// A plain text scan of the import and export-from statements (type imports and import("...")
+// included), so it costs milliseconds and loads nothing.
 import { readdirSync, readFileSync } from "node:fs";
-import { dirname, join, posix, relative, sep } from "node:path";
+import { dirname, join, posix, relative, resolve, sep } from "node:path";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 
-const SRC = join(dirname(fileURLToPath(import.meta.url)), "..", "src");
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..");
+const SRC = join(ROOT, "src");
 
 /**
  * The layers, lowest first. A file may import files of its own folder and of lower layers only;
@@ -29,8 +32,10 @@ const LAYERS: readonly (readonly string[])[] = [
   // Model folders into components; txt2img, img2img.
   ["pipelines"],
   ["bench", "serve"],
-  // The library's public API.
-  ["index.ts"],
+  // The package's entries: the platform-neutral core, the builders and the rewrite rules (own
+  // subpaths), then the Node and the browser entries.
+  ["core.ts", "builders.ts", "patching.ts"],
+  ["index.ts", "browser.ts"],
   ["cli"],
   ["cli.ts"],
 ];
@@ -184,6 +189,83 @@ describe("architecture of src/", () => {
 
   it("has no import cycle between files", () => {
     expect(findCycles(graph).map((cycle) => cycle.join(" -> "))).toEqual([]);
+  });
+});
+
+/**
+ * The module specifiers of a file's import and export-from lines; with `runtimeOnly`, without
+ * the type-only ones, which compile away.
+ */
+function moduleSpecifiers(path: string, runtimeOnly = false): string[] {
+  const text = readFileSync(path, "utf8");
+  return [...text.matchAll(/^(import|export)(\s+type\b)?[^;]*?from\s+"([^"]+)"/gms)]
+    .filter((m) => !(runtimeOnly && m[2]))
+    .map((m) => m[3]);
+}
+
+/** Every src file `entry` loads at run time, with the bare (package or node:) specifiers it uses. */
+function loadedAtRunTime(entry: string): Map<string, string[]> {
+  const seen = new Map<string, string[]>();
+  const visit = (file: string) => {
+    if (seen.has(file)) return;
+    const bare: string[] = [];
+    seen.set(file, bare);
+    for (const spec of moduleSpecifiers(file, true)) {
+      if (spec.startsWith(".")) visit(resolve(dirname(file), spec.replace(/\.js$/, ".ts")));
+      else bare.push(spec);
+    }
+  };
+  visit(entry);
+  return seen;
+}
+
+describe("the package's entries", () => {
+  it("web/ imports the library only through src/browser.ts", () => {
+    const web = join(ROOT, "web");
+    const files = readdirSync(web).filter((name) => name.endsWith(".ts"));
+    expect(files.length).toBeGreaterThan(0);
+    const intoSrc = files.flatMap((name) =>
+      moduleSpecifiers(join(web, name))
+        .filter((spec) => spec.includes("src/"))
+        .map((spec) => `${name}: ${spec}`),
+    );
+    expect(intoSrc.length).toBeGreaterThan(0);
+    expect(intoSrc.filter((line) => !line.endsWith(": ../src/browser.js"))).toEqual([]);
+  });
+
+  it.each(["core.ts", "browser.ts"])("src/%s reaches no Node module", (entry) => {
+    const files = loadedAtRunTime(join(SRC, entry));
+    expect(files.size).toBeGreaterThan(5);
+    const nodeOnly = [...files].flatMap(([file, bare]) =>
+      bare
+        .filter((spec) => spec.startsWith("node:") || spec === "onnxruntime-node")
+        .map((spec) => `${relative(SRC, file)}: ${spec}`),
+    );
+    expect(nodeOnly).toEqual([]);
+  });
+
+  it("the Node entry and the core leave the builders, the rewrite rules and internals out", () => {
+    // The builders and the rewrite rules have their own subpaths; our GPU layer, the engine and
+    // the benchmarks are internal.
+    const elsewhere = ["onnx", "configs", "weights", "models", "patch", "gpu", "engine", "bench"];
+    const reexports = ["index.ts", "core.ts"].flatMap((entry) =>
+      moduleSpecifiers(join(SRC, entry)).map((spec) => `${entry}: ${spec}`),
+    );
+    expect(reexports.length).toBeGreaterThan(10);
+    const leaked = reexports.filter((line) =>
+      elsewhere.some((folder) => line.includes(`: ./${folder}/`)),
+    );
+    expect(leaked).toEqual([]);
+  });
+
+  it("package.json maps the browser condition and each subpath to its entry", () => {
+    const pkg = JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8"));
+    expect(pkg.exports["."].browser).toBe("./dist/browser.js");
+    expect(pkg.exports["."].default).toBe("./dist/index.js");
+    expect(pkg.exports["./browser"].default).toBe("./dist/browser.js");
+    expect(pkg.exports["./core"].default).toBe("./dist/core.js");
+    expect(pkg.exports["./builders"].default).toBe("./dist/builders.js");
+    expect(pkg.exports["./patch"].default).toBe("./dist/patching.js");
   });
 });
 

@@ -1,18 +1,18 @@
 import { readFileSync } from "node:fs";
 import type { Command } from "commander";
+import { runAttentionProbes } from "../bench/attention-probe.js";
+import { runConvProbes } from "../bench/conv-probe.js";
+import { plotBenchSvg } from "../bench/plot.js";
 import {
   type BenchMethod,
   type BenchSize,
   benchUnet,
-  deviceUnavailableProbed,
   parseBenchMethod,
-  parseDevice,
-  plotBenchSvg,
-  runAttentionProbes,
-  runConvProbes,
   type UnetBenchRow,
-  writeBytesAtomically,
-} from "../index.js";
+} from "../bench/unet-bench.js";
+import { parseDevice } from "../index.js";
+import { deviceUnavailableProbed } from "../runtime/device-check.js";
+import { writeBytesAtomically } from "../util/atomic-write.js";
 import {
   addModelFlags,
   addReductionFlags,

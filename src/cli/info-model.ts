@@ -3,23 +3,18 @@
  * keeps self-attention, with the token counts that ToDo reduces at a given image size.
  */
 
+import { parseUnetConfig, type UnetConfig, unetAttentionSites } from "../configs/unet-config.js";
+import { parseVaeConfig } from "../configs/vae-config.js";
+import { describeReduction, parseReductionOptions } from "../index.js";
+import type { MemoryEstimate } from "../pipelines/memory-estimate.js";
+import { familyOf } from "../pipelines/model-plan.js";
+import { levelGrid, resolveAutoFactor, resolveReduction } from "../reduce/index.js";
 import {
   type ComponentName,
   componentClassName,
-  describeReduction,
-  familyOf,
-  levelGrid,
   type ModelFamily,
   type ModelFiles,
-  parseReductionOptions,
-  parseUnetConfig,
-  parseVaeConfig,
-  resolveAutoFactor,
-  resolveReduction,
-  type UnetConfig,
-  unetAttentionSites,
-} from "../index.js";
-import type { MemoryEstimate } from "../pipelines/memory-estimate.js";
+} from "../weights/model-files.js";
 
 export interface TensorIo {
   readonly name: string;

@@ -6,13 +6,7 @@
  */
 import { totalmem } from "node:os";
 import { InvalidArgumentError } from "commander";
-import {
-  type Device,
-  type ModelDtype,
-  modelDtype,
-  type ReductionSettings,
-  type StableDiffusionPipeline,
-} from "../index.js";
+import type { Device, ModelDtype, ReductionSettings, StableDiffusionPipeline } from "../index.js";
 import {
   estimateMemory,
   formatMemory,
@@ -20,6 +14,7 @@ import {
   type MemoryShape,
   standardMemoryShape,
 } from "../pipelines/memory-estimate.js";
+import { modelDtype } from "../util/vocabulary.js";
 
 /** 4096 x 4096: beyond what any released Stable Diffusion model makes sense at. */
 export const DEFAULT_MAX_PIXELS = 4096 * 4096;

@@ -5,12 +5,12 @@ import {
   type ModelDtype,
   parseDevice,
   parseDtype,
-  parseReductionFlags,
   type ReductionOptions,
   WEBGPU_BUFFER_CACHE_MODES,
   type WebGpuBufferCache,
   type WebGpuTuning,
 } from "../index.js";
+import { parseReductionFlags } from "./reduction-flags.js";
 
 /** Plain decimal digits only: `0x10`, `1e3`, `0b1` and `+5` are not whole numbers a user types. */
 const PLAIN_INTEGER = /^\d+$/;

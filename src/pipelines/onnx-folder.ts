@@ -46,8 +46,8 @@ import type { WeightSource } from "../weights/source.js";
 import { loraVariants } from "./lora-variants.js";
 import { fileIdentity, hashKey, ModelCache, stableStringify } from "./model-cache.js";
 import { TEXT_ENCODERS } from "./model-plan.js";
+import type { AdaptedModels, PipelineParts } from "./pipeline-parts.js";
 import { MODEL_IO, RunnerTextEncoder, RunnerUnet, RunnerVae } from "./runner-components.js";
-import type { AdaptedModels, PipelineParts } from "./stable-diffusion.js";
 
 /** Session settings (device, threads, WebGPU tuning) for every model, and the cache. */
 export interface OnnxFolderOptions extends SessionOptions {

@@ -25,8 +25,8 @@ import {
   textEncoderOutputs,
   WEBGPU_VAE_CHUNKING,
 } from "./model-plan.js";
+import type { AdaptedModels, PipelineParts } from "./pipeline-parts.js";
 import { RunnerTextEncoder, RunnerUnet, RunnerVae } from "./runner-components.js";
-import type { AdaptedModels, PipelineParts } from "./stable-diffusion.js";
 
 /** How built models run in this process. */
 export interface RunnerOptions {

@@ -6,8 +6,9 @@
 import type { SamplerStepOptions } from "../models/sampler-step.js";
 import type { PipelineManifest } from "../pipelines/component-models.js";
 import type { TextEncoderRequest } from "../pipelines/components.js";
+import type { PipelineParts } from "../pipelines/pipeline-parts.js";
 import { RunnerTextEncoder, RunnerUnet, RunnerVae } from "../pipelines/runner-components.js";
-import { type PipelineParts, StableDiffusionPipeline } from "../pipelines/stable-diffusion.js";
+import { StableDiffusionPipeline } from "../pipelines/stable-diffusion.js";
 import type { ReductionSettings } from "../reduce/options.js";
 import type { ModelRunner } from "../runtime/types.js";
 import { ClipTokenizer } from "../tokenizers/clip-tokenizer.js";

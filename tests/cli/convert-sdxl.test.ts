@@ -5,8 +5,8 @@
 import { cpSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { SafetensorsFile } from "../../src/index.js";
 import { readModel } from "../../src/onnx/model-io.js";
+import { SafetensorsFile } from "../../src/weights/safetensors.js";
 import { fixturePath, maxAbsDiff } from "../fixtures.js";
 import { expectOneLineError, filesIn, runCli, Workspace } from "./helpers.js";
 
