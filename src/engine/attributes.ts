@@ -1,0 +1,39 @@
+/** Typed access to an ONNX node's attributes. */
+import type { NodeProto } from "../onnx/proto.js";
+import { decodeTensorProto, type HostTensor } from "./host-tensor.js";
+
+export interface Attributes {
+  int(name: string, fallback: number): number;
+  float(name: string, fallback: number): number;
+  string(name: string, fallback: string): string;
+  ints(name: string): number[] | undefined;
+  tensor(name: string): HostTensor | undefined;
+}
+
+export function attributesOf(node: NodeProto): Attributes {
+  const find = (name: string) => node.attribute?.find((a) => a.name === name);
+  return {
+    int: (name, fallback) => {
+      const a = find(name);
+      return a?.i !== undefined ? Number(a.i) : fallback;
+    },
+    float: (name, fallback) => find(name)?.f ?? fallback,
+    string: (name, fallback) => {
+      const s = find(name)?.s;
+      return s ? new TextDecoder().decode(s) : fallback;
+    },
+    ints: (name) => find(name)?.ints?.map(Number),
+    tensor: (name) => {
+      const t = find(name)?.t;
+      return t ? decodeTensorProto(t) : undefined;
+    },
+  };
+}
+
+/** An axis in [0, rank), from ONNX's [-rank, rank). */
+export function normalizeAxis(axis: number, rank: number): number {
+  const a = axis < 0 ? axis + rank : axis;
+  if (a < 0 || a >= Math.max(rank, 1))
+    throw new Error(`axis ${axis} is out of range for rank ${rank}`);
+  return a;
+}
