@@ -19,6 +19,14 @@ export {
   type UnetBenchOptions,
   type UnetBenchRow,
 } from "./bench/unet-bench.js";
+export { createKernelRunner, type KernelRunner } from "./engine/runner.js";
+export {
+  ENGINE_CHOICES,
+  type Engine,
+  type EngineChoice,
+  parseEngine,
+  resolveEngine,
+} from "./engine/select.js";
 export { GpuContext, type GpuTensor } from "./gpu/context.js";
 export type { KernelPath, PathRequest, StorageType } from "./gpu/types.js";
 export { chooseKernelVariant, type KernelVariant } from "./gpu/variants.js";

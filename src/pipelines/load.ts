@@ -5,6 +5,8 @@
  */
 import { existsSync, statSync } from "node:fs";
 import { join } from "node:path";
+import { createKernelRunner } from "../engine/runner.js";
+import { type Engine, type EngineChoice, resolveEngine } from "../engine/select.js";
 import { downloadPipeline } from "../hub/download-pipeline.js";
 import { isHubId } from "../hub/hub-id.js";
 import type { LoraRequest } from "../lora/apply-loras.js";
@@ -72,6 +74,8 @@ export interface LoadOptions {
   readonly builtinSeed?: number;
   /** WebGPU backend settings for every session. */
   readonly webgpu?: WebGpuTuning;
+  /** Which engine runs the models (default auto: onnxruntime, see engine/select.ts). */
+  readonly engine?: EngineChoice;
   /** Called when a model is built rather than found in the cache. */
   readonly onBuild?: (component: string, path: string | undefined) => void;
   /** LoRAs merged into the UNet and text encoders (`generate` may ask for another set). */
@@ -264,6 +268,7 @@ export class RunnerFactory {
     cacheDir: string | false | undefined,
     private readonly onBuild?: (component: string, path: string | undefined) => void,
     private readonly webgpu?: WebGpuTuning,
+    private readonly engine: Engine = "onnxruntime",
   ) {
     this.cache = cacheDir === false ? undefined : new ModelCache(cacheDir ?? defaultCacheDir());
   }
@@ -276,6 +281,12 @@ export class RunnerFactory {
     session: Pick<SessionOptions, "profilePrefix" | "keepOutputsOnDevice"> = {},
   ): Promise<ModelRunner> {
     const options = { device: this.device, webgpu: this.webgpu, ...session };
+    if (this.engine === "kernels") {
+      // The kernels engine reads the model in memory (no external data files to load yet).
+      this.onBuild?.(component, undefined);
+      const { builder, metadata } = builtParts0(build());
+      return createKernelRunner(buildModelBytes(builder, { metadata }));
+    }
     if (!this.cache) {
       this.onBuild?.(component, undefined);
       const { builder, metadata } = builtParts0(build());
@@ -354,7 +365,14 @@ export function unetBuilds(
   const dtype = resolveDtype(device, options.dtype);
   const backend = BACKEND_OF_DEVICE[device];
   const builds =
-    factory ?? new RunnerFactory(device, options.cacheDir, options.onBuild, options.webgpu);
+    factory ??
+    new RunnerFactory(
+      device,
+      options.cacheDir,
+      options.onBuild,
+      options.webgpu,
+      resolveEngine(options.engine ?? "auto", { device, dtype }),
+    );
   const weights = files.weights.unet;
   const json = files.configs.unet;
   if (!weights || !json) throw new Error(`${files.label}: the model has no unet`);
@@ -420,7 +438,14 @@ async function builtParts(
   const backend = BACKEND_OF_DEVICE[device];
   const dtype = resolveDtype(device, options.dtype);
   const family = familyOf(files);
-  const factory = new RunnerFactory(device, options.cacheDir, options.onBuild, options.webgpu);
+  const engine = resolveEngine(options.engine ?? "auto", { device, dtype });
+  const factory = new RunnerFactory(
+    device,
+    options.cacheDir,
+    options.onBuild,
+    options.webgpu,
+    engine,
+  );
   const need = (
     component: ComponentName,
     from: ModelFiles = files,
@@ -448,7 +473,8 @@ async function builtParts(
 
   // On WebGPU the UNet's output stays on the GPU and the sampler step runs there as a graph, so
   // a denoising loop keeps its latents on the device (GenerateOptions.latentsOnDevice).
-  const onWebGpu = device === "webgpu";
+  // (The kernels engine reads and returns host tensors so far.)
+  const onWebGpu = device === "webgpu" && engine === "onnxruntime";
   const steppers = new Map<string, Promise<ModelRunner>>();
   const samplerStep = (step: SamplerStepOptions) => {
     const key = JSON.stringify(step);
