@@ -13,11 +13,16 @@ export interface Attributes {
 export function attributesOf(node: NodeProto): Attributes {
   const find = (name: string) => node.attribute?.find((a) => a.name === name);
   return {
+    // An attribute that is present but has no value field holds 0: serializers leave default
+    // values out (keepdims = 0, for one), so absence of the field is not absence of the attribute.
     int: (name, fallback) => {
       const a = find(name);
-      return a?.i !== undefined ? Number(a.i) : fallback;
+      return a ? Number(a.i ?? 0) : fallback;
     },
-    float: (name, fallback) => find(name)?.f ?? fallback,
+    float: (name, fallback) => {
+      const a = find(name);
+      return a ? (a.f ?? 0) : fallback;
+    },
     string: (name, fallback) => {
       const s = find(name)?.s;
       return s ? new TextDecoder().decode(s) : fallback;
