@@ -2,6 +2,7 @@
 // `kernels` where it cannot run, from the pure function and through loadPipeline (before any
 // model is built or any GPU is touched).
 import { describe, expect, it } from "vitest";
+import { benchUnet } from "../../src/bench/unet-bench.js";
 import { ENGINE_CHOICES, parseEngine, resolveEngine } from "../../src/engine/select.js";
 import { loadPipeline } from "../../src/pipelines/load.js";
 import { fixturePath } from "../fixtures.js";
@@ -44,4 +45,20 @@ describe("engine selection", () => {
     ).rejects.toThrow(/^the kernels engine runs on WebGPU only, not on device cpu/);
     expect(built).toEqual([]);
   });
+
+  it("bench rows name the engine that ran, and bench refuses the kernels on the CPU", async () => {
+    const model = fixturePath("pipelines", "sd15-tiny");
+    const common = {
+      sizes: [{ width: 64, height: 64 }],
+      methods: ["none" as const],
+      warmup: 0,
+      repeats: 1,
+      cacheDir: false as const,
+    };
+    const rows = await benchUnet(model, { ...common, engine: "onnxruntime" });
+    expect(rows.map((r) => [r.engine, r.error])).toEqual([["onnxruntime", undefined]]);
+    await expect(benchUnet(model, { ...common, engine: "kernels" })).rejects.toThrow(
+      /^the kernels engine runs on WebGPU only, not on device cpu/,
+    );
+  }, 60_000);
 });
