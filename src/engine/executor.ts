@@ -169,6 +169,9 @@ export class GraphExecutor {
   /** Weights on the GPU, uploaded once. */
   private readonly weightsOnDevice = new Map<HostTensor, DeviceTensor>();
   private readonly params = new Map<string, GPUBuffer>();
+  private readonly initializerSet = new Set<HostTensor>();
+  /** Buffers made for host values (not pooled): destroyed, never handed to the pool. */
+  private readonly owned = new Set<GPUBuffer>();
   private readonly refs = new Map<GPUBuffer, number>();
   private pending: KernelLaunch[] = [];
   private runUploads = new Map<HostTensor, DeviceTensor>();
@@ -182,6 +185,7 @@ export class GraphExecutor {
     const graph = model.graph;
     for (const t of graph.initializer ?? [])
       this.initializers.set(t.name ?? "", decodeTensorProto(t));
+    for (const t of this.initializers.values()) this.initializerSet.add(t);
     this.order = topologicalOrder(graph);
     this.order.forEach((node, i) => {
       for (const name of nodeReads(node)) this.lastUse.set(name, i);
@@ -299,7 +303,11 @@ export class GraphExecutor {
   private drop(t: DeviceTensor): void {
     const n = (this.refs.get(t.buffer) ?? 1) - 1;
     if (n > 0) this.refs.set(t.buffer, n);
-    else {
+    else if (this.owned.has(t.buffer)) {
+      this.refs.delete(t.buffer);
+      this.owned.delete(t.buffer);
+      t.buffer.destroy();
+    } else {
       this.refs.delete(t.buffer);
       this.ctx.release({ buffer: t.buffer, shape: t.dims, storage: "f32", size: sizeOf(t.dims) });
     }
@@ -379,19 +387,43 @@ export class GraphExecutor {
     if (v.kind === "device") return v;
     if (v.dtype === "bool" || v.dtype === "int64" || v.dtype === "int32")
       throw unsupported(`an ${v.dtype} tensor as a GPU operand`);
-    const persistent = [...this.initializers.values()].includes(v);
+    const persistent = this.initializerSet.has(v);
     const cache = persistent ? this.weightsOnDevice : this.runUploads;
     let t = cache.get(v);
     if (!t) {
-      // A queue write lands before the pending pass: submit it first, since the pool may hand
-      // back a buffer that pass still reads.
-      this.flush();
-      const g = this.ctx.upload(Float32Array.from(v.data), v.dims, "f32", "engine input");
-      t = { kind: "device", buffer: g.buffer, dims: v.dims };
+      t = this.uploadOwned(v, persistent ? "engine weight" : "engine input");
       this.retain(t);
       cache.set(v, t);
     }
     return t;
+  }
+
+  /**
+   * A buffer of its own for host values, filled at creation. Not from the pool: a queue write
+   * into a pooled buffer would land before the launches still pending on it, so it would force
+   * a submit; a fresh mapped buffer needs none, and the whole call stays one submit.
+   */
+  private uploadOwned(v: HostTensor, label: string): DeviceTensor {
+    const data = Float32Array.from(v.data);
+    this.ctx.checkSize(data.length, "f32", label);
+    const buffer = this.ctx.device.createBuffer({
+      size: Math.max(16, Math.ceil(data.byteLength / 16) * 16),
+      usage: BUFFER_USAGE.storage,
+      mappedAtCreation: true,
+      label,
+    });
+    new Float32Array(buffer.getMappedRange(0, data.byteLength)).set(data);
+    buffer.unmap();
+    this.owned.add(buffer);
+    return { kind: "device", buffer, dims: v.dims };
+  }
+
+  /** Destroys the weights on the GPU (the runner's release). */
+  destroy(): void {
+    for (const t of this.weightsOnDevice.values()) t.buffer.destroy();
+    this.weightsOnDevice.clear();
+    for (const b of this.params.values()) b.destroy();
+    this.params.clear();
   }
 
   private allocate(dims: readonly number[]): DeviceTensor {

@@ -66,6 +66,7 @@ export async function createKernelRunner(
       return Object.fromEntries([...outputs].map(([name, t]) => [name, toRunner(t)]));
     },
     async release() {
+      executor.destroy();
       if (owned) ctx.destroy();
     },
   };

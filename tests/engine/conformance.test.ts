@@ -1,9 +1,9 @@
 // The kernels engine against the UNet fixture cases on SwiftShader (the Vulkan driver on the CPU
 // that Debian's Chromium ships), f32: the same graphs the onnxruntime path runs (tests/models),
 // executed by src/engine, each output within 1e-4 of the reference (FIXTURES.md). SwiftShader
-// runs about a thousand launches per UNet call in tens of seconds on a loaded 2-core machine, so
-// CI takes a baseline and a ToDo case; `vite-node tests/engine/conformance.child.ts [model]` runs
-// every case. Dawn finds its driver through the environment a process starts with, so the work
+// runs the tiny UNet's thousand launches in about ten seconds per call on a loaded 2-core machine,
+// so CI takes the baseline, ToDo and ToMe at one size, and every VAE case (about 60 s in all);
+// `vite-node tests/engine/conformance.child.ts [model]` runs every case of a model. Dawn finds its driver through the environment a process starts with, so the work
 // runs in a child process.
 import { execFile } from "node:child_process";
 import { existsSync } from "node:fs";
@@ -38,25 +38,46 @@ async function child(...args: string[]): Promise<Report> {
 }
 
 describe("the kernels engine on SwiftShader, f32", () => {
-  let report: Report;
+  let unet: Report;
+  let vae: Report;
   beforeAll(async () => {
     expect(existsSync(ICD), `${ICD} (Debian's chromium package) is needed`).toBe(true);
-    report = await child("sd15-tiny", "baseline,todo-nearest-2", "16x16");
-  }, 300_000);
+    unet = await child("sd15-tiny", "baseline,todo-nearest-2,tome-kv-0.5", "16x16");
+    vae = await child("vae");
+  }, 600_000);
 
-  it("runs the UNet's baseline and ToDo cases within 1e-4 of the reference", () => {
-    expect(report.errors).toEqual({});
-    expect(report.results.map((r) => r.name)).toEqual([
+  it("runs the UNet's baseline, ToDo and ToMe cases within 1e-4 of the reference", () => {
+    expect(unet.errors).toEqual({});
+    expect(unet.results.map((r) => r.name)).toEqual([
       "unet-sd15-tiny 16x16 baseline",
       "unet-sd15-tiny 16x16 todo-nearest-2",
+      "unet-sd15-tiny 16x16 tome-kv-0.5",
     ]);
-    for (const r of report.results) expect(r.maxAbsDiff, r.name).toBeLessThanOrEqual(1e-4);
+    for (const r of unet.results) expect(r.maxAbsDiff, r.name).toBeLessThanOrEqual(1e-4);
   });
 
-  it("keeps every operator on the GPU and reads nothing back inside a call", () => {
-    for (const r of report.results) {
+  it("runs every VAE case (decode, encoder mean and log-variance) within 1e-4", () => {
+    expect(vae.errors).toEqual({});
+    expect(vae.results).toHaveLength(9);
+    for (const r of vae.results) expect(r.maxAbsDiff, r.name).toBeLessThanOrEqual(1e-4);
+  });
+
+  it("records a whole call as one submit, weights uploaded at first use without a round trip", () => {
+    for (const r of [...unet.results.slice(0, 2), ...vae.results]) {
       expect(r.hostFallbacks, r.name).toEqual({});
       expect(r.readbacks, r.name).toBe(0);
+      expect(r.submits, r.name).toBe(1);
     }
+  });
+
+  it("runs ToMe's selection steps on the host, and says so", () => {
+    const tome = unet.results[2];
+    expect(Object.keys(tome.hostFallbacks).sort()).toEqual([
+      "ArgMax",
+      "ReduceL2",
+      "ScatterND",
+      "TopK",
+    ]);
+    expect(tome.readbacks).toBeGreaterThan(0);
   });
 });
