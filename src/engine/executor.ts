@@ -1,6 +1,9 @@
 /**
  * Executes an ONNX model as the graph builders emit it (the same ModelProto onnxruntime runs) on
- * our WebGPU layer. Planning happens once per model: topological order, each value's last use,
+ * our WebGPU layer. Why the graph and not a model written again for this engine: the builders
+ * (models/, reduce/) stay the one description of each model, ToDo and ToMe included, so the two
+ * engines cannot drift apart, and ONNX files patched elsewhere run here too. Faster paths come
+ * from recognising the builders' patterns (attention, norms, GEGLU) and calling fused kernels. Planning happens once per model: topological order, each value's last use,
  * initializers decoded (weights are uploaded to the GPU the first time a kernel needs them and
  * kept). A call then walks the plan: shape arithmetic, flags and the timestep's small tensors are
  * evaluated on the host (host-ops.ts); float activations stay in pooled GPU buffers, released
