@@ -862,6 +862,7 @@ export const SUPPORTED: ReadonlySet<string> = new Set([
   "ConstantOfShape",
   "Concat",
   "Gather",
+  "GatherND",
   "GatherElements",
   "Slice",
   "Split",

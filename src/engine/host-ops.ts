@@ -392,6 +392,39 @@ function scatterElements(
   return hostTensor(x.dtype, values, x.dims);
 }
 
+/**
+ * GatherND (ONNX opset 13): for each index tuple of `indices` (its last axis, length q), the
+ * slice of `x` it addresses, the first `batchDims` axes shared by both.
+ */
+export function gatherNd(x: HostTensor, indices: HostTensor, batchDims: number): HostTensor {
+  const q = indices.dims.at(-1) ?? 0;
+  if (batchDims + q > x.dims.length)
+    throw new Error(
+      `GatherND: ${batchDims} batch axes and tuples of ${q} exceed rank ${x.dims.length}`,
+    );
+  const batchCount = sizeOf(x.dims.slice(0, batchDims));
+  const tuplesPerBatch = sizeOf(indices.dims.slice(batchDims, -1));
+  const sliceDims = x.dims.slice(batchDims + q);
+  const slice = sizeOf(sliceDims);
+  const inner = stridesOf(x.dims.slice(batchDims));
+  const perBatch = sizeOf(x.dims.slice(batchDims));
+  const values: number[] = [];
+  for (let b = 0; b < batchCount; b++)
+    for (let t = 0; t < tuplesPerBatch; t++) {
+      let base = b * perBatch;
+      for (let j = 0; j < q; j++) {
+        const size = x.dims[batchDims + j];
+        let c = indices.data[(b * tuplesPerBatch + t) * q + j];
+        if (c < 0) c += size;
+        if (c < 0 || c >= size)
+          throw new Error(`GatherND: index ${c} out of range for axis of ${size}`);
+        base += c * inner[j];
+      }
+      for (let s = 0; s < slice; s++) values.push(x.data[base + s]);
+    }
+  return hostTensor(x.dtype, values, [...indices.dims.slice(0, -1), ...sliceDims]);
+}
+
 function scatterNd(
   x: HostTensor,
   indices: HostTensor,
@@ -497,6 +530,8 @@ export function runHostOp(
     }
     case "Gather":
       return [gather(need(0), need(1), attrs.int("axis", 0))];
+    case "GatherND":
+      return [gatherNd(need(0), need(1), attrs.int("batch_dims", 0))];
     case "GatherElements":
       return [gatherElements(need(0), need(1), attrs.int("axis", 0))];
     case "ScatterElements":
