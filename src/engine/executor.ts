@@ -38,6 +38,7 @@ import {
   binaryKernel,
   convKernel,
   copyKernel,
+  fillKernel,
   gatherKernel,
   grid,
   MAX_HEAD,
@@ -635,6 +636,30 @@ export class GraphExecutor {
         }
         return [out];
       }
+      case "Pad": {
+        const mode = attrs.string("mode", "constant");
+        if (mode !== "constant") throw unsupported(`Pad in ${mode} mode`);
+        if (inputs[3]) throw unsupported("Pad over chosen axes");
+        const x = dev(0);
+        const pads = ints(await host(1));
+        const rank = x.dims.length;
+        if (pads.length !== 2 * rank || pads.some((v) => v < 0))
+          throw unsupported(`Pad with pads [${pads.join(", ")}] (negative or not 2 x rank)`);
+        const value = inputs[2] ? (await host(2)).data[0] : 0;
+        const dims = x.dims.map((d, i) => d + pads[i] + pads[i + rank]);
+        const out = this.allocate(dims);
+        const n = sizeOf(dims);
+        await this.launch(
+          "fill",
+          fillKernel(),
+          [out.buffer, this.paramBuffer([n, f32Bits(value)])],
+          n,
+        );
+        const s = stridesOf(dims);
+        const offset = pads.slice(0, rank).reduce((a, v, d) => a + v * s[d], 0);
+        await this.copy(x, 0, stridesOf(x.dims), out, offset, s, x.dims);
+        return [out];
+      }
       case "Expand": {
         const x = dev(0);
         const dims = broadcastShapes(x.dims, ints(await host(1)), op);
@@ -863,6 +888,7 @@ export const SUPPORTED: ReadonlySet<string> = new Set([
   "Concat",
   "Gather",
   "GatherND",
+  "Pad",
   "GatherElements",
   "Slice",
   "Split",

@@ -54,6 +54,17 @@ ${HEADER}
 }`;
 }
 
+/** Fills `dst` with one value (bits in p[1]): Pad's border. p: count, value bits. */
+export function fillKernel(): string {
+  return `
+@group(0) @binding(0) var<storage, read_write> dst: array<f32>;
+@group(0) @binding(1) var<storage, read> p: array<i32>;
+${HEADER}
+  if (i >= p[0]) { return; }
+  dst[i] = bitcast<f32>(p[1]);
+}`;
+}
+
 /** WGSL for erf: Abramowitz and Stegun 7.1.26 (|error| < 1.5e-7), enough for float32 GELU. */
 const ERF = `
 fn erf_approx(x: f32) -> f32 {
