@@ -4,15 +4,17 @@
  * of Server-Sent Events) or in the browser (a worker with onnxruntime-web); both report the same
  * events, so one handler draws them.
  */
-import { DOWNSAMPLE_MODES, type ReductionSettings } from "../src/reduce/options.js";
 import {
+  DOWNSAMPLE_MODES,
   isGenerationResult,
   type JobEvent,
   type JobRequest,
   type JobResult,
   type Phase,
+  type ReductionSettings,
+  randomSeed,
   type ServerInfo,
-} from "../src/serve/protocol.js";
+} from "../src/browser.js";
 import type { BrowserBackendChoice, FromWorker, ToWorker } from "./messages.js";
 
 const PHASES: readonly Phase[] = ["baseline", "accelerated"];
@@ -559,7 +561,7 @@ document.addEventListener("keydown", (event) => {
   if (event.key === "Escape") cancel();
 });
 byId<HTMLButtonElement>("new-seed").addEventListener("click", () => {
-  fields.seed.value = String(Math.floor(Math.random() * 2 ** 32));
+  fields.seed.value = String(randomSeed());
 });
 fields.method.addEventListener("change", syncMethodFields);
 fields.size.addEventListener("change", syncSizeFields);

@@ -4,18 +4,20 @@
  * adapter, else WebAssembly). It checks requests with the server's own validation and reports
  * the same events as a server job.
  */
-import { encodeResultPng } from "../src/pipelines/result-png.js";
-import type { StableDiffusionPipeline } from "../src/pipelines/stable-diffusion.js";
-import type { ModelRunner } from "../src/runtime/types.js";
 import {
   configureWebRuntime,
   createWebRunner,
+  encodeResultPng,
+  firstLine,
+  type JobEvent,
+  loadRemotePipeline,
+  type ModelRunner,
+  parseJobRequest,
+  runComparison,
+  type StableDiffusionPipeline,
   type WebDevice,
   webgpuSupport,
-} from "../src/runtime/web.js";
-import { runComparison } from "../src/serve/comparison.js";
-import { firstLine, type JobEvent, parseJobRequest } from "../src/serve/protocol.js";
-import { loadRemotePipeline } from "../src/serve/remote-pipeline.js";
+} from "../src/browser.js";
 import type { BrowserBackendChoice, FromWorker, ToWorker } from "./messages.js";
 
 interface WorkerScope {

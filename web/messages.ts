@@ -1,5 +1,5 @@
 // Messages between the page and the in-browser engine's worker.
-import type { JobEvent, JobRequest, ServerInfo } from "../src/serve/protocol.js";
+import type { JobEvent, JobRequest, ServerInfo } from "../src/browser.js";
 
 /** Which backend the browser engine runs on: WebGPU when the browser has an adapter, or WASM. */
 export type BrowserBackendChoice = "auto" | "wasm";

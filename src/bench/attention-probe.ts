@@ -4,8 +4,8 @@
  */
 import { attr, GraphBuilder, MS_DOMAIN, type Value } from "../onnx/builder.js";
 import { buildModelBytes } from "../onnx/model-io.js";
-import { type Device, parseDevice } from "../runtime/devices.js";
 import { createSession, float32Tensor } from "../runtime/session.js";
+import { type Device, parseDevice } from "../util/vocabulary.js";
 import { probeOutput } from "./probe-output.js";
 
 export type AttentionVariant =

@@ -5,8 +5,8 @@
  */
 import { attr, GraphBuilder, type Value } from "../onnx/builder.js";
 import { buildModelBytes } from "../onnx/model-io.js";
-import { parseDevice } from "../runtime/devices.js";
 import { createSession, float32Tensor } from "../runtime/session.js";
+import { parseDevice } from "../util/vocabulary.js";
 import { probeOutput } from "./probe-output.js";
 
 export type ConvVariant = "conv" | "im2col-nchw" | "im2col-nhwc" | "matmul-only";

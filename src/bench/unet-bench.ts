@@ -7,7 +7,8 @@ import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from "node:
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { crossAttentionWidth } from "../models/unet.js";
-import { type LoadOptions, openModelFiles, unetBuilds } from "../pipelines/load.js";
+import { type LoadOptions, openModelFiles } from "../pipelines/load.js";
+import { unetBuilds } from "../pipelines/plan-runners.js";
 import {
   describeReduction,
   levelGrid,
@@ -21,6 +22,7 @@ import {
 import { type ProfileSummary, summariseProfile } from "../runtime/profile.js";
 import { float32, type RunnerTensor } from "../runtime/types.js";
 import { SeededRandom } from "../util/random.js";
+import { modelDtype } from "../util/vocabulary.js";
 
 /**
  * `none`: the plain UNet. `todo`: ToDo with the `auto` factors for the size (or the given
@@ -181,7 +183,7 @@ export async function benchUnet(
   try {
     const unet = unetBuilds(files, options);
     const config = unet.config;
-    const dtype = options.dtype ?? (device === "cpu" ? "float32" : "float16");
+    const dtype = modelDtype(device, options.dtype);
     const contextDim = crossAttentionWidth(config) ?? 768;
     const addition = config.addition;
     const textTime = addition

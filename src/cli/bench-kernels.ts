@@ -2,10 +2,9 @@ import type { Command } from "commander";
 import {
   type KernelBenchReport,
   type KernelBenchRow,
-  type PathRequest,
   runKernelBenches,
-  type StorageType,
-} from "../index.js";
+} from "../bench/kernels/run.js";
+import type { PathRequest, StorageType } from "../gpu/types.js";
 import { intArg, listArg } from "./options.js";
 import { checkOutputFile, writeJsonOutput } from "./output-files.js";
 

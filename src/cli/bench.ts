@@ -1,19 +1,19 @@
 import { readFileSync } from "node:fs";
 import type { Command } from "commander";
+import { runAttentionProbes } from "../bench/attention-probe.js";
+import { runConvProbes } from "../bench/conv-probe.js";
+import { plotBenchSvg } from "../bench/plot.js";
 import {
   type BenchMethod,
   type BenchSize,
   benchUnet,
-  deviceUnavailable,
-  type EngineChoice,
   parseBenchMethod,
-  parseDevice,
-  plotBenchSvg,
-  runAttentionProbes,
-  runConvProbes,
   type UnetBenchRow,
-  writeBytesAtomically,
-} from "../index.js";
+} from "../bench/unet-bench.js";
+import type { EngineChoice } from "../engine/select.js";
+import { parseDevice } from "../index.js";
+import { deviceUnavailableProbed } from "../runtime/device-check.js";
+import { writeBytesAtomically } from "../util/atomic-write.js";
 import {
   addModelFlags,
   addReductionFlags,
@@ -104,7 +104,7 @@ export function registerBench(program: Command): void {
 
 /** Prints each probe's JSON row; a row that failed makes the command fail after all are printed. */
 async function printProbeRows(rows: AsyncIterable<string>, device: string): Promise<void> {
-  const unavailable = deviceUnavailable(parseDevice(device));
+  const unavailable = await deviceUnavailableProbed(parseDevice(device));
   if (unavailable) throw new Error(unavailable);
   let count = 0;
   const failed: string[] = [];

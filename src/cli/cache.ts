@@ -1,6 +1,8 @@
 /** `todo-sd cache list|clean|verify`: what the model cache holds, and its repair. */
 import type { Command } from "commander";
-import { defaultCacheDir, formatBytes, ModelCache, staleTemporaries } from "../index.js";
+import { defaultCacheDir, ModelCache } from "../index.js";
+import { formatBytes } from "../onnx/model-io.js";
+import { staleTemporaries } from "../util/atomic-write.js";
 
 interface CacheFlags {
   readonly cacheDir?: string;

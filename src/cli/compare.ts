@@ -1,5 +1,6 @@
 import { join } from "node:path";
 import type { Command } from "commander";
+import { generationTextChunks, webUiSamplerName } from "../image/parameters.js";
 import {
   compareImages,
   comparisonToJson,
@@ -8,24 +9,24 @@ import {
   type FloatImage,
   floatToRgb8,
   type GenerateResult,
-  generationTextChunks,
   type ImageComparison,
-  loraParameters,
   type ReductionOptions,
   type ReductionSettings,
+  randomSeed,
   sideBySide,
   TOOL_VERSION,
-  webUiSamplerName,
-  writeBytesExclusively,
 } from "../index.js";
+import { loraParameters } from "../pipelines/result-png.js";
+import { writeBytesExclusively } from "../util/atomic-write.js";
+import type { ModelFamily } from "../weights/model-files.js";
 import {
   addGenerationFlags,
+  checkDeviceReady,
   checkLatentsFlag,
   type GenerationFlags,
   generationOptions,
   imageSize,
   loadModel,
-  randomSeed,
   readSchedulerConfig,
   timestamp,
 } from "./generate.js";
@@ -47,8 +48,6 @@ interface CompareFlags extends GenerationFlags {
   readonly json?: string;
   readonly warmup: number;
 }
-
-type ModelFamily = "sd1" | "sd2" | "sdxl";
 
 export function registerCompare(program: Command): void {
   addGenerationFlags(
@@ -88,6 +87,7 @@ interface RunSummary {
 
 async function compareCommand(promptWithTags: string, flags: CompareFlags): Promise<void> {
   checkLatentsFlag(flags);
+  await checkDeviceReady(flags.device);
   const { prompt, loras } = resolveLoraFlags(promptWithTags, flags);
   const asked = imageSize(flags);
   checkOutputFolder(flags.out, "--out");
@@ -99,25 +99,24 @@ async function compareCommand(promptWithTags: string, flags: CompareFlags): Prom
   const seed = flags.seed ?? randomSeed();
   const pipeline = await loadModel(flags, loras);
   try {
-    const width = asked.width ?? pipeline.parts.defaultSize;
-    const height = asked.height ?? pipeline.parts.defaultSize;
+    const call = { ...generationOptions(prompt, flags, seed, schedulerConfig), ...asked };
+    const plan = pipeline.plan({ ...call, reduction });
+    const { width, height } = plan;
     const family = pipeline.family;
-    const settings = pipeline.resolveReductionFor(reduction, width, height);
+    const settings = plan.reduction;
     if (!settings) throw new Error(nothingToCompare(reduction, width, height));
     // The baseline is the larger job.
-    checkJobFits(pipeline, { ...flags, width, height, batch: 1, guided: flags.cfg > 1 }, undefined);
-    const scheduler = pipeline.createScheduler(flags.scheduler, undefined, schedulerConfig);
+    checkJobFits(pipeline, { ...flags, width, height, batch: 1, guided: plan.guided }, undefined);
     // With --json -, stdout carries the JSON alone.
     const report = flags.json === "-" ? process.stderr : process.stdout;
     process.stderr.write(
-      `model ${pipeline.parts.label} (${family}); ${width}x${height}, ${scheduler.name}, seed ${seed}; comparing no reduction with ${describeReduction(settings)}\n`,
+      `model ${pipeline.parts.label} (${family}); ${width}x${height}, ${plan.scheduler}, seed ${seed}; comparing no reduction with ${describeReduction(settings)}\n`,
     );
     warnLongPrompts(
       pipeline.parts.tokenizers[0],
       { prompt, "negative prompt": flags.negative },
       flags.longPrompts,
     );
-    const call = { ...generationOptions(prompt, flags, seed, schedulerConfig), width, height };
     for (let i = 0; i < flags.warmup; i++) {
       await pipeline.generate({ ...call, steps: 1 });
       await pipeline.generate({ ...call, steps: 1, reduction: settings });

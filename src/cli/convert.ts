@@ -1,12 +1,9 @@
 import { basename, dirname, join } from "node:path";
 import type { Command } from "commander";
-import {
-  CONVERT_COMPONENTS,
-  convertModel,
-  formatBytes,
-  parseConvertComponent,
-  removeStaleTemporaries,
-} from "../index.js";
+import { CONVERT_COMPONENTS, convertModel } from "../index.js";
+import { formatBytes } from "../onnx/model-io.js";
+import { parseConvertComponent } from "../pipelines/convert.js";
+import { removeStaleTemporaries } from "../util/atomic-write.js";
 import { addLoraFlags, type LoraFlagValues, warn } from "./lora-flags.js";
 import {
   addReductionFlags,

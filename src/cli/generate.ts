@@ -1,26 +1,30 @@
 import { existsSync } from "node:fs";
 import { type Command, InvalidArgumentError, Option } from "commander";
+import { readConfigFile } from "../configs/config-json.js";
 import {
   DEFAULT_VAE_TILING,
   describeReduction,
-  deviceUnavailable,
   encodeResultPng,
-  encodeSafetensors,
   fitImage,
+  GENERATION_DEFAULTS,
   type GenerateOptions,
   type GenerateResult,
+  type GenerationPlan,
   type LoraRequest,
   loadPipeline,
-  readConfigFile,
+  randomSeed,
   readPngFile,
-  removeStaleTemporaries,
   rgb8ToFloat,
-  SafetensorsFile,
   type StableDiffusionPipeline,
-  writeBytesAtomically,
-  writeBytesExclusively,
   writeResultPngs,
 } from "../index.js";
+import { deviceUnavailable, deviceUnavailableProbed } from "../runtime/device-check.js";
+import {
+  removeStaleTemporaries,
+  writeBytesAtomically,
+  writeBytesExclusively,
+} from "../util/atomic-write.js";
+import { encodeSafetensors, SafetensorsFile } from "../weights/safetensors.js";
 import { checkFiniteTensor, checkGuidanceFlag, warnLongPrompts } from "./input-checks.js";
 import { addLoraFlags, type LoraFlagValues, resolveLoraFlags, warn } from "./lora-flags.js";
 import { checkJobFits, maxPixelsArg } from "./memory-check.js";
@@ -90,12 +94,12 @@ export function addGenerationFlags(command: Command): Command {
     .option("--width <px>", "image width (multiple of 8)", pixelsArg("--width"))
     .option("--height <px>", "image height (multiple of 8)", pixelsArg("--height"))
     .option("--size <WxH>", "image size, e.g. 1024 or 1024x768", sizeArg)
-    .option("--steps <n>", "denoising steps (1 to 1000)", stepsArg, 30)
+    .option("--steps <n>", "denoising steps (1 to 1000)", stepsArg, GENERATION_DEFAULTS.steps)
     .option(
       "--cfg <scale>",
       "classifier-free guidance scale (<= 1 turns guidance off)",
       floatArg("--cfg"),
-      7.5,
+      GENERATION_DEFAULTS.guidanceScale,
     )
     .option(
       "--scheduler <name>",
@@ -276,12 +280,15 @@ export function checkLatentsFlag(flags: GenerationFlags): void {
     );
 }
 
-export function randomSeed(): number {
-  return Math.floor(Math.random() * 2 ** 31);
+/** Refuses a device with no adapter before any work, without letting Dawn print its native dump. */
+export async function checkDeviceReady(device: GenerationFlags["device"]): Promise<void> {
+  const unavailable = await deviceUnavailableProbed(device);
+  if (unavailable) throw new Error(unavailable);
 }
 
 async function generateCommand(promptWithTags: string, flags: GenerateFlags): Promise<void> {
   checkLatentsFlag(flags);
+  await checkDeviceReady(flags.device);
   const { prompt, loras } = resolveLoraFlags(promptWithTags, flags);
   const { width, height } = imageSize(flags);
   if (flags.strength !== undefined && !flags.image)
@@ -312,35 +319,31 @@ async function generateCommand(promptWithTags: string, flags: GenerateFlags): Pr
   const loadStart = performance.now();
   const pipeline = await loadModel(flags, loras);
   try {
-    const size = {
-      width: width ?? initImage?.width ?? pipeline.parts.defaultSize,
-      height: height ?? initImage?.height ?? pipeline.parts.defaultSize,
-    };
-    if (latents) checkLatents(latents, flags.latents!, pipeline, flags.batch, size);
+    const bar = new ProgressBar("denoising");
+    const plan = pipeline.plan({
+      ...generationOptions(prompt, flags, seed, schedulerConfig),
+      width,
+      height,
+      imagesPerPrompt: flags.batch,
+      latents,
+      noise,
+      image: initImage,
+      strength: flags.strength,
+      reduction,
+      onProgress: (info) => bar.update(info.step, info.totalSteps),
+    });
+    const size = { width: plan.width, height: plan.height };
+    if (latents) checkLatents(latents, flags.latents!, plan);
     warnLongPrompts(
       pipeline.parts.tokenizers[0],
       { prompt, "negative prompt": flags.negative },
       flags.longPrompts,
     );
-    const resolved = pipeline.resolveReductionFor(reduction, size.width, size.height);
-    checkJobFits(pipeline, { ...flags, ...size, guided: flags.cfg > 1 }, resolved);
-    const scheduler = pipeline.createScheduler(flags.scheduler, undefined, schedulerConfig);
+    checkJobFits(pipeline, { ...flags, ...size, guided: plan.guided }, plan.reduction);
     process.stderr.write(
-      `model ${pipeline.parts.label} (${pipeline.family}) ready in ${formatSeconds((performance.now() - loadStart) / 1000)}; ${size.width}x${size.height}, ${scheduler.name}; token reduction: ${describeReduction(resolved)}\n`,
+      `model ${pipeline.parts.label} (${pipeline.family}) ready in ${formatSeconds((performance.now() - loadStart) / 1000)}; ${size.width}x${size.height}, ${plan.scheduler}; token reduction: ${describeReduction(plan.reduction)}\n`,
     );
-    const bar = new ProgressBar("denoising");
-    const result: GenerateResult = await pipeline.generate({
-      ...generationOptions(prompt, flags, seed, schedulerConfig),
-      width: size.width,
-      height: size.height,
-      imagesPerPrompt: flags.batch,
-      latents,
-      noise,
-      image: initImage,
-      strength: initImage ? (flags.strength ?? 0.8) : undefined,
-      reduction,
-      onProgress: (info) => bar.update(info.step, info.totalSteps),
-    });
+    const result: GenerateResult = await pipeline.generate(plan);
     // The raw floats first: a failure there leaves no PNG without its companion file.
     if (flags.raw) {
       const { images } = result;
@@ -402,19 +405,12 @@ function checkImageOutput(flags: GenerateFlags): string | undefined {
   return flags.out;
 }
 
-function checkLatents(
-  latents: Float32Array,
-  path: string,
-  pipeline: StableDiffusionPipeline,
-  batch: number,
-  size: { width: number; height: number },
-): void {
-  const { latentChannels, vaeScale } = pipeline.parts;
-  const dims = [batch, latentChannels, size.height / vaeScale, size.width / vaeScale];
+function checkLatents(latents: Float32Array, path: string, plan: GenerationPlan): void {
+  const dims = plan.latentDims;
   const expected = dims.reduce((product, d) => product * d, 1);
   if (latents.length !== expected)
     throw new Error(
-      `--latents: ${path} holds ${latents.length} values; ${size.width}x${size.height} with --batch ${batch} needs [${dims.join(", ")}] = ${expected}`,
+      `--latents: ${path} holds ${latents.length} values; ${plan.width}x${plan.height} with --batch ${plan.imagesPerPrompt} needs [${dims.join(", ")}] = ${expected}`,
     );
 }
 

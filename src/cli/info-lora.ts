@@ -3,16 +3,11 @@
  * looks made for, ranks, alphas, the modules it changes) and, given a model, how many of its keys
  * land on that model's weights.
  */
-import {
-  describeFamilies,
-  familyOf,
-  guessLoraFamily,
-  type LoadOptions,
-  LoraFile,
-  loraModelOf,
-  matchLora,
-  openModelFiles,
-} from "../index.js";
+import { type LoadOptions, LoraFile } from "../index.js";
+import { loraModelOf } from "../lora/apply-loras.js";
+import { describeFamilies, guessLoraFamily, matchLora } from "../lora/lora-targets.js";
+import { openModelFiles } from "../pipelines/load.js";
+import { familyOf } from "../pipelines/model-plan.js";
 
 export interface LoraInfo {
   readonly kind: "lora";

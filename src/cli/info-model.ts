@@ -3,22 +3,18 @@
  * keeps self-attention, with the token counts that ToDo reduces at a given image size.
  */
 
+import { parseUnetConfig, type UnetConfig, unetAttentionSites } from "../configs/unet-config.js";
+import { parseVaeConfig } from "../configs/vae-config.js";
+import { describeReduction, parseReductionOptions } from "../index.js";
+import type { MemoryEstimate } from "../pipelines/memory-estimate.js";
+import { familyOf } from "../pipelines/model-plan.js";
+import { levelGrid, resolveAutoFactor, resolveReduction } from "../reduce/index.js";
 import {
   type ComponentName,
   componentClassName,
-  describeReduction,
-  familyOf,
-  levelGrid,
   type ModelFamily,
   type ModelFiles,
-  parseReductionOptions,
-  parseUnetConfig,
-  parseVaeConfig,
-  resolveAutoFactor,
-  resolveReduction,
-  type UnetConfig,
-} from "../index.js";
-import type { MemoryEstimate } from "../pipelines/memory-estimate.js";
+} from "../weights/model-files.js";
 
 export interface TensorIo {
   readonly name: string;
@@ -113,27 +109,17 @@ const WEIGHT_COMPONENTS: readonly ComponentName[] = [
   "text_encoder_2",
 ];
 
-/** Self-attention blocks per spatial level, from the UNet config (levels follow the downsamplers). */
+/** Self-attention blocks per spatial level, from the UNet config's attention sites. */
 export function attentionLevelsFromConfig(config: UnetConfig): {
   perLevel: Map<number, number>;
   cross: number;
 } {
   const perLevel = new Map<number, number>();
   let cross = 0;
-  const add = (level: number, transformerLayers: readonly number[], crossAttention: boolean) => {
-    const blocks = transformerLayers.reduce((sum, n) => sum + n, 0);
-    perLevel.set(level, (perLevel.get(level) ?? 0) + blocks);
-    if (crossAttention) cross += blocks;
-  };
-  let level = 1;
-  for (const block of config.downBlocks) {
-    if (block.attention) add(level, block.attention.transformerLayers, true);
-    if (block.addDownsample) level++;
-  }
-  if (config.midBlock?.attention) add(level, config.midBlock.attention.transformerLayers, true);
-  for (const block of config.upBlocks) {
-    if (block.attention) add(level, block.attention.transformerLayers, true);
-    if (block.addUpsample) level--;
+  // Each transformer block holds one self-attention and one cross-attention.
+  for (const site of unetAttentionSites(config)) {
+    perLevel.set(site.level, (perLevel.get(site.level) ?? 0) + site.depth);
+    cross += site.depth;
   }
   return { perLevel, cross };
 }

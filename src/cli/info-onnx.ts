@@ -5,21 +5,15 @@
  */
 import { existsSync } from "node:fs";
 import { basename, join } from "node:path";
-import {
-  ATTENTION_RULES,
-  describeReduction,
-  findSelfAttention,
-  GraphIndex,
-  METADATA_PREFIX,
-  type ModelFamily,
-  type ModelProto,
-  readConfigFile,
-  readModel,
-  reductionFromMetadata,
-  TensorDataType,
-  unetSignature,
-  type ValueInfoProto,
-} from "../index.js";
+import { readConfigFile } from "../configs/config-json.js";
+import { describeReduction } from "../index.js";
+import { readModel } from "../onnx/model-io.js";
+import { type ModelProto, TensorDataType, type ValueInfoProto } from "../onnx/proto.js";
+import { ATTENTION_RULES, findSelfAttention } from "../patch/apply-rules.js";
+import { GraphIndex } from "../patch/graph-index.js";
+import { unetSignature } from "../patch/unet-levels.js";
+import { METADATA_PREFIX, reductionFromMetadata } from "../reduce/index.js";
+import type { ModelFamily } from "../weights/model-files.js";
 import {
   type AttentionInfo,
   autoInfo,

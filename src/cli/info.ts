@@ -1,10 +1,11 @@
 import { existsSync, statSync } from "node:fs";
 import type { Command } from "commander";
-import { classifySource, isLoraFile, openModelFiles } from "../index.js";
-import { parseUnetConfig } from "../models/unet-config.js";
-import { parseVaeConfig } from "../models/vae-config.js";
-import { modelMemoryShape } from "../pipelines/load.js";
+import { parseUnetConfig } from "../configs/unet-config.js";
+import { parseVaeConfig } from "../configs/vae-config.js";
+import { isLoraFile } from "../index.js";
+import { classifySource, openModelFiles } from "../pipelines/load.js";
 import { type MemoryShape, standardMemoryShape } from "../pipelines/memory-estimate.js";
+import { modelMemoryShape } from "../pipelines/model-plan.js";
 import type { ReductionSettings } from "../reduce/options.js";
 import { formatLoraInfo, loraInfo } from "./info-lora.js";
 import { type ComponentInfo, type ModelInfo, type TensorIo, weightsInfo } from "./info-model.js";

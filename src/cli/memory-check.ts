@@ -6,7 +6,7 @@
  */
 import { totalmem } from "node:os";
 import { InvalidArgumentError } from "commander";
-import type { Device, ReductionSettings, StableDiffusionPipeline } from "../index.js";
+import type { Device, ModelDtype, ReductionSettings, StableDiffusionPipeline } from "../index.js";
 import {
   estimateMemory,
   formatMemory,
@@ -14,6 +14,7 @@ import {
   type MemoryShape,
   standardMemoryShape,
 } from "../pipelines/memory-estimate.js";
+import { modelDtype } from "../util/vocabulary.js";
 
 /** 4096 x 4096: beyond what any released Stable Diffusion model makes sense at. */
 export const DEFAULT_MAX_PIXELS = 4096 * 4096;
@@ -31,7 +32,7 @@ export interface MemoryJobFlags {
   readonly batch: number;
   readonly guided: boolean;
   readonly device: Device;
-  readonly dtype?: "float32" | "float16";
+  readonly dtype?: ModelDtype;
   readonly vaeTiling: "auto" | "on" | "off";
   readonly maxPixels?: number;
 }
@@ -48,7 +49,7 @@ export function estimateJob(
   job: MemoryJobFlags,
   reduction: ReductionSettings | undefined,
 ): MemoryEstimate {
-  const dtype = job.dtype ?? (job.device === "cpu" ? "float32" : "float16");
+  const dtype = modelDtype(job.device, job.dtype);
   const keyFactors =
     reduction?.method === "todo" ? [reduction.factor, reduction.factorLevel2] : undefined;
   return estimateMemory(shape, {

@@ -1,16 +1,17 @@
 /** Flag definitions and parsers shared by the commands. */
 import { type Command, InvalidArgumentError, Option } from "commander";
+import { type EngineChoice, parseEngine } from "../engine/select.js";
 import {
   type Device,
-  type EngineChoice,
+  type ModelDtype,
   parseDevice,
-  parseEngine,
-  parseReductionFlags,
+  parseDtype,
   type ReductionOptions,
   WEBGPU_BUFFER_CACHE_MODES,
   type WebGpuBufferCache,
   type WebGpuTuning,
 } from "../index.js";
+import { parseReductionFlags } from "./reduction-flags.js";
 
 /** Plain decimal digits only: `0x10`, `1e3`, `0b1` and `+5` are not whole numbers a user types. */
 const PLAIN_INTEGER = /^\d+$/;
@@ -50,13 +51,14 @@ export function engineArg(value: string): EngineChoice {
   }
 }
 
-export type DtypeFlag = "float32" | "float16";
+export type DtypeFlag = ModelDtype;
 
 export function dtypeArg(value: string): DtypeFlag {
-  const v = value.toLowerCase();
-  if (v === "fp32" || v === "float32") return "float32";
-  if (v === "fp16" || v === "float16") return "float16";
-  throw new InvalidArgumentError(`expected fp32 or fp16, got "${value}"`);
+  try {
+    return parseDtype(value);
+  } catch {
+    throw new InvalidArgumentError(`expected fp32 or fp16, got "${value}"`);
+  }
 }
 
 /** The VAE of every Stable Diffusion model halves the image three times. */

@@ -4,7 +4,8 @@
  */
 import { existsSync, statfsSync, statSync } from "node:fs";
 import { dirname, resolve } from "node:path";
-import { ensureWritableFolder, writeBytesAtomically } from "../index.js";
+import { ensureWritableFolder } from "../pipelines/outputs.js";
+import { writeBytesAtomically } from "../util/atomic-write.js";
 
 /**
  * Kernel file systems (statfs magic numbers from Linux's magic.h) where nothing can be saved:

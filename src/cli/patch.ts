@@ -1,5 +1,6 @@
 import { type Command, Option } from "commander";
-import { describeReduction, patchModel } from "../index.js";
+import { describeReduction } from "../index.js";
+import { patchModel } from "../patch/patch-model.js";
 import {
   addReductionFlags,
   type ReductionFlagValues,

@@ -4,7 +4,7 @@
  * kernels engine is measured faster on the card (BENCHMARKS.md); today its operators are
  * portable one-thread-per-output kernels in f32, so `kernels` is for conformance and bring-up.
  */
-import type { Device } from "../runtime/devices.js";
+import type { Device, ModelDtype } from "../util/vocabulary.js";
 
 export type EngineChoice = "auto" | "kernels" | "onnxruntime";
 export type Engine = Exclude<EngineChoice, "auto">;
@@ -25,7 +25,7 @@ export function parseEngine(text: string): EngineChoice {
 export interface EngineRequest {
   readonly device: Device;
   /** Element type of the UNet and text encoders. */
-  readonly dtype: "float32" | "float16";
+  readonly dtype: ModelDtype;
 }
 
 /**

@@ -6,7 +6,7 @@
  */
 import { float16ArrayToFloat32, float32ArrayToFloat16 } from "../util/float16.js";
 import { SeededRandom } from "../util/random.js";
-import type { GpuContext } from "./context.js";
+import type { GpuContext, GpuTensor } from "./context.js";
 import type { Reference } from "./reference/matmul.js";
 import type { StorageType } from "./types.js";
 import type { KernelVariant } from "./variants.js";
@@ -34,7 +34,42 @@ export function randomValues(count: number, seed: number, storage: StorageType):
   const random = new SeededRandom(seed);
   const values = new Float32Array(count);
   for (let i = 0; i < count; i++) values[i] = 2 * random.uniform() - 1;
+  return roundToStorage(values, storage);
+}
+
+/**
+ * Values rounded to the storage type. Inputs derived from random values (shifted, scaled) must go
+ * through this again: v + 0.5 of an f16 v is generally not an f16, and the upload would round it
+ * where the reference does not.
+ */
+export function roundToStorage(values: Float32Array, storage: StorageType): Float32Array {
   return storage === "f16" ? float16ArrayToFloat32(float32ArrayToFloat16(values)) : values;
+}
+
+/** A check's inputs on the GPU: each array a flat tensor of the storage type, named by its key. */
+export function uploadInputs<T extends Record<string, Float32Array | undefined>>(
+  ctx: GpuContext,
+  storage: StorageType,
+  arrays: T,
+): { [K in keyof T]: T[K] extends Float32Array ? GpuTensor : GpuTensor | undefined } {
+  const tensors: Record<string, GpuTensor | undefined> = {};
+  for (const [name, values] of Object.entries(arrays))
+    tensors[name] = values && ctx.upload(values, [values.length], storage, name);
+  return tensors as {
+    [K in keyof T]: T[K] extends Float32Array ? GpuTensor : GpuTensor | undefined;
+  };
+}
+
+/** Reads a kernel's output, gives it and the inputs back, and compares it with the reference. */
+export async function readAndCompare(
+  ctx: GpuContext,
+  out: GpuTensor,
+  inputs: Record<string, GpuTensor | undefined>,
+  reference: Reference,
+): Promise<CheckOutcome> {
+  const got = await ctx.read(out);
+  for (const t of [...Object.values(inputs), out]) if (t) ctx.release(t);
+  return compareWithReference(got, reference);
 }
 
 /** Compares a kernel's output with a reference and its bound. */

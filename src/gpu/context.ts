@@ -33,6 +33,25 @@ export interface GpuTensor {
   readonly size: number;
 }
 
+/**
+ * Checks that a tensor handed to the kernel `label` has the size and storage type it reads;
+ * launching on a wrong buffer would read garbage or out of bounds instead of failing.
+ */
+export function expectTensor(
+  label: string,
+  tensor: GpuTensor,
+  elements: number,
+  storage: StorageType,
+  name: string,
+): void {
+  if (tensor.size !== elements)
+    throw new Error(`${label}: ${name} has ${tensor.size} elements, expected ${elements}`);
+  if (tensor.storage !== storage)
+    throw new Error(
+      `${label}: ${name} is stored as ${tensor.storage}, the kernel reads ${storage}`,
+    );
+}
+
 /** One kernel dispatch: a pipeline, its buffers at bindings 0, 1, ... and the grid. */
 export interface KernelLaunch {
   readonly pipeline: GPUComputePipeline;

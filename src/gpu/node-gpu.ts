@@ -5,6 +5,8 @@
  * Vulkan driver on the CPU that Chromium ships, works).
  */
 
+import { hasWebGpuAdapter } from "../util/webgpu-probe.js";
+
 /** Toggles for dawn.node. `bench` drops bounds clamps and timestamp rounding for measurements. */
 export function dawnToggles(options: { readonly bench?: boolean } = {}): string[] {
   const enable = ["allow_unsafe_apis", "vulkan_enable_f16_on_nvidia"];
@@ -24,6 +26,8 @@ export async function nodeGpu(options: { readonly bench?: boolean } = {}): Promi
       `cannot load Dawn's WebGPU binding (the webgpu package): ${(error as Error).message.split("\n")[0]}`,
     );
   }
+  // Dawn prints a native warning dump when a Vulkan manifest leads nowhere; ask a quiet child first.
+  if ((await hasWebGpuAdapter()) === false) throw new Error(NO_ADAPTER_HINT);
   return binding.create(dawnToggles(options));
 }
 

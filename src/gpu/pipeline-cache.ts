@@ -3,6 +3,7 @@
  * variant, and the source text itself is the key, so two calls that would compile the same shader
  * share one pipeline. Compilation errors become one-line errors that name the kernel.
  */
+import { PromiseMemo } from "../util/promise-memo.js";
 
 export interface ComputeKernelSource {
   /** A name for errors and profiles, e.g. `gemm 128x128 f16 tensor-core`. */
@@ -12,7 +13,9 @@ export interface ComputeKernelSource {
 }
 
 export class PipelineCache {
-  private readonly pipelines = new Map<string, Promise<GPUComputePipeline>>();
+  private readonly pipelines = new PromiseMemo<string, GPUComputePipeline>();
+  /** Compiler warnings of the shaders compiled so far, first line each (deprecations show here). */
+  readonly warnings: string[] = [];
 
   constructor(private readonly device: GPUDevice) {}
 
@@ -23,19 +26,15 @@ export class PipelineCache {
   /** The pipeline for a source, compiled on first use (its bind group layout is `auto`). */
   get(source: ComputeKernelSource): Promise<GPUComputePipeline> {
     const key = `${source.entryPoint ?? "main"}\n${source.code}`;
-    let pipeline = this.pipelines.get(key);
-    if (!pipeline) {
-      pipeline = this.compile(source);
-      this.pipelines.set(key, pipeline);
-      // A failed compilation is not cached: the next call reports it again.
-      pipeline.catch(() => this.pipelines.delete(key));
-    }
-    return pipeline;
+    // A failed compilation is not cached: the next call reports it again.
+    return this.pipelines.get(key, () => this.compile(source));
   }
 
   private async compile(source: ComputeKernelSource): Promise<GPUComputePipeline> {
     const module = this.device.createShaderModule({ code: source.code, label: source.label });
     const info = await module.getCompilationInfo();
+    for (const m of info.messages)
+      if (m.type === "warning") this.warnings.push(`${source.label}: ${m.message.split("\n")[0]}`);
     const errors = info.messages.filter((m) => m.type === "error");
     if (errors.length > 0) {
       const first = errors[0];

@@ -55,3 +55,17 @@ export interface SubgroupMatrixConfig {
 }
 
 export const SUBGROUP_MATRIX_FEATURE = "chromium-experimental-subgroup-matrix";
+
+/** An NHWC convolution with weights (KH, KW, Cin, Cout). */
+export interface ConvShape {
+  readonly batch: number;
+  readonly height: number;
+  readonly width: number;
+  readonly inChannels: number;
+  readonly outChannels: number;
+  /** 3 or 1. */
+  readonly kernel: number;
+  readonly stride: number;
+  /** 1 for 3x3, 0 for 1x1. */
+  readonly padding: number;
+}

@@ -17,6 +17,16 @@ export function storagePreamble(storage: StorageType, extensions: readonly strin
     .join("\n");
 }
 
+/**
+ * Throws `<label>: <name> must be a positive integer` for the first size that is not one: every
+ * kernel generator checks its shape with this before it writes a literal from it.
+ */
+export function checkPositiveSizes(label: string, sizes: Record<string, number>): void {
+  for (const [name, value] of Object.entries(sizes))
+    if (!Number.isInteger(value) || value < 1)
+      throw new Error(`${label}: ${name} must be a positive integer, got ${value}`);
+}
+
 /** A WGSL unsigned literal. */
 export function u32Literal(value: number): string {
   if (!Number.isInteger(value) || value < 0 || value > 0xffffffff)
@@ -38,3 +48,46 @@ fn gelu_f32(x: f32) -> f32 {
   return 0.5 * x * (1.0 + erf_f32(x * 0.70710678118654752));
 }
 `;
+
+/**
+ * How a shader spells the subgroup-matrix load and store: `template`, Dawn's current form, takes
+ * the majorness as a template argument (`subgroupMatrixLoad<M, row_major>(p, offset, stride)`,
+ * `subgroupMatrixStore<row_major>(p, offset, value, stride)`); `argument`, the first form
+ * (deprecated, and warned about at every compilation), passes it as a bool argument. Kernels try
+ * the current form first and fall back for older implementations.
+ */
+export type MatrixSpelling = "template" | "argument";
+
+export const MATRIX_SPELLINGS: readonly MatrixSpelling[] = Object.freeze(["template", "argument"]);
+
+function majorness(colMajor: boolean): string {
+  return colMajor ? "col_major" : "row_major";
+}
+
+/** `subgroupMatrixLoad` of a matrix type from `&array`, `offset` elements in. */
+export function matrixLoad(
+  spelling: MatrixSpelling,
+  type: string,
+  pointer: string,
+  offset: string,
+  colMajor: boolean,
+  stride: string,
+): string {
+  return spelling === "template"
+    ? `subgroupMatrixLoad<${type}, ${majorness(colMajor)}>(${pointer}, ${offset}, ${stride})`
+    : `subgroupMatrixLoad<${type}>(${pointer}, ${offset}, ${colMajor}, ${stride})`;
+}
+
+/** The `subgroupMatrixStore` statement of `value` into `&array`, `offset` elements in. */
+export function matrixStore(
+  spelling: MatrixSpelling,
+  pointer: string,
+  offset: string,
+  value: string,
+  colMajor: boolean,
+  stride: string,
+): string {
+  return spelling === "template"
+    ? `subgroupMatrixStore<${majorness(colMajor)}>(${pointer}, ${offset}, ${value}, ${stride});`
+    : `subgroupMatrixStore(${pointer}, ${offset}, ${value}, ${colMajor}, ${stride});`;
+}

@@ -74,14 +74,19 @@ export async function acquireFileLock(
   }
 }
 
-function tryCreate(path: string, content: string): boolean {
-  let fd: number;
+/** `run()`, or `undefined` where it fails with the system error `code` (an expected outcome). */
+function unlessErrno<T>(code: string, run: () => T): T | undefined {
   try {
-    fd = openSync(path, "wx");
+    return run();
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === "EEXIST") return false;
+    if ((error as NodeJS.ErrnoException).code === code) return undefined;
     throw error;
   }
+}
+
+function tryCreate(path: string, content: string): boolean {
+  const fd = unlessErrno("EEXIST", () => openSync(path, "wx"));
+  if (fd === undefined) return false;
   try {
     writeSync(fd, content);
   } finally {
@@ -114,14 +119,8 @@ function holdLock(path: string, nonce: string, staleMs: number): ReleaseLock {
 
 /** The lock's text and owner; `undefined` when the file vanished meanwhile. */
 function readLock(path: string): { text: string; owner: LockOwner | undefined } | undefined {
-  let text: string;
-  try {
-    text = readFileSync(path, "utf8");
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === "ENOENT") return undefined;
-    throw error;
-  }
-  return { text, owner: parseOwner(text) };
+  const text = unlessErrno("ENOENT", () => readFileSync(path, "utf8"));
+  return text === undefined ? undefined : { text, owner: parseOwner(text) };
 }
 
 function parseOwner(text: string): LockOwner | undefined {
@@ -159,12 +158,11 @@ function isProcessAlive(pid: number): boolean {
 
 function takeOver(path: string, staleText: string): void {
   const aside = `${path}.${randomBytes(4).toString("hex")}.stale`;
-  try {
+  const renamed = unlessErrno("ENOENT", () => {
     renameSync(path, aside);
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === "ENOENT") return;
-    throw error;
-  }
+    return true;
+  });
+  if (!renamed) return; // The stale lock is gone already.
   try {
     if (readFileSync(aside, "utf8") !== staleText) {
       // Another waiter replaced the stale lock first: give its live lock back.

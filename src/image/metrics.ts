@@ -85,64 +85,61 @@ export function structuralSimilarity(
   const window = gaussianWindow(size, sigma);
   const outWidth = width - size + 1;
   const outHeight = height - size + 1;
-  // Five moments per pixel: x, y, x^2, y^2, xy; first filtered along rows, then columns.
-  const rows = new Float64Array(5 * height * outWidth);
-  const plane = height * outWidth;
+  const pixels = width * height;
   let total = 0;
   for (let channel = 0; channel < 3; channel++) {
-    for (let y = 0; y < height; y++) {
-      for (let x = 0; x < outWidth; x++) {
-        let mx = 0;
-        let my = 0;
-        let mxx = 0;
-        let myy = 0;
-        let mxy = 0;
-        for (let k = 0; k < size; k++) {
-          const i = (y * width + x + k) * 3 + channel;
-          const w = window[k];
-          const u = a.data[i];
-          const v = b.data[i];
-          mx += w * u;
-          my += w * v;
-          mxx += w * u * u;
-          myy += w * v * v;
-          mxy += w * u * v;
-        }
-        const o = y * outWidth + x;
-        rows[o] = mx;
-        rows[plane + o] = my;
-        rows[2 * plane + o] = mxx;
-        rows[3 * plane + o] = myy;
-        rows[4 * plane + o] = mxy;
-      }
+    // The local means of x, y, x^2, y^2 and xy: each moment filtered along rows, then columns.
+    const moments = Array.from({ length: 5 }, () => new Float64Array(pixels));
+    for (let p = 0; p < pixels; p++) {
+      const u = a.data[p * 3 + channel];
+      const v = b.data[p * 3 + channel];
+      moments[0][p] = u;
+      moments[1][p] = v;
+      moments[2][p] = u * u;
+      moments[3][p] = v * v;
+      moments[4][p] = u * v;
     }
+    const [mx, my, mxx, myy, mxy] = moments.map((plane) =>
+      filterValid(filterValid(plane, width, height, window, true), outWidth, height, window, false),
+    );
     let sum = 0;
-    for (let y = 0; y < outHeight; y++) {
-      for (let x = 0; x < outWidth; x++) {
-        let mx = 0;
-        let my = 0;
-        let mxx = 0;
-        let myy = 0;
-        let mxy = 0;
-        for (let k = 0; k < size; k++) {
-          const o = (y + k) * outWidth + x;
-          const w = window[k];
-          mx += w * rows[o];
-          my += w * rows[plane + o];
-          mxx += w * rows[2 * plane + o];
-          myy += w * rows[3 * plane + o];
-          mxy += w * rows[4 * plane + o];
-        }
-        const varX = mxx - mx * mx;
-        const varY = myy - my * my;
-        const cov = mxy - mx * my;
-        sum +=
-          ((2 * mx * my + c1) * (2 * cov + c2)) / ((mx * mx + my * my + c1) * (varX + varY + c2));
-      }
+    for (let o = 0; o < outWidth * outHeight; o++) {
+      const varX = mxx[o] - mx[o] * mx[o];
+      const varY = myy[o] - my[o] * my[o];
+      const cov = mxy[o] - mx[o] * my[o];
+      sum +=
+        ((2 * mx[o] * my[o] + c1) * (2 * cov + c2)) /
+        ((mx[o] * mx[o] + my[o] * my[o] + c1) * (varX + varY + c2));
     }
     total += sum / (outWidth * outHeight);
   }
   return total / 3;
+}
+
+/**
+ * `plane` (width x height, row-major) correlated with `window` along its rows or its columns,
+ * keeping only the positions where the window lies wholly inside.
+ */
+function filterValid(
+  plane: Float64Array,
+  width: number,
+  height: number,
+  window: Float64Array,
+  alongRows: boolean,
+): Float64Array {
+  const outWidth = alongRows ? width - window.length + 1 : width;
+  const outHeight = alongRows ? height : height - window.length + 1;
+  const step = alongRows ? 1 : width;
+  const out = new Float64Array(outWidth * outHeight);
+  for (let y = 0; y < outHeight; y++) {
+    for (let x = 0; x < outWidth; x++) {
+      const start = y * width + x;
+      let sum = 0;
+      for (let k = 0; k < window.length; k++) sum += window[k] * plane[start + k * step];
+      out[y * outWidth + x] = sum;
+    }
+  }
+  return out;
 }
 
 export interface ImageComparison {

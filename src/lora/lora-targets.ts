@@ -8,11 +8,11 @@
  * which some community files use. Every key of the file either lands on a weight of the right
  * shape or is reported.
  */
-import type { JsonObject } from "../weights/config-json.js";
+import type { JsonObject } from "../configs/config-json.js";
+import { parseUnetConfig } from "../configs/unet-config.js";
 import { ldmUnetPlan } from "../weights/ldm-plans.js";
 import type { ModelFamily } from "../weights/model-files.js";
 import type { WeightSource } from "../weights/source.js";
-import { unetLayout } from "../weights/unet-layout.js";
 import type { Shape } from "../weights/weight-modules.js";
 import type { LoraComponent, LoraFile, LoraModule, SkippedKey } from "./lora-file.js";
 
@@ -81,7 +81,7 @@ function moduleIndex(
   if (unetConfig) {
     let plan: ReturnType<typeof ldmUnetPlan> | undefined;
     try {
-      plan = ldmUnetPlan(unetLayout(unetConfig), "");
+      plan = ldmUnetPlan(parseUnetConfig(unetConfig, undefined, "weights"), "");
     } catch {
       // A config the LDM rules do not cover: its LoRAs can still use diffusers names.
     }

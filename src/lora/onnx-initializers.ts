@@ -9,17 +9,15 @@ import { closeSync, openSync, readSync } from "node:fs";
 import { join } from "node:path";
 import type { ModelProto, TensorProto } from "../onnx/proto.js";
 import { float16ArrayToFloat32, float32ArrayToFloat16 } from "../util/float16.js";
-import type { WeightInfo, WeightSource } from "../weights/source.js";
+import { KeyedWeightSource, type WeightInfo, type WeightSource } from "../weights/source.js";
 
 const FLOAT = 1;
 const FLOAT16 = 10;
 
-export class InitializerWeights implements WeightSource {
-  private readonly tensors: ReadonlyMap<string, TensorProto>;
-
+export class InitializerWeights extends KeyedWeightSource<TensorProto> {
   /** `dir` is the model's folder, where its external data files are. */
   constructor(
-    readonly label: string,
+    label: string,
     model: ModelProto,
     private readonly dir: string,
   ) {
@@ -28,28 +26,20 @@ export class InitializerWeights implements WeightSource {
       if (tensor.name && (tensor.dataType === FLOAT || tensor.dataType === FLOAT16))
         tensors.set(tensor.name, tensor);
     }
-    this.tensors = tensors;
+    super(label, tensors, "initializer");
   }
 
   identity(): unknown {
     return { onnx: this.label };
   }
 
-  keys(): string[] {
-    return [...this.tensors.keys()];
-  }
-
-  has(key: string): boolean {
-    return this.tensors.has(key);
-  }
-
   info(key: string): WeightInfo {
-    const tensor = this.tensor(key);
+    const tensor = this.entry(key);
     return { dtype: tensor.dataType === FLOAT16 ? "F16" : "F32", shape: tensor.dims.map(Number) };
   }
 
   readFloat32(key: string): Float32Array {
-    const tensor = this.tensor(key);
+    const tensor = this.entry(key);
     const count = tensor.dims.reduce((a, b) => a * Number(b), 1);
     if (tensor.dataType === FLOAT && tensor.floatData && tensor.floatData.length === count)
       return Float32Array.from(tensor.floatData);
@@ -63,12 +53,6 @@ export class InitializerWeights implements WeightSource {
     return tensor.dataType === FLOAT16
       ? float16ArrayToFloat32(new Uint16Array(aligned.buffer, aligned.byteOffset, count))
       : new Float32Array(aligned.buffer, aligned.byteOffset, count).slice();
-  }
-
-  private tensor(key: string): TensorProto {
-    const tensor = this.tensors.get(key);
-    if (!tensor) throw new Error(`${this.label}: no initializer named "${key}"`);
-    return tensor;
   }
 
   private bytes(tensor: TensorProto): Uint8Array {

@@ -13,9 +13,14 @@
  * the output of layer i-1, negative indices count from the end (-1 is the last layer, -2 the
  * "penultimate" state that clip skip and SDXL use).
  */
+
+import type { ClipTextConfig } from "../configs/clip-config.js";
 import { attr, GraphBuilder, type Value } from "../onnx/builder.js";
+import type { ModelDtype } from "../util/vocabulary.js";
+import { clipEncoderLayer } from "../weights/clip-layout.js";
 import { type WeightSource, WeightTracker } from "../weights/source.js";
-import type { ClipTextConfig } from "./clip-config.js";
+import type { Shape } from "../weights/weight-modules.js";
+import { transposeMatrix } from "./layers.js";
 
 /** One hidden state exposed as a graph output. */
 export interface HiddenStateOutput {
@@ -36,7 +41,7 @@ export const DEFAULT_HIDDEN_STATE_OUTPUTS: readonly HiddenStateOutput[] = Object
 
 export interface ClipTextEncoderOptions {
   /** Element type of weights and activations; inputs and outputs stay int64 / float32. */
-  readonly dtype?: "float32" | "float16";
+  readonly dtype?: ModelDtype;
   /** Hidden states to output (default DEFAULT_HIDDEN_STATE_OUTPUTS). */
   readonly hiddenStates?: readonly HiddenStateOutput[];
   /**
@@ -113,7 +118,7 @@ export function buildClipTextEncoder(
 ): GraphBuilder {
   const g = new GraphBuilder(options.dtype ?? "float32");
   const tracker = new WeightTracker(weights);
-  const params = new ParameterLoader(g, tracker);
+  const params = new ParameterLoader(g, tracker, config);
   const layers = config.numHiddenLayers;
   const hidden = config.hiddenSize;
   const projection = hasProjection(config, weights, options);
@@ -154,10 +159,10 @@ export function buildClipTextEncoder(
   for (let i = 0; i < layers; i++) {
     const prefix = `${PREFIX}.encoder.layers.${i}`;
     if (i >= depth) {
-      params.skip(prefix, layerParameterShapes(config));
+      params.skip(prefix, clipEncoderLayer(config));
       continue;
     }
-    x = g.scope(`layers.${i}`, () => encoderLayer(g, params, config, prefix, x, mask));
+    x = g.scope(`layers.${i}`, () => encoderLayer(params, prefix, x, mask));
     states.push(x);
   }
 
@@ -254,57 +259,35 @@ function causalMask(g: GraphBuilder, positions: Value): Value {
 }
 
 /** One pre-norm transformer layer; `x` is (B, S, C). */
-function encoderLayer(
-  g: GraphBuilder,
-  params: ParameterLoader,
-  config: ClipTextConfig,
-  prefix: string,
-  x: Value,
-  mask: Value,
-): Value {
+function encoderLayer(params: ParameterLoader, prefix: string, x: Value, mask: Value): Value {
+  const { g, config } = params;
   const C = config.hiddenSize;
   const F = config.intermediateSize;
   const eps = config.layerNormEps;
-  const norm1 = g.layerNorm(
-    x,
-    params.tensor(`${prefix}.layer_norm1.weight`, [C]),
-    params.tensor(`${prefix}.layer_norm1.bias`, [C]),
-    eps,
-  );
+  const norm1 = params.layerNorm(`${prefix}.layer_norm1`, x, C, eps);
   x = g.add(
     x,
-    g.scope("self_attn", () => selfAttention(g, params, config, prefix, norm1, mask)),
+    g.scope("self_attn", () => selfAttention(params, prefix, norm1, mask)),
   );
-  const norm2 = g.layerNorm(
-    x,
-    params.tensor(`${prefix}.layer_norm2.weight`, [C]),
-    params.tensor(`${prefix}.layer_norm2.bias`, [C]),
-    eps,
-  );
+  const norm2 = params.layerNorm(`${prefix}.layer_norm2`, x, C, eps);
   const mlp = g.scope("mlp", () => {
-    const up = params.linear(g, `${prefix}.mlp.fc1`, norm2, F, C); // (B, S, F)
+    const up = params.linear(`${prefix}.mlp.fc1`, norm2, F, C); // (B, S, F)
     const act = config.hiddenAct === "quick_gelu" ? g.quickGelu(up) : g.gelu(up);
-    return params.linear(g, `${prefix}.mlp.fc2`, act, C, F); // (B, S, C)
+    return params.linear(`${prefix}.mlp.fc2`, act, C, F); // (B, S, C)
   });
   return g.add(x, mlp);
 }
 
 /** Multi-head causal self-attention (Vaswani et al. 2017) over `x` (B, S, C). */
-function selfAttention(
-  g: GraphBuilder,
-  params: ParameterLoader,
-  config: ClipTextConfig,
-  prefix: string,
-  x: Value,
-  mask: Value,
-): Value {
+function selfAttention(params: ParameterLoader, prefix: string, x: Value, mask: Value): Value {
+  const { g, config } = params;
   const C = config.hiddenSize;
   const heads = config.numAttentionHeads;
   const headDim = C / heads;
   const attn = `${prefix}.self_attn`;
-  const q = params.linear(g, `${attn}.q_proj`, x, C, C);
-  const k = params.linear(g, `${attn}.k_proj`, x, C, C);
-  const v = params.linear(g, `${attn}.v_proj`, x, C, C);
+  const q = params.linear(`${attn}.q_proj`, x, C, C);
+  const k = params.linear(`${attn}.k_proj`, x, C, C);
+  const v = params.linear(`${attn}.v_proj`, x, C, C);
   // Reshape's 0 copies the input dimension, so batch and sequence may be dynamic.
   const split = (t: Value, perm: number[]) =>
     g.transpose(g.reshape(t, [0, 0, heads, headDim]), perm);
@@ -314,7 +297,7 @@ function selfAttention(
   const scores = g.add(g.mul(g.matMul(qh, kt), g.float(1 / Math.sqrt(headDim))), mask); // (B, H, S, S)
   const context = g.matMul(g.softmax(scores, -1), vh); // (B, H, S, D)
   const merged = g.reshape(g.transpose(context, [0, 2, 1, 3]), [0, 0, C]); // (B, S, C)
-  return params.linear(g, `${attn}.out_proj`, merged, C, C);
+  return params.linear(`${attn}.out_proj`, merged, C, C);
 }
 
 /**
@@ -340,27 +323,15 @@ function toFloat32(g: GraphBuilder, value: Value): Value {
   return g.floatType === "float32" ? value : g.cast(value, "float32");
 }
 
-/** The weights of one encoder layer below `text_model.encoder.layers.N.`, with shapes. */
-function layerParameterShapes(config: ClipTextConfig): ReadonlyArray<[string, number[]]> {
-  const C = config.hiddenSize;
-  const F = config.intermediateSize;
-  const shapes: Array<[string, number[]]> = [];
-  for (const proj of ["q_proj", "k_proj", "v_proj", "out_proj"]) {
-    shapes.push([`self_attn.${proj}.weight`, [C, C]], [`self_attn.${proj}.bias`, [C]]);
-  }
-  for (const norm of ["layer_norm1", "layer_norm2"]) {
-    shapes.push([`${norm}.weight`, [C]], [`${norm}.bias`, [C]]);
-  }
-  shapes.push(["mlp.fc1.weight", [F, C]], ["mlp.fc1.bias", [F]]);
-  shapes.push(["mlp.fc2.weight", [C, F]], ["mlp.fc2.bias", [C]]);
-  return shapes;
-}
-
-/** Takes weights from the tracker (shape-checked) and declares them as lazy initializers. */
+/**
+ * Takes weights from the tracker (shape-checked) and declares them as lazy initializers in the
+ * graph of the model that `config` describes.
+ */
 class ParameterLoader {
   constructor(
-    private readonly g: GraphBuilder,
+    readonly g: GraphBuilder,
     private readonly tracker: WeightTracker,
+    readonly config: ClipTextConfig,
   ) {}
 
   /** A tensor in its stored layout. */
@@ -375,34 +346,28 @@ class ParameterLoader {
     this.tracker.take(key, shape);
     const source = this.tracker.source;
     const [rows, cols] = shape;
-    return this.g.weight(key, [cols, rows], () => transpose2d(source.readFloat32(key), rows, cols));
+    return this.g.weight(key, [cols, rows], () =>
+      transposeMatrix(source.readFloat32(key), rows, cols),
+    );
   }
 
   /** y = x W^T + b for the Linear at `prefix` (`.weight` [out, in], `.bias` [out]). */
-  linear(
-    g: GraphBuilder,
-    prefix: string,
-    x: Value,
-    outFeatures: number,
-    inFeatures: number,
-  ): Value {
+  linear(prefix: string, x: Value, outFeatures: number, inFeatures: number): Value {
     const weightT = this.linearWeight(`${prefix}.weight`, [outFeatures, inFeatures]);
     const bias = this.tensor(`${prefix}.bias`, [outFeatures]);
-    return g.linear(x, weightT, bias);
+    return this.g.linear(x, weightT, bias);
+  }
+
+  /** LayerNorm at `prefix` (`.weight` and `.bias`, [channels] each) over the last axis of x. */
+  layerNorm(prefix: string, x: Value, channels: number, eps: number): Value {
+    const scale = this.tensor(`${prefix}.weight`, [channels]);
+    return this.g.layerNorm(x, scale, this.tensor(`${prefix}.bias`, [channels]), eps);
   }
 
   /** Declares weights that this graph does not need (layers past the deepest output). */
-  skip(prefix: string, shapes: ReadonlyArray<[string, number[]]>): void {
+  skip(prefix: string, shapes: ReadonlyArray<readonly [string, Shape]>): void {
     for (const [suffix, shape] of shapes) this.tracker.take(`${prefix}.${suffix}`, shape);
   }
-}
-
-function transpose2d(values: Float32Array, rows: number, cols: number): Float32Array {
-  const out = new Float32Array(values.length);
-  for (let r = 0; r < rows; r++) {
-    for (let c = 0; c < cols; c++) out[c * rows + r] = values[r * cols + c];
-  }
-  return out;
 }
 
 /** A float32 tensor as the pipelines pass them between models. */

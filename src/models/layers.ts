@@ -8,13 +8,11 @@
  * (`OP_CHOICES`) and one pure function (`chooseOps`) make that choice, in the manner of the
  * device and dtype tables of transformers.js.
  */
-import { attr, type GraphBuilder, MS_DOMAIN, type Value } from "../onnx/builder.js";
-import type { WeightTracker } from "../weights/source.js";
+import { attr, type Dim, GraphBuilder, MS_DOMAIN, type Value } from "../onnx/builder.js";
+import type { Device, ModelDtype } from "../util/vocabulary.js";
+import { type WeightSource, WeightTracker } from "../weights/source.js";
 
 // ---- backend -> operator choice ------------------------------------------------------------
-
-/** Where the built model will run; mirrors the runtime's devices without importing them. */
-export type OpBackend = "cpu" | "wasm" | "webgpu" | "cuda";
 
 /**
  * `MultiHeadAttention`: onnxruntime's fused com.microsoft.MultiHeadAttention (CPU, WebGPU, CUDA).
@@ -35,7 +33,7 @@ export interface OpChoices {
   readonly groupNorm: GroupNormOp;
 }
 
-export const OP_CHOICES: Readonly<Record<OpBackend, OpChoices>> = Object.freeze({
+export const OP_CHOICES: Readonly<Record<Device, OpChoices>> = Object.freeze({
   cpu: Object.freeze({ attention: "MultiHeadAttention", groupNorm: "InstanceNormalization" }),
   wasm: Object.freeze({ attention: "MultiHeadAttention", groupNorm: "InstanceNormalization" }),
   // onnxruntime's WebGPU backend registers no com.microsoft.GroupNorm kernel (it would fall back
@@ -45,10 +43,7 @@ export const OP_CHOICES: Readonly<Record<OpBackend, OpChoices>> = Object.freeze(
 });
 
 /** The operators for a backend, with explicit overrides taking precedence. */
-export function chooseOps(
-  backend: OpBackend = "cpu",
-  overrides: Partial<OpChoices> = {},
-): OpChoices {
+export function chooseOps(backend: Device = "cpu", overrides: Partial<OpChoices> = {}): OpChoices {
   const base = OP_CHOICES[backend];
   if (!base)
     throw new Error(
@@ -64,9 +59,9 @@ function stripUndefined<T extends object>(value: T): Partial<T> {
 /** Options every model builder takes. */
 export interface ModelBuildOptions {
   /** Weights and activations; graph inputs and outputs stay float32 (Casts at the edges). */
-  readonly dtype?: "float32" | "float16";
-  /** Picks the operators from OP_CHOICES (default cpu). */
-  readonly backend?: OpBackend;
+  readonly dtype?: ModelDtype;
+  /** The device the graph is built for: picks its operators from OP_CHOICES (default cpu). */
+  readonly backend?: Device;
   /** Overrides single choices of the backend's table. */
   readonly ops?: Partial<OpChoices>;
   /** Split attention over the queries so its scores fit a device's binding limit. */
@@ -123,6 +118,43 @@ export interface LayerContext {
   readonly weights: WeightTracker;
   readonly ops: OpChoices;
   readonly chunking?: AttentionChunking;
+}
+
+/** The (B, C, H, W) dimensions of a model's image-sized or latent-sized input or output. */
+export function featureMapDims(channels: number, grid: "image" | "latent"): Dim[] {
+  const [height, width] =
+    grid === "image" ? ["height", "width"] : ["latent_height", "latent_width"];
+  return ["batch", channels, height, width];
+}
+
+/** What every build starts from: a graph in the build's dtype, tracked weights, the operators. */
+export function startBuild(
+  weights: WeightSource,
+  options: ModelBuildOptions,
+): { ctx: LayerContext; tracker: WeightTracker; dtype: ModelDtype } {
+  const dtype = options.dtype ?? "float32";
+  const tracker = new WeightTracker(weights);
+  const ctx: LayerContext = {
+    g: new GraphBuilder(dtype),
+    weights: tracker,
+    ops: chooseOps(options.backend, options.ops),
+    chunking: options.attentionChunking,
+  };
+  return { ctx, tracker, dtype };
+}
+
+/** The metadata a built model stores: which model, its dtype and the operators chosen. */
+export function buildMetadata(
+  model: string,
+  dtype: string,
+  ctx: LayerContext,
+): Record<string, string> {
+  return {
+    "todo_sd.model": model,
+    "todo_sd.dtype": dtype,
+    "todo_sd.attention_op": ctx.ops.attention,
+    "todo_sd.group_norm_op": ctx.ops.groupNorm,
+  };
 }
 
 /**

@@ -12,21 +12,28 @@
  * Every self-attention goes through `selfAttentionWithReduction`, where token reduction (ToDo,
  * ToMe) can act; cross-attention never does.
  */
-import { GraphBuilder, type Value } from "../onnx/builder.js";
+
+import {
+  type BlockAttention,
+  type UnetConfig,
+  unetAttentionSites,
+} from "../configs/unet-config.js";
+import type { GraphBuilder, Value } from "../onnx/builder.js";
 import {
   type AttentionSite,
   type ReductionSettings,
   selfAttentionWithReduction,
 } from "../reduce/self-attention.js";
-import { type WeightSource, WeightTracker } from "../weights/source.js";
+import type { WeightSource } from "../weights/source.js";
 import {
   applyLinear,
   attention,
   attentionChunks,
   type BuiltModel,
-  chooseOps,
+  buildMetadata,
   conv2d,
   downsample,
+  featureMapDims,
   groupNorm,
   type LayerContext,
   layerNorm,
@@ -34,9 +41,9 @@ import {
   linearWeights,
   type ModelBuildOptions,
   resnetBlock,
+  startBuild,
   upsample,
 } from "./layers.js";
-import type { BlockAttention, UnetConfig } from "./unet-config.js";
 
 export const UNET_INPUTS = Object.freeze({
   sample: "sample",
@@ -68,21 +75,17 @@ export function buildUnet(
   weights: WeightSource,
   options: UnetBuildOptions = {},
 ): BuiltModel {
-  const dtype = options.dtype ?? "float32";
-  const ops = chooseOps(options.backend, options.ops);
-  const g = new GraphBuilder(dtype);
-  const tracker = new WeightTracker(weights);
-  const ctx: LayerContext = { g, weights: tracker, ops, chunking: options.attentionChunking };
+  const { ctx, tracker, dtype } = startBuild(weights, options);
+  const { g } = ctx;
   const groups = config.normNumGroups;
   const channels = config.blockOutChannels;
 
   // ---- inputs ----
-  const sampleInput = g.input(UNET_INPUTS.sample, "float32", [
-    "batch",
-    config.inChannels,
-    "height",
-    "width",
-  ]);
+  const sampleInput = g.input(
+    UNET_INPUTS.sample,
+    "float32",
+    featureMapDims(config.inChannels, "image"),
+  );
   const timestep = g.input(UNET_INPUTS.timestep, "float32", ["batch"]);
   const contextDim = crossAttentionWidth(config);
   const context = g.castToFloat(
@@ -139,25 +142,23 @@ export function buildUnet(
       timeEmbeddingChannels: T,
       outputScaleFactor: scale,
     });
-  const transformer = (
-    key: string,
-    x: Value,
-    width: number,
-    att: BlockAttention,
-    layer: number,
-    level: number,
-  ) =>
-    spatialTransformer(ctx, key, x, context, {
-      channels: width,
-      attention: att,
-      depth: att.transformerLayers[layer],
+  // Each transformer's level and depth come from the one list of the UNet's attention sites.
+  const sites = new Map(unetAttentionSites(config).map((site) => [site.module, site]));
+  const transformer = (key: string, x: Value) => {
+    const site = sites.get(key);
+    if (!site) throw new Error(`unet: no attention site ${key} in the config`);
+    return spatialTransformer(ctx, key, x, context, {
+      channels: site.channels,
+      attention: site.attention,
+      depth: site.depth,
       groups,
       linearProjection: config.useLinearProjection,
       upcast: config.upcastAttention,
-      level,
+      level: site.level,
       timestep,
       reduction: options.reduction,
     });
+  };
 
   // ---- down path ----
   let h = conv2d(ctx, "conv_in", sample, {
@@ -167,9 +168,7 @@ export function buildUnet(
   }); // (B, C0, H, W)
   let width = channels[0];
   const skips: Array<{ value: Value; channels: number }> = [{ value: h, channels: width }];
-  let downsamplings = 0;
   config.downBlocks.forEach((block, i) => {
-    const level = downsamplings + 1;
     for (let j = 0; j < block.layers; j++) {
       h = resnet(
         `down_blocks.${i}.resnets.${j}`,
@@ -180,32 +179,28 @@ export function buildUnet(
       );
       width = block.outChannels;
       if (block.attention) {
-        h = transformer(`down_blocks.${i}.attentions.${j}`, h, width, block.attention, j, level);
+        h = transformer(`down_blocks.${i}.attentions.${j}`, h);
       }
       skips.push({ value: h, channels: width });
     }
     if (block.addDownsample) {
       h = downsample(ctx, `down_blocks.${i}.downsamplers.0`, h, width, config.downsamplePadding); // (B, C, H/2, W/2)
       skips.push({ value: h, channels: width });
-      downsamplings++;
     }
   });
 
   // ---- middle ----
   const mid = config.midBlock;
   if (mid) {
-    const level = downsamplings + 1;
     h = resnet("mid_block.resnets.0", h, width, mid.channels, mid.outputScaleFactor);
     if (mid.attention) {
-      h = transformer("mid_block.attentions.0", h, width, mid.attention, 0, level);
+      h = transformer("mid_block.attentions.0", h);
       h = resnet("mid_block.resnets.1", h, width, mid.channels, mid.outputScaleFactor);
     }
   }
 
   // ---- up path ----
-  let upsamplings = 0;
   config.upBlocks.forEach((block, i) => {
-    const level = downsamplings - upsamplings + 1;
     for (let j = 0; j < block.layers; j++) {
       const skip = skips.pop();
       if (!skip) {
@@ -223,7 +218,7 @@ export function buildUnet(
       );
       width = block.outChannels;
       if (block.attention) {
-        h = transformer(`up_blocks.${i}.attentions.${j}`, h, width, block.attention, j, level);
+        h = transformer(`up_blocks.${i}.attentions.${j}`, h);
       }
     }
     if (block.addUpsample) {
@@ -231,7 +226,6 @@ export function buildUnet(
       // multiple of the total stride, and the right size when it is not.
       const next = skips[skips.length - 1];
       h = upsample(ctx, `up_blocks.${i}.upsamplers.0`, h, width, next?.value);
-      upsamplings++;
     }
   });
   if (skips.length > 0) throw new Error("unet: the up blocks leave skip connections unused");
@@ -248,23 +242,15 @@ export function buildUnet(
     outChannels: config.outChannels,
     kernel: config.convOutKernel,
   }); // (B, out, H, W)
-  g.output(g.cast(h, "float32"), UNET_OUTPUT, "float32", [
-    "batch",
-    config.outChannels,
-    "height",
-    "width",
-  ]);
+  g.output(
+    g.cast(h, "float32"),
+    UNET_OUTPUT,
+    "float32",
+    featureMapDims(config.outChannels, "image"),
+  );
   tracker.assertAllUsed();
 
-  return {
-    builder: g,
-    metadata: {
-      "todo_sd.model": "unet",
-      "todo_sd.dtype": dtype,
-      "todo_sd.attention_op": ops.attention,
-      "todo_sd.group_norm_op": ops.groupNorm,
-    },
-  };
+  return { builder: g, metadata: buildMetadata("unet", dtype, ctx) };
 }
 
 /** The common cross-attention width of all attention blocks (null when there is none). */

@@ -12,24 +12,26 @@
  * `post_quant_conv.*`, or `encoder.*` and `quant_conv.*`) and checks that it used every weight of
  * it, and that the file holds nothing that belongs to neither.
  */
-import { GraphBuilder, type Value } from "../onnx/builder.js";
+
+import type { VaeConfig } from "../configs/vae-config.js";
+import type { Value } from "../onnx/builder.js";
 import type { WeightSource } from "../weights/source.js";
-import { WeightTracker } from "../weights/source.js";
 import {
   attention,
   attentionChunks,
   type BuiltModel,
-  chooseOps,
+  buildMetadata,
   conv2d,
   downsample,
+  featureMapDims,
   groupNorm,
   type LayerContext,
   linear,
   type ModelBuildOptions,
   resnetBlock,
+  startBuild,
   upsample,
 } from "./layers.js";
-import type { VaeConfig } from "./vae-config.js";
 
 export const VAE_DECODER_IO = Object.freeze({ input: "latents", output: "image" });
 export const VAE_ENCODER_IO = Object.freeze({
@@ -56,13 +58,8 @@ export function buildVaeDecoder(
   const { g } = ctx;
   const L = config.latentChannels;
   const levels = config.blockOutChannels;
-  const groups = config.normNumGroups;
-  const latents = g.input(VAE_DECODER_IO.input, "float32", [
-    "batch",
-    L,
-    "latent_height",
-    "latent_width",
-  ]);
+  const norm = normSpec(config);
+  const latents = g.input(VAE_DECODER_IO.input, "float32", featureMapDims(L, "latent"));
 
   let z = g.castToFloat(latents); // (B, L, h, w)
   if (config.usePostQuantConv) {
@@ -70,41 +67,26 @@ export function buildVaeDecoder(
   }
   let width = levels[levels.length - 1];
   let h = conv2d(ctx, "decoder.conv_in", z, { inChannels: L, outChannels: width, kernel: 3 }); // (B, C, h, w)
-  h = midBlock(ctx, "decoder.mid_block", h, width, groups, config.midBlockAddAttention);
+  h = midBlock(ctx, "decoder.mid_block", h, width, norm, config.midBlockAddAttention);
   const reversed = [...levels].reverse();
   reversed.forEach((outChannels, i) => {
-    for (let j = 0; j < config.layersPerBlock + 1; j++) {
-      h = resnetBlock(ctx, `decoder.up_blocks.${i}.resnets.${j}`, h, undefined, {
-        inChannels: width,
-        outChannels,
-        groups,
-        eps: VAE_EPS,
-      });
-      width = outChannels;
-    }
+    const block = `decoder.up_blocks.${i}`;
+    h = resnets(ctx, block, h, [width, outChannels], config.layersPerBlock + 1, norm);
+    width = outChannels;
     if (i < reversed.length - 1) {
-      h = upsample(ctx, `decoder.up_blocks.${i}.upsamplers.0`, h, width); // (B, C, 2h, 2w)
+      h = upsample(ctx, `${block}.upsamplers.0`, h, width); // (B, C, 2h, 2w)
     }
   });
-  h = groupNorm(ctx, "decoder.conv_norm_out", h, {
-    channels: width,
-    groups,
-    eps: VAE_EPS,
-    silu: true,
-  });
+  h = groupNorm(ctx, "decoder.conv_norm_out", h, { ...norm, channels: width, silu: true });
   h = conv2d(ctx, "decoder.conv_out", h, {
     inChannels: width,
     outChannels: config.outChannels,
     kernel: 3,
   }); // (B, 3, H, W)
-  g.output(g.cast(h, "float32"), VAE_DECODER_IO.output, "float32", [
-    "batch",
-    config.outChannels,
-    "height",
-    "width",
-  ]);
+  const imageDims = featureMapDims(config.outChannels, "image");
+  g.output(g.cast(h, "float32"), VAE_DECODER_IO.output, "float32", imageDims);
   tracker.assertAllUsed();
-  return { builder: g, metadata: metadata("vae_decoder", dtype, ctx) };
+  return { builder: g, metadata: buildMetadata("vae_decoder", dtype, ctx) };
 }
 
 export function buildVaeEncoder(
@@ -116,13 +98,12 @@ export function buildVaeEncoder(
   const { g } = ctx;
   const L = config.latentChannels;
   const levels = config.blockOutChannels;
-  const groups = config.normNumGroups;
-  const image = g.input(VAE_ENCODER_IO.input, "float32", [
-    "batch",
-    config.inChannels,
-    "height",
-    "width",
-  ]);
+  const norm = normSpec(config);
+  const image = g.input(
+    VAE_ENCODER_IO.input,
+    "float32",
+    featureMapDims(config.inChannels, "image"),
+  );
 
   let width = levels[0];
   let h = conv2d(ctx, "encoder.conv_in", g.castToFloat(image), {
@@ -131,27 +112,16 @@ export function buildVaeEncoder(
     kernel: 3,
   }); // (B, C0, H, W)
   levels.forEach((outChannels, i) => {
-    for (let j = 0; j < config.layersPerBlock; j++) {
-      h = resnetBlock(ctx, `encoder.down_blocks.${i}.resnets.${j}`, h, undefined, {
-        inChannels: width,
-        outChannels,
-        groups,
-        eps: VAE_EPS,
-      });
-      width = outChannels;
-    }
+    const block = `encoder.down_blocks.${i}`;
+    h = resnets(ctx, block, h, [width, outChannels], config.layersPerBlock, norm);
+    width = outChannels;
     if (i < levels.length - 1) {
       // The encoder pads bottom/right only (downsample_padding 0): (B, C, H/2, W/2).
-      h = downsample(ctx, `encoder.down_blocks.${i}.downsamplers.0`, h, width, 0);
+      h = downsample(ctx, `${block}.downsamplers.0`, h, width, 0);
     }
   });
-  h = midBlock(ctx, "encoder.mid_block", h, width, groups, config.midBlockAddAttention);
-  h = groupNorm(ctx, "encoder.conv_norm_out", h, {
-    channels: width,
-    groups,
-    eps: VAE_EPS,
-    silu: true,
-  });
+  h = midBlock(ctx, "encoder.mid_block", h, width, norm, config.midBlockAddAttention);
+  h = groupNorm(ctx, "encoder.conv_norm_out", h, { ...norm, channels: width, silu: true });
   let moments = conv2d(ctx, "encoder.conv_out", h, {
     inChannels: width,
     outChannels: 2 * L,
@@ -170,33 +140,15 @@ export function buildVaeEncoder(
     g.float(LOGVAR_MIN, undefined, "float32"),
     g.float(LOGVAR_MAX, undefined, "float32"),
   ]);
-  const latentDims = ["batch", L, "latent_height", "latent_width"];
+  const latentDims = featureMapDims(L, "latent");
   g.output(g.cast(mean, "float32"), VAE_ENCODER_IO.mean, "float32", latentDims);
   g.output(clamped, VAE_ENCODER_IO.logvar, "float32", latentDims);
   tracker.assertAllUsed();
-  return { builder: g, metadata: metadata("vae_encoder", dtype, ctx) };
+  return { builder: g, metadata: buildMetadata("vae_encoder", dtype, ctx) };
 }
 
 function context(weights: WeightSource, otherHalf: readonly string[], options: ModelBuildOptions) {
-  const dtype = options.dtype ?? "float32";
-  const g = new GraphBuilder(dtype);
-  const tracker = new WeightTracker(withoutPrefixes(weights, otherHalf));
-  const ctx: LayerContext = {
-    g,
-    weights: tracker,
-    ops: chooseOps(options.backend, options.ops),
-    chunking: options.attentionChunking,
-  };
-  return { ctx, tracker, dtype };
-}
-
-function metadata(model: string, dtype: string, ctx: LayerContext): Record<string, string> {
-  return {
-    "todo_sd.model": model,
-    "todo_sd.dtype": dtype,
-    "todo_sd.attention_op": ctx.ops.attention,
-    "todo_sd.group_norm_op": ctx.ops.groupNorm,
-  };
+  return startBuild(withoutPrefixes(weights, otherHalf), options);
 }
 
 /** The source without the other half's keys, so that the use-every-weight check covers one half. */
@@ -211,18 +163,45 @@ function withoutPrefixes(source: WeightSource, prefixes: readonly string[]): Wei
   };
 }
 
+/** The group count of the config and the epsilon diffusers gives every norm of the autoencoder. */
+interface NormSpec {
+  readonly groups: number;
+  readonly eps: number;
+}
+
+function normSpec(config: VaeConfig): NormSpec {
+  return { groups: config.normNumGroups, eps: VAE_EPS };
+}
+
+/** `count` resnets at `${key}.resnets.*` without a time embedding; the first changes the width. */
+function resnets(
+  ctx: LayerContext,
+  key: string,
+  x: Value,
+  [inChannels, outChannels]: [number, number],
+  count: number,
+  norm: NormSpec,
+): Value {
+  let h = x;
+  for (let j = 0; j < count; j++) {
+    const spec = { ...norm, inChannels: j === 0 ? inChannels : outChannels, outChannels };
+    h = resnetBlock(ctx, `${key}.resnets.${j}`, h, undefined, spec);
+  }
+  return h;
+}
+
 /** diffusers' UNetMidBlock2D of the autoencoder: resnet, single-head self-attention, resnet. */
 function midBlock(
   ctx: LayerContext,
   key: string,
   x: Value,
   channels: number,
-  groups: number,
+  norm: NormSpec,
   withAttention: boolean,
 ): Value {
-  const spec = { inChannels: channels, outChannels: channels, groups, eps: VAE_EPS };
+  const spec = { ...norm, inChannels: channels, outChannels: channels };
   let h = resnetBlock(ctx, `${key}.resnets.0`, x, undefined, spec);
-  if (withAttention) h = spatialSelfAttention(ctx, `${key}.attentions.0`, h, channels, groups);
+  if (withAttention) h = spatialSelfAttention(ctx, `${key}.attentions.0`, h, channels, norm);
   return resnetBlock(ctx, `${key}.resnets.1`, h, undefined, spec);
 }
 
@@ -236,11 +215,11 @@ function spatialSelfAttention(
   key: string,
   x: Value,
   channels: number,
-  groups: number,
+  norm: NormSpec,
 ): Value {
   const { g } = ctx;
   const C = channels;
-  const h = groupNorm(ctx, `${key}.group_norm`, x, { channels: C, groups, eps: VAE_EPS });
+  const h = groupNorm(ctx, `${key}.group_norm`, x, { ...norm, channels: C });
   const positions = g.transpose(g.reshape(h, [0, 0, -1]), [0, 2, 1]); // (B, H*W, C)
   const q = linear(ctx, `${key}.to_q`, positions, C, C); // (B, N, C)
   const k = linear(ctx, `${key}.to_k`, positions, C, C);

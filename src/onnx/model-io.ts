@@ -207,23 +207,12 @@ export function readModel(path: string, loadExternalData = true): ModelProto {
  * within its data file: a truncated `weights.pb` or `.onnx_data` fails here, naming the tensor.
  */
 export function checkExternalData(path: string): void {
-  const model = readModel(path, false);
-  const sizes = new Map<string, number>();
-  for (const tensor of collectAllTensors(model.graph)) {
-    if (tensor.dataLocation !== 1) continue;
-    const entries = new Map((tensor.externalData ?? []).map((e) => [e.key, e.value]));
-    const location = entries.get("location");
-    if (!location)
-      throw new Error(`${path}: tensor "${tensor.name}" is external but names no location`);
-    const file = join(dirname(path), location);
-    let size = sizes.get(file);
-    if (size === undefined) {
-      if (!existsSync(file)) throw new Error(`${path}: external data file ${location} is missing`);
-      size = statSync(file).size;
-      sizes.set(file, size);
-    }
-    const offset = Number(entries.get("offset") ?? 0);
-    const length = Number(entries.get("length") ?? 0);
+  const sizeOf = dataFiles(dirname(path), path, (file) => statSync(file).size);
+  for (const { tensor, location, offset, length = 0 } of externalTensors(
+    readModel(path, false),
+    path,
+  )) {
+    const size = sizeOf(location);
     if (offset + length > size)
       throw new Error(
         `${path}: tensor "${tensor.name}" runs past the end of ${location} (${offset + length} bytes needed, ${size} present); the file is truncated`,
@@ -232,29 +221,64 @@ export function checkExternalData(path: string): void {
 }
 
 function resolveExternalData(model: ModelProto, directory: string, label: string): void {
-  const files = new Map<string, Uint8Array>();
+  const bytesOf = dataFiles(directory, label, (file): Uint8Array => readFileSync(file));
+  for (const { tensor, location, offset, length } of externalTensors(model, label)) {
+    const data = bytesOf(location);
+    const end = offset + (length ?? data.byteLength - offset);
+    if (end > data.byteLength) {
+      throw new Error(`${label}: tensor "${tensor.name}" runs past the end of ${location}`);
+    }
+    tensor.rawData = data.subarray(offset, end);
+    tensor.dataLocation = undefined;
+    tensor.externalData = undefined;
+  }
+}
+
+/** A tensor whose bytes lie in an external data file, and where: the file relative to the model. */
+interface ExternalTensor {
+  readonly tensor: TensorProto;
+  readonly location: string;
+  readonly offset: number;
+  /** Absent: to the end of the file. */
+  readonly length: number | undefined;
+}
+
+function externalTensors(model: ModelProto, label: string): ExternalTensor[] {
+  const out: ExternalTensor[] = [];
   for (const tensor of collectAllTensors(model.graph)) {
     if (tensor.dataLocation !== 1) continue;
     const entries = new Map((tensor.externalData ?? []).map((e) => [e.key, e.value]));
     const location = entries.get("location");
     if (!location)
       throw new Error(`${label}: tensor "${tensor.name}" is external but names no location`);
-    const file = join(directory, location);
-    let data = files.get(file);
-    if (!data) {
-      if (!existsSync(file)) throw new Error(`${label}: external data file ${location} is missing`);
-      data = readFileSync(file);
-      files.set(file, data);
-    }
-    const offset = Number(entries.get("offset") ?? 0);
-    const length = Number(entries.get("length") ?? data.byteLength - offset);
-    if (offset + length > data.byteLength) {
-      throw new Error(`${label}: tensor "${tensor.name}" runs past the end of ${location}`);
-    }
-    tensor.rawData = data.subarray(offset, offset + length);
-    tensor.dataLocation = undefined;
-    tensor.externalData = undefined;
+    const length = entries.get("length");
+    out.push({
+      tensor,
+      location,
+      offset: Number(entries.get("offset") ?? 0),
+      length: length === undefined ? undefined : Number(length),
+    });
   }
+  return out;
+}
+
+/** Opens each external data file once, by its location; `open` takes what is needed of it. */
+function dataFiles<T>(
+  directory: string,
+  label: string,
+  open: (file: string) => T,
+): (location: string) => T {
+  const opened = new Map<string, T>();
+  return (location) => {
+    const file = join(directory, location);
+    let value = opened.get(file);
+    if (value === undefined) {
+      if (!existsSync(file)) throw new Error(`${label}: external data file ${location} is missing`);
+      value = open(file);
+      opened.set(file, value);
+    }
+    return value;
+  };
 }
 
 function collectInlineTensors(graph: GraphProto): TensorProto[] {

@@ -7,7 +7,7 @@
  * rewirings and output changes are applied, nodes are sorted topologically again, unused nodes
  * and initializers are dropped, and shape hints that may no longer hold are removed.
  */
-import { GraphBuilder, type Value } from "../onnx/builder.js";
+import { type Dim, GraphBuilder, type Value, valueInfo } from "../onnx/builder.js";
 import type {
   GraphProto,
   ModelProto,
@@ -160,7 +160,7 @@ export class GraphEdit {
     if (!this.index.isGraphInput(name)) throw new Error(`the graph has no input "${name}"`);
     const value = convert(this.external(name));
     this.replaceUses(name, value);
-    this.retypedInputs.set(name, makeValueInfo(name, type, shape));
+    this.retypedInputs.set(name, valueInfo(name, type, shape));
   }
 
   /** Renames a graph input or output (applied last, so the other edits use the old name). */
@@ -173,13 +173,13 @@ export class GraphEdit {
 
   /** Adds a graph output `name` with the contents of `value`. */
   addOutput(value: Value, name: string, type: ElementType, shape?: readonly Dim[]): void {
-    this.addedOutputs.push({ value: value.name, info: makeValueInfo(name, type, shape) });
+    this.addedOutputs.push({ value: value.name, info: valueInfo(name, type, shape) });
   }
 
   /** Replaces the graph output `name`: it keeps its name and now carries `value`. */
   replaceOutput(name: string, value: Value, type: ElementType, shape?: readonly Dim[]): void {
     if (!this.index.isGraphOutput(name)) throw new Error(`the graph has no output "${name}"`);
-    this.replacedOutputs.set(name, { value: value.name, info: makeValueInfo(name, type, shape) });
+    this.replacedOutputs.set(name, { value: value.name, info: valueInfo(name, type, shape) });
   }
 
   /** Removes graph output `name` (its computation is pruned when nothing else reads it). */
@@ -301,22 +301,6 @@ export class GraphEdit {
     dropStaleValueInfo(graph, changed);
     return this.model;
   }
-}
-
-type Dim = number | string;
-
-function makeValueInfo(name: string, type: ElementType, shape?: readonly Dim[]): ValueInfoProto {
-  return {
-    name,
-    type: {
-      tensorType: {
-        elemType: ELEMENT_TYPES[type].dataType,
-        shape: shape
-          ? { dim: shape.map((d) => (typeof d === "number" ? { dimValue: d } : { dimParam: d })) }
-          : undefined,
-      },
-    },
-  };
 }
 
 function identity(input: string, output: string, name: string): NodeProto {

@@ -11,10 +11,11 @@
  * conflict), and so do the values computed from it.
  *
  * When the structure cannot tell (a conflict, or a path the rules do not know), the diffusers
- * module path in node names decides: `down_blocks.i` is level i + 1, `mid_block` is the number
- * of down blocks, `up_blocks.j` is that number minus j. That holds for every UNet whose down
- * blocks all but the last halve the resolution, which is every Stable Diffusion UNet.
+ * module path in node names decides, by the rule the builder uses (`unetBlockLevel`):
+ * `down_blocks.i` is level i + 1, `mid_block` is the number of down blocks, `up_blocks.j` is
+ * that number minus j.
  */
+import { unetBlockLevel } from "../configs/unet-config.js";
 import type { GraphProto, NodeProto, ValueInfoProto } from "../onnx/proto.js";
 import { type GraphIndex, intsAttribute } from "./graph-index.js";
 
@@ -128,11 +129,11 @@ function outputLevel(
 /** The level a diffusers module path in `name` implies, given the number of down blocks. */
 export function levelFromName(name: string, downBlocks: number): number | undefined {
   const down = /(?:^|[/.])down_blocks[./](\d+)[./]/.exec(name);
-  if (down) return Number(down[1]) + 1;
-  if (/(?:^|[/.])mid_block[./]/.test(name)) return downBlocks > 0 ? downBlocks : undefined;
+  if (down) return unetBlockLevel("down", Number(down[1]), downBlocks);
+  if (downBlocks === 0) return undefined;
+  if (/(?:^|[/.])mid_block[./]/.test(name)) return unetBlockLevel("mid", 0, downBlocks);
   const up = /(?:^|[/.])up_blocks[./](\d+)[./]/.exec(name);
-  if (up && downBlocks > 0) return downBlocks - Number(up[1]);
-  return undefined;
+  return up ? unetBlockLevel("up", Number(up[1]), downBlocks) : undefined;
 }
 
 /** The number of distinct `down_blocks.i` in node names (0 when names carry no module paths). */

@@ -7,26 +7,15 @@
 import { copyFileSync, existsSync, mkdirSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import { applyLoras, type LoraRequest } from "../lora/apply-loras.js";
-import { parseClipTextConfig } from "../models/clip-config.js";
-import { buildClipTextEncoder } from "../models/clip-text.js";
-import type { BuiltModel, OpBackend } from "../models/layers.js";
-import { buildUnet } from "../models/unet.js";
-import { parseUnetConfig } from "../models/unet-config.js";
-import { buildVaeDecoder, buildVaeEncoder } from "../models/vae.js";
-import { parseVaeConfig } from "../models/vae-config.js";
+import type { BuiltModel } from "../models/layers.js";
 import type { GraphBuilder } from "../onnx/builder.js";
 import { saveModel } from "../onnx/model-io.js";
 import { type ReductionOptions, reductionMetadata, resolveReduction } from "../reduce/options.js";
 import { writeBytesAtomically } from "../util/atomic-write.js";
+import type { Device, ModelDtype } from "../util/vocabulary.js";
 import type { ComponentName, ModelFiles } from "../weights/model-files.js";
-import {
-  familyOf,
-  type LoadOptions,
-  type ModelDtype,
-  openModelFiles,
-  schedulerConfig,
-  tokenizerSources,
-} from "./load.js";
+import { type LoadOptions, openModelFiles } from "./load.js";
+import { type ModelPlan, planModel } from "./model-plan.js";
 
 export const CONVERT_COMPONENTS = [
   "unet",
@@ -44,7 +33,7 @@ export interface ConvertOptions
   readonly out: string;
   readonly dtype?: ModelDtype;
   /** The backend whose fastest operators the graph uses (default cpu: runs in every host). */
-  readonly target?: OpBackend;
+  readonly target?: Device;
   /** Token reduction built into the UNet. */
   readonly reduction?: ReductionOptions;
   /** The image size `auto` reduction factors are chosen for. */
@@ -73,32 +62,23 @@ function sourceComponent(component: ConvertComponent): ComponentName {
   return component === "vae_decoder" || component === "vae_encoder" ? "vae" : component;
 }
 
+/** The graph of one component; `view` is the model with the asked LoRAs merged in. */
 function buildComponent(
-  files: ModelFiles,
+  plan: ModelPlan,
+  view: ModelFiles,
   component: ConvertComponent,
   options: ConvertOptions,
 ): BuiltModel | GraphBuilder {
-  const name = sourceComponent(component);
-  const config = files.configs[name];
-  const weights = files.weights[name];
-  if (!config || !weights) throw new Error(`${files.label}: the model has no ${name}`);
-  const dtype = options.dtype ?? "float32";
-  const backend = options.target ?? "cpu";
-  const label = `${files.label} ${name}/config.json`;
   switch (component) {
     case "unet": {
       const reduction = options.reduction
         ? resolveReduction(options.reduction, {
-            architecture: familyOf(files),
+            architecture: plan.family,
             width: options.width,
             height: options.height,
           })
         : undefined;
-      const built = buildUnet(parseUnetConfig(config, label), weights, {
-        dtype,
-        backend,
-        reduction,
-      });
+      const built = plan.unet(reduction, { view }).build();
       return reduction
         ? {
             builder: built.builder,
@@ -108,11 +88,11 @@ function buildComponent(
     }
     case "text_encoder":
     case "text_encoder_2":
-      return buildClipTextEncoder(parseClipTextConfig(config, label), weights, { dtype });
+      return plan.textEncoder(component, undefined, view).build();
     case "vae_decoder":
-      return buildVaeDecoder(parseVaeConfig(config, label), weights, { dtype, backend });
+      return plan.vae("decoder").build();
     case "vae_encoder":
-      return buildVaeEncoder(parseVaeConfig(config, label), weights, { dtype, backend });
+      return plan.vae("encoder").build();
   }
 }
 
@@ -130,10 +110,16 @@ export async function convertModel(
   const { files: opened, folder } = await openModelFiles(source, options);
   let lorasApplied: ReturnType<typeof applyLoras> | undefined;
   try {
+    // The model's rules (its classes, the VAE's element type and refusals) are checked before
+    // anything is written. Converted files run anywhere, so float32 unless asked.
+    const plan = planModel(opened, folder, {
+      device: options.target ?? "cpu",
+      dtype: options.dtype ?? "float32",
+    });
     lorasApplied =
       options.loras && options.loras.length > 0
         ? applyLoras(opened, options.loras, {
-            family: familyOf(opened),
+            family: plan.family,
             onWarning: options.onWarning,
           })
         : undefined;
@@ -154,7 +140,7 @@ export async function convertModel(
         );
       }
       const start = performance.now();
-      const built = buildComponent(files, component, options);
+      const built = buildComponent(plan, files, component, options);
       const { builder, metadata } = "builder" in built ? built : { builder: built, metadata: {} };
       let written: string[];
       try {
@@ -174,7 +160,7 @@ export async function convertModel(
       results.push({ component, files: written, buildMs: ms });
       options.onComponent?.(component, written, ms);
     }
-    if (options.component === "all") writePipelineFolder(files, folder, options);
+    if (options.component === "all") writePipelineFolder(plan, options.out);
     return results;
   } finally {
     lorasApplied?.close();
@@ -208,26 +194,22 @@ function writeJson(path: string, value: unknown): void {
  * vocabulary with the family's pad token), the scheduler config and the VAE config (its scaling
  * factor).
  */
-function writePipelineFolder(
-  files: ModelFiles,
-  folder: string | undefined,
-  options: ConvertOptions,
-): void {
-  const out = options.out;
-  const family = familyOf(files);
-  const tokenizers = tokenizerSources(family, folder, {});
+function writePipelineFolder(plan: ModelPlan, out: string): void {
+  const family = plan.family;
+  const scheduler = plan.schedulerConfig();
   const index: Record<string, unknown> = {
     _class_name: ONNX_PIPELINE_CLASS[family],
     _diffusers_version: "0.30.0",
     feature_extractor: [null, null],
     requires_safety_checker: false,
     safety_checker: [null, null],
-    scheduler: ["diffusers", String(schedulerConfig(family, folder)._class_name)],
+    scheduler: ["diffusers", String(scheduler._class_name)],
+    ...(plan.forceZerosForEmptyPrompt ? { force_zeros_for_empty_prompt: true } : {}),
   };
   for (const component of CONVERT_COMPONENTS)
     if (existsSync(join(out, component, "model.onnx")))
       index[component] = ["diffusers", "OnnxRuntimeModel"];
-  tokenizers.forEach(({ dir, padToken }, i) => {
+  plan.tokenizers({}).forEach(({ dir, padToken }, i) => {
     const name = i === 0 ? "tokenizer" : `tokenizer_${i + 1}`;
     index[name] = ["transformers", "CLIPTokenizer"];
     mkdirSync(join(out, name), { recursive: true });
@@ -243,8 +225,8 @@ function writePipelineFolder(
     if (padToken && !existsSync(join(dir, "tokenizer_config.json")))
       writeJson(join(out, name, "tokenizer_config.json"), { pad_token: padToken });
   });
-  writeJson(join(out, "scheduler", "scheduler_config.json"), schedulerConfig(family, folder));
-  const vae = files.configs.vae;
+  writeJson(join(out, "scheduler", "scheduler_config.json"), scheduler);
+  const vae = plan.files.configs.vae;
   if (vae && existsSync(join(out, "vae_decoder", "model.onnx")))
     writeJson(join(out, "vae_decoder", "config.json"), vae);
   writeJson(join(out, "model_index.json"), index);

@@ -12,7 +12,7 @@ import {
   type LoraRequest,
 } from "../lora/apply-loras.js";
 import type { ModelFamily, ModelFiles } from "../weights/model-files.js";
-import type { AdaptedModels } from "./stable-diffusion.js";
+import type { AdaptedModels } from "./pipeline-parts.js";
 
 /** How many LoRA sets besides the pipeline's own keep their sessions loaded. */
 export const LOADED_LORA_SETS = 2;

@@ -1,6 +1,7 @@
 /**
  * diffusers' ONNX export folders (`OnnxStableDiffusionPipeline`: model_index.json,
- * text_encoder/, unet/, vae_encoder/, vae_decoder/, tokenizer/, scheduler/) as pipeline
+ * text_encoder/, unet/, vae_encoder/, vae_decoder/, tokenizer/, scheduler/; the XL pipeline adds
+ * text_encoder_2/ and tokenizer_2/, and its UNet takes text_embeds and time_ids) as pipeline
  * components. The exported graphs are rewritten where they cannot reproduce the reference
  * pipelines as they are (see src/patch/):
  * - the UNet gets token reduction for the requested settings (one patched model per settings);
@@ -17,9 +18,11 @@
  */
 import { copyFileSync, existsSync, linkSync, mkdirSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
+import { type JsonObject, readConfigFile } from "../configs/config-json.js";
 import type { LoraRequest } from "../lora/apply-loras.js";
 import { LoraWeightSource } from "../lora/lora-source.js";
 import { InitializerWeights, replaceInitializers } from "../lora/onnx-initializers.js";
+import { UNET_INPUTS } from "../models/unet.js";
 import { readModel, writeModel } from "../onnx/model-io.js";
 import { decodeModel, encodeModel, type ModelProto, type ValueInfoProto } from "../onnx/proto.js";
 import { ATTENTION_RULES, applyRules } from "../patch/apply-rules.js";
@@ -36,13 +39,15 @@ import { type ReductionSettings, reducesNothing } from "../reduce/options.js";
 import { createRunner, type SessionOptions } from "../runtime/session.js";
 import type { ModelRunner } from "../runtime/types.js";
 import { loadClipTokenizer } from "../tokenizers/load-folder.js";
-import { type JsonObject, readConfigFile } from "../weights/config-json.js";
+import { PromiseMemo } from "../util/promise-memo.js";
+import type { ModelFamily } from "../util/vocabulary.js";
 import type { ModelFiles } from "../weights/model-files.js";
 import type { WeightSource } from "../weights/source.js";
 import { loraVariants } from "./lora-variants.js";
 import { fileIdentity, hashKey, ModelCache, stableStringify } from "./model-cache.js";
+import { TEXT_ENCODERS } from "./model-plan.js";
+import type { AdaptedModels, PipelineParts } from "./pipeline-parts.js";
 import { MODEL_IO, RunnerTextEncoder, RunnerUnet, RunnerVae } from "./runner-components.js";
-import type { AdaptedModels, PipelineParts } from "./stable-diffusion.js";
 
 /** Session settings (device, threads, WebGPU tuning) for every model, and the cache. */
 export interface OnnxFolderOptions extends SessionOptions {
@@ -80,9 +85,9 @@ export async function openOnnxFolder(
     throw new Error(
       `${dir}: model_index.json names ${className || "no pipeline class"}, not an ONNX pipeline (OnnxStableDiffusionPipeline)`,
     );
-  if (/XL/.test(className))
-    throw new Error(`${dir}: ${className} folders are not supported yet; use the diffusers folder`);
-  for (const part of ["text_encoder", "unet", "vae_decoder"]) {
+  const xl = /XL/.test(className);
+  const encoderNames = xl ? TEXT_ENCODERS.sdxl : TEXT_ENCODERS.sd1;
+  for (const part of [...encoderNames, "unet", "vae_decoder"]) {
     if (!existsSync(join(dir, part, "model.onnx")))
       throw new Error(`${dir}: ${part}/model.onnx is missing`);
   }
@@ -92,8 +97,14 @@ export async function openOnnxFolder(
 
   const unetFile = files("unet");
   const unetGraph = unetFile.structure().graph;
+  const unetInputs = new Set(unetGraph.input.map((i) => i.name));
+  const textTime = unetInputs.has(UNET_INPUTS.textEmbeds) || unetInputs.has(UNET_INPUTS.timeIds);
+  if (textTime !== xl)
+    throw new Error(
+      `${dir}: model_index.json names ${className}, but the UNet ${textTime ? "takes" : "lacks"} SDXL's text_embeds and time_ids inputs`,
+    );
   const contextWidth = lastDim(unetGraph.input.find((i) => i.name === "encoder_hidden_states"));
-  const family = contextWidth === 1024 ? "sd2" : "sd1";
+  const family: ModelFamily = xl ? "sdxl" : contextWidth === 1024 ? "sd2" : "sd1";
   const schedulerConfig = readConfigFile(join(dir, "scheduler", "scheduler_config.json"));
   const vaeConfigPath = join(dir, "vae_decoder", "config.json");
   const vaeConfig: JsonObject = existsSync(vaeConfigPath) ? readConfigFile(vaeConfigPath) : {};
@@ -101,33 +112,37 @@ export async function openOnnxFolder(
     typeof vaeConfig.scaling_factor === "number" ? vaeConfig.scaling_factor : SD_VAE_SCALING_FACTOR;
   const shiftFactor = typeof vaeConfig.shift_factor === "number" ? vaeConfig.shift_factor : 0;
 
-  const textFile = files("text_encoder");
-  const text = textEncoderShape(textFile);
+  const textFiles = encoderNames.map((name) => files(name));
+  const textShapes = textFiles.map(textEncoderShape);
 
   // The text encoder and UNet with (or without) LoRAs added to their named initializers.
   const adaptedModels = (view: ModelFiles) => {
-    const textPatch = loraPatch(view.weights.text_encoder);
     const unetPatch = loraPatch(view.weights.unet);
-    const textEncoder = new RunnerTextEncoder(text.hiddenSize, text.layers, (request) => {
-      const fromEnd = request.hiddenStateFromEnd;
-      const key = fromEnd ? `hidden-state:${fromEnd}:${request.finalLayerNorm ? 1 : 0}` : "io";
-      return textFile.runner(`${textPatch?.tag ?? ""}${key}`, (model) => {
-        const patched = textPatch ? textPatch.apply(model) : false;
-        if (fromEnd) addHiddenState(model, fromEnd, request.finalLayerNorm === true);
-        return (
-          conformTextEncoderIo(model, { input: MODEL_IO.textEncoder.input }) || !!fromEnd || patched
-        );
+    const textEncoders = encoderNames.map((name, i) => {
+      const textPatch = loraPatch(view.weights[name]);
+      const { hiddenSize, layers } = textShapes[i];
+      return new RunnerTextEncoder(hiddenSize, layers, (request) => {
+        const fromEnd = request.hiddenStateFromEnd;
+        const key = fromEnd ? `hidden-state:${fromEnd}:${request.finalLayerNorm ? 1 : 0}` : "io";
+        return textFiles[i].runner(`${textPatch?.tag ?? ""}${key}`, (model) => {
+          const patched = textPatch ? textPatch.apply(model) : false;
+          if (fromEnd) addHiddenState(model, fromEnd, request.finalLayerNorm === true);
+          return (
+            conformTextEncoderIo(model, { input: MODEL_IO.textEncoder.input }) ||
+            !!fromEnd ||
+            patched
+          );
+        });
       });
     });
-    const unets = new Map<string, Promise<RunnerUnet>>();
+    const unets = new PromiseMemo<string, RunnerUnet>();
     return {
-      textEncoders: [textEncoder],
+      textEncoders,
       unet(reduction: ReductionSettings | undefined) {
         const active = reduction && !reducesNothing(reduction) ? reduction : undefined;
         const key = `${unetPatch?.tag ?? ""}${active ? `reduction:${stableStringify(active)}` : "io"}`;
-        let unet = unets.get(key);
-        if (!unet) {
-          unet = unetFile
+        return unets.get(key, () =>
+          unetFile
             .runner(key, (model) => {
               const patched = unetPatch ? unetPatch.apply(model) : false;
               if (active) applyRules(model, ATTENTION_RULES, active, unetFile.path);
@@ -137,46 +152,36 @@ export async function openOnnxFolder(
                 patched
               );
             })
-            .then((runner) => new RunnerUnet(runner));
-          unets.set(key, unet);
-          unet.catch(() => unets.delete(key));
-        }
-        return unet;
+            .then((runner) => new RunnerUnet(runner)),
+        );
       },
       async release() {
-        await textEncoder.release();
-        for (const unet of unets.values()) await (await unet).release();
-        unets.clear();
+        for (const encoder of textEncoders) await encoder.release();
+        await unets.releaseAll((unet) => unet.release());
       },
     } satisfies Omit<AdaptedModels, "loras"> & { release(): Promise<void> };
   };
   // The initializers are read only when a LoRA is asked for.
-  let unetInitializers: InitializerWeights | undefined;
-  let textInitializers: InitializerWeights | undefined;
-  const initializerFiles: ModelFiles = {
-    label: dir,
-    family,
-    configs: {},
-    weights: {
-      get unet() {
-        unetInitializers ??= new InitializerWeights(
-          unetFile.path,
-          unetFile.structure(),
-          dirname(unetFile.path),
-        );
-        return unetInitializers;
-      },
-      get text_encoder() {
-        textInitializers ??= new InitializerWeights(
-          textFile.path,
-          textFile.structure(),
-          dirname(textFile.path),
-        );
-        return textInitializers;
-      },
-    },
-    close() {},
+  const initializers = new Map<string, InitializerWeights>();
+  const initializersOf = (file: OnnxModelFile) => {
+    let weights = initializers.get(file.path);
+    if (!weights) {
+      weights = new InitializerWeights(file.path, file.structure(), dirname(file.path));
+      initializers.set(file.path, weights);
+    }
+    return weights;
   };
+  const weights: ModelFiles["weights"] = {
+    get unet() {
+      return initializersOf(unetFile);
+    },
+  };
+  for (const [i, name] of encoderNames.entries())
+    Object.defineProperty(weights, name, {
+      get: () => initializersOf(textFiles[i]),
+      enumerable: true,
+    });
+  const initializerFiles: ModelFiles = { label: dir, family, configs: {}, weights, close() {} };
   const loras = loraVariants(
     initializerFiles,
     family,
@@ -221,7 +226,9 @@ export async function openOnnxFolder(
   return {
     family,
     label: basename(dir),
-    tokenizers: [loadClipTokenizer(join(dir, "tokenizer"))],
+    tokenizers: encoderNames.map((_, i) =>
+      loadClipTokenizer(join(dir, i === 0 ? "tokenizer" : `tokenizer_${i + 1}`)),
+    ),
     textEncoders: own.textEncoders,
     unet: (reduction) => own.unet(reduction),
     loras: own.loras,
@@ -235,7 +242,12 @@ export async function openOnnxFolder(
         1,
       ) ?? 4,
     vaeScale: 8,
-    defaultSize: family === "sd2" && schedulerConfig.prediction_type === "v_prediction" ? 768 : 512,
+    defaultSize:
+      family === "sdxl"
+        ? 1024
+        : family === "sd2" && schedulerConfig.prediction_type === "v_prediction"
+          ? 768
+          : 512,
     async release() {
       await loras.release();
       await vae.release();

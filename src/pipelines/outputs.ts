@@ -5,8 +5,8 @@
 import { accessSync, constants, mkdirSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { writeBytesExclusively } from "../util/atomic-write.js";
+import type { GenerateResult } from "./generate-options.js";
 import { encodeResultPng } from "./result-png.js";
-import type { GenerateResult } from "./stable-diffusion.js";
 
 export { encodeResultPng, TOOL_VERSION } from "./result-png.js";
 

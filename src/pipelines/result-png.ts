@@ -8,7 +8,7 @@ import { generationTextChunks, type JsonObject, webUiSamplerName } from "../imag
 import { encodePng } from "../image/png.js";
 import type { AppliedLora } from "../lora/apply-loras.js";
 import { describeReduction } from "../reduce/options.js";
-import type { GenerateResult } from "./stable-diffusion.js";
+import type { GenerateResult } from "./generate-options.js";
 
 export const TOOL_VERSION = "todo-sd 0.1.0";
 

@@ -14,6 +14,7 @@ import {
   type ResidentTensor,
   type RunnerFeed,
 } from "../runtime/types.js";
+import { PromiseMemo } from "../util/promise-memo.js";
 import type {
   DeviceUnet,
   DeviceUnetInputs,
@@ -53,7 +54,7 @@ function idsTensor(inputIds: readonly number[][]) {
  * runner per distinct request, made on first use by `runnerFor`.
  */
 export class RunnerTextEncoder implements TextEncoderComponent {
-  private readonly runners = new Map<string, Promise<ModelRunner>>();
+  private readonly runners = new PromiseMemo<string, ModelRunner>();
 
   constructor(
     readonly hiddenSize: number,
@@ -66,13 +67,7 @@ export class RunnerTextEncoder implements TextEncoderComponent {
     request: TextEncoderRequest,
   ): Promise<TextEncoderOutputs> {
     const key = `${request.hiddenStateFromEnd ?? 0}:${request.finalLayerNorm ? 1 : 0}`;
-    let runner = this.runners.get(key);
-    if (!runner) {
-      runner = this.runnerFor(request);
-      this.runners.set(key, runner);
-      runner.catch(() => this.runners.delete(key));
-    }
-    const session = await runner;
+    const session = await this.runners.get(key, () => this.runnerFor(request));
     const out = await session.run({ [MODEL_IO.textEncoder.input]: idsTensor(inputIds) });
     const pooledName = MODEL_IO.textEncoder.pooled.find((n) => n in out);
     return {
@@ -85,9 +80,7 @@ export class RunnerTextEncoder implements TextEncoderComponent {
   }
 
   async release(): Promise<void> {
-    const runners = [...this.runners.values()];
-    this.runners.clear();
-    for (const runner of runners) await (await runner).release();
+    await this.runners.releaseAll((runner) => runner.release());
   }
 }
 

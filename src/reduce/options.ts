@@ -8,6 +8,7 @@
  * factor may be `auto`); `ReductionSettings` is what a model is built with (every number
  * resolved for an image size and an architecture).
  */
+import type { ModelFamily } from "../util/vocabulary.js";
 
 export const DOWNSAMPLE_MODES = Object.freeze([
   "nearest",
@@ -26,7 +27,8 @@ export type ReductionMethod = "todo" | "tome";
 export type MergeTarget = "kv" | "all";
 /** The method used once t/1000 <= the switch threshold. */
 export type SecondaryMethod = ReductionMethod | "none";
-export type Architecture = "sd1" | "sd2" | "sdxl";
+/** The model family a reduction is resolved for. */
+export type Architecture = ModelFamily;
 
 export interface ReductionOptions {
   /** Primary method (reference `merge_method`: downsample = todo, similarity = tome). */
@@ -101,22 +103,6 @@ export interface ReductionOptionsInput {
   readonly secondary?: string;
 }
 
-/** The CLI flags of DESIGN.md as a command-line parser hands them over (camel-cased names). */
-export interface ReductionFlags {
-  readonly todo?: string | number;
-  readonly todoLevel2?: string | number;
-  readonly todoMode?: string;
-  readonly mergeTarget?: string;
-  readonly tome?: string | number;
-  readonly tomeLevel2?: string | number;
-  readonly tomeStride?: string;
-  /** `--tome-random` alone (true) or with a seed. */
-  readonly tomeRandom?: boolean | string | number;
-  readonly todoStop?: string | number;
-  readonly todoSwitch?: string | number;
-  readonly todoSecondary?: string;
-}
-
 // ---- parsing and validation --------------------------------------------------------------
 
 const MODE_ALIASES: Readonly<Record<string, DownsampleMode>> = Object.freeze({
@@ -178,7 +164,7 @@ function parseStrideValue(value: number | string, flag: string): number {
 
 /** `SXxSY` or a single number for both. */
 export function parseStride(value: string | number): { strideX: number; strideY: number } {
-  const flag = "--tome-stride";
+  const flag = "stride";
   const text = String(value).trim();
   const parts = text.split(/x/i);
   if (parts.length > 2 || parts.some((p) => p.trim() === ""))
@@ -191,7 +177,7 @@ export function parseStride(value: string | number): { strideX: number; strideY:
 function parseMode(value: string): DownsampleMode {
   const mode = MODE_ALIASES[value] ?? value;
   if (!(DOWNSAMPLE_MODES as readonly string[]).includes(mode))
-    fail("--todo-mode", `unknown mode; use one of ${DOWNSAMPLE_MODES.join(", ")}`, value);
+    fail("mode", `unknown mode; use one of ${DOWNSAMPLE_MODES.join(", ")}`, value);
   return mode as DownsampleMode;
 }
 
@@ -204,20 +190,20 @@ function parseMethod(value: string, flag: string): ReductionMethod {
 function parseSecondary(value: string): SecondaryMethod {
   if (value === "none") return "none";
   const method = METHOD_ALIASES[value];
-  if (!method) fail("--todo-secondary", "unknown method; use tome, todo or none", value);
+  if (!method) fail("secondary", "unknown method; use tome, todo or none", value);
   return method;
 }
 
 function parseTarget(value: string): MergeTarget {
   const target = TARGET_ALIASES[value];
-  if (!target) fail("--merge-target", "unknown target; use kv or all", value);
+  if (!target) fail("target", "unknown target; use kv or all", value);
   return target;
 }
 
 function parseSeed(value: number | string): number {
-  const n = toNumber(value, "--tome-random", "the seed");
+  const n = toNumber(value, "seed", "the seed");
   if (!Number.isInteger(n) || n < 0 || n > 0xffffffff)
-    fail("--tome-random", "the seed must be a whole number from 0 to 4294967295", value);
+    fail("seed", "the seed must be a whole number from 0 to 4294967295", value);
   return n;
 }
 
@@ -230,160 +216,59 @@ export function parseReductionOptions(input: ReductionOptionsInput = {}): Reduct
       : parseStride(input.stride);
   const options: ReductionOptions = {
     method: input.method === undefined ? d.method : parseMethod(input.method, "method"),
-    factor: input.factor === undefined ? d.factor : parseFactor(input.factor, "--todo"),
+    factor: input.factor === undefined ? d.factor : parseFactor(input.factor, "factor"),
     factorLevel2:
       input.factorLevel2 === undefined
         ? d.factorLevel2
-        : parseFactor(input.factorLevel2, "--todo-level2"),
+        : parseFactor(input.factorLevel2, "factorLevel2"),
     mode: input.mode === undefined ? d.mode : parseMode(input.mode),
     target: input.target === undefined ? d.target : parseTarget(input.target),
-    ratio: input.ratio === undefined ? d.ratio : parseRatio(input.ratio, "--tome"),
+    ratio: input.ratio === undefined ? d.ratio : parseRatio(input.ratio, "ratio"),
     ratioLevel2:
       input.ratioLevel2 === undefined
         ? d.ratioLevel2
-        : parseRatioOrAuto(input.ratioLevel2, "--tome-level2"),
+        : parseRatioOrAuto(input.ratioLevel2, "ratioLevel2"),
     strideX:
-      input.strideX === undefined
-        ? stride.strideX
-        : parseStrideValue(input.strideX, "--tome-stride"),
+      input.strideX === undefined ? stride.strideX : parseStrideValue(input.strideX, "stride"),
     strideY:
-      input.strideY === undefined
-        ? stride.strideY
-        : parseStrideValue(input.strideY, "--tome-stride"),
+      input.strideY === undefined ? stride.strideY : parseStrideValue(input.strideY, "stride"),
     random: input.random ?? d.random,
     seed: input.seed === undefined ? d.seed : parseSeed(input.seed),
     stopThreshold:
       input.stopThreshold === undefined
         ? d.stopThreshold
-        : parseThreshold(input.stopThreshold, "--todo-stop"),
+        : parseThreshold(input.stopThreshold, "stopThreshold"),
     switchThreshold:
       input.switchThreshold === undefined
         ? d.switchThreshold
-        : parseThreshold(input.switchThreshold, "--todo-switch"),
+        : parseThreshold(input.switchThreshold, "switchThreshold"),
     secondary: input.secondary === undefined ? d.secondary : parseSecondary(input.secondary),
   };
   validateReductionOptions(options);
   return options;
 }
 
-/**
- * Maps the CLI flags of DESIGN.md onto options: `--tome R` selects ToMe as the primary method
- * with ratio R; everything else maps one to one.
- */
-export function parseReductionFlags(flags: ReductionFlags): ReductionOptions {
-  const random = flags.tomeRandom;
-  const options = parseReductionOptions({
-    method: primaryMethodOfFlags(flags),
-    factor: flags.todo,
-    factorLevel2: flags.todoLevel2,
-    mode: flags.todoMode,
-    target: flags.mergeTarget,
-    ratio: flags.tome,
-    ratioLevel2: flags.tomeLevel2,
-    stride: flags.tomeStride,
-    random: random === undefined || random === false ? undefined : true,
-    seed: random === undefined || typeof random === "boolean" ? undefined : random,
-    stopThreshold: flags.todoStop,
-    switchThreshold: flags.todoSwitch,
-    secondary: flags.todoSecondary,
-  });
-  checkFlagsTakeEffect(flags, options);
-  return options;
-}
-
-const given = (value: unknown) => value !== undefined && value !== false;
-
-/**
- * The primary method the flags choose. `--tome R` alone makes ToMe the method; with a switch to
- * ToMe (`--todo-secondary tome`) it is the ratio used after the switch, ToDo coming first (the
- * reference's "ToDo, then ToMe with ratio r"); with a switch to ToDo, ToMe comes first. `--todo`
- * and `--tome` together with no switch between them name two methods for one place: an error.
- */
-function primaryMethodOfFlags(flags: ReductionFlags): ReductionMethod | undefined {
-  if (!given(flags.tome)) return undefined;
-  if (flags.todoSecondary === "tome") return "todo";
-  if (flags.todoSecondary === "todo") return "tome";
-  if (given(flags.todo))
-    fail(
-      "--tome",
-      `--todo ${flags.todo} and --tome ${flags.tome} both choose the method; to run one after the other add --todo-switch T with --todo-secondary tome (ToDo first) or todo (ToMe first)`,
-      flags.tome,
-    );
-  return "tome";
-}
-
-/** Refuses flags that the chosen schedule would ignore, naming them, instead of dropping them. */
-function checkFlagsTakeEffect(flags: ReductionFlags, options: ReductionOptions): void {
-  if (given(flags.todoSecondary) && !given(flags.todoSwitch))
-    fail(
-      "--todo-secondary",
-      "the secondary method starts at the switch; give its threshold with --todo-switch T",
-      flags.todoSecondary,
-    );
-  const switches = options.switchThreshold > 0;
-  if (switches && options.switchThreshold <= options.stopThreshold)
-    fail(
-      "--todo-switch",
-      `the switch at ${options.switchThreshold} comes at or after the stop at ${options.stopThreshold} (--todo-stop), so it never happens`,
-      flags.todoSwitch ?? options.switchThreshold,
-    );
-  if (switches && options.secondary === options.method)
-    fail(
-      "--todo-switch",
-      `the method after the switch is the method before it (${options.method}); name another with --todo-secondary`,
-      flags.todoSwitch ?? options.switchThreshold,
-    );
-  const active = activeMethods(options);
-  const tomeOnly: [keyof ReductionFlags, string][] = [
-    ["tomeLevel2", "--tome-level2"],
-    ["tomeStride", "--tome-stride"],
-    ["tomeRandom", "--tome-random"],
-  ];
-  if (!active.includes("tome"))
-    for (const [key, flag] of tomeOnly)
-      if (given(flags[key]))
-        fail(
-          flag,
-          "it is a ToMe setting, but ToMe is not in use; add --tome R (ToMe at level 1; --tome 0 for level 2 only), or switch to it with --todo-switch T --todo-secondary tome",
-          String(flags[key]),
-        );
-  const todoOnly: [keyof ReductionFlags, string][] = [
-    ["todo", "--todo"],
-    ["todoLevel2", "--todo-level2"],
-    ["todoMode", "--todo-mode"],
-  ];
-  if (!active.includes("todo"))
-    for (const [key, flag] of todoOnly)
-      if (given(flags[key]))
-        fail(
-          flag,
-          "it is a ToDo setting, but ToMe is the method; drop it, or switch to ToDo with --todo-switch T --todo-secondary todo",
-          String(flags[key]),
-        );
-}
-
 /** Checks a complete options object (for options built in code rather than parsed). */
 export function validateReductionOptions(options: ReductionOptions): void {
   parseMethod(options.method, "method");
-  parseFactor(options.factor, "--todo");
-  parseFactor(options.factorLevel2, "--todo-level2");
+  parseFactor(options.factor, "factor");
+  parseFactor(options.factorLevel2, "factorLevel2");
   parseMode(options.mode);
   parseTarget(options.target);
-  parseRatio(options.ratio, "--tome");
-  parseRatioOrAuto(options.ratioLevel2, "--tome-level2");
-  parseStrideValue(options.strideX, "--tome-stride");
-  parseStrideValue(options.strideY, "--tome-stride");
+  parseRatio(options.ratio, "ratio");
+  parseRatioOrAuto(options.ratioLevel2, "ratioLevel2");
+  parseStrideValue(options.strideX, "stride");
+  parseStrideValue(options.strideY, "stride");
   if (options.strideX * options.strideY < 2)
     fail(
-      "--tome-stride",
+      "stride",
       "a 1x1 stride makes every token a destination, so nothing can merge; use at least 2 cells",
       `${options.strideX}x${options.strideY}`,
     );
-  if (typeof options.random !== "boolean")
-    fail("--tome-random", "must be true or false", options.random);
+  if (typeof options.random !== "boolean") fail("random", "must be true or false", options.random);
   parseSeed(options.seed);
-  parseThreshold(options.stopThreshold, "--todo-stop");
-  parseThreshold(options.switchThreshold, "--todo-switch");
+  parseThreshold(options.stopThreshold, "stopThreshold");
+  parseThreshold(options.switchThreshold, "switchThreshold");
   parseSecondary(options.secondary);
 }
 
@@ -496,7 +381,7 @@ function checkFitsImage(
 }
 
 /** The methods some phase of the schedule uses. */
-function activeMethods(settings: ReductionOptions): ReductionMethod[] {
+export function activeMethods(settings: ReductionOptions): ReductionMethod[] {
   const methods: ReductionMethod[] = [settings.method];
   if (
     settings.secondary !== "none" &&

@@ -6,7 +6,8 @@ import { existsSync, readdirSync } from "node:fs";
 import { createRequire } from "node:module";
 import { homedir } from "node:os";
 import { dirname, join } from "node:path";
-import type { Device } from "./devices.js";
+import type { Device } from "../util/vocabulary.js";
+import { hasWebGpuAdapter } from "../util/webgpu-probe.js";
 
 export const NO_WEBGPU_ADAPTER =
   "no WebGPU adapter was found; use --device cpu, or run on the CPU's software Vulkan (SwiftShader, shipped by Debian's chromium) with VK_ICD_FILENAMES=/usr/lib/chromium/vk_swiftshader_icd.json LD_LIBRARY_PATH=/usr/lib/chromium";
@@ -57,6 +58,16 @@ export function deviceUnavailable(device: Device): string | undefined {
       return NO_CUDA_BINARIES;
   }
   return undefined;
+}
+
+/**
+ * Why `device` cannot run here, as one line, or undefined when it may: `deviceUnavailable` and,
+ * for WebGPU on Linux with a driver manifest present, a probe for an adapter (once a process).
+ */
+export async function deviceUnavailableProbed(device: Device): Promise<string | undefined> {
+  const quick = deviceUnavailable(device);
+  if (quick || device !== "webgpu" || process.platform !== "linux") return quick;
+  return (await hasWebGpuAdapter()) === false ? NO_WEBGPU_ADAPTER : undefined;
 }
 
 /** onnxruntime's message when a device fails to start, as one line that says what to do. */

@@ -2,8 +2,10 @@
 import * as ort from "onnxruntime-node";
 import { GraphBuilder } from "../onnx/builder.js";
 import { buildModelBytes } from "../onnx/model-io.js";
-import { deviceUnavailable, explainDeviceError } from "./device-check.js";
-import { type Device, EXECUTION_PROVIDERS } from "./devices.js";
+import { PromiseMemo } from "../util/promise-memo.js";
+import type { Device } from "../util/vocabulary.js";
+import { deviceUnavailableProbed, explainDeviceError } from "./device-check.js";
+import { EXECUTION_PROVIDERS } from "./devices.js";
 import type {
   Float32Feed,
   ModelRunner,
@@ -89,7 +91,7 @@ export async function createSession(
   options: SessionOptions = {},
 ): Promise<OrtSession> {
   const opts = sessionOptions(options);
-  const unavailable = options.device ? deviceUnavailable(options.device) : undefined;
+  const unavailable = options.device ? await deviceUnavailableProbed(options.device) : undefined;
   if (unavailable) throw new Error(unavailable);
   try {
     return typeof model === "string"
@@ -150,26 +152,22 @@ function ortFeeds(feeds: Readonly<Record<string, RunnerFeed>>): Record<string, O
  * per tensor rank and WebGPU tuning, kept for the life of the process.
  */
 class WebGpuTransfers {
-  private readonly sessions = new Map<string, Promise<OrtSession>>();
+  private readonly sessions = new PromiseMemo<string, OrtSession>();
 
   constructor(private readonly tuning: WebGpuTuning | undefined) {}
 
   private session(rank: number, toDevice: boolean): Promise<OrtSession> {
     const key = `${rank}/${toDevice}`;
-    let session = this.sessions.get(key);
-    if (!session) {
+    return this.sessions.get(key, () => {
       const g = new GraphBuilder("float32");
       const dims = Array.from({ length: rank }, (_, i) => `d${i}`);
       g.output(g.op("Identity", [g.input("x", "float32", dims)]), "y", "float32", dims);
-      session = createSession(buildModelBytes(g), {
+      return createSession(buildModelBytes(g), {
         device: "webgpu",
         webgpu: this.tuning,
         keepOutputsOnDevice: toDevice,
       });
-      this.sessions.set(key, session);
-      session.catch(() => this.sessions.delete(key));
-    }
-    return session;
+    });
   }
 
   async toDevice(tensor: Float32Feed): Promise<ResidentTensor> {

@@ -7,9 +7,10 @@
  * (`onnxruntime-web/webgpu`) ships no float64 kernels, so those graphs fail to load there.
  */
 import * as ort from "onnxruntime-web";
+import type { WebDevice } from "../util/vocabulary.js";
 import type { ModelRunner, ResidentTensor, RunnerFeed, RunnerTensor } from "./types.js";
 
-export type WebDevice = "webgpu" | "wasm";
+export type { WebDevice };
 
 /** The execution providers tried for a device, in order. */
 export const WEB_EXECUTION_PROVIDERS: Readonly<Record<WebDevice, readonly string[]>> =

@@ -1,10 +1,23 @@
 /**
  * State and bookkeeping every sampler shares: the timestep list, the position in it, img2img's
- * begin index and the training schedule.
+ * begin index and the training schedule, and the frame of `step` and `addNoise` around the
+ * algorithm (argument checks, the position in the schedule, float32 results).
  */
 import type { NoiseSource } from "../util/random.js";
 import { checkStepCount, NoiseSchedule, type NoiseScheduleOptions } from "./noise-schedule.js";
+import { combine, toFloat32 } from "./tensor-ops.js";
 import type { Scheduler } from "./types.js";
+
+/** One `step` call as a sampler's algorithm sees it. */
+export interface StepInput {
+  readonly modelOutput: Float32Array;
+  readonly timestep: number;
+  readonly sample: Float32Array;
+  readonly noise: NoiseSource;
+  readonly dims: readonly number[];
+  /** Index into `timesteps` of this step. */
+  readonly index: number;
+}
 
 export abstract class SchedulerBase<C extends NoiseScheduleOptions> implements Scheduler {
   readonly order: number = 1;
@@ -70,14 +83,40 @@ export abstract class SchedulerBase<C extends NoiseScheduleOptions> implements S
   }
 
   abstract scaleModelInput(sample: Float32Array, timestep: number): Float32Array;
-  abstract step(
+
+  step(
     modelOutput: Float32Array,
     timestep: number,
     sample: Float32Array,
     noise: NoiseSource,
     dims: readonly number[],
-  ): Float32Array;
-  abstract addNoise(original: Float32Array, noise: Float32Array, timestep: number): Float32Array;
+  ): Float32Array {
+    checkSameLength(this.name, sample, modelOutput, "model output");
+    const index = this.currentIndex(timestep);
+    const next = this.advance({ modelOutput, timestep, sample, noise, dims, index });
+    this.stepIndex = index + 1;
+    return toFloat32(next);
+  }
+
+  /**
+   * The algorithm of one step: the sample after the step at `input.index`, in float64 (`step`
+   * rounds it to float32 once, at the end).
+   */
+  protected abstract advance(input: StepInput): Float64Array;
+
+  addNoise(original: Float32Array, noise: Float32Array, timestep: number): Float32Array {
+    checkSameLength(this.name, original, noise, "noise");
+    const { signal, noiseScale } = this.noiseScales(timestep);
+    return toFloat32(
+      combine([
+        [signal, original],
+        [noiseScale, noise],
+      ]),
+    );
+  }
+
+  /** How a clean sample x0 and unit noise eps mix at `timestep`: signal * x0 + noiseScale * eps. */
+  protected abstract noiseScales(timestep: number): { signal: number; noiseScale: number };
 
   protected requireTimesteps(): void {
     if (this.timesteps.length === 0) {

@@ -3,8 +3,7 @@
  * Ancestral sampling from the posterior q(x_prev | x_t, x0) of eqs. 6-7, with x0 estimated by
  * the model, between the (possibly skipped) timesteps of the schedule.
  */
-import type { NoiseSource } from "../util/random.js";
-import { checkSameLength } from "./base.js";
+import type { StepInput } from "./base.js";
 import {
   type ConfigOf,
   choiceField,
@@ -12,17 +11,11 @@ import {
   scheduleFields,
   zeroSnrField,
 } from "./config.js";
-import { DiscreteScheduler } from "./discrete-base.js";
-import { spacedTimesteps } from "./noise-schedule.js";
-import { combine, toFloat32 } from "./tensor-ops.js";
+import { DDPM_DEFAULTS, DiscreteScheduler } from "./discrete-base.js";
+import { combine, type Tensor } from "./tensor-ops.js";
 
 export const DDPM_FIELDS = {
-  ...scheduleFields({
-    beta_start: 0.0001,
-    beta_end: 0.02,
-    beta_schedule: "linear",
-    timestep_spacing: "leading",
-  }),
+  ...scheduleFields(DDPM_DEFAULTS),
   ...zeroSnrField(),
   ...clippingFields(true),
   /** The posterior variance: beta-tilde (small) or beta (large), optionally clipped in log space. */
@@ -36,35 +29,15 @@ export const DDPM_FIELDS = {
 export type DdpmConfig = ConfigOf<typeof DDPM_FIELDS>;
 
 export class DdpmScheduler extends DiscreteScheduler<DdpmConfig> {
-  protected computeTimesteps(steps: number): void {
-    const c = this.config;
-    this.timesteps = spacedTimesteps(
-      c.timestep_spacing,
-      c.num_train_timesteps,
-      steps,
-      c.steps_offset,
-      "integer",
-    );
-  }
-
-  step(
-    modelOutput: Float32Array,
-    timestep: number,
-    sample: Float32Array,
-    noise: NoiseSource,
-    dims: readonly number[],
-  ): Float32Array {
-    checkSameLength(this.name, sample, modelOutput, "model output");
-    const c = this.config;
-    const index = this.currentIndex(timestep);
-    const prevTimestep = index + 1 < this.timesteps.length ? this.timesteps[index + 1] : -1;
+  protected advance(input: StepInput): Float64Array {
+    const { modelOutput, timestep, sample, noise, dims, index } = input;
     const alphaBar = this.schedule.alphaCumprod(timestep);
-    const alphaBarPrev = this.alphaBarOr(prevTimestep, 1);
+    const alphaBarPrev = this.alphaBarAt(this.nextTimestep(index));
     const alpha = alphaBar / alphaBarPrev; // of the whole (possibly skipped) step
     const beta = 1 - alpha;
     const { x0 } = this.estimates(modelOutput, sample, alphaBar, dims);
     // Eq. 7: the posterior mean.
-    const terms: [number, Float64Array | Float32Array][] = [
+    const terms: [number, Tensor][] = [
       [(Math.sqrt(alphaBarPrev) * beta) / (1 - alphaBar), x0],
       [(Math.sqrt(alpha) * (1 - alphaBarPrev)) / (1 - alphaBar), sample],
     ];
@@ -75,10 +48,9 @@ export class DdpmScheduler extends DiscreteScheduler<DdpmConfig> {
         fixed_small_log: Math.exp(0.5 * Math.log(small)),
         fixed_large: Math.sqrt(beta),
         fixed_large_log: Math.exp(0.5 * Math.log(beta)),
-      }[c.variance_type];
+      }[this.config.variance_type];
       terms.push([std, noise.normal(dims)]);
     }
-    this.stepIndex = index + 1;
-    return toFloat32(combine(terms));
+    return combine(terms);
   }
 }

@@ -5,12 +5,11 @@
  * last `solver_order` noise estimates, whose integrals against d rho = e^u du (u = log rho)
  * are exact.
  */
-import type { NoiseSource } from "../util/random.js";
-import { checkSameLength } from "./base.js";
+import type { StepInput } from "./base.js";
 import { type ConfigOf, fixedField } from "./config.js";
 import { integrateTimesExp, lagrangeBasis } from "./polynomial.js";
 import { noiseLevel, SolverScheduler, solverFields } from "./solver-base.js";
-import { combine, type Tensor, toFloat32 } from "./tensor-ops.js";
+import { combine, type Tensor } from "./tensor-ops.js";
 
 export const DEIS_FIELDS = {
   ...solverFields(3),
@@ -25,16 +24,9 @@ export class DeisScheduler extends SolverScheduler<DeisConfig> {
     this.planSigmas(steps, this.smallestSigma);
   }
 
-  step(
-    modelOutput: Float32Array,
-    timestep: number,
-    sample: Float32Array,
-    _noise: NoiseSource,
-    dims: readonly number[],
-  ): Float32Array {
-    checkSameLength(this.name, sample, modelOutput, "model output");
+  protected advance(input: StepInput): Float64Array {
+    const { modelOutput, sample, dims, index } = input;
     const c = this.config;
-    const index = this.currentIndex(timestep);
     const count = this.timesteps.length;
     const short = c.lower_order_final && count < 15;
     const s = noiseLevel(this.sigmas[index]);
@@ -62,8 +54,7 @@ export class DeisScheduler extends SolverScheduler<DeisConfig> {
       );
       terms.push([t.alpha * weight, this.history[this.history.length - 1 - k]]);
     }
-    this.warmSteps = Math.min(this.warmSteps + 1, c.solver_order);
-    this.stepIndex = index + 1;
-    return toFloat32(combine(terms));
+    this.warmUp();
+    return combine(terms);
   }
 }

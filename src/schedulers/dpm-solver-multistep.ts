@@ -7,11 +7,16 @@
  * lambda = log(alpha / sigma) for a model output that is a polynomial (order 1-3) through the
  * last outputs.
  */
-import type { NoiseSource } from "../util/random.js";
-import { checkSameLength } from "./base.js";
+import type { StepInput } from "./base.js";
 import { booleanField, type ConfigOf, choiceField, fixedField, numberField } from "./config.js";
-import { finalSigmaField, noiseLevel, SolverScheduler, solverFields } from "./solver-base.js";
-import { combine, type Tensor, toFloat32 } from "./tensor-ops.js";
+import {
+  checkFinalSigma,
+  finalSigmaField,
+  noiseLevel,
+  SolverScheduler,
+  solverFields,
+} from "./solver-base.js";
+import { combine, type Tensor } from "./tensor-ops.js";
 
 export type DpmAlgorithm = "dpmsolver++" | "sde-dpmsolver++" | "dpmsolver" | "sde-dpmsolver";
 
@@ -109,13 +114,9 @@ export function isDataPrediction(algorithm: DpmAlgorithm): boolean {
 export class DpmSolverMultistepScheduler extends SolverScheduler<DpmSolverMultistepConfig> {
   constructor(name: string, config: DpmSolverMultistepConfig) {
     super(name, config);
-    const stochastic = config.algorithm_type.startsWith("sde-");
-    if (!isDataPrediction(config.algorithm_type) && config.final_sigmas_type === "zero") {
-      throw new Error(
-        `${name}: algorithm_type ${config.algorithm_type} cannot step to sigma 0; set final_sigmas_type to "sigma_min"`,
-      );
-    }
-    if (stochastic && config.solver_order > 2) {
+    const algorithm = config.algorithm_type;
+    checkFinalSigma(name, isDataPrediction(algorithm), algorithm, config.final_sigmas_type);
+    if (algorithm.startsWith("sde-") && config.solver_order > 2) {
       throw new Error(
         `${name}: ${config.algorithm_type} supports solver_order 1 or 2, got ${config.solver_order}`,
       );
@@ -124,42 +125,27 @@ export class DpmSolverMultistepScheduler extends SolverScheduler<DpmSolverMultis
 
   protected computeTimesteps(steps: number): void {
     const c = this.config;
-    this.planSigmas(
-      steps,
-      c.final_sigmas_type === "zero" ? 0 : this.smallestSigma,
-      this.stepsAboveLambda(c.lambda_min_clipped),
-    );
+    const lastTimestep = this.stepsAboveLambda(c.lambda_min_clipped);
+    this.planSigmas(steps, this.finalSigma(c.final_sigmas_type), lastTimestep);
   }
 
-  step(
-    modelOutput: Float32Array,
-    timestep: number,
-    sample: Float32Array,
-    noise: NoiseSource,
-    dims: readonly number[],
-  ): Float32Array {
-    checkSameLength(this.name, sample, modelOutput, "model output");
+  protected advance(input: StepInput): Float64Array {
+    const { modelOutput, sample, noise, dims, index } = input;
     const c = this.config;
-    const index = this.currentIndex(timestep);
     const count = this.timesteps.length;
     const short = c.lower_order_final && count < 15;
     const lowerFinal =
       index === count - 1 && (c.euler_at_final || short || c.final_sigmas_type === "zero");
     const lowerSecond = index === count - 2 && short;
-    const sigma = this.sigmas[index];
-    this.remember(
-      isDataPrediction(c.algorithm_type)
-        ? this.dataPrediction(modelOutput, sample, sigma, dims)
-        : this.noisePrediction(modelOutput, sample, sigma),
-    );
+    const data = isDataPrediction(c.algorithm_type);
+    this.remember(this.convertOutput(data, modelOutput, sample, this.sigmas[index], dims));
     const z = c.algorithm_type.startsWith("sde-") ? noise.normal(dims) : undefined;
     let order = 3;
     if (c.solver_order === 1 || this.warmSteps < 1 || lowerFinal) order = 1;
     else if (c.solver_order === 2 || this.warmSteps < 2 || lowerSecond) order = 2;
     const prev = this.update(order, index, sample, z);
-    this.warmSteps = Math.min(this.warmSteps + 1, c.solver_order);
-    this.stepIndex = index + 1;
-    return toFloat32(prev);
+    this.warmUp();
+    return prev;
   }
 
   private update(

@@ -4,12 +4,17 @@
  * into blocks of one or two steps; a second-order block evaluates the model at its start and at
  * an intermediate level, then steps from the block's start with both.
  */
-import type { NoiseSource } from "../util/random.js";
-import { checkSameLength } from "./base.js";
+import type { StepInput } from "./base.js";
 import { type ConfigOf, choiceField, fixedField, numberField } from "./config.js";
 import { type DpmAlgorithm, dpmUpdateTerms, isDataPrediction } from "./dpm-solver-multistep.js";
-import { finalSigmaField, noiseLevel, SolverScheduler, solverCoreFields } from "./solver-base.js";
-import { combine, toFloat32 } from "./tensor-ops.js";
+import {
+  checkFinalSigma,
+  finalSigmaField,
+  noiseLevel,
+  SolverScheduler,
+  solverCoreFields,
+} from "./solver-base.js";
+import { combine } from "./tensor-ops.js";
 
 export const DPM_SOLVER_SINGLESTEP_FIELDS = {
   ...solverCoreFields(2),
@@ -33,21 +38,15 @@ export class DpmSolverSinglestepScheduler extends SolverScheduler<DpmSolverSingl
 
   constructor(name: string, config: DpmSolverSinglestepConfig) {
     super(name, config);
-    if (!isDataPrediction(config.algorithm_type) && config.final_sigmas_type === "zero") {
-      throw new Error(
-        `${name}: algorithm_type ${config.algorithm_type} cannot step to sigma 0; set final_sigmas_type to "sigma_min"`,
-      );
-    }
+    const algorithm = config.algorithm_type;
+    checkFinalSigma(name, isDataPrediction(algorithm), algorithm, config.final_sigmas_type);
   }
 
   protected computeTimesteps(steps: number): void {
     const c = this.config;
     // This sampler has no spacing options: linspace, no offset.
-    this.planSigmas(
-      steps,
-      c.final_sigmas_type === "zero" ? 0 : this.smallestSigma,
-      this.stepsAboveLambda(c.lambda_min_clipped),
-    );
+    const lastTimestep = this.stepsAboveLambda(c.lambda_min_clipped);
+    this.planSigmas(steps, this.finalSigma(c.final_sigmas_type), lastTimestep);
     // Blocks of [1, 2]. The step to sigma 0 has to be first order (its lambda is infinite), and
     // so does a lone leftover step: with lower_order_final an even count ends [..., 1, 2, 1, 1].
     const lowerFinal = c.lower_order_final || c.final_sigmas_type === "zero";
@@ -62,22 +61,12 @@ export class DpmSolverSinglestepScheduler extends SolverScheduler<DpmSolverSingl
     this.blockStart = undefined;
   }
 
-  step(
-    modelOutput: Float32Array,
-    timestep: number,
-    sample: Float32Array,
-    noise: NoiseSource,
-    dims: readonly number[],
-  ): Float32Array {
-    checkSameLength(this.name, sample, modelOutput, "model output");
+  protected advance(input: StepInput): Float64Array {
+    const { modelOutput, sample, noise, dims, index } = input;
     const c = this.config;
-    const index = this.currentIndex(timestep);
     const sigma = this.sigmas[index];
-    this.remember(
-      isDataPrediction(c.algorithm_type)
-        ? this.dataPrediction(modelOutput, sample, sigma, dims)
-        : this.noisePrediction(modelOutput, sample, sigma),
-    );
+    const data = isDataPrediction(c.algorithm_type);
+    this.remember(this.convertOutput(data, modelOutput, sample, sigma, dims));
     const z = c.algorithm_type === "sde-dpmsolver++" ? noise.normal(dims) : undefined;
     // A run that starts mid-block (img2img) has no earlier output: start a new block.
     let order = this.orders[index];
@@ -110,7 +99,6 @@ export class DpmSolverSinglestepScheduler extends SolverScheduler<DpmSolverSingl
       ]);
       terms = dpmUpdateTerms(c.algorithm_type, c.solver_type, { s: s1, t }, start, m1, d1, z);
     }
-    this.stepIndex = index + 1;
-    return toFloat32(combine(terms));
+    return combine(terms);
   }
 }

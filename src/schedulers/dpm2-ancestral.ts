@@ -3,12 +3,11 @@
  * sigma_next, then adding fresh noise of standard deviation sigma_up, the ancestral split of
  * Euler ancestral. The midpoint lies between sigma_i and sigma_down.
  */
-import type { NoiseSource } from "../util/random.js";
-import { checkSameLength } from "./base.js";
+import type { StepInput } from "./base.js";
 import { DPM2_FIELDS, Dpm2Base, type Dpm2Config, logMidpoint } from "./dpm2.js";
 import { ancestralSplit } from "./euler-ancestral.js";
 import { doubleAfterFirst } from "./sigma-base.js";
-import { combine, denoised, toFloat32 } from "./tensor-ops.js";
+import { combine } from "./tensor-ops.js";
 
 const f32 = Math.fround;
 
@@ -37,40 +36,16 @@ export class Dpm2AncestralScheduler extends Dpm2Base<Dpm2Config> {
     return this.firstHalf === undefined ? this.sigmas[index] : this.midpoints[index - 1];
   }
 
-  step(
-    modelOutput: Float32Array,
-    timestep: number,
-    sample: Float32Array,
-    noise: NoiseSource,
-    dims: readonly number[],
-  ): Float32Array {
-    checkSameLength(this.name, sample, modelOutput, "model output");
-    const index = this.currentIndex(timestep);
-    const type = this.config.prediction_type;
-    this.stepIndex = index + 1;
+  protected advance(input: StepInput): Float64Array {
+    const { modelOutput, sample, noise, dims, index } = input;
     if (this.firstHalf === undefined) {
-      const sigma = this.sigmas[index];
-      return this.takeFirstHalf(
-        sample,
-        denoised(type, modelOutput, sample, sigma),
-        sigma,
-        this.midpoints[index],
-      );
+      return this.takeFirstHalf(modelOutput, sample, index, this.midpoints[index]);
     }
     const mid = this.midpoints[index - 1];
-    const x0 = denoised(type, modelOutput, sample, mid);
-    const update = this.takeSecondHalf(
-      sample,
-      x0,
-      mid,
-      this.sigmas[index - 1],
-      this.downs[index - 1],
-    );
-    return toFloat32(
-      combine([
-        [1, update],
-        [this.ups[index - 1], noise.normal(dims)],
-      ]),
-    );
+    const from = this.sigmas[index - 1];
+    return combine([
+      [1, this.takeSecondHalf(modelOutput, sample, mid, from, this.downs[index - 1])],
+      [this.ups[index - 1], noise.normal(dims)],
+    ]);
   }
 }

@@ -5,8 +5,7 @@
  * geometric mean of sigma_i and sigma_{i+1}, evaluates the model there, and steps from sigma_i
  * to sigma_{i+1} with that slope. The last step, to 0, is a single Euler step.
  */
-import type { NoiseSource } from "../util/random.js";
-import { checkSameLength } from "./base.js";
+import type { StepInput } from "./base.js";
 import type { ConfigOf } from "./config.js";
 import {
   doubleAfterFirst,
@@ -15,7 +14,7 @@ import {
   SigmaScheduler,
   sigmaSamplerFields,
 } from "./sigma-base.js";
-import { combine, denoised, type Tensor, toFloat32 } from "./tensor-ops.js";
+import { combine, type Tensor } from "./tensor-ops.js";
 
 const f32 = Math.fround;
 
@@ -69,24 +68,27 @@ export abstract class Dpm2Base<C extends SigmaSamplerOptions> extends SigmaSched
     return this.schedule.timestepForSigma(sigma, true);
   }
 
+  /** An Euler step from the level at `index` to the midpoint `target`, remembering the start. */
   protected takeFirstHalf(
+    modelOutput: Tensor,
     sample: Float32Array,
-    x0: Tensor,
-    sigma: number,
+    index: number,
     target: number,
-  ): Float32Array {
+  ): Float64Array {
+    const sigma = this.sigmas[index];
     this.firstHalf = sample;
-    return toFloat32(eulerStep(sample, x0, sigma, target));
+    return eulerStep(sample, this.denoised(modelOutput, sample, sigma), sigma, target);
   }
 
   /** From the step's starting sample to `to`, with the slope (x - x0) / mid at the midpoint. */
   protected takeSecondHalf(
+    modelOutput: Tensor,
     sample: Float32Array,
-    x0: Tensor,
     mid: number,
     from: number,
     to: number,
   ): Float64Array {
+    const x0 = this.denoised(modelOutput, sample, mid);
     const start = this.firstHalf as Float32Array;
     this.firstHalf = undefined;
     const scale = (to - from) / mid;
@@ -112,30 +114,18 @@ export class Dpm2Scheduler extends Dpm2Base<Dpm2Config> {
     return this.firstHalf === undefined ? this.sigmas[index] : this.midpoints[index];
   }
 
-  step(
-    modelOutput: Float32Array,
-    timestep: number,
-    sample: Float32Array,
-    _noise: NoiseSource,
-    _dims: readonly number[],
-  ): Float32Array {
-    checkSameLength(this.name, sample, modelOutput, "model output");
-    const index = this.currentIndex(timestep);
-    const type = this.config.prediction_type;
-    this.stepIndex = index + 1;
+  protected advance(input: StepInput): Float64Array {
+    const { modelOutput, sample, index } = input;
     if (this.firstHalf === undefined) {
-      const sigma = this.sigmas[index];
-      return this.takeFirstHalf(
-        sample,
-        denoised(type, modelOutput, sample, sigma),
-        sigma,
-        this.midpoints[index + 1],
-      );
+      return this.takeFirstHalf(modelOutput, sample, index, this.midpoints[index + 1]);
     }
     const mid = this.midpoints[index];
-    const x0 = denoised(type, modelOutput, sample, mid);
-    return toFloat32(
-      this.takeSecondHalf(sample, x0, mid, this.sigmas[index - 1], this.sigmas[index]),
+    return this.takeSecondHalf(
+      modelOutput,
+      sample,
+      mid,
+      this.sigmas[index - 1],
+      this.sigmas[index],
     );
   }
 }

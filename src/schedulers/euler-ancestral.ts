@@ -4,11 +4,10 @@
  * sigma_up^2 + sigma_down^2 = sigma_next^2 chosen so the step has the marginal of DDPM's
  * ancestral sampling (Ho, Jain and Abbeel, "Denoising Diffusion Probabilistic Models", 2020).
  */
-import type { NoiseSource } from "../util/random.js";
-import { checkSameLength } from "./base.js";
+import type { StepInput } from "./base.js";
 import { type ConfigOf, scheduleFields, zeroSnrField } from "./config.js";
 import { eulerStep, SigmaScheduler } from "./sigma-base.js";
-import { combine, denoised, toFloat32 } from "./tensor-ops.js";
+import { combine } from "./tensor-ops.js";
 
 const f32 = Math.fround;
 
@@ -36,29 +35,17 @@ export function ancestralSplit(sigma: number, sigmaNext: number): { up: number; 
 
 export class EulerAncestralScheduler extends SigmaScheduler<EulerAncestralConfig> {
   protected computeTimesteps(steps: number): void {
-    const plan = this.planSigmas(steps);
-    this.timesteps = plan.timesteps;
-    this.sigmas = [...plan.sigmas, 0].map(f32);
+    this.adoptPlan(this.planSigmas(steps));
   }
 
-  step(
-    modelOutput: Float32Array,
-    timestep: number,
-    sample: Float32Array,
-    noise: NoiseSource,
-    dims: readonly number[],
-  ): Float32Array {
-    checkSameLength(this.name, sample, modelOutput, "model output");
-    const index = this.currentIndex(timestep);
+  protected advance(input: StepInput): Float64Array {
+    const { modelOutput, sample, noise, dims, index } = input;
     const sigma = this.sigmas[index];
-    const x0 = denoised(this.config.prediction_type, modelOutput, sample, sigma);
+    const x0 = this.denoised(modelOutput, sample, sigma);
     const { up, down } = ancestralSplit(sigma, this.sigmas[index + 1]);
-    this.stepIndex = index + 1;
-    return toFloat32(
-      combine([
-        [1, eulerStep(sample, x0, sigma, down)],
-        [up, noise.normal(dims)],
-      ]),
-    );
+    return combine([
+      [1, eulerStep(sample, x0, sigma, down)],
+      [up, noise.normal(dims)],
+    ]);
   }
 }

@@ -3,8 +3,7 @@
  * (2022), Algorithm 2 without churn: one Euler step of dx/dsigma = (x - x0) / sigma per noise
  * level.
  */
-import type { NoiseSource } from "../util/random.js";
-import { checkSameLength } from "./base.js";
+import type { StepInput } from "./base.js";
 import {
   type ConfigOf,
   choiceField,
@@ -13,9 +12,6 @@ import {
   zeroSnrField,
 } from "./config.js";
 import { eulerStep, SigmaScheduler, sigmaSamplerFields } from "./sigma-base.js";
-import { denoised, toFloat32 } from "./tensor-ops.js";
-
-const f32 = Math.fround;
 
 export const EULER_FIELDS = {
   ...sigmaSamplerFields({
@@ -39,23 +35,13 @@ export class EulerScheduler extends SigmaScheduler<EulerConfig> {
   protected computeTimesteps(steps: number): void {
     const c = this.config;
     const plan = this.planSigmas(steps, false, c.sigma_min ?? undefined, c.sigma_max ?? undefined);
-    const last = c.final_sigmas_type === "zero" ? 0 : this.schedule.sigmas[0];
-    this.timesteps = plan.timesteps;
-    this.sigmas = [...plan.sigmas, last].map(f32);
+    this.adoptPlan(plan, c.final_sigmas_type === "zero" ? 0 : this.schedule.sigmas[0]);
   }
 
-  step(
-    modelOutput: Float32Array,
-    timestep: number,
-    sample: Float32Array,
-    _noise: NoiseSource,
-    _dims: readonly number[],
-  ): Float32Array {
-    checkSameLength(this.name, sample, modelOutput, "model output");
-    const index = this.currentIndex(timestep);
+  protected advance(input: StepInput): Float64Array {
+    const { modelOutput, sample, index } = input;
     const sigma = this.sigmas[index];
-    const x0 = denoised(this.config.prediction_type, modelOutput, sample, sigma);
-    this.stepIndex = index + 1;
-    return toFloat32(eulerStep(sample, x0, sigma, this.sigmas[index + 1]));
+    const x0 = this.denoised(modelOutput, sample, sigma);
+    return eulerStep(sample, x0, sigma, this.sigmas[index + 1]);
   }
 }

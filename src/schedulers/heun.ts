@@ -5,11 +5,10 @@
  * step, to sigma = 0, is a plain Euler step. Each noise level but the first is listed twice in
  * `timesteps`, once per model evaluation.
  */
-import type { NoiseSource } from "../util/random.js";
-import { checkSameLength } from "./base.js";
+import type { StepInput } from "./base.js";
 import { booleanField, type ConfigOf, numberField } from "./config.js";
 import { doubleAfterFirst, odeSlope, SigmaScheduler, sigmaSamplerFields } from "./sigma-base.js";
-import { clipOrThreshold, combine, denoised, toFloat32 } from "./tensor-ops.js";
+import { clipOrThreshold, combine } from "./tensor-ops.js";
 
 const f32 = Math.fround;
 
@@ -46,46 +45,27 @@ export class HeunScheduler extends SigmaScheduler<HeunConfig> {
     this.firstHalf = undefined;
   }
 
-  step(
-    modelOutput: Float32Array,
-    timestep: number,
-    sample: Float32Array,
-    _noise: NoiseSource,
-    dims: readonly number[],
-  ): Float32Array {
-    checkSameLength(this.name, sample, modelOutput, "model output");
-    const index = this.currentIndex(timestep);
-    const c = this.config;
+  protected advance(input: StepInput): Float64Array {
+    const { modelOutput, sample, dims, index } = input;
+    // The first half evaluates at sigma_i; the correction at the Euler step's end, sigma_{i+1},
+    // which is listed again at `index`.
+    const sigma = this.sigmas[index];
+    const x0 = clipOrThreshold(this.denoised(modelOutput, sample, sigma), this.config, dims);
+    const slope = odeSlope(sample, x0, sigma);
     const first = this.firstHalf;
-    this.stepIndex = index + 1;
     if (first === undefined) {
-      const sigma = this.sigmas[index];
-      const x0 = clipOrThreshold(denoised(c.prediction_type, modelOutput, sample, sigma), c, dims);
-      const slope = odeSlope(sample, x0, sigma);
       const dt = this.sigmas[index + 1] - sigma;
       this.firstHalf = { sample, slope, dt };
-      return toFloat32(
-        combine([
-          [1, sample],
-          [dt, slope],
-        ]),
-      );
+      return combine([
+        [1, sample],
+        [dt, slope],
+      ]);
     }
-    // The correction: the model was evaluated at the Euler step's end, sigma_next.
-    const sigmaNext = this.sigmas[index];
-    const x0 = clipOrThreshold(
-      denoised(c.prediction_type, modelOutput, sample, sigmaNext),
-      c,
-      dims,
-    );
-    const slope = odeSlope(sample, x0, sigmaNext);
     this.firstHalf = undefined;
-    return toFloat32(
-      combine([
-        [1, first.sample],
-        [first.dt / 2, first.slope],
-        [first.dt / 2, slope],
-      ]),
-    );
+    return combine([
+      [1, first.sample],
+      [first.dt / 2, first.slope],
+      [first.dt / 2, slope],
+    ]);
   }
 }

@@ -6,8 +6,7 @@
  * again to the next timestep; timesteps are chosen among the `original_inference_steps` that
  * the model was distilled on.
  */
-import type { NoiseSource } from "../util/random.js";
-import { checkSameLength } from "./base.js";
+import type { StepInput } from "./base.js";
 import {
   booleanField,
   type ConfigOf,
@@ -17,8 +16,8 @@ import {
   scheduleFields,
   zeroSnrField,
 } from "./config.js";
-import { DiscreteScheduler } from "./discrete-base.js";
-import { combine, toFloat32 } from "./tensor-ops.js";
+import { type DiscreteOptions, DiscreteScheduler, diffuseForward } from "./discrete-base.js";
+import { combine } from "./tensor-ops.js";
 
 /** The keys of LCM, shared by TCD. */
 export function consistencyFields() {
@@ -42,8 +41,7 @@ export function consistencyFields() {
 export const LCM_FIELDS = consistencyFields();
 export type LcmConfig = ConfigOf<typeof LCM_FIELDS>;
 
-interface ConsistencyOptions {
-  readonly num_train_timesteps: number;
+interface ConsistencyOptions extends DiscreteOptions {
   readonly original_inference_steps: number;
 }
 
@@ -68,39 +66,29 @@ export function consistencyTimesteps(name: string, c: ConsistencyOptions, steps:
   return Array.from({ length: steps }, (_, i) => candidates[Math.floor(i * (original / steps))]);
 }
 
-export class LcmScheduler extends DiscreteScheduler<LcmConfig> {
-  protected computeTimesteps(steps: number): void {
+/** Samplers of consistency-distilled models (LCM, TCD), on the distillation schedule. */
+export abstract class ConsistencyScheduler<
+  C extends ConsistencyOptions,
+> extends DiscreteScheduler<C> {
+  protected override computeTimesteps(steps: number): void {
     this.timesteps = consistencyTimesteps(this.name, this.config, steps);
   }
+}
 
-  step(
-    modelOutput: Float32Array,
-    timestep: number,
-    sample: Float32Array,
-    noise: NoiseSource,
-    dims: readonly number[],
-  ): Float32Array {
-    checkSameLength(this.name, sample, modelOutput, "model output");
-    const c = this.config;
-    const index = this.currentIndex(timestep);
-    const last = index === this.timesteps.length - 1;
-    const alphaBar = this.schedule.alphaCumprod(timestep);
-    const { x0 } = this.estimates(modelOutput, sample, alphaBar, dims);
-    const scaled = timestep * c.timestep_scaling;
+export class LcmScheduler extends ConsistencyScheduler<LcmConfig> {
+  protected advance(input: StepInput): Float64Array {
+    const { modelOutput, timestep, sample, noise, dims, index } = input;
+    const { x0 } = this.estimates(modelOutput, sample, this.schedule.alphaCumprod(timestep), dims);
+    const scaled = timestep * this.config.timestep_scaling;
     const cSkip = 0.25 / (scaled * scaled + 0.25);
     const cOut = scaled / Math.sqrt(scaled * scaled + 0.25);
     const denoised = combine([
       [cOut, x0],
       [cSkip, sample],
     ]);
-    this.stepIndex = index + 1;
-    if (last) return toFloat32(denoised);
-    const alphaBarPrev = this.schedule.alphaCumprod(this.timesteps[index + 1]);
-    return toFloat32(
-      combine([
-        [Math.sqrt(alphaBarPrev), denoised],
-        [Math.sqrt(1 - alphaBarPrev), noise.normal(dims)],
-      ]),
-    );
+    if (index === this.timesteps.length - 1) return denoised;
+    // Noised from the clean sample (alpha-bar 1) to the next timestep.
+    const alphaBarNext = this.schedule.alphaCumprod(this.timesteps[index + 1]);
+    return diffuseForward(denoised, alphaBarNext, noise.normal(dims));
   }
 }

@@ -4,14 +4,11 @@
  * [sigma_i, sigma_{i+1}] as the polynomial through the last `lms_order` slopes (an
  * Adams-Bashforth method on a non-uniform sigma grid).
  */
-import type { NoiseSource } from "../util/random.js";
-import { checkSameLength } from "./base.js";
+import type { StepInput } from "./base.js";
 import { type ConfigOf, integerField } from "./config.js";
 import { integrate, lagrangeBasis } from "./polynomial.js";
 import { odeSlope, SigmaScheduler, sigmaSamplerFields } from "./sigma-base.js";
-import { combine, denoised, type Tensor, toFloat32 } from "./tensor-ops.js";
-
-const f32 = Math.fround;
+import { combine, type Tensor } from "./tensor-ops.js";
 
 export const LMS_FIELDS = {
   ...sigmaSamplerFields({
@@ -30,27 +27,17 @@ export class LmsScheduler extends SigmaScheduler<LmsConfig> {
   private slopes: Float64Array[] = [];
 
   protected computeTimesteps(steps: number): void {
-    const plan = this.planSigmas(steps);
-    this.timesteps = plan.timesteps;
-    this.sigmas = [...plan.sigmas, 0].map(f32);
+    this.adoptPlan(this.planSigmas(steps));
   }
 
   protected override resetState(): void {
     this.slopes = [];
   }
 
-  step(
-    modelOutput: Float32Array,
-    timestep: number,
-    sample: Float32Array,
-    _noise: NoiseSource,
-    _dims: readonly number[],
-  ): Float32Array {
-    checkSameLength(this.name, sample, modelOutput, "model output");
-    const index = this.currentIndex(timestep);
+  protected advance(input: StepInput): Float64Array {
+    const { modelOutput, sample, index } = input;
     const sigma = this.sigmas[index];
-    const x0 = denoised(this.config.prediction_type, modelOutput, sample, sigma);
-    this.slopes.push(odeSlope(sample, x0, sigma));
+    this.slopes.push(odeSlope(sample, this.denoised(modelOutput, sample, sigma), sigma));
     if (this.slopes.length > this.config.lms_order) this.slopes.shift();
     // Node k is the sigma of the slope k steps back.
     const order = this.slopes.length;
@@ -60,7 +47,6 @@ export class LmsScheduler extends SigmaScheduler<LmsConfig> {
       const weight = integrate(lagrangeBasis(nodes, k), sigma, this.sigmas[index + 1]);
       terms.push([weight, this.slopes[order - 1 - k]]);
     }
-    this.stepIndex = index + 1;
-    return toFloat32(combine(terms));
+    return combine(terms);
   }
 }

@@ -225,6 +225,24 @@ export class NoiseSchedule {
     if (float32Math) return f32(f32(f32(1 - w) * low) + f32(w * high));
     return (1 - w) * low + w * high;
   }
+
+  /**
+   * Karras et al.'s (2022) sigmas from `sigmaMax` down to `sigmaMin` and the training timesteps
+   * that have them: fractional, or rounded half to even for samplers that index by timestep.
+   */
+  karrasPlan(
+    sigmaMin: number,
+    sigmaMax: number,
+    steps: number,
+    round: boolean,
+  ): { timesteps: number[]; sigmas: number[] } {
+    const sigmas = karrasSigmas(sigmaMin, sigmaMax, steps);
+    const timesteps = sigmas.map((s) => {
+      const t = this.timestepForSigma(s);
+      return round ? roundHalfEven(t) : t;
+    });
+    return { timesteps, sigmas };
+  }
 }
 
 /** Which rounding of the spaced timesteps a family of samplers uses. */

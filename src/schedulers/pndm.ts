@@ -6,20 +6,13 @@
  * transfer, a model call at its end, and the transfer redone with the mean of both estimates.
  * The second timestep is therefore listed twice.
  */
-import type { NoiseSource } from "../util/random.js";
-import { checkSameLength } from "./base.js";
+import type { StepInput } from "./base.js";
 import { booleanField, type ConfigOf, fixedField, scheduleFields } from "./config.js";
-import { DiscreteScheduler, ddimUpdate } from "./discrete-base.js";
-import { spacedTimesteps } from "./noise-schedule.js";
-import { combine, type Tensor, toFloat32 } from "./tensor-ops.js";
+import { DDPM_DEFAULTS, DiscreteScheduler, ddimUpdate } from "./discrete-base.js";
+import { combine, type Tensor } from "./tensor-ops.js";
 
 export const PNDM_FIELDS = {
-  ...scheduleFields({
-    beta_start: 0.0001,
-    beta_end: 0.02,
-    beta_schedule: "linear",
-    timestep_spacing: "leading",
-  }),
+  ...scheduleFields(DDPM_DEFAULTS),
   skip_prk_steps: fixedField(
     true,
     "the Runge-Kutta warm-up is not implemented; use skip_prk_steps: true (PLMS)",
@@ -47,15 +40,8 @@ export class PndmScheduler extends DiscreteScheduler<PndmConfig> {
     | { sample: Float32Array; output: Float32Array; from: number; to: number }
     | undefined;
 
-  protected computeTimesteps(steps: number): void {
-    const c = this.config;
-    this.levels = spacedTimesteps(
-      c.timestep_spacing,
-      c.num_train_timesteps,
-      steps,
-      c.steps_offset,
-      "integer",
-    );
+  protected override computeTimesteps(steps: number): void {
+    this.levels = this.spacedTimesteps(steps);
     const [first, ...rest] = this.levels;
     this.timesteps = rest.length > 0 ? [first, rest[0], ...rest] : [first];
   }
@@ -71,16 +57,8 @@ export class PndmScheduler extends DiscreteScheduler<PndmConfig> {
     return this.levels.find((t) => t < timestep) ?? -1;
   }
 
-  step(
-    modelOutput: Float32Array,
-    timestep: number,
-    sample: Float32Array,
-    _noise: NoiseSource,
-    _dims: readonly number[],
-  ): Float32Array {
-    checkSameLength(this.name, sample, modelOutput, "model output");
-    const index = this.currentIndex(timestep);
-    this.stepIndex = index + 1;
+  protected advance(input: StepInput): Float64Array {
+    const { modelOutput, timestep, sample } = input;
     const call = this.calls++;
     if (call === 0) {
       const to = this.below(timestep);
@@ -112,13 +90,9 @@ export class PndmScheduler extends DiscreteScheduler<PndmConfig> {
   }
 
   /** Eq. 9: the sample at `to` from the sample at `from` and a model output there. */
-  private transfer(sample: Tensor, modelOutput: Tensor, from: number, to: number): Float32Array {
+  private transfer(sample: Tensor, modelOutput: Tensor, from: number, to: number): Float64Array {
     const alphaBar = this.schedule.alphaCumprod(from);
-    const alphaBarPrev = this.alphaBarOr(
-      to,
-      this.config.set_alpha_to_one ? 1 : this.schedule.alphasCumprod[0],
-    );
     const { x0, eps } = this.estimates(modelOutput, sample, alphaBar, []);
-    return toFloat32(ddimUpdate(x0, eps, alphaBarPrev));
+    return ddimUpdate(x0, eps, this.alphaBarAt(to));
   }
 }

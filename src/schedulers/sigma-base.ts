@@ -5,17 +5,15 @@
  * sampler integrates dx/dsigma = (x - x0) / sigma (eq. 3) from sigma_max down to 0
  * (Euler, Euler ancestral, Heun, LMS, DPM2).
  */
-import { checkSameLength, SchedulerBase } from "./base.js";
-import type { CommonDefaults } from "./config.js";
+import { SchedulerBase } from "./base.js";
+import type { CommonDefaults, PredictionType } from "./config.js";
 import { scheduleFields, sigmaRampFields } from "./config.js";
 import {
-  karrasSigmas,
   type NoiseScheduleOptions,
-  roundHalfEven,
   spacedTimesteps,
   type TimestepSpacing,
 } from "./noise-schedule.js";
-import { combine, type Tensor, toFloat32 } from "./tensor-ops.js";
+import { combine, denoised, type Tensor } from "./tensor-ops.js";
 
 const f32 = Math.fround;
 
@@ -25,6 +23,7 @@ export function sigmaSamplerFields(defaults: CommonDefaults) {
 }
 
 export interface SigmaSamplerOptions extends NoiseScheduleOptions {
+  readonly prediction_type: PredictionType;
   readonly timestep_spacing: TimestepSpacing;
   readonly steps_offset: number;
   readonly use_karras_sigmas?: boolean;
@@ -60,15 +59,19 @@ export abstract class SigmaScheduler<C extends SigmaSamplerOptions> extends Sche
     return this.sigmas[index];
   }
 
-  addNoise(original: Float32Array, noise: Float32Array, timestep: number): Float32Array {
-    checkSameLength(this.name, original, noise, "noise");
-    const sigma = this.sigmas[this.noiseIndex(timestep)];
-    return toFloat32(
-      combine([
-        [1, original],
-        [sigma, noise],
-      ]),
-    );
+  protected noiseScales(timestep: number): { signal: number; noiseScale: number } {
+    return { signal: 1, noiseScale: this.sigmas[this.noiseIndex(timestep)] };
+  }
+
+  /** The clean-sample estimate from a model output at noise level `sigma`. */
+  protected denoised(modelOutput: Tensor, sample: Tensor, sigma: number): Float64Array {
+    return denoised(this.config.prediction_type, modelOutput, sample, sigma);
+  }
+
+  /** Takes a plan's timesteps and its sigmas, in float32, with `final` appended. */
+  protected adoptPlan(plan: SigmaPlan, final = 0): void {
+    this.timesteps = plan.timesteps;
+    this.sigmas = [...plan.sigmas, final].map(f32);
   }
 
   /**
@@ -94,16 +97,13 @@ export abstract class SigmaScheduler<C extends SigmaSamplerOptions> extends Sche
     if (c.use_karras_sigmas !== true) {
       return { timesteps: timesteps.map(f32), sigmas: timesteps.map((t) => schedule.sigmaAt(t)) };
     }
-    const sigmas = karrasSigmas(
+    const karras = schedule.karrasPlan(
       sigmaMin ?? schedule.sigmaAt(timesteps[timesteps.length - 1]),
       sigmaMax ?? schedule.sigmaAt(timesteps[0]),
       steps,
+      roundKarrasTimesteps,
     );
-    const karrasTimesteps = sigmas.map((s) => {
-      const t = schedule.timestepForSigma(s);
-      return f32(roundKarrasTimesteps ? roundHalfEven(t) : t);
-    });
-    return { timesteps: karrasTimesteps, sigmas };
+    return { timesteps: karras.timesteps.map(f32), sigmas: karras.sigmas };
   }
 }
 

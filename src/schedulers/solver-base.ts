@@ -5,7 +5,7 @@
  * alpha_t = 1 / sqrt(sigma^2 + 1). The initial noise has unit variance and the model input is
  * the sample itself.
  */
-import { checkSameLength, SchedulerBase } from "./base.js";
+import { SchedulerBase } from "./base.js";
 import {
   booleanField,
   type CommonDefaults,
@@ -19,19 +19,15 @@ import {
   trainingFields,
 } from "./config.js";
 import {
-  karrasSigmas,
   type NoiseScheduleOptions,
-  roundHalfEven,
   spacedTimesteps,
   type TimestepSpacing,
 } from "./noise-schedule.js";
 import {
   type ClippingOptions,
   clipOrThreshold,
-  combine,
   splitPrediction,
   type Tensor,
-  toFloat32,
 } from "./tensor-ops.js";
 
 const f32 = Math.fround;
@@ -113,15 +109,9 @@ export abstract class SolverScheduler<C extends SolverOptions> extends Scheduler
     return sample;
   }
 
-  addNoise(original: Float32Array, noise: Float32Array, timestep: number): Float32Array {
-    checkSameLength(this.name, original, noise, "noise");
+  protected noiseScales(timestep: number): { signal: number; noiseScale: number } {
     const level = noiseLevel(this.sigmas[this.noiseIndex(timestep)]);
-    return toFloat32(
-      combine([
-        [level.alpha, original],
-        [level.sigma, noise],
-      ]),
-    );
+    return { signal: level.alpha, noiseScale: level.sigma };
   }
 
   protected override resetState(): void {
@@ -152,8 +142,8 @@ export abstract class SolverScheduler<C extends SolverOptions> extends Scheduler
     );
     let sigmas: number[];
     if (c.use_karras_sigmas) {
-      sigmas = karrasSigmas(schedule.sigmas[0], schedule.sigmas[schedule.trainSteps - 1], steps);
-      timesteps = sigmas.map((s) => roundHalfEven(schedule.timestepForSigma(s)));
+      const last = schedule.sigmas[schedule.trainSteps - 1];
+      ({ timesteps, sigmas } = schedule.karrasPlan(schedule.sigmas[0], last, steps, true));
     } else {
       sigmas = timesteps.map((t) => schedule.sigmaAt(t));
     }
@@ -191,6 +181,24 @@ export abstract class SolverScheduler<C extends SolverOptions> extends Scheduler
     ).eps;
   }
 
+  /** The model output as the clean-sample estimate (`data`) or as the noise estimate. */
+  protected convertOutput(
+    data: boolean,
+    modelOutput: Tensor,
+    sample: Tensor,
+    sigma: number,
+    dims: readonly number[],
+  ): Float64Array {
+    return data
+      ? this.dataPrediction(modelOutput, sample, sigma, dims)
+      : this.noisePrediction(modelOutput, sample, sigma);
+  }
+
+  /** Counts a finished step towards the solver order (the first steps run at lower order). */
+  protected warmUp(): void {
+    this.warmSteps = Math.min(this.warmSteps + 1, this.config.solver_order);
+  }
+
   /** Keeps the newest `solver_order` entries. */
   protected remember(converted: Float64Array): void {
     this.history.push(converted);
@@ -211,5 +219,27 @@ export abstract class SolverScheduler<C extends SolverOptions> extends Scheduler
   /** The smallest training sigma, the last level of `final_sigmas_type: "sigma_min"`. */
   protected get smallestSigma(): number {
     return this.schedule.sigmas[0];
+  }
+
+  /** The last noise level `final_sigmas_type` asks for. */
+  protected finalSigma(type: "zero" | "sigma_min"): number {
+    return type === "zero" ? 0 : this.smallestSigma;
+  }
+}
+
+/**
+ * A noise-prediction solver steps with e^h in lambda, which is infinite at sigma 0; refuses that
+ * combination at construction.
+ */
+export function checkFinalSigma(
+  name: string,
+  dataPrediction: boolean,
+  algorithm: string,
+  finalSigmasType: "zero" | "sigma_min",
+): void {
+  if (!dataPrediction && finalSigmasType === "zero") {
+    throw new Error(
+      `${name}: algorithm_type ${algorithm} cannot step to sigma 0; set final_sigmas_type to "sigma_min"`,
+    );
   }
 }

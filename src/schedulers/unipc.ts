@@ -4,8 +4,7 @@
  * output just computed (UniC, Algorithm 2), then predicts the next one from it (UniP,
  * Algorithm 1), both with the B(h) weights of sec. 3.2 (bh1: B(h) = h, bh2: B(h) = e^h - 1).
  */
-import type { NoiseSource } from "../util/random.js";
-import { checkSameLength } from "./base.js";
+import type { StepInput } from "./base.js";
 import { booleanField, type ConfigOf, choiceField, fixedField, numberListField } from "./config.js";
 import {
   finalSigmaField,
@@ -59,7 +58,7 @@ export class UniPcScheduler extends SolverScheduler<UniPcConfig> {
   private last: { sample: Float32Array; order: number } | undefined;
 
   protected computeTimesteps(steps: number): void {
-    this.planSigmas(steps, this.config.final_sigmas_type === "zero" ? 0 : this.smallestSigma);
+    this.planSigmas(steps, this.finalSigma(this.config.final_sigmas_type));
   }
 
   protected override resetState(): void {
@@ -67,20 +66,11 @@ export class UniPcScheduler extends SolverScheduler<UniPcConfig> {
     this.last = undefined;
   }
 
-  step(
-    modelOutput: Float32Array,
-    timestep: number,
-    sample: Float32Array,
-    _noise: NoiseSource,
-    dims: readonly number[],
-  ): Float32Array {
-    checkSameLength(this.name, sample, modelOutput, "model output");
+  protected advance(input: StepInput): Float64Array {
+    const { modelOutput, sample, dims, index } = input;
     const c = this.config;
-    const index = this.currentIndex(timestep);
     const sigma = this.sigmas[index];
-    const converted = c.predict_x0
-      ? this.dataPrediction(modelOutput, sample, sigma, dims)
-      : this.noisePrediction(modelOutput, sample, sigma);
+    const converted = this.convertOutput(c.predict_x0, modelOutput, sample, sigma, dims);
     let current: Tensor = sample;
     if (index > 0 && this.last !== undefined && !c.disable_corrector.includes(index - 1)) {
       current = this.correct(index, converted, this.last.sample, this.last.order);
@@ -94,9 +84,8 @@ export class UniPcScheduler extends SolverScheduler<UniPcConfig> {
     const currentSample = toFloat32(current);
     this.last = { sample: currentSample, order };
     const prev = this.predict(index, currentSample, order);
-    this.warmSteps = Math.min(this.warmSteps + 1, c.solver_order);
-    this.stepIndex = index + 1;
-    return toFloat32(prev);
+    this.warmUp();
+    return prev;
   }
 
   /**

@@ -4,11 +4,8 @@
  * so it only uses the platform-neutral pipeline.
  */
 import { compareImages, comparisonToJson } from "../image/metrics.js";
-import type {
-  GenerateOptions,
-  GenerateResult,
-  StableDiffusionPipeline,
-} from "../pipelines/stable-diffusion.js";
+import type { GenerateOptions, GenerateResult } from "../pipelines/generate-options.js";
+import type { StableDiffusionPipeline } from "../pipelines/stable-diffusion.js";
 import { describeReduction } from "../reduce/options.js";
 import type { EngineName, JobEvent, JobParams, JobResult, Phase } from "./protocol.js";
 

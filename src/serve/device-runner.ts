@@ -8,8 +8,8 @@
  */
 import { type ChildProcess, fork } from "node:child_process";
 import { fileURLToPath } from "node:url";
-import type { LoadOptions, ModelDtype } from "../pipelines/load.js";
-import type { Device } from "../runtime/devices.js";
+import type { LoadOptions } from "../pipelines/load.js";
+import type { Device, ModelDtype } from "../util/vocabulary.js";
 import type { JobContext, JobHooks, JobOutcome, JobSpec } from "./job-spec.js";
 import type { JobEvent } from "./protocol.js";
 

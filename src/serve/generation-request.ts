@@ -5,8 +5,11 @@
  */
 import { decodePng, hasPngSignature } from "../image/png.js";
 import { parseReductionOptions, type ReductionOptionsInput } from "../reduce/options.js";
-import { createScheduler } from "../schedulers/registry.js";
+import { MAX_SEED, randomSeed } from "../util/random.js";
 import {
+  checkGuidance,
+  checkSampler,
+  checkWholeNumber,
   firstLine,
   type GenerationParams,
   RequestError,
@@ -71,12 +74,7 @@ export function checkGeneration(
   };
   const whole = (key: keyof GenerationFields, min: number, max: number, fallback: number) => {
     const value = fields[key];
-    if (isMissing(value)) return fallback;
-    if (typeof value !== "number" || !Number.isInteger(value))
-      throw new RequestError(`${name(key)}: must be a whole number; got ${JSON.stringify(value)}`);
-    if (value < min || value > max)
-      throw new RequestError(`${name(key)}: must be from ${min} to ${max}; got ${value}`);
-    return value;
+    return isMissing(value) ? fallback : checkWholeNumber(value, name(key), min, max);
   };
   const prompt = text("prompt", true)!;
   if (prompt.trim() === "") throw new RequestError(`${name("prompt")}: type a prompt`);
@@ -90,31 +88,23 @@ export function checkGeneration(
   const width = side("width");
   const height = side("height");
   const steps = whole("steps", 1, limits.maxSteps, defaults.steps);
-  const guidance = isMissing(fields.guidanceScale) ? defaults.guidanceScale : fields.guidanceScale;
-  if (typeof guidance !== "number" || !Number.isFinite(guidance) || guidance < 0 || guidance > 50)
-    throw new RequestError(
-      `${name("guidanceScale")}: must be a number from 0 to 50; got ${JSON.stringify(guidance)}`,
-    );
-  let scheduler: string | null = null;
-  if (!isMissing(fields.scheduler)) {
-    if (typeof fields.scheduler !== "string")
-      throw new RequestError(`${name("scheduler")}: must be text`);
-    scheduler = fields.scheduler.trim() || null;
-    if (scheduler !== null) {
-      try {
-        createScheduler(scheduler);
-      } catch {
-        throw new RequestError(`${name("scheduler")}: unknown sampler "${scheduler}"`);
-      }
-    }
-  }
+  const guidance = checkGuidance(
+    isMissing(fields.guidanceScale) ? defaults.guidanceScale : fields.guidanceScale,
+    name("guidanceScale"),
+  );
+  if (!isMissing(fields.scheduler) && typeof fields.scheduler !== "string")
+    throw new RequestError(`${name("scheduler")}: must be text`);
+  const scheduler = checkSampler(
+    isMissing(fields.scheduler) ? null : (fields.scheduler as string),
+    name("scheduler"),
+  );
   const count = whole("count", 1, MAX_IMAGES_PER_JOB, 1);
-  const randomSeed = () => context.randomSeed?.() ?? Math.floor(Math.random() * 2 ** 32);
+  const drawSeed = () => context.randomSeed?.() ?? randomSeed();
   // -1 asks for a random seed, as in the web UIs.
   const seed =
     isMissing(fields.seed) || fields.seed === -1
-      ? randomSeed()
-      : whole("seed", 0, 0xffffffff - count + 1, 0);
+      ? drawSeed()
+      : whole("seed", 0, MAX_SEED - count + 1, 0);
   const clipSkip = whole("clipSkip", 0, Math.max(0, context.textEncoderLayers - 2), 0);
   let reduction: GenerationParams["reduction"] = null;
   if (!isMissing(fields.reduction)) {

@@ -4,7 +4,7 @@
  * the page's in-browser engine, so it imports nothing platform-specific.
  */
 import type { ImageComparisonJson } from "../image/metrics.js";
-import type { GenerateTimings } from "../pipelines/stable-diffusion.js";
+import type { GenerateTimings } from "../pipelines/generate-options.js";
 import {
   parseReductionOptions,
   type ReductionOptions,
@@ -12,6 +12,7 @@ import {
   type ReductionSettings,
 } from "../reduce/options.js";
 import { createScheduler } from "../schedulers/registry.js";
+import { MAX_SEED, randomSeed } from "../util/random.js";
 
 /** The two generations of a job, in the order they run. */
 export type Phase = "baseline" | "accelerated";
@@ -185,11 +186,35 @@ function wholeNumber(
     if (fallback !== undefined) return fallback;
     throw new RequestError(`${name}: required`);
   }
+  return checkWholeNumber(value, name, min, max);
+}
+
+/** A whole number from min to max, or a RequestError naming the field. */
+export function checkWholeNumber(value: unknown, field: string, min: number, max: number): number {
   if (typeof value !== "number" || !Number.isInteger(value))
-    throw new RequestError(`${name}: must be a whole number; got ${JSON.stringify(value)}`);
+    throw new RequestError(`${field}: must be a whole number; got ${JSON.stringify(value)}`);
   if (value < min || value > max)
-    throw new RequestError(`${name}: must be from ${min} to ${max}; got ${value}`);
+    throw new RequestError(`${field}: must be from ${min} to ${max}; got ${value}`);
   return value;
+}
+
+/** A guidance scale from 0 to 50, or a RequestError naming the field. */
+export function checkGuidance(value: unknown, field: string): number {
+  if (typeof value !== "number" || !Number.isFinite(value) || value < 0 || value > 50)
+    throw new RequestError(`${field}: must be a number from 0 to 50; got ${JSON.stringify(value)}`);
+  return value;
+}
+
+/** A sampler name the registry knows (trimmed), null for the model's own, or a RequestError. */
+export function checkSampler(name: string | null, field: string): string | null {
+  const trimmed = name?.trim() || null;
+  if (trimmed === null) return null;
+  try {
+    createScheduler(trimmed);
+  } catch {
+    throw new RequestError(`${field}: unknown sampler "${trimmed}"`);
+  }
+  return trimmed;
 }
 
 /** Checks a request body and fills in what was left out; throws RequestError. */
@@ -211,24 +236,12 @@ export function parseJobRequest(body: unknown, context: ValidationContext): JobP
   const width = side("width");
   const height = side("height");
   const steps = wholeNumber(body, "steps", 1, limits.maxSteps);
-  const guidance = body.guidanceScale;
-  if (typeof guidance !== "number" || !Number.isFinite(guidance) || guidance < 0 || guidance > 50)
-    throw new RequestError(
-      `guidanceScale: must be a number from 0 to 50; got ${JSON.stringify(guidance)}`,
-    );
-  const schedulerName = text(body, "scheduler", 100, false);
-  const scheduler = schedulerName && schedulerName.trim() !== "" ? schedulerName.trim() : null;
-  if (scheduler !== null) {
-    try {
-      createScheduler(scheduler);
-    } catch {
-      throw new RequestError(`scheduler: unknown sampler "${scheduler}"`);
-    }
-  }
+  const guidance = checkGuidance(body.guidanceScale, "guidanceScale");
+  const scheduler = checkSampler(text(body, "scheduler", 100, false), "scheduler");
   const seed =
     body.seed === undefined || body.seed === null
-      ? (context.randomSeed?.() ?? Math.floor(Math.random() * 2 ** 32))
-      : wholeNumber(body, "seed", 0, 0xffffffff);
+      ? (context.randomSeed?.() ?? randomSeed())
+      : wholeNumber(body, "seed", 0, MAX_SEED);
   const clipSkip = wholeNumber(body, "clipSkip", 0, Math.max(0, context.textEncoderLayers - 2), 0);
   if (!isObject(body.reduction))
     throw new RequestError('reduction: required, an object such as {"method": "todo"}');

@@ -4,13 +4,16 @@
  * in the page; onnxruntime-node in tests). Platform-neutral: fetch and the runner are injected.
  */
 import type { SamplerStepOptions } from "../models/sampler-step.js";
-import type { ComponentBackend, PipelineManifest } from "../pipelines/component-models.js";
+import type { PipelineManifest } from "../pipelines/component-models.js";
 import type { TextEncoderRequest } from "../pipelines/components.js";
+import type { PipelineParts } from "../pipelines/pipeline-parts.js";
 import { RunnerTextEncoder, RunnerUnet, RunnerVae } from "../pipelines/runner-components.js";
-import { type PipelineParts, StableDiffusionPipeline } from "../pipelines/stable-diffusion.js";
+import { StableDiffusionPipeline } from "../pipelines/stable-diffusion.js";
 import type { ReductionSettings } from "../reduce/options.js";
 import type { ModelRunner } from "../runtime/types.js";
 import { ClipTokenizer } from "../tokenizers/clip-tokenizer.js";
+import { PromiseMemo } from "../util/promise-memo.js";
+import type { WebDevice } from "../util/vocabulary.js";
 import type { ModelLinks, TokenizerPayload } from "./protocol.js";
 
 /** The runtime that turns fetched model bytes into a runner. */
@@ -22,7 +25,7 @@ export type RunnerMaker = (
 export interface RemotePipelineOptions {
   /** The server's origin ("" for the page's own). */
   readonly baseUrl: string;
-  readonly backend: ComponentBackend;
+  readonly backend: WebDevice;
   /** Model precision on WebGPU (default: the server's, float16); WASM is always fp32. */
   readonly precision?: "fp32" | "fp16";
   /**
@@ -132,19 +135,14 @@ export async function loadRemotePipeline(
         latentSide: String(Math.ceil(options.attentionPlan.imageSide / manifest.vaeScale)),
       }
     : {};
-  const unets = new Map<string, Promise<RunnerUnet>>();
+  const unets = new PromiseMemo<string, RunnerUnet>();
   // Sampler-step graphs for loops that keep the latents on the device, shared by the UNets.
-  const steppers = new Map<string, Promise<ModelRunner>>();
+  const steppers = new PromiseMemo<string, ModelRunner>();
   const samplerStep = (step: SamplerStepOptions) => {
     const query = { guided: step.guided ? "1" : "0", noise: step.noise ? "1" : "0" };
-    const key = `${query.guided}/${query.noise}`;
-    let stepper = steppers.get(key);
-    if (!stepper) {
-      stepper = runner("/api/model/sampler-step", "sampler step", query);
-      steppers.set(key, stepper);
-      stepper.catch(() => steppers.delete(key));
-    }
-    return stepper;
+    return steppers.get(`${query.guided}/${query.noise}`, () =>
+      runner("/api/model/sampler-step", "sampler step", query),
+    );
   };
   const vae = new RunnerVae(
     manifest.scalingFactor,
@@ -159,16 +157,12 @@ export async function loadRemotePipeline(
     textEncoders,
     unet(reduction: ReductionSettings | undefined) {
       const key = JSON.stringify(reduction ?? null);
-      let unet = unets.get(key);
-      if (!unet) {
+      return unets.get(key, () => {
         const query: Record<string, string> = reduction ? { reduction: key, ...plan } : plan;
-        unet = runner("/api/model/unet", reduction ? "accelerated UNet" : "UNet", query).then(
+        return runner("/api/model/unet", reduction ? "accelerated UNet" : "UNet", query).then(
           (r) => new RunnerUnet(r, samplerStep),
         );
-        unets.set(key, unet);
-        unet.catch(() => unets.delete(key));
-      }
-      return unet;
+      });
     },
     vae,
     schedulerConfig: manifest.schedulerConfig,
@@ -178,22 +172,9 @@ export async function loadRemotePipeline(
     defaultSize: manifest.defaultSize,
     async release() {
       for (const encoder of textEncoders) await encoder.release();
-      for (const unet of unets.values()) {
-        try {
-          await (await unet).release();
-        } catch {
-          // it never loaded
-        }
-      }
-      unets.clear();
-      for (const stepper of steppers.values()) {
-        try {
-          await (await stepper).release();
-        } catch {
-          // it never loaded
-        }
-      }
-      steppers.clear();
+      // Those that never loaded are skipped.
+      await unets.releaseAll((unet) => unet.release());
+      await steppers.releaseAll((stepper) => stepper.release());
       await vae.release();
     },
   };

@@ -6,8 +6,9 @@ import { rgb8ToFloat } from "../image/float-image.js";
 import { decodePng } from "../image/png.js";
 import { fitImage } from "../image/resize.js";
 import { findLora } from "../lora/lora-folder.js";
+import type { GenerateOptions } from "../pipelines/generate-options.js";
 import { encodeResultPng } from "../pipelines/result-png.js";
-import type { GenerateOptions, StableDiffusionPipeline } from "../pipelines/stable-diffusion.js";
+import type { StableDiffusionPipeline } from "../pipelines/stable-diffusion.js";
 import { runComparison } from "./comparison.js";
 import {
   type GenerationParams,

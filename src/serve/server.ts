@@ -14,14 +14,9 @@ import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { checkLoraRequests } from "../lora/apply-loras.js";
 import { extractPromptLoras, findLora, listLoras } from "../lora/lora-folder.js";
-import {
-  classifySource,
-  type LoadOptions,
-  loadPipeline,
-  type ModelDtype,
-} from "../pipelines/load.js";
-import type { Device } from "../runtime/devices.js";
+import { type LoadOptions, loadPipeline, openSource } from "../pipelines/load.js";
 import { listSchedulers } from "../schedulers/registry.js";
+import type { Device, ModelDtype } from "../util/vocabulary.js";
 import { Access, isLoopback } from "./access.js";
 import type { DeviceLoadOptions } from "./device-runner.js";
 import { HttpError, sendJson } from "./http.js";
@@ -123,13 +118,15 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
     log(`the page is not built (no ${join(webRoot, "index.html")}); only the API is served`);
   // This process's pipeline only describes the model and checks requests; it never runs
   // (model sessions are created on first use), so it costs no model memory.
-  const pipeline = await loadPipeline(options.model, {
+  const loadOptions: LoadOptions = {
     ...(options.load as LoadOptions),
     device,
     dtype: options.dtype,
     cacheDir: options.cacheDir,
     onWarning: (message) => log(`warning: ${message}`),
-  });
+  };
+  const source = await openSource(options.model, loadOptions);
+  const pipeline = await loadPipeline(source, loadOptions);
   const parts = pipeline.parts;
   const loraDir = options.loraDir;
   // The folder's LoRAs for this model's family; files of other families or not LoRAs are left out.
@@ -151,8 +148,7 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
     defaultScheduler: String(parts.schedulerConfig._class_name ?? ""),
     textEncoderLayers,
     // The browser engine runs models built from weights; export folders stay on the server.
-    browserEngine:
-      (options.browserEngine ?? true) && classifySource(options.model) !== "onnx-folder",
+    browserEngine: (options.browserEngine ?? true) && source.kind !== "onnx-folder",
     loras,
   };
   const validation: ValidationContext = {
@@ -214,7 +210,7 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
     streams: new Set(),
   };
   const browserModels = browserModelRoutes({
-    model: options.model,
+    model: source,
     load: options.load,
     dtype: options.dtype,
     cacheDir: options.cacheDir,

@@ -17,6 +17,7 @@
  */
 import { BytePairEncoder } from "./bpe.js";
 import { symbolsToText } from "./byte-level.js";
+import type { ClipTokenizerDefinition, TokenSpec } from "./tokenizer-definition.js";
 import {
   type JsonInput,
   parseMergesTxt,
@@ -24,35 +25,6 @@ import {
   parseTokenizerJson,
   parseVocabJson,
 } from "./tokenizer-files.js";
-
-/** A token that is cut out of the text before BPE. */
-export interface TokenSpec {
-  readonly content: string;
-  /** Matched in the normalized (lower-cased, whitespace-collapsed) text; default false. */
-  readonly normalized?: boolean;
-  /** Used when the content is not in the vocabulary. */
-  readonly id?: number;
-}
-
-export interface ClipTokenizerDefinition {
-  readonly vocab: ReadonlyMap<string, number>;
-  /** Merge pairs in priority order, as in `merges.txt`. */
-  readonly merges: readonly (readonly [string, string])[];
-  /** Default `<|startoftext|>`. */
-  readonly bosToken?: string | TokenSpec;
-  /** Default `<|endoftext|>`. */
-  readonly eosToken?: string | TokenSpec;
-  /** Default `<|endoftext|>`. */
-  readonly unkToken?: string | TokenSpec;
-  /** Default `<|endoftext|>` (SD 1.x, SDXL's first tokenizer); SD 2.x uses `!`. */
-  readonly padToken?: string | TokenSpec;
-  /** Further tokens cut out of the text (`added_tokens_decoder`, `added_tokens`). */
-  readonly addedTokens?: readonly TokenSpec[];
-  /** Default 77, the text encoder's positions. */
-  readonly modelMaxLength?: number;
-  /** The file the merges came from, for error messages. */
-  readonly mergesFile?: string;
-}
 
 /** The files of a `tokenizer/` folder, as text or parsed JSON. */
 export interface ClipTokenizerFiles {

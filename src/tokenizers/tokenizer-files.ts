@@ -3,7 +3,7 @@
  * JSON), into a {@link ClipTokenizerDefinition}. Every error is one line that starts with the
  * file's name. No file system access here, so browsers can use it with fetched text.
  */
-import type { ClipTokenizerDefinition, TokenSpec } from "./clip-tokenizer.js";
+import type { ClipTokenizerDefinition, TokenSpec } from "./tokenizer-definition.js";
 
 type JsonObject = Record<string, unknown>;
 

@@ -95,6 +95,14 @@ function rotl(x: number, k: number): number {
  * Where random tensors come from: every random draw of a pipeline or a stochastic sampler
  * goes through one of these, in order, so a run can be replayed with recorded draws.
  */
+/** Seeds that no one asked for: 32 bits, the range every front end accepts and prints. */
+export const MAX_SEED = 0xffffffff;
+
+/** A seed for a call that gave none (uniform over 0..MAX_SEED; not reproducible by design). */
+export function randomSeed(): number {
+  return Math.floor(Math.random() * (MAX_SEED + 1));
+}
+
 export interface NoiseSource {
   /** A standard normal tensor of the given shape (row-major). */
   normal(dims: readonly number[]): Float32Array;

@@ -15,7 +15,7 @@
  */
 import { existsSync, readdirSync, statSync } from "node:fs";
 import { basename, join, normalize, sep } from "node:path";
-import { isJsonObject, type JsonObject, readConfigFile } from "./config-json.js";
+import { isJsonObject, type JsonObject, readConfigFile } from "../configs/config-json.js";
 import {
   COMPONENT_NAMES,
   type ComponentName,

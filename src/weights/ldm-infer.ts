@@ -8,46 +8,72 @@
  * 8 in diffusers' naming), SD 2.x and SDXL have 64-wide heads; text encoders have 64-wide
  * heads. Models that differ need their configs passed in.
  */
-import type { JsonObject, JsonValue } from "./config-json.js";
+import type { JsonObject, JsonValue } from "../configs/config-json.js";
 import type { ModelFamily } from "./model-files.js";
 import type { Shape } from "./weight-modules.js";
 
-/** Tensor shapes of a whole checkpoint, with fast "is there a module here" queries. */
+/**
+ * Tensor shapes of a whole checkpoint, with fast "is there a module here" queries. Keys are read
+ * under `prefix` (a component's part of the file, see `under`); errors name the whole key.
+ */
 export class CheckpointShapes {
-  private readonly modulePrefixes = new Set<string>();
+  private readonly modulePrefixes: ReadonlySet<string>;
 
   constructor(
     readonly shapes: ReadonlyMap<string, Shape>,
     readonly label: string,
+    readonly prefix = "",
+    modulePrefixes?: ReadonlySet<string>,
   ) {
-    for (const key of shapes.keys()) {
-      for (let at = key.indexOf("."); at >= 0; at = key.indexOf(".", at + 1)) {
-        this.modulePrefixes.add(key.slice(0, at + 1));
-      }
-    }
+    this.modulePrefixes = modulePrefixes ?? everyModulePrefix(shapes.keys());
+  }
+
+  /** The same checkpoint read under `prefix` too. */
+  under(prefix: string): CheckpointShapes {
+    return new CheckpointShapes(this.shapes, this.label, this.prefix + prefix, this.modulePrefixes);
   }
 
   get(key: string): Shape | undefined {
-    return this.shapes.get(key);
+    return this.shapes.get(this.prefix + key);
   }
 
   require(key: string, why: string): Shape {
-    const shape = this.shapes.get(key);
-    if (!shape) throw new Error(`${this.label}: missing "${key}" (needed to read ${why})`);
+    const shape = this.get(key);
+    if (!shape) {
+      throw new Error(`${this.label}: missing "${this.prefix + key}" (needed to read ${why})`);
+    }
     return shape;
+  }
+
+  /** The shape of the first key under the prefix that ends with `suffix`. */
+  firstEndingWith(suffix: string): Shape | undefined {
+    for (const [key, shape] of this.shapes) {
+      if (key.startsWith(this.prefix) && key.endsWith(suffix)) return shape;
+    }
+    return undefined;
   }
 
   /** Whether any key starts with `prefix` (which ends with a dot). */
   hasModule(prefix: string): boolean {
-    return this.modulePrefixes.has(prefix);
+    return this.modulePrefixes.has(this.prefix + prefix);
   }
 
   /** How many consecutive indices 0, 1, ... exist as `${prefix}${i}.` modules. */
   countIndexed(prefix: string): number {
     let count = 0;
-    while (this.modulePrefixes.has(`${prefix}${count}.`)) count++;
+    while (this.hasModule(`${prefix}${count}.`)) count++;
     return count;
   }
+}
+
+function everyModulePrefix(keys: Iterable<string>): Set<string> {
+  const prefixes = new Set<string>();
+  for (const key of keys) {
+    for (let at = key.indexOf("."); at >= 0; at = key.indexOf(".", at + 1)) {
+      prefixes.add(key.slice(0, at + 1));
+    }
+  }
+  return prefixes;
 }
 
 /** One integer if all equal, else the list (diffusers accepts both). */
@@ -72,21 +98,19 @@ interface InferredBlock {
 
 export function inferUnetConfig(
   ckpt: CheckpointShapes,
-  prefix: string,
   family: ModelFamily,
   base: JsonObject,
   pooledTextDim: number | undefined,
 ): JsonObject {
-  const at = (key: string) => `${prefix}${key}`;
-  const convIn = ckpt.require(at("input_blocks.0.0.weight"), "the UNet input channels");
-  const convOut = ckpt.require(at("out.2.weight"), "the UNet output channels");
-  const timeEmbed = ckpt.require(at("time_embed.0.weight"), "the UNet time embedding width");
+  const convIn = ckpt.require("input_blocks.0.0.weight", "the UNet input channels");
+  const convOut = ckpt.require("out.2.weight", "the UNet output channels");
+  const timeEmbed = ckpt.require("time_embed.0.weight", "the UNet time embedding width");
   const unsupported = (why: string): never => {
     throw new Error(`${ckpt.label}: unsupported UNet layout: ${why}`);
   };
   const depthOf = (module: string) =>
-    ckpt.hasModule(at(`${module}.1.proj_in.`))
-      ? ckpt.countIndexed(at(`${module}.1.transformer_blocks.`))
+    ckpt.hasModule(`${module}.1.proj_in.`)
+      ? ckpt.countIndexed(`${module}.1.transformer_blocks.`)
       : 0;
 
   // Down path: runs of ResBlocks, each run closed by a downsampler except the last.
@@ -94,9 +118,9 @@ export function inferUnetConfig(
   let index = 1;
   for (;;) {
     const block: InferredBlock = { layers: 0, channels: 0, depths: [] };
-    while (ckpt.get(at(`input_blocks.${index}.0.in_layers.0.weight`))) {
+    while (ckpt.get(`input_blocks.${index}.0.in_layers.0.weight`)) {
       block.channels = ckpt.require(
-        at(`input_blocks.${index}.0.out_layers.3.weight`),
+        `input_blocks.${index}.0.out_layers.3.weight`,
         "a resnet width",
       )[0];
       block.depths.push(depthOf(`input_blocks.${index}`));
@@ -105,7 +129,7 @@ export function inferUnetConfig(
     }
     if (block.layers === 0) unsupported(`no ResBlock at input_blocks.${index}`);
     down.push(block);
-    if (!ckpt.get(at(`input_blocks.${index}.0.op.weight`))) break;
+    if (!ckpt.get(`input_blocks.${index}.0.op.weight`)) break;
     index++;
   }
   const blocks = down.length;
@@ -121,7 +145,7 @@ export function inferUnetConfig(
     };
     for (let j = 0; j < block.layers; j++, index++) {
       const out = ckpt.require(
-        at(`output_blocks.${index}.0.out_layers.3.weight`),
+        `output_blocks.${index}.0.out_layers.3.weight`,
         "an up-block resnet",
       );
       block.channels = out[0];
@@ -129,7 +153,7 @@ export function inferUnetConfig(
     }
     up.push(block);
   }
-  if (ckpt.hasModule(at(`output_blocks.${index}.`))) {
+  if (ckpt.hasModule(`output_blocks.${index}.`)) {
     unsupported(`output_blocks.${index} is beyond the ${index} layers the down path implies`);
   }
 
@@ -162,19 +186,15 @@ export function inferUnetConfig(
   );
 
   // Widths read from the first attention that exists.
-  const firstAttention = [...ckpt.shapes.keys()].find(
-    (key) => key.startsWith(prefix) && key.endsWith(".attn2.to_k.weight"),
-  );
-  const firstProjIn = [...ckpt.shapes.keys()].find(
-    (key) => key.startsWith(prefix) && key.endsWith(".proj_in.weight"),
-  );
+  const firstAttention = ckpt.firstEndingWith(".attn2.to_k.weight");
+  const firstProjIn = ckpt.firstEndingWith(".proj_in.weight");
   if (!firstAttention || !firstProjIn) unsupported("no cross-attention layer");
-  const crossAttentionDim = ckpt.get(firstAttention!)![1];
-  const useLinearProjection = ckpt.get(firstProjIn!)!.length === 2;
+  const crossAttentionDim = firstAttention![1];
+  const useLinearProjection = firstProjIn!.length === 2;
 
   const blockOutChannels = down.map((block) => block.channels);
   const c0 = blockOutChannels[0];
-  const labelEmbed = ckpt.get(at("label_emb.0.0.weight"));
+  const labelEmbed = ckpt.get("label_emb.0.0.weight");
   let additionTimeEmbedDim: JsonValue = base.addition_time_embed_dim ?? null;
   if (labelEmbed && pooledTextDim !== undefined) {
     // SDXL conditions on the pooled text embedding plus six sinusoidally embedded size numbers.
@@ -212,21 +232,16 @@ export function inferUnetConfig(
   };
 }
 
-export function inferVaeConfig(
-  ckpt: CheckpointShapes,
-  prefix: string,
-  base: JsonObject,
-): JsonObject {
-  const at = (key: string) => `${prefix}${key}`;
-  const convIn = ckpt.require(at("encoder.conv_in.weight"), "the VAE input channels");
-  const decoderIn = ckpt.require(at("decoder.conv_in.weight"), "the VAE latent channels");
-  const decoderOut = ckpt.require(at("decoder.conv_out.weight"), "the VAE output channels");
-  const blocks = ckpt.countIndexed(at("encoder.down."));
+export function inferVaeConfig(ckpt: CheckpointShapes, base: JsonObject): JsonObject {
+  const convIn = ckpt.require("encoder.conv_in.weight", "the VAE input channels");
+  const decoderIn = ckpt.require("decoder.conv_in.weight", "the VAE latent channels");
+  const decoderOut = ckpt.require("decoder.conv_out.weight", "the VAE output channels");
+  const blocks = ckpt.countIndexed("encoder.down.");
   if (blocks === 0)
-    throw new Error(`${ckpt.label}: missing "${at("encoder.down.0.")}*" VAE blocks`);
+    throw new Error(`${ckpt.label}: missing "${ckpt.prefix}encoder.down.0.*" VAE blocks`);
   const blockOutChannels = Array.from(
     { length: blocks },
-    (_, b) => ckpt.require(at(`encoder.down.${b}.block.0.conv2.weight`), "a VAE block width")[0],
+    (_, b) => ckpt.require(`encoder.down.${b}.block.0.conv2.weight`, "a VAE block width")[0],
   );
   return {
     ...base,
@@ -234,12 +249,12 @@ export function inferVaeConfig(
     out_channels: decoderOut[0],
     latent_channels: decoderIn[1],
     block_out_channels: blockOutChannels,
-    layers_per_block: ckpt.countIndexed(at("encoder.down.0.block.")),
+    layers_per_block: ckpt.countIndexed("encoder.down.0.block."),
     down_block_types: new Array(blocks).fill("DownEncoderBlock2D"),
     up_block_types: new Array(blocks).fill("UpDecoderBlock2D"),
-    mid_block_add_attention: ckpt.hasModule(at("encoder.mid.attn_1.")),
-    use_quant_conv: ckpt.get(at("quant_conv.weight")) !== undefined,
-    use_post_quant_conv: ckpt.get(at("post_quant_conv.weight")) !== undefined,
+    mid_block_add_attention: ckpt.hasModule("encoder.mid.attn_1."),
+    use_quant_conv: ckpt.get("quant_conv.weight") !== undefined,
+    use_post_quant_conv: ckpt.get("post_quant_conv.weight") !== undefined,
     norm_num_groups: normGroups(base, blockOutChannels),
   };
 }
@@ -251,23 +266,18 @@ function headsFor(hidden: number, base: JsonObject): number {
   return hidden % 64 === 0 ? hidden / 64 : 1;
 }
 
-/** A transformers CLIP text model stored under `prefix` (which ends where `embeddings.` starts). */
-export function inferHfClipConfig(
-  ckpt: CheckpointShapes,
-  prefix: string,
-  base: JsonObject,
-): JsonObject {
-  const at = (key: string) => `${prefix}${key}`;
-  const tokens = ckpt.require(at("embeddings.token_embedding.weight"), "the text encoder width");
-  const positions = ckpt.require(at("embeddings.position_embedding.weight"), "the text length");
-  const fc1 = ckpt.require(at("encoder.layers.0.mlp.fc1.weight"), "the text MLP width");
+/** A transformers CLIP text model; `ckpt` reads under its prefix (up to `embeddings.`). */
+export function inferHfClipConfig(ckpt: CheckpointShapes, base: JsonObject): JsonObject {
+  const tokens = ckpt.require("embeddings.token_embedding.weight", "the text encoder width");
+  const positions = ckpt.require("embeddings.position_embedding.weight", "the text length");
+  const fc1 = ckpt.require("encoder.layers.0.mlp.fc1.weight", "the text MLP width");
   return {
     ...base,
     vocab_size: tokens[0],
     hidden_size: tokens[1],
     max_position_embeddings: positions[0],
     intermediate_size: fc1[0],
-    num_hidden_layers: ckpt.countIndexed(at("encoder.layers.")),
+    num_hidden_layers: ckpt.countIndexed("encoder.layers."),
     num_attention_heads: headsFor(tokens[1], base),
   };
 }
@@ -278,16 +288,14 @@ export function inferHfClipConfig(
  */
 export function inferOpenClipConfig(
   ckpt: CheckpointShapes,
-  prefix: string,
   base: JsonObject,
   dropLastLayer: boolean,
 ): JsonObject {
-  const at = (key: string) => `${prefix}${key}`;
-  const tokens = ckpt.require(at("token_embedding.weight"), "the text encoder width");
-  const positions = ckpt.require(at("positional_embedding"), "the text length");
-  const fc = ckpt.require(at("transformer.resblocks.0.mlp.c_fc.weight"), "the text MLP width");
-  const projection = ckpt.get(at("text_projection"));
-  const layers = ckpt.countIndexed(at("transformer.resblocks."));
+  const tokens = ckpt.require("token_embedding.weight", "the text encoder width");
+  const positions = ckpt.require("positional_embedding", "the text length");
+  const fc = ckpt.require("transformer.resblocks.0.mlp.c_fc.weight", "the text MLP width");
+  const projection = ckpt.get("text_projection");
+  const layers = ckpt.countIndexed("transformer.resblocks.");
   return {
     ...base,
     vocab_size: tokens[0],

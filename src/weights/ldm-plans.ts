@@ -8,10 +8,12 @@
  * The source of truth for the key set is the config (via the layout enumerators), so a mapped
  * checkpoint exposes exactly the keys diffusers would have.
  */
-import type { ClipTextLayout } from "./clip-layout.js";
+import type { ClipTextConfig } from "../configs/clip-config.js";
+import type { UnetConfig } from "../configs/unet-config.js";
+import type { VaeConfig } from "../configs/vae-config.js";
 import { clipTextModules } from "./clip-layout.js";
-import { type UnetLayout, unetModules } from "./unet-layout.js";
-import { type VaeLayout, vaeModules } from "./vae-layout.js";
+import { unetModules } from "./unet-layout.js";
+import { vaeModules } from "./vae-layout.js";
 import { flattenModules, type Shape, type WeightModule } from "./weight-modules.js";
 
 /**
@@ -100,22 +102,22 @@ const UNET_RESNET_NAMES: Readonly<Record<string, string>> = {
  * block's last layer after its resnet (and attention). The transformers inside keep diffusers'
  * names.
  */
-export function ldmUnetPlan(layout: UnetLayout, prefix: string): KeyPlan {
+export function ldmUnetPlan(config: UnetConfig, prefix: string): KeyPlan {
   const inputIndex: number[][] = [];
   const downsamplerIndex: number[] = [];
   let next = 1;
-  for (const block of layout.down) {
+  for (const block of config.downBlocks) {
     inputIndex.push(Array.from({ length: block.layers }, () => next++));
-    if (block.resample) downsamplerIndex.push(next++);
+    if (block.addDownsample) downsamplerIndex.push(next++);
   }
   const outputIndex: number[][] = [];
   next = 0;
-  for (const block of layout.up) {
+  for (const block of config.upBlocks) {
     outputIndex.push(Array.from({ length: block.layers }, () => next++));
   }
   const upsampler = (b: number): string => {
     const last = outputIndex[b][outputIndex[b].length - 1];
-    return `output_blocks.${last}.${layout.up[b].hasAttention ? 2 : 1}.conv`;
+    return `output_blocks.${last}.${config.upBlocks[b].attention ? 2 : 1}.conv`;
   };
   const n = (text: string) => Number.parseInt(text, 10);
   const resnet = (at: string, suffix: string) =>
@@ -157,7 +159,7 @@ export function ldmUnetPlan(layout: UnetLayout, prefix: string): KeyPlan {
     { pattern: /^conv_norm_out\.(.+)$/, source: (m) => `out.0.${m[1]}` },
     { pattern: /^conv_out\.(.+)$/, source: (m) => `out.2.${m[1]}` },
   ];
-  return planFromRules(unetModules(layout), rules, prefix);
+  return planFromRules(unetModules(config), rules, prefix);
 }
 
 // ----------------------------------------------------------------------------------- VAE
@@ -178,8 +180,8 @@ const VAE_ATTENTION_NAMES: Readonly<Record<string, string>> = {
  * decoder's up blocks from the lowest resolution's opposite end: diffusers' up_blocks.0 (the
  * first to run) is LDM's `up.{n-1}`.
  */
-export function ldmVaePlan(layout: VaeLayout, prefix: string): KeyPlan {
-  const blocks = layout.blockOutChannels.length;
+export function ldmVaePlan(config: VaeConfig, prefix: string): KeyPlan {
+  const blocks = config.blockOutChannels.length;
   const n = (text: string) => Number.parseInt(text, 10);
   const rules: Rule[] = [
     {
@@ -215,7 +217,7 @@ export function ldmVaePlan(layout: VaeLayout, prefix: string): KeyPlan {
     // conv_in, conv_out, quant_conv and post_quant_conv keep their names.
     { pattern: /^(.+)$/, source: (m) => m[1] },
   ];
-  return planFromRules(vaeModules(layout), rules, prefix);
+  return planFromRules(vaeModules(config), rules, prefix);
 }
 
 // -------------------------------------------------------------------------- text encoders
@@ -227,7 +229,8 @@ export function ldmVaePlan(layout: VaeLayout, prefix: string): KeyPlan {
  * wrapper put its children directly under the prefix (`hasTextModelLevel` false).
  */
 export function hfClipPlan(
-  layout: ClipTextLayout,
+  config: ClipTextConfig,
+  withProjection: boolean,
   prefix: string,
   hasTextModelLevel: boolean,
 ): KeyPlan {
@@ -238,7 +241,7 @@ export function hfClipPlan(
     },
     { pattern: /^(text_projection\..+)$/, source: (m) => m[1] },
   ];
-  return planFromRules(clipTextModules(layout), rules, prefix);
+  return planFromRules(clipTextModules(config, withProjection), rules, prefix);
 }
 
 const OPEN_CLIP_LAYER_NAMES: Readonly<Record<string, string>> = {
@@ -254,7 +257,11 @@ const OPEN_CLIP_LAYER_NAMES: Readonly<Record<string, string>> = {
  * `conditioner.embedders.1.model.`): residual blocks `transformer.resblocks.{i}` with a fused
  * query/key/value projection, and a projection matrix stored transposed.
  */
-export function openClipPlan(layout: ClipTextLayout, prefix: string): KeyPlan {
+export function openClipPlan(
+  config: ClipTextConfig,
+  withProjection: boolean,
+  prefix: string,
+): KeyPlan {
   const QKV = ["q", "k", "v"];
   const rules: Rule[] = [
     {
@@ -283,7 +290,7 @@ export function openClipPlan(layout: ClipTextLayout, prefix: string): KeyPlan {
         `transformer.resblocks.${m[1]}.${renameSubmodule(m[2], OPEN_CLIP_LAYER_NAMES)}`,
     },
   ];
-  return planFromRules(clipTextModules(layout), rules, prefix);
+  return planFromRules(clipTextModules(config, withProjection), rules, prefix);
 }
 
 /** The stored shape a mapping expects (the inverse of its transform), for checks and tests. */

@@ -4,16 +4,17 @@
  */
 import { type KeyMapping, type KeyPlan, storedShape } from "./ldm-plans.js";
 import type { SafetensorsFile } from "./safetensors.js";
-import { sameShape, type WeightInfo, type WeightSource } from "./source.js";
+import { KeyedWeightSource, sameShape, type WeightInfo } from "./source.js";
 import type { Shape } from "./weight-modules.js";
 
-export class MappedWeightSource implements WeightSource {
+export class MappedWeightSource extends KeyedWeightSource<KeyMapping> {
   /** Checks that every planned source exists with a compatible shape; one error lists problems. */
   constructor(
-    readonly label: string,
+    label: string,
     private readonly file: SafetensorsFile,
-    private readonly plan: KeyPlan,
+    plan: KeyPlan,
   ) {
+    super(label, plan);
     const problems: string[] = [];
     for (const [key, mapping] of plan) {
       if (!file.has(mapping.source)) {
@@ -34,45 +35,28 @@ export class MappedWeightSource implements WeightSource {
   }
 
   identity(): unknown {
-    return { file: this.file.identity(), mapped: this.label, keys: this.plan.size };
-  }
-
-  keys(): string[] {
-    return [...this.plan.keys()];
-  }
-
-  has(key: string): boolean {
-    return this.plan.has(key);
+    return { file: this.file.identity(), mapped: this.label, keys: this.entries.size };
   }
 
   info(key: string): WeightInfo {
-    const mapping = this.mapping(key);
+    const mapping = this.entry(key);
     return { dtype: this.file.info(mapping.source).dtype, shape: mapping.shape };
   }
 
   readFloat32(key: string): Float32Array {
-    const mapping = this.mapping(key);
+    const mapping = this.entry(key);
     return applyTransform(this.file.readFloat32(mapping.source), mapping);
   }
 
   readFloat16(key: string): Uint16Array | undefined {
-    const mapping = this.mapping(key);
-    if (this.file.info(mapping.source).dtype !== "F16") return undefined;
-    let bytes = this.file.readBytes(mapping.source);
-    if (bytes.byteOffset % 2 !== 0) bytes = bytes.slice();
-    const bits = new Uint16Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 2);
-    return applyTransform(bits, mapping);
+    const mapping = this.entry(key);
+    const bits = this.file.readFloat16Bits(mapping.source);
+    return bits && applyTransform(bits, mapping);
   }
 
   /** The checkpoint key behind a diffusers key (for messages and tests). */
   sourceOf(key: string): string {
-    return this.mapping(key).source;
-  }
-
-  private mapping(key: string): KeyMapping {
-    const mapping = this.plan.get(key);
-    if (!mapping) throw new Error(`${this.label}: no weight named "${key}"`);
-    return mapping;
+    return this.entry(key).source;
   }
 }
 

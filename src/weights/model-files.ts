@@ -3,7 +3,8 @@
  * single-file LDM checkpoint, or the builtin full-size configs with random weights. The
  * pipeline loader turns one of these into components without knowing where it came from.
  */
-import type { JsonObject } from "./config-json.js";
+import type { JsonObject } from "../configs/config-json.js";
+import type { ModelFamily } from "../util/vocabulary.js";
 import type { WeightSource } from "./source.js";
 
 /** The weight-bearing components of an SD 1.x / 2.x / XL pipeline, named as in diffusers. */
@@ -17,7 +18,7 @@ export const COMPONENT_NAMES: readonly ComponentName[] = Object.freeze([
 ]);
 
 /** Model generation, as far as weights tell: SD 1.x, SD 2.x or SDXL (base). */
-export type ModelFamily = "sd1" | "sd2" | "sdxl";
+export type { ModelFamily };
 
 /**
  * A `model_index.json`: component name -> [library, class] (both null for an absent optional

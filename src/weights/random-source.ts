@@ -13,18 +13,19 @@
  */
 import { float16ArrayToFloat32, float32ToFloat16Bits } from "../util/float16.js";
 import { SeededRandom } from "../util/random.js";
-import type { WeightInfo, WeightSource } from "./source.js";
+import { KeyedWeightSource, type WeightInfo } from "./source.js";
 import type { Shape } from "./weight-modules.js";
 
 const LEVELS = 4096;
 const ONE_FLOAT16 = 0x3c00;
 
-export class RandomWeightSource implements WeightSource {
+export class RandomWeightSource extends KeyedWeightSource<Shape> {
   constructor(
-    readonly label: string,
-    private readonly shapes: ReadonlyMap<string, Shape>,
+    label: string,
+    shapes: ReadonlyMap<string, Shape>,
     readonly seed = 0,
   ) {
+    super(label, shapes);
     if (!Number.isSafeInteger(seed) || seed < 0) {
       throw new Error(`${label}: seed must be a non-negative integer, got ${seed}`);
     }
@@ -32,19 +33,11 @@ export class RandomWeightSource implements WeightSource {
 
   identity(): unknown {
     // The generator is fixed by this file; bump the version when it changes.
-    return { random: 1, label: this.label, seed: this.seed, tensors: this.shapes.size };
-  }
-
-  keys(): string[] {
-    return [...this.shapes.keys()];
-  }
-
-  has(key: string): boolean {
-    return this.shapes.has(key);
+    return { random: 1, label: this.label, seed: this.seed, tensors: this.entries.size };
   }
 
   info(key: string): WeightInfo {
-    return { dtype: "F16", shape: this.shape(key) };
+    return { dtype: "F16", shape: this.entry(key) };
   }
 
   readFloat32(key: string): Float32Array {
@@ -52,7 +45,7 @@ export class RandomWeightSource implements WeightSource {
   }
 
   readFloat16(key: string): Uint16Array {
-    const shape = this.shape(key);
+    const shape = this.entry(key);
     const count = shape.reduce((a, b) => a * b, 1);
     const out = new Uint16Array(count);
     if (key.endsWith(".bias")) return out;
@@ -86,12 +79,6 @@ export class RandomWeightSource implements WeightSource {
       if (i + 1 < count) out[i + 1] = table[bits & (LEVELS - 1)];
     }
     return out;
-  }
-
-  private shape(key: string): Shape {
-    const shape = this.shapes.get(key);
-    if (!shape) throw new Error(`${this.label}: no weight named "${key}"`);
-    return shape;
   }
 }
 

@@ -38,6 +38,21 @@ export const SAFETENSORS_DTYPE_BYTES: Readonly<Record<SafetensorsDType, number>>
   BOOL: 1,
 });
 
+type IntegerReader = (view: DataView, at: number) => bigint;
+
+/** How each integer dtype (and BOOL) is read as a bigint; U64 wraps into the int64 range. */
+const INTEGER_READERS: Partial<Record<SafetensorsDType, IntegerReader>> = {
+  I64: (view, at) => view.getBigInt64(at, true),
+  U64: (view, at) => BigInt.asIntN(64, view.getBigUint64(at, true)),
+  I32: (view, at) => BigInt(view.getInt32(at, true)),
+  U32: (view, at) => BigInt(view.getUint32(at, true)),
+  I16: (view, at) => BigInt(view.getInt16(at, true)),
+  U16: (view, at) => BigInt(view.getUint16(at, true)),
+  I8: (view, at) => BigInt(view.getInt8(at)),
+  U8: (view, at) => BigInt(view.getUint8(at)),
+  BOOL: (view, at) => BigInt(view.getUint8(at)),
+};
+
 export interface TensorInfo {
   readonly name: string;
   readonly dtype: SafetensorsDType;
@@ -190,6 +205,15 @@ export class SafetensorsFile {
     return this.source.read(this.dataStart + info.begin, info.end - info.begin);
   }
 
+  /** An F16 tensor's stored bits, without conversion; undefined for any other dtype. */
+  readFloat16Bits(name: string): Uint16Array | undefined {
+    if (this.info(name).dtype !== "F16") return undefined;
+    let bytes = this.readBytes(name);
+    // A Uint16Array view needs an even byte offset; an odd one is copied.
+    if (bytes.byteOffset % 2 !== 0) bytes = bytes.slice();
+    return new Uint16Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 2);
+  }
+
   /** One floating-point tensor upcast to float32. */
   readFloat32(name: string): Float32Array {
     const info = this.info(name);
@@ -229,45 +253,18 @@ export class SafetensorsFile {
   /** One integer tensor as bigint values. */
   readBigInt64(name: string): BigInt64Array {
     const info = this.info(name);
+    const read = INTEGER_READERS[info.dtype];
+    if (!read) {
+      throw new Error(
+        `${this.label}: tensor "${name}" has dtype ${info.dtype}, expected an integer type`,
+      );
+    }
     const bytes = this.readBytes(name);
     const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
     const count = info.shape.reduce((a, b) => a * b, 1);
     const out = new BigInt64Array(count);
     const width = SAFETENSORS_DTYPE_BYTES[info.dtype];
-    for (let i = 0; i < count; i++) {
-      const at = i * width;
-      switch (info.dtype) {
-        case "I64":
-          out[i] = view.getBigInt64(at, true);
-          break;
-        case "U64":
-          out[i] = BigInt.asIntN(64, view.getBigUint64(at, true));
-          break;
-        case "I32":
-          out[i] = BigInt(view.getInt32(at, true));
-          break;
-        case "U32":
-          out[i] = BigInt(view.getUint32(at, true));
-          break;
-        case "I16":
-          out[i] = BigInt(view.getInt16(at, true));
-          break;
-        case "U16":
-          out[i] = BigInt(view.getUint16(at, true));
-          break;
-        case "I8":
-          out[i] = BigInt(view.getInt8(at));
-          break;
-        case "U8":
-        case "BOOL":
-          out[i] = BigInt(view.getUint8(at));
-          break;
-        default:
-          throw new Error(
-            `${this.label}: tensor "${name}" has dtype ${info.dtype}, expected an integer type`,
-          );
-      }
-    }
+    for (let i = 0; i < count; i++) out[i] = read(view, i * width);
     return out;
   }
 

@@ -15,9 +15,12 @@
  * buffers) are ignored; unused keys *inside* a component are an error, since they mean the
  * config does not describe the checkpoint.
  */
+
+import { parseClipTextConfig } from "../configs/clip-config.js";
+import type { JsonObject } from "../configs/config-json.js";
+import { parseUnetConfig } from "../configs/unet-config.js";
+import { parseVaeConfig } from "../configs/vae-config.js";
 import { familyConfigs } from "./builtin.js";
-import { clipTextLayout } from "./clip-layout.js";
-import type { JsonObject } from "./config-json.js";
 import {
   CheckpointShapes,
   inferHfClipConfig,
@@ -35,8 +38,6 @@ import {
 } from "./model-files.js";
 import { SafetensorsFile } from "./safetensors.js";
 import type { WeightSource } from "./source.js";
-import { unetLayout } from "./unet-layout.js";
-import { vaeLayout } from "./vae-layout.js";
 
 export const LDM_UNET_PREFIX = "model.diffusion_model.";
 export const LDM_VAE_PREFIX = "first_stage_model.";
@@ -158,10 +159,7 @@ export function detectCheckpointLayout(
 
 /** The width of the text features the UNet's cross-attention reads. */
 function unetCrossWidth(ckpt: CheckpointShapes, prefix: string): number | undefined {
-  const toK = [...ckpt.shapes.keys()].find(
-    (key) => key.startsWith(prefix) && key.endsWith(".attn2.to_k.weight"),
-  );
-  return toK ? ckpt.get(toK)![1] : undefined;
+  return ckpt.under(prefix).firstEndingWith(".attn2.to_k.weight")?.[1];
 }
 
 /** Text feature width each encoder gives, read from its token embedding. */
@@ -201,18 +199,17 @@ export function inferCheckpointConfigs(
     out[component] =
       given[component] ??
       (location.format === "transformers"
-        ? inferHfClipConfig(ckpt, location.prefix, baseConfig)
-        : inferOpenClipConfig(ckpt, location.prefix, baseConfig, layout.family === "sd2"));
+        ? inferHfClipConfig(ckpt.under(location.prefix), baseConfig)
+        : inferOpenClipConfig(ckpt.under(location.prefix), baseConfig, layout.family === "sd2"));
   }
-  if (layout.vae) out.vae = given.vae ?? inferVaeConfig(ckpt, layout.vae, base.vae!);
+  if (layout.vae) out.vae = given.vae ?? inferVaeConfig(ckpt.under(layout.vae), base.vae!);
   if (!layout.unet) return out;
 
   const pooled = out.text_encoder_2?.projection_dim;
   const unet =
     given.unet ??
     inferUnetConfig(
-      ckpt,
-      layout.unet,
+      ckpt.under(layout.unet),
       layout.family,
       base.unet!,
       typeof pooled === "number" ? pooled : undefined,
@@ -244,19 +241,22 @@ export function singleFilePlan(
   const configLabel = `${label} ${component} config`;
   switch (component) {
     case "unet":
-      return ldmUnetPlan(unetLayout(config, configLabel), layout.unet!);
+      return ldmUnetPlan(parseUnetConfig(config, configLabel, "weights"), layout.unet!);
     case "vae":
-      return ldmVaePlan(vaeLayout(config, configLabel), layout.vae!);
+      return ldmVaePlan(parseVaeConfig(config, configLabel), layout.vae!);
     case "text_encoder":
     case "text_encoder_2": {
       const location = layout[component]!;
-      const clip = clipTextLayout(config, component === "text_encoder_2", configLabel);
-      if (location.format === "open_clip") return openClipPlan(clip, location.prefix);
+      const clip = parseClipTextConfig(config, configLabel);
+      const withProjection = component === "text_encoder_2";
+      if (location.format === "open_clip") {
+        return openClipPlan(clip, withProjection, location.prefix);
+      }
       const hasTextModelLevel = location.prefix.endsWith("text_model.");
       const root = hasTextModelLevel
         ? location.prefix.slice(0, -"text_model.".length)
         : location.prefix;
-      return hfClipPlan(clip, root, hasTextModelLevel);
+      return hfClipPlan(clip, withProjection, root, hasTextModelLevel);
     }
   }
 }

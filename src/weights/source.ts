@@ -29,6 +29,36 @@ export interface WeightSource {
   identity?(): unknown;
 }
 
+/**
+ * A source whose keys are those of a map made when it opens; `entry` finds what stands behind a
+ * key (a file, a mapping, a shape) or says in one line that there is no such weight.
+ */
+export abstract class KeyedWeightSource<T> implements WeightSource {
+  constructor(
+    readonly label: string,
+    protected readonly entries: ReadonlyMap<string, T>,
+    private readonly noun = "weight",
+  ) {}
+
+  keys(): string[] {
+    return [...this.entries.keys()];
+  }
+
+  has(key: string): boolean {
+    return this.entries.has(key);
+  }
+
+  abstract info(key: string): WeightInfo;
+
+  abstract readFloat32(key: string): Float32Array;
+
+  protected entry(key: string): T {
+    const entry = this.entries.get(key);
+    if (entry === undefined) throw new Error(`${this.label}: no ${this.noun} named "${key}"`);
+    return entry;
+  }
+}
+
 /** The cache identity of a source: its own, or its label, keys and shapes. */
 export function weightIdentity(source: WeightSource): unknown {
   if (source.identity) return source.identity();

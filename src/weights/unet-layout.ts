@@ -1,10 +1,10 @@
 /**
  * The weight layout of diffusers' UNet2DConditionModel (SD 1.x, SD 2.x, SDXL): which modules
- * exist for a config and the shapes of their tensors. Head counts do not change any shape, so
- * they are not read here.
+ * exist for a config and the shapes of their tensors, derived from the same typed config the
+ * builder reads, so the two accept the same models. Head counts do not change any shape.
  */
-import { ConfigReader } from "./config-fields.js";
-import type { JsonObject } from "./config-json.js";
+import type { JsonObject } from "../configs/config-json.js";
+import { parseUnetConfig, type UnetConfig, unetAttentionSites } from "../configs/unet-config.js";
 import {
   conv2d,
   flattenModules,
@@ -15,130 +15,6 @@ import {
   under,
   type WeightModule,
 } from "./weight-modules.js";
-
-export interface UnetBlockLayout {
-  readonly hasAttention: boolean;
-  /** Resnets in the block (down: layers_per_block, up: layers_per_block + 1). */
-  readonly layers: number;
-  /** Transformer blocks inside each layer's attention, when the block has attention. */
-  readonly transformerDepth: readonly number[];
-  readonly crossAttentionDim: number;
-  /** Whether the block ends with a downsampler (down) or an upsampler (up). */
-  readonly resample: boolean;
-}
-
-export interface UnetLayout {
-  readonly inChannels: number;
-  readonly outChannels: number;
-  readonly blockOutChannels: readonly number[];
-  readonly convInKernel: number;
-  readonly convOutKernel: number;
-  readonly timeEmbedDim: number;
-  /** Input width of SDXL's `add_embedding` (text_time conditioning), when present. */
-  readonly additionEmbedInputDim: number | undefined;
-  readonly useLinearProjection: boolean;
-  readonly scaleShift: boolean;
-  readonly down: readonly UnetBlockLayout[];
-  readonly mid: { readonly transformerDepth: number; readonly crossAttentionDim: number };
-  readonly up: readonly UnetBlockLayout[];
-}
-
-const DOWN_BLOCK_TYPES = ["CrossAttnDownBlock2D", "DownBlock2D"];
-const UP_BLOCK_TYPES = ["CrossAttnUpBlock2D", "UpBlock2D"];
-
-export function unetLayout(config: JsonObject, label = "unet config"): UnetLayout {
-  const c = new ConfigReader(config, label);
-  const what = "UNet";
-  c.requireValue("class_embed_type", [undefined, null], what);
-  c.requireValue("num_class_embeds", [undefined, null], what);
-  c.requireValue("encoder_hid_dim_type", [undefined, null], what);
-  c.requireValue("encoder_hid_dim", [undefined, null], what);
-  c.requireValue("time_cond_proj_dim", [undefined, null], what);
-  c.requireValue("time_embedding_type", [undefined, "positional"], what);
-  c.requireValue("addition_embed_type", [undefined, null, "text_time"], what);
-  c.requireValue("mid_block_type", [undefined, "UNetMidBlock2DCrossAttn"], what);
-  c.requireValue("only_cross_attention", [undefined, false], what);
-  c.requireValue("dual_cross_attention", [undefined, false], what);
-  c.requireValue("attention_type", [undefined, "default"], what);
-  c.requireValue("resnet_time_scale_shift", [undefined, "default", "scale_shift"], what);
-
-  const blockOutChannels = c.intList("block_out_channels");
-  const blocks = blockOutChannels.length;
-  const downTypes = c.stringList("down_block_types");
-  const upTypes = c.stringList("up_block_types");
-  if (blocks === 0) c.fail("block_out_channels", "a non-empty list", blockOutChannels);
-  if (downTypes.length !== blocks)
-    c.fail("down_block_types", `a list of ${blocks} names`, downTypes);
-  if (upTypes.length !== blocks) c.fail("up_block_types", `a list of ${blocks} names`, upTypes);
-  for (const [field, types, allowed] of [
-    ["down_block_types", downTypes, DOWN_BLOCK_TYPES],
-    ["up_block_types", upTypes, UP_BLOCK_TYPES],
-  ] as const) {
-    for (const type of types) {
-      if (!allowed.includes(type)) c.fail(field, `made of ${allowed.join(" or ")}`, types);
-    }
-  }
-
-  const downLayers = c.intPerBlock("layers_per_block", blocks, 2);
-  const upLayers = [...downLayers].reverse().map((n) => n + 1);
-  const crossDims = c.intPerBlock("cross_attention_dim", blocks, 1280);
-  const downDepth = c.intPerBlockPerLayer("transformer_layers_per_block", downLayers, 1);
-  let upDepth: number[][];
-  if (c.has("reverse_transformer_layers_per_block")) {
-    upDepth = c.intPerBlockPerLayer("reverse_transformer_layers_per_block", upLayers);
-  } else {
-    upDepth = upLayers.map((layers, i) => {
-      const depths = downDepth[blocks - 1 - i];
-      if (!depths.every((d) => d === depths[0])) {
-        c.fail(
-          "reverse_transformer_layers_per_block",
-          "given when transformer_layers_per_block varies within a block",
-          null,
-        );
-      }
-      return new Array<number>(layers).fill(depths[0] ?? 1);
-    });
-  }
-
-  const down = downTypes.map(
-    (type, i): UnetBlockLayout => ({
-      hasAttention: type === "CrossAttnDownBlock2D",
-      layers: downLayers[i],
-      transformerDepth: downDepth[i],
-      crossAttentionDim: crossDims[i],
-      resample: i < blocks - 1,
-    }),
-  );
-  const up = upTypes.map(
-    (type, i): UnetBlockLayout => ({
-      hasAttention: type === "CrossAttnUpBlock2D",
-      layers: upLayers[i],
-      transformerDepth: upDepth[i],
-      crossAttentionDim: crossDims[blocks - 1 - i],
-      resample: i < blocks - 1,
-    }),
-  );
-  const lastDepths = downDepth[blocks - 1];
-  const additionType = c.optionalString("addition_embed_type");
-  return {
-    inChannels: c.int("in_channels", 4),
-    outChannels: c.int("out_channels", 4),
-    blockOutChannels,
-    convInKernel: c.int("conv_in_kernel", 3),
-    convOutKernel: c.int("conv_out_kernel", 3),
-    timeEmbedDim: c.optionalInt("time_embedding_dim") ?? blockOutChannels[0] * 4,
-    additionEmbedInputDim:
-      additionType === "text_time" ? c.int("projection_class_embeddings_input_dim") : undefined,
-    useLinearProjection: c.bool("use_linear_projection", false),
-    scaleShift: c.optionalString("resnet_time_scale_shift") === "scale_shift",
-    down,
-    mid: {
-      transformerDepth: lastDepths[lastDepths.length - 1] ?? 1,
-      crossAttentionDim: crossDims[blocks - 1],
-    },
-    up,
-  };
-}
 
 /** Transformer2DModel with `depth` BasicTransformerBlocks (self-attention, cross-attention, GEGLU). */
 function transformerTensors(
@@ -179,90 +55,98 @@ function attentionTensors(channels: number, contextChannels: number): [string, S
   ];
 }
 
-export function unetModules(layout: UnetLayout): WeightModule[] {
-  const boc = layout.blockOutChannels;
-  const temb = layout.timeEmbedDim;
-  const resnet = (inC: number, outC: number) => resnetTensors(inC, outC, temb, layout.scaleShift);
-  const transformer = (channels: number, depth: number, cross: number) =>
-    transformerTensors(channels, depth, cross, layout.useLinearProjection);
+export function unetModules(config: UnetConfig): WeightModule[] {
+  const boc = config.blockOutChannels;
+  const temb = config.timeEmbeddingDim;
+  const scaleShift = config.resnetTimeScaleShift === "scale_shift";
   const modules: WeightModule[] = [
-    { prefix: "conv_in", tensors: conv2d(boc[0], layout.inChannels, layout.convInKernel) },
+    { prefix: "conv_in", tensors: conv2d(boc[0], config.inChannels, config.convInKernel) },
     { prefix: "time_embedding.linear_1", tensors: linear(temb, boc[0]) },
     { prefix: "time_embedding.linear_2", tensors: linear(temb, temb) },
   ];
-  if (layout.additionEmbedInputDim !== undefined) {
+  if (config.addition) {
     modules.push(
-      { prefix: "add_embedding.linear_1", tensors: linear(temb, layout.additionEmbedInputDim) },
+      {
+        prefix: "add_embedding.linear_1",
+        tensors: linear(temb, config.addition.projectionInputDim),
+      },
       { prefix: "add_embedding.linear_2", tensors: linear(temb, temb) },
     );
   }
+  const resnet = (prefix: string, inC: number, outC: number) =>
+    modules.push({ prefix, tensors: resnetTensors(inC, outC, temb, scaleShift) });
+  // The transformers sit where the one list of attention sites says, as in the builder.
+  const sites = new Map(unetAttentionSites(config).map((site) => [site.module, site]));
+  const attention = (module: string) => {
+    const site = sites.get(module);
+    if (!site) return;
+    const { channels, depth, attention } = site;
+    const tensors = transformerTensors(
+      channels,
+      depth,
+      attention.crossAttentionDim,
+      config.useLinearProjection,
+    );
+    modules.push({ prefix: module, tensors });
+  };
 
-  let channels = boc[0];
-  layout.down.forEach((block, b) => {
-    const outC = boc[b];
+  // The skip connections as the builder keeps them: each up-block resnet takes the previous
+  // output concatenated with the last skip the down path left.
+  let width = boc[0];
+  const skips: number[] = [width];
+  config.downBlocks.forEach((block, b) => {
     for (let j = 0; j < block.layers; j++) {
-      modules.push({
-        prefix: `down_blocks.${b}.resnets.${j}`,
-        tensors: resnet(j === 0 ? channels : outC, outC),
-      });
-      if (block.hasAttention) {
-        modules.push({
-          prefix: `down_blocks.${b}.attentions.${j}`,
-          tensors: transformer(outC, block.transformerDepth[j], block.crossAttentionDim),
-        });
-      }
+      resnet(`down_blocks.${b}.resnets.${j}`, width, block.outChannels);
+      width = block.outChannels;
+      attention(`down_blocks.${b}.attentions.${j}`);
+      skips.push(width);
     }
-    if (block.resample) {
+    if (block.addDownsample) {
       modules.push({
         prefix: `down_blocks.${b}.downsamplers.0.conv`,
-        tensors: conv2d(outC, outC, 3),
+        tensors: conv2d(width, width, 3),
       });
+      skips.push(width);
     }
-    channels = outC;
   });
 
-  const midC = boc[boc.length - 1];
-  modules.push(
-    { prefix: "mid_block.resnets.0", tensors: resnet(midC, midC) },
-    {
-      prefix: "mid_block.attentions.0",
-      tensors: transformer(midC, layout.mid.transformerDepth, layout.mid.crossAttentionDim),
-    },
-    { prefix: "mid_block.resnets.1", tensors: resnet(midC, midC) },
-  );
+  const mid = config.midBlock;
+  if (mid) {
+    resnet("mid_block.resnets.0", width, mid.channels);
+    width = mid.channels;
+    // diffusers builds UNetMidBlock2D with no layers after its first resnet.
+    if (mid.attention) {
+      attention("mid_block.attentions.0");
+      resnet("mid_block.resnets.1", width, width);
+    }
+  }
 
-  // Each up-block resnet takes the previous output concatenated with one skip connection
-  // from the down path, in the reverse order the down path produced them.
-  const reversed = [...boc].reverse();
-  let previous = reversed[0];
-  layout.up.forEach((block, b) => {
-    const outC = reversed[b];
-    const skipOfLast = reversed[Math.min(b + 1, boc.length - 1)];
+  config.upBlocks.forEach((block, b) => {
     for (let j = 0; j < block.layers; j++) {
-      const inC = j === 0 ? previous : outC;
-      const skipC = j === block.layers - 1 ? skipOfLast : outC;
-      modules.push({ prefix: `up_blocks.${b}.resnets.${j}`, tensors: resnet(inC + skipC, outC) });
-      if (block.hasAttention) {
-        modules.push({
-          prefix: `up_blocks.${b}.attentions.${j}`,
-          tensors: transformer(outC, block.transformerDepth[j], block.crossAttentionDim),
-        });
-      }
+      const skip = skips.pop() ?? 0;
+      resnet(`up_blocks.${b}.resnets.${j}`, width + skip, block.outChannels);
+      width = block.outChannels;
+      attention(`up_blocks.${b}.attentions.${j}`);
     }
-    if (block.resample) {
-      modules.push({ prefix: `up_blocks.${b}.upsamplers.0.conv`, tensors: conv2d(outC, outC, 3) });
+    if (block.addUpsample) {
+      modules.push({
+        prefix: `up_blocks.${b}.upsamplers.0.conv`,
+        tensors: conv2d(width, width, 3),
+      });
     }
-    previous = outC;
   });
 
   modules.push(
     { prefix: "conv_norm_out", tensors: norm(boc[0]) },
-    { prefix: "conv_out", tensors: conv2d(layout.outChannels, boc[0], layout.convOutKernel) },
+    { prefix: "conv_out", tensors: conv2d(config.outChannels, boc[0], config.convOutKernel) },
   );
   return modules;
 }
 
-/** Every UNet weight key with its shape, exactly as diffusers names them. */
+/**
+ * Every UNet weight key with its shape, exactly as diffusers names them. Read for its weights,
+ * the config may ask for what only changes shapes (resnet_time_scale_shift "scale_shift").
+ */
 export function unetWeightShapes(config: JsonObject, label?: string): Map<string, Shape> {
-  return flattenModules(unetModules(unetLayout(config, label)));
+  return flattenModules(unetModules(parseUnetConfig(config, label, "weights")));
 }

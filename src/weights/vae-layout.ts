@@ -1,9 +1,10 @@
 /**
  * The weight layout of diffusers' AutoencoderKL: an encoder and a decoder of resnet blocks
  * around a mid block with one self-attention, and the 1x1 quant/post-quant convolutions.
+ * Derived from the same typed config the builders read.
  */
-import { ConfigReader } from "./config-fields.js";
-import type { JsonObject } from "./config-json.js";
+import type { JsonObject } from "../configs/config-json.js";
+import { parseVaeConfig, type VaeConfig } from "../configs/vae-config.js";
 import {
   conv2d,
   flattenModules,
@@ -14,44 +15,6 @@ import {
   under,
   type WeightModule,
 } from "./weight-modules.js";
-
-export interface VaeLayout {
-  readonly inChannels: number;
-  readonly outChannels: number;
-  readonly latentChannels: number;
-  readonly blockOutChannels: readonly number[];
-  readonly layersPerBlock: number;
-  readonly midAttention: boolean;
-  readonly quantConv: boolean;
-  readonly postQuantConv: boolean;
-}
-
-export function vaeLayout(config: JsonObject, label = "vae config"): VaeLayout {
-  const c = new ConfigReader(config, label);
-  const blockOutChannels = c.intList("block_out_channels");
-  const blocks = blockOutChannels.length;
-  if (blocks === 0) c.fail("block_out_channels", "a non-empty list", blockOutChannels);
-  for (const [field, allowed] of [
-    ["down_block_types", "DownEncoderBlock2D"],
-    ["up_block_types", "UpDecoderBlock2D"],
-  ] as const) {
-    if (!c.has(field)) continue;
-    const types = c.stringList(field);
-    if (types.length !== blocks || types.some((t) => t !== allowed)) {
-      c.fail(field, `a list of ${blocks} × ${allowed}`, types);
-    }
-  }
-  return {
-    inChannels: c.int("in_channels", 3),
-    outChannels: c.int("out_channels", 3),
-    latentChannels: c.int("latent_channels", 4),
-    blockOutChannels,
-    layersPerBlock: c.int("layers_per_block", 1),
-    midAttention: c.bool("mid_block_add_attention", true),
-    quantConv: c.bool("use_quant_conv", true),
-    postQuantConv: c.bool("use_post_quant_conv", true),
-  };
-}
 
 function midBlockModules(prefix: string, channels: number, attention: boolean): WeightModule[] {
   const modules: WeightModule[] = [
@@ -76,62 +39,62 @@ function midBlockModules(prefix: string, channels: number, attention: boolean): 
   return modules;
 }
 
-export function vaeModules(layout: VaeLayout): WeightModule[] {
-  const boc = layout.blockOutChannels;
-  const last = boc[boc.length - 1];
-  const latent = layout.latentChannels;
-  const modules: WeightModule[] = [
-    { prefix: "encoder.conv_in", tensors: conv2d(boc[0], layout.inChannels, 3) },
-  ];
-  let channels = boc[0];
-  boc.forEach((outC, b) => {
-    for (let j = 0; j < layout.layersPerBlock; j++) {
+/** Blocks of `layers` resnets at the given widths, each but the last ending in a resampler. */
+function resnetPath(
+  prefix: string,
+  resampler: "downsamplers" | "upsamplers",
+  widths: readonly number[],
+  layers: number,
+): WeightModule[] {
+  const modules: WeightModule[] = [];
+  let channels = widths[0];
+  widths.forEach((outC, b) => {
+    for (let j = 0; j < layers; j++) {
       modules.push({
-        prefix: `encoder.down_blocks.${b}.resnets.${j}`,
+        prefix: `${prefix}.${b}.resnets.${j}`,
         tensors: resnetTensors(j === 0 ? channels : outC, outC, undefined),
       });
     }
-    if (b < boc.length - 1) {
+    if (b < widths.length - 1) {
       modules.push({
-        prefix: `encoder.down_blocks.${b}.downsamplers.0.conv`,
+        prefix: `${prefix}.${b}.${resampler}.0.conv`,
         tensors: conv2d(outC, outC, 3),
       });
     }
     channels = outC;
   });
+  return modules;
+}
+
+export function vaeModules(config: VaeConfig): WeightModule[] {
+  const boc = config.blockOutChannels;
+  const last = boc[boc.length - 1];
+  const latent = config.latentChannels;
+  const modules: WeightModule[] = [
+    { prefix: "encoder.conv_in", tensors: conv2d(boc[0], config.inChannels, 3) },
+  ];
+  modules.push(...resnetPath("encoder.down_blocks", "downsamplers", boc, config.layersPerBlock));
   modules.push(
-    ...midBlockModules("encoder.mid_block", last, layout.midAttention),
+    ...midBlockModules("encoder.mid_block", last, config.midBlockAddAttention),
     { prefix: "encoder.conv_norm_out", tensors: norm(last) },
     // The encoder predicts a mean and a log-variance per latent channel.
     { prefix: "encoder.conv_out", tensors: conv2d(2 * latent, last, 3) },
     { prefix: "decoder.conv_in", tensors: conv2d(last, latent, 3) },
-    ...midBlockModules("decoder.mid_block", last, layout.midAttention),
+    ...midBlockModules("decoder.mid_block", last, config.midBlockAddAttention),
   );
+  // The decoder walks the widths back up, with one more resnet per block.
   const reversed = [...boc].reverse();
-  let previous = reversed[0];
-  reversed.forEach((outC, b) => {
-    for (let j = 0; j < layout.layersPerBlock + 1; j++) {
-      modules.push({
-        prefix: `decoder.up_blocks.${b}.resnets.${j}`,
-        tensors: resnetTensors(j === 0 ? previous : outC, outC, undefined),
-      });
-    }
-    if (b < boc.length - 1) {
-      modules.push({
-        prefix: `decoder.up_blocks.${b}.upsamplers.0.conv`,
-        tensors: conv2d(outC, outC, 3),
-      });
-    }
-    previous = outC;
-  });
+  modules.push(
+    ...resnetPath("decoder.up_blocks", "upsamplers", reversed, config.layersPerBlock + 1),
+  );
   modules.push(
     { prefix: "decoder.conv_norm_out", tensors: norm(boc[0]) },
-    { prefix: "decoder.conv_out", tensors: conv2d(layout.outChannels, boc[0], 3) },
+    { prefix: "decoder.conv_out", tensors: conv2d(config.outChannels, boc[0], 3) },
   );
-  if (layout.quantConv) {
+  if (config.useQuantConv) {
     modules.push({ prefix: "quant_conv", tensors: conv2d(2 * latent, 2 * latent, 1) });
   }
-  if (layout.postQuantConv) {
+  if (config.usePostQuantConv) {
     modules.push({ prefix: "post_quant_conv", tensors: conv2d(latent, latent, 1) });
   }
   return modules;
@@ -139,5 +102,5 @@ export function vaeModules(layout: VaeLayout): WeightModule[] {
 
 /** Every AutoencoderKL weight key with its shape, exactly as diffusers names them. */
 export function vaeWeightShapes(config: JsonObject, label?: string): Map<string, Shape> {
-  return flattenModules(vaeModules(vaeLayout(config, label)));
+  return flattenModules(vaeModules(parseVaeConfig(config, label)));
 }

@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { plotBenchSvg, type UnetBenchRow } from "../../src/index.js";
+import { plotBenchSvg } from "../../src/bench/plot.js";
+import type { UnetBenchRow } from "../../src/bench/unet-bench.js";
 
 function row(
   method: UnetBenchRow["method"],

@@ -4,7 +4,7 @@
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { SafetensorsFile } from "../../src/index.js";
+import { SafetensorsFile } from "../../src/weights/safetensors.js";
 import { fixturePath, maxAbsDiff } from "../fixtures.js";
 import { runCli, Workspace } from "./helpers.js";
 

@@ -2,7 +2,7 @@
 // settings in the metadata, and bad input.
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { readModel } from "../../src/index.js";
+import { readModel } from "../../src/onnx/model-io.js";
 import { expectOneLineError, filesIn, runCli, SD15, Workspace } from "./helpers.js";
 
 const ws = new Workspace();

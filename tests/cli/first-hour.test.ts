@@ -3,8 +3,9 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { loadClipTokenizer, loadPipeline } from "../../src/index.js";
+import { loadPipeline } from "../../src/index.js";
 import { builtinClipTokenizerDir } from "../../src/tokenizers/builtin-vocabulary.js";
+import { loadClipTokenizer } from "../../src/tokenizers/load-folder.js";
 import { fixturePath } from "../fixtures.js";
 import { filesIn, runCli, Workspace } from "./helpers.js";
 

@@ -4,14 +4,13 @@
 import { afterAll, describe, expect, it } from "vitest";
 import {
   encodePng,
-  encodeSafetensors,
   floatToRgb8,
   loadPipeline,
   readGenerationInfo,
   readPngFile,
   rgb8ToFloat,
-  SafetensorsFile,
 } from "../../src/index.js";
+import { encodeSafetensors, SafetensorsFile } from "../../src/weights/safetensors.js";
 import { maxAbsDiff } from "../fixtures.js";
 import { callOptions, cases, tensors } from "../pipelines/pipeline-cases.js";
 import { expectOneLineError, filesIn, runCli, SD15, Workspace } from "./helpers.js";

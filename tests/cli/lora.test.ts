@@ -4,18 +4,14 @@
 import { copyFileSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import {
-  encodeSafetensors,
-  readGenerationInfo,
-  readPngFile,
-  SafetensorsFile,
-} from "../../src/index.js";
+import { readGenerationInfo, readPngFile } from "../../src/index.js";
 import {
   createSession,
   float32Tensor,
   int64Tensor,
   runFloat32,
 } from "../../src/runtime/session.js";
+import { encodeSafetensors, SafetensorsFile } from "../../src/weights/safetensors.js";
 import { fixturePath, maxAbsDiff, openCaseTensors } from "../fixtures.js";
 import { expectOneLineError, filesIn, runCli, SD15, Workspace } from "./helpers.js";
 
@@ -327,7 +323,7 @@ describe("convert with LoRAs", () => {
     } finally {
       await session.release();
     }
-    const { readModel } = await import("../../src/index.js");
+    const { readModel } = await import("../../src/onnx/model-io.js");
     const metadata = readModel(out, false).metadataProps ?? [];
     const loras = metadata.find((m) => m.key === "todo_sd.loras")?.value;
     expect(JSON.parse(loras ?? "null")).toEqual([

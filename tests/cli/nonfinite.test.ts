@@ -2,7 +2,7 @@
 // whose latents or image turn non-finite stops with one line naming the step, writes nothing and
 // exits non-zero.
 import { afterAll, describe, expect, it } from "vitest";
-import { encodeSafetensors } from "../../src/index.js";
+import { encodeSafetensors } from "../../src/weights/safetensors.js";
 import { expectOneLineError, filesIn, runCli, SD15, Workspace } from "./helpers.js";
 
 const ws = new Workspace();

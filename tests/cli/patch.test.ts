@@ -3,7 +3,7 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { readModel } from "../../src/index.js";
+import { readModel } from "../../src/onnx/model-io.js";
 import { fixturePath } from "../fixtures.js";
 import { expectOneLineError, filesIn, runCli, SD15_ONNX, Workspace } from "./helpers.js";
 

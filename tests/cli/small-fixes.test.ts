@@ -2,9 +2,10 @@
 // prompts cut without a word, an ETA that counted model building, kernel file systems as output
 // folders, clip skip beyond the encoder, huge init images, failing probes that exited 0, and
 // GPU devices that cannot start.
-import { existsSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+import { existsSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
-import { dirname, join } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
 import { ProgressBar } from "../../src/cli/progress.js";
 import { encodePng } from "../../src/index.js";
@@ -119,6 +120,41 @@ describe("devices that cannot start", () => {
         /no WebGPU adapter was found/,
       );
   });
+
+  it.runIf(process.platform === "linux")(
+    "--device webgpu with a Vulkan manifest but no driver behind it: one line, no native dump",
+    () => {
+      // The manifest exists, so only asking Dawn tells that no adapter is there. Dawn's own
+      // multi-line warning is written by native code straight to the process's stderr, so the
+      // built command runs as a child to see everything a user would.
+      const manifest = join(ws.root, "driver-without-library.json");
+      writeFileSync(
+        manifest,
+        JSON.stringify({
+          file_format_version: "1.0.0",
+          ICD: { library_path: join(ws.root, "no-such-libvulkan-driver.so"), api_version: "1.3.0" },
+        }),
+      );
+      const env = { ...process.env, VK_ICD_FILENAMES: manifest };
+      const out = ws.outDir();
+      const runs = [
+        ["generate", "a red cube", ...tiny, "-o", out, "--device", "webgpu"],
+        ["bench-kernels", "--device", "webgpu", "--families", "add", "--no-ort"],
+      ];
+      for (const args of runs) {
+        const run = spawnSync(process.execPath, [resolve("dist", "cli.js"), ...args], {
+          env,
+          encoding: "utf8",
+          timeout: 120_000,
+        });
+        expect(run.status, run.stderr).not.toBe(0);
+        expect(run.stderr.trimEnd().split("\n"), run.stderr).toHaveLength(1);
+        expect(run.stderr).toMatch(/^todo-sd: no WebGPU adapter (was )?found/);
+      }
+      expect(filesIn(out)).toEqual([]);
+    },
+    180_000,
+  );
 
   const ortBin = join(
     dirname(dirname(createRequire(import.meta.url).resolve("onnxruntime-node"))),

@@ -1,12 +1,13 @@
 // Run by conformance.test.ts in a process of its own (Dawn finds its Vulkan driver through the
 // environment a process starts with): every UNet case (baseline and ToDo/ToMe variants) and every
 // VAE case through the kernels engine on the adapter's f32 path. Prints one JSON line.
+
+import { parseUnetConfig } from "../../src/configs/unet-config.js";
+import { parseVaeConfig } from "../../src/configs/vae-config.js";
 import { createKernelRunner } from "../../src/engine/runner.js";
 import { GpuContext } from "../../src/gpu/context.js";
 import { buildUnet } from "../../src/models/unet.js";
-import { parseUnetConfig } from "../../src/models/unet-config.js";
 import { buildVaeDecoder, buildVaeEncoder } from "../../src/models/vae.js";
-import { parseVaeConfig } from "../../src/models/vae-config.js";
 import { buildModelBytes } from "../../src/onnx/model-io.js";
 import {
   type ReferenceReductionArgs,

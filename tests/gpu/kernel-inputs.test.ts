@@ -1,6 +1,7 @@
 // Bad shapes are refused with one-line errors before anything reaches a GPU (the checks run
 // before the context is used, so a context that is never touched stands in for one).
 import { describe, expect, it } from "vitest";
+import { compareWithReference } from "../../src/gpu/check.js";
 import type { GpuContext } from "../../src/gpu/context.js";
 import { prepareAttention } from "../../src/gpu/kernels/attention.js";
 import {
@@ -9,8 +10,16 @@ import {
   prepareTimestepEmbedding,
 } from "../../src/gpu/kernels/elementwise.js";
 import { prepareGroupNorm, prepareLayerNorm } from "../../src/gpu/kernels/norm.js";
+import {
+  GROUP_NORM_CASES,
+  groupNormInputs,
+  LAYER_NORM_CASES,
+  layerNormInputs,
+} from "../../src/gpu/kernels/norm-checks.js";
 import { referenceKeyTokens } from "../../src/gpu/reference/attention.js";
+import { referenceGroupNorm, referenceLayerNorm } from "../../src/gpu/reference/norm.js";
 import type { KernelVariant } from "../../src/gpu/variants.js";
+import { float16ArrayToFloat32, float32ArrayToFloat16 } from "../../src/util/float16.js";
 
 const ctx = {} as GpuContext;
 const variant: KernelVariant = { path: "portable", storage: "f32" };
@@ -85,5 +94,43 @@ describe("kernel shape checks", () => {
     expect(
       referenceKeyTokens({ ...base, kvTokens: 15, keyGrid: { height: 5, width: 3, factor: 2 } }),
     ).toEqual([0, 6]);
+  });
+
+  it("gives the norm checks inputs that are exact in f16 (what the GPU reads is what the reference sees)", () => {
+    const exact = (values: Float32Array) =>
+      float16ArrayToFloat32(float32ArrayToFloat16(values)).every((v, i) => v === values[i]);
+    for (const shape of GROUP_NORM_CASES) {
+      const inputs = groupNormInputs(shape, "f16");
+      // The offset mean is kept (the shift is not lost to the rounding).
+      const mean = inputs.x.reduce((a, b) => a + b, 0) / inputs.x.length;
+      expect(mean).toBeGreaterThan(0.3);
+      for (const values of [inputs.x, inputs.gamma, inputs.beta]) expect(exact(values)).toBe(true);
+    }
+    for (const shape of LAYER_NORM_CASES) {
+      const inputs = layerNormInputs(shape, "f16");
+      expect(inputs.x.reduce((a, b) => a + b, 0) / inputs.x.length).toBeLessThan(-0.3);
+      for (const values of [inputs.x, inputs.gamma, inputs.beta]) expect(exact(values)).toBe(true);
+    }
+  });
+
+  it("lets an exact norm kernel with f16 storage pass its f16 check", () => {
+    // The kernel emulated without f32 error: exact arithmetic on the inputs as the upload stores
+    // them (rounded to f16), the result rounded to f16. With inputs the upload would round again, this exceeded the bound 10x to 68x.
+    const f16 = (values: ArrayLike<number>) =>
+      float16ArrayToFloat32(float32ArrayToFloat16(Float32Array.from(values)));
+    for (const shape of GROUP_NORM_CASES) {
+      const inputs = groupNormInputs(shape, "f16");
+      const uploaded = { x: f16(inputs.x), gamma: f16(inputs.gamma), beta: f16(inputs.beta) };
+      const kernel = f16(referenceGroupNorm(shape, uploaded, "f16").value);
+      const check = referenceGroupNorm(shape, inputs, "f16");
+      expect(compareWithReference(kernel, check).worstRatio).toBeLessThanOrEqual(1);
+    }
+    for (const shape of LAYER_NORM_CASES) {
+      const inputs = layerNormInputs(shape, "f16");
+      const uploaded = { x: f16(inputs.x), gamma: f16(inputs.gamma), beta: f16(inputs.beta) };
+      const kernel = f16(referenceLayerNorm(shape, uploaded, "f16").value);
+      const check = referenceLayerNorm(shape, inputs, "f16");
+      expect(compareWithReference(kernel, check).worstRatio).toBeLessThanOrEqual(1);
+    }
   });
 });

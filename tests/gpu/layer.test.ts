@@ -3,8 +3,16 @@
 import { describe, expect, it } from "vitest";
 import { checkBufferSize, sizeClass } from "../../src/gpu/buffer-pool.js";
 import { compareWithReference, randomValues } from "../../src/gpu/check.js";
+import type { GpuContext } from "../../src/gpu/context.js";
+import {
+  DEFAULT_ATTENTION_TILINGS,
+  prepareAttention,
+  TENSOR_CORE_ATTENTION_ORDER,
+  tensorCoreWorkgroupBytes,
+} from "../../src/gpu/kernels/attention.js";
 import { convSpec } from "../../src/gpu/kernels/conv2d.js";
 import { gemmSpec } from "../../src/gpu/kernels/gemm.js";
+import { DEFAULT_TILINGS, WIDE_GEMM_COLUMNS } from "../../src/gpu/kernels/matmul-kernel.js";
 import { matmulGrid, matmulWgsl, tilingProblem } from "../../src/gpu/kernels/matmul-wgsl.js";
 import { dawnToggles } from "../../src/gpu/node-gpu.js";
 import { erf, gelu, referenceConv, referenceGemm } from "../../src/gpu/reference/matmul.js";
@@ -128,7 +136,9 @@ describe("matmul kernels' shapes", () => {
       { batch: 2, m: 300, n: 1280, k: 320, sharedB: true },
       { epilogue: "geglu" },
     );
-    expect(matmulGrid(geglu)).toEqual([20, 3, 2]);
+    // GEGLU's B has 2 x 1280 columns: a wide GEMM, on 256-column tiles (128 outputs each).
+    expect(geglu.tiling).toEqual(DEFAULT_TILINGS.wideGemm);
+    expect(matmulGrid(geglu)).toEqual([10, 3, 2]);
     const conv = convSpec(f16, {
       batch: 2,
       height: 128,
@@ -173,6 +183,18 @@ describe("matmul kernels' shapes", () => {
     );
     expect(code).toContain("subgroupMatrixMultiplyAccumulate");
     expect(code).toContain("gelu_f32");
+    // Dawn's current load/store spelling (majorness as a template argument) unless the first,
+    // deprecated one is asked for.
+    expect(code).toMatch(
+      /subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>, row_major>\(&a_tile, /,
+    );
+    expect(code).toMatch(/subgroupMatrixStore<row_major>\(&scratch, /);
+    expect(code).not.toMatch(/subgroupMatrix(Load<[^>]*>>|Store)\([^;]*, (true|false), /);
+    const legacy = matmulWgsl({ ...spec, matrixSpelling: "argument" });
+    expect(legacy).toMatch(
+      /subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>>\(&a_tile, [^;]*, false, /,
+    );
+    expect(legacy).toMatch(/subgroupMatrixStore\(&scratch, [^;]*, false, /);
     const f32 = matmulWgsl(
       gemmSpec(chooseKernelVariant(SWIFTSHADER, "f32"), {
         batch: 1,
@@ -286,5 +308,89 @@ describe("float64 references", () => {
     const nan = new Float32Array(ref.value);
     nan[3] = Number.NaN;
     expect(compareWithReference(nan, ref)).toMatchObject({ nonFinite: 1, worstIndex: 3 });
+  });
+});
+
+describe("default matmul tilings", () => {
+  const f16 = chooseKernelVariant(H200, "f16");
+  it("takes the measured wide tile for wide GEMMs only, never for convolutions or the portable path", () => {
+    const gemm = (n: number) => gemmSpec(f16, { batch: 1, m: 4096, n, k: 4096, sharedB: true });
+    expect(gemm(4096).tiling).toEqual(DEFAULT_TILINGS.wideGemm);
+    expect(gemm(WIDE_GEMM_COLUMNS).tiling).toEqual(DEFAULT_TILINGS.wideGemm);
+    expect(gemm(WIDE_GEMM_COLUMNS - 1).tiling).toEqual(DEFAULT_TILINGS.tensorCore);
+    expect(gemm(320).tiling).toEqual(DEFAULT_TILINGS.tensorCore);
+    const conv = convSpec(f16, {
+      batch: 2,
+      height: 64,
+      width: 64,
+      inChannels: 1280,
+      outChannels: 4096,
+      kernel: 3,
+      stride: 1,
+      padding: 1,
+    });
+    expect(conv.tiling).toEqual(DEFAULT_TILINGS.tensorCore);
+    const portable = gemmSpec(chooseKernelVariant(CHROME, "f16"), {
+      batch: 1,
+      m: 64,
+      n: 4096,
+      k: 64,
+      sharedB: true,
+    });
+    expect(portable.tiling).toEqual(DEFAULT_TILINGS.portable);
+  });
+});
+
+describe("tensor-core attention source", () => {
+  const f16 = chooseKernelVariant(H200, "f16");
+  /** A context that compiles nothing: it records each source and refuses those `refuse` matches. */
+  function recorder(refuse?: RegExp): { ctx: GpuContext; sources: string[] } {
+    const sources: string[] = [];
+    const ctx = {
+      capabilities: H200,
+      checkSize: () => {},
+      pipeline: async ({ code }: { code: string }) => {
+        sources.push(code);
+        if (refuse?.test(code)) throw new Error("WGSL does not compile (refused)");
+        return { getBindGroupLayout: () => ({}) } as unknown as GPUComputePipeline;
+      },
+    } as unknown as GpuContext;
+    return { ctx, sources };
+  }
+  const shape = { batch: 2, queries: 4096, heads: 8, headDim: 40, kvTokens: 4096 };
+
+  it("uses the current load/store spelling and the fastest measured tiling by default", async () => {
+    const { ctx, sources } = recorder();
+    const kernel = await prepareAttention(ctx, f16, shape);
+    expect(kernel.tiling).toEqual(DEFAULT_ATTENTION_TILINGS.tensorCore);
+    expect(kernel.tiling).toEqual(TENSOR_CORE_ATTENTION_ORDER[0]);
+    expect(kernel.matrixSpelling).toBe("template");
+    expect(sources).toHaveLength(1);
+    expect(sources[0]).toMatch(
+      /subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>, col_major>\(/,
+    );
+    expect(sources[0]).toMatch(/subgroupMatrixStore<row_major>\(&s_buf, /);
+    expect(sources[0]).not.toMatch(/, (true|false), \d+u\)/);
+    // 8 subgroups of 16 query rows per workgroup.
+    expect(kernel.workgroups).toEqual([4096 / 128, 16, 1]);
+  });
+
+  it("falls back to the first spelling where the current one does not compile", async () => {
+    const { ctx, sources } = recorder(/row_major|col_major/);
+    const kernel = await prepareAttention(ctx, f16, shape);
+    expect(kernel.matrixSpelling).toBe("argument");
+    expect(sources).toHaveLength(2);
+    expect(sources[1]).toMatch(/subgroupMatrixStore\(&s_buf, [^;]*, false, \d+u\);/);
+  });
+
+  it("takes a smaller tile where the head dim outgrows workgroup memory", async () => {
+    const { ctx } = recorder();
+    const kernel = await prepareAttention(ctx, f16, { ...shape, headDim: 160 });
+    const limit = H200.limits.maxComputeWorkgroupStorageSize;
+    expect(tensorCoreWorkgroupBytes(f16, 160, kernel.tiling)).toBeLessThanOrEqual(limit);
+    const first = TENSOR_CORE_ATTENTION_ORDER.indexOf(kernel.tiling);
+    expect(first).toBeGreaterThan(0);
+    for (const t of TENSOR_CORE_ATTENTION_ORDER.slice(0, first))
+      expect(tensorCoreWorkgroupBytes(f16, 160, t)).toBeGreaterThan(limit);
   });
 });

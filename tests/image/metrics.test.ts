@@ -111,6 +111,15 @@ describe("structuralSimilarity", () => {
     const a = map(constant(17, 14, 0), () => random.uniform());
     const b = map(a, (v) => Math.min(1, Math.max(0, v + 0.2 * (random.uniform() - 0.5))));
     expect(structuralSimilarity(a, b)).toBeCloseTo(bruteForceSsim(a, b), 10);
+    // Exactly one window position across (11 px wide) and down (11 px high).
+    for (const [width, height] of [
+      [11, 14],
+      [17, 11],
+    ]) {
+      const c = map(constant(width, height, 0), () => random.uniform());
+      const d = map(c, (v) => Math.min(1, Math.max(0, v + 0.2 * (random.uniform() - 0.5))));
+      expect(structuralSimilarity(c, d)).toBeCloseTo(bruteForceSsim(c, d), 10);
+    }
   });
 
   it("falls as noise grows", () => {

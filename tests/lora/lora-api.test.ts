@@ -17,7 +17,6 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   decodePng,
   encodeResultPng,
-  encodeSafetensors,
   extractPromptLoras,
   type GenerateOptions,
   type LoadOptions,
@@ -26,6 +25,7 @@ import {
   readGenerationInfo,
   type StableDiffusionPipeline,
 } from "../../src/index.js";
+import { encodeSafetensors } from "../../src/weights/safetensors.js";
 import { fixturePath, maxAbsDiff, openCaseTensors } from "../fixtures.js";
 import { syntheticLora } from "./synthetic.js";
 
@@ -402,7 +402,7 @@ describe("ONNX export folders", () => {
 
 describe("component models for another runtime (the browser engine)", () => {
   it("builds LoRA-merged models under their own keys, for the loaded set and per request", async () => {
-    const { openComponentModels } = await import("../../src/index.js");
+    const { openComponentModels } = await import("../../src/pipelines/component-models.js");
     const { createSession, float32Tensor, runFloat32 } = await import(
       "../../src/runtime/session.js"
     );

@@ -7,15 +7,12 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import {
-  applyLoras,
-  encodeSafetensors,
-  loadPipeline,
-  type ModelFiles,
-  openModelFiles,
-  SafetensorsFile,
-} from "../../src/index.js";
+import { loadPipeline } from "../../src/index.js";
+import { applyLoras } from "../../src/lora/apply-loras.js";
+import { openModelFiles } from "../../src/pipelines/load.js";
+import type { ModelFiles } from "../../src/weights/model-files.js";
 import type { TensorToWrite } from "../../src/weights/safetensors.js";
+import { encodeSafetensors, SafetensorsFile } from "../../src/weights/safetensors.js";
 import { fixturePath, maxAbsDiff, openCaseTensors } from "../fixtures.js";
 import {
   mergeReference,

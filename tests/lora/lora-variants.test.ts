@@ -1,7 +1,7 @@
 // The LoRA sets one pipeline keeps loaded: the loaded set always, the most recently used others
 // up to LOADED_LORA_SETS, an older one released only once no call uses it.
 import { afterAll, describe, expect, it } from "vitest";
-import { openModelFiles } from "../../src/index.js";
+import { openModelFiles } from "../../src/pipelines/load.js";
 import { LOADED_LORA_SETS, loraVariants } from "../../src/pipelines/lora-variants.js";
 import { fixturePath } from "../fixtures.js";
 

@@ -1,7 +1,8 @@
 // Small synthetic LoRA files for the tiny fixture models, in any layout, with seeded random
 // values, and the float64 reference of what merging them must give.
-import { encodeSafetensors, SeededRandom } from "../../src/index.js";
+import { SeededRandom } from "../../src/index.js";
 import type { TensorToWrite } from "../../src/weights/safetensors.js";
+import { encodeSafetensors } from "../../src/weights/safetensors.js";
 
 export interface SyntheticModule {
   /** The module name as the file spells it, without the `.lora_down.weight`-like suffix. */

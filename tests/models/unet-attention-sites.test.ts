@@ -21,7 +21,7 @@ vi.mock("../../src/reduce/self-attention.js", async (importOriginal) => {
 });
 
 const { buildUnet } = await import("../../src/models/unet.js");
-const { parseUnetConfig } = await import("../../src/models/unet-config.js");
+const { parseUnetConfig } = await import("../../src/configs/unet-config.js");
 const { fixtureComponent } = await import("./component-weights.js");
 
 function sitesOf(model: string, reduction?: ReductionSettings) {

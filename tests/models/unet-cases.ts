@@ -2,13 +2,9 @@
 
 import type { BuiltModel } from "../../src/models/layers.js";
 import { buildModelBytes } from "../../src/onnx/model-io.js";
-import {
-  createSession,
-  float32Tensor,
-  type OrtTensor,
-  runFloat32,
-} from "../../src/runtime/session.js";
+import { createSession, runFloat32 } from "../../src/runtime/session.js";
 import { maxAbsDiff, openCaseTensors, readCaseJson } from "../fixtures.js";
+import { unetCaseFeeds } from "../unet-cases.js";
 
 interface UnetCaseFile {
   readonly cases: ReadonlyArray<{ size: string; variant: string; output: string }>;
@@ -30,23 +26,7 @@ export async function runBaselineCases(model: string, built: BuiltModel): Promis
   try {
     for (const c of readCaseJson<UnetCaseFile>(name).cases) {
       if (c.variant !== "baseline") continue;
-      const tensor = (key: string): OrtTensor =>
-        float32Tensor(
-          tensors.readFloat32(`${c.size}.${key}`),
-          tensors.info(`${c.size}.${key}`).shape,
-        );
-      const sample = tensor("sample");
-      const batch = sample.dims[0];
-      const t = tensors.readFloat32(`${c.size}.timestep`);
-      const feeds: Record<string, OrtTensor> = {
-        sample,
-        timestep: float32Tensor(new Float32Array(batch).fill(t[0]), [batch]),
-        encoder_hidden_states: tensor("encoder_hidden_states"),
-      };
-      if (tensors.has(`${c.size}.text_embeds`)) {
-        feeds.text_embeds = tensor("text_embeds");
-        feeds.time_ids = tensor("time_ids");
-      }
+      const feeds = unetCaseFeeds(tensors, c.size);
       const out = await runFloat32(session, feeds);
       const reference = tensors.readFloat32(c.output);
       let maxReference = 0;

@@ -1,6 +1,6 @@
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
-import { parseUnetConfig } from "../../src/models/unet-config.js";
+import { parseUnetConfig } from "../../src/configs/unet-config.js";
 import { fixturePath } from "../fixtures.js";
 
 function fixtureConfig(model: string): Record<string, unknown> {

@@ -1,7 +1,7 @@
 // UNet config features the fixtures do not exercise, checked by equivalences and structure.
 import { describe, expect, it } from "vitest";
+import { parseUnetConfig } from "../../src/configs/unet-config.js";
 import { buildUnet, sinusoidalEmbedding } from "../../src/models/unet.js";
-import { parseUnetConfig } from "../../src/models/unet-config.js";
 import { GraphBuilder } from "../../src/onnx/builder.js";
 import { buildModelBytes } from "../../src/onnx/model-io.js";
 import {

@@ -1,10 +1,11 @@
 import { describe, expect, it } from "vitest";
+import { parseVaeConfig } from "../../src/configs/vae-config.js";
 import type { ModelBuildOptions } from "../../src/models/layers.js";
 import { buildVaeDecoder, buildVaeEncoder } from "../../src/models/vae.js";
-import { parseVaeConfig, vaeDtype } from "../../src/models/vae-config.js";
 import { MS_DOMAIN } from "../../src/onnx/builder.js";
 import { buildModelBytes } from "../../src/onnx/model-io.js";
 import { createSession, float32Tensor, runFloat32 } from "../../src/runtime/session.js";
+import { vaeDtype } from "../../src/util/vocabulary.js";
 import type { WeightSource } from "../../src/weights/source.js";
 import { maxAbsDiff, openCaseTensors, readCaseJson } from "../fixtures.js";
 import { editedWeights, fixtureComponent } from "./component-weights.js";

@@ -1,8 +1,8 @@
 // Shared helpers for the patch tests: fixture UNet cases run through a model, graph summaries.
 
 import { readFileSync } from "node:fs";
+import { parseUnetConfig } from "../../src/configs/unet-config.js";
 import { buildUnet, type UnetBuildOptions } from "../../src/models/unet.js";
-import { parseUnetConfig } from "../../src/models/unet-config.js";
 import { buildModelBytes, readModel } from "../../src/onnx/model-io.js";
 import {
   decodeModel,

@@ -5,6 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { openComponentModels } from "../../src/pipelines/component-models.js";
+import { openSource } from "../../src/pipelines/load.js";
 import { parseReductionOptions, resolveReduction } from "../../src/reduce/options.js";
 import { createScheduler } from "../../src/schedulers/registry.js";
 import { fixturePath } from "../fixtures.js";
@@ -106,5 +107,21 @@ describe("openComponentModels", () => {
     await expect(
       openComponentModels(join(work, "missing"), { backend: "wasm", cacheDir: work }),
     ).rejects.toThrow("no such file or folder");
+  });
+
+  it("opens a source the server opened already with files of its own, not downloading it again", async () => {
+    const opened = await openSource(tiny);
+    if (opened.kind === "onnx-folder") throw new Error("the fixture is a diffusers folder");
+    // As a Hub id opens: the id, and the folder it was downloaded to. Opening the id itself
+    // would ask the Hub (and fail: no such model), so this passes only when the folder is used.
+    const fromHub = { ...opened, kind: "hub" as const, source: "no-such-org/no-such-model" };
+    const models = await openComponentModels(fromHub, { backend: "wasm", cacheDir: work });
+    // Closing the component models leaves the first opening's files readable.
+    models.close();
+    expect(models.manifest).toMatchObject({ family: "sd1", latentChannels: 4 });
+    const unet = opened.files.weights.unet;
+    if (!unet) throw new Error("the fixture has a UNet");
+    expect(unet.readFloat32(unet.keys()[0]).length).toBeGreaterThan(0);
+    opened.files.close();
   });
 });

@@ -5,13 +5,11 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildSamplerStep, type SamplerStepOptions } from "../../src/models/sampler-step.js";
 import { buildModelBytes } from "../../src/onnx/model-io.js";
-import { loadPipeline, openModelFiles, unetBuilds } from "../../src/pipelines/load.js";
+import type { GenerateOptions, GenerateResult } from "../../src/pipelines/generate-options.js";
+import { loadPipeline, openModelFiles } from "../../src/pipelines/load.js";
+import { unetBuilds } from "../../src/pipelines/plan-runners.js";
 import { RunnerUnet } from "../../src/pipelines/runner-components.js";
-import {
-  type GenerateOptions,
-  type GenerateResult,
-  StableDiffusionPipeline,
-} from "../../src/pipelines/stable-diffusion.js";
+import { StableDiffusionPipeline } from "../../src/pipelines/stable-diffusion.js";
 import { createRunner } from "../../src/runtime/session.js";
 import type { ModelRunner } from "../../src/runtime/types.js";
 import { fixturePath } from "../fixtures.js";

@@ -5,8 +5,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
+  GENERATION_DEFAULTS,
   type GenerateOptions,
   loadPipeline,
+  MAX_SEED,
   type StableDiffusionPipeline,
 } from "../../src/index.js";
 import { fixturePath } from "../fixtures.js";
@@ -162,6 +164,40 @@ describe("model folders the pipeline refuses", () => {
     });
     await expect(loadPipeline(dir, { cacheDir: false })).rejects.toThrow(
       /unsupported class FancyScheduler for scheduler/,
+    );
+  });
+});
+
+describe("the generation plan", () => {
+  it("applies the defaults once and the pipeline runs the plan as resolved", async () => {
+    const plan = pipeline.plan({ prompt: "a cat", width: 64, height: 64, steps: 2 });
+    expect(plan.guidanceScale).toBe(GENERATION_DEFAULTS.guidanceScale);
+    expect(plan.imagesPerPrompt).toBe(1);
+    expect(plan.strength).toBeUndefined();
+    expect(plan.latentDims).toEqual([1, 4, 8, 8]);
+    expect(Number.isInteger(plan.seed) && plan.seed >= 0 && plan.seed <= MAX_SEED).toBe(true);
+    const result = await pipeline.generate(plan);
+    // The seed drawn for a call without one is the one recorded, and it reproduces the images.
+    expect(result.parameters.seed).toBe(plan.seed);
+    expect(result.parameters.scheduler).toBe(plan.scheduler);
+    const again = await pipeline.generate({
+      prompt: "a cat",
+      width: 64,
+      height: 64,
+      steps: 2,
+      seed: plan.seed,
+    });
+    expect(again.images.data).toEqual(result.images.data);
+  });
+
+  it("gives img2img the default strength and refuses a mis-sized init image before any model runs", () => {
+    const image = { data: new Float32Array(64 * 64 * 3), count: 1, width: 64, height: 64 };
+    const plan = pipeline.plan({ prompt: "a cat", steps: 10, scheduler: "Euler", image });
+    expect(plan.strength).toBe(GENERATION_DEFAULTS.strength);
+    expect(plan.timesteps.length).toBe(Math.floor(10 * GENERATION_DEFAULTS.strength));
+    expect(plan.width).toBe(64);
+    expect(() => pipeline.plan({ prompt: "a cat", width: 128, height: 64, image })).toThrow(
+      "init image is 64x64 but the output is 128x64; resize it first",
     );
   });
 });

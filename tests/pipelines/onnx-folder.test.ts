@@ -1,5 +1,14 @@
 // A diffusers ONNX export folder as pipeline components, against the reference fixtures.
-import { existsSync, mkdtempSync, readdirSync, rmSync, statSync } from "node:fs";
+import {
+  cpSync,
+  existsSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -175,6 +184,26 @@ describe("openOnnxFolder refusals", () => {
     await expect(openOnnxFolder(fixturePath("pipelines", "sd15-tiny"))).rejects.toThrow(
       /model_index\.json names StableDiffusionPipeline, not an ONNX pipeline/,
     );
+  });
+
+  it("refuses an XL model index over a UNet without SDXL's inputs, and names a missing text_encoder_2", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "todo-sd-xl-index-"));
+    try {
+      cpSync(FOLDER, dir, { recursive: true });
+      const indexPath = join(dir, "model_index.json");
+      const index = JSON.parse(readFileSync(indexPath, "utf8"));
+      writeFileSync(
+        indexPath,
+        JSON.stringify({ ...index, _class_name: "OnnxStableDiffusionXLPipeline" }),
+      );
+      await expect(openOnnxFolder(dir)).rejects.toThrow(/text_encoder_2\/model\.onnx is missing/);
+      cpSync(join(dir, "text_encoder"), join(dir, "text_encoder_2"), { recursive: true });
+      await expect(openOnnxFolder(dir)).rejects.toThrow(
+        /names OnnxStableDiffusionXLPipeline, but the UNet lacks SDXL's text_embeds and time_ids inputs/,
+      );
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it("names a missing folder's model_index.json", async () => {

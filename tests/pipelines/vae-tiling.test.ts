@@ -1,14 +1,9 @@
 // Tiled VAE decoding: where the tiles go, that blending reproduces a decoder that acts pointwise
 // exactly, and that the pipeline tiles when asked (or above 1024 px) and not otherwise.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import {
-  DEFAULT_VAE_TILING,
-  decodeInTiles,
-  loadPipeline,
-  type StableDiffusionPipeline,
-} from "../../src/index.js";
+import { DEFAULT_VAE_TILING, loadPipeline, type StableDiffusionPipeline } from "../../src/index.js";
 import type { HostTensor } from "../../src/pipelines/components.js";
-import { tileStarts } from "../../src/pipelines/vae-tiling.js";
+import { decodeInTiles, tileStarts } from "../../src/pipelines/vae-tiling.js";
 import { fixturePath } from "../fixtures.js";
 
 /** A stand-in decoder that acts on each latent pixel alone: 4 channels to 3, upscaled 8x. */

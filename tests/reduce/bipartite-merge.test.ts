@@ -7,14 +7,8 @@ import {
   restoreTokens,
   saltOf,
 } from "../../src/reduce/bipartite-merge.js";
-import {
-  decodeFloat32,
-  float32,
-  int64Scalar,
-  maxAbsDiff,
-  runGraph,
-  torchVectors,
-} from "./helpers.js";
+import { maxAbsDiff } from "../fixtures.js";
+import { decodeFloat32, float32, int64Scalar, runGraph, torchVectors } from "./helpers.js";
 
 const vectors = torchVectors();
 

@@ -83,13 +83,3 @@ export function allNodes(nodes: readonly NodeProto[]): NodeProto[] {
   }
   return out;
 }
-
-export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  if (a.length !== b.length) throw new Error(`length mismatch: ${a.length} vs ${b.length}`);
-  let max = 0;
-  for (let i = 0; i < a.length; i++) {
-    const d = Math.abs(a[i] - b[i]);
-    if (!(d <= max)) max = Number.isNaN(d) ? Number.POSITIVE_INFINITY : d;
-  }
-  return max;
-}

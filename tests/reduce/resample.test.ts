@@ -2,14 +2,8 @@ import { describe, expect, it } from "vitest";
 import { GraphBuilder } from "../../src/onnx/builder.js";
 import { DOWNSAMPLE_MODES } from "../../src/reduce/options.js";
 import { downsampleTokens, upsampleTokens } from "../../src/reduce/resample.js";
-import {
-  decodeFloat32,
-  float32,
-  int64Scalar,
-  maxAbsDiff,
-  runGraph,
-  torchVectors,
-} from "./helpers.js";
+import { maxAbsDiff } from "../fixtures.js";
+import { decodeFloat32, float32, int64Scalar, runGraph, torchVectors } from "./helpers.js";
 
 const vectors = torchVectors();
 

@@ -1,8 +1,8 @@
 // Conformance: every ToDo/ToMe variant of the UNet cases, built from the fixture folders with
 // the reduction settings the reference arguments describe, within the UNet tolerance.
 import { describe, expect, it } from "vitest";
+import { parseUnetConfig } from "../../src/configs/unet-config.js";
 import { buildUnet } from "../../src/models/unet.js";
-import { parseUnetConfig } from "../../src/models/unet-config.js";
 import { buildModelBytes } from "../../src/onnx/model-io.js";
 import {
   type ReferenceReductionArgs,

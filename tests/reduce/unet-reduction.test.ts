@@ -1,7 +1,7 @@
 // Token reduction inside the UNet: what changes in the graph, what does not, and when.
 import { afterAll, describe, expect, it } from "vitest";
+import { parseUnetConfig } from "../../src/configs/unet-config.js";
 import { buildUnet } from "../../src/models/unet.js";
-import { parseUnetConfig } from "../../src/models/unet-config.js";
 import { buildModelBytes } from "../../src/onnx/model-io.js";
 import type { GraphProto, NodeProto } from "../../src/onnx/proto.js";
 import {

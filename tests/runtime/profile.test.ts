@@ -4,9 +4,9 @@ import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { GraphBuilder } from "../../src/onnx/builder.js";
 import { buildModelBytes } from "../../src/onnx/model-io.js";
-import { parseDevice } from "../../src/runtime/devices.js";
 import { summariseProfile } from "../../src/runtime/profile.js";
 import { createSession, float32Tensor } from "../../src/runtime/session.js";
+import { parseDevice } from "../../src/util/vocabulary.js";
 
 const work = mkdtempSync(join(tmpdir(), "todo-sd-prof-"));
 afterAll(() => rmSync(work, { recursive: true, force: true }));

@@ -320,4 +320,26 @@ describe("access", () => {
     const short = await runCli(["serve", "-m", TINY_MODEL, "--api-key", "short"]);
     expectOneLineError(short, /API keys must be at least 16 characters long/);
   });
+
+  it("warns when it listens beyond loopback with API keys", async () => {
+    const logged: string[] = [];
+    const server = await startServer({
+      model: TINY_MODEL,
+      host: "0.0.0.0",
+      port: 0,
+      apiKeys: ["a-key-long-enough-1234"],
+      log: (line) => logged.push(line),
+    });
+    try {
+      expect(logged).toContain(
+        "warning: listening on 0.0.0.0, reachable from other machines; API keys are required",
+      );
+    } finally {
+      await server.close();
+    }
+    const quiet: string[] = [];
+    const local = await startServer({ model: TINY_MODEL, port: 0, log: (l) => quiet.push(l) });
+    await local.close();
+    expect(quiet.filter((line) => line.includes("reachable from other machines"))).toEqual([]);
+  });
 });

@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import { readConfigFile } from "../../src/configs/config-json.js";
 import { float16ArrayToFloat32 } from "../../src/util/float16.js";
 import {
   BUILTIN_NAMES,
@@ -7,7 +8,6 @@ import {
   familyConfigs,
   openBuiltin,
 } from "../../src/weights/builtin.js";
-import { readConfigFile } from "../../src/weights/config-json.js";
 import { componentClassName } from "../../src/weights/model-files.js";
 import { RandomWeightSource, streamSeed } from "../../src/weights/random-source.js";
 import { parameterCount } from "../../src/weights/weight-modules.js";

@@ -2,7 +2,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { parseConfigJson, readConfigFile } from "../../src/weights/config-json.js";
+import { parseConfigJson, readConfigFile } from "../../src/configs/config-json.js";
 import { fixturePath } from "../fixtures.js";
 
 const dir = mkdtempSync(join(tmpdir(), "config-json-"));

@@ -1,7 +1,7 @@
 // Builds LDM-layout checkpoints in memory from diffusers components, by running the
 // single-file plans backwards. Used to test layouts the fixtures have no file for (SD 2.x,
 // old transformers names) and bad checkpoints.
-import type { JsonObject } from "../../src/weights/config-json.js";
+import type { JsonObject } from "../../src/configs/config-json.js";
 import { storedShape } from "../../src/weights/ldm-plans.js";
 import type { ComponentName } from "../../src/weights/model-files.js";
 import type { TensorToWrite } from "../../src/weights/safetensors.js";

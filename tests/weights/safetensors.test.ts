@@ -48,6 +48,28 @@ describe("safetensors", () => {
     expect(() => file.readFloat32("missing")).toThrow(/rt\.safetensors: no tensor named "missing"/);
   });
 
+  it("reads every integer width as bigint, wrapping U64 into int64, and refuses floats", () => {
+    const bytes = encodeSafetensors({
+      u64: { dtype: "U64", shape: [2], data: BigUint64Array.from([2n ** 64n - 1n, 9n]) },
+      u32: { dtype: "U32", shape: [1], data: Uint32Array.from([2 ** 32 - 1]) },
+      i16: { dtype: "I16", shape: [1], data: Int16Array.from([-300]) },
+      u16: { dtype: "U16", shape: [1], data: Uint16Array.from([65535]) },
+      i8: { dtype: "I8", shape: [2], data: Int8Array.from([-128, 5]) },
+      bool: { dtype: "BOOL", shape: [2], data: Uint8Array.from([1, 0]) },
+      f32: { dtype: "F32", shape: [1], data: Float32Array.from([1]) },
+    });
+    const file = SafetensorsFile.fromBytes(bytes, "ints.safetensors");
+    expect([...file.readBigInt64("u64")]).toEqual([-1n, 9n]);
+    expect([...file.readBigInt64("u32")]).toEqual([4294967295n]);
+    expect([...file.readBigInt64("i16")]).toEqual([-300n]);
+    expect([...file.readBigInt64("u16")]).toEqual([65535n]);
+    expect([...file.readBigInt64("i8")]).toEqual([-128n, 5n]);
+    expect([...file.readBigInt64("bool")]).toEqual([1n, 0n]);
+    expect(() => file.readBigInt64("f32")).toThrow(
+      /ints\.safetensors: tensor "f32" has dtype F32, expected an integer type/,
+    );
+  });
+
   it("reads fixture weights lazily by name", () => {
     const file = SafetensorsFile.open(
       fixturePath("pipelines", "sd15-tiny", "unet", "diffusion_pytorch_model.safetensors"),

@@ -22,6 +22,7 @@ import type { KernelVariant } from "../../gpu/variants.js";
 import { attr, GraphBuilder, MS_DOMAIN, type Value } from "../../onnx/builder.js";
 import { buildModelBytes } from "../../onnx/model-io.js";
 import { probeOutput } from "../probe-output.js";
+import { prepared, variantName } from "./prepared.js";
 import type { KernelBench, KernelBenchCase } from "./types.js";
 
 const HEADS = 8;
@@ -50,8 +51,7 @@ interface SweepEntry {
 }
 
 function describe(v: KernelVariant, t: AttentionTiling): string {
-  const m = v.matrix ? ` ${v.matrix.m}x${v.matrix.n}x${v.matrix.k}` : "";
-  return `${v.storage} ${v.path}${m} ${attentionTilingName(t, v.path)}`;
+  return `${variantName(v)} ${attentionTilingName(t, v.path)}`;
 }
 
 function withMatrix(ctx: GpuContext, v: KernelVariant, matrix?: string): KernelVariant {
@@ -96,13 +96,9 @@ function attentionCase(
         ctx.upload(randomValues(kvCount, 3, s), [kvCount], s),
         ctx.allocate([qCount], s),
       ];
-      return {
-        launches: [kernel.launch(tensors.map((t) => t.buffer))],
-        detail: describe(v, kernel.tiling),
-        release: () => {
-          for (const t of tensors) ctx.release(t);
-        },
-      };
+      const launches = [kernel.launch(tensors.map((t) => t.buffer))];
+      const spelling = kernel.matrixSpelling ? ` ${kernel.matrixSpelling}` : "";
+      return prepared(ctx, launches, tensors, `${describe(v, kernel.tiling)}${spelling}`);
     },
     ort:
       options.ort === false
@@ -136,6 +132,11 @@ export const ATTENTION_SWEEP: readonly SweepEntry[] = Object.freeze([
   { matrix: "16x16x16", tiling: { subgroups: 2, keysPerTile: 64 } },
   { matrix: "16x8x16", tiling: { subgroups: 4, keysPerTile: 64 } },
   { matrix: "16x8x8", tiling: { subgroups: 4, keysPerTile: 64 } },
+  // Ablations of the default tiling (timed only, wrong results): what the O round trip, the
+  // softmax and the staging each cost.
+  { matrix: "16x16x16", tiling: { subgroups: 8, keysPerTile: 32, ablation: "o-in-matrices" } },
+  { matrix: "16x16x16", tiling: { subgroups: 8, keysPerTile: 32, ablation: "no-softmax" } },
+  { matrix: "16x16x16", tiling: { subgroups: 8, keysPerTile: 32, ablation: "mma-only" } },
 ]);
 
 function avgPoolCase(imageSize: number, latent: number): KernelBenchCase {
@@ -151,13 +152,8 @@ function avgPoolCase(imageSize: number, latent: number): KernelBenchCase {
       const kernel = await prepareAvgPool(ctx, variant, shape);
       const s = variant.storage;
       const tensors = [ctx.upload(randomValues(count, 1, s), [count], s), ctx.allocate([out], s)];
-      return {
-        launches: [kernel.launch(tensors.map((t) => t.buffer))],
-        detail: `${s} (${kernel.bytes} bytes)`,
-        release: () => {
-          for (const t of tensors) ctx.release(t);
-        },
-      };
+      const launches = [kernel.launch(tensors.map((t) => t.buffer))];
+      return prepared(ctx, launches, tensors, `${s} (${kernel.bytes} bytes)`);
     },
   };
 }

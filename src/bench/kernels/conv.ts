@@ -4,12 +4,13 @@
  * against onnxruntime's Conv (NCHW model; its WebGPU backend runs it in NHWC).
  */
 import { randomValues } from "../../gpu/check.js";
-import { type ConvShape, convOutputSize, prepareConv } from "../../gpu/kernels/conv2d.js";
-import { tilingName } from "../../gpu/kernels/matmul-kernel.js";
+import { convOutputSize, prepareConv, sameConv } from "../../gpu/kernels/conv2d.js";
+import type { ConvShape } from "../../gpu/types.js";
 import { GraphBuilder } from "../../onnx/builder.js";
 import { buildModelBytes } from "../../onnx/model-io.js";
 import { probeOutput } from "../probe-output.js";
 import { matmulTilings } from "./matmul-tilings.js";
+import { matmulDetail, prepared } from "./prepared.js";
 import type { KernelBench, KernelBenchCase } from "./types.js";
 
 function convCase(imageSize: number, shape: ConvShape): KernelBenchCase {
@@ -31,13 +32,8 @@ function convCase(imageSize: number, shape: ConvShape): KernelBenchCase {
         ctx.allocate([b * out.height * out.width * cout], s),
         ctx.upload(randomValues(cout, 3, s), [cout], s),
       ];
-      return {
-        launches: [kernel.launch(tensors.map((t) => t.buffer))],
-        detail: `${variant.storage} ${variant.path}${variant.matrix ? ` ${variant.matrix.m}x${variant.matrix.n}x${variant.matrix.k}` : ""} ${tilingName(kernel.spec.tiling)}${kernel.spec.subgroupIndex ? ` sg:${kernel.spec.subgroupIndex}` : ""}`,
-        release: () => {
-          for (const t of tensors) ctx.release(t);
-        },
-      };
+      const launches = [kernel.launch(tensors.map((t) => t.buffer))];
+      return prepared(ctx, launches, tensors, matmulDetail(variant, kernel.spec));
     },
     ort: {
       op: "Conv",
@@ -71,29 +67,24 @@ function convCase(imageSize: number, shape: ConvShape): KernelBenchCase {
 export const CONV_BENCH: KernelBench = {
   family: "conv",
   ortOp: "Conv",
-  cases(sizes) {
-    const cases: KernelBenchCase[] = [];
-    for (const size of sizes) {
+  cases: (sizes) =>
+    sizes.flatMap((size) => {
       const latent = size / 8;
       const conv = (h: number, cin: number, cout: number, stride = 1) =>
-        convCase(size, {
-          batch: 2,
-          height: h,
-          width: h,
-          inChannels: cin,
-          outChannels: cout,
-          kernel: 3,
-          stride,
-          padding: 1,
-        });
-      cases.push(
+        convCase(
+          size,
+          sameConv(
+            { batch: 2, height: h, width: h, inChannels: cin, outChannels: cout },
+            3,
+            stride,
+          ),
+        );
+      return [
         conv(latent, 320, 320),
         conv(latent / 2, 640, 640),
         conv(latent / 4, 1280, 1280),
         conv(latent, 320, 320, 2),
-      );
-    }
-    return cases;
-  },
+      ];
+    }),
   tilings: matmulTilings,
 };

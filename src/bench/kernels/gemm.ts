@@ -5,11 +5,11 @@
  */
 import { randomValues } from "../../gpu/check.js";
 import { type GemmOptions, type GemmShape, prepareGemm } from "../../gpu/kernels/gemm.js";
-import { tilingName } from "../../gpu/kernels/matmul-kernel.js";
 import { GraphBuilder } from "../../onnx/builder.js";
 import { buildModelBytes } from "../../onnx/model-io.js";
 import { probeOutput } from "../probe-output.js";
 import { matmulTilings } from "./matmul-tilings.js";
+import { matmulDetail, prepared } from "./prepared.js";
 import type { KernelBench, KernelBenchCase } from "./types.js";
 
 function gemmCase(
@@ -46,13 +46,8 @@ function gemmCase(
             ]
           : []),
       ];
-      return {
-        launches: [kernel.launch(tensors.map((t) => t.buffer))],
-        detail: `${variant.storage} ${variant.path}${variant.matrix ? ` ${variant.matrix.m}x${variant.matrix.n}x${variant.matrix.k}` : ""} ${tilingName(kernel.spec.tiling)}${kernel.spec.subgroupIndex ? ` sg:${kernel.spec.subgroupIndex}` : ""}`,
-        release: () => {
-          for (const t of tensors) ctx.release(t);
-        },
-      };
+      const launches = [kernel.launch(tensors.map((t) => t.buffer))];
+      return prepared(ctx, launches, tensors, matmulDetail(variant, kernel.spec));
     },
     ort: {
       op: options.bias ? "MatMul+Add" : "MatMul",

@@ -34,6 +34,19 @@ export function matmulTilings(variant: KernelVariant): Tiling[] {
       tc(128, 128, 32, 2, 2, 8),
       tc(128, 128, 32, 2, 2, 0),
       tc(128, 128, 16, 2, 2, 8),
+      // 16 subgroups (32x32 or 64x32 per subgroup), wider padding, thin tiles for N = 320.
+      tc(128, 128, 16, 4, 4, 8),
+      tc(128, 256, 16, 2, 8, 8),
+      tc(128, 128, 32, 2, 4, 16),
+      tc(64, 256, 16, 2, 4, 8),
+      tc(256, 64, 16, 4, 2, 8),
+      tc(128, 64, 16, 4, 2, 8),
+      // Ablations (wrong results, timing only): what the staging costs, and the instruction's own
+      // ceiling, at the default tiling and at the widest one.
+      { ...tc(128, 128, 32, 2, 4, 8), ablation: "no-global-loads" },
+      { ...tc(128, 128, 32, 2, 4, 8), ablation: "mma-only" },
+      { ...tc(128, 256, 16, 2, 4, 8), ablation: "no-global-loads" },
+      { ...tc(128, 256, 16, 2, 4, 8), ablation: "mma-only" },
     ];
   return [
     portable(64, 64, 16, 4, 4),

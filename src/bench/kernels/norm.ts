@@ -7,7 +7,7 @@
  * upsampling against Resize.
  */
 import { randomValues } from "../../gpu/check.js";
-import type { GpuContext, GpuTensor, KernelLaunch } from "../../gpu/context.js";
+import type { GpuContext, GpuTensor } from "../../gpu/context.js";
 import {
   type ElementwiseOp,
   isBinary,
@@ -20,23 +20,24 @@ import { attr, GraphBuilder, type Value } from "../../onnx/builder.js";
 import { buildModelBytes } from "../../onnx/model-io.js";
 import { probeOutput } from "../probe-output.js";
 import { tiledTokens } from "./attention.js";
-import type { KernelBench, KernelBenchCase, PreparedKernel } from "./types.js";
+import { prepared } from "./prepared.js";
+import type { KernelBench, KernelBenchCase } from "./types.js";
 
 const F16 = 2;
 
-function prepared(
+/** A norm's input x (`count` values), gamma and beta (`channels` each) and its output. */
+function normTensors(
   ctx: GpuContext,
-  launches: KernelLaunch[],
-  tensors: GpuTensor[],
-  detail: string,
-): PreparedKernel {
-  return {
-    launches,
-    detail,
-    release: () => {
-      for (const t of tensors) ctx.release(t);
-    },
-  };
+  count: number,
+  channels: number,
+  s: StorageType,
+): GpuTensor[] {
+  return [
+    ctx.upload(randomValues(count, 1, s), [count], s),
+    ctx.upload(randomValues(channels, 2, s), [channels], s),
+    ctx.upload(randomValues(channels, 3, s), [channels], s),
+    ctx.allocate([count], s),
+  ];
 }
 
 function graph(storage: StorageType): { g: GraphBuilder; bias: Value } {
@@ -57,10 +58,7 @@ function groupNormCase(imageSize: number, side: number, channels: number): Kerne
       const kernel = await prepareGroupNorm(ctx, variant, shape);
       const s = variant.storage;
       const t = [
-        ctx.upload(randomValues(count, 1, s), [count], s),
-        ctx.upload(randomValues(channels, 2, s), [channels], s),
-        ctx.upload(randomValues(channels, 3, s), [channels], s),
-        ctx.allocate([count], s),
+        ...normTensors(ctx, count, channels, s),
         ctx.allocate([2, kernel.slices, channels, 2], "f32"),
         ctx.allocate([2, 32, 2], "f32"),
       ];
@@ -121,12 +119,7 @@ function layerNormCase(imageSize: number, rows: number, channels: number): Kerne
     async prepare(ctx, variant) {
       const kernel = await prepareLayerNorm(ctx, variant, { rows, channels, eps: 1e-5 });
       const s = variant.storage;
-      const t = [
-        ctx.upload(randomValues(count, 1, s), [count], s),
-        ctx.upload(randomValues(channels, 2, s), [channels], s),
-        ctx.upload(randomValues(channels, 3, s), [channels], s),
-        ctx.allocate([count], s),
-      ];
+      const t = normTensors(ctx, count, channels, s);
       return prepared(ctx, [kernel.launch(t.map((x) => x.buffer))], t, s);
     },
     ort: {

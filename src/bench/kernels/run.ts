@@ -83,6 +83,8 @@ export interface KernelBenchReport {
   readonly checks: CheckRow[];
   readonly sweep: SweepRow[];
   readonly rows: KernelBenchRow[];
+  /** Shader compiler warnings of the run (distinct first lines), e.g. deprecated builtins. */
+  shaderWarnings: string[];
 }
 
 function describeVariant(v: KernelVariant): string {
@@ -112,20 +114,35 @@ export function availableVariants(ctx: GpuContext): KernelVariant[] {
   return out;
 }
 
+/** Wall time of back-to-back work before timing: the card's clocks ramp up under load. */
+const WARMUP_MS = 250;
+/** Timed passes of `repeat` calls each; the median pass is reported. */
+const TIMED_PASSES = 3;
+
 async function timeOurs(
   ctx: GpuContext,
   launches: Parameters<GpuContext["dispatch"]>[0],
   repeat: number,
 ): Promise<{ gpuMs?: number; wallMs: number }> {
+  // A launch the device rejects (an invalid bind group, say) would otherwise time as 0 ms.
+  ctx.device.pushErrorScope("validation");
   ctx.dispatch(launches);
   await ctx.finish();
+  const invalid = await ctx.device.popErrorScope();
+  if (invalid) throw new Error(`the device rejected the launch: ${invalid.message.split("\n")[0]}`);
+  const warmStart = performance.now();
+  do {
+    ctx.dispatch(launches, { repeat });
+    await ctx.finish();
+  } while (performance.now() - warmStart < WARMUP_MS);
   let gpuMs: number | undefined;
   if (ctx.hasTimestamps) {
-    const timer = ctx.createTimer(1);
-    ctx.dispatch(launches, { timer, repeat, label: "bench" });
-    const [pass] = await timer.read();
+    const timer = ctx.createTimer(TIMED_PASSES);
+    for (let p = 0; p < TIMED_PASSES; p++)
+      ctx.dispatch(launches, { timer, repeat, label: `bench ${p}` });
+    const passes = (await timer.read()).map((pass) => pass.ms / repeat).sort((a, b) => a - b);
     timer.destroy();
-    gpuMs = pass.ms / repeat;
+    gpuMs = passes[Math.floor(passes.length / 2)];
   }
   const start = performance.now();
   for (let i = 0; i < repeat; i++) ctx.dispatch(launches);
@@ -166,6 +183,7 @@ export async function runKernelBenches(options: KernelBenchOptions): Promise<Ker
     checks: [],
     sweep: [],
     rows: [],
+    shaderWarnings: [],
   };
   status(
     `adapter: ${caps.description}; f16 -> f32 matrix shapes: ${report.matrixShapes.join(", ") || "none"}`,
@@ -228,7 +246,12 @@ export async function runKernelBenches(options: KernelBenchOptions): Promise<Ker
             };
             try {
               let worst = 0;
-              for (const check of matmulChecks(tiling).filter((c) => c.family === bench.family)) {
+              // An ablation leaves out work on purpose: timed, never checked nor chosen.
+              const ablated = tiling.kind === "tensor-core" && tiling.ablation !== undefined;
+              if (ablated) worst = Number.POSITIVE_INFINITY;
+              for (const check of ablated
+                ? []
+                : matmulChecks(tiling).filter((c) => c.family === bench.family)) {
                 const outcome = await check.run(ctx, v);
                 worst = Math.max(
                   worst,
@@ -306,6 +329,9 @@ export async function runKernelBenches(options: KernelBenchOptions): Promise<Ker
       }
     }
   } finally {
+    report.shaderWarnings = [...new Set(ctx.pipelines.warnings)];
+    status(`shader compiler warnings: ${report.shaderWarnings.length}`);
+    for (const w of report.shaderWarnings.slice(0, 5)) status(`  ${w}`);
     ctx.destroy();
   }
   return report;

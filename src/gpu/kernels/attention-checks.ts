@@ -3,15 +3,8 @@
  * sizes: token counts that are not multiples of any tile, head dim 40, cross-attention's 77 keys,
  * key grids the factor divides and ones it does not (torch's nearest rule), odd channel counts.
  */
-import {
-  type CheckOutcome,
-  compareWithReference,
-  type KernelCheck,
-  randomValues,
-} from "../check.js";
-import type { GpuContext } from "../context.js";
+import { type KernelCheck, randomValues, readAndCompare, uploadInputs } from "../check.js";
 import { referenceAttention, referenceAvgPool } from "../reference/attention.js";
-import type { KernelVariant } from "../variants.js";
 import {
   type AttentionShape,
   type AttentionTiling,
@@ -21,59 +14,45 @@ import {
 } from "./attention.js";
 import { type AvgPoolShape, prepareAvgPool, runSimple } from "./elementwise.js";
 
-export async function checkAttention(
-  ctx: GpuContext,
-  variant: KernelVariant,
-  shape: AttentionShape,
-  tiling?: AttentionTiling,
-  seed = 21,
-): Promise<CheckOutcome> {
-  const storage = variant.storage;
-  const hd = shape.heads * shape.headDim;
-  const q = randomValues(shape.batch * shape.queries * hd, seed, storage);
-  // Keys scaled up so that the softmax is far from uniform (scores of a few units).
-  const k = randomValues(shape.batch * shape.kvTokens * hd, seed + 1, storage).map(
-    (x) => x * 4, // a power of two: still exact in the storage type
-  );
-  const v = randomValues(shape.batch * shape.kvTokens * hd, seed + 2, storage);
-  const kernel = await prepareAttention(ctx, variant, shape, tiling);
-  const tensors = [
-    ctx.upload(q, [q.length], storage, "q"),
-    ctx.upload(k, [k.length], storage, "k"),
-    ctx.upload(v, [v.length], storage, "v"),
-  ];
-  const out = runAttention(ctx, kernel, { q: tensors[0], k: tensors[1], v: tensors[2] });
-  const got = await ctx.read(out);
-  for (const t of [...tensors, out]) ctx.release(t);
-  const reference = referenceAttention(
-    shape,
-    { q, k, v },
-    {
-      storage,
-      tensorCore: variant.path === "tensor-core",
-      tiles: Math.ceil(attentionKeys(shape) / kernel.tiling.keysPerTile),
-    },
-  );
-  return compareWithReference(got, reference);
+/** Flash attention against the reference. */
+function attentionCheck(shape: AttentionShape, tiling?: AttentionTiling): KernelCheck["run"] {
+  return async (ctx, variant) => {
+    const storage = variant.storage;
+    const hd = shape.heads * shape.headDim;
+    const q = randomValues(shape.batch * shape.queries * hd, 21, storage);
+    // Keys scaled up so that the softmax is far from uniform (scores of a few units).
+    const k = randomValues(shape.batch * shape.kvTokens * hd, 22, storage).map(
+      (x) => x * 4, // a power of two: still exact in the storage type
+    );
+    const v = randomValues(shape.batch * shape.kvTokens * hd, 23, storage);
+    const kernel = await prepareAttention(ctx, variant, shape, tiling);
+    const t = uploadInputs(ctx, storage, { q, k, v });
+    const out = runAttention(ctx, kernel, t);
+    const reference = referenceAttention(
+      shape,
+      { q, k, v },
+      {
+        storage,
+        tensorCore: variant.path === "tensor-core",
+        tiles: Math.ceil(attentionKeys(shape) / kernel.tiling.keysPerTile),
+      },
+    );
+    return readAndCompare(ctx, out, t, reference);
+  };
 }
 
-export async function checkAvgPool(
-  ctx: GpuContext,
-  variant: KernelVariant,
-  shape: AvgPoolShape,
-  seed = 31,
-): Promise<CheckOutcome> {
-  const storage = variant.storage;
-  const x = randomValues(shape.batch * shape.height * shape.width * shape.channels, seed, storage);
-  const kernel = await prepareAvgPool(ctx, variant, shape);
-  const input = ctx.upload(x, [x.length], storage, "x");
-  const oh = Math.floor(shape.height / shape.factor);
-  const ow = Math.floor(shape.width / shape.factor);
-  const out = runSimple(ctx, kernel, [input], [shape.batch, oh * ow, shape.channels], storage);
-  const got = await ctx.read(out);
-  ctx.release(input);
-  ctx.release(out);
-  return compareWithReference(got, referenceAvgPool(shape, x, storage));
+/** ToDo's K/V pooling against the reference. */
+function avgPoolCheck(shape: AvgPoolShape): KernelCheck["run"] {
+  return async (ctx, variant) => {
+    const storage = variant.storage;
+    const x = randomValues(shape.batch * shape.height * shape.width * shape.channels, 31, storage);
+    const kernel = await prepareAvgPool(ctx, variant, shape);
+    const t = uploadInputs(ctx, storage, { x });
+    const oh = Math.floor(shape.height / shape.factor);
+    const ow = Math.floor(shape.width / shape.factor);
+    const out = runSimple(ctx, kernel, [t.x], [shape.batch, oh * ow, shape.channels], storage);
+    return readAndCompare(ctx, out, t, referenceAvgPool(shape, x, storage));
+  };
 }
 
 export const ATTENTION_CASES: readonly { shape: AttentionShape; gpuOnly?: boolean }[] =
@@ -125,13 +104,12 @@ export function attentionChecks(tiling?: AttentionTiling, ci = false): KernelChe
     ...ATTENTION_CASES.filter((c) => !(ci && c.gpuOnly)).map((c) => ({
       family: "attention",
       name: describe(c.shape),
-      run: (ctx: GpuContext, variant: KernelVariant) =>
-        checkAttention(ctx, variant, c.shape, tiling),
+      run: attentionCheck(c.shape, tiling),
     })),
     ...AVG_POOL_CASES.map((s) => ({
       family: "avgpool",
       name: `${s.batch}x${s.height}x${s.width}x${s.channels}/${s.factor}`,
-      run: (ctx: GpuContext, variant: KernelVariant) => checkAvgPool(ctx, variant, s),
+      run: avgPoolCheck(s),
     })),
   ];
 }

@@ -25,9 +25,17 @@
  * matrix work for the SD 1.x head).
  * Launch: ceil(Nq / rowsPerWorkgroup) x (B * H) workgroups.
  */
-import type { GpuContext, GpuTensor, KernelLaunch } from "../context.js";
+import { expectTensor, type GpuContext, type GpuTensor, type KernelLaunch } from "../context.js";
 import type { KernelVariant } from "../variants.js";
-import { storagePreamble, u32Literal as u } from "../wgsl.js";
+import {
+  checkPositiveSizes,
+  MATRIX_SPELLINGS,
+  type MatrixSpelling,
+  matrixLoad,
+  matrixStore,
+  storagePreamble,
+  u32Literal as u,
+} from "../wgsl.js";
 
 export interface KeyGrid {
   readonly height: number;
@@ -50,6 +58,14 @@ export interface AttentionShape {
 export interface AttentionTiling {
   readonly keysPerTile: number;
   readonly subgroups: number;
+  /**
+   * Timing only, the results are wrong: leave out part of the work to measure what the rest
+   * costs. `o-in-matrices`: P V accumulates in result matrices without the per-tile rescale (no O
+   * round trip through workgroup memory); `no-softmax`: also no softmax lane work (S is still
+   * stored and P loaded); `mma-only`: also no S store and no K/V staging (the matrix loads and
+   * multiplies alone).
+   */
+  readonly ablation?: "o-in-matrices" | "no-softmax" | "mma-only";
 }
 
 export const DEFAULT_ATTENTION_TILINGS: Readonly<{
@@ -57,8 +73,20 @@ export const DEFAULT_ATTENTION_TILINGS: Readonly<{
   tensorCore: AttentionTiling;
 }> = Object.freeze({
   portable: { keysPerTile: 16, subgroups: 1 },
-  tensorCore: { keysPerTile: 64, subgroups: 4 },
+  tensorCore: { keysPerTile: 32, subgroups: 8 },
 });
+
+/**
+ * Tensor-core tilings in the order they are tried without an explicit one: fastest first as
+ * measured at 2 x 16384 x 16384, 8 heads of 40 (BENCHMARKS.md); the later ones for head dims whose
+ * tiles outgrow workgroup memory with the first.
+ */
+export const TENSOR_CORE_ATTENTION_ORDER: readonly AttentionTiling[] = Object.freeze([
+  { keysPerTile: 32, subgroups: 8 },
+  { keysPerTile: 32, subgroups: 4 },
+  { keysPerTile: 16, subgroups: 8 },
+  { keysPerTile: 16, subgroups: 4 },
+]);
 
 /** Keys actually attended to (after the key grid's downsampling). */
 export function attentionKeys(shape: AttentionShape): number {
@@ -72,15 +100,13 @@ export function attentionFlops(shape: AttentionShape): number {
 }
 
 function validate(shape: AttentionShape): void {
-  for (const [name, value] of Object.entries({
+  checkPositiveSizes("attention", {
     batch: shape.batch,
     queries: shape.queries,
     heads: shape.heads,
     headDim: shape.headDim,
     kvTokens: shape.kvTokens,
-  }))
-    if (!Number.isInteger(value) || value < 1)
-      throw new Error(`attention: ${name} must be a positive integer, got ${value}`);
+  });
   if (shape.headDim % 4 !== 0)
     throw new Error(`attention: head dim ${shape.headDim} is not a multiple of 4`);
   const g = shape.keyGrid;
@@ -224,7 +250,12 @@ export function tensorCoreWorkgroupBytes(
   return kv + scores + probs;
 }
 
-function tensorCoreWgsl(variant: KernelVariant, shape: AttentionShape, t: AttentionTiling): string {
+function tensorCoreWgsl(
+  variant: KernelVariant,
+  shape: AttentionShape,
+  t: AttentionTiling,
+  sp: MatrixSpelling,
+): string {
   const s = variant.matrix;
   const sgSize = variant.subgroupSize;
   if (!s || !sgSize) throw new Error("attention: the tensor-core path needs a matrix shape");
@@ -274,7 +305,14 @@ function tensorCoreWgsl(variant: KernelVariant, shape: AttentionShape, t: Attent
       out.push("workgroupBarrier();");
       for (const [i, f] of frags.entries())
         out.push(
-          `subgroupMatrixStore(&s_buf, s_base + ${u(i * s.m * oStride)}, pv_${f}, false, ${u(oStride)});`,
+          matrixStore(
+            sp,
+            "&s_buf",
+            `s_base + ${u(i * s.m * oStride)}`,
+            `pv_${f}`,
+            false,
+            u(oStride),
+          ),
         );
       out.push("workgroupBarrier();");
       for (const [i, f] of frags.entries())
@@ -290,27 +328,75 @@ function tensorCoreWgsl(variant: KernelVariant, shape: AttentionShape, t: Attent
     }
     return out;
   };
+  const ablation = t.ablation;
+  const oInMatrices = ablation !== undefined;
+  const noSoftmax = ablation === "no-softmax" || ablation === "mma-only";
+  const mmaOnly = ablation === "mma-only";
   const scoreMma: string[] = [];
   for (let f = 0; f < sFrags; f++) {
-    scoreMma.push(`var sf_${f} = ${result}();`);
+    if (!mmaOnly) scoreMma.push(`var sf_${f} = ${result}();`);
     for (let i = 0; i < qFrags; i++)
       scoreMma.push(
-        `sf_${f} = subgroupMatrixMultiplyAccumulate(qf_${i}, subgroupMatrixLoad<${right}>(&kv_tile, ${u(f * s.n * stride + i * s.k)}, true, ${u(stride)}), sf_${f});`,
+        `sf_${f} = subgroupMatrixMultiplyAccumulate(qf_${i}, ${matrixLoad(sp, right, "&kv_tile", u(f * s.n * stride + i * s.k), true, u(stride))}, sf_${f});`,
       );
-    scoreMma.push(
-      `subgroupMatrixStore(&s_buf, s_base + ${u(f * s.n)}, sf_${f}, false, ${u(sStride)});`,
-    );
+    if (!mmaOnly)
+      scoreMma.push(
+        matrixStore(sp, "&s_buf", `s_base + ${u(f * s.n)}`, `sf_${f}`, false, u(sStride)),
+      );
   }
-  const pvMma: string[] = Array.from({ length: oFrags }, (_, f) => `var pv_${f} = ${result}();`);
+  const pvDecls = Array.from({ length: oFrags }, (_, f) => `var pv_${f} = ${result}();`);
+  const pvMma: string[] = oInMatrices ? [] : [...pvDecls];
   for (let kk = 0; kk < bc; kk += s.k) {
     pvMma.push(
-      `let pf_${kk} = subgroupMatrixLoad<${left(s.k, s.m)}>(&p_buf, p_base + ${u(kk)}, false, ${u(pStride)});`,
+      `let pf_${kk} = ${matrixLoad(sp, left(s.k, s.m), "&p_buf", `p_base + ${u(kk)}`, false, u(pStride))};`,
     );
     for (let f = 0; f < oFrags; f++)
       pvMma.push(
-        `pv_${f} = subgroupMatrixMultiplyAccumulate(pf_${kk}, subgroupMatrixLoad<${right}>(&kv_tile, ${u(bc * stride + kk * stride + f * s.n)}, false, ${u(stride)}), pv_${f});`,
+        `pv_${f} = subgroupMatrixMultiplyAccumulate(pf_${kk}, ${matrixLoad(sp, right, "&kv_tile", u(bc * stride + kk * stride + f * s.n), false, u(stride))}, pv_${f});`,
       );
   }
+  // K rows [0, bc), V rows [bc, 2 bc) of the tile, staged in f16.
+  const kvStage = `    workgroupBarrier();
+    // K rows [0, bc), V rows [bc, 2 bc) of the tile.
+    for (var e = local; e < ${u((2 * bc * dp) / 4)}; e += ${u(threads)}) {
+      let r = e / ${u(dp / 4)};
+      let c = (e % ${u(dp / 4)}) * 4u;
+      let jr = r % ${u(bc)};
+      let j = j0 + jr;
+      var x = vec4<f32>();
+      if (j < ${u(nk)} && c < ${u(d)}) {
+        let src = ((b * ${u(shape.kvTokens)} + key_token(j)) * ${u(hd)} + h * ${u(d)} + c) / 4u;
+        if (r < ${u(bc)}) { x = vec4<f32>(k[src]); } else { x = vec4<f32>(v[src]); }
+      }
+      let at = r * ${u(stride)} + c;
+      kv_tile[at] = f16(x[0]); kv_tile[at + 1u] = f16(x[1]); kv_tile[at + 2u] = f16(x[2]); kv_tile[at + 3u] = f16(x[3]);
+    }
+    workgroupBarrier();
+`;
+  // Online softmax: lanes [row * lpr, row * lpr + lpr) share a query row.
+  const softmax = `    // Online softmax: lanes [row * ${lpr}, row * ${lpr} + ${lpr}) share a query row.
+    var tile_max = ${NEG_BIG};
+    for (var c = 0u; c < ${u(keysPerLane)}; c++) {
+      let jr = c * ${u(lpr)} + part;
+      let x = select(${NEG_BIG}, s_buf[s_base + row * ${u(sStride)} + jr] * ${f32Literal(LOG2E / Math.sqrt(d))}, j0 + jr < ${u(nk)});
+      s_buf[s_base + row * ${u(sStride)} + jr] = x;
+      tile_max = max(tile_max, x);
+    }
+    ${reduce("tile_max", "max")}
+    let m_new = max(m, tile_max);
+    alpha = exp2(m - m_new);
+    var row_sum = 0.0;
+    for (var c = 0u; c < ${u(keysPerLane)}; c++) {
+      let jr = c * ${u(lpr)} + part;
+      let p = select(0.0, exp2(s_buf[s_base + row * ${u(sStride)} + jr] - m_new), j0 + jr < ${u(nk)});
+      let p16 = f16(p);
+      p_buf[p_base + row * ${u(pStride)} + jr] = p16;
+      row_sum += f32(p16);
+    }
+    ${reduce("row_sum", "add")}
+    l = l * alpha + row_sum;
+    m = m_new;
+`;
   return `${storagePreamble(variant.storage, ["subgroups", "chromium_experimental_subgroup_matrix"])}
 @group(0) @binding(0) var<storage, read> q: array<T4>;
 @group(0) @binding(1) var<storage, read> k: array<T4>;
@@ -330,6 +416,7 @@ fn main(
   @builtin(subgroup_id) subgroup_id: u32,
   @builtin(subgroup_invocation_id) subgroup_lane: u32,
 ) {
+  ${mmaOnly ? "// K and V stay bound (the launch binds them) though this ablation never reads them.\n  _ = &k;\n  _ = &v;" : ""}
   let b = wg.y / ${u(shape.heads)};
   let h = wg.y % ${u(shape.heads)};
   let q0 = wg.x * ${u(rows)};
@@ -354,56 +441,24 @@ fn main(
     kv_tile[at] = f16(x[0]); kv_tile[at + 1u] = f16(x[1]); kv_tile[at + 2u] = f16(x[2]); kv_tile[at + 3u] = f16(x[3]);
   }
   workgroupBarrier();
-  ${Array.from({ length: qFrags }, (_, i) => `let qf_${i} = subgroupMatrixLoad<${left(s.k, s.m)}>(&kv_tile, sg * ${u(s.m * stride)} + ${u(i * s.k)}, false, ${u(stride)});`).join("\n  ")}
+  ${Array.from({ length: qFrags }, (_, i) => `let qf_${i} = ${matrixLoad(sp, left(s.k, s.m), "&kv_tile", `sg * ${u(s.m * stride)} + ${u(i * s.k)}`, false, u(stride))};`).join("\n  ")}
   var m = ${NEG_BIG};
   var l = 0.0;
   var alpha = 1.0;
+  ${oInMatrices ? pvDecls.join("\n  ") : ""}
+  ${mmaOnly ? Array.from({ length: sFrags }, (_, f) => `var sf_${f} = ${result}();`).join("\n  ") : ""}
   for (var kt = 0u; kt < ${u(Math.ceil(nk / bc))}; kt++) {
     let j0 = kt * ${u(bc)};
-    workgroupBarrier();
-    // K rows [0, bc), V rows [bc, 2 bc) of the tile.
-    for (var e = local; e < ${u((2 * bc * dp) / 4)}; e += ${u(threads)}) {
-      let r = e / ${u(dp / 4)};
-      let c = (e % ${u(dp / 4)}) * 4u;
-      let jr = r % ${u(bc)};
-      let j = j0 + jr;
-      var x = vec4<f32>();
-      if (j < ${u(nk)} && c < ${u(d)}) {
-        let src = ((b * ${u(shape.kvTokens)} + key_token(j)) * ${u(hd)} + h * ${u(d)} + c) / 4u;
-        if (r < ${u(bc)}) { x = vec4<f32>(k[src]); } else { x = vec4<f32>(v[src]); }
-      }
-      let at = r * ${u(stride)} + c;
-      kv_tile[at] = f16(x[0]); kv_tile[at + 1u] = f16(x[1]); kv_tile[at + 2u] = f16(x[2]); kv_tile[at + 3u] = f16(x[3]);
-    }
-    workgroupBarrier();
+${mmaOnly ? "" : kvStage}
     ${scoreMma.join("\n    ")}
-    workgroupBarrier();
-    // Online softmax: lanes [row * ${lpr}, row * ${lpr} + ${lpr}) share a query row.
-    var tile_max = ${NEG_BIG};
-    for (var c = 0u; c < ${u(keysPerLane)}; c++) {
-      let jr = c * ${u(lpr)} + part;
-      let x = select(${NEG_BIG}, s_buf[s_base + row * ${u(sStride)} + jr] * ${f32Literal(LOG2E / Math.sqrt(d))}, j0 + jr < ${u(nk)});
-      s_buf[s_base + row * ${u(sStride)} + jr] = x;
-      tile_max = max(tile_max, x);
-    }
-    ${reduce("tile_max", "max")}
-    let m_new = max(m, tile_max);
-    alpha = exp2(m - m_new);
-    var row_sum = 0.0;
-    for (var c = 0u; c < ${u(keysPerLane)}; c++) {
-      let jr = c * ${u(lpr)} + part;
-      let p = select(0.0, exp2(s_buf[s_base + row * ${u(sStride)} + jr] - m_new), j0 + jr < ${u(nk)});
-      let p16 = f16(p);
-      p_buf[p_base + row * ${u(pStride)} + jr] = p16;
-      row_sum += f32(p16);
-    }
-    ${reduce("row_sum", "add")}
-    l = l * alpha + row_sum;
-    m = m_new;
-    workgroupBarrier();
+    ${mmaOnly ? "" : "workgroupBarrier();"}
+${noSoftmax ? "    l = 1.0;" : softmax}
+    ${mmaOnly ? "" : "workgroupBarrier();"}
     ${pvMma.join("\n    ")}
-    ${oRound((f, c, at) => `o_acc[${f * colsPerLane + c}] = fma(o_acc[${f * colsPerLane + c}], alpha, ${at});`).join("\n    ")}
+    ${oInMatrices ? "" : oRound((f, c, at) => `o_acc[${f * colsPerLane + c}] = fma(o_acc[${f * colsPerLane + c}], alpha, ${at});`).join("\n    ")}
   }
+  ${oInMatrices ? oRound((f, c, at) => `o_acc[${f * colsPerLane + c}] = ${at};`).join("\n  ") : ""}
+  ${mmaOnly ? `${matrixStore(sp, "&s_buf", "s_base", "sf_0", false, u(sStride))}\n  workgroupBarrier();\n  o_acc[0] += s_buf[s_base + row * ${u(sStride)} + part];` : ""}
   let inv = 1.0 / l;
   let q_row = q0 + sg * ${u(s.m)} + row;
   if (q_row < ${u(shape.queries)}) {
@@ -424,6 +479,8 @@ export interface AttentionKernel {
   readonly shape: AttentionShape;
   readonly variant: KernelVariant;
   readonly tiling: AttentionTiling;
+  /** The subgroup-matrix spelling the tensor-core shader compiled with. */
+  readonly matrixSpelling?: MatrixSpelling;
   readonly pipeline: GPUComputePipeline;
   readonly workgroups: [number, number, number];
   launch(buffers: readonly GPUBuffer[]): KernelLaunch;
@@ -431,7 +488,7 @@ export interface AttentionKernel {
 
 export function attentionTilingName(t: AttentionTiling, path: string): string {
   return path === "tensor-core"
-    ? `${t.subgroups}sg x ${t.keysPerTile} keys`
+    ? `${t.subgroups}sg x ${t.keysPerTile} keys${t.ablation ? ` ablation:${t.ablation}` : ""}`
     : `${t.keysPerTile} keys`;
 }
 
@@ -445,18 +502,15 @@ export async function prepareAttention(
   validate(shape);
   const tc = variant.path === "tensor-core";
   const limits = ctx.capabilities.limits;
-  // Without a tiling: the default, with fewer keys per tile where a large head dim would
-  // outgrow workgroup memory.
+  // Without a tiling: the fastest measured one that fits workgroup memory at this head dim.
   const t =
     tiling ??
     (tc
-      ? ([64, 32, 16]
-          .map((keysPerTile) => ({ ...DEFAULT_ATTENTION_TILINGS.tensorCore, keysPerTile }))
-          .find(
-            (c) =>
-              tensorCoreWorkgroupBytes(variant, shape.headDim, c) <=
-              limits.maxComputeWorkgroupStorageSize,
-          ) ?? DEFAULT_ATTENTION_TILINGS.tensorCore)
+      ? (TENSOR_CORE_ATTENTION_ORDER.find(
+          (c) =>
+            tensorCoreWorkgroupBytes(variant, shape.headDim, c) <=
+            limits.maxComputeWorkgroupStorageSize,
+        ) ?? DEFAULT_ATTENTION_TILINGS.tensorCore)
       : DEFAULT_ATTENTION_TILINGS.portable);
   const g = shape.keyGrid;
   const label = [
@@ -487,8 +541,25 @@ export async function prepareAttention(
   } else if (2 * t.keysPerTile * shape.headDim * 4 > limits.maxComputeWorkgroupStorageSize) {
     throw new Error(`${label}: ${t.keysPerTile} keys per tile do not fit workgroup memory`);
   }
-  const code = tc ? tensorCoreWgsl(variant, shape, t) : portableWgsl(variant, shape, t);
-  const pipeline = await ctx.pipeline({ label, code });
+  let pipeline: GPUComputePipeline | undefined;
+  let spelling: MatrixSpelling | undefined;
+  if (tc) {
+    // Dawn's current load/store spelling, else the first one (older implementations).
+    const errors: string[] = [];
+    for (const sp of MATRIX_SPELLINGS) {
+      try {
+        pipeline = await ctx.pipeline({ label, code: tensorCoreWgsl(variant, shape, t, sp) });
+        spelling = sp;
+        break;
+      } catch (error) {
+        errors.push((error as Error).message);
+      }
+    }
+    if (!pipeline) throw new Error(errors.join("; "));
+  } else {
+    pipeline = await ctx.pipeline({ label, code: portableWgsl(variant, shape, t) });
+  }
+  const compiled = pipeline;
   const workgroups: [number, number, number] = [
     Math.ceil(shape.queries / rows),
     shape.batch * shape.heads,
@@ -499,19 +570,11 @@ export async function prepareAttention(
     shape,
     variant,
     tiling: t,
-    pipeline,
+    matrixSpelling: spelling,
+    pipeline: compiled,
     workgroups,
-    launch: (buffers) => ({ pipeline, buffers, workgroups }),
+    launch: (buffers) => ({ pipeline: compiled, buffers, workgroups }),
   };
-}
-
-function expectTensor(t: GpuTensor, elements: number, name: string, k: AttentionKernel): void {
-  if (t.size !== elements)
-    throw new Error(`${k.label}: ${name} has ${t.size} elements, expected ${elements}`);
-  if (t.storage !== k.variant.storage)
-    throw new Error(
-      `${k.label}: ${name} is stored as ${t.storage}, the kernel reads ${k.variant.storage}`,
-    );
 }
 
 /** Runs a prepared attention kernel into a new tensor (B, Nq, H d). */
@@ -522,9 +585,9 @@ export function runAttention(
 ): GpuTensor {
   const s = kernel.shape;
   const hd = s.heads * s.headDim;
-  expectTensor(inputs.q, s.batch * s.queries * hd, "q", kernel);
-  expectTensor(inputs.k, s.batch * s.kvTokens * hd, "k", kernel);
-  expectTensor(inputs.v, s.batch * s.kvTokens * hd, "v", kernel);
+  expectTensor(kernel.label, inputs.q, s.batch * s.queries * hd, kernel.variant.storage, "q");
+  expectTensor(kernel.label, inputs.k, s.batch * s.kvTokens * hd, kernel.variant.storage, "k");
+  expectTensor(kernel.label, inputs.v, s.batch * s.kvTokens * hd, kernel.variant.storage, "v");
   const out = ctx.allocate([s.batch, s.queries, hd], kernel.variant.storage, "attention output");
   ctx.dispatch([kernel.launch([inputs.q.buffer, inputs.k.buffer, inputs.v.buffer, out.buffer])]);
   return out;

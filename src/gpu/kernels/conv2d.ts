@@ -13,23 +13,22 @@
  * Launch: ceil(Cout / tileN) x ceil(M / tileM) x 1 workgroups.
  */
 import type { GpuContext, GpuTensor } from "../context.js";
+import type { ConvShape } from "../types.js";
 import type { KernelVariant } from "../variants.js";
 import { u32Literal as u } from "../wgsl.js";
-import { expectSize } from "./gemm.js";
-import { defaultTiling, MatmulKernel, tilingName } from "./matmul-kernel.js";
+import { defaultTiling, MatmulKernel, matmulSpec, runMatmul } from "./matmul-kernel.js";
 import type { MatmulSpec, OperandA, Tiling } from "./matmul-wgsl.js";
 
-export interface ConvShape {
-  readonly batch: number;
-  readonly height: number;
-  readonly width: number;
-  readonly inChannels: number;
-  readonly outChannels: number;
-  /** 3 or 1. */
-  readonly kernel: number;
-  readonly stride: number;
-  /** 1 for 3x3, 0 for 1x1. */
-  readonly padding: number;
+/**
+ * A convolution that keeps the map's size at stride 1 (3x3 with padding 1, or 1x1 without), the
+ * kind the UNet and the VAE use.
+ */
+export function sameConv(
+  map: Pick<ConvShape, "batch" | "height" | "width" | "inChannels" | "outChannels">,
+  kernel: 1 | 3 = 3,
+  stride = 1,
+): ConvShape {
+  return { ...map, kernel, stride, padding: (kernel - 1) / 2 };
 }
 
 export interface ConvOptions {
@@ -102,28 +101,16 @@ export function convSpec(
       `conv2d: a ${shape.height}x${shape.width} map is smaller than the ${shape.kernel}x${shape.kernel} kernel`,
     );
   const tiling = options.tiling ?? defaultTiling(variant);
-  const parts = [
-    `conv${shape.kernel}x${shape.kernel}/${shape.stride} ${shape.batch}x${shape.height}x${shape.width}x${shape.inChannels}->${shape.outChannels}`,
-    variant.storage,
-    variant.path,
-    tilingName(tiling),
-    options.bias ? "bias" : "",
-    options.residual ? "residual" : "",
-  ];
-  return {
-    label: parts.filter(Boolean).join(" "),
-    variant,
-    tiling,
+  const head = `conv${shape.kernel}x${shape.kernel}/${shape.stride} ${shape.batch}x${shape.height}x${shape.width}x${shape.inChannels}->${shape.outChannels}`;
+  return matmulSpec(head, variant, tiling, options, {
     batch: 1,
     m: shape.batch * out.height * out.width,
     n: shape.outChannels,
     k: shape.kernel * shape.kernel * shape.inChannels,
     a: imageOperand(shape),
     bBatchStride: 0,
-    bias: options.bias ?? false,
     epilogue: "none",
-    residual: options.residual ?? false,
-  };
+  });
 }
 
 export function prepareConv(
@@ -159,22 +146,17 @@ export function runConv(
 ): GpuTensor {
   const { spec } = kernel;
   const out = convOutputSize(shape);
-  expectSize(inputs.x, shape.batch * shape.height * shape.width * shape.inChannels, "input", spec);
-  expectSize(inputs.w, spec.k * spec.n, "weights", spec);
-  if (spec.bias !== (inputs.bias !== undefined))
-    throw new Error(`${spec.label}: bias ${spec.bias ? "missing" : "not expected"}`);
-  if (inputs.bias) expectSize(inputs.bias, spec.n, "bias", spec);
-  if (spec.residual !== (inputs.residual !== undefined))
-    throw new Error(`${spec.label}: residual ${spec.residual ? "missing" : "not expected"}`);
-  if (inputs.residual) expectSize(inputs.residual, spec.m * spec.n, "residual", spec);
-  const y = ctx.allocate(
-    [shape.batch, out.height, out.width, shape.outChannels],
-    spec.variant.storage,
-    "conv output",
-  );
-  const buffers = [inputs.x.buffer, inputs.w.buffer, y.buffer];
-  if (inputs.bias) buffers.push(inputs.bias.buffer);
-  if (inputs.residual) buffers.push(inputs.residual.buffer);
-  ctx.dispatch([kernel.launch(buffers)]);
-  return y;
+  return runMatmul(ctx, kernel, {
+    a: {
+      tensor: inputs.x,
+      size: shape.batch * shape.height * shape.width * shape.inChannels,
+      name: "input",
+    },
+    b: { tensor: inputs.w, size: spec.k * spec.n, name: "weights" },
+    bias: inputs.bias,
+    biasSize: spec.n,
+    residual: inputs.residual,
+    outShape: [shape.batch, out.height, out.width, shape.outChannels],
+    outLabel: "conv output",
+  });
 }

@@ -16,7 +16,7 @@
  */
 import type { GpuContext, GpuTensor, KernelLaunch } from "../context.js";
 import type { KernelVariant } from "../variants.js";
-import { GELU_WGSL, storagePreamble, u32Literal as u } from "../wgsl.js";
+import { checkPositiveSizes, GELU_WGSL, storagePreamble, u32Literal as u } from "../wgsl.js";
 
 export const WORKGROUP = 256;
 const MAX_GROUPS_X = 32768;
@@ -57,24 +57,13 @@ async function simpleKernel(
   };
 }
 
-function positive(label: string, values: Record<string, number>): void {
-  for (const [name, value] of Object.entries(values))
-    if (!Number.isInteger(value) || value < 1)
-      throw new Error(`${label}: ${name} must be a positive integer, got ${value}`);
-}
-
 function bytesOf(variant: KernelVariant): number {
   return variant.storage === "f16" ? 2 : 4;
 }
 
-export type ElementwiseOp = "add" | "mul" | "silu" | "gelu";
+export const ELEMENTWISE_OPS = Object.freeze(["add", "mul", "silu", "gelu"] as const);
 
-export const ELEMENTWISE_OPS: readonly ElementwiseOp[] = Object.freeze([
-  "add",
-  "mul",
-  "silu",
-  "gelu",
-]);
+export type ElementwiseOp = (typeof ELEMENTWISE_OPS)[number];
 
 export function isBinary(op: ElementwiseOp): boolean {
   return op === "add" || op === "mul";
@@ -87,7 +76,7 @@ export async function prepareElementwise(
   op: ElementwiseOp,
   n: number,
 ): Promise<SimpleKernel> {
-  positive(`elementwise ${op}`, { n });
+  checkPositiveSizes(`elementwise ${op}`, { n });
   const label = `elementwise ${op} ${n} ${variant.storage}`;
   ctx.checkSize(n, variant.storage, label);
   const width = n % 4 === 0 ? 4 : 1;
@@ -121,6 +110,52 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   return simpleKernel(ctx, label, code, g.workgroups, (binary ? 3 : 2) * n * bytesOf(variant));
 }
 
+/** The vector a thread of an NHWC map moves: four channels where the count allows, else one. */
+interface ChannelVector {
+  /** Vectors per pixel. */
+  readonly cv: number;
+  /** The storage vector type and its f32 counterpart. */
+  readonly vt: string;
+  readonly ft: string;
+}
+
+/**
+ * WGSL for a map from NHWC x to NHWC out (of shape `out`) with one thread per output vector: the
+ * thread finds its output coordinates b, oy, ox and c (c in vectors), then runs `body`, which
+ * reads x and writes out[i]. Bindings: x, out.
+ */
+function nhwcMapKernel(
+  storage: KernelVariant["storage"],
+  out: UpsampleShape,
+  body: (v: ChannelVector) => string,
+): { code: string; workgroups: [number, number, number] } {
+  const width = out.channels % 4 === 0 ? 4 : 1;
+  const v: ChannelVector = {
+    cv: out.channels / width,
+    vt: width === 4 ? "T4" : "T",
+    ft: width === 4 ? "vec4<f32>" : "f32",
+  };
+  const vectors = out.batch * out.height * out.width * v.cv;
+  const g = grid1d(vectors);
+  const code = `${storagePreamble(storage)}
+@group(0) @binding(0) var<storage, read> x: array<${v.vt}>;
+@group(0) @binding(1) var<storage, read_write> out: array<${v.vt}>;
+@compute @workgroup_size(${WORKGROUP})
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) local: u32) {
+  let i = ${g.index};
+  if (i >= ${u(vectors)}) { return; }
+  let c = i % ${u(v.cv)};
+  let pixel = i / ${u(v.cv)};
+  let ox = pixel % ${u(out.width)};
+  let rest = pixel / ${u(out.width)};
+  let oy = rest % ${u(out.height)};
+  let b = rest / ${u(out.height)};
+  ${body(v)}
+}
+`;
+  return { code, workgroups: g.workgroups };
+}
+
 export interface UpsampleShape {
   readonly batch: number;
   readonly height: number;
@@ -134,31 +169,17 @@ export async function prepareUpsample2x(
   variant: KernelVariant,
   s: UpsampleShape,
 ): Promise<SimpleKernel> {
-  positive("upsample", { ...s });
+  checkPositiveSizes("upsample", { ...s });
   const label = `upsample2x ${s.batch}x${s.height}x${s.width}x${s.channels} ${variant.storage}`;
   const outSize = s.batch * 4 * s.height * s.width * s.channels;
   ctx.checkSize(outSize, variant.storage, label);
-  const width = s.channels % 4 === 0 ? 4 : 1;
-  const vt = width === 4 ? "T4" : "T";
-  const cv = s.channels / width;
-  const g = grid1d(outSize / width);
-  const code = `${storagePreamble(variant.storage)}
-@group(0) @binding(0) var<storage, read> x: array<${vt}>;
-@group(0) @binding(1) var<storage, read_write> out: array<${vt}>;
-@compute @workgroup_size(${WORKGROUP})
-fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) local: u32) {
-  let i = ${g.index};
-  if (i >= ${u(outSize / width)}) { return; }
-  let c = i % ${u(cv)};
-  let pixel = i / ${u(cv)};
-  let ox = pixel % ${u(2 * s.width)};
-  let rest = pixel / ${u(2 * s.width)};
-  let oy = rest % ${u(2 * s.height)};
-  let b = rest / ${u(2 * s.height)};
-  out[i] = x[((b * ${u(s.height)} + oy / 2u) * ${u(s.width)} + ox / 2u) * ${u(cv)} + c];
-}
-`;
-  return simpleKernel(ctx, label, code, g.workgroups, (outSize + outSize / 4) * bytesOf(variant));
+  const { code, workgroups } = nhwcMapKernel(
+    variant.storage,
+    { batch: s.batch, height: 2 * s.height, width: 2 * s.width, channels: s.channels },
+    ({ cv }) =>
+      `out[i] = x[((b * ${u(s.height)} + oy / 2u) * ${u(s.width)} + ox / 2u) * ${u(cv)} + c];`,
+  );
+  return simpleKernel(ctx, label, code, workgroups, (outSize + outSize / 4) * bytesOf(variant));
 }
 
 /** The frequencies of the sinusoidal embedding, in float32 as the UNet builder computes them. */
@@ -186,7 +207,7 @@ export async function prepareTimestepEmbedding(
   flipSinToCos: boolean,
   freqShift: number,
 ): Promise<SimpleKernel> {
-  positive("timestep embedding", { count, dim });
+  checkPositiveSizes("timestep embedding", { count, dim });
   const half = Math.floor(dim / 2);
   if (half < 1 || half - freqShift <= 0)
     throw new Error(`timestep embedding: dim ${dim} is too small for frequency shift ${freqShift}`);
@@ -232,43 +253,27 @@ export async function prepareAvgPool(
   variant: KernelVariant,
   s: AvgPoolShape,
 ): Promise<SimpleKernel> {
-  positive("avgpool", { ...s });
+  checkPositiveSizes("avgpool", { ...s });
   const label = `avgpool ${s.batch}x${s.height}x${s.width}x${s.channels}/${s.factor} ${variant.storage}`;
   if (s.factor > Math.min(s.height, s.width))
     throw new Error(`${label}: factor ${s.factor} leaves no token`);
   const oh = Math.floor(s.height / s.factor);
   const ow = Math.floor(s.width / s.factor);
-  const width = s.channels % 4 === 0 ? 4 : 1;
-  const vt = width === 4 ? "T4" : "T";
-  const ft = width === 4 ? "vec4<f32>" : "f32";
-  const cv = s.channels / width;
   const outSize = s.batch * oh * ow * s.channels;
-  const g = grid1d(outSize / width);
   const f = s.factor;
-  const code = `${storagePreamble(variant.storage)}
-@group(0) @binding(0) var<storage, read> x: array<${vt}>;
-@group(0) @binding(1) var<storage, read_write> out: array<${vt}>;
-@compute @workgroup_size(${WORKGROUP})
-fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) local: u32) {
-  let i = ${g.index};
-  if (i >= ${u(outSize / width)}) { return; }
-  let c = i % ${u(cv)};
-  let pixel = i / ${u(cv)};
-  let ox = pixel % ${u(ow)};
-  let rest = pixel / ${u(ow)};
-  let oy = rest % ${u(oh)};
-  let b = rest / ${u(oh)};
-  var sum = ${ft}();
+  const { code, workgroups } = nhwcMapKernel(
+    variant.storage,
+    { batch: s.batch, height: oh, width: ow, channels: s.channels },
+    ({ cv, vt, ft }) => `var sum = ${ft}();
   for (var dy = 0u; dy < ${u(f)}; dy++) {
     for (var dx = 0u; dx < ${u(f)}; dx++) {
       sum += ${ft}(x[((b * ${u(s.height)} + oy * ${u(f)} + dy) * ${u(s.width)} + ox * ${u(f)} + dx) * ${u(cv)} + c]);
     }
   }
-  out[i] = ${vt}(sum * ${(1 / (f * f)).toPrecision(9)});
-}
-`;
+  out[i] = ${vt}(sum * ${(1 / (f * f)).toPrecision(9)});`,
+  );
   const inRead = s.batch * oh * ow * f * f * s.channels;
-  return simpleKernel(ctx, label, code, g.workgroups, (inRead + outSize) * bytesOf(variant));
+  return simpleKernel(ctx, label, code, workgroups, (inRead + outSize) * bytesOf(variant));
 }
 
 /** Dispatches one simple kernel into a new output tensor of `shape`. */

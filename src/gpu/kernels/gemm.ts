@@ -12,8 +12,8 @@
  */
 import type { GpuContext, GpuTensor } from "../context.js";
 import type { KernelVariant } from "../variants.js";
-import { u32Literal as u } from "../wgsl.js";
-import { defaultTiling, MatmulKernel, tilingName } from "./matmul-kernel.js";
+import { checkPositiveSizes, u32Literal as u } from "../wgsl.js";
+import { defaultTiling, MatmulKernel, matmulSpec, runMatmul } from "./matmul-kernel.js";
 import type { Epilogue, MatmulSpec, OperandA, Tiling } from "./matmul-wgsl.js";
 
 export interface GemmShape {
@@ -36,8 +36,6 @@ export interface GemmOptions {
 /** A read as a plain row-major (batch, M, K) matrix. */
 export function matrixOperand(m: number, k: number): OperandA {
   const width = k % 4 === 0 ? 4 : 1;
-  const kExact = true;
-  void kExact;
   return {
     vectorWidth: width,
     declarations: "",
@@ -53,39 +51,26 @@ export function gemmSpec(
   shape: GemmShape,
   options: GemmOptions = {},
 ): MatmulSpec {
-  for (const [name, value] of Object.entries({
-    batch: shape.batch,
-    m: shape.m,
-    n: shape.n,
-    k: shape.k,
-  }))
-    if (!Number.isInteger(value) || value < 1)
-      throw new Error(`gemm: ${name} must be a positive integer, got ${value}`);
+  checkPositiveSizes("gemm", { batch: shape.batch, m: shape.m, n: shape.n, k: shape.k });
   const epilogue = options.epilogue ?? "none";
-  const tiling = options.tiling ?? defaultTiling(variant);
-  const parts = [
+  // The tile spans B's columns: for GEGLU, the hidden and gate halves together.
+  const tiling =
+    options.tiling ?? defaultTiling(variant, epilogue === "geglu" ? 2 * shape.n : shape.n);
+  return matmulSpec(
     `gemm ${shape.batch}x${shape.m}x${shape.n}x${shape.k}`,
-    variant.storage,
-    variant.path,
-    tilingName(tiling),
-    epilogue,
-    options.bias ? "bias" : "",
-    options.residual ? "residual" : "",
-  ];
-  return {
-    label: parts.filter(Boolean).join(" "),
     variant,
     tiling,
-    batch: shape.batch,
-    m: shape.m,
-    n: shape.n,
-    k: shape.k,
-    a: matrixOperand(shape.m, shape.k),
-    bBatchStride: shape.sharedB ? 0 : shape.k * (epilogue === "geglu" ? 2 : 1) * shape.n,
-    bias: options.bias ?? false,
-    epilogue,
-    residual: options.residual ?? false,
-  };
+    options,
+    {
+      batch: shape.batch,
+      m: shape.m,
+      n: shape.n,
+      k: shape.k,
+      a: matrixOperand(shape.m, shape.k),
+      bBatchStride: shape.sharedB ? 0 : shape.k * (epilogue === "geglu" ? 2 : 1) * shape.n,
+      epilogue,
+    },
+  );
 }
 
 /** Compiles (or reuses) the GEMM kernel for a shape, after checking its buffers fit. */
@@ -118,32 +103,17 @@ export interface GemmInputs {
 export function runGemm(ctx: GpuContext, kernel: MatmulKernel, inputs: GemmInputs): GpuTensor {
   const { spec } = kernel;
   const bCols = spec.epilogue === "geglu" ? 2 * spec.n : spec.n;
-  expectSize(inputs.a, spec.batch * spec.m * spec.k, "A", spec);
-  expectSize(inputs.b, (spec.bBatchStride === 0 ? 1 : spec.batch) * spec.k * bCols, "B", spec);
-  if (spec.bias !== (inputs.bias !== undefined))
-    throw new Error(`${spec.label}: bias ${spec.bias ? "missing" : "not expected"}`);
-  if (inputs.bias) expectSize(inputs.bias, bCols, "bias", spec);
-  if (spec.residual !== (inputs.residual !== undefined))
-    throw new Error(`${spec.label}: residual ${spec.residual ? "missing" : "not expected"}`);
-  if (inputs.residual) expectSize(inputs.residual, spec.batch * spec.m * spec.n, "residual", spec);
-  const c = ctx.allocate([spec.batch, spec.m, spec.n], spec.variant.storage, "gemm output");
-  const buffers = [inputs.a.buffer, inputs.b.buffer, c.buffer];
-  if (inputs.bias) buffers.push(inputs.bias.buffer);
-  if (inputs.residual) buffers.push(inputs.residual.buffer);
-  ctx.dispatch([kernel.launch(buffers)]);
-  return c;
-}
-
-export function expectSize(
-  tensor: GpuTensor,
-  elements: number,
-  name: string,
-  spec: MatmulSpec,
-): void {
-  if (tensor.size !== elements)
-    throw new Error(`${spec.label}: ${name} has ${tensor.size} elements, expected ${elements}`);
-  if (tensor.storage !== spec.variant.storage)
-    throw new Error(
-      `${spec.label}: ${name} is stored as ${tensor.storage}, the kernel reads ${spec.variant.storage}`,
-    );
+  return runMatmul(ctx, kernel, {
+    a: { tensor: inputs.a, size: spec.batch * spec.m * spec.k, name: "A" },
+    b: {
+      tensor: inputs.b,
+      size: (spec.bBatchStride === 0 ? 1 : spec.batch) * spec.k * bCols,
+      name: "B",
+    },
+    bias: inputs.bias,
+    biasSize: bCols,
+    residual: inputs.residual,
+    outShape: [spec.batch, spec.m, spec.n],
+    outLabel: "gemm output",
+  });
 }

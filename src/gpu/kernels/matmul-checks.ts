@@ -5,14 +5,16 @@
  */
 import {
   type CheckOutcome,
-  compareWithReference,
   type KernelCheck,
   randomValues,
+  readAndCompare,
+  uploadInputs,
 } from "../check.js";
-import type { GpuContext, GpuTensor } from "../context.js";
+import type { GpuContext } from "../context.js";
 import { referenceConv, referenceGemm } from "../reference/matmul.js";
+import type { ConvShape } from "../types.js";
 import type { KernelVariant } from "../variants.js";
-import { type ConvShape, prepareConv, runConv } from "./conv2d.js";
+import { prepareConv, runConv, sameConv } from "./conv2d.js";
 import { type GemmOptions, type GemmShape, prepareGemm, runGemm } from "./gemm.js";
 import type { Tiling } from "./matmul-wgsl.js";
 
@@ -34,25 +36,13 @@ export async function checkGemm(
     ? randomValues(shape.batch * shape.m * shape.n, seed + 3, storage)
     : undefined;
   const kernel = await prepareGemm(ctx, variant, shape, options);
-  const tensors: GpuTensor[] = [];
-  const up = (values: Float32Array, dims: number[], name: string) => {
-    const t = ctx.upload(values, dims, storage, name);
-    tensors.push(t);
-    return t;
-  };
-  const out = runGemm(ctx, kernel, {
-    a: up(a, [shape.batch, shape.m, shape.k], "A"),
-    b: up(b, [bCount], "B"),
-    bias: bias && up(bias, [cols], "bias"),
-    residual: residual && up(residual, [shape.batch, shape.m, shape.n], "residual"),
-  });
-  const got = await ctx.read(out);
-  for (const t of [...tensors, out]) ctx.release(t);
+  const t = uploadInputs(ctx, storage, { a, b, bias, residual });
+  const out = runGemm(ctx, kernel, t);
   const reference = referenceGemm(shape, { a, b, bias, residual }, epilogue, {
     storage,
     tensorCore: variant.path === "tensor-core",
   });
-  return compareWithReference(got, reference);
+  return readAndCompare(ctx, out, t, reference);
 }
 
 export async function checkConv(
@@ -75,29 +65,14 @@ export async function checkConv(
   const residual = options.residual
     ? randomValues(m * shape.outChannels, seed + 3, storage)
     : undefined;
-  const tensors = [
-    ctx.upload(x, [x.length], storage, "x"),
-    ctx.upload(w, [w.length], storage, "w"),
-    ...(bias ? [ctx.upload(bias, [bias.length], storage, "bias")] : []),
-    ...(residual ? [ctx.upload(residual, [residual.length], storage, "residual")] : []),
-  ];
-  const out = runConv(ctx, kernel, shape, {
-    x: tensors[0],
-    w: tensors[1],
-    bias: bias ? tensors[2] : undefined,
-    residual: residual ? tensors[bias ? 3 : 2] : undefined,
-  });
-  const got = await ctx.read(out);
-  for (const t of [...tensors, out]) ctx.release(t);
+  const t = uploadInputs(ctx, storage, { x, w, bias, residual });
+  const out = runConv(ctx, kernel, shape, t);
   const reference = referenceConv(
     shape,
     { x, w, bias, residual },
-    {
-      storage,
-      tensorCore: variant.path === "tensor-core",
-    },
+    { storage, tensorCore: variant.path === "tensor-core" },
   );
-  return compareWithReference(got, reference);
+  return readAndCompare(ctx, out, t, reference);
 }
 
 interface GemmCase {
@@ -135,71 +110,26 @@ export const CONV_CASES: readonly {
   gpuOnly?: boolean;
 }[] = Object.freeze([
   {
-    shape: {
-      batch: 2,
-      height: 9,
-      width: 7,
-      inChannels: 8,
-      outChannels: 12,
-      kernel: 3,
-      stride: 1,
-      padding: 1,
-    },
+    shape: sameConv({ batch: 2, height: 9, width: 7, inChannels: 8, outChannels: 12 }),
     options: { bias: true },
   },
   {
-    shape: {
-      batch: 1,
-      height: 6,
-      width: 5,
-      inChannels: 4,
-      outChannels: 7,
-      kernel: 3,
-      stride: 1,
-      padding: 1,
-    },
+    shape: sameConv({ batch: 1, height: 6, width: 5, inChannels: 4, outChannels: 7 }),
     options: { bias: true, residual: true },
   },
   {
-    shape: {
-      batch: 2,
-      height: 9,
-      width: 8,
-      inChannels: 8,
-      outChannels: 16,
-      kernel: 3,
-      stride: 2,
-      padding: 1,
-    },
+    shape: sameConv({ batch: 2, height: 9, width: 8, inChannels: 8, outChannels: 16 }, 3, 2),
     options: { bias: true },
   },
   // Input channels not a multiple of 4 (scalar image loads; the VAE encoder's RGB input).
   // SwiftShader takes minutes to compile this variant, so it runs in bench-kernels --check only.
   {
-    shape: {
-      batch: 1,
-      height: 6,
-      width: 5,
-      inChannels: 3,
-      outChannels: 5,
-      kernel: 3,
-      stride: 1,
-      padding: 1,
-    },
+    shape: sameConv({ batch: 1, height: 6, width: 5, inChannels: 3, outChannels: 5 }),
     options: { bias: true },
     gpuOnly: true,
   },
   {
-    shape: {
-      batch: 2,
-      height: 5,
-      width: 7,
-      inChannels: 12,
-      outChannels: 8,
-      kernel: 1,
-      stride: 1,
-      padding: 0,
-    },
+    shape: sameConv({ batch: 2, height: 5, width: 7, inChannels: 12, outChannels: 8 }, 1),
     options: { bias: true, residual: true },
   },
 ]);

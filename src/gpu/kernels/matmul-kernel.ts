@@ -2,8 +2,9 @@
  * A compiled matmul kernel (GEMM or convolution): its spec, pipeline and grid, ready to launch
  * on buffers. Shared by gemm.ts and conv2d.ts.
  */
-import type { GpuContext, KernelLaunch } from "../context.js";
+import { expectTensor, type GpuContext, type GpuTensor, type KernelLaunch } from "../context.js";
 import type { KernelVariant } from "../variants.js";
+import { MATRIX_SPELLINGS } from "../wgsl.js";
 import {
   type MatmulSpec,
   type MatrixTiling,
@@ -14,29 +15,133 @@ import {
   tilingProblem,
 } from "./matmul-wgsl.js";
 
-/** The tilings used unless one is given; chosen by the sweep in BENCHMARKS.md. */
-export const DEFAULT_TILINGS: Readonly<{ portable: PortableTiling; tensorCore: MatrixTiling }> =
-  Object.freeze({
-    portable: { kind: "portable", tileM: 64, tileN: 64, tileK: 16, threadM: 4, threadN: 4 },
-    tensorCore: {
-      kind: "tensor-core",
-      tileM: 128,
-      tileN: 128,
-      tileK: 32,
-      subgroupsM: 2,
-      subgroupsN: 4,
-      pad: 8,
-    },
-  });
+/**
+ * The tilings used unless one is given. The tensor-core tile is 128x128x32 on 2x4 subgroups, except
+ * for wide GEMMs (WIDE_GEMM_COLUMNS columns of B or more), where the sweep at 4096^3 measured
+ * 128x256x16 on 2x4 subgroups fastest (BENCHMARKS.md). Narrow outputs (the UNet's 320 columns)
+ * keep the smaller tile: a 256-column tile would leave 37% of its second column tile idle.
+ * Convolutions keep 128x128x32: their sweep's winner was not recorded.
+ */
+export const DEFAULT_TILINGS: Readonly<{
+  portable: PortableTiling;
+  tensorCore: MatrixTiling;
+  wideGemm: MatrixTiling;
+}> = Object.freeze({
+  portable: { kind: "portable", tileM: 64, tileN: 64, tileK: 16, threadM: 4, threadN: 4 },
+  tensorCore: {
+    kind: "tensor-core",
+    tileM: 128,
+    tileN: 128,
+    tileK: 32,
+    subgroupsM: 2,
+    subgroupsN: 4,
+    pad: 8,
+  },
+  wideGemm: {
+    kind: "tensor-core",
+    tileM: 128,
+    tileN: 256,
+    tileK: 16,
+    subgroupsM: 2,
+    subgroupsN: 4,
+    pad: 8,
+  },
+});
 
-export function defaultTiling(variant: KernelVariant): Tiling {
-  return variant.path === "tensor-core" ? DEFAULT_TILINGS.tensorCore : DEFAULT_TILINGS.portable;
+/**
+ * B columns from which a GEMM counts as wide (default tile DEFAULT_TILINGS.wideGemm): 4096^3 and
+ * GEGLU's 2 x 1280 ran on it in the measured sweep.
+ */
+export const WIDE_GEMM_COLUMNS = 2048;
+
+/** The default tiling of a variant; `gemmColumns`: a GEMM's B columns (not for convolutions). */
+export function defaultTiling(variant: KernelVariant, gemmColumns?: number): Tiling {
+  if (variant.path !== "tensor-core") return DEFAULT_TILINGS.portable;
+  return gemmColumns !== undefined && gemmColumns >= WIDE_GEMM_COLUMNS
+    ? DEFAULT_TILINGS.wideGemm
+    : DEFAULT_TILINGS.tensorCore;
 }
 
 export function tilingName(tiling: Tiling): string {
   return tiling.kind === "portable"
     ? `${tiling.tileM}x${tiling.tileN}x${tiling.tileK}/${tiling.threadM}x${tiling.threadN}`
-    : `${tiling.tileM}x${tiling.tileN}x${tiling.tileK}/${tiling.subgroupsM}x${tiling.subgroupsN}sg/p${tiling.pad}`;
+    : `${tiling.tileM}x${tiling.tileN}x${tiling.tileK}/${tiling.subgroupsM}x${tiling.subgroupsN}sg/p${tiling.pad}${tiling.ablation ? ` ablation:${tiling.ablation}` : ""}`;
+}
+
+/**
+ * A matmul spec from what the operation decides (its sizes, A's addressing, B's batch stride and
+ * the epilogue) and what the caller asks (tiling, bias, residual). The label reads `head` (the
+ * operation and its sizes), then the variant, the tiling, the epilogue and the options.
+ */
+export function matmulSpec(
+  head: string,
+  variant: KernelVariant,
+  tiling: Tiling,
+  options: { readonly bias?: boolean; readonly residual?: boolean },
+  operation: Pick<MatmulSpec, "batch" | "m" | "n" | "k" | "a" | "bBatchStride" | "epilogue">,
+): MatmulSpec {
+  const label = [
+    head,
+    variant.storage,
+    variant.path,
+    tilingName(tiling),
+    operation.epilogue === "none" ? "" : operation.epilogue,
+    options.bias ? "bias" : "",
+    options.residual ? "residual" : "",
+  ];
+  return {
+    label: label.filter(Boolean).join(" "),
+    variant,
+    tiling,
+    ...operation,
+    bias: options.bias ?? false,
+    residual: options.residual ?? false,
+  };
+}
+
+/** An operand as handed to a matmul kernel, with the element count the kernel reads. */
+export interface MatmulOperand {
+  readonly tensor: GpuTensor;
+  readonly size: number;
+  /** Its name in errors. */
+  readonly name: string;
+}
+
+/** One run of a matmul kernel: its operands and the output tensor to make. */
+export interface MatmulRun {
+  readonly a: MatmulOperand;
+  readonly b: MatmulOperand;
+  /** Present exactly when the spec asks for them; the residual has the output's size. */
+  readonly bias?: GpuTensor;
+  readonly biasSize: number;
+  readonly residual?: GpuTensor;
+  readonly outShape: readonly number[];
+  readonly outLabel: string;
+}
+
+/**
+ * Runs a prepared matmul kernel into a new output tensor, after checking every operand's size
+ * and storage type (launching on a wrong buffer would read garbage, not fail).
+ */
+export function runMatmul(ctx: GpuContext, kernel: MatmulKernel, run: MatmulRun): GpuTensor {
+  const { spec } = kernel;
+  const expect = (tensor: GpuTensor, size: number, name: string) =>
+    expectTensor(spec.label, tensor, size, spec.variant.storage, name);
+  expect(run.a.tensor, run.a.size, run.a.name);
+  expect(run.b.tensor, run.b.size, run.b.name);
+  const buffers = [run.a.tensor.buffer, run.b.tensor.buffer];
+  if (spec.bias !== (run.bias !== undefined))
+    throw new Error(`${spec.label}: bias ${spec.bias ? "missing" : "not expected"}`);
+  if (run.bias) expect(run.bias, run.biasSize, "bias");
+  if (spec.residual !== (run.residual !== undefined))
+    throw new Error(`${spec.label}: residual ${spec.residual ? "missing" : "not expected"}`);
+  if (run.residual) expect(run.residual, spec.batch * spec.m * spec.n, "residual");
+  const out = ctx.allocate(run.outShape, spec.variant.storage, run.outLabel);
+  buffers.push(out.buffer);
+  if (run.bias) buffers.push(run.bias.buffer);
+  if (run.residual) buffers.push(run.residual.buffer);
+  ctx.dispatch([kernel.launch(buffers)]);
+  return out;
 }
 
 export class MatmulKernel {
@@ -60,17 +165,19 @@ export class MatmulKernel {
       const pipeline = await ctx.pipeline({ label: spec.label, code: matmulWgsl(spec) });
       return new MatmulKernel(spec, pipeline, matmulGrid(spec));
     }
-    // The tensor-core path: subgroup_id where the compiler has it, else the division.
+    // The tensor-core path: subgroup_id where the compiler has it, else the division; the
+    // current load/store spelling, else the first one.
     const errors: string[] = [];
-    for (const subgroupIndex of ["builtin", "division"] as const) {
-      const candidate = { ...spec, subgroupIndex };
-      try {
-        const pipeline = await ctx.pipeline({ label: spec.label, code: matmulWgsl(candidate) });
-        return new MatmulKernel(candidate, pipeline, matmulGrid(candidate));
-      } catch (error) {
-        errors.push((error as Error).message);
+    for (const subgroupIndex of ["builtin", "division"] as const)
+      for (const matrixSpelling of MATRIX_SPELLINGS) {
+        const candidate = { ...spec, subgroupIndex, matrixSpelling };
+        try {
+          const pipeline = await ctx.pipeline({ label: spec.label, code: matmulWgsl(candidate) });
+          return new MatmulKernel(candidate, pipeline, matmulGrid(candidate));
+        } catch (error) {
+          errors.push((error as Error).message);
+        }
       }
-    }
     throw new Error(errors.join("; "));
   }
 

@@ -17,7 +17,14 @@
  * each thread or subgroup owns matching columns of both, so the gate is applied in registers.
  */
 import type { KernelVariant } from "../variants.js";
-import { GELU_WGSL, storagePreamble, u32Literal as u } from "../wgsl.js";
+import {
+  GELU_WGSL,
+  type MatrixSpelling,
+  matrixLoad,
+  matrixStore,
+  storagePreamble,
+  u32Literal as u,
+} from "../wgsl.js";
 
 export type Epilogue = "none" | "gelu" | "geglu";
 
@@ -41,6 +48,13 @@ export interface MatrixTiling {
   readonly subgroupsN: number;
   /** Extra f16 elements per staged row (against bank conflicts). */
   readonly pad: number;
+  /**
+   * Timing only, the results are wrong: leave out part of the work to measure what the rest
+   * costs. `no-global-loads`: the tiles are staged once, then every K step reuses them (no loads
+   * from storage, no stores to workgroup memory); `mma-only`: also the matrix fragments are loaded
+   * once, so the loop is the multiply-accumulates alone (the instruction's own ceiling).
+   */
+  readonly ablation?: "no-global-loads" | "mma-only";
 }
 
 export type Tiling = PortableTiling | MatrixTiling;
@@ -80,6 +94,8 @@ export interface MatmulSpec {
    * hardware that forms subgroups from consecutive invocations, which every driver does).
    */
   readonly subgroupIndex?: "builtin" | "division";
+  /** How the matrix loads and stores are spelled (wgsl.ts; default: Dawn's current form). */
+  readonly matrixSpelling?: MatrixSpelling;
 }
 
 /** Binding order of a matmul kernel: A, B, C, then bias and residual when present. */
@@ -426,6 +442,7 @@ function matrixWgsl(spec: MatmulSpec, t: MatrixTiling): string {
     ...Array.from({ length: loads.aLoads }, (_, j) => `var a_${j}: ${vecType(va)};`),
     ...Array.from({ length: loads.bLoads }, (_, j) => `var b_${j}: ${vecType(bWidth)};`),
   ];
+  const sp = spec.matrixSpelling ?? "template";
   const left = `subgroup_matrix_left<f16, ${s.k}, ${s.m}>`;
   const right = `subgroup_matrix_right<f16, ${s.n}, ${s.k}>`;
   const result = `subgroup_matrix_result<f32, ${s.n}, ${s.m}>`;
@@ -437,14 +454,16 @@ function matrixWgsl(spec: MatmulSpec, t: MatrixTiling): string {
   for (let i = 0; i < fm; i++)
     for (let f = 0; f < fn; f++) accDecls.push(`var acc_${i}_${f} = ${result}();`);
   const compute: string[] = [];
+  const fragmentLoads: string[] = [];
+  const multiplies: string[] = [];
   for (let kk = 0; kk < t.tileK; kk += s.k) {
     for (let i = 0; i < fm; i++)
       compute.push(
-        `let l_${kk}_${i} = subgroupMatrixLoad<${left}>(&a_tile, a_off + ${u(i * s.m * strideA + kk)}, false, ${u(strideA)});`,
+        `let l_${kk}_${i} = ${matrixLoad(sp, left, "&a_tile", `a_off + ${u(i * s.m * strideA + kk)}`, false, u(strideA))};`,
       );
     for (let f = 0; f < fn; f++)
       compute.push(
-        `let r_${kk}_${f} = subgroupMatrixLoad<${right}>(&b_tile, b_off + ${u(kk * strideB)} + ${fragCol(f)}, false, ${u(strideB)});`,
+        `let r_${kk}_${f} = ${matrixLoad(sp, right, "&b_tile", `b_off + ${u(kk * strideB)} + ${fragCol(f)}`, false, u(strideB))};`,
       );
     for (let i = 0; i < fm; i++)
       for (let f = 0; f < fn; f++)
@@ -452,6 +471,8 @@ function matrixWgsl(spec: MatmulSpec, t: MatrixTiling): string {
           `acc_${i}_${f} = subgroupMatrixMultiplyAccumulate(l_${kk}_${i}, r_${kk}_${f}, acc_${i}_${f});`,
         );
   }
+  for (const line of compute) (line.startsWith("let ") ? fragmentLoads : multiplies).push(line);
+  const ablation = t.ablation;
   const frag = s.m * s.n;
   const perLane = frag / sgSize;
   // Each subgroup passes its accumulators through a scratch fragment of its own in workgroup
@@ -460,7 +481,7 @@ function matrixWgsl(spec: MatmulSpec, t: MatrixTiling): string {
   const epilogue: string[] = [];
   const stash = (i: number, f: number) => [
     "workgroupBarrier();",
-    `subgroupMatrixStore(&scratch, sg * ${u(frag)}, acc_${i}_${f}, false, ${u(s.n)});`,
+    matrixStore(sp, "&scratch", `sg * ${u(frag)}`, `acc_${i}_${f}`, false, u(s.n)),
     "workgroupBarrier();",
   ];
   for (let i = 0; i < fm; i++) {
@@ -525,7 +546,22 @@ fn main(
     ${store.join("\n    ")}
   }
   workgroupBarrier();
+  ${
+    ablation === "mma-only"
+      ? `let a_off = sg_m * ${u(wm * strideA)};
+  let b_off = 0u;
+  ${fragmentLoads.join("\n  ")}
   for (var kt = 0u; kt < ${u(numK)}; kt++) {
+    ${multiplies.join("\n    ")}
+  }`
+      : ablation === "no-global-loads"
+        ? `for (var kt = 0u; kt < ${u(numK)}; kt++) {
+    let a_off = sg_m * ${u(wm * strideA)};
+    let b_off = 0u;
+    ${compute.join("\n    ")}
+    workgroupBarrier();
+  }`
+        : `for (var kt = 0u; kt < ${u(numK)}; kt++) {
     let cur = kt % 2u;
     let more = kt + 1u < ${u(numK)};
     if (more) {
@@ -540,6 +576,7 @@ fn main(
       ${store.join("\n      ")}
     }
     workgroupBarrier();
+  }`
   }
   ${epilogue.join("\n  ")}
 }

@@ -5,13 +5,12 @@
  * timestep embedding with SD 1.x's and odd settings.
  */
 import {
-  type CheckOutcome,
-  compareWithReference,
   type KernelCheck,
   randomValues,
+  readAndCompare,
+  roundToStorage,
+  uploadInputs,
 } from "../check.js";
-import type { GpuContext, GpuTensor } from "../context.js";
-import type { Reference } from "../reference/matmul.js";
 import {
   referenceElementwise,
   referenceGroupNorm,
@@ -19,7 +18,7 @@ import {
   referenceTimestepEmbedding,
   referenceUpsample2x,
 } from "../reference/norm.js";
-import type { KernelVariant } from "../variants.js";
+import type { StorageType } from "../types.js";
 import {
   type ElementwiseOp,
   isBinary,
@@ -40,93 +39,97 @@ import {
   runGroupNorm,
 } from "./norm.js";
 
-async function finish(
-  ctx: GpuContext,
-  out: GpuTensor,
-  inputs: readonly GpuTensor[],
-  reference: Reference,
-): Promise<CheckOutcome> {
-  const got = await ctx.read(out);
-  for (const t of [...inputs, out]) ctx.release(t);
-  return compareWithReference(got, reference);
+export interface NormInputs {
+  readonly x: Float32Array;
+  readonly gamma: Float32Array;
+  readonly beta: Float32Array;
 }
 
-export async function checkGroupNorm(
-  ctx: GpuContext,
-  variant: KernelVariant,
+/**
+ * Group norm inputs: x with an offset mean (so the variance is not the mean of squares alone),
+ * rounded to the storage type after the shift so that the GPU and the reference see the same x.
+ */
+export function groupNormInputs(
   shape: GroupNormShape,
+  storage: StorageType,
   seed = 41,
-): Promise<CheckOutcome> {
-  const s = variant.storage;
-  // An offset mean, so the variance is not the mean of squares alone.
-  const x = randomValues(shape.batch * shape.pixels * shape.channels, seed, s).map((v) => v + 0.5);
-  const gamma = randomValues(shape.channels, seed + 1, s);
-  const beta = randomValues(shape.channels, seed + 2, s);
-  const kernel = await prepareGroupNorm(ctx, variant, shape);
-  const t = [
-    ctx.upload(x, [x.length], s, "x"),
-    ctx.upload(gamma, [gamma.length], s, "gamma"),
-    ctx.upload(beta, [beta.length], s, "beta"),
-  ];
-  const out = runGroupNorm(ctx, kernel, { x: t[0], gamma: t[1], beta: t[2] });
-  return finish(ctx, out, t, referenceGroupNorm(shape, { x, gamma, beta }, s));
+): NormInputs {
+  const n = shape.batch * shape.pixels * shape.channels;
+  return {
+    x: roundToStorage(
+      randomValues(n, seed, storage).map((v) => v + 0.5),
+      storage,
+    ),
+    gamma: randomValues(shape.channels, seed + 1, storage),
+    beta: randomValues(shape.channels, seed + 2, storage),
+  };
 }
 
-export async function checkLayerNorm(
-  ctx: GpuContext,
-  variant: KernelVariant,
+/** Layer norm inputs: x offset by -0.5, rounded to the storage type after the shift. */
+export function layerNormInputs(
   shape: LayerNormShape,
+  storage: StorageType,
   seed = 51,
-): Promise<CheckOutcome> {
-  const s = variant.storage;
-  const x = randomValues(shape.rows * shape.channels, seed, s).map((v) => v - 0.5);
-  const gamma = randomValues(shape.channels, seed + 1, s);
-  const beta = randomValues(shape.channels, seed + 2, s);
-  const kernel = await prepareLayerNorm(ctx, variant, shape);
-  const t = [
-    ctx.upload(x, [x.length], s, "x"),
-    ctx.upload(gamma, [gamma.length], s, "gamma"),
-    ctx.upload(beta, [beta.length], s, "beta"),
-  ];
-  const out = ctx.allocate([shape.rows, shape.channels], s, "layernorm output");
-  ctx.dispatch([kernel.launch([...t.map((x) => x.buffer), out.buffer])]);
-  return finish(ctx, out, t, referenceLayerNorm(shape, { x, gamma, beta }, s));
+): NormInputs {
+  return {
+    x: roundToStorage(
+      randomValues(shape.rows * shape.channels, seed, storage).map((v) => v - 0.5),
+      storage,
+    ),
+    gamma: randomValues(shape.channels, seed + 1, storage),
+    beta: randomValues(shape.channels, seed + 2, storage),
+  };
 }
 
-export async function checkElementwise(
-  ctx: GpuContext,
-  variant: KernelVariant,
-  op: ElementwiseOp,
-  n: number,
-  seed = 61,
-): Promise<CheckOutcome> {
-  const s = variant.storage;
-  const a = randomValues(n, seed, s).map((v) => v * 4);
-  const b = isBinary(op) ? randomValues(n, seed + 1, s) : undefined;
-  const kernel = await prepareElementwise(ctx, variant, op, n);
-  const t = [ctx.upload(a, [n], s, "a"), ...(b ? [ctx.upload(b, [n], s, "b")] : [])];
-  const out = runSimple(ctx, kernel, t, [n], s);
-  return finish(ctx, out, t, referenceElementwise(op, a, b, s));
+/** Group norm (and its fused SiLU) against the reference. */
+function groupNormCheck(shape: GroupNormShape): KernelCheck["run"] {
+  return async (ctx, variant) => {
+    const s = variant.storage;
+    const inputs = groupNormInputs(shape, s);
+    const kernel = await prepareGroupNorm(ctx, variant, shape);
+    const t = uploadInputs(ctx, s, { ...inputs });
+    const out = runGroupNorm(ctx, kernel, t);
+    return readAndCompare(ctx, out, t, referenceGroupNorm(shape, inputs, s));
+  };
 }
 
-export async function checkUpsample(
-  ctx: GpuContext,
-  variant: KernelVariant,
-  shape: UpsampleShape,
-  seed = 71,
-): Promise<CheckOutcome> {
-  const s = variant.storage;
-  const x = randomValues(shape.batch * shape.height * shape.width * shape.channels, seed, s);
-  const kernel = await prepareUpsample2x(ctx, variant, shape);
-  const t = [ctx.upload(x, [x.length], s, "x")];
-  const out = runSimple(
-    ctx,
-    kernel,
-    t,
-    [shape.batch, 2 * shape.height, 2 * shape.width, shape.channels],
-    s,
-  );
-  return finish(ctx, out, t, referenceUpsample2x(shape, x));
+/** Layer norm against the reference. */
+function layerNormCheck(shape: LayerNormShape): KernelCheck["run"] {
+  return async (ctx, variant) => {
+    const s = variant.storage;
+    const inputs = layerNormInputs(shape, s);
+    const kernel = await prepareLayerNorm(ctx, variant, shape);
+    const t = uploadInputs(ctx, s, { ...inputs });
+    const out = ctx.allocate([shape.rows, shape.channels], s, "layernorm output");
+    ctx.dispatch([kernel.launch([t.x.buffer, t.gamma.buffer, t.beta.buffer, out.buffer])]);
+    return readAndCompare(ctx, out, t, referenceLayerNorm(shape, inputs, s));
+  };
+}
+
+/** An elementwise op on `n` values; the first operand spans [-4, 4). */
+function elementwiseCheck(op: ElementwiseOp, n: number): KernelCheck["run"] {
+  return async (ctx, variant) => {
+    const s = variant.storage;
+    const a = randomValues(n, 61, s).map((v) => v * 4);
+    const b = isBinary(op) ? randomValues(n, 62, s) : undefined;
+    const kernel = await prepareElementwise(ctx, variant, op, n);
+    const t = uploadInputs(ctx, s, { a, b });
+    const out = runSimple(ctx, kernel, t.b ? [t.a, t.b] : [t.a], [n], s);
+    return readAndCompare(ctx, out, t, referenceElementwise(op, a, b, s));
+  };
+}
+
+/** Nearest 2x upsampling against the reference. */
+function upsampleCheck(shape: UpsampleShape): KernelCheck["run"] {
+  return async (ctx, variant) => {
+    const s = variant.storage;
+    const x = randomValues(shape.batch * shape.height * shape.width * shape.channels, 71, s);
+    const kernel = await prepareUpsample2x(ctx, variant, shape);
+    const t = uploadInputs(ctx, s, { x });
+    const outShape = [shape.batch, 2 * shape.height, 2 * shape.width, shape.channels];
+    const out = runSimple(ctx, kernel, [t.x], outShape, s);
+    return readAndCompare(ctx, out, t, referenceUpsample2x(shape, x));
+  };
 }
 
 export interface TimestepCase {
@@ -136,36 +139,35 @@ export interface TimestepCase {
   readonly freqShift: number;
 }
 
-export async function checkTimestep(
-  ctx: GpuContext,
-  variant: KernelVariant,
-  c: TimestepCase,
-): Promise<CheckOutcome> {
-  const s = variant.storage;
-  const t = Float32Array.from(c.timesteps);
-  const kernel = await prepareTimestepEmbedding(
-    ctx,
-    variant,
-    t.length,
-    c.dim,
-    c.flipSinToCos,
-    c.freqShift,
-  );
-  const input = ctx.upload(t, [t.length], "f32", "t");
-  const out = runSimple(ctx, kernel, [input], [t.length, c.dim], s);
-  return finish(
-    ctx,
-    out,
-    [input],
-    referenceTimestepEmbedding(
-      t,
-      timestepFrequencies(c.dim, c.freqShift),
+/** The timestep embedding against the reference. */
+function timestepCheck(c: TimestepCase): KernelCheck["run"] {
+  return async (ctx, variant) => {
+    const s = variant.storage;
+    const t = Float32Array.from(c.timesteps);
+    const kernel = await prepareTimestepEmbedding(
+      ctx,
+      variant,
+      t.length,
       c.dim,
       c.flipSinToCos,
-      { hi: TWO_PI_HI, lo: TWO_PI_LO },
-      s,
-    ),
-  );
+      c.freqShift,
+    );
+    const inputs = uploadInputs(ctx, "f32", { t });
+    const out = runSimple(ctx, kernel, [inputs.t], [t.length, c.dim], s);
+    return readAndCompare(
+      ctx,
+      out,
+      inputs,
+      referenceTimestepEmbedding(
+        t,
+        timestepFrequencies(c.dim, c.freqShift),
+        c.dim,
+        c.flipSinToCos,
+        { hi: TWO_PI_HI, lo: TWO_PI_LO },
+        s,
+      ),
+    );
+  };
 }
 
 export const GROUP_NORM_CASES: readonly GroupNormShape[] = Object.freeze([
@@ -205,27 +207,27 @@ export function normChecks(): KernelCheck[] {
     ...GROUP_NORM_CASES.map((c) => ({
       family: "groupnorm",
       name: `${c.batch}x${c.pixels}x${c.channels}/${c.groups}${c.silu ? " silu" : ""}`,
-      run: (ctx: GpuContext, v: KernelVariant) => checkGroupNorm(ctx, v, c),
+      run: groupNormCheck(c),
     })),
     ...LAYER_NORM_CASES.map((c) => ({
       family: "layernorm",
       name: `${c.rows}x${c.channels}`,
-      run: (ctx: GpuContext, v: KernelVariant) => checkLayerNorm(ctx, v, c),
+      run: layerNormCheck(c),
     })),
     ...ELEMENTWISE_CASES.map((c) => ({
       family: "elementwise",
       name: `${c.op} ${c.n}`,
-      run: (ctx: GpuContext, v: KernelVariant) => checkElementwise(ctx, v, c.op, c.n),
+      run: elementwiseCheck(c.op, c.n),
     })),
     ...UPSAMPLE_CASES.map((c) => ({
       family: "upsample",
       name: `${c.batch}x${c.height}x${c.width}x${c.channels}`,
-      run: (ctx: GpuContext, v: KernelVariant) => checkUpsample(ctx, v, c),
+      run: upsampleCheck(c),
     })),
     ...TIMESTEP_CASES.map((c) => ({
       family: "timestep",
       name: `${c.timesteps.length}x${c.dim} ${c.flipSinToCos ? "cos,sin" : "sin,cos"} shift ${c.freqShift}`,
-      run: (ctx: GpuContext, v: KernelVariant) => checkTimestep(ctx, v, c),
+      run: timestepCheck(c),
     })),
   ];
 }

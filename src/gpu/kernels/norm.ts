@@ -16,9 +16,9 @@
  * workgroup of 64 threads per row, the row held in registers, mean first and then the variance
  * of the deviations (two passes over registers, no cancellation).
  */
-import type { GpuContext, GpuTensor, KernelLaunch } from "../context.js";
+import { expectTensor, type GpuContext, type GpuTensor, type KernelLaunch } from "../context.js";
 import type { KernelVariant } from "../variants.js";
-import { storagePreamble, u32Literal as u } from "../wgsl.js";
+import { checkPositiveSizes, storagePreamble, u32Literal as u } from "../wgsl.js";
 import { grid1d, WORKGROUP } from "./elementwise.js";
 
 export interface GroupNormShape {
@@ -63,14 +63,12 @@ export async function prepareGroupNorm(
   variant: KernelVariant,
   s: GroupNormShape,
 ): Promise<GroupNormKernel> {
-  for (const [name, value] of Object.entries({
+  checkPositiveSizes("group norm", {
     batch: s.batch,
     pixels: s.pixels,
     channels: s.channels,
     groups: s.groups,
-  }))
-    if (!Number.isInteger(value) || value < 1)
-      throw new Error(`group norm: ${name} must be a positive integer, got ${value}`);
+  });
   if (s.channels % s.groups !== 0)
     throw new Error(`group norm: ${s.channels} channels do not split into ${s.groups} groups`);
   if (!(s.eps > 0)) throw new Error(`group norm: eps must be positive, got ${s.eps}`);
@@ -209,12 +207,8 @@ export function runGroupNorm(
 ): GpuTensor {
   const s = kernel.shape;
   const storage = kernel.variant.storage;
-  const expect = (t: GpuTensor, n: number, name: string) => {
-    if (t.size !== n || t.storage !== storage)
-      throw new Error(
-        `${kernel.label}: ${name} is ${t.size} ${t.storage} values, expected ${n} ${storage}`,
-      );
-  };
+  const expect = (t: GpuTensor, n: number, name: string) =>
+    expectTensor(kernel.label, t, n, storage, name);
   expect(inputs.x, s.batch * s.pixels * s.channels, "x");
   expect(inputs.gamma, s.channels, "gamma");
   expect(inputs.beta, s.channels, "beta");
@@ -262,9 +256,7 @@ export async function prepareLayerNorm(
   variant: KernelVariant,
   s: LayerNormShape,
 ): Promise<LayerNormKernel> {
-  for (const [name, value] of Object.entries({ rows: s.rows, channels: s.channels }))
-    if (!Number.isInteger(value) || value < 1)
-      throw new Error(`layer norm: ${name} must be a positive integer, got ${value}`);
+  checkPositiveSizes("layer norm", { rows: s.rows, channels: s.channels });
   if (!(s.eps > 0)) throw new Error(`layer norm: eps must be positive, got ${s.eps}`);
   const label = `layernorm ${s.rows}x${s.channels} ${variant.storage}`;
   ctx.checkSize(s.rows * s.channels, variant.storage, label);

@@ -13,7 +13,7 @@
  * rounds once to the storage type (2^-11 relative for f16, 2^-24 for f32, plus half of f16's
  * smallest subnormal).
  */
-import type { StorageType } from "../types.js";
+import type { ConvShape, StorageType } from "../types.js";
 
 export const F32_UNIT_ROUNDOFF = 2 ** -24;
 const GELU_SLOPE = 1.13;
@@ -171,20 +171,9 @@ export function referenceGemm(
   return out;
 }
 
-export interface ConvReferenceShape {
-  readonly batch: number;
-  readonly height: number;
-  readonly width: number;
-  readonly inChannels: number;
-  readonly outChannels: number;
-  readonly kernel: number;
-  readonly stride: number;
-  readonly padding: number;
-}
-
 /** NHWC convolution (weights (KH, KW, Cin, Cout)) in float64, from its definition, with bounds. */
 export function referenceConv(
-  shape: ConvReferenceShape,
+  shape: ConvShape,
   inputs: { x: Float32Array; w: Float32Array; bias?: Float32Array; residual?: Float32Array },
   model: ArithmeticModel,
 ): Reference {

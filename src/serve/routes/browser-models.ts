@@ -14,19 +14,21 @@ import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { AttentionChunking } from "../../models/layers.js";
 import {
-  type ComponentBackend,
   type ComponentModelFile,
   type ComponentModels,
   openComponentModels,
 } from "../../pipelines/component-models.js";
-import type { LoadOptions, ModelDtype } from "../../pipelines/load.js";
+import type { LoadOptions, OpenedSource } from "../../pipelines/load.js";
 import { parseReductionOptions, type ReductionSettings } from "../../reduce/options.js";
+import { PromiseMemo } from "../../util/promise-memo.js";
+import { type ModelDtype, parseDtype, type WebDevice } from "../../util/vocabulary.js";
 import { allowMethods, HttpError, sendFile, sendJson } from "../http.js";
 import { firstLine, type TokenizerPayload } from "../protocol.js";
 import type { RouteModule } from "./context.js";
 
 export interface BrowserModelOptions {
-  readonly model: string;
+  /** The model, as the server opened it (its files are opened again per backend, not classified). */
+  readonly model: string | OpenedSource;
   readonly load?: Omit<LoadOptions, "device" | "dtype" | "cacheDir">;
   /** The server's precision on GPUs (the WebGPU default). */
   readonly dtype?: ModelDtype;
@@ -43,27 +45,22 @@ export interface BrowserModels extends RouteModule {
 
 export function browserModelRoutes(options: BrowserModelOptions): BrowserModels {
   const maxUnets = options.maxUnetVariants ?? 8;
-  const components = new Map<string, Promise<ComponentModels>>();
+  const components = new PromiseMemo<string, ComponentModels>();
   const served = new Map<string, ComponentModelFile>();
   const unetVariants = new Map<string, Set<string>>();
-  const componentModels = (backend: ComponentBackend, dtype: ModelDtype | undefined) => {
-    const variant = `${backend}/${dtype ?? "default"}`;
-    let models = components.get(variant);
-    if (!models) {
-      models = openComponentModels(options.model, {
+  const componentModels = (backend: WebDevice, dtype: ModelDtype | undefined) => {
+    return components.get(`${backend}/${dtype ?? "default"}`, () =>
+      openComponentModels(options.model, {
         ...options.load,
         backend,
         dtype,
         cacheDir: options.cacheDir,
         onBuild: (component) =>
           options.log(`building ${component} for the browser (${backend})...`),
-      });
-      components.set(variant, models);
-      models.catch(() => components.delete(variant));
-    }
-    return models;
+      }),
+    );
   };
-  const modelLinks = (backend: ComponentBackend, file: ComponentModelFile) => {
+  const modelLinks = (backend: WebDevice, file: ComponentModelFile) => {
     served.set(`${backend}/${file.key}`, file);
     const base = `/api/model/files/${backend}/${file.key}`;
     return {
@@ -71,19 +68,20 @@ export function browserModelRoutes(options: BrowserModelOptions): BrowserModels 
       externalData: file.externalDataPath ? `${base}/model.onnx_data` : null,
     };
   };
-  // The browser computes in float32 on WASM; WebGPU gets the GPU default (float16) unless the
-  // page asks for fp32 (adapters without the shader-f16 feature cannot run float16 graphs).
-  const browserDtype = (backend: ComponentBackend, query: URLSearchParams) => {
+  // The browser computes in float32 on WASM; WebGPU gets the server's GPU dtype unless the page
+  // asks for fp32 (adapters without the shader-f16 feature cannot run float16 graphs).
+  const browserDtype = (backend: WebDevice, query: URLSearchParams) => {
     const precision = query.get("precision");
     if (precision === null) return backend === "wasm" ? "float32" : options.dtype;
-    if (precision === "fp32") return "float32";
-    if (precision === "fp16" && backend === "webgpu") return "float16";
-    throw new HttpError(
-      400,
-      backend === "wasm"
-        ? `precision: the wasm backend computes in fp32; got "${precision}"`
-        : `precision: use fp32 or fp16; got "${precision}"`,
-    );
+    let asked: ModelDtype;
+    try {
+      asked = parseDtype(precision);
+    } catch {
+      throw new HttpError(400, `precision: use fp32 or fp16; got "${precision}"`);
+    }
+    if (backend === "wasm" && asked !== "float32")
+      throw new HttpError(400, `precision: the wasm backend computes in fp32; got "${precision}"`);
+    return asked;
   };
   /** Admits one more UNet variant, or refuses with 429 when the budget is spent. */
   const admitUnet = (variant: string, key: string) => {
@@ -121,7 +119,7 @@ export function browserModelRoutes(options: BrowserModelOptions): BrowserModels 
       const backendText = url.searchParams.get("backend") ?? "wasm";
       if (backendText !== "wasm" && backendText !== "webgpu")
         throw new HttpError(400, `backend: use wasm or webgpu; got "${backendText}"`);
-      const backend: ComponentBackend = backendText;
+      const backend: WebDevice = backendText;
       const dtype = browserDtype(backend, url.searchParams);
       if (path === "unet") {
         // Checked before anything is opened or built.
@@ -175,13 +173,8 @@ export function browserModelRoutes(options: BrowserModelOptions): BrowserModels 
       throw new HttpError(404, `no model route ${path}`);
     },
     async close() {
-      for (const models of components.values()) {
-        try {
-          (await models).close();
-        } catch {
-          // it failed to open; nothing to close
-        }
-      }
+      // Those that failed to open have nothing to close.
+      await components.releaseAll((models) => models.close());
     },
   };
 }

@@ -75,6 +75,8 @@ export interface UnetConfig {
   readonly resnetOutScaleFactor: number;
   readonly useLinearProjection: boolean;
   readonly upcastAttention: boolean;
+  /** `scale_shift`: each resnet's time projection gives a scale and a shift (twice the width). */
+  readonly resnetTimeScaleShift: ResnetTimeScaleShift;
   readonly convInKernel: number;
   readonly convOutKernel: number;
   /** Width of the time embedding fed to every resnet (block_out_channels[0] * 4 by default). */
@@ -85,6 +87,15 @@ export interface UnetConfig {
   readonly timestepPostActivation: "silu" | null;
   readonly addition: TextTimeConditioning | null;
 }
+
+/**
+ * What a config is read for. `build`: everything the graph builders implement. `weights`: also
+ * options that only change which weights exist, for laying out and mapping the weights of a
+ * model the builders cannot run (resnet_time_scale_shift "scale_shift").
+ */
+export type UnetConfigUse = "build" | "weights";
+
+export type ResnetTimeScaleShift = "default" | "scale_shift";
 
 const DEFAULT_DOWN: readonly DownBlockType[] = [
   "CrossAttnDownBlock2D",
@@ -103,7 +114,11 @@ const DEFAULT_UP: readonly UpBlockType[] = [
 const SILU_NAMES = ["silu", "swish"];
 
 /** Parses a UNet2DConditionModel config; `label` names the file in error messages. */
-export function parseUnetConfig(json: unknown, label = "unet/config.json"): UnetConfig {
+export function parseUnetConfig(
+  json: unknown,
+  label = "unet/config.json",
+  use: UnetConfigUse = "build",
+): UnetConfig {
   const c = new ConfigFields(json, label);
   const className = c.optionalString("_class_name");
   if (className !== null && className !== "UNet2DConditionModel") {
@@ -119,7 +134,11 @@ export function parseUnetConfig(json: unknown, label = "unet/config.json"): Unet
   ]);
   rejectUnlessFalse(c, ["dual_cross_attention", "class_embeddings_concat"]);
   c.choice("attention_type", ["default"], "default");
-  c.choice("resnet_time_scale_shift", ["default"], "default");
+  const resnetTimeScaleShift = c.choice<ResnetTimeScaleShift>(
+    "resnet_time_scale_shift",
+    use === "weights" ? ["default", "scale_shift"] : ["default"],
+    "default",
+  );
   c.choice("time_embedding_type", ["positional"], "positional");
   const actFn = c.string("act_fn", "silu");
   if (!SILU_NAMES.includes(actFn)) throw c.unsupported("act_fn");
@@ -228,15 +247,7 @@ export function parseUnetConfig(json: unknown, label = "unet/config.json"): Unet
     );
   }
 
-  if (c.raw("norm_num_groups") === null) throw c.unsupported("norm_num_groups");
-  const normNumGroups = c.integer("norm_num_groups", 32, 1);
-  for (const channels of blockOutChannels) {
-    if (channels % normNumGroups !== 0) {
-      throw new Error(
-        `${label}: block_out_channels entry ${channels} is not divisible by norm_num_groups = ${normNumGroups}`,
-      );
-    }
-  }
+  const normNumGroups = c.normGroups(blockOutChannels);
 
   const timeEmbeddingDim = c.optionalInteger("time_embedding_dim") ?? blockOutChannels[0] * 4;
   return {
@@ -256,6 +267,7 @@ export function parseUnetConfig(json: unknown, label = "unet/config.json"): Unet
     resnetOutScaleFactor: c.number("resnet_out_scale_factor", 1),
     useLinearProjection: c.boolean("use_linear_projection", false),
     upcastAttention: c.boolean("upcast_attention", false),
+    resnetTimeScaleShift,
     convInKernel: oddKernel(c, "conv_in_kernel"),
     convOutKernel: oddKernel(c, "conv_out_kernel"),
     timeEmbeddingDim,
@@ -377,4 +389,64 @@ function parseAddition(c: ConfigFields): TextTimeConditioning | null {
     throw c.invalid("projection_class_embeddings_input_dim", "an integer for text_time");
   }
   return { type, timeEmbedDim, projectionInputDim };
+}
+
+/** One Transformer2DModel of the UNet: where it sits, at which spatial level, what it holds. */
+export interface UnetAttentionSite {
+  /** diffusers module path: `down_blocks.1.attentions.0`, `mid_block.attentions.0`. */
+  readonly module: string;
+  /**
+   * Spatial level: 1 at the full latent resolution, one more after each downsampler, one less
+   * after each upsampler. It follows the block's position, never its channel width.
+   */
+  readonly level: number;
+  readonly channels: number;
+  readonly attention: BlockAttention;
+  /** Transformer blocks inside; each has one self-attention (`attn1`) and one cross-attention. */
+  readonly depth: number;
+}
+
+/**
+ * The spatial level of a UNet block from its position alone. Every down block but the last ends
+ * with a downsampler and every up block but the last with an upsampler, so down block `i` is at
+ * level i + 1, the mid block at `blocks` (the number of down blocks) and up block `j` at
+ * blocks - j. The patch rules read ONNX exports by the same rule, from module paths.
+ */
+export function unetBlockLevel(part: "down" | "mid" | "up", index: number, blocks: number): number {
+  if (part === "down") return index + 1;
+  return part === "mid" ? blocks : blocks - index;
+}
+
+/**
+ * Every attention site of the UNet in execution order. The builder places its transformers and
+ * their token reduction by it, the weight layout its transformers' tensors, and `info` counts
+ * self-attention per level from it; the patch rules, which see node names and no config, read
+ * levels from module paths by the same `unetBlockLevel`.
+ */
+export function unetAttentionSites(config: UnetConfig): UnetAttentionSite[] {
+  const sites: UnetAttentionSite[] = [];
+  const blocks = config.downBlocks.length;
+  const add = (
+    part: "down" | "mid" | "up",
+    index: number,
+    channels: number,
+    attention: BlockAttention | null,
+    layers: number,
+  ) => {
+    if (!attention) return;
+    const block = part === "mid" ? "mid_block" : `${part}_blocks.${index}`;
+    const level = unetBlockLevel(part, index, blocks);
+    for (let j = 0; j < layers; j++) {
+      const depth = attention.transformerLayers[j];
+      sites.push({ module: `${block}.attentions.${j}`, level, channels, attention, depth });
+    }
+  };
+  for (const [i, b] of config.downBlocks.entries()) {
+    add("down", i, b.outChannels, b.attention, b.layers);
+  }
+  const mid = config.midBlock;
+  if (mid) add("mid", 0, mid.channels, mid.attention, 1);
+  for (const [i, b] of config.upBlocks.entries())
+    add("up", i, b.outChannels, b.attention, b.layers);
+  return sites;
 }

@@ -52,15 +52,7 @@ export function parseVaeConfig(json: unknown, label = "vae/config.json"): VaeCon
     );
   }
   const blockOutChannels = c.perBlock("block_out_channels", [64], blocks);
-  if (c.raw("norm_num_groups") === null) throw c.unsupported("norm_num_groups");
-  const normNumGroups = c.integer("norm_num_groups", 32, 1);
-  for (const channels of blockOutChannels) {
-    if (channels % normNumGroups !== 0) {
-      throw new Error(
-        `${label}: block_out_channels entry ${channels} is not divisible by norm_num_groups = ${normNumGroups}`,
-      );
-    }
-  }
+  const normNumGroups = c.normGroups(blockOutChannels);
   const latentChannels = c.integer("latent_channels", 4, 1);
   const latentsMean = c.numberList("latents_mean");
   const latentsStd = c.numberList("latents_std");
@@ -89,16 +81,4 @@ export function parseVaeConfig(json: unknown, label = "vae/config.json"): VaeCon
     usePostQuantConv: c.boolean("use_post_quant_conv", true),
     midBlockAddAttention: c.boolean("mid_block_add_attention", true),
   };
-}
-
-/**
- * The dtype to build a VAE in when the pipeline runs in `requested`: float32 when the config
- * forces an upcast. Pipelines that follow diffusers' SDXL behaviour call this; diffusers' SD 1.x
- * and 2.x pipelines run the VAE in the pipeline's dtype whatever the flag says.
- */
-export function vaeDtype(
-  config: VaeConfig,
-  requested: "float32" | "float16",
-): "float32" | "float16" {
-  return requested === "float16" && config.forceUpcast ? "float32" : requested;
 }

@@ -107,6 +107,23 @@ export class ConfigFields {
   }
 
   /**
+   * `norm_num_groups` of a model whose GroupNorms run over every block's channels: 32 by
+   * default, and it must divide each of `blockOutChannels` (null, no groups, is unsupported).
+   */
+  normGroups(blockOutChannels: readonly number[]): number {
+    if (this.fields.norm_num_groups === null) throw this.unsupported("norm_num_groups");
+    const groups = this.integer("norm_num_groups", 32, 1);
+    for (const channels of blockOutChannels) {
+      if (channels % groups !== 0) {
+        throw new Error(
+          `${this.label}: block_out_channels entry ${channels} is not divisible by norm_num_groups = ${groups}`,
+        );
+      }
+    }
+    return groups;
+  }
+
+  /**
    * An integer or a per-block list of integers, expanded to `count` entries. diffusers accepts
    * both forms for most per-block fields (`layers_per_block: 2` or `[2, 2, 2, 2]`).
    */

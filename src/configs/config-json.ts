@@ -95,14 +95,8 @@ class JsonParser {
   }
 
   private parseObject(): JsonObject {
-    this.at++; // {
     const out: JsonObject = {};
-    this.skipWhitespace();
-    if (this.text[this.at] === "}") {
-      this.at++;
-      return out;
-    }
-    for (;;) {
+    this.parseSequence("}", "an object", () => {
       this.skipWhitespace();
       if (this.text[this.at] !== '"') this.fail("expected a property name in double quotes");
       const key = this.parseString();
@@ -116,32 +110,32 @@ class JsonParser {
         writable: true,
         configurable: true,
       });
-      this.skipWhitespace();
-      const c = this.text[this.at++];
-      if (c === "}") return out;
-      if (c !== ",") {
-        this.at--;
-        this.fail("expected ',' or '}' in an object");
-      }
-    }
+    });
+    return out;
   }
 
   private parseArray(): JsonValue[] {
-    this.at++; // [
     const out: JsonValue[] = [];
+    this.parseSequence("]", "an array", () => out.push(this.parseValue()));
+    return out;
+  }
+
+  /** Comma-separated items from the opening bracket at `at` up to `close`, or none. */
+  private parseSequence(close: "}" | "]", what: string, item: () => void): void {
+    this.at++; // the opening bracket
     this.skipWhitespace();
-    if (this.text[this.at] === "]") {
+    if (this.text[this.at] === close) {
       this.at++;
-      return out;
+      return;
     }
     for (;;) {
-      out.push(this.parseValue());
+      item();
       this.skipWhitespace();
       const c = this.text[this.at++];
-      if (c === "]") return out;
+      if (c === close) return;
       if (c !== ",") {
         this.at--;
-        this.fail("expected ',' or ']' in an array");
+        this.fail(`expected ',' or '${close}' in ${what}`);
       }
     }
   }

@@ -1,0 +1,207 @@
+/**
+ * Node runners over a model plan: each planned component is built (or found in the model
+ * cache) and run by onnxruntime-node; the pipeline's parts are these runners.
+ */
+
+import type { UnetConfig } from "../configs/unet-config.js";
+import { createKernelRunner } from "../engine/runner.js";
+import { type Engine, type EngineChoice, resolveEngine } from "../engine/select.js";
+import type { LoraRequest } from "../lora/apply-loras.js";
+import type { BuiltModel } from "../models/layers.js";
+import type { SamplerStepOptions } from "../models/sampler-step.js";
+import { buildModelBytes, saveModel } from "../onnx/model-io.js";
+import type { ReductionSettings } from "../reduce/options.js";
+import type { SessionOptions, WebGpuTuning } from "../runtime/session.js";
+import { createRunner } from "../runtime/session.js";
+import type { ModelRunner } from "../runtime/types.js";
+import { loadClipTokenizer } from "../tokenizers/load-folder.js";
+import { PromiseMemo } from "../util/promise-memo.js";
+import { type Device, type ModelDtype, type ModelFamily, modelDtype } from "../util/vocabulary.js";
+import type { ModelFiles } from "../weights/model-files.js";
+import { loraVariants } from "./lora-variants.js";
+import { defaultCacheDir, hashKey, ModelCache } from "./model-cache.js";
+import {
+  type ComponentBuild,
+  type ModelPlan,
+  planModel,
+  textEncoderOutputs,
+  WEBGPU_VAE_CHUNKING,
+} from "./model-plan.js";
+import type { AdaptedModels, PipelineParts } from "./pipeline-parts.js";
+import { RunnerTextEncoder, RunnerUnet, RunnerVae } from "./runner-components.js";
+
+/** How built models run in this process. */
+export interface RunnerOptions {
+  /** Where models run (default cpu). */
+  readonly device?: Device;
+  /** Weights and activations of the UNet and text encoders (default float32 on cpu, float16 on GPUs). */
+  readonly dtype?: ModelDtype;
+  /** Folder of built models (default: $TODO_SD_CACHE, else ~/.cache/todo-sd); false builds in memory. */
+  readonly cacheDir?: string | false;
+  /** A tokenizer folder for sources that have none (single files, builtins). */
+  readonly tokenizer?: string;
+  /** WebGPU backend settings for every session. */
+  readonly webgpu?: WebGpuTuning;
+  /** Which engine runs the models (default auto: onnxruntime, see engine/select.ts). */
+  readonly engine?: EngineChoice;
+  /** Called when a model is built rather than found in the cache. */
+  readonly onBuild?: (component: string, path: string | undefined) => void;
+  /** LoRAs merged into the UNet and text encoders (`generate` may ask for another set). */
+  readonly loras?: readonly LoraRequest[];
+  /** Told about LoRA keys that land on no weight (default: console.warn). */
+  readonly onWarning?: (message: string) => void;
+}
+
+/** Turns planned components into runners, cached on disk when a cache is set. */
+class RunnerFactory {
+  private readonly cache: ModelCache | undefined;
+  readonly engine: Engine;
+
+  constructor(private readonly options: RunnerOptions) {
+    const { cacheDir } = options;
+    this.cache = cacheDir === false ? undefined : new ModelCache(cacheDir ?? defaultCacheDir());
+    const device = options.device ?? "cpu";
+    this.engine = resolveEngine(options.engine ?? "auto", {
+      device,
+      dtype: modelDtype(device, options.dtype),
+    });
+  }
+
+  /** A runner of a planned component; its description keys the cache. */
+  async runner(
+    { component, description, build }: ComponentBuild,
+    session: Pick<SessionOptions, "profilePrefix" | "keepOutputsOnDevice"> = {},
+  ): Promise<ModelRunner> {
+    const { device = "cpu", webgpu, onBuild } = this.options;
+    const options = { device, webgpu, ...session };
+    // The sampler step is a bare graph; the models carry metadata.
+    const made = (): BuiltModel => {
+      const built = build();
+      return "builder" in built ? built : { builder: built, metadata: {} };
+    };
+    if (this.engine === "kernels") {
+      // The kernels engine reads the model in memory (no external data files to load yet).
+      onBuild?.(component, undefined);
+      const { builder, metadata } = made();
+      return createKernelRunner(buildModelBytes(builder, { metadata }));
+    }
+    if (!this.cache) {
+      onBuild?.(component, undefined);
+      const { builder, metadata } = made();
+      return createRunner(buildModelBytes(builder, { metadata }), options);
+    }
+    return this.cache.open(
+      hashKey(description),
+      description,
+      (path) => {
+        onBuild?.(component, path);
+        const { builder, metadata } = made();
+        saveModel(builder, path, { metadata });
+      },
+      (entry) => createRunner(entry.modelPath, options),
+    );
+  }
+}
+
+/** The UNet of a model plan, built per reduction setting. */
+export interface UnetBuilds {
+  readonly config: UnetConfig;
+  readonly family: ModelFamily;
+  /** A runner of the UNet built for `reduction` (cached on disk per settings). */
+  runner(
+    reduction: ReductionSettings | undefined,
+    session?: Pick<SessionOptions, "profilePrefix" | "keepOutputsOnDevice">,
+  ): Promise<ModelRunner>;
+}
+
+/** The model plan of opened files for Node runners on `options.device`. */
+export function runnerPlan(
+  files: ModelFiles,
+  folder: string | undefined,
+  options: RunnerOptions,
+): ModelPlan {
+  const device = options.device ?? "cpu";
+  return planModel(files, folder, { device, dtype: modelDtype(device, options.dtype) });
+}
+
+/** The UNet of opened model files, built per reduction setting. */
+export function unetBuilds(files: ModelFiles, options: RunnerOptions = {}): UnetBuilds {
+  const plan = runnerPlan(files, undefined, options);
+  const factory = new RunnerFactory(options);
+  return {
+    config: plan.unetConfig,
+    family: plan.family,
+    runner: (reduction, session) => factory.runner(plan.unet(reduction), session),
+  };
+}
+
+/** A model plan as pipeline parts of Node runners. */
+export function runnerParts(plan: ModelPlan, options: RunnerOptions): PipelineParts {
+  const { files, family, device } = plan;
+  const factory = new RunnerFactory(options);
+  // On WebGPU the UNet's output stays on the GPU and the sampler step runs there as a graph, so
+  // a denoising loop keeps its latents on the device (GenerateOptions.latentsOnDevice).
+  // (The kernels engine reads and returns host tensors so far.)
+  const onWebGpu = device === "webgpu" && factory.engine === "onnxruntime";
+  const steppers = new PromiseMemo<string, ModelRunner>();
+  const samplerStep = (step: SamplerStepOptions) =>
+    steppers.get(JSON.stringify(step), () =>
+      factory.runner(plan.samplerStep(step), { keepOutputsOnDevice: true }),
+    );
+  // The text encoders and UNet of model files with (or without) a set of LoRAs merged in.
+  const adaptedModels = (view: ModelFiles) => {
+    const textEncoders = plan.textEncoders.map(
+      ({ name, config }) =>
+        new RunnerTextEncoder(config.hiddenSize, config.numHiddenLayers, (request) =>
+          factory.runner(plan.textEncoder(name, textEncoderOutputs(request), view)),
+        ),
+    );
+    const unets = new PromiseMemo<string, RunnerUnet>();
+    return {
+      textEncoders,
+      unet: (reduction: ReductionSettings | undefined) =>
+        unets.get(JSON.stringify(reduction ?? null), () =>
+          factory
+            .runner(plan.unet(reduction, { view }), { keepOutputsOnDevice: onWebGpu })
+            .then((runner) => new RunnerUnet(runner, onWebGpu ? samplerStep : undefined)),
+        ),
+      async release() {
+        for (const encoder of textEncoders) await encoder.release();
+        await unets.releaseAll((unet) => unet.release());
+      },
+    } satisfies Omit<AdaptedModels, "loras"> & { release(): Promise<void> };
+  };
+  const loras = loraVariants(files, family, options, adaptedModels);
+  const own = loras.own;
+  const chunking = onWebGpu ? WEBGPU_VAE_CHUNKING : undefined;
+  const vae = new RunnerVae(
+    plan.vaeConfig.scalingFactor,
+    plan.vaeConfig.shiftFactor ?? 0,
+    () => factory.runner(plan.vae("decoder", chunking)),
+    () => factory.runner(plan.vae("encoder", chunking)),
+  );
+  return {
+    family,
+    label: files.label,
+    tokenizers: plan
+      .tokenizers(options)
+      .map(({ dir, padToken }) => loadClipTokenizer(dir, { padToken })),
+    textEncoders: own.textEncoders,
+    unet: (reduction) => own.unet(reduction),
+    loras: own.loras,
+    withLoras: (requests) => loras.withLoras(requests),
+    vae,
+    schedulerConfig: plan.schedulerConfig(),
+    forceZerosForEmptyPrompt: plan.forceZerosForEmptyPrompt,
+    latentChannels: plan.latentChannels,
+    vaeScale: plan.vaeScale,
+    defaultSize: plan.defaultSize,
+    memoryShape: plan.memoryShape(),
+    async release() {
+      await loras.release();
+      await steppers.releaseAll((stepper) => stepper.release());
+      await vae.release();
+      files.close();
+    },
+  };
+}
