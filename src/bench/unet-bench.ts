@@ -65,6 +65,8 @@ export interface UnetBenchRow {
   readonly model: string;
   readonly device: string;
   readonly dtype: string;
+  /** The engine that ran the UNet (absent in files written before there were two). */
+  readonly engine?: "kernels" | "onnxruntime";
   readonly width: number;
   readonly height: number;
   readonly batch: number;
@@ -193,6 +195,8 @@ export async function benchUnet(
           model: source,
           device,
           dtype,
+          // unetBuilds has checked the choice: kernels only where it can run.
+          engine: options.engine === "kernels" ? ("kernels" as const) : ("onnxruntime" as const),
           width: size.width,
           height: size.height,
           batch,

@@ -10,12 +10,14 @@ import {
   parseBenchMethod,
   type UnetBenchRow,
 } from "../bench/unet-bench.js";
+import type { EngineChoice } from "../engine/select.js";
 import { parseDevice } from "../index.js";
 import { deviceUnavailableProbed } from "../runtime/device-check.js";
 import { writeBytesAtomically } from "../util/atomic-write.js";
 import {
   addModelFlags,
   addReductionFlags,
+  engineArg,
   intArg,
   listArg,
   loadOptionsFromFlags,
@@ -35,6 +37,7 @@ interface BenchFlags extends ModelFlagValues, ReductionFlagValues {
   readonly profile?: boolean;
   readonly profileDir?: string;
   readonly json?: string;
+  readonly engines?: EngineChoice[];
 }
 
 export function registerBench(program: Command): void {
@@ -51,6 +54,11 @@ export function registerBench(program: Command): void {
       "none, todo, tome, todo-single-key, off (ToDo built in but switched off)",
       listArg(parseBenchMethodArg),
       ["none", "todo"] as BenchMethod[],
+    )
+    .option(
+      "--engines <list>",
+      "time each engine in one run, e.g. kernels,onnxruntime (instead of --engine)",
+      listArg(engineArg),
     )
     .option("--batch <n>", "UNet batch (2 = one image with guidance)", intArg("--batch"), 2)
     .option("--warmup <n>", "untimed calls first", intArg("--warmup", 0), 2)
@@ -134,30 +142,33 @@ async function benchCommand(flags: BenchFlags): Promise<void> {
   // With --json -, stdout carries the JSON alone and the table goes to stderr.
   const table = flags.json === "-" ? process.stderr : process.stdout;
   const rows: UnetBenchRow[] = [];
-  await benchUnet(flags.model, {
-    ...loadOptionsFromFlags(flags),
-    sizes: flags.sizes as BenchSize[],
-    methods: flags.methods,
-    batch: flags.batch,
-    warmup: flags.warmup,
-    repeats: flags.repeats,
-    profile: flags.profile || flags.profileDir !== undefined,
-    keepProfilesIn: flags.profileDir,
-    reduction,
-    onStatus: (message) => process.stderr.write(`${message}\n`),
-    onResult: (row) => {
-      if (rows.length === 0) table.write(`${header()}\n`);
-      rows.push(row);
-      table.write(`${formatRow(row, rows)}\n`);
-      if (row.profile) table.write(formatProfile(row));
-    },
-  });
+  for (const engine of flags.engines ?? [flags.engine ?? "auto"])
+    await benchUnet(flags.model, {
+      ...loadOptionsFromFlags(flags),
+      engine,
+      sizes: flags.sizes as BenchSize[],
+      methods: flags.methods,
+      batch: flags.batch,
+      warmup: flags.warmup,
+      repeats: flags.repeats,
+      profile: flags.profile || flags.profileDir !== undefined,
+      keepProfilesIn: flags.profileDir,
+      reduction,
+      onStatus: (message) => process.stderr.write(`${message}\n`),
+      onResult: (row) => {
+        if (rows.length === 0) table.write(`${header()}\n`);
+        rows.push(row);
+        table.write(`${formatRow(row, rows)}\n`);
+        if (row.profile) table.write(formatProfile(row));
+      },
+    });
   if (flags.json) writeJsonOutput(flags.json, rows);
 }
 
 function header(): string {
   return [
     "size",
+    "engine",
     "method",
     "median ms",
     "min ms",
@@ -170,14 +181,21 @@ function header(): string {
 }
 
 function formatRow(row: UnetBenchRow, rows: readonly UnetBenchRow[]): string {
-  if (row.error) return `${row.width}x${row.height} | ${row.method} | error: ${row.error}`;
+  if (row.error)
+    return `${row.width}x${row.height} | ${row.engine ?? "-"} | ${row.method} | error: ${row.error}`;
   const baseline = rows.find(
-    (r) => r.width === row.width && r.height === row.height && r.method === "none" && !r.error,
+    (r) =>
+      r.width === row.width &&
+      r.height === row.height &&
+      r.engine === row.engine &&
+      r.method === "none" &&
+      !r.error,
   );
   const speedup =
     baseline && row.reduces !== false ? `${(baseline.medianMs / row.medianMs).toFixed(2)}x` : "-";
   return [
     `${row.width}x${row.height}`,
+    row.engine ?? "-",
     row.method,
     row.medianMs.toFixed(1),
     row.minMs.toFixed(1),

@@ -1,5 +1,6 @@
 /** Flag definitions and parsers shared by the commands. */
 import { type Command, InvalidArgumentError, Option } from "commander";
+import { type EngineChoice, parseEngine } from "../engine/select.js";
 import {
   type Device,
   type ModelDtype,
@@ -37,6 +38,14 @@ export function floatArg(name: string): (value: string) => number {
 export function deviceArg(value: string): Device {
   try {
     return parseDevice(value);
+  } catch (error) {
+    throw new InvalidArgumentError((error as Error).message);
+  }
+}
+
+export function engineArg(value: string): EngineChoice {
+  try {
+    return parseEngine(value);
   } catch (error) {
     throw new InvalidArgumentError((error as Error).message);
   }
@@ -181,6 +190,11 @@ export function addModelFlags(command: Command): Command {
     )
     .option("--device <device>", "cpu, webgpu or cuda", deviceArg, "cpu" as Device)
     .option("--dtype <dtype>", "fp32 or fp16 (default: fp32 on cpu, fp16 on GPUs)", dtypeArg)
+    .option(
+      "--engine <engine>",
+      "auto, kernels (our WebGPU kernels; fp32 only so far) or onnxruntime (default auto: onnxruntime)",
+      engineArg,
+    )
     .option("--cache-dir <dir>", "where built models are cached")
     .option("--no-cache", "build models in memory, cache nothing")
     .option(
@@ -224,6 +238,7 @@ export interface ModelFlagValues {
   readonly model: string;
   readonly device: Device;
   readonly dtype?: DtypeFlag;
+  readonly engine?: EngineChoice;
   readonly cacheDir?: string;
   readonly cache: boolean;
   readonly configFrom?: string;
@@ -241,6 +256,7 @@ export function loadOptionsFromFlags(flags: ModelFlagValues) {
   return {
     device: flags.device,
     dtype: flags.dtype,
+    engine: flags.engine,
     cacheDir: flags.cache === false ? (false as const) : flags.cacheDir,
     configFrom: flags.configFrom,
     tokenizer: flags.tokenizer,

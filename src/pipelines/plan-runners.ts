@@ -4,6 +4,8 @@
  */
 
 import type { UnetConfig } from "../configs/unet-config.js";
+import { createKernelRunner } from "../engine/runner.js";
+import { type Engine, type EngineChoice, resolveEngine } from "../engine/select.js";
 import type { LoraRequest } from "../lora/apply-loras.js";
 import type { BuiltModel } from "../models/layers.js";
 import type { SamplerStepOptions } from "../models/sampler-step.js";
@@ -40,6 +42,8 @@ export interface RunnerOptions {
   readonly tokenizer?: string;
   /** WebGPU backend settings for every session. */
   readonly webgpu?: WebGpuTuning;
+  /** Which engine runs the models (default auto: onnxruntime, see engine/select.ts). */
+  readonly engine?: EngineChoice;
   /** Called when a model is built rather than found in the cache. */
   readonly onBuild?: (component: string, path: string | undefined) => void;
   /** LoRAs merged into the UNet and text encoders (`generate` may ask for another set). */
@@ -51,10 +55,16 @@ export interface RunnerOptions {
 /** Turns planned components into runners, cached on disk when a cache is set. */
 class RunnerFactory {
   private readonly cache: ModelCache | undefined;
+  readonly engine: Engine;
 
   constructor(private readonly options: RunnerOptions) {
     const { cacheDir } = options;
     this.cache = cacheDir === false ? undefined : new ModelCache(cacheDir ?? defaultCacheDir());
+    const device = options.device ?? "cpu";
+    this.engine = resolveEngine(options.engine ?? "auto", {
+      device,
+      dtype: modelDtype(device, options.dtype),
+    });
   }
 
   /** A runner of a planned component; its description keys the cache. */
@@ -69,6 +79,12 @@ class RunnerFactory {
       const built = build();
       return "builder" in built ? built : { builder: built, metadata: {} };
     };
+    if (this.engine === "kernels") {
+      // The kernels engine reads the model in memory (no external data files to load yet).
+      onBuild?.(component, undefined);
+      const { builder, metadata } = made();
+      return createKernelRunner(buildModelBytes(builder, { metadata }));
+    }
     if (!this.cache) {
       onBuild?.(component, undefined);
       const { builder, metadata } = made();
@@ -125,7 +141,8 @@ export function runnerParts(plan: ModelPlan, options: RunnerOptions): PipelinePa
   const factory = new RunnerFactory(options);
   // On WebGPU the UNet's output stays on the GPU and the sampler step runs there as a graph, so
   // a denoising loop keeps its latents on the device (GenerateOptions.latentsOnDevice).
-  const onWebGpu = device === "webgpu";
+  // (The kernels engine reads and returns host tensors so far.)
+  const onWebGpu = device === "webgpu" && factory.engine === "onnxruntime";
   const steppers = new PromiseMemo<string, ModelRunner>();
   const samplerStep = (step: SamplerStepOptions) =>
     steppers.get(JSON.stringify(step), () =>

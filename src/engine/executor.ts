@@ -1,0 +1,917 @@
+/**
+ * Executes an ONNX model as the graph builders emit it (the same ModelProto onnxruntime runs) on
+ * our WebGPU layer. Why the graph and not a model written again for this engine: the builders
+ * (models/, reduce/) stay the one description of each model, ToDo and ToMe included, so the two
+ * engines cannot drift apart, and ONNX files patched elsewhere run here too. Faster paths come
+ * from recognising the builders' patterns (attention, norms, GEGLU) and calling fused kernels. Planning happens once per model: topological order, each value's last use,
+ * initializers decoded (weights are uploaded to the GPU the first time a kernel needs them and
+ * kept). A call then walks the plan: shape arithmetic, flags and the timestep's small tensors are
+ * evaluated on the host (host-ops.ts); float activations stay in pooled GPU buffers, released
+ * after their last use; kernel launches accumulate and go to the GPU in one compute pass, which
+ * is submitted only where the host must read a value (an `If` condition that depends on GPU data,
+ * ToMe's selection steps) and at the end.
+ */
+
+import { BUFFER_USAGE } from "../gpu/buffer-pool.js";
+import type { GpuContext, KernelLaunch } from "../gpu/context.js";
+import type { GraphProto, ModelProto, NodeProto } from "../onnx/proto.js";
+import { type Attributes, attributesOf, normalizeAxis } from "./attributes.js";
+import {
+  ints,
+  reshapeDims,
+  resolveSlice,
+  runHostOp,
+  squeezeDims,
+  unsqueezeDims,
+} from "./host-ops.js";
+import {
+  broadcastShapes,
+  broadcastStrides,
+  decodeTensorProto,
+  type HostTensor,
+  sizeOf,
+  stridesOf,
+} from "./host-tensor.js";
+import {
+  attentionKernel,
+  BINARY_EXPRESSIONS,
+  binaryKernel,
+  convKernel,
+  copyKernel,
+  fillKernel,
+  gatherKernel,
+  grid,
+  MAX_HEAD,
+  MAX_RANK,
+  matmulKernel,
+  normKernel,
+  type ReduceKind,
+  reduceKernel,
+  resizeNearestKernel,
+  softmaxKernel,
+  UNARY_EXPRESSIONS,
+  unaryKernel,
+} from "./portable-kernels.js";
+
+/** A float32 tensor in a GPU buffer; reshapes share the buffer. */
+export interface DeviceTensor {
+  readonly kind: "device";
+  readonly buffer: GPUBuffer;
+  readonly dims: readonly number[];
+}
+
+export type Value = HostTensor | DeviceTensor;
+
+/** What one call did, for reports and tests. */
+export interface ExecutionStats {
+  /** Compute passes submitted (one unless the host had to read a GPU value mid-call). */
+  submits: number;
+  /** Kernel launches recorded. */
+  launches: number;
+  /** GPU values read back to the host inside the call (outputs excluded). */
+  readbacks: number;
+  /** Operators that ran on the host with GPU inputs read back, by type. */
+  hostFallbacks: Record<string, number>;
+}
+
+export function unsupported(what: string): Error {
+  return new Error(`${what} is not supported by the kernels engine yet; use --engine onnxruntime`);
+}
+
+function f32Bits(value: number): number {
+  const view = new DataView(new ArrayBuffer(4));
+  view.setFloat32(0, value, true);
+  return view.getInt32(0, true);
+}
+
+function padded(values: readonly number[], length = MAX_RANK): number[] {
+  if (values.length > length)
+    throw unsupported(`a tensor of rank ${values.length} (at most ${length})`);
+  return [...values, ...new Array<number>(length - values.length).fill(0)];
+}
+
+/** Operators that always run on the GPU, even with host inputs (weights, the time embedding). */
+const DEVICE_ONLY = new Set([
+  "MatMul",
+  "Conv",
+  "InstanceNormalization",
+  "LayerNormalization",
+  "MultiHeadAttention",
+  "Softmax",
+  "Resize",
+]);
+
+/** Operators whose outputs are views of their first input (no copy on the GPU). */
+const VIEWS = new Set(["Reshape", "Unsqueeze", "Squeeze", "Identity", "Flatten"]);
+
+class Scope {
+  readonly values = new Map<string, Value>();
+  constructor(readonly parent?: Scope) {}
+  get(name: string): Value | undefined {
+    return this.values.get(name) ?? this.parent?.get(name);
+  }
+}
+
+/** Names a subgraph reads from the scopes around it. */
+function outerNames(graph: GraphProto): Set<string> {
+  const produced = new Set<string>([
+    ...graph.input.map((i) => i.name),
+    ...(graph.initializer ?? []).map((t) => t.name ?? ""),
+  ]);
+  for (const node of graph.node) for (const out of node.output) produced.add(out);
+  const used = new Set<string>();
+  for (const node of graph.node)
+    for (const name of nodeReads(node)) if (!produced.has(name)) used.add(name);
+  return used;
+}
+
+/** Every name a node reads, including what its subgraphs read from outside. */
+function nodeReads(node: NodeProto): string[] {
+  const names = node.input.filter((n) => n !== "");
+  for (const a of node.attribute ?? []) if (a.g) names.push(...outerNames(a.g));
+  return names;
+}
+
+/**
+ * Nodes in an order where every input is produced first (Kahn's algorithm). A subgraph (an `If`
+ * branch) also reads names of the scopes around it: those count as available from the start.
+ */
+export function topologicalOrder(graph: GraphProto, subgraph = false): NodeProto[] {
+  const available = new Set<string>([
+    ...graph.input.map((i) => i.name),
+    ...(graph.initializer ?? []).map((t) => t.name ?? ""),
+  ]);
+  if (subgraph) for (const name of outerNames(graph)) available.add(name);
+  const remaining = [...graph.node];
+  const order: NodeProto[] = [];
+  while (remaining.length > 0) {
+    const before = remaining.length;
+    for (let i = 0; i < remaining.length; ) {
+      const node = remaining[i];
+      if (nodeReads(node).every((n) => available.has(n))) {
+        order.push(node);
+        for (const out of node.output) available.add(out);
+        remaining.splice(i, 1);
+      } else i++;
+    }
+    if (remaining.length === before) {
+      const missing = nodeReads(remaining[0]).filter((n) => !available.has(n));
+      throw new Error(
+        `the graph is not executable: node "${remaining[0].name ?? remaining[0].opType}" reads ${missing.join(", ")}, which nothing produces (or a cycle)`,
+      );
+    }
+  }
+  return order;
+}
+
+export class GraphExecutor {
+  private readonly initializers = new Map<string, HostTensor>();
+  private readonly order: NodeProto[];
+  /** Index of the last top-level node that reads each value. */
+  private readonly lastUse = new Map<string, number>();
+  private readonly attributes = new Map<NodeProto, Attributes>();
+  /** Weights on the GPU, uploaded once. */
+  private readonly weightsOnDevice = new Map<HostTensor, DeviceTensor>();
+  private readonly params = new Map<string, GPUBuffer>();
+  private readonly initializerSet = new Set<HostTensor>();
+  /** Buffers made for host values (not pooled): destroyed, never handed to the pool. */
+  private readonly owned = new Set<GPUBuffer>();
+  private readonly refs = new Map<GPUBuffer, number>();
+  private pending: KernelLaunch[] = [];
+  private runUploads = new Map<HostTensor, DeviceTensor>();
+  private scratch: GPUBuffer[] = [];
+  stats: ExecutionStats = { submits: 0, launches: 0, readbacks: 0, hostFallbacks: {} };
+
+  constructor(
+    readonly ctx: GpuContext,
+    readonly model: ModelProto,
+  ) {
+    const graph = model.graph;
+    for (const t of graph.initializer ?? [])
+      this.initializers.set(t.name ?? "", decodeTensorProto(t));
+    for (const t of this.initializers.values()) this.initializerSet.add(t);
+    this.order = topologicalOrder(graph);
+    this.order.forEach((node, i) => {
+      for (const name of nodeReads(node)) this.lastUse.set(name, i);
+    });
+    for (const out of graph.output) this.lastUse.set(out.name, Number.POSITIVE_INFINITY);
+    this.checkSupported(graph);
+  }
+
+  get inputNames(): string[] {
+    const init = new Set(this.initializers.keys());
+    return this.model.graph.input.map((i) => i.name).filter((n) => !init.has(n));
+  }
+
+  get outputNames(): string[] {
+    return this.model.graph.output.map((o) => o.name);
+  }
+
+  /** Fails at load, naming the first operator this engine has no implementation of. */
+  private checkSupported(graph: GraphProto): void {
+    for (const node of graph.node) {
+      const known =
+        (node.domain === "com.microsoft" && node.opType === "MultiHeadAttention") ||
+        ((node.domain ?? "") === "" && SUPPORTED.has(node.opType));
+      if (!known)
+        throw unsupported(`the operator ${node.domain ? `${node.domain}.` : ""}${node.opType}`);
+      for (const a of node.attribute ?? []) if (a.g) this.checkSupported(a.g);
+    }
+  }
+
+  private attrs(node: NodeProto): Attributes {
+    let a = this.attributes.get(node);
+    if (!a) {
+      a = attributesOf(node);
+      this.attributes.set(node, a);
+    }
+    return a;
+  }
+
+  /** Runs the graph on host feeds; returns every graph output on the host. */
+  async run(feeds: ReadonlyMap<string, HostTensor>): Promise<Map<string, HostTensor>> {
+    this.stats = { submits: 0, launches: 0, readbacks: 0, hostFallbacks: {} };
+    const scope = new Scope();
+    for (const [name, t] of this.initializers) scope.values.set(name, t);
+    for (const name of this.inputNames) {
+      const feed = feeds.get(name);
+      if (!feed)
+        throw new Error(`missing input "${name}" (the model takes ${this.inputNames.join(", ")})`);
+      scope.values.set(name, feed);
+    }
+    try {
+      await this.runNodes(this.order, scope, true);
+      const outputs = new Map<string, HostTensor>();
+      const readbacks = this.stats.readbacks;
+      for (const name of this.outputNames) {
+        const v = scope.get(name);
+        if (!v) throw new Error(`the graph did not produce its output "${name}"`);
+        outputs.set(name, await this.toHost(v));
+      }
+      this.stats.readbacks = readbacks;
+      return outputs;
+    } finally {
+      this.pending = [];
+      for (const v of scope.values.values()) if (v.kind === "device") this.drop(v);
+      for (const t of this.runUploads.values()) this.drop(t);
+      this.runUploads = new Map();
+      for (const b of this.scratch) b.destroy();
+      this.scratch = [];
+    }
+  }
+
+  private async runNodes(
+    nodes: readonly NodeProto[],
+    scope: Scope,
+    topLevel: boolean,
+  ): Promise<void> {
+    for (let index = 0; index < nodes.length; index++) {
+      const node = nodes[index];
+      const inputs = node.input.map((name) => (name === "" ? undefined : scope.get(name)));
+      node.input.forEach((name, i) => {
+        if (name !== "" && !inputs[i])
+          throw new Error(`${node.opType}: input "${name}" is not computed`);
+      });
+      let outputs: Value[];
+      try {
+        outputs = await this.runNode(node, inputs, scope);
+      } catch (error) {
+        const message = (error as Error).message;
+        throw message.includes("--engine onnxruntime") || message.startsWith(node.opType)
+          ? error
+          : new Error(`${node.opType} "${node.name ?? ""}": ${message}`);
+      }
+      node.output.forEach((name, i) => {
+        if (name === "" || !outputs[i]) return;
+        const v = outputs[i];
+        if (v.kind === "device") this.retain(v);
+        scope.values.set(name, v);
+      });
+      if (!topLevel) continue;
+      // Free GPU values read for the last time by this node.
+      for (const name of new Set(nodeReads(node))) {
+        if (this.lastUse.get(name) !== index) continue;
+        const v = scope.values.get(name);
+        if (v?.kind === "device") {
+          this.drop(v);
+          scope.values.delete(name);
+        }
+      }
+    }
+  }
+
+  private retain(t: DeviceTensor): void {
+    this.refs.set(t.buffer, (this.refs.get(t.buffer) ?? 0) + 1);
+  }
+
+  private drop(t: DeviceTensor): void {
+    const n = (this.refs.get(t.buffer) ?? 1) - 1;
+    if (n > 0) this.refs.set(t.buffer, n);
+    else if (this.owned.has(t.buffer)) {
+      this.refs.delete(t.buffer);
+      this.owned.delete(t.buffer);
+      t.buffer.destroy();
+    } else {
+      this.refs.delete(t.buffer);
+      this.ctx.release({ buffer: t.buffer, shape: t.dims, storage: "f32", size: sizeOf(t.dims) });
+    }
+  }
+
+  private async runNode(
+    node: NodeProto,
+    inputs: (Value | undefined)[],
+    scope: Scope,
+  ): Promise<Value[]> {
+    const op = node.opType;
+    const attrs = this.attrs(node);
+    if (op === "If") {
+      const cond = await this.toHost(inputs[0] as Value);
+      const branch = node.attribute?.find(
+        (a) => a.name === (cond.data[0] ? "then_branch" : "else_branch"),
+      )?.g;
+      if (!branch) throw new Error("If without its branches");
+      const inner = new Scope(scope);
+      for (const t of branch.initializer ?? [])
+        inner.values.set(t.name ?? "", decodeTensorProto(t));
+      await this.runNodes(topologicalOrder(branch, true), inner, false);
+      return branch.output.map((o) => {
+        const v = inner.get(o.name);
+        if (!v) throw new Error(`If: the branch did not produce "${o.name}"`);
+        return v;
+      });
+    }
+    if (op === "Shape" && inputs[0]?.kind === "device") {
+      const dims = inputs[0].dims;
+      return (
+        runHostOp(
+          node,
+          [{ kind: "host", dtype: "float32", data: new Float32Array(0), dims }],
+          attrs,
+        ) ?? []
+      );
+    }
+    const allHost = inputs.every((v) => v === undefined || v.kind === "host");
+    if (allHost && !DEVICE_ONLY.has(op) && (node.domain ?? "") === "") {
+      const out = runHostOp(node, inputs as (HostTensor | undefined)[], attrs);
+      if (out) return out;
+    }
+    const device = await this.deviceOp(node, inputs, attrs);
+    if (device) return device;
+    // No GPU kernel for this operator: read its inputs back and evaluate it on the host.
+    const hostInputs: (HostTensor | undefined)[] = [];
+    for (const v of inputs) hostInputs.push(v ? await this.toHost(v) : undefined);
+    const out = runHostOp(node, hostInputs, attrs);
+    if (!out) throw unsupported(`the operator ${op}`);
+    this.stats.hostFallbacks[op] = (this.stats.hostFallbacks[op] ?? 0) + 1;
+    return out;
+  }
+
+  /** Submits the recorded launches as one compute pass. */
+  private flush(): void {
+    if (this.pending.length === 0) return;
+    this.ctx.dispatch(this.pending);
+    this.stats.submits++;
+    this.pending = [];
+  }
+
+  async toHost(v: Value): Promise<HostTensor> {
+    if (v.kind === "host") return v;
+    this.flush();
+    this.stats.readbacks++;
+    const data = await this.ctx.read({
+      buffer: v.buffer,
+      shape: v.dims,
+      storage: "f32",
+      size: sizeOf(v.dims),
+    });
+    return { kind: "host", dtype: "float32", data, dims: v.dims };
+  }
+
+  private toDevice(v: Value): DeviceTensor {
+    if (v.kind === "device") return v;
+    if (v.dtype === "bool" || v.dtype === "int64" || v.dtype === "int32")
+      throw unsupported(`an ${v.dtype} tensor as a GPU operand`);
+    const persistent = this.initializerSet.has(v);
+    const cache = persistent ? this.weightsOnDevice : this.runUploads;
+    let t = cache.get(v);
+    if (!t) {
+      t = this.uploadOwned(v, persistent ? "engine weight" : "engine input");
+      this.retain(t);
+      cache.set(v, t);
+    }
+    return t;
+  }
+
+  /**
+   * A buffer of its own for host values, filled at creation. Not from the pool: a queue write
+   * into a pooled buffer would land before the launches still pending on it, so it would force
+   * a submit; a fresh mapped buffer needs none, and the whole call stays one submit.
+   */
+  private uploadOwned(v: HostTensor, label: string): DeviceTensor {
+    const data = Float32Array.from(v.data);
+    this.ctx.checkSize(data.length, "f32", label);
+    const buffer = this.ctx.device.createBuffer({
+      size: Math.max(16, Math.ceil(data.byteLength / 16) * 16),
+      usage: BUFFER_USAGE.storage,
+      mappedAtCreation: true,
+      label,
+    });
+    new Float32Array(buffer.getMappedRange(0, data.byteLength)).set(data);
+    buffer.unmap();
+    this.owned.add(buffer);
+    return { kind: "device", buffer, dims: v.dims };
+  }
+
+  /** Destroys the weights on the GPU (the runner's release). */
+  destroy(): void {
+    for (const t of this.weightsOnDevice.values()) t.buffer.destroy();
+    this.weightsOnDevice.clear();
+    for (const b of this.params.values()) b.destroy();
+    this.params.clear();
+  }
+
+  private allocate(dims: readonly number[]): DeviceTensor {
+    const g = this.ctx.allocate(dims, "f32", "engine activation");
+    return { kind: "device", buffer: g.buffer, dims: [...dims] };
+  }
+
+  private paramBuffer(values: readonly number[]): GPUBuffer {
+    const key = values.join(",");
+    let buffer = this.params.get(key);
+    if (!buffer) {
+      const data = Int32Array.from(values);
+      buffer = this.ctx.device.createBuffer({
+        size: Math.max(16, Math.ceil(data.byteLength / 16) * 16),
+        usage: BUFFER_USAGE.storage,
+        label: "engine parameters",
+      });
+      this.ctx.device.queue.writeBuffer(buffer, 0, data);
+      this.params.set(key, buffer);
+    }
+    return buffer;
+  }
+
+  private indexBuffer(values: ArrayLike<number>): GPUBuffer {
+    const data = Int32Array.from(values as ArrayLike<number>);
+    const buffer = this.ctx.device.createBuffer({
+      size: Math.max(16, Math.ceil(data.byteLength / 16) * 16),
+      usage: BUFFER_USAGE.storage,
+      label: "engine indices",
+    });
+    this.ctx.device.queue.writeBuffer(buffer, 0, data);
+    this.scratch.push(buffer);
+    return buffer;
+  }
+
+  private async launch(
+    label: string,
+    code: string,
+    buffers: GPUBuffer[],
+    threads: number,
+    groups?: [number, number, number],
+  ): Promise<void> {
+    if (threads === 0) return;
+    const pipeline = await this.ctx.pipeline({ label: `engine ${label}`, code });
+    this.pending.push({ pipeline, buffers, workgroups: groups ?? grid(threads) });
+    this.stats.launches++;
+  }
+
+  private async copy(
+    src: DeviceTensor,
+    srcOffset: number,
+    srcStrides: readonly number[],
+    dst: DeviceTensor,
+    dstOffset: number,
+    dstStrides: readonly number[],
+    shape: readonly number[],
+  ): Promise<void> {
+    const count = sizeOf(shape);
+    const p = [
+      count,
+      shape.length,
+      dstOffset,
+      srcOffset,
+      ...padded(shape),
+      ...padded(srcStrides),
+      ...padded(dstStrides),
+    ];
+    await this.launch("copy", copyKernel(), [src.buffer, dst.buffer, this.paramBuffer(p)], count);
+  }
+
+  /** The GPU implementation of `node`, or null when it has none (host fallback). */
+  private async deviceOp(
+    node: NodeProto,
+    inputs: (Value | undefined)[],
+    attrs: Attributes,
+  ): Promise<Value[] | null> {
+    const op = node.opType;
+    const host = async (i: number) => this.toHost(inputs[i] as Value);
+    const dev = (i: number) => this.toDevice(inputs[i] as Value);
+    if (VIEWS.has(op) || (op === "Cast" && [1, 10, 11].includes(attrs.int("to", 1)))) {
+      const x = dev(0);
+      let dims: number[];
+      if (op === "Reshape")
+        dims = reshapeDims(x.dims, ints(await host(1)), attrs.int("allowzero", 0) === 1);
+      else if (op === "Unsqueeze") dims = unsqueezeDims(x.dims, ints(await host(1)));
+      else if (op === "Squeeze") dims = squeezeDims(x.dims, inputs[1] ? ints(await host(1)) : []);
+      else if (op === "Flatten") {
+        const axis = normalizeAxis(attrs.int("axis", 1), x.dims.length + 1);
+        dims = [sizeOf(x.dims.slice(0, axis)), sizeOf(x.dims.slice(axis))];
+      } else dims = [...x.dims];
+      return [{ kind: "device", buffer: x.buffer, dims }];
+    }
+    if (UNARY_EXPRESSIONS[op] || op === "Clip") {
+      const x = dev(0);
+      const out = this.allocate(x.dims);
+      const extra =
+        op === "Clip"
+          ? [
+              f32Bits(inputs[1] ? (await host(1)).data[0] : -3.4028234e38),
+              f32Bits(inputs[2] ? (await host(2)).data[0] : 3.4028234e38),
+            ]
+          : [];
+      const n = sizeOf(x.dims);
+      await this.launch(
+        op,
+        unaryKernel(op),
+        [x.buffer, out.buffer, this.paramBuffer([n, ...extra])],
+        n,
+      );
+      return [out];
+    }
+    if (BINARY_EXPRESSIONS[op]) {
+      const a = dev(0);
+      const b = dev(1);
+      const dims = broadcastShapes(a.dims, b.dims, op);
+      const out = this.allocate(dims);
+      const n = sizeOf(dims);
+      const p = [
+        n,
+        dims.length,
+        ...padded(dims),
+        ...padded(broadcastStrides(a.dims, dims)),
+        ...padded(broadcastStrides(b.dims, dims)),
+      ];
+      await this.launch(
+        op,
+        binaryKernel(op),
+        [a.buffer, b.buffer, out.buffer, this.paramBuffer(p)],
+        n,
+      );
+      return [out];
+    }
+    switch (op) {
+      case "Transpose": {
+        const x = dev(0);
+        const perm = attrs.ints("perm") ?? x.dims.map((_, i) => x.dims.length - 1 - i);
+        const dims = perm.map((p) => x.dims[p]);
+        const out = this.allocate(dims);
+        const s = stridesOf(x.dims);
+        await this.copy(
+          x,
+          0,
+          perm.map((p) => s[p]),
+          out,
+          0,
+          stridesOf(dims),
+          dims,
+        );
+        return [out];
+      }
+      case "Slice": {
+        const x = dev(0);
+        const r = resolveSlice(
+          x.dims,
+          ints(await host(1)),
+          ints(await host(2)),
+          inputs[3] ? ints(await host(3)) : [],
+          inputs[4] ? ints(await host(4)) : [],
+        );
+        const s = stridesOf(x.dims);
+        const out = this.allocate(r.count);
+        const offset = r.start.reduce((a, v, d) => a + v * s[d], 0);
+        await this.copy(
+          x,
+          offset,
+          s.map((v, d) => v * r.step[d]),
+          out,
+          0,
+          stridesOf(r.count),
+          r.count,
+        );
+        return [out];
+      }
+      case "Split": {
+        const x = dev(0);
+        const axis = normalizeAxis(attrs.int("axis", 0), x.dims.length);
+        const total = x.dims[axis];
+        const count = node.output.length;
+        const sizes = inputs[1]
+          ? ints(await host(1))
+          : new Array<number>(count).fill(Math.ceil(total / count));
+        const s = stridesOf(x.dims);
+        const outs: Value[] = [];
+        let offset = 0;
+        for (let i = 0; i < count; i++) {
+          const length = i === count - 1 ? total - offset : sizes[i];
+          const dims = x.dims.map((d, j) => (j === axis ? length : d));
+          const out = this.allocate(dims);
+          await this.copy(x, offset * s[axis], s, out, 0, stridesOf(dims), dims);
+          outs.push(out);
+          offset += length;
+        }
+        return outs;
+      }
+      case "Concat": {
+        const parts = inputs.map((v) => this.toDevice(v as Value));
+        const axis = normalizeAxis(attrs.int("axis", 0), parts[0].dims.length);
+        const dims = [...parts[0].dims];
+        dims[axis] = parts.reduce((a, t) => a + t.dims[axis], 0);
+        const out = this.allocate(dims);
+        const s = stridesOf(dims);
+        let offset = 0;
+        for (const t of parts) {
+          await this.copy(t, 0, stridesOf(t.dims), out, offset * s[axis], s, t.dims);
+          offset += t.dims[axis];
+        }
+        return [out];
+      }
+      case "Pad": {
+        const mode = attrs.string("mode", "constant");
+        if (mode !== "constant") throw unsupported(`Pad in ${mode} mode`);
+        if (inputs[3]) throw unsupported("Pad over chosen axes");
+        const x = dev(0);
+        const pads = ints(await host(1));
+        const rank = x.dims.length;
+        if (pads.length !== 2 * rank || pads.some((v) => v < 0))
+          throw unsupported(`Pad with pads [${pads.join(", ")}] (negative or not 2 x rank)`);
+        const value = inputs[2] ? (await host(2)).data[0] : 0;
+        const dims = x.dims.map((d, i) => d + pads[i] + pads[i + rank]);
+        const out = this.allocate(dims);
+        const n = sizeOf(dims);
+        await this.launch(
+          "fill",
+          fillKernel(),
+          [out.buffer, this.paramBuffer([n, f32Bits(value)])],
+          n,
+        );
+        const s = stridesOf(dims);
+        const offset = pads.slice(0, rank).reduce((a, v, d) => a + v * s[d], 0);
+        await this.copy(x, 0, stridesOf(x.dims), out, offset, s, x.dims);
+        return [out];
+      }
+      case "Expand": {
+        const x = dev(0);
+        const dims = broadcastShapes(x.dims, ints(await host(1)), op);
+        const out = this.allocate(dims);
+        await this.copy(x, 0, broadcastStrides(x.dims, dims), out, 0, stridesOf(dims), dims);
+        return [out];
+      }
+      case "Gather": {
+        if (inputs[1]?.kind !== "host") return null;
+        const x = dev(0);
+        const indices = inputs[1];
+        const axis = normalizeAxis(attrs.int("axis", 0), x.dims.length);
+        const length = x.dims[axis];
+        const inner = sizeOf(x.dims.slice(axis + 1));
+        const dims = [...x.dims.slice(0, axis), ...indices.dims, ...x.dims.slice(axis + 1)];
+        const out = this.allocate(dims);
+        const n = sizeOf(dims);
+        const idx = this.indexBuffer(Array.from(indices.data, (j) => (j < 0 ? j + length : j)));
+        await this.launch(
+          "gather",
+          gatherKernel(),
+          [x.buffer, idx, out.buffer, this.paramBuffer([n, length, indices.data.length, inner])],
+          n,
+        );
+        return [out];
+      }
+      case "Resize": {
+        const mode = attrs.string("mode", "nearest");
+        const transform = attrs.string("coordinate_transformation_mode", "half_pixel");
+        const rounding = attrs.string("nearest_mode", "round_prefer_floor");
+        if (mode !== "nearest" || transform !== "asymmetric" || rounding !== "floor")
+          throw unsupported(
+            `Resize with mode ${mode}, ${transform} coordinates and ${rounding} rounding`,
+          );
+        const x = dev(0);
+        let scales = inputs[2] ? Array.from((await host(2)).data) : [];
+        let dims: number[];
+        if (scales.length > 0) dims = x.dims.map((d, i) => Math.floor(d * scales[i]));
+        else {
+          dims = ints(await host(3));
+          scales = dims.map((d, i) => d / x.dims[i]);
+        }
+        const out = this.allocate(dims);
+        const n = sizeOf(dims);
+        const p = [
+          n,
+          dims.length,
+          ...padded(dims),
+          ...padded(x.dims),
+          ...padded(scales.map(f32Bits)),
+        ];
+        await this.launch(
+          "resize",
+          resizeNearestKernel(),
+          [x.buffer, out.buffer, this.paramBuffer(p)],
+          n,
+        );
+        return [out];
+      }
+      case "ReduceMean":
+      case "ReduceMax":
+      case "ReduceSum": {
+        const x = dev(0);
+        const axes = attrs.ints("axes") ?? (inputs[1] ? ints(await host(1)) : []);
+        if (axes.length !== 1) return null;
+        const axis = normalizeAxis(axes[0], x.dims.length);
+        const keep = attrs.int("keepdims", 1) === 1;
+        const dims = keep
+          ? x.dims.map((d, i) => (i === axis ? 1 : d))
+          : x.dims.filter((_, i) => i !== axis);
+        const out = this.allocate(dims);
+        const n = sizeOf(dims);
+        const p = [n, x.dims[axis], sizeOf(x.dims.slice(axis + 1))];
+        await this.launch(
+          op,
+          reduceKernel(op as ReduceKind),
+          [x.buffer, out.buffer, this.paramBuffer(p)],
+          n,
+        );
+        return [out];
+      }
+      case "MatMul": {
+        const a = dev(0);
+        const b = dev(1);
+        if (a.dims.length < 2 || b.dims.length < 2) throw unsupported("MatMul with a 1-D operand");
+        const [M, K] = a.dims.slice(-2);
+        const [K2, N] = b.dims.slice(-2);
+        if (K !== K2) throw new Error(`MatMul: inner sizes ${K} and ${K2} differ`);
+        const batch = broadcastShapes(a.dims.slice(0, -2), b.dims.slice(0, -2), op);
+        const dims = [...batch, M, N];
+        const out = this.allocate(dims);
+        const n = sizeOf(dims);
+        const aS = broadcastStrides(a.dims.slice(0, -2), batch).map((s) => s * M * K);
+        const bS = broadcastStrides(b.dims.slice(0, -2), batch).map((s) => s * K * N);
+        const p = [n, M, N, K, batch.length, ...padded(batch), ...padded(aS), ...padded(bS)];
+        await this.launch(
+          "matmul",
+          matmulKernel(),
+          [a.buffer, b.buffer, out.buffer, this.paramBuffer(p)],
+          n,
+        );
+        return [out];
+      }
+      case "Conv": {
+        const x = dev(0);
+        const w = dev(1);
+        if (x.dims.length !== 4) throw unsupported(`Conv over rank ${x.dims.length}`);
+        if (attrs.int("group", 1) !== 1) throw unsupported("grouped Conv");
+        if (attrs.string("auto_pad", "NOTSET") !== "NOTSET")
+          throw unsupported("Conv with auto_pad");
+        const [N, C, H, W] = x.dims;
+        const [O, , KH, KW] = w.dims;
+        const [sy, sx] = attrs.ints("strides") ?? [1, 1];
+        const [dy, dx] = attrs.ints("dilations") ?? [1, 1];
+        const [pt, pl, pb, pr] = attrs.ints("pads") ?? [0, 0, 0, 0];
+        const OH = Math.floor((H + pt + pb - dy * (KH - 1) - 1) / sy) + 1;
+        const OW = Math.floor((W + pl + pr - dx * (KW - 1) - 1) / sx) + 1;
+        const out = this.allocate([N, O, OH, OW]);
+        const n = N * O * OH * OW;
+        const p = [n, C, H, W, O, OH, OW, KH, KW, sy, sx, pt, pl, dy, dx];
+        const buffers = [x.buffer, w.buffer, out.buffer, this.paramBuffer(p)];
+        if (inputs[2]) buffers.push(dev(2).buffer);
+        await this.launch("conv", convKernel(inputs[2] !== undefined), buffers, n);
+        return [out];
+      }
+      case "InstanceNormalization":
+      case "LayerNormalization": {
+        const x = dev(0);
+        const instance = op === "InstanceNormalization";
+        if (!instance && normalizeAxis(attrs.int("axis", -1), x.dims.length) !== x.dims.length - 1)
+          throw unsupported("LayerNormalization over more than the last axis");
+        if (node.output.filter((o) => o !== "").length > 1)
+          throw unsupported(`${op} with its statistics outputs`);
+        const length = instance ? sizeOf(x.dims.slice(2)) : (x.dims.at(-1) ?? 1);
+        const rows = sizeOf(x.dims) / Math.max(length, 1);
+        const out = this.allocate(x.dims);
+        const p = [
+          rows,
+          length,
+          1,
+          instance ? x.dims[1] : 1,
+          f32Bits(attrs.float("epsilon", 1e-5)),
+        ];
+        const buffers = [x.buffer, dev(1).buffer, out.buffer, this.paramBuffer(p)];
+        if (inputs[2]) buffers.push(dev(2).buffer);
+        const groups: [number, number, number] = [
+          Math.min(rows, 32768),
+          Math.ceil(rows / 32768),
+          1,
+        ];
+        await this.launch(
+          op,
+          normKernel(instance ? "instance" : "layer", inputs[2] !== undefined),
+          buffers,
+          rows,
+          groups,
+        );
+        return [out];
+      }
+      case "Softmax": {
+        const x = dev(0);
+        if (normalizeAxis(attrs.int("axis", -1), x.dims.length) !== x.dims.length - 1)
+          throw unsupported("Softmax over an axis other than the last");
+        const length = x.dims.at(-1) ?? 1;
+        const rows = sizeOf(x.dims) / length;
+        const out = this.allocate(x.dims);
+        await this.launch(
+          "softmax",
+          softmaxKernel(),
+          [x.buffer, out.buffer, this.paramBuffer([rows, length])],
+          rows,
+        );
+        return [out];
+      }
+      case "MultiHeadAttention": {
+        if (inputs[3] || inputs[4] || inputs.length > 6)
+          throw unsupported(
+            "MultiHeadAttention with a packed bias, a key padding mask or past state",
+          );
+        const q = dev(0);
+        const k = dev(1);
+        const v = dev(2);
+        if (q.dims.length !== 3 || k.dims.length !== 3 || v.dims.length !== 3)
+          throw unsupported("MultiHeadAttention with packed or 4-D inputs");
+        const heads = attrs.int("num_heads", 1);
+        const [B, Sq, HD] = q.dims;
+        const Sk = k.dims[1];
+        const D = HD / heads;
+        const Dv = v.dims[2] / heads;
+        if (Dv > MAX_HEAD)
+          throw unsupported(`attention heads of width ${Dv} (at most ${MAX_HEAD})`);
+        const scale = attrs.float("scale", 1 / Math.sqrt(D));
+        const out = this.allocate([B, Sq, heads * Dv]);
+        const n = B * heads * Sq;
+        const buffers = [q.buffer, k.buffer, v.buffer, out.buffer];
+        let biasStrides = [0, 0];
+        if (inputs[5]) {
+          const bias = dev(5);
+          const full = [B, heads, Sq, Sk];
+          const padded4 = [...new Array<number>(4 - bias.dims.length).fill(1), ...bias.dims];
+          biasStrides = broadcastStrides(padded4, full).slice(0, 2);
+        }
+        buffers.push(
+          this.paramBuffer([n, B, heads, Sq, Sk, D, Dv, f32Bits(scale), ...biasStrides]),
+        );
+        if (inputs[5]) buffers.push(dev(5).buffer);
+        await this.launch("attention", attentionKernel(inputs[5] !== undefined), buffers, n);
+        return [out];
+      }
+      default:
+        return null;
+    }
+  }
+}
+
+/** Every standard operator the engine executes (on the GPU or on the host). */
+export const SUPPORTED: ReadonlySet<string> = new Set([
+  ...Object.keys(UNARY_EXPRESSIONS),
+  ...Object.keys(BINARY_EXPRESSIONS),
+  ...VIEWS,
+  ...DEVICE_ONLY,
+  "If",
+  "Shape",
+  "Constant",
+  "ConstantOfShape",
+  "Concat",
+  "Gather",
+  "GatherND",
+  "Pad",
+  "GatherElements",
+  "Slice",
+  "Split",
+  "Expand",
+  "Range",
+  "Transpose",
+  "TopK",
+  "ArgMax",
+  "ReduceSum",
+  "ReduceMean",
+  "ReduceMax",
+  "ReduceL2",
+  "ScatterElements",
+  "ScatterND",
+  "Where",
+  "Mod",
+  "Equal",
+  "Greater",
+  "GreaterOrEqual",
+  "Less",
+  "LessOrEqual",
+  "And",
+  "Or",
+  "Not",
+  "Ceil",
+]);

@@ -1,0 +1,127 @@
+/**
+ * Host-side tensors of the engine: shape arithmetic, indices, flags and the few small float
+ * tensors (the timestep and its embedding) that the graph computes before the heavy layers.
+ * float32 data lives in a Float32Array, so every host float op rounds to float32 exactly as
+ * onnxruntime's CPU kernels do; integers and booleans live in a Float64Array (exact to 2^53,
+ * more than any shape or index needs).
+ */
+
+import type { TensorProto } from "../onnx/proto.js";
+import { float16BitsToFloat32 } from "../util/float16.js";
+
+export type HostDtype = "float32" | "float64" | "int64" | "int32" | "bool";
+
+export interface HostTensor {
+  readonly kind: "host";
+  readonly dtype: HostDtype;
+  readonly data: Float32Array | Float64Array;
+  readonly dims: readonly number[];
+}
+
+export function sizeOf(dims: readonly number[]): number {
+  return dims.reduce((a, b) => a * b, 1);
+}
+
+export function hostTensor(
+  dtype: HostDtype,
+  data: ArrayLike<number>,
+  dims: readonly number[],
+): HostTensor {
+  const array = dtype === "float32" ? Float32Array.from(data) : Float64Array.from(data);
+  if (array.length !== sizeOf(dims))
+    throw new Error(`${array.length} values for a tensor of shape [${dims.join(", ")}]`);
+  return { kind: "host", dtype, data: array, dims: [...dims] };
+}
+
+/** The ONNX element type numbers the engine understands, as host dtypes. */
+export function dtypeOfOnnx(dataType: number): HostDtype {
+  switch (dataType) {
+    case 1:
+    case 10:
+      return "float32";
+    case 11:
+      return "float64";
+    case 7:
+      return "int64";
+    case 6:
+      return "int32";
+    case 9:
+      return "bool";
+    default:
+      throw new Error(
+        `tensors of ONNX element type ${dataType} are not supported by the kernels engine yet; use --engine onnxruntime`,
+      );
+  }
+}
+
+/** An initializer or constant's values (float16 widened to float32). */
+export function decodeTensorProto(t: TensorProto): HostTensor {
+  const dims = t.dims.map(Number);
+  const n = sizeOf(dims);
+  const dtype = dtypeOfOnnx(t.dataType);
+  if (t.externalData && t.externalData.length > 0 && !t.rawData)
+    throw new Error(`initializer "${t.name}" has external data that was not loaded`);
+  const raw = t.rawData;
+  const out = dtype === "float32" ? new Float32Array(n) : new Float64Array(n);
+  if (raw && raw.byteLength > 0) {
+    const view = new DataView(raw.buffer, raw.byteOffset, raw.byteLength);
+    for (let i = 0; i < n; i++) {
+      switch (t.dataType) {
+        case 1:
+          out[i] = view.getFloat32(i * 4, true);
+          break;
+        case 10:
+          out[i] = float16BitsToFloat32(view.getUint16(i * 2, true));
+          break;
+        case 11:
+          out[i] = view.getFloat64(i * 8, true);
+          break;
+        case 7:
+          out[i] = Number(view.getBigInt64(i * 8, true));
+          break;
+        case 6:
+          out[i] = view.getInt32(i * 4, true);
+          break;
+        default:
+          out[i] = view.getUint8(i);
+      }
+    }
+  } else {
+    const values = t.floatData ?? t.int64Data ?? t.int32Data ?? t.doubleData ?? ([] as number[]);
+    if (t.dataType === 10) for (let i = 0; i < n; i++) out[i] = float16BitsToFloat32(values[i]);
+    else for (let i = 0; i < n; i++) out[i] = Number(values[i]);
+  }
+  return { kind: "host", dtype, data: out, dims };
+}
+
+/** Row-major strides of `dims`. */
+export function stridesOf(dims: readonly number[]): number[] {
+  const strides = new Array<number>(dims.length);
+  let s = 1;
+  for (let d = dims.length - 1; d >= 0; d--) {
+    strides[d] = s;
+    s *= dims[d];
+  }
+  return strides;
+}
+
+/** Numpy-style broadcast of two shapes, or a one-line error. */
+export function broadcastShapes(a: readonly number[], b: readonly number[], op: string): number[] {
+  const rank = Math.max(a.length, b.length);
+  const out: number[] = [];
+  for (let i = 0; i < rank; i++) {
+    const x = a[a.length - rank + i] ?? 1;
+    const y = b[b.length - rank + i] ?? 1;
+    if (x !== y && x !== 1 && y !== 1)
+      throw new Error(`${op}: shapes [${a.join(", ")}] and [${b.join(", ")}] do not broadcast`);
+    out.push(x === 1 ? y : x);
+  }
+  return out;
+}
+
+/** Strides to read a tensor of `dims` broadcast to `out` (0 along broadcast axes). */
+export function broadcastStrides(dims: readonly number[], out: readonly number[]): number[] {
+  const own = stridesOf(dims);
+  const offset = out.length - dims.length;
+  return out.map((_, i) => (i < offset || dims[i - offset] === 1 ? 0 : own[i - offset]));
+}

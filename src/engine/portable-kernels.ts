@@ -1,0 +1,390 @@
+/**
+ * Simple portable WGSL kernels (f32 storage) for the operators that have no fused kernel in
+ * src/gpu yet: broadcasting elementwise ops, strided copies (Transpose, Slice, Split, Concat,
+ * Expand), Gather, nearest Resize, reductions over one axis, MatMul, direct convolution,
+ * instance and layer normalisation, softmax and multi-head attention. One thread per output
+ * element (per row for the normalisations, per query for attention); every kernel reads its
+ * integer parameters from a small storage buffer `p`, floats bit-cast into it.
+ *
+ * Shape contracts (row-major):
+ *   copy:      src -> dst, dst[dOff + sum c_d dS_d] = src[sOff + sum c_d sS_d] over `shape`
+ *   binary:    a, b broadcast to `shape` -> out (strides 0 along broadcast axes)
+ *   matmul:    a (batch.., M, K), b (batch.., K, N) -> out (batch.., M, N)
+ *   conv:      x (N, C, H, W), w (O, C, KH, KW), bias (O) -> out (N, O, OH, OW)
+ *   norm:      rows of `length` elements at stride `inner`: (x - mean) / sqrt(var + eps)
+ *   attention: q (B, Sq, H D), k (B, Sk, H D), v (B, Sk, H Dv) [, bias (B|1, H|1, Sq, Sk)]
+ *              -> out (B, Sq, H Dv)
+ */
+
+export const WORKGROUP = 256;
+/** Workgroups along x before the grid wraps into y (under every adapter's 65535). */
+const GROUPS_X = 32768;
+
+export function grid(items: number): [number, number, number] {
+  const groups = Math.max(1, Math.ceil(items / WORKGROUP));
+  const x = Math.min(groups, GROUPS_X);
+  return [x, Math.ceil(groups / x), 1];
+}
+
+const HEADER = `
+@compute @workgroup_size(${WORKGROUP})
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) local: u32) {
+  let i = i32((wg.y * ${GROUPS_X}u + wg.x) * ${WORKGROUP}u + local);`;
+
+/** The largest rank the index arithmetic unrolls for. */
+export const MAX_RANK = 8;
+
+export function copyKernel(): string {
+  return `
+@group(0) @binding(0) var<storage, read> src: array<f32>;
+@group(0) @binding(1) var<storage, read_write> dst: array<f32>;
+@group(0) @binding(2) var<storage, read> p: array<i32>;
+${HEADER}
+  if (i >= p[0]) { return; }
+  var rem = i;
+  var s = p[3];
+  var d = p[2];
+  for (var k = p[1] - 1; k >= 0; k--) {
+    let c = rem % p[4 + k];
+    rem = rem / p[4 + k];
+    s += c * p[${4 + MAX_RANK} + k];
+    d += c * p[${4 + 2 * MAX_RANK} + k];
+  }
+  dst[d] = src[s];
+}`;
+}
+
+/** Fills `dst` with one value (bits in p[1]): Pad's border. p: count, value bits. */
+export function fillKernel(): string {
+  return `
+@group(0) @binding(0) var<storage, read_write> dst: array<f32>;
+@group(0) @binding(1) var<storage, read> p: array<i32>;
+${HEADER}
+  if (i >= p[0]) { return; }
+  dst[i] = bitcast<f32>(p[1]);
+}`;
+}
+
+/** WGSL for erf: Abramowitz and Stegun 7.1.26 (|error| < 1.5e-7), enough for float32 GELU. */
+const ERF = `
+fn erf_approx(x: f32) -> f32 {
+  let t = 1.0 / (1.0 + 0.3275911 * abs(x));
+  let y = 1.0 - (((((1.061405429 * t - 1.453152027) * t) + 1.421413741) * t - 0.284496736) * t + 0.254829592) * t * exp(-x * x);
+  return select(-y, y, x >= 0.0);
+}`;
+
+export const UNARY_EXPRESSIONS: Readonly<Record<string, string>> = {
+  Sigmoid: "1.0 / (1.0 + exp(-x))",
+  Erf: "erf_approx(x)",
+  Sin: "sin(x)",
+  Cos: "cos(x)",
+  Neg: "-x",
+  Sqrt: "sqrt(x)",
+  Exp: "exp(x)",
+  Floor: "floor(x)",
+  Abs: "abs(x)",
+  Identity: "x",
+  Cast: "x",
+  Clip: "clamp(x, bitcast<f32>(p[1]), bitcast<f32>(p[2]))",
+};
+
+export function unaryKernel(op: string): string {
+  return `${op === "Erf" ? ERF : ""}
+@group(0) @binding(0) var<storage, read> src: array<f32>;
+@group(0) @binding(1) var<storage, read_write> dst: array<f32>;
+@group(0) @binding(2) var<storage, read> p: array<i32>;
+${HEADER}
+  if (i >= p[0]) { return; }
+  let x = src[i];
+  dst[i] = ${UNARY_EXPRESSIONS[op]};
+}`;
+}
+
+export const BINARY_EXPRESSIONS: Readonly<Record<string, string>> = {
+  Add: "x + y",
+  Sub: "x - y",
+  Mul: "x * y",
+  Div: "x / y",
+  Pow: "pow(x, y)",
+  Max: "max(x, y)",
+  Min: "min(x, y)",
+};
+
+export function binaryKernel(op: string): string {
+  return `
+@group(0) @binding(0) var<storage, read> a: array<f32>;
+@group(0) @binding(1) var<storage, read> b: array<f32>;
+@group(0) @binding(2) var<storage, read_write> dst: array<f32>;
+@group(0) @binding(3) var<storage, read> p: array<i32>;
+${HEADER}
+  if (i >= p[0]) { return; }
+  var rem = i;
+  var ia = 0;
+  var ib = 0;
+  for (var k = p[1] - 1; k >= 0; k--) {
+    let c = rem % p[2 + k];
+    rem = rem / p[2 + k];
+    ia += c * p[${2 + MAX_RANK} + k];
+    ib += c * p[${2 + 2 * MAX_RANK} + k];
+  }
+  let x = a[ia];
+  let y = b[ib];
+  dst[i] = ${BINARY_EXPRESSIONS[op]};
+}`;
+}
+
+/** Gather along an axis: out (outer, count, inner) = x (outer, length, inner) at indices. */
+export function gatherKernel(): string {
+  return `
+@group(0) @binding(0) var<storage, read> src: array<f32>;
+@group(0) @binding(1) var<storage, read> indices: array<i32>;
+@group(0) @binding(2) var<storage, read_write> dst: array<f32>;
+@group(0) @binding(3) var<storage, read> p: array<i32>;
+${HEADER}
+  if (i >= p[0]) { return; }
+  let inner = p[3];
+  let count = p[2];
+  let e = i % inner;
+  let j = (i / inner) % count;
+  let o = i / (inner * count);
+  dst[i] = src[(o * p[1] + indices[j]) * inner + e];
+}`;
+}
+
+/** Nearest resize, asymmetric coordinates, floor rounding: src = floor(dst / scale) per axis. */
+export function resizeNearestKernel(): string {
+  return `
+@group(0) @binding(0) var<storage, read> src: array<f32>;
+@group(0) @binding(1) var<storage, read_write> dst: array<f32>;
+@group(0) @binding(2) var<storage, read> p: array<i32>;
+${HEADER}
+  if (i >= p[0]) { return; }
+  var rem = i;
+  var s = 0;
+  var stride = 1;
+  for (var k = p[1] - 1; k >= 0; k--) {
+    let c = rem % p[2 + k];
+    rem = rem / p[2 + k];
+    let inDim = p[${2 + MAX_RANK} + k];
+    let scale = bitcast<f32>(p[${2 + 2 * MAX_RANK} + k]);
+    let ci = min(i32(floor(f32(c) / scale)), inDim - 1);
+    s += ci * stride;
+    stride *= inDim;
+  }
+  dst[i] = src[s];
+}`;
+}
+
+export type ReduceKind = "ReduceMean" | "ReduceMax" | "ReduceSum";
+
+/** Reduction over one axis: x (outer, length, inner) -> out (outer, inner). */
+export function reduceKernel(kind: ReduceKind): string {
+  const init = kind === "ReduceMax" ? "-3.4028234e38" : "0.0";
+  const step = kind === "ReduceMax" ? "acc = max(acc, v);" : "acc += v;";
+  const finish = kind === "ReduceMean" ? "acc / f32(length)" : "acc";
+  return `
+@group(0) @binding(0) var<storage, read> src: array<f32>;
+@group(0) @binding(1) var<storage, read_write> dst: array<f32>;
+@group(0) @binding(2) var<storage, read> p: array<i32>;
+${HEADER}
+  if (i >= p[0]) { return; }
+  let length = p[1];
+  let inner = p[2];
+  let o = i / inner;
+  let e = i % inner;
+  var acc = ${init};
+  for (var j = 0; j < length; j++) {
+    let v = src[(o * length + j) * inner + e];
+    ${step}
+  }
+  dst[i] = ${finish};
+}`;
+}
+
+/** p: count, M, N, K, batch rank, batch shape[8], a batch strides[8], b batch strides[8]. */
+export function matmulKernel(): string {
+  return `
+@group(0) @binding(0) var<storage, read> a: array<f32>;
+@group(0) @binding(1) var<storage, read> b: array<f32>;
+@group(0) @binding(2) var<storage, read_write> dst: array<f32>;
+@group(0) @binding(3) var<storage, read> p: array<i32>;
+${HEADER}
+  if (i >= p[0]) { return; }
+  let M = p[1];
+  let N = p[2];
+  let K = p[3];
+  let n = i % N;
+  let m = (i / N) % M;
+  var rem = i / (M * N);
+  var ia = 0;
+  var ib = 0;
+  for (var k = p[4] - 1; k >= 0; k--) {
+    let c = rem % p[5 + k];
+    rem = rem / p[5 + k];
+    ia += c * p[${5 + MAX_RANK} + k];
+    ib += c * p[${5 + 2 * MAX_RANK} + k];
+  }
+  var acc = 0.0;
+  for (var k = 0; k < K; k++) {
+    acc += a[ia + m * K + k] * b[ib + k * N + n];
+  }
+  dst[i] = acc;
+}`;
+}
+
+/** p: count, C, H, W, O, OH, OW, KH, KW, strideY, strideX, padTop, padLeft, dilY, dilX. */
+export function convKernel(bias: boolean): string {
+  return `
+@group(0) @binding(0) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read> w: array<f32>;
+@group(0) @binding(2) var<storage, read_write> dst: array<f32>;
+@group(0) @binding(3) var<storage, read> p: array<i32>;
+${bias ? "@group(0) @binding(4) var<storage, read> bias: array<f32>;" : ""}
+${HEADER}
+  if (i >= p[0]) { return; }
+  let C = p[1]; let H = p[2]; let W = p[3]; let O = p[4]; let OH = p[5]; let OW = p[6];
+  let KH = p[7]; let KW = p[8];
+  let ox = i % OW;
+  let oy = (i / OW) % OH;
+  let o = (i / (OW * OH)) % O;
+  let n = i / (OW * OH * O);
+  var acc = ${bias ? "bias[o]" : "0.0"};
+  for (var c = 0; c < C; c++) {
+    for (var ky = 0; ky < KH; ky++) {
+      let y = oy * p[9] - p[11] + ky * p[13];
+      if (y < 0 || y >= H) { continue; }
+      for (var kx = 0; kx < KW; kx++) {
+        let xx = ox * p[10] - p[12] + kx * p[14];
+        if (xx < 0 || xx >= W) { continue; }
+        acc += x[((n * C + c) * H + y) * W + xx] * w[((o * C + c) * KH + ky) * KW + kx];
+      }
+    }
+  }
+  dst[i] = acc;
+}`;
+}
+
+/**
+ * Normalisation of rows: p: rows, length, inner, channels, eps bits. Row r covers elements
+ * (r / inner) * length * inner + j * inner + r % inner; scale and bias are indexed by
+ * `(r / inner) % channels` for instance norm (inner = 1) or by j for layer norm.
+ * Two passes over the row (mean, then centred squares) keep float32 variance accurate.
+ */
+export function normKernel(kind: "instance" | "layer", bias: boolean): string {
+  const affine =
+    kind === "instance"
+      ? `let ch = row % p[3]; let sc = scale[ch]; let sh = ${bias ? "shift[ch]" : "0.0"};`
+      : "";
+  const apply =
+    kind === "instance"
+      ? "(v - mean) * inv * sc + sh"
+      : `(v - mean) * inv * scale[j]${bias ? " + shift[j]" : ""}`;
+  return `
+@group(0) @binding(0) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read> scale: array<f32>;
+@group(0) @binding(2) var<storage, read_write> dst: array<f32>;
+@group(0) @binding(3) var<storage, read> p: array<i32>;
+${bias ? "@group(0) @binding(4) var<storage, read> shift: array<f32>;" : ""}
+var<workgroup> partial: array<f32, ${WORKGROUP}>;
+
+fn reduce_sum(local: u32, v: f32) -> f32 {
+  partial[local] = v;
+  workgroupBarrier();
+  for (var s = ${WORKGROUP / 2}u; s > 0u; s = s >> 1u) {
+    if (local < s) { partial[local] += partial[local + s]; }
+    workgroupBarrier();
+  }
+  let total = partial[0];
+  workgroupBarrier();
+  return total;
+}
+
+@compute @workgroup_size(${WORKGROUP})
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) local: u32) {
+  let row = i32(wg.y * ${GROUPS_X}u + wg.x);
+  if (row >= p[0]) { return; }
+  let length = p[1];
+  let inner = p[2];
+  let base = (row / inner) * length * inner + row % inner;
+  var s = 0.0;
+  for (var j = i32(local); j < length; j += ${WORKGROUP}) { s += x[base + j * inner]; }
+  let mean = reduce_sum(local, s) / f32(length);
+  var q = 0.0;
+  for (var j = i32(local); j < length; j += ${WORKGROUP}) {
+    let d = x[base + j * inner] - mean;
+    q += d * d;
+  }
+  let inv = 1.0 / sqrt(reduce_sum(local, q) / f32(length) + bitcast<f32>(p[4]));
+  ${affine}
+  for (var j = i32(local); j < length; j += ${WORKGROUP}) {
+    let v = x[base + j * inner];
+    dst[base + j * inner] = ${apply};
+  }
+}`;
+}
+
+/** Softmax over the last axis: p: rows, length. One thread per row (rows are short here). */
+export function softmaxKernel(): string {
+  return `
+@group(0) @binding(0) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read_write> dst: array<f32>;
+@group(0) @binding(2) var<storage, read> p: array<i32>;
+${HEADER}
+  if (i >= p[0]) { return; }
+  let L = p[1];
+  let base = i * L;
+  var m = -3.4028234e38;
+  for (var j = 0; j < L; j++) { m = max(m, x[base + j]); }
+  var s = 0.0;
+  for (var j = 0; j < L; j++) { s += exp(x[base + j] - m); }
+  for (var j = 0; j < L; j++) { dst[base + j] = exp(x[base + j] - m) / s; }
+}`;
+}
+
+/** The widest head the attention kernel keeps in registers. */
+export const MAX_HEAD = 128;
+
+/**
+ * Attention, one thread per (batch, head, query): two passes over the keys (the row maximum,
+ * then exp-weighted sums), so the result matches a plain softmax without rescaling.
+ * p: count, B, H, Sq, Sk, D, Dv, scale bits, bias batch stride, bias head stride.
+ */
+export function attentionKernel(bias: boolean): string {
+  const addBias = bias ? " + bias[b * p[8] + h * p[9] + q * Sk + j]" : "";
+  return `
+@group(0) @binding(0) var<storage, read> Q: array<f32>;
+@group(0) @binding(1) var<storage, read> K: array<f32>;
+@group(0) @binding(2) var<storage, read> V: array<f32>;
+@group(0) @binding(3) var<storage, read_write> dst: array<f32>;
+@group(0) @binding(4) var<storage, read> p: array<i32>;
+${bias ? "@group(0) @binding(5) var<storage, read> bias: array<f32>;" : ""}
+${HEADER}
+  if (i >= p[0]) { return; }
+  let H = p[2]; let Sq = p[3]; let Sk = p[4]; let D = p[5]; let Dv = p[6];
+  let scale = bitcast<f32>(p[7]);
+  let q = i % Sq;
+  let h = (i / Sq) % H;
+  let b = i / (Sq * H);
+  let qBase = (b * Sq + q) * H * D + h * D;
+  var m = -3.4028234e38;
+  for (var j = 0; j < Sk; j++) {
+    let kBase = (b * Sk + j) * H * D + h * D;
+    var s = 0.0;
+    for (var d = 0; d < D; d++) { s += Q[qBase + d] * K[kBase + d]; }
+    m = max(m, s * scale${addBias});
+  }
+  var acc: array<f32, ${MAX_HEAD}>;
+  var l = 0.0;
+  for (var j = 0; j < Sk; j++) {
+    let kBase = (b * Sk + j) * H * D + h * D;
+    var s = 0.0;
+    for (var d = 0; d < D; d++) { s += Q[qBase + d] * K[kBase + d]; }
+    let e = exp(s * scale${addBias} - m);
+    l += e;
+    let vBase = (b * Sk + j) * H * Dv + h * Dv;
+    for (var d = 0; d < Dv; d++) { acc[d] += e * V[vBase + d]; }
+  }
+  let oBase = (b * Sq + q) * H * Dv + h * Dv;
+  for (var d = 0; d < Dv; d++) { dst[oBase + d] = acc[d] / l; }
+}`;
+}

@@ -1,0 +1,73 @@
+/**
+ * The kernels engine behind the same `ModelRunner` interface as runtime/: pipelines hand it the
+ * ONNX model the builders emit and feed it the same tensors they would feed onnxruntime.
+ */
+import { GpuContext, type GpuContextOptions } from "../gpu/context.js";
+import type { ModelProto } from "../onnx/proto.js";
+import { decodeModel } from "../onnx/proto.js";
+import type { ModelRunner, RunnerFeed, RunnerTensor } from "../runtime/types.js";
+import { type ExecutionStats, GraphExecutor } from "./executor.js";
+import type { HostTensor } from "./host-tensor.js";
+
+export interface KernelRunnerOptions {
+  /** A context to share between models (not destroyed by `release`); made if absent. */
+  readonly context?: GpuContext;
+  readonly gpu?: GpuContextOptions;
+}
+
+export interface KernelRunner extends ModelRunner {
+  readonly engine: "kernels";
+  /** What the last `run` did: compute passes, launches, host fallbacks. */
+  readonly lastStats: ExecutionStats;
+}
+
+function toHost(name: string, feed: RunnerFeed): HostTensor {
+  if (feed.type === "resident")
+    throw new Error(
+      `input "${name}": tensors resident in another engine cannot feed the kernels engine`,
+    );
+  const dims = [...feed.dims];
+  if (feed.type === "float32") return { kind: "host", dtype: "float32", data: feed.data, dims };
+  return { kind: "host", dtype: "int64", data: Float64Array.from(feed.data, Number), dims };
+}
+
+function toRunner(t: HostTensor): RunnerTensor {
+  if (t.dtype === "float32" || t.dtype === "float64")
+    return { type: "float32", data: Float32Array.from(t.data), dims: t.dims };
+  return { type: "int64", data: BigInt64Array.from(t.data, (v) => BigInt(v)), dims: t.dims };
+}
+
+/** A runner for `model` (a ModelProto or its bytes) on our WebGPU kernels. */
+export async function createKernelRunner(
+  model: ModelProto | Uint8Array,
+  options: KernelRunnerOptions = {},
+): Promise<KernelRunner> {
+  const proto = model instanceof Uint8Array ? decodeModel(model) : model;
+  const owned = !options.context;
+  const ctx = options.context ?? (await GpuContext.create(options.gpu));
+  let executor: GraphExecutor;
+  try {
+    executor = new GraphExecutor(ctx, proto);
+  } catch (error) {
+    if (owned) ctx.destroy();
+    throw error;
+  }
+  return {
+    engine: "kernels",
+    inputNames: executor.inputNames,
+    outputNames: executor.outputNames,
+    get lastStats() {
+      return executor.stats;
+    },
+    async run(feeds) {
+      const host = new Map<string, HostTensor>();
+      for (const [name, feed] of Object.entries(feeds)) host.set(name, toHost(name, feed));
+      const outputs = await executor.run(host);
+      return Object.fromEntries([...outputs].map(([name, t]) => [name, toRunner(t)]));
+    },
+    async release() {
+      executor.destroy();
+      if (owned) ctx.destroy();
+    },
+  };
+}

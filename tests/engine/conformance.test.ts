@@ -1,0 +1,83 @@
+// The kernels engine against the UNet fixture cases on SwiftShader (the Vulkan driver on the CPU
+// that Debian's Chromium ships), f32: the same graphs the onnxruntime path runs (tests/models),
+// executed by src/engine, each output within 1e-4 of the reference (FIXTURES.md). SwiftShader
+// runs the tiny UNet's thousand launches in about ten seconds per call on a loaded 2-core machine,
+// so CI takes the baseline, ToDo and ToMe at one size, and every VAE case (about 60 s in all);
+// `vite-node tests/engine/conformance.child.ts [model]` runs every case of a model. Dawn finds its driver through the environment a process starts with, so the work
+// runs in a child process.
+import { execFile } from "node:child_process";
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { beforeAll, describe, expect, it } from "vitest";
+import type { CaseReport } from "./conformance.child.js";
+
+const CHROMIUM_LIBS = process.env.TODO_SD_CHROMIUM_LIBS ?? "/usr/lib/chromium";
+const ICD = join(CHROMIUM_LIBS, "vk_swiftshader_icd.json");
+
+interface Report {
+  readonly results: readonly CaseReport[];
+  readonly errors: Record<string, string>;
+}
+
+async function child(...args: string[]): Promise<Report> {
+  const { stdout } = await promisify(execFile)(
+    join("node_modules", ".bin", "vite-node"),
+    [join("tests", "engine", "conformance.child.ts"), ...args],
+    {
+      env: {
+        ...process.env,
+        LD_LIBRARY_PATH: [CHROMIUM_LIBS, process.env.LD_LIBRARY_PATH].filter(Boolean).join(":"),
+        VK_ICD_FILENAMES: ICD,
+      },
+      timeout: 280_000,
+      maxBuffer: 16 * 2 ** 20,
+    },
+  );
+  return JSON.parse(stdout.trim().split("\n").at(-1) ?? "") as Report;
+}
+
+describe("the kernels engine on SwiftShader, f32", () => {
+  let unet: Report;
+  let vae: Report;
+  beforeAll(async () => {
+    expect(existsSync(ICD), `${ICD} (Debian's chromium package) is needed`).toBe(true);
+    unet = await child("sd15-tiny", "baseline,todo-nearest-2,tome-kv-0.5", "16x16");
+    vae = await child("vae");
+  }, 600_000);
+
+  it("runs the UNet's baseline, ToDo and ToMe cases within 1e-4 of the reference", () => {
+    expect(unet.errors).toEqual({});
+    expect(unet.results.map((r) => r.name)).toEqual([
+      "unet-sd15-tiny 16x16 baseline",
+      "unet-sd15-tiny 16x16 todo-nearest-2",
+      "unet-sd15-tiny 16x16 tome-kv-0.5",
+    ]);
+    for (const r of unet.results) expect(r.maxAbsDiff, r.name).toBeLessThanOrEqual(1e-4);
+  });
+
+  it("runs every VAE case (decode, encoder mean and log-variance) within 1e-4", () => {
+    expect(vae.errors).toEqual({});
+    expect(vae.results).toHaveLength(9);
+    for (const r of vae.results) expect(r.maxAbsDiff, r.name).toBeLessThanOrEqual(1e-4);
+  });
+
+  it("records a whole call as one submit, weights uploaded at first use without a round trip", () => {
+    for (const r of [...unet.results.slice(0, 2), ...vae.results]) {
+      expect(r.hostFallbacks, r.name).toEqual({});
+      expect(r.readbacks, r.name).toBe(0);
+      expect(r.submits, r.name).toBe(1);
+    }
+  });
+
+  it("runs ToMe's selection steps on the host, and says so", () => {
+    const tome = unet.results[2];
+    expect(Object.keys(tome.hostFallbacks).sort()).toEqual([
+      "ArgMax",
+      "ReduceL2",
+      "ScatterND",
+      "TopK",
+    ]);
+    expect(tome.readbacks).toBeGreaterThan(0);
+  });
+});
