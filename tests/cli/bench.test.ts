@@ -13,6 +13,7 @@ interface BenchRow {
   width: number;
   height: number;
   method: string;
+  engine: string;
   reduction: string;
   medianMs: number;
   itPerSecond: number;
@@ -50,7 +51,8 @@ describe("bench", () => {
     }
     expect(rows[0].reduction).toBe("token reduction off");
     expect(rows[1].reduction).toMatch(/^ToDo nearest factor 2 at level 1/);
-    expect(run.stderr).toMatch(/^size \| method \| median ms/m);
+    expect(rows.map((r) => r.engine)).toEqual(Array(4).fill("onnxruntime"));
+    expect(run.stderr).toMatch(/^size \| engine \| method \| median ms/m);
   });
 
   it("prints the table on stdout and writes the JSON file", async () => {
@@ -59,10 +61,10 @@ describe("bench", () => {
     const run = await runCli(["bench", "-m", SD15, "--sizes", "64", "--json", json, ...quick]);
     expect(run.code, run.stderr).toBe(0);
     const lines = run.stdout.trim().split("\n");
-    expect(lines[0]).toMatch(/^size \| method \| median ms/);
-    expect(lines.slice(1).map((l) => l.split(" | ").slice(0, 2).join(" "))).toEqual([
-      "64x64 none",
-      "64x64 todo",
+    expect(lines[0]).toMatch(/^size \| engine \| method \| median ms/);
+    expect(lines.slice(1).map((l) => l.split(" | ").slice(0, 3).join(" "))).toEqual([
+      "64x64 onnxruntime none",
+      "64x64 onnxruntime todo",
     ]);
     const rows = JSON.parse(readFileSync(json, "utf8")) as BenchRow[];
     expect(rows).toHaveLength(2);

@@ -82,7 +82,9 @@ describe("reduction flags on the command line", () => {
       reduces: false,
       reduction: "no reduction: todo reduces nothing at 256x256",
     });
-    const tableRow = run.stderr.split("\n").find((line) => line.startsWith("256x256 | todo"));
-    expect(tableRow?.split(" | ")[5]).toBe("-");
+    const tableRow = run.stderr
+      .split("\n")
+      .find((line) => line.startsWith("256x256 | onnxruntime | todo"));
+    expect(tableRow?.split(" | ")[6]).toBe("-");
   });
 });
