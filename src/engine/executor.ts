@@ -14,6 +14,12 @@
 
 import { BUFFER_USAGE } from "../gpu/buffer-pool.js";
 import type { GpuContext, KernelLaunch } from "../gpu/context.js";
+import { type AttentionKernel, prepareAttention } from "../gpu/kernels/attention.js";
+import { convOutputSize, prepareConv } from "../gpu/kernels/conv2d.js";
+import { type GemmShape, prepareGemm } from "../gpu/kernels/gemm.js";
+import type { MatmulKernel } from "../gpu/kernels/matmul-kernel.js";
+import type { ConvShape } from "../gpu/types.js";
+import { chooseKernelVariant, type KernelVariant } from "../gpu/variants.js";
 import type { GraphProto, ModelProto, NodeProto } from "../onnx/proto.js";
 import { type Attributes, attributesOf, normalizeAxis } from "./attributes.js";
 import {
@@ -52,6 +58,7 @@ import {
   UNARY_EXPRESSIONS,
   unaryKernel,
 } from "./portable-kernels.js";
+import { attentionPlan, convPlan, convWeightsForKernel, gemmPlan } from "./tuned-plans.js";
 
 /** A float32 tensor in a GPU buffer; reshapes share the buffer. */
 export interface DeviceTensor {
@@ -72,6 +79,16 @@ export interface ExecutionStats {
   readbacks: number;
   /** Operators that ran on the host with GPU inputs read back, by type. */
   hostFallbacks: Record<string, number>;
+  /**
+   * Launches by kernel: src/gpu's tuned kernels as `tuned gemm`, `tuned conv` and `tuned
+   * attention`, the engine's portable ones by their own names (`matmul`, `conv`, `attention`,
+   * `copy`, `Add`, ...).
+   */
+  kernels: Record<string, number>;
+}
+
+function emptyStats(): ExecutionStats {
+  return { submits: 0, launches: 0, readbacks: 0, hostFallbacks: {}, kernels: {} };
 }
 
 export function unsupported(what: string): Error {
@@ -180,7 +197,22 @@ export class GraphExecutor {
   private pending: KernelLaunch[] = [];
   private runUploads = new Map<HostTensor, DeviceTensor>();
   private scratch: GPUBuffer[] = [];
-  stats: ExecutionStats = { submits: 0, launches: 0, readbacks: 0, hostFallbacks: {} };
+  stats: ExecutionStats = emptyStats();
+  /**
+   * The variant of src/gpu's tuned kernels this engine runs. The engine keeps activations in
+   * f32, so this is the portable f32 path on every adapter. The tensor-core path needs f16
+   * storage: activations allocated and weights uploaded as f16, the engine's own kernels
+   * (elementwise, copies, norms, softmax) written over a storage type, and f32 kept where a
+   * float16 graph keeps it (the GroupNorm statistics); then `chooseKernelVariant(caps, "f16")`
+   * picks the tensor cores where the adapter has them.
+   */
+  private readonly variant: KernelVariant;
+  /** Tuned kernels prepared (compiled) once per shape and kept with the plan. */
+  private readonly gemms = new Map<string, Promise<MatmulKernel>>();
+  private readonly convs = new Map<string, Promise<MatmulKernel>>();
+  private readonly attentions = new Map<string, Promise<AttentionKernel>>();
+  /** Conv weights re-laid for the tuned kernel, once per initializer. */
+  private readonly convWeights = new Map<HostTensor, DeviceTensor>();
 
   constructor(
     readonly ctx: GpuContext,
@@ -196,6 +228,7 @@ export class GraphExecutor {
     });
     for (const out of graph.output) this.lastUse.set(out.name, Number.POSITIVE_INFINITY);
     this.checkSupported(graph);
+    this.variant = chooseKernelVariant(ctx.capabilities, "f32", "auto");
   }
 
   get inputNames(): string[] {
@@ -230,7 +263,7 @@ export class GraphExecutor {
 
   /** Runs the graph on host feeds; returns every graph output on the host. */
   async run(feeds: ReadonlyMap<string, HostTensor>): Promise<Map<string, HostTensor>> {
-    this.stats = { submits: 0, launches: 0, readbacks: 0, hostFallbacks: {} };
+    this.stats = emptyStats();
     const scope = new Scope();
     for (const [name, t] of this.initializers) scope.values.set(name, t);
     for (const name of this.inputNames) {
@@ -426,6 +459,8 @@ export class GraphExecutor {
   destroy(): void {
     for (const t of this.weightsOnDevice.values()) t.buffer.destroy();
     this.weightsOnDevice.clear();
+    for (const t of this.convWeights.values()) t.buffer.destroy();
+    this.convWeights.clear();
     for (const b of this.params.values()) b.destroy();
     this.params.clear();
   }
@@ -472,8 +507,102 @@ export class GraphExecutor {
   ): Promise<void> {
     if (threads === 0) return;
     const pipeline = await this.ctx.pipeline({ label: `engine ${label}`, code });
-    this.pending.push({ pipeline, buffers, workgroups: groups ?? grid(threads) });
+    this.record(label, { pipeline, buffers, workgroups: groups ?? grid(threads) });
+  }
+
+  /** Adds a launch to the pass being recorded. */
+  private record(label: string, launch: KernelLaunch): void {
+    this.pending.push(launch);
     this.stats.launches++;
+    this.stats.kernels[label] = (this.stats.kernels[label] ?? 0) + 1;
+  }
+
+  /** A tuned kernel from `cache`, prepared on first use of its key. */
+  private prepared<K>(cache: Map<string, Promise<K>>, key: string, make: () => Promise<K>) {
+    let kernel = cache.get(key);
+    if (!kernel) {
+      kernel = make();
+      cache.set(key, kernel);
+    }
+    return kernel;
+  }
+
+  /** A pooled buffer handed back at once: its last reader is already recorded in this pass. */
+  private releaseTemporary(t: DeviceTensor): void {
+    this.ctx.release({ buffer: t.buffer, shape: t.dims, storage: "f32", size: sizeOf(t.dims) });
+  }
+
+  /** Records the tuned GEMM c = a b (+ bias) into `out` (GemmShape's layout). */
+  private async gemm(
+    shape: GemmShape,
+    a: DeviceTensor,
+    b: DeviceTensor,
+    out: DeviceTensor,
+    bias?: DeviceTensor,
+  ): Promise<void> {
+    const options = { bias: bias !== undefined };
+    const kernel = await this.prepared(this.gemms, JSON.stringify([shape, options]), () =>
+      prepareGemm(this.ctx, this.variant, shape, options),
+    );
+    const buffers = [a.buffer, b.buffer, out.buffer];
+    if (bias) buffers.push(bias.buffer);
+    this.record("tuned gemm", kernel.launch(buffers));
+  }
+
+  /**
+   * Conv on the tuned NHWC implicit-GEMM kernel, for the engine's NCHW tensors: the input is
+   * transposed to NHWC, convolved, and the output transposed back, with the engine's strided
+   * copy. Why transposes rather than an NCHW kernel: they leave the tuned kernel exactly as it
+   * was written and measured, and each is one read and one write of a tensor, where the
+   * convolution reads every input value KH KW times and does 2 KH KW C multiply-adds per output.
+   * (Keeping activations NHWC between layers would remove them; the engine's other kernels and
+   * the graph's Reshapes assume ONNX's NCHW today.) The weights, constant initializers, are
+   * re-laid on the host once and kept on the GPU in the kernel's layout.
+   */
+  private async tunedConv(
+    shape: ConvShape,
+    x: DeviceTensor,
+    w: HostTensor,
+    bias?: DeviceTensor,
+  ): Promise<DeviceTensor> {
+    const options = { bias: bias !== undefined };
+    const kernel = await this.prepared(this.convs, JSON.stringify([shape, options]), () =>
+      prepareConv(this.ctx, this.variant, shape, options),
+    );
+    const { batch, height, width, inChannels, outChannels } = shape;
+    const out = convOutputSize(shape);
+    const xs = stridesOf(x.dims);
+    const nhwc = this.allocate([batch, height, width, inChannels]);
+    await this.copy(x, 0, [xs[0], xs[2], xs[3], xs[1]], nhwc, 0, stridesOf(nhwc.dims), nhwc.dims);
+    const yNhwc = this.allocate([batch, out.height, out.width, outChannels]);
+    const buffers = [nhwc.buffer, this.convWeightsOnDevice(w).buffer, yNhwc.buffer];
+    if (bias) buffers.push(bias.buffer);
+    this.record("tuned conv", kernel.launch(buffers));
+    this.releaseTemporary(nhwc);
+    const y = this.allocate([batch, outChannels, out.height, out.width]);
+    const ys = stridesOf(yNhwc.dims);
+    await this.copy(yNhwc, 0, [ys[0], ys[3], ys[1], ys[2]], y, 0, stridesOf(y.dims), y.dims);
+    this.releaseTemporary(yNhwc);
+    return y;
+  }
+
+  /** A Conv weight initializer on the GPU in the tuned kernel's layout, re-laid once. */
+  private convWeightsOnDevice(w: HostTensor): DeviceTensor {
+    let t = this.convWeights.get(w);
+    if (!t) {
+      const [o, c, kh, kw] = w.dims;
+      t = this.uploadOwned(
+        {
+          kind: "host",
+          dtype: "float32",
+          data: convWeightsForKernel(w.data, w.dims),
+          dims: [kh, kw, c, o],
+        },
+        "engine conv weight",
+      );
+      this.convWeights.set(w, t);
+    }
+    return t;
   }
 
   private async copy(
@@ -751,6 +880,11 @@ export class GraphExecutor {
         const batch = broadcastShapes(a.dims.slice(0, -2), b.dims.slice(0, -2), op);
         const dims = [...batch, M, N];
         const out = this.allocate(dims);
+        const plan = gemmPlan(a.dims, b.dims, this.variant, this.ctx.capabilities.limits);
+        if (plan.kind === "tuned") {
+          await this.gemm(plan.shape, a, b, out);
+          return [out];
+        }
         const n = sizeOf(dims);
         const aS = broadcastStrides(a.dims.slice(0, -2), batch).map((s) => s * M * K);
         const bS = broadcastStrides(b.dims.slice(0, -2), batch).map((s) => s * K * N);
@@ -775,6 +909,25 @@ export class GraphExecutor {
         const [sy, sx] = attrs.ints("strides") ?? [1, 1];
         const [dy, dx] = attrs.ints("dilations") ?? [1, 1];
         const [pt, pl, pb, pr] = attrs.ints("pads") ?? [0, 0, 0, 0];
+        const weights = inputs[1];
+        // The tuned kernel reads weights re-laid on the host, so only constant weights qualify.
+        if (weights?.kind === "host" && this.initializerSet.has(weights)) {
+          const plan = convPlan(
+            x.dims,
+            w.dims,
+            {
+              group: 1,
+              autoPad: "NOTSET",
+              strides: [sy, sx],
+              dilations: [dy, dx],
+              pads: [pt, pl, pb, pr],
+            },
+            this.variant,
+            this.ctx.capabilities.limits,
+          );
+          if (plan.kind === "tuned")
+            return [await this.tunedConv(plan.shape, x, weights, inputs[2] ? dev(2) : undefined)];
+        }
         const OH = Math.floor((H + pt + pb - dy * (KH - 1) - 1) / sy) + 1;
         const OW = Math.floor((W + pl + pr - dx * (KW - 1) - 1) / sx) + 1;
         const out = this.allocate([N, O, OH, OW]);
@@ -845,6 +998,27 @@ export class GraphExecutor {
         if (q.dims.length !== 3 || k.dims.length !== 3 || v.dims.length !== 3)
           throw unsupported("MultiHeadAttention with packed or 4-D inputs");
         const heads = attrs.int("num_heads", 1);
+        const givenScale = attrs.float("scale", Number.NaN);
+        const plan = attentionPlan(
+          {
+            q: q.dims,
+            k: k.dims,
+            v: v.dims,
+            heads,
+            scale: Number.isNaN(givenScale) ? undefined : givenScale,
+            extraInputs: inputs.slice(3).some((input) => input !== undefined),
+          },
+          this.variant,
+          this.ctx.capabilities.limits,
+        );
+        if (plan.kind === "tuned") {
+          const kernel = await this.prepared(this.attentions, JSON.stringify(plan.shape), () =>
+            prepareAttention(this.ctx, this.variant, plan.shape),
+          );
+          const out = this.allocate(q.dims);
+          this.record("tuned attention", kernel.launch([q.buffer, k.buffer, v.buffer, out.buffer]));
+          return [out];
+        }
         const [B, Sq, HD] = q.dims;
         const Sk = k.dims[1];
         const D = HD / heads;

@@ -30,6 +30,8 @@ export interface CaseReport {
   readonly hostFallbacks: Record<string, number>;
   readonly submits: number;
   readonly readbacks: number;
+  /** Launches by kernel (ExecutionStats.kernels). */
+  readonly kernels: Record<string, number>;
 }
 
 // Arguments: which model's cases ("sd15-tiny", ..., "vae"; all if absent), then optionally a
@@ -82,6 +84,7 @@ async function unetCases(model: string): Promise<void> {
           hostFallbacks: { ...runner.lastStats.hostFallbacks },
           submits: runner.lastStats.submits,
           readbacks: runner.lastStats.readbacks,
+          kernels: { ...runner.lastStats.kernels },
         });
       }
       await runner.release();
@@ -114,6 +117,7 @@ async function vaeCases(): Promise<void> {
         hostFallbacks: { ...decoder.lastStats.hostFallbacks },
         submits: decoder.lastStats.submits,
         readbacks: decoder.lastStats.readbacks,
+        kernels: { ...decoder.lastStats.kernels },
       });
       const encoder = await createKernelRunner(
         buildModelBytes(buildVaeEncoder(parsed, weights).builder),
@@ -133,6 +137,7 @@ async function vaeCases(): Promise<void> {
           hostFallbacks: { ...encoder.lastStats.hostFallbacks },
           submits: encoder.lastStats.submits,
           readbacks: encoder.lastStats.readbacks,
+          kernels: { ...encoder.lastStats.kernels },
         });
     } catch (error) {
       errors[`vae ${pipeline}`] = (error as Error).message;
