@@ -211,6 +211,10 @@ export class GraphExecutor {
   private readonly gemms = new Map<string, Promise<MatmulKernel>>();
   private readonly convs = new Map<string, Promise<MatmulKernel>>();
   private readonly attentions = new Map<string, Promise<AttentionKernel>>();
+  /** Top-level MatMuls whose bias Add the tuned GEMM applies in its epilogue. */
+  private readonly biasAdds: ReadonlyMap<NodeProto, BiasAdd>;
+  /** Add nodes of this call whose output a fused MatMul has already produced. */
+  private readonly fusedAdds = new Set<NodeProto>();
   /** Conv weights re-laid for the tuned kernel, once per initializer. */
   private readonly convWeights = new Map<HostTensor, DeviceTensor>();
 
@@ -229,6 +233,7 @@ export class GraphExecutor {
     for (const out of graph.output) this.lastUse.set(out.name, Number.POSITIVE_INFINITY);
     this.checkSupported(graph);
     this.variant = chooseKernelVariant(ctx.capabilities, "f32", "auto");
+    this.biasAdds = biasAddsOf(this.order, graph, this.initializers);
   }
 
   get inputNames(): string[] {
@@ -285,6 +290,7 @@ export class GraphExecutor {
       return outputs;
     } finally {
       this.pending = [];
+      this.fusedAdds.clear();
       for (const v of scope.values.values()) if (v.kind === "device") this.drop(v);
       for (const t of this.runUploads.values()) this.drop(t);
       this.runUploads = new Map();
@@ -300,21 +306,31 @@ export class GraphExecutor {
   ): Promise<void> {
     for (let index = 0; index < nodes.length; index++) {
       const node = nodes[index];
+      // An Add whose MatMul ran with the bias fused has its output already (and no product).
+      const fused = this.fusedAdds.delete(node);
       const inputs = node.input.map((name) => (name === "" ? undefined : scope.get(name)));
       node.input.forEach((name, i) => {
-        if (name !== "" && !inputs[i])
+        if (!fused && name !== "" && !inputs[i])
           throw new Error(`${node.opType}: input "${name}" is not computed`);
       });
-      let outputs: Value[];
-      try {
-        outputs = await this.runNode(node, inputs, scope);
-      } catch (error) {
-        const message = (error as Error).message;
-        throw message.includes("--engine onnxruntime") || message.startsWith(node.opType)
-          ? error
-          : new Error(`${node.opType} "${node.name ?? ""}": ${message}`);
-      }
-      node.output.forEach((name, i) => {
+      let outputs: Value[] = [];
+      let names = node.output;
+      if (!fused)
+        try {
+          const biasAdd = topLevel ? this.biasAdds.get(node) : undefined;
+          const fused = biasAdd ? await this.linearWithBias(inputs, biasAdd) : null;
+          if (fused && biasAdd) {
+            outputs = [fused];
+            names = biasAdd.add.output;
+            this.fusedAdds.add(biasAdd.add);
+          } else outputs = await this.runNode(node, inputs, scope);
+        } catch (error) {
+          const message = (error as Error).message;
+          throw message.includes("--engine onnxruntime") || message.startsWith(node.opType)
+            ? error
+            : new Error(`${node.opType} "${node.name ?? ""}": ${message}`);
+        }
+      names.forEach((name, i) => {
         if (name === "" || !outputs[i]) return;
         const v = outputs[i];
         if (v.kind === "device") this.retain(v);
@@ -584,6 +600,33 @@ export class GraphExecutor {
     await this.copy(yNhwc, 0, [ys[0], ys[3], ys[1], ys[2]], y, 0, stridesOf(y.dims), y.dims);
     this.releaseTemporary(yNhwc);
     return y;
+  }
+
+  /**
+   * MatMul then its bias Add as one tuned GEMM with the bias in the epilogue (the Linear layers'
+   * pattern: one launch and one activation write fewer each), or null where the GEMM does not
+   * take the MatMul's shape or the bias does not span its columns; the two nodes then run apart.
+   */
+  private async linearWithBias(
+    inputs: (Value | undefined)[],
+    biasAdd: BiasAdd,
+  ): Promise<DeviceTensor | null> {
+    const [a, b] = inputs;
+    if (!a || !b || a.dims.length < 2 || b.dims.length < 2) return null;
+    const plan = gemmPlan(a.dims, b.dims, this.variant, this.ctx.capabilities.limits);
+    const n = b.dims[b.dims.length - 1];
+    if (plan.kind !== "tuned" || biasAdd.bias.dims.length !== 1 || biasAdd.bias.dims[0] !== n)
+      return null;
+    const batch = broadcastShapes(a.dims.slice(0, -2), b.dims.slice(0, -2), "MatMul");
+    const out = this.allocate([...batch, a.dims[a.dims.length - 2], n]);
+    await this.gemm(
+      plan.shape,
+      this.toDevice(a),
+      this.toDevice(b),
+      out,
+      this.toDevice(biasAdd.bias),
+    );
+    return out;
   }
 
   /** A Conv weight initializer on the GPU in the tuned kernel's layout, re-laid once. */
@@ -1047,6 +1090,43 @@ export class GraphExecutor {
         return null;
     }
   }
+}
+
+/** A MatMul's bias Add: the Add node and its bias, a float initializer. */
+interface BiasAdd {
+  readonly add: NodeProto;
+  readonly bias: HostTensor;
+}
+
+/**
+ * The MatMuls of a top-level node order whose output only an Add with a float initializer reads
+ * (and which is no graph output): the GEMM can add that initializer in its epilogue. Whether the
+ * bias spans the product's columns is checked when the shapes are known.
+ */
+function biasAddsOf(
+  order: readonly NodeProto[],
+  graph: GraphProto,
+  initializers: ReadonlyMap<string, HostTensor>,
+): Map<NodeProto, BiasAdd> {
+  const readers = new Map<string, NodeProto[]>();
+  for (const node of order)
+    for (const name of new Set(nodeReads(node)))
+      readers.set(name, [...(readers.get(name) ?? []), node]);
+  const outputs = new Set(graph.output.map((o) => o.name));
+  const fusions = new Map<NodeProto, BiasAdd>();
+  for (const node of order) {
+    if (node.opType !== "MatMul" || (node.domain ?? "") !== "") continue;
+    const product = node.output[0];
+    const users = readers.get(product) ?? [];
+    if (outputs.has(product) || users.length !== 1) continue;
+    const add = users[0];
+    if (add.opType !== "Add" || (add.domain ?? "") !== "" || add.input.length !== 2) continue;
+    const other = add.input[0] === product ? add.input[1] : add.input[0];
+    if (other === product) continue;
+    const bias = initializers.get(other);
+    if (bias && bias.dtype === "float32") fusions.set(node, { add, bias });
+  }
+  return fusions;
 }
 
 /** Every standard operator the engine executes (on the GPU or on the host). */
