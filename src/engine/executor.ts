@@ -18,6 +18,7 @@ import { type AttentionKernel, prepareAttention } from "../gpu/kernels/attention
 import { convOutputSize, prepareConv } from "../gpu/kernels/conv2d.js";
 import { type GemmShape, prepareGemm } from "../gpu/kernels/gemm.js";
 import type { MatmulKernel } from "../gpu/kernels/matmul-kernel.js";
+import type { PortableTiling, Tiling } from "../gpu/kernels/matmul-wgsl.js";
 import type { ConvShape } from "../gpu/types.js";
 import { chooseKernelVariant, type KernelVariant } from "../gpu/variants.js";
 import type { GraphProto, ModelProto, NodeProto } from "../onnx/proto.js";
@@ -85,6 +86,15 @@ export interface ExecutionStats {
    * `copy`, `Add`, ...).
    */
   kernels: Record<string, number>;
+}
+
+export interface ExecutorOptions {
+  /**
+   * The tile of the tuned GEMM and convolution on their portable path (default: src/gpu's
+   * default). Tests on SwiftShader pass the small CI tile, as src/gpu's own checks do: a CPU
+   * driver compiles and runs it several times faster, and the fixtures' maps are small.
+   */
+  readonly portableTiling?: PortableTiling;
 }
 
 function emptyStats(): ExecutionStats {
@@ -221,6 +231,7 @@ export class GraphExecutor {
   constructor(
     readonly ctx: GpuContext,
     readonly model: ModelProto,
+    private readonly options: ExecutorOptions = {},
   ) {
     const graph = model.graph;
     for (const t of graph.initializer ?? [])
@@ -526,6 +537,11 @@ export class GraphExecutor {
     this.record(label, { pipeline, buffers, workgroups: groups ?? grid(threads) });
   }
 
+  /** The GEMM and convolution tile asked for, if any (undefined: the kernel's default). */
+  private get tiling(): Tiling | undefined {
+    return this.variant.path === "portable" ? this.options.portableTiling : undefined;
+  }
+
   /** Adds a launch to the pass being recorded. */
   private record(label: string, launch: KernelLaunch): void {
     this.pending.push(launch);
@@ -556,7 +572,7 @@ export class GraphExecutor {
     out: DeviceTensor,
     bias?: DeviceTensor,
   ): Promise<void> {
-    const options = { bias: bias !== undefined };
+    const options = { bias: bias !== undefined, tiling: this.tiling };
     const kernel = await this.prepared(this.gemms, JSON.stringify([shape, options]), () =>
       prepareGemm(this.ctx, this.variant, shape, options),
     );
@@ -581,7 +597,7 @@ export class GraphExecutor {
     w: HostTensor,
     bias?: DeviceTensor,
   ): Promise<DeviceTensor> {
-    const options = { bias: bias !== undefined };
+    const options = { bias: bias !== undefined, tiling: this.tiling };
     const kernel = await this.prepared(this.convs, JSON.stringify([shape, options]), () =>
       prepareConv(this.ctx, this.variant, shape, options),
     );
@@ -613,7 +629,7 @@ export class GraphExecutor {
   ): Promise<DeviceTensor | null> {
     const [a, b] = inputs;
     if (!a || !b || a.dims.length < 2 || b.dims.length < 2) return null;
-    const plan = gemmPlan(a.dims, b.dims, this.variant, this.ctx.capabilities.limits);
+    const plan = gemmPlan(a.dims, b.dims, this.variant, this.ctx.capabilities.limits, this.tiling);
     const n = b.dims[b.dims.length - 1];
     if (plan.kind !== "tuned" || biasAdd.bias.dims.length !== 1 || biasAdd.bias.dims[0] !== n)
       return null;
@@ -923,7 +939,13 @@ export class GraphExecutor {
         const batch = broadcastShapes(a.dims.slice(0, -2), b.dims.slice(0, -2), op);
         const dims = [...batch, M, N];
         const out = this.allocate(dims);
-        const plan = gemmPlan(a.dims, b.dims, this.variant, this.ctx.capabilities.limits);
+        const plan = gemmPlan(
+          a.dims,
+          b.dims,
+          this.variant,
+          this.ctx.capabilities.limits,
+          this.tiling,
+        );
         if (plan.kind === "tuned") {
           await this.gemm(plan.shape, a, b, out);
           return [out];
@@ -967,6 +989,7 @@ export class GraphExecutor {
             },
             this.variant,
             this.ctx.capabilities.limits,
+            this.tiling,
           );
           if (plan.kind === "tuned")
             return [await this.tunedConv(plan.shape, x, weights, inputs[2] ? dev(2) : undefined)];

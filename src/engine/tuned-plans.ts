@@ -14,7 +14,7 @@ import {
 } from "../gpu/kernels/attention.js";
 import { convSpec } from "../gpu/kernels/conv2d.js";
 import { type GemmShape, gemmSpec } from "../gpu/kernels/gemm.js";
-import { matmulGrid } from "../gpu/kernels/matmul-wgsl.js";
+import { matmulGrid, type Tiling } from "../gpu/kernels/matmul-wgsl.js";
 import type { ConvShape, GpuCapabilities } from "../gpu/types.js";
 import type { KernelVariant } from "../gpu/variants.js";
 import { sizeOf } from "./host-tensor.js";
@@ -47,6 +47,7 @@ export function gemmPlan(
   b: readonly number[],
   variant: KernelVariant,
   limits: Limits,
+  tiling?: Tiling,
 ): TunedPlan<GemmShape> {
   if (a.length < 2 || b.length < 2) return portable("a 1-D operand");
   const [m, k] = a.slice(-2);
@@ -69,7 +70,7 @@ export function gemmPlan(
       return portable(`batch dims [${aBatch.join(", ")}] and [${bBatch.join(", ")}] broadcast`);
     shape = { batch: sizeOf(pa), m, n, k, sharedB: false };
   }
-  if (!gridFits(matmulGrid(gemmSpec(variant, shape)), limits))
+  if (!gridFits(matmulGrid(gemmSpec(variant, shape, { tiling })), limits))
     return portable("more workgroups than the adapter dispatches per dimension");
   return { kind: "tuned", shape };
 }
@@ -97,6 +98,7 @@ export function convPlan(
   attributes: ConvAttributes,
   variant: KernelVariant,
   limits: Limits,
+  tiling?: Tiling,
 ): TunedPlan<ConvShape> {
   if (x.length !== 4 || w.length !== 4) return portable(`a rank-${x.length} convolution`);
   const { group, autoPad, strides, dilations, pads } = attributes;
@@ -126,7 +128,7 @@ export function convPlan(
     stride,
     padding,
   };
-  if (!gridFits(matmulGrid(convSpec(variant, shape, { bias: true })), limits))
+  if (!gridFits(matmulGrid(convSpec(variant, shape, { tiling })), limits))
     return portable("more workgroups than the adapter dispatches per dimension");
   return { kind: "tuned", shape };
 }

@@ -5,6 +5,7 @@
 import { parseUnetConfig } from "../../src/configs/unet-config.js";
 import { parseVaeConfig } from "../../src/configs/vae-config.js";
 import { createKernelRunner } from "../../src/engine/runner.js";
+import { CI_PORTABLE_TILING } from "../../src/gpu/checks.js";
 import { GpuContext } from "../../src/gpu/context.js";
 import { buildUnet } from "../../src/models/unet.js";
 import { buildVaeDecoder, buildVaeEncoder } from "../../src/models/vae.js";
@@ -40,6 +41,10 @@ const only = process.argv[2];
 const variants = process.argv[3] ? new Set(process.argv[3].split(",")) : undefined;
 const sizes = process.argv[4] ? new Set(process.argv[4].split(",")) : undefined;
 const ctx = await GpuContext.create();
+// The tuned GEMM and convolution on the small tile src/gpu's own checks use on SwiftShader: the
+// default tile compiles and runs several times slower on a CPU driver at the fixtures' sizes.
+// (tuned.child.ts runs the default tile.)
+const executor = { portableTiling: CI_PORTABLE_TILING };
 const results: CaseReport[] = [];
 const errors: Record<string, string> = {};
 
@@ -59,7 +64,10 @@ async function unetCases(model: string): Promise<void> {
         weights,
         args ? { reduction: settingsFromReferenceArgs(args) } : {},
       );
-      const runner = await createKernelRunner(buildModelBytes(built.builder), { context: ctx });
+      const runner = await createKernelRunner(buildModelBytes(built.builder), {
+        context: ctx,
+        executor,
+      });
       for (const c of ofVariant) {
         const key = (k: string) => `${c.size}.${k}`;
         const feed = (k: string) =>
@@ -105,7 +113,7 @@ async function vaeCases(): Promise<void> {
       const parsed = parseVaeConfig(config);
       const decoder = await createKernelRunner(
         buildModelBytes(buildVaeDecoder(parsed, weights).builder),
-        { context: ctx },
+        { context: ctx, executor },
       );
       const decoded = await decoder.run({ [decoder.inputNames[0]]: feed(`${pipeline}.latents`) });
       results.push({
@@ -121,7 +129,7 @@ async function vaeCases(): Promise<void> {
       });
       const encoder = await createKernelRunner(
         buildModelBytes(buildVaeEncoder(parsed, weights).builder),
-        { context: ctx },
+        { context: ctx, executor },
       );
       const encoded = await encoder.run({ [encoder.inputNames[0]]: feed(`${pipeline}.image`) });
       for (const [output, key] of [
