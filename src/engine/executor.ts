@@ -19,7 +19,6 @@ import { convOutputSize, prepareConv } from "../gpu/kernels/conv2d.js";
 import { type GemmShape, prepareGemm } from "../gpu/kernels/gemm.js";
 import type { MatmulKernel } from "../gpu/kernels/matmul-kernel.js";
 import type { PortableTiling, Tiling } from "../gpu/kernels/matmul-wgsl.js";
-import type { ConvShape } from "../gpu/types.js";
 import { chooseKernelVariant, type KernelVariant } from "../gpu/variants.js";
 import type { GraphProto, ModelProto, NodeProto } from "../onnx/proto.js";
 import { type Attributes, attributesOf, normalizeAxis } from "./attributes.js";
@@ -59,7 +58,13 @@ import {
   UNARY_EXPRESSIONS,
   unaryKernel,
 } from "./portable-kernels.js";
-import { attentionPlan, convPlan, convWeightsForKernel, gemmPlan } from "./tuned-plans.js";
+import {
+  attentionPlan,
+  convPlan,
+  convWeightsForKernel,
+  gemmPlan,
+  type TunedConv,
+} from "./tuned-plans.js";
 
 /** A float32 tensor in a GPU buffer; reshapes share the buffer. */
 export interface DeviceTensor {
@@ -588,11 +593,13 @@ export class GraphExecutor {
    * was written and measured, and each is one read and one write of a tensor, where the
    * convolution reads every input value KH KW times and does 2 KH KW C multiply-adds per output.
    * (Keeping activations NHWC between layers would remove them; the engine's other kernels and
-   * the graph's Reshapes assume ONNX's NCHW today.) The weights, constant initializers, are
-   * re-laid on the host once and kept on the GPU in the kernel's layout.
+   * the graph's Reshapes assume ONNX's NCHW today. A 1x1 convolution would be a GEMM on NCHW
+   * data for a batch of one only: the GEMM shares B across a batch, not the weights' A.) Padding
+   * other than the kernel's own is written into the NHWC copy. The weights, constant
+   * initializers, are re-laid on the host once and kept on the GPU in the kernel's layout.
    */
   private async tunedConv(
-    shape: ConvShape,
+    { shape, inputPads }: TunedConv,
     x: DeviceTensor,
     w: HostTensor,
     bias?: DeviceTensor,
@@ -605,7 +612,16 @@ export class GraphExecutor {
     const out = convOutputSize(shape);
     const xs = stridesOf(x.dims);
     const nhwc = this.allocate([batch, height, width, inChannels]);
-    await this.copy(x, 0, [xs[0], xs[2], xs[3], xs[1]], nhwc, 0, stridesOf(nhwc.dims), nhwc.dims);
+    const ns = stridesOf(nhwc.dims);
+    let offset = 0;
+    if (inputPads) {
+      // The padded map: zeros, then the input inside its border.
+      const n = sizeOf(nhwc.dims);
+      await this.launch("fill", fillKernel(), [nhwc.buffer, this.paramBuffer([n, 0])], n);
+      offset = inputPads[0] * ns[1] + inputPads[1] * ns[2];
+    }
+    const [, c, h, wd] = x.dims;
+    await this.copy(x, 0, [xs[0], xs[2], xs[3], xs[1]], nhwc, offset, ns, [batch, h, wd, c]);
     const yNhwc = this.allocate([batch, out.height, out.width, outChannels]);
     const buffers = [nhwc.buffer, this.convWeightsOnDevice(w).buffer, yNhwc.buffer];
     if (bias) buffers.push(bias.buffer);

@@ -85,12 +85,23 @@ export interface ConvAttributes {
   readonly pads: readonly number[];
 }
 
+/** A Conv as the tuned kernel runs it. */
+export interface TunedConv {
+  /** The kernel's shape; with `inputPads`, over the padded map and with padding 0. */
+  readonly shape: ConvShape;
+  /**
+   * Zeros written around the input before the kernel runs ([top, left, bottom, right]), where
+   * the node's padding is not the kernel's symmetric "same" padding; absent otherwise.
+   */
+  readonly inputPads?: readonly number[];
+}
+
 /**
- * Conv x (N, C, H, W), w (O, C, KH, KW) as the tuned NHWC convolution: square 3x3 kernels with
- * padding 1 or 1x1 kernels without, stride 1 or 2, no dilation, one group: every convolution of
- * the UNet and of the VAE's decoder (the combinations the kernel is written and checked for).
- * The VAE encoder's downsampling pads only the bottom and right, which the kernel's symmetric
- * padding cannot express: it stays portable.
+ * Conv x (N, C, H, W), w (O, C, KH, KW) as the tuned NHWC convolution: square 3x3 or 1x1
+ * kernels, stride 1 or 2, no dilation, one group: every convolution of the UNet and the VAE.
+ * "Same" padding (1 for 3x3, 0 for 1x1) is the kernel's own; any other padding smaller than the
+ * kernel (the VAE encoder's downsampling pads only the bottom and the right) is written as zeros
+ * around the input while it is transposed to NHWC anyway, and the kernel runs without padding.
  */
 export function convPlan(
   x: readonly number[],
@@ -99,7 +110,7 @@ export function convPlan(
   variant: KernelVariant,
   limits: Limits,
   tiling?: Tiling,
-): TunedPlan<ConvShape> {
+): TunedPlan<TunedConv> {
   if (x.length !== 4 || w.length !== 4) return portable(`a rank-${x.length} convolution`);
   const { group, autoPad, strides, dilations, pads } = attributes;
   if (group !== 1) return portable("a grouped convolution");
@@ -112,25 +123,28 @@ export function convPlan(
   const stride = strides[0];
   if (strides.some((s) => s !== stride) || (stride !== 1 && stride !== 2))
     return portable(`strides [${strides.join(", ")}]`);
-  const padding = (kh - 1) / 2;
-  if (pads.length !== 4 || pads.some((p) => p !== padding))
+  const same = (kh - 1) / 2;
+  if (pads.length !== 4 || pads.some((p) => !Number.isInteger(p) || p < 0 || p >= kh))
     return portable(`pads [${pads.join(", ")}] with a ${kh}x${kw} kernel`);
+  const symmetric = pads.every((p) => p === same);
+  const padding = symmetric ? same : 0;
+  const [top, left, bottom, right] = symmetric ? [0, 0, 0, 0] : pads;
   if (sizeOf(x) === 0 || outChannels === 0) return portable("an empty operand");
-  if (height + 2 * padding < kh || width + 2 * padding < kw)
-    return portable(`a ${height}x${width} map smaller than the kernel`);
   const shape: ConvShape = {
     batch,
-    height,
-    width,
+    height: height + top + bottom,
+    width: width + left + right,
     inChannels,
     outChannels,
     kernel: kh,
     stride,
     padding,
   };
+  if (shape.height + 2 * padding < kh || shape.width + 2 * padding < kw)
+    return portable(`a ${height}x${width} map smaller than the kernel`);
   if (!gridFits(matmulGrid(convSpec(variant, shape, { tiling })), limits))
     return portable("more workgroups than the adapter dispatches per dimension");
-  return { kind: "tuned", shape };
+  return { kind: "tuned", shape: symmetric ? { shape } : { shape, inputPads: [...pads] } };
 }
 
 /**

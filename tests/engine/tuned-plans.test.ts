@@ -73,22 +73,51 @@ describe("convPlan", () => {
     expect(convPlan([2, 4, 16, 12], [8, 4, 3, 3], SAME3, F32, LIMITS)).toEqual({
       kind: "tuned",
       shape: {
-        batch: 2,
-        height: 16,
-        width: 12,
-        inChannels: 4,
-        outChannels: 8,
-        kernel: 3,
-        stride: 1,
-        padding: 1,
+        shape: {
+          batch: 2,
+          height: 16,
+          width: 12,
+          inChannels: 4,
+          outChannels: 8,
+          kernel: 3,
+          stride: 1,
+          padding: 1,
+        },
       },
     });
     expect(
       convPlan([1, 4, 16, 16], [4, 4, 3, 3], { ...SAME3, strides: [2, 2] }, F32, LIMITS),
-    ).toMatchObject({ shape: { stride: 2, padding: 1 } });
+    ).toMatchObject({ shape: { shape: { stride: 2, padding: 1 } } });
     expect(
       convPlan([1, 4, 8, 8], [6, 4, 1, 1], { ...SAME3, pads: [0, 0, 0, 0] }, F32, LIMITS),
-    ).toMatchObject({ shape: { kernel: 1, padding: 0 } });
+    ).toMatchObject({ shape: { shape: { kernel: 1, padding: 0 } } });
+  });
+
+  it("writes other padding into the input: the VAE encoder's bottom-right padded downsampling", () => {
+    expect(
+      convPlan(
+        [1, 4, 16, 16],
+        [4, 4, 3, 3],
+        { ...SAME3, strides: [2, 2], pads: [0, 0, 1, 1] },
+        F32,
+        LIMITS,
+      ),
+    ).toEqual({
+      kind: "tuned",
+      shape: {
+        shape: {
+          batch: 1,
+          height: 17,
+          width: 17,
+          inChannels: 4,
+          outChannels: 4,
+          kernel: 3,
+          stride: 2,
+          padding: 0,
+        },
+        inputPads: [0, 0, 1, 1],
+      },
+    });
   });
 
   it("says why it keeps the other convolutions portable", () => {
@@ -97,8 +126,11 @@ describe("convPlan", () => {
       return plan.kind === "portable" ? plan.reason : "tuned";
     };
     const x = [1, 4, 8, 8];
-    expect(reason(x, [4, 4, 3, 3], { pads: [0, 0, 1, 1], strides: [2, 2] })).toBe(
-      "pads [0, 0, 1, 1] with a 3x3 kernel",
+    expect(reason(x, [4, 4, 3, 3], { pads: [0, 3, 0, 0] })).toBe(
+      "pads [0, 3, 0, 0] with a 3x3 kernel",
+    );
+    expect(reason([1, 4, 1, 1], [4, 4, 3, 3], { pads: [0, 0, 1, 1] })).toBe(
+      "a 1x1 map smaller than the kernel",
     );
     expect(reason(x, [4, 4, 5, 5], { pads: [2, 2, 2, 2] })).toBe("a 5x5 kernel");
     expect(reason(x, [4, 4, 3, 1], {})).toBe("a 3x1 kernel");
@@ -109,6 +141,9 @@ describe("convPlan", () => {
     expect(reason(x, [4, 4, 3, 3], { autoPad: "SAME_UPPER" })).toBe("auto_pad SAME_UPPER");
     expect(reason([1, 4, 8], [4, 4, 3], {})).toBe("a rank-3 convolution");
     expect(reason(x, [4, 4, 1, 1], {})).toBe("pads [1, 1, 1, 1] with a 1x1 kernel");
+    expect(reason(x, [4, 4, 3, 3], { pads: [1, 1, -1, 1] })).toBe(
+      "pads [1, 1, -1, 1] with a 3x3 kernel",
+    );
   });
 });
 

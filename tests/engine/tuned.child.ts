@@ -205,7 +205,8 @@ output(
   "conv1",
   conv(image, w1, b1, 1, [0, 0, 0, 0]),
 );
-// Refused: the VAE encoder's bottom-right padding, and weights that are no initializer.
+// The VAE encoder's bottom-right padding (tuned, the padding written); refused: weights that are
+// no initializer.
 output(
   convOp(iv, w3v, undefined, 3, 2, [0, 0, 1, 1]),
   "convAsymmetric",
