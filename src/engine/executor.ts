@@ -334,9 +334,9 @@ export class GraphExecutor {
       if (!fused)
         try {
           const biasAdd = topLevel ? this.biasAdds.get(node) : undefined;
-          const fused = biasAdd ? await this.linearWithBias(inputs, biasAdd) : null;
-          if (fused && biasAdd) {
-            outputs = [fused];
+          const linear = biasAdd ? await this.linearWithBias(inputs, biasAdd) : null;
+          if (linear && biasAdd) {
+            outputs = [linear];
             names = biasAdd.add.output;
             this.fusedAdds.add(biasAdd.add);
           } else outputs = await this.runNode(node, inputs, scope);
