@@ -19,6 +19,7 @@ import { convOutputSize, prepareConv } from "../gpu/kernels/conv2d.js";
 import { type GemmShape, prepareGemm } from "../gpu/kernels/gemm.js";
 import type { MatmulKernel } from "../gpu/kernels/matmul-kernel.js";
 import type { PortableTiling, Tiling } from "../gpu/kernels/matmul-wgsl.js";
+import { type LayerNormKernel, prepareLayerNorm } from "../gpu/kernels/norm.js";
 import { chooseKernelVariant, type KernelVariant } from "../gpu/variants.js";
 import type { GraphProto, ModelProto, NodeProto } from "../onnx/proto.js";
 import { type Attributes, attributesOf, normalizeAxis } from "./attributes.js";
@@ -63,6 +64,7 @@ import {
   convPlan,
   convWeightsForKernel,
   gemmPlan,
+  layerNormPlan,
   type TunedConv,
 } from "./tuned-plans.js";
 
@@ -86,9 +88,9 @@ export interface ExecutionStats {
   /** Operators that ran on the host with GPU inputs read back, by type. */
   hostFallbacks: Record<string, number>;
   /**
-   * Launches by kernel: src/gpu's tuned kernels as `tuned gemm`, `tuned conv` and `tuned
-   * attention`, the engine's portable ones by their own names (`matmul`, `conv`, `attention`,
-   * `copy`, `Add`, ...).
+   * Launches by kernel: src/gpu's tuned kernels as `tuned gemm`, `tuned conv`, `tuned
+   * attention` and `tuned layernorm`, the engine's portable ones by their own names (`matmul`,
+   * `conv`, `attention`, `LayerNormalization`, `copy`, `Add`, ...).
    */
   kernels: Record<string, number>;
 }
@@ -226,6 +228,7 @@ export class GraphExecutor {
   private readonly gemms = new Map<string, Promise<MatmulKernel>>();
   private readonly convs = new Map<string, Promise<MatmulKernel>>();
   private readonly attentions = new Map<string, Promise<AttentionKernel>>();
+  private readonly layerNorms = new Map<string, Promise<LayerNormKernel>>();
   /** Top-level MatMuls whose bias Add the tuned GEMM applies in its epilogue. */
   private readonly biasAdds: ReadonlyMap<NodeProto, BiasAdd>;
   /** Add nodes of this call whose output a fused MatMul has already produced. */
@@ -1023,6 +1026,30 @@ export class GraphExecutor {
       case "InstanceNormalization":
       case "LayerNormalization": {
         const x = dev(0);
+        if (op === "LayerNormalization") {
+          const plan = layerNormPlan(
+            {
+              x: x.dims,
+              axis: normalizeAxis(attrs.int("axis", -1), x.dims.length),
+              scale: (inputs[1] as Value).dims,
+              bias: inputs[2]?.dims,
+              epsilon: attrs.float("epsilon", 1e-5),
+              statistics: node.output.filter((o) => o !== "").length > 1,
+            },
+            this.ctx.capabilities.limits,
+          );
+          if (plan.kind === "tuned") {
+            const kernel = await this.prepared(this.layerNorms, JSON.stringify(plan.shape), () =>
+              prepareLayerNorm(this.ctx, this.variant, plan.shape),
+            );
+            const out = this.allocate(x.dims);
+            this.record(
+              "tuned layernorm",
+              kernel.launch([x.buffer, dev(1).buffer, dev(2).buffer, out.buffer]),
+            );
+            return [out];
+          }
+        }
         const instance = op === "InstanceNormalization";
         if (!instance && normalizeAxis(attrs.int("axis", -1), x.dims.length) !== x.dims.length - 1)
           throw unsupported("LayerNormalization over more than the last axis");

@@ -1,6 +1,6 @@
 /**
  * Which nodes the executor hands to src/gpu's tuned kernels (batched GEMM, implicit-GEMM
- * convolution, flash attention) and which stay on the engine's own portable kernels. Each plan
+ * convolution, flash attention, layer norm) and which stay on the engine's own portable kernels. Each plan
  * is a pure function of the operands' dims, the node's attributes, the kernel variant and the
  * adapter's limits: it either returns the tuned kernel's shape or says, in a few words, why the
  * tuned kernel does not take the node. The tuned prepare functions throw for shapes they refuse;
@@ -15,6 +15,7 @@ import {
 import { convSpec } from "../gpu/kernels/conv2d.js";
 import { type GemmShape, gemmSpec } from "../gpu/kernels/gemm.js";
 import { matmulGrid, type Tiling } from "../gpu/kernels/matmul-wgsl.js";
+import type { LayerNormShape } from "../gpu/kernels/norm.js";
 import type { ConvShape, GpuCapabilities } from "../gpu/types.js";
 import type { KernelVariant } from "../gpu/variants.js";
 import { sizeOf } from "./host-tensor.js";
@@ -166,6 +167,44 @@ export function convWeightsForKernel(
         for (let x = 0; x < kw; x++)
           out[((y * kw + x) * c + ci) * o + oi] = data[((oi * c + ci) * kh + y) * kw + x];
   return out;
+}
+
+/** The LayerNormalization inputs and attributes a plan reads. */
+export interface LayerNormOperands {
+  readonly x: readonly number[];
+  /** The axis, already in [0, rank). */
+  readonly axis: number;
+  readonly scale: readonly number[];
+  /** Absent when the node has no bias input. */
+  readonly bias?: readonly number[];
+  readonly epsilon: number;
+  /** The node asks for its mean or inverse deviation outputs too. */
+  readonly statistics: boolean;
+}
+
+/**
+ * LayerNormalization over the last axis, with scale and bias of that axis's length (the
+ * transformer blocks' form) as the tuned layer norm: x (rows, C).
+ */
+export function layerNormPlan(
+  operands: LayerNormOperands,
+  limits: Limits,
+): TunedPlan<LayerNormShape> {
+  const { x, scale, bias, epsilon } = operands;
+  const channels = x[x.length - 1] ?? 0;
+  if (operands.statistics) return portable("its statistics outputs");
+  if (x.length === 0 || operands.axis !== x.length - 1)
+    return portable("normalisation over more than the last axis");
+  if (!bias) return portable("no bias");
+  if (sizeOf(scale) !== channels || sizeOf(bias) !== channels)
+    return portable(`scale or bias not of the ${channels} channels`);
+  if (!(epsilon > 0)) return portable(`epsilon ${epsilon}`);
+  const rows = sizeOf(x) / Math.max(channels, 1);
+  if (channels === 0 || rows === 0) return portable("an empty operand");
+  // The kernel's grid: up to 32768 rows along x, the rest along y.
+  if (!gridFits([Math.min(rows, 32768), Math.ceil(rows / 32768)], limits))
+    return portable("more workgroups than the adapter dispatches per dimension");
+  return { kind: "tuned", shape: { rows, channels, eps: epsilon } };
 }
 
 /** The MultiHeadAttention inputs and attributes a plan reads. */

@@ -80,6 +80,10 @@ describe("the kernels engine on SwiftShader, f32", () => {
       expect(r.kernels.conv ?? 0, r.name).toBe(0);
       expect(r.kernels.attention ?? 0, r.name).toBe(0);
     }
+    for (const r of unet.results) {
+      expect(r.kernels["tuned layernorm"], r.name).toBeGreaterThan(0);
+      expect(r.kernels.LayerNormalization ?? 0, r.name).toBe(0);
+    }
   });
 
   it("runs ToMe's selection steps on the host, and says so", () => {

@@ -8,6 +8,7 @@ import {
   convPlan,
   convWeightsForKernel,
   gemmPlan,
+  layerNormPlan,
 } from "../../src/engine/tuned-plans.js";
 import type { GpuCapabilities } from "../../src/gpu/types.js";
 import type { KernelVariant } from "../../src/gpu/variants.js";
@@ -163,6 +164,29 @@ describe("convWeightsForKernel", () => {
     expect(() => convWeightsForKernel(new Float32Array(5), [1, 2, 3, 3])).toThrow(
       /^5 weights for a \[1, 2, 3, 3\] convolution kernel$/,
     );
+  });
+});
+
+describe("layerNormPlan", () => {
+  const ln = { x: [2, 77, 768], axis: 2, scale: [768], bias: [768], epsilon: 1e-5 };
+
+  it("takes the last axis with scale and bias of its length", () => {
+    expect(layerNormPlan({ ...ln, statistics: false }, LIMITS)).toEqual({
+      kind: "tuned",
+      shape: { rows: 154, channels: 768, eps: 1e-5 },
+    });
+  });
+
+  it("says why it keeps the others portable", () => {
+    const reason = (o: Partial<Parameters<typeof layerNormPlan>[0]>) => {
+      const plan = layerNormPlan({ ...ln, statistics: false, ...o }, LIMITS);
+      return plan.kind === "portable" ? plan.reason : "tuned";
+    };
+    expect(reason({ statistics: true })).toBe("its statistics outputs");
+    expect(reason({ axis: 1 })).toBe("normalisation over more than the last axis");
+    expect(reason({ bias: undefined })).toBe("no bias");
+    expect(reason({ scale: [1] })).toBe("scale or bias not of the 768 channels");
+    expect(reason({ epsilon: 0 })).toBe("epsilon 0");
   });
 });
 

@@ -130,6 +130,21 @@ function attention(q: Tensor, k: Tensor, v: Tensor, heads: number, scale: number
   return { data: out, dims: q.dims };
 }
 
+/** Layer norm over the last axis, with scale and optional bias. */
+function layerNorm(x: Tensor, scale: Tensor, bias: Tensor | undefined, eps: number): Tensor {
+  const c = x.dims[x.dims.length - 1];
+  const out = new Float64Array(x.data.length);
+  for (let r = 0; r < x.data.length / c; r++) {
+    const row = x.data.subarray(r * c, (r + 1) * c);
+    const mean = row.reduce((a, b) => a + b, 0) / c;
+    const variance = row.reduce((a, b) => a + (b - mean) ** 2, 0) / c;
+    for (let j = 0; j < c; j++)
+      out[r * c + j] =
+        ((row[j] - mean) / Math.sqrt(variance + eps)) * scale.data[j] + (bias ? bias.data[j] : 0);
+  }
+  return { data: out, dims: x.dims };
+}
+
 const g = new GraphBuilder();
 const feeds: Record<string, RunnerTensor> = {};
 const expected = new Map<string, Tensor>();
@@ -168,8 +183,9 @@ const mha = (q: Value, k: Value, v: Value, heads: number, scale: number) =>
 const x = random([2, 5, 12]);
 const w = random([12, 8]);
 const bias = random([8]);
+const xv = input("x", x);
 output(
-  g.add(g.matMul(input("x", x), weight("w", w)), weight("bias", bias)),
+  g.add(g.matMul(xv, weight("w", w)), weight("bias", bias)),
   "linear",
   addBias(matmul(x, w), bias),
 );
@@ -236,6 +252,22 @@ output(
   attention(aq, ak, av, 8, Math.fround(1 / Math.sqrt(2))),
 );
 output(mha(aqv, akv, avv, 2, 0.3), "attentionScale", attention(aq, ak, av, 2, Math.fround(0.3)));
+
+// Layer norm with scale and bias (tuned); without a bias it stays portable.
+const scale = random([12]);
+const shift = random([12]);
+const sv = weight("scale", scale);
+const eps = { epsilon: attr.float(1e-5), axis: attr.int(-1) };
+output(
+  g.op("LayerNormalization", [xv, sv, weight("shift", shift)], eps),
+  "layerNorm",
+  layerNorm(x, scale, shift, Math.fround(1e-5)),
+);
+output(
+  g.op("LayerNormalization", [xv, sv], eps),
+  "layerNormNoBias",
+  layerNorm(x, scale, undefined, Math.fround(1e-5)),
+);
 
 const runner = await createKernelRunner(buildModelBytes(g));
 const report: TunedReport = { diffs: [], kernels: [], submits: [] };

@@ -15,7 +15,8 @@ const ICD = join(CHROMIUM_LIBS, "vk_swiftshader_icd.json");
 
 // Inputs and weights are uniform in [-1, 1); the longest dot product has 27 terms, so float32
 // accumulation errs by at most about 27 * 27 * 2^-24 < 5e-5 (the classic n * eps * sum |a b|
-// bound); softmax adds a few ulps. Far below the 1e-1 scale of a wrong layout or index.
+// bound); softmax and the layer norm's 1/sqrt (of a variance near 1/3 over 12 values) add a
+// few ulps. Far below the 1e-1 scale of a wrong layout or index.
 const TOLERANCE = 5e-5;
 
 describe("the kernels engine on the tuned src/gpu kernels (SwiftShader, f32)", () => {
@@ -53,6 +54,8 @@ describe("the kernels engine on the tuned src/gpu kernels (SwiftShader, f32)", (
           "attention",
           "attentionNarrow",
           "attentionScale",
+          "layerNorm",
+          "layerNormNoBias",
         ].sort(),
       );
       for (const [name, diff] of Object.entries(diffs))
@@ -77,6 +80,9 @@ describe("the kernels engine on the tuned src/gpu kernels (SwiftShader, f32)", (
         // Heads of 8; heads of 2 and a scale other than 1/sqrt(d) stay portable.
         "tuned attention": 1,
         attention: 2,
+        // With a bias; the one without stays portable.
+        "tuned layernorm": 1,
+        LayerNormalization: 1,
       });
     expect(report.submits).toEqual([1, 1]);
   });
