@@ -2,10 +2,15 @@
  * Executes an ONNX model as the graph builders emit it (the same ModelProto onnxruntime runs) on
  * our WebGPU layer. Why the graph and not a model written again for this engine: the builders
  * (models/, reduce/) stay the one description of each model, ToDo and ToMe included, so the two
- * engines cannot drift apart, and ONNX files patched elsewhere run here too. Faster paths come
- * from recognising the builders' patterns (attention, norms, GEGLU) and calling fused kernels. Planning happens once per model: topological order, each value's last use,
- * initializers decoded (weights are uploaded to the GPU the first time a kernel needs them and
- * kept). A call then walks the plan: shape arithmetic, flags and the timestep's small tensors are
+ * engines cannot drift apart, and ONNX files patched elsewhere run here too. The heavy operators
+ * run on src/gpu's tuned kernels where their shapes fit (tuned-plans.ts decides): MatMul on the
+ * batched GEMM (with a Linear's bias Add fused), Conv on the NHWC implicit-GEMM convolution,
+ * MultiHeadAttention on the flash attention, LayerNormalization on the layer norm; the rest, and
+ * the shapes those kernels refuse, run on the engine's own portable kernels (portable-kernels.ts).
+ * Planning happens once per model: topological order, each value's last use, which MatMuls take
+ * their bias Add along, initializers decoded (weights are uploaded to the GPU the first time a
+ * kernel needs them and kept; Conv weights in the tuned kernel's layout); tuned kernels are
+ * compiled once per shape and kept. A call then walks the plan: shape arithmetic, flags and the timestep's small tensors are
  * evaluated on the host (host-ops.ts); float activations stay in pooled GPU buffers, released
  * after their last use; kernel launches accumulate and go to the GPU in one compute pass, which
  * is submitted only where the host must read a value (an `If` condition that depends on GPU data,
