@@ -23,11 +23,12 @@ import { type AttentionKernel, prepareAttention } from "../gpu/kernels/attention
 import { convOutputSize, prepareConv } from "../gpu/kernels/conv2d.js";
 import { type GemmShape, prepareGemm } from "../gpu/kernels/gemm.js";
 import type { MatmulKernel } from "../gpu/kernels/matmul-kernel.js";
-import type { PortableTiling, Tiling } from "../gpu/kernels/matmul-wgsl.js";
+import type { Epilogue, PortableTiling, Tiling } from "../gpu/kernels/matmul-wgsl.js";
 import { type LayerNormKernel, prepareLayerNorm } from "../gpu/kernels/norm.js";
 import { chooseKernelVariant, type KernelVariant } from "../gpu/variants.js";
 import type { GraphProto, ModelProto, NodeProto } from "../onnx/proto.js";
 import { type Attributes, attributesOf, normalizeAxis } from "./attributes.js";
+import { type LinearFusion, linearFusions } from "./fusions.js";
 import {
   ints,
   reshapeDims,
@@ -234,10 +235,10 @@ export class GraphExecutor {
   private readonly convs = new Map<string, Promise<MatmulKernel>>();
   private readonly attentions = new Map<string, Promise<AttentionKernel>>();
   private readonly layerNorms = new Map<string, Promise<LayerNormKernel>>();
-  /** Top-level MatMuls whose bias Add the tuned GEMM applies in its epilogue. */
-  private readonly biasAdds: ReadonlyMap<NodeProto, BiasAdd>;
-  /** Add nodes of this call whose output a fused MatMul has already produced. */
-  private readonly fusedAdds = new Set<NodeProto>();
+  /** Top-level MatMuls whose bias Add (and GEGLU) the tuned GEMM applies in its epilogue. */
+  private readonly linears: ReadonlyMap<NodeProto, LinearFusion>;
+  /** Nodes of this call that a fused MatMul has already done. */
+  private readonly absorbed = new Set<NodeProto>();
   /** Conv weights re-laid for the tuned kernel, once per initializer. */
   private readonly convWeights = new Map<HostTensor, DeviceTensor>();
 
@@ -257,7 +258,7 @@ export class GraphExecutor {
     for (const out of graph.output) this.lastUse.set(out.name, Number.POSITIVE_INFINITY);
     this.checkSupported(graph);
     this.variant = chooseKernelVariant(ctx.capabilities, "f32", "auto");
-    this.biasAdds = biasAddsOf(this.order, graph, this.initializers);
+    this.linears = linearFusions(this.order, graph, this.initializers, nodeReads);
   }
 
   get inputNames(): string[] {
@@ -314,7 +315,7 @@ export class GraphExecutor {
       return outputs;
     } finally {
       this.pending = [];
-      this.fusedAdds.clear();
+      this.absorbed.clear();
       for (const v of scope.values.values()) if (v.kind === "device") this.drop(v);
       for (const t of this.runUploads.values()) this.drop(t);
       this.runUploads = new Map();
@@ -330,8 +331,8 @@ export class GraphExecutor {
   ): Promise<void> {
     for (let index = 0; index < nodes.length; index++) {
       const node = nodes[index];
-      // An Add whose MatMul ran with the bias fused has its output already (and no product).
-      const fused = this.fusedAdds.delete(node);
+      // Nodes a fused MatMul did (its bias Add, a GEGLU) have their output already.
+      const fused = this.absorbed.delete(node);
       const inputs = node.input.map((name) => (name === "" ? undefined : scope.get(name)));
       node.input.forEach((name, i) => {
         if (!fused && name !== "" && !inputs[i])
@@ -341,12 +342,12 @@ export class GraphExecutor {
       let names = node.output;
       if (!fused)
         try {
-          const biasAdd = topLevel ? this.biasAdds.get(node) : undefined;
-          const linear = biasAdd ? await this.linearWithBias(inputs, biasAdd) : null;
-          if (linear && biasAdd) {
-            outputs = [linear];
-            names = biasAdd.add.output;
-            this.fusedAdds.add(biasAdd.add);
+          const fusion = topLevel ? this.linears.get(node) : undefined;
+          const linear = fusion ? await this.fusedLinear(inputs, fusion) : null;
+          if (linear) {
+            outputs = [linear.value];
+            names = [linear.output];
+            for (const n of linear.absorbed) this.absorbed.add(n);
           } else outputs = await this.runNode(node, inputs, scope);
         } catch (error) {
           const message = (error as Error).message;
@@ -577,15 +578,19 @@ export class GraphExecutor {
     this.ctx.release({ buffer: t.buffer, shape: t.dims, storage: "f32", size: sizeOf(t.dims) });
   }
 
-  /** Records the tuned GEMM c = a b (+ bias) into `out` (GemmShape's layout). */
+  /**
+   * Records the tuned GEMM c = epilogue(a b + bias) into `out` (GemmShape's layout; for GEGLU, b
+   * and the bias have 2 shape.n columns, hidden then gate).
+   */
   private async gemm(
     shape: GemmShape,
     a: DeviceTensor,
     b: DeviceTensor,
     out: DeviceTensor,
     bias?: DeviceTensor,
+    epilogue: Epilogue = "none",
   ): Promise<void> {
-    const options = { bias: bias !== undefined, tiling: this.tiling };
+    const options = { bias: bias !== undefined, epilogue, tiling: this.tiling };
     const kernel = await this.prepared(this.gemms, JSON.stringify([shape, options]), () =>
       prepareGemm(this.ctx, this.variant, shape, options),
     );
@@ -643,30 +648,43 @@ export class GraphExecutor {
   }
 
   /**
-   * MatMul then its bias Add as one tuned GEMM with the bias in the epilogue (the Linear layers'
-   * pattern: one launch and one activation write fewer each), or null where the GEMM does not
-   * take the MatMul's shape or the bias does not span its columns; the two nodes then run apart.
+   * A MatMul with its bias Add as one tuned GEMM, the bias in the epilogue (a Linear: one launch
+   * and one activation write fewer), and with a GEGLU after it, that too (the GEMM writes
+   * hidden * GELU(gate), half the columns, in place of seven elementwise launches and the
+   * Split's copies). Null where the GEMM does not take the MatMul's shape or the bias does not
+   * span its columns: the nodes then run one by one. Where only the GEGLU's shapes do not fit
+   * (a split that is not two halves of the last axis), the Linear alone is fused.
    */
-  private async linearWithBias(
+  private async fusedLinear(
     inputs: (Value | undefined)[],
-    biasAdd: BiasAdd,
-  ): Promise<DeviceTensor | null> {
+    fusion: LinearFusion,
+  ): Promise<{ value: DeviceTensor; output: string; absorbed: NodeProto[] } | null> {
     const [a, b] = inputs;
     if (!a || !b || a.dims.length < 2 || b.dims.length < 2) return null;
     const plan = gemmPlan(a.dims, b.dims, this.variant, this.ctx.capabilities.limits, this.tiling);
     const n = b.dims[b.dims.length - 1];
-    if (plan.kind !== "tuned" || biasAdd.bias.dims.length !== 1 || biasAdd.bias.dims[0] !== n)
+    if (plan.kind !== "tuned" || fusion.bias.dims.length !== 1 || fusion.bias.dims[0] !== n)
       return null;
     const batch = broadcastShapes(a.dims.slice(0, -2), b.dims.slice(0, -2), "MatMul");
-    const out = this.allocate([...batch, a.dims[a.dims.length - 2], n]);
+    const dims = [...batch, a.dims[a.dims.length - 2], n];
+    const g = fusion.geglu;
+    const geglu =
+      g !== undefined &&
+      n % 2 === 0 &&
+      g.sizes.length === 2 &&
+      g.sizes.every((size) => size === n / 2) &&
+      (g.axis === -1 || g.axis === dims.length - 1);
+    const out = this.allocate(geglu ? [...dims.slice(0, -1), n / 2] : dims);
     await this.gemm(
-      plan.shape,
+      geglu ? { ...plan.shape, n: n / 2 } : plan.shape,
       this.toDevice(a),
       this.toDevice(b),
       out,
-      this.toDevice(biasAdd.bias),
+      this.toDevice(fusion.bias),
+      geglu ? "geglu" : "none",
     );
-    return out;
+    if (geglu && g) return { value: out, output: g.output, absorbed: [fusion.add, ...g.nodes] };
+    return { value: out, output: fusion.add.output[0], absorbed: [fusion.add] };
   }
 
   /** A Conv weight initializer on the GPU in the tuned kernel's layout, re-laid once. */
@@ -1161,43 +1179,6 @@ export class GraphExecutor {
         return null;
     }
   }
-}
-
-/** A MatMul's bias Add: the Add node and its bias, a float initializer. */
-interface BiasAdd {
-  readonly add: NodeProto;
-  readonly bias: HostTensor;
-}
-
-/**
- * The MatMuls of a top-level node order whose output only an Add with a float initializer reads
- * (and which is no graph output): the GEMM can add that initializer in its epilogue. Whether the
- * bias spans the product's columns is checked when the shapes are known.
- */
-function biasAddsOf(
-  order: readonly NodeProto[],
-  graph: GraphProto,
-  initializers: ReadonlyMap<string, HostTensor>,
-): Map<NodeProto, BiasAdd> {
-  const readers = new Map<string, NodeProto[]>();
-  for (const node of order)
-    for (const name of new Set(nodeReads(node)))
-      readers.set(name, [...(readers.get(name) ?? []), node]);
-  const outputs = new Set(graph.output.map((o) => o.name));
-  const fusions = new Map<NodeProto, BiasAdd>();
-  for (const node of order) {
-    if (node.opType !== "MatMul" || (node.domain ?? "") !== "") continue;
-    const product = node.output[0];
-    const users = readers.get(product) ?? [];
-    if (outputs.has(product) || users.length !== 1) continue;
-    const add = users[0];
-    if (add.opType !== "Add" || (add.domain ?? "") !== "" || add.input.length !== 2) continue;
-    const other = add.input[0] === product ? add.input[1] : add.input[0];
-    if (other === product) continue;
-    const bias = initializers.get(other);
-    if (bias && bias.dtype === "float32") fusions.set(node, { add, bias });
-  }
-  return fusions;
 }
 
 /** Every standard operator the engine executes (on the GPU or on the host). */

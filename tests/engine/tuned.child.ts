@@ -145,6 +145,30 @@ function layerNorm(x: Tensor, scale: Tensor, bias: Tensor | undefined, eps: numb
   return { data: out, dims: x.dims };
 }
 
+/** erf by its Maclaurin series (float64 accurate to ~1e-9 where |x| < 6; +-1 beyond). */
+function erf(x: number): number {
+  if (Math.abs(x) >= 6) return Math.sign(x);
+  let term = x;
+  let sum = x;
+  for (let n = 1; n < 200; n++) {
+    term *= (-x * x) / n;
+    sum += term / (2 * n + 1);
+  }
+  return (2 / Math.sqrt(Math.PI)) * sum;
+}
+
+/** GEGLU: y (..., 2n) -> y[..., :n] * GELU(y[..., n:]), GELU in the erf form. */
+function geglu(y: Tensor): Tensor {
+  const n = y.dims[y.dims.length - 1] / 2;
+  const out = new Float64Array(y.data.length / 2);
+  for (let r = 0; r < out.length / n; r++)
+    for (let j = 0; j < n; j++) {
+      const gate = y.data[r * 2 * n + n + j];
+      out[r * n + j] = y.data[r * 2 * n + j] * 0.5 * gate * (1 + erf(gate / Math.SQRT2));
+    }
+  return { data: out, dims: [...y.dims.slice(0, -1), n] };
+}
+
 const g = new GraphBuilder();
 const feeds: Record<string, RunnerTensor> = {};
 const expected = new Map<string, Tensor>();
@@ -252,6 +276,13 @@ output(
   attention(aq, ak, av, 8, Math.fround(1 / Math.sqrt(2))),
 );
 output(mha(aqv, akv, avv, 2, 0.3), "attentionScale", attention(aq, ak, av, 2, Math.fround(0.3)));
+
+// The UNet's GEGLU feed-forward projection: Linear, Split into halves, hidden * GELU(gate), all
+// in the GEMM's epilogue.
+const wg = random([12, 16]);
+const bg = random([16]);
+const [hidden, gate] = g.split(g.add(g.matMul(xv, weight("wg", wg)), weight("bg", bg)), [8, 8], -1);
+output(g.mul(hidden, g.gelu(gate)), "geglu", geglu(addBias(matmul(x, wg), bg)));
 
 // Layer norm with scale and bias (tuned); without a bias it stays portable.
 const scale = random([12]);

@@ -56,6 +56,7 @@ describe("the kernels engine on the tuned src/gpu kernels (SwiftShader, f32)", (
           "attentionScale",
           "layerNorm",
           "layerNormNoBias",
+          "geglu",
         ].sort(),
       );
       for (const [name, diff] of Object.entries(diffs))
@@ -66,8 +67,9 @@ describe("the kernels engine on the tuned src/gpu kernels (SwiftShader, f32)", (
   it("runs what the tuned kernels take on them and the rest on the portable kernels", () => {
     for (const kernels of report.kernels)
       expect(kernels).toEqual({
-        // The Linear with its bias fused (no Add launch) and the batched product.
-        "tuned gemm": 2,
+        // The Linear with its bias fused (no Add launch), the GEGLU projection with its split and
+        // GELU fused (no Split copies, Div, Erf, Add or Mul launches), and the batched product.
+        "tuned gemm": 3,
         // a (5, 4) broadcast against b (2, 3, 4, 6).
         matmul: 1,
         // 3x3, 3x3 stride 2, 1x1, and bottom-right padding (written into the zero-filled NHWC
