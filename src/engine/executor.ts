@@ -4,16 +4,17 @@
  * (models/, reduce/) stay the one description of each model, ToDo and ToMe included, so the two
  * engines cannot drift apart, and ONNX files patched elsewhere run here too. The heavy operators
  * run on src/gpu's tuned kernels where their shapes fit (tuned-plans.ts decides): MatMul on the
- * batched GEMM (with a Linear's bias Add fused), Conv on the NHWC implicit-GEMM convolution,
- * MultiHeadAttention on the flash attention, LayerNormalization on the layer norm; the rest, and
- * the shapes those kernels refuse, run on the engine's own portable kernels (portable-kernels.ts).
- * Planning happens once per model: topological order, each value's last use, which MatMuls take
- * their bias Add along, initializers decoded (weights are uploaded to the GPU the first time a
- * kernel needs them and kept; Conv weights in the tuned kernel's layout); tuned kernels are
- * compiled once per shape and kept. A call then walks the plan: shape arithmetic, flags and the timestep's small tensors are
+ * batched GEMM (with a Linear's bias Add, and a GELU or GEGLU after it, fused), Conv on the NHWC
+ * implicit-GEMM convolution, MultiHeadAttention on the flash attention, LayerNormalization on the
+ * layer norm; the rest, and the shapes those kernels refuse, run on the engine's own portable
+ * kernels (portable-kernels.ts). Planning happens once per model: topological order, each value's
+ * last use, which MatMuls take their bias Add (and a GELU or GEGLU, fusions.ts) along,
+ * initializers decoded (weights are uploaded to the GPU the first time a kernel needs them and
+ * kept; Conv weights in the tuned kernel's layout); tuned kernels are compiled once per shape and
+ * kept. A call then walks the plan: shape arithmetic, flags and the timestep's small tensors are
  * evaluated on the host (host-ops.ts); float activations stay in pooled GPU buffers, released
- * after their last use; kernel launches accumulate and go to the GPU in one compute pass, which
- * is submitted only where the host must read a value (an `If` condition that depends on GPU data,
+ * after their last use; kernel launches accumulate and go to the GPU in one compute pass, which is
+ * submitted only where the host must read a value (an `If` condition that depends on GPU data,
  * ToMe's selection steps) and at the end.
  */
 
@@ -649,9 +650,9 @@ export class GraphExecutor {
 
   /**
    * A MatMul with its bias Add as one tuned GEMM, the bias in the epilogue (a Linear: one launch
-   * and one activation write fewer), and with a GEGLU after it, that too (the GEMM writes
-   * hidden * GELU(gate), half the columns, in place of seven elementwise launches and the
-   * Split's copies). Null where the GEMM does not take the MatMul's shape or the bias does not
+   * and one activation write fewer), and with a GELU or a GEGLU after it, that too (for GEGLU
+   * the GEMM writes hidden * GELU(gate), half the columns, in place of seven elementwise launches
+   * and the Split's copies). Null where the GEMM does not take the MatMul's shape or the bias does not
    * span its columns: the nodes then run one by one. Where only the GEGLU's shapes do not fit
    * (a split that is not two halves of the last axis), the Linear alone is fused.
    */
@@ -674,6 +675,7 @@ export class GraphExecutor {
       g.sizes.length === 2 &&
       g.sizes.every((size) => size === n / 2) &&
       (g.axis === -1 || g.axis === dims.length - 1);
+    const gelu = fusion.gelu;
     const out = this.allocate(geglu ? [...dims.slice(0, -1), n / 2] : dims);
     await this.gemm(
       geglu ? { ...plan.shape, n: n / 2 } : plan.shape,
@@ -681,9 +683,10 @@ export class GraphExecutor {
       this.toDevice(b),
       out,
       this.toDevice(fusion.bias),
-      geglu ? "geglu" : "none",
+      geglu ? "geglu" : gelu ? "gelu" : "none",
     );
     if (geglu && g) return { value: out, output: g.output, absorbed: [fusion.add, ...g.nodes] };
+    if (gelu) return { value: out, output: gelu.output, absorbed: [fusion.add, ...gelu.nodes] };
     return { value: out, output: fusion.add.output[0], absorbed: [fusion.add] };
   }
 

@@ -1,10 +1,10 @@
 /**
  * Node patterns of the builders' graphs that the tuned GEMM runs as one launch, found once per
  * model: a Linear (MatMul, then an Add of a bias initializer) with the bias in the GEMM's
- * epilogue, and the UNet's GEGLU feed-forward (Shazeer, 2020, "GLU Variants Improve
- * Transformer"): the Linear's output split in half along the last axis into hidden and gate,
- * then hidden * GELU(gate) with GELU in the erf form 0.5 x (1 + erf(x / sqrt 2)), which the GEMM's
- * GEGLU epilogue computes in registers. Only top-level nodes whose every intermediate value has
+ * epilogue, followed either by a GELU (a transformer MLP) or by the UNet's GEGLU feed-forward
+ * (Shazeer, 2020, "GLU Variants Improve Transformer"): the Linear's output split in half along
+ * the last axis into hidden and gate, then hidden * GELU(gate). GELU is the erf form the builder
+ * writes, 0.5 x (1 + erf(x / sqrt 2)), which the GEMM's epilogues compute in registers. Only top-level nodes whose every intermediate value has
  * exactly that one reader (and is no graph output) qualify, so skipping them loses nothing.
  * Whether the shapes fit (the bias spans the product's columns, the split halves them along the
  * last axis) is checked when a call knows them; the nodes run one by one otherwise.
@@ -25,11 +25,20 @@ export interface GegluFusion {
   readonly output: string;
 }
 
+/** GELU(x) after a Linear, fused into the GEMM's GELU epilogue. */
+export interface GeluFusion {
+  /** The GELU's nodes, in graph order. */
+  readonly nodes: readonly NodeProto[];
+  /** The GELU's output name. */
+  readonly output: string;
+}
+
 /** A MatMul's bias Add, and what follows it when the GEMM can absorb that too. */
 export interface LinearFusion {
   readonly add: NodeProto;
   readonly bias: HostTensor;
   readonly geglu?: GegluFusion;
+  readonly gelu?: GeluFusion;
 }
 
 type Initializers = ReadonlyMap<string, HostTensor>;
@@ -86,7 +95,9 @@ export function linearFusions(
     const bias =
       other === undefined || other === node.output[0] ? undefined : initializers.get(other);
     if (bias?.dtype !== "float32") continue;
-    fusions.set(node, { add, bias, geglu: gegluAfter(add.output[0], sole, readers, initializers) });
+    const geglu = gegluAfter(add.output[0], sole, readers, initializers);
+    const gelu = geglu ? undefined : geluOf(add.output[0], sole, readers, initializers);
+    fusions.set(node, { add, bias, geglu, gelu });
   }
   return fusions;
 }
@@ -103,13 +114,39 @@ function gegluAfter(
   const sizes = split.input[1] ? initializers.get(split.input[1]) : undefined;
   if (sizes?.data.length !== 2) return undefined;
   const [hidden, gate] = split.output;
-  // GELU(gate) = (gate * 0.5) * (erf(gate / sqrt 2) + 1): the gate has exactly those two readers.
-  const gateUsers = readers.get(gate) ?? [];
-  if (gateUsers.length !== 2) return undefined;
-  const div = gateUsers.find((n) => isStandard(n, "Div") && n.input[0] === gate);
-  const half = gateUsers.find((n) => isStandard(n, "Mul"));
+  const gelu = geluOf(gate, sole, readers, initializers);
+  if (!gelu) return undefined;
+  const product = sole(gelu.output);
+  if (
+    !isStandard(product, "Mul") ||
+    otherInput(product, gelu.output) !== hidden ||
+    sole(hidden) !== product
+  )
+    return undefined;
+  return {
+    axis: attributesOf(split).int("axis", 0),
+    sizes: Array.from(sizes.data),
+    nodes: [split, ...gelu.nodes, product],
+    output: product.output[0],
+  };
+}
+
+/**
+ * GELU(x) = (x * 0.5) * (erf(x / sqrt 2) + 1) as GraphBuilder.gelu writes it, where x has
+ * exactly those two readers.
+ */
+function geluOf(
+  x: string,
+  sole: (name: string | undefined) => NodeProto | undefined,
+  readers: ReadonlyMap<string, readonly NodeProto[]>,
+  initializers: Initializers,
+): GeluFusion | undefined {
+  const users = readers.get(x) ?? [];
+  if (users.length !== 2) return undefined;
+  const div = users.find((n) => isStandard(n, "Div") && n.input[0] === x);
+  const half = users.find((n) => isStandard(n, "Mul"));
   if (!div || !half || !isScalar(initializers, div.input[1], Math.SQRT2)) return undefined;
-  if (!isScalar(initializers, otherInput(half, gate), 0.5)) return undefined;
+  if (!isScalar(initializers, otherInput(half, x), 0.5)) return undefined;
   const erf = sole(div.output[0]);
   if (!isStandard(erf, "Erf")) return undefined;
   const plusOne = sole(erf.output[0]);
@@ -122,17 +159,5 @@ function gegluAfter(
     sole(half.output[0]) !== gelu
   )
     return undefined;
-  const product = sole(gelu.output[0]);
-  if (
-    !isStandard(product, "Mul") ||
-    otherInput(product, gelu.output[0]) !== hidden ||
-    sole(hidden) !== product
-  )
-    return undefined;
-  return {
-    axis: attributesOf(split).int("axis", 0),
-    sizes: Array.from(sizes.data),
-    nodes: [split, div, half, erf, plusOne, gelu, product],
-    output: product.output[0],
-  };
+  return { nodes: [div, half, erf, plusOne, gelu], output: gelu.output[0] };
 }

@@ -22,6 +22,7 @@ function fusionsOf(build: (g: GraphBuilder, x: Value) => void) {
   return [...fusions.values()].map((f) => ({
     add: f.add.opType,
     bias: f.bias.dims,
+    gelu: f.gelu && { nodes: f.gelu.nodes.map((n) => n.opType), output: f.gelu.output },
     geglu: f.geglu && {
       axis: f.geglu.axis,
       sizes: f.geglu.sizes,
@@ -53,6 +54,7 @@ describe("linearFusions", () => {
       {
         add: "Add",
         bias: [16],
+        gelu: undefined,
         geglu: {
           axis: -1,
           sizes: [8, 8],
@@ -63,10 +65,32 @@ describe("linearFusions", () => {
     ]);
   });
 
-  it("fuses a plain Linear's bias, and a Linear whose output is also read elsewhere not at all", () => {
+  it("finds a GELU after a Linear (a transformer MLP), and a Linear alone", () => {
+    let gelu = "";
     expect(
-      fusionsOf((g, x) => g.output(g.gelu(linear(g, x, 8)), "y", "float32")).map((f) => f.geglu),
-    ).toEqual([undefined]);
+      fusionsOf((g, x) => {
+        const y = g.gelu(linear(g, x, 8));
+        gelu = y.name;
+        g.output(y, "y", "float32");
+      }),
+    ).toEqual([
+      {
+        add: "Add",
+        bias: [8],
+        gelu: { nodes: ["Div", "Mul", "Erf", "Add", "Mul"], output: gelu },
+        geglu: undefined,
+      },
+    ]);
+    // CLIP's quick GELU is not the epilogue's erf GELU: the Linear alone.
+    expect(
+      fusionsOf((g, x) => g.output(g.quickGelu(linear(g, x, 8)), "y", "float32")).map((f) => [
+        f.gelu,
+        f.geglu,
+      ]),
+    ).toEqual([[undefined, undefined]]);
+  });
+
+  it("leaves a Linear whose output is also read elsewhere, or added to a computed value", () => {
     // The product read twice (the Add and an output), or added to a computed value.
     expect(
       fusionsOf((g, x) => {

@@ -157,6 +157,11 @@ function erf(x: number): number {
   return (2 / Math.sqrt(Math.PI)) * sum;
 }
 
+/** GELU in the erf form, elementwise. */
+function gelu(y: Tensor): Tensor {
+  return { data: y.data.map((v) => 0.5 * v * (1 + erf(v / Math.SQRT2))), dims: y.dims };
+}
+
 /** GEGLU: y (..., 2n) -> y[..., :n] * GELU(y[..., n:]), GELU in the erf form. */
 function geglu(y: Tensor): Tensor {
   const n = y.dims[y.dims.length - 1] / 2;
@@ -283,6 +288,15 @@ const wg = random([12, 16]);
 const bg = random([16]);
 const [hidden, gate] = g.split(g.add(g.matMul(xv, weight("wg", wg)), weight("bg", bg)), [8, 8], -1);
 output(g.mul(hidden, g.gelu(gate)), "geglu", geglu(addBias(matmul(x, wg), bg)));
+
+// A transformer MLP's Linear and GELU, the GELU in the GEMM's epilogue.
+const wm = random([12, 8]);
+const bm = random([8]);
+output(
+  g.gelu(g.add(g.matMul(xv, weight("wm", wm)), weight("bm", bm))),
+  "linearGelu",
+  gelu(addBias(matmul(x, wm), bm)),
+);
 
 // Layer norm with scale and bias (tuned); without a bias it stays portable.
 const scale = random([12]);

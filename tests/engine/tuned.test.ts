@@ -57,6 +57,7 @@ describe("the kernels engine on the tuned src/gpu kernels (SwiftShader, f32)", (
           "layerNorm",
           "layerNormNoBias",
           "geglu",
+          "linearGelu",
         ].sort(),
       );
       for (const [name, diff] of Object.entries(diffs))
@@ -68,8 +69,9 @@ describe("the kernels engine on the tuned src/gpu kernels (SwiftShader, f32)", (
     for (const kernels of report.kernels)
       expect(kernels).toEqual({
         // The Linear with its bias fused (no Add launch), the GEGLU projection with its split and
-        // GELU fused (no Split copies, Div, Erf, Add or Mul launches), and the batched product.
-        "tuned gemm": 3,
+        // GELU fused (no Split copies, Div, Erf, Add or Mul launches), the Linear with its GELU,
+        // and the batched product.
+        "tuned gemm": 4,
         // a (5, 4) broadcast against b (2, 3, 4, 6).
         matmul: 1,
         // 3x3, 3x3 stride 2, 1x1, and bottom-right padding (written into the zero-filled NHWC
