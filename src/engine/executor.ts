@@ -2,20 +2,34 @@
  * Executes an ONNX model as the graph builders emit it (the same ModelProto onnxruntime runs) on
  * our WebGPU layer. Why the graph and not a model written again for this engine: the builders
  * (models/, reduce/) stay the one description of each model, ToDo and ToMe included, so the two
- * engines cannot drift apart, and ONNX files patched elsewhere run here too. Faster paths come
- * from recognising the builders' patterns (attention, norms, GEGLU) and calling fused kernels. Planning happens once per model: topological order, each value's last use,
+ * engines cannot drift apart, and ONNX files patched elsewhere run here too. The heavy operators
+ * run on src/gpu's tuned kernels where their shapes fit (tuned-plans.ts decides): MatMul on the
+ * batched GEMM (with a Linear's bias Add, and a GELU or GEGLU after it, fused), Conv on the NHWC
+ * implicit-GEMM convolution, MultiHeadAttention on the flash attention, LayerNormalization on the
+ * layer norm; the rest, and the shapes those kernels refuse, run on the engine's own portable
+ * kernels (portable-kernels.ts). Planning happens once per model: topological order, each value's
+ * last use, which MatMuls take their bias Add (and a GELU or GEGLU, fusions.ts) along,
  * initializers decoded (weights are uploaded to the GPU the first time a kernel needs them and
- * kept). A call then walks the plan: shape arithmetic, flags and the timestep's small tensors are
+ * kept; Conv weights in the tuned kernel's layout); tuned kernels are compiled once per shape and
+ * kept. A call then walks the plan: shape arithmetic, flags and the timestep's small tensors are
  * evaluated on the host (host-ops.ts); float activations stay in pooled GPU buffers, released
- * after their last use; kernel launches accumulate and go to the GPU in one compute pass, which
- * is submitted only where the host must read a value (an `If` condition that depends on GPU data,
+ * after their last use; kernel launches accumulate and go to the GPU in one compute pass, which is
+ * submitted only where the host must read a value (an `If` condition that depends on GPU data,
  * ToMe's selection steps) and at the end.
  */
 
 import { BUFFER_USAGE } from "../gpu/buffer-pool.js";
 import type { GpuContext, KernelLaunch } from "../gpu/context.js";
+import { type AttentionKernel, prepareAttention } from "../gpu/kernels/attention.js";
+import { convOutputSize, prepareConv } from "../gpu/kernels/conv2d.js";
+import { type GemmShape, prepareGemm } from "../gpu/kernels/gemm.js";
+import type { MatmulKernel } from "../gpu/kernels/matmul-kernel.js";
+import type { Epilogue, PortableTiling, Tiling } from "../gpu/kernels/matmul-wgsl.js";
+import { type LayerNormKernel, prepareLayerNorm } from "../gpu/kernels/norm.js";
+import { chooseKernelVariant, type KernelVariant } from "../gpu/variants.js";
 import type { GraphProto, ModelProto, NodeProto } from "../onnx/proto.js";
 import { type Attributes, attributesOf, normalizeAxis } from "./attributes.js";
+import { type LinearFusion, linearFusions } from "./fusions.js";
 import {
   ints,
   reshapeDims,
@@ -52,6 +66,14 @@ import {
   UNARY_EXPRESSIONS,
   unaryKernel,
 } from "./portable-kernels.js";
+import {
+  attentionPlan,
+  convPlan,
+  convWeightsForKernel,
+  gemmPlan,
+  layerNormPlan,
+  type TunedConv,
+} from "./tuned-plans.js";
 
 /** A float32 tensor in a GPU buffer; reshapes share the buffer. */
 export interface DeviceTensor {
@@ -72,6 +94,25 @@ export interface ExecutionStats {
   readbacks: number;
   /** Operators that ran on the host with GPU inputs read back, by type. */
   hostFallbacks: Record<string, number>;
+  /**
+   * Launches by kernel: src/gpu's tuned kernels as `tuned gemm`, `tuned conv`, `tuned
+   * attention` and `tuned layernorm`, the engine's portable ones by their own names (`matmul`,
+   * `conv`, `attention`, `LayerNormalization`, `copy`, `Add`, ...).
+   */
+  kernels: Record<string, number>;
+}
+
+export interface ExecutorOptions {
+  /**
+   * The tile of the tuned GEMM and convolution on their portable path (default: src/gpu's
+   * default). Tests on SwiftShader pass the small CI tile, as src/gpu's own checks do: a CPU
+   * driver compiles and runs it several times faster, and the fixtures' maps are small.
+   */
+  readonly portableTiling?: PortableTiling;
+}
+
+function emptyStats(): ExecutionStats {
+  return { submits: 0, launches: 0, readbacks: 0, hostFallbacks: {}, kernels: {} };
 }
 
 export function unsupported(what: string): Error {
@@ -180,11 +221,32 @@ export class GraphExecutor {
   private pending: KernelLaunch[] = [];
   private runUploads = new Map<HostTensor, DeviceTensor>();
   private scratch: GPUBuffer[] = [];
-  stats: ExecutionStats = { submits: 0, launches: 0, readbacks: 0, hostFallbacks: {} };
+  stats: ExecutionStats = emptyStats();
+  /**
+   * The variant of src/gpu's tuned kernels this engine runs. The engine keeps activations in
+   * f32, so this is the portable f32 path on every adapter. The tensor-core path needs f16
+   * storage: activations allocated and weights uploaded as f16, the engine's own kernels
+   * (elementwise, copies, norms, softmax) written over a storage type, and f32 kept where a
+   * float16 graph keeps it (the GroupNorm statistics); then `chooseKernelVariant(caps, "f16")`
+   * picks the tensor cores where the adapter has them.
+   */
+  private readonly variant: KernelVariant;
+  /** Tuned kernels prepared (compiled) once per shape and kept with the plan. */
+  private readonly gemms = new Map<string, Promise<MatmulKernel>>();
+  private readonly convs = new Map<string, Promise<MatmulKernel>>();
+  private readonly attentions = new Map<string, Promise<AttentionKernel>>();
+  private readonly layerNorms = new Map<string, Promise<LayerNormKernel>>();
+  /** Top-level MatMuls whose bias Add (and GEGLU) the tuned GEMM applies in its epilogue. */
+  private readonly linears: ReadonlyMap<NodeProto, LinearFusion>;
+  /** Nodes of this call that a fused MatMul has already done. */
+  private readonly absorbed = new Set<NodeProto>();
+  /** Conv weights re-laid for the tuned kernel, once per initializer. */
+  private readonly convWeights = new Map<HostTensor, DeviceTensor>();
 
   constructor(
     readonly ctx: GpuContext,
     readonly model: ModelProto,
+    private readonly options: ExecutorOptions = {},
   ) {
     const graph = model.graph;
     for (const t of graph.initializer ?? [])
@@ -196,6 +258,8 @@ export class GraphExecutor {
     });
     for (const out of graph.output) this.lastUse.set(out.name, Number.POSITIVE_INFINITY);
     this.checkSupported(graph);
+    this.variant = chooseKernelVariant(ctx.capabilities, "f32", "auto");
+    this.linears = linearFusions(this.order, graph, this.initializers, nodeReads);
   }
 
   get inputNames(): string[] {
@@ -230,7 +294,7 @@ export class GraphExecutor {
 
   /** Runs the graph on host feeds; returns every graph output on the host. */
   async run(feeds: ReadonlyMap<string, HostTensor>): Promise<Map<string, HostTensor>> {
-    this.stats = { submits: 0, launches: 0, readbacks: 0, hostFallbacks: {} };
+    this.stats = emptyStats();
     const scope = new Scope();
     for (const [name, t] of this.initializers) scope.values.set(name, t);
     for (const name of this.inputNames) {
@@ -252,6 +316,7 @@ export class GraphExecutor {
       return outputs;
     } finally {
       this.pending = [];
+      this.absorbed.clear();
       for (const v of scope.values.values()) if (v.kind === "device") this.drop(v);
       for (const t of this.runUploads.values()) this.drop(t);
       this.runUploads = new Map();
@@ -267,21 +332,31 @@ export class GraphExecutor {
   ): Promise<void> {
     for (let index = 0; index < nodes.length; index++) {
       const node = nodes[index];
+      // Nodes a fused MatMul did (its bias Add, a GEGLU) have their output already.
+      const fused = this.absorbed.delete(node);
       const inputs = node.input.map((name) => (name === "" ? undefined : scope.get(name)));
       node.input.forEach((name, i) => {
-        if (name !== "" && !inputs[i])
+        if (!fused && name !== "" && !inputs[i])
           throw new Error(`${node.opType}: input "${name}" is not computed`);
       });
-      let outputs: Value[];
-      try {
-        outputs = await this.runNode(node, inputs, scope);
-      } catch (error) {
-        const message = (error as Error).message;
-        throw message.includes("--engine onnxruntime") || message.startsWith(node.opType)
-          ? error
-          : new Error(`${node.opType} "${node.name ?? ""}": ${message}`);
-      }
-      node.output.forEach((name, i) => {
+      let outputs: Value[] = [];
+      let names = node.output;
+      if (!fused)
+        try {
+          const fusion = topLevel ? this.linears.get(node) : undefined;
+          const linear = fusion ? await this.fusedLinear(inputs, fusion) : null;
+          if (linear) {
+            outputs = [linear.value];
+            names = [linear.output];
+            for (const n of linear.absorbed) this.absorbed.add(n);
+          } else outputs = await this.runNode(node, inputs, scope);
+        } catch (error) {
+          const message = (error as Error).message;
+          throw message.includes("--engine onnxruntime") || message.startsWith(node.opType)
+            ? error
+            : new Error(`${node.opType} "${node.name ?? ""}": ${message}`);
+        }
+      names.forEach((name, i) => {
         if (name === "" || !outputs[i]) return;
         const v = outputs[i];
         if (v.kind === "device") this.retain(v);
@@ -426,6 +501,8 @@ export class GraphExecutor {
   destroy(): void {
     for (const t of this.weightsOnDevice.values()) t.buffer.destroy();
     this.weightsOnDevice.clear();
+    for (const t of this.convWeights.values()) t.buffer.destroy();
+    this.convWeights.clear();
     for (const b of this.params.values()) b.destroy();
     this.params.clear();
   }
@@ -472,8 +549,164 @@ export class GraphExecutor {
   ): Promise<void> {
     if (threads === 0) return;
     const pipeline = await this.ctx.pipeline({ label: `engine ${label}`, code });
-    this.pending.push({ pipeline, buffers, workgroups: groups ?? grid(threads) });
+    this.record(label, { pipeline, buffers, workgroups: groups ?? grid(threads) });
+  }
+
+  /** The GEMM and convolution tile asked for, if any (undefined: the kernel's default). */
+  private get tiling(): Tiling | undefined {
+    return this.variant.path === "portable" ? this.options.portableTiling : undefined;
+  }
+
+  /** Adds a launch to the pass being recorded. */
+  private record(label: string, launch: KernelLaunch): void {
+    this.pending.push(launch);
     this.stats.launches++;
+    this.stats.kernels[label] = (this.stats.kernels[label] ?? 0) + 1;
+  }
+
+  /** A tuned kernel from `cache`, prepared on first use of its key. */
+  private prepared<K>(cache: Map<string, Promise<K>>, key: string, make: () => Promise<K>) {
+    let kernel = cache.get(key);
+    if (!kernel) {
+      kernel = make();
+      cache.set(key, kernel);
+    }
+    return kernel;
+  }
+
+  /** A pooled buffer handed back at once: its last reader is already recorded in this pass. */
+  private releaseTemporary(t: DeviceTensor): void {
+    this.ctx.release({ buffer: t.buffer, shape: t.dims, storage: "f32", size: sizeOf(t.dims) });
+  }
+
+  /**
+   * Records the tuned GEMM c = epilogue(a b + bias) into `out` (GemmShape's layout; for GEGLU, b
+   * and the bias have 2 shape.n columns, hidden then gate).
+   */
+  private async gemm(
+    shape: GemmShape,
+    a: DeviceTensor,
+    b: DeviceTensor,
+    out: DeviceTensor,
+    bias?: DeviceTensor,
+    epilogue: Epilogue = "none",
+  ): Promise<void> {
+    const options = { bias: bias !== undefined, epilogue, tiling: this.tiling };
+    const kernel = await this.prepared(this.gemms, JSON.stringify([shape, options]), () =>
+      prepareGemm(this.ctx, this.variant, shape, options),
+    );
+    const buffers = [a.buffer, b.buffer, out.buffer];
+    if (bias) buffers.push(bias.buffer);
+    this.record("tuned gemm", kernel.launch(buffers));
+  }
+
+  /**
+   * Conv on the tuned NHWC implicit-GEMM kernel, for the engine's NCHW tensors: the input is
+   * transposed to NHWC, convolved, and the output transposed back, with the engine's strided
+   * copy. Why transposes rather than an NCHW kernel: they leave the tuned kernel exactly as it
+   * was written and measured, and each is one read and one write of a tensor, where the
+   * convolution reads every input value KH KW times and does 2 KH KW C multiply-adds per output.
+   * (Keeping activations NHWC between layers would remove them; the engine's other kernels and
+   * the graph's Reshapes assume ONNX's NCHW today. A 1x1 convolution would be a GEMM on NCHW
+   * data for a batch of one only: the GEMM shares B across a batch, not the weights' A.) Padding
+   * other than the kernel's own is written into the NHWC copy. The weights, constant
+   * initializers, are re-laid on the host once and kept on the GPU in the kernel's layout.
+   */
+  private async tunedConv(
+    { shape, inputPads }: TunedConv,
+    x: DeviceTensor,
+    w: HostTensor,
+    bias?: DeviceTensor,
+  ): Promise<DeviceTensor> {
+    const options = { bias: bias !== undefined, tiling: this.tiling };
+    const kernel = await this.prepared(this.convs, JSON.stringify([shape, options]), () =>
+      prepareConv(this.ctx, this.variant, shape, options),
+    );
+    const { batch, height, width, inChannels, outChannels } = shape;
+    const out = convOutputSize(shape);
+    const xs = stridesOf(x.dims);
+    const nhwc = this.allocate([batch, height, width, inChannels]);
+    const ns = stridesOf(nhwc.dims);
+    let offset = 0;
+    if (inputPads) {
+      // The padded map: zeros, then the input inside its border.
+      const n = sizeOf(nhwc.dims);
+      await this.launch("fill", fillKernel(), [nhwc.buffer, this.paramBuffer([n, 0])], n);
+      offset = inputPads[0] * ns[1] + inputPads[1] * ns[2];
+    }
+    const [, c, h, wd] = x.dims;
+    await this.copy(x, 0, [xs[0], xs[2], xs[3], xs[1]], nhwc, offset, ns, [batch, h, wd, c]);
+    const yNhwc = this.allocate([batch, out.height, out.width, outChannels]);
+    const buffers = [nhwc.buffer, this.convWeightsOnDevice(w).buffer, yNhwc.buffer];
+    if (bias) buffers.push(bias.buffer);
+    this.record("tuned conv", kernel.launch(buffers));
+    this.releaseTemporary(nhwc);
+    const y = this.allocate([batch, outChannels, out.height, out.width]);
+    const ys = stridesOf(yNhwc.dims);
+    await this.copy(yNhwc, 0, [ys[0], ys[3], ys[1], ys[2]], y, 0, stridesOf(y.dims), y.dims);
+    this.releaseTemporary(yNhwc);
+    return y;
+  }
+
+  /**
+   * A MatMul with its bias Add as one tuned GEMM, the bias in the epilogue (a Linear: one launch
+   * and one activation write fewer), and with a GELU or a GEGLU after it, that too (for GEGLU
+   * the GEMM writes hidden * GELU(gate), half the columns, in place of seven elementwise launches
+   * and the Split's copies). Null where the GEMM does not take the MatMul's shape or the bias does not
+   * span its columns: the nodes then run one by one. Where only the GEGLU's shapes do not fit
+   * (a split that is not two halves of the last axis), the Linear alone is fused.
+   */
+  private async fusedLinear(
+    inputs: (Value | undefined)[],
+    fusion: LinearFusion,
+  ): Promise<{ value: DeviceTensor; output: string; absorbed: NodeProto[] } | null> {
+    const [a, b] = inputs;
+    if (!a || !b || a.dims.length < 2 || b.dims.length < 2) return null;
+    const plan = gemmPlan(a.dims, b.dims, this.variant, this.ctx.capabilities.limits, this.tiling);
+    const n = b.dims[b.dims.length - 1];
+    if (plan.kind !== "tuned" || fusion.bias.dims.length !== 1 || fusion.bias.dims[0] !== n)
+      return null;
+    const batch = broadcastShapes(a.dims.slice(0, -2), b.dims.slice(0, -2), "MatMul");
+    const dims = [...batch, a.dims[a.dims.length - 2], n];
+    const g = fusion.geglu;
+    const geglu =
+      g !== undefined &&
+      n % 2 === 0 &&
+      g.sizes.length === 2 &&
+      g.sizes.every((size) => size === n / 2) &&
+      (g.axis === -1 || g.axis === dims.length - 1);
+    const gelu = fusion.gelu;
+    const out = this.allocate(geglu ? [...dims.slice(0, -1), n / 2] : dims);
+    await this.gemm(
+      geglu ? { ...plan.shape, n: n / 2 } : plan.shape,
+      this.toDevice(a),
+      this.toDevice(b),
+      out,
+      this.toDevice(fusion.bias),
+      geglu ? "geglu" : gelu ? "gelu" : "none",
+    );
+    if (geglu && g) return { value: out, output: g.output, absorbed: [fusion.add, ...g.nodes] };
+    if (gelu) return { value: out, output: gelu.output, absorbed: [fusion.add, ...gelu.nodes] };
+    return { value: out, output: fusion.add.output[0], absorbed: [fusion.add] };
+  }
+
+  /** A Conv weight initializer on the GPU in the tuned kernel's layout, re-laid once. */
+  private convWeightsOnDevice(w: HostTensor): DeviceTensor {
+    let t = this.convWeights.get(w);
+    if (!t) {
+      const [o, c, kh, kw] = w.dims;
+      t = this.uploadOwned(
+        {
+          kind: "host",
+          dtype: "float32",
+          data: convWeightsForKernel(w.data, w.dims),
+          dims: [kh, kw, c, o],
+        },
+        "engine conv weight",
+      );
+      this.convWeights.set(w, t);
+    }
+    return t;
   }
 
   private async copy(
@@ -751,6 +984,17 @@ export class GraphExecutor {
         const batch = broadcastShapes(a.dims.slice(0, -2), b.dims.slice(0, -2), op);
         const dims = [...batch, M, N];
         const out = this.allocate(dims);
+        const plan = gemmPlan(
+          a.dims,
+          b.dims,
+          this.variant,
+          this.ctx.capabilities.limits,
+          this.tiling,
+        );
+        if (plan.kind === "tuned") {
+          await this.gemm(plan.shape, a, b, out);
+          return [out];
+        }
         const n = sizeOf(dims);
         const aS = broadcastStrides(a.dims.slice(0, -2), batch).map((s) => s * M * K);
         const bS = broadcastStrides(b.dims.slice(0, -2), batch).map((s) => s * K * N);
@@ -775,6 +1019,26 @@ export class GraphExecutor {
         const [sy, sx] = attrs.ints("strides") ?? [1, 1];
         const [dy, dx] = attrs.ints("dilations") ?? [1, 1];
         const [pt, pl, pb, pr] = attrs.ints("pads") ?? [0, 0, 0, 0];
+        const weights = inputs[1];
+        // The tuned kernel reads weights re-laid on the host, so only constant weights qualify.
+        if (weights?.kind === "host" && this.initializerSet.has(weights)) {
+          const plan = convPlan(
+            x.dims,
+            w.dims,
+            {
+              group: 1,
+              autoPad: "NOTSET",
+              strides: [sy, sx],
+              dilations: [dy, dx],
+              pads: [pt, pl, pb, pr],
+            },
+            this.variant,
+            this.ctx.capabilities.limits,
+            this.tiling,
+          );
+          if (plan.kind === "tuned")
+            return [await this.tunedConv(plan.shape, x, weights, inputs[2] ? dev(2) : undefined)];
+        }
         const OH = Math.floor((H + pt + pb - dy * (KH - 1) - 1) / sy) + 1;
         const OW = Math.floor((W + pl + pr - dx * (KW - 1) - 1) / sx) + 1;
         const out = this.allocate([N, O, OH, OW]);
@@ -788,6 +1052,30 @@ export class GraphExecutor {
       case "InstanceNormalization":
       case "LayerNormalization": {
         const x = dev(0);
+        if (op === "LayerNormalization") {
+          const plan = layerNormPlan(
+            {
+              x: x.dims,
+              axis: normalizeAxis(attrs.int("axis", -1), x.dims.length),
+              scale: (inputs[1] as Value).dims,
+              bias: inputs[2]?.dims,
+              epsilon: attrs.float("epsilon", 1e-5),
+              statistics: node.output.filter((o) => o !== "").length > 1,
+            },
+            this.ctx.capabilities.limits,
+          );
+          if (plan.kind === "tuned") {
+            const kernel = await this.prepared(this.layerNorms, JSON.stringify(plan.shape), () =>
+              prepareLayerNorm(this.ctx, this.variant, plan.shape),
+            );
+            const out = this.allocate(x.dims);
+            this.record(
+              "tuned layernorm",
+              kernel.launch([x.buffer, dev(1).buffer, dev(2).buffer, out.buffer]),
+            );
+            return [out];
+          }
+        }
         const instance = op === "InstanceNormalization";
         if (!instance && normalizeAxis(attrs.int("axis", -1), x.dims.length) !== x.dims.length - 1)
           throw unsupported("LayerNormalization over more than the last axis");
@@ -845,6 +1133,27 @@ export class GraphExecutor {
         if (q.dims.length !== 3 || k.dims.length !== 3 || v.dims.length !== 3)
           throw unsupported("MultiHeadAttention with packed or 4-D inputs");
         const heads = attrs.int("num_heads", 1);
+        const givenScale = attrs.float("scale", Number.NaN);
+        const plan = attentionPlan(
+          {
+            q: q.dims,
+            k: k.dims,
+            v: v.dims,
+            heads,
+            scale: Number.isNaN(givenScale) ? undefined : givenScale,
+            extraInputs: inputs.slice(3).some((input) => input !== undefined),
+          },
+          this.variant,
+          this.ctx.capabilities.limits,
+        );
+        if (plan.kind === "tuned") {
+          const kernel = await this.prepared(this.attentions, JSON.stringify(plan.shape), () =>
+            prepareAttention(this.ctx, this.variant, plan.shape),
+          );
+          const out = this.allocate(q.dims);
+          this.record("tuned attention", kernel.launch([q.buffer, k.buffer, v.buffer, out.buffer]));
+          return [out];
+        }
         const [B, Sq, HD] = q.dims;
         const Sk = k.dims[1];
         const D = HD / heads;

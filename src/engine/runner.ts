@@ -6,13 +6,14 @@ import { GpuContext, type GpuContextOptions } from "../gpu/context.js";
 import type { ModelProto } from "../onnx/proto.js";
 import { decodeModel } from "../onnx/proto.js";
 import type { ModelRunner, RunnerFeed, RunnerTensor } from "../runtime/types.js";
-import { type ExecutionStats, GraphExecutor } from "./executor.js";
+import { type ExecutionStats, type ExecutorOptions, GraphExecutor } from "./executor.js";
 import type { HostTensor } from "./host-tensor.js";
 
 export interface KernelRunnerOptions {
   /** A context to share between models (not destroyed by `release`); made if absent. */
   readonly context?: GpuContext;
   readonly gpu?: GpuContextOptions;
+  readonly executor?: ExecutorOptions;
 }
 
 export interface KernelRunner extends ModelRunner {
@@ -47,7 +48,7 @@ export async function createKernelRunner(
   const ctx = options.context ?? (await GpuContext.create(options.gpu));
   let executor: GraphExecutor;
   try {
-    executor = new GraphExecutor(ctx, proto);
+    executor = new GraphExecutor(ctx, proto, options.executor);
   } catch (error) {
     if (owned) ctx.destroy();
     throw error;

@@ -5,6 +5,7 @@
 import { parseUnetConfig } from "../../src/configs/unet-config.js";
 import { parseVaeConfig } from "../../src/configs/vae-config.js";
 import { createKernelRunner } from "../../src/engine/runner.js";
+import { CI_PORTABLE_TILING } from "../../src/gpu/checks.js";
 import { GpuContext } from "../../src/gpu/context.js";
 import { buildUnet } from "../../src/models/unet.js";
 import { buildVaeDecoder, buildVaeEncoder } from "../../src/models/vae.js";
@@ -30,6 +31,8 @@ export interface CaseReport {
   readonly hostFallbacks: Record<string, number>;
   readonly submits: number;
   readonly readbacks: number;
+  /** Launches by kernel (ExecutionStats.kernels). */
+  readonly kernels: Record<string, number>;
 }
 
 // Arguments: which model's cases ("sd15-tiny", ..., "vae"; all if absent), then optionally a
@@ -38,6 +41,10 @@ const only = process.argv[2];
 const variants = process.argv[3] ? new Set(process.argv[3].split(",")) : undefined;
 const sizes = process.argv[4] ? new Set(process.argv[4].split(",")) : undefined;
 const ctx = await GpuContext.create();
+// The tuned GEMM and convolution on the small tile src/gpu's own checks use on SwiftShader: the
+// default tile compiles and runs several times slower on a CPU driver at the fixtures' sizes.
+// (tuned.child.ts runs the default tile.)
+const executor = { portableTiling: CI_PORTABLE_TILING };
 const results: CaseReport[] = [];
 const errors: Record<string, string> = {};
 
@@ -57,7 +64,10 @@ async function unetCases(model: string): Promise<void> {
         weights,
         args ? { reduction: settingsFromReferenceArgs(args) } : {},
       );
-      const runner = await createKernelRunner(buildModelBytes(built.builder), { context: ctx });
+      const runner = await createKernelRunner(buildModelBytes(built.builder), {
+        context: ctx,
+        executor,
+      });
       for (const c of ofVariant) {
         const key = (k: string) => `${c.size}.${k}`;
         const feed = (k: string) =>
@@ -82,6 +92,7 @@ async function unetCases(model: string): Promise<void> {
           hostFallbacks: { ...runner.lastStats.hostFallbacks },
           submits: runner.lastStats.submits,
           readbacks: runner.lastStats.readbacks,
+          kernels: { ...runner.lastStats.kernels },
         });
       }
       await runner.release();
@@ -102,7 +113,7 @@ async function vaeCases(): Promise<void> {
       const parsed = parseVaeConfig(config);
       const decoder = await createKernelRunner(
         buildModelBytes(buildVaeDecoder(parsed, weights).builder),
-        { context: ctx },
+        { context: ctx, executor },
       );
       const decoded = await decoder.run({ [decoder.inputNames[0]]: feed(`${pipeline}.latents`) });
       results.push({
@@ -114,10 +125,11 @@ async function vaeCases(): Promise<void> {
         hostFallbacks: { ...decoder.lastStats.hostFallbacks },
         submits: decoder.lastStats.submits,
         readbacks: decoder.lastStats.readbacks,
+        kernels: { ...decoder.lastStats.kernels },
       });
       const encoder = await createKernelRunner(
         buildModelBytes(buildVaeEncoder(parsed, weights).builder),
-        { context: ctx },
+        { context: ctx, executor },
       );
       const encoded = await encoder.run({ [encoder.inputNames[0]]: feed(`${pipeline}.image`) });
       for (const [output, key] of [
@@ -133,6 +145,7 @@ async function vaeCases(): Promise<void> {
           hostFallbacks: { ...encoder.lastStats.hostFallbacks },
           submits: encoder.lastStats.submits,
           readbacks: encoder.lastStats.readbacks,
+          kernels: { ...encoder.lastStats.kernels },
         });
     } catch (error) {
       errors[`vae ${pipeline}`] = (error as Error).message;

@@ -2,7 +2,7 @@
 // that Debian's Chromium ships), f32: the same graphs the onnxruntime path runs (tests/models),
 // executed by src/engine, each output within 1e-4 of the reference (FIXTURES.md). SwiftShader
 // runs the tiny UNet's thousand launches in about ten seconds per call on a loaded 2-core machine,
-// so CI takes the baseline, ToDo and ToMe at one size, and every VAE case (about 60 s in all);
+// so CI takes the baseline, ToDo and ToMe at one size, and every VAE case (one to two minutes in all);
 // `vite-node tests/engine/conformance.child.ts [model]` runs every case of a model. Dawn finds its driver through the environment a process starts with, so the work
 // runs in a child process.
 import { execFile } from "node:child_process";
@@ -67,6 +67,24 @@ describe("the kernels engine on SwiftShader, f32", () => {
       expect(r.hostFallbacks, r.name).toEqual({});
       expect(r.readbacks, r.name).toBe(0);
       expect(r.submits, r.name).toBe(1);
+    }
+  });
+
+  it("runs MatMul, Conv and attention on src/gpu's tuned kernels, not the engine's portable ones", () => {
+    for (const r of [...unet.results, ...vae.results]) {
+      expect(r.kernels["tuned gemm"], r.name).toBeGreaterThan(0);
+      expect(r.kernels["tuned conv"], r.name).toBeGreaterThan(0);
+      expect(r.kernels["tuned attention"], r.name).toBeGreaterThan(0);
+      expect(r.kernels.matmul ?? 0, r.name).toBe(0);
+      // The VAE encoder's bottom-right padded downsampling included (the padding is written).
+      expect(r.kernels.conv ?? 0, r.name).toBe(0);
+      expect(r.kernels.attention ?? 0, r.name).toBe(0);
+    }
+    for (const r of unet.results) {
+      expect(r.kernels["tuned layernorm"], r.name).toBeGreaterThan(0);
+      expect(r.kernels.LayerNormalization ?? 0, r.name).toBe(0);
+      // The feed-forward's GEGLU runs in the GEMM's epilogue: no GELU left on its own.
+      expect(r.kernels.Erf ?? 0, r.name).toBe(0);
     }
   });
 

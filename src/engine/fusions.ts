@@ -1,0 +1,163 @@
+/**
+ * Node patterns of the builders' graphs that the tuned GEMM runs as one launch, found once per
+ * model: a Linear (MatMul, then an Add of a bias initializer) with the bias in the GEMM's
+ * epilogue, followed either by a GELU (a transformer MLP) or by the UNet's GEGLU feed-forward
+ * (Shazeer, 2020, "GLU Variants Improve Transformer"): the Linear's output split in half along
+ * the last axis into hidden and gate, then hidden * GELU(gate). GELU is the erf form the builder
+ * writes, 0.5 x (1 + erf(x / sqrt 2)), which the GEMM's epilogues compute in registers. Only top-level nodes whose every intermediate value has
+ * exactly that one reader (and is no graph output) qualify, so skipping them loses nothing.
+ * Whether the shapes fit (the bias spans the product's columns, the split halves them along the
+ * last axis) is checked when a call knows them; the nodes run one by one otherwise.
+ */
+import type { GraphProto, NodeProto } from "../onnx/proto.js";
+import { attributesOf } from "./attributes.js";
+import type { HostTensor } from "./host-tensor.js";
+
+/** hidden * GELU(gate) after a Linear's Split, fused into the GEMM's GEGLU epilogue. */
+export interface GegluFusion {
+  /** The Split's axis attribute (checked against the rank at run time). */
+  readonly axis: number;
+  /** The Split's sizes (two equal halves for the fusion to apply). */
+  readonly sizes: readonly number[];
+  /** The nodes the GEMM replaces after the bias Add: the Split, the GELU's and the product. */
+  readonly nodes: readonly NodeProto[];
+  /** The product's name. */
+  readonly output: string;
+}
+
+/** GELU(x) after a Linear, fused into the GEMM's GELU epilogue. */
+export interface GeluFusion {
+  /** The GELU's nodes, in graph order. */
+  readonly nodes: readonly NodeProto[];
+  /** The GELU's output name. */
+  readonly output: string;
+}
+
+/** A MatMul's bias Add, and what follows it when the GEMM can absorb that too. */
+export interface LinearFusion {
+  readonly add: NodeProto;
+  readonly bias: HostTensor;
+  readonly geglu?: GegluFusion;
+  readonly gelu?: GeluFusion;
+}
+
+type Initializers = ReadonlyMap<string, HostTensor>;
+
+function isStandard(node: NodeProto | undefined, opType: string): node is NodeProto {
+  return node !== undefined && node.opType === opType && (node.domain ?? "") === "";
+}
+
+/** The other input of a two-input node, given one of them (undefined if it does not read it). */
+function otherInput(node: NodeProto, name: string): string | undefined {
+  if (node.input.length !== 2) return undefined;
+  if (node.input[0] === name) return node.input[1];
+  if (node.input[1] === name) return node.input[0];
+  return undefined;
+}
+
+/** A float initializer holding the single value `value` (as float32). */
+function isScalar(initializers: Initializers, name: string | undefined, value: number): boolean {
+  const t = name === undefined ? undefined : initializers.get(name);
+  return (
+    t !== undefined &&
+    t.dtype === "float32" &&
+    t.data.length === 1 &&
+    t.data[0] === Math.fround(value)
+  );
+}
+
+/**
+ * The Linears of a top-level node order (MatMul -> Add of a float initializer), each with the
+ * GEGLU that follows it where there is one.
+ */
+export function linearFusions(
+  order: readonly NodeProto[],
+  graph: GraphProto,
+  initializers: Initializers,
+  reads: (node: NodeProto) => readonly string[],
+): Map<NodeProto, LinearFusion> {
+  const readers = new Map<string, NodeProto[]>();
+  for (const node of order)
+    for (const name of new Set(reads(node)))
+      readers.set(name, [...(readers.get(name) ?? []), node]);
+  const outputs = new Set(graph.output.map((o) => o.name));
+  /** The one node reading `name`, when exactly one does and it is no graph output. */
+  const sole = (name: string | undefined): NodeProto | undefined => {
+    const users = name === undefined ? [] : (readers.get(name) ?? []);
+    return name !== undefined && !outputs.has(name) && users.length === 1 ? users[0] : undefined;
+  };
+  const fusions = new Map<NodeProto, LinearFusion>();
+  for (const node of order) {
+    if (!isStandard(node, "MatMul")) continue;
+    const add = sole(node.output[0]);
+    if (!isStandard(add, "Add")) continue;
+    const other = otherInput(add, node.output[0]);
+    const bias =
+      other === undefined || other === node.output[0] ? undefined : initializers.get(other);
+    if (bias?.dtype !== "float32") continue;
+    const geglu = gegluAfter(add.output[0], sole, readers, initializers);
+    const gelu = geglu ? undefined : geluOf(add.output[0], sole, readers, initializers);
+    fusions.set(node, { add, bias, geglu, gelu });
+  }
+  return fusions;
+}
+
+function gegluAfter(
+  linear: string,
+  sole: (name: string | undefined) => NodeProto | undefined,
+  readers: ReadonlyMap<string, readonly NodeProto[]>,
+  initializers: Initializers,
+): GegluFusion | undefined {
+  const split = sole(linear);
+  if (!isStandard(split, "Split") || split.output.length !== 2 || split.input[0] !== linear)
+    return undefined;
+  const sizes = split.input[1] ? initializers.get(split.input[1]) : undefined;
+  if (sizes?.data.length !== 2) return undefined;
+  const [hidden, gate] = split.output;
+  const gelu = geluOf(gate, sole, readers, initializers);
+  if (!gelu) return undefined;
+  const product = sole(gelu.output);
+  if (
+    !isStandard(product, "Mul") ||
+    otherInput(product, gelu.output) !== hidden ||
+    sole(hidden) !== product
+  )
+    return undefined;
+  return {
+    axis: attributesOf(split).int("axis", 0),
+    sizes: Array.from(sizes.data),
+    nodes: [split, ...gelu.nodes, product],
+    output: product.output[0],
+  };
+}
+
+/**
+ * GELU(x) = (x * 0.5) * (erf(x / sqrt 2) + 1) as GraphBuilder.gelu writes it, where x has
+ * exactly those two readers.
+ */
+function geluOf(
+  x: string,
+  sole: (name: string | undefined) => NodeProto | undefined,
+  readers: ReadonlyMap<string, readonly NodeProto[]>,
+  initializers: Initializers,
+): GeluFusion | undefined {
+  const users = readers.get(x) ?? [];
+  if (users.length !== 2) return undefined;
+  const div = users.find((n) => isStandard(n, "Div") && n.input[0] === x);
+  const half = users.find((n) => isStandard(n, "Mul"));
+  if (!div || !half || !isScalar(initializers, div.input[1], Math.SQRT2)) return undefined;
+  if (!isScalar(initializers, otherInput(half, x), 0.5)) return undefined;
+  const erf = sole(div.output[0]);
+  if (!isStandard(erf, "Erf")) return undefined;
+  const plusOne = sole(erf.output[0]);
+  if (!isStandard(plusOne, "Add") || !isScalar(initializers, otherInput(plusOne, erf.output[0]), 1))
+    return undefined;
+  const gelu = sole(plusOne.output[0]);
+  if (
+    !isStandard(gelu, "Mul") ||
+    otherInput(gelu, plusOne.output[0]) !== half.output[0] ||
+    sole(half.output[0]) !== gelu
+  )
+    return undefined;
+  return { nodes: [div, half, erf, plusOne, gelu], output: gelu.output[0] };
+}

@@ -1,0 +1,146 @@
+// The node patterns the tuned GEMM absorbs (a Linear's bias Add, the GEGLU after it), found in
+// graphs built with the same builder calls as the models, and the near misses it must leave alone.
+import { describe, expect, it } from "vitest";
+import { topologicalOrder } from "../../src/engine/executor.js";
+import { linearFusions } from "../../src/engine/fusions.js";
+import { decodeTensorProto } from "../../src/engine/host-tensor.js";
+import { GraphBuilder, type Value } from "../../src/onnx/builder.js";
+import { buildModelBytes } from "../../src/onnx/model-io.js";
+import { decodeModel } from "../../src/onnx/proto.js";
+
+function fusionsOf(build: (g: GraphBuilder, x: Value) => void) {
+  const g = new GraphBuilder();
+  build(g, g.input("x", "float32", [2, 5, 12]));
+  const model = decodeModel(buildModelBytes(g));
+  const initializers = new Map(
+    (model.graph.initializer ?? []).map((t) => [t.name ?? "", decodeTensorProto(t)]),
+  );
+  const order = topologicalOrder(model.graph);
+  const fusions = linearFusions(order, model.graph, initializers, (n) =>
+    n.input.filter((name) => name !== ""),
+  );
+  return [...fusions.values()].map((f) => ({
+    add: f.add.opType,
+    bias: f.bias.dims,
+    gelu: f.gelu && { nodes: f.gelu.nodes.map((n) => n.opType), output: f.gelu.output },
+    geglu: f.geglu && {
+      axis: f.geglu.axis,
+      sizes: f.geglu.sizes,
+      nodes: f.geglu.nodes.map((n) => n.opType),
+      output: f.geglu.output,
+    },
+  }));
+}
+
+const linear = (g: GraphBuilder, x: Value, n: number) =>
+  g.add(
+    g.matMul(
+      x,
+      g.weight(`w${n}`, [12, n], () => new Float32Array(12 * n)),
+    ),
+    g.weight(`b${n}`, [n], () => new Float32Array(n)),
+  );
+
+describe("linearFusions", () => {
+  it("finds a Linear and the GEGLU after it, as the UNet's feed-forward builds them", () => {
+    let product = "";
+    const found = fusionsOf((g, x) => {
+      const [hidden, gate] = g.split(linear(g, x, 16), [8, 8], -1);
+      const y = g.mul(hidden, g.gelu(gate));
+      product = y.name;
+      g.output(y, "y", "float32");
+    });
+    expect(found).toEqual([
+      {
+        add: "Add",
+        bias: [16],
+        gelu: undefined,
+        geglu: {
+          axis: -1,
+          sizes: [8, 8],
+          nodes: ["Split", "Div", "Mul", "Erf", "Add", "Mul", "Mul"],
+          output: product,
+        },
+      },
+    ]);
+  });
+
+  it("finds a GELU after a Linear (a transformer MLP), and a Linear alone", () => {
+    let gelu = "";
+    expect(
+      fusionsOf((g, x) => {
+        const y = g.gelu(linear(g, x, 8));
+        gelu = y.name;
+        g.output(y, "y", "float32");
+      }),
+    ).toEqual([
+      {
+        add: "Add",
+        bias: [8],
+        gelu: { nodes: ["Div", "Mul", "Erf", "Add", "Mul"], output: gelu },
+        geglu: undefined,
+      },
+    ]);
+    // CLIP's quick GELU is not the epilogue's erf GELU: the Linear alone.
+    expect(
+      fusionsOf((g, x) => g.output(g.quickGelu(linear(g, x, 8)), "y", "float32")).map((f) => [
+        f.gelu,
+        f.geglu,
+      ]),
+    ).toEqual([[undefined, undefined]]);
+  });
+
+  it("leaves a Linear whose output is also read elsewhere, or added to a computed value", () => {
+    // The product read twice (the Add and an output), or added to a computed value.
+    expect(
+      fusionsOf((g, x) => {
+        const p = g.matMul(
+          x,
+          g.weight("w", [12, 8], () => new Float32Array(96)),
+        );
+        g.output(
+          g.add(
+            p,
+            g.weight("b", [8], () => new Float32Array(8)),
+          ),
+          "y",
+          "float32",
+        );
+        g.output(p, "p", "float32");
+      }),
+    ).toEqual([]);
+    expect(
+      fusionsOf((g, x) => {
+        const p = g.matMul(
+          x,
+          g.weight("w", [12, 12], () => new Float32Array(144)),
+        );
+        g.output(g.add(p, x), "y", "float32");
+      }),
+    ).toEqual([]);
+  });
+
+  it("leaves the GEGLU apart where the gate or hidden half has another reader or the GELU differs", () => {
+    const gegluOf = (build: (g: GraphBuilder, hidden: Value, gate: Value) => void) =>
+      fusionsOf((g, x) => {
+        const [hidden, gate] = g.split(linear(g, x, 16), [8, 8], -1);
+        build(g, hidden, gate);
+      }).map((f) => f.geglu);
+    expect(
+      gegluOf((g, hidden, gate) => {
+        g.output(g.mul(hidden, g.gelu(gate)), "y", "float32");
+        g.output(gate, "gate", "float32");
+      }),
+    ).toEqual([undefined]);
+    expect(
+      gegluOf((g, hidden, gate) => {
+        g.output(g.mul(hidden, g.gelu(gate)), "y", "float32");
+        g.output(g.add(hidden, hidden), "z", "float32");
+      }),
+    ).toEqual([undefined]);
+    // CLIP's quick GELU is not the epilogue's erf GELU.
+    expect(
+      gegluOf((g, hidden, gate) => g.output(g.mul(hidden, g.quickGelu(gate)), "y", "float32")),
+    ).toEqual([undefined]);
+  });
+});

@@ -1,0 +1,93 @@
+// The kernels engine on src/gpu's tuned kernels, on SwiftShader in f32: a small graph with MatMul,
+// Conv and MultiHeadAttention nodes in shapes the tuned GEMM, convolution and flash attention take
+// and in shapes they refuse (tuned.child.ts), every output against a float64 reference, and the
+// launches by kernel showing which ran where. The work runs in a child process: Dawn finds its
+// driver through the environment a process starts with.
+import { execFile } from "node:child_process";
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { beforeAll, describe, expect, it } from "vitest";
+import type { TunedReport } from "./tuned.child.js";
+
+const CHROMIUM_LIBS = process.env.TODO_SD_CHROMIUM_LIBS ?? "/usr/lib/chromium";
+const ICD = join(CHROMIUM_LIBS, "vk_swiftshader_icd.json");
+
+// Inputs and weights are uniform in [-1, 1); the longest dot product has 27 terms, so float32
+// accumulation errs by at most about 27 * 27 * 2^-24 < 5e-5 (the classic n * eps * sum |a b|
+// bound); softmax and the layer norm's 1/sqrt (of a variance near 1/3 over 12 values) add a
+// few ulps. Far below the 1e-1 scale of a wrong layout or index.
+const TOLERANCE = 5e-5;
+
+describe("the kernels engine on the tuned src/gpu kernels (SwiftShader, f32)", () => {
+  let report: TunedReport;
+  beforeAll(async () => {
+    expect(existsSync(ICD), `${ICD} (Debian's chromium package) is needed`).toBe(true);
+    const { stdout } = await promisify(execFile)(
+      join("node_modules", ".bin", "vite-node"),
+      [join("tests", "engine", "tuned.child.ts")],
+      {
+        env: {
+          ...process.env,
+          LD_LIBRARY_PATH: [CHROMIUM_LIBS, process.env.LD_LIBRARY_PATH].filter(Boolean).join(":"),
+          VK_ICD_FILENAMES: ICD,
+        },
+        timeout: 170_000,
+      },
+    );
+    report = JSON.parse(stdout.trim().split("\n").at(-1) ?? "") as TunedReport;
+  }, 180_000);
+
+  it("matches the float64 reference on the tuned and the fallback paths, call after call", () => {
+    expect(report.diffs).toHaveLength(2);
+    for (const diffs of report.diffs) {
+      expect(Object.keys(diffs).sort()).toEqual(
+        [
+          "linear",
+          "batched",
+          "broadcast",
+          "conv3",
+          "conv3s2",
+          "conv1",
+          "convAsymmetric",
+          "convFedWeights",
+          "attention",
+          "attentionNarrow",
+          "attentionScale",
+          "layerNorm",
+          "layerNormNoBias",
+          "geglu",
+          "linearGelu",
+        ].sort(),
+      );
+      for (const [name, diff] of Object.entries(diffs))
+        expect(diff, name).toBeLessThanOrEqual(TOLERANCE);
+    }
+  });
+
+  it("runs what the tuned kernels take on them and the rest on the portable kernels", () => {
+    for (const kernels of report.kernels)
+      expect(kernels).toEqual({
+        // The Linear with its bias fused (no Add launch), the GEGLU projection with its split and
+        // GELU fused (no Split copies, Div, Erf, Add or Mul launches), the Linear with its GELU,
+        // and the batched product.
+        "tuned gemm": 4,
+        // a (5, 4) broadcast against b (2, 3, 4, 6).
+        matmul: 1,
+        // 3x3, 3x3 stride 2, 1x1, and bottom-right padding (written into the zero-filled NHWC
+        // input); each with its input and output transposed.
+        "tuned conv": 4,
+        fill: 1,
+        copy: 8,
+        // Weights fed as an input rather than an initializer.
+        conv: 1,
+        // Heads of 8; heads of 2 and a scale other than 1/sqrt(d) stay portable.
+        "tuned attention": 1,
+        attention: 2,
+        // With a bias; the one without stays portable.
+        "tuned layernorm": 1,
+        LayerNormalization: 1,
+      });
+    expect(report.submits).toEqual([1, 1]);
+  });
+});
