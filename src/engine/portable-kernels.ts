@@ -31,14 +31,33 @@ const HEADER = `
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) local: u32) {
   let i = i32((wg.y * ${GROUPS_X}u + wg.x) * ${WORKGROUP}u + local);`;
 
+type BindingKind = "in" | "out" | "ints";
+const BINDING_TYPES: Readonly<Record<BindingKind, string>> = Object.freeze({
+  in: "read> {}: array<f32>",
+  out: "read_write> {}: array<f32>",
+  ints: "read> {}: array<i32>",
+});
+
+/**
+ * Storage bindings 0, 1, ... in the order given (a `false` entry, an optional input left out, is
+ * skipped): `in` f32 inputs, `out` the f32 result, `ints` i32 inputs (indices, the parameters).
+ */
+function bindings(...vars: readonly (readonly [string, BindingKind] | false)[]): string {
+  return vars
+    .filter((v) => v !== false)
+    .map(
+      ([name, kind], i) =>
+        `@group(0) @binding(${i}) var<storage, ${BINDING_TYPES[kind].replace("{}", name)};`,
+    )
+    .join("\n");
+}
+
 /** The largest rank the index arithmetic unrolls for. */
 export const MAX_RANK = 8;
 
 export function copyKernel(): string {
   return `
-@group(0) @binding(0) var<storage, read> src: array<f32>;
-@group(0) @binding(1) var<storage, read_write> dst: array<f32>;
-@group(0) @binding(2) var<storage, read> p: array<i32>;
+${bindings(["src", "in"], ["dst", "out"], ["p", "ints"])}
 ${HEADER}
   if (i >= p[0]) { return; }
   var rem = i;
@@ -57,8 +76,7 @@ ${HEADER}
 /** Fills `dst` with one value (bits in p[1]): Pad's border. p: count, value bits. */
 export function fillKernel(): string {
   return `
-@group(0) @binding(0) var<storage, read_write> dst: array<f32>;
-@group(0) @binding(1) var<storage, read> p: array<i32>;
+${bindings(["dst", "out"], ["p", "ints"])}
 ${HEADER}
   if (i >= p[0]) { return; }
   dst[i] = bitcast<f32>(p[1]);
@@ -90,9 +108,7 @@ export const UNARY_EXPRESSIONS: Readonly<Record<string, string>> = {
 
 export function unaryKernel(op: string): string {
   return `${op === "Erf" ? ERF : ""}
-@group(0) @binding(0) var<storage, read> src: array<f32>;
-@group(0) @binding(1) var<storage, read_write> dst: array<f32>;
-@group(0) @binding(2) var<storage, read> p: array<i32>;
+${bindings(["src", "in"], ["dst", "out"], ["p", "ints"])}
 ${HEADER}
   if (i >= p[0]) { return; }
   let x = src[i];
@@ -112,10 +128,7 @@ export const BINARY_EXPRESSIONS: Readonly<Record<string, string>> = {
 
 export function binaryKernel(op: string): string {
   return `
-@group(0) @binding(0) var<storage, read> a: array<f32>;
-@group(0) @binding(1) var<storage, read> b: array<f32>;
-@group(0) @binding(2) var<storage, read_write> dst: array<f32>;
-@group(0) @binding(3) var<storage, read> p: array<i32>;
+${bindings(["a", "in"], ["b", "in"], ["dst", "out"], ["p", "ints"])}
 ${HEADER}
   if (i >= p[0]) { return; }
   var rem = i;
@@ -136,10 +149,7 @@ ${HEADER}
 /** Gather along an axis: out (outer, count, inner) = x (outer, length, inner) at indices. */
 export function gatherKernel(): string {
   return `
-@group(0) @binding(0) var<storage, read> src: array<f32>;
-@group(0) @binding(1) var<storage, read> indices: array<i32>;
-@group(0) @binding(2) var<storage, read_write> dst: array<f32>;
-@group(0) @binding(3) var<storage, read> p: array<i32>;
+${bindings(["src", "in"], ["indices", "ints"], ["dst", "out"], ["p", "ints"])}
 ${HEADER}
   if (i >= p[0]) { return; }
   let inner = p[3];
@@ -154,9 +164,7 @@ ${HEADER}
 /** Nearest resize, asymmetric coordinates, floor rounding: src = floor(dst / scale) per axis. */
 export function resizeNearestKernel(): string {
   return `
-@group(0) @binding(0) var<storage, read> src: array<f32>;
-@group(0) @binding(1) var<storage, read_write> dst: array<f32>;
-@group(0) @binding(2) var<storage, read> p: array<i32>;
+${bindings(["src", "in"], ["dst", "out"], ["p", "ints"])}
 ${HEADER}
   if (i >= p[0]) { return; }
   var rem = i;
@@ -183,9 +191,7 @@ export function reduceKernel(kind: ReduceKind): string {
   const step = kind === "ReduceMax" ? "acc = max(acc, v);" : "acc += v;";
   const finish = kind === "ReduceMean" ? "acc / f32(length)" : "acc";
   return `
-@group(0) @binding(0) var<storage, read> src: array<f32>;
-@group(0) @binding(1) var<storage, read_write> dst: array<f32>;
-@group(0) @binding(2) var<storage, read> p: array<i32>;
+${bindings(["src", "in"], ["dst", "out"], ["p", "ints"])}
 ${HEADER}
   if (i >= p[0]) { return; }
   let length = p[1];
@@ -204,10 +210,7 @@ ${HEADER}
 /** p: count, M, N, K, batch rank, batch shape[8], a batch strides[8], b batch strides[8]. */
 export function matmulKernel(): string {
   return `
-@group(0) @binding(0) var<storage, read> a: array<f32>;
-@group(0) @binding(1) var<storage, read> b: array<f32>;
-@group(0) @binding(2) var<storage, read_write> dst: array<f32>;
-@group(0) @binding(3) var<storage, read> p: array<i32>;
+${bindings(["a", "in"], ["b", "in"], ["dst", "out"], ["p", "ints"])}
 ${HEADER}
   if (i >= p[0]) { return; }
   let M = p[1];
@@ -235,11 +238,7 @@ ${HEADER}
 /** p: count, C, H, W, O, OH, OW, KH, KW, strideY, strideX, padTop, padLeft, dilY, dilX. */
 export function convKernel(bias: boolean): string {
   return `
-@group(0) @binding(0) var<storage, read> x: array<f32>;
-@group(0) @binding(1) var<storage, read> w: array<f32>;
-@group(0) @binding(2) var<storage, read_write> dst: array<f32>;
-@group(0) @binding(3) var<storage, read> p: array<i32>;
-${bias ? "@group(0) @binding(4) var<storage, read> bias: array<f32>;" : ""}
+${bindings(["x", "in"], ["w", "in"], ["dst", "out"], ["p", "ints"], bias && ["bias", "in"])}
 ${HEADER}
   if (i >= p[0]) { return; }
   let C = p[1]; let H = p[2]; let W = p[3]; let O = p[4]; let OH = p[5]; let OW = p[6];
@@ -280,11 +279,7 @@ export function normKernel(kind: "instance" | "layer", bias: boolean): string {
       ? "(v - mean) * inv * sc + sh"
       : `(v - mean) * inv * scale[j]${bias ? " + shift[j]" : ""}`;
   return `
-@group(0) @binding(0) var<storage, read> x: array<f32>;
-@group(0) @binding(1) var<storage, read> scale: array<f32>;
-@group(0) @binding(2) var<storage, read_write> dst: array<f32>;
-@group(0) @binding(3) var<storage, read> p: array<i32>;
-${bias ? "@group(0) @binding(4) var<storage, read> shift: array<f32>;" : ""}
+${bindings(["x", "in"], ["scale", "in"], ["dst", "out"], ["p", "ints"], bias && ["shift", "in"])}
 var<workgroup> partial: array<f32, ${WORKGROUP}>;
 
 fn reduce_sum(local: u32, v: f32) -> f32 {
@@ -326,9 +321,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
 /** Softmax over the last axis: p: rows, length. One thread per row (rows are short here). */
 export function softmaxKernel(): string {
   return `
-@group(0) @binding(0) var<storage, read> x: array<f32>;
-@group(0) @binding(1) var<storage, read_write> dst: array<f32>;
-@group(0) @binding(2) var<storage, read> p: array<i32>;
+${bindings(["x", "in"], ["dst", "out"], ["p", "ints"])}
 ${HEADER}
   if (i >= p[0]) { return; }
   let L = p[1];
@@ -352,12 +345,7 @@ export const MAX_HEAD = 128;
 export function attentionKernel(bias: boolean): string {
   const addBias = bias ? " + bias[b * p[8] + h * p[9] + q * Sk + j]" : "";
   return `
-@group(0) @binding(0) var<storage, read> Q: array<f32>;
-@group(0) @binding(1) var<storage, read> K: array<f32>;
-@group(0) @binding(2) var<storage, read> V: array<f32>;
-@group(0) @binding(3) var<storage, read_write> dst: array<f32>;
-@group(0) @binding(4) var<storage, read> p: array<i32>;
-${bias ? "@group(0) @binding(5) var<storage, read> bias: array<f32>;" : ""}
+${bindings(["Q", "in"], ["K", "in"], ["V", "in"], ["dst", "out"], ["p", "ints"], bias && ["bias", "in"])}
 ${HEADER}
   if (i >= p[0]) { return; }
   let H = p[2]; let Sq = p[3]; let Sk = p[4]; let D = p[5]; let Dv = p[6];
