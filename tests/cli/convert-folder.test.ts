@@ -4,21 +4,11 @@
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { SafetensorsFile } from "../../src/weights/safetensors.js";
 import { fixturePath, maxAbsDiff } from "../fixtures.js";
-import { runCli, Workspace } from "./helpers.js";
+import { readRawImage, runCli, Workspace } from "./helpers.js";
 
 const ws = new Workspace();
 afterAll(() => ws.remove());
-
-function readRaw(path: string): Float32Array {
-  const file = SafetensorsFile.open(path);
-  try {
-    return file.readFloat32("image").slice();
-  } finally {
-    file.close();
-  }
-}
 
 describe("convert --component all", () => {
   it("writes a folder generate and info load, giving the checkpoint's image", async () => {
@@ -73,7 +63,7 @@ describe("convert --component all", () => {
         ws.outDir(),
       ]);
       expect(run.code, run.stderr).toBe(0);
-      images.push(readRaw(raw));
+      images.push(readRawImage(raw));
     }
     // The same float32 graphs run either way; only onnxruntime's scheduling of the ops may differ.
     expect(maxAbsDiff(images[0], images[1])).toBeLessThan(1e-5);

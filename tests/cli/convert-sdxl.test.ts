@@ -6,9 +6,8 @@ import { cpSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { readModel } from "../../src/onnx/model-io.js";
-import { SafetensorsFile } from "../../src/weights/safetensors.js";
 import { fixturePath, maxAbsDiff } from "../fixtures.js";
-import { expectOneLineError, filesIn, runCli, Workspace } from "./helpers.js";
+import { expectOneLineError, filesIn, readRawImage, runCli, Workspace } from "./helpers.js";
 
 const ws = new Workspace();
 afterAll(() => ws.remove());
@@ -21,15 +20,6 @@ const FLOAT16 = 10;
 
 function initializerTypes(path: string): Set<number> {
   return new Set((readModel(path, true).graph.initializer ?? []).map((t) => t.dataType ?? 0));
-}
-
-function readRaw(path: string): Float32Array {
-  const file = SafetensorsFile.open(path);
-  try {
-    return file.readFloat32("image").slice();
-  } finally {
-    file.close();
-  }
 }
 
 describe("convert applies the model's VAE rules", () => {
@@ -91,7 +81,7 @@ describe("convert --component all of an SDXL model", () => {
           .concat(["-o", ws.outDir()]),
       );
       expect(run.code, run.stderr).toBe(0);
-      images.push(readRaw(raw));
+      images.push(readRawImage(raw));
     }
     // The same float32 graphs run either way; only onnxruntime's scheduling of the ops may differ.
     expect(maxAbsDiff(images[0], images[1])).toBeLessThan(1e-5);

@@ -12,6 +12,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { expect, vi } from "vitest";
 import { main } from "../../src/cli/main.js";
+import { SafetensorsFile } from "../../src/weights/safetensors.js";
 import { fixturePath } from "../fixtures.js";
 
 export interface CliRun {
@@ -110,3 +111,13 @@ export class Workspace {
 
 export const SD15 = fixturePath("pipelines", "sd15-tiny");
 export const SD15_ONNX = fixturePath("onnx", "sd15-tiny");
+
+/** The image a `--raw` file holds (float32, values in [0, 1]), as written by generate. */
+export function readRawImage(path: string): Float32Array {
+  const file = SafetensorsFile.open(path);
+  try {
+    return file.readFloat32("image").slice();
+  } finally {
+    file.close();
+  }
+}

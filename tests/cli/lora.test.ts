@@ -11,9 +11,9 @@ import {
   int64Tensor,
   runFloat32,
 } from "../../src/runtime/session.js";
-import { encodeSafetensors, SafetensorsFile } from "../../src/weights/safetensors.js";
+import { encodeSafetensors } from "../../src/weights/safetensors.js";
 import { fixturePath, maxAbsDiff, openCaseTensors } from "../fixtures.js";
-import { expectOneLineError, filesIn, runCli, SD15, Workspace } from "./helpers.js";
+import { expectOneLineError, filesIn, readRawImage, runCli, SD15, Workspace } from "./helpers.js";
 
 const ws = new Workspace();
 const tensors = openCaseTensors("lora");
@@ -66,15 +66,6 @@ function caseFlags(out: string, raw: string): string[] {
   ];
 }
 
-function readRaw(path: string): Float32Array {
-  const file = SafetensorsFile.open(path);
-  try {
-    return file.readFloat32("image").slice();
-  } finally {
-    file.close();
-  }
-}
-
 const PROMPT = "a photograph of an astronaut riding a horse";
 
 describe("generate with LoRAs", () => {
@@ -98,7 +89,7 @@ describe("generate with LoRAs", () => {
       ]);
       expect(run.code, run.stderr).toBe(0);
       const key = `pipeline.${format}@${weight.toFixed(1)}`;
-      const diff = maxAbsDiff(readRaw(raw), tensors.readFloat32(key));
+      const diff = maxAbsDiff(readRawImage(raw), tensors.readFloat32(key));
       console.log(`cli ${key} (${file.split("/").pop()}): max abs diff ${diff.toExponential(2)}`);
       expect(diff).toBeLessThan(2e-3);
     },
@@ -110,7 +101,7 @@ describe("generate with LoRAs", () => {
       const raw = ws.path(`zero-${images.length}.safetensors`);
       const run = await runCli(["generate", PROMPT, ...caseFlags(ws.outDir(), raw), ...extra]);
       expect(run.code, run.stderr).toBe(0);
-      images.push(readRaw(raw));
+      images.push(readRawImage(raw));
     }
     expect(images[1]).toEqual(images[0]);
   });
@@ -129,9 +120,9 @@ describe("generate with LoRAs", () => {
       folder,
     ]);
     expect(run.code, run.stderr).toBe(0);
-    expect(maxAbsDiff(readRaw(raw), tensors.readFloat32("pipeline.diffusers@1.0"))).toBeLessThan(
-      2e-3,
-    );
+    expect(
+      maxAbsDiff(readRawImage(raw), tensors.readFloat32("pipeline.diffusers@1.0")),
+    ).toBeLessThan(2e-3);
     const path = run.stdout.trim();
     const info = readGenerationInfo(readPngFile(path).text, path);
     expect(info.parameters?.prompt).toBe(`${PROMPT} <lora:style:1>`);

@@ -5,15 +5,10 @@
 // so CI takes the baseline, ToDo and ToMe at one size, and every VAE case (one to two minutes in all);
 // `vite-node tests/engine/conformance.child.ts [model]` runs every case of a model. Dawn finds its driver through the environment a process starts with, so the work
 // runs in a child process.
-import { execFile } from "node:child_process";
-import { existsSync } from "node:fs";
 import { join } from "node:path";
-import { promisify } from "node:util";
 import { beforeAll, describe, expect, it } from "vitest";
+import { runOnSwiftShader } from "../swiftshader.js";
 import type { CaseReport } from "./conformance.child.js";
-
-const CHROMIUM_LIBS = process.env.TODO_SD_CHROMIUM_LIBS ?? "/usr/lib/chromium";
-const ICD = join(CHROMIUM_LIBS, "vk_swiftshader_icd.json");
 
 interface Report {
   readonly results: readonly CaseReport[];
@@ -21,27 +16,16 @@ interface Report {
 }
 
 async function child(...args: string[]): Promise<Report> {
-  const { stdout } = await promisify(execFile)(
-    join("node_modules", ".bin", "vite-node"),
-    [join("tests", "engine", "conformance.child.ts"), ...args],
-    {
-      env: {
-        ...process.env,
-        LD_LIBRARY_PATH: [CHROMIUM_LIBS, process.env.LD_LIBRARY_PATH].filter(Boolean).join(":"),
-        VK_ICD_FILENAMES: ICD,
-      },
-      timeout: 280_000,
-      maxBuffer: 16 * 2 ** 20,
-    },
-  );
-  return JSON.parse(stdout.trim().split("\n").at(-1) ?? "") as Report;
+  const last = await runOnSwiftShader(join("tests", "engine", "conformance.child.ts"), args, {
+    timeout: 280_000,
+  });
+  return JSON.parse(last) as Report;
 }
 
 describe("the kernels engine on SwiftShader, f32", () => {
   let unet: Report;
   let vae: Report;
   beforeAll(async () => {
-    expect(existsSync(ICD), `${ICD} (Debian's chromium package) is needed`).toBe(true);
     unet = await child("sd15-tiny", "baseline,todo-nearest-2,tome-kv-0.5", "16x16");
     vae = await child("vae");
   }, 600_000);

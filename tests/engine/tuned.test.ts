@@ -3,15 +3,10 @@
 // and in shapes they refuse (tuned.child.ts), every output against a float64 reference, and the
 // launches by kernel showing which ran where. The work runs in a child process: Dawn finds its
 // driver through the environment a process starts with.
-import { execFile } from "node:child_process";
-import { existsSync } from "node:fs";
 import { join } from "node:path";
-import { promisify } from "node:util";
 import { beforeAll, describe, expect, it } from "vitest";
+import { runOnSwiftShader } from "../swiftshader.js";
 import type { TunedReport } from "./tuned.child.js";
-
-const CHROMIUM_LIBS = process.env.TODO_SD_CHROMIUM_LIBS ?? "/usr/lib/chromium";
-const ICD = join(CHROMIUM_LIBS, "vk_swiftshader_icd.json");
 
 // Inputs and weights are uniform in [-1, 1); the longest dot product has 27 terms, so float32
 // accumulation errs by at most about 27 * 27 * 2^-24 < 5e-5 (the classic n * eps * sum |a b|
@@ -22,20 +17,10 @@ const TOLERANCE = 5e-5;
 describe("the kernels engine on the tuned src/gpu kernels (SwiftShader, f32)", () => {
   let report: TunedReport;
   beforeAll(async () => {
-    expect(existsSync(ICD), `${ICD} (Debian's chromium package) is needed`).toBe(true);
-    const { stdout } = await promisify(execFile)(
-      join("node_modules", ".bin", "vite-node"),
-      [join("tests", "engine", "tuned.child.ts")],
-      {
-        env: {
-          ...process.env,
-          LD_LIBRARY_PATH: [CHROMIUM_LIBS, process.env.LD_LIBRARY_PATH].filter(Boolean).join(":"),
-          VK_ICD_FILENAMES: ICD,
-        },
-        timeout: 170_000,
-      },
-    );
-    report = JSON.parse(stdout.trim().split("\n").at(-1) ?? "") as TunedReport;
+    const last = await runOnSwiftShader(join("tests", "engine", "tuned.child.ts"), [], {
+      timeout: 170_000,
+    });
+    report = JSON.parse(last) as TunedReport;
   }, 180_000);
 
   it("matches the float64 reference on the tuned and the fallback paths, call after call", () => {

@@ -3,16 +3,11 @@
 // shapes with edge sizes. Each element must be within the error bound that the reference derives
 // from the kernel's arithmetic (src/gpu/reference/matmul.ts). Dawn finds its driver through the
 // environment a process starts with, so the work runs in a child process.
-import { execFile } from "node:child_process";
-import { existsSync } from "node:fs";
 import { join } from "node:path";
-import { promisify } from "node:util";
 import { beforeAll, describe, expect, it } from "vitest";
 import { allKernelChecks } from "../../src/gpu/checks.js";
 import { GROUP_NORM_CASES } from "../../src/gpu/kernels/norm-checks.js";
-
-const CHROMIUM_LIBS = process.env.TODO_SD_CHROMIUM_LIBS ?? "/usr/lib/chromium";
-const ICD = join(CHROMIUM_LIBS, "vk_swiftshader_icd.json");
+import { CHROMIUM_LIBS, runOnSwiftShader, SWIFTSHADER_ICD } from "../swiftshader.js";
 
 interface Report {
   readonly variant: { path: string; storage: string };
@@ -28,28 +23,17 @@ interface Report {
   readonly errors: Record<string, string>;
 }
 
-async function child(icd: string, ...args: string[]): Promise<string> {
-  const { stdout } = await promisify(execFile)(
-    join("node_modules", ".bin", "vite-node"),
-    [join("tests", "gpu", "kernel-checks.child.ts"), ...args],
-    {
-      env: {
-        ...process.env,
-        LD_LIBRARY_PATH: [CHROMIUM_LIBS, process.env.LD_LIBRARY_PATH].filter(Boolean).join(":"),
-        VK_ICD_FILENAMES: icd,
-      },
-      timeout: 240_000,
-      maxBuffer: 16 * 2 ** 20,
-    },
-  );
-  return stdout.trim().split("\n").at(-1) ?? "";
+function child(icd: string, ...args: string[]): Promise<string> {
+  return runOnSwiftShader(join("tests", "gpu", "kernel-checks.child.ts"), args, {
+    timeout: 240_000,
+    icd,
+  });
 }
 
 describe("GPU kernels on SwiftShader", () => {
   let report: Report;
   beforeAll(async () => {
-    expect(existsSync(ICD), `${ICD} (Debian's chromium package) is needed`).toBe(true);
-    report = JSON.parse(await child(ICD)) as Report;
+    report = JSON.parse(await child(SWIFTSHADER_ICD)) as Report;
   }, 250_000);
 
   it("runs the portable f32 path on an adapter without shader-f16", () => {

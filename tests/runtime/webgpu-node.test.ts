@@ -3,16 +3,10 @@
 // and the pipeline's denoising loop with its latents on the device giving the host loop's image.
 // The backend finds the driver through the environment a process starts with, so the work runs
 // in a child process (webgpu-generate.child.ts) and reports JSON.
-import { execFile } from "node:child_process";
-import { existsSync } from "node:fs";
 import { join } from "node:path";
-import { promisify } from "node:util";
 import { describe, expect, it } from "vitest";
 import { fixturePath } from "../fixtures.js";
-
-/** Where Debian's Chromium keeps its Vulkan loader and SwiftShader. */
-const CHROMIUM_LIBS = process.env.TODO_SD_CHROMIUM_LIBS ?? "/usr/lib/chromium";
-const ICD = join(CHROMIUM_LIBS, "vk_swiftshader_icd.json");
+import { runOnSwiftShader } from "../swiftshader.js";
 
 interface ChildReport {
   readonly transfers: {
@@ -32,26 +26,12 @@ interface ChildReport {
 
 describe("onnxruntime-node on WebGPU (SwiftShader)", () => {
   it("keeps tensors and the denoising loop's latents on the GPU", async () => {
-    expect(existsSync(ICD), `${ICD} (Debian's chromium package) is needed`).toBe(true);
-    const { stdout } = await promisify(execFile)(
-      join("node_modules", ".bin", "vite-node"),
-      [
-        join("tests", "runtime", "webgpu-generate.child.ts"),
-        fixturePath("pipelines", "sd15-tiny"),
-        "Euler a",
-        "DPM++ 2M Karras",
-      ],
-      {
-        env: {
-          ...process.env,
-          LD_LIBRARY_PATH: [CHROMIUM_LIBS, process.env.LD_LIBRARY_PATH].filter(Boolean).join(":"),
-          VK_ICD_FILENAMES: ICD,
-        },
-        timeout: 400_000,
-        maxBuffer: 16 * 2 ** 20,
-      },
+    const last = await runOnSwiftShader(
+      join("tests", "runtime", "webgpu-generate.child.ts"),
+      [fixturePath("pipelines", "sd15-tiny"), "Euler a", "DPM++ 2M Karras"],
+      { timeout: 400_000 },
     );
-    const report = JSON.parse(stdout.trim().split("\n").at(-1) ?? "") as ChildReport;
+    const report = JSON.parse(last) as ChildReport;
     expect(report.transfers).toEqual({
       uploaded: [1, 2, 3, 4, 5, 6],
       keptType: "resident",
