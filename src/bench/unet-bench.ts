@@ -134,7 +134,8 @@ export function benchReduction(
   }
 }
 
-function unetFeeds(
+/** Seeded random inputs of one UNet call (the same on every run and engine). */
+export function unetFeeds(
   batch: number,
   size: BenchSize,
   channels: number,
@@ -258,7 +259,7 @@ export async function benchUnet(
             await runner.run(feeds);
             times.push(performance.now() - start);
           }
-          let profile: ProfileSummary | undefined;
+          let profile: ProfileSummary | undefined = runner.profileSummary?.();
           if (profileDir && runner.endProfiling) {
             runner.endProfiling();
             const file = readdirSync(profileDir).find((f) => f.endsWith(".json"));

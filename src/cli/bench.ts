@@ -65,7 +65,7 @@ export function registerBench(program: Command): void {
     .option("--repeats <n>", "timed calls (the median is reported)", intArg("--repeats"), 5)
     .option(
       "--profile",
-      "summarise onnxruntime's profile: time per operator type and node placement",
+      "summarise the profile: time per operator type and node placement (onnxruntime), GPU time per kernel (kernels engine)",
     )
     .option("--profile-dir <dir>", "with --profile: keep the raw onnxruntime traces in this folder")
     .option("--json <file>", "also write the results as JSON (- for stdout)")

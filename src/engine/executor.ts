@@ -28,6 +28,7 @@ import type { Epilogue, PortableTiling, Tiling } from "../gpu/kernels/matmul-wgs
 import { type LayerNormKernel, prepareLayerNorm } from "../gpu/kernels/norm.js";
 import { chooseKernelVariant, type KernelVariant } from "../gpu/variants.js";
 import type { GraphProto, ModelProto, NodeProto } from "../onnx/proto.js";
+import { float32ArrayToFloat16 } from "../util/float16.js";
 import { type Attributes, attributesOf, normalizeAxis } from "./attributes.js";
 import { type LinearFusion, linearFusions } from "./fusions.js";
 import {
@@ -62,6 +63,7 @@ import {
   type ReduceKind,
   reduceKernel,
   resizeNearestKernel,
+  type Storage,
   softmaxKernel,
   UNARY_EXPRESSIONS,
   unaryKernel,
@@ -75,7 +77,7 @@ import {
   type TunedConv,
 } from "./tuned-plans.js";
 
-/** A float32 tensor in a GPU buffer; reshapes share the buffer. */
+/** A float tensor in a GPU buffer, in the executor's storage type; reshapes share the buffer. */
 export interface DeviceTensor {
   readonly kind: "device";
   readonly buffer: GPUBuffer;
@@ -109,6 +111,24 @@ export interface ExecutorOptions {
    * driver compiles and runs it several times faster, and the fixtures' maps are small.
    */
   readonly portableTiling?: PortableTiling;
+  /**
+   * Element type of every float tensor on the GPU (default f32): weights are uploaded and
+   * activations kept in it, and every kernel reads and writes it, computing in f32 inside. f16
+   * needs the adapter's `shader-f16` and gives src/gpu's tuned kernels their tensor-core path
+   * where the adapter has subgroup matrices.
+   */
+  readonly storage?: Storage;
+  /**
+   * Time every launch on the GPU (the `timestamp-query` feature): each launch then gets a
+   * compute pass of its own, which costs a little, so profile and timed runs are separate runs.
+   */
+  readonly profile?: boolean;
+}
+
+/** GPU time per kernel label, summed over the profiled calls. */
+export interface KernelProfile {
+  readonly calls: number;
+  readonly byKernel: ReadonlyMap<string, { readonly ms: number; readonly launches: number }>;
 }
 
 function emptyStats(): ExecutionStats {
@@ -219,18 +239,21 @@ export class GraphExecutor {
   private readonly owned = new Set<GPUBuffer>();
   private readonly refs = new Map<GPUBuffer, number>();
   private pending: KernelLaunch[] = [];
+  private pendingLabels: string[] = [];
+  private readonly timings = new Map<string, { ms: number; launches: number }>();
+  private profiledCalls = 0;
   private runUploads = new Map<HostTensor, DeviceTensor>();
   private scratch: GPUBuffer[] = [];
   stats: ExecutionStats = emptyStats();
   /**
-   * The variant of src/gpu's tuned kernels this engine runs. The engine keeps activations in
-   * f32, so this is the portable f32 path on every adapter. The tensor-core path needs f16
-   * storage: activations allocated and weights uploaded as f16, the engine's own kernels
-   * (elementwise, copies, norms, softmax) written over a storage type, and f32 kept where a
-   * float16 graph keeps it (the GroupNorm statistics); then `chooseKernelVariant(caps, "f16")`
-   * picks the tensor cores where the adapter has them.
+   * The variant of src/gpu's tuned kernels this engine runs: in f32 storage their portable path;
+   * in f16 their tensor-core path where the adapter has subgroup matrices, else their portable
+   * f16 path. Every kernel accumulates in f32, so the f32 islands of a float16 graph (its Casts,
+   * the group norm's statistics) need nothing of their own here: a Cast between float types is
+   * a view.
    */
   private readonly variant: KernelVariant;
+  private readonly storage: Storage;
   /** Tuned kernels prepared (compiled) once per shape and kept with the plan. */
   private readonly gemms = new Map<string, Promise<MatmulKernel>>();
   private readonly convs = new Map<string, Promise<MatmulKernel>>();
@@ -258,7 +281,14 @@ export class GraphExecutor {
     });
     for (const out of graph.output) this.lastUse.set(out.name, Number.POSITIVE_INFINITY);
     this.checkSupported(graph);
-    this.variant = chooseKernelVariant(ctx.capabilities, "f32", "auto");
+    // A float16 model (the builders' fp16 graph) runs in f16 storage, any other in f32.
+    const half = (graph.initializer ?? []).some((t) => t.dataType === 10);
+    this.storage = options.storage ?? (half ? "f16" : "f32");
+    if (this.storage === "f16" && !ctx.capabilities.features.has("shader-f16"))
+      throw new Error(
+        `the kernels engine runs float16 models in f16, and this adapter (${ctx.capabilities.description}) has no shader-f16: use --dtype fp32, or --engine onnxruntime`,
+      );
+    this.variant = chooseKernelVariant(ctx.capabilities, this.storage, "auto");
     this.linears = linearFusions(this.order, graph, this.initializers, nodeReads);
   }
 
@@ -313,9 +343,11 @@ export class GraphExecutor {
         outputs.set(name, await this.toHost(v));
       }
       this.stats.readbacks = readbacks;
+      if (this.options.profile) this.profiledCalls++;
       return outputs;
     } finally {
       this.pending = [];
+      this.pendingLabels = [];
       this.absorbed.clear();
       for (const v of scope.values.values()) if (v.kind === "device") this.drop(v);
       for (const t of this.runUploads.values()) this.drop(t);
@@ -388,7 +420,7 @@ export class GraphExecutor {
       t.buffer.destroy();
     } else {
       this.refs.delete(t.buffer);
-      this.ctx.release({ buffer: t.buffer, shape: t.dims, storage: "f32", size: sizeOf(t.dims) });
+      this.releaseTemporary(t);
     }
   }
 
@@ -441,12 +473,42 @@ export class GraphExecutor {
     return out;
   }
 
-  /** Submits the recorded launches as one compute pass. */
+  /** Submits the recorded launches as one compute pass (one pass per launch when profiling). */
   private flush(): void {
     if (this.pending.length === 0) return;
-    this.ctx.dispatch(this.pending);
+    if (this.options.profile) this.dispatchTimed();
+    else this.ctx.dispatch(this.pending);
     this.stats.submits++;
     this.pending = [];
+    this.pendingLabels = [];
+  }
+
+  /** Each pending launch in a timed pass of its own; the times are read after the call. */
+  private dispatchTimed(): void {
+    if (!this.ctx.hasTimestamps)
+      throw new Error("profiling the kernels engine needs an adapter with timestamp-query");
+    // A query set holds at most 4096 timestamps: 2 per pass.
+    const chunk = 1024;
+    for (let start = 0; start < this.pending.length; start += chunk) {
+      const timer = this.ctx.createTimer(chunk);
+      for (let i = start; i < Math.min(start + chunk, this.pending.length); i++)
+        this.ctx.dispatch([this.pending[i]], { timer, label: this.pendingLabels[i] });
+      this.pendingTimes.push(timer.read().finally(() => timer.destroy()));
+    }
+  }
+
+  private pendingTimes: Promise<{ label: string; ms: number }[]>[] = [];
+
+  /** The GPU time per kernel label over the profiled calls so far (`profile` option). */
+  async profile(): Promise<KernelProfile> {
+    for (const times of await Promise.all(this.pendingTimes.splice(0)))
+      for (const { label, ms } of times) {
+        const entry = this.timings.get(label) ?? { ms: 0, launches: 0 };
+        entry.ms += ms;
+        entry.launches++;
+        this.timings.set(label, entry);
+      }
+    return { calls: this.profiledCalls, byKernel: new Map(this.timings) };
   }
 
   async toHost(v: Value): Promise<HostTensor> {
@@ -456,7 +518,7 @@ export class GraphExecutor {
     const data = await this.ctx.read({
       buffer: v.buffer,
       shape: v.dims,
-      storage: "f32",
+      storage: this.storage,
       size: sizeOf(v.dims),
     });
     return { kind: "host", dtype: "float32", data, dims: v.dims };
@@ -483,15 +545,21 @@ export class GraphExecutor {
    * a submit; a fresh mapped buffer needs none, and the whole call stays one submit.
    */
   private uploadOwned(v: HostTensor, label: string): DeviceTensor {
-    const data = Float32Array.from(v.data);
-    this.ctx.checkSize(data.length, "f32", label);
+    const data =
+      this.storage === "f16"
+        ? float32ArrayToFloat16(Float32Array.from(v.data))
+        : Float32Array.from(v.data);
+    this.ctx.checkSize(data.length, this.storage, label);
     const buffer = this.ctx.device.createBuffer({
       size: Math.max(16, Math.ceil(data.byteLength / 16) * 16),
       usage: BUFFER_USAGE.storage,
       mappedAtCreation: true,
       label,
     });
-    new Float32Array(buffer.getMappedRange(0, data.byteLength)).set(data);
+    // Mapped ranges are whole 4-byte words: an odd f16 count maps one element more.
+    new Uint8Array(buffer.getMappedRange(0, Math.ceil(data.byteLength / 4) * 4)).set(
+      new Uint8Array(data.buffer, data.byteOffset, data.byteLength),
+    );
     buffer.unmap();
     this.owned.add(buffer);
     return { kind: "device", buffer, dims: v.dims };
@@ -508,7 +576,7 @@ export class GraphExecutor {
   }
 
   private allocate(dims: readonly number[]): DeviceTensor {
-    const g = this.ctx.allocate(dims, "f32", "engine activation");
+    const g = this.ctx.allocate(dims, this.storage, "engine activation");
     return { kind: "device", buffer: g.buffer, dims: [...dims] };
   }
 
@@ -560,6 +628,7 @@ export class GraphExecutor {
   /** Adds a launch to the pass being recorded. */
   private record(label: string, launch: KernelLaunch): void {
     this.pending.push(launch);
+    this.pendingLabels.push(label);
     this.stats.launches++;
     this.stats.kernels[label] = (this.stats.kernels[label] ?? 0) + 1;
   }
@@ -576,7 +645,12 @@ export class GraphExecutor {
 
   /** A pooled buffer handed back at once: its last reader is already recorded in this pass. */
   private releaseTemporary(t: DeviceTensor): void {
-    this.ctx.release({ buffer: t.buffer, shape: t.dims, storage: "f32", size: sizeOf(t.dims) });
+    this.ctx.release({
+      buffer: t.buffer,
+      shape: t.dims,
+      storage: this.storage,
+      size: sizeOf(t.dims),
+    });
   }
 
   /**
@@ -631,7 +705,12 @@ export class GraphExecutor {
     if (inputPads) {
       // The padded map: zeros, then the input inside its border.
       const n = sizeOf(nhwc.dims);
-      await this.launch("fill", fillKernel(), [nhwc.buffer, this.paramBuffer([n, 0])], n);
+      await this.launch(
+        "fill",
+        fillKernel(this.storage),
+        [nhwc.buffer, this.paramBuffer([n, 0])],
+        n,
+      );
       offset = inputPads[0] * ns[1] + inputPads[1] * ns[2];
     }
     const [, c, h, wd] = x.dims;
@@ -728,7 +807,12 @@ export class GraphExecutor {
       ...padded(srcStrides),
       ...padded(dstStrides),
     ];
-    await this.launch("copy", copyKernel(), [src.buffer, dst.buffer, this.paramBuffer(p)], count);
+    await this.launch(
+      "copy",
+      copyKernel(this.storage),
+      [src.buffer, dst.buffer, this.paramBuffer(p)],
+      count,
+    );
   }
 
   /** The GPU implementation of `node`, or null when it has none (host fallback). */
@@ -766,7 +850,7 @@ export class GraphExecutor {
       const n = sizeOf(x.dims);
       await this.launch(
         op,
-        unaryKernel(op),
+        unaryKernel(op, this.storage),
         [x.buffer, out.buffer, this.paramBuffer([n, ...extra])],
         n,
       );
@@ -787,7 +871,7 @@ export class GraphExecutor {
       ];
       await this.launch(
         op,
-        binaryKernel(op),
+        binaryKernel(op, this.storage),
         [a.buffer, b.buffer, out.buffer, this.paramBuffer(p)],
         n,
       );
@@ -884,7 +968,7 @@ export class GraphExecutor {
         const n = sizeOf(dims);
         await this.launch(
           "fill",
-          fillKernel(),
+          fillKernel(this.storage),
           [out.buffer, this.paramBuffer([n, f32Bits(value)])],
           n,
         );
@@ -913,7 +997,7 @@ export class GraphExecutor {
         const idx = this.indexBuffer(Array.from(indices.data, (j) => (j < 0 ? j + length : j)));
         await this.launch(
           "gather",
-          gatherKernel(),
+          gatherKernel(this.storage),
           [x.buffer, idx, out.buffer, this.paramBuffer([n, length, indices.data.length, inner])],
           n,
         );
@@ -946,7 +1030,7 @@ export class GraphExecutor {
         ];
         await this.launch(
           "resize",
-          resizeNearestKernel(),
+          resizeNearestKernel(this.storage),
           [x.buffer, out.buffer, this.paramBuffer(p)],
           n,
         );
@@ -968,7 +1052,7 @@ export class GraphExecutor {
         const p = [n, x.dims[axis], sizeOf(x.dims.slice(axis + 1))];
         await this.launch(
           op,
-          reduceKernel(op as ReduceKind),
+          reduceKernel(op as ReduceKind, this.storage),
           [x.buffer, out.buffer, this.paramBuffer(p)],
           n,
         );
@@ -1001,7 +1085,7 @@ export class GraphExecutor {
         const p = [n, M, N, K, batch.length, ...padded(batch), ...padded(aS), ...padded(bS)];
         await this.launch(
           "matmul",
-          matmulKernel(),
+          matmulKernel(this.storage),
           [a.buffer, b.buffer, out.buffer, this.paramBuffer(p)],
           n,
         );
@@ -1046,7 +1130,7 @@ export class GraphExecutor {
         const p = [n, C, H, W, O, OH, OW, KH, KW, sy, sx, pt, pl, dy, dx];
         const buffers = [x.buffer, w.buffer, out.buffer, this.paramBuffer(p)];
         if (inputs[2]) buffers.push(dev(2).buffer);
-        await this.launch("conv", convKernel(inputs[2] !== undefined), buffers, n);
+        await this.launch("conv", convKernel(inputs[2] !== undefined, this.storage), buffers, n);
         return [out];
       }
       case "InstanceNormalization":
@@ -1100,7 +1184,7 @@ export class GraphExecutor {
         ];
         await this.launch(
           op,
-          normKernel(instance ? "instance" : "layer", inputs[2] !== undefined),
+          normKernel(instance ? "instance" : "layer", inputs[2] !== undefined, this.storage),
           buffers,
           rows,
           groups,
@@ -1116,7 +1200,7 @@ export class GraphExecutor {
         const out = this.allocate(x.dims);
         await this.launch(
           "softmax",
-          softmaxKernel(),
+          softmaxKernel(this.storage),
           [x.buffer, out.buffer, this.paramBuffer([rows, length])],
           rows,
         );
@@ -1175,7 +1259,12 @@ export class GraphExecutor {
           this.paramBuffer([n, B, heads, Sq, Sk, D, Dv, f32Bits(scale), ...biasStrides]),
         );
         if (inputs[5]) buffers.push(dev(5).buffer);
-        await this.launch("attention", attentionKernel(inputs[5] !== undefined), buffers, n);
+        await this.launch(
+          "attention",
+          attentionKernel(inputs[5] !== undefined, this.storage),
+          buffers,
+          n,
+        );
         return [out];
       }
       default:

@@ -1,5 +1,5 @@
 /**
- * Simple portable WGSL kernels (f32 storage) for the operators that have no fused kernel in
+ * Simple portable WGSL kernels (f32 or f16 storage, arithmetic in f32) for the operators that have no fused kernel in
  * src/gpu yet: broadcasting elementwise ops, strided copies (Transpose, Slice, Split, Concat,
  * Expand), Gather, nearest Resize, reductions over one axis, MatMul, direct convolution,
  * instance and layer normalisation, softmax and multi-head attention. One thread per output
@@ -33,31 +33,45 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
 
 type BindingKind = "in" | "out" | "ints";
 const BINDING_TYPES: Readonly<Record<BindingKind, string>> = Object.freeze({
-  in: "read> {}: array<f32>",
-  out: "read_write> {}: array<f32>",
+  in: "read> {}: array<T>",
+  out: "read_write> {}: array<T>",
   ints: "read> {}: array<i32>",
 });
+
+/**
+ * Element type of the float tensors: `T` in every kernel. Loads are widened to f32 (`f32(x)` is
+ * an identity in f32 storage) and results narrowed to T, so sums, norms and exponentials run in
+ * f32 either way.
+ */
+export type Storage = "f32" | "f16";
+
+function typeHeader(storage: Storage): string {
+  return storage === "f16" ? "enable f16;\nalias T = f16;" : "alias T = f32;";
+}
 
 /**
  * Storage bindings 0, 1, ... in the order given (a `false` entry, an optional input left out, is
  * skipped): `in` f32 inputs, `out` the f32 result, `ints` i32 inputs (indices, the parameters).
  */
-function bindings(...vars: readonly (readonly [string, BindingKind] | false)[]): string {
-  return vars
+function bindings(
+  storage: Storage,
+  ...vars: readonly (readonly [string, BindingKind] | false)[]
+): string {
+  return `${typeHeader(storage)}\n${vars
     .filter((v) => v !== false)
     .map(
       ([name, kind], i) =>
         `@group(0) @binding(${i}) var<storage, ${BINDING_TYPES[kind].replace("{}", name)};`,
     )
-    .join("\n");
+    .join("\n")}`;
 }
 
 /** The largest rank the index arithmetic unrolls for. */
 export const MAX_RANK = 8;
 
-export function copyKernel(): string {
+export function copyKernel(storage: Storage): string {
   return `
-${bindings(["src", "in"], ["dst", "out"], ["p", "ints"])}
+${bindings(storage, ["src", "in"], ["dst", "out"], ["p", "ints"])}
 ${HEADER}
   if (i >= p[0]) { return; }
   var rem = i;
@@ -74,12 +88,12 @@ ${HEADER}
 }
 
 /** Fills `dst` with one value (bits in p[1]): Pad's border. p: count, value bits. */
-export function fillKernel(): string {
+export function fillKernel(storage: Storage): string {
   return `
-${bindings(["dst", "out"], ["p", "ints"])}
+${bindings(storage, ["dst", "out"], ["p", "ints"])}
 ${HEADER}
   if (i >= p[0]) { return; }
-  dst[i] = bitcast<f32>(p[1]);
+  dst[i] = T(bitcast<f32>(p[1]));
 }`;
 }
 
@@ -106,13 +120,13 @@ export const UNARY_EXPRESSIONS: Readonly<Record<string, string>> = {
   Clip: "clamp(x, bitcast<f32>(p[1]), bitcast<f32>(p[2]))",
 };
 
-export function unaryKernel(op: string): string {
-  return `${op === "Erf" ? ERF : ""}
-${bindings(["src", "in"], ["dst", "out"], ["p", "ints"])}
+export function unaryKernel(op: string, storage: Storage): string {
+  return `${bindings(storage, ["src", "in"], ["dst", "out"], ["p", "ints"])}
+${op === "Erf" ? ERF : ""}
 ${HEADER}
   if (i >= p[0]) { return; }
-  let x = src[i];
-  dst[i] = ${UNARY_EXPRESSIONS[op]};
+  let x = f32(src[i]);
+  dst[i] = T(${UNARY_EXPRESSIONS[op]});
 }`;
 }
 
@@ -126,9 +140,9 @@ export const BINARY_EXPRESSIONS: Readonly<Record<string, string>> = {
   Min: "min(x, y)",
 };
 
-export function binaryKernel(op: string): string {
+export function binaryKernel(op: string, storage: Storage): string {
   return `
-${bindings(["a", "in"], ["b", "in"], ["dst", "out"], ["p", "ints"])}
+${bindings(storage, ["a", "in"], ["b", "in"], ["dst", "out"], ["p", "ints"])}
 ${HEADER}
   if (i >= p[0]) { return; }
   var rem = i;
@@ -140,16 +154,16 @@ ${HEADER}
     ia += c * p[${2 + MAX_RANK} + k];
     ib += c * p[${2 + 2 * MAX_RANK} + k];
   }
-  let x = a[ia];
-  let y = b[ib];
-  dst[i] = ${BINARY_EXPRESSIONS[op]};
+  let x = f32(a[ia]);
+  let y = f32(b[ib]);
+  dst[i] = T(${BINARY_EXPRESSIONS[op]});
 }`;
 }
 
 /** Gather along an axis: out (outer, count, inner) = x (outer, length, inner) at indices. */
-export function gatherKernel(): string {
+export function gatherKernel(storage: Storage): string {
   return `
-${bindings(["src", "in"], ["indices", "ints"], ["dst", "out"], ["p", "ints"])}
+${bindings(storage, ["src", "in"], ["indices", "ints"], ["dst", "out"], ["p", "ints"])}
 ${HEADER}
   if (i >= p[0]) { return; }
   let inner = p[3];
@@ -162,9 +176,9 @@ ${HEADER}
 }
 
 /** Nearest resize, asymmetric coordinates, floor rounding: src = floor(dst / scale) per axis. */
-export function resizeNearestKernel(): string {
+export function resizeNearestKernel(storage: Storage): string {
   return `
-${bindings(["src", "in"], ["dst", "out"], ["p", "ints"])}
+${bindings(storage, ["src", "in"], ["dst", "out"], ["p", "ints"])}
 ${HEADER}
   if (i >= p[0]) { return; }
   var rem = i;
@@ -186,12 +200,12 @@ ${HEADER}
 export type ReduceKind = "ReduceMean" | "ReduceMax" | "ReduceSum";
 
 /** Reduction over one axis: x (outer, length, inner) -> out (outer, inner). */
-export function reduceKernel(kind: ReduceKind): string {
+export function reduceKernel(kind: ReduceKind, storage: Storage): string {
   const init = kind === "ReduceMax" ? "-3.4028234e38" : "0.0";
   const step = kind === "ReduceMax" ? "acc = max(acc, v);" : "acc += v;";
   const finish = kind === "ReduceMean" ? "acc / f32(length)" : "acc";
   return `
-${bindings(["src", "in"], ["dst", "out"], ["p", "ints"])}
+${bindings(storage, ["src", "in"], ["dst", "out"], ["p", "ints"])}
 ${HEADER}
   if (i >= p[0]) { return; }
   let length = p[1];
@@ -200,17 +214,17 @@ ${HEADER}
   let e = i % inner;
   var acc = ${init};
   for (var j = 0; j < length; j++) {
-    let v = src[(o * length + j) * inner + e];
+    let v = f32(src[(o * length + j) * inner + e]);
     ${step}
   }
-  dst[i] = ${finish};
+  dst[i] = T(${finish});
 }`;
 }
 
 /** p: count, M, N, K, batch rank, batch shape[8], a batch strides[8], b batch strides[8]. */
-export function matmulKernel(): string {
+export function matmulKernel(storage: Storage): string {
   return `
-${bindings(["a", "in"], ["b", "in"], ["dst", "out"], ["p", "ints"])}
+${bindings(storage, ["a", "in"], ["b", "in"], ["dst", "out"], ["p", "ints"])}
 ${HEADER}
   if (i >= p[0]) { return; }
   let M = p[1];
@@ -229,16 +243,16 @@ ${HEADER}
   }
   var acc = 0.0;
   for (var k = 0; k < K; k++) {
-    acc += a[ia + m * K + k] * b[ib + k * N + n];
+    acc += f32(a[ia + m * K + k]) * f32(b[ib + k * N + n]);
   }
-  dst[i] = acc;
+  dst[i] = T(acc);
 }`;
 }
 
 /** p: count, C, H, W, O, OH, OW, KH, KW, strideY, strideX, padTop, padLeft, dilY, dilX. */
-export function convKernel(bias: boolean): string {
+export function convKernel(bias: boolean, storage: Storage): string {
   return `
-${bindings(["x", "in"], ["w", "in"], ["dst", "out"], ["p", "ints"], bias && ["bias", "in"])}
+${bindings(storage, ["x", "in"], ["w", "in"], ["dst", "out"], ["p", "ints"], bias && ["bias", "in"])}
 ${HEADER}
   if (i >= p[0]) { return; }
   let C = p[1]; let H = p[2]; let W = p[3]; let O = p[4]; let OH = p[5]; let OW = p[6];
@@ -247,7 +261,7 @@ ${HEADER}
   let oy = (i / OW) % OH;
   let o = (i / (OW * OH)) % O;
   let n = i / (OW * OH * O);
-  var acc = ${bias ? "bias[o]" : "0.0"};
+  var acc = ${bias ? "f32(bias[o])" : "0.0"};
   for (var c = 0; c < C; c++) {
     for (var ky = 0; ky < KH; ky++) {
       let y = oy * p[9] - p[11] + ky * p[13];
@@ -255,11 +269,11 @@ ${HEADER}
       for (var kx = 0; kx < KW; kx++) {
         let xx = ox * p[10] - p[12] + kx * p[14];
         if (xx < 0 || xx >= W) { continue; }
-        acc += x[((n * C + c) * H + y) * W + xx] * w[((o * C + c) * KH + ky) * KW + kx];
+        acc += f32(x[((n * C + c) * H + y) * W + xx]) * f32(w[((o * C + c) * KH + ky) * KW + kx]);
       }
     }
   }
-  dst[i] = acc;
+  dst[i] = T(acc);
 }`;
 }
 
@@ -269,17 +283,17 @@ ${HEADER}
  * `(r / inner) % channels` for instance norm (inner = 1) or by j for layer norm.
  * Two passes over the row (mean, then centred squares) keep float32 variance accurate.
  */
-export function normKernel(kind: "instance" | "layer", bias: boolean): string {
+export function normKernel(kind: "instance" | "layer", bias: boolean, storage: Storage): string {
   const affine =
     kind === "instance"
-      ? `let ch = row % p[3]; let sc = scale[ch]; let sh = ${bias ? "shift[ch]" : "0.0"};`
+      ? `let ch = row % p[3]; let sc = f32(scale[ch]); let sh = ${bias ? "f32(shift[ch])" : "0.0"};`
       : "";
   const apply =
     kind === "instance"
       ? "(v - mean) * inv * sc + sh"
-      : `(v - mean) * inv * scale[j]${bias ? " + shift[j]" : ""}`;
+      : `(v - mean) * inv * f32(scale[j])${bias ? " + f32(shift[j])" : ""}`;
   return `
-${bindings(["x", "in"], ["scale", "in"], ["dst", "out"], ["p", "ints"], bias && ["shift", "in"])}
+${bindings(storage, ["x", "in"], ["scale", "in"], ["dst", "out"], ["p", "ints"], bias && ["shift", "in"])}
 var<workgroup> partial: array<f32, ${WORKGROUP}>;
 
 fn reduce_sum(local: u32, v: f32) -> f32 {
@@ -302,35 +316,35 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   let inner = p[2];
   let base = (row / inner) * length * inner + row % inner;
   var s = 0.0;
-  for (var j = i32(local); j < length; j += ${WORKGROUP}) { s += x[base + j * inner]; }
+  for (var j = i32(local); j < length; j += ${WORKGROUP}) { s += f32(x[base + j * inner]); }
   let mean = reduce_sum(local, s) / f32(length);
   var q = 0.0;
   for (var j = i32(local); j < length; j += ${WORKGROUP}) {
-    let d = x[base + j * inner] - mean;
+    let d = f32(x[base + j * inner]) - mean;
     q += d * d;
   }
   let inv = 1.0 / sqrt(reduce_sum(local, q) / f32(length) + bitcast<f32>(p[4]));
   ${affine}
   for (var j = i32(local); j < length; j += ${WORKGROUP}) {
-    let v = x[base + j * inner];
-    dst[base + j * inner] = ${apply};
+    let v = f32(x[base + j * inner]);
+    dst[base + j * inner] = T(${apply});
   }
 }`;
 }
 
 /** Softmax over the last axis: p: rows, length. One thread per row (rows are short here). */
-export function softmaxKernel(): string {
+export function softmaxKernel(storage: Storage): string {
   return `
-${bindings(["x", "in"], ["dst", "out"], ["p", "ints"])}
+${bindings(storage, ["x", "in"], ["dst", "out"], ["p", "ints"])}
 ${HEADER}
   if (i >= p[0]) { return; }
   let L = p[1];
   let base = i * L;
   var m = -3.4028234e38;
-  for (var j = 0; j < L; j++) { m = max(m, x[base + j]); }
+  for (var j = 0; j < L; j++) { m = max(m, f32(x[base + j])); }
   var s = 0.0;
-  for (var j = 0; j < L; j++) { s += exp(x[base + j] - m); }
-  for (var j = 0; j < L; j++) { dst[base + j] = exp(x[base + j] - m) / s; }
+  for (var j = 0; j < L; j++) { s += exp(f32(x[base + j]) - m); }
+  for (var j = 0; j < L; j++) { dst[base + j] = T(exp(f32(x[base + j]) - m) / s); }
 }`;
 }
 
@@ -342,10 +356,10 @@ export const MAX_HEAD = 128;
  * then exp-weighted sums), so the result matches a plain softmax without rescaling.
  * p: count, B, H, Sq, Sk, D, Dv, scale bits, bias batch stride, bias head stride.
  */
-export function attentionKernel(bias: boolean): string {
-  const addBias = bias ? " + bias[b * p[8] + h * p[9] + q * Sk + j]" : "";
+export function attentionKernel(bias: boolean, storage: Storage): string {
+  const addBias = bias ? " + f32(bias[b * p[8] + h * p[9] + q * Sk + j])" : "";
   return `
-${bindings(["Q", "in"], ["K", "in"], ["V", "in"], ["dst", "out"], ["p", "ints"], bias && ["bias", "in"])}
+${bindings(storage, ["Q", "in"], ["K", "in"], ["V", "in"], ["dst", "out"], ["p", "ints"], bias && ["bias", "in"])}
 ${HEADER}
   if (i >= p[0]) { return; }
   let H = p[2]; let Sq = p[3]; let Sk = p[4]; let D = p[5]; let Dv = p[6];
@@ -358,7 +372,7 @@ ${HEADER}
   for (var j = 0; j < Sk; j++) {
     let kBase = (b * Sk + j) * H * D + h * D;
     var s = 0.0;
-    for (var d = 0; d < D; d++) { s += Q[qBase + d] * K[kBase + d]; }
+    for (var d = 0; d < D; d++) { s += f32(Q[qBase + d]) * f32(K[kBase + d]); }
     m = max(m, s * scale${addBias});
   }
   var acc: array<f32, ${MAX_HEAD}>;
@@ -366,13 +380,13 @@ ${HEADER}
   for (var j = 0; j < Sk; j++) {
     let kBase = (b * Sk + j) * H * D + h * D;
     var s = 0.0;
-    for (var d = 0; d < D; d++) { s += Q[qBase + d] * K[kBase + d]; }
+    for (var d = 0; d < D; d++) { s += f32(Q[qBase + d]) * f32(K[kBase + d]); }
     let e = exp(s * scale${addBias} - m);
     l += e;
     let vBase = (b * Sk + j) * H * Dv + h * Dv;
-    for (var d = 0; d < Dv; d++) { acc[d] += e * V[vBase + d]; }
+    for (var d = 0; d < Dv; d++) { acc[d] += e * f32(V[vBase + d]); }
   }
   let oBase = (b * Sq + q) * H * Dv + h * Dv;
-  for (var d = 0; d < Dv; d++) { dst[oBase + d] = acc[d] / l; }
+  for (var d = 0; d < Dv; d++) { dst[oBase + d] = T(acc[d] / l); }
 }`;
 }

@@ -5,8 +5,13 @@
 import { GpuContext, type GpuContextOptions } from "../gpu/context.js";
 import type { ModelProto } from "../onnx/proto.js";
 import { decodeModel } from "../onnx/proto.js";
-import type { ModelRunner, RunnerFeed, RunnerTensor } from "../runtime/types.js";
-import { type ExecutionStats, type ExecutorOptions, GraphExecutor } from "./executor.js";
+import type { ModelRunner, ProfileSummary, RunnerFeed, RunnerTensor } from "../runtime/types.js";
+import {
+  type ExecutionStats,
+  type ExecutorOptions,
+  GraphExecutor,
+  type KernelProfile,
+} from "./executor.js";
 import type { HostTensor } from "./host-tensor.js";
 
 export interface KernelRunnerOptions {
@@ -38,6 +43,20 @@ function toRunner(t: HostTensor): RunnerTensor {
   return { type: "int64", data: BigInt64Array.from(t.data, (v) => BigInt(v)), dims: t.dims };
 }
 
+/** The GPU time per kernel, per call, in the summary onnxruntime's profiles are read into. */
+export function summariseKernelProfile(profile: KernelProfile): ProfileSummary {
+  const runs = Math.max(1, profile.calls);
+  const byOpType = [...profile.byKernel]
+    .map(([opType, { ms, launches }]) => ({
+      opType,
+      totalMs: ms / runs,
+      count: Math.round(launches / runs),
+      providers: ["kernels"],
+    }))
+    .sort((a, b) => b.totalMs - a.totalMs);
+  return { byOpType, timeSource: "device", placement: {}, runs: profile.calls };
+}
+
 /** A runner for `model` (a ModelProto or its bytes) on our WebGPU kernels. */
 export async function createKernelRunner(
   model: ModelProto | Uint8Array,
@@ -45,7 +64,12 @@ export async function createKernelRunner(
 ): Promise<KernelRunner> {
   const proto = model instanceof Uint8Array ? decodeModel(model) : model;
   const owned = !options.context;
-  const ctx = options.context ?? (await GpuContext.create(options.gpu));
+  const profiling = options.executor?.profile === true;
+  // Profiles need exact timestamps (Dawn rounds them unless told not to).
+  const ctx =
+    options.context ??
+    (await GpuContext.create({ ...options.gpu, bench: options.gpu?.bench ?? profiling }));
+  let summary: ProfileSummary | undefined;
   let executor: GraphExecutor;
   try {
     executor = new GraphExecutor(ctx, proto, options.executor);
@@ -64,8 +88,17 @@ export async function createKernelRunner(
       const host = new Map<string, HostTensor>();
       for (const [name, feed] of Object.entries(feeds)) host.set(name, toHost(name, feed));
       const outputs = await executor.run(host);
+      if (profiling) summary = summariseKernelProfile(await executor.profile());
       return Object.fromEntries([...outputs].map(([name, t]) => [name, toRunner(t)]));
     },
+    ...(profiling
+      ? {
+          profileSummary: () => {
+            if (!summary) throw new Error("no profiled run yet");
+            return summary;
+          },
+        }
+      : {}),
     async release() {
       executor.destroy();
       if (owned) ctx.destroy();

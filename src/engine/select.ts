@@ -1,10 +1,9 @@
 /**
  * Which engine runs the models: onnxruntime (every device) or our WebGPU kernels. A frozen table
  * of choices and one pure function, like runtime/devices.ts. `auto` keeps onnxruntime until the
- * kernels engine is measured faster on the card (BENCHMARKS.md); today its operators are
- * portable one-thread-per-output kernels in f32, so `kernels` is for conformance and bring-up.
+ * kernels engine is measured faster on the card (BENCHMARKS.md).
  */
-import type { Device, ModelDtype } from "../util/vocabulary.js";
+import type { Device } from "../util/vocabulary.js";
 
 export type EngineChoice = "auto" | "kernels" | "onnxruntime";
 export type Engine = Exclude<EngineChoice, "auto">;
@@ -21,26 +20,23 @@ export function parseEngine(text: string): EngineChoice {
   throw new Error(`unknown engine "${text}": use one of ${ENGINE_CHOICES.join(", ")}`);
 }
 
-/** What the kernels engine needs that a load asked for differently, if anything. */
+/**
+ * What the engine choice depends on. (A float16 model runs in f16 storage, which needs the
+ * adapter's shader-f16: the executor checks that when it meets the adapter.)
+ */
 export interface EngineRequest {
   readonly device: Device;
-  /** Element type of the UNet and text encoders. */
-  readonly dtype: ModelDtype;
 }
 
 /**
- * The engine for a request: `auto` is onnxruntime for now; `kernels` on anything but WebGPU, or
- * in float16 (the engine computes in f32 only so far), is a one-line error that says what to use.
+ * The engine for a request: `auto` is onnxruntime for now; `kernels` on anything but WebGPU is a
+ * one-line error that says what to use.
  */
 export function resolveEngine(choice: EngineChoice, request: EngineRequest): Engine {
   if (choice !== "kernels") return "onnxruntime";
   if (request.device !== "webgpu")
     throw new Error(
       `the kernels engine runs on WebGPU only, not on device ${request.device}: use --device webgpu, or --engine onnxruntime`,
-    );
-  if (request.dtype !== "float32")
-    throw new Error(
-      `the kernels engine computes in float32 only so far (${request.dtype} asked for): use --dtype float32, or --engine onnxruntime`,
     );
   return "kernels";
 }

@@ -45,13 +45,21 @@ export function buildModelBytes(builder: GraphBuilder, options: ModelOptions = {
       `model weights are ${formatBytes(total)}, too large for one protobuf; save it to a file instead`,
     );
   }
+  return encodeModel(buildModelProto(builder, options));
+}
+
+/**
+ * The whole model with inline weights as a message in memory, never encoded: no protobuf size
+ * limit applies (for engines that read the message itself, like the kernels engine).
+ */
+export function buildModelProto(builder: GraphBuilder, options: ModelOptions = {}): ModelProto {
   const initializers: TensorProto[] = builder.initializers.map((init) => ({
     name: init.name,
     dims: [...init.data.dims],
     dataType: ELEMENT_TYPES[init.data.type].dataType,
     rawData: init.data.bytes(),
   }));
-  return encodeModel(modelShell(builder.toGraphProto(initializers), options));
+  return modelShell(builder.toGraphProto(initializers), options);
 }
 
 export function externalDataPath(modelPath: string): string {

@@ -9,7 +9,7 @@ import { type Engine, type EngineChoice, resolveEngine } from "../engine/select.
 import type { LoraRequest } from "../lora/apply-loras.js";
 import type { BuiltModel } from "../models/layers.js";
 import type { SamplerStepOptions } from "../models/sampler-step.js";
-import { buildModelBytes, saveModel } from "../onnx/model-io.js";
+import { buildModelBytes, buildModelProto, saveModel } from "../onnx/model-io.js";
 import type { ReductionSettings } from "../reduce/options.js";
 import type { SessionOptions, WebGpuTuning } from "../runtime/session.js";
 import { createRunner } from "../runtime/session.js";
@@ -61,10 +61,7 @@ class RunnerFactory {
     const { cacheDir } = options;
     this.cache = cacheDir === false ? undefined : new ModelCache(cacheDir ?? defaultCacheDir());
     const device = options.device ?? "cpu";
-    this.engine = resolveEngine(options.engine ?? "auto", {
-      device,
-      dtype: modelDtype(device, options.dtype),
-    });
+    this.engine = resolveEngine(options.engine ?? "auto", { device });
   }
 
   /** A runner of a planned component; its description keys the cache. */
@@ -80,10 +77,12 @@ class RunnerFactory {
       return "builder" in built ? built : { builder: built, metadata: {} };
     };
     if (this.engine === "kernels") {
-      // The kernels engine reads the model in memory (no external data files to load yet).
+      // The kernels engine reads the model message in memory: no file, no protobuf size limit.
       onBuild?.(component, undefined);
       const { builder, metadata } = made();
-      return createKernelRunner(buildModelBytes(builder, { metadata }));
+      return createKernelRunner(buildModelProto(builder, { metadata }), {
+        executor: { profile: session.profilePrefix !== undefined },
+      });
     }
     if (!this.cache) {
       onBuild?.(component, undefined);

@@ -9,30 +9,15 @@
  * When those are present they are the ones summed.
  */
 import { readFileSync } from "node:fs";
+import type { OpTypeTime, ProfileSummary } from "./types.js";
+
+export type { OpTypeTime, ProfileSummary };
 
 interface TraceEvent {
   readonly cat?: string;
   readonly name?: string;
   readonly dur?: number;
   readonly args?: { readonly op_name?: string; readonly provider?: string };
-}
-
-export interface OpTypeTime {
-  readonly opType: string;
-  readonly totalMs: number;
-  /** Nodes of this type (host events) or GPU programs run for them (device events), per run. */
-  readonly count: number;
-  readonly providers: readonly string[];
-}
-
-export interface ProfileSummary {
-  /** Kernel time per operator type, per run (averaged over the profiled runs). */
-  readonly byOpType: readonly OpTypeTime[];
-  /** `device`: GPU timestamps of each program; `host`: each kernel's call on the host. */
-  readonly timeSource: "device" | "host";
-  /** Node count per execution provider (one run). */
-  readonly placement: Readonly<Record<string, number>>;
-  readonly runs: number;
 }
 
 interface Accumulator {

@@ -45,6 +45,29 @@ export interface ModelRunner {
   release(): Promise<void>;
   /** Ends profiling (sessions made with a profile prefix) and writes the trace file. */
   endProfiling?(): void;
+  /**
+   * Runners that time their kernels themselves (the kernels engine, made with a profile
+   * prefix): the GPU time per kernel of the runs so far, instead of a trace file.
+   */
+  profileSummary?(): ProfileSummary;
+}
+
+export interface OpTypeTime {
+  readonly opType: string;
+  readonly totalMs: number;
+  /** Nodes of this type (host events) or GPU programs run for them (device events), per run. */
+  readonly count: number;
+  readonly providers: readonly string[];
+}
+
+export interface ProfileSummary {
+  /** Kernel time per operator type, per run (averaged over the profiled runs). */
+  readonly byOpType: readonly OpTypeTime[];
+  /** `device`: GPU timestamps of each program; `host`: each kernel's call on the host. */
+  readonly timeSource: "device" | "host";
+  /** Node count per execution provider (one run). */
+  readonly placement: Readonly<Record<string, number>>;
+  readonly runs: number;
 }
 
 export type Float32Feed = Extract<RunnerTensor, { readonly type: "float32" }>;
