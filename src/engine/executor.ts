@@ -74,6 +74,7 @@ import {
   convWeightsForKernel,
   gemmPlan,
   layerNormPlan,
+  relayConvWeights,
   type TunedConv,
 } from "./tuned-plans.js";
 
@@ -546,9 +547,9 @@ export class GraphExecutor {
    */
   private uploadOwned(v: HostTensor, label: string): DeviceTensor {
     const data =
-      this.storage === "f16"
-        ? float32ArrayToFloat16(Float32Array.from(v.data))
-        : Float32Array.from(v.data);
+      this.storage === "f32"
+        ? Float32Array.from(v.data)
+        : (v.float16Bits ?? float32ArrayToFloat16(Float32Array.from(v.data)));
     this.ctx.checkSize(data.length, this.storage, label);
     const buffer = this.ctx.device.createBuffer({
       size: Math.max(16, Math.ceil(data.byteLength / 16) * 16),
@@ -774,15 +775,19 @@ export class GraphExecutor {
     let t = this.convWeights.get(w);
     if (!t) {
       const [o, c, kh, kw] = w.dims;
-      t = this.uploadOwned(
-        {
-          kind: "host",
-          dtype: "float32",
-          data: convWeightsForKernel(w.data, w.dims),
-          dims: [kh, kw, c, o],
-        },
-        "engine conv weight",
-      );
+      const dims = [kh, kw, c, o];
+      // f16 weights keep their bits: re-laid as they are, never widened and narrowed again.
+      const bits = this.storage === "f16" ? w.float16Bits : undefined;
+      const relaid: HostTensor = bits
+        ? {
+            kind: "host",
+            dtype: "float32",
+            data: new Float32Array(0),
+            dims,
+            float16Bits: relayConvWeights(bits, w.dims, new Uint16Array(bits.length)),
+          }
+        : { kind: "host", dtype: "float32", data: convWeightsForKernel(w.data, w.dims), dims };
+      t = this.uploadOwned(relaid, "engine conv weight");
       this.convWeights.set(w, t);
     }
     return t;

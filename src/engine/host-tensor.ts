@@ -16,6 +16,8 @@ export interface HostTensor {
   readonly dtype: HostDtype;
   readonly data: Float32Array | Float64Array;
   readonly dims: readonly number[];
+  /** A float16 initializer's own bits, kept so f16 storage uploads them without converting. */
+  readonly float16Bits?: Uint16Array;
 }
 
 export function sizeOf(dims: readonly number[]): number {
@@ -91,7 +93,13 @@ export function decodeTensorProto(t: TensorProto): HostTensor {
     if (t.dataType === 10) for (let i = 0; i < n; i++) out[i] = float16BitsToFloat32(values[i]);
     else for (let i = 0; i < n; i++) out[i] = Number(values[i]);
   }
-  return { kind: "host", dtype, data: out, dims };
+  const half =
+    t.dataType === 10 && raw && raw.byteLength === 2 * n
+      ? new Uint16Array(raw.slice().buffer, 0, n)
+      : undefined;
+  return half
+    ? { kind: "host", dtype, data: out, dims, float16Bits: half }
+    : { kind: "host", dtype, data: out, dims };
 }
 
 /** Row-major strides of `dims`. */

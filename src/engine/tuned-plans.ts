@@ -157,10 +157,18 @@ export function convWeightsForKernel(
   data: ArrayLike<number>,
   dims: readonly number[],
 ): Float32Array {
+  return relayConvWeights(data, dims, new Float32Array(data.length));
+}
+
+/** convWeightsForKernel into `out`: float32 values, or float16 bits moved as they are. */
+export function relayConvWeights<A extends Float32Array | Uint16Array>(
+  data: ArrayLike<number>,
+  dims: readonly number[],
+  out: A,
+): A {
   const [o, c, kh, kw] = dims;
-  if (data.length !== o * c * kh * kw)
+  if (data.length !== o * c * kh * kw || out.length !== data.length)
     throw new Error(`${data.length} weights for a [${dims.join(", ")}] convolution kernel`);
-  const out = new Float32Array(data.length);
   for (let oi = 0; oi < o; oi++)
     for (let ci = 0; ci < c; ci++)
       for (let y = 0; y < kh; y++)

@@ -1,7 +1,9 @@
 // Which MatMul, Conv and MultiHeadAttention shapes the executor hands to the tuned src/gpu
 // kernels, and why it keeps the others on its portable kernels; the host re-layout of Conv
 // weights. Pure functions: no GPU.
+
 import { describe, expect, it } from "vitest";
+import { decodeTensorProto } from "../../src/engine/host-tensor.js";
 import {
   attentionPlan,
   type ConvAttributes,
@@ -9,6 +11,7 @@ import {
   convWeightsForKernel,
   gemmPlan,
   layerNormPlan,
+  relayConvWeights,
 } from "../../src/engine/tuned-plans.js";
 import type { GpuCapabilities } from "../../src/gpu/types.js";
 import type { KernelVariant } from "../../src/gpu/variants.js";
@@ -158,6 +161,25 @@ describe("convWeightsForKernel", () => {
         for (let y = 0; y < kh; y++)
           for (let x = 0; x < kw; x++)
             expect(out[((y * kw + x) * c + ci) * o + oi]).toBe(((oi * c + ci) * kh + y) * kw + x);
+  });
+
+  it("moves float16 bits as they are, and keeps a float16 initializer's bits when decoding", () => {
+    const dims = [2, 1, 1, 2];
+    // 1, -2, 0.5, 65504 as float16 bits.
+    const bits = Uint16Array.from([0x3c00, 0xc000, 0x3800, 0x7bff]);
+    const tensor = decodeTensorProto({
+      name: "w",
+      dims,
+      dataType: 10,
+      rawData: new Uint8Array(bits.buffer),
+    });
+    expect(Array.from(tensor.data)).toEqual([1, -2, 0.5, 65504]);
+    expect(Array.from(tensor.float16Bits ?? [])).toEqual(Array.from(bits));
+    const relaid = relayConvWeights(bits, dims, new Uint16Array(4));
+    expect(Array.from(relaid)).toEqual([0x3c00, 0x3800, 0xc000, 0x7bff]);
+    expect(
+      decodeTensorProto({ name: "f", dims: [1], dataType: 1, rawData: new Uint8Array(4) }),
+    ).not.toHaveProperty("float16Bits");
   });
 
   it("refuses data that does not fill the dims", () => {
