@@ -241,6 +241,8 @@ export class GraphExecutor {
   private readonly refs = new Map<GPUBuffer, number>();
   private pending: KernelLaunch[] = [];
   private pendingLabels: string[] = [];
+  /** GPU times of profiled passes, read after the call that recorded them. */
+  private pendingTimes: Promise<{ label: string; ms: number }[]>[] = [];
   private readonly timings = new Map<string, { ms: number; launches: number }>();
   private profiledCalls = 0;
   private runUploads = new Map<HostTensor, DeviceTensor>();
@@ -497,8 +499,6 @@ export class GraphExecutor {
       this.pendingTimes.push(timer.read().finally(() => timer.destroy()));
     }
   }
-
-  private pendingTimes: Promise<{ label: string; ms: number }[]>[] = [];
 
   /** The GPU time per kernel label over the profiled calls so far (`profile` option). */
   async profile(): Promise<KernelProfile> {

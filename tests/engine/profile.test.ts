@@ -1,0 +1,31 @@
+// The kernels engine's profile summary: GPU time per kernel averaged over the profiled calls, in
+// the shape bench prints for onnxruntime's profiles, largest first.
+import { describe, expect, it } from "vitest";
+import { summariseKernelProfile } from "../../src/engine/runner.js";
+
+describe("summariseKernelProfile", () => {
+  it("averages each kernel's time and launches per call and sorts by time", () => {
+    const summary = summariseKernelProfile({
+      calls: 2,
+      byKernel: new Map([
+        ["copy", { ms: 3, launches: 40 }],
+        ["tuned conv", { ms: 10, launches: 4 }],
+      ]),
+    });
+    expect(summary).toEqual({
+      byOpType: [
+        { opType: "tuned conv", totalMs: 5, count: 2, providers: ["kernels"] },
+        { opType: "copy", totalMs: 1.5, count: 20, providers: ["kernels"] },
+      ],
+      timeSource: "device",
+      placement: {},
+      runs: 2,
+    });
+  });
+
+  it("reports no calls as zero runs without dividing by zero", () => {
+    const summary = summariseKernelProfile({ calls: 0, byKernel: new Map() });
+    expect(summary.runs).toBe(0);
+    expect(summary.byOpType).toEqual([]);
+  });
+});
