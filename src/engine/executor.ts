@@ -103,6 +103,11 @@ export interface ExecutionStats {
    * `conv`, `attention`, `LayerNormalization`, `copy`, `Add`, ...).
    */
   kernels: Record<string, number>;
+  /**
+   * Bind groups made for this call. A warm call at the size of the last one makes them only for
+   * launches that read a buffer of its own (its inputs, index lists); the rest are reused.
+   */
+  bindGroups: number;
 }
 
 export interface ExecutorOptions {
@@ -133,7 +138,7 @@ export interface KernelProfile {
 }
 
 function emptyStats(): ExecutionStats {
-  return { submits: 0, launches: 0, readbacks: 0, hostFallbacks: {}, kernels: {} };
+  return { submits: 0, launches: 0, readbacks: 0, hostFallbacks: {}, kernels: {}, bindGroups: 0 };
 }
 
 export function unsupported(what: string): Error {
@@ -153,6 +158,9 @@ function padded(values: readonly number[], length = MAX_RANK): number[] {
 }
 
 /** Operators that always run on the GPU, even with host inputs (weights, the time embedding). */
+/** Bind groups kept for reuse by one executor, at most (a UNet call makes about 1,100). */
+const MAX_BIND_GROUPS = 16384;
+
 const DEVICE_ONLY = new Set([
   "MatMul",
   "Conv",
@@ -247,6 +255,16 @@ export class GraphExecutor {
   private profiledCalls = 0;
   private runUploads = new Map<HostTensor, DeviceTensor>();
   private scratch: GPUBuffer[] = [];
+  /** Buffers of this call only (its uploads, its index buffers): destroyed when it ends. */
+  private readonly transient = new Set<GPUBuffer>();
+  /**
+   * Bind groups of launches whose buffers outlive the call (weights, parameters, pooled
+   * activations), kept for the next call: the pool hands out the same buffers in the same order
+   * when the same graph runs at the same size, so a warm call makes almost none.
+   */
+  private readonly bindGroups = new Map<string, GPUBindGroup>();
+  private readonly ids = new WeakMap<object, number>();
+  private nextId = 0;
   stats: ExecutionStats = emptyStats();
   /**
    * The variant of src/gpu's tuned kernels this engine runs: in f32 storage their portable path;
@@ -357,6 +375,7 @@ export class GraphExecutor {
       this.runUploads = new Map();
       for (const b of this.scratch) b.destroy();
       this.scratch = [];
+      this.transient.clear();
     }
   }
 
@@ -534,6 +553,7 @@ export class GraphExecutor {
     let t = cache.get(v);
     if (!t) {
       t = this.uploadOwned(v, persistent ? "engine weight" : "engine input");
+      if (!persistent) this.transient.add(t.buffer);
       this.retain(t);
       cache.set(v, t);
     }
@@ -574,6 +594,7 @@ export class GraphExecutor {
     this.convWeights.clear();
     for (const b of this.params.values()) b.destroy();
     this.params.clear();
+    this.bindGroups.clear();
   }
 
   private allocate(dims: readonly number[]): DeviceTensor {
@@ -606,6 +627,7 @@ export class GraphExecutor {
     });
     this.ctx.device.queue.writeBuffer(buffer, 0, data);
     this.scratch.push(buffer);
+    this.transient.add(buffer);
     return buffer;
   }
 
@@ -628,10 +650,40 @@ export class GraphExecutor {
 
   /** Adds a launch to the pass being recorded. */
   private record(label: string, launch: KernelLaunch): void {
-    this.pending.push(launch);
+    this.pending.push(this.withBindGroup(launch));
     this.pendingLabels.push(label);
     this.stats.launches++;
     this.stats.kernels[label] = (this.stats.kernels[label] ?? 0) + 1;
+  }
+
+  /** The launch with its bind group from the cache, where all its buffers outlive the call. */
+  private withBindGroup(launch: KernelLaunch): KernelLaunch {
+    if (launch.bindGroup) return launch;
+    if (launch.buffers.some((b) => this.transient.has(b))) {
+      this.stats.bindGroups++; // made when the pass is recorded
+      return launch;
+    }
+    let key = `${this.id(launch.pipeline)}`;
+    for (const b of launch.buffers) key += `,${this.id(b)}`;
+    let group = this.bindGroups.get(key);
+    if (!group) {
+      // Many sizes through one runner: start over rather than grow without bound.
+      if (this.bindGroups.size >= MAX_BIND_GROUPS) this.bindGroups.clear();
+      group = this.ctx.bindGroup(launch.pipeline, launch.buffers);
+      this.bindGroups.set(key, group);
+      this.stats.bindGroups++;
+    }
+    return { ...launch, bindGroup: group };
+  }
+
+  /** A number for a GPU object, the same for its whole life (bind-group cache keys). */
+  private id(o: object): number {
+    let id = this.ids.get(o);
+    if (id === undefined) {
+      id = this.nextId++;
+      this.ids.set(o, id);
+    }
+    return id;
   }
 
   /** A tuned kernel from `cache`, prepared on first use of its key. */

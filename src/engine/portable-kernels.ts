@@ -66,10 +66,29 @@ function bindings(
     .join("\n")}`;
 }
 
+/**
+ * A kernel source made once per argument list: the executor asks for one on every launch, and
+ * the same text also keys the pipeline cache, so it is not rebuilt a thousand times a call.
+ */
+function memoised<A extends readonly (string | boolean)[]>(
+  make: (...args: A) => string,
+): (...args: A) => string {
+  const sources = new Map<string, string>();
+  return (...args: A) => {
+    const key = args.join(",");
+    let code = sources.get(key);
+    if (code === undefined) {
+      code = make(...args);
+      sources.set(key, code);
+    }
+    return code;
+  };
+}
+
 /** The largest rank the index arithmetic unrolls for. */
 export const MAX_RANK = 8;
 
-export function copyKernel(storage: Storage): string {
+export const copyKernel = memoised(function copyKernel(storage: Storage): string {
   return `
 ${bindings(storage, ["src", "in"], ["dst", "out"], ["p", "ints"])}
 ${HEADER}
@@ -85,17 +104,17 @@ ${HEADER}
   }
   dst[d] = src[s];
 }`;
-}
+});
 
 /** Fills `dst` with one value (bits in p[1]): Pad's border. p: count, value bits. */
-export function fillKernel(storage: Storage): string {
+export const fillKernel = memoised(function fillKernel(storage: Storage): string {
   return `
 ${bindings(storage, ["dst", "out"], ["p", "ints"])}
 ${HEADER}
   if (i >= p[0]) { return; }
   dst[i] = T(bitcast<f32>(p[1]));
 }`;
-}
+});
 
 /** WGSL for erf: Abramowitz and Stegun 7.1.26 (|error| < 1.5e-7), enough for float32 GELU. */
 const ERF = `
@@ -120,7 +139,7 @@ export const UNARY_EXPRESSIONS: Readonly<Record<string, string>> = {
   Clip: "clamp(x, bitcast<f32>(p[1]), bitcast<f32>(p[2]))",
 };
 
-export function unaryKernel(op: string, storage: Storage): string {
+export const unaryKernel = memoised(function unaryKernel(op: string, storage: Storage): string {
   return `${bindings(storage, ["src", "in"], ["dst", "out"], ["p", "ints"])}
 ${op === "Erf" ? ERF : ""}
 ${HEADER}
@@ -128,7 +147,7 @@ ${HEADER}
   let x = f32(src[i]);
   dst[i] = T(${UNARY_EXPRESSIONS[op]});
 }`;
-}
+});
 
 export const BINARY_EXPRESSIONS: Readonly<Record<string, string>> = {
   Add: "x + y",
@@ -140,7 +159,7 @@ export const BINARY_EXPRESSIONS: Readonly<Record<string, string>> = {
   Min: "min(x, y)",
 };
 
-export function binaryKernel(op: string, storage: Storage): string {
+export const binaryKernel = memoised(function binaryKernel(op: string, storage: Storage): string {
   return `
 ${bindings(storage, ["a", "in"], ["b", "in"], ["dst", "out"], ["p", "ints"])}
 ${HEADER}
@@ -158,10 +177,10 @@ ${HEADER}
   let y = f32(b[ib]);
   dst[i] = T(${BINARY_EXPRESSIONS[op]});
 }`;
-}
+});
 
 /** Gather along an axis: out (outer, count, inner) = x (outer, length, inner) at indices. */
-export function gatherKernel(storage: Storage): string {
+export const gatherKernel = memoised(function gatherKernel(storage: Storage): string {
   return `
 ${bindings(storage, ["src", "in"], ["indices", "ints"], ["dst", "out"], ["p", "ints"])}
 ${HEADER}
@@ -173,10 +192,10 @@ ${HEADER}
   let o = i / (inner * count);
   dst[i] = src[(o * p[1] + indices[j]) * inner + e];
 }`;
-}
+});
 
 /** Nearest resize, asymmetric coordinates, floor rounding: src = floor(dst / scale) per axis. */
-export function resizeNearestKernel(storage: Storage): string {
+export const resizeNearestKernel = memoised(function resizeNearestKernel(storage: Storage): string {
   return `
 ${bindings(storage, ["src", "in"], ["dst", "out"], ["p", "ints"])}
 ${HEADER}
@@ -195,12 +214,15 @@ ${HEADER}
   }
   dst[i] = src[s];
 }`;
-}
+});
 
 export type ReduceKind = "ReduceMean" | "ReduceMax" | "ReduceSum";
 
 /** Reduction over one axis: x (outer, length, inner) -> out (outer, inner). */
-export function reduceKernel(kind: ReduceKind, storage: Storage): string {
+export const reduceKernel = memoised(function reduceKernel(
+  kind: ReduceKind,
+  storage: Storage,
+): string {
   const init = kind === "ReduceMax" ? "-3.4028234e38" : "0.0";
   const step = kind === "ReduceMax" ? "acc = max(acc, v);" : "acc += v;";
   const finish = kind === "ReduceMean" ? "acc / f32(length)" : "acc";
@@ -219,10 +241,10 @@ ${HEADER}
   }
   dst[i] = T(${finish});
 }`;
-}
+});
 
 /** p: count, M, N, K, batch rank, batch shape[8], a batch strides[8], b batch strides[8]. */
-export function matmulKernel(storage: Storage): string {
+export const matmulKernel = memoised(function matmulKernel(storage: Storage): string {
   return `
 ${bindings(storage, ["a", "in"], ["b", "in"], ["dst", "out"], ["p", "ints"])}
 ${HEADER}
@@ -247,10 +269,10 @@ ${HEADER}
   }
   dst[i] = T(acc);
 }`;
-}
+});
 
 /** p: count, C, H, W, O, OH, OW, KH, KW, strideY, strideX, padTop, padLeft, dilY, dilX. */
-export function convKernel(bias: boolean, storage: Storage): string {
+export const convKernel = memoised(function convKernel(bias: boolean, storage: Storage): string {
   return `
 ${bindings(storage, ["x", "in"], ["w", "in"], ["dst", "out"], ["p", "ints"], bias && ["bias", "in"])}
 ${HEADER}
@@ -275,7 +297,7 @@ ${HEADER}
   }
   dst[i] = T(acc);
 }`;
-}
+});
 
 /**
  * Normalisation of rows: p: rows, length, inner, channels, eps bits. Row r covers elements
@@ -283,7 +305,11 @@ ${HEADER}
  * `(r / inner) % channels` for instance norm (inner = 1) or by j for layer norm.
  * Two passes over the row (mean, then centred squares) keep float32 variance accurate.
  */
-export function normKernel(kind: "instance" | "layer", bias: boolean, storage: Storage): string {
+export const normKernel = memoised(function normKernel(
+  kind: "instance" | "layer",
+  bias: boolean,
+  storage: Storage,
+): string {
   const affine =
     kind === "instance"
       ? `let ch = row % p[3]; let sc = f32(scale[ch]); let sh = ${bias ? "f32(shift[ch])" : "0.0"};`
@@ -330,10 +356,10 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     dst[base + j * inner] = T(${apply});
   }
 }`;
-}
+});
 
 /** Softmax over the last axis: p: rows, length. One thread per row (rows are short here). */
-export function softmaxKernel(storage: Storage): string {
+export const softmaxKernel = memoised(function softmaxKernel(storage: Storage): string {
   return `
 ${bindings(storage, ["x", "in"], ["dst", "out"], ["p", "ints"])}
 ${HEADER}
@@ -346,7 +372,7 @@ ${HEADER}
   for (var j = 0; j < L; j++) { s += exp(f32(x[base + j]) - m); }
   for (var j = 0; j < L; j++) { dst[base + j] = T(exp(f32(x[base + j]) - m) / s); }
 }`;
-}
+});
 
 /** The widest head the attention kernel keeps in registers. */
 export const MAX_HEAD = 128;
@@ -356,7 +382,10 @@ export const MAX_HEAD = 128;
  * then exp-weighted sums), so the result matches a plain softmax without rescaling.
  * p: count, B, H, Sq, Sk, D, Dv, scale bits, bias batch stride, bias head stride.
  */
-export function attentionKernel(bias: boolean, storage: Storage): string {
+export const attentionKernel = memoised(function attentionKernel(
+  bias: boolean,
+  storage: Storage,
+): string {
   const addBias = bias ? " + f32(bias[b * p[8] + h * p[9] + q * Sk + j])" : "";
   return `
 ${bindings(storage, ["Q", "in"], ["K", "in"], ["V", "in"], ["dst", "out"], ["p", "ints"], bias && ["bias", "in"])}
@@ -389,4 +418,4 @@ ${HEADER}
   let oBase = (b * Sq + q) * H * Dv + h * Dv;
   for (var d = 0; d < Dv; d++) { dst[oBase + d] = T(acc[d] / l); }
 }`;
-}
+});

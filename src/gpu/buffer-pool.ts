@@ -35,9 +35,18 @@ export function checkBufferSize(bytes: number, limits: BufferLimits, label: stri
     );
 }
 
+/**
+ * Free buffers are handed out lowest serial first (the order they were made in), not last
+ * released first: the same sequence of acquires and releases then gets the same buffers on every
+ * run, whatever order the last run released them in, and a caller that keys bind groups by
+ * buffer (the kernels engine) finds them again on the next call.
+ */
 export class BufferPool {
+  /** Free buffers by size class, highest serial first (the next one out is at the end). */
   private readonly free = new Map<number, GPUBuffer[]>();
   private readonly sizes = new WeakMap<GPUBuffer, number>();
+  private readonly serials = new WeakMap<GPUBuffer, number>();
+  private made = 0;
   /** Bytes held by buffers handed out or kept free. */
   allocatedBytes = 0;
 
@@ -56,6 +65,7 @@ export class BufferPool {
     if (reused) return reused;
     const buffer = this.device.createBuffer({ size, usage: BUFFER_USAGE.storage, label });
     this.sizes.set(buffer, size);
+    this.serials.set(buffer, this.made++);
     this.allocatedBytes += size;
     return buffer;
   }
@@ -65,7 +75,11 @@ export class BufferPool {
     const size = this.sizes.get(buffer);
     if (size === undefined) throw new Error("this buffer did not come from the pool");
     const list = this.free.get(size) ?? [];
-    if (!list.includes(buffer)) list.push(buffer);
+    if (list.includes(buffer)) return;
+    const serial = this.serials.get(buffer) ?? 0;
+    let at = list.length;
+    while (at > 0 && (this.serials.get(list[at - 1]) ?? 0) < serial) at--;
+    list.splice(at, 0, buffer);
     this.free.set(size, list);
   }
 

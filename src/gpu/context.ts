@@ -57,6 +57,8 @@ export interface KernelLaunch {
   readonly pipeline: GPUComputePipeline;
   readonly buffers: readonly GPUBuffer[];
   readonly workgroups: readonly [number, number, number];
+  /** The bind group of `buffers`, made beforehand by a caller that reuses it (`bindGroup`). */
+  readonly bindGroup?: GPUBindGroup;
 }
 
 /** Features the device is asked for whenever the adapter has them. */
@@ -114,6 +116,7 @@ async function findGpu(options: GpuContextOptions): Promise<GPU> {
 
 export class GpuContext {
   readonly pipelines: PipelineCache;
+  private readonly layouts = new WeakMap<GPUComputePipeline, GPUBindGroupLayout>();
   readonly buffers: BufferPool;
   private lost = false;
 
@@ -176,6 +179,20 @@ export class GpuContext {
 
   pipeline(source: ComputeKernelSource): Promise<GPUComputePipeline> {
     return this.pipelines.get(source);
+  }
+
+  /** The bind group of `buffers` at bindings 0, 1, ... of a pipeline's group 0. */
+  bindGroup(pipeline: GPUComputePipeline, buffers: readonly GPUBuffer[]): GPUBindGroup {
+    // getBindGroupLayout makes a new object on every call: once per pipeline is enough.
+    let layout = this.layouts.get(pipeline);
+    if (!layout) {
+      layout = pipeline.getBindGroupLayout(0);
+      this.layouts.set(pipeline, layout);
+    }
+    return this.device.createBindGroup({
+      layout,
+      entries: buffers.map((buffer, binding) => ({ binding, resource: { buffer } })),
+    });
   }
 
   /** An uninitialised tensor from the pool. */
@@ -243,11 +260,8 @@ export class GpuContext {
     const pass = encoder.beginComputePass({
       timestampWrites: options.timer?.pass(options.label ?? "pass"),
     });
-    const groups = launches.map((launch) =>
-      this.device.createBindGroup({
-        layout: launch.pipeline.getBindGroupLayout(0),
-        entries: launch.buffers.map((buffer, binding) => ({ binding, resource: { buffer } })),
-      }),
+    const groups = launches.map(
+      (launch) => launch.bindGroup ?? this.bindGroup(launch.pipeline, launch.buffers),
     );
     const limit = this.capabilities.limits.maxComputeWorkgroupsPerDimension;
     for (let r = 0; r < (options.repeat ?? 1); r++) {

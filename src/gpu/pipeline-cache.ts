@@ -14,20 +14,25 @@ export interface ComputeKernelSource {
 
 export class PipelineCache {
   private readonly pipelines = new PromiseMemo<string, GPUComputePipeline>();
+  /** Pipelines of other entry points, keyed by the entry point and the text. */
+  private readonly named = new PromiseMemo<string, GPUComputePipeline>();
   /** Compiler warnings of the shaders compiled so far, first line each (deprecations show here). */
   readonly warnings: string[] = [];
 
   constructor(private readonly device: GPUDevice) {}
 
   get size(): number {
-    return this.pipelines.size;
+    return this.pipelines.size + this.named.size;
   }
 
   /** The pipeline for a source, compiled on first use (its bind group layout is `auto`). */
   get(source: ComputeKernelSource): Promise<GPUComputePipeline> {
-    const key = `${source.entryPoint ?? "main"}\n${source.code}`;
-    // A failed compilation is not cached: the next call reports it again.
-    return this.pipelines.get(key, () => this.compile(source));
+    // A failed compilation is not cached: the next call reports it again. The common case (entry
+    // point main) keys by the text itself: no key string a kernel's length is built per lookup.
+    const entry = source.entryPoint ?? "main";
+    const memo = entry === "main" ? this.pipelines : this.named;
+    const key = entry === "main" ? source.code : `${entry}\n${source.code}`;
+    return memo.get(key, () => this.compile(source));
   }
 
   private async compile(source: ComputeKernelSource): Promise<GPUComputePipeline> {

@@ -4,6 +4,7 @@
 
 import { parseUnetConfig } from "../../src/configs/unet-config.js";
 import { parseVaeConfig } from "../../src/configs/vae-config.js";
+import type { ExecutionStats } from "../../src/engine/executor.js";
 import { createKernelRunner } from "../../src/engine/runner.js";
 import { CI_PORTABLE_TILING } from "../../src/gpu/checks.js";
 import { GpuContext } from "../../src/gpu/context.js";
@@ -33,6 +34,26 @@ export interface CaseReport {
   readonly readbacks: number;
   /** Launches by kernel (ExecutionStats.kernels). */
   readonly kernels: Record<string, number>;
+  readonly launches: number;
+  readonly bindGroups: number;
+  /** The UNet baseline run a second time on the same inputs: its stats and its output's drift. */
+  readonly again?: {
+    readonly bindGroups: number;
+    readonly launches: number;
+    readonly diff: number;
+  };
+}
+
+function statsOf(stats: ExecutionStats): Omit<CaseReport, "name" | "maxAbsDiff" | "again"> {
+  const { hostFallbacks, submits, readbacks, kernels, launches, bindGroups } = stats;
+  return {
+    hostFallbacks: { ...hostFallbacks },
+    submits,
+    readbacks,
+    kernels: { ...kernels },
+    launches,
+    bindGroups,
+  };
 }
 
 // Arguments: which model's cases ("sd15-tiny", ..., "vae"; all if absent), then optionally a
@@ -86,13 +107,19 @@ async function unetCases(model: string): Promise<void> {
           feeds.time_ids = feed("time_ids");
         }
         const out = floatOutput(await runner.run(feeds), "out_sample");
+        const stats = runner.lastStats;
+        let again: CaseReport["again"];
+        if (variant === "baseline") {
+          // A warm call: the bind groups of the first are reused, the result is the same.
+          const second = floatOutput(await runner.run(feeds), "out_sample");
+          const { bindGroups, launches } = runner.lastStats;
+          again = { bindGroups, launches, diff: maxAbsDiff(second.data, out.data) };
+        }
         results.push({
           name: `${name} ${c.size} ${variant}`,
           maxAbsDiff: maxAbsDiff(out.data, tensors.readFloat32(c.output)),
-          hostFallbacks: { ...runner.lastStats.hostFallbacks },
-          submits: runner.lastStats.submits,
-          readbacks: runner.lastStats.readbacks,
-          kernels: { ...runner.lastStats.kernels },
+          ...statsOf(stats),
+          ...(again ? { again } : {}),
         });
       }
       await runner.release();
@@ -122,10 +149,7 @@ async function vaeCases(): Promise<void> {
           floatOutput(decoded, "image").data,
           tensors.readFloat32(`${pipeline}.decoded`),
         ),
-        hostFallbacks: { ...decoder.lastStats.hostFallbacks },
-        submits: decoder.lastStats.submits,
-        readbacks: decoder.lastStats.readbacks,
-        kernels: { ...decoder.lastStats.kernels },
+        ...statsOf(decoder.lastStats),
       });
       const encoder = await createKernelRunner(
         buildModelBytes(buildVaeEncoder(parsed, weights).builder),
@@ -142,10 +166,7 @@ async function vaeCases(): Promise<void> {
             floatOutput(encoded, output).data,
             tensors.readFloat32(`${pipeline}.${key}`),
           ),
-          hostFallbacks: { ...encoder.lastStats.hostFallbacks },
-          submits: encoder.lastStats.submits,
-          readbacks: encoder.lastStats.readbacks,
-          kernels: { ...encoder.lastStats.kernels },
+          ...statsOf(encoder.lastStats),
         });
     } catch (error) {
       errors[`vae ${pipeline}`] = (error as Error).message;

@@ -54,6 +54,18 @@ describe("the kernels engine on SwiftShader, f32", () => {
     }
   });
 
+  it("reuses a warm call's bind groups and gives the same output", () => {
+    const base = unet.results[0];
+    const again = base.again;
+    if (!again) throw new Error("the baseline was not run a second time");
+    expect(again.diff).toBe(0);
+    expect(again.launches).toBe(base.launches);
+    expect(base.bindGroups).toBeGreaterThan(base.launches / 2);
+    // Made again only for launches that read the call's own uploads (its inputs, the timestep
+    // embedding computed on the host): a few of the thousand.
+    expect(again.bindGroups).toBeLessThan(base.launches / 10);
+  });
+
   it("runs MatMul, Conv and attention on src/gpu's tuned kernels, not the engine's portable ones", () => {
     for (const r of [...unet.results, ...vae.results]) {
       expect(r.kernels["tuned gemm"], r.name).toBeGreaterThan(0);

@@ -1,7 +1,7 @@
 // The WebGPU layer's pure parts: the variant table, buffer sizing, tiling checks, the float64
 // references and the comparison that the kernel checks rest on.
 import { describe, expect, it } from "vitest";
-import { checkBufferSize, sizeClass } from "../../src/gpu/buffer-pool.js";
+import { BufferPool, checkBufferSize, sizeClass } from "../../src/gpu/buffer-pool.js";
 import { compareWithReference, randomValues } from "../../src/gpu/check.js";
 import type { GpuContext } from "../../src/gpu/context.js";
 import {
@@ -122,6 +122,32 @@ describe("buffers", () => {
     expect(() => checkBufferSize(1001, limits, "conv output")).toThrow(
       "conv output needs a 1001-byte GPU buffer, more than this adapter allows in one binding (1000 bytes: maxStorageBufferBindingSize 1000, maxBufferSize 4000); use a smaller batch or image size",
     );
+  });
+
+  it("hands the same buffers to the same sequence of requests, whatever order they came back in", () => {
+    let made = 0;
+    const device = {
+      createBuffer: ({ size }: { size: number }) => ({ id: made++, size }),
+    } as unknown as GPUDevice;
+    const pool = new BufferPool(device, {
+      maxStorageBufferBindingSize: 2 ** 20,
+      maxBufferSize: 2 ** 20,
+    });
+    const ids = (buffers: GPUBuffer[]) => buffers.map((b) => (b as unknown as { id: number }).id);
+    // A call: three live at once, one freed and taken again, then one of another size class.
+    const call = (releaseOrder: number[]) => {
+      const a = [pool.acquire(1000), pool.acquire(1000), pool.acquire(1000)];
+      pool.release(a[1]);
+      const b = [pool.acquire(900), pool.acquire(5000)];
+      const all = [...a, ...b];
+      for (const i of releaseOrder) pool.release(all[i]);
+      return ids(all);
+    };
+    const first = call([0, 1, 2, 3, 4]);
+    expect(first).toEqual([0, 1, 2, 1, 3]);
+    expect(call([4, 2, 0, 3, 1])).toEqual(first);
+    expect(call([2, 1, 0, 4, 3])).toEqual(first);
+    expect(made).toBe(4);
   });
 });
 
