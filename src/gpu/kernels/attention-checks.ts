@@ -9,7 +9,9 @@ import {
   type AttentionShape,
   type AttentionTiling,
   attentionKeys,
+  lazyRescale,
   prepareAttention,
+  RESCALE_MARGIN,
   runAttention,
 } from "./attention.js";
 import { type AvgPoolShape, prepareAvgPool, runSimple } from "./elementwise.js";
@@ -35,6 +37,7 @@ function attentionCheck(shape: AttentionShape, tiling?: AttentionTiling): Kernel
         storage,
         tensorCore: variant.path === "tensor-core",
         tiles: Math.ceil(attentionKeys(shape) / kernel.tiling.keysPerTile),
+        rescaleMargin: lazyRescale(kernel) ? RESCALE_MARGIN : 0,
       },
     );
     return readAndCompare(ctx, out, t, reference);

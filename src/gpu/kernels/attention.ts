@@ -20,7 +20,9 @@
  * Tensor-core path: each subgroup owns M query rows (M of the matrix shape); the workgroup
  * stages K and V tiles in f16; S = Q K^T and O += P V run on subgroup matrices with f32
  * accumulation; S goes through workgroup memory for the softmax (a result fragment's register
- * layout is opaque), P is stored in f16, and O is rescaled row by row through the same scratch.
+ * layout is opaque) and P is stored in f16. O stays in result matrices: a row's running max
+ * moves only when a tile exceeds it by RESCALE_MARGIN, and O goes through the scratch to be
+ * rescaled only on the tiles where some row's max moved (lazy rescaling, below).
  * d is padded with zeros to a multiple of the matrix K and N (40 -> 48 at 16x16x16: a fifth more
  * matrix work for the SD 1.x head).
  * Launch: ceil(Nq / rowsPerWorkgroup) x (B * H) workgroups.
@@ -66,7 +68,23 @@ export interface AttentionTiling {
    * multiplies alone).
    */
   readonly ablation?: "o-in-matrices" | "no-softmax" | "mma-only";
+  /**
+   * Tensor-core path: `lazy` (default) keeps O in result matrices and moves a row's running max
+   * only when a tile's scores exceed it by more than RESCALE_MARGIN (log2 units), so O goes
+   * through workgroup memory only on the rare tiles where some row's max moved; `every-tile`
+   * rescales O through workgroup memory on every tile (the first kernel, kept for comparison).
+   */
+  readonly rescale?: "lazy" | "every-tile";
 }
+
+/**
+ * Lazy rescaling's margin in log2 units: a row's probabilities are exp2(s - m) with s at most
+ * m + 8, so they stay at most 256 (f16 holds up to 65504) and O, in f32, grows by the same
+ * factor at most. Exact, not an approximation: the offset a row's exponents use need not be its
+ * running max, only at least the first tile's max and at most MARGIN below any later score; the
+ * final division by the row sum, made with the same offsets, cancels it.
+ */
+export const RESCALE_MARGIN = 8;
 
 export const DEFAULT_ATTENTION_TILINGS: Readonly<{
   portable: AttentionTiling;
@@ -247,7 +265,7 @@ export function tensorCoreWorkgroupBytes(
   const kv = Math.max(rows, 2 * t.keysPerTile) * stride * 2;
   const scores = t.subgroups * s.m * (t.keysPerTile + 4) * 4;
   const probs = t.subgroups * s.m * (t.keysPerTile + 8) * 2;
-  return kv + scores + probs;
+  return kv + scores + probs + 4; // + the lazy rescale's flag
 }
 
 function tensorCoreWgsl(
@@ -329,7 +347,8 @@ function tensorCoreWgsl(
     return out;
   };
   const ablation = t.ablation;
-  const oInMatrices = ablation !== undefined;
+  const lazy = lazyRescale({ variant, tiling: t });
+  const oInMatrices = ablation !== undefined || lazy;
   const noSoftmax = ablation === "no-softmax" || ablation === "mma-only";
   const mmaOnly = ablation === "mma-only";
   const scoreMma: string[] = [];
@@ -397,6 +416,43 @@ function tensorCoreWgsl(
     l = l * alpha + row_sum;
     m = m_new;
 `;
+  // Lazy rescaling: the scores stay in registers between the max and the exponentials; a row's
+  // offset m moves only past RESCALE_MARGIN, and a tile where some row's moved (after the first)
+  // raises rescale_at to kt + 1, read back uniformly so that every subgroup takes the same branch.
+  const lane = (c: number) => `${u(c * lpr)} + part`;
+  const lazySoftmax = `    // Online softmax, lazily rescaled: lanes [row * ${lpr}, row * ${lpr} + ${lpr}) share a query row.
+    ${Array.from({ length: keysPerLane }, (_, c) => `let x_${c} = select(${NEG_BIG}, s_buf[s_row + ${u(c * lpr)}] * ${f32Literal(LOG2E / Math.sqrt(d))}, j0 + ${lane(c)} < ${u(nk)});`).join("\n    ")}
+    var tile_max = ${Array.from({ length: keysPerLane }, (_, c) => `x_${c}`).reduce((a, b) => `max(${a}, ${b})`)};
+    ${reduce("tile_max", "max")}
+    let grow = tile_max > m + ${f32Literal(RESCALE_MARGIN)};
+    let m_new = select(m, tile_max, grow);
+    alpha = exp2(m - m_new);
+    if (grow && kt > 0u) { atomicMax(&rescale_at, kt + 1u); }
+    var row_sum = 0.0;
+    ${Array.from({ length: keysPerLane }, (_, c) => `let p_${c} = f16(exp2(x_${c} - m_new)); p_buf[p_row + ${u(c * lpr)}] = p_${c}; row_sum += f32(p_${c});`).join("\n    ")}
+    ${reduce("row_sum", "add")}
+    l = l * alpha + row_sum;
+    m = m_new;
+`;
+  // O's fragments through the scratch, each row scaled by its alpha (1 where the max stayed).
+  const rescaleO: string[] = [];
+  for (let f = 0; f < oFrags; f++) {
+    rescaleO.push(
+      "workgroupBarrier();",
+      matrixStore(sp, "&s_buf", "s_base", `pv_${f}`, false, u(oStride)),
+      "workgroupBarrier();",
+      ...Array.from({ length: colsPerLane }, (_, c) => `s_buf[o_row + ${u(c * lpr)}] *= alpha;`),
+      "workgroupBarrier();",
+      `pv_${f} = ${matrixLoad(sp, result, "&s_buf", "s_base", false, u(oStride))};`,
+    );
+  }
+  const tail = lazy
+    ? `let rescale = workgroupUniformLoad(&rescale_at) == kt + 1u;
+    if (rescale) {
+      ${rescaleO.join("\n      ")}
+      workgroupBarrier();
+    }`
+    : "workgroupBarrier();";
   return `${storagePreamble(variant.storage, ["subgroups", "chromium_experimental_subgroup_matrix"])}
 @group(0) @binding(0) var<storage, read> q: array<T4>;
 @group(0) @binding(1) var<storage, read> k: array<T4>;
@@ -406,6 +462,7 @@ function tensorCoreWgsl(
 var<workgroup> kv_tile: array<f16, ${kvRows * stride}>;
 var<workgroup> s_buf: array<f32, ${sg * sRegion}>;
 var<workgroup> p_buf: array<f16, ${sg * s.m * pStride}>;
+${lazy ? "var<workgroup> rescale_at: atomic<u32>;" : ""}
 
 ${keyTokenWgsl(shape)}
 
@@ -428,6 +485,9 @@ fn main(
   let part = lane % ${u(lpr)};
   let s_base = sg * ${u(sRegion)};
   let p_base = sg * ${u(s.m * pStride)};
+  let s_row = s_base + row * ${u(sStride)} + part;
+  let p_row = p_base + row * ${u(pStride)} + part;
+  let o_row = s_base + row * ${u(oStride)} + part;
   ${lines.join("\n  ")}
   // Q once, through the K/V tile (rows past Nq and dims past d are zeros).
   for (var e = local; e < ${u((rows * dp) / 4)}; e += ${u(threads)}) {
@@ -452,8 +512,8 @@ fn main(
 ${mmaOnly ? "" : kvStage}
     ${scoreMma.join("\n    ")}
     ${mmaOnly ? "" : "workgroupBarrier();"}
-${noSoftmax ? "    l = 1.0;" : softmax}
-    ${mmaOnly ? "" : "workgroupBarrier();"}
+${noSoftmax ? "    l = 1.0;" : lazy ? lazySoftmax : softmax}
+    ${mmaOnly ? "" : tail}
     ${pvMma.join("\n    ")}
     ${oInMatrices ? "" : oRound((f, c, at) => `o_acc[${f * colsPerLane + c}] = fma(o_acc[${f * colsPerLane + c}], alpha, ${at});`).join("\n    ")}
   }
@@ -486,9 +546,18 @@ export interface AttentionKernel {
   launch(buffers: readonly GPUBuffer[]): KernelLaunch;
 }
 
+/** Whether a kernel rescales lazily (the tensor-core path's default, not its ablations). */
+export function lazyRescale(kernel: Pick<AttentionKernel, "variant" | "tiling">): boolean {
+  return (
+    kernel.variant.path === "tensor-core" &&
+    kernel.tiling.ablation === undefined &&
+    kernel.tiling.rescale !== "every-tile"
+  );
+}
+
 export function attentionTilingName(t: AttentionTiling, path: string): string {
   return path === "tensor-core"
-    ? `${t.subgroups}sg x ${t.keysPerTile} keys${t.ablation ? ` ablation:${t.ablation}` : ""}`
+    ? `${t.subgroups}sg x ${t.keysPerTile} keys${t.rescale === "every-tile" ? " rescale:every-tile" : ""}${t.ablation ? ` ablation:${t.ablation}` : ""}`
     : `${t.keysPerTile} keys`;
 }
 

@@ -14,6 +14,8 @@
  *   argument is a rounded difference (u R ln 2 relative). Relative weight error:
  *   eta = expm1(2 D ln 2) + 2u (6 + 3T + 4R) + u R ln2 (1 + T) + T u + e_p,
  *   e_p = 2^-11 where the probabilities are stored in f16 (the tensor-core path), else 0.
+ *   Lazy rescaling (the tensor-core path) lets a score exceed its row's offset by up to a margin
+ *   g (log2 units), so an exp2 argument reaches R + g: 4u g + u g ln2 more.
  * - Normalising weights each off by a relative eta moves them by at most 2 eta / (1 - eta)
  *   relative; the two sums (numerator over Nk terms, the row sum) add gamma_Nk each; the final
  *   reciprocal and product 3.5 ULP (WGSL's 2.5 for division, plus 1): 7u |o|.
@@ -40,6 +42,8 @@ export interface AttentionArithmetic {
   readonly tensorCore: boolean;
   /** Tiles of keys the kernel walks (rescalings of the accumulator). */
   readonly tiles: number;
+  /** How far (log2 units) a score may exceed its row's offset: lazy rescaling's margin, or 0. */
+  readonly rescaleMargin?: number;
 }
 
 function storeBound(storage: StorageType, value: number): number {
@@ -82,6 +86,7 @@ export function referenceAttention(
   const gScore = gamma(d + 2, uAcc);
   const gSum = gamma(nk, uAcc);
   const eP = model.tensorCore ? 2 ** -11 : 0;
+  const margin = model.rescaleMargin ?? 0;
   const out: Reference = {
     value: new Float64Array(batch * queries * hd),
     bound: new Float64Array(batch * queries * hd),
@@ -121,6 +126,8 @@ export function referenceAttention(
           2 * U * (6 + 3 * tiles + 4 * range) +
           U * range * Math.LN2 * (1 + tiles) +
           tiles * U +
+          4 * U * margin +
+          U * margin * Math.LN2 +
           eP;
         const spread = (2 * eta) / (1 - eta) + 2 * gSum;
         for (let e = 0; e < d; e++) {

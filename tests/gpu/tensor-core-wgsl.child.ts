@@ -1,0 +1,146 @@
+// Run by tensor-core-wgsl.test.ts in a process of its own: compiles every tensor-core shader
+// variant with Dawn's WGSL front end on its null backend, which (unlike SwiftShader) offers
+// shader-f16, subgroups and subgroup matrices. Nothing runs: the null backend only validates.
+// Prints one JSON line: how many shaders compiled and each one's errors.
+import type { GpuContext } from "../../src/gpu/context.js";
+import {
+  type AttentionShape,
+  type AttentionTiling,
+  prepareAttention,
+  TENSOR_CORE_ATTENTION_ORDER,
+} from "../../src/gpu/kernels/attention.js";
+import { convSpec, sameConv } from "../../src/gpu/kernels/conv2d.js";
+import { gemmSpec } from "../../src/gpu/kernels/gemm.js";
+import { DEFAULT_TILINGS } from "../../src/gpu/kernels/matmul-kernel.js";
+import { matmulWgsl } from "../../src/gpu/kernels/matmul-wgsl.js";
+import type { ComputeKernelSource } from "../../src/gpu/pipeline-cache.js";
+import { type MatrixShape, SUBGROUP_MATRIX_FEATURE } from "../../src/gpu/types.js";
+import type { KernelVariant } from "../../src/gpu/variants.js";
+
+const { create } = (await import("webgpu")) as { create(toggles: string[]): GPU };
+const gpu = create(["enable-dawn-features=allow_unsafe_apis", "backend=null"]);
+const adapter = await gpu.requestAdapter();
+if (!adapter) throw new Error("Dawn's null backend gave no adapter");
+const device = await adapter.requestDevice({
+  requiredFeatures: ["shader-f16", "subgroups", SUBGROUP_MATRIX_FEATURE] as GPUFeatureName[],
+});
+
+/** The shaders prepareAttention asks for (its first matrix spelling: Dawn's current one). */
+async function attentionSources(
+  variant: KernelVariant,
+  shape: AttentionShape,
+  tiling: AttentionTiling,
+): Promise<string[]> {
+  const sources: string[] = [];
+  const capture = {
+    capabilities: { limits: { maxComputeWorkgroupStorageSize: 49152 } },
+    checkSize() {},
+    pipeline(source: ComputeKernelSource) {
+      sources.push(source.code);
+      return Promise.resolve({} as GPUComputePipeline);
+    },
+  };
+  await prepareAttention(capture as unknown as GpuContext, variant, shape, tiling);
+  return sources;
+}
+
+const shaders: { name: string; code: string }[] = [];
+const matrices: MatrixShape[] = [
+  { m: 16, n: 16, k: 16 },
+  { m: 16, n: 8, k: 16 },
+  { m: 16, n: 8, k: 8 },
+];
+for (const matrix of matrices) {
+  const variant: KernelVariant = { path: "tensor-core", storage: "f16", matrix, subgroupSize: 32 };
+  const tag = `${matrix.m}x${matrix.n}x${matrix.k}`;
+  // Attention: every head dim the models use, self (a key count no tile divides), nearest ToDo
+  // on a grid the factor does not divide, cross-attention; every rescale mode and ablation.
+  for (const headDim of [40, 64, 80, 160]) {
+    const shapes: AttentionShape[] = [
+      { batch: 2, queries: 67, heads: 2, headDim, kvTokens: 67 },
+      {
+        batch: 1,
+        queries: 90,
+        heads: 2,
+        headDim,
+        kvTokens: 90,
+        keyGrid: { height: 9, width: 10, factor: 2 },
+      },
+      { batch: 1, queries: 33, heads: 2, headDim, kvTokens: 77 },
+    ];
+    for (const base of TENSOR_CORE_ATTENTION_ORDER)
+      for (const extra of [
+        {},
+        { rescale: "every-tile" as const },
+        { ablation: "o-in-matrices" as const },
+        { ablation: "no-softmax" as const },
+        { ablation: "mma-only" as const },
+      ]) {
+        const tiling: AttentionTiling = { ...base, ...extra };
+        for (const [i, shape] of shapes.entries()) {
+          let sources: string[];
+          try {
+            sources = await attentionSources(variant, shape, tiling);
+          } catch {
+            continue; // a tiling this matrix shape or head dim cannot take (refused before WGSL)
+          }
+          for (const code of sources)
+            shaders.push({
+              name: `attention ${tag} d${headDim} ${JSON.stringify(tiling)} #${i}`,
+              code,
+            });
+        }
+      }
+  }
+  // GEMM with each epilogue and the options, and 3x3 / 1x1 convolutions (stride 1 and 2).
+  for (const tiling of [DEFAULT_TILINGS.tensorCore, DEFAULT_TILINGS.wideGemm]) {
+    for (const epilogue of ["none", "gelu", "geglu"] as const)
+      shaders.push({
+        name: `gemm ${tag} ${epilogue} ${tiling.tileN}`,
+        code: matmulWgsl(
+          gemmSpec(
+            variant,
+            { batch: 2, m: 77, n: 40, k: 36, sharedB: true },
+            { epilogue, bias: true, residual: epilogue !== "geglu", tiling },
+          ),
+        ),
+      });
+    for (const [kernel, stride] of [
+      [3, 1],
+      [3, 2],
+      [1, 1],
+    ] as const)
+      shaders.push({
+        name: `conv ${tag} ${kernel}x${kernel}/${stride} ${tiling.tileN}`,
+        code: matmulWgsl(
+          convSpec(
+            variant,
+            sameConv(
+              { batch: 2, height: 9, width: 7, inChannels: 12, outChannels: 20 },
+              kernel,
+              stride,
+            ),
+            { bias: true, residual: stride === 1, tiling },
+          ),
+        ),
+      });
+  }
+}
+
+const failures: Record<string, string[]> = {};
+for (const shader of shaders) {
+  const module = device.createShaderModule({ code: shader.code });
+  const info = await module.getCompilationInfo();
+  const errors = info.messages.filter((m) => m.type === "error").map((m) => m.message);
+  if (errors.length > 0) failures[shader.name] = errors;
+}
+const names = shaders.map((s) => s.name.split(" ")[0]);
+process.stdout.write(
+  `${JSON.stringify({
+    compiled: shaders.length,
+    families: [...new Set(names)],
+    lazy: shaders.filter((s) => s.code.includes("rescale_at")).length,
+    failures,
+  })}\n`,
+);
+process.exit(0);

@@ -1,0 +1,30 @@
+// Every tensor-core shader (GEMM, convolution, flash attention in each rescale mode and ablation,
+// at every head dim the models use) passes Dawn's WGSL validation. CI has no GPU with subgroup
+// matrices, so these shaders never run here; Dawn's null backend offers the features and
+// validates the WGSL (types, the uniformity analysis that matrix offsets need), which catches a
+// broken shader before a GPU machine does.
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { runOnSwiftShader } from "../swiftshader.js";
+
+interface Report {
+  readonly compiled: number;
+  readonly families: readonly string[];
+  readonly lazy: number;
+  readonly failures: Record<string, string[]>;
+}
+
+describe("tensor-core shaders", () => {
+  it("pass Dawn's WGSL validation", async () => {
+    const report = JSON.parse(
+      await runOnSwiftShader(join("tests", "gpu", "tensor-core-wgsl.child.ts"), [], {
+        timeout: 240_000,
+      }),
+    ) as Report;
+    expect(report.failures).toEqual({});
+    expect(report.families).toEqual(["attention", "gemm", "conv"]);
+    // 3 matrix shapes x (attention variants + 6 GEMMs + 6 convolutions).
+    expect(report.compiled).toBeGreaterThan(100);
+    expect(report.lazy).toBeGreaterThan(0);
+  }, 250_000);
+});
