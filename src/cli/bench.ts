@@ -220,5 +220,9 @@ function formatProfile(row: UnetBenchRow): string {
     .map(([p, n]) => `${p} ${n}`)
     .join(", ");
   const source = profile.timeSource === "device" ? "GPU kernel time" : "kernel time (host)";
-  return `  ${source} ${total.toFixed(1)} ms per call; nodes by provider: ${placement}\n${lines.join("\n")}\n`;
+  const shapes = (profile.byKernel ?? [])
+    .slice(0, 20)
+    .map((o) => `    ${o.opType}: ${o.totalMs.toFixed(2)} ms (${o.count} per call)`);
+  const byShape = shapes.length > 0 ? `\n  largest kernels by shape:\n${shapes.join("\n")}` : "";
+  return `  ${source} ${total.toFixed(1)} ms per call; nodes by provider: ${placement}\n${lines.join("\n")}${byShape}\n`;
 }

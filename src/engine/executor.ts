@@ -648,10 +648,13 @@ export class GraphExecutor {
     return this.variant.path === "portable" ? this.options.portableTiling : undefined;
   }
 
-  /** Adds a launch to the pass being recorded. */
-  private record(label: string, launch: KernelLaunch): void {
+  /**
+   * Adds a launch to the pass being recorded. `label` names the kernel in the call's statistics;
+   * a profile times it under `label: detail` (a tuned kernel's shape and tile) where one is given.
+   */
+  private record(label: string, launch: KernelLaunch, detail?: string): void {
     this.pending.push(this.withBindGroup(launch));
-    this.pendingLabels.push(label);
+    this.pendingLabels.push(detail ? `${label}: ${detail}` : label);
     this.stats.launches++;
     this.stats.kernels[label] = (this.stats.kernels[label] ?? 0) + 1;
   }
@@ -724,7 +727,7 @@ export class GraphExecutor {
     );
     const buffers = [a.buffer, b.buffer, out.buffer];
     if (bias) buffers.push(bias.buffer);
-    this.record("tuned gemm", kernel.launch(buffers));
+    this.record("tuned gemm", kernel.launch(buffers), kernel.spec.label);
   }
 
   /**
@@ -771,7 +774,7 @@ export class GraphExecutor {
     const yNhwc = this.allocate([batch, out.height, out.width, outChannels]);
     const buffers = [nhwc.buffer, this.convWeightsOnDevice(w).buffer, yNhwc.buffer];
     if (bias) buffers.push(bias.buffer);
-    this.record("tuned conv", kernel.launch(buffers));
+    this.record("tuned conv", kernel.launch(buffers), kernel.spec.label);
     this.releaseTemporary(nhwc);
     const y = this.allocate([batch, outChannels, out.height, out.width]);
     const ys = stridesOf(yNhwc.dims);
@@ -1292,7 +1295,11 @@ export class GraphExecutor {
             prepareAttention(this.ctx, this.variant, plan.shape),
           );
           const out = this.allocate(q.dims);
-          this.record("tuned attention", kernel.launch([q.buffer, k.buffer, v.buffer, out.buffer]));
+          this.record(
+            "tuned attention",
+            kernel.launch([q.buffer, k.buffer, v.buffer, out.buffer]),
+            kernel.label,
+          );
           return [out];
         }
         const [B, Sq, HD] = q.dims;

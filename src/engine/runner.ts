@@ -43,18 +43,35 @@ function toRunner(t: HostTensor): RunnerTensor {
   return { type: "int64", data: BigInt64Array.from(t.data, (v) => BigInt(v)), dims: t.dims };
 }
 
-/** The GPU time per kernel, per call, in the summary onnxruntime's profiles are read into. */
+/**
+ * The GPU time per kernel, per call, in the summary onnxruntime's profiles are read into: by kind
+ * (a label's text before `: `), and by shape where labels carry one (tuned kernels do).
+ */
 export function summariseKernelProfile(profile: KernelProfile): ProfileSummary {
   const runs = Math.max(1, profile.calls);
-  const byOpType = [...profile.byKernel]
-    .map(([opType, { ms, launches }]) => ({
-      opType,
-      totalMs: ms / runs,
-      count: Math.round(launches / runs),
-      providers: ["kernels"],
-    }))
-    .sort((a, b) => b.totalMs - a.totalMs);
-  return { byOpType, timeSource: "device", placement: {}, runs: profile.calls };
+  const rows = (entries: Iterable<[string, { ms: number; launches: number }]>) =>
+    [...entries]
+      .map(([opType, { ms, launches }]) => ({
+        opType,
+        totalMs: ms / runs,
+        count: Math.round(launches / runs),
+        providers: ["kernels"],
+      }))
+      .sort((a, b) => b.totalMs - a.totalMs);
+  const kinds = new Map<string, { ms: number; launches: number }>();
+  for (const [label, { ms, launches }] of profile.byKernel) {
+    const kind = label.split(": ")[0];
+    const entry = kinds.get(kind) ?? { ms: 0, launches: 0 };
+    kinds.set(kind, { ms: entry.ms + ms, launches: entry.launches + launches });
+  }
+  const detailed = [...profile.byKernel.keys()].some((label) => label.includes(": "));
+  return {
+    byOpType: rows(kinds),
+    ...(detailed ? { byKernel: rows(profile.byKernel) } : {}),
+    timeSource: "device",
+    placement: {},
+    runs: profile.calls,
+  };
 }
 
 /** A runner for `model` (a ModelProto or its bytes) on our WebGPU kernels. */

@@ -63,6 +63,8 @@ export interface OpTypeTime {
 export interface ProfileSummary {
   /** Kernel time per operator type, per run (averaged over the profiled runs). */
   readonly byOpType: readonly OpTypeTime[];
+  /** The kernels engine: time per kernel shape (`kind: shape and tile`), largest first. */
+  readonly byKernel?: readonly OpTypeTime[];
   /** `device`: GPU timestamps of each program; `host`: each kernel's call on the host. */
   readonly timeSource: "device" | "host";
   /** Node count per execution provider (one run). */
