@@ -7,8 +7,10 @@
 import {
   closeSync,
   existsSync,
+  fstatSync,
   openSync,
   readFileSync,
+  readSync,
   renameSync,
   rmSync,
   statSync,
@@ -228,17 +230,36 @@ export function checkExternalData(path: string): void {
   }
 }
 
+/**
+ * Reads each external tensor's bytes from its data file, tensor by tensor (a data file may be
+ * larger than one buffer can hold: an SDXL UNet's is 5 GB in fp16).
+ */
 function resolveExternalData(model: ModelProto, directory: string, label: string): void {
-  const bytesOf = dataFiles(directory, label, (file): Uint8Array => readFileSync(file));
-  for (const { tensor, location, offset, length } of externalTensors(model, label)) {
-    const data = bytesOf(location);
-    const end = offset + (length ?? data.byteLength - offset);
-    if (end > data.byteLength) {
-      throw new Error(`${label}: tensor "${tensor.name}" runs past the end of ${location}`);
+  const fds: number[] = [];
+  const fileOf = dataFiles(directory, label, (file) => {
+    const fd = openSync(file, "r");
+    fds.push(fd);
+    return { fd, size: fstatSync(fd).size };
+  });
+  try {
+    for (const { tensor, location, offset, length } of externalTensors(model, label)) {
+      const { fd, size } = fileOf(location);
+      const end = offset + (length ?? size - offset);
+      if (end > size) {
+        throw new Error(`${label}: tensor "${tensor.name}" runs past the end of ${location}`);
+      }
+      const bytes = new Uint8Array(end - offset);
+      for (let done = 0; done < bytes.byteLength; ) {
+        const n = readSync(fd, bytes, done, bytes.byteLength - done, offset + done);
+        if (n === 0) throw new Error(`${label}: ${location} ended while reading "${tensor.name}"`);
+        done += n;
+      }
+      tensor.rawData = bytes;
+      tensor.dataLocation = undefined;
+      tensor.externalData = undefined;
     }
-    tensor.rawData = data.subarray(offset, end);
-    tensor.dataLocation = undefined;
-    tensor.externalData = undefined;
+  } finally {
+    for (const fd of fds) closeSync(fd);
   }
 }
 

@@ -9,7 +9,7 @@ import { type Engine, type EngineChoice, resolveEngine } from "../engine/select.
 import type { LoraRequest } from "../lora/apply-loras.js";
 import type { BuiltModel } from "../models/layers.js";
 import type { SamplerStepOptions } from "../models/sampler-step.js";
-import { buildModelBytes, buildModelProto, saveModel } from "../onnx/model-io.js";
+import { buildModelBytes, buildModelProto, readModel, saveModel } from "../onnx/model-io.js";
 import type { ReductionSettings } from "../reduce/options.js";
 import type { SessionOptions, WebGpuTuning } from "../runtime/session.js";
 import { createRunner } from "../runtime/session.js";
@@ -77,12 +77,25 @@ class RunnerFactory {
       return "builder" in built ? built : { builder: built, metadata: {} };
     };
     if (this.engine === "kernels") {
-      // The kernels engine reads the model message in memory: no file, no protobuf size limit.
-      onBuild?.(component, undefined);
-      const { builder, metadata } = made();
-      return createKernelRunner(buildModelProto(builder, { metadata }), {
-        executor: { profile: session.profilePrefix !== undefined },
-      });
+      const kernelOptions = { executor: { profile: session.profilePrefix !== undefined } };
+      // The kernels engine reads the model message in memory (no protobuf size limit): built
+      // here without a cache, else from the same cached file onnxruntime opens (weights beyond
+      // 1.5 GB in its external data file), so a model is built once for both engines.
+      if (!this.cache) {
+        onBuild?.(component, undefined);
+        const { builder, metadata } = made();
+        return createKernelRunner(buildModelProto(builder, { metadata }), kernelOptions);
+      }
+      return this.cache.open(
+        hashKey(description),
+        description,
+        (path) => {
+          onBuild?.(component, path);
+          const { builder, metadata } = made();
+          saveModel(builder, path, { metadata });
+        },
+        (entry) => createKernelRunner(readModel(entry.modelPath), kernelOptions),
+      );
     }
     if (!this.cache) {
       onBuild?.(component, undefined);

@@ -1,7 +1,8 @@
 // A whole generation through the public API with engine "kernels" (WebGPU on SwiftShader, f32):
 // loadPipeline and generate as a user calls them, the image within the pipeline tolerance of
 // FIXTURES.md (2e-3) of the reference. SwiftShader takes about a minute and a half per case on a
-// loaded 2-core machine, so CI runs one case with ToDo inside; `vite-node
+// loaded 2-core machine, so CI runs one case with ToDo inside, its models built into a model cache
+// and read back from the saved files as onnxruntime reads them; `vite-node
 // tests/engine/pipelines.child.ts` runs every case of cases/pipelines.json.
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
@@ -10,7 +11,12 @@ import { runOnSwiftShader } from "../swiftshader.js";
 const CASE = "sd15-tiny.euler-todo2";
 
 interface Report {
-  readonly results: readonly { key: string; maxAbsDiff: number }[];
+  readonly results: readonly {
+    key: string;
+    maxAbsDiff: number;
+    built: readonly string[];
+    cacheEntries: number;
+  }[];
   readonly errors: Record<string, string>;
 }
 
@@ -23,5 +29,11 @@ describe("generate through the public API on the kernels engine", () => {
     expect(report.errors).toEqual({});
     expect(report.results.map((r) => r.key)).toEqual([CASE]);
     expect(report.results[0].maxAbsDiff).toBeLessThanOrEqual(2e-3);
+    // The models were built into the case's cache and read back from the saved files (the
+    // kernels engine shares onnxruntime's cache): none was built in memory.
+    const built = report.results[0].built;
+    expect(built.length).toBeGreaterThan(0);
+    expect(built.filter((b) => !b.endsWith(" saved"))).toEqual([]);
+    expect(report.results[0].cacheEntries).toBe(built.length);
   }, 600_000);
 });

@@ -1,4 +1,4 @@
-import { mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
@@ -201,6 +201,20 @@ describe("model files", () => {
     rmSync(externalDataPath(path));
     expect(() => readModel(path)).toThrow(
       /lost\.onnx: external data file lost\.onnx_data is missing/,
+    );
+  });
+
+  it("reads external weights tensor by tensor and names one cut off by a truncated file", () => {
+    const path = join(work, "cut.onnx");
+    saveModel(shapesModel(), path, { externalData: "always" });
+    const data = externalDataPath(path);
+    const whole = readFileSync(data);
+    // Every external byte comes back in place.
+    const w = readModel(path).graph.initializer?.find((t) => t.name === "w");
+    expect(Uint8Array.from(w?.rawData ?? [])).toEqual(new Uint8Array(whole.subarray(0, 3600)));
+    writeFileSync(data, whole.subarray(0, whole.byteLength - 4));
+    expect(() => readModel(path)).toThrow(
+      /cut\.onnx: tensor "w" runs past the end of cut\.onnx_data/,
     );
   });
 
