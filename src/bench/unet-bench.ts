@@ -8,7 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { crossAttentionWidth } from "../models/unet.js";
 import { type LoadOptions, openModelFiles } from "../pipelines/load.js";
-import { unetBuilds } from "../pipelines/plan-runners.js";
+import { probeEngine, unetBuilds } from "../pipelines/plan-runners.js";
 import {
   describeReduction,
   levelGrid,
@@ -182,7 +182,7 @@ export async function benchUnet(
   const { files } = await openModelFiles(source, options);
   const rows: UnetBenchRow[] = [];
   try {
-    const unet = unetBuilds(files, options);
+    const unet = unetBuilds(files, await probeEngine(options));
     const config = unet.config;
     const dtype = modelDtype(device, options.dtype);
     const contextDim = crossAttentionWidth(config) ?? 768;
@@ -196,8 +196,8 @@ export async function benchUnet(
           model: source,
           device,
           dtype,
-          // unetBuilds has checked the choice: kernels only where it can run.
-          engine: options.engine === "kernels" ? ("kernels" as const) : ("onnxruntime" as const),
+          // unetBuilds has resolved the choice: kernels only where it can run.
+          engine: unet.engine,
           width: size.width,
           height: size.height,
           batch,

@@ -192,7 +192,7 @@ export function addModelFlags(command: Command): Command {
     .option("--dtype <dtype>", "fp32 or fp16 (default: fp32 on cpu, fp16 on GPUs)", dtypeArg)
     .option(
       "--engine <engine>",
-      "auto, kernels (our WebGPU kernels) or onnxruntime (default auto: onnxruntime)",
+      "auto, kernels (our WebGPU kernels) or onnxruntime (default auto: kernels for fp16 on WebGPU with shader-f16, else onnxruntime)",
       engineArg,
     )
     .option("--cache-dir <dir>", "where built models are cached")

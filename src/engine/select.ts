@@ -1,9 +1,10 @@
 /**
  * Which engine runs the models: onnxruntime (every device) or our WebGPU kernels. A frozen table
- * of choices and one pure function, like runtime/devices.ts. `auto` keeps onnxruntime until the
- * kernels engine is measured faster on the card (BENCHMARKS.md).
+ * of choices and one pure function, like runtime/devices.ts. `auto` picks the kernels for float16
+ * models on WebGPU adapters with shader-f16, where they were measured faster than onnxruntime at
+ * every size (BENCHMARKS.md), and onnxruntime everywhere else.
  */
-import type { Device } from "../util/vocabulary.js";
+import type { Device, ModelDtype } from "../util/vocabulary.js";
 
 export type EngineChoice = "auto" | "kernels" | "onnxruntime";
 export type Engine = Exclude<EngineChoice, "auto">;
@@ -26,14 +27,22 @@ export function parseEngine(text: string): EngineChoice {
  */
 export interface EngineRequest {
   readonly device: Device;
+  /** The models' weights and activations. */
+  readonly dtype?: ModelDtype;
+  /** Whether the WebGPU adapter has shader-f16 (undefined: not probed). */
+  readonly shaderF16?: boolean;
 }
 
 /**
- * The engine for a request: `auto` is onnxruntime for now; `kernels` on anything but WebGPU is a
- * one-line error that says what to use.
+ * The engine for a request: `auto` is the kernels for float16 on WebGPU with shader-f16, else
+ * onnxruntime; `kernels` on anything but WebGPU is a one-line error that says what to use.
  */
 export function resolveEngine(choice: EngineChoice, request: EngineRequest): Engine {
-  if (choice !== "kernels") return "onnxruntime";
+  if (choice === "auto")
+    return request.device === "webgpu" && request.dtype === "float16" && request.shaderF16 === true
+      ? "kernels"
+      : "onnxruntime";
+  if (choice === "onnxruntime") return "onnxruntime";
   if (request.device !== "webgpu")
     throw new Error(
       `the kernels engine runs on WebGPU only, not on device ${request.device}: use --device webgpu, or --engine onnxruntime`,

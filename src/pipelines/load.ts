@@ -15,7 +15,7 @@ import type { ComponentName, ModelFiles } from "../weights/model-files.js";
 import { openSingleFile } from "../weights/single-file.js";
 import { defaultCacheDir, ModelCache } from "./model-cache.js";
 import { openOnnxFolder } from "./onnx-folder.js";
-import { type RunnerOptions, runnerParts, runnerPlan } from "./plan-runners.js";
+import { probeEngine, type RunnerOptions, runnerParts, runnerPlan } from "./plan-runners.js";
 import { StableDiffusionPipeline } from "./stable-diffusion.js";
 
 export interface LoadOptions extends RunnerOptions {
@@ -164,7 +164,8 @@ export async function loadPipeline(
   }
   const { files, folder } = opened;
   try {
-    return new StableDiffusionPipeline(runnerParts(runnerPlan(files, folder, options), options));
+    const probed = await probeEngine(options);
+    return new StableDiffusionPipeline(runnerParts(runnerPlan(files, folder, probed), probed));
   } catch (error) {
     files.close();
     throw error;

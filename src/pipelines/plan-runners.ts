@@ -17,6 +17,7 @@ import type { ModelRunner } from "../runtime/types.js";
 import { loadClipTokenizer } from "../tokenizers/load-folder.js";
 import { PromiseMemo } from "../util/promise-memo.js";
 import { type Device, type ModelDtype, type ModelFamily, modelDtype } from "../util/vocabulary.js";
+import { probeAdapter } from "../util/webgpu-probe.js";
 import type { ModelFiles } from "../weights/model-files.js";
 import { loraVariants } from "./lora-variants.js";
 import { defaultCacheDir, hashKey, ModelCache } from "./model-cache.js";
@@ -42,8 +43,13 @@ export interface RunnerOptions {
   readonly tokenizer?: string;
   /** WebGPU backend settings for every session. */
   readonly webgpu?: WebGpuTuning;
-  /** Which engine runs the models (default auto: onnxruntime, see engine/select.ts). */
+  /**
+   * Which engine runs the models (default auto: the kernels for float16 on WebGPU with
+   * shader-f16, else onnxruntime; see engine/select.ts).
+   */
   readonly engine?: EngineChoice;
+  /** Whether the WebGPU adapter has shader-f16, for `auto` (set by `probeEngine`). */
+  readonly shaderF16?: boolean;
   /** Called when a model is built rather than found in the cache. */
   readonly onBuild?: (component: string, path: string | undefined) => void;
   /** LoRAs merged into the UNet and text encoders (`generate` may ask for another set). */
@@ -61,7 +67,11 @@ class RunnerFactory {
     const { cacheDir } = options;
     this.cache = cacheDir === false ? undefined : new ModelCache(cacheDir ?? defaultCacheDir());
     const device = options.device ?? "cpu";
-    this.engine = resolveEngine(options.engine ?? "auto", { device });
+    this.engine = resolveEngine(options.engine ?? "auto", {
+      device,
+      dtype: modelDtype(device, options.dtype),
+      shaderF16: options.shaderF16,
+    });
   }
 
   /** A runner of a planned component; its description keys the cache. */
@@ -115,9 +125,29 @@ class RunnerFactory {
   }
 }
 
+/**
+ * The options with what `auto` needs to choose an engine: for float16 models on WebGPU, whether
+ * the adapter has shader-f16 (asked once a process, of a child). Other options come back as
+ * they are.
+ */
+export async function probeEngine<T extends RunnerOptions>(options: T): Promise<T> {
+  const device = options.device ?? "cpu";
+  if (
+    (options.engine ?? "auto") !== "auto" ||
+    device !== "webgpu" ||
+    modelDtype(device, options.dtype) !== "float16" ||
+    options.shaderF16 !== undefined
+  )
+    return options;
+  const found = await probeAdapter();
+  return found === undefined ? options : { ...options, shaderF16: found === "shader-f16" };
+}
+
 /** The UNet of a model plan, built per reduction setting. */
 export interface UnetBuilds {
   readonly config: UnetConfig;
+  /** The engine its runners run on. */
+  readonly engine: Engine;
   readonly family: ModelFamily;
   /** A runner of the UNet built for `reduction` (cached on disk per settings). */
   runner(
@@ -142,6 +172,7 @@ export function unetBuilds(files: ModelFiles, options: RunnerOptions = {}): Unet
   const factory = new RunnerFactory(options);
   return {
     config: plan.unetConfig,
+    engine: factory.engine,
     family: plan.family,
     runner: (reduction, session) => factory.runner(plan.unet(reduction), session),
   };

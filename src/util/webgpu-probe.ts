@@ -8,12 +8,15 @@ import { spawn } from "node:child_process";
 import { createRequire } from "node:module";
 import { pathToFileURL } from "node:url";
 
+/** What the probe found: no adapter, one without shader-f16, or one with it. */
+export type AdapterProbe = "none" | "adapter" | "shader-f16";
+
 /**
- * Resolves true when an adapter was found, false when none was, and undefined when
- * the probe itself could not run (the binding is missing, or it took too long), in which case the
- * caller goes on as before.
+ * Resolves to what was found, or undefined when the probe itself could not run (the binding is
+ * missing, or it took too long), in which case the caller goes on as before. The adapter is asked
+ * for with the toggles the kernels engine uses (Dawn hides shader-f16 on NVIDIA without one).
  */
-function probeWebGpuAdapter(timeoutMs = 60_000): Promise<boolean | undefined> {
+function probeWebGpuAdapter(timeoutMs = 60_000): Promise<AdapterProbe | undefined> {
   let binding: string;
   try {
     binding = pathToFileURL(createRequire(import.meta.url).resolve("webgpu")).href;
@@ -21,8 +24,9 @@ function probeWebGpuAdapter(timeoutMs = 60_000): Promise<boolean | undefined> {
     return Promise.resolve(undefined);
   }
   const script = `const { create } = await import(${JSON.stringify(binding)});
-const adapter = await create(["backend=vulkan"]).requestAdapter();
-process.exit(adapter ? 0 : 3);`;
+const gpu = create(["enable-dawn-features=allow_unsafe_apis,vulkan_enable_f16_on_nvidia", "backend=vulkan"]);
+const adapter = await gpu.requestAdapter();
+process.exit(!adapter ? 3 : adapter.features.has("shader-f16") ? 4 : 0);`;
   return new Promise((resolve) => {
     const child = spawn(process.execPath, ["--input-type=module", "-e", script], {
       stdio: "ignore",
@@ -37,16 +41,22 @@ process.exit(adapter ? 0 : 3);`;
     });
     child.on("exit", (code) => {
       clearTimeout(timer);
-      resolve(code === 0 ? true : code === 3 ? false : undefined);
+      resolve(code === 0 ? "adapter" : code === 4 ? "shader-f16" : code === 3 ? "none" : undefined);
     });
   });
 }
 
-let answer: Promise<boolean | undefined> | undefined;
+let answer: Promise<AdapterProbe | undefined> | undefined;
 
 /** The probe's answer, asked once a process (Linux only: elsewhere undefined, nothing spawned). */
-export function hasWebGpuAdapter(): Promise<boolean | undefined> {
+export function probeAdapter(): Promise<AdapterProbe | undefined> {
   if (process.platform !== "linux") return Promise.resolve(undefined);
   answer ??= probeWebGpuAdapter();
   return answer;
+}
+
+/** Whether an adapter was found (undefined: the probe could not tell). */
+export async function hasWebGpuAdapter(): Promise<boolean | undefined> {
+  const found = await probeAdapter();
+  return found === undefined ? undefined : found !== "none";
 }

@@ -1,11 +1,15 @@
-// Engine selection: the choices, `auto` staying on onnxruntime, and the one-line errors of
+// Engine selection: the choices, `auto` (the kernels for float16 on WebGPU with shader-f16, else
+// onnxruntime) and the adapter probe it rests on, and the one-line errors of
 // `kernels` where it cannot run, from the pure function and through loadPipeline (before any
 // model is built or any GPU is touched).
+import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { benchUnet } from "../../src/bench/unet-bench.js";
 import { ENGINE_CHOICES, parseEngine, resolveEngine } from "../../src/engine/select.js";
 import { loadPipeline } from "../../src/pipelines/load.js";
+import { probeEngine } from "../../src/pipelines/plan-runners.js";
 import { fixturePath } from "../fixtures.js";
+import { runOnSwiftShader } from "../swiftshader.js";
 
 describe("engine selection", () => {
   it("parses the three choices and names them when a value is unknown", () => {
@@ -15,11 +19,48 @@ describe("engine selection", () => {
     );
   });
 
-  it("keeps onnxruntime for auto and onnxruntime on every device", () => {
+  it("keeps onnxruntime for auto and onnxruntime on every device when the adapter is unknown", () => {
     for (const device of ["cpu", "webgpu", "cuda", "wasm"] as const)
       for (const choice of ["auto", "onnxruntime"] as const)
-        expect(resolveEngine(choice, { device })).toBe("onnxruntime");
+        expect(resolveEngine(choice, { device, dtype: "float16" })).toBe("onnxruntime");
   });
+
+  it("picks the kernels for auto only for float16 on WebGPU with shader-f16", () => {
+    expect(resolveEngine("auto", { device: "webgpu", dtype: "float16", shaderF16: true })).toBe(
+      "kernels",
+    );
+    expect(resolveEngine("auto", { device: "webgpu", dtype: "float32", shaderF16: true })).toBe(
+      "onnxruntime",
+    );
+    expect(resolveEngine("auto", { device: "webgpu", dtype: "float16", shaderF16: false })).toBe(
+      "onnxruntime",
+    );
+    for (const device of ["cpu", "cuda", "wasm"] as const)
+      expect(resolveEngine("auto", { device, dtype: "float16", shaderF16: true })).toBe(
+        "onnxruntime",
+      );
+    expect(
+      resolveEngine("onnxruntime", { device: "webgpu", dtype: "float16", shaderF16: true }),
+    ).toBe("onnxruntime");
+  });
+
+  it("probes the adapter only where auto has a choice to make", async () => {
+    // CPU, an explicit engine, float32 or an already probed adapter: returned as they are.
+    for (const options of [
+      { device: "cpu" as const },
+      { device: "webgpu" as const, engine: "onnxruntime" as const },
+      { device: "webgpu" as const, dtype: "float32" as const },
+      { device: "webgpu" as const, shaderF16: true },
+    ])
+      expect(await probeEngine(options)).toBe(options);
+  });
+
+  it("finds SwiftShader's adapter without shader-f16, so auto stays on onnxruntime there", async () => {
+    const report = JSON.parse(
+      await runOnSwiftShader(join("tests", "engine", "probe.child.ts"), [], { timeout: 120_000 }),
+    ) as { shaderF16?: boolean; engine: string };
+    expect(report).toEqual({ shaderF16: false, engine: "onnxruntime" });
+  }, 150_000);
 
   it("picks the kernels on WebGPU", () => {
     expect(resolveEngine("kernels", { device: "webgpu" })).toBe("kernels");
