@@ -139,13 +139,14 @@ function castTo(to: number, x: HostTensor): HostTensor {
     throw new Error(
       `Cast to ONNX type ${to} is not supported by the kernels engine yet; use --engine onnxruntime`,
     );
-  const f =
-    dtype === "bool"
-      ? (v: number) => Number(v !== 0)
-      : INT_DTYPES.has(dtype)
-        ? Math.trunc
-        : (v: number) => v;
-  return hostTensor(dtype, Array.from(x.data, f), x.dims);
+  // Typed-array copies rather than a JavaScript array in between: a UNet call casts its inputs
+  // and outputs here (hundreds of thousands of values), and host time is call time.
+  const n = x.data.length;
+  const data = dtype === "float32" ? new Float32Array(n) : new Float64Array(n);
+  if (dtype === "bool") for (let i = 0; i < n; i++) data[i] = x.data[i] !== 0 ? 1 : 0;
+  else if (INT_DTYPES.has(dtype)) for (let i = 0; i < n; i++) data[i] = Math.trunc(x.data[i]);
+  else data.set(x.data);
+  return hostTensor(dtype, data, x.dims);
 }
 
 /** Reads an int tensor as numbers (shapes, axes, indices). */

@@ -29,7 +29,15 @@ export function hostTensor(
   data: ArrayLike<number>,
   dims: readonly number[],
 ): HostTensor {
-  const array = dtype === "float32" ? Float32Array.from(data) : Float64Array.from(data);
+  // Data already of the dtype's array type is taken as it is (callers hand over fresh arrays).
+  const array =
+    dtype === "float32"
+      ? data instanceof Float32Array
+        ? data
+        : Float32Array.from(data)
+      : data instanceof Float64Array
+        ? data
+        : Float64Array.from(data);
   if (array.length !== sizeOf(dims))
     throw new Error(`${array.length} values for a tensor of shape [${dims.join(", ")}]`);
   return { kind: "host", dtype, data: array, dims: [...dims] };
