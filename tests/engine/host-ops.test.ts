@@ -2,7 +2,7 @@
 import { describe, expect, it } from "vitest";
 import { attributesOf } from "../../src/engine/attributes.js";
 import { gatherNd, runHostOp } from "../../src/engine/host-ops.js";
-import { type HostTensor, hostTensor } from "../../src/engine/host-tensor.js";
+import { decodeTensorProto, type HostTensor, hostTensor } from "../../src/engine/host-tensor.js";
 import type { NodeProto } from "../../src/onnx/proto.js";
 
 describe("GatherND", () => {
@@ -69,5 +69,39 @@ describe("Cast", () => {
     expect(() => cast(3, x)).toThrow(
       /^Cast to ONNX type 3 is not supported by the kernels engine yet; use --engine onnxruntime$/,
     );
+  });
+});
+
+describe("decodeTensorProto", () => {
+  it("keeps a float16 initializer's bits and widens them only when its values are read", () => {
+    // 1, -2, 0.5 and the smallest subnormal, as float16 bits, at an odd byte offset.
+    const bits = [0x3c00, 0xc000, 0x3800, 0x0001];
+    const bytes = new Uint8Array(1 + 2 * bits.length);
+    bits.forEach((b, i) => {
+      bytes[1 + 2 * i] = b & 0xff;
+      bytes[2 + 2 * i] = b >> 8;
+    });
+    const t = decodeTensorProto({
+      name: "w",
+      dims: [2, 2],
+      dataType: 10,
+      rawData: bytes.subarray(1),
+    });
+    expect(Array.from(t.float16Bits ?? [])).toEqual(bits);
+    expect(t.dtype).toBe("float32");
+    expect(Array.from(t.data)).toEqual([1, -2, 0.5, 2 ** -24]);
+    expect(t.data).toBe(t.data); // widened once
+  });
+
+  it("views float32 bytes as they are, aligned or not, in a Node Buffer as decoding gives them", () => {
+    const values = Float32Array.from([1.5, -3, 1e-30]);
+    for (const offset of [0, 3]) {
+      // A Buffer's slice is a view of its pool: the unaligned copy must not go through it.
+      const bytes = Buffer.alloc(offset + values.byteLength);
+      bytes.set(new Uint8Array(values.buffer), offset);
+      const rawData = bytes.subarray(offset);
+      const t = decodeTensorProto({ name: "b", dims: [3], dataType: 1, rawData });
+      expect(t.data, `offset ${offset}`).toEqual(values);
+    }
   });
 });
