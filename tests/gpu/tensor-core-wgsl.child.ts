@@ -71,7 +71,7 @@ for (const matrix of matrices) {
     for (const base of TENSOR_CORE_ATTENTION_ORDER)
       for (const extra of [
         {},
-        { rescale: "every-tile" as const },
+        { rescale: "lazy" as const },
         { ablation: "o-in-matrices" as const },
         { ablation: "no-softmax" as const },
         { ablation: "mma-only" as const },

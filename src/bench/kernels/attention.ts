@@ -128,9 +128,9 @@ function attentionCase(
 export const ATTENTION_SWEEP: readonly SweepEntry[] = Object.freeze([
   { matrix: "16x16x16", tiling: { subgroups: 4, keysPerTile: 64 } },
   { matrix: "16x16x16", tiling: { subgroups: 8, keysPerTile: 32 } },
-  { matrix: "16x16x16", tiling: { subgroups: 8, keysPerTile: 32, rescale: "every-tile" } },
+  { matrix: "16x16x16", tiling: { subgroups: 8, keysPerTile: 32, rescale: "lazy" } },
   { matrix: "16x16x16", tiling: { subgroups: 4, keysPerTile: 32 } },
-  { matrix: "16x8x16", tiling: { subgroups: 8, keysPerTile: 32 } },
+  { matrix: "16x8x16", tiling: { subgroups: 8, keysPerTile: 32, rescale: "lazy" } },
   { matrix: "16x16x16", tiling: { subgroups: 2, keysPerTile: 64 } },
   { matrix: "16x8x16", tiling: { subgroups: 4, keysPerTile: 64 } },
   { matrix: "16x8x8", tiling: { subgroups: 4, keysPerTile: 64 } },
