@@ -341,7 +341,7 @@ async function generateCommand(promptWithTags: string, flags: GenerateFlags): Pr
     );
     checkJobFits(pipeline, { ...flags, ...size, guided: plan.guided }, plan.reduction);
     process.stderr.write(
-      `model ${pipeline.parts.label} (${pipeline.family}) ready in ${formatSeconds((performance.now() - loadStart) / 1000)}; ${size.width}x${size.height}, ${plan.scheduler}; token reduction: ${describeReduction(plan.reduction)}\n`,
+      `model ${pipeline.parts.label} (${pipeline.family}) ready in ${formatSeconds((performance.now() - loadStart) / 1000)}; ${size.width}x${size.height}, ${plan.scheduler}; token reduction: ${describeReduction(plan.reduction)}; engine ${pipeline.parts.engine ?? "onnxruntime"}\n`,
     );
     const result: GenerateResult = await pipeline.generate(plan);
     // The raw floats first: a failure there leaves no PNG without its companion file.

@@ -24,6 +24,8 @@ export interface AdaptedModels {
 export interface PipelineParts extends Omit<AdaptedModels, "loras" | "done"> {
   readonly family: ModelFamily;
   readonly label: string;
+  /** The engine the models run on (absent: onnxruntime). */
+  readonly engine?: "kernels" | "onnxruntime";
   readonly tokenizers: readonly ClipTokenizer[];
   /** The LoRAs merged into `textEncoders` and `unet` (none when absent). */
   readonly loras?: readonly AppliedLora[];

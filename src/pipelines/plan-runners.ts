@@ -226,6 +226,7 @@ export function runnerParts(plan: ModelPlan, options: RunnerOptions): PipelinePa
   return {
     family,
     label: files.label,
+    engine: factory.engine,
     tokenizers: plan
       .tokenizers(options)
       .map(({ dir, padToken }) => loadClipTokenizer(dir, { padToken })),

@@ -121,7 +121,9 @@ describe("generate", () => {
       width: 128,
       seed: 7,
     });
-    expect(run.stderr).toMatch(/EulerDiscreteScheduler; token reduction: token reduction off/);
+    expect(run.stderr).toMatch(
+      /EulerDiscreteScheduler; token reduction: token reduction off; engine onnxruntime\n/,
+    );
   });
 
   it("runs img2img from a PNG with --strength and recorded --noise, as the library does", async () => {
