@@ -1,8 +1,8 @@
 /**
  * Which engine runs the models: onnxruntime (every device) or our WebGPU kernels. A frozen table
  * of choices and one pure function, like runtime/devices.ts. `auto` picks the kernels for float16
- * models on WebGPU adapters with shader-f16, where they were measured faster than onnxruntime at
- * every size (BENCHMARKS.md), and onnxruntime everywhere else.
+ * models on WebGPU adapters with shader-f16 (measured faster than onnxruntime at 512 to 2048 px on
+ * an H100, BENCHMARKS.md), and onnxruntime everywhere else.
  */
 import type { Device, ModelDtype } from "../util/vocabulary.js";
 
