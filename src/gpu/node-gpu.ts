@@ -5,11 +5,11 @@
  * Vulkan driver on the CPU that Chromium ships, works).
  */
 
-import { hasWebGpuAdapter } from "../util/webgpu-probe.js";
+import { DAWN_FEATURES, hasWebGpuAdapter } from "../util/webgpu-probe.js";
 
 /** Toggles for dawn.node. `bench` drops bounds clamps and timestamp rounding for measurements. */
 export function dawnToggles(options: { readonly bench?: boolean } = {}): string[] {
-  const enable = ["allow_unsafe_apis", "vulkan_enable_f16_on_nvidia"];
+  const enable = [...DAWN_FEATURES];
   if (options.bench) enable.push("disable_robustness");
   const toggles = [`enable-dawn-features=${enable.join(",")}`, "backend=vulkan"];
   if (options.bench) toggles.push("disable-dawn-features=timestamp_quantization");

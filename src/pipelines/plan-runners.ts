@@ -86,31 +86,17 @@ class RunnerFactory {
       const built = build();
       return "builder" in built ? built : { builder: built, metadata: {} };
     };
-    if (this.engine === "kernels") {
-      const kernelOptions = { executor: { profile: session.profilePrefix !== undefined } };
-      // The kernels engine reads the model message in memory (no protobuf size limit): built
-      // here without a cache, else from the same cached file onnxruntime opens (weights beyond
-      // 1.5 GB in its external data file), so a model is built once for both engines.
-      if (!this.cache) {
-        onBuild?.(component, undefined);
-        const { builder, metadata } = made();
-        return createKernelRunner(buildModelProto(builder, { metadata }), kernelOptions);
-      }
-      return this.cache.open(
-        hashKey(description),
-        description,
-        (path) => {
-          onBuild?.(component, path);
-          const { builder, metadata } = made();
-          saveModel(builder, path, { metadata });
-        },
-        (entry) => createKernelRunner(readModel(entry.modelPath), kernelOptions),
-      );
-    }
+    // The kernels engine reads the model message in memory (no protobuf size limit): built here
+    // without a cache, else from the same cached file onnxruntime opens (weights beyond 1.5 GB in
+    // its external data file), so a model is built once for both engines.
+    const kernels = this.engine === "kernels";
+    const kernelOptions = { executor: { profile: session.profilePrefix !== undefined } };
     if (!this.cache) {
       onBuild?.(component, undefined);
       const { builder, metadata } = made();
-      return createRunner(buildModelBytes(builder, { metadata }), options);
+      return kernels
+        ? createKernelRunner(buildModelProto(builder, { metadata }), kernelOptions)
+        : createRunner(buildModelBytes(builder, { metadata }), options);
     }
     return this.cache.open(
       hashKey(description),
@@ -120,7 +106,10 @@ class RunnerFactory {
         const { builder, metadata } = made();
         saveModel(builder, path, { metadata });
       },
-      (entry) => createRunner(entry.modelPath, options),
+      (entry) =>
+        kernels
+          ? createKernelRunner(readModel(entry.modelPath), kernelOptions)
+          : createRunner(entry.modelPath, options),
     );
   }
 }

@@ -8,6 +8,15 @@ import { spawn } from "node:child_process";
 import { createRequire } from "node:module";
 import { pathToFileURL } from "node:url";
 
+/**
+ * The Dawn features the kernels engine turns on: unsafe APIs (subgroup matrices) and f16 on
+ * NVIDIA's Vulkan driver, which Dawn otherwise hides. The probe asks with the same ones.
+ */
+export const DAWN_FEATURES: readonly string[] = Object.freeze([
+  "allow_unsafe_apis",
+  "vulkan_enable_f16_on_nvidia",
+]);
+
 /** What the probe found: no adapter, one without shader-f16, or one with it. */
 export type AdapterProbe = "none" | "adapter" | "shader-f16";
 
@@ -24,7 +33,7 @@ function probeWebGpuAdapter(timeoutMs = 60_000): Promise<AdapterProbe | undefine
     return Promise.resolve(undefined);
   }
   const script = `const { create } = await import(${JSON.stringify(binding)});
-const gpu = create(["enable-dawn-features=allow_unsafe_apis,vulkan_enable_f16_on_nvidia", "backend=vulkan"]);
+const gpu = create([${JSON.stringify(`enable-dawn-features=${DAWN_FEATURES.join(",")}`)}, "backend=vulkan"]);
 const adapter = await gpu.requestAdapter();
 process.exit(!adapter ? 3 : adapter.features.has("shader-f16") ? 4 : 0);`;
   return new Promise((resolve) => {

@@ -2,26 +2,13 @@
 // holds only the bindings its shader uses: a variant that never reads one (an ablation) would
 // be rejected at bind time. Each generated shader must use all four.
 import { describe, expect, it } from "vitest";
-import type { GpuContext } from "../../src/gpu/context.js";
 import {
   type AttentionTiling,
   DEFAULT_ATTENTION_TILINGS,
   prepareAttention,
 } from "../../src/gpu/kernels/attention.js";
-import type { ComputeKernelSource } from "../../src/gpu/pipeline-cache.js";
 import type { KernelVariant } from "../../src/gpu/variants.js";
-
-function capturingContext(sources: string[]): GpuContext {
-  const fake = {
-    capabilities: { limits: { maxComputeWorkgroupStorageSize: 49152 } },
-    checkSize() {},
-    pipeline(source: ComputeKernelSource) {
-      sources.push(source.code);
-      return Promise.resolve({} as GPUComputePipeline);
-    },
-  };
-  return fake as unknown as GpuContext;
-}
+import { capturingContext } from "./capturing-context.js";
 
 /** Names of the `@binding` variables that the shader's body never mentions. */
 function unusedBindings(code: string): string[] {

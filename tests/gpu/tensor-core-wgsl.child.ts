@@ -2,7 +2,6 @@
 // variant with Dawn's WGSL front end on its null backend, which (unlike SwiftShader) offers
 // shader-f16, subgroups and subgroup matrices. Nothing runs: the null backend only validates.
 // Prints one JSON line: how many shaders compiled and each one's errors.
-import type { GpuContext } from "../../src/gpu/context.js";
 import {
   type AttentionShape,
   type AttentionTiling,
@@ -13,9 +12,9 @@ import { convSpec, sameConv } from "../../src/gpu/kernels/conv2d.js";
 import { gemmSpec } from "../../src/gpu/kernels/gemm.js";
 import { DEFAULT_TILINGS } from "../../src/gpu/kernels/matmul-kernel.js";
 import { matmulWgsl } from "../../src/gpu/kernels/matmul-wgsl.js";
-import type { ComputeKernelSource } from "../../src/gpu/pipeline-cache.js";
 import { type MatrixShape, SUBGROUP_MATRIX_FEATURE } from "../../src/gpu/types.js";
 import type { KernelVariant } from "../../src/gpu/variants.js";
+import { capturingContext } from "./capturing-context.js";
 
 const { create } = (await import("webgpu")) as { create(toggles: string[]): GPU };
 const gpu = create(["enable-dawn-features=allow_unsafe_apis", "backend=null"]);
@@ -32,15 +31,7 @@ async function attentionSources(
   tiling: AttentionTiling,
 ): Promise<string[]> {
   const sources: string[] = [];
-  const capture = {
-    capabilities: { limits: { maxComputeWorkgroupStorageSize: 49152 } },
-    checkSize() {},
-    pipeline(source: ComputeKernelSource) {
-      sources.push(source.code);
-      return Promise.resolve({} as GPUComputePipeline);
-    },
-  };
-  await prepareAttention(capture as unknown as GpuContext, variant, shape, tiling);
+  await prepareAttention(capturingContext(sources), variant, shape, tiling);
   return sources;
 }
 

@@ -448,8 +448,9 @@ function tensorCoreWgsl(
       `pv_${f} = ${matrixLoad(sp, result, "&s_buf", "s_base", false, u(oStride))};`,
     );
   }
-  // The barrier before the uniform load makes the lanes' P stores visible to the matrix loads
-  // below; on its own, the atomic form of workgroupUniformLoad did not (H100: P read stale).
+  // The barrier before the uniform load orders the lanes' P stores before the matrix loads below:
+  // without it the H100 checks failed even with a single tile of keys, where no rescale happens,
+  // which points at P read stale (not yet re-checked on a GPU with the barrier).
   const tail = lazy
     ? `workgroupBarrier();
     let rescale = workgroupUniformLoad(&rescale_at) == kt + 1u;
