@@ -63,6 +63,7 @@ import {
   type ReduceKind,
   reduceKernel,
   resizeNearestKernel,
+  rowGrid,
   type Storage,
   softmaxKernel,
   UNARY_EXPRESSIONS,
@@ -129,6 +130,12 @@ export interface ExecutorOptions {
    * compute pass of its own, which costs a little, so profile and timed runs are separate runs.
    */
   readonly profile?: boolean;
+  /**
+   * The most bytes of attention scores written at once where heads are too wide for the flash
+   * kernels (default 256 MiB, or the adapter's binding limit if lower): the queries go in
+   * blocks of this many scores. Tests set it small to run several blocks.
+   */
+  readonly attentionScoreBytes?: number;
 }
 
 /** GPU time per kernel label, summed over the profiled calls. */
@@ -160,6 +167,12 @@ function padded(values: readonly number[], length = MAX_RANK): number[] {
 /** Operators that always run on the GPU, even with host inputs (weights, the time embedding). */
 /** Bind groups kept for reuse by one executor, at most (a UNet call makes about 1,100). */
 const MAX_BIND_GROUPS = 16384;
+/**
+ * The most bytes of scores the wide-head attention writes at once (see scoredAttention): big
+ * enough that a 1024 px VAE's attention is two GEMM pairs, small enough for any adapter's
+ * binding limit and to leave the activations their room.
+ */
+const DEFAULT_SCORE_BYTES = 256 * 2 ** 20;
 
 const DEVICE_ONLY = new Set([
   "MatMul",
@@ -848,6 +861,115 @@ export class GraphExecutor {
     return t;
   }
 
+  /** a (..., M, K) x b (..., K, N) on the tuned GEMM where it takes the shapes, else portable. */
+  private async matmul(a: DeviceTensor, b: DeviceTensor, op = "MatMul"): Promise<DeviceTensor> {
+    const [M, K] = a.dims.slice(-2);
+    const [K2, N] = b.dims.slice(-2);
+    if (K !== K2) throw new Error(`${op}: inner sizes ${K} and ${K2} differ`);
+    const batch = broadcastShapes(a.dims.slice(0, -2), b.dims.slice(0, -2), op);
+    const dims = [...batch, M, N];
+    const out = this.allocate(dims);
+    const plan = gemmPlan(a.dims, b.dims, this.variant, this.ctx.capabilities.limits, this.tiling);
+    if (plan.kind === "tuned") {
+      await this.gemm(plan.shape, a, b, out);
+      return out;
+    }
+    const n = sizeOf(dims);
+    const aS = broadcastStrides(a.dims.slice(0, -2), batch).map((s) => s * M * K);
+    const bS = broadcastStrides(b.dims.slice(0, -2), batch).map((s) => s * K * N);
+    const p = [n, M, N, K, batch.length, ...padded(batch), ...padded(aS), ...padded(bS)];
+    await this.launch(
+      "matmul",
+      matmulKernel(this.storage),
+      [a.buffer, b.buffer, out.buffer, this.paramBuffer(p)],
+      n,
+    );
+    return out;
+  }
+
+  /** softmax(scale x) over the last axis, one workgroup per row. */
+  private async softmax(x: DeviceTensor, scale: number): Promise<DeviceTensor> {
+    const length = x.dims.at(-1) ?? 1;
+    const rows = sizeOf(x.dims) / Math.max(length, 1);
+    const out = this.allocate(x.dims);
+    const params = this.paramBuffer([rows, length, f32Bits(scale)]);
+    await this.launch(
+      "softmax",
+      softmaxKernel(this.storage),
+      [x.buffer, out.buffer, params],
+      rows,
+      rowGrid(rows),
+    );
+    return out;
+  }
+
+  /**
+   * Attention over heads too wide for the flash kernels (the VAE's single head of 512, beyond
+   * the tuned kernel's workgroup memory and the portable kernel's registers), as the textbook
+   * three steps: scores S = (scale Q) K^T on the GEMM, softmax(S) row by row, then S V on the
+   * GEMM (Q is scaled as it is copied, so f16 scores keep the range the softmax sees). The scores are written out, so the queries go in blocks whose scores stay within
+   * `attentionScoreBytes` (a 1024 px VAE's 16384 x 16384 scores are 512 MB in f16): each block's
+   * queries are copied out per head, and its result copied into place. K is transposed per head
+   * once a call; V is too where there are several heads.
+   */
+  private async scoredAttention(
+    q: DeviceTensor,
+    k: DeviceTensor,
+    v: DeviceTensor,
+    heads: number,
+    scale: number,
+  ): Promise<DeviceTensor> {
+    const [B, Sq, width] = q.dims;
+    const Sk = k.dims[1];
+    const D = width / heads;
+    const Dv = v.dims[2] / heads;
+    const kt = this.allocate([B, heads, D, Sk]);
+    await this.copy(k, 0, [Sk * width, D, 1, width], kt, 0, stridesOf(kt.dims), kt.dims);
+    // One head's V is already (B, 1, Sk, Dv): the same buffer, seen with the head axis.
+    let vh: DeviceTensor = { ...v, dims: [B, 1, Sk, Dv] };
+    if (heads > 1) {
+      vh = this.allocate([B, heads, Sk, Dv]);
+      const vs = [Sk * heads * Dv, Dv, heads * Dv, 1];
+      await this.copy(v, 0, vs, vh, 0, stridesOf(vh.dims), vh.dims);
+    }
+    const { limits } = this.ctx.capabilities;
+    const budget =
+      this.options.attentionScoreBytes ??
+      Math.min(DEFAULT_SCORE_BYTES, limits.maxStorageBufferBindingSize, limits.maxBufferSize);
+    const rowBytes = B * heads * Sk * (this.storage === "f16" ? 2 : 4);
+    let block = Math.max(1, Math.floor(budget / rowBytes));
+    if (block >= 64) block -= block % 64; // whole GEMM tiles
+    block = Math.min(block, Sq);
+    const out = this.allocate([B, Sq, heads * Dv]);
+    const outStrides = [Sq * heads * Dv, Dv, heads * Dv, 1];
+    for (let start = 0; start < Sq; start += block) {
+      const rows = Math.min(block, Sq - start);
+      const qb = this.allocate([B, heads, rows, D]);
+      await this.copy(
+        q,
+        start * width,
+        [Sq * width, D, width, 1],
+        qb,
+        0,
+        stridesOf(qb.dims),
+        qb.dims,
+        scale,
+      );
+      const scores = await this.matmul(qb, kt);
+      this.releaseTemporary(qb);
+      const probabilities = await this.softmax(scores, 1);
+      this.releaseTemporary(scores);
+      const ob = await this.matmul(probabilities, vh);
+      this.releaseTemporary(probabilities);
+      await this.copy(ob, 0, stridesOf(ob.dims), out, start * heads * Dv, outStrides, ob.dims);
+      this.releaseTemporary(ob);
+    }
+    this.releaseTemporary(kt);
+    if (heads > 1) this.releaseTemporary(vh);
+    return out;
+  }
+
+  /** A strided copy (see copyKernel), each value multiplied by `scale` where one is given. */
   private async copy(
     src: DeviceTensor,
     srcOffset: number,
@@ -856,6 +978,7 @@ export class GraphExecutor {
     dstOffset: number,
     dstStrides: readonly number[],
     shape: readonly number[],
+    scale?: number,
   ): Promise<void> {
     const count = sizeOf(shape);
     const p = [
@@ -867,9 +990,10 @@ export class GraphExecutor {
       ...padded(srcStrides),
       ...padded(dstStrides),
     ];
+    if (scale !== undefined) p.push(f32Bits(scale));
     await this.launch(
       "copy",
-      copyKernel(this.storage),
+      copyKernel(this.storage, scale !== undefined),
       [src.buffer, dst.buffer, this.paramBuffer(p)],
       count,
     );
@@ -1122,34 +1246,7 @@ export class GraphExecutor {
         const a = dev(0);
         const b = dev(1);
         if (a.dims.length < 2 || b.dims.length < 2) throw unsupported("MatMul with a 1-D operand");
-        const [M, K] = a.dims.slice(-2);
-        const [K2, N] = b.dims.slice(-2);
-        if (K !== K2) throw new Error(`MatMul: inner sizes ${K} and ${K2} differ`);
-        const batch = broadcastShapes(a.dims.slice(0, -2), b.dims.slice(0, -2), op);
-        const dims = [...batch, M, N];
-        const out = this.allocate(dims);
-        const plan = gemmPlan(
-          a.dims,
-          b.dims,
-          this.variant,
-          this.ctx.capabilities.limits,
-          this.tiling,
-        );
-        if (plan.kind === "tuned") {
-          await this.gemm(plan.shape, a, b, out);
-          return [out];
-        }
-        const n = sizeOf(dims);
-        const aS = broadcastStrides(a.dims.slice(0, -2), batch).map((s) => s * M * K);
-        const bS = broadcastStrides(b.dims.slice(0, -2), batch).map((s) => s * K * N);
-        const p = [n, M, N, K, batch.length, ...padded(batch), ...padded(aS), ...padded(bS)];
-        await this.launch(
-          "matmul",
-          matmulKernel(this.storage),
-          [a.buffer, b.buffer, out.buffer, this.paramBuffer(p)],
-          n,
-        );
-        return [out];
+        return [await this.matmul(a, b, op)];
       }
       case "Conv": {
         const x = dev(0);
@@ -1237,17 +1334,12 @@ export class GraphExecutor {
         ];
         const buffers = [x.buffer, dev(1).buffer, out.buffer, this.paramBuffer(p)];
         if (inputs[2]) buffers.push(dev(2).buffer);
-        const groups: [number, number, number] = [
-          Math.min(rows, 32768),
-          Math.ceil(rows / 32768),
-          1,
-        ];
         await this.launch(
           op,
           normKernel(instance ? "instance" : "layer", inputs[2] !== undefined, this.storage),
           buffers,
           rows,
-          groups,
+          rowGrid(rows),
         );
         return [out];
       }
@@ -1255,16 +1347,7 @@ export class GraphExecutor {
         const x = dev(0);
         if (normalizeAxis(attrs.int("axis", -1), x.dims.length) !== x.dims.length - 1)
           throw unsupported("Softmax over an axis other than the last");
-        const length = x.dims.at(-1) ?? 1;
-        const rows = sizeOf(x.dims) / length;
-        const out = this.allocate(x.dims);
-        await this.launch(
-          "softmax",
-          softmaxKernel(this.storage),
-          [x.buffer, out.buffer, this.paramBuffer([rows, length])],
-          rows,
-        );
-        return [out];
+        return [await this.softmax(x, 1)];
       }
       case "MultiHeadAttention": {
         if (inputs[3] || inputs[4] || inputs.length > 6)
@@ -1306,9 +1389,11 @@ export class GraphExecutor {
         const Sk = k.dims[1];
         const D = HD / heads;
         const Dv = v.dims[2] / heads;
-        if (Dv > MAX_HEAD)
-          throw unsupported(`attention heads of width ${Dv} (at most ${MAX_HEAD})`);
         const scale = attrs.float("scale", 1 / Math.sqrt(D));
+        if (Dv > MAX_HEAD) {
+          if (inputs[5]) throw unsupported(`attention heads of width ${Dv} with an attention bias`);
+          return [await this.scoredAttention(q, k, v, heads, scale)];
+        }
         const out = this.allocate([B, Sq, heads * Dv]);
         const n = B * heads * Sq;
         const buffers = [q.buffer, k.buffer, v.buffer, out.buffer];

@@ -88,7 +88,8 @@ function memoised<A extends readonly (string | boolean)[]>(
 /** The largest rank the index arithmetic unrolls for. */
 export const MAX_RANK = 8;
 
-export const copyKernel = memoised(function copyKernel(storage: Storage): string {
+export const copyKernel = memoised(function copyKernel(storage: Storage, scaled: boolean): string {
+  const value = scaled ? `T(f32(src[s]) * bitcast<f32>(p[${4 + 3 * MAX_RANK}]))` : "src[s]";
   return `
 ${bindings(storage, ["src", "in"], ["dst", "out"], ["p", "ints"])}
 ${HEADER}
@@ -102,7 +103,7 @@ ${HEADER}
     s += c * p[${4 + MAX_RANK} + k];
     d += c * p[${4 + 2 * MAX_RANK} + k];
   }
-  dst[d] = src[s];
+  dst[d] = ${value};
 }`;
 });
 
@@ -359,20 +360,59 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
 });
 
 /** Softmax over the last axis: p: rows, length. One thread per row (rows are short here). */
+/**
+ * softmax(scale x) over rows of `length` contiguous elements, one workgroup per row: each thread
+ * keeps a running maximum and a sum of exponentials rescaled to it over its strided share of the
+ * row (the online softmax's normaliser: Milakov and Gimelshein 2018), the pairs are merged in a
+ * tree, and a second pass writes exp(scale x - max) / sum. Reads are coalesced across the
+ * workgroup. Dispatched as a grid of rows (`x` wraps into `y` past GROUPS_X).
+ * p: rows, length, scale bits.
+ */
 export const softmaxKernel = memoised(function softmaxKernel(storage: Storage): string {
   return `
 ${bindings(storage, ["x", "in"], ["dst", "out"], ["p", "ints"])}
-${HEADER}
-  if (i >= p[0]) { return; }
+var<workgroup> partialMax: array<f32, ${WORKGROUP}>;
+var<workgroup> partialSum: array<f32, ${WORKGROUP}>;
+
+@compute @workgroup_size(${WORKGROUP})
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) local: u32) {
+  let row = i32(wg.y * ${GROUPS_X}u + wg.x);
+  if (row >= p[0]) { return; }
   let L = p[1];
-  let base = i * L;
+  let scale = bitcast<f32>(p[2]);
+  let base = row * L;
   var m = -3.4028234e38;
-  for (var j = 0; j < L; j++) { m = max(m, f32(x[base + j])); }
   var s = 0.0;
-  for (var j = 0; j < L; j++) { s += exp(f32(x[base + j]) - m); }
-  for (var j = 0; j < L; j++) { dst[base + j] = T(exp(f32(x[base + j]) - m) / s); }
+  for (var j = i32(local); j < L; j += ${WORKGROUP}) {
+    let v = scale * f32(x[base + j]);
+    if (v > m) { s = s * exp(m - v) + 1.0; m = v; } else { s += exp(v - m); }
+  }
+  partialMax[local] = m;
+  partialSum[local] = s;
+  workgroupBarrier();
+  for (var k = ${WORKGROUP / 2}u; k > 0u; k = k >> 1u) {
+    if (local < k) {
+      let m1 = partialMax[local];
+      let m2 = partialMax[local + k];
+      let top = max(m1, m2);
+      partialSum[local] = partialSum[local] * exp(m1 - top) + partialSum[local + k] * exp(m2 - top);
+      partialMax[local] = top;
+    }
+    workgroupBarrier();
+  }
+  let top = partialMax[0];
+  let inv = 1.0 / partialSum[0];
+  for (var j = i32(local); j < L; j += ${WORKGROUP}) {
+    dst[base + j] = T(exp(scale * f32(x[base + j]) - top) * inv);
+  }
 }`;
 });
+
+/** The workgroups of a kernel that runs one workgroup per row (`x` wraps into `y`). */
+export function rowGrid(rows: number): [number, number, number] {
+  const x = Math.max(1, Math.min(rows, GROUPS_X));
+  return [x, Math.ceil(rows / x), 1];
+}
 
 /** The widest head the attention kernel keeps in registers. */
 export const MAX_HEAD = 128;

@@ -39,6 +39,8 @@ describe("the kernels engine on the tuned src/gpu kernels (SwiftShader, f32)", (
           "attention",
           "attentionNarrow",
           "attentionScale",
+          "attentionWide",
+          "attentionWideHeads",
           "layerNorm",
           "layerNormNoBias",
           "geglu",
@@ -55,15 +57,20 @@ describe("the kernels engine on the tuned src/gpu kernels (SwiftShader, f32)", (
       expect(kernels).toEqual({
         // The Linear with its bias fused (no Add launch), the GEGLU projection with its split and
         // GELU fused (no Split copies, Div, Erf, Add or Mul launches), the Linear with its GELU,
-        // and the batched product.
-        "tuned gemm": 4,
+        // and the batched product; then the wide heads' score and value products per block of
+        // queries (2 blocks of the head of 512, 4 of the two heads of 136).
+        "tuned gemm": 4 + 2 * 2 + 2 * 4,
         // a (5, 4) broadcast against b (2, 3, 4, 6).
         matmul: 1,
         // 3x3, 3x3 stride 2, 1x1, and bottom-right padding (written into the zero-filled NHWC
         // input); each with its input and output transposed.
         "tuned conv": 4,
         fill: 1,
-        copy: 8,
+        // The convolutions' 8 transposes; the wide heads' K transposed per head (each case), V
+        // (two heads), and each block's queries in and results out.
+        copy: 8 + 1 + 2 * 2 + (1 + 1 + 2 * 4),
+        // The wide heads' scores, a block at a time.
+        softmax: 2 + 4,
         // Weights fed as an input rather than an initializer.
         conv: 1,
         // Heads of 8; heads of 2 and a scale other than 1/sqrt(d) stay portable.
