@@ -78,6 +78,7 @@ import {
   relayConvWeights,
   type TunedConv,
 } from "./tuned-plans.js";
+import { unsupported } from "./unsupported.js";
 
 /** A float tensor in a GPU buffer, in the executor's storage type; reshapes share the buffer. */
 export interface DeviceTensor {
@@ -146,10 +147,6 @@ export interface KernelProfile {
 
 function emptyStats(): ExecutionStats {
   return { submits: 0, launches: 0, readbacks: 0, hostFallbacks: {}, kernels: {}, bindGroups: 0 };
-}
-
-export function unsupported(what: string): Error {
-  return new Error(`${what} is not supported by the kernels engine yet; use --engine onnxruntime`);
 }
 
 function f32Bits(value: number): number {

@@ -15,6 +15,7 @@ import {
   sizeOf,
   stridesOf,
 } from "./host-tensor.js";
+import { unsupported } from "./unsupported.js";
 
 type Binary = (a: number, b: number) => number;
 
@@ -135,10 +136,7 @@ function castTo(to: number, x: HostTensor): HostTensor {
     9: "bool",
   };
   const dtype = map[to];
-  if (!dtype)
-    throw new Error(
-      `Cast to ONNX type ${to} is not supported by the kernels engine yet; use --engine onnxruntime`,
-    );
+  if (!dtype) throw unsupported(`Cast to ONNX type ${to}`);
   // Typed-array copies rather than a JavaScript array in between: a UNet call casts its inputs
   // and outputs here (hundreds of thousands of values), and host time is call time.
   const n = x.data.length;
@@ -450,10 +448,7 @@ function scatterNd(
       const u = updates.data[t * slice + s];
       if (reduction === "add") values[base + s] += u;
       else if (reduction === "none") values[base + s] = u;
-      else
-        throw new Error(
-          `ScatterND with reduction "${reduction}" is not supported by the kernels engine yet; use --engine onnxruntime`,
-        );
+      else throw unsupported(`ScatterND with reduction "${reduction}"`);
     }
   }
   return hostTensor(x.dtype, values, x.dims);

@@ -8,6 +8,7 @@
 
 import type { TensorProto } from "../onnx/proto.js";
 import { float16ArrayToFloat32, float16BitsToFloat32 } from "../util/float16.js";
+import { unsupported } from "./unsupported.js";
 
 export type HostDtype = "float32" | "float64" | "int64" | "int32" | "bool";
 
@@ -58,9 +59,7 @@ export function dtypeOfOnnx(dataType: number): HostDtype {
     case 9:
       return "bool";
     default:
-      throw new Error(
-        `tensors of ONNX element type ${dataType} are not supported by the kernels engine yet; use --engine onnxruntime`,
-      );
+      throw unsupported(`tensors of ONNX element type ${dataType}`);
   }
 }
 

@@ -4,6 +4,7 @@
  */
 
 import type { UnetConfig } from "../configs/unet-config.js";
+import { kernelsOrFallback } from "../engine/fallback.js";
 import { createKernelRunner } from "../engine/runner.js";
 import { type Engine, type EngineChoice, resolveEngine } from "../engine/select.js";
 import type { LoraRequest } from "../lora/apply-loras.js";
@@ -94,9 +95,14 @@ class RunnerFactory {
     if (!this.cache) {
       onBuild?.(component, undefined);
       const { builder, metadata } = made();
+      const onOrt = () => createRunner(buildModelBytes(builder, { metadata }), options);
       return kernels
-        ? createKernelRunner(buildModelProto(builder, { metadata }), kernelOptions)
-        : createRunner(buildModelBytes(builder, { metadata }), options);
+        ? this.onKernels(
+            component,
+            () => createKernelRunner(buildModelProto(builder, { metadata }), kernelOptions),
+            onOrt,
+          )
+        : onOrt();
     }
     return this.cache.open(
       hashKey(description),
@@ -106,10 +112,33 @@ class RunnerFactory {
         const { builder, metadata } = made();
         saveModel(builder, path, { metadata });
       },
-      (entry) =>
-        kernels
-          ? createKernelRunner(readModel(entry.modelPath), kernelOptions)
-          : createRunner(entry.modelPath, options),
+      (entry) => {
+        const onOrt = () => createRunner(entry.modelPath, options);
+        return kernels
+          ? this.onKernels(
+              component,
+              () => createKernelRunner(readModel(entry.modelPath), kernelOptions),
+              onOrt,
+            )
+          : onOrt();
+      },
+    );
+  }
+
+  /**
+   * A kernels-engine runner. Where `auto` chose the engine, a model the kernels cannot run (an
+   * operator or shape they lack) runs on onnxruntime instead, with a warning; where the kernels
+   * were asked for by name, their one-line error stands.
+   */
+  private onKernels(
+    component: string,
+    make: () => Promise<ModelRunner>,
+    onnxruntime: () => Promise<ModelRunner>,
+  ): Promise<ModelRunner> {
+    if ((this.options.engine ?? "auto") !== "auto") return make();
+    const warn = this.options.onWarning ?? ((message: string) => console.warn(message));
+    return kernelsOrFallback(make, onnxruntime, (reason) =>
+      warn(`${component}: ${reason}; it runs on onnxruntime instead`),
     );
   }
 }

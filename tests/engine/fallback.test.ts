@@ -1,0 +1,104 @@
+// The kernels engine's hand-over to another engine where `auto` chose it: a model the kernels
+// cannot run goes to the other runner once, with one warning; other errors are not swallowed.
+import { describe, expect, it } from "vitest";
+import { kernelsOrFallback, withFallback } from "../../src/engine/fallback.js";
+import { unsupported } from "../../src/engine/unsupported.js";
+import { float32, type ModelRunner, type RunnerTensor } from "../../src/runtime/types.js";
+
+/** A runner whose `run` answers with `answer` (or throws it), counting calls and releases. */
+function fakeRunner(answer: number | Error) {
+  const state = { runs: 0, released: 0 };
+  const runner: ModelRunner = {
+    inputNames: ["x"],
+    outputNames: ["y"],
+    async run(): Promise<Record<string, RunnerTensor>> {
+      state.runs++;
+      if (answer instanceof Error) throw answer;
+      return { y: float32(Float32Array.of(answer), [1]) };
+    },
+    async release() {
+      state.released++;
+    },
+  };
+  return { runner, state };
+}
+
+const feeds = { x: float32(Float32Array.of(0), [1]) };
+const value = async (runner: ModelRunner) => (await runner.run(feeds)).y.data[0];
+
+describe("kernels engine fallback", () => {
+  it("hands a model the kernels cannot run to the other engine once, and keeps it there", async () => {
+    const kernels = fakeRunner(unsupported("attention heads of width 1024"));
+    const other = fakeRunner(7);
+    const reasons: string[] = [];
+    let made = 0;
+    const runner = withFallback(
+      kernels.runner,
+      async () => {
+        made++;
+        return other.runner;
+      },
+      (reason) => reasons.push(reason),
+    );
+    expect(await value(runner)).toBe(7);
+    expect(await value(runner)).toBe(7);
+    expect(reasons).toEqual([
+      "attention heads of width 1024 is not supported by the kernels engine yet",
+    ]);
+    expect({
+      made,
+      kernelRuns: kernels.state.runs,
+      kernelReleases: kernels.state.released,
+    }).toEqual({
+      made: 1,
+      kernelRuns: 1,
+      kernelReleases: 1,
+    });
+    await runner.release();
+    expect(other.state.released).toBe(1);
+    expect(kernels.state.released).toBe(1);
+  });
+
+  it("keeps the kernels where they run, and lets other errors through", async () => {
+    const fine = withFallback(
+      fakeRunner(3).runner,
+      async () => fakeRunner(7).runner,
+      () => {
+        throw new Error("no fallback expected");
+      },
+    );
+    expect(await value(fine)).toBe(3);
+    const broken = withFallback(
+      fakeRunner(new Error("device lost")).runner,
+      async () => fakeRunner(7).runner,
+      () => {
+        throw new Error("no fallback expected");
+      },
+    );
+    await expect(broken.run(feeds)).rejects.toThrow(/^device lost$/);
+  });
+
+  it("falls back when the kernels refuse the model as it loads (an operator they lack)", async () => {
+    const reasons: string[] = [];
+    const runner = await kernelsOrFallback(
+      async () => {
+        throw unsupported("the operator com.microsoft.GroupQueryAttention");
+      },
+      async () => fakeRunner(5).runner,
+      (reason) => reasons.push(reason),
+    );
+    expect(await value(runner)).toBe(5);
+    expect(reasons).toEqual([
+      "the operator com.microsoft.GroupQueryAttention is not supported by the kernels engine yet",
+    ]);
+    await expect(
+      kernelsOrFallback(
+        async () => {
+          throw new Error("no adapter");
+        },
+        async () => fakeRunner(5).runner,
+        () => {},
+      ),
+    ).rejects.toThrow(/^no adapter$/);
+  });
+});
