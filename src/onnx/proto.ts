@@ -4,6 +4,7 @@
  * the messages a model file uses are declared (training info is skipped on read).
  */
 import protobuf from "protobufjs";
+import { decodeWire, type WireSchema } from "./wire.js";
 
 export const TensorDataType = Object.freeze({
   UNDEFINED: 0,
@@ -147,7 +148,8 @@ const repeated = (type: string, id: number, packed = false): FieldSpec => ({
   options: { packed },
 });
 
-const schema = {
+/** The schema as protobufjs's JSON descriptor (the message types under `nested.onnx.nested`). */
+export const ONNX_SCHEMA = {
   nested: {
     onnx: {
       nested: {
@@ -264,7 +266,8 @@ const schema = {
   },
 };
 
-const root = protobuf.Root.fromJSON(schema);
+const root = protobuf.Root.fromJSON(ONNX_SCHEMA);
+const WIRE_SCHEMA: WireSchema = ONNX_SCHEMA.nested.onnx.nested;
 const modelType = root.lookupType("onnx.ModelProto");
 
 /** Serialises a model to protobuf bytes. */
@@ -272,19 +275,19 @@ export function encodeModel(model: ModelProto): Uint8Array {
   return modelType.encode(model as unknown as protobuf.Message).finish();
 }
 
-/** Parses protobuf bytes into a model; 64-bit integers become numbers. */
+/**
+ * Parses protobuf bytes into a model; 64-bit integers become numbers and bytes fields (the
+ * weights) are views into `bytes`. Read by wire.ts's schema-driven reader rather than protobufjs's
+ * generated decoder, which needs `new Function` (pages with a strict Content-Security-Policy
+ * forbid it).
+ */
 export function decodeModel(bytes: Uint8Array, label = "<memory>"): ModelProto {
-  let message: protobuf.Message;
+  let model: ModelProto;
   try {
-    message = modelType.decode(bytes);
+    model = decodeWire(WIRE_SCHEMA, "ModelProto", bytes) as unknown as ModelProto;
   } catch (error) {
     throw new Error(`${label}: not a valid ONNX model (${(error as Error).message})`);
   }
-  const model = modelType.toObject(message, {
-    longs: Number,
-    arrays: true,
-    defaults: false,
-  }) as ModelProto;
   if (!model.graph) throw new Error(`${label}: not a valid ONNX model (no graph)`);
   model.opsetImport = (model.opsetImport ?? []).map((o) => ({
     domain: o.domain ?? "",
