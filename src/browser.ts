@@ -4,6 +4,9 @@
  * job protocol so a page can check requests and report progress as the server does.
  */
 export * from "./core.js";
+export { kernelsOrFallback } from "./engine/fallback.js";
+export { createKernelRunner } from "./engine/runner.js";
+export { GpuContext } from "./gpu/context.js";
 export type { ModelRunner } from "./runtime/types.js";
 export {
   configureWebRuntime,

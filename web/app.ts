@@ -15,7 +15,12 @@ import {
   randomSeed,
   type ServerInfo,
 } from "../src/browser.js";
-import type { BrowserBackendChoice, FromWorker, ToWorker } from "./messages.js";
+import type {
+  BrowserBackendChoice,
+  BrowserEngineChoice,
+  FromWorker,
+  ToWorker,
+} from "./messages.js";
 
 const PHASES: readonly Phase[] = ["baseline", "accelerated"];
 
@@ -496,10 +501,22 @@ function latentsFromPage(): "on" | "off" | undefined {
   throw new Error(`latents: use gpu or host; got "${text}"`);
 }
 
+/**
+ * `?engine=kernels|onnxruntime|auto` picks who runs the browser engine's models on WebGPU: the
+ * library's kernels, onnxruntime-web, or (default) the kernels where the adapter has shader-f16.
+ */
+function engineFromPage(): BrowserEngineChoice | undefined {
+  const text = new URLSearchParams(location.search).get("engine");
+  if (text === null) return undefined;
+  if (text === "auto" || text === "kernels" || text === "onnxruntime") return text;
+  throw new Error(`engine: use auto, kernels or onnxruntime; got "${text}"`);
+}
+
 function runInBrowser(request: JobRequest, backend: BrowserBackendChoice): void {
   if (!info) throw new Error("the server's model information has not arrived yet");
   const maxBindingBytes = maxBindingFromPage();
   const latentsOnDevice = latentsFromPage();
+  const engine = engineFromPage();
   const id = crypto.randomUUID();
   const target = engineWorker();
   workerHandlers.set(id, (event) => handleEvent(id, request, event));
@@ -516,6 +533,7 @@ function runInBrowser(request: JobRequest, backend: BrowserBackendChoice): void 
     backend,
     ...(maxBindingBytes === undefined ? {} : { maxBindingBytes }),
     ...(latentsOnDevice === undefined ? {} : { latentsOnDevice }),
+    ...(engine === undefined ? {} : { engine }),
   } satisfies ToWorker);
 }
 

@@ -1,15 +1,20 @@
 /**
  * The in-browser engine, in a worker so the page stays responsive: the library's pipeline over
- * models fetched from the local server, run by onnxruntime-web (WebGPU when the browser has an
- * adapter, else WebAssembly). It checks requests with the server's own validation and reports
- * the same events as a server job.
+ * models fetched from the local server, run by the library's own WebGPU kernels where the
+ * adapter has shader-f16 (float16 models), else by onnxruntime-web (WebGPU when the browser has
+ * an adapter, else WebAssembly). A model the kernels cannot run (an operator or shape they lack)
+ * falls back to onnxruntime-web, and the status says so. It checks requests with the server's
+ * own validation and reports the same events as a server job.
  */
 import {
   configureWebRuntime,
+  createKernelRunner,
   createWebRunner,
   encodeResultPng,
   firstLine,
+  GpuContext,
   type JobEvent,
+  kernelsOrFallback,
   loadRemotePipeline,
   type ModelRunner,
   parseJobRequest,
@@ -18,7 +23,12 @@ import {
   type WebDevice,
   webgpuSupport,
 } from "../src/browser.js";
-import type { BrowserBackendChoice, FromWorker, ToWorker } from "./messages.js";
+import type {
+  BrowserBackendChoice,
+  BrowserEngineChoice,
+  FromWorker,
+  ToWorker,
+} from "./messages.js";
 
 interface WorkerScope {
   postMessage(message: FromWorker, transfer?: Transferable[]): void;
@@ -29,11 +39,15 @@ interface WorkerScope {
 const scope = globalThis as unknown as WorkerScope;
 configureWebRuntime({ wasmPrefix: `${scope.location.origin}/ort/` });
 
-/** A runtime, the precision of its models, and on WebGPU the device's binding limit. */
+/**
+ * A runtime, the precision of its models, and on WebGPU the device's binding limit and whether
+ * the library's kernels run the models (else onnxruntime-web).
+ */
 interface Engine {
   readonly device: WebDevice;
   readonly precision: "fp32" | "fp16";
   readonly maxBindingBytes?: number;
+  readonly kernels: boolean;
 }
 
 /**
@@ -51,22 +65,48 @@ function plannedSide(width: number, height: number): number {
 const pipelines = new Map<string, Promise<StableDiffusionPipeline>>();
 const running = new Map<string, AbortController>();
 
-async function chooseEngine(choice: BrowserBackendChoice, bindingCap?: number): Promise<Engine> {
-  if (choice === "wasm") return { device: "wasm", precision: "fp32" };
+/**
+ * The engine for a run: WASM when asked for or without an adapter; on WebGPU, float16 models
+ * where the adapter has shader-f16, and the library's kernels for them (`auto`), or always
+ * (`kernels`, float32 models without shader-f16), or never (`onnxruntime`).
+ */
+async function chooseEngine(
+  choice: BrowserBackendChoice,
+  engineChoice: BrowserEngineChoice,
+  bindingCap?: number,
+): Promise<Engine> {
+  if (choice === "wasm") return { device: "wasm", precision: "fp32", kernels: false };
   const support = await webgpuSupport();
-  if (!support.available) return { device: "wasm", precision: "fp32" };
+  if (!support.available) {
+    if (engineChoice === "kernels")
+      throw new Error("the kernels engine needs WebGPU, and this browser offers no adapter");
+    return { device: "wasm", precision: "fp32", kernels: false };
+  }
   return {
     device: "webgpu",
     precision: support.shaderF16 ? "fp16" : "fp32",
     maxBindingBytes: Math.min(support.maxBindingBytes, bindingCap ?? Number.POSITIVE_INFINITY),
+    kernels: engineChoice === "kernels" || (engineChoice === "auto" && support.shaderF16),
   };
 }
 
 function describeEngine(engine: Engine): string {
   if (engine.device === "wasm") return "the WASM runtime";
+  const runtime = engine.kernels ? "the WebGPU kernels" : "the WebGPU runtime";
   return engine.precision === "fp16"
-    ? "the WebGPU runtime (fp16)"
-    : "the WebGPU runtime (fp32: this adapter has no shader-f16)";
+    ? `${runtime} (fp16)`
+    : `${runtime} (fp32: this adapter has no shader-f16)`;
+}
+
+/** One GPU device for every model the kernels run (made on first use). */
+let kernelContext: Promise<GpuContext> | undefined;
+
+function sharedContext(): Promise<GpuContext> {
+  kernelContext ??= GpuContext.create();
+  kernelContext.catch(() => {
+    kernelContext = undefined;
+  });
+  return kernelContext;
 }
 
 /** The running job's reporter: models download when first used, by whichever job needs them. */
@@ -78,7 +118,7 @@ function pipelineFor(engine: Engine, imageSide: number) {
     engine.maxBindingBytes !== undefined
       ? { maxBindingBytes: engine.maxBindingBytes, imageSide }
       : undefined;
-  const key = `${device}/${engine.precision}/${plan?.imageSide ?? "any"}`;
+  const key = `${device}/${engine.precision}/${engine.kernels}/${plan?.imageSide ?? "any"}`;
   let pipeline = pipelines.get(key);
   if (!pipeline) {
     const reported = new Map<string, number>();
@@ -87,7 +127,7 @@ function pipelineFor(engine: Engine, imageSide: number) {
       backend: device,
       precision: engine.precision,
       attentionPlan: plan,
-      createRunner: (model, externalData) => createRunner(device, model, externalData),
+      createRunner: (model, externalData) => createRunner(engine, model, externalData),
       onDownload: (file, received, total) => {
         // About ten reports per file, not one per network chunk.
         const step = Math.max((total ?? 0) / 10, 1024 * 1024);
@@ -123,11 +163,20 @@ function yieldToMessages(): Promise<void> {
 }
 
 async function createRunner(
-  device: WebDevice,
+  engine: Engine,
   model: Uint8Array,
   externalData: { readonly path: string; readonly data: Uint8Array } | undefined,
 ): Promise<ModelRunner> {
-  const runner = await createWebRunner(model, { device, externalData });
+  const { device } = engine;
+  const onnxruntime = () => createWebRunner(model, { device, externalData });
+  const runner = engine.kernels
+    ? await kernelsOrFallback(
+        async () => createKernelRunner(model, { context: await sharedContext(), externalData }),
+        onnxruntime,
+        (reason) =>
+          reportTo?.({ type: "preparing", what: `${reason}: running it on onnxruntime-web` }),
+      )
+    : await onnxruntime();
   return {
     ...runner,
     async run(feeds) {
@@ -148,7 +197,11 @@ async function run(message: Extract<ToWorker, { type: "run" }>): Promise<void> {
   const controller = new AbortController();
   running.set(id, controller);
   try {
-    const engine = await chooseEngine(message.backend, message.maxBindingBytes);
+    const engine = await chooseEngine(
+      message.backend,
+      message.engine ?? "auto",
+      message.maxBindingBytes,
+    );
     const { device } = engine;
     emit({ type: "started" });
     emit({ type: "preparing", what: describeEngine(engine) });

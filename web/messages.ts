@@ -4,6 +4,12 @@ import type { JobEvent, JobRequest, ServerInfo } from "../src/browser.js";
 /** Which backend the browser engine runs on: WebGPU when the browser has an adapter, or WASM. */
 export type BrowserBackendChoice = "auto" | "wasm";
 
+/**
+ * Who runs the models on WebGPU: the library's kernels where the adapter has shader-f16
+ * (`auto`), always, or onnxruntime-web always.
+ */
+export type BrowserEngineChoice = "auto" | "kernels" | "onnxruntime";
+
 export type ToWorker =
   | {
       readonly type: "run";
@@ -11,6 +17,8 @@ export type ToWorker =
       readonly request: JobRequest;
       readonly info: ServerInfo;
       readonly backend: BrowserBackendChoice;
+      /** Who runs the models on WebGPU (the page's ?engine=); default auto. */
+      readonly engine?: BrowserEngineChoice;
       /** A cap on the GPU buffer size attention is planned for (the page's ?maxBinding=). */
       readonly maxBindingBytes?: number;
       /** Where the latents are stepped (the page's ?latents=); default: on the GPU if it can. */

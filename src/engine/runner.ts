@@ -3,6 +3,7 @@
  * ONNX model the builders emit and feed it the same tensors they would feed onnxruntime.
  */
 import { GpuContext, type GpuContextOptions } from "../gpu/context.js";
+import { attachExternalData } from "../onnx/external-data.js";
 import type { ModelProto } from "../onnx/proto.js";
 import { decodeModel } from "../onnx/proto.js";
 import type { ModelRunner, ProfileSummary, RunnerFeed, RunnerTensor } from "../runtime/types.js";
@@ -19,6 +20,8 @@ export interface KernelRunnerOptions {
   readonly context?: GpuContext;
   readonly gpu?: GpuContextOptions;
   readonly executor?: ExecutorOptions;
+  /** The bytes of the model's external data file, for models given as bytes (a browser's fetch). */
+  readonly externalData?: { readonly path: string; readonly data: Uint8Array };
 }
 
 export interface KernelRunner extends ModelRunner {
@@ -80,6 +83,7 @@ export async function createKernelRunner(
   options: KernelRunnerOptions = {},
 ): Promise<KernelRunner> {
   const proto = model instanceof Uint8Array ? decodeModel(model) : model;
+  if (options.externalData) attachExternalData(proto, options.externalData);
   const owned = !options.context;
   const profiling = options.executor?.profile === true;
   // Profiles need exact timestamps (Dawn rounds them unless told not to).

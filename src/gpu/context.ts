@@ -5,12 +5,12 @@
  */
 import { float16ArrayToFloat32, float32ArrayToFloat16 } from "../util/float16.js";
 import { BUFFER_USAGE, BufferPool, checkBufferSize } from "./buffer-pool.js";
-import { NO_ADAPTER_HINT } from "./node-gpu.js";
 import { type ComputeKernelSource, PipelineCache } from "./pipeline-cache.js";
 import { GpuTimer } from "./timer.js";
 import {
   type GpuCapabilities,
   type MatrixShape,
+  NO_ADAPTER_HINT,
   type StorageType,
   SUBGROUP_MATRIX_FEATURE,
   type SubgroupMatrixConfig,
@@ -106,11 +106,15 @@ export function readCapabilities(adapter: GPUAdapter): GpuCapabilities {
   };
 }
 
+/** Dawn's binding in Node, loaded only where no `GPU` is given and the platform has none. */
+const NODE_GPU_MODULE = "./node-gpu.js";
+
 async function findGpu(options: GpuContextOptions): Promise<GPU> {
   if (options.gpu) return options.gpu;
   const browserGpu = (globalThis as { navigator?: { gpu?: GPU } }).navigator?.gpu;
   if (browserGpu) return browserGpu;
-  const { nodeGpu } = await import("./node-gpu.js");
+  // A specifier in a variable: bundlers for the browser do not follow it into Dawn's Node binding.
+  const { nodeGpu } = (await import(NODE_GPU_MODULE)) as typeof import("./node-gpu.js");
   return nodeGpu({ bench: options.bench });
 }
 

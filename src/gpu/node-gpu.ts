@@ -6,6 +6,7 @@
  */
 
 import { DAWN_FEATURES, hasWebGpuAdapter } from "../util/webgpu-probe.js";
+import { NO_ADAPTER_HINT } from "./types.js";
 
 /** Toggles for dawn.node. `bench` drops bounds clamps and timestamp rounding for measurements. */
 export function dawnToggles(options: { readonly bench?: boolean } = {}): string[] {
@@ -30,7 +31,3 @@ export async function nodeGpu(options: { readonly bench?: boolean } = {}): Promi
   if ((await hasWebGpuAdapter()) === false) throw new Error(NO_ADAPTER_HINT);
   return binding.create(dawnToggles(options));
 }
-
-/** The one-line hint printed when no adapter is found in Node. */
-export const NO_ADAPTER_HINT =
-  "no WebGPU adapter found: Dawn needs a Vulkan driver; without a GPU, start Node with LD_LIBRARY_PATH=/usr/lib/chromium VK_ICD_FILENAMES=/usr/lib/chromium/vk_swiftshader_icd.json (Debian's chromium package ships SwiftShader)";

@@ -69,3 +69,7 @@ export interface ConvShape {
   /** 1 for 3x3, 0 for 1x1. */
   readonly padding: number;
 }
+
+/** The one-line hint given when no adapter is found in Node. */
+export const NO_ADAPTER_HINT =
+  "no WebGPU adapter found: Dawn needs a Vulkan driver; without a GPU, start Node with LD_LIBRARY_PATH=/usr/lib/chromium VK_ICD_FILENAMES=/usr/lib/chromium/vk_swiftshader_icd.json (Debian's chromium package ships SwiftShader)";

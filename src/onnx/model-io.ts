@@ -18,6 +18,7 @@ import {
 import { basename, dirname, join } from "node:path";
 import { temporaryName, writeAll, writeFileAtomically } from "../util/atomic-write.js";
 import { type GraphBuilder, type ModelOptions, modelShell } from "./builder.js";
+import { collectAllTensors, externalTensors } from "./external-data.js";
 import {
   decodeModel,
   encodeModel,
@@ -263,34 +264,6 @@ function resolveExternalData(model: ModelProto, directory: string, label: string
   }
 }
 
-/** A tensor whose bytes lie in an external data file, and where: the file relative to the model. */
-interface ExternalTensor {
-  readonly tensor: TensorProto;
-  readonly location: string;
-  readonly offset: number;
-  /** Absent: to the end of the file. */
-  readonly length: number | undefined;
-}
-
-function externalTensors(model: ModelProto, label: string): ExternalTensor[] {
-  const out: ExternalTensor[] = [];
-  for (const tensor of collectAllTensors(model.graph)) {
-    if (tensor.dataLocation !== 1) continue;
-    const entries = new Map((tensor.externalData ?? []).map((e) => [e.key, e.value]));
-    const location = entries.get("location");
-    if (!location)
-      throw new Error(`${label}: tensor "${tensor.name}" is external but names no location`);
-    const length = entries.get("length");
-    out.push({
-      tensor,
-      location,
-      offset: Number(entries.get("offset") ?? 0),
-      length: length === undefined ? undefined : Number(length),
-    });
-  }
-  return out;
-}
-
 /** Opens each external data file once, by its location; `open` takes what is needed of it. */
 function dataFiles<T>(
   directory: string,
@@ -312,19 +285,6 @@ function dataFiles<T>(
 
 function collectInlineTensors(graph: GraphProto): TensorProto[] {
   return collectAllTensors(graph).filter((t) => t.dataLocation !== 1);
-}
-
-/** Every TensorProto in a graph: initializers and tensor attributes, subgraphs included. */
-export function collectAllTensors(graph: GraphProto): TensorProto[] {
-  const out: TensorProto[] = [...(graph.initializer ?? [])];
-  for (const node of graph.node) {
-    for (const attribute of node.attribute ?? []) {
-      if (attribute.t) out.push(attribute.t);
-      if (attribute.g) out.push(...collectAllTensors(attribute.g));
-      for (const sub of attribute.graphs ?? []) out.push(...collectAllTensors(sub));
-    }
-  }
-  return out;
 }
 
 function externalEntries(location: string, offset: number, length: number) {

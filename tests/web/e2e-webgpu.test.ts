@@ -42,24 +42,30 @@ interface GpuRun {
 
 let gpuRun: Promise<GpuRun> | undefined;
 
+/** Every status line `target` shows from now on, in order. */
+async function recordStatuses(target: Page): Promise<string[]> {
+  const statuses: string[] = [];
+  await target.exposeFunction("reportStatus", (text: string) => statuses.push(text));
+  await target.evaluate(() => {
+    const status = document.getElementById("status");
+    if (!status) return;
+    const report = (globalThis as unknown as { reportStatus(text: string): void }).reportStatus;
+    new MutationObserver(() => report(status.textContent ?? "")).observe(status, {
+      childList: true,
+      characterData: true,
+      subtree: true,
+    });
+  });
+  return statuses;
+}
+
 /**
  * A 64 px generation with the latents on the GPU, made once on `page` by whichever test asks
  * first, so each test can run alone or in any order.
  */
 function generateOnGpu(): Promise<GpuRun> {
   gpuRun ??= (async () => {
-    const statuses: string[] = [];
-    await page.exposeFunction("reportStatus", (text: string) => statuses.push(text));
-    await page.evaluate(() => {
-      const status = document.getElementById("status");
-      if (!status) return;
-      const report = (globalThis as unknown as { reportStatus(text: string): void }).reportStatus;
-      new MutationObserver(() => report(status.textContent ?? "")).observe(status, {
-        childList: true,
-        characterData: true,
-        subtree: true,
-      });
-    });
+    const statuses = await recordStatuses(page);
     await fill(page, { engine: "browser", width: "64", height: "64", steps: "2" });
     await page.getByRole("button", { name: "Generate" }).click();
     const end = await waitForEnd(page, 300_000);
@@ -107,6 +113,40 @@ describe("demo page on WebGPU", () => {
     await page.screenshot({ path: join(SCREENSHOTS, "browser-engine-webgpu.png"), fullPage: true });
     expect(demo.problems).toEqual([]);
   }, 360_000);
+
+  it("runs the models on the library's kernels when the page asks (?engine=kernels), float32 here", async () => {
+    const kernels = await demo.openPage("?engine=kernels");
+    const statuses = await recordStatuses(kernels);
+    await fill(kernels, { engine: "browser", width: "64", height: "64", steps: "2" });
+    await kernels.getByRole("button", { name: "Generate" }).click();
+    expect(await waitForEnd(kernels, 300_000)).toMatch(/^Done: ToDo ran at/);
+    await expectBothPanes(kernels, 64);
+    expect(
+      statuses.some((s) => s.includes("the WebGPU kernels (fp32: this adapter has no shader-f16)")),
+    ).toBe(true);
+    expect(statuses.some((s) => s.includes("onnxruntime-web"))).toBe(false);
+    // The kernels engine reads its outputs back: the latents are stepped on the host.
+    await expect(kernels.textContent("#pane-baseline [data-role=progress-text]")).resolves.toBe(
+      "Done: 3 UNet calls",
+    );
+    // The same float32 graphs as onnxruntime-web's run above, summed in another order: the
+    // pipelines agree with the reference within 2e-3 on either engine (tests/engine), so the
+    // 8-bit images may differ by a level or two, never by a wrong layout's tens of levels.
+    const onKernels = await pixels(kernels, "baseline");
+    const onOrt = (await generateOnGpu()).baseline;
+    expect(onKernels).toHaveLength(onOrt.length);
+    expect(Math.max(...onKernels.map((v, i) => Math.abs(v - onOrt[i])))).toBeLessThanOrEqual(2);
+    await kernels.close();
+
+    const bad = await demo.openPage("?engine=cuda");
+    await fill(bad, { engine: "browser", width: "64", height: "64", steps: "1" });
+    await bad.getByRole("button", { name: "Generate" }).click();
+    await expect(bad.getByRole("alert").textContent()).resolves.toBe(
+      'engine: use auto, kernels or onnxruntime; got "cuda"',
+    );
+    await bad.close();
+    expect(demo.problems).toEqual([]);
+  }, 660_000);
 
   it("runs attention split for a smaller binding limit the page asks for", async () => {
     // 48 MiB for a 512 px plan: sd15-tiny's level-1 self-attention (2 x 4 heads x 4096^2
