@@ -8,6 +8,7 @@
  * factor may be `auto`); `ReductionSettings` is what a model is built with (every number
  * resolved for an image size and an architecture).
  */
+import { OptionError } from "../util/option-error.js";
 import type { ModelFamily } from "../util/vocabulary.js";
 
 export const DOWNSAMPLE_MODES = Object.freeze([
@@ -315,7 +316,10 @@ export function resolveReduction(
   const sized = width !== undefined && height !== undefined;
   const usesTodo = activeMethods(options).includes("todo");
   if (options.factor === "auto" && !sized && usesTodo)
-    throw new Error("--todo auto needs the image size; give a factor or the width and height");
+    throw new OptionError(
+      (name) =>
+        `${name("factor")} auto needs the image size; give a factor or the width and height`,
+    );
   // Without ToDo in the schedule its factors are never used: `auto` stays off.
   const auto = sized
     ? resolveAutoFactor(width, height, architecture)
@@ -369,12 +373,14 @@ function checkFitsImage(
     for (const method of activeMethods(settings)) {
       const plan = levelPlan(settings, level, method);
       if (plan.kind === "todo" && (plan.factor > grid.height || plan.factor > grid.width))
-        throw new Error(
-          `--todo: factor ${plan.factor} does not fit ${where}; use a smaller factor`,
+        throw new OptionError(
+          (name) =>
+            `${name("factor")}: factor ${plan.factor} does not fit ${where}; use a smaller factor`,
         );
       if (plan.kind === "tome" && (settings.strideX > grid.width || settings.strideY > grid.height))
-        throw new Error(
-          `--tome-stride: ${settings.strideX}x${settings.strideY} does not fit ${where}; use a smaller stride`,
+        throw new OptionError(
+          (name) =>
+            `${name("stride")}: ${settings.strideX}x${settings.strideY} does not fit ${where}; use a smaller stride`,
         );
     }
   }
