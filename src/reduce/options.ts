@@ -28,8 +28,6 @@ export type ReductionMethod = "todo" | "tome";
 export type MergeTarget = "kv" | "all";
 /** The method used once t/1000 <= the switch threshold. */
 export type SecondaryMethod = ReductionMethod | "none";
-/** The model family a reduction is resolved for. */
-export type Architecture = ModelFamily;
 
 export interface ReductionOptions {
   /** Primary method (reference `merge_method`: downsample = todo, similarity = tome). */
@@ -284,7 +282,7 @@ export function validateReductionOptions(options: ReductionOptions): void {
 export function resolveAutoFactor(
   width: number,
   height: number,
-  architecture: Architecture,
+  architecture: ModelFamily,
 ): { factor: number; factorLevel2: number } {
   if (!(width > 0 && height > 0))
     throw new Error(`image size must be positive; got ${width}x${height}`);
@@ -296,7 +294,7 @@ export function resolveAutoFactor(
 
 /** What a model is built for: its architecture and, when known, the image size in pixels. */
 export interface BuildTarget {
-  readonly architecture: Architecture;
+  readonly architecture: ModelFamily;
   readonly width?: number;
   readonly height?: number;
 }
@@ -361,7 +359,7 @@ export function levelGrid(
 
 function checkFitsImage(
   settings: ReductionSettings,
-  image: { architecture: Architecture; width: number; height: number },
+  image: { architecture: ModelFamily; width: number; height: number },
 ): void {
   const latentHeight = Math.ceil(image.height / 8);
   const latentWidth = Math.ceil(image.width / 8);
