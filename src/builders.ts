@@ -41,12 +41,12 @@ export {
 export type { ChunkOptions, TokenizedBatch, TokenizeOptions } from "./tokenizers/clip-tokenizer.js";
 export { ClipTokenizer } from "./tokenizers/clip-tokenizer.js";
 export { loadClipTokenizer } from "./tokenizers/load-folder.js";
+export type { ModelFamily } from "./util/vocabulary.js";
 export { BUILTIN_NAMES, openBuiltin } from "./weights/builtin.js";
 export { openDiffusersComponent, openDiffusersFolder } from "./weights/diffusers-folder.js";
 export {
   type ComponentName,
   componentClassName,
-  type ModelFamily,
   type ModelFiles,
   type ModelIndex,
 } from "./weights/model-files.js";

@@ -18,7 +18,7 @@ import {
 } from "../index.js";
 import { loraParameters } from "../pipelines/result-png.js";
 import { writeBytesExclusively } from "../util/atomic-write.js";
-import type { ModelFamily } from "../weights/model-files.js";
+import type { ModelFamily } from "../util/vocabulary.js";
 import {
   addGenerationFlags,
   checkDeviceReady,

@@ -4,10 +4,10 @@ import { CONVERT_COMPONENTS, convertModel } from "../index.js";
 import { formatBytes } from "../onnx/model-io.js";
 import { parseConvertComponent } from "../pipelines/convert.js";
 import { removeStaleTemporaries } from "../util/atomic-write.js";
+import type { ModelDtype } from "../util/vocabulary.js";
 import { addLoraFlags, type LoraFlagValues, warn } from "./lora-flags.js";
 import {
   addReductionFlags,
-  type DtypeFlag,
   dtypeArg,
   type ReductionFlagValues,
   reductionFromFlags,
@@ -19,7 +19,7 @@ import { formatSeconds } from "./progress.js";
 interface ConvertFlags extends ReductionFlagValues, LoraFlagValues {
   readonly component: string;
   readonly out: string;
-  readonly dtype: DtypeFlag;
+  readonly dtype: ModelDtype;
   readonly target: "cpu" | "webgpu" | "cuda";
   readonly size?: { width: number; height: number };
   readonly configFrom?: string;
@@ -46,7 +46,7 @@ export function registerConvert(program: Command): void {
       "unet, text_encoder, text_encoder_2, vae_decoder, vae_encoder or all",
     )
     .requiredOption("-o, --out <path>", "the .onnx file (a folder with --component all)")
-    .option("--dtype <dtype>", "fp32 or fp16", dtypeArg, "float32" as DtypeFlag)
+    .option("--dtype <dtype>", "fp32 or fp16", dtypeArg, "float32" as ModelDtype)
     .option(
       "--target <backend>",
       "use the fused operators of cpu (runs anywhere), webgpu or cuda",

@@ -9,12 +9,8 @@ import { describeReduction, parseReductionOptions } from "../index.js";
 import type { MemoryEstimate } from "../pipelines/memory-estimate.js";
 import { familyOf } from "../pipelines/model-plan.js";
 import { levelGrid, resolveAutoFactor, resolveReduction } from "../reduce/index.js";
-import {
-  type ComponentName,
-  componentClassName,
-  type ModelFamily,
-  type ModelFiles,
-} from "../weights/model-files.js";
+import type { ModelFamily } from "../util/vocabulary.js";
+import { type ComponentName, componentClassName, type ModelFiles } from "../weights/model-files.js";
 
 export interface TensorIo {
   readonly name: string;

@@ -12,8 +12,9 @@ import { type ModelProto, TensorDataType, type ValueInfoProto } from "../onnx/pr
 import { ATTENTION_RULES, findSelfAttention } from "../patch/apply-rules.js";
 import { GraphIndex } from "../patch/graph-index.js";
 import { unetSignature } from "../patch/unet-levels.js";
+import { onnxDefaultSide, onnxUnetFamily } from "../pipelines/onnx-folder.js";
 import { METADATA_PREFIX, reductionFromMetadata } from "../reduce/index.js";
-import type { ModelFamily } from "../weights/model-files.js";
+import type { ModelFamily } from "../util/vocabulary.js";
 import {
   type AttentionInfo,
   autoInfo,
@@ -96,16 +97,6 @@ function onnxComponent(
   };
 }
 
-/** A UNet's family, from its inputs: SDXL takes text_embeds/time_ids; SD 2.x a 1024-wide context. */
-function unetFamily(model: ModelProto): ModelFamily {
-  const names = new Set(model.graph.input.map((i) => i.name));
-  if (names.has("text_embeds") || names.has("time_ids")) return "sdxl";
-  const context = model.graph.input.find((i) => i.name === "encoder_hidden_states");
-  const dims = context?.type?.tensorType?.shape?.dim ?? [];
-  const width = dims[dims.length - 1]?.dimValue;
-  return width !== undefined && Number(width) === 1024 ? "sd2" : "sd1";
-}
-
 interface UnetFindings {
   readonly family: ModelFamily;
   readonly staticSize?: Size;
@@ -137,7 +128,7 @@ function inspectUnet(model: ModelProto, label: string): UnetFindings | undefined
   } catch {
     return undefined;
   }
-  const family = unetFamily(model);
+  const family = onnxUnetFamily(model.graph.input);
   const { accepted, skipped } = findSelfAttention(
     new GraphIndex(model.graph),
     ATTENTION_RULES,
@@ -267,8 +258,8 @@ export function onnxFileInfo(path: string, size: Size | undefined): ModelInfo {
   );
 }
 
-/** The size the released models of a family were trained for (SD 2.x: 768 for v-prediction). */
+/** The size the ONNX pipelines generate at for a family (`onnxDefaultSide`). */
 function familySize(family: ModelFamily, vPrediction: boolean): Size {
-  const side = family === "sdxl" ? 1024 : family === "sd2" && vPrediction ? 768 : 512;
+  const side = onnxDefaultSide(family, vPrediction);
   return { width: side, height: side };
 }

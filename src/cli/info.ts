@@ -106,12 +106,16 @@ async function inspect(source: string, flags: InfoFlags): Promise<ModelInfo> {
     return onnxFileInfo(source, flags.size);
   const kind = classifySource(source);
   if (kind === "onnx-folder") return onnxFolderInfo(source, flags.size);
-  const { files } = await openModelFiles(source, {
-    configFrom: flags.configFrom,
-    variant: flags.variant,
-    revision: flags.revision,
-    offline: flags.offline,
-  });
+  const { files } = await openModelFiles(
+    source,
+    {
+      configFrom: flags.configFrom,
+      variant: flags.variant,
+      revision: flags.revision,
+      offline: flags.offline,
+    },
+    kind,
+  );
   try {
     const info = weightsInfo(source, kind, files, flags.size);
     const unet = files.configs.unet;

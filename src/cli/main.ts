@@ -4,6 +4,7 @@
  */
 import { Command, CommanderError } from "commander";
 import { registerCommands } from "./commands.js";
+import { flagWordedMessage } from "./option-flags.js";
 
 export class CliError extends Error {}
 
@@ -46,7 +47,7 @@ export async function main(argv: readonly string[]): Promise<number> {
 
 /** The message on one line: commander puts its "(Did you mean ...?)" hints on a second one. */
 function oneLine(error: unknown): string {
-  const message = error instanceof Error ? error.message : String(error);
+  const message = flagWordedMessage(error);
   if (error instanceof CommanderError) return message.replace(/\s*\n\s*/g, " ").trim();
   return message.split("\n")[0].trim();
 }

@@ -51,9 +51,7 @@ export function engineArg(value: string): EngineChoice {
   }
 }
 
-export type DtypeFlag = ModelDtype;
-
-export function dtypeArg(value: string): DtypeFlag {
+export function dtypeArg(value: string): ModelDtype {
   try {
     return parseDtype(value);
   } catch {
@@ -237,7 +235,7 @@ export function addModelFlags(command: Command): Command {
 export interface ModelFlagValues {
   readonly model: string;
   readonly device: Device;
-  readonly dtype?: DtypeFlag;
+  readonly dtype?: ModelDtype;
   readonly engine?: EngineChoice;
   readonly cacheDir?: string;
   readonly cache: boolean;

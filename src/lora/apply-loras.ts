@@ -5,7 +5,8 @@
  * Components no LoRA changes keep their own source, so their built models are shared with the
  * plain model's.
  */
-import type { ModelFamily, ModelFiles } from "../weights/model-files.js";
+import type { ModelFamily } from "../util/vocabulary.js";
+import type { ModelFiles } from "../weights/model-files.js";
 import { type LoraComponent, LoraFile } from "./lora-file.js";
 import { type LoraIdentity, type LoraPatch, LoraWeightSource } from "./lora-source.js";
 import {

@@ -6,7 +6,7 @@
  */
 import { readdirSync, statSync } from "node:fs";
 import { join, relative, sep } from "node:path";
-import type { ModelFamily } from "../weights/model-files.js";
+import type { ModelFamily } from "../util/vocabulary.js";
 import type { LoraRequest } from "./apply-loras.js";
 import { LoraFile, loraName } from "./lora-file.js";
 import { guessLoraFamily } from "./lora-targets.js";

@@ -10,8 +10,8 @@
  */
 import type { JsonObject } from "../configs/config-json.js";
 import { parseUnetConfig } from "../configs/unet-config.js";
+import type { ModelFamily } from "../util/vocabulary.js";
 import { ldmUnetPlan } from "../weights/ldm-plans.js";
-import type { ModelFamily } from "../weights/model-files.js";
 import type { WeightSource } from "../weights/source.js";
 import type { Shape } from "../weights/weight-modules.js";
 import type { LoraComponent, LoraFile, LoraModule, SkippedKey } from "./lora-file.js";

@@ -11,6 +11,7 @@ import {
   type ReductionSettings,
   resolveReduction,
 } from "../reduce/options.js";
+import { OptionError } from "../util/option-error.js";
 import { type ApplyResult, ATTENTION_RULES, applyRules, describeReport } from "./apply-rules.js";
 import { unetSignature } from "./unet-levels.js";
 
@@ -58,7 +59,9 @@ export function patchUnet(
 /** Reads `inPath`, patches it and writes `outPath`; writes nothing when it refuses or fails. */
 export function patchModel(inPath: string, outPath: string, options: PatchOptions): PatchResult {
   if (resolve(inPath) === resolve(outPath))
-    throw new Error(`--out must name a new file, not the input ${inPath}`);
+    throw new OptionError(
+      (name) => `${name("outPath")} must name a new file, not the input ${inPath}`,
+    );
   const model = readModel(inPath);
   const result = patchUnet(model, options, inPath);
   const files = writeModel(result.model, outPath, options.externalData ?? "auto");

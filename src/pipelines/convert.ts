@@ -12,6 +12,7 @@ import type { GraphBuilder } from "../onnx/builder.js";
 import { saveModel } from "../onnx/model-io.js";
 import { type ReductionOptions, reductionMetadata, resolveReduction } from "../reduce/options.js";
 import { writeBytesAtomically } from "../util/atomic-write.js";
+import { OptionError } from "../util/option-error.js";
 import type { Device, ModelDtype } from "../util/vocabulary.js";
 import type { ComponentName, ModelFiles } from "../weights/model-files.js";
 import { type LoadOptions, openModelFiles } from "./load.js";
@@ -102,7 +103,9 @@ export async function convertModel(
   options: ConvertOptions,
 ): Promise<ConvertedFile[]> {
   if (options.component !== "all" && !/\.onnx$/i.test(options.out)) {
-    throw new Error(`--out must name an .onnx file for one component; got ${options.out}`);
+    throw new OptionError(
+      (name) => `${name("out")} must name an .onnx file for one component; got ${options.out}`,
+    );
   }
   if (options.reduction && options.component !== "unet" && options.component !== "all") {
     throw new Error("token reduction flags apply to the unet component only");

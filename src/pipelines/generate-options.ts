@@ -4,7 +4,7 @@
  */
 import type { AppliedLora, LoraRequest } from "../lora/apply-loras.js";
 import type { ReductionOptions, ReductionSettings } from "../reduce/options.js";
-import type { ModelFamily } from "../weights/model-files.js";
+import type { ModelFamily } from "../util/vocabulary.js";
 import type { HostTensor } from "./components.js";
 import type { VaeTiling } from "./vae-tiling.js";
 

@@ -12,7 +12,7 @@ import {
 import { createScheduler } from "../schedulers/registry.js";
 import type { Scheduler } from "../schedulers/types.js";
 import { randomSeed } from "../util/random.js";
-import type { ModelFamily } from "../weights/model-files.js";
+import type { ModelFamily } from "../util/vocabulary.js";
 import { GENERATION_DEFAULTS, type GenerateOptions } from "./generate-options.js";
 import type { PipelineParts } from "./pipeline-parts.js";
 import { AUTO_TILING_ABOVE, DEFAULT_VAE_TILING, type VaeTiling } from "./vae-tiling.js";

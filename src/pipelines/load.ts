@@ -121,12 +121,13 @@ export function reopenSource(
   return openSource(opened.source, options, opened.kind);
 }
 
-/** Opens the weights of a source that is built from weights. */
+/** Opens the weights of a source that is built from weights (classified unless `kind` is given). */
 export async function openModelFiles(
   source: string,
   options: LoadOptions = {},
+  kind?: SourceKind,
 ): Promise<{ files: ModelFiles; folder?: string }> {
-  const opened = await openSource(source, options);
+  const opened = await openSource(source, options, kind);
   if (opened.kind === "onnx-folder")
     throw new Error(`${source} is an ONNX export; it is loaded as it is, not built from weights`);
   return opened;

@@ -11,7 +11,8 @@ import {
   type LoraApplication,
   type LoraRequest,
 } from "../lora/apply-loras.js";
-import type { ModelFamily, ModelFiles } from "../weights/model-files.js";
+import type { ModelFamily } from "../util/vocabulary.js";
+import type { ModelFiles } from "../weights/model-files.js";
 import type { AdaptedModels } from "./pipeline-parts.js";
 
 /** How many LoRA sets besides the pipeline's own keep their sessions loaded. */

@@ -11,7 +11,7 @@
  *   attention, one head over every latent position.
  * Estimates run above what onnxruntime's arena finally holds rather than below.
  */
-import type { ModelFamily } from "../weights/model-files.js";
+import type { ModelFamily } from "../util/vocabulary.js";
 
 /** The shapes the estimate needs, from a model's configs (or its family's standard ones). */
 export interface MemoryShape {

@@ -97,14 +97,12 @@ export async function openOnnxFolder(
 
   const unetFile = files("unet");
   const unetGraph = unetFile.structure().graph;
-  const unetInputs = new Set(unetGraph.input.map((i) => i.name));
-  const textTime = unetInputs.has(UNET_INPUTS.textEmbeds) || unetInputs.has(UNET_INPUTS.timeIds);
+  const family = onnxUnetFamily(unetGraph.input);
+  const textTime = family === "sdxl";
   if (textTime !== xl)
     throw new Error(
       `${dir}: model_index.json names ${className}, but the UNet ${textTime ? "takes" : "lacks"} SDXL's text_embeds and time_ids inputs`,
     );
-  const contextWidth = lastDim(unetGraph.input.find((i) => i.name === "encoder_hidden_states"));
-  const family: ModelFamily = xl ? "sdxl" : contextWidth === 1024 ? "sd2" : "sd1";
   const schedulerConfig = readConfigFile(join(dir, "scheduler", "scheduler_config.json"));
   const vaeConfigPath = join(dir, "vae_decoder", "config.json");
   const vaeConfig: JsonObject = existsSync(vaeConfigPath) ? readConfigFile(vaeConfigPath) : {};
@@ -242,17 +240,31 @@ export async function openOnnxFolder(
         1,
       ) ?? 4,
     vaeScale: 8,
-    defaultSize:
-      family === "sdxl"
-        ? 1024
-        : family === "sd2" && schedulerConfig.prediction_type === "v_prediction"
-          ? 768
-          : 512,
+    defaultSize: onnxDefaultSide(family, schedulerConfig.prediction_type === "v_prediction"),
     async release() {
       await loras.release();
       await vae.release();
     },
   };
+}
+
+/**
+ * An export's model family, from its UNet's inputs: SDXL's UNet takes text_embeds and
+ * time_ids; SD 2.x's text context is 1024 wide, SD 1.x's 768.
+ */
+export function onnxUnetFamily(inputs: readonly ValueInfoProto[]): ModelFamily {
+  if (inputs.some((i) => i.name === UNET_INPUTS.textEmbeds || i.name === UNET_INPUTS.timeIds))
+    return "sdxl";
+  const context = inputs.find((i) => i.name === UNET_INPUTS.encoderHiddenStates);
+  return lastDim(context) === 1024 ? "sd2" : "sd1";
+}
+
+/**
+ * The side an export of a family generates at by default: what the family's released models
+ * were trained for (SD 2.x: 768 px for v-prediction, 512 px otherwise).
+ */
+export function onnxDefaultSide(family: ModelFamily, vPrediction: boolean): number {
+  return family === "sdxl" ? 1024 : family === "sd2" && vPrediction ? 768 : 512;
 }
 
 /** How a component's LoRAs are added to a copy of its graph, and what names that variant. */

@@ -6,7 +6,7 @@
 import type { AppliedLora, LoraRequest } from "../lora/apply-loras.js";
 import type { ReductionSettings } from "../reduce/options.js";
 import type { ClipTokenizer } from "../tokenizers/clip-tokenizer.js";
-import type { ModelFamily } from "../weights/model-files.js";
+import type { ModelFamily } from "../util/vocabulary.js";
 import type { TextEncoderComponent, UnetComponent, VaeComponent } from "./components.js";
 import type { MemoryShape } from "./memory-estimate.js";
 

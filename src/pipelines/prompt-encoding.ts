@@ -5,7 +5,7 @@
  * embedding and the size micro-conditioning (Podell et al. 2023).
  */
 import type { ClipTokenizer } from "../tokenizers/clip-tokenizer.js";
-import type { ModelFamily } from "../weights/model-files.js";
+import type { ModelFamily } from "../util/vocabulary.js";
 import type { HostTensor, TextEncoderComponent, UnetInputs } from "./components.js";
 import type { GenerationPlan } from "./generation-plan.js";
 import { concatAxis1, concatLastAxis, repeatBatchForGuidance, zerosLike } from "./host-tensors.js";

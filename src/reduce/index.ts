@@ -10,7 +10,6 @@ export {
   saltOf,
 } from "./bipartite-merge.js";
 export {
-  type Architecture,
   type BuildTarget,
   DEFAULT_REDUCTION_OPTIONS,
   DOWNSAMPLE_MODES,

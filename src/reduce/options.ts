@@ -8,6 +8,7 @@
  * factor may be `auto`); `ReductionSettings` is what a model is built with (every number
  * resolved for an image size and an architecture).
  */
+import { OptionError } from "../util/option-error.js";
 import type { ModelFamily } from "../util/vocabulary.js";
 
 export const DOWNSAMPLE_MODES = Object.freeze([
@@ -27,8 +28,6 @@ export type ReductionMethod = "todo" | "tome";
 export type MergeTarget = "kv" | "all";
 /** The method used once t/1000 <= the switch threshold. */
 export type SecondaryMethod = ReductionMethod | "none";
-/** The model family a reduction is resolved for. */
-export type Architecture = ModelFamily;
 
 export interface ReductionOptions {
   /** Primary method (reference `merge_method`: downsample = todo, similarity = tome). */
@@ -283,7 +282,7 @@ export function validateReductionOptions(options: ReductionOptions): void {
 export function resolveAutoFactor(
   width: number,
   height: number,
-  architecture: Architecture,
+  architecture: ModelFamily,
 ): { factor: number; factorLevel2: number } {
   if (!(width > 0 && height > 0))
     throw new Error(`image size must be positive; got ${width}x${height}`);
@@ -295,7 +294,7 @@ export function resolveAutoFactor(
 
 /** What a model is built for: its architecture and, when known, the image size in pixels. */
 export interface BuildTarget {
-  readonly architecture: Architecture;
+  readonly architecture: ModelFamily;
   readonly width?: number;
   readonly height?: number;
 }
@@ -315,7 +314,10 @@ export function resolveReduction(
   const sized = width !== undefined && height !== undefined;
   const usesTodo = activeMethods(options).includes("todo");
   if (options.factor === "auto" && !sized && usesTodo)
-    throw new Error("--todo auto needs the image size; give a factor or the width and height");
+    throw new OptionError(
+      (name) =>
+        `${name("factor")} auto needs the image size; give a factor or the width and height`,
+    );
   // Without ToDo in the schedule its factors are never used: `auto` stays off.
   const auto = sized
     ? resolveAutoFactor(width, height, architecture)
@@ -357,7 +359,7 @@ export function levelGrid(
 
 function checkFitsImage(
   settings: ReductionSettings,
-  image: { architecture: Architecture; width: number; height: number },
+  image: { architecture: ModelFamily; width: number; height: number },
 ): void {
   const latentHeight = Math.ceil(image.height / 8);
   const latentWidth = Math.ceil(image.width / 8);
@@ -369,12 +371,14 @@ function checkFitsImage(
     for (const method of activeMethods(settings)) {
       const plan = levelPlan(settings, level, method);
       if (plan.kind === "todo" && (plan.factor > grid.height || plan.factor > grid.width))
-        throw new Error(
-          `--todo: factor ${plan.factor} does not fit ${where}; use a smaller factor`,
+        throw new OptionError(
+          (name) =>
+            `${name("factor")}: factor ${plan.factor} does not fit ${where}; use a smaller factor`,
         );
       if (plan.kind === "tome" && (settings.strideX > grid.width || settings.strideY > grid.height))
-        throw new Error(
-          `--tome-stride: ${settings.strideX}x${settings.strideY} does not fit ${where}; use a smaller stride`,
+        throw new OptionError(
+          (name) =>
+            `${name("stride")}: ${settings.strideX}x${settings.strideY} does not fit ${where}; use a smaller stride`,
         );
     }
   }

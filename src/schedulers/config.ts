@@ -1,6 +1,7 @@
 /**
- * Scheduler configuration: the `scheduler/scheduler_config.json` of a model folder, read as
- * written (snake_case keys, as in the file), with typed per-sampler fields and defaults.
+ * Scheduler configuration: the `scheduler/scheduler_config.json` of a model folder (read by
+ * the one config reader, `configs/config-json.ts`), keys as written (snake_case, as in the
+ * file), with typed per-sampler fields and defaults.
  */
 import {
   BETA_SCHEDULES,
@@ -12,68 +13,11 @@ import {
 /** A configuration as read from JSON: keys exactly as in the file. */
 export type SchedulerConfigJson = Readonly<Record<string, unknown>>;
 
-/** A parsed `scheduler_config.json`. */
-export interface LoadedSchedulerConfig {
-  /** `_class_name`, when the file names one. */
-  readonly className: string | undefined;
-  readonly config: SchedulerConfigJson;
-}
-
 const NON_FINITE: Readonly<Record<string, number>> = {
   NaN: Number.NaN,
   Infinity: Number.POSITIVE_INFINITY,
   "-Infinity": Number.NEGATIVE_INFINITY,
 };
-
-/**
- * Parses a scheduler configuration. Python's JSON writer emits the bare tokens `NaN`,
- * `Infinity` and `-Infinity` for non-finite floats (DPM-Solver's `lambda_min_clipped` is one),
- * which JSON.parse rejects, so they are rewritten to marker strings first and turned back into
- * numbers while parsing.
- */
-export function loadSchedulerConfig(text: string): LoadedSchedulerConfig {
-  const marker = "\u0000nonfinite:";
-  let rewritten = "";
-  let i = 0;
-  while (i < text.length) {
-    const ch = text[i];
-    if (ch === '"') {
-      // Copy a string literal untouched, escapes included.
-      let j = i + 1;
-      while (j < text.length && text[j] !== '"') j += text[j] === "\\" ? 2 : 1;
-      rewritten += text.slice(i, j + 1);
-      i = j + 1;
-      continue;
-    }
-    const token = ["-Infinity", "Infinity", "NaN"].find((t) => text.startsWith(t, i));
-    if (token !== undefined) {
-      rewritten += JSON.stringify(marker + token);
-      i += token.length;
-      continue;
-    }
-    rewritten += ch;
-    i++;
-  }
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(rewritten, (_key, value: unknown) =>
-      typeof value === "string" && value.startsWith(marker)
-        ? NON_FINITE[value.slice(marker.length)]
-        : value,
-    );
-  } catch (error) {
-    throw new Error(`scheduler config is not valid JSON: ${(error as Error).message}`);
-  }
-  if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) {
-    throw new Error("scheduler config must be a JSON object");
-  }
-  const config = parsed as Record<string, unknown>;
-  const className = config._class_name;
-  if (className !== undefined && typeof className !== "string") {
-    throw new Error("scheduler config: _class_name must be a string");
-  }
-  return { className, config };
-}
 
 /** How one configuration key is read and what it defaults to. */
 export interface FieldSpec<V> {

@@ -1,8 +1,4 @@
-// The samplers' public surface: the interface, the registry and config loading.
-export {
-  type LoadedSchedulerConfig,
-  loadSchedulerConfig,
-  type SchedulerConfigJson,
-} from "./config.js";
+// The samplers' public surface: the interface, the registry and the config type.
+export type { SchedulerConfigJson } from "./config.js";
 export { createScheduler, listSchedulerClasses, listSchedulers } from "./registry.js";
 export type { Scheduler } from "./types.js";

@@ -41,11 +41,25 @@ export interface GenerationFields {
 /** The names the client used, for messages (`cfg_scale` rather than guidanceScale). */
 export type FieldNames = Readonly<Partial<Record<keyof GenerationFields, string>>>;
 
+/** What a route fills in for fields a request leaves out. */
 export interface GenerationDefaults {
   readonly size: number;
   readonly steps: number;
   readonly guidanceScale: number;
+  /** img2img: the strength of a request that gives an init image and no strength. */
+  readonly strength?: number;
 }
+
+/**
+ * The defaults of the APIs the server speaks besides its own, one set per API and after that
+ * API's conventions, for the fields a client leaves out (the size is the model's).
+ */
+export const API_DEFAULTS = Object.freeze({
+  /** The AUTOMATIC1111 web UI's API (`/sdapi/v1/txt2img`, `/sdapi/v1/img2img`). */
+  webui: Object.freeze({ steps: 20, guidanceScale: 7, strength: 0.75 }),
+  /** OpenAI-style image generation (`/v1/images/generations`; it has no init images). */
+  openai: Object.freeze({ steps: 20, guidanceScale: 7.5 }),
+} satisfies Record<string, Omit<GenerationDefaults, "size">>);
 
 function isMissing(value: unknown): boolean {
   return value === undefined || value === null;
@@ -125,7 +139,9 @@ export function checkGeneration(
   if (!isMissing(fields.strength) || initImage !== null) {
     if (initImage === null)
       throw new RequestError(`${name("strength")}: needs an init image (img2img)`);
-    const value = isMissing(fields.strength) ? 0.75 : fields.strength;
+    const value = isMissing(fields.strength) ? defaults.strength : fields.strength;
+    if (value === undefined)
+      throw new RequestError(`${name("strength")}: required with an init image`);
     if (typeof value !== "number" || !(value > 0 && value <= 1))
       throw new RequestError(
         `${name("strength")}: must be a number above 0 and at most 1; got ${JSON.stringify(value)}`,

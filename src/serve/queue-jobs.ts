@@ -9,6 +9,7 @@
 import { randomUUID } from "node:crypto";
 import { type Job as BullJob, Queue, QueueEvents } from "bullmq";
 import { Redis } from "ioredis";
+import { OptionError } from "../util/option-error.js";
 import {
   countFinished,
   type HealthReport,
@@ -97,10 +98,14 @@ export class QueueJobs implements JobBackend {
     try {
       parsed = new URL(options.url);
     } catch {
-      throw new Error(`--queue: not a URL: ${options.url} (use redis://host:port)`);
+      throw new OptionError(
+        (name) => `${name("queue")}: not a URL: ${options.url} (use redis://host:port)`,
+      );
     }
     if (parsed.protocol !== "redis:" && parsed.protocol !== "rediss:")
-      throw new Error(`--queue: use a redis:// URL; got ${parsed.protocol}`);
+      throw new OptionError(
+        (name) => `${name("queue")}: use a redis:// URL; got ${parsed.protocol}`,
+      );
     // Commands wait through a Redis restart instead of failing (maxRetriesPerRequest null).
     const connection = { url: options.url, maxRetriesPerRequest: null };
     const redis = new Redis(options.url, { maxRetriesPerRequest: null, lazyConnect: true });
@@ -108,7 +113,9 @@ export class QueueJobs implements JobBackend {
       await withTimeout(redis.connect(), 10_000, `cannot reach Redis at ${options.url}`);
     } catch (error) {
       redis.disconnect();
-      throw new Error(`${firstLine(error)}; start redis-server or check --queue`);
+      throw new OptionError(
+        (name) => `${firstLine(error)}; start redis-server or check ${name("queue")}`,
+      );
     }
     const queue = new Queue<QueuedJobData, ReturnValue>(name, { connection });
     const events = new QueueEvents(name, { connection });

@@ -16,6 +16,7 @@ import { checkLoraRequests } from "../lora/apply-loras.js";
 import { extractPromptLoras, findLora, listLoras } from "../lora/lora-folder.js";
 import { type LoadOptions, loadPipeline, openSource } from "../pipelines/load.js";
 import { listSchedulers } from "../schedulers/registry.js";
+import { OptionError } from "../util/option-error.js";
 import type { Device, ModelDtype } from "../util/vocabulary.js";
 import { Access, isLoopback } from "./access.js";
 import type { DeviceLoadOptions } from "./device-runner.js";
@@ -106,8 +107,9 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
   const apiKeys = options.apiKeys ?? [];
   if (!isLoopback(host)) {
     if (apiKeys.length === 0)
-      throw new Error(
-        `--host ${host} makes the server reachable from other machines; give API keys (--api-key or TODO_SD_API_KEYS) or bind to 127.0.0.1`,
+      throw new OptionError(
+        (name) =>
+          `${name("host")} ${host} makes the server reachable from other machines; give API keys (${name("apiKeys")} or TODO_SD_API_KEYS) or bind to 127.0.0.1`,
       );
     log(`warning: listening on ${host}, reachable from other machines; API keys are required`);
   }

@@ -40,12 +40,17 @@ export function parseDtype(value: string): ModelDtype {
   return DTYPE_NAMES[name];
 }
 
+/** Whether a device computes in float32 only: the browser's WASM backend. */
+export function float32Only(device: Device): boolean {
+  return device === "wasm";
+}
+
 /**
  * The element type of the UNet and text encoders: as asked, else float32 on CPUs (no fast
- * float16 arithmetic there) and float16 on GPUs.
+ * float16 arithmetic there; WASM computes in float32 only) and float16 on GPUs.
  */
 export function modelDtype(device: Device, requested: ModelDtype | undefined): ModelDtype {
-  return requested ?? (device === "cpu" || device === "wasm" ? "float32" : "float16");
+  return requested ?? (device === "cpu" || float32Only(device) ? "float32" : "float16");
 }
 
 /**

@@ -6,13 +6,9 @@
  */
 
 import type { JsonObject } from "../configs/config-json.js";
+import type { ModelFamily } from "../util/vocabulary.js";
 import { clipTextWeightShapes } from "./clip-layout.js";
-import {
-  type ComponentName,
-  familyModelIndex,
-  type ModelFamily,
-  type ModelFiles,
-} from "./model-files.js";
+import { type ComponentName, familyModelIndex, type ModelFiles } from "./model-files.js";
 import { RandomWeightSource } from "./random-source.js";
 import type { WeightSource } from "./source.js";
 import { unetWeightShapes } from "./unet-layout.js";

@@ -16,10 +16,10 @@
 import { existsSync, readdirSync, statSync } from "node:fs";
 import { basename, join, normalize, sep } from "node:path";
 import { isJsonObject, type JsonObject, readConfigFile } from "../configs/config-json.js";
+import type { ModelFamily } from "../util/vocabulary.js";
 import {
   COMPONENT_NAMES,
   type ComponentName,
-  type ModelFamily,
   type ModelFiles,
   type ModelIndex,
 } from "./model-files.js";

@@ -9,7 +9,7 @@
  * heads. Models that differ need their configs passed in.
  */
 import type { JsonObject, JsonValue } from "../configs/config-json.js";
-import type { ModelFamily } from "./model-files.js";
+import type { ModelFamily } from "../util/vocabulary.js";
 import type { Shape } from "./weight-modules.js";
 
 /**

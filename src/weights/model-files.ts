@@ -17,9 +17,6 @@ export const COMPONENT_NAMES: readonly ComponentName[] = Object.freeze([
   "text_encoder_2",
 ]);
 
-/** Model generation, as far as weights tell: SD 1.x, SD 2.x or SDXL (base). */
-export type { ModelFamily };
-
 /**
  * A `model_index.json`: component name -> [library, class] (both null for an absent optional
  * component such as `safety_checker`), plus pipeline attributes (`_class_name`,

@@ -20,6 +20,7 @@ import { parseClipTextConfig } from "../configs/clip-config.js";
 import type { JsonObject } from "../configs/config-json.js";
 import { parseUnetConfig } from "../configs/unet-config.js";
 import { parseVaeConfig } from "../configs/vae-config.js";
+import type { ModelFamily } from "../util/vocabulary.js";
 import { familyConfigs } from "./builtin.js";
 import {
   CheckpointShapes,
@@ -30,12 +31,7 @@ import {
 } from "./ldm-infer.js";
 import { hfClipPlan, type KeyPlan, ldmUnetPlan, ldmVaePlan, openClipPlan } from "./ldm-plans.js";
 import { MappedWeightSource } from "./mapped-source.js";
-import {
-  type ComponentName,
-  familyModelIndex,
-  type ModelFamily,
-  type ModelFiles,
-} from "./model-files.js";
+import { type ComponentName, familyModelIndex, type ModelFiles } from "./model-files.js";
 import { SafetensorsFile } from "./safetensors.js";
 import type { WeightSource } from "./source.js";
 

@@ -11,6 +11,7 @@ import {
 import { buildConvProbe, type ConvShape, runConvProbes } from "../../src/bench/conv-probe.js";
 import { PROBE_SAMPLES } from "../../src/bench/probe-output.js";
 import { createSession, float32Tensor } from "../../src/runtime/session.js";
+import { maxAbsDiff } from "../fixtures.js";
 
 async function sample(model: Uint8Array): Promise<Float32Array> {
   const session = await createSession(model);
@@ -51,11 +52,7 @@ function referenceConv(shape: ConvShape): Float64Array {
 }
 
 function expectClose(actual: ArrayLike<number>, expected: ArrayLike<number>, tolerance: number) {
-  expect(actual.length).toBe(expected.length);
-  let worst = 0;
-  for (let i = 0; i < actual.length; i++)
-    worst = Math.max(worst, Math.abs(actual[i] - expected[i]));
-  expect(worst).toBeLessThan(tolerance);
+  expect(maxAbsDiff(actual, expected)).toBeLessThan(tolerance);
 }
 
 describe("convolution probe", () => {

@@ -72,7 +72,7 @@ describe("patchModel", () => {
   it("refuses to overwrite its input and explains a missing file", () => {
     const input = fixturePath("onnx/sdxl-tiny-unet/model.onnx");
     expect(() => patchModel(input, input, { reduction: todo2 })).toThrow(
-      /^--out must name a new file, not the input /,
+      /^outPath must name a new file, not the input /,
     );
     const dir = tempDir();
     expect(() =>
@@ -84,7 +84,7 @@ describe("patchModel", () => {
   it("resolves auto factors from the image size, and asks for it when it is unknown", () => {
     const auto = parseReductionOptions({ mode: "nearest" });
     expect(() => patchUnet(miniUnet({ pattern: "mha" }), { reduction: auto })).toThrow(
-      /--todo auto needs the image size/,
+      /^factor auto needs the image size/,
     );
     const sized = patchUnet(miniUnet({ pattern: "mha" }), {
       reduction: auto,

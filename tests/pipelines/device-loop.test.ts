@@ -5,14 +5,14 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildSamplerStep, type SamplerStepOptions } from "../../src/models/sampler-step.js";
 import { buildModelBytes } from "../../src/onnx/model-io.js";
-import type { GenerateOptions, GenerateResult } from "../../src/pipelines/generate-options.js";
+import type { GenerateOptions } from "../../src/pipelines/generate-options.js";
 import { loadPipeline, openModelFiles } from "../../src/pipelines/load.js";
 import { unetBuilds } from "../../src/pipelines/plan-runners.js";
 import { RunnerUnet } from "../../src/pipelines/runner-components.js";
 import { StableDiffusionPipeline } from "../../src/pipelines/stable-diffusion.js";
 import { createRunner } from "../../src/runtime/session.js";
 import type { ModelRunner } from "../../src/runtime/types.js";
-import { fixturePath } from "../fixtures.js";
+import { fixturePath, maxAbsDiff } from "../fixtures.js";
 import { type DeviceStats, simulatedDevice } from "./simulated-device.js";
 
 const stats: DeviceStats = { live: 0, uploads: 0, hostSamples: 0, unetRuns: 0 };
@@ -75,15 +75,6 @@ const base: GenerateOptions = {
   guidanceScale: 7.5,
 };
 
-function maxDiff(a: GenerateResult, b: GenerateResult): number {
-  let worst = 0;
-  const x = a.images.data;
-  const y = b.images.data;
-  expect(x.length).toBe(y.length);
-  for (let i = 0; i < x.length; i++) worst = Math.max(worst, Math.abs(x[i] - y[i]));
-  return worst;
-}
-
 describe("latents kept on the device", () => {
   it.each([
     ["Euler", {}],
@@ -106,7 +97,7 @@ describe("latents kept on the device", () => {
     const onHost = await host.generate(options);
     expect(onDevice.timings.denoisedOn).toBe("device");
     expect(onHost.timings.denoisedOn).toBe("host");
-    expect(maxDiff(onDevice, onHost)).toBeLessThanOrEqual(1e-4);
+    expect(maxAbsDiff(onDevice.images.data, onHost.images.data)).toBeLessThanOrEqual(1e-4);
     const calls = onHost.timings.unetCalls;
     expect(onDevice.timings.unetCalls).toBe(calls);
     expect(progress).toEqual(
@@ -128,7 +119,7 @@ describe("latents kept on the device", () => {
     const onDevice = await sdxl.device.generate({ ...options, latentsOnDevice: "on" });
     const onHost = await sdxl.host.generate(options);
     expect(onDevice.timings.denoisedOn).toBe("device");
-    expect(maxDiff(onDevice, onHost)).toBeLessThanOrEqual(1e-4);
+    expect(maxAbsDiff(onDevice.images.data, onHost.images.data)).toBeLessThanOrEqual(1e-4);
     // Bank, hidden states, text embeds and time ids: each uploaded once.
     expect(stats.uploads - before.uploads).toBe(4);
     expect(stats.hostSamples - before.hostSamples).toBe(1);
@@ -152,7 +143,7 @@ describe("latents kept on the device", () => {
     const onHost = await host.generate(options);
     expect(onDevice.timings.denoisedOn).toBe("device");
     expect(onDevice.timings.unetCalls).toBe(3);
-    expect(maxDiff(onDevice, onHost)).toBeLessThanOrEqual(1e-4);
+    expect(maxAbsDiff(onDevice.images.data, onHost.images.data)).toBeLessThanOrEqual(1e-4);
   });
 
   it("steps on the host when asked, or when the sampler clips (auto)", async () => {

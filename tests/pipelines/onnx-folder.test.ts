@@ -12,8 +12,14 @@ import {
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { ValueInfoProto } from "../../src/onnx/proto.js";
 import { ModelCache } from "../../src/pipelines/model-cache.js";
-import { type OnnxFolder, openOnnxFolder } from "../../src/pipelines/onnx-folder.js";
+import {
+  type OnnxFolder,
+  onnxDefaultSide,
+  onnxUnetFamily,
+  openOnnxFolder,
+} from "../../src/pipelines/onnx-folder.js";
 import { StableDiffusionPipeline } from "../../src/pipelines/stable-diffusion.js";
 import { resolveReduction, settingsFromReferenceArgs } from "../../src/reduce/options.js";
 import { fixturePath, maxAbsDiff, openCaseTensors } from "../fixtures.js";
@@ -236,4 +242,34 @@ describe("the ONNX folder in the pipeline", () => {
       expect(diff).toBeLessThan(2e-3);
     },
   );
+});
+
+describe("the family of an export, from its UNet's inputs", () => {
+  const input = (name: string, dims: (number | string)[]): ValueInfoProto => ({
+    name,
+    type: {
+      tensorType: {
+        elemType: 1,
+        shape: {
+          dim: dims.map((d) => (typeof d === "number" ? { dimValue: d } : { dimParam: d })),
+        },
+      },
+    },
+  });
+  const context = (width: number | string) => input("encoder_hidden_states", ["b", 77, width]);
+
+  it("is SDXL with text_time inputs, else SD 2.x for a 1024-wide context, else SD 1.x", () => {
+    expect(onnxUnetFamily([context(2048), input("text_embeds", ["b", 1280])])).toBe("sdxl");
+    expect(onnxUnetFamily([context(2048), input("time_ids", ["b", 6])])).toBe("sdxl");
+    expect(onnxUnetFamily([context(1024)])).toBe("sd2");
+    expect(onnxUnetFamily([context(768)])).toBe("sd1");
+    expect(onnxUnetFamily([context("width")])).toBe("sd1");
+  });
+
+  it("sets the default side: 1024 for SDXL, 768 for SD 2.x v-prediction, else 512", () => {
+    expect(onnxDefaultSide("sdxl", false)).toBe(1024);
+    expect(onnxDefaultSide("sd2", true)).toBe(768);
+    expect(onnxDefaultSide("sd2", false)).toBe(512);
+    expect(onnxDefaultSide("sd1", true)).toBe(512);
+  });
 });

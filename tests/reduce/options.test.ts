@@ -169,7 +169,7 @@ describe("auto factor", () => {
       ratioLevel2: 0,
     });
     expect(() => resolveReduction(options, { architecture: "sd1" })).toThrow(
-      /--todo auto needs the image size/,
+      /^factor auto needs the image size; give a factor or the width and height$/,
     );
   });
 
@@ -190,7 +190,7 @@ describe("auto factor", () => {
   it("refuses reductions that do not fit the token grid of the image", () => {
     const big = parseReductionOptions({ factor: 16 });
     expect(() => resolveReduction(big, { architecture: "sd1", width: 64, height: 64 })).toThrow(
-      /--todo: factor 16 does not fit the 8x8 token grid at level 1 \(image 64x64\)/,
+      /^factor: factor 16 does not fit the 8x8 token grid at level 1 \(image 64x64\)/,
     );
     const stride = parseReductionOptions({
       method: "tome",
@@ -199,7 +199,7 @@ describe("auto factor", () => {
       ratioLevel2: 0.5,
     });
     expect(() => resolveReduction(stride, { architecture: "sdxl", width: 96, height: 96 })).toThrow(
-      /--tome-stride: 8x2 does not fit the 6x6 token grid at level 2 \(image 96x96\)/,
+      /^stride: 8x2 does not fit the 6x6 token grid at level 2 \(image 96x96\)/,
     );
     expect(
       resolveReduction(stride, { architecture: "sdxl", width: 128, height: 128 }).strideX,

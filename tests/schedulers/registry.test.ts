@@ -1,6 +1,5 @@
-import { readFileSync } from "node:fs";
 import { describe, expect, test } from "vitest";
-import { loadSchedulerConfig } from "../../src/schedulers/config.js";
+import { readConfigFile } from "../../src/configs/config-json.js";
 import {
   createScheduler,
   listSchedulerClasses,
@@ -8,40 +7,18 @@ import {
 } from "../../src/schedulers/registry.js";
 import { fixturePath } from "../fixtures.js";
 
-describe("loadSchedulerConfig", () => {
-  test("accepts the bare non-finite tokens Python writes, leaving strings alone", () => {
-    const text = `{"_class_name": "DPMSolverMultistepScheduler", "lambda_min_clipped": -Infinity,
-      "a": Infinity, "b": NaN, "note": "NaN and -Infinity stay text \\" Infinity", "list": [1, -Infinity]}`;
-    const { className, config } = loadSchedulerConfig(text);
-    expect(className).toBe("DPMSolverMultistepScheduler");
-    expect(config.lambda_min_clipped).toBe(Number.NEGATIVE_INFINITY);
-    expect(config.a).toBe(Number.POSITIVE_INFINITY);
-    expect(config.b).toBeNaN();
-    expect(config.note).toBe('NaN and -Infinity stay text " Infinity');
-    expect(config.list).toEqual([1, Number.NEGATIVE_INFINITY]);
-  });
-
+describe("createScheduler", () => {
   test("loads a model folder's config as is", () => {
-    const text = readFileSync(
+    const config = readConfigFile(
       fixturePath("pipelines", "sd15-tiny", "scheduler", "scheduler_config.json"),
-      "utf8",
     );
-    const { className, config } = loadSchedulerConfig(text);
-    expect(className).toBe("PNDMScheduler");
-    const scheduler = createScheduler(className ?? "", config);
+    expect(config._class_name).toBe("PNDMScheduler");
+    const scheduler = createScheduler(String(config._class_name), config);
     expect(scheduler.name).toBe("PNDMScheduler");
     expect(scheduler.config.beta_schedule).toBe("scaled_linear");
     expect(scheduler.config.steps_offset).toBe(1);
   });
 
-  test("bad JSON and non-objects are clear errors", () => {
-    expect(() => loadSchedulerConfig("{oops")).toThrow(/scheduler config is not valid JSON/);
-    expect(() => loadSchedulerConfig("[1, 2]")).toThrow(/must be a JSON object/);
-    expect(() => loadSchedulerConfig('{"_class_name": 3}')).toThrow(/_class_name must be a string/);
-  });
-});
-
-describe("createScheduler", () => {
   test("knows every sampler of the issue by class name", () => {
     expect(listSchedulerClasses().sort()).toEqual(
       [

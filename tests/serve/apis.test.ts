@@ -310,12 +310,12 @@ describe("access", () => {
 
   it("will not listen beyond loopback without API keys", async () => {
     await expect(startServer({ model: TINY_MODEL, host: "0.0.0.0", port: 0 })).rejects.toThrow(
-      /--host 0\.0\.0\.0 makes the server reachable from other machines; give API keys/,
+      /^host 0\.0\.0\.0 makes the server reachable from other machines; give API keys \(apiKeys or TODO_SD_API_KEYS\)/,
     );
     const run = await runCli(["serve", "-m", TINY_MODEL, "--host", "0.0.0.0", "--port", "0"]);
     expectOneLineError(
       run,
-      /reachable from other machines; give API keys \(--api-key or TODO_SD_API_KEYS\)/,
+      /--host 0\.0\.0\.0 makes the server reachable from other machines; give API keys \(--api-key or TODO_SD_API_KEYS\)/,
     );
     const short = await runCli(["serve", "-m", TINY_MODEL, "--api-key", "short"]);
     expectOneLineError(short, /API keys must be at least 16 characters long/);

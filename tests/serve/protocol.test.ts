@@ -120,7 +120,7 @@ describe("parseJobRequest", () => {
     [
       "factor too large for the grid",
       tinyRequest({ reduction: { factor: 32 } }),
-      "reduction: --todo: factor 32 does not fit",
+      "reduction: factor: factor 32 does not fit",
     ],
     [
       "auto reduces nothing at 128 px",

@@ -1,6 +1,9 @@
 """Independent reference for SeededRandom (src/util/random.ts): the first 32-bit outputs of
-xoshiro128** for a few seeds, seeded as that file documents. Prints the values that
-tests/util/random.test.ts pins. Run: python3 tests/util/random-reference.py"""
+xoshiro128** for a few seeds, seeded as that file documents, and the first normal draws made
+from them (53-bit uniforms, Box-Muller giving the cosine draw, then the sine one). Prints the
+values that tests/util/random.test.ts pins. Run: python3 tests/util/random-reference.py"""
+
+import math
 
 M = 0xFFFFFFFF
 GOLDEN = 0x9E3779B9
@@ -33,11 +36,10 @@ def rotl(x, k):
     return ((x << k) | (x >> (32 - k))) & M
 
 
-def outputs(seed, n):
+def words(seed):
     s = seed_state(seed)
-    out = []
-    for _ in range(n):
-        out.append((rotl((s[1] * 5) & M, 7) * 9) & M)
+    while True:
+        yield (rotl((s[1] * 5) & M, 7) * 9) & M
         t = (s[1] << 9) & M
         s[2] ^= s[0]
         s[3] ^= s[1]
@@ -45,8 +47,35 @@ def outputs(seed, n):
         s[0] ^= s[3]
         s[2] ^= t
         s[3] = rotl(s[3], 11)
-    return out
+
+
+def outputs(seed, n):
+    stream = words(seed)
+    return [next(stream) for _ in range(n)]
+
+
+def uniform(stream):
+    """[0, 1) from two words: their top 27 and 26 bits (exact in a double)."""
+    high = next(stream) >> 5
+    low = next(stream) >> 6
+    return (high * 67108864 + low) / 9007199254740992
+
+
+def normals(seed, n):
+    stream = words(seed)
+    out = []
+    while len(out) < n:
+        u1 = uniform(stream)
+        while u1 <= 5e-324:  # Number.MIN_VALUE, the smallest positive double
+            u1 = uniform(stream)
+        u2 = uniform(stream)
+        radius = math.sqrt(-2 * math.log(u1))
+        out.append(radius * math.cos(2 * math.pi * u2))
+        out.append(radius * math.sin(2 * math.pi * u2))
+    return out[:n]
 
 
 for seed in [0, 1, 42, 4294967295, 4294967296, 4294967297, 2**53 - 1]:
     print(seed, outputs(seed, 4))
+for seed in [0, 42]:
+    print(seed, [repr(v) for v in normals(seed, 6)])

@@ -2,6 +2,7 @@ import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import {
   DEVICES,
+  float32Only,
   MODEL_FAMILIES,
   modelDtype,
   parseDevice,
@@ -41,6 +42,7 @@ describe("the vocabulary", () => {
     expect(modelDtype("cuda", undefined)).toBe("float16");
     expect(modelDtype("webgpu", "float32")).toBe("float32");
     expect(modelDtype("cpu", "float16")).toBe("float16");
+    expect(DEVICES.filter(float32Only)).toEqual(["wasm"]);
     expect(vaeDtype({ forceUpcast: true }, "float16")).toBe("float32");
     expect(vaeDtype({ forceUpcast: false }, "float16")).toBe("float16");
     expect(vaeDtype({ forceUpcast: true }, "float32")).toBe("float32");

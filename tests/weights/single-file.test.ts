@@ -3,6 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import type { JsonObject } from "../../src/configs/config-json.js";
+import type { ModelFamily } from "../../src/util/vocabulary.js";
 import { familyConfigs } from "../../src/weights/builtin.js";
 import { openDiffusersFolder } from "../../src/weights/diffusers-folder.js";
 import { CheckpointShapes } from "../../src/weights/ldm-infer.js";
@@ -11,7 +12,6 @@ import {
   COMPONENT_NAMES,
   type ComponentName,
   componentClassName,
-  type ModelFamily,
   type ModelFiles,
 } from "../../src/weights/model-files.js";
 import {

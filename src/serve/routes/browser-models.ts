@@ -21,7 +21,7 @@ import {
 import type { LoadOptions, OpenedSource } from "../../pipelines/load.js";
 import { parseReductionOptions, type ReductionSettings } from "../../reduce/options.js";
 import { PromiseMemo } from "../../util/promise-memo.js";
-import { type ModelDtype, parseDtype, type WebDevice } from "../../util/vocabulary.js";
+import { float32Only, type ModelDtype, parseDtype, type WebDevice } from "../../util/vocabulary.js";
 import { allowMethods, HttpError, sendFile, sendJson } from "../http.js";
 import { firstLine, type TokenizerPayload } from "../protocol.js";
 import type { RouteModule } from "./context.js";
@@ -72,15 +72,18 @@ export function browserModelRoutes(options: BrowserModelOptions): BrowserModels 
   // asks for fp32 (adapters without the shader-f16 feature cannot run float16 graphs).
   const browserDtype = (backend: WebDevice, query: URLSearchParams) => {
     const precision = query.get("precision");
-    if (precision === null) return backend === "wasm" ? "float32" : options.dtype;
+    if (precision === null) return float32Only(backend) ? "float32" : options.dtype;
     let asked: ModelDtype;
     try {
       asked = parseDtype(precision);
     } catch {
       throw new HttpError(400, `precision: use fp32 or fp16; got "${precision}"`);
     }
-    if (backend === "wasm" && asked !== "float32")
-      throw new HttpError(400, `precision: the wasm backend computes in fp32; got "${precision}"`);
+    if (float32Only(backend) && asked !== "float32")
+      throw new HttpError(
+        400,
+        `precision: the ${backend} backend computes in fp32; got "${precision}"`,
+      );
     return asked;
   };
   /** Admits one more UNet variant, or refuses with 429 when the budget is spent. */

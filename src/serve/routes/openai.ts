@@ -6,7 +6,7 @@
  * OpenAI's shape: {error: {message, type, param, code}}.
  */
 
-import { checkGeneration } from "../generation-request.js";
+import { API_DEFAULTS, checkGeneration } from "../generation-request.js";
 import { HttpError, readJsonBody, sendJson } from "../http.js";
 import { RequestError } from "../protocol.js";
 import { submitFor } from "./api.js";
@@ -106,7 +106,7 @@ export function openAiRoutes(server: ServerContext): RouteModule {
           reduction: fields.reduction,
         },
         server.validation,
-        { size: server.info.defaultSize, steps: 20, guidanceScale: 7.5 },
+        { size: server.info.defaultSize, ...API_DEFAULTS.openai },
         {
           negativePrompt: "negative_prompt",
           guidanceScale: "guidance_scale",

@@ -10,7 +10,7 @@
  * Image i of the batch is seeded seed + i, as in those UIs.
  */
 import { listSchedulers } from "../../schedulers/registry.js";
-import { checkGeneration, MAX_IMAGES_PER_JOB } from "../generation-request.js";
+import { API_DEFAULTS, checkGeneration, MAX_IMAGES_PER_JOB } from "../generation-request.js";
 import { allowMethods, HttpError, readJsonBody, sendJson } from "../http.js";
 import { type GenerationParams, RequestError } from "../protocol.js";
 import { submitFor } from "./api.js";
@@ -70,10 +70,12 @@ export function webUiRoutes(server: ServerContext): RouteModule {
         count: batch * iterations,
         reduction: f.reduction,
         initImage,
-        strength: img2img ? (f.denoising_strength ?? 0.75) : f.denoising_strength,
+        strength: img2img
+          ? (f.denoising_strength ?? API_DEFAULTS.webui.strength)
+          : f.denoising_strength,
       },
       server.validation,
-      { size: server.info.defaultSize, steps: 20, guidanceScale: 7 },
+      { size: server.info.defaultSize, ...API_DEFAULTS.webui },
       {
         negativePrompt: "negative_prompt",
         guidanceScale: "cfg_scale",
