@@ -448,9 +448,10 @@ function tensorCoreWgsl(
       `pv_${f} = ${matrixLoad(sp, result, "&s_buf", "s_base", false, u(oStride))};`,
     );
   }
-  // The barrier before the uniform load orders the lanes' P stores before the matrix loads below:
-  // without it the H100 checks failed even with a single tile of keys, where no rescale happens,
-  // which points at P read stale (not yet re-checked on a GPU with the barrier).
+  // The barrier before the uniform load orders the lanes' P stores before the matrix loads below.
+  // The H100 checks fail with it too, by 4 to 16 even on a single tile of keys, where the
+  // O-in-matrices ablation (no branch) passes: the suspect is this branch, which may reassign the
+  // result matrices, so lazy rescaling stays an opt-in tiling (BENCHMARKS.md).
   const tail = lazy
     ? `workgroupBarrier();
     let rescale = workgroupUniformLoad(&rescale_at) == kt + 1u;
