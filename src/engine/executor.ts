@@ -30,7 +30,12 @@ import { chooseKernelVariant, type KernelVariant } from "../gpu/variants.js";
 import type { GraphProto, ModelProto, NodeProto } from "../onnx/proto.js";
 import { float32ArrayToFloat16 } from "../util/float16.js";
 import { type Attributes, attributesOf, normalizeAxis } from "./attributes.js";
-import { type LinearFusion, linearFusions } from "./fusions.js";
+import {
+  type GroupNormFusion,
+  groupNormFusions,
+  type LinearFusion,
+  linearFusions,
+} from "./fusions.js";
 import {
   ints,
   reshapeDims,
@@ -56,6 +61,7 @@ import {
   fillKernel,
   gatherKernel,
   grid,
+  groupNormKernel,
   MAX_HEAD,
   MAX_RANK,
   matmulKernel,
@@ -292,6 +298,8 @@ export class GraphExecutor {
   private readonly layerNorms = new Map<string, Promise<LayerNormKernel>>();
   /** Top-level MatMuls whose bias Add (and GEGLU) the tuned GEMM applies in its epilogue. */
   private readonly linears: ReadonlyMap<NodeProto, LinearFusion>;
+  /** Group norms (InstanceNormalization, affine, SiLU) run as one kernel, by their first node. */
+  private readonly groupNorms: ReadonlyMap<NodeProto, GroupNormFusion>;
   /** Nodes of this call that a fused MatMul has already done. */
   private readonly absorbed = new Set<NodeProto>();
   /** Conv weights re-laid for the tuned kernel, once per initializer. */
@@ -321,6 +329,7 @@ export class GraphExecutor {
       );
     this.variant = chooseKernelVariant(ctx.capabilities, this.storage, "auto");
     this.linears = linearFusions(this.order, graph, this.initializers, nodeReads);
+    this.groupNorms = groupNormFusions(this.order, graph, this.initializers, nodeReads);
   }
 
   get inputNames(): string[] {
@@ -408,7 +417,12 @@ export class GraphExecutor {
       if (!fused)
         try {
           const fusion = topLevel ? this.linears.get(node) : undefined;
-          const linear = fusion ? await this.fusedLinear(inputs, fusion) : null;
+          const norm = topLevel ? this.groupNorms.get(node) : undefined;
+          const linear = fusion
+            ? await this.fusedLinear(inputs, fusion)
+            : norm
+              ? await this.fusedGroupNorm(inputs, norm, scope)
+              : null;
           if (linear) {
             outputs = [linear.value];
             names = [linear.output];
@@ -833,6 +847,55 @@ export class GraphExecutor {
     if (geglu && g) return { value: out, output: g.output, absorbed: [fusion.add, ...g.nodes] };
     if (gelu) return { value: out, output: gelu.output, absorbed: [fusion.add, ...gelu.nodes] };
     return { value: out, output: fusion.add.output[0], absorbed: [fusion.add] };
+  }
+
+  /**
+   * A group norm from its InstanceNormalization on (fusions.ts): statistics, the per-channel
+   * scale and shift and SiLU in one kernel over NCHW data, in place of the InstanceNormalization,
+   * Mul, Add, Sigmoid and Mul launches and their intermediate tensors. Null where the shapes are
+   * not the pattern's (then the nodes run one by one).
+   */
+  private async fusedGroupNorm(
+    inputs: (Value | undefined)[],
+    fusion: GroupNormFusion,
+    scope: Scope,
+  ): Promise<{ value: DeviceTensor; output: string; absorbed: readonly NodeProto[] } | null> {
+    const grouped = inputs[0];
+    if (!grouped || grouped.dims.length !== 3) return null;
+    const [batch, groups, length] = grouped.dims;
+    const source = "of" in fusion.shape ? scope.get(fusion.shape.of) : undefined;
+    const target =
+      "initializer" in fusion.shape
+        ? reshapeDims(grouped.dims, ints(fusion.shape.initializer), false)
+        : source?.dims;
+    if (!target || target.length < 3 || target[0] !== batch) return null;
+    const channels = target[1];
+    const pixels = sizeOf(target.slice(2));
+    if (
+      sizeOf(target) !== sizeOf(grouped.dims) ||
+      channels % groups !== 0 ||
+      pixels * (channels / groups) !== length ||
+      fusion.gamma.data.length !== channels ||
+      fusion.beta.data.length !== channels
+    )
+      return null;
+    const x = this.toDevice(grouped);
+    const out = this.allocate(target);
+    const rows = batch * groups;
+    await this.launch(
+      fusion.silu ? "group norm silu" : "group norm",
+      groupNormKernel(fusion.silu, this.storage),
+      [
+        x.buffer,
+        this.toDevice(fusion.gamma).buffer,
+        this.toDevice(fusion.beta).buffer,
+        out.buffer,
+        this.paramBuffer([rows, length, pixels, groups, f32Bits(fusion.epsilon)]),
+      ],
+      rows,
+      rowGrid(rows),
+    );
+    return { value: out, output: fusion.output, absorbed: fusion.nodes };
   }
 
   /** A Conv weight initializer on the GPU in the tuned kernel's layout, re-laid once. */

@@ -1,6 +1,9 @@
 /**
- * Node patterns of the builders' graphs that the tuned GEMM runs as one launch, found once per
- * model: a Linear (MatMul, then an Add of a bias initializer) with the bias in the GEMM's
+ * Node patterns of the builders' graphs that run as one launch, found once per model. Group norm
+ * (Wu and He, 2018) as the builders write it for onnxruntime (InstanceNormalization over the
+ * (B, G, C/G H W) view, a Reshape back, the per-channel scale and shift as Mul and Add, and
+ * optionally SiLU as x * Sigmoid(x)) runs as one kernel from the InstanceNormalization on. And
+ * for the tuned GEMM: a Linear (MatMul, then an Add of a bias initializer) with the bias in the GEMM's
  * epilogue, followed either by a GELU (a transformer MLP) or by the UNet's GEGLU feed-forward
  * (Shazeer, 2020, "GLU Variants Improve Transformer"): the Linear's output split in half along
  * the last axis into hidden and gate, then hidden * GELU(gate). GELU is the erf form the builder
@@ -41,7 +44,125 @@ export interface LinearFusion {
   readonly gelu?: GeluFusion;
 }
 
+/** Group norm's affine map and SiLU after its InstanceNormalization, run as one kernel. */
+export interface GroupNormFusion {
+  /** The Reshape back to (B, C, H, W). */
+  readonly restore: NodeProto;
+  /**
+   * Where the Reshape's target shape comes from: the initializer holding it, or the value whose
+   * dims it is (the input of the Shape node that feeds it).
+   */
+  readonly shape: { readonly initializer: HostTensor } | { readonly of: string };
+  readonly gamma: HostTensor;
+  readonly beta: HostTensor;
+  /** The InstanceNormalization's epsilon. */
+  readonly epsilon: number;
+  readonly silu: boolean;
+  /** The nodes the kernel replaces after the InstanceNormalization, in graph order. */
+  readonly nodes: readonly NodeProto[];
+  /** The last node's output: the group norm's result. */
+  readonly output: string;
+}
+
 type Initializers = ReadonlyMap<string, HostTensor>;
+
+/** Who reads each value, and the one reader of a value where exactly one does. */
+function graphReaders(
+  order: readonly NodeProto[],
+  graph: GraphProto,
+  reads: (node: NodeProto) => readonly string[],
+) {
+  const readers = new Map<string, NodeProto[]>();
+  for (const node of order)
+    for (const name of new Set(reads(node)))
+      readers.set(name, [...(readers.get(name) ?? []), node]);
+  const outputs = new Set(graph.output.map((o) => o.name));
+  /** The one node reading `name`, when exactly one does and it is no graph output. */
+  const sole = (name: string | undefined): NodeProto | undefined => {
+    const users = name === undefined ? [] : (readers.get(name) ?? []);
+    return name !== undefined && !outputs.has(name) && users.length === 1 ? users[0] : undefined;
+  };
+  return { readers, sole, outputs };
+}
+
+/** A float initializer whose every value is `value`. */
+function isFilled(initializers: Initializers, name: string | undefined, value: number): boolean {
+  const t = name === undefined ? undefined : initializers.get(name);
+  return t !== undefined && t.dtype === "float32" && t.data.every((v) => v === value);
+}
+
+/**
+ * The group norms of a top-level node order, keyed by their InstanceNormalization: its scale all
+ * ones and its bias all zeros (the statistics only), its output's one reader a Reshape, then an
+ * optional Cast between float types (a view in this engine), a Mul by a float initializer
+ * (gamma) and an Add of one (beta), and optionally SiLU. Each intermediate value has exactly the
+ * one reader the pattern names (SiLU's input: the Sigmoid and the product).
+ */
+export function groupNormFusions(
+  order: readonly NodeProto[],
+  graph: GraphProto,
+  initializers: Initializers,
+  reads: (node: NodeProto) => readonly string[],
+): Map<NodeProto, GroupNormFusion> {
+  const { readers, sole, outputs } = graphReaders(order, graph, reads);
+  const producers = new Map<string, NodeProto>();
+  for (const node of order) for (const name of node.output) producers.set(name, node);
+  const fusions = new Map<NodeProto, GroupNormFusion>();
+  for (const node of order) {
+    if (!isStandard(node, "InstanceNormalization")) continue;
+    if (!isFilled(initializers, node.input[1], 1) || !isFilled(initializers, node.input[2], 0))
+      continue;
+    const restore = sole(node.output[0]);
+    if (!isStandard(restore, "Reshape") || restore.input[0] !== node.output[0]) continue;
+    const target = restore.input[1];
+    const fromShape = producers.get(target);
+    const shape = initializers.has(target)
+      ? { initializer: initializers.get(target) as HostTensor }
+      : isStandard(fromShape, "Shape") && (fromShape.attribute ?? []).length === 0
+        ? { of: fromShape.input[0] }
+        : undefined;
+    if (!shape) continue;
+    let next = sole(restore.output[0]);
+    const cast = isStandard(next, "Cast") && [1, 10].includes(attributesOf(next).int("to", 0));
+    const nodes: NodeProto[] = [restore];
+    if (cast && next) {
+      nodes.push(next);
+      next = sole(next.output[0]);
+    }
+    const mul = next;
+    const scaled = nodes[nodes.length - 1].output[0];
+    if (!isStandard(mul, "Mul")) continue;
+    const gamma = initializers.get(otherInput(mul, scaled) ?? "");
+    const add = sole(mul.output[0]);
+    if (gamma?.dtype !== "float32" || !isStandard(add, "Add")) continue;
+    const beta = initializers.get(otherInput(add, mul.output[0]) ?? "");
+    if (beta?.dtype !== "float32") continue;
+    nodes.push(mul, add);
+    // SiLU: y * Sigmoid(y), y read by exactly those two.
+    const y = add.output[0];
+    const users = outputs.has(y) ? [] : (readers.get(y) ?? []);
+    const sigmoid = users.find((n) => isStandard(n, "Sigmoid"));
+    const product = sigmoid ? sole(sigmoid.output[0]) : undefined;
+    const silu =
+      users.length === 2 &&
+      sigmoid !== undefined &&
+      isStandard(product, "Mul") &&
+      users.includes(product) &&
+      otherInput(product, sigmoid.output[0]) === y;
+    if (silu && sigmoid && product) nodes.push(sigmoid, product);
+    fusions.set(node, {
+      restore,
+      shape,
+      gamma,
+      beta,
+      epsilon: attributesOf(node).float("epsilon", 1e-5),
+      silu,
+      nodes,
+      output: nodes[nodes.length - 1].output[0],
+    });
+  }
+  return fusions;
+}
 
 function isStandard(node: NodeProto | undefined, opType: string): node is NodeProto {
   return node !== undefined && node.opType === opType && (node.domain ?? "") === "";
@@ -76,16 +197,7 @@ export function linearFusions(
   initializers: Initializers,
   reads: (node: NodeProto) => readonly string[],
 ): Map<NodeProto, LinearFusion> {
-  const readers = new Map<string, NodeProto[]>();
-  for (const node of order)
-    for (const name of new Set(reads(node)))
-      readers.set(name, [...(readers.get(name) ?? []), node]);
-  const outputs = new Set(graph.output.map((o) => o.name));
-  /** The one node reading `name`, when exactly one does and it is no graph output. */
-  const sole = (name: string | undefined): NodeProto | undefined => {
-    const users = name === undefined ? [] : (readers.get(name) ?? []);
-    return name !== undefined && !outputs.has(name) && users.length === 1 ? users[0] : undefined;
-  };
+  const { readers, sole } = graphReaders(order, graph, reads);
   const fusions = new Map<NodeProto, LinearFusion>();
   for (const node of order) {
     if (!isStandard(node, "MatMul")) continue;

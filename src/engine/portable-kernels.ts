@@ -361,6 +361,58 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
 
 /** Softmax over the last axis: p: rows, length. One thread per row (rows are short here). */
 /**
+ * Group norm (Wu and He, 2018) of NCHW data with its affine map and optional SiLU, one workgroup
+ * per (batch entry, group): a group's C/G channels of H W values are one contiguous row of
+ * `length`, so the statistics are a row's (mean, then the variance of the deviations: two
+ * passes, no cancellation), and each value's channel is its row's first plus its offset / (H W).
+ * gamma and beta: (C). p: rows, length, pixels per channel (H W), groups, eps bits.
+ */
+export const groupNormKernel = memoised(function groupNormKernel(
+  silu: boolean,
+  storage: Storage,
+): string {
+  return `
+${bindings(storage, ["x", "in"], ["gamma", "in"], ["beta", "in"], ["dst", "out"], ["p", "ints"])}
+var<workgroup> partial: array<f32, ${WORKGROUP}>;
+
+fn reduce_sum(local: u32, v: f32) -> f32 {
+  partial[local] = v;
+  workgroupBarrier();
+  for (var s = ${WORKGROUP / 2}u; s > 0u; s = s >> 1u) {
+    if (local < s) { partial[local] += partial[local + s]; }
+    workgroupBarrier();
+  }
+  let total = partial[0];
+  workgroupBarrier();
+  return total;
+}
+
+@compute @workgroup_size(${WORKGROUP})
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) local: u32) {
+  let row = i32(wg.y * ${GROUPS_X}u + wg.x);
+  if (row >= p[0]) { return; }
+  let length = p[1];
+  let pixels = p[2];
+  let base = row * length;
+  var s = 0.0;
+  for (var j = i32(local); j < length; j += ${WORKGROUP}) { s += f32(x[base + j]); }
+  let mean = reduce_sum(local, s) / f32(length);
+  var q = 0.0;
+  for (var j = i32(local); j < length; j += ${WORKGROUP}) {
+    let d = f32(x[base + j]) - mean;
+    q += d * d;
+  }
+  let inv = 1.0 / sqrt(reduce_sum(local, q) / f32(length) + bitcast<f32>(p[4]));
+  let first = (row % p[3]) * (length / pixels);
+  for (var j = i32(local); j < length; j += ${WORKGROUP}) {
+    let c = first + j / pixels;
+    let y = (f32(x[base + j]) - mean) * inv * f32(gamma[c]) + f32(beta[c]);
+    dst[base + j] = T(${silu ? "y / (1.0 + exp(-y))" : "y"});
+  }
+}`;
+});
+
+/**
  * softmax(scale x) over rows of `length` contiguous elements, one workgroup per row: each thread
  * keeps a running maximum and a sum of exponentials rescaled to it over its strided share of the
  * row (the online softmax's normaliser: Milakov and Gimelshein 2018), the pairs are merged in a

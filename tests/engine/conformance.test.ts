@@ -66,7 +66,7 @@ describe("the kernels engine on SwiftShader, f32", () => {
     expect(again.bindGroups).toBeLessThan(base.launches / 10);
   });
 
-  it("runs MatMul, Conv and attention on src/gpu's tuned kernels, not the engine's portable ones", () => {
+  it("runs MatMul, Conv and attention on src/gpu's tuned kernels and group norm as one kernel", () => {
     for (const r of [...unet.results, ...vae.results]) {
       expect(r.kernels["tuned gemm"], r.name).toBeGreaterThan(0);
       expect(r.kernels["tuned conv"], r.name).toBeGreaterThan(0);
@@ -75,6 +75,9 @@ describe("the kernels engine on SwiftShader, f32", () => {
       // The VAE encoder's bottom-right padded downsampling included (the padding is written).
       expect(r.kernels.conv ?? 0, r.name).toBe(0);
       expect(r.kernels.attention ?? 0, r.name).toBe(0);
+      // Every group norm (statistics, scale and shift, and the SiLU after most) is one launch.
+      expect(r.kernels["group norm silu"], r.name).toBeGreaterThan(0);
+      expect(r.kernels.InstanceNormalization ?? 0, r.name).toBe(0);
     }
     for (const r of unet.results) {
       expect(r.kernels["tuned layernorm"], r.name).toBeGreaterThan(0);

@@ -2,11 +2,14 @@
 // graphs built with the same builder calls as the models, and the near misses it must leave alone.
 import { describe, expect, it } from "vitest";
 import { topologicalOrder } from "../../src/engine/executor.js";
-import { linearFusions } from "../../src/engine/fusions.js";
+import { groupNormFusions, linearFusions } from "../../src/engine/fusions.js";
 import { decodeTensorProto } from "../../src/engine/host-tensor.js";
+import { chooseOps, groupNorm, type LayerContext } from "../../src/models/layers.js";
 import { GraphBuilder, type Value } from "../../src/onnx/builder.js";
 import { buildModelBytes } from "../../src/onnx/model-io.js";
 import { decodeModel } from "../../src/onnx/proto.js";
+import { WeightTracker } from "../../src/weights/source.js";
+import { memoryWeights } from "../models/component-weights.js";
 
 function fusionsOf(build: (g: GraphBuilder, x: Value) => void) {
   const g = new GraphBuilder();
@@ -142,5 +145,88 @@ describe("linearFusions", () => {
     expect(
       gegluOf((g, hidden, gate) => g.output(g.mul(hidden, g.quickGelu(gate)), "y", "float32")),
     ).toEqual([undefined]);
+  });
+});
+
+describe("groupNormFusions", () => {
+  /** The group norms found in a graph of `dtype` built by `build`, described. */
+  function groupNormsOf(
+    dtype: "float32" | "float16",
+    build: (ctx: LayerContext, x: Value) => void,
+  ) {
+    const g = new GraphBuilder(dtype);
+    const ctx: LayerContext = {
+      g,
+      weights: new WeightTracker(
+        memoryWeights({
+          "n.weight": { shape: [6], data: Float32Array.of(1, 2, 3, 4, 5, 6) },
+          "n.bias": { shape: [6], data: new Float32Array(6) },
+          "m.weight": { shape: [6], data: Float32Array.of(1, 2, 3, 4, 5, 6) },
+          "m.bias": { shape: [6], data: new Float32Array(6) },
+        }),
+      ),
+      ops: chooseOps("webgpu"),
+    };
+    build(ctx, g.castToFloat(g.input("x", "float32", ["b", 6, "h", "w"])));
+    const model = decodeModel(buildModelBytes(g));
+    const initializers = new Map(
+      (model.graph.initializer ?? []).map((t) => [t.name ?? "", decodeTensorProto(t)]),
+    );
+    const found = groupNormFusions(topologicalOrder(model.graph), model.graph, initializers, (n) =>
+      n.input.filter((name) => name !== ""),
+    );
+    return [...found.entries()].map(([node, f]) => ({
+      first: node.opType,
+      nodes: f.nodes.map((n) => n.opType),
+      gamma: Array.from(f.gamma.data),
+      epsilon: f.epsilon,
+      silu: f.silu,
+      shapeFromValue: "of" in f.shape,
+    }));
+  }
+
+  for (const dtype of ["float32", "float16"] as const)
+    it(`finds group norm with and without SiLU as the models build it (${dtype})`, () => {
+      const found = groupNormsOf(dtype, (ctx, x) => {
+        const spec = { channels: 6, groups: 3, eps: 1e-6 };
+        const a = groupNorm(ctx, "n", x, { ...spec, silu: true });
+        const b = groupNorm(ctx, "m", a, { ...spec, silu: false });
+        ctx.g.output(b, "y", "float32");
+      });
+      const cast = dtype === "float16" ? ["Cast"] : [];
+      const common = {
+        first: "InstanceNormalization",
+        gamma: [1, 2, 3, 4, 5, 6],
+        epsilon: Math.fround(1e-6),
+        shapeFromValue: true,
+      };
+      expect(found).toEqual([
+        { ...common, nodes: ["Reshape", ...cast, "Mul", "Add", "Sigmoid", "Mul"], silu: true },
+        { ...common, nodes: ["Reshape", ...cast, "Mul", "Add"], silu: false },
+      ]);
+    });
+
+  it("leaves alone a SiLU whose input is read elsewhere, and instance norms with a scale", () => {
+    const found = groupNormsOf("float32", (ctx, x) => {
+      const y = groupNorm(ctx, "n", x, { channels: 6, groups: 3, eps: 1e-5, silu: false });
+      // y * Sigmoid(y) plus a residual read of y: SiLU is not fused, the affine still is.
+      ctx.g.output(ctx.g.add(ctx.g.silu(y), y), "y", "float32");
+      const scaled = ctx.g.op("InstanceNormalization", [
+        ctx.g.reshape(x, [0, 3, -1]),
+        ctx.g.float([1, 2, 3], [3]),
+        ctx.g.float([0, 0, 0], [3]),
+      ]);
+      ctx.g.output(scaled, "z", "float32");
+    });
+    expect(found).toEqual([
+      {
+        first: "InstanceNormalization",
+        nodes: ["Reshape", "Mul", "Add"],
+        gamma: [1, 2, 3, 4, 5, 6],
+        epsilon: Math.fround(1e-5),
+        silu: false,
+        shapeFromValue: true,
+      },
+    ]);
   });
 });
