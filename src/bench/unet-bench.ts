@@ -67,6 +67,8 @@ export interface UnetBenchRow {
   readonly dtype: string;
   /** The engine that ran the UNet (absent in files written before there were two). */
   readonly engine?: "kernels" | "onnxruntime";
+  /** The kernels engine's path (`tensor cores, f16`, `portable, f32`, ...); absent otherwise. */
+  readonly kernelPath?: string;
   readonly width: number;
   readonly height: number;
   readonly batch: number;
@@ -259,6 +261,7 @@ export async function benchUnet(
             await runner.run(feeds);
             times.push(performance.now() - start);
           }
+          const { kernelPath } = runner;
           let profile: ProfileSummary | undefined = runner.profileSummary?.();
           if (profileDir && runner.endProfiling) {
             runner.endProfiling();
@@ -280,6 +283,7 @@ export async function benchUnet(
           const median = times[Math.floor(times.length / 2)];
           row = {
             ...base,
+            ...(kernelPath === undefined ? {} : { kernelPath }),
             reduction: label,
             ...(method === "none" ? {} : { reduces }),
             medianMs: median,

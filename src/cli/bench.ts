@@ -180,9 +180,15 @@ function header(): string {
   ].join(" | ");
 }
 
+/** The engine column: the engine, and for the kernels engine the path its tuned kernels took. */
+export function engineLabel(row: Pick<UnetBenchRow, "engine" | "kernelPath">): string {
+  if (!row.engine) return "-";
+  return row.kernelPath ? `${row.engine} (${row.kernelPath})` : row.engine;
+}
+
 function formatRow(row: UnetBenchRow, rows: readonly UnetBenchRow[]): string {
   if (row.error)
-    return `${row.width}x${row.height} | ${row.engine ?? "-"} | ${row.method} | error: ${row.error}`;
+    return `${row.width}x${row.height} | ${engineLabel(row)} | ${row.method} | error: ${row.error}`;
   const baseline = rows.find(
     (r) =>
       r.width === row.width &&
@@ -195,7 +201,7 @@ function formatRow(row: UnetBenchRow, rows: readonly UnetBenchRow[]): string {
     baseline && row.reduces !== false ? `${(baseline.medianMs / row.medianMs).toFixed(2)}x` : "-";
   return [
     `${row.width}x${row.height}`,
-    row.engine ?? "-",
+    engineLabel(row),
     row.method,
     row.medianMs.toFixed(1),
     row.minMs.toFixed(1),

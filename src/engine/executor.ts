@@ -337,6 +337,11 @@ export class GraphExecutor {
     return this.model.graph.input.map((i) => i.name).filter((n) => !init.has(n));
   }
 
+  /** The tuned kernels' path and the storage type: `tensor cores, f16`, `portable, f32`, ... */
+  get kernelPath(): string {
+    return `${this.variant.path === "tensor-core" ? "tensor cores" : "portable"}, ${this.storage}`;
+  }
+
   get outputNames(): string[] {
     return this.model.graph.output.map((o) => o.name);
   }

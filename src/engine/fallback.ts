@@ -25,6 +25,10 @@ export function withFallback(
   return {
     inputNames: primary.inputNames,
     outputNames: primary.outputNames,
+    /** The kernels' path until the model moves to the other engine; then none. */
+    get kernelPath() {
+      return replacement ? undefined : primary.kernelPath;
+    },
     async run(feeds) {
       if (replacement) return (await replacement).run(feeds);
       try {

@@ -102,6 +102,7 @@ export async function createKernelRunner(
     engine: "kernels",
     inputNames: executor.inputNames,
     outputNames: executor.outputNames,
+    kernelPath: executor.kernelPath,
     get lastStats() {
       return executor.stats;
     },

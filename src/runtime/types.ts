@@ -43,6 +43,11 @@ export interface ModelRunner {
     keep: readonly string[],
   ): Promise<Record<string, RunnerFeed>>;
   release(): Promise<void>;
+  /**
+   * Where the kernels engine runs the model's heavy operators: `tensor cores, f16` (subgroup
+   * matrices), `portable, f16` or `portable, f32`. Absent on onnxruntime.
+   */
+  readonly kernelPath?: string;
   /** Ends profiling (sessions made with a profile prefix) and writes the trace file. */
   endProfiling?(): void;
   /**

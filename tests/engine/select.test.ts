@@ -55,11 +55,16 @@ describe("engine selection", () => {
       expect(await probeEngine(options)).toBe(options);
   });
 
-  it("finds SwiftShader's adapter without shader-f16, so auto stays on onnxruntime there", async () => {
+  it("finds SwiftShader's adapter without shader-f16, so auto stays on onnxruntime there; bench names the kernels' path", async () => {
     const report = JSON.parse(
       await runOnSwiftShader(join("tests", "engine", "probe.child.ts"), [], { timeout: 120_000 }),
     ) as { shaderF16?: boolean; engine: string };
-    expect(report).toEqual({ shaderF16: false, engine: "onnxruntime" });
+    expect(report).toEqual({
+      shaderF16: false,
+      engine: "onnxruntime",
+      // The kernels engine asked for by name runs float32 on the tuned kernels' portable path.
+      bench: [{ engine: "kernels", kernelPath: "portable, f32", label: "kernels (portable, f32)" }],
+    });
   }, 150_000);
 
   it("picks the kernels on WebGPU", () => {
