@@ -866,7 +866,7 @@ export class GraphExecutor {
     scope: Scope,
   ): Promise<{ value: DeviceTensor; output: string; absorbed: readonly NodeProto[] } | null> {
     const grouped = inputs[0];
-    if (!grouped || grouped.dims.length !== 3) return null;
+    if (grouped?.dims.length !== 3) return null;
     const [batch, groups, length] = grouped.dims;
     const source = "of" in fusion.shape ? scope.get(fusion.shape.of) : undefined;
     const target =
