@@ -300,6 +300,21 @@ ${HEADER}
 }`;
 });
 
+/** A workgroup's sum of one f32 per thread, for the kernels that run a workgroup per row. */
+const REDUCE_SUM = `var<workgroup> partial: array<f32, ${WORKGROUP}>;
+
+fn reduce_sum(local: u32, v: f32) -> f32 {
+  partial[local] = v;
+  workgroupBarrier();
+  for (var s = ${WORKGROUP / 2}u; s > 0u; s = s >> 1u) {
+    if (local < s) { partial[local] += partial[local + s]; }
+    workgroupBarrier();
+  }
+  let total = partial[0];
+  workgroupBarrier();
+  return total;
+}`;
+
 /**
  * Normalisation of rows: p: rows, length, inner, channels, eps bits. Row r covers elements
  * (r / inner) * length * inner + j * inner + r % inner; scale and bias are indexed by
@@ -321,19 +336,7 @@ export const normKernel = memoised(function normKernel(
       : `(v - mean) * inv * f32(scale[j])${bias ? " + f32(shift[j])" : ""}`;
   return `
 ${bindings(storage, ["x", "in"], ["scale", "in"], ["dst", "out"], ["p", "ints"], bias && ["shift", "in"])}
-var<workgroup> partial: array<f32, ${WORKGROUP}>;
-
-fn reduce_sum(local: u32, v: f32) -> f32 {
-  partial[local] = v;
-  workgroupBarrier();
-  for (var s = ${WORKGROUP / 2}u; s > 0u; s = s >> 1u) {
-    if (local < s) { partial[local] += partial[local + s]; }
-    workgroupBarrier();
-  }
-  let total = partial[0];
-  workgroupBarrier();
-  return total;
-}
+${REDUCE_SUM}
 
 @compute @workgroup_size(${WORKGROUP})
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) local: u32) {
@@ -373,19 +376,7 @@ export const groupNormKernel = memoised(function groupNormKernel(
 ): string {
   return `
 ${bindings(storage, ["x", "in"], ["gamma", "in"], ["beta", "in"], ["dst", "out"], ["p", "ints"])}
-var<workgroup> partial: array<f32, ${WORKGROUP}>;
-
-fn reduce_sum(local: u32, v: f32) -> f32 {
-  partial[local] = v;
-  workgroupBarrier();
-  for (var s = ${WORKGROUP / 2}u; s > 0u; s = s >> 1u) {
-    if (local < s) { partial[local] += partial[local + s]; }
-    workgroupBarrier();
-  }
-  let total = partial[0];
-  workgroupBarrier();
-  return total;
-}
+${REDUCE_SUM}
 
 @compute @workgroup_size(${WORKGROUP})
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) local: u32) {
