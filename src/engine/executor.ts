@@ -29,6 +29,7 @@ import { type LayerNormKernel, prepareLayerNorm } from "../gpu/kernels/norm.js";
 import { chooseKernelVariant, type KernelVariant } from "../gpu/variants.js";
 import type { GraphProto, ModelProto, NodeProto } from "../onnx/proto.js";
 import { float32ArrayToFloat16 } from "../util/float16.js";
+import { PromiseMemo } from "../util/promise-memo.js";
 import { type Attributes, attributesOf, normalizeAxis } from "./attributes.js";
 import {
   type GroupNormFusion,
@@ -291,11 +292,14 @@ export class GraphExecutor {
    */
   private readonly variant: KernelVariant;
   private readonly storage: Storage;
-  /** Tuned kernels prepared (compiled) once per shape and kept with the plan. */
-  private readonly gemms = new Map<string, Promise<MatmulKernel>>();
-  private readonly convs = new Map<string, Promise<MatmulKernel>>();
-  private readonly attentions = new Map<string, Promise<AttentionKernel>>();
-  private readonly layerNorms = new Map<string, Promise<LayerNormKernel>>();
+  /**
+   * Tuned kernels prepared (compiled) once per shape and kept with the plan; a preparation that
+   * failed is dropped, so the next call tries again.
+   */
+  private readonly gemms = new PromiseMemo<string, MatmulKernel>();
+  private readonly convs = new PromiseMemo<string, MatmulKernel>();
+  private readonly attentions = new PromiseMemo<string, AttentionKernel>();
+  private readonly layerNorms = new PromiseMemo<string, LayerNormKernel>();
   /** Top-level MatMuls whose bias Add (and GEGLU) the tuned GEMM applies in its epilogue. */
   private readonly linears: ReadonlyMap<NodeProto, LinearFusion>;
   /** Group norms (InstanceNormalization, affine, SiLU) run as one kernel, by their first node. */
@@ -718,16 +722,6 @@ export class GraphExecutor {
     return id;
   }
 
-  /** A tuned kernel from `cache`, prepared on first use of its key. */
-  private prepared<K>(cache: Map<string, Promise<K>>, key: string, make: () => Promise<K>) {
-    let kernel = cache.get(key);
-    if (!kernel) {
-      kernel = make();
-      cache.set(key, kernel);
-    }
-    return kernel;
-  }
-
   /** A pooled buffer handed back at once: its last reader is already recorded in this pass. */
   private releaseTemporary(t: DeviceTensor): void {
     this.ctx.release({
@@ -751,7 +745,7 @@ export class GraphExecutor {
     epilogue: Epilogue = "none",
   ): Promise<void> {
     const options = { bias: bias !== undefined, epilogue, tiling: this.tiling };
-    const kernel = await this.prepared(this.gemms, JSON.stringify([shape, options]), () =>
+    const kernel = await this.gemms.get(JSON.stringify([shape, options]), () =>
       prepareGemm(this.ctx, this.variant, shape, options),
     );
     const buffers = [a.buffer, b.buffer, out.buffer];
@@ -778,7 +772,7 @@ export class GraphExecutor {
     bias?: DeviceTensor,
   ): Promise<DeviceTensor> {
     const options = { bias: bias !== undefined, tiling: this.tiling };
-    const kernel = await this.prepared(this.convs, JSON.stringify([shape, options]), () =>
+    const kernel = await this.convs.get(JSON.stringify([shape, options]), () =>
       prepareConv(this.ctx, this.variant, shape, options),
     );
     const { batch, height, width, inChannels, outChannels } = shape;
@@ -1371,7 +1365,7 @@ export class GraphExecutor {
             this.ctx.capabilities.limits,
           );
           if (plan.kind === "tuned") {
-            const kernel = await this.prepared(this.layerNorms, JSON.stringify(plan.shape), () =>
+            const kernel = await this.layerNorms.get(JSON.stringify(plan.shape), () =>
               prepareLayerNorm(this.ctx, this.variant, plan.shape),
             );
             const out = this.allocate(x.dims);
@@ -1439,7 +1433,7 @@ export class GraphExecutor {
           this.ctx.capabilities.limits,
         );
         if (plan.kind === "tuned") {
-          const kernel = await this.prepared(this.attentions, JSON.stringify(plan.shape), () =>
+          const kernel = await this.attentions.get(JSON.stringify(plan.shape), () =>
             prepareAttention(this.ctx, this.variant, plan.shape),
           );
           const out = this.allocate(q.dims);
