@@ -300,8 +300,12 @@ ${HEADER}
 }`;
 });
 
-/** A workgroup's sum of one f32 per thread, for the kernels that run a workgroup per row. */
-const REDUCE_SUM = `var<workgroup> partial: array<f32, ${WORKGROUP}>;
+/**
+ * For the kernels that run a workgroup per row of `x`: a workgroup's sum of one f32 per thread,
+ * and a row's mean and 1 / sqrt(variance + eps), the row's `length` values `stride` apart from
+ * `base`. Two passes over the row (mean, then centred squares) keep float32 variance accurate.
+ */
+const ROW_STATS = `var<workgroup> partial: array<f32, ${WORKGROUP}>;
 
 fn reduce_sum(local: u32, v: f32) -> f32 {
   partial[local] = v;
@@ -313,13 +317,24 @@ fn reduce_sum(local: u32, v: f32) -> f32 {
   let total = partial[0];
   workgroupBarrier();
   return total;
+}
+
+fn row_stats(local: u32, base: i32, length: i32, stride: i32, eps: f32) -> vec2<f32> {
+  var s = 0.0;
+  for (var j = i32(local); j < length; j += ${WORKGROUP}) { s += f32(x[base + j * stride]); }
+  let mean = reduce_sum(local, s) / f32(length);
+  var q = 0.0;
+  for (var j = i32(local); j < length; j += ${WORKGROUP}) {
+    let d = f32(x[base + j * stride]) - mean;
+    q += d * d;
+  }
+  return vec2<f32>(mean, 1.0 / sqrt(reduce_sum(local, q) / f32(length) + eps));
 }`;
 
 /**
  * Normalisation of rows: p: rows, length, inner, channels, eps bits. Row r covers elements
  * (r / inner) * length * inner + j * inner + r % inner; scale and bias are indexed by
  * `(r / inner) % channels` for instance norm (inner = 1) or by j for layer norm.
- * Two passes over the row (mean, then centred squares) keep float32 variance accurate.
  */
 export const normKernel = memoised(function normKernel(
   kind: "instance" | "layer",
@@ -336,7 +351,7 @@ export const normKernel = memoised(function normKernel(
       : `(v - mean) * inv * f32(scale[j])${bias ? " + f32(shift[j])" : ""}`;
   return `
 ${bindings(storage, ["x", "in"], ["scale", "in"], ["dst", "out"], ["p", "ints"], bias && ["shift", "in"])}
-${REDUCE_SUM}
+${ROW_STATS}
 
 @compute @workgroup_size(${WORKGROUP})
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) local: u32) {
@@ -345,15 +360,9 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   let length = p[1];
   let inner = p[2];
   let base = (row / inner) * length * inner + row % inner;
-  var s = 0.0;
-  for (var j = i32(local); j < length; j += ${WORKGROUP}) { s += f32(x[base + j * inner]); }
-  let mean = reduce_sum(local, s) / f32(length);
-  var q = 0.0;
-  for (var j = i32(local); j < length; j += ${WORKGROUP}) {
-    let d = f32(x[base + j * inner]) - mean;
-    q += d * d;
-  }
-  let inv = 1.0 / sqrt(reduce_sum(local, q) / f32(length) + bitcast<f32>(p[4]));
+  let stats = row_stats(local, base, length, inner, bitcast<f32>(p[4]));
+  let mean = stats.x;
+  let inv = stats.y;
   ${affine}
   for (var j = i32(local); j < length; j += ${WORKGROUP}) {
     let v = f32(x[base + j * inner]);
@@ -362,12 +371,10 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
 }`;
 });
 
-/** Softmax over the last axis: p: rows, length. One thread per row (rows are short here). */
 /**
  * Group norm (Wu and He, 2018) of NCHW data with its affine map and optional SiLU, one workgroup
  * per (batch entry, group): a group's C/G channels of H W values are one contiguous row of
- * `length`, so the statistics are a row's (mean, then the variance of the deviations: two
- * passes, no cancellation), and each value's channel is its row's first plus its offset / (H W).
+ * `length`, so the statistics are a row's, and each value's channel is its row's first plus its offset / (H W).
  * gamma and beta: (C). p: rows, length, pixels per channel (H W), groups, eps bits.
  */
 export const groupNormKernel = memoised(function groupNormKernel(
@@ -376,7 +383,7 @@ export const groupNormKernel = memoised(function groupNormKernel(
 ): string {
   return `
 ${bindings(storage, ["x", "in"], ["gamma", "in"], ["beta", "in"], ["dst", "out"], ["p", "ints"])}
-${REDUCE_SUM}
+${ROW_STATS}
 
 @compute @workgroup_size(${WORKGROUP})
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) local: u32) {
@@ -385,15 +392,9 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   let length = p[1];
   let pixels = p[2];
   let base = row * length;
-  var s = 0.0;
-  for (var j = i32(local); j < length; j += ${WORKGROUP}) { s += f32(x[base + j]); }
-  let mean = reduce_sum(local, s) / f32(length);
-  var q = 0.0;
-  for (var j = i32(local); j < length; j += ${WORKGROUP}) {
-    let d = f32(x[base + j]) - mean;
-    q += d * d;
-  }
-  let inv = 1.0 / sqrt(reduce_sum(local, q) / f32(length) + bitcast<f32>(p[4]));
+  let stats = row_stats(local, base, length, 1, bitcast<f32>(p[4]));
+  let mean = stats.x;
+  let inv = stats.y;
   let first = (row % p[3]) * (length / pixels);
   for (var j = i32(local); j < length; j += ${WORKGROUP}) {
     let c = first + j / pixels;
