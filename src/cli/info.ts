@@ -2,16 +2,19 @@ import { existsSync, statSync } from "node:fs";
 import type { Command } from "commander";
 import { parseUnetConfig } from "../configs/unet-config.js";
 import { parseVaeConfig } from "../configs/vae-config.js";
+import type { EngineChoice } from "../engine/select.js";
 import { isLoraFile } from "../index.js";
 import { classifySource, openModelFiles } from "../pipelines/load.js";
 import { type MemoryShape, standardMemoryShape } from "../pipelines/memory-estimate.js";
 import { modelMemoryShape } from "../pipelines/model-plan.js";
 import type { ReductionSettings } from "../reduce/options.js";
+import type { Device } from "../util/vocabulary.js";
+import { type EngineReport, engineReport, formatEngineReport } from "./info-engine.js";
 import { formatLoraInfo, loraInfo } from "./info-lora.js";
 import { type ComponentInfo, type ModelInfo, type TensorIo, weightsInfo } from "./info-model.js";
 import { onnxFileInfo, onnxFolderInfo } from "./info-onnx.js";
 import { describeEstimate, estimateJob } from "./memory-check.js";
-import { sizeArg } from "./options.js";
+import { deviceArg, engineArg, sizeArg } from "./options.js";
 import { checkOutputFile, writeJsonOutput } from "./output-files.js";
 
 interface InfoFlags {
@@ -22,6 +25,8 @@ interface InfoFlags {
   readonly revision?: string;
   readonly offline?: boolean;
   readonly model?: string;
+  readonly device?: Device;
+  readonly engine?: EngineChoice;
 }
 
 export function registerInfo(program: Command): void {
@@ -44,9 +49,21 @@ export function registerInfo(program: Command): void {
     .option("--variant <name>", "weight variant, e.g. fp16")
     .option("--revision <rev>", "Hub revision")
     .option("--offline", "never use the network; Hub models must be in the cache")
+    .option(
+      "--device <device>",
+      "also report which engine runs float16 and float32 models on this device (cpu|webgpu|cuda|wasm), and the kernels' path on this machine's adapter",
+      deviceArg,
+    )
+    .option(
+      "--engine <engine>",
+      "with --device: the engine choice to report (auto|kernels|onnxruntime)",
+      engineArg,
+    )
     .action(async (source: string, flags: InfoFlags) => {
       const json = flags.json === true ? "-" : flags.json || undefined;
       if (json && json !== "-") checkOutputFile(json, "--json");
+      if (flags.engine && !flags.device)
+        throw new Error("--engine needs --device: the engine depends on it");
       if (/\.safetensors$/i.test(source) && existsSync(source) && isLoraFile(source)) {
         const lora = await loraInfo(source, flags.model, {
           configFrom: flags.configFrom,
@@ -60,8 +77,15 @@ export function registerInfo(program: Command): void {
       }
       if (flags.model) throw new Error("-m/--model is for LoRA files; give the model as <source>");
       const info = withMemory(await inspect(source, flags));
-      if (json) writeJsonOutput(json, info);
-      if (json !== "-") process.stdout.write(formatInfo(info));
+      // The engine's adapter is opened only after the model was read, so a bad source fails first.
+      const engine: EngineReport | undefined = flags.device
+        ? await engineReport(flags.device, flags.engine ?? "auto")
+        : undefined;
+      if (json) writeJsonOutput(json, engine ? { ...info, engine } : info);
+      if (json !== "-")
+        process.stdout.write(
+          formatInfo(info) + (engine ? `${formatEngineReport(engine).join("\n")}\n` : ""),
+        );
     });
 }
 

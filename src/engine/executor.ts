@@ -26,7 +26,7 @@ import { type GemmShape, prepareGemm } from "../gpu/kernels/gemm.js";
 import type { MatmulKernel } from "../gpu/kernels/matmul-kernel.js";
 import type { Epilogue, PortableTiling, Tiling } from "../gpu/kernels/matmul-wgsl.js";
 import { type LayerNormKernel, prepareLayerNorm } from "../gpu/kernels/norm.js";
-import { chooseKernelVariant, type KernelVariant } from "../gpu/variants.js";
+import { chooseKernelVariant, type KernelVariant, kernelPathLabel } from "../gpu/variants.js";
 import type { GraphProto, ModelProto, NodeProto } from "../onnx/proto.js";
 import { float32ArrayToFloat16 } from "../util/float16.js";
 import { PromiseMemo } from "../util/promise-memo.js";
@@ -343,7 +343,7 @@ export class GraphExecutor {
 
   /** The tuned kernels' path and the storage type: `tensor cores, f16`, `portable, f32`, ... */
   get kernelPath(): string {
-    return `${this.variant.path === "tensor-core" ? "tensor cores" : "portable"}, ${this.storage}`;
+    return kernelPathLabel({ path: this.variant.path, storage: this.storage });
   }
 
   get outputNames(): string[] {

@@ -41,6 +41,11 @@ export const KERNEL_VARIANTS: readonly VariantRequirement[] = Object.freeze([
   { path: "portable", storage: "f32", features: [], matrix: false },
 ] as const);
 
+/** A variant as reports name it: `tensor cores, f16`, `portable, f32`, ... */
+export function kernelPathLabel(variant: Pick<KernelVariant, "path" | "storage">): string {
+  return `${variant.path === "tensor-core" ? "tensor cores" : "portable"}, ${variant.storage}`;
+}
+
 /**
  * The preferred subgroup-matrix shape: the largest K first (fewest instructions per tile), then
  * the largest N. On NVIDIA the 16x8x16 shape is the hardware's own mma instruction; 16x16x16 is
