@@ -85,7 +85,11 @@ function webgpuRow(caps: GpuCapabilities, choice: EngineChoice, dtype: ModelDtyp
             : "auto needs shader-f16 for the kernels, and this adapter has none",
     };
   if (dtype === "float16" && !shaderF16)
-    return { dtype, engine, reason: "cannot run here: the adapter has no shader-f16 (float32 can)" };
+    return {
+      dtype,
+      engine,
+      reason: "cannot run here: the adapter has no shader-f16 (float32 can)",
+    };
   try {
     const variant = chooseKernelVariant(caps, dtype === "float16" ? "f16" : "f32");
     return {
