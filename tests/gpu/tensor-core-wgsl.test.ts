@@ -2,7 +2,7 @@
 // at every head dim the models use) passes Dawn's WGSL validation. CI has no GPU with subgroup
 // matrices, so these shaders never run here; Dawn's null backend offers the features and
 // validates the WGSL (types, the uniformity analysis that matrix offsets need), which catches a
-// broken shader before a GPU machine does.
+// broken shader before a GPU machine does; the workgroup variables' sizes are checked too.
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { runOnSwiftShader } from "../swiftshader.js";
@@ -11,7 +11,9 @@ interface Report {
   readonly compiled: number;
   readonly families: readonly string[];
   readonly lazy: number;
+  readonly everyTile: number;
   readonly failures: Record<string, string[]>;
+  readonly misaligned: Record<string, string[]>;
 }
 
 describe("tensor-core shaders", () => {
@@ -22,9 +24,12 @@ describe("tensor-core shaders", () => {
       }),
     ) as Report;
     expect(report.failures).toEqual({});
+    // Every workgroup variable a multiple of 16 bytes (see the child for why).
+    expect(report.misaligned).toEqual({});
     expect(report.families).toEqual(["attention", "gemm", "conv"]);
     // 3 matrix shapes x (attention variants + 6 GEMMs + 6 convolutions).
     expect(report.compiled).toBeGreaterThan(100);
     expect(report.lazy).toBeGreaterThan(0);
+    expect(report.everyTile).toBeGreaterThan(0);
   }, 250_000);
 });

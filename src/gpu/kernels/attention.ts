@@ -21,9 +21,11 @@
  * stages K and V tiles in f16; S = Q K^T and O += P V run on subgroup matrices with f32
  * accumulation; S goes through workgroup memory for the softmax (a result fragment's register
  * layout is opaque) and P is stored in f16. O is rescaled row by row through the same scratch
- * on every tile, or (tiling `rescale: "lazy"`) stays in result matrices: a row's running max
- * moves only when a tile exceeds it by RESCALE_MARGIN, and O goes through the scratch to be
- * rescaled only on the tiles where some row's max moved.
+ * on every tile, or (tiling `rescale: "lazy"`) P V accumulates in result matrices: a row's
+ * offset moves only when a tile exceeds it by RESCALE_MARGIN, and only on the tiles where some
+ * row's offset moved is the accumulated P V flushed through the scratch into the lanes' O,
+ * rescaled there (the conditional rescaling of FlashAttention-4, Dao et al. 2025: the output is
+ * rescaled only when a row's max moved by more than a threshold).
  * d is padded with zeros to a multiple of the matrix K and N (40 -> 48 at 16x16x16: a fifth more
  * matrix work for the SD 1.x head).
  * Launch: ceil(Nq / rowsPerWorkgroup) x (B * H) workgroups.
@@ -70,11 +72,11 @@ export interface AttentionTiling {
    */
   readonly ablation?: "o-in-matrices" | "no-softmax" | "mma-only";
   /**
-   * Tensor-core path: `every-tile` (default) rescales O through workgroup memory on every tile;
-   * `lazy` keeps O in result matrices and moves a row's running max only when a tile's scores
-   * exceed it by more than RESCALE_MARGIN (log2 units), so O goes through workgroup memory only
-   * on the rare tiles where some row's max moved. `lazy` is 1.4x faster at 2 x 16384 tokens on
-   * an H100 but is not the default until its checks have passed on a GPU (BENCHMARKS.md).
+   * Tensor-core path: `lazy` (the default tilings) accumulates P V in result matrices and moves
+   * a row's offset only when a tile's scores exceed it by more than RESCALE_MARGIN (log2 units),
+   * so O goes through workgroup memory only on the rare tiles where some row's offset moved;
+   * `every-tile` rescales O through workgroup memory on every tile (1.37x slower at 2 x 16384
+   * tokens, 8 heads of 40, on an H100: BENCHMARKS.md).
    */
   readonly rescale?: "lazy" | "every-tile";
 }
@@ -93,7 +95,7 @@ export const DEFAULT_ATTENTION_TILINGS: Readonly<{
   tensorCore: AttentionTiling;
 }> = Object.freeze({
   portable: { keysPerTile: 16, subgroups: 1 },
-  tensorCore: { keysPerTile: 32, subgroups: 8 },
+  tensorCore: { keysPerTile: 32, subgroups: 8, rescale: "lazy" },
 });
 
 /**
@@ -102,10 +104,10 @@ export const DEFAULT_ATTENTION_TILINGS: Readonly<{
  * tiles outgrow workgroup memory with the first.
  */
 export const TENSOR_CORE_ATTENTION_ORDER: readonly AttentionTiling[] = Object.freeze([
-  { keysPerTile: 32, subgroups: 8 },
-  { keysPerTile: 32, subgroups: 4 },
-  { keysPerTile: 16, subgroups: 8 },
-  { keysPerTile: 16, subgroups: 4 },
+  { keysPerTile: 32, subgroups: 8, rescale: "lazy" },
+  { keysPerTile: 32, subgroups: 4, rescale: "lazy" },
+  { keysPerTile: 16, subgroups: 8, rescale: "lazy" },
+  { keysPerTile: 16, subgroups: 4, rescale: "lazy" },
 ]);
 
 /** Keys actually attended to (after the key grid's downsampling). */
@@ -267,7 +269,10 @@ export function tensorCoreWorkgroupBytes(
   const kv = Math.max(rows, 2 * t.keysPerTile) * stride * 2;
   const scores = t.subgroups * s.m * (t.keysPerTile + 4) * 4;
   const probs = t.subgroups * s.m * (t.keysPerTile + 8) * 2;
-  return kv + scores + probs + 4; // + the lazy rescale's flag
+  // + the lazy rescale's flag, 16 bytes like every workgroup variable here: NVIDIA's driver may
+  // lay the variables out in another order than declared, and a 4-byte flag among them left the
+  // f16 tiles where the matrix loads read wrong values (every lazy check failed on an H100).
+  return kv + scores + probs + 16;
 }
 
 function tensorCoreWgsl(
@@ -420,7 +425,8 @@ function tensorCoreWgsl(
 `;
   // Lazy rescaling: the scores stay in registers between the max and the exponentials; a row's
   // offset m moves only past RESCALE_MARGIN, and a tile where some row's moved (after the first)
-  // raises rescale_at to kt + 1, read back uniformly so that every subgroup takes the same branch.
+  // raises rescale_at[0] to kt + 1, read back uniformly so that every subgroup takes the same
+  // branch.
   const lane = (c: number) => `${u(c * lpr)} + part`;
   const lazySoftmax = `    // Online softmax, lazily rescaled: lanes [row * ${lpr}, row * ${lpr} + ${lpr}) share a query row.
     ${Array.from({ length: keysPerLane }, (_, c) => `let x_${c} = select(${NEG_BIG}, s_buf[s_row + ${u(c * lpr)}] * ${f32Literal(LOG2E / Math.sqrt(d))}, j0 + ${lane(c)} < ${u(nk)});`).join("\n    ")}
@@ -429,36 +435,27 @@ function tensorCoreWgsl(
     let grow = tile_max > m + ${f32Literal(RESCALE_MARGIN)};
     let m_new = select(m, tile_max, grow);
     alpha = exp2(m - m_new);
-    if (grow && kt > 0u) { atomicMax(&rescale_at, kt + 1u); }
+    if (grow && kt > 0u) { atomicMax(&rescale_at[0], kt + 1u); }
     var row_sum = 0.0;
     ${Array.from({ length: keysPerLane }, (_, c) => `let p_${c} = f16(exp2(x_${c} - m_new)); p_buf[p_row + ${u(c * lpr)}] = p_${c}; row_sum += f32(p_${c});`).join("\n    ")}
     ${reduce("row_sum", "add")}
     l = l * alpha + row_sum;
     m = m_new;
 `;
-  // O's fragments through the scratch, each row scaled by its alpha (1 where the max stayed).
-  const rescaleO: string[] = [];
-  for (let f = 0; f < oFrags; f++) {
-    rescaleO.push(
-      "workgroupBarrier();",
-      matrixStore(sp, "&s_buf", "s_base", `pv_${f}`, false, u(oStride)),
-      "workgroupBarrier();",
-      ...Array.from({ length: colsPerLane }, (_, c) => `s_buf[o_row + ${u(c * lpr)}] *= alpha;`),
-      "workgroupBarrier();",
-      `pv_${f} = ${matrixLoad(sp, result, "&s_buf", "s_base", false, u(oStride))};`,
-    );
-  }
-  // The barrier before the uniform load orders the lanes' P stores before the matrix loads below.
-  // The H100 checks fail with it too, by 4 to 16 even on a single tile of keys, where the
-  // O-in-matrices ablation (no branch) passes: the suspect is this branch, which may reassign the
-  // result matrices, so lazy rescaling stays an opt-in tiling (BENCHMARKS.md).
+  // Lazy tail: O is the sum of o_acc (lane registers, relative to the row's current offset) and
+  // P V accumulated in result matrices since the last move. On a tile where some row's offset
+  // moved, P V so far is flushed through the scratch into o_acc, both scaled by the row's alpha
+  // (1 where the offset stayed), and the matrices are zeroed by a scalar multiply done on every
+  // tile (1 where nothing moved), so the branch holds only stores and lane arithmetic.
   const tail = lazy
     ? `workgroupBarrier();
-    let rescale = workgroupUniformLoad(&rescale_at) == kt + 1u;
+    let rescale = workgroupUniformLoad(&rescale_at[0]) == kt + 1u;
     if (rescale) {
-      ${rescaleO.join("\n      ")}
+      ${oRound((f, c, at) => `o_acc[${f * colsPerLane + c}] = (o_acc[${f * colsPerLane + c}] + ${at}) * alpha;`).join("\n      ")}
       workgroupBarrier();
-    }`
+    }
+    let keep = select(1.0, 0.0, rescale);
+    ${Array.from({ length: oFrags }, (_, f) => `pv_${f} = subgroupMatrixScalarMultiply(pv_${f}, keep);`).join("\n    ")}`
     : "workgroupBarrier();";
   return `${storagePreamble(variant.storage, ["subgroups", "chromium_experimental_subgroup_matrix"])}
 @group(0) @binding(0) var<storage, read> q: array<T4>;
@@ -469,7 +466,7 @@ function tensorCoreWgsl(
 var<workgroup> kv_tile: array<f16, ${kvRows * stride}>;
 var<workgroup> s_buf: array<f32, ${sg * sRegion}>;
 var<workgroup> p_buf: array<f16, ${sg * s.m * pStride}>;
-${lazy ? "var<workgroup> rescale_at: atomic<u32>;" : ""}
+${lazy ? "var<workgroup> rescale_at: array<atomic<u32>, 4>; // 16 bytes: see tensorCoreWorkgroupBytes" : ""}
 
 ${keyTokenWgsl(shape)}
 
@@ -524,7 +521,7 @@ ${noSoftmax ? "    l = 1.0;" : lazy ? lazySoftmax : softmax}
     ${pvMma.join("\n    ")}
     ${oInMatrices ? "" : oRound((f, c, at) => `o_acc[${f * colsPerLane + c}] = fma(o_acc[${f * colsPerLane + c}], alpha, ${at});`).join("\n    ")}
   }
-  ${oInMatrices ? oRound((f, c, at) => `o_acc[${f * colsPerLane + c}] = ${at};`).join("\n  ") : ""}
+  ${oInMatrices ? oRound((f, c, at) => `o_acc[${f * colsPerLane + c}] ${lazy ? "+=" : "="} ${at};`).join("\n  ") : ""}
   ${mmaOnly ? `${matrixStore(sp, "&s_buf", "s_base", "sf_0", false, u(sStride))}\n  workgroupBarrier();\n  o_acc[0] += s_buf[s_base + row * ${u(sStride)} + part];` : ""}
   let inv = 1.0 / l;
   let q_row = q0 + sg * ${u(s.m)} + row;
