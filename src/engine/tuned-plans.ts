@@ -209,8 +209,9 @@ export function layerNormPlan(
   if (!(epsilon > 0)) return portable(`epsilon ${epsilon}`);
   const rows = sizeOf(x) / Math.max(channels, 1);
   if (channels === 0 || rows === 0) return portable("an empty operand");
-  // The kernel's grid: up to 32768 rows along x, the rest along y.
-  if (!gridFits([Math.min(rows, 32768), Math.ceil(rows / 32768)], limits))
+  // The kernel's grid: workgroups of 8 rows, up to 32768 along x, the rest along y.
+  const groups = Math.ceil(rows / 8);
+  if (!gridFits([Math.min(groups, 32768), Math.ceil(groups / 32768)], limits))
     return portable("more workgroups than the adapter dispatches per dimension");
   return { kind: "tuned", shape: { rows, channels, eps: epsilon } };
 }

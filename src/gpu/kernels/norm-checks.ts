@@ -179,8 +179,11 @@ export const GROUP_NORM_CASES: readonly GroupNormShape[] = Object.freeze([
 
 export const LAYER_NORM_CASES: readonly LayerNormShape[] = Object.freeze([
   { rows: 7, channels: 40, eps: 1e-5 },
-  // Wider than the 64-thread workgroup and odd.
+  // Wider than a row's 32 threads and odd (one channel per load).
   { rows: 5, channels: 77, eps: 1e-5 },
+  // Four channels per load, 80 vectors over 32 threads (a partial last round), and rows that
+  // fill one workgroup of 8 and part of a second.
+  { rows: 9, channels: 320, eps: 1e-5 },
 ]);
 
 export const ELEMENTWISE_CASES: readonly { op: ElementwiseOp; n: number }[] = Object.freeze([

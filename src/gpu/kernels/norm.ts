@@ -12,9 +12,10 @@
  *      writes mean and 1/sqrt(var + eps) (B, G, 2) in f32;
  *   3. apply: one thread per 4 values, the normalisation, the affine map and SiLU.
  * x is read twice and written once: 3 x its size in memory traffic.
- * Layer norm: x (rows, C) -> (x - mean) / sqrt(var + eps) * gamma + beta over each row; one
- * workgroup of 64 threads per row, the row held in registers, mean first and then the variance
- * of the deviations (two passes over registers, no cancellation).
+ * Layer norm: x (rows, C) -> (x - mean) / sqrt(var + eps) * gamma + beta over each row; 32
+ * threads per row and 8 rows per workgroup, four channels per load where C allows, the row held
+ * in registers, mean first and then the variance of the deviations (two passes over registers,
+ * no cancellation).
  */
 import { expectTensor, type GpuContext, type GpuTensor, type KernelLaunch } from "../context.js";
 import type { KernelVariant } from "../variants.js";
@@ -240,7 +241,9 @@ export interface LayerNormShape {
   readonly eps: number;
 }
 
-const LN_THREADS = 64;
+/** Layer norm: threads sharing a row, and rows per workgroup. */
+const LN_ROW_THREADS = 32;
+const LN_ROWS = 8;
 
 export interface LayerNormKernel {
   readonly label: string;
@@ -260,52 +263,63 @@ export async function prepareLayerNorm(
   if (!(s.eps > 0)) throw new Error(`layer norm: eps must be positive, got ${s.eps}`);
   const label = `layernorm ${s.rows}x${s.channels} ${variant.storage}`;
   ctx.checkSize(s.rows * s.channels, variant.storage, label);
-  const per = Math.ceil(s.channels / LN_THREADS);
+  const width = s.channels % 4 === 0 ? 4 : 1;
+  const vt = width === 4 ? "T4" : "T";
+  const ft = width === 4 ? "vec4<f32>" : "f32";
+  const cv = s.channels / width;
+  const per = Math.ceil(cv / LN_ROW_THREADS);
+  const all = (name: string) => (width === 4 ? `dot(${name}, vec4<f32>(1.0))` : name);
+  // A row's 32 partial sums folded in workgroup memory: every thread reaches every barrier
+  // (rows past the end carry zeros), so the control flow stays uniform.
   const reduce = (name: string) => `
   partial[local] = ${name};
-  for (var step = ${u(LN_THREADS / 2)}; step > 0u; step /= 2u) {
+  for (var step = ${u(LN_ROW_THREADS / 2)}; step > 0u; step /= 2u) {
     workgroupBarrier();
-    if (local < step) { partial[local] += partial[local + step]; }
+    if (lane < step) { partial[local] += partial[local + step]; }
   }
   workgroupBarrier();
-  let ${name}_all = partial[0];
+  let ${name}_all = partial[local - lane];
   workgroupBarrier();`;
+  const groups = Math.ceil(s.rows / LN_ROWS);
   const maxX = 32768;
-  const gx = Math.min(s.rows, maxX);
+  const gx = Math.min(groups, maxX);
   const code = `${storagePreamble(variant.storage)}
-@group(0) @binding(0) var<storage, read> x: array<T>;
-@group(0) @binding(1) var<storage, read> gamma: array<T>;
-@group(0) @binding(2) var<storage, read> beta: array<T>;
-@group(0) @binding(3) var<storage, read_write> out: array<T>;
-var<workgroup> partial: array<f32, ${LN_THREADS}>;
-@compute @workgroup_size(${LN_THREADS})
+@group(0) @binding(0) var<storage, read> x: array<${vt}>;
+@group(0) @binding(1) var<storage, read> gamma: array<${vt}>;
+@group(0) @binding(2) var<storage, read> beta: array<${vt}>;
+@group(0) @binding(3) var<storage, read_write> out: array<${vt}>;
+var<workgroup> partial: array<f32, ${LN_ROWS * LN_ROW_THREADS}>;
+@compute @workgroup_size(${LN_ROWS * LN_ROW_THREADS})
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) local: u32) {
-  let row = wg.y * ${u(gx)} + wg.x;
-  if (row >= ${u(s.rows)}) { return; }
-  let base = row * ${u(s.channels)};
-  var values: array<f32, ${per}>;
-  var sum = 0.0;
+  let lane = local % ${u(LN_ROW_THREADS)};
+  let row = (wg.y * ${u(gx)} + wg.x) * ${u(LN_ROWS)} + local / ${u(LN_ROW_THREADS)};
+  let in_rows = row < ${u(s.rows)};
+  let base = row * ${u(cv)};
+  var values: array<${ft}, ${per}>;
+  var sum = ${ft}();
   for (var j = 0u; j < ${u(per)}; j++) {
-    let c = local + j * ${u(LN_THREADS)};
-    if (c < ${u(s.channels)}) { values[j] = f32(x[base + c]); sum += values[j]; }
+    let c = lane + j * ${u(LN_ROW_THREADS)};
+    if (in_rows && c < ${u(cv)}) { values[j] = ${ft}(x[base + c]); sum += values[j]; }
   }
-  ${reduce("sum")}
-  let mean = sum_all / ${f32Literal(s.channels)};
-  var squares = 0.0;
+  var total = ${all("sum")};
+  ${reduce("total")}
+  let mean = total_all / ${f32Literal(s.channels)};
+  var dev2 = ${ft}();
   for (var j = 0u; j < ${u(per)}; j++) {
-    let c = local + j * ${u(LN_THREADS)};
-    if (c < ${u(s.channels)}) { let dev = values[j] - mean; squares += dev * dev; }
+    let c = lane + j * ${u(LN_ROW_THREADS)};
+    if (in_rows && c < ${u(cv)}) { let dev = values[j] - mean; dev2 += dev * dev; }
   }
+  var squares = ${all("dev2")};
   ${reduce("squares")}
   let rstd = inverseSqrt(squares_all / ${f32Literal(s.channels)} + ${f32Literal(s.eps)});
   for (var j = 0u; j < ${u(per)}; j++) {
-    let c = local + j * ${u(LN_THREADS)};
-    if (c < ${u(s.channels)}) { out[base + c] = T((values[j] - mean) * rstd * f32(gamma[c]) + f32(beta[c])); }
+    let c = lane + j * ${u(LN_ROW_THREADS)};
+    if (in_rows && c < ${u(cv)}) { out[base + c] = ${vt}((values[j] - mean) * rstd * ${ft}(gamma[c]) + ${ft}(beta[c])); }
   }
 }
 `;
   const pipeline = await ctx.pipeline({ label, code });
-  const workgroups: [number, number, number] = [gx, Math.ceil(s.rows / gx), 1];
+  const workgroups: [number, number, number] = [gx, Math.ceil(groups / gx), 1];
   return {
     label,
     shape: s,
