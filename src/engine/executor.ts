@@ -57,6 +57,7 @@ import {
   attentionKernel,
   BINARY_EXPRESSIONS,
   binaryKernel,
+  convertStorageKernel,
   convKernel,
   copyKernel,
   fillKernel,
@@ -95,6 +96,17 @@ export interface DeviceTensor {
 }
 
 export type Value = HostTensor | DeviceTensor;
+
+/**
+ * A float tensor left on the device between calls: an output a call kept (`runKeeping`), or a
+ * feed. Executors on one GpuContext hand these to each other; one in the other storage type is
+ * converted on the way in. Whoever holds one returns its buffer to the context's pool when done.
+ */
+export interface ResidentBuffer {
+  readonly buffer: GPUBuffer;
+  readonly dims: readonly number[];
+  readonly storage: Storage;
+}
 
 /** What one call did, for reports and tests. */
 export interface ExecutionStats {
@@ -350,6 +362,11 @@ export class GraphExecutor {
     return this.model.graph.output.map((o) => o.name);
   }
 
+  /** The storage type of its float tensors on the device (f16 for a float16 model). */
+  get storageType(): Storage {
+    return this.storage;
+  }
+
   /** Fails at load, naming the first operator this engine has no implementation of. */
   private checkSupported(graph: GraphProto): void {
     for (const node of graph.node) {
@@ -373,26 +390,62 @@ export class GraphExecutor {
 
   /** Runs the graph on host feeds; returns every graph output on the host. */
   async run(feeds: ReadonlyMap<string, HostTensor>): Promise<Map<string, HostTensor>> {
+    return (await this.runKeeping(feeds, new Set())) as Map<string, HostTensor>;
+  }
+
+  /**
+   * Runs the graph on feeds from the host or the device; the float outputs named in `keep` stay
+   * on the device (their buffers pass to the caller, in this executor's storage), the others
+   * come back to the host. Device feeds are only read: they stay the caller's.
+   */
+  async runKeeping(
+    feeds: ReadonlyMap<string, HostTensor | ResidentBuffer>,
+    keep: ReadonlySet<string>,
+  ): Promise<Map<string, HostTensor | ResidentBuffer>> {
     this.stats = emptyStats();
     const scope = new Scope();
     for (const [name, t] of this.initializers) scope.values.set(name, t);
-    for (const name of this.inputNames) {
-      const feed = feeds.get(name);
-      if (!feed)
+    for (const name of this.inputNames)
+      if (!feeds.get(name))
         throw new Error(`missing input "${name}" (the model takes ${this.inputNames.join(", ")})`);
-      scope.values.set(name, feed);
-    }
+    // Device feeds in this storage are borrowed: pinned by one reference more than the call
+    // drops, and forgotten (never pooled or destroyed) when it ends.
+    const borrowed = new Set<GPUBuffer>();
+    const kept = new Map<GPUBuffer, ResidentBuffer>();
+    let done = false;
     try {
+      for (const name of this.inputNames) {
+        const feed = feeds.get(name) as HostTensor | ResidentBuffer;
+        if (!("buffer" in feed)) {
+          scope.values.set(name, feed);
+          continue;
+        }
+        let t: DeviceTensor = { kind: "device", buffer: feed.buffer, dims: feed.dims };
+        if (feed.storage === this.storage) {
+          borrowed.add(feed.buffer);
+          this.retain(t);
+        } else t = await this.convertedFeed(feed);
+        this.retain(t);
+        scope.values.set(name, t);
+      }
       await this.runNodes(this.order, scope, true);
-      const outputs = new Map<string, HostTensor>();
+      const outputs = new Map<string, HostTensor | ResidentBuffer>();
       const readbacks = this.stats.readbacks;
       for (const name of this.outputNames) {
         const v = scope.get(name);
         if (!v) throw new Error(`the graph did not produce its output "${name}"`);
-        outputs.set(name, await this.toHost(v));
+        const float = v.kind === "device" || v.dtype === "float32";
+        outputs.set(
+          name,
+          keep.has(name) && float
+            ? await this.keepOnDevice(v, borrowed, kept)
+            : await this.toHost(v),
+        );
       }
+      this.flush();
       this.stats.readbacks = readbacks;
       if (this.options.profile) this.profiledCalls++;
+      done = true;
       return outputs;
     } finally {
       this.pending = [];
@@ -404,7 +457,64 @@ export class GraphExecutor {
       for (const b of this.scratch) b.destroy();
       this.scratch = [];
       this.transient.clear();
+      // Borrowed feeds stay the caller's; kept outputs pass to the caller, or back to the pool
+      // when the call failed before handing them over.
+      for (const b of borrowed) this.refs.delete(b);
+      for (const [b, r] of kept) {
+        this.refs.delete(b);
+        if (!done)
+          this.ctx.release({ buffer: b, shape: r.dims, storage: r.storage, size: sizeOf(r.dims) });
+      }
     }
+  }
+
+  /** A device feed in the other storage type, converted into a pooled buffer of this call. */
+  private async convertedFeed(feed: ResidentBuffer): Promise<DeviceTensor> {
+    const t = this.allocate(feed.dims);
+    const n = sizeOf(feed.dims);
+    await this.launch(
+      "convert",
+      convertStorageKernel(feed.storage, this.storage),
+      [feed.buffer, t.buffer, this.paramBuffer([n])],
+      n,
+    );
+    return t;
+  }
+
+  /**
+   * An output handed to the caller on the device. A pooled activation of this call passes as it
+   * is (pinned so the call's end does not pool it); anything else (a host value, a weight, a
+   * borrowed feed, a buffer already handed over under another name) is copied into a pooled
+   * buffer first.
+   */
+  private async keepOnDevice(
+    v: Value,
+    borrowed: ReadonlySet<GPUBuffer>,
+    kept: Map<GPUBuffer, ResidentBuffer>,
+  ): Promise<ResidentBuffer> {
+    let t: DeviceTensor;
+    if (v.kind === "host") {
+      // Launches still pending may read pooled buffers released in this call: submit them
+      // before a queue write into one lands.
+      this.flush();
+      const g = this.ctx.upload(Float32Array.from(v.data), v.dims, this.storage, "engine output");
+      t = { kind: "device", buffer: g.buffer, dims: [...v.dims] };
+    } else if (
+      this.owned.has(v.buffer) ||
+      borrowed.has(v.buffer) ||
+      kept.has(v.buffer) ||
+      !this.refs.has(v.buffer)
+    ) {
+      t = this.allocate(v.dims);
+      const strides = stridesOf(v.dims);
+      await this.copy(v, 0, strides, t, 0, strides, v.dims);
+    } else {
+      t = v;
+    }
+    this.retain(t);
+    const resident: ResidentBuffer = { buffer: t.buffer, dims: [...v.dims], storage: this.storage };
+    kept.set(t.buffer, resident);
+    return resident;
   }
 
   private async runNodes(

@@ -5,7 +5,7 @@
  * later one there. Other errors pass through. Used where the engine was chosen automatically
  * (`auto` in Node, the browser engine), never where the kernels engine was asked for by name.
  */
-import type { ModelRunner } from "../runtime/types.js";
+import type { Float32Feed, ModelRunner, RunnerFeed } from "../runtime/types.js";
 import { UnsupportedByKernels } from "./unsupported.js";
 
 export function withFallback(
@@ -38,10 +38,40 @@ export function withFallback(
         return (await replace(error)).run(feeds);
       }
     },
+    // Tensors kept on the device: the kernels' own until the model moves, then the other
+    // engine's.
+    ...(primary.upload && primary.runOnDevice
+      ? {
+          async upload(tensor: Float32Feed) {
+            const runner = replacement ? await replacement : primary;
+            return runner.upload ? runner.upload(tensor) : Promise.reject(noDevice());
+          },
+          async runOnDevice(feeds: Readonly<Record<string, RunnerFeed>>, keep: readonly string[]) {
+            if (!replacement) {
+              try {
+                return await (primary.runOnDevice as NonNullable<ModelRunner["runOnDevice"]>)(
+                  feeds,
+                  keep,
+                );
+              } catch (error) {
+                if (!(error instanceof UnsupportedByKernels)) throw error;
+                replace(error);
+              }
+            }
+            // onnxruntime reads the kernels' resident feeds back itself.
+            const runner = await (replacement as Promise<ModelRunner>);
+            return runner.runOnDevice ? runner.runOnDevice(feeds, keep) : runner.run(feeds);
+          },
+        }
+      : {}),
     async release() {
       await (replacement ? (await replacement).release() : primary.release());
     },
   };
+}
+
+function noDevice(): Error {
+  return new Error("the model moved to onnxruntime, which cannot keep tensors on this device");
 }
 
 /**

@@ -107,6 +107,25 @@ ${HEADER}
 }`;
 });
 
+/**
+ * Converts a float tensor between storage types (f16 to f32 or back), element by element: the
+ * hand-over between a float16 model's executor and a float32 one's on the same device (the
+ * UNet's prediction into the sampler step, the next sample back). p: count.
+ */
+export const convertStorageKernel = memoised(function convertStorageKernel(
+  from: Storage,
+  to: Storage,
+): string {
+  const half = from === "f16" || to === "f16";
+  return `${half ? "enable f16;\n" : ""}@group(0) @binding(0) var<storage, read> src: array<${from}>;
+@group(0) @binding(1) var<storage, read_write> dst: array<${to}>;
+@group(0) @binding(2) var<storage, read> p: array<i32>;
+${HEADER}
+  if (i >= p[0]) { return; }
+  dst[i] = ${to}(src[i]);
+}`;
+});
+
 /** Fills `dst` with one value (bits in p[1]): Pad's border. p: count, value bits. */
 export const fillKernel = memoised(function fillKernel(storage: Storage): string {
   return `

@@ -2,16 +2,23 @@
  * The kernels engine behind the same `ModelRunner` interface as runtime/: pipelines hand it the
  * ONNX model the builders emit and feed it the same tensors they would feed onnxruntime.
  */
-import { GpuContext, type GpuContextOptions } from "../gpu/context.js";
+import { GpuContext, type GpuContextOptions, type GpuTensor } from "../gpu/context.js";
 import { attachExternalData } from "../onnx/external-data.js";
 import type { ModelProto } from "../onnx/proto.js";
 import { decodeModel } from "../onnx/proto.js";
-import type { ModelRunner, ProfileSummary, RunnerFeed, RunnerTensor } from "../runtime/types.js";
+import type {
+  ModelRunner,
+  ProfileSummary,
+  ResidentTensor,
+  RunnerFeed,
+  RunnerTensor,
+} from "../runtime/types.js";
 import {
   type ExecutionStats,
   type ExecutorOptions,
   GraphExecutor,
   type KernelProfile,
+  type ResidentBuffer,
 } from "./executor.js";
 import type { HostTensor } from "./host-tensor.js";
 
@@ -22,6 +29,8 @@ export interface KernelRunnerOptions {
   readonly executor?: ExecutorOptions;
   /** The bytes of the model's external data file, for models given as bytes (a browser's fetch). */
   readonly externalData?: { readonly path: string; readonly data: Uint8Array };
+  /** Called once the runner is released (a shared context's lease ends there). */
+  readonly onRelease?: () => void;
 }
 
 export interface KernelRunner extends ModelRunner {
@@ -30,11 +39,62 @@ export interface KernelRunner extends ModelRunner {
   readonly lastStats: ExecutionStats;
 }
 
-function toHost(name: string, feed: RunnerFeed): HostTensor {
-  if (feed.type === "resident")
-    throw new Error(
-      `input "${name}": tensors resident in another engine cannot feed the kernels engine`,
-    );
+/**
+ * What a kernels-engine `ResidentTensor` holds: its buffer (from the context's pool, in the
+ * storage of the executor that made it) and the context, so that another runner on the same
+ * context takes it as it is.
+ */
+class KernelResident {
+  disposed = false;
+  constructor(
+    readonly ctx: GpuContext,
+    readonly buffer: ResidentBuffer,
+  ) {}
+}
+
+function residentTensor(ctx: GpuContext, buffer: ResidentBuffer): ResidentTensor {
+  const handle = new KernelResident(ctx, buffer);
+  const tensor = (): GpuTensor => {
+    if (handle.disposed) throw new Error("a resident tensor used after dispose()");
+    return {
+      buffer: buffer.buffer,
+      shape: buffer.dims,
+      storage: buffer.storage,
+      size: buffer.dims.reduce((a, b) => a * b, 1),
+    };
+  };
+  return {
+    type: "resident",
+    dims: buffer.dims,
+    handle,
+    read: () => ctx.read(tensor()),
+    dispose() {
+      if (handle.disposed) return;
+      ctx.release(tensor());
+      handle.disposed = true;
+    },
+  };
+}
+
+/**
+ * A feed for the executor: host tensors as they are; a resident tensor of this context by its
+ * buffer; one of another runtime or context (a model that fell back to onnxruntime) read back.
+ */
+async function toFeed(
+  ctx: GpuContext,
+  name: string,
+  feed: RunnerFeed,
+): Promise<HostTensor | ResidentBuffer> {
+  if (feed.type !== "resident") return toHost(name, feed);
+  const handle = feed.handle;
+  if (handle instanceof KernelResident && handle.ctx === ctx) {
+    if (handle.disposed) throw new Error(`input "${name}": a resident tensor used after dispose()`);
+    return handle.buffer;
+  }
+  return { kind: "host", dtype: "float32", data: await feed.read(), dims: [...feed.dims] };
+}
+
+function toHost(name: string, feed: Exclude<RunnerFeed, ResidentTensor>): HostTensor {
   const dims = [...feed.dims];
   if (feed.type === "float32") return { kind: "host", dtype: "float32", data: feed.data, dims };
   return { kind: "host", dtype: "int64", data: Float64Array.from(feed.data, Number), dims };
@@ -98,6 +158,17 @@ export async function createKernelRunner(
     if (owned) ctx.destroy();
     throw error;
   }
+  const runKeeping = async (
+    feeds: Readonly<Record<string, RunnerFeed>>,
+    keep: readonly string[],
+  ): Promise<Map<string, HostTensor | ResidentBuffer>> => {
+    const inputs = new Map<string, HostTensor | ResidentBuffer>();
+    for (const [name, feed] of Object.entries(feeds))
+      inputs.set(name, await toFeed(ctx, name, feed));
+    const outputs = await executor.runKeeping(inputs, new Set(keep));
+    if (profiling) summary = summariseKernelProfile(await executor.profile());
+    return outputs;
+  };
   return {
     engine: "kernels",
     inputNames: executor.inputNames,
@@ -107,11 +178,27 @@ export async function createKernelRunner(
       return executor.stats;
     },
     async run(feeds) {
-      const host = new Map<string, HostTensor>();
-      for (const [name, feed] of Object.entries(feeds)) host.set(name, toHost(name, feed));
-      const outputs = await executor.run(host);
-      if (profiling) summary = summariseKernelProfile(await executor.profile());
-      return Object.fromEntries([...outputs].map(([name, t]) => [name, toRunner(t)]));
+      const outputs = await runKeeping(feeds, []);
+      return Object.fromEntries([...outputs].map(([name, t]) => [name, toRunner(t as HostTensor)]));
+    },
+    async upload(tensor) {
+      const size = tensor.dims.reduce((a, b) => a * b, 1);
+      if (tensor.data.length !== size)
+        throw new Error(
+          `upload: ${tensor.data.length} values for shape [${tensor.dims.join(", ")}]`,
+        );
+      const storage = executor.storageType;
+      const g = ctx.upload(tensor.data, tensor.dims, storage, "resident input");
+      return residentTensor(ctx, { buffer: g.buffer, dims: [...tensor.dims], storage });
+    },
+    async runOnDevice(feeds, keep) {
+      const outputs = await runKeeping(feeds, keep);
+      return Object.fromEntries(
+        [...outputs].map(([name, t]) => [
+          name,
+          "buffer" in t ? residentTensor(ctx, t) : toRunner(t),
+        ]),
+      );
     },
     ...(profiling
       ? {
@@ -124,6 +211,7 @@ export async function createKernelRunner(
     async release() {
       executor.destroy();
       if (owned) ctx.destroy();
+      options.onRelease?.();
     },
   };
 }

@@ -59,7 +59,7 @@ function traceForDevice(
   if (!unet.device) {
     if (mode === "auto") return undefined;
     throw new Error(
-      'latentsOnDevice "on": this runtime cannot keep tensors on its device (onnxruntime-web on WebGPU can); use "auto" or "off"',
+      'latentsOnDevice "on": this runtime cannot keep tensors on its device (WebGPU can, on either engine); use "auto" or "off"',
     );
   }
   const outcome = traceLinearSampler(plan.newScheduler(), plan.timesteps);

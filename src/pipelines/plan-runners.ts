@@ -7,10 +7,12 @@ import type { UnetConfig } from "../configs/unet-config.js";
 import { kernelsOrFallback } from "../engine/fallback.js";
 import { createKernelRunner } from "../engine/runner.js";
 import { type Engine, type EngineChoice, resolveEngine } from "../engine/select.js";
+import { SharedGpuContext } from "../engine/shared-context.js";
 import type { LoraRequest } from "../lora/apply-loras.js";
 import type { BuiltModel } from "../models/layers.js";
 import type { SamplerStepOptions } from "../models/sampler-step.js";
 import { buildModelBytes, buildModelProto, readModel, saveModel } from "../onnx/model-io.js";
+import type { ModelProto } from "../onnx/proto.js";
 import type { ReductionSettings } from "../reduce/options.js";
 import type { SessionOptions, WebGpuTuning } from "../runtime/session.js";
 import { createRunner } from "../runtime/session.js";
@@ -63,6 +65,8 @@ export interface RunnerOptions {
 class RunnerFactory {
   private readonly cache: ModelCache | undefined;
   readonly engine: Engine;
+  /** The kernels engine's one device for all models, so tensors pass between them there. */
+  private readonly gpu = new SharedGpuContext();
 
   constructor(private readonly options: RunnerOptions) {
     const { cacheDir } = options;
@@ -91,7 +95,21 @@ class RunnerFactory {
     // without a cache, else from the same cached file onnxruntime opens (weights beyond 1.5 GB in
     // its external data file), so a model is built once for both engines.
     const kernels = this.engine === "kernels";
-    const kernelOptions = { executor: { profile: session.profilePrefix !== undefined } };
+    const profile = session.profilePrefix !== undefined;
+    // A profiled runner has a device of its own (made with exact timestamps); the others share one.
+    const onKernels = async (model: () => ModelProto): Promise<ModelRunner> => {
+      if (profile) return createKernelRunner(model(), { executor: { profile } });
+      const lease = await this.gpu.acquire();
+      try {
+        return await createKernelRunner(model(), {
+          context: lease.context,
+          onRelease: lease.release,
+        });
+      } catch (error) {
+        lease.release();
+        throw error;
+      }
+    };
     if (!this.cache) {
       onBuild?.(component, undefined);
       const { builder, metadata } = made();
@@ -99,7 +117,7 @@ class RunnerFactory {
       return kernels
         ? this.onKernels(
             component,
-            () => createKernelRunner(buildModelProto(builder, { metadata }), kernelOptions),
+            () => onKernels(() => buildModelProto(builder, { metadata })),
             onOrt,
           )
         : onOrt();
@@ -115,11 +133,7 @@ class RunnerFactory {
       (entry) => {
         const onOrt = () => createRunner(entry.modelPath, options);
         return kernels
-          ? this.onKernels(
-              component,
-              () => createKernelRunner(readModel(entry.modelPath), kernelOptions),
-              onOrt,
-            )
+          ? this.onKernels(component, () => onKernels(() => readModel(entry.modelPath)), onOrt)
           : onOrt();
       },
     );
@@ -201,9 +215,10 @@ export function runnerParts(plan: ModelPlan, options: RunnerOptions): PipelinePa
   const { files, family, device } = plan;
   const factory = new RunnerFactory(options);
   // On WebGPU the UNet's output stays on the GPU and the sampler step runs there as a graph, so
-  // a denoising loop keeps its latents on the device (GenerateOptions.latentsOnDevice).
-  // (The kernels engine reads and returns host tensors so far.)
-  const onWebGpu = device === "webgpu" && factory.engine === "onnxruntime";
+  // a denoising loop keeps its latents on the device (GenerateOptions.latentsOnDevice), on
+  // either engine (the kernels engine's models share one device for it).
+  const onWebGpu = device === "webgpu";
+  const ortOnWebGpu = onWebGpu && factory.engine === "onnxruntime";
   const steppers = new PromiseMemo<string, ModelRunner>();
   const samplerStep = (step: SamplerStepOptions) =>
     steppers.get(JSON.stringify(step), () =>
@@ -234,7 +249,7 @@ export function runnerParts(plan: ModelPlan, options: RunnerOptions): PipelinePa
   };
   const loras = loraVariants(files, family, options, adaptedModels);
   const own = loras.own;
-  const chunking = onWebGpu ? WEBGPU_VAE_CHUNKING : undefined;
+  const chunking = ortOnWebGpu ? WEBGPU_VAE_CHUNKING : undefined;
   const vae = new RunnerVae(
     plan.vaeConfig.scalingFactor,
     plan.vaeConfig.shiftFactor ?? 0,

@@ -133,14 +133,20 @@ function firstLine(text: string): string {
   return text.split("\n")[0].trim();
 }
 
-function toOrt(tensor: RunnerFeed): OrtTensor {
-  if (tensor.type === "resident") return tensor.handle as OrtTensor;
+/** A feed as onnxruntime's tensor: one kept on the device by another engine is read back. */
+async function toOrt(tensor: RunnerFeed): Promise<OrtTensor> {
+  if (tensor.type === "resident")
+    return tensor.handle instanceof ort.Tensor
+      ? tensor.handle
+      : new ort.Tensor("float32", await tensor.read(), tensor.dims);
   return new ort.Tensor(tensor.type, tensor.data, tensor.dims);
 }
 
-function ortFeeds(feeds: Readonly<Record<string, RunnerFeed>>): Record<string, OrtTensor> {
+async function ortFeeds(
+  feeds: Readonly<Record<string, RunnerFeed>>,
+): Promise<Record<string, OrtTensor>> {
   const out: Record<string, OrtTensor> = {};
-  for (const [name, tensor] of Object.entries(feeds)) out[name] = toOrt(tensor);
+  for (const [name, tensor] of Object.entries(feeds)) out[name] = await toOrt(tensor);
   return out;
 }
 
@@ -254,7 +260,7 @@ export async function createRunner(
     inputNames: session.inputNames,
     outputNames: session.outputNames,
     async run(feeds) {
-      const results = await session.run(ortFeeds(feeds));
+      const results = await session.run(await ortFeeds(feeds));
       const out: Record<string, RunnerTensor> = {};
       for (const [name, tensor] of Object.entries(results))
         out[name] = await fromOrt(name, tensor, moves);
@@ -269,7 +275,7 @@ export async function createRunner(
   };
   if (options.keepOutputsOnDevice) {
     device.runOnDevice = async (feeds, keep) => {
-      const results = await session.run(ortFeeds(feeds));
+      const results = await session.run(await ortFeeds(feeds));
       const out: Record<string, RunnerFeed> = {};
       for (const [name, tensor] of Object.entries(results))
         out[name] =

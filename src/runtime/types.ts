@@ -31,7 +31,8 @@ export interface ModelRunner {
   /**
    * Copies a float32 tensor to the device once, for feeds that stay the same over many runs
    * (the text conditioning of a denoising loop). Present only where the runtime can take
-   * device-resident inputs (onnxruntime-web on WebGPU).
+   * device-resident inputs (onnxruntime on WebGPU, and the kernels engine). A runner given
+   * another runtime's resident tensor reads it back first.
    */
   upload?(tensor: Float32Feed): Promise<ResidentTensor>;
   /**

@@ -101,14 +101,20 @@ export interface WebRunnerOptions {
   readonly externalData?: { readonly path: string; readonly data: Uint8Array };
 }
 
-function toOrt(tensor: RunnerFeed): ort.Tensor {
-  if (tensor.type === "resident") return tensor.handle as ort.Tensor;
+/** A feed as onnxruntime's tensor: one kept on the device by another engine is read back. */
+async function toOrt(tensor: RunnerFeed): Promise<ort.Tensor> {
+  if (tensor.type === "resident")
+    return tensor.handle instanceof ort.Tensor
+      ? tensor.handle
+      : new ort.Tensor("float32", await tensor.read(), tensor.dims);
   return new ort.Tensor(tensor.type, tensor.data, tensor.dims);
 }
 
-function ortFeeds(feeds: Readonly<Record<string, RunnerFeed>>): Record<string, ort.Tensor> {
+async function ortFeeds(
+  feeds: Readonly<Record<string, RunnerFeed>>,
+): Promise<Record<string, ort.Tensor>> {
   const out: Record<string, ort.Tensor> = {};
-  for (const [name, tensor] of Object.entries(feeds)) out[name] = toOrt(tensor);
+  for (const [name, tensor] of Object.entries(feeds)) out[name] = await toOrt(tensor);
   return out;
 }
 
@@ -213,7 +219,7 @@ export async function createWebRunner(
     inputNames: session.inputNames,
     outputNames: session.outputNames,
     async run(feeds) {
-      const results = await session.run(ortFeeds(feeds));
+      const results = await session.run(await ortFeeds(feeds));
       const out: Record<string, RunnerTensor> = {};
       for (const [name, tensor] of Object.entries(results)) out[name] = await fromOrt(name, tensor);
       return out;
@@ -224,7 +230,7 @@ export async function createWebRunner(
       ? {
           upload: uploadToWebGpu,
           async runOnDevice(feeds, keep) {
-            const results = await session.run(ortFeeds(feeds));
+            const results = await session.run(await ortFeeds(feeds));
             const out: Record<string, RunnerFeed> = {};
             for (const [name, tensor] of Object.entries(results)) {
               const stays =

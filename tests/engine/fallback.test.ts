@@ -3,7 +3,12 @@
 import { describe, expect, it } from "vitest";
 import { kernelsOrFallback, withFallback } from "../../src/engine/fallback.js";
 import { unsupported } from "../../src/engine/unsupported.js";
-import { float32, type ModelRunner, type RunnerTensor } from "../../src/runtime/types.js";
+import {
+  float32,
+  type ModelRunner,
+  type ResidentTensor,
+  type RunnerTensor,
+} from "../../src/runtime/types.js";
 
 /** A runner whose `run` answers with `answer` (or throws it), counting calls and releases. */
 function fakeRunner(answer: number | Error) {
@@ -100,5 +105,58 @@ describe("kernels engine fallback", () => {
         () => {},
       ),
     ).rejects.toThrow(/^no adapter$/);
+  });
+
+  it("forwards tensors kept on the device: the kernels' until the model moves, then the other engine's", async () => {
+    const calls: string[] = [];
+    const resident = (tag: string): ResidentTensor => ({
+      type: "resident",
+      dims: [1],
+      handle: tag,
+      read: async () => Float32Array.of(0),
+      dispose() {},
+    });
+    const deviceRunner = (tag: string, answer: Error | undefined): ModelRunner => ({
+      inputNames: ["x"],
+      outputNames: ["y"],
+      async run() {
+        return { y: float32(Float32Array.of(0), [1]) };
+      },
+      async upload() {
+        calls.push(`${tag} upload`);
+        return resident(tag);
+      },
+      async runOnDevice(given, keep) {
+        calls.push(`${tag} runOnDevice ${Object.keys(given).join(",")} keep ${keep.join(",")}`);
+        if (answer) throw answer;
+        return { y: resident(tag) };
+      },
+      async release() {},
+    });
+    const runner = withFallback(
+      deviceRunner("kernels", unsupported("a 5x5 convolution")),
+      async () => deviceRunner("onnxruntime", undefined),
+      () => {},
+    );
+    const upload = runner.upload as NonNullable<ModelRunner["upload"]>;
+    const runOnDevice = runner.runOnDevice as NonNullable<ModelRunner["runOnDevice"]>;
+    expect((await upload(float32(Float32Array.of(1), [1]))).handle).toBe("kernels");
+    const out = await runOnDevice(feeds, ["y"]);
+    expect((out.y as ResidentTensor).handle).toBe("onnxruntime");
+    expect((await upload(float32(Float32Array.of(1), [1]))).handle).toBe("onnxruntime");
+    expect(calls).toEqual([
+      "kernels upload",
+      "kernels runOnDevice x keep y",
+      "onnxruntime runOnDevice x keep y",
+      "onnxruntime upload",
+    ]);
+    // A runner that keeps nothing on the device offers neither.
+    const plain = withFallback(
+      fakeRunner(1).runner,
+      async () => fakeRunner(2).runner,
+      () => {},
+    );
+    expect(plain.upload).toBeUndefined();
+    expect(plain.runOnDevice).toBeUndefined();
   });
 });

@@ -11,7 +11,13 @@ import { fixturePath, maxAbsDiff } from "../fixtures.js";
 import { callOptions, cases, tensors } from "../pipelines/pipeline-cases.js";
 
 const labels = process.argv.slice(2);
-const results: { key: string; maxAbsDiff: number; built: string[]; cacheEntries: number }[] = [];
+const results: {
+  key: string;
+  maxAbsDiff: number;
+  built: string[];
+  cacheEntries: number;
+  denoisedOn: string;
+}[] = [];
 const errors: Record<string, string> = {};
 for (const c of cases) {
   if (labels.length > 0 && !labels.includes(c.key)) continue;
@@ -32,6 +38,7 @@ for (const c of cases) {
         maxAbsDiff: maxAbsDiff(result.images.data, tensors.readFloat32(`${c.key}.image`)),
         built,
         cacheEntries: readdirSync(cacheDir).filter((name) => !name.startsWith(".")).length,
+        denoisedOn: result.timings.denoisedOn,
       });
     } finally {
       await pipeline.release();
