@@ -1,6 +1,6 @@
 /**
  * An SVG line chart of benchmark results: time per UNet call against image size, one line per
- * method, on a logarithmic time axis. Small and dependency-free, for BENCHMARKS.md.
+ * method (and per engine, where the rows hold two), on a logarithmic time axis. Small and dependency-free, for BENCHMARKS.md.
  */
 import type { UnetBenchRow } from "./unet-bench.js";
 
@@ -66,29 +66,36 @@ export function plotBenchSvg(rows: readonly UnetBenchRow[], title: string): stri
   parts.push(
     `<text x="${(margin.left + width - margin.right) / 2}" y="${height - 12}" text-anchor="middle">image side (square), one UNet call, batch 2</text>`,
   );
-  const methods = [...new Set(valid.map((r) => r.method))];
-  for (const [i, method] of methods.entries()) {
+  // One line per method, and per engine where the rows come from more than one (onnxruntime's
+  // dashed).
+  const engines = new Set(valid.map((r) => r.engine ?? "onnxruntime"));
+  const seriesOf = (r: UnetBenchRow) =>
+    engines.size > 1 ? `${r.engine ?? "onnxruntime"} ${r.method}` : r.method;
+  const series = [...new Set(valid.map(seriesOf))];
+  for (const [i, key] of series.entries()) {
+    const points = valid.filter((r) => seriesOf(r) === key).sort((a, b) => a.width - b.width);
+    const { method } = points[0];
+    const engine = engines.size > 1 ? (points[0].engine ?? "onnxruntime") : undefined;
     const color = COLORS[method] ?? "#9467bd";
-    const points = valid.filter((r) => r.method === method).sort((a, b) => a.width - b.width);
+    const dash = engine === "onnxruntime" ? ' stroke-dasharray="6 4"' : "";
+    const label = `${engine ? `${engine}: ` : ""}${LABELS[method] ?? method}`;
     const path = points
       .map(
         (r, k) =>
           `${k === 0 ? "M" : "L"}${x(Math.max(r.width, r.height)).toFixed(1)},${y(r.medianMs).toFixed(1)}`,
       )
       .join(" ");
-    parts.push(`<path d="${path}" fill="none" stroke="${color}" stroke-width="2"/>`);
+    parts.push(`<path d="${path}" fill="none" stroke="${color}" stroke-width="2"${dash}/>`);
     for (const r of points) {
       parts.push(
-        `<circle cx="${x(Math.max(r.width, r.height))}" cy="${y(r.medianMs)}" r="3.5" fill="${color}"><title>${escapeXml(`${method} ${r.width}x${r.height}: ${r.medianMs.toFixed(1)} ms`)}</title></circle>`,
+        `<circle cx="${x(Math.max(r.width, r.height))}" cy="${y(r.medianMs)}" r="3.5" fill="${color}"><title>${escapeXml(`${engine ? `${engine} ` : ""}${method} ${r.width}x${r.height}: ${r.medianMs.toFixed(1)} ms`)}</title></circle>`,
       );
     }
     const ly = margin.top + 10 + i * 20;
     parts.push(
-      `<line x1="${width - margin.right + 15}" x2="${width - margin.right + 40}" y1="${ly}" y2="${ly}" stroke="${color}" stroke-width="2"/>`,
+      `<line x1="${width - margin.right + 15}" x2="${width - margin.right + 40}" y1="${ly}" y2="${ly}" stroke="${color}" stroke-width="2"${dash}/>`,
     );
-    parts.push(
-      `<text x="${width - margin.right + 46}" y="${ly + 4}">${escapeXml(LABELS[method] ?? method)}</text>`,
-    );
+    parts.push(`<text x="${width - margin.right + 46}" y="${ly + 4}">${escapeXml(label)}</text>`);
   }
   parts.push("</svg>");
   return `${parts.join("\n")}\n`;

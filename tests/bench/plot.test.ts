@@ -54,4 +54,19 @@ describe("plotBenchSvg", () => {
       "no benchmark results to plot",
     );
   });
+
+  it("draws a line per engine and method where the rows come from both engines", () => {
+    const both = [
+      { ...row("none", 512, 79), engine: "kernels" as const },
+      { ...row("none", 1024, 256), engine: "kernels" as const },
+      { ...row("none", 512, 116), engine: "onnxruntime" as const },
+      { ...row("none", 1024, 478), engine: "onnxruntime" as const },
+    ];
+    const svg = plotBenchSvg(both, "engines");
+    expect(svg.match(/<path /g)).toHaveLength(2);
+    expect(svg).toContain(">kernels: baseline<");
+    expect(svg).toContain(">onnxruntime: baseline<");
+    expect(svg.match(/stroke-dasharray/g)).toHaveLength(2); // onnxruntime's line and its legend
+    expect(svg).toContain("kernels none 1024x1024: 256.0 ms");
+  });
 });
