@@ -182,13 +182,9 @@ export async function createKernelRunner(
       return Object.fromEntries([...outputs].map(([name, t]) => [name, toRunner(t as HostTensor)]));
     },
     async upload(tensor) {
-      const size = tensor.dims.reduce((a, b) => a * b, 1);
-      if (tensor.data.length !== size)
-        throw new Error(
-          `upload: ${tensor.data.length} values for shape [${tensor.dims.join(", ")}]`,
-        );
+      // ctx.upload refuses data that does not fill the shape, before anything is allocated.
       const storage = executor.storageType;
-      const g = ctx.upload(tensor.data, tensor.dims, storage, "resident input");
+      const g = ctx.upload(tensor.data, tensor.dims, storage, "upload");
       return residentTensor(ctx, { buffer: g.buffer, dims: [...tensor.dims], storage });
     },
     async runOnDevice(feeds, keep) {

@@ -97,7 +97,7 @@ class RunnerFactory {
     const kernels = this.engine === "kernels";
     const profile = session.profilePrefix !== undefined;
     // A profiled runner has a device of its own (made with exact timestamps); the others share one.
-    const onKernels = async (model: () => ModelProto): Promise<ModelRunner> => {
+    const kernelRunner = async (model: () => ModelProto): Promise<ModelRunner> => {
       if (profile) return createKernelRunner(model(), { executor: { profile } });
       const lease = await this.gpu.acquire();
       try {
@@ -117,7 +117,7 @@ class RunnerFactory {
       return kernels
         ? this.onKernels(
             component,
-            () => onKernels(() => buildModelProto(builder, { metadata })),
+            () => kernelRunner(() => buildModelProto(builder, { metadata })),
             onOrt,
           )
         : onOrt();
@@ -133,7 +133,7 @@ class RunnerFactory {
       (entry) => {
         const onOrt = () => createRunner(entry.modelPath, options);
         return kernels
-          ? this.onKernels(component, () => onKernels(() => readModel(entry.modelPath)), onOrt)
+          ? this.onKernels(component, () => kernelRunner(() => readModel(entry.modelPath)), onOrt)
           : onOrt();
       },
     );

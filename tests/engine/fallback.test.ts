@@ -150,6 +150,20 @@ describe("kernels engine fallback", () => {
       "onnxruntime runOnDevice x keep y",
       "onnxruntime upload",
     ]);
+    // Moved to a runner that keeps nothing on the device: runs go to its run(), uploads fail in
+    // one line.
+    const hostOnly = withFallback(
+      deviceRunner("kernels", unsupported("a 5x5 convolution")),
+      async () => fakeRunner(5).runner,
+      () => {},
+    );
+    const moved = await (hostOnly.runOnDevice as NonNullable<ModelRunner["runOnDevice"]>)(feeds, [
+      "y",
+    ]);
+    expect((moved.y as RunnerTensor).data[0]).toBe(5);
+    await expect(
+      (hostOnly.upload as NonNullable<ModelRunner["upload"]>)(float32(Float32Array.of(1), [1])),
+    ).rejects.toThrow("the model moved to onnxruntime, which cannot keep tensors on this device");
     // A runner that keeps nothing on the device offers neither.
     const plain = withFallback(
       fakeRunner(1).runner,

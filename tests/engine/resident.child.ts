@@ -94,6 +94,13 @@ try {
 } catch (error) {
   disposedError = (error as Error).message;
 }
+// An upload whose data does not fill its shape: one line, nothing kept.
+let uploadError = "";
+try {
+  await (model.upload as NonNullable<typeof model.upload>)(float32(xs, [2, 1, 2, 2]));
+} catch (error) {
+  uploadError = (error as Error).message;
+}
 for (const t of [yDevice, bank, ...Object.values(out)]) if (t.type === "resident") t.dispose();
 await model.release();
 const holdersAfterOne = shared.holders;
@@ -110,6 +117,7 @@ console.log(
     roundTripDiff,
     foreignDiff,
     disposedError,
+    uploadError,
   }),
 );
 process.exit(0);

@@ -25,6 +25,7 @@ describe("kernels engine: resident tensors between runners", () => {
     expect(r.roundTripDiff).toBeLessThanOrEqual(1e-6);
     expect(r.foreignDiff).toBeLessThanOrEqual(1e-6);
     expect(r.disposedError).toBe('input "x": a resident tensor used after dispose()');
+    expect(r.uploadError).toBe("upload: 12 values for shape [2, 1, 2, 2]");
     // One context for both runners, destroyed with the last of them.
     expect([r.holdersOpen, r.holdersAfterOne, r.holdersAfter]).toEqual([2, 1, 0]);
   }, 200_000);
