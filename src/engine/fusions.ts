@@ -13,6 +13,7 @@
  * last axis) is checked when a call knows them; the nodes run one by one otherwise.
  */
 import type { GraphProto, NodeProto } from "../onnx/proto.js";
+import { float16BitsToFloat32, float32ToFloat16Bits } from "../util/float16.js";
 import { attributesOf } from "./attributes.js";
 import type { HostTensor } from "./host-tensor.js";
 
@@ -176,15 +177,18 @@ function otherInput(node: NodeProto, name: string): string | undefined {
   return undefined;
 }
 
-/** A float initializer holding the single value `value` (as float32). */
+/**
+ * A float initializer holding the single value `value`, as its own precision rounds it: float32,
+ * or float16 in a float16 graph (sqrt 2 is 1.4140625 there, so an exact float32 comparison
+ * missed every GELU of an fp16 UNet and left its GEGLU unfused).
+ */
 function isScalar(initializers: Initializers, name: string | undefined, value: number): boolean {
   const t = name === undefined ? undefined : initializers.get(name);
-  return (
-    t !== undefined &&
-    t.dtype === "float32" &&
-    t.data.length === 1 &&
-    t.data[0] === Math.fround(value)
-  );
+  if (t === undefined || t.dtype !== "float32" || t.data.length !== 1) return false;
+  const rounded = t.float16Bits
+    ? float16BitsToFloat32(float32ToFloat16Bits(value))
+    : Math.fround(value);
+  return t.data[0] === rounded;
 }
 
 /**

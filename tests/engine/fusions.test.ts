@@ -11,9 +11,12 @@ import { decodeModel } from "../../src/onnx/proto.js";
 import { WeightTracker } from "../../src/weights/source.js";
 import { memoryWeights } from "../models/component-weights.js";
 
-function fusionsOf(build: (g: GraphBuilder, x: Value) => void) {
-  const g = new GraphBuilder();
-  build(g, g.input("x", "float32", [2, 5, 12]));
+function fusionsOf(
+  build: (g: GraphBuilder, x: Value) => void,
+  dtype: "float32" | "float16" = "float32",
+) {
+  const g = new GraphBuilder(dtype);
+  build(g, g.input("x", dtype, [2, 5, 12]));
   const model = decodeModel(buildModelBytes(g));
   const initializers = new Map(
     (model.graph.initializer ?? []).map((t) => [t.name ?? "", decodeTensorProto(t)]),
@@ -65,6 +68,16 @@ describe("linearFusions", () => {
           output: product,
         },
       },
+    ]);
+  });
+
+  it("finds the GEGLU in a float16 graph, whose constants (1 / sqrt 2's divisor) are f16", () => {
+    const found = fusionsOf((g, x) => {
+      const [hidden, gate] = g.split(linear(g, x, 16), [8, 8], -1);
+      g.output(g.mul(hidden, g.gelu(gate)), "y", "float16");
+    }, "float16");
+    expect(found.map((f) => f.geglu?.nodes)).toEqual([
+      ["Split", "Div", "Mul", "Erf", "Add", "Mul", "Mul"],
     ]);
   });
 
