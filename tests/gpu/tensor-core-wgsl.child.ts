@@ -66,6 +66,8 @@ for (const matrix of matrices) {
         { ablation: "o-in-matrices" as const },
         { ablation: "no-softmax" as const },
         { ablation: "mma-only" as const },
+        { ablation: "no-kv-loads" as const },
+        { staging: "single" as const },
       ]) {
         const tiling: AttentionTiling = { ...base, ...extra };
         for (const [i, shape] of shapes.entries()) {
@@ -153,6 +155,7 @@ process.stdout.write(
     families: [...new Set(names)],
     lazy: shaders.filter((s) => s.code.includes("rescale_at")).length,
     everyTile: shaders.filter((s) => s.name.includes('"every-tile"')).length,
+    doubleStaged: shaders.filter((s) => s.code.includes(" - kv_cur")).length,
     failures,
     misaligned,
   })}\n`,

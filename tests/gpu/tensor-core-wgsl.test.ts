@@ -12,6 +12,7 @@ interface Report {
   readonly families: readonly string[];
   readonly lazy: number;
   readonly everyTile: number;
+  readonly doubleStaged: number;
   readonly failures: Record<string, string[]>;
   readonly misaligned: Record<string, string[]>;
 }
@@ -31,5 +32,6 @@ describe("tensor-core shaders", () => {
     expect(report.compiled).toBeGreaterThan(100);
     expect(report.lazy).toBeGreaterThan(0);
     expect(report.everyTile).toBeGreaterThan(0);
+    expect(report.doubleStaged).toBeGreaterThan(0);
   }, 250_000);
 });

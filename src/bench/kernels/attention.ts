@@ -129,6 +129,18 @@ export const ATTENTION_SWEEP: readonly SweepEntry[] = Object.freeze([
   { matrix: "16x16x16", tiling: { subgroups: 4, keysPerTile: 64 } },
   { matrix: "16x16x16", tiling: { subgroups: 8, keysPerTile: 32 } },
   { matrix: "16x16x16", tiling: { subgroups: 8, keysPerTile: 32, rescale: "lazy" } },
+  {
+    matrix: "16x16x16",
+    tiling: { subgroups: 8, keysPerTile: 32, rescale: "lazy", staging: "double" },
+  },
+  {
+    matrix: "16x16x16",
+    tiling: { subgroups: 4, keysPerTile: 32, rescale: "lazy", staging: "double" },
+  },
+  {
+    matrix: "16x8x16",
+    tiling: { subgroups: 8, keysPerTile: 32, rescale: "lazy", staging: "double" },
+  },
   { matrix: "16x16x16", tiling: { subgroups: 4, keysPerTile: 32 } },
   { matrix: "16x8x16", tiling: { subgroups: 8, keysPerTile: 32, rescale: "lazy" } },
   { matrix: "16x16x16", tiling: { subgroups: 2, keysPerTile: 64 } },
@@ -139,6 +151,11 @@ export const ATTENTION_SWEEP: readonly SweepEntry[] = Object.freeze([
   { matrix: "16x16x16", tiling: { subgroups: 8, keysPerTile: 32, ablation: "o-in-matrices" } },
   { matrix: "16x16x16", tiling: { subgroups: 8, keysPerTile: 32, ablation: "no-softmax" } },
   { matrix: "16x16x16", tiling: { subgroups: 8, keysPerTile: 32, ablation: "mma-only" } },
+  { matrix: "16x16x16", tiling: { subgroups: 8, keysPerTile: 32, ablation: "no-kv-loads" } },
+  {
+    matrix: "16x16x16",
+    tiling: { subgroups: 8, keysPerTile: 32, rescale: "lazy", ablation: "no-kv-loads" },
+  },
 ]);
 
 function avgPoolCase(imageSize: number, latent: number): KernelBenchCase {

@@ -68,9 +68,10 @@ export interface AttentionTiling {
    * costs. `o-in-matrices`: P V accumulates in result matrices without the per-tile rescale (no O
    * round trip through workgroup memory); `no-softmax`: also no softmax lane work (S is still
    * stored and P loaded); `mma-only`: also no S store and no K/V staging (the matrix loads and
-   * multiplies alone).
+   * multiplies alone); `no-kv-loads`: K/V staged from constants instead of global memory (what
+   * the loads' latency costs).
    */
-  readonly ablation?: "o-in-matrices" | "no-softmax" | "mma-only";
+  readonly ablation?: "o-in-matrices" | "no-softmax" | "mma-only" | "no-kv-loads";
   /**
    * Tensor-core path: `lazy` (the default tilings) accumulates P V in result matrices and moves
    * a row's offset only when a tile's scores exceed it by more than RESCALE_MARGIN (log2 units),
@@ -79,6 +80,14 @@ export interface AttentionTiling {
    * tokens, 8 heads of 40, on an H100: BENCHMARKS.md).
    */
   readonly rescale?: "lazy" | "every-tile";
+  /**
+   * Tensor-core path: `double` keeps two K/V tiles in workgroup memory and loads the next tile's
+   * K and V into registers while the current tile is multiplied, storing them into the other
+   * buffer between the tile's barriers (the software pipelining of FlashAttention-2, Dao 2023),
+   * so a tile waits neither on global memory nor on staging barriers of its own; `single` (the
+   * default) stages each tile between two barriers of its own.
+   */
+  readonly staging?: "double" | "single";
 }
 
 /**
@@ -95,7 +104,7 @@ export const DEFAULT_ATTENTION_TILINGS: Readonly<{
   tensorCore: AttentionTiling;
 }> = Object.freeze({
   portable: { keysPerTile: 16, subgroups: 1 },
-  tensorCore: { keysPerTile: 32, subgroups: 8, rescale: "lazy" },
+  tensorCore: { keysPerTile: 32, subgroups: 8, rescale: "lazy", staging: "double" },
 });
 
 /**
@@ -104,7 +113,9 @@ export const DEFAULT_ATTENTION_TILINGS: Readonly<{
  * tiles outgrow workgroup memory with the first.
  */
 export const TENSOR_CORE_ATTENTION_ORDER: readonly AttentionTiling[] = Object.freeze([
+  { keysPerTile: 32, subgroups: 8, rescale: "lazy", staging: "double" },
   { keysPerTile: 32, subgroups: 8, rescale: "lazy" },
+  { keysPerTile: 32, subgroups: 4, rescale: "lazy", staging: "double" },
   { keysPerTile: 32, subgroups: 4, rescale: "lazy" },
   { keysPerTile: 16, subgroups: 8, rescale: "lazy" },
   { keysPerTile: 16, subgroups: 4, rescale: "lazy" },
@@ -256,6 +267,17 @@ function paddedDims(variant: KernelVariant, d: number): { dp: number; stride: nu
   return { dp, stride: dp + 8 };
 }
 
+/** Whether a tensor-core tiling double-buffers its K/V tiles (not with the MMA-only ablation). */
+function doubleStaged(t: AttentionTiling): boolean {
+  return t.staging === "double" && t.ablation !== "mma-only";
+}
+
+/** Rows of the f16 tile buffer: Q's rows once, K and V of one tile (two when double-staged). */
+function kvTileRows(variant: KernelVariant, t: AttentionTiling): number {
+  const rows = t.subgroups * (variant.matrix?.m ?? 0);
+  return Math.max(rows, (doubleStaged(t) ? 4 : 2) * t.keysPerTile);
+}
+
 /** Workgroup bytes of the tensor-core kernel (checked against the adapter's limit). */
 export function tensorCoreWorkgroupBytes(
   variant: KernelVariant,
@@ -265,8 +287,7 @@ export function tensorCoreWorkgroupBytes(
   const s = variant.matrix;
   if (!s) return 0;
   const { stride } = paddedDims(variant, d);
-  const rows = t.subgroups * s.m;
-  const kv = Math.max(rows, 2 * t.keysPerTile) * stride * 2;
+  const kv = kvTileRows(variant, t) * stride * 2;
   const scores = t.subgroups * s.m * (t.keysPerTile + 4) * 4;
   const probs = t.subgroups * s.m * (t.keysPerTile + 8) * 2;
   // + the lazy rescale's flag, 16 bytes like every workgroup variable here: NVIDIA's driver may
@@ -296,7 +317,7 @@ function tensorCoreWgsl(
   const keysPerLane = bc / lpr;
   const colsPerLane = s.n / lpr;
   const pStride = bc + 8;
-  const kvRows = Math.max(rows, 2 * bc);
+  const kvRows = kvTileRows(variant, t);
   // Row strides padded by 4 words: a subgroup's lanes then read rows in different banks.
   const sStride = bc + 4;
   const oStride = s.n + 4;
@@ -355,7 +376,7 @@ function tensorCoreWgsl(
   };
   const ablation = t.ablation;
   const lazy = lazyRescale({ variant, tiling: t });
-  const oInMatrices = ablation !== undefined || lazy;
+  const oInMatrices = (ablation !== undefined && ablation !== "no-kv-loads") || lazy;
   const noSoftmax = ablation === "no-softmax" || ablation === "mma-only";
   const mmaOnly = ablation === "mma-only";
   const scoreMma: string[] = [];
@@ -363,7 +384,7 @@ function tensorCoreWgsl(
     if (!mmaOnly) scoreMma.push(`var sf_${f} = ${result}();`);
     for (let i = 0; i < qFrags; i++)
       scoreMma.push(
-        `sf_${f} = subgroupMatrixMultiplyAccumulate(qf_${i}, ${matrixLoad(sp, right, "&kv_tile", u(f * s.n * stride + i * s.k), true, u(stride))}, sf_${f});`,
+        `sf_${f} = subgroupMatrixMultiplyAccumulate(qf_${i}, ${matrixLoad(sp, right, "&kv_tile", `kv_cur + ${u(f * s.n * stride + i * s.k)}`, true, u(stride))}, sf_${f});`,
       );
     if (!mmaOnly)
       scoreMma.push(
@@ -378,27 +399,69 @@ function tensorCoreWgsl(
     );
     for (let f = 0; f < oFrags; f++)
       pvMma.push(
-        `pv_${f} = subgroupMatrixMultiplyAccumulate(pf_${kk}, ${matrixLoad(sp, right, "&kv_tile", u(bc * stride + kk * stride + f * s.n), false, u(stride))}, pv_${f});`,
+        `pv_${f} = subgroupMatrixMultiplyAccumulate(pf_${kk}, ${matrixLoad(sp, right, "&kv_tile", `kv_cur + ${u(bc * stride + kk * stride + f * s.n)}`, false, u(stride))}, pv_${f});`,
       );
   }
-  // K rows [0, bc), V rows [bc, 2 bc) of the tile, staged in f16.
-  const kvStage = `    workgroupBarrier();
-    // K rows [0, bc), V rows [bc, 2 bc) of the tile.
-    for (var e = local; e < ${u((2 * bc * dp) / 4)}; e += ${u(threads)}) {
+  // K rows [0, bc), V rows [bc, 2 bc) of a tile, in f16; with double staging two such tiles,
+  // the one at kv_cur read while the next is loaded into registers and stored into the other.
+  const double = doubleStaged(t);
+  const kvCount = (2 * bc * dp) / 4;
+  const perThread = Math.ceil(kvCount / threads);
+  const kvElement = (i: number, body: string): string => {
+    const guard = (i + 1) * threads > kvCount;
+    return `{
+      let e = local + ${u(i * threads)};${guard ? `\n      if (e < ${u(kvCount)}) {` : ""}
       let r = e / ${u(dp / 4)};
       let c = (e % ${u(dp / 4)}) * 4u;
-      let jr = r % ${u(bc)};
-      let j = j0 + jr;
-      var x = vec4<f32>();
+      ${body}${guard ? "\n      }" : ""}
+    }`;
+  };
+  const kvLoad = (first: string): string =>
+    Array.from({ length: perThread }, (_, i) =>
+      kvElement(
+        i,
+        `let j = ${first} + r % ${u(bc)};
+      kv_pre_${i} = T4();
       if (j < ${u(nk)} && c < ${u(d)}) {
-        let src = ((b * ${u(shape.kvTokens)} + key_token(j)) * ${u(hd)} + h * ${u(d)} + c) / 4u;
-        if (r < ${u(bc)}) { x = vec4<f32>(k[src]); } else { x = vec4<f32>(v[src]); }
-      }
-      let at = r * ${u(stride)} + c;
-      kv_tile[at] = f16(x[0]); kv_tile[at + 1u] = f16(x[1]); kv_tile[at + 2u] = f16(x[2]); kv_tile[at + 3u] = f16(x[3]);
-    }
+        ${
+          ablation === "no-kv-loads"
+            ? `kv_pre_${i} = T4(T(f32(j) * 1e-3));`
+            : `let src = ((b * ${u(shape.kvTokens)} + key_token(j)) * ${u(hd)} + h * ${u(d)} + c) / 4u;
+        if (r < ${u(bc)}) { kv_pre_${i} = k[src]; } else { kv_pre_${i} = v[src]; }`
+        }
+      }`,
+      ),
+    ).join("\n    ");
+  const kvStore = (buffer: string): string =>
+    Array.from({ length: perThread }, (_, i) =>
+      kvElement(
+        i,
+        `let at = ${buffer} + r * ${u(stride)} + c;
+      let x = kv_pre_${i};
+      kv_tile[at] = f16(x[0]); kv_tile[at + 1u] = f16(x[1]); kv_tile[at + 2u] = f16(x[2]); kv_tile[at + 3u] = f16(x[3]);`,
+      ),
+    ).join("\n    ");
+  const kvBuffer = 2 * bc * stride;
+  const kvDecls = Array.from({ length: perThread }, (_, i) => `var kv_pre_${i}: T4;`).join(" ");
+  const kvStage = double
+    ? ""
+    : `    workgroupBarrier();
+    ${kvLoad("j0")}
+    ${kvStore("0u")}
     workgroupBarrier();
 `;
+  // Double staging: the first tile before the loop; in the loop the next tile's loads go out
+  // before the score multiplies and land in the other buffer after the barrier that follows them
+  // (every subgroup has then finished the previous tile, the last to read that buffer); the
+  // barrier before P V makes them visible to the next tile.
+  const kvPrologue = double
+    ? `workgroupBarrier();
+  ${kvLoad("0u")}
+  ${kvStore("0u")}
+  workgroupBarrier();`
+    : "";
+  const kvPrefetch = double ? kvLoad(`j0 + ${u(bc)}`) : "";
+  const kvPrefetchStore = double ? kvStore(`${u(kvBuffer)} - kv_cur`) : "";
   // Online softmax: lanes [row * lpr, row * lpr + lpr) share a query row.
   const softmax = `    // Online softmax: lanes [row * ${lpr}, row * ${lpr} + ${lpr}) share a query row.
     var tile_max = ${NEG_BIG};
@@ -477,7 +540,7 @@ fn main(
   @builtin(subgroup_id) subgroup_id: u32,
   @builtin(subgroup_invocation_id) subgroup_lane: u32,
 ) {
-  ${mmaOnly ? "// K and V stay bound (the launch binds them) though this ablation never reads them.\n  _ = &k;\n  _ = &v;" : ""}
+  ${mmaOnly || ablation === "no-kv-loads" ? "// K and V stay bound (the launch binds them) though this ablation never reads them.\n  _ = &k;\n  _ = &v;" : ""}
   let b = wg.y / ${u(shape.heads)};
   let h = wg.y % ${u(shape.heads)};
   let q0 = wg.x * ${u(rows)};
@@ -511,12 +574,17 @@ fn main(
   var alpha = 1.0;
   ${oInMatrices ? pvDecls.join("\n  ") : ""}
   ${mmaOnly ? Array.from({ length: sFrags }, (_, f) => `var sf_${f} = ${result}();`).join("\n  ") : ""}
+  ${mmaOnly ? "" : kvDecls}
+  ${kvPrologue}
   for (var kt = 0u; kt < ${u(Math.ceil(nk / bc))}; kt++) {
     let j0 = kt * ${u(bc)};
+    let kv_cur = ${double ? `(kt & 1u) * ${u(kvBuffer)}` : "0u"};
 ${mmaOnly ? "" : kvStage}
+    ${kvPrefetch}
     ${scoreMma.join("\n    ")}
     ${mmaOnly ? "" : "workgroupBarrier();"}
 ${noSoftmax ? "    l = 1.0;" : lazy ? lazySoftmax : softmax}
+    ${kvPrefetchStore}
     ${mmaOnly ? "" : tail}
     ${pvMma.join("\n    ")}
     ${oInMatrices ? "" : oRound((f, c, at) => `o_acc[${f * colsPerLane + c}] = fma(o_acc[${f * colsPerLane + c}], alpha, ${at});`).join("\n    ")}
@@ -554,14 +622,14 @@ export interface AttentionKernel {
 export function lazyRescale(kernel: Pick<AttentionKernel, "variant" | "tiling">): boolean {
   return (
     kernel.variant.path === "tensor-core" &&
-    kernel.tiling.ablation === undefined &&
+    (kernel.tiling.ablation === undefined || kernel.tiling.ablation === "no-kv-loads") &&
     kernel.tiling.rescale === "lazy"
   );
 }
 
 export function attentionTilingName(t: AttentionTiling, path: string): string {
   return path === "tensor-core"
-    ? `${t.subgroups}sg x ${t.keysPerTile} keys${t.rescale === "lazy" ? " rescale:lazy" : ""}${t.ablation ? ` ablation:${t.ablation}` : ""}`
+    ? `${t.subgroups}sg x ${t.keysPerTile} keys${t.rescale === "lazy" ? " rescale:lazy" : ""}${t.staging === "double" ? " staging:double" : ""}${t.ablation ? ` ablation:${t.ablation}` : ""}`
     : `${t.keysPerTile} keys`;
 }
 
