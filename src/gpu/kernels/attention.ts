@@ -84,8 +84,9 @@ export interface AttentionTiling {
    * Tensor-core path: `double` keeps two K/V tiles in workgroup memory and loads the next tile's
    * K and V into registers while the current tile is multiplied, storing them into the other
    * buffer between the tile's barriers (the software pipelining of FlashAttention-2, Dao 2023),
-   * so a tile waits neither on global memory nor on staging barriers of its own; `single` (the
-   * default) stages each tile between two barriers of its own.
+   * so a tile waits neither on global memory nor on staging barriers of its own (the default
+   * tilings, where both tiles fit workgroup memory); `single` (or no value) stages each tile
+   * between two barriers of its own.
    */
   readonly staging?: "double" | "single";
 }
@@ -416,11 +417,7 @@ function tensorCoreWgsl(
       ${body}${guard ? "\n      }" : ""}
     }`;
   };
-  const kvLoad = (first: string): string =>
-    Array.from({ length: perThread }, (_, i) =>
-      kvElement(
-        i,
-        `let j = ${first} + r % ${u(bc)};
+  const loadBody = (first: string, i: number): string => `let j = ${first} + r % ${u(bc)};
       kv_pre_${i} = T4();
       if (j < ${u(nk)} && c < ${u(d)}) {
         ${
@@ -429,25 +426,25 @@ function tensorCoreWgsl(
             : `let src = ((b * ${u(shape.kvTokens)} + key_token(j)) * ${u(hd)} + h * ${u(d)} + c) / 4u;
         if (r < ${u(bc)}) { kv_pre_${i} = k[src]; } else { kv_pre_${i} = v[src]; }`
         }
-      }`,
-      ),
-    ).join("\n    ");
-  const kvStore = (buffer: string): string =>
-    Array.from({ length: perThread }, (_, i) =>
-      kvElement(
-        i,
-        `let at = ${buffer} + r * ${u(stride)} + c;
+      }`;
+  const storeBody = (
+    buffer: string,
+    i: number,
+  ): string => `let at = ${buffer} + r * ${u(stride)} + c;
       let x = kv_pre_${i};
-      kv_tile[at] = f16(x[0]); kv_tile[at + 1u] = f16(x[1]); kv_tile[at + 2u] = f16(x[2]); kv_tile[at + 3u] = f16(x[3]);`,
-      ),
-    ).join("\n    ");
+      kv_tile[at] = f16(x[0]); kv_tile[at + 1u] = f16(x[1]); kv_tile[at + 2u] = f16(x[2]); kv_tile[at + 3u] = f16(x[3]);`;
+  const eachElement = (body: (i: number) => string): string =>
+    Array.from({ length: perThread }, (_, i) => kvElement(i, body(i))).join("\n    ");
+  const kvLoad = (first: string): string => eachElement((i) => loadBody(first, i));
+  const kvStore = (buffer: string): string => eachElement((i) => storeBody(buffer, i));
   const kvBuffer = 2 * bc * stride;
   const kvDecls = Array.from({ length: perThread }, (_, i) => `var kv_pre_${i}: T4;`).join(" ");
+  // Single staging: each element loaded and stored in turn (one register's worth in flight, as
+  // wide head dims need: 20 elements per thread at d = 160).
   const kvStage = double
     ? ""
     : `    workgroupBarrier();
-    ${kvLoad("j0")}
-    ${kvStore("0u")}
+    ${eachElement((i) => `${loadBody("j0", i)}\n      ${storeBody("0u", i)}`)}
     workgroupBarrier();
 `;
   // Double staging: the first tile before the loop; in the loop the next tile's loads go out
