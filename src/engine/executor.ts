@@ -865,11 +865,12 @@ export class GraphExecutor {
 
   /**
    * Conv on the tuned NHWC implicit-GEMM kernel, for the engine's NCHW tensors: the input is
-   * transposed to NHWC, convolved, and the output transposed back, with the engine's strided
-   * copy. Why transposes rather than an NCHW kernel: they leave the tuned kernel exactly as it
-   * was written and measured, and each is one read and one write of a tensor, where the
-   * convolution reads every input value KH KW times and does 2 KH KW C multiply-adds per output.
-   * (Keeping activations NHWC between layers would remove them; the engine's other kernels and
+   * transposed to NHWC with the engine's strided copy, convolved, and the output written NCHW
+   * by the kernel's channels-first epilogue. Why a transpose rather than an NCHW input: it leaves
+   * the kernel's loads as written and measured (four channels of a pixel per vector load), and it
+   * is one read and one write of a tensor, where the convolution reads every input value KH KW
+   * times and does 2 KH KW C multiply-adds per output.
+   * (Keeping activations NHWC between layers would remove it; the engine's other kernels and
    * the graph's Reshapes assume ONNX's NCHW today. A 1x1 convolution would be a GEMM on NCHW
    * data for a batch of one only: the GEMM shares B across a batch, not the weights' A.) Padding
    * other than the kernel's own is written into the NHWC copy. The weights, constant
@@ -881,7 +882,7 @@ export class GraphExecutor {
     w: HostTensor,
     bias?: DeviceTensor,
   ): Promise<DeviceTensor> {
-    const options = { bias: bias !== undefined, tiling: this.tiling };
+    const options = { bias: bias !== undefined, tiling: this.tiling, channelsFirst: true };
     const kernel = await this.convs.get(JSON.stringify([shape, options]), () =>
       prepareConv(this.ctx, this.variant, shape, options),
     );
@@ -904,15 +905,12 @@ export class GraphExecutor {
     }
     const [, c, h, wd] = x.dims;
     await this.copy(x, 0, [xs[0], xs[2], xs[3], xs[1]], nhwc, offset, ns, [batch, h, wd, c]);
-    const yNhwc = this.allocate([batch, out.height, out.width, outChannels]);
-    const buffers = [nhwc.buffer, this.convWeightsOnDevice(w).buffer, yNhwc.buffer];
+    // The kernel writes the NCHW output itself (channels-first epilogue).
+    const y = this.allocate([batch, outChannels, out.height, out.width]);
+    const buffers = [nhwc.buffer, this.convWeightsOnDevice(w).buffer, y.buffer];
     if (bias) buffers.push(bias.buffer);
     this.record("tuned conv", kernel.launch(buffers), kernel.spec.label);
     this.releaseTemporary(nhwc);
-    const y = this.allocate([batch, outChannels, out.height, out.width]);
-    const ys = stridesOf(yNhwc.dims);
-    await this.copy(yNhwc, 0, [ys[0], ys[3], ys[1], ys[2]], y, 0, stridesOf(y.dims), y.dims);
-    this.releaseTemporary(yNhwc);
     return y;
   }
 

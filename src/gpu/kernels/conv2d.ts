@@ -8,6 +8,8 @@
  *   bias: (Cout)                       optional
  *   residual: (B, Ho, Wo, Cout)        optional, added last
  *   y: (B, Ho, Wo, Cout), Ho = floor((H + 2*pad - KH) / stride) + 1 (likewise Wo)
+ * With `channelsFirst`, y and the residual are (B, Cout, Ho, Wo) instead: the NCHW the ONNX
+ * graphs hold, written by the epilogue (no transposing copy after the convolution).
  * GEMM view: M = B*Ho*Wo output pixels, N = Cout, K = KH*KW*Cin; row m reads the receptive
  * field of its pixel, column k = (ky*KW + kx)*Cin + c. Zero padding comes from the bounds checks.
  * Launch: ceil(Cout / tileN) x ceil(M / tileM) x 1 workgroups.
@@ -35,6 +37,8 @@ export interface ConvOptions {
   readonly bias?: boolean;
   readonly residual?: boolean;
   readonly tiling?: Tiling;
+  /** Output (and residual) channels-first, (B, Cout, Ho, Wo); default (B, Ho, Wo, Cout). */
+  readonly channelsFirst?: boolean;
 }
 
 export function convOutputSize(shape: ConvShape): { height: number; width: number } {
@@ -110,6 +114,7 @@ export function convSpec(
     a: imageOperand(shape),
     bBatchStride: 0,
     epilogue: "none",
+    ...(options.channelsFirst ? { planeSize: out.height * out.width } : {}),
   });
 }
 
@@ -137,7 +142,7 @@ export interface ConvInputs {
   readonly residual?: GpuTensor;
 }
 
-/** Runs a prepared convolution into a new tensor (B, Ho, Wo, Cout). */
+/** Runs a prepared convolution into a new tensor (B, Ho, Wo, Cout), or (B, Cout, Ho, Wo). */
 export function runConv(
   ctx: GpuContext,
   kernel: MatmulKernel,
@@ -156,7 +161,10 @@ export function runConv(
     bias: inputs.bias,
     biasSize: spec.n,
     residual: inputs.residual,
-    outShape: [shape.batch, out.height, out.width, shape.outChannels],
+    outShape:
+      spec.planeSize === undefined
+        ? [shape.batch, out.height, out.width, shape.outChannels]
+        : [shape.batch, shape.outChannels, out.height, out.width],
     outLabel: "conv output",
   });
 }

@@ -49,7 +49,7 @@ export async function checkConv(
   ctx: GpuContext,
   variant: KernelVariant,
   shape: ConvShape,
-  options: { bias?: boolean; residual?: boolean; tiling?: Tiling },
+  options: { bias?: boolean; residual?: boolean; channelsFirst?: boolean; tiling?: Tiling },
   seed = 11,
 ): Promise<CheckOutcome> {
   const storage = variant.storage;
@@ -67,12 +67,52 @@ export async function checkConv(
     : undefined;
   const t = uploadInputs(ctx, storage, { x, w, bias, residual });
   const out = runConv(ctx, kernel, shape, t);
+  // Channels-first: the residual uploaded is (B, Cout, Ho, Wo); the reference works in NHWC.
+  const planes = options.channelsFirst ? m / shape.batch : 0;
   const reference = referenceConv(
     shape,
-    { x, w, bias, residual },
+    {
+      x,
+      w,
+      bias,
+      residual:
+        residual && planes
+          ? toChannelsLast(residual, shape.batch, shape.outChannels, planes)
+          : residual,
+    },
     { storage, tensorCore: variant.path === "tensor-core" },
   );
-  return readAndCompare(ctx, out, t, reference);
+  return readAndCompare(
+    ctx,
+    out,
+    t,
+    planes
+      ? {
+          value: toChannelsFirst(reference.value, shape.batch, shape.outChannels, planes),
+          bound: toChannelsFirst(reference.bound, shape.batch, shape.outChannels, planes),
+        }
+      : reference,
+  );
+}
+
+/** (B, P, C) -> (B, C, P). */
+function toChannelsFirst(x: Float64Array, batch: number, channels: number, planes: number) {
+  const out = new Float64Array(x.length);
+  for (let b = 0; b < batch; b++)
+    for (let p = 0; p < planes; p++)
+      for (let c = 0; c < channels; c++)
+        out[(b * channels + c) * planes + p] = x[(b * planes + p) * channels + c];
+  return out;
+}
+
+/** (B, C, P) -> (B, P, C). */
+function toChannelsLast(x: Float32Array, batch: number, channels: number, planes: number) {
+  const out = new Float32Array(x.length);
+  for (let b = 0; b < batch; b++)
+    for (let p = 0; p < planes; p++)
+      for (let c = 0; c < channels; c++)
+        out[(b * planes + p) * channels + c] = x[(b * channels + c) * planes + p];
+  return out;
 }
 
 interface GemmCase {
@@ -106,9 +146,18 @@ export const GEMM_CASES: readonly GemmCase[] = Object.freeze([
 /** Convolution cases: 3x3 stride 1 and 2, 1x1, odd channels and map sizes. */
 export const CONV_CASES: readonly {
   shape: ConvShape;
-  options: { bias?: boolean; residual?: boolean };
+  options: { bias?: boolean; residual?: boolean; channelsFirst?: boolean };
   gpuOnly?: boolean;
 }[] = Object.freeze([
+  // Channels-first output and residual (NCHW, as the engine runs convolutions), stride 1 and 2.
+  {
+    shape: sameConv({ batch: 2, height: 9, width: 7, inChannels: 8, outChannels: 20 }),
+    options: { bias: true, residual: true, channelsFirst: true },
+  },
+  {
+    shape: sameConv({ batch: 1, height: 9, width: 8, inChannels: 4, outChannels: 12 }, 3, 2),
+    options: { bias: true, channelsFirst: true },
+  },
   {
     shape: sameConv({ batch: 2, height: 9, width: 7, inChannels: 8, outChannels: 12 }),
     options: { bias: true },
@@ -148,11 +197,15 @@ function describeGemm(c: GemmCase): string {
     .join(" ");
 }
 
-function describeConv(s: ConvShape, o: { bias?: boolean; residual?: boolean }): string {
+function describeConv(
+  s: ConvShape,
+  o: { bias?: boolean; residual?: boolean; channelsFirst?: boolean },
+): string {
   return [
     `${s.kernel}x${s.kernel}/${s.stride} ${s.batch}x${s.height}x${s.width}x${s.inChannels}->${s.outChannels}`,
     o.bias ? "bias" : "",
     o.residual ? "residual" : "",
+    o.channelsFirst ? "channels-first" : "",
   ]
     .filter(Boolean)
     .join(" ");

@@ -78,7 +78,8 @@ export function matmulSpec(
   variant: KernelVariant,
   tiling: Tiling,
   options: { readonly bias?: boolean; readonly residual?: boolean },
-  operation: Pick<MatmulSpec, "batch" | "m" | "n" | "k" | "a" | "bBatchStride" | "epilogue">,
+  operation: Pick<MatmulSpec, "batch" | "m" | "n" | "k" | "a" | "bBatchStride" | "epilogue"> &
+    Partial<Pick<MatmulSpec, "planeSize">>,
 ): MatmulSpec {
   const label = [
     head,
@@ -88,6 +89,7 @@ export function matmulSpec(
     operation.epilogue === "none" ? "" : operation.epilogue,
     options.bias ? "bias" : "",
     options.residual ? "residual" : "",
+    operation.planeSize === undefined ? "" : "channels-first",
   ];
   return {
     label: label.filter(Boolean).join(" "),

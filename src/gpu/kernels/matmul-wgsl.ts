@@ -96,6 +96,12 @@ export interface MatmulSpec {
   readonly subgroupIndex?: "builtin" | "division";
   /** How the matrix loads and stores are spelled (wgsl.ts; default: Dawn's current form). */
   readonly matrixSpelling?: MatrixSpelling;
+  /**
+   * Channels-first output (a convolution's NCHW): row r of C is pixel r % planeSize of image
+   * r / planeSize, column c its channel, and C (and the residual) are laid out (images, N,
+   * planeSize). Left out: row-major (M, N).
+   */
+  readonly planeSize?: number;
 }
 
 /** Binding order of a matmul kernel: A, B, C, then bias and residual when present. */
@@ -199,7 +205,12 @@ function epilogueFunction(spec: MatmulSpec): string {
   }
   if (epilogue === "gelu") lines.push("  h = gelu_f32(h);");
   if (epilogue === "geglu") lines.push("  h = h * gelu_f32(g);");
-  lines.push(`  let index = batch * ${u(m * n)} + row * ${u(n)} + col;`);
+  const p = spec.planeSize;
+  lines.push(
+    p === undefined
+      ? `  let index = batch * ${u(m * n)} + row * ${u(n)} + col;`
+      : `  let index = batch * ${u(m * n)} + (row / ${u(p)}) * ${u(n * p)} + col * ${u(p)} + row % ${u(p)};`,
+  );
   if (residual) lines.push("  h += f32(residual[index]);");
   lines.push("  c[index] = T(h);", "}");
   void ld;
@@ -478,10 +489,24 @@ function matrixWgsl(spec: MatmulSpec, t: MatrixTiling): string {
   // Each subgroup passes its accumulators through a scratch fragment of its own in workgroup
   // memory (a subgroup matrix's layout in registers is opaque); for GEGLU the hidden fragment's
   // values are held in registers while its gate fragment takes the scratch.
+  // Row-major output: the scratch holds the fragment row-major and consecutive lanes take
+  // consecutive columns (adjacent in C). Channels-first output: column-major, so consecutive
+  // lanes take consecutive rows (adjacent pixels of one channel plane) and the writes coalesce.
+  const channelsFirst = spec.planeSize !== undefined;
+  const [rowOfE, colOfE] = channelsFirst
+    ? [`e % ${u(s.m)}`, `e / ${u(s.m)}`]
+    : [`e / ${u(s.n)}`, `e % ${u(s.n)}`];
   const epilogue: string[] = [];
   const stash = (i: number, f: number) => [
     "workgroupBarrier();",
-    matrixStore(sp, "&scratch", `sg * ${u(frag)}`, `acc_${i}_${f}`, false, u(s.n)),
+    matrixStore(
+      sp,
+      "&scratch",
+      `sg * ${u(frag)}`,
+      `acc_${i}_${f}`,
+      channelsFirst,
+      u(channelsFirst ? s.m : s.n),
+    ),
     "workgroupBarrier();",
   ];
   for (let i = 0; i < fm; i++) {
@@ -504,7 +529,7 @@ function matrixWgsl(spec: MatmulSpec, t: MatrixTiling): string {
         `  let e = lane + q * ${u(sgSize)};`,
         `  let value = ${geglu ? "hidden[q]" : `scratch[sg * ${u(frag)} + e]`};`,
         `  let gate = ${geglu ? `scratch[sg * ${u(frag)} + e]` : "0.0"};`,
-        `  write_out(batch, m0 + sg_m * ${u(wm)} + ${u(i * s.m)} + e / ${u(s.n)}, ${colBase} + e % ${u(s.n)}, value, gate);`,
+        `  write_out(batch, m0 + sg_m * ${u(wm)} + ${u(i * s.m)} + ${rowOfE}, ${colBase} + ${colOfE}, value, gate);`,
         "}",
       );
     }
