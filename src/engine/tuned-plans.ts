@@ -10,6 +10,7 @@ import {
   type AttentionShape,
   DEFAULT_ATTENTION_TILINGS,
   TENSOR_CORE_ATTENTION_ORDER,
+  tensorCoreRows,
   tensorCoreWorkgroupBytes,
 } from "../gpu/kernels/attention.js";
 import { convSpec } from "../gpu/kernels/conv2d.js";
@@ -266,7 +267,7 @@ export function attentionPlan(
     );
     if (!tiling || !variant.matrix)
       return portable(`head dim ${headDim} outgrows workgroup memory`);
-    rows = tiling.subgroups * variant.matrix.m;
+    rows = tensorCoreRows(variant, tiling);
   } else {
     if (2 * DEFAULT_ATTENTION_TILINGS.portable.keysPerTile * headDim * 4 > memory)
       return portable(`head dim ${headDim} outgrows workgroup memory`);

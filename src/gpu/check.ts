@@ -27,6 +27,8 @@ export interface KernelCheck {
   /** The case: shape and options. */
   readonly name: string;
   run(ctx: GpuContext, variant: KernelVariant): Promise<CheckOutcome>;
+  /** Whether the check applies to a variant (every variant when left out). */
+  appliesTo?(ctx: GpuContext, variant: KernelVariant): boolean;
 }
 
 /** Uniform values in [-1, 1) rounded to the storage type (so the reference sees what the GPU sees). */

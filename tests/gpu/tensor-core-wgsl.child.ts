@@ -6,8 +6,8 @@ import {
   type AttentionShape,
   type AttentionTiling,
   prepareAttention,
-  TENSOR_CORE_ATTENTION_ORDER,
 } from "../../src/gpu/kernels/attention.js";
+import { CHECKED_TENSOR_CORE_TILINGS } from "../../src/gpu/kernels/attention-checks.js";
 import { convSpec, sameConv } from "../../src/gpu/kernels/conv2d.js";
 import { gemmSpec } from "../../src/gpu/kernels/gemm.js";
 import { DEFAULT_TILINGS } from "../../src/gpu/kernels/matmul-kernel.js";
@@ -59,7 +59,7 @@ for (const matrix of matrices) {
       },
       { batch: 1, queries: 33, heads: 2, headDim, kvTokens: 77 },
     ];
-    for (const base of TENSOR_CORE_ATTENTION_ORDER)
+    for (const base of CHECKED_TENSOR_CORE_TILINGS)
       for (const extra of [
         { rescale: "every-tile" as const },
         { rescale: "lazy" as const },
@@ -113,7 +113,7 @@ for (const matrix of matrices) {
               kernel,
               stride,
             ),
-            { bias: true, residual: stride === 1, tiling },
+            { bias: true, residual: stride === 1, tiling, channelsFirst: kernel === 3 },
           ),
         ),
       });
@@ -156,6 +156,7 @@ process.stdout.write(
     lazy: shaders.filter((s) => s.code.includes("rescale_at")).length,
     everyTile: shaders.filter((s) => s.name.includes('"every-tile"')).length,
     doubleStaged: shaders.filter((s) => s.code.includes(" - kv_cur")).length,
+    rowBlocks: shaders.filter((s) => s.code.includes("qf_1_0")).length,
     failures,
     misaligned,
   })}\n`,

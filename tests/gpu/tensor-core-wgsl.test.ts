@@ -13,6 +13,7 @@ interface Report {
   readonly lazy: number;
   readonly everyTile: number;
   readonly doubleStaged: number;
+  readonly rowBlocks: number;
   readonly failures: Record<string, string[]>;
   readonly misaligned: Record<string, string[]>;
 }
@@ -33,5 +34,7 @@ describe("tensor-core shaders", () => {
     expect(report.lazy).toBeGreaterThan(0);
     expect(report.everyTile).toBeGreaterThan(0);
     expect(report.doubleStaged).toBeGreaterThan(0);
+    // Subgroups owning two blocks of query rows (the second block's Q fragments).
+    expect(report.rowBlocks).toBeGreaterThan(0);
   }, 250_000);
 });

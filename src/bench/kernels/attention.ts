@@ -141,6 +141,18 @@ export const ATTENTION_SWEEP: readonly SweepEntry[] = Object.freeze([
     matrix: "16x8x16",
     tiling: { subgroups: 8, keysPerTile: 32, rescale: "lazy", staging: "double" },
   },
+  {
+    matrix: "16x16x16",
+    tiling: { subgroups: 4, keysPerTile: 32, rescale: "lazy", staging: "double", rowBlocks: 2 },
+  },
+  { matrix: "16x16x16", tiling: { subgroups: 4, keysPerTile: 32, rescale: "lazy", rowBlocks: 2 } },
+  { matrix: "16x16x16", tiling: { subgroups: 8, keysPerTile: 32, rescale: "lazy", rowBlocks: 2 } },
+  { matrix: "16x16x16", tiling: { subgroups: 2, keysPerTile: 64, rescale: "lazy", rowBlocks: 2 } },
+  { matrix: "16x16x16", tiling: { subgroups: 4, keysPerTile: 64, rescale: "lazy" } },
+  {
+    matrix: "16x8x16",
+    tiling: { subgroups: 4, keysPerTile: 32, rescale: "lazy", staging: "double", rowBlocks: 2 },
+  },
   { matrix: "16x16x16", tiling: { subgroups: 4, keysPerTile: 32 } },
   { matrix: "16x8x16", tiling: { subgroups: 8, keysPerTile: 32, rescale: "lazy" } },
   { matrix: "16x16x16", tiling: { subgroups: 2, keysPerTile: 64 } },

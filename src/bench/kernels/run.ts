@@ -196,6 +196,7 @@ export async function runKernelBenches(options: KernelBenchOptions): Promise<Ker
       for (const variant of availableVariants(ctx)) {
         for (const check of allKernelChecks()) {
           if (options.families && !options.families.includes(check.family)) continue;
+          if (check.appliesTo && !check.appliesTo(ctx, variant)) continue;
           try {
             const outcome = await check.run(ctx, variant);
             report.checks.push({

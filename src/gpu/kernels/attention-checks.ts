@@ -9,10 +9,13 @@ import {
   type AttentionShape,
   type AttentionTiling,
   attentionKeys,
+  attentionTilingName,
   lazyRescale,
   prepareAttention,
   RESCALE_MARGIN,
   runAttention,
+  TENSOR_CORE_ATTENTION_ORDER,
+  tensorCoreWorkgroupBytes,
 } from "./attention.js";
 import { type AvgPoolShape, prepareAvgPool, runSimple } from "./elementwise.js";
 
@@ -102,13 +105,45 @@ function describe(s: AttentionShape): string {
   return `${s.batch}x${s.queries}q x ${s.heads}h x ${s.headDim} keys ${attentionKeys(s)}${g ? ` (${g.height}x${g.width}/${g.factor})` : ""}`;
 }
 
+/**
+ * Tensor-core tilings checked on a GPU besides the default one: every tiling the default order
+ * may fall back to, and the candidates the sweep times, so that a tiling is known to be right
+ * before it is made a default.
+ */
+export const CHECKED_TENSOR_CORE_TILINGS: readonly AttentionTiling[] = Object.freeze([
+  ...TENSOR_CORE_ATTENTION_ORDER,
+  { keysPerTile: 32, subgroups: 4, rescale: "lazy", staging: "double", rowBlocks: 2 },
+  { keysPerTile: 32, subgroups: 4, rescale: "lazy", rowBlocks: 2 },
+  { keysPerTile: 32, subgroups: 8, rescale: "lazy", rowBlocks: 2 },
+  { keysPerTile: 32, subgroups: 2, rescale: "lazy", staging: "double", rowBlocks: 2 },
+  { keysPerTile: 64, subgroups: 2, rescale: "lazy", rowBlocks: 2 },
+  { keysPerTile: 64, subgroups: 4, rescale: "lazy" },
+]);
+
 export function attentionChecks(tiling?: AttentionTiling, ci = false): KernelCheck[] {
+  const cases = ATTENTION_CASES.filter((c) => !(ci && c.gpuOnly));
   return [
-    ...ATTENTION_CASES.filter((c) => !(ci && c.gpuOnly)).map((c) => ({
+    ...cases.map((c) => ({
       family: "attention",
       name: describe(c.shape),
       run: attentionCheck(c.shape, tiling),
     })),
+    // On a GPU: the other tensor-core tilings, where they fit workgroup memory at the head dim.
+    ...(ci || tiling
+      ? []
+      : CHECKED_TENSOR_CORE_TILINGS.flatMap((t) =>
+          cases.map(
+            (c): KernelCheck => ({
+              family: "attention",
+              name: `${describe(c.shape)} ${attentionTilingName(t, "tensor-core")}`,
+              run: attentionCheck(c.shape, t),
+              appliesTo: (ctx, variant) =>
+                variant.path === "tensor-core" &&
+                tensorCoreWorkgroupBytes(variant, c.shape.headDim, t) <=
+                  ctx.capabilities.limits.maxComputeWorkgroupStorageSize,
+            }),
+          ),
+        )),
     ...AVG_POOL_CASES.map((s) => ({
       family: "avgpool",
       name: `${s.batch}x${s.height}x${s.width}x${s.channels}/${s.factor}`,

@@ -89,6 +89,14 @@ export interface AttentionTiling {
    * between two barriers of its own.
    */
   readonly staging?: "double" | "single";
+  /**
+   * Tensor-core path: blocks of M query rows each subgroup owns (1 or 2; 1 when left out). With
+   * 2, every K and V fragment a subgroup loads from workgroup memory, and every barrier of a
+   * tile, serves twice the query rows. A sweep candidate, not a default: at 2 x 16384 tokens,
+   * 8 heads of 40 on an H100 it ran 12.5 ms (4 subgroups, double-staged) against the default's
+   * 10.3 (BENCHMARKS.md), so fragment loads and barriers are not what bounds the kernel.
+   */
+  readonly rowBlocks?: 1 | 2;
 }
 
 /**
@@ -273,9 +281,19 @@ function doubleStaged(t: AttentionTiling): boolean {
   return t.staging === "double" && t.ablation !== "mma-only";
 }
 
+/** Blocks of M query rows per subgroup. */
+function rowBlocks(t: AttentionTiling): number {
+  return t.rowBlocks ?? 1;
+}
+
+/** Query rows per workgroup of a tensor-core tiling (one workgroup per block of them). */
+export function tensorCoreRows(variant: KernelVariant, t: AttentionTiling): number {
+  return t.subgroups * rowBlocks(t) * (variant.matrix?.m ?? 0);
+}
+
 /** Rows of the f16 tile buffer: Q's rows once, K and V of one tile (two when double-staged). */
 function kvTileRows(variant: KernelVariant, t: AttentionTiling): number {
-  const rows = t.subgroups * (variant.matrix?.m ?? 0);
+  const rows = tensorCoreRows(variant, t);
   return Math.max(rows, (doubleStaged(t) ? 4 : 2) * t.keysPerTile);
 }
 
@@ -289,8 +307,9 @@ export function tensorCoreWorkgroupBytes(
   if (!s) return 0;
   const { stride } = paddedDims(variant, d);
   const kv = kvTileRows(variant, t) * stride * 2;
-  const scores = t.subgroups * s.m * (t.keysPerTile + 4) * 4;
-  const probs = t.subgroups * s.m * (t.keysPerTile + 8) * 2;
+  const rows = t.subgroups * rowBlocks(t) * s.m;
+  const scores = rows * (t.keysPerTile + 4) * 4;
+  const probs = rows * (t.keysPerTile + 8) * 2;
   // + the lazy rescale's flag, 16 bytes like every workgroup variable here: NVIDIA's driver may
   // lay the variables out in another order than declared, and a 4-byte flag among them left the
   // f16 tiles where the matrix loads read wrong values (every lazy check failed on an H100).
@@ -311,7 +330,8 @@ function tensorCoreWgsl(
   const nk = attentionKeys(shape);
   const bc = t.keysPerTile;
   const sg = t.subgroups;
-  const rows = sg * s.m;
+  const blocks = rowBlocks(t);
+  const rows = sg * blocks * s.m;
   const threads = sg * sgSize;
   const hd = shape.heads * d;
   const lpr = sgSize / s.m; // lanes per query row in the softmax
@@ -323,6 +343,7 @@ function tensorCoreWgsl(
   const sStride = bc + 4;
   const oStride = s.n + 4;
   const sRegion = s.m * sStride;
+  const pRegion = s.m * pStride;
   const left = (k: number, m: number) => `subgroup_matrix_left<f16, ${k}, ${m}>`;
   const right = `subgroup_matrix_right<f16, ${s.n}, ${s.k}>`;
   const result = `subgroup_matrix_result<f32, ${s.n}, ${s.m}>`;
@@ -330,6 +351,9 @@ function tensorCoreWgsl(
   const sFrags = bc / s.n;
   const oFrags = dp / s.n;
   const batchFrags = Math.max(1, Math.floor(sStride / oStride)); // P V fragments the scratch holds
+  // Each subgroup owns `blocks` blocks of M query rows (r = 0 .. blocks - 1): every K and V
+  // fragment loaded from workgroup memory serves all of them, and every barrier their tiles.
+  const rb = Array.from({ length: blocks }, (_, r) => r);
   const shuffles: string[] = [];
   for (let o = 1; o < lpr; o *= 2) shuffles.push(`${u(o)}`);
   const reduce = (name: string, op: "max" | "add") =>
@@ -340,38 +364,42 @@ function tensorCoreWgsl(
           : `${name} += subgroupShuffleXor(${name}, ${o});`,
       )
       .join(" ");
-  const lines: string[] = [];
   // O lives in registers, each lane holding colsPerLane columns of its row in every fragment
   // (constant indices keep the array in registers): each tile's P V is computed into fresh
   // fragments, passed through the score scratch and added to the rescaled O.
-  lines.push(`var o_acc: array<f32, ${oFrags * colsPerLane}>;`);
-  const oRound = (each: (f: number, c: number, at: string, col: string) => string): string[] => {
+  const lines = rb.map((r) => `var o_acc_${r}: array<f32, ${oFrags * colsPerLane}>;`);
+  const oRound = (
+    each: (r: number, f: number, c: number, at: string, col: string) => string,
+  ): string[] => {
     const out: string[] = [];
     for (let f0 = 0; f0 < oFrags; f0 += batchFrags) {
       const frags = Array.from({ length: Math.min(batchFrags, oFrags - f0) }, (_, i) => f0 + i);
       out.push("workgroupBarrier();");
-      for (const [i, f] of frags.entries())
-        out.push(
-          matrixStore(
-            sp,
-            "&s_buf",
-            `s_base + ${u(i * s.m * oStride)}`,
-            `pv_${f}`,
-            false,
-            u(oStride),
-          ),
-        );
-      out.push("workgroupBarrier();");
-      for (const [i, f] of frags.entries())
-        for (let c = 0; c < colsPerLane; c++)
+      for (const r of rb)
+        for (const [i, f] of frags.entries())
           out.push(
-            each(
-              f,
-              c,
-              `s_buf[s_base + ${u(i * s.m * oStride + c * lpr)} + row * ${u(oStride)} + part]`,
-              `${u(f * s.n + c * lpr)} + part`,
+            matrixStore(
+              sp,
+              "&s_buf",
+              `s_base + ${u(r * sRegion + i * s.m * oStride)}`,
+              `pv_${r}_${f}`,
+              false,
+              u(oStride),
             ),
           );
+      out.push("workgroupBarrier();");
+      for (const r of rb)
+        for (const [i, f] of frags.entries())
+          for (let c = 0; c < colsPerLane; c++)
+            out.push(
+              each(
+                r,
+                f,
+                c,
+                `s_buf[s_base + ${u(r * sRegion + i * s.m * oStride + c * lpr)} + row * ${u(oStride)} + part]`,
+                `${u(f * s.n + c * lpr)} + part`,
+              ),
+            );
     }
     return out;
   };
@@ -382,26 +410,46 @@ function tensorCoreWgsl(
   const mmaOnly = ablation === "mma-only";
   const scoreMma: string[] = [];
   for (let f = 0; f < sFrags; f++) {
-    if (!mmaOnly) scoreMma.push(`var sf_${f} = ${result}();`);
-    for (let i = 0; i < qFrags; i++)
+    if (!mmaOnly) for (const r of rb) scoreMma.push(`var sf_${r}_${f} = ${result}();`);
+    for (let i = 0; i < qFrags; i++) {
       scoreMma.push(
-        `sf_${f} = subgroupMatrixMultiplyAccumulate(qf_${i}, ${matrixLoad(sp, right, "&kv_tile", `kv_cur + ${u(f * s.n * stride + i * s.k)}`, true, u(stride))}, sf_${f});`,
+        `let kf_${f}_${i} = ${matrixLoad(sp, right, "&kv_tile", `kv_cur + ${u(f * s.n * stride + i * s.k)}`, true, u(stride))};`,
       );
+      for (const r of rb)
+        scoreMma.push(
+          `sf_${r}_${f} = subgroupMatrixMultiplyAccumulate(qf_${r}_${i}, kf_${f}_${i}, sf_${r}_${f});`,
+        );
+    }
     if (!mmaOnly)
-      scoreMma.push(
-        matrixStore(sp, "&s_buf", `s_base + ${u(f * s.n)}`, `sf_${f}`, false, u(sStride)),
-      );
+      for (const r of rb)
+        scoreMma.push(
+          matrixStore(
+            sp,
+            "&s_buf",
+            `s_base + ${u(r * sRegion + f * s.n)}`,
+            `sf_${r}_${f}`,
+            false,
+            u(sStride),
+          ),
+        );
   }
-  const pvDecls = Array.from({ length: oFrags }, (_, f) => `var pv_${f} = ${result}();`);
+  const pvNames = rb.flatMap((r) => Array.from({ length: oFrags }, (_, f) => `pv_${r}_${f}`));
+  const pvDecls = pvNames.map((name) => `var ${name} = ${result}();`);
   const pvMma: string[] = oInMatrices ? [] : [...pvDecls];
   for (let kk = 0; kk < bc; kk += s.k) {
-    pvMma.push(
-      `let pf_${kk} = ${matrixLoad(sp, left(s.k, s.m), "&p_buf", `p_base + ${u(kk)}`, false, u(pStride))};`,
-    );
-    for (let f = 0; f < oFrags; f++)
+    for (const r of rb)
       pvMma.push(
-        `pv_${f} = subgroupMatrixMultiplyAccumulate(pf_${kk}, ${matrixLoad(sp, right, "&kv_tile", `kv_cur + ${u(bc * stride + kk * stride + f * s.n)}`, false, u(stride))}, pv_${f});`,
+        `let pf_${r}_${kk} = ${matrixLoad(sp, left(s.k, s.m), "&p_buf", `p_base + ${u(r * pRegion + kk)}`, false, u(pStride))};`,
       );
+    for (let f = 0; f < oFrags; f++) {
+      pvMma.push(
+        `let vf_${kk}_${f} = ${matrixLoad(sp, right, "&kv_tile", `kv_cur + ${u(bc * stride + kk * stride + f * s.n)}`, false, u(stride))};`,
+      );
+      for (const r of rb)
+        pvMma.push(
+          `pv_${r}_${f} = subgroupMatrixMultiplyAccumulate(pf_${r}_${kk}, vf_${kk}_${f}, pv_${r}_${f});`,
+        );
+    }
   }
   // K rows [0, bc), V rows [bc, 2 bc) of a tile, in f16; with double staging two such tiles,
   // the one at kv_cur read while the next is loaded into registers and stored into the other.
@@ -459,63 +507,71 @@ function tensorCoreWgsl(
     : "";
   const kvPrefetch = double ? kvLoad(`j0 + ${u(bc)}`) : "";
   const kvPrefetchStore = double ? kvStore(`${u(kvBuffer)} - kv_cur`) : "";
-  // Online softmax: lanes [row * lpr, row * lpr + lpr) share a query row.
-  const softmax = `    // Online softmax: lanes [row * ${lpr}, row * ${lpr} + ${lpr}) share a query row.
+  const scale = f32Literal(LOG2E / Math.sqrt(d));
+  // Online softmax of row block r: lanes [row * lpr, row * lpr + lpr) share a query row.
+  const softmax = (r: number) => `    {
+    let s_at = s_base + ${u(r * sRegion)} + row * ${u(sStride)};
+    let p_at = p_base + ${u(r * pRegion)} + row * ${u(pStride)};
     var tile_max = ${NEG_BIG};
     for (var c = 0u; c < ${u(keysPerLane)}; c++) {
       let jr = c * ${u(lpr)} + part;
-      let x = select(${NEG_BIG}, s_buf[s_base + row * ${u(sStride)} + jr] * ${f32Literal(LOG2E / Math.sqrt(d))}, j0 + jr < ${u(nk)});
-      s_buf[s_base + row * ${u(sStride)} + jr] = x;
+      let x = select(${NEG_BIG}, s_buf[s_at + jr] * ${scale}, j0 + jr < ${u(nk)});
+      s_buf[s_at + jr] = x;
       tile_max = max(tile_max, x);
     }
     ${reduce("tile_max", "max")}
-    let m_new = max(m, tile_max);
-    alpha = exp2(m - m_new);
+    let m_new = max(m_${r}, tile_max);
+    alpha_${r} = exp2(m_${r} - m_new);
     var row_sum = 0.0;
     for (var c = 0u; c < ${u(keysPerLane)}; c++) {
       let jr = c * ${u(lpr)} + part;
-      let p = select(0.0, exp2(s_buf[s_base + row * ${u(sStride)} + jr] - m_new), j0 + jr < ${u(nk)});
+      let p = select(0.0, exp2(s_buf[s_at + jr] - m_new), j0 + jr < ${u(nk)});
       let p16 = f16(p);
-      p_buf[p_base + row * ${u(pStride)} + jr] = p16;
+      p_buf[p_at + jr] = p16;
       row_sum += f32(p16);
     }
     ${reduce("row_sum", "add")}
-    l = l * alpha + row_sum;
-    m = m_new;
+    l_${r} = l_${r} * alpha_${r} + row_sum;
+    m_${r} = m_new;
+    }
 `;
   // Lazy rescaling: the scores stay in registers between the max and the exponentials; a row's
   // offset m moves only past RESCALE_MARGIN, and a tile where some row's moved (after the first)
   // raises rescale_at[0] to kt + 1, read back uniformly so that every subgroup takes the same
   // branch.
   const lane = (c: number) => `${u(c * lpr)} + part`;
-  const lazySoftmax = `    // Online softmax, lazily rescaled: lanes [row * ${lpr}, row * ${lpr} + ${lpr}) share a query row.
-    ${Array.from({ length: keysPerLane }, (_, c) => `let x_${c} = select(${NEG_BIG}, s_buf[s_row + ${u(c * lpr)}] * ${f32Literal(LOG2E / Math.sqrt(d))}, j0 + ${lane(c)} < ${u(nk)});`).join("\n    ")}
+  const lazySoftmax = (r: number) => `    {
+    let s_at = s_row + ${u(r * sRegion)};
+    let p_at = p_row + ${u(r * pRegion)};
+    ${Array.from({ length: keysPerLane }, (_, c) => `let x_${c} = select(${NEG_BIG}, s_buf[s_at + ${u(c * lpr)}] * ${scale}, j0 + ${lane(c)} < ${u(nk)});`).join("\n    ")}
     var tile_max = ${Array.from({ length: keysPerLane }, (_, c) => `x_${c}`).reduce((a, b) => `max(${a}, ${b})`)};
     ${reduce("tile_max", "max")}
-    let grow = tile_max > m + ${f32Literal(RESCALE_MARGIN)};
-    let m_new = select(m, tile_max, grow);
-    alpha = exp2(m - m_new);
+    let grow = tile_max > m_${r} + ${f32Literal(RESCALE_MARGIN)};
+    let m_new = select(m_${r}, tile_max, grow);
+    alpha_${r} = exp2(m_${r} - m_new);
     if (grow && kt > 0u) { atomicMax(&rescale_at[0], kt + 1u); }
     var row_sum = 0.0;
-    ${Array.from({ length: keysPerLane }, (_, c) => `let p_${c} = f16(exp2(x_${c} - m_new)); p_buf[p_row + ${u(c * lpr)}] = p_${c}; row_sum += f32(p_${c});`).join("\n    ")}
+    ${Array.from({ length: keysPerLane }, (_, c) => `let p_${c} = f16(exp2(x_${c} - m_new)); p_buf[p_at + ${u(c * lpr)}] = p_${c}; row_sum += f32(p_${c});`).join("\n    ")}
     ${reduce("row_sum", "add")}
-    l = l * alpha + row_sum;
-    m = m_new;
+    l_${r} = l_${r} * alpha_${r} + row_sum;
+    m_${r} = m_new;
+    }
 `;
   // Lazy tail: O is the sum of o_acc (lane registers, relative to the row's current offset) and
   // P V accumulated in result matrices since the last move. On a tile where some row's offset
   // moved, P V so far is flushed through the scratch into o_acc, both scaled by the row's alpha
   // (1 where the offset stayed), and the matrices are zeroed by a scalar multiply done on every
   // tile (1 where nothing moved), so the branch holds only stores and lane arithmetic.
+  // workgroupUniformLoad synchronises the workgroup before it reads (it is a barrier, a load and
+  // a barrier), which is also what makes this tile's P visible to the P V loads below.
   const tail = lazy
-    ? `workgroupBarrier();
-    let rescale = workgroupUniformLoad(&rescale_at[0]) == kt + 1u;
+    ? `let rescale = workgroupUniformLoad(&rescale_at[0]) == kt + 1u;
     if (rescale) {
-      ${oRound((f, c, at) => `o_acc[${f * colsPerLane + c}] = (o_acc[${f * colsPerLane + c}] + ${at}) * alpha;`).join("\n      ")}
+      ${oRound((r, f, c, at) => `o_acc_${r}[${f * colsPerLane + c}] = (o_acc_${r}[${f * colsPerLane + c}] + ${at}) * alpha_${r};`).join("\n      ")}
       workgroupBarrier();
     }
     let keep = select(1.0, 0.0, rescale);
-    ${Array.from({ length: oFrags }, (_, f) => `pv_${f} = subgroupMatrixScalarMultiply(pv_${f}, keep);`).join("\n    ")}`
+    ${pvNames.map((name) => `${name} = subgroupMatrixScalarMultiply(${name}, keep);`).join("\n    ")}`
     : "workgroupBarrier();";
   return `${storagePreamble(variant.storage, ["subgroups", "chromium_experimental_subgroup_matrix"])}
 @group(0) @binding(0) var<storage, read> q: array<T4>;
@@ -524,8 +580,8 @@ function tensorCoreWgsl(
 @group(0) @binding(3) var<storage, read_write> out: array<T>;
 
 var<workgroup> kv_tile: array<f16, ${kvRows * stride}>;
-var<workgroup> s_buf: array<f32, ${sg * sRegion}>;
-var<workgroup> p_buf: array<f16, ${sg * s.m * pStride}>;
+var<workgroup> s_buf: array<f32, ${sg * blocks * sRegion}>;
+var<workgroup> p_buf: array<f16, ${sg * blocks * pRegion}>;
 ${lazy ? "var<workgroup> rescale_at: array<atomic<u32>, 4>; // 16 bytes: see tensorCoreWorkgroupBytes" : ""}
 
 ${keyTokenWgsl(shape)}
@@ -547,11 +603,10 @@ fn main(
   let lane = subgroup_lane;
   let row = lane / ${u(lpr)};
   let part = lane % ${u(lpr)};
-  let s_base = sg * ${u(sRegion)};
-  let p_base = sg * ${u(s.m * pStride)};
+  let s_base = sg * ${u(blocks * sRegion)};
+  let p_base = sg * ${u(blocks * pRegion)};
   let s_row = s_base + row * ${u(sStride)} + part;
   let p_row = p_base + row * ${u(pStride)} + part;
-  let o_row = s_base + row * ${u(oStride)} + part;
   ${lines.join("\n  ")}
   // Q once, through the K/V tile (rows past Nq and dims past d are zeros).
   for (var e = local; e < ${u((rows * dp) / 4)}; e += ${u(threads)}) {
@@ -565,12 +620,10 @@ fn main(
     kv_tile[at] = f16(x[0]); kv_tile[at + 1u] = f16(x[1]); kv_tile[at + 2u] = f16(x[2]); kv_tile[at + 3u] = f16(x[3]);
   }
   workgroupBarrier();
-  ${Array.from({ length: qFrags }, (_, i) => `let qf_${i} = ${matrixLoad(sp, left(s.k, s.m), "&kv_tile", `sg * ${u(s.m * stride)} + ${u(i * s.k)}`, false, u(stride))};`).join("\n  ")}
-  var m = ${NEG_BIG};
-  var l = 0.0;
-  var alpha = 1.0;
+  ${rb.flatMap((r) => Array.from({ length: qFrags }, (_, i) => `let qf_${r}_${i} = ${matrixLoad(sp, left(s.k, s.m), "&kv_tile", `sg * ${u(blocks * s.m * stride)} + ${u(r * s.m * stride + i * s.k)}`, false, u(stride))};`)).join("\n  ")}
+  ${rb.map((r) => `var m_${r} = ${NEG_BIG};\n  var l_${r} = 0.0;\n  var alpha_${r} = 1.0;`).join("\n  ")}
   ${oInMatrices ? pvDecls.join("\n  ") : ""}
-  ${mmaOnly ? Array.from({ length: sFrags }, (_, f) => `var sf_${f} = ${result}();`).join("\n  ") : ""}
+  ${mmaOnly ? rb.flatMap((r) => Array.from({ length: sFrags }, (_, f) => `var sf_${r}_${f} = ${result}();`)).join("\n  ") : ""}
   ${mmaOnly ? "" : kvDecls}
   ${kvPrologue}
   for (var kt = 0u; kt < ${u(Math.ceil(nk / bc))}; kt++) {
@@ -580,25 +633,32 @@ ${mmaOnly ? "" : kvStage}
     ${kvPrefetch}
     ${scoreMma.join("\n    ")}
     ${mmaOnly ? "" : "workgroupBarrier();"}
-${noSoftmax ? "    l = 1.0;" : lazy ? lazySoftmax : softmax}
+${noSoftmax ? rb.map((r) => `    l_${r} = 1.0;`).join("\n") : rb.map((r) => (lazy ? lazySoftmax(r) : softmax(r))).join("")}
     ${kvPrefetchStore}
     ${mmaOnly ? "" : tail}
     ${pvMma.join("\n    ")}
-    ${oInMatrices ? "" : oRound((f, c, at) => `o_acc[${f * colsPerLane + c}] = fma(o_acc[${f * colsPerLane + c}], alpha, ${at});`).join("\n    ")}
+    ${oInMatrices ? "" : oRound((r, f, c, at) => `o_acc_${r}[${f * colsPerLane + c}] = fma(o_acc_${r}[${f * colsPerLane + c}], alpha_${r}, ${at});`).join("\n    ")}
   }
-  ${oInMatrices ? oRound((f, c, at) => `o_acc[${f * colsPerLane + c}] ${lazy ? "+=" : "="} ${at};`).join("\n  ") : ""}
-  ${mmaOnly ? `${matrixStore(sp, "&s_buf", "s_base", "sf_0", false, u(sStride))}\n  workgroupBarrier();\n  o_acc[0] += s_buf[s_base + row * ${u(sStride)} + part];` : ""}
-  let inv = 1.0 / l;
-  let q_row = q0 + sg * ${u(s.m)} + row;
-  if (q_row < ${u(shape.queries)}) {
-    let base = (b * ${u(shape.queries)} + q_row) * ${u(hd)} + h * ${u(d)};
-    ${Array.from({ length: oFrags }, (_, f) =>
-      Array.from({ length: colsPerLane }, (_, c) => {
-        const col = `${u(f * s.n + c * lpr)} + part`;
-        return `if (${col} < ${u(d)}) { out[base + ${col}] = T(o_acc[${f * colsPerLane + c}] * inv); }`;
-      }).join("\n    "),
-    ).join("\n    ")}
-  }
+  ${oInMatrices ? oRound((r, f, c, at) => `o_acc_${r}[${f * colsPerLane + c}] ${lazy ? "+=" : "="} ${at};`).join("\n  ") : ""}
+  ${mmaOnly ? `${rb.map((r) => matrixStore(sp, "&s_buf", `s_base + ${u(r * sRegion)}`, `sf_${r}_0`, false, u(sStride))).join("\n  ")}\n  workgroupBarrier();\n  ${rb.map((r) => `o_acc_${r}[0] += s_buf[s_row + ${u(r * sRegion)}];`).join("\n  ")}` : ""}
+  ${rb
+    .map((r) => {
+      const writes = Array.from({ length: oFrags }, (_, f) =>
+        Array.from({ length: colsPerLane }, (_, c) => {
+          const col = `${u(f * s.n + c * lpr)} + part`;
+          return `if (${col} < ${u(d)}) { out[base + ${col}] = T(o_acc_${r}[${f * colsPerLane + c}] * inv); }`;
+        }).join("\n      "),
+      ).join("\n      ");
+      return `{
+    let inv = 1.0 / l_${r};
+    let q_row = q0 + (sg * ${u(blocks)} + ${u(r)}) * ${u(s.m)} + row;
+    if (q_row < ${u(shape.queries)}) {
+      let base = (b * ${u(shape.queries)} + q_row) * ${u(hd)} + h * ${u(d)};
+      ${writes}
+    }
+  }`;
+    })
+    .join("\n  ")}
 }
 `;
 }
@@ -626,7 +686,7 @@ export function lazyRescale(kernel: Pick<AttentionKernel, "variant" | "tiling">)
 
 export function attentionTilingName(t: AttentionTiling, path: string): string {
   return path === "tensor-core"
-    ? `${t.subgroups}sg x ${t.keysPerTile} keys${t.rescale === "lazy" ? " rescale:lazy" : ""}${t.staging === "double" ? " staging:double" : ""}${t.ablation ? ` ablation:${t.ablation}` : ""}`
+    ? `${t.subgroups}sg${rowBlocks(t) > 1 ? ` x ${rowBlocks(t)} row blocks` : ""} x ${t.keysPerTile} keys${t.rescale === "lazy" ? " rescale:lazy" : ""}${t.staging === "double" ? " staging:double" : ""}${t.ablation ? ` ablation:${t.ablation}` : ""}`
     : `${t.keysPerTile} keys`;
 }
 
@@ -667,6 +727,8 @@ export async function prepareAttention(
     const sgSize = variant.subgroupSize ?? 0;
     if (!s || sgSize % s.m !== 0 || t.keysPerTile % s.n !== 0 || t.keysPerTile % s.k !== 0)
       throw new Error(`${label}: tiling does not fit the matrix shape`);
+    if (rowBlocks(t) !== 1 && rowBlocks(t) !== 2)
+      throw new Error(`${label}: ${rowBlocks(t)} row blocks per subgroup (1 or 2)`);
     const lpr = sgSize / s.m;
     if ((lpr & (lpr - 1)) !== 0 || t.keysPerTile % lpr !== 0 || s.n % lpr !== 0)
       throw new Error(`${label}: ${lpr} lanes per row do not split the tile`);
@@ -675,7 +737,7 @@ export async function prepareAttention(
       throw new Error(
         `${label}: needs ${bytes} bytes of workgroup memory, the adapter has ${limits.maxComputeWorkgroupStorageSize}`,
       );
-    rows = t.subgroups * s.m;
+    rows = tensorCoreRows(variant, t);
   } else if (2 * t.keysPerTile * shape.headDim * 4 > limits.maxComputeWorkgroupStorageSize) {
     throw new Error(`${label}: ${t.keysPerTile} keys per tile do not fit workgroup memory`);
   }
