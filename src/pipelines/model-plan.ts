@@ -4,7 +4,7 @@
  * of a model must agree on:
  * - which family the model is and which component classes it may have;
  * - parsing the UNet, VAE and text encoder configs, and the VAE rules (latents_mean/latents_std
- *   refused; a VAE that asks for force_upcast stays float32 in a float16 model);
+ *   refused; an SDXL VAE that asks for force_upcast stays float32 in a float16 model);
  * - the cache key of each built component, and the builder call that makes it;
  * - what a pipeline needs beside the models (tokenizers, scheduler config, sizes, VAE scaling).
  * Node runners (load.ts), the server's model files for the browser (component-models.ts) and
@@ -202,7 +202,7 @@ export interface ModelPlan {
   readonly dtype: ModelDtype;
   readonly unetConfig: UnetConfig;
   readonly vaeConfig: VaeConfig;
-  /** The VAE's element type: `dtype`, unless the VAE asks for force_upcast. */
+  /** The VAE's element type: `dtype`, unless an SDXL VAE asks for force_upcast. */
   readonly vaeDtype: ModelDtype;
   readonly textEncoders: readonly { name: TextEncoderName; config: ClipTextConfig }[];
   readonly latentChannels: number;
@@ -251,7 +251,7 @@ export function planModel(
   const vaeConfig = parseVaeConfig(vaeParts.config, `${files.label} vae/config.json`);
   if (vaeConfig.latentsMean || vaeConfig.latentsStd)
     throw new Error(`${files.label}: VAEs with latents_mean/latents_std are not supported`);
-  const vaeType = vaeDtype(vaeConfig, dtype);
+  const vaeType = vaeDtype(vaeConfig, dtype, family);
   const textEncoders = TEXT_ENCODERS[family].map((name) => ({
     name,
     config: parseClipTextConfig(need(name).config, `${files.label} ${name}/config.json`),

@@ -54,14 +54,19 @@ export function modelDtype(device: Device, requested: ModelDtype | undefined): M
 }
 
 /**
- * The element type of a VAE: the model's, unless its config asks for `force_upcast` (SDXL's
- * VAE overflows in float16, so diffusers runs it in float32 even in a float16 pipeline).
+ * The element type of a VAE: the model's, except an SDXL VAE whose config asks for
+ * `force_upcast` (SDXL's VAE overflows in float16, so diffusers' SDXL pipelines run it in
+ * float32 even in a float16 pipeline). diffusers' SD 1.x and 2.x pipelines never act on the
+ * flag, which AutoencoderKL's configs carry as true by default: their VAEs run in the
+ * pipeline's dtype, and so do ours (on the kernels engine that is what puts the VAE on the
+ * tensor cores).
  */
 export function vaeDtype(
   vae: { readonly forceUpcast: boolean },
   modelType: ModelDtype,
+  family: ModelFamily,
 ): ModelDtype {
-  return modelType === "float16" && vae.forceUpcast ? "float32" : modelType;
+  return modelType === "float16" && family === "sdxl" && vae.forceUpcast ? "float32" : modelType;
 }
 
 /** The Stable Diffusion families: 1.x, 2.x (1024-wide text, `!` padding) and XL. */

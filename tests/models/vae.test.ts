@@ -137,11 +137,12 @@ describe("VAE builders", () => {
     ).toBeLessThan(0.05);
   });
 
-  it("picks float32 for a float16 pipeline when the config forces an upcast", () => {
+  it("picks float32 for a float16 SDXL pipeline when the config forces an upcast", () => {
     expect(config.forceUpcast).toBe(true);
-    expect(vaeDtype(config, "float16")).toBe("float32");
-    expect(vaeDtype({ ...config, forceUpcast: false }, "float16")).toBe("float16");
-    expect(vaeDtype(config, "float32")).toBe("float32");
+    expect(vaeDtype(config, "float16", "sdxl")).toBe("float32");
+    expect(vaeDtype({ ...config, forceUpcast: false }, "float16", "sdxl")).toBe("float16");
+    expect(vaeDtype(config, "float32", "sdxl")).toBe("float32");
+    expect(vaeDtype(config, "float16", "sd1")).toBe("float16");
   });
 
   it("uses each half's weights only, and rejects keys that belong to neither half", () => {

@@ -43,8 +43,11 @@ describe("the vocabulary", () => {
     expect(modelDtype("webgpu", "float32")).toBe("float32");
     expect(modelDtype("cpu", "float16")).toBe("float16");
     expect(DEVICES.filter(float32Only)).toEqual(["wasm"]);
-    expect(vaeDtype({ forceUpcast: true }, "float16")).toBe("float32");
-    expect(vaeDtype({ forceUpcast: false }, "float16")).toBe("float16");
-    expect(vaeDtype({ forceUpcast: true }, "float32")).toBe("float32");
+    expect(vaeDtype({ forceUpcast: true }, "float16", "sdxl")).toBe("float32");
+    expect(vaeDtype({ forceUpcast: false }, "float16", "sdxl")).toBe("float16");
+    expect(vaeDtype({ forceUpcast: true }, "float32", "sdxl")).toBe("float32");
+    // diffusers' SD 1.x / 2.x pipelines ignore the flag (true by default in every config).
+    expect(vaeDtype({ forceUpcast: true }, "float16", "sd1")).toBe("float16");
+    expect(vaeDtype({ forceUpcast: true }, "float16", "sd2")).toBe("float16");
   });
 });
