@@ -63,7 +63,10 @@ import {
   fillKernel,
   gatherKernel,
   grid,
+  groupNormApplyKernel,
+  groupNormChunks,
   groupNormKernel,
+  groupNormPartialsKernel,
   MAX_HEAD,
   MAX_RANK,
   matmulKernel,
@@ -538,7 +541,7 @@ export class GraphExecutor {
           const fusion = topLevel ? this.linears.get(node) : undefined;
           const norm = topLevel ? this.groupNorms.get(node) : undefined;
           const linear = fusion
-            ? await this.fusedLinear(inputs, fusion)
+            ? await this.fusedLinear(inputs, fusion, scope)
             : norm
               ? await this.fusedGroupNorm(inputs, norm, scope)
               : null;
@@ -853,13 +856,20 @@ export class GraphExecutor {
     out: DeviceTensor,
     bias?: DeviceTensor,
     epilogue: Epilogue = "none",
+    residual?: DeviceTensor,
   ): Promise<void> {
-    const options = { bias: bias !== undefined, epilogue, tiling: this.tiling };
+    const options = {
+      bias: bias !== undefined,
+      epilogue,
+      tiling: this.tiling,
+      residual: residual !== undefined,
+    };
     const kernel = await this.gemms.get(JSON.stringify([shape, options]), () =>
       prepareGemm(this.ctx, this.variant, shape, options),
     );
     const buffers = [a.buffer, b.buffer, out.buffer];
     if (bias) buffers.push(bias.buffer);
+    if (residual) buffers.push(residual.buffer);
     this.record("tuned gemm", kernel.launch(buffers), kernel.spec.label);
   }
 
@@ -925,6 +935,7 @@ export class GraphExecutor {
   private async fusedLinear(
     inputs: (Value | undefined)[],
     fusion: LinearFusion,
+    scope: Scope,
   ): Promise<{ value: DeviceTensor; output: string; absorbed: NodeProto[] } | null> {
     const [a, b] = inputs;
     if (!a || !b || a.dims.length < 2 || b.dims.length < 2) return null;
@@ -942,6 +953,16 @@ export class GraphExecutor {
       g.sizes.every((size) => size === n / 2) &&
       (g.axis === -1 || g.axis === dims.length - 1);
     const gelu = fusion.gelu;
+    // The residual: a float value of exactly the product's shape (no broadcasting).
+    const r = fusion.residual;
+    const added = r ? scope.get(r.input) : undefined;
+    const residual =
+      added &&
+      (added.kind === "device" || added.dtype === "float32") &&
+      added.dims.length === dims.length &&
+      added.dims.every((d, i) => d === dims[i])
+        ? this.toDevice(added)
+        : undefined;
     const out = this.allocate(geglu ? [...dims.slice(0, -1), n / 2] : dims);
     await this.gemm(
       geglu ? { ...plan.shape, n: n / 2 } : plan.shape,
@@ -950,9 +971,12 @@ export class GraphExecutor {
       out,
       this.toDevice(fusion.bias),
       geglu ? "geglu" : gelu ? "gelu" : "none",
+      residual,
     );
     if (geglu && g) return { value: out, output: g.output, absorbed: [fusion.add, ...g.nodes] };
     if (gelu) return { value: out, output: gelu.output, absorbed: [fusion.add, ...gelu.nodes] };
+    if (r && residual)
+      return { value: out, output: r.add.output[0], absorbed: [fusion.add, r.add] };
     return { value: out, output: fusion.add.output[0], absorbed: [fusion.add] };
   }
 
@@ -989,19 +1013,46 @@ export class GraphExecutor {
     const x = this.toDevice(grouped);
     const out = this.allocate(target);
     const rows = batch * groups;
-    await this.launch(
-      fusion.silu ? "group norm silu" : "group norm",
-      groupNormKernel(fusion.silu, this.storage),
-      [
-        x.buffer,
-        this.toDevice(fusion.gamma).buffer,
-        this.toDevice(fusion.beta).buffer,
-        out.buffer,
-        this.paramBuffer([rows, length, pixels, groups, f32Bits(fusion.epsilon)]),
-      ],
-      rows,
-      rowGrid(rows),
-    );
+    const label = fusion.silu ? "group norm silu" : "group norm";
+    const gamma = this.toDevice(fusion.gamma).buffer;
+    const beta = this.toDevice(fusion.beta).buffer;
+    const eps = f32Bits(fusion.epsilon);
+    const { chunks, chunkLength } = groupNormChunks(length);
+    if (chunks === 1 || rows > this.ctx.capabilities.limits.maxComputeWorkgroupsPerDimension) {
+      await this.launch(
+        label,
+        groupNormKernel(fusion.silu, this.storage),
+        [x.buffer, gamma, beta, out.buffer, this.paramBuffer([rows, length, pixels, groups, eps])],
+        rows,
+        rowGrid(rows),
+      );
+    } else {
+      // Long rows (a group of a large map): statistics per chunk, then each chunk normalised
+      // after merging its row's statistics, so every chunk of every row is a workgroup.
+      const part = this.ctx.allocate([rows * chunks * 2], "f32", "group norm partials");
+      await this.launch(
+        `${label} partials`,
+        groupNormPartialsKernel(this.storage),
+        [x.buffer, part.buffer, this.paramBuffer([rows, length, chunks, chunkLength])],
+        rows * chunks,
+        [chunks, rows, 1],
+      );
+      await this.launch(
+        label,
+        groupNormApplyKernel(fusion.silu, this.storage),
+        [
+          x.buffer,
+          gamma,
+          beta,
+          part.buffer,
+          out.buffer,
+          this.paramBuffer([rows, length, pixels, groups, eps, chunks, chunkLength]),
+        ],
+        rows * chunks,
+        [chunks, rows, 1],
+      );
+      this.ctx.release(part);
+    }
     return { value: out, output: fusion.output, absorbed: fusion.nodes };
   }
 

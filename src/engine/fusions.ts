@@ -37,12 +37,21 @@ export interface GeluFusion {
   readonly output: string;
 }
 
+/** A residual Add after a Linear (x + Linear(h)), fused into the GEMM's epilogue. */
+export interface ResidualFusion {
+  /** The Add. */
+  readonly add: NodeProto;
+  /** The value added: computed before the MatMul runs (or a graph input). */
+  readonly input: string;
+}
+
 /** A MatMul's bias Add, and what follows it when the GEMM can absorb that too. */
 export interface LinearFusion {
   readonly add: NodeProto;
   readonly bias: HostTensor;
   readonly geglu?: GegluFusion;
   readonly gelu?: GeluFusion;
+  readonly residual?: ResidualFusion;
 }
 
 /** Group norm's affine map and SiLU after its InstanceNormalization, run as one kernel. */
@@ -193,7 +202,8 @@ function isScalar(initializers: Initializers, name: string | undefined, value: n
 
 /**
  * The Linears of a top-level node order (MatMul -> Add of a float initializer), each with the
- * GEGLU that follows it where there is one.
+ * GEGLU or GELU that follows it where there is one, or else the residual Add (a transformer's
+ * x + Linear(h)) whose other operand is ready before the MatMul runs.
  */
 export function linearFusions(
   order: readonly NodeProto[],
@@ -202,8 +212,12 @@ export function linearFusions(
   reads: (node: NodeProto) => readonly string[],
 ): Map<NodeProto, LinearFusion> {
   const { readers, sole } = graphReaders(order, graph, reads);
+  const producedAt = new Map<string, number>();
+  order.forEach((node, i) => {
+    for (const name of node.output) producedAt.set(name, i);
+  });
   const fusions = new Map<NodeProto, LinearFusion>();
-  for (const node of order) {
+  for (const [index, node] of order.entries()) {
     if (!isStandard(node, "MatMul")) continue;
     const add = sole(node.output[0]);
     if (!isStandard(add, "Add")) continue;
@@ -213,9 +227,30 @@ export function linearFusions(
     if (bias?.dtype !== "float32") continue;
     const geglu = gegluAfter(add.output[0], sole, readers, initializers);
     const gelu = geglu ? undefined : geluOf(add.output[0], sole, readers, initializers);
-    fusions.set(node, { add, bias, geglu, gelu });
+    const residual =
+      geglu || gelu
+        ? undefined
+        : residualAfter(add.output[0], index, sole, producedAt, initializers);
+    fusions.set(node, { add, bias, geglu, gelu, residual });
   }
   return fusions;
+}
+
+/** The Add of a value computed before node `index` (not an initializer) to the Linear's output. */
+function residualAfter(
+  linear: string,
+  index: number,
+  sole: (name: string | undefined) => NodeProto | undefined,
+  producedAt: ReadonlyMap<string, number>,
+  initializers: Initializers,
+): ResidualFusion | undefined {
+  const add = sole(linear);
+  if (!isStandard(add, "Add")) return undefined;
+  const input = otherInput(add, linear);
+  if (input === undefined || input === linear || initializers.has(input)) return undefined;
+  const at = producedAt.get(input);
+  if (at !== undefined && at >= index) return undefined;
+  return { add, input };
 }
 
 function gegluAfter(

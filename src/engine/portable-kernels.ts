@@ -31,11 +31,13 @@ const HEADER = `
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) local: u32) {
   let i = i32((wg.y * ${GROUPS_X}u + wg.x) * ${WORKGROUP}u + local);`;
 
-type BindingKind = "in" | "out" | "ints";
+type BindingKind = "in" | "out" | "ints" | "floatsIn" | "floatsOut";
 const BINDING_TYPES: Readonly<Record<BindingKind, string>> = Object.freeze({
   in: "read> {}: array<T>",
   out: "read_write> {}: array<T>",
   ints: "read> {}: array<i32>",
+  floatsIn: "read> {}: array<f32>",
+  floatsOut: "read_write> {}: array<f32>",
 });
 
 /**
@@ -324,7 +326,8 @@ ${HEADER}
  * and a row's mean and 1 / sqrt(variance + eps), the row's `length` values `stride` apart from
  * `base`. Two passes over the row (mean, then centred squares) keep float32 variance accurate.
  */
-const ROW_STATS = `var<workgroup> partial: array<f32, ${WORKGROUP}>;
+/** `reduce_sum(local, v)`: the workgroup's sum of v, in every thread (uniform control flow). */
+const REDUCE_SUM = `var<workgroup> partial: array<f32, ${WORKGROUP}>;
 
 fn reduce_sum(local: u32, v: f32) -> f32 {
   partial[local] = v;
@@ -336,7 +339,9 @@ fn reduce_sum(local: u32, v: f32) -> f32 {
   let total = partial[0];
   workgroupBarrier();
   return total;
-}
+}`;
+
+const ROW_STATS = `${REDUCE_SUM}
 
 fn row_stats(local: u32, base: i32, length: i32, stride: i32, eps: f32) -> vec2<f32> {
   var s = 0.0;
@@ -416,6 +421,110 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   let inv = stats.y;
   let first = (row % p[3]) * (length / pixels);
   for (var j = i32(local); j < length; j += ${WORKGROUP}) {
+    let c = first + j / pixels;
+    let y = (f32(x[base + j]) - mean) * inv * f32(gamma[c]) + f32(beta[c]);
+    dst[base + j] = T(${silu ? "y / (1.0 + exp(-y))" : "y"});
+  }
+}`;
+});
+
+/**
+ * Elements of a group norm row one workgroup of the split kernels takes: rows longer than this
+ * (a group of a large map: 4 M values per group for the VAE's last level at 1024 px) are split
+ * into up to WORKGROUP chunks, so that a map's few rows (B G of them: 32 for one image) keep the
+ * whole GPU busy rather than one workgroup per row.
+ */
+export const GROUP_NORM_CHUNK = 8192;
+
+/** Chunks and chunk length of a group norm row of `length` (1 chunk: the one-kernel form). */
+export function groupNormChunks(length: number): { chunks: number; chunkLength: number } {
+  const chunks = Math.min(WORKGROUP, Math.ceil(length / GROUP_NORM_CHUNK));
+  const chunkLength = Math.ceil(length / chunks);
+  return { chunks: Math.ceil(length / chunkLength), chunkLength };
+}
+
+/**
+ * Split group norm, first launch: each workgroup (chunk, row) writes its chunk's mean and sum of
+ * squared deviations from that mean (two passes over the chunk, which the second finds in cache).
+ * p: rows, length, chunks, chunk length. part: (rows, chunks, 2) f32.
+ */
+export const groupNormPartialsKernel = memoised(function groupNormPartialsKernel(
+  storage: Storage,
+): string {
+  return `
+${bindings(storage, ["x", "in"], ["part", "floatsOut"], ["p", "ints"])}
+${REDUCE_SUM}
+
+@compute @workgroup_size(${WORKGROUP})
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) local: u32) {
+  let row = i32(wg.y);
+  let chunk = i32(wg.x);
+  if (row >= p[0] || chunk >= p[2]) { return; }
+  let start = chunk * p[3];
+  let n = min(p[3], p[1] - start);
+  let base = row * p[1] + start;
+  var s = 0.0;
+  for (var j = i32(local); j < n; j += ${WORKGROUP}) { s += f32(x[base + j]); }
+  let mean = reduce_sum(local, s) / f32(n);
+  var q = 0.0;
+  for (var j = i32(local); j < n; j += ${WORKGROUP}) {
+    let d = f32(x[base + j]) - mean;
+    q += d * d;
+  }
+  let m2 = reduce_sum(local, q);
+  if (local == 0u) {
+    let at = (row * p[2] + chunk) * 2;
+    part[at] = mean;
+    part[at + 1] = m2;
+  }
+}`;
+});
+
+/**
+ * Split group norm, second launch: each workgroup (chunk, row) merges its row's chunk
+ * statistics (Chan, Golub and LeVeque 1979: the row's mean from the chunks' weighted means, its
+ * squared deviations as each chunk's plus n_c (mean_c - mean)^2), then normalises its chunk with
+ * the affine map and optional SiLU, as groupNormKernel does a whole row.
+ * p: rows, length, pixels per channel, groups, eps bits, chunks, chunk length.
+ */
+export const groupNormApplyKernel = memoised(function groupNormApplyKernel(
+  silu: boolean,
+  storage: Storage,
+): string {
+  return `
+${bindings(storage, ["x", "in"], ["gamma", "in"], ["beta", "in"], ["part", "floatsIn"], ["dst", "out"], ["p", "ints"])}
+${REDUCE_SUM}
+
+@compute @workgroup_size(${WORKGROUP})
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) local: u32) {
+  let row = i32(wg.y);
+  let chunk = i32(wg.x);
+  let chunks = p[5];
+  let chunkLength = p[6];
+  if (row >= p[0] || chunk >= chunks) { return; }
+  let length = p[1];
+  let t = i32(local);
+  var weighted = 0.0;
+  var count = 0.0;
+  var chunkMean = 0.0;
+  if (t < chunks) {
+    count = f32(min(chunkLength, length - t * chunkLength));
+    chunkMean = part[(row * chunks + t) * 2];
+    weighted = count * chunkMean;
+  }
+  let mean = reduce_sum(local, weighted) / f32(length);
+  var q = 0.0;
+  if (t < chunks) {
+    let d = chunkMean - mean;
+    q = part[(row * chunks + t) * 2 + 1] + count * d * d;
+  }
+  let inv = 1.0 / sqrt(reduce_sum(local, q) / f32(length) + bitcast<f32>(p[4]));
+  let pixels = p[2];
+  let first = (row % p[3]) * (length / pixels);
+  let start = chunk * chunkLength;
+  let end = min(start + chunkLength, length);
+  let base = row * length;
+  for (var j = start + t; j < end; j += ${WORKGROUP}) {
     let c = first + j / pixels;
     let y = (f32(x[base + j]) - mean) * inv * f32(gamma[c]) + f32(beta[c]);
     dst[base + j] = T(${silu ? "y / (1.0 + exp(-y))" : "y"});

@@ -35,6 +35,7 @@ function fusionsOf(
       nodes: f.geglu.nodes.map((n) => n.opType),
       output: f.geglu.output,
     },
+    residual: f.residual && { add: f.residual.add.output[0], input: f.residual.input },
   }));
 }
 
@@ -134,6 +135,43 @@ describe("linearFusions", () => {
         g.output(g.add(p, x), "y", "float32");
       }),
     ).toEqual([]);
+  });
+
+  it("finds the residual Add after a Linear (x + Linear(h)) whose other operand is ready first", () => {
+    let sum = "";
+    expect(
+      fusionsOf((g, x) => {
+        const y = g.add(x, linear(g, x, 12));
+        sum = y.name;
+        g.output(y, "y", "float32");
+      }).map((f) => f.residual),
+    ).toEqual([{ add: sum, input: "x" }]);
+    // Not with a GELU before it, nor where the other operand is a weight or computed after the
+    // MatMul (it would not exist yet where the GEMM runs).
+    expect(
+      fusionsOf((g, x) => g.output(g.add(x, g.gelu(linear(g, x, 12))), "y", "float32")).map((f) => [
+        Boolean(f.gelu),
+        f.residual,
+      ]),
+    ).toEqual([[true, undefined]]);
+    expect(
+      fusionsOf((g, x) =>
+        g.output(
+          g.add(
+            linear(g, x, 12),
+            g.weight("r", [12], () => new Float32Array(12)),
+          ),
+          "y",
+          "float32",
+        ),
+      ).map((f) => f.residual),
+    ).toEqual([undefined]);
+    expect(
+      fusionsOf((g, x) => {
+        const h = linear(g, x, 12);
+        g.output(g.add(h, g.sigmoid(x)), "y", "float32");
+      }).map((f) => f.residual),
+    ).toEqual([undefined]);
   });
 
   it("leaves the GEGLU apart where the gate or hidden half has another reader or the GELU differs", () => {

@@ -130,6 +130,34 @@ function attention(q: Tensor, k: Tensor, v: Tensor, heads: number, scale: number
   return { data: out, dims: q.dims };
 }
 
+/** Group norm of (B, C, H, W) with per-channel scale and shift, then SiLU. */
+function groupNormSilu(
+  x: Tensor,
+  gamma: Tensor,
+  beta: Tensor,
+  groups: number,
+  eps: number,
+): Tensor {
+  const [b, c, h, w] = x.dims;
+  const per = (c / groups) * h * w;
+  const out = new Float64Array(x.data.length);
+  for (let r = 0; r < b * groups; r++) {
+    const base = r * per;
+    let mean = 0;
+    for (let j = 0; j < per; j++) mean += x.data[base + j];
+    mean /= per;
+    let variance = 0;
+    for (let j = 0; j < per; j++) variance += (x.data[base + j] - mean) ** 2;
+    const inv = 1 / Math.sqrt(variance / per + eps);
+    for (let j = 0; j < per; j++) {
+      const ch = (r % groups) * (c / groups) + Math.floor(j / (h * w));
+      const y = (x.data[base + j] - mean) * inv * gamma.data[ch] + beta.data[ch];
+      out[base + j] = y / (1 + Math.exp(-y));
+    }
+  }
+  return { data: out, dims: x.dims };
+}
+
 /** Layer norm over the last axis, with scale and optional bias. */
 function layerNorm(x: Tensor, scale: Tensor, bias: Tensor | undefined, eps: number): Tensor {
   const c = x.dims[x.dims.length - 1];
@@ -321,6 +349,37 @@ output(
   "linearGelu",
   gelu(addBias(matmul(x, wm), bm)),
 );
+
+// A transformer's residual: x + Linear(x), the Add in the GEMM's epilogue.
+const wr = random([12, 12]);
+const br = random([12]);
+output(g.add(xv, g.add(g.matMul(xv, weight("wr", wr)), weight("br", br))), "linearResidual", {
+  data: addBias(matmul(x, wr), br).data.map((v, i) => v + x.data[i]),
+  dims: [2, 5, 12],
+});
+
+// Group norm with SiLU as the models build it, on rows long enough (2 groups of 4 channels of
+// 48 x 48: 9216 values) to be split into chunks: partial statistics, then the merged ones
+// applied. The values sit around 3, so merging the chunks' statistics must be done stably.
+const gnX = random([1, 8, 48, 48]);
+const gnShifted: Tensor = { data: gnX.data.map((v) => Math.fround(v + 3)), dims: gnX.dims };
+const gnGamma = random([8]);
+const gnBeta = random([8]);
+{
+  const xv = input("gnx", gnShifted);
+  const grouped = g.reshape(xv, [0, 2, -1]);
+  const normed = g.op(
+    "InstanceNormalization",
+    [grouped, g.float([1, 1], [2], "float32"), g.float([0, 0], [2], "float32")],
+    { epsilon: attr.float(1e-5) },
+  );
+  const restored = g.reshape(normed, g.shape(xv));
+  const y = g.add(
+    g.mul(restored, weight("gng", { data: gnGamma.data, dims: [8, 1, 1] })),
+    weight("gnb", { data: gnBeta.data, dims: [8, 1, 1] }),
+  );
+  output(g.silu(y), "groupNormLong", groupNormSilu(gnShifted, gnGamma, gnBeta, 2, 1e-5));
+}
 
 // Layer norm with scale and bias (tuned); without a bias it stays portable.
 const scale = random([12]);

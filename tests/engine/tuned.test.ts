@@ -45,6 +45,8 @@ describe("the kernels engine on the tuned src/gpu kernels (SwiftShader, f32)", (
           "layerNormNoBias",
           "geglu",
           "linearGelu",
+          "linearResidual",
+          "groupNormLong",
         ].sort(),
       );
       for (const [name, diff] of Object.entries(diffs))
@@ -57,14 +59,17 @@ describe("the kernels engine on the tuned src/gpu kernels (SwiftShader, f32)", (
       expect(kernels).toEqual({
         // The Linear with its bias fused (no Add launch), the GEGLU projection with its split and
         // GELU fused (no Split copies, Div, Erf, Add or Mul launches), the Linear with its GELU,
-        // and the batched product; then the wide heads' score and value products per block of
+        // the Linear with its bias and residual (no Add launch either), and the batched product; then the wide heads' score and value products per block of
         // queries (2 blocks of the head of 512, 4 of the two heads of 136).
-        "tuned gemm": 4 + 2 * 2 + 2 * 4,
+        "tuned gemm": 5 + 2 * 2 + 2 * 4,
         // a (5, 4) broadcast against b (2, 3, 4, 6).
         matmul: 1,
         // 3x3, 3x3 stride 2, 1x1, and bottom-right padding (written into the zero-filled NHWC
         // input); each with its input transposed, the output written NCHW by the kernel.
         "tuned conv": 4,
+        // The long rows' group norm: chunk statistics, then the merged ones applied.
+        "group norm silu partials": 1,
+        "group norm silu": 1,
         fill: 1,
         // The convolutions' 4 input transposes; the wide heads' K transposed per head (each
         // case), V (two heads), and each block's queries in and results out.
