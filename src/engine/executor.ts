@@ -874,13 +874,12 @@ export class GraphExecutor {
   }
 
   /**
-   * Conv on the tuned NHWC implicit-GEMM kernel, for the engine's NCHW tensors: the input is
-   * transposed to NHWC with the engine's strided copy, convolved, and the output written NCHW
-   * by the kernel's channels-first epilogue. Why a transpose rather than an NCHW input: it leaves
-   * the kernel's loads as written and measured (four channels of a pixel per vector load), and it
-   * is one read and one write of a tensor, where the convolution reads every input value KH KW
-   * times and does 2 KH KW C multiply-adds per output.
-   * (Keeping activations NHWC between layers would remove it; the engine's other kernels and
+   * Conv on the tuned implicit-GEMM kernel, for the engine's NCHW tensors: the kernel reads the
+   * NCHW input (its tile loads gather a pixel's channels from their planes, threads on adjacent
+   * pixels) and writes the NCHW output from its epilogue, so no transposing copy runs on either
+   * side. An input padded more than the kernel pads (asymmetric pads) is first written into a
+   * zero-filled NHWC map and read from there.
+   * (Keeping activations NHWC between layers would be the other way; the engine's other kernels and
    * the graph's Reshapes assume ONNX's NCHW today. A 1x1 convolution would be a GEMM on NCHW
    * data for a batch of one only: the GEMM shares B across a batch, not the weights' A.) Padding
    * other than the kernel's own is written into the NHWC copy. The weights, constant
@@ -892,32 +891,38 @@ export class GraphExecutor {
     w: HostTensor,
     bias?: DeviceTensor,
   ): Promise<DeviceTensor> {
-    const options = { bias: bias !== undefined, tiling: this.tiling, channelsFirst: true };
+    // Without padding of its own the kernel reads the NCHW input as it is; with it, the input is
+    // written into a zero-filled NHWC map. Either way it writes the NCHW output itself.
+    const options = {
+      bias: bias !== undefined,
+      tiling: this.tiling,
+      channelsFirstInput: !inputPads,
+      channelsFirstOutput: true,
+    };
     const kernel = await this.convs.get(JSON.stringify([shape, options]), () =>
       prepareConv(this.ctx, this.variant, shape, options),
     );
     const { batch, height, width, inChannels, outChannels } = shape;
     const out = convOutputSize(shape);
+    const weights = this.convWeightsOnDevice(w).buffer;
+    if (!inputPads) {
+      const y = this.allocate([batch, outChannels, out.height, out.width]);
+      const buffers = [x.buffer, weights, y.buffer];
+      if (bias) buffers.push(bias.buffer);
+      this.record("tuned conv", kernel.launch(buffers), kernel.spec.label);
+      return y;
+    }
     const xs = stridesOf(x.dims);
     const nhwc = this.allocate([batch, height, width, inChannels]);
     const ns = stridesOf(nhwc.dims);
-    let offset = 0;
-    if (inputPads) {
-      // The padded map: zeros, then the input inside its border.
-      const n = sizeOf(nhwc.dims);
-      await this.launch(
-        "fill",
-        fillKernel(this.storage),
-        [nhwc.buffer, this.paramBuffer([n, 0])],
-        n,
-      );
-      offset = inputPads[0] * ns[1] + inputPads[1] * ns[2];
-    }
+    // The padded map: zeros, then the input inside its border.
+    const n = sizeOf(nhwc.dims);
+    await this.launch("fill", fillKernel(this.storage), [nhwc.buffer, this.paramBuffer([n, 0])], n);
+    const offset = inputPads[0] * ns[1] + inputPads[1] * ns[2];
     const [, c, h, wd] = x.dims;
     await this.copy(x, 0, [xs[0], xs[2], xs[3], xs[1]], nhwc, offset, ns, [batch, h, wd, c]);
-    // The kernel writes the NCHW output itself (channels-first epilogue).
     const y = this.allocate([batch, outChannels, out.height, out.width]);
-    const buffers = [nhwc.buffer, this.convWeightsOnDevice(w).buffer, y.buffer];
+    const buffers = [nhwc.buffer, weights, y.buffer];
     if (bias) buffers.push(bias.buffer);
     this.record("tuned conv", kernel.launch(buffers), kernel.spec.label);
     this.releaseTemporary(nhwc);

@@ -65,15 +65,15 @@ describe("the kernels engine on the tuned src/gpu kernels (SwiftShader, f32)", (
         // a (5, 4) broadcast against b (2, 3, 4, 6).
         matmul: 1,
         // 3x3, 3x3 stride 2, 1x1, and bottom-right padding (written into the zero-filled NHWC
-        // input); each with its input transposed, the output written NCHW by the kernel.
+        // input); each reading and writing NCHW itself but the padded one, which reads the map.
         "tuned conv": 4,
         // The long rows' group norm: chunk statistics, then the merged ones applied.
         "group norm silu partials": 1,
         "group norm silu": 1,
         fill: 1,
-        // The convolutions' 4 input transposes; the wide heads' K transposed per head (each
-        // case), V (two heads), and each block's queries in and results out.
-        copy: 4 + 1 + 2 * 2 + (1 + 1 + 2 * 4),
+        // The padded convolution's input written into its map; the wide heads' K transposed per
+        // head (each case), V (two heads), and each block's queries in and results out.
+        copy: 1 + 1 + 2 * 2 + (1 + 1 + 2 * 4),
         // The wide heads' scores, a block at a time.
         softmax: 2 + 4,
         // Weights fed as an input rather than an initializer.

@@ -113,7 +113,13 @@ for (const matrix of matrices) {
               kernel,
               stride,
             ),
-            { bias: true, residual: stride === 1, tiling, channelsFirst: kernel === 3 },
+            {
+              bias: true,
+              residual: stride === 1,
+              tiling,
+              channelsFirstInput: kernel === 3,
+              channelsFirstOutput: kernel === 3,
+            },
           ),
         ),
       });

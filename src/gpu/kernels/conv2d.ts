@@ -8,8 +8,10 @@
  *   bias: (Cout)                       optional
  *   residual: (B, Ho, Wo, Cout)        optional, added last
  *   y: (B, Ho, Wo, Cout), Ho = floor((H + 2*pad - KH) / stride) + 1 (likewise Wo)
- * With `channelsFirst`, y and the residual are (B, Cout, Ho, Wo) instead: the NCHW the ONNX
- * graphs hold, written by the epilogue (no transposing copy after the convolution).
+ * With `channelsFirstOutput`, y and the residual are (B, Cout, Ho, Wo) instead: the NCHW the
+ * ONNX graphs hold, written by the epilogue (no transposing copy after the convolution). With
+ * `channelsFirstInput`, x is (B, Cin, H, W): the tile loads gather a pixel's four channels from
+ * four planes, threads taking consecutive pixels so that each load coalesces across a warp.
  * GEMM view: M = B*Ho*Wo output pixels, N = Cout, K = KH*KW*Cin; row m reads the receptive
  * field of its pixel, column k = (ky*KW + kx)*Cin + c. Zero padding comes from the bounds checks.
  * Launch: ceil(Cout / tileN) x ceil(M / tileM) x 1 workgroups.
@@ -38,7 +40,9 @@ export interface ConvOptions {
   readonly residual?: boolean;
   readonly tiling?: Tiling;
   /** Output (and residual) channels-first, (B, Cout, Ho, Wo); default (B, Ho, Wo, Cout). */
-  readonly channelsFirst?: boolean;
+  readonly channelsFirstOutput?: boolean;
+  /** Input channels-first, (B, Cin, H, W); default (B, H, W, Cin). */
+  readonly channelsFirstInput?: boolean;
 }
 
 export function convOutputSize(shape: ConvShape): { height: number; width: number } {
@@ -48,27 +52,35 @@ export function convOutputSize(shape: ConvShape): { height: number; width: numbe
   };
 }
 
-/** A as the implicit im2col matrix of an NHWC image. */
-export function imageOperand(shape: ConvShape): OperandA {
+/** A as the implicit im2col matrix of an NHWC image (or an NCHW one: `channelsFirst`). */
+export function imageOperand(shape: ConvShape, channelsFirst = false): OperandA {
   const { height: h, width: w, inChannels: cin, kernel: kw, stride, padding } = shape;
   const out = convOutputSize(shape);
   const m = shape.batch * out.height * out.width;
   const kTotal = kw * kw * cin;
   // Four consecutive k stay within one tap (and one pixel) when Cin is a multiple of 4.
   const width = cin % 4 === 0 ? 4 : 1;
+  const vector = width === 4 ? "T4" : "T";
+  // NHWC: the vector at (pixel, channel c) is one entry; NCHW: `width` entries a plane apart.
+  const element = channelsFirst
+    ? `let at = base + (kk % ${u(cin)}) * ${u(h * w)} + u32(iy) * ${u(w)} + u32(ix);
+  let index = select(0u, at, inside);
+  return select(${vector}(), ${vector}(${Array.from({ length: width }, (_, q) => `a[index + ${u(q * h * w)}]`).join(", ")}), inside);`
+    : `let index = select(0u, (base + (u32(iy) * ${u(w)} + u32(ix)) * ${u(cin)} + kk % ${u(cin)}) / ${u(width)}, inside);
+  return select(${vector}(), a[index], inside);`;
   return {
     vectorWidth: width,
+    ...(channelsFirst ? { bindingWidth: 1 as const, rowsFastest: true } : {}),
     // One function for every load of a thread (rather than each load written out) keeps the
     // shader small for drivers that compile slowly.
     declarations: `
-fn load_image(ok: bool, base: u32, iy0: i32, ix0: i32, kk: u32) -> ${width === 4 ? "T4" : "T"} {
+fn load_image(ok: bool, base: u32, iy0: i32, ix0: i32, kk: u32) -> ${vector} {
   let tap = kk / ${u(cin)};
   let iy = iy0 + i32(tap / ${u(kw)});
   let ix = ix0 + i32(tap % ${u(kw)});
   // Branch-free: out-of-bounds taps read element 0 and are replaced by zero.
   let inside = ok && kk < ${u(kTotal)} && iy >= 0 && iy < ${h} && ix >= 0 && ix < ${w};
-  let index = select(0u, (base + (u32(iy) * ${u(w)} + u32(ix)) * ${u(cin)} + kk % ${u(cin)}) / ${u(width)}, inside);
-  return select(${width === 4 ? "T4" : "T"}(), a[index], inside);
+  ${element}
 }`,
     rowSetup: (j) =>
       [
@@ -105,16 +117,16 @@ export function convSpec(
       `conv2d: a ${shape.height}x${shape.width} map is smaller than the ${shape.kernel}x${shape.kernel} kernel`,
     );
   const tiling = options.tiling ?? defaultTiling(variant);
-  const head = `conv${shape.kernel}x${shape.kernel}/${shape.stride} ${shape.batch}x${shape.height}x${shape.width}x${shape.inChannels}->${shape.outChannels}`;
+  const head = `conv${shape.kernel}x${shape.kernel}/${shape.stride} ${shape.batch}x${shape.height}x${shape.width}x${shape.inChannels}->${shape.outChannels}${options.channelsFirstInput ? " channels-first-in" : ""}`;
   return matmulSpec(head, variant, tiling, options, {
     batch: 1,
     m: shape.batch * out.height * out.width,
     n: shape.outChannels,
     k: shape.kernel * shape.kernel * shape.inChannels,
-    a: imageOperand(shape),
+    a: imageOperand(shape, options.channelsFirstInput),
     bBatchStride: 0,
     epilogue: "none",
-    ...(options.channelsFirst ? { planeSize: out.height * out.width } : {}),
+    ...(options.channelsFirstOutput ? { planeSize: out.height * out.width } : {}),
   });
 }
 

@@ -45,11 +45,19 @@ export async function checkGemm(
   return readAndCompare(ctx, out, t, reference);
 }
 
+/** A convolution check's options: bias, residual, and which sides are channels-first. */
+export interface ConvCheckOptions {
+  readonly bias?: boolean;
+  readonly residual?: boolean;
+  readonly channelsFirstInput?: boolean;
+  readonly channelsFirstOutput?: boolean;
+}
+
 export async function checkConv(
   ctx: GpuContext,
   variant: KernelVariant,
   shape: ConvShape,
-  options: { bias?: boolean; residual?: boolean; channelsFirst?: boolean; tiling?: Tiling },
+  options: ConvCheckOptions & { tiling?: Tiling },
   seed = 11,
 ): Promise<CheckOutcome> {
   const storage = variant.storage;
@@ -67,12 +75,15 @@ export async function checkConv(
     : undefined;
   const t = uploadInputs(ctx, storage, { x, w, bias, residual });
   const out = runConv(ctx, kernel, shape, t);
-  // Channels-first: the residual uploaded is (B, Cout, Ho, Wo); the reference works in NHWC.
-  const planes = options.channelsFirst ? m / shape.batch : 0;
+  // Channels-first: x uploaded is (B, Cin, H, W) and the residual (B, Cout, Ho, Wo); the
+  // reference works in NHWC.
+  const planes = options.channelsFirstOutput ? m / shape.batch : 0;
   const reference = referenceConv(
     shape,
     {
-      x,
+      x: options.channelsFirstInput
+        ? toChannelsLast(x, shape.batch, shape.inChannels, shape.height * shape.width)
+        : x,
       w,
       bias,
       residual:
@@ -146,17 +157,28 @@ export const GEMM_CASES: readonly GemmCase[] = Object.freeze([
 /** Convolution cases: 3x3 stride 1 and 2, 1x1, odd channels and map sizes. */
 export const CONV_CASES: readonly {
   shape: ConvShape;
-  options: { bias?: boolean; residual?: boolean; channelsFirst?: boolean };
+  options: ConvCheckOptions;
   gpuOnly?: boolean;
 }[] = Object.freeze([
-  // Channels-first output and residual (NCHW, as the engine runs convolutions), stride 1 and 2.
+  // Channels-first input, output and residual (NCHW, as the engine runs convolutions), stride 1
+  // and 2; an NHWC input with a channels-first output (the engine's asymmetric padding).
   {
     shape: sameConv({ batch: 2, height: 9, width: 7, inChannels: 8, outChannels: 20 }),
-    options: { bias: true, residual: true, channelsFirst: true },
+    options: { bias: true, residual: true, channelsFirstInput: true, channelsFirstOutput: true },
   },
   {
     shape: sameConv({ batch: 1, height: 9, width: 8, inChannels: 4, outChannels: 12 }, 3, 2),
-    options: { bias: true, channelsFirst: true },
+    options: { bias: true, channelsFirstInput: true, channelsFirstOutput: true },
+  },
+  {
+    shape: sameConv({ batch: 1, height: 5, width: 6, inChannels: 4, outChannels: 8 }),
+    options: { bias: true, channelsFirstOutput: true },
+  },
+  // Channels-first input with Cin not a multiple of 4 (a pixel's channels one at a time).
+  {
+    shape: sameConv({ batch: 1, height: 6, width: 5, inChannels: 3, outChannels: 5 }),
+    options: { bias: true, channelsFirstInput: true, channelsFirstOutput: true },
+    gpuOnly: true,
   },
   {
     shape: sameConv({ batch: 2, height: 9, width: 7, inChannels: 8, outChannels: 12 }),
@@ -197,15 +219,13 @@ function describeGemm(c: GemmCase): string {
     .join(" ");
 }
 
-function describeConv(
-  s: ConvShape,
-  o: { bias?: boolean; residual?: boolean; channelsFirst?: boolean },
-): string {
+function describeConv(s: ConvShape, o: ConvCheckOptions): string {
   return [
     `${s.kernel}x${s.kernel}/${s.stride} ${s.batch}x${s.height}x${s.width}x${s.inChannels}->${s.outChannels}`,
     o.bias ? "bias" : "",
     o.residual ? "residual" : "",
-    o.channelsFirst ? "channels-first" : "",
+    o.channelsFirstInput ? "nchw-in" : "",
+    o.channelsFirstOutput ? "nchw-out" : "",
   ]
     .filter(Boolean)
     .join(" ");

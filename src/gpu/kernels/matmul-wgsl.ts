@@ -66,6 +66,14 @@ export type Tiling = PortableTiling | MatrixTiling;
  */
 export interface OperandA {
   readonly vectorWidth: 1 | 4;
+  /** Elements per entry of A's binding (default vectorWidth): 1 where a vector is gathered. */
+  readonly bindingWidth?: 1 | 4;
+  /**
+   * Threads take consecutive rows of the tile (default: consecutive vectors along K), for an A
+   * whose rows are adjacent in memory at a fixed k (a channels-first image), so that a warp's
+   * loads coalesce.
+   */
+  readonly rowsFastest?: boolean;
   readonly declarations: string;
   rowSetup(j: number): string;
   load(j: number, k: string): string;
@@ -220,7 +228,7 @@ function epilogueFunction(spec: MatmulSpec): string {
 function bindingsWgsl(spec: MatmulSpec, bWidth: 1 | 4): string {
   const names = matmulBindings(spec);
   const types: Record<string, string> = {
-    a: `array<${vecType(spec.a.vectorWidth)}>`,
+    a: `array<${vecType(spec.a.bindingWidth ?? spec.a.vectorWidth)}>`,
     b: `array<${vecType(bWidth)}>`,
     c: "array<T>",
     bias: "array<T>",
@@ -254,18 +262,25 @@ function loadStatements(
   const va = spec.a.vectorWidth;
   const aVecsPerRow = t.tileK / va;
   const aLoads = (t.tileM * t.tileK) / va / threads;
-  const aRowStep = threads / aVecsPerRow;
   const bVecsPerRow = t.tileN / bWidth;
   const bLoads = (t.tileK * t.tileN) / bWidth / threads;
   const bRowStep = threads / bVecsPerRow;
   const setup: string[] = [
-    `let a_kv = (local % ${u(aVecsPerRow)}) * ${u(va)};`,
-    `let a_r = local / ${u(aVecsPerRow)};`,
     `let b_cv = (local % ${u(bVecsPerRow)}) * ${u(bWidth)};`,
     `let b_r = local / ${u(bVecsPerRow)};`,
   ];
+  // Load j of a thread takes vector a_e_j of the tile: row a_r_j, column a_kv_j.
   for (let j = 0; j < aLoads; j++) {
-    setup.push(`let row_${j} = m0 + a_r + ${u(j * aRowStep)};`, spec.a.rowSetup(j));
+    setup.push(
+      `let a_e_${j} = local + ${u(j * threads)};`,
+      spec.a.rowsFastest
+        ? `let a_r_${j} = a_e_${j} % ${u(t.tileM)};
+  let a_kv_${j} = (a_e_${j} / ${u(t.tileM)}) * ${u(va)};`
+        : `let a_r_${j} = a_e_${j} / ${u(aVecsPerRow)};
+  let a_kv_${j} = (a_e_${j} % ${u(aVecsPerRow)}) * ${u(va)};`,
+      `let row_${j} = m0 + a_r_${j};`,
+      spec.a.rowSetup(j),
+    );
   }
   // B's column for this thread (fixed over K): GEGLU tiles take half their columns from the
   // hidden half of B and half from the gate half.
@@ -290,7 +305,7 @@ function loadStatements(
   const load: string[] = [];
   const kExact = spec.k % t.tileK === 0;
   for (let j = 0; j < aLoads; j++) {
-    load.push(`a_${j} = ${vecType(va)}();`, spec.a.load(j, "(k0 + a_kv)"));
+    load.push(`a_${j} = ${vecType(va)}();`, spec.a.load(j, `(k0 + a_kv_${j})`));
   }
   for (let j = 0; j < bLoads; j++) {
     const kr = `(k0 + b_r + ${u(j * bRowStep)})`;
@@ -323,16 +338,13 @@ function portableWgsl(spec: MatmulSpec, t: PortableTiling): string {
   const bWidth = bVectorWidth(spec);
   const va = spec.a.vectorWidth;
   const loads = loadStatements(spec, threads, bWidth);
-  const aRowStep = threads / loads.aVecsPerRow;
   const bRowStep = threads / loads.bVecsPerRow;
   const half = t.tileN / 2;
   const rnHalf = t.threadN / 2;
   const store: string[] = [];
   for (let j = 0; j < loads.aLoads; j++) {
     components(va, `a_${j}`).forEach((value, q) => {
-      store.push(
-        `a_tile[(a_kv + ${u(q)}) * ${u(t.tileM)} + a_r + ${u(j * aRowStep)}] = f32(${value});`,
-      );
+      store.push(`a_tile[(a_kv_${j} + ${u(q)}) * ${u(t.tileM)} + a_r_${j}] = f32(${value});`);
     });
   }
   for (let j = 0; j < loads.bLoads; j++) {
@@ -421,7 +433,6 @@ function matrixWgsl(spec: MatmulSpec, t: MatrixTiling): string {
   const bWidth = bVectorWidth(spec);
   const va = spec.a.vectorWidth;
   const loads = loadStatements(spec, threads, bWidth);
-  const aRowStep = threads / loads.aVecsPerRow;
   const bRowStep = threads / loads.bVecsPerRow;
   const strideA = t.tileK + t.pad;
   const strideB = t.tileN + t.pad;
@@ -438,7 +449,7 @@ function matrixWgsl(spec: MatmulSpec, t: MatrixTiling): string {
   for (let j = 0; j < loads.aLoads; j++) {
     components(va, `a_${j}`).forEach((value, q) => {
       store.push(
-        `a_tile[buf * ${u(aSize)} + (a_r + ${u(j * aRowStep)}) * ${u(strideA)} + a_kv + ${u(q)}] = f16(${value});`,
+        `a_tile[buf * ${u(aSize)} + a_r_${j} * ${u(strideA)} + a_kv_${j} + ${u(q)}] = f16(${value});`,
       );
     });
   }
