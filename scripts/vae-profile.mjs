@@ -17,7 +17,8 @@ const { files, folder } = await openModelFiles(source, {});
 const plan = planModel(files, folder, { device: "webgpu", dtype });
 const { builder, metadata } = plan.vae("decoder").build();
 const runner = await createKernelRunner(buildModelProto(builder, { metadata }), {
-  executor: { profile: true },
+  // As the pipelines run the VAE: its convolutions read their NCHW inputs directly.
+  executor: { profile: true, channelsFirstConv: true },
 });
 const side = size / plan.vaeScale;
 const dims = [1, plan.latentChannels, side, side];

@@ -159,6 +159,15 @@ export interface ExecutorOptions {
    * blocks of this many scores. Tests set it small to run several blocks.
    */
   readonly attentionScoreBytes?: number;
+  /**
+   * Convolutions read their NCHW input directly rather than an NHWC copy of it (default false).
+   * The direct read gathers a pixel's channels from four planes, which made the convolutions
+   * 20-37% slower on an H100; the transposing copy it saves costs more than that where maps are
+   * large. Measured both ways in one run (BENCHMARKS.md): the SD 1.5 VAE decode at 1024 px (maps
+   * up to 1024 x 1024) took 131 ms reading directly against 162 with copies, the UNet at 1024 px
+   * (maps up to 128 x 128, batch 2) 197 ms against 181. The pipelines set it for the VAE.
+   */
+  readonly channelsFirstConv?: boolean;
 }
 
 /** GPU time per kernel label, summed over the profiled calls. */
@@ -874,11 +883,11 @@ export class GraphExecutor {
   }
 
   /**
-   * Conv on the tuned implicit-GEMM kernel, for the engine's NCHW tensors: the kernel reads the
-   * NCHW input (its tile loads gather a pixel's channels from their planes, threads on adjacent
-   * pixels) and writes the NCHW output from its epilogue, so no transposing copy runs on either
-   * side. An input padded more than the kernel pads (asymmetric pads) is first written into a
-   * zero-filled NHWC map and read from there.
+   * Conv on the tuned implicit-GEMM kernel, for the engine's NCHW tensors: with the
+   * `channelsFirstConv` option (the VAE's large maps) the kernel reads the NCHW input (its tile
+   * loads gather a pixel's channels from their planes, threads on adjacent pixels); otherwise,
+   * and for inputs padded more than the kernel pads (asymmetric pads, written into a zero-filled
+   * map), it reads an NHWC copy. It writes the NCHW output from its epilogue.
    * (Keeping activations NHWC between layers would be the other way; the engine's other kernels and
    * the graph's Reshapes assume ONNX's NCHW today. A 1x1 convolution would be a GEMM on NCHW
    * data for a batch of one only: the GEMM shares B across a batch, not the weights' A.) Padding
@@ -891,12 +900,14 @@ export class GraphExecutor {
     w: HostTensor,
     bias?: DeviceTensor,
   ): Promise<DeviceTensor> {
-    // Without padding of its own the kernel reads the NCHW input as it is; with it, the input is
-    // written into a zero-filled NHWC map. Either way it writes the NCHW output itself.
+    // Asked to, and without padding of its own, the kernel reads the NCHW input as it is;
+    // otherwise the input is written into an NHWC map (zero-filled around it where padded).
+    // Either way the kernel writes the NCHW output itself.
+    const direct = !inputPads && this.options.channelsFirstConv === true;
     const options = {
       bias: bias !== undefined,
       tiling: this.tiling,
-      channelsFirstInput: !inputPads,
+      channelsFirstInput: direct,
       channelsFirstOutput: true,
     };
     const kernel = await this.convs.get(JSON.stringify([shape, options]), () =>
@@ -905,7 +916,7 @@ export class GraphExecutor {
     const { batch, height, width, inChannels, outChannels } = shape;
     const out = convOutputSize(shape);
     const weights = this.convWeightsOnDevice(w).buffer;
-    if (!inputPads) {
+    if (direct) {
       const y = this.allocate([batch, outChannels, out.height, out.width]);
       const buffers = [x.buffer, weights, y.buffer];
       if (bias) buffers.push(bias.buffer);
@@ -915,10 +926,18 @@ export class GraphExecutor {
     const xs = stridesOf(x.dims);
     const nhwc = this.allocate([batch, height, width, inChannels]);
     const ns = stridesOf(nhwc.dims);
-    // The padded map: zeros, then the input inside its border.
-    const n = sizeOf(nhwc.dims);
-    await this.launch("fill", fillKernel(this.storage), [nhwc.buffer, this.paramBuffer([n, 0])], n);
-    const offset = inputPads[0] * ns[1] + inputPads[1] * ns[2];
+    let offset = 0;
+    if (inputPads) {
+      // The padded map: zeros, then the input inside its border.
+      const n = sizeOf(nhwc.dims);
+      await this.launch(
+        "fill",
+        fillKernel(this.storage),
+        [nhwc.buffer, this.paramBuffer([n, 0])],
+        n,
+      );
+      offset = inputPads[0] * ns[1] + inputPads[1] * ns[2];
+    }
     const [, c, h, wd] = x.dims;
     await this.copy(x, 0, [xs[0], xs[2], xs[3], xs[1]], nhwc, offset, ns, [batch, h, wd, c]);
     const y = this.allocate([batch, outChannels, out.height, out.width]);
