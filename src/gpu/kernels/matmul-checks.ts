@@ -82,13 +82,13 @@ export async function checkConv(
     shape,
     {
       x: options.channelsFirstInput
-        ? toChannelsLast(x, shape.batch, shape.inChannels, shape.height * shape.width)
+        ? swapLastTwo(x, shape.batch, shape.inChannels, shape.height * shape.width)
         : x,
       w,
       bias,
       residual:
         residual && planes
-          ? toChannelsLast(residual, shape.batch, shape.outChannels, planes)
+          ? swapLastTwo(residual, shape.batch, shape.outChannels, planes)
           : residual,
     },
     { storage, tensorCore: variant.path === "tensor-core" },
@@ -99,30 +99,24 @@ export async function checkConv(
     t,
     planes
       ? {
-          value: toChannelsFirst(reference.value, shape.batch, shape.outChannels, planes),
-          bound: toChannelsFirst(reference.bound, shape.batch, shape.outChannels, planes),
+          value: swapLastTwo(reference.value, shape.batch, planes, shape.outChannels),
+          bound: swapLastTwo(reference.bound, shape.batch, planes, shape.outChannels),
         }
       : reference,
   );
 }
 
-/** (B, P, C) -> (B, C, P). */
-function toChannelsFirst(x: Float64Array, batch: number, channels: number, planes: number) {
-  const out = new Float64Array(x.length);
+/** (B, R, C) -> (B, C, R): NHWC to NCHW with R the pixels, or back with R the channels. */
+function swapLastTwo<A extends Float32Array | Float64Array>(
+  x: A,
+  batch: number,
+  rows: number,
+  cols: number,
+): A {
+  const out = x.slice() as A;
   for (let b = 0; b < batch; b++)
-    for (let p = 0; p < planes; p++)
-      for (let c = 0; c < channels; c++)
-        out[(b * channels + c) * planes + p] = x[(b * planes + p) * channels + c];
-  return out;
-}
-
-/** (B, C, P) -> (B, P, C). */
-function toChannelsLast(x: Float32Array, batch: number, channels: number, planes: number) {
-  const out = new Float32Array(x.length);
-  for (let b = 0; b < batch; b++)
-    for (let p = 0; p < planes; p++)
-      for (let c = 0; c < channels; c++)
-        out[(b * planes + p) * channels + c] = x[(b * channels + c) * planes + p];
+    for (let r = 0; r < rows; r++)
+      for (let c = 0; c < cols; c++) out[(b * cols + c) * rows + r] = x[(b * rows + r) * cols + c];
   return out;
 }
 
