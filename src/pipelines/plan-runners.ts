@@ -4,6 +4,7 @@
  */
 
 import type { UnetConfig } from "../configs/unet-config.js";
+import type { ExecutorOptions } from "../engine/executor.js";
 import { kernelsOrFallback } from "../engine/fallback.js";
 import { createKernelRunner } from "../engine/runner.js";
 import { type Engine, type EngineChoice, resolveEngine } from "../engine/select.js";
@@ -62,6 +63,15 @@ export interface RunnerOptions {
 }
 
 /** Turns planned components into runners, cached on disk when a cache is set. */
+/**
+ * The kernels engine's options for a component: the VAE's convolutions read their NCHW inputs
+ * directly, which on its large maps is faster than the transposing copies the UNet's keep
+ * (measured both ways: ExecutorOptions.channelsFirstConv).
+ */
+export function kernelExecutorOptions(component: string): ExecutorOptions {
+  return { channelsFirstConv: component.startsWith("vae_") };
+}
+
 class RunnerFactory {
   private readonly cache: ModelCache | undefined;
   readonly engine: Engine;
@@ -97,17 +107,15 @@ class RunnerFactory {
     const kernels = this.engine === "kernels";
     const profile = session.profilePrefix !== undefined;
     // A profiled runner has a device of its own (made with exact timestamps); the others share one.
-    // The VAE's convolutions read their NCHW inputs directly: on its large maps that is faster
-    // than the transposing copies (measured: ExecutorOptions.channelsFirstConv).
-    const channelsFirstConv = component.startsWith("vae_");
+    const executor = kernelExecutorOptions(component);
     const kernelRunner = async (model: () => ModelProto): Promise<ModelRunner> => {
-      if (profile) return createKernelRunner(model(), { executor: { profile, channelsFirstConv } });
+      if (profile) return createKernelRunner(model(), { executor: { ...executor, profile } });
       const lease = await this.gpu.acquire();
       try {
         return await createKernelRunner(model(), {
           context: lease.context,
           onRelease: lease.release,
-          executor: { channelsFirstConv },
+          executor,
         });
       } catch (error) {
         lease.release();
