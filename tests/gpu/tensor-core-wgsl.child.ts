@@ -6,6 +6,7 @@ import {
   type AttentionShape,
   type AttentionTiling,
   prepareAttention,
+  TENSOR_CORE_ATTENTION_ORDER,
 } from "../../src/gpu/kernels/attention.js";
 import { CHECKED_TENSOR_CORE_TILINGS } from "../../src/gpu/kernels/attention-checks.js";
 import { convSpec, sameConv } from "../../src/gpu/kernels/conv2d.js";
@@ -59,16 +60,19 @@ for (const matrix of matrices) {
       },
       { batch: 1, queries: 33, heads: 2, headDim, kvTokens: 77 },
     ];
+    // The default order's tilings in every rescale mode, ablation and staging; the other
+    // checked tilings (sweep candidates) as they are.
+    const variations = [
+      { rescale: "every-tile" as const },
+      { rescale: "lazy" as const },
+      { ablation: "o-in-matrices" as const },
+      { ablation: "no-softmax" as const },
+      { ablation: "mma-only" as const },
+      { ablation: "no-kv-loads" as const },
+      { staging: "single" as const },
+    ];
     for (const base of CHECKED_TENSOR_CORE_TILINGS)
-      for (const extra of [
-        { rescale: "every-tile" as const },
-        { rescale: "lazy" as const },
-        { ablation: "o-in-matrices" as const },
-        { ablation: "no-softmax" as const },
-        { ablation: "mma-only" as const },
-        { ablation: "no-kv-loads" as const },
-        { staging: "single" as const },
-      ]) {
+      for (const extra of TENSOR_CORE_ATTENTION_ORDER.includes(base) ? variations : [{}]) {
         const tiling: AttentionTiling = { ...base, ...extra };
         for (const [i, shape] of shapes.entries()) {
           let sources: string[];
