@@ -30,6 +30,7 @@ import { chooseKernelVariant, type KernelVariant, kernelPathLabel } from "../gpu
 import type { GraphProto, ModelProto, NodeProto } from "../onnx/proto.js";
 import { float32ArrayToFloat16 } from "../util/float16.js";
 import { PromiseMemo } from "../util/promise-memo.js";
+import { sameShape } from "../weights/source.js";
 import { type Attributes, attributesOf, normalizeAxis } from "./attributes.js";
 import {
   type GroupNormFusion,
@@ -890,8 +891,7 @@ export class GraphExecutor {
    * map), it reads an NHWC copy. It writes the NCHW output from its epilogue.
    * (Keeping activations NHWC between layers would be the other way; the engine's other kernels and
    * the graph's Reshapes assume ONNX's NCHW today. A 1x1 convolution would be a GEMM on NCHW
-   * data for a batch of one only: the GEMM shares B across a batch, not the weights' A.) Padding
-   * other than the kernel's own is written into the NHWC copy. The weights, constant
+   * data for a batch of one only: the GEMM shares B across a batch, not the weights' A.) The weights, constant
    * initializers, are re-laid on the host once and kept on the GPU in the kernel's layout.
    */
   private async tunedConv(
@@ -981,10 +981,7 @@ export class GraphExecutor {
     const r = fusion.residual;
     const added = r ? scope.get(r.input) : undefined;
     const residual =
-      added &&
-      (added.kind === "device" || added.dtype === "float32") &&
-      added.dims.length === dims.length &&
-      added.dims.every((d, i) => d === dims[i])
+      added && (added.kind === "device" || added.dtype === "float32") && sameShape(added.dims, dims)
         ? this.toDevice(added)
         : undefined;
     const out = this.allocate(geglu ? [...dims.slice(0, -1), n / 2] : dims);

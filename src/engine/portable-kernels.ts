@@ -321,12 +321,7 @@ ${HEADER}
 }`;
 });
 
-/**
- * For the kernels that run a workgroup per row of `x`: a workgroup's sum of one f32 per thread,
- * and a row's mean and 1 / sqrt(variance + eps), the row's `length` values `stride` apart from
- * `base`. Two passes over the row (mean, then centred squares) keep float32 variance accurate.
- */
-/** `reduce_sum(local, v)`: the workgroup's sum of v, in every thread (uniform control flow). */
+/** `reduce_sum(local, v)`: the workgroup's sum of one f32 per thread, in every thread. */
 const REDUCE_SUM = `var<workgroup> partial: array<f32, ${WORKGROUP}>;
 
 fn reduce_sum(local: u32, v: f32) -> f32 {
@@ -341,6 +336,11 @@ fn reduce_sum(local: u32, v: f32) -> f32 {
   return total;
 }`;
 
+/**
+ * For the kernels that run a workgroup per row of `x`: reduce_sum, and a row's mean and
+ * 1 / sqrt(variance + eps), the row's `length` values `stride` apart from `base`. Two passes over
+ * the row (mean, then centred squares) keep float32 variance accurate.
+ */
 const ROW_STATS = `${REDUCE_SUM}
 
 fn row_stats(local: u32, base: i32, length: i32, stride: i32, eps: f32) -> vec2<f32> {
@@ -396,6 +396,20 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
 });
 
 /**
+ * `group_norm_range`: a group norm row's values [begin, end), a workgroup's threads in turn,
+ * normalised with the row's statistics, scaled and shifted per channel, and SiLU'd if asked.
+ */
+function groupNormRange(silu: boolean): string {
+  return `fn group_norm_range(base: i32, first: i32, pixels: i32, begin: i32, end: i32, mean: f32, inv: f32) {
+  for (var j = begin; j < end; j += ${WORKGROUP}) {
+    let c = first + j / pixels;
+    let y = (f32(x[base + j]) - mean) * inv * f32(gamma[c]) + f32(beta[c]);
+    dst[base + j] = T(${silu ? "y / (1.0 + exp(-y))" : "y"});
+  }
+}`;
+}
+
+/**
  * Group norm (Wu and He, 2018) of NCHW data with its affine map and optional SiLU, one workgroup
  * per (batch entry, group): a group's C/G channels of H W values are one contiguous row of
  * `length`, so the statistics are a row's, and each value's channel is its row's first plus its offset / (H W).
@@ -408,6 +422,7 @@ export const groupNormKernel = memoised(function groupNormKernel(
   return `
 ${bindings(storage, ["x", "in"], ["gamma", "in"], ["beta", "in"], ["dst", "out"], ["p", "ints"])}
 ${ROW_STATS}
+${groupNormRange(silu)}
 
 @compute @workgroup_size(${WORKGROUP})
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) local: u32) {
@@ -417,14 +432,8 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   let pixels = p[2];
   let base = row * length;
   let stats = row_stats(local, base, length, 1, bitcast<f32>(p[4]));
-  let mean = stats.x;
-  let inv = stats.y;
   let first = (row % p[3]) * (length / pixels);
-  for (var j = i32(local); j < length; j += ${WORKGROUP}) {
-    let c = first + j / pixels;
-    let y = (f32(x[base + j]) - mean) * inv * f32(gamma[c]) + f32(beta[c]);
-    dst[base + j] = T(${silu ? "y / (1.0 + exp(-y))" : "y"});
-  }
+  group_norm_range(base, first, pixels, i32(local), length, stats.x, stats.y);
 }`;
 });
 
@@ -494,6 +503,7 @@ export const groupNormApplyKernel = memoised(function groupNormApplyKernel(
   return `
 ${bindings(storage, ["x", "in"], ["gamma", "in"], ["beta", "in"], ["part", "floatsIn"], ["dst", "out"], ["p", "ints"])}
 ${REDUCE_SUM}
+${groupNormRange(silu)}
 
 @compute @workgroup_size(${WORKGROUP})
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) local: u32) {
@@ -522,13 +532,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   let pixels = p[2];
   let first = (row % p[3]) * (length / pixels);
   let start = chunk * chunkLength;
-  let end = min(start + chunkLength, length);
-  let base = row * length;
-  for (var j = start + t; j < end; j += ${WORKGROUP}) {
-    let c = first + j / pixels;
-    let y = (f32(x[base + j]) - mean) * inv * f32(gamma[c]) + f32(beta[c]);
-    dst[base + j] = T(${silu ? "y / (1.0 + exp(-y))" : "y"});
-  }
+  group_norm_range(row * length, first, pixels, start + t, min(start + chunkLength, length), mean, inv);
 }`;
 });
 
