@@ -33,10 +33,12 @@ import { PromiseMemo } from "../util/promise-memo.js";
 import { sameShape } from "../weights/source.js";
 import { type Attributes, attributesOf, normalizeAxis } from "./attributes.js";
 import {
+  convResidualFusions,
   type GroupNormFusion,
   groupNormFusions,
   type LinearFusion,
   linearFusions,
+  type ResidualFusion,
 } from "./fusions.js";
 import {
   ints,
@@ -329,6 +331,8 @@ export class GraphExecutor {
   private readonly linears: ReadonlyMap<NodeProto, LinearFusion>;
   /** Group norms (InstanceNormalization, affine, SiLU) run as one kernel, by their first node. */
   private readonly groupNorms: ReadonlyMap<NodeProto, GroupNormFusion>;
+  /** Top-level Convs whose residual Add the tuned convolution applies in its epilogue. */
+  private readonly convResiduals: ReadonlyMap<NodeProto, ResidualFusion>;
   /** Nodes of this call that a fused MatMul has already done. */
   private readonly absorbed = new Set<NodeProto>();
   /** Conv weights re-laid for the tuned kernel, once per initializer. */
@@ -359,6 +363,7 @@ export class GraphExecutor {
     this.variant = chooseKernelVariant(ctx.capabilities, this.storage, "auto");
     this.linears = linearFusions(this.order, graph, this.initializers, nodeReads);
     this.groupNorms = groupNormFusions(this.order, graph, this.initializers, nodeReads);
+    this.convResiduals = convResidualFusions(this.order, graph, this.initializers, nodeReads);
   }
 
   get inputNames(): string[] {
@@ -550,11 +555,14 @@ export class GraphExecutor {
         try {
           const fusion = topLevel ? this.linears.get(node) : undefined;
           const norm = topLevel ? this.groupNorms.get(node) : undefined;
+          const convResidual = topLevel ? this.convResiduals.get(node) : undefined;
           const linear = fusion
             ? await this.fusedLinear(inputs, fusion, scope)
             : norm
               ? await this.fusedGroupNorm(inputs, norm, scope)
-              : null;
+              : convResidual
+                ? await this.fusedConvResidual(node, inputs, convResidual, scope)
+                : null;
           if (linear) {
             outputs = [linear.value];
             names = [linear.output];
@@ -884,6 +892,64 @@ export class GraphExecutor {
   }
 
   /**
+   * The tuned convolution's plan for a Conv node's inputs, or undefined where the portable
+   * kernel runs it: the tuned kernel reads weights re-laid on the host, so only constant weights
+   * qualify, and its plan must take the shape.
+   */
+  private tunedConvPlan(
+    inputs: readonly (Value | undefined)[],
+    attrs: Attributes,
+  ): { plan: TunedConv; weights: HostTensor } | undefined {
+    const [x, weights] = inputs;
+    if (!x || weights?.kind !== "host" || !this.initializerSet.has(weights)) return undefined;
+    const plan = convPlan(
+      x.dims,
+      weights.dims,
+      {
+        group: attrs.int("group", 1),
+        autoPad: attrs.string("auto_pad", "NOTSET"),
+        strides: attrs.ints("strides") ?? [1, 1],
+        dilations: attrs.ints("dilations") ?? [1, 1],
+        pads: attrs.ints("pads") ?? [0, 0, 0, 0],
+      },
+      this.variant,
+      this.ctx.capabilities.limits,
+      this.tiling,
+    );
+    return plan.kind === "tuned" ? { plan: plan.shape, weights } : undefined;
+  }
+
+  /**
+   * A Conv and the residual Add after it (fusions.ts) as one tuned convolution, the residual in
+   * its epilogue. Null where the tuned kernel does not take the Conv or the value added is not
+   * exactly the output's shape: the nodes then run one by one.
+   */
+  private async fusedConvResidual(
+    node: NodeProto,
+    inputs: (Value | undefined)[],
+    fusion: ResidualFusion,
+    scope: Scope,
+  ): Promise<{ value: DeviceTensor; output: string; absorbed: NodeProto[] } | null> {
+    const tuned = this.tunedConvPlan(inputs, attributesOf(node));
+    const added = scope.get(fusion.input);
+    if (!tuned || !inputs[0] || !added) return null;
+    const { batch, outChannels } = tuned.plan.shape;
+    const out = convOutputSize(tuned.plan.shape);
+    const dims = [batch, outChannels, out.height, out.width];
+    if (!sameShape(added.dims, dims) || (added.kind === "host" && added.dtype !== "float32"))
+      return null;
+    const bias = inputs[2] ? this.toDevice(inputs[2]) : undefined;
+    const value = await this.tunedConv(
+      tuned.plan,
+      this.toDevice(inputs[0]),
+      tuned.weights,
+      bias,
+      this.toDevice(added),
+    );
+    return { value, output: fusion.add.output[0], absorbed: [fusion.add] };
+  }
+
+  /**
    * Conv on the tuned implicit-GEMM kernel, for the engine's NCHW tensors: with the
    * `channelsFirstConv` option (the VAE's large maps) the kernel reads the NCHW input (its tile
    * loads gather a pixel's channels from their planes, threads on adjacent pixels); otherwise,
@@ -899,13 +965,15 @@ export class GraphExecutor {
     x: DeviceTensor,
     w: HostTensor,
     bias?: DeviceTensor,
+    residual?: DeviceTensor,
   ): Promise<DeviceTensor> {
     // Asked to, and without padding of its own, the kernel reads the NCHW input as it is;
     // otherwise the input is written into an NHWC map (zero-filled around it where padded).
-    // Either way the kernel writes the NCHW output itself.
+    // Either way the kernel writes the NCHW output itself (plus the NCHW residual, if given).
     const direct = !inputPads && this.options.channelsFirstConv === true;
     const options = {
       bias: bias !== undefined,
+      residual: residual !== undefined,
       tiling: this.tiling,
       channelsFirstInput: direct,
       channelsFirstOutput: true,
@@ -920,6 +988,7 @@ export class GraphExecutor {
       const y = this.allocate([batch, outChannels, out.height, out.width]);
       const buffers = [x.buffer, weights, y.buffer];
       if (bias) buffers.push(bias.buffer);
+      if (residual) buffers.push(residual.buffer);
       this.record("tuned conv", kernel.launch(buffers), kernel.spec.label);
       return y;
     }
@@ -943,6 +1012,7 @@ export class GraphExecutor {
     const y = this.allocate([batch, outChannels, out.height, out.width]);
     const buffers = [nhwc.buffer, weights, y.buffer];
     if (bias) buffers.push(bias.buffer);
+    if (residual) buffers.push(residual.buffer);
     this.record("tuned conv", kernel.launch(buffers), kernel.spec.label);
     this.releaseTemporary(nhwc);
     return y;
@@ -1499,26 +1569,11 @@ export class GraphExecutor {
         const [sy, sx] = attrs.ints("strides") ?? [1, 1];
         const [dy, dx] = attrs.ints("dilations") ?? [1, 1];
         const [pt, pl, pb, pr] = attrs.ints("pads") ?? [0, 0, 0, 0];
-        const weights = inputs[1];
-        // The tuned kernel reads weights re-laid on the host, so only constant weights qualify.
-        if (weights?.kind === "host" && this.initializerSet.has(weights)) {
-          const plan = convPlan(
-            x.dims,
-            w.dims,
-            {
-              group: 1,
-              autoPad: "NOTSET",
-              strides: [sy, sx],
-              dilations: [dy, dx],
-              pads: [pt, pl, pb, pr],
-            },
-            this.variant,
-            this.ctx.capabilities.limits,
-            this.tiling,
-          );
-          if (plan.kind === "tuned")
-            return [await this.tunedConv(plan.shape, x, weights, inputs[2] ? dev(2) : undefined)];
-        }
+        const tuned = this.tunedConvPlan(inputs, attrs);
+        if (tuned)
+          return [
+            await this.tunedConv(tuned.plan, x, tuned.weights, inputs[2] ? dev(2) : undefined),
+          ];
         const OH = Math.floor((H + pt + pb - dy * (KH - 1) - 1) / sy) + 1;
         const OW = Math.floor((W + pl + pr - dx * (KW - 1) - 1) / sx) + 1;
         const out = this.allocate([N, O, OH, OW]);

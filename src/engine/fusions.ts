@@ -37,7 +37,7 @@ export interface GeluFusion {
   readonly output: string;
 }
 
-/** A residual Add after a Linear (x + Linear(h)), fused into the GEMM's epilogue. */
+/** A residual Add after a Linear or a Conv (x + Linear(h)), fused into the kernel's epilogue. */
 export interface ResidualFusion {
   /** The Add. */
   readonly add: NodeProto;
@@ -92,7 +92,12 @@ function graphReaders(
     const users = name === undefined ? [] : (readers.get(name) ?? []);
     return name !== undefined && !outputs.has(name) && users.length === 1 ? users[0] : undefined;
   };
-  return { readers, sole, outputs };
+  /** Where in the order each value is computed. */
+  const producedAt = new Map<string, number>();
+  order.forEach((node, i) => {
+    for (const name of node.output) producedAt.set(name, i);
+  });
+  return { readers, sole, outputs, producedAt };
 }
 
 /** A float initializer whose every value is `value`. */
@@ -211,11 +216,7 @@ export function linearFusions(
   initializers: Initializers,
   reads: (node: NodeProto) => readonly string[],
 ): Map<NodeProto, LinearFusion> {
-  const { readers, sole } = graphReaders(order, graph, reads);
-  const producedAt = new Map<string, number>();
-  order.forEach((node, i) => {
-    for (const name of node.output) producedAt.set(name, i);
-  });
+  const { readers, sole, producedAt } = graphReaders(order, graph, reads);
   const fusions = new Map<NodeProto, LinearFusion>();
   for (const [index, node] of order.entries()) {
     if (!isStandard(node, "MatMul")) continue;
@@ -236,7 +237,29 @@ export function linearFusions(
   return fusions;
 }
 
-/** The Add of a value computed before node `index` (not an initializer) to the Linear's output. */
+/**
+ * The Convs of a top-level node order whose output's one reader is an Add of a value computed
+ * before the Conv (a resnet's shortcut + conv2(h)): the residual goes into the convolution's
+ * epilogue. Whether the shapes match (no broadcasting) and the tuned kernel takes the Conv is
+ * checked when a call knows the shapes.
+ */
+export function convResidualFusions(
+  order: readonly NodeProto[],
+  graph: GraphProto,
+  initializers: Initializers,
+  reads: (node: NodeProto) => readonly string[],
+): Map<NodeProto, ResidualFusion> {
+  const { sole, producedAt } = graphReaders(order, graph, reads);
+  const fusions = new Map<NodeProto, ResidualFusion>();
+  for (const [index, node] of order.entries()) {
+    if (!isStandard(node, "Conv")) continue;
+    const residual = residualAfter(node.output[0], index, sole, producedAt, initializers);
+    if (residual) fusions.set(node, residual);
+  }
+  return fusions;
+}
+
+/** The Add of a value computed before node `index` (not an initializer) to the node's output. */
 function residualAfter(
   linear: string,
   index: number,

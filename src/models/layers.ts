@@ -487,6 +487,12 @@ export function resnetBlock(
 ): Value {
   const { g } = ctx;
   const { inChannels, outChannels, groups, eps } = spec;
+  // The shortcut comes first in the graph, so that conv2's residual Add reads a value computed
+  // before conv2 (an engine may then add it in the convolution's epilogue).
+  const shortcut =
+    inChannels === outChannels
+      ? x
+      : conv2d(ctx, `${key}.conv_shortcut`, x, { inChannels, outChannels, kernel: 1 });
   let h = groupNorm(ctx, `${key}.norm1`, x, { channels: inChannels, groups, eps, silu: true });
   h = conv2d(ctx, `${key}.conv1`, h, { inChannels, outChannels, kernel: 3 });
   if (timeEmbedding) {
@@ -504,10 +510,6 @@ export function resnetBlock(
   }
   h = groupNorm(ctx, `${key}.norm2`, h, { channels: outChannels, groups, eps, silu: true });
   h = conv2d(ctx, `${key}.conv2`, h, { inChannels: outChannels, outChannels, kernel: 3 });
-  const shortcut =
-    inChannels === outChannels
-      ? x
-      : conv2d(ctx, `${key}.conv_shortcut`, x, { inChannels, outChannels, kernel: 1 });
   const out = g.add(shortcut, h);
   const scale = spec.outputScaleFactor ?? 1;
   return scale === 1 ? out : g.div(out, g.float(scale));

@@ -38,6 +38,13 @@ import { type MemoryShape, memoryShapeFromConfigs, parameterCount } from "./memo
 import { defaultCacheDir } from "./model-cache.js";
 
 /** The standard noise schedule of SD 1.x / 2.x / XL (facts of the released models' configs). */
+/**
+ * The built graphs' format, part of every component's cache key: raised when the builders change
+ * the graphs they write (2: a resnet's shortcut comes before its convolutions), so a cache never
+ * serves a graph an older build wrote.
+ */
+const GRAPH_FORMAT = 2;
+
 const STANDARD_SCHEDULER: Readonly<Record<string, unknown>> = Object.freeze({
   num_train_timesteps: 1000,
   beta_start: 0.00085,
@@ -264,7 +271,14 @@ export function planModel(
     view: ModelFiles = files,
   ): Record<string, unknown> => {
     const { config, weights } = need(component, view);
-    return { component, format: 1, weights: weightIdentity(weights), config, device, ...extra };
+    return {
+      component,
+      format: GRAPH_FORMAT,
+      weights: weightIdentity(weights),
+      config,
+      device,
+      ...extra,
+    };
   };
 
   return {

@@ -2,9 +2,9 @@
 // graphs built with the same builder calls as the models, and the near misses it must leave alone.
 import { describe, expect, it } from "vitest";
 import { topologicalOrder } from "../../src/engine/executor.js";
-import { groupNormFusions, linearFusions } from "../../src/engine/fusions.js";
+import { convResidualFusions, groupNormFusions, linearFusions } from "../../src/engine/fusions.js";
 import { decodeTensorProto } from "../../src/engine/host-tensor.js";
-import { chooseOps, groupNorm, type LayerContext } from "../../src/models/layers.js";
+import { chooseOps, groupNorm, type LayerContext, resnetBlock } from "../../src/models/layers.js";
 import { GraphBuilder, type Value } from "../../src/onnx/builder.js";
 import { buildModelBytes } from "../../src/onnx/model-io.js";
 import { decodeModel } from "../../src/onnx/proto.js";
@@ -277,6 +277,85 @@ describe("groupNormFusions", () => {
         epsilon: Math.fround(1e-5),
         silu: false,
         shapeFromValue: true,
+      },
+    ]);
+  });
+});
+
+describe("convResidualFusions", () => {
+  it("finds each resnet's conv2 and its shortcut, identity or convolved, and leaves the other convolutions", () => {
+    const shapes: Record<string, readonly number[]> = {};
+    for (const [key, cin, cout] of [
+      ["a", 4, 4],
+      ["b", 4, 8],
+    ] as const) {
+      shapes[`${key}.norm1.weight`] = [cin];
+      shapes[`${key}.norm1.bias`] = [cin];
+      shapes[`${key}.conv1.weight`] = [cout, cin, 3, 3];
+      shapes[`${key}.conv1.bias`] = [cout];
+      shapes[`${key}.norm2.weight`] = [cout];
+      shapes[`${key}.norm2.bias`] = [cout];
+      shapes[`${key}.conv2.weight`] = [cout, cout, 3, 3];
+      shapes[`${key}.conv2.bias`] = [cout];
+      if (cin !== cout) {
+        shapes[`${key}.conv_shortcut.weight`] = [cout, cin, 1, 1];
+        shapes[`${key}.conv_shortcut.bias`] = [cout];
+      }
+    }
+    const g = new GraphBuilder("float32");
+    const ctx: LayerContext = {
+      g,
+      weights: new WeightTracker(
+        memoryWeights(
+          Object.fromEntries(
+            Object.entries(shapes).map(([key, shape]) => [
+              key,
+              { shape, data: new Float32Array(shape.reduce((a, b) => a * b, 1)).fill(1) },
+            ]),
+          ),
+        ),
+      ),
+      ops: chooseOps("webgpu"),
+    };
+    const x = g.input("x", "float32", [1, 4, 6, 6]);
+    const a = resnetBlock(ctx, "a", x, undefined, {
+      inChannels: 4,
+      outChannels: 4,
+      groups: 2,
+      eps: 1e-6,
+    });
+    const b = resnetBlock(ctx, "b", a, undefined, {
+      inChannels: 4,
+      outChannels: 8,
+      groups: 2,
+      eps: 1e-6,
+    });
+    g.output(b, "y", "float32");
+    const model = decodeModel(buildModelBytes(g));
+    const initializers = new Map(
+      (model.graph.initializer ?? []).map((t) => [t.name ?? "", decodeTensorProto(t)]),
+    );
+    const order = topologicalOrder(model.graph);
+    const found = convResidualFusions(order, model.graph, initializers, (n) =>
+      n.input.filter((name) => name !== ""),
+    );
+    const convs = order.filter((n) => n.opType === "Conv");
+    const shortcut = convs.find((n) => n.input[1].includes("conv_shortcut"));
+    expect(convs).toHaveLength(5);
+    expect(
+      [...found.entries()].map(([conv, f]) => ({
+        conv: conv.input[1],
+        add: f.add.opType,
+        input: f.input,
+        output: f.add.output[0],
+      })),
+    ).toEqual([
+      { conv: "a.conv2.weight", add: "Add", input: "x", output: a.name },
+      {
+        conv: "b.conv2.weight",
+        add: "Add",
+        input: shortcut?.output[0],
+        output: b.name,
       },
     ]);
   });
