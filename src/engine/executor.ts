@@ -99,6 +99,11 @@ export interface DeviceTensor {
   readonly kind: "device";
   readonly buffer: GPUBuffer;
   readonly dims: readonly number[];
+  /**
+   * The (B, C, H, W) tensor's data is stored (B, H, W, C): a group norm writes it so for the one
+   * Conv that reads it (fusions.ts), which takes it as its NHWC input. Nothing else sees one.
+   */
+  readonly channelsLast?: boolean;
 }
 
 export type Value = HostTensor | DeviceTensor;
@@ -897,13 +902,13 @@ export class GraphExecutor {
    * qualify, and its plan must take the shape.
    */
   private tunedConvPlan(
-    inputs: readonly (Value | undefined)[],
+    x: readonly number[],
+    weights: Value | undefined,
     attrs: Attributes,
   ): { plan: TunedConv; weights: HostTensor } | undefined {
-    const [x, weights] = inputs;
-    if (!x || weights?.kind !== "host" || !this.initializerSet.has(weights)) return undefined;
+    if (weights?.kind !== "host" || !this.initializerSet.has(weights)) return undefined;
     const plan = convPlan(
-      x.dims,
+      x,
       weights.dims,
       {
         group: attrs.int("group", 1),
@@ -930,9 +935,10 @@ export class GraphExecutor {
     fusion: ResidualFusion,
     scope: Scope,
   ): Promise<{ value: DeviceTensor; output: string; absorbed: NodeProto[] } | null> {
-    const tuned = this.tunedConvPlan(inputs, attributesOf(node));
     const added = scope.get(fusion.input);
-    if (!tuned || !inputs[0] || !added) return null;
+    if (!inputs[0] || !added) return null;
+    const tuned = this.tunedConvPlan(inputs[0].dims, inputs[1], attributesOf(node));
+    if (!tuned) return null;
     const { batch, outChannels } = tuned.plan.shape;
     const out = convOutputSize(tuned.plan.shape);
     const dims = [batch, outChannels, out.height, out.width];
@@ -967,10 +973,12 @@ export class GraphExecutor {
     bias?: DeviceTensor,
     residual?: DeviceTensor,
   ): Promise<DeviceTensor> {
-    // Asked to, and without padding of its own, the kernel reads the NCHW input as it is;
-    // otherwise the input is written into an NHWC map (zero-filled around it where padded).
+    // A channels-last input (a group norm wrote it so) is the kernel's NHWC input as it is.
+    // Otherwise, asked to, and without padding of its own, the kernel reads the NCHW input as it
+    // is; else the input is written into an NHWC map (zero-filled around it where padded).
     // Either way the kernel writes the NCHW output itself (plus the NCHW residual, if given).
-    const direct = !inputPads && this.options.channelsFirstConv === true;
+    if (x.channelsLast && inputPads) throw new Error("a channels-last input to a padded Conv");
+    const direct = !x.channelsLast && !inputPads && this.options.channelsFirstConv === true;
     const options = {
       bias: bias !== undefined,
       residual: residual !== undefined,
@@ -984,7 +992,7 @@ export class GraphExecutor {
     const { batch, height, width, inChannels, outChannels } = shape;
     const out = convOutputSize(shape);
     const weights = this.convWeightsOnDevice(w).buffer;
-    if (direct) {
+    if (direct || x.channelsLast) {
       const y = this.allocate([batch, outChannels, out.height, out.width]);
       const buffers = [x.buffer, weights, y.buffer];
       if (bias) buffers.push(bias.buffer);
@@ -1102,7 +1110,9 @@ export class GraphExecutor {
     )
       return null;
     const x = this.toDevice(grouped);
-    const out = this.allocate(target);
+    const reader = this.channelsLastReader(fusion, target, batch, channels, pixels, scope);
+    const out = this.allocate(reader?.dims ?? target);
+    const channelsLast = reader !== undefined;
     const rows = batch * groups;
     const label = fusion.silu ? "group norm silu" : "group norm";
     const gamma = this.toDevice(fusion.gamma).buffer;
@@ -1112,7 +1122,7 @@ export class GraphExecutor {
     if (chunks === 1 || rows > this.ctx.capabilities.limits.maxComputeWorkgroupsPerDimension) {
       await this.launch(
         label,
-        groupNormKernel(fusion.silu, this.storage),
+        groupNormKernel(fusion.silu, this.storage, channelsLast),
         [x.buffer, gamma, beta, out.buffer, this.paramBuffer([rows, length, pixels, groups, eps])],
         rows,
         rowGrid(rows),
@@ -1130,7 +1140,7 @@ export class GraphExecutor {
       );
       await this.launch(
         label,
-        groupNormApplyKernel(fusion.silu, this.storage),
+        groupNormApplyKernel(fusion.silu, this.storage, channelsLast),
         [
           x.buffer,
           gamma,
@@ -1144,7 +1154,45 @@ export class GraphExecutor {
       );
       this.ctx.release(part);
     }
-    return { value: out, output: fusion.output, absorbed: fusion.nodes };
+    if (!reader) return { value: out, output: fusion.output, absorbed: fusion.nodes };
+    return reader.tokens
+      ? {
+          value: out,
+          output: reader.tokens.output,
+          absorbed: [...fusion.nodes, ...reader.tokens.nodes],
+        }
+      : { value: { ...out, channelsLast: true }, output: fusion.output, absorbed: fusion.nodes };
+  }
+
+  /**
+   * Where a group norm writes its result channels-last (fusions.ts): for a transformer's tokens
+   * when the Reshape makes (B, C, H W) of it (the kernel then writes the Transpose's (B, H W, C)),
+   * or for a Conv the tuned kernel runs without padding of its own (the kernel then writes the
+   * NHWC input the convolution reads, in place of an NCHW result and a transposing copy).
+   * Undefined: the result stays NCHW.
+   */
+  private channelsLastReader(
+    fusion: GroupNormFusion,
+    target: readonly number[],
+    batch: number,
+    channels: number,
+    pixels: number,
+    scope: Scope,
+  ):
+    | { dims: readonly number[]; tokens?: { output: string; nodes: readonly NodeProto[] } }
+    | undefined {
+    const reader = fusion.channelsLastReader;
+    if (!reader) return undefined;
+    if (reader.kind === "tokens") {
+      const reshaped = reshapeDims(target, ints(reader.shape), false);
+      return sameShape(reshaped, [batch, channels, pixels])
+        ? { dims: [batch, pixels, channels], tokens: reader }
+        : undefined;
+    }
+    if (target.length !== 4) return undefined;
+    const conv = reader.conv;
+    const tuned = this.tunedConvPlan(target, scope.get(conv.input[1]), attributesOf(conv));
+    return tuned && !tuned.plan.inputPads ? { dims: target } : undefined;
   }
 
   /** A Conv weight initializer on the GPU in the tuned kernel's layout, re-laid once. */
@@ -1569,11 +1617,12 @@ export class GraphExecutor {
         const [sy, sx] = attrs.ints("strides") ?? [1, 1];
         const [dy, dx] = attrs.ints("dilations") ?? [1, 1];
         const [pt, pl, pb, pr] = attrs.ints("pads") ?? [0, 0, 0, 0];
-        const tuned = this.tunedConvPlan(inputs, attrs);
+        const tuned = this.tunedConvPlan(x.dims, inputs[1], attrs);
         if (tuned)
           return [
             await this.tunedConv(tuned.plan, x, tuned.weights, inputs[2] ? dev(2) : undefined),
           ];
+        if (x.channelsLast) throw new Error("a channels-last input reached the portable Conv");
         const OH = Math.floor((H + pt + pb - dy * (KH - 1) - 1) / sy) + 1;
         const OW = Math.floor((W + pl + pr - dx * (KW - 1) - 1) / sx) + 1;
         const out = this.allocate([N, O, OH, OW]);

@@ -72,6 +72,19 @@ export interface GroupNormFusion {
   readonly nodes: readonly NodeProto[];
   /** The last node's output: the group norm's result. */
   readonly output: string;
+  /**
+   * The output's one reader, where it can take the result channels-last: a transformer's tokens
+   * (a Reshape by `shape` to (B, C, H W), then a Transpose to (B, H W, C), whose output `output`
+   * the kernel then writes) or a Conv reading it as its input.
+   */
+  readonly channelsLastReader?:
+    | {
+        readonly kind: "tokens";
+        readonly shape: HostTensor;
+        readonly nodes: readonly NodeProto[];
+        readonly output: string;
+      }
+    | { readonly kind: "conv"; readonly conv: NodeProto };
 }
 
 type Initializers = ReadonlyMap<string, HostTensor>;
@@ -165,6 +178,7 @@ export function groupNormFusions(
       users.includes(product) &&
       otherInput(product, sigmoid.output[0]) === y;
     if (silu && sigmoid && product) nodes.push(sigmoid, product);
+    const output = nodes[nodes.length - 1].output[0];
     fusions.set(node, {
       restore,
       shape,
@@ -173,10 +187,28 @@ export function groupNormFusions(
       epsilon: attributesOf(node).float("epsilon", 1e-5),
       silu,
       nodes,
-      output: nodes[nodes.length - 1].output[0],
+      output,
+      channelsLastReader: channelsLastReader(output, sole, initializers),
     });
   }
   return fusions;
+}
+
+/** A group norm output's one reader, where it takes channels-last data (GroupNormFusion). */
+function channelsLastReader(
+  output: string,
+  sole: (name: string | undefined) => NodeProto | undefined,
+  initializers: Initializers,
+): GroupNormFusion["channelsLastReader"] {
+  const reader = sole(output);
+  if (isStandard(reader, "Conv") && reader.input[0] === output)
+    return { kind: "conv", conv: reader };
+  const shape = reader?.input[1] === undefined ? undefined : initializers.get(reader.input[1]);
+  if (!isStandard(reader, "Reshape") || reader.input[0] !== output || !shape) return undefined;
+  const transpose = sole(reader.output[0]);
+  if (!isStandard(transpose, "Transpose")) return undefined;
+  if (attributesOf(transpose).ints("perm")?.join(",") !== "0,2,1") return undefined;
+  return { kind: "tokens", shape, nodes: [reader, transpose], output: transpose.output[0] };
 }
 
 function isStandard(node: NodeProto | undefined, opType: string): node is NodeProto {

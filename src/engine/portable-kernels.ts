@@ -410,19 +410,44 @@ function groupNormRange(silu: boolean): string {
 }
 
 /**
+ * `group_norm_pixels`: the same for a row's pixels [begin, end), a workgroup's threads in turn,
+ * written channels-last: dst is (B, H W, C), each thread writing its pixel's C/G channels of the
+ * group side by side (reads stay coalesced across the threads, one channel plane at a time).
+ */
+function groupNormPixels(silu: boolean): string {
+  return `fn group_norm_pixels(row: i32, groups: i32, pixels: i32, cpg: i32, begin: i32, end: i32, mean: f32, inv: f32) {
+  let first = (row % groups) * cpg;
+  let channels = groups * cpg;
+  let image = row / groups;
+  for (var hw = begin; hw < end; hw += ${WORKGROUP}) {
+    let src = row * cpg * pixels + hw;
+    let at = (image * pixels + hw) * channels + first;
+    for (var k = 0; k < cpg; k++) {
+      let c = first + k;
+      let y = (f32(x[src + k * pixels]) - mean) * inv * f32(gamma[c]) + f32(beta[c]);
+      dst[at + k] = T(${silu ? "y / (1.0 + exp(-y))" : "y"});
+    }
+  }
+}`;
+}
+
+/**
  * Group norm (Wu and He, 2018) of NCHW data with its affine map and optional SiLU, one workgroup
  * per (batch entry, group): a group's C/G channels of H W values are one contiguous row of
  * `length`, so the statistics are a row's, and each value's channel is its row's first plus its offset / (H W).
+ * The result is NCHW, or with `channelsLast` (B, H W, C): what a convolution reading NHWC or a
+ * transformer's tokens take, without a transposing copy.
  * gamma and beta: (C). p: rows, length, pixels per channel (H W), groups, eps bits.
  */
 export const groupNormKernel = memoised(function groupNormKernel(
   silu: boolean,
   storage: Storage,
+  channelsLast: boolean,
 ): string {
   return `
 ${bindings(storage, ["x", "in"], ["gamma", "in"], ["beta", "in"], ["dst", "out"], ["p", "ints"])}
 ${ROW_STATS}
-${groupNormRange(silu)}
+${channelsLast ? groupNormPixels(silu) : groupNormRange(silu)}
 
 @compute @workgroup_size(${WORKGROUP})
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) local: u32) {
@@ -432,8 +457,12 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   let pixels = p[2];
   let base = row * length;
   let stats = row_stats(local, base, length, 1, bitcast<f32>(p[4]));
-  let first = (row % p[3]) * (length / pixels);
-  group_norm_range(base, first, pixels, i32(local), length, stats.x, stats.y);
+  ${
+    channelsLast
+      ? "group_norm_pixels(row, p[3], pixels, length / pixels, i32(local), pixels, stats.x, stats.y);"
+      : `let first = (row % p[3]) * (length / pixels);
+  group_norm_range(base, first, pixels, i32(local), length, stats.x, stats.y);`
+  }
 }`;
 });
 
@@ -493,17 +522,19 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
  * Split group norm, second launch: each workgroup (chunk, row) merges its row's chunk
  * statistics (Chan, Golub and LeVeque 1979: the row's mean from the chunks' weighted means, its
  * squared deviations as each chunk's plus n_c (mean_c - mean)^2), then normalises its chunk with
- * the affine map and optional SiLU, as groupNormKernel does a whole row.
+ * the affine map and optional SiLU, as groupNormKernel does a whole row (and likewise NCHW or
+ * channels-last).
  * p: rows, length, pixels per channel, groups, eps bits, chunks, chunk length.
  */
 export const groupNormApplyKernel = memoised(function groupNormApplyKernel(
   silu: boolean,
   storage: Storage,
+  channelsLast: boolean,
 ): string {
   return `
 ${bindings(storage, ["x", "in"], ["gamma", "in"], ["beta", "in"], ["part", "floatsIn"], ["dst", "out"], ["p", "ints"])}
 ${REDUCE_SUM}
-${groupNormRange(silu)}
+${channelsLast ? groupNormPixels(silu) : groupNormRange(silu)}
 
 @compute @workgroup_size(${WORKGROUP})
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) local: u32) {
@@ -530,9 +561,16 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   }
   let inv = 1.0 / sqrt(reduce_sum(local, q) / f32(length) + bitcast<f32>(p[4]));
   let pixels = p[2];
-  let first = (row % p[3]) * (length / pixels);
+  ${
+    channelsLast
+      ? `// Channels-last: chunk c normalises the c-th share of the row's pixels, every channel of each.
+  let share = (pixels + chunks - 1) / chunks;
+  let start = chunk * share;
+  group_norm_pixels(row, p[3], pixels, length / pixels, start + t, min(start + share, pixels), mean, inv);`
+      : `let first = (row % p[3]) * (length / pixels);
   let start = chunk * chunkLength;
-  group_norm_range(row * length, first, pixels, start + t, min(start + chunkLength, length), mean, inv);
+  group_norm_range(row * length, first, pixels, start + t, min(start + chunkLength, length), mean, inv);`
+  }
 }`;
 });
 

@@ -233,6 +233,7 @@ describe("groupNormFusions", () => {
       epsilon: f.epsilon,
       silu: f.silu,
       shapeFromValue: "of" in f.shape,
+      channelsLast: f.channelsLastReader?.kind,
     }));
   }
 
@@ -256,6 +257,27 @@ describe("groupNormFusions", () => {
         { ...common, nodes: ["Reshape", ...cast, "Mul", "Add"], silu: false },
       ]);
     });
+
+  it("marks the readers that take a channels-last result: a Conv, or a transformer's tokens", () => {
+    const found = groupNormsOf("float32", (ctx, x) => {
+      const { g } = ctx;
+      const spec = { channels: 6, groups: 3, eps: 1e-6 };
+      const w = g.weight("w", [2, 6, 1, 1], () => new Float32Array(12));
+      // Read by a Conv alone; by a Reshape to (B, C, H W) and a Transpose; (below) by two readers.
+      const a = groupNorm(ctx, "n", x, { ...spec, silu: true });
+      g.output(g.op("Conv", [a, w]), "conv", "float32");
+      const b = groupNorm(ctx, "m", x, { ...spec, silu: false });
+      g.output(g.transpose(g.reshape(b, [0, 0, -1]), [0, 2, 1]), "tokens", "float32");
+    });
+    expect(found.map((f) => f.channelsLast)).toEqual(["conv", "tokens"]);
+    const shared = groupNormsOf("float32", (ctx, x) => {
+      const { g } = ctx;
+      const w = g.weight("w", [2, 6, 1, 1], () => new Float32Array(12));
+      const c = groupNorm(ctx, "n", x, { channels: 6, groups: 3, eps: 1e-6, silu: false });
+      g.output(g.add(g.op("Conv", [c, w]), c), "both", "float32");
+    });
+    expect(shared.map((f) => f.channelsLast)).toEqual([undefined]);
+  });
 
   it("leaves alone a SiLU whose input is read elsewhere, and instance norms with a scale", () => {
     const found = groupNormsOf("float32", (ctx, x) => {

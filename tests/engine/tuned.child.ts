@@ -130,13 +130,14 @@ function attention(q: Tensor, k: Tensor, v: Tensor, heads: number, scale: number
   return { data: out, dims: q.dims };
 }
 
-/** Group norm of (B, C, H, W) with per-channel scale and shift, then SiLU. */
+/** Group norm of (B, C, H, W) with per-channel scale and shift, then SiLU (unless `silu` is false). */
 function groupNormSilu(
   x: Tensor,
   gamma: Tensor,
   beta: Tensor,
   groups: number,
   eps: number,
+  silu = true,
 ): Tensor {
   const [b, c, h, w] = x.dims;
   const per = (c / groups) * h * w;
@@ -152,7 +153,7 @@ function groupNormSilu(
     for (let j = 0; j < per; j++) {
       const ch = (r % groups) * (c / groups) + Math.floor(j / (h * w));
       const y = (x.data[base + j] - mean) * inv * gamma.data[ch] + beta.data[ch];
-      out[base + j] = y / (1 + Math.exp(-y));
+      out[base + j] = silu ? y / (1 + Math.exp(-y)) : y;
     }
   }
   return { data: out, dims: x.dims };
@@ -365,21 +366,66 @@ const gnX = random([1, 8, 48, 48]);
 const gnShifted: Tensor = { data: gnX.data.map((v) => Math.fround(v + 3)), dims: gnX.dims };
 const gnGamma = random([8]);
 const gnBeta = random([8]);
-{
-  const xv = input("gnx", gnShifted);
-  const grouped = g.reshape(xv, [0, 2, -1]);
+/** Group norm of `xv` (2 groups) as the models build it, before any SiLU. */
+const groupNormOf = (xv: Value, gamma: Value, beta: Value): Value => {
   const normed = g.op(
     "InstanceNormalization",
-    [grouped, g.float([1, 1], [2], "float32"), g.float([0, 0], [2], "float32")],
+    [g.reshape(xv, [0, 2, -1]), g.float([1, 1], [2], "float32"), g.float([0, 0], [2], "float32")],
     { epsilon: attr.float(1e-5) },
   );
-  const restored = g.reshape(normed, g.shape(xv));
-  const y = g.add(
-    g.mul(restored, weight("gng", { data: gnGamma.data, dims: [8, 1, 1] })),
-    weight("gnb", { data: gnBeta.data, dims: [8, 1, 1] }),
+  return g.add(g.mul(g.reshape(normed, g.shape(xv)), gamma), beta);
+};
+const gnxv = input("gnx", gnShifted);
+const gngv = weight("gng", { data: gnGamma.data, dims: [8, 1, 1] });
+const gnbv = weight("gnb", { data: gnBeta.data, dims: [8, 1, 1] });
+const gnLong = groupNormSilu(gnShifted, gnGamma, gnBeta, 2, 1e-5);
+output(g.silu(groupNormOf(gnxv, gngv, gnbv)), "groupNormLong", gnLong);
+// The same group norm read by a convolution alone: the group norm writes the NHWC input the
+// tuned convolution reads (no transposing copy; the split kernels write it pixel by pixel). A
+// 1x1 convolution, so its dot products (8 terms of SiLU'd values below 2.8) stay in the bound.
+const wgc = random([3, 8, 1, 1]);
+const bgc = random([3]);
+output(
+  convOp(
+    g.silu(groupNormOf(gnxv, gngv, gnbv)),
+    weight("wgc", wgc),
+    weight("bgc", bgc),
+    1,
+    1,
+    [0, 0, 0, 0],
+  ),
+  "groupNormConv",
+  conv(gnLong, wgc, bgc, 1, [0, 0, 0, 0]),
+);
+// A transformer's tokens: group norm, then (B, C, H W) and (B, H W, C), written as tokens by the
+// one-kernel group norm (no Transpose copy).
+const tx = random([2, 4, 3, 5]);
+const tg = random([4]);
+const tb = random([4]);
+{
+  const normed = groupNormSilu(tx, tg, tb, 2, 1e-5, false);
+  const tokens = new Float64Array(normed.data.length);
+  for (let b = 0; b < 2; b++)
+    for (let c = 0; c < 4; c++)
+      for (let t = 0; t < 15; t++) tokens[(b * 15 + t) * 4 + c] = normed.data[(b * 4 + c) * 15 + t];
+  const gamma = weight("tg", { data: tg.data, dims: [4, 1, 1] });
+  const beta = weight("tb", { data: tb.data, dims: [4, 1, 1] });
+  output(
+    g.transpose(g.reshape(groupNormOf(input("tx", tx), gamma, beta), [0, 0, -1]), [0, 2, 1]),
+    "groupNormTokens",
+    { data: tokens, dims: [2, 15, 4] },
   );
-  output(g.silu(y), "groupNormLong", groupNormSilu(gnShifted, gnGamma, gnBeta, 2, 1e-5));
 }
+// A resnet's shortcut + conv2(h): the Add in the tuned convolution's epilogue.
+const shortcut = random([2, 4, 6, 5]);
+output(
+  g.add(input("shortcut", shortcut), convOp(iv, w3v, weight("b3r", b3), 3, 1, [1, 1, 1, 1])),
+  "convResidual",
+  {
+    data: conv(image, w3, b3, 1, [1, 1, 1, 1]).data.map((v, i) => v + shortcut.data[i]),
+    dims: shortcut.dims,
+  },
+);
 
 // Layer norm with scale and bias (tuned); without a bias it stays portable.
 const scale = random([12]);

@@ -47,6 +47,9 @@ describe("the kernels engine on the tuned src/gpu kernels (SwiftShader, f32)", (
           "linearGelu",
           "linearResidual",
           "groupNormLong",
+          "groupNormConv",
+          "groupNormTokens",
+          "convResidual",
         ].sort(),
       );
       for (const [name, diff] of Object.entries(diffs))
@@ -66,10 +69,15 @@ describe("the kernels engine on the tuned src/gpu kernels (SwiftShader, f32)", (
         matmul: 1,
         // 3x3, 3x3 stride 2, 1x1, and bottom-right padding (written into the zero-filled NHWC
         // input); each reading and writing NCHW itself but the padded one, which reads the map.
-        "tuned conv": 4,
-        // The long rows' group norm: chunk statistics, then the merged ones applied.
-        "group norm silu partials": 1,
-        "group norm silu": 1,
+        // Then the 1x1 reading its group norm's NHWC result, and the 3x3 with the residual Add in
+        // its epilogue (no Add launch).
+        "tuned conv": 6,
+        // The long rows' group norms (NCHW, and NHWC for the convolution): chunk statistics, then
+        // the merged ones applied.
+        "group norm silu partials": 2,
+        "group norm silu": 2,
+        // The tokens' group norm, written (B, H W, C) (no copy for the Transpose).
+        "group norm": 1,
         fill: 1,
         // The padded convolution's input written into its map; the wide heads' K transposed per
         // head (each case), V (two heads), and each block's queries in and results out.
