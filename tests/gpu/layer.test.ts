@@ -12,7 +12,12 @@ import {
 } from "../../src/gpu/kernels/attention.js";
 import { convSpec } from "../../src/gpu/kernels/conv2d.js";
 import { gemmSpec } from "../../src/gpu/kernels/gemm.js";
-import { DEFAULT_TILINGS, WIDE_GEMM_COLUMNS } from "../../src/gpu/kernels/matmul-kernel.js";
+import {
+  DEFAULT_TILINGS,
+  SMALL_GRID_TILINGS,
+  SMALL_GRID_WORKGROUPS,
+  WIDE_GEMM_COLUMNS,
+} from "../../src/gpu/kernels/matmul-kernel.js";
 import { matmulGrid, matmulWgsl, tilingProblem } from "../../src/gpu/kernels/matmul-wgsl.js";
 import { dawnToggles } from "../../src/gpu/node-gpu.js";
 import { erf, gelu, referenceConv, referenceGemm } from "../../src/gpu/reference/matmul.js";
@@ -159,12 +164,12 @@ describe("matmul kernels' shapes", () => {
     expect(matmulGrid(spec)).toEqual([10, 32, 2]);
     const geglu = gemmSpec(
       f16,
-      { batch: 2, m: 300, n: 1280, k: 320, sharedB: true },
+      { batch: 2, m: 3000, n: 1280, k: 320, sharedB: true },
       { epilogue: "geglu" },
     );
     // GEGLU's B has 2 x 1280 columns: a wide GEMM, on 256-column tiles (128 outputs each).
     expect(geglu.tiling).toEqual(DEFAULT_TILINGS.wideGemm);
-    expect(matmulGrid(geglu)).toEqual([10, 3, 2]);
+    expect(matmulGrid(geglu)).toEqual([10, 24, 2]);
     const conv = convSpec(f16, {
       batch: 2,
       height: 128,
@@ -179,7 +184,11 @@ describe("matmul kernels' shapes", () => {
   });
 
   it("refuses tilings the adapter or problem cannot take", () => {
-    const base = gemmSpec(f16, { batch: 1, m: 64, n: 64, k: 64, sharedB: true });
+    const base = gemmSpec(
+      f16,
+      { batch: 1, m: 64, n: 64, k: 64, sharedB: true },
+      { tiling: DEFAULT_TILINGS.tensorCore },
+    );
     expect(tilingProblem(base, 1024, 49152)).toBeUndefined();
     expect(tilingProblem(base, 128, 49152)).toMatch(/256 threads per workgroup/);
     expect(tilingProblem(base, 1024, 16384)).toMatch(/bytes of workgroup memory/);
@@ -337,10 +346,13 @@ describe("float64 references", () => {
   });
 });
 
+const workgroupsOf = (spec: Parameters<typeof matmulGrid>[0]) =>
+  matmulGrid(spec).reduce((a, b) => a * b, 1);
+
 describe("default matmul tilings", () => {
   const f16 = chooseKernelVariant(H200, "f16");
   it("takes the measured wide tile for wide GEMMs only, never for convolutions or the portable path", () => {
-    const gemm = (n: number) => gemmSpec(f16, { batch: 1, m: 4096, n, k: 4096, sharedB: true });
+    const gemm = (n: number) => gemmSpec(f16, { batch: 1, m: 32768, n, k: 4096, sharedB: true });
     expect(gemm(4096).tiling).toEqual(DEFAULT_TILINGS.wideGemm);
     expect(gemm(WIDE_GEMM_COLUMNS).tiling).toEqual(DEFAULT_TILINGS.wideGemm);
     expect(gemm(WIDE_GEMM_COLUMNS - 1).tiling).toEqual(DEFAULT_TILINGS.tensorCore);
@@ -364,6 +376,44 @@ describe("default matmul tilings", () => {
       sharedB: true,
     });
     expect(portable.tiling).toEqual(DEFAULT_TILINGS.portable);
+  });
+
+  it("steps down to smaller tiles while the grid has fewer than SMALL_GRID_WORKGROUPS workgroups", () => {
+    const [half, quarter] = SMALL_GRID_TILINGS;
+    const gemm = (m: number, n: number, batch = 1) =>
+      gemmSpec(f16, { batch, m, n, k: 1280, sharedB: batch === 1 }).tiling;
+    // 2 x 64 x 64 tokens by 320 (1024 px's level 1): 256 x 3 tiles of the default.
+    expect(gemm(32768, 320)).toEqual(DEFAULT_TILINGS.tensorCore);
+    // 2048 x 1280 (level 3): 160 default tiles, 320 of half the rows.
+    expect(gemm(2048, 1280)).toEqual(half);
+    expect(matmulGrid(gemmSpec(f16, { batch: 1, m: 2048, n: 1280, k: 64, sharedB: true }))).toEqual(
+      [10, 32, 1],
+    );
+    // 512 x 1280 (level 4): 40, then 80, then 160 workgroups: the smallest tile.
+    expect(gemm(512, 1280)).toEqual(quarter);
+    // The batch counts: 16 entries of 128 x 128 are 16 default tiles, 64 of the smallest.
+    expect(gemm(128, 128, 16)).toEqual(quarter);
+    // A wide GEMM steps down from the wide tile (512 x 2 x 5120: 80 wide tiles).
+    expect(gemm(512, 10240)).toEqual(half);
+    expect(gemm(8192, 10240)).toEqual(DEFAULT_TILINGS.wideGemm);
+    // Convolutions count rows as pixels of the whole batch: 2 x 16 x 16 x 1280 -> 1280.
+    const conv = (side: number, channels: number) =>
+      convSpec(f16, {
+        batch: 2,
+        height: side,
+        width: side,
+        inChannels: channels,
+        outChannels: channels,
+        kernel: 3,
+        stride: 1,
+        padding: 1,
+      }).tiling;
+    expect(conv(16, 1280)).toEqual(quarter);
+    expect(conv(64, 640)).toEqual(DEFAULT_TILINGS.tensorCore);
+    expect(workgroupsOf(gemmSpec(f16, { batch: 1, m: 512, n: 1280, k: 64, sharedB: true }))).toBe(
+      160,
+    );
+    expect(SMALL_GRID_WORKGROUPS).toBe(256);
   });
 });
 

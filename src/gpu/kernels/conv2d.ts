@@ -116,7 +116,14 @@ export function convSpec(
     throw new Error(
       `conv2d: a ${shape.height}x${shape.width} map is smaller than the ${shape.kernel}x${shape.kernel} kernel`,
     );
-  const tiling = options.tiling ?? defaultTiling(variant);
+  const tiling =
+    options.tiling ??
+    defaultTiling(variant, {
+      rows: shape.batch * out.height * out.width,
+      columns: shape.outChannels,
+      batch: 1,
+      conv: true,
+    });
   const head = `conv${shape.kernel}x${shape.kernel}/${shape.stride} ${shape.batch}x${shape.height}x${shape.width}x${shape.inChannels}->${shape.outChannels}${options.channelsFirstInput ? " channels-first-in" : ""}`;
   return matmulSpec(head, variant, tiling, options, {
     batch: 1,

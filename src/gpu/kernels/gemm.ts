@@ -55,7 +55,12 @@ export function gemmSpec(
   const epilogue = options.epilogue ?? "none";
   // The tile spans B's columns: for GEGLU, the hidden and gate halves together.
   const tiling =
-    options.tiling ?? defaultTiling(variant, epilogue === "geglu" ? 2 * shape.n : shape.n);
+    options.tiling ??
+    defaultTiling(variant, {
+      rows: shape.m,
+      columns: epilogue === "geglu" ? 2 * shape.n : shape.n,
+      batch: shape.batch,
+    });
   return matmulSpec(
     `gemm ${shape.batch}x${shape.m}x${shape.n}x${shape.k}`,
     variant,

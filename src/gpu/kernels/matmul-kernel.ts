@@ -20,7 +20,8 @@ import {
  * for wide GEMMs (WIDE_GEMM_COLUMNS columns of B or more), where the sweep at 4096^3 measured
  * 128x256x16 on 2x4 subgroups fastest (BENCHMARKS.md). Narrow outputs (the UNet's 320 columns)
  * keep the smaller tile: a 256-column tile would leave 37% of its second column tile idle.
- * Convolutions keep 128x128x32: their sweep's winner was not recorded.
+ * Convolutions keep 128x128x32: their sweep's winner was not recorded. Small problems step down to
+ * smaller tiles (SMALL_GRID_TILINGS).
  */
 export const DEFAULT_TILINGS: Readonly<{
   portable: PortableTiling;
@@ -54,12 +55,46 @@ export const DEFAULT_TILINGS: Readonly<{
  */
 export const WIDE_GEMM_COLUMNS = 2048;
 
-/** The default tiling of a variant; `gemmColumns`: a GEMM's B columns (not for convolutions). */
-export function defaultTiling(variant: KernelVariant, gemmColumns?: number): Tiling {
+/**
+ * Smaller tensor-core tiles for problems the default tile covers with few workgroups (the deep
+ * levels' small maps, every level at 512 px), tried in this order: half the rows, then half the
+ * columns too. A GPU runs one workgroup of the default tile per compute unit at a time or two, so
+ * a grid of a few dozen tiles leaves most units idle while a smaller tile's grid fills them.
+ */
+export const SMALL_GRID_TILINGS: readonly MatrixTiling[] = Object.freeze([
+  { kind: "tensor-core", tileM: 64, tileN: 128, tileK: 32, subgroupsM: 2, subgroupsN: 2, pad: 8 },
+  { kind: "tensor-core", tileM: 64, tileN: 64, tileK: 32, subgroupsM: 2, subgroupsN: 2, pad: 8 },
+]);
+
+/** Workgroups below which a problem takes the next smaller tile (SMALL_GRID_TILINGS). */
+export const SMALL_GRID_WORKGROUPS = 256;
+
+/** The output size a default tiling is chosen for: rows (M), B columns and batch. */
+export interface MatmulProblem {
+  readonly rows: number;
+  readonly columns: number;
+  readonly batch: number;
+  /** A convolution: never the wide tile (measured for GEMMs only). */
+  readonly conv?: boolean;
+}
+
+/**
+ * The default tiling of a variant for a problem (B's columns count both GEGLU halves): the wide
+ * tile for wide GEMMs, else (convolutions too) the default, each stepping down to SMALL_GRID_TILINGS while its grid
+ * has fewer than SMALL_GRID_WORKGROUPS workgroups.
+ */
+export function defaultTiling(variant: KernelVariant, problem?: MatmulProblem): Tiling {
   if (variant.path !== "tensor-core") return DEFAULT_TILINGS.portable;
-  return gemmColumns !== undefined && gemmColumns >= WIDE_GEMM_COLUMNS
-    ? DEFAULT_TILINGS.wideGemm
-    : DEFAULT_TILINGS.tensorCore;
+  if (!problem) return DEFAULT_TILINGS.tensorCore;
+  const workgroups = (t: MatrixTiling) =>
+    Math.ceil(problem.rows / t.tileM) * Math.ceil(problem.columns / t.tileN) * problem.batch;
+  let tiling =
+    !problem.conv && problem.columns >= WIDE_GEMM_COLUMNS
+      ? DEFAULT_TILINGS.wideGemm
+      : DEFAULT_TILINGS.tensorCore;
+  for (const smaller of SMALL_GRID_TILINGS)
+    if (workgroups(tiling) < SMALL_GRID_WORKGROUPS) tiling = smaller;
+  return tiling;
 }
 
 export function tilingName(tiling: Tiling): string {

@@ -1,0 +1,118 @@
+// Times the tensor-core GEMM and convolution at the SD 1.5 UNet's own shapes (batch 2, 512 and
+// 1024 px) with several tile shapes, to see where the 128 x 128 tile leaves the card short of
+// workgroups (the deep levels' maps are small). Prints one line per shape: the default tiling's
+// time (which steps down to smaller tiles on small grids), each candidate's, and the workgroups
+// each launches.
+//
+//   npm run build && node scripts/tile-sweep.mjs [512,1024]
+
+import { randomValues } from "../dist/gpu/check.js";
+import { GpuContext } from "../dist/gpu/context.js";
+import { prepareConv, sameConv } from "../dist/gpu/kernels/conv2d.js";
+import { prepareGemm } from "../dist/gpu/kernels/gemm.js";
+import { chooseKernelVariant } from "../dist/gpu/variants.js";
+
+const sizes = (process.argv[2] ?? "512,1024").split(",").map(Number);
+const ctx = await GpuContext.create({ bench: true });
+const variant = chooseKernelVariant(ctx.capabilities, "f16", "tensor-core");
+const tc = (tileM, tileN, tileK, subgroupsM, subgroupsN) => ({
+  kind: "tensor-core",
+  tileM,
+  tileN,
+  tileK,
+  subgroupsM,
+  subgroupsN,
+  pad: 8,
+});
+const candidates = [
+  ["default", undefined],
+  ["128x128", tc(128, 128, 32, 2, 4)],
+  ["128x64", tc(128, 64, 32, 2, 2)],
+  ["64x128", tc(64, 128, 32, 2, 2)],
+  ["64x64", tc(64, 64, 32, 2, 2)],
+  ["64x128/2x4", tc(64, 128, 32, 2, 4)],
+  ["128x64/4x2", tc(128, 64, 32, 4, 2)],
+];
+
+async function time(launch) {
+  const w0 = performance.now();
+  while (performance.now() - w0 < 100) {
+    ctx.dispatch([launch], { repeat: 10 });
+    await ctx.finish();
+  }
+  const timer = ctx.createTimer(5);
+  for (let p = 0; p < 5; p++) ctx.dispatch([launch], { timer, repeat: 10, label: `p${p}` });
+  const ms = (await timer.read()).map((r) => r.ms / 10).sort((a, b) => a - b);
+  timer.destroy();
+  return ms[2];
+}
+
+async function sweep(name, flops, prepare, sizesOf) {
+  const [aSize, bSize, outSize] = sizesOf;
+  const s = "f16";
+  const t = [
+    ctx.upload(randomValues(aSize, 1, s), [aSize], s),
+    ctx.upload(randomValues(bSize, 2, s), [bSize], s),
+    ctx.allocate([outSize], s),
+  ];
+  const cells = [];
+  for (const [label, tiling] of candidates) {
+    try {
+      const kernel = await prepare(tiling);
+      const ms = await time(kernel.launch(t.map((x) => x.buffer)));
+      const wg = kernel.workgroups.reduce((a, b) => a * b, 1);
+      cells.push(`${label} ${ms.toFixed(3)} (${(flops / ms / 1e9).toFixed(0)} TF, ${wg} wg)`);
+    } catch (e) {
+      cells.push(`${label} error: ${String(e.message).split("\n")[0].slice(0, 60)}`);
+    }
+  }
+  for (const x of t) ctx.release(x);
+  console.log(`${name} | ${cells.join(" | ")}`);
+}
+
+for (const size of sizes) {
+  const l = size / 8;
+  const convs = [
+    [l, 320, 320],
+    [l, 640, 320],
+    [l, 960, 320],
+    [l / 2, 640, 640],
+    [l / 2, 1280, 640],
+    [l / 2, 960, 640],
+    [l / 4, 1280, 1280],
+    [l / 4, 2560, 1280],
+    [l / 4, 1920, 1280],
+    [l / 8, 1280, 1280],
+    [l / 8, 2560, 1280],
+  ];
+  for (const [h, cin, cout] of convs) {
+    const shape = sameConv({ batch: 2, height: h, width: h, inChannels: cin, outChannels: cout });
+    const opts = { bias: false, channelsFirstOutput: true };
+    await sweep(
+      `conv ${size}px 2x${h}x${h} ${cin}->${cout}`,
+      2 * 2 * h * h * 9 * cin * cout,
+      (tiling) => prepareConv(ctx, variant, shape, { ...opts, tiling }),
+      [2 * h * h * cin, 9 * cin * cout, 2 * h * h * cout],
+    );
+  }
+  const t = 2 * l * l;
+  const gemms = [
+    [t, 320, 320],
+    [t, 320, 1280],
+    [t / 4, 640, 640],
+    [t / 4, 640, 2560],
+    [t / 16, 1280, 1280],
+    [t / 16, 1280, 5120],
+    [t / 64, 1280, 1280],
+  ];
+  for (const [m, n, k] of gemms) {
+    const shape = { batch: 1, m, n, k, sharedB: true };
+    await sweep(
+      `gemm ${size}px ${m}x${n}x${k}`,
+      2 * m * n * k,
+      (tiling) => prepareGemm(ctx, variant, shape, { tiling }),
+      [m * k, k * n, m * n],
+    );
+  }
+}
+process.exit(0);
