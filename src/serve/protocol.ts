@@ -16,7 +16,6 @@ import { MAX_SEED, randomSeed } from "../util/random.js";
 
 /** The two generations of a job, in the order they run. */
 export type Phase = "baseline" | "accelerated";
-export const PHASES: readonly Phase[] = Object.freeze(["baseline", "accelerated"]);
 
 export type EngineName = "server" | "browser";
 
@@ -383,8 +382,6 @@ export type JobEvent =
   | { readonly type: "done"; readonly result: JobResult | GenerationResult }
   | { readonly type: "error"; readonly message: string }
   | { readonly type: "cancelled" };
-
-export type JobEventType = JobEvent["type"];
 
 export function isFinalEvent(event: JobEvent): boolean {
   return event.type === "done" || event.type === "error" || event.type === "cancelled";
