@@ -22,13 +22,13 @@ import {
   listArg,
   loadOptionsFromFlags,
   type ModelFlagValues,
-  type ReductionFlagValues,
   reductionFromFlags,
   sizeArg,
 } from "./options.js";
 import { checkOutputFile, writeJsonOutput } from "./output-files.js";
+import type { ReductionFlags } from "./reduction-flags.js";
 
-interface BenchFlags extends ModelFlagValues, ReductionFlagValues {
+interface BenchFlags extends ModelFlagValues, ReductionFlags {
   readonly sizes: { width: number; height: number }[];
   readonly methods: BenchMethod[];
   readonly batch: number;
