@@ -5,9 +5,8 @@
  */
 import { attr, GraphBuilder, type Value } from "../onnx/builder.js";
 import { buildModelBytes } from "../onnx/model-io.js";
-import { createSession, float32Tensor } from "../runtime/session.js";
 import { parseDevice } from "../util/vocabulary.js";
-import { probeOutput } from "./probe-output.js";
+import { probeOutput, timeProbe } from "./probe-output.js";
 
 export type ConvVariant = "conv" | "im2col-nchw" | "im2col-nhwc" | "matmul-only";
 
@@ -142,18 +141,7 @@ export async function* runConvProbes(
   for (const shape of shapes) {
     for (const variant of ["conv", "im2col-nchw", "im2col-nhwc", "matmul-only"] as const) {
       try {
-        const session = await createSession(buildConvProbe(variant, shape), { device });
-        const feeds = { bias: float32Tensor(Float32Array.from([0]), [1]) };
-        for (let i = 0; i < 3; i++) await session.run(feeds);
-        const times: number[] = [];
-        for (let i = 0; i < 10; i++) {
-          const start = performance.now();
-          await session.run(feeds);
-          times.push(performance.now() - start);
-        }
-        await session.release();
-        times.sort((a, b) => a - b);
-        const median = times[5];
+        const median = (await timeProbe(buildConvProbe(variant, shape), device))[5];
         const flops =
           2 * shape.batch * shape.size * shape.size * 9 * shape.channels * shape.outChannels;
         yield JSON.stringify({
