@@ -44,22 +44,27 @@ export interface JobLora {
   readonly weight: number;
 }
 
-/** A checked request: every field present, the reduction resolved for the image size. */
-export interface JobParams {
+/** What both kinds of job ask for: the prompt, the image size and the sampling. */
+interface SamplingParams {
   readonly prompt: string;
   readonly negativePrompt: string | null;
   readonly width: number;
   readonly height: number;
   readonly steps: number;
   readonly guidanceScale: number;
+  /** A sampler name from the scheduler registry; null: the model's own. */
   readonly scheduler: string | null;
   readonly seed: number;
   readonly clipSkip: number;
+  /** LoRAs (the request's and the prompt's `<lora:name:weight>` tags), absent when none. */
+  readonly loras?: readonly JobLora[];
+}
+
+/** A checked request: every field present, the reduction resolved for the image size. */
+export interface JobParams extends SamplingParams {
   readonly reduction: ReductionOptions;
   /** What the accelerated UNet is built with. */
   readonly settings: ReductionSettings;
-  /** LoRAs (the request's and the prompt's `<lora:name:weight>` tags), absent when none. */
-  readonly loras?: readonly JobLora[];
 }
 
 export interface Limits {
@@ -278,17 +283,7 @@ export function firstLine(error: unknown): string {
 }
 
 /** A plain generation (the OpenAI and web-UI routes): `count` images, image i seeded `seed + i`. */
-export interface GenerationParams {
-  readonly prompt: string;
-  readonly negativePrompt: string | null;
-  readonly width: number;
-  readonly height: number;
-  readonly steps: number;
-  readonly guidanceScale: number;
-  /** A sampler name from the scheduler registry; null: the model's own. */
-  readonly scheduler: string | null;
-  readonly seed: number;
-  readonly clipSkip: number;
+export interface GenerationParams extends SamplingParams {
   readonly count: number;
   /** Token reduction, or null for the plain UNet. */
   readonly reduction: ReductionOptions | null;
@@ -296,8 +291,6 @@ export interface GenerationParams {
   readonly initImage: string | null;
   /** img2img: how much of the schedule runs, in (0, 1]; null without an init image. */
   readonly strength: number | null;
-  /** LoRAs (the request's and the prompt's `<lora:name:weight>` tags), absent when none. */
-  readonly loras?: readonly JobLora[];
 }
 
 /** One image of a finished generation. */
