@@ -3,6 +3,8 @@
  * operator and as an explicit im2col plus MatMul (channels-first and channels-last), timed on one
  * device, to choose how the builders express convolutions for each backend.
  */
+
+import { transposeMatrix } from "../models/layers.js";
 import { attr, GraphBuilder, type Value } from "../onnx/builder.js";
 import { buildModelBytes } from "../onnx/model-io.js";
 import { parseDevice } from "../util/vocabulary.js";
@@ -29,13 +31,6 @@ function im2colWeight(w: Float32Array, o: number, c: number): Float32Array {
   for (let oo = 0; oo < o; oo++)
     for (let ch = 0; ch < c; ch++)
       for (let t = 0; t < 9; t++) out[oo * 9 * c + t * c + ch] = w[(oo * c + ch) * 9 + t];
-  return out;
-}
-
-/** A row-major matrix transposed. */
-function transposed(m: Float32Array, rows: number, cols: number): Float32Array {
-  const out = new Float32Array(m.length);
-  for (let r = 0; r < rows; r++) for (let k = 0; k < cols; k++) out[k * rows + r] = m[r * cols + k];
   return out;
 }
 
@@ -104,7 +99,7 @@ export function buildConvProbe(variant: ConvVariant, shape: ConvShape): Uint8Arr
       });
       const columns = shiftedWindows(g, padded, s, 1, 2, 3); // (B, H, W, 9C)
       const w = g.weight("w", [9 * c, o], () =>
-        transposed(im2colWeight(values(o * c * 9), o, c), o, 9 * c),
+        transposeMatrix(im2colWeight(values(o * c * 9), o, c), o, 9 * c),
       );
       out = g.matMul(columns, w); // (B, H, W, O)
       break;
