@@ -12,6 +12,7 @@ import {
   type ReductionSettings,
 } from "../reduce/options.js";
 import { createScheduler } from "../schedulers/registry.js";
+import type { TokenizerFolderFiles } from "../tokenizers/clip-tokenizer.js";
 import { MAX_SEED, randomSeed } from "../util/random.js";
 
 /** The two generations of a job, in the order they run. */
@@ -399,14 +400,7 @@ export interface ServerInfo {
 }
 
 /** GET /api/model/tokenizers/:index: a tokenizer folder's files, as text. */
-export interface TokenizerPayload {
-  readonly vocabJson?: string;
-  readonly mergesTxt?: string;
-  /** Folders that ship only tokenizer.json. */
-  readonly tokenizerJson?: string;
-  readonly config?: string;
-  readonly specialTokensMap?: string;
-}
+export type TokenizerPayload = TokenizerFolderFiles;
 
 /** GET /api/model/{text-encoders/:i, unet, vae-decoder, vae-encoder}: where a built model is. */
 export interface ModelLinks {
