@@ -4,7 +4,7 @@
  * the page's in-browser engine, so it imports nothing platform-specific.
  */
 import type { ImageComparisonJson } from "../image/metrics.js";
-import type { GenerateTimings } from "../pipelines/generate-options.js";
+import type { GenerateOptions, GenerateTimings } from "../pipelines/generate-options.js";
 import {
   parseReductionOptions,
   type ReductionOptions,
@@ -59,6 +59,21 @@ interface SamplingParams {
   readonly clipSkip: number;
   /** LoRAs (the request's and the prompt's `<lora:name:weight>` tags), absent when none. */
   readonly loras?: readonly JobLora[];
+}
+
+/** The library's options for those fields (null and a clip skip of 0: the model's own). */
+export function samplingOptions(params: SamplingParams): GenerateOptions {
+  return {
+    prompt: params.prompt,
+    negativePrompt: params.negativePrompt ?? undefined,
+    width: params.width,
+    height: params.height,
+    steps: params.steps,
+    guidanceScale: params.guidanceScale,
+    scheduler: params.scheduler ?? undefined,
+    seed: params.seed,
+    clipSkip: params.clipSkip || undefined,
+  };
 }
 
 /** A checked request: every field present, the reduction resolved for the image size. */
