@@ -35,21 +35,19 @@ export function floatArg(name: string): (value: string) => number {
   };
 }
 
-export function deviceArg(value: string): Device {
-  try {
-    return parseDevice(value);
-  } catch (error) {
-    throw new InvalidArgumentError((error as Error).message);
-  }
+/** A library parser as commander takes one: its error, as commander's, keeps its message. */
+function commanderArg<T>(parse: (value: string) => T): (value: string) => T {
+  return (value) => {
+    try {
+      return parse(value);
+    } catch (error) {
+      throw new InvalidArgumentError((error as Error).message);
+    }
+  };
 }
 
-export function engineArg(value: string): EngineChoice {
-  try {
-    return parseEngine(value);
-  } catch (error) {
-    throw new InvalidArgumentError((error as Error).message);
-  }
-}
+export const deviceArg = commanderArg(parseDevice);
+export const engineArg = commanderArg(parseEngine);
 
 export function dtypeArg(value: string): ModelDtype {
   try {
