@@ -118,7 +118,7 @@ export function buildClipTextEncoder(
 ): GraphBuilder {
   const g = new GraphBuilder(options.dtype ?? "float32");
   const tracker = new WeightTracker(weights);
-  const ctx: WeightContext = { g, weights: tracker };
+  const ctx: ClipContext = { g, weights: tracker, config };
   const layers = config.numHiddenLayers;
   const hidden = config.hiddenSize;
   const projection = hasProjection(config, weights, options);
@@ -163,7 +163,7 @@ export function buildClipTextEncoder(
         tracker.take(`${prefix}.${suffix}`, shape);
       continue;
     }
-    x = g.scope(`layers.${i}`, () => encoderLayer(ctx, config, prefix, x, mask));
+    x = g.scope(`layers.${i}`, () => encoderLayer(ctx, prefix, x, mask));
     states.push(x);
   }
 
@@ -260,22 +260,21 @@ function causalMask(g: GraphBuilder, positions: Value): Value {
   return g.op("Where", [future, g.float(lowest), g.float(0)]);
 }
 
+/** The graph and the tracked weights of the model that `config` describes. */
+interface ClipContext extends WeightContext {
+  readonly config: ClipTextConfig;
+}
+
 /** One pre-norm transformer layer; `x` is (B, S, C). */
-function encoderLayer(
-  ctx: WeightContext,
-  config: ClipTextConfig,
-  prefix: string,
-  x: Value,
-  mask: Value,
-): Value {
-  const { g } = ctx;
+function encoderLayer(ctx: ClipContext, prefix: string, x: Value, mask: Value): Value {
+  const { g, config } = ctx;
   const C = config.hiddenSize;
   const F = config.intermediateSize;
   const eps = config.layerNormEps;
   const norm1 = layerNorm(ctx, `${prefix}.layer_norm1`, x, C, eps);
   x = g.add(
     x,
-    g.scope("self_attn", () => selfAttention(ctx, config, prefix, norm1, mask)),
+    g.scope("self_attn", () => selfAttention(ctx, prefix, norm1, mask)),
   );
   const norm2 = layerNorm(ctx, `${prefix}.layer_norm2`, x, C, eps);
   const mlp = g.scope("mlp", () => {
@@ -287,14 +286,8 @@ function encoderLayer(
 }
 
 /** Multi-head causal self-attention (Vaswani et al. 2017) over `x` (B, S, C). */
-function selfAttention(
-  ctx: WeightContext,
-  config: ClipTextConfig,
-  prefix: string,
-  x: Value,
-  mask: Value,
-): Value {
-  const { g } = ctx;
+function selfAttention(ctx: ClipContext, prefix: string, x: Value, mask: Value): Value {
+  const { g, config } = ctx;
   const C = config.hiddenSize;
   const heads = config.numAttentionHeads;
   const headDim = C / heads;
