@@ -1,6 +1,6 @@
 import { join } from "node:path";
 import type { Command } from "commander";
-import { generationTextChunks } from "../image/parameters.js";
+import { generationTextChunks, jsonNumbers } from "../image/parameters.js";
 import {
   compareImages,
   comparisonToJson,
@@ -33,12 +33,7 @@ import { warnLongPrompts } from "./input-checks.js";
 import { resolveLoraFlags } from "./lora-flags.js";
 import { checkJobFits } from "./memory-check.js";
 import { intArg, reductionFromFlags } from "./options.js";
-import {
-  checkOutputFile,
-  checkOutputFolder,
-  jsonNumbers,
-  writeJsonOutput,
-} from "./output-files.js";
+import { checkOutputFile, checkOutputFolder, writeJsonOutput } from "./output-files.js";
 import { modelName } from "./output-names.js";
 import { ProgressBar } from "./progress.js";
 

@@ -3,10 +3,10 @@
  * format the popular web UIs read, and the full generation record as JSON (`todo-sd` chunk).
  * No file system access here, so browsers can use it too.
  */
+import type { JsonObject } from "../configs/config-json.js";
 import { floatToRgb8, imagesFromBatch } from "../image/float-image.js";
 import {
   generationTextChunks,
-  type JsonObject,
   type WebUiParameters,
   webUiSamplerName,
 } from "../image/parameters.js";
