@@ -17,7 +17,7 @@ import {
 } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import { temporaryName, writeAll, writeFileAtomically } from "../util/atomic-write.js";
-import { type GraphBuilder, type ModelOptions, modelShell } from "./builder.js";
+import { type GraphBuilder, type Initializer, type ModelOptions, modelShell } from "./builder.js";
 import { collectAllTensors, externalTensors } from "./external-data.js";
 import {
   decodeModel,
@@ -56,13 +56,18 @@ export function buildModelBytes(builder: GraphBuilder, options: ModelOptions = {
  * limit applies (for engines that read the message itself, like the kernels engine).
  */
 export function buildModelProto(builder: GraphBuilder, options: ModelOptions = {}): ModelProto {
-  const initializers: TensorProto[] = builder.initializers.map((init) => ({
+  const initializers = builder.initializers.map((init) => inlineTensor(init));
+  return modelShell(builder.toGraphProto(initializers), options);
+}
+
+/** A builder's initializer as a tensor with its bytes inline. */
+export function inlineTensor(init: Initializer, bytes = init.data.bytes()): TensorProto {
+  return {
     name: init.name,
     dims: [...init.data.dims],
     dataType: ELEMENT_TYPES[init.data.type].dataType,
-    rawData: init.data.bytes(),
-  }));
-  return modelShell(builder.toGraphProto(initializers), options);
+    rawData: bytes,
+  };
 }
 
 export function externalDataPath(modelPath: string): string {
@@ -101,12 +106,7 @@ export function saveModel(
       const bytes = init.data.bytes();
       if (bytes.byteLength < INLINE_TENSOR_BYTES) {
         // Small constants (shapes, axes) stay inline: runtimes read them while optimising the graph.
-        initializers.push({
-          name: init.name,
-          dims: [...init.data.dims],
-          dataType: ELEMENT_TYPES[init.data.type].dataType,
-          rawData: bytes,
-        });
+        initializers.push(inlineTensor(init, bytes));
         continue;
       }
       const padding = (64 - (offset % 64)) % 64; // aligned offsets let runtimes map the file
