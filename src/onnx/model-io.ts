@@ -18,7 +18,12 @@ import {
 import { basename, dirname, join } from "node:path";
 import { temporaryName, writeAll, writeFileAtomically } from "../util/atomic-write.js";
 import { type GraphBuilder, type Initializer, type ModelOptions, modelShell } from "./builder.js";
-import { collectAllTensors, externalTensors } from "./external-data.js";
+import {
+  collectAllTensors,
+  type ExternalTensor,
+  externalLocation,
+  externalTensors,
+} from "./external-data.js";
 import {
   decodeModel,
   encodeModel,
@@ -243,25 +248,48 @@ function resolveExternalData(model: ModelProto, directory: string, label: string
     return { fd, size: fstatSync(fd).size };
   });
   try {
-    for (const { tensor, location, offset, length } of externalTensors(model, label)) {
-      const { fd, size } = fileOf(location);
-      const end = offset + (length ?? size - offset);
-      if (end > size) {
-        throw new Error(`${label}: tensor "${tensor.name}" runs past the end of ${location}`);
-      }
-      const bytes = new Uint8Array(end - offset);
-      for (let done = 0; done < bytes.byteLength; ) {
-        const n = readSync(fd, bytes, done, bytes.byteLength - done, offset + done);
-        if (n === 0) throw new Error(`${label}: ${location} ended while reading "${tensor.name}"`);
-        done += n;
-      }
-      tensor.rawData = bytes;
+    for (const external of externalTensors(model, label)) {
+      const { tensor } = external;
+      tensor.rawData = externalBytes(external, fileOf(external.location), label);
       tensor.dataLocation = undefined;
       tensor.externalData = undefined;
     }
   } finally {
     for (const fd of fds) closeSync(fd);
   }
+}
+
+/** The bytes of one external tensor of a model in `directory` (its data file read for it alone). */
+export function readExternalTensor(
+  tensor: TensorProto,
+  directory: string,
+  label: string,
+): Uint8Array {
+  const external = externalLocation(tensor, label);
+  const fd = openSync(join(directory, external.location), "r");
+  try {
+    return externalBytes(external, { fd, size: fstatSync(fd).size }, label);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** An external tensor's bytes, from its data file open as `fd`. */
+function externalBytes(
+  { tensor, location, offset, length }: ExternalTensor,
+  { fd, size }: { readonly fd: number; readonly size: number },
+  label: string,
+): Uint8Array {
+  const end = offset + (length ?? size - offset);
+  if (end > size)
+    throw new Error(`${label}: tensor "${tensor.name}" runs past the end of ${location}`);
+  const bytes = new Uint8Array(end - offset);
+  for (let done = 0; done < bytes.byteLength; ) {
+    const n = readSync(fd, bytes, done, bytes.byteLength - done, offset + done);
+    if (n === 0) throw new Error(`${label}: ${location} ended while reading "${tensor.name}"`);
+    done += n;
+  }
+  return bytes;
 }
 
 /** Opens each external data file once, by its location; `open` takes what is needed of it. */
