@@ -7,17 +7,11 @@
  */
 
 export * from "./core.js";
-export {
-  type DownloadOptions,
-  downloadFile,
-  downloadPipeline,
-  HubError,
-  type HubErrorCode,
-  isHubId,
-  type PipelineDownloadOptions,
-  type ProgressCallback,
-  parseHubId,
-} from "./hub/index.js";
+export { type DownloadOptions, downloadFile } from "./hub/download-file.js";
+export { downloadPipeline, type PipelineDownloadOptions } from "./hub/download-pipeline.js";
+export { HubError, type HubErrorCode } from "./hub/errors.js";
+export { isHubId, parseHubId } from "./hub/hub-id.js";
+export type { ProgressCallback } from "./hub/transfer.js";
 export { sideBySide } from "./image/compose.js";
 export {
   formatWebUiParameters,
@@ -30,17 +24,17 @@ export {
   type AppliedLora,
   type ApplyLoraOptions,
   applyLoras,
+  type LoraRequest,
+} from "./lora/apply-loras.js";
+export { isLoraFile, LoraFile } from "./lora/lora-file.js";
+export {
   extractPromptLoras,
   findLora,
-  isLoraFile,
-  LoraFile,
   type LoraListing,
-  type LoraMatch,
-  type LoraRequest,
   listLoras,
-  matchLora,
   type PromptLoras,
-} from "./lora/index.js";
+} from "./lora/lora-folder.js";
+export { type LoraMatch, matchLora } from "./lora/lora-targets.js";
 export {
   CONVERT_COMPONENTS,
   type ConvertComponent,

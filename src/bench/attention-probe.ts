@@ -4,9 +4,8 @@
  */
 import { attr, GraphBuilder, MS_DOMAIN, type Value } from "../onnx/builder.js";
 import { buildModelBytes } from "../onnx/model-io.js";
-import { createSession, float32Tensor } from "../runtime/session.js";
 import { type Device, parseDevice } from "../util/vocabulary.js";
-import { probeOutput } from "./probe-output.js";
+import { probeOutput, timeProbe } from "./probe-output.js";
 
 export type AttentionVariant =
   | "matmul-softmax"
@@ -131,17 +130,7 @@ export async function runAttentionProbe(
   repeats = 10,
 ): Promise<ProbeResult> {
   try {
-    const session = await createSession(buildAttentionProbe(variant, shape, dtype), { device });
-    const feeds = { bias: float32Tensor(Float32Array.from([0]), [1]) };
-    for (let i = 0; i < 3; i++) await session.run(feeds);
-    const times: number[] = [];
-    for (let i = 0; i < repeats; i++) {
-      const start = performance.now();
-      await session.run(feeds);
-      times.push(performance.now() - start);
-    }
-    await session.release();
-    times.sort((a, b) => a - b);
+    const times = await timeProbe(buildAttentionProbe(variant, shape, dtype), device, repeats);
     return {
       variant,
       shape,

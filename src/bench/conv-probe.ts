@@ -3,11 +3,12 @@
  * operator and as an explicit im2col plus MatMul (channels-first and channels-last), timed on one
  * device, to choose how the builders express convolutions for each backend.
  */
+
+import { transposeMatrix } from "../models/layers.js";
 import { attr, GraphBuilder, type Value } from "../onnx/builder.js";
 import { buildModelBytes } from "../onnx/model-io.js";
-import { createSession, float32Tensor } from "../runtime/session.js";
 import { parseDevice } from "../util/vocabulary.js";
-import { probeOutput } from "./probe-output.js";
+import { probeOutput, timeProbe } from "./probe-output.js";
 
 export type ConvVariant = "conv" | "im2col-nchw" | "im2col-nhwc" | "matmul-only";
 
@@ -30,13 +31,6 @@ function im2colWeight(w: Float32Array, o: number, c: number): Float32Array {
   for (let oo = 0; oo < o; oo++)
     for (let ch = 0; ch < c; ch++)
       for (let t = 0; t < 9; t++) out[oo * 9 * c + t * c + ch] = w[(oo * c + ch) * 9 + t];
-  return out;
-}
-
-/** A row-major matrix transposed. */
-function transposed(m: Float32Array, rows: number, cols: number): Float32Array {
-  const out = new Float32Array(m.length);
-  for (let r = 0; r < rows; r++) for (let k = 0; k < cols; k++) out[k * rows + r] = m[r * cols + k];
   return out;
 }
 
@@ -105,7 +99,7 @@ export function buildConvProbe(variant: ConvVariant, shape: ConvShape): Uint8Arr
       });
       const columns = shiftedWindows(g, padded, s, 1, 2, 3); // (B, H, W, 9C)
       const w = g.weight("w", [9 * c, o], () =>
-        transposed(im2colWeight(values(o * c * 9), o, c), o, 9 * c),
+        transposeMatrix(im2colWeight(values(o * c * 9), o, c), o, 9 * c),
       );
       out = g.matMul(columns, w); // (B, H, W, O)
       break;
@@ -142,18 +136,7 @@ export async function* runConvProbes(
   for (const shape of shapes) {
     for (const variant of ["conv", "im2col-nchw", "im2col-nhwc", "matmul-only"] as const) {
       try {
-        const session = await createSession(buildConvProbe(variant, shape), { device });
-        const feeds = { bias: float32Tensor(Float32Array.from([0]), [1]) };
-        for (let i = 0; i < 3; i++) await session.run(feeds);
-        const times: number[] = [];
-        for (let i = 0; i < 10; i++) {
-          const start = performance.now();
-          await session.run(feeds);
-          times.push(performance.now() - start);
-        }
-        await session.release();
-        times.sort((a, b) => a - b);
-        const median = times[5];
+        const median = (await timeProbe(buildConvProbe(variant, shape), device))[5];
         const flops =
           2 * shape.batch * shape.size * shape.size * 9 * shape.channels * shape.outChannels;
         yield JSON.stringify({

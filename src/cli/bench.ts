@@ -22,13 +22,13 @@ import {
   listArg,
   loadOptionsFromFlags,
   type ModelFlagValues,
-  type ReductionFlagValues,
   reductionFromFlags,
   sizeArg,
 } from "./options.js";
 import { checkOutputFile, writeJsonOutput } from "./output-files.js";
+import type { ReductionFlags } from "./reduction-flags.js";
 
-interface BenchFlags extends ModelFlagValues, ReductionFlagValues {
+interface BenchFlags extends ModelFlagValues, ReductionFlags {
   readonly sizes: { width: number; height: number }[];
   readonly methods: BenchMethod[];
   readonly batch: number;
@@ -52,7 +52,7 @@ export function registerBench(program: Command): void {
     .option(
       "--methods <list>",
       "none, todo, tome, todo-single-key, off (ToDo built in but switched off)",
-      listArg(parseBenchMethodArg),
+      listArg(parseBenchMethod),
       ["none", "todo"] as BenchMethod[],
     )
     .option(
@@ -130,10 +130,6 @@ function readBenchJson(file: string): UnetBenchRow[] {
   if (!Array.isArray(parsed))
     throw new Error(`${file}: not a bench --json file (expected a list of rows)`);
   return parsed as UnetBenchRow[];
-}
-
-function parseBenchMethodArg(value: string): BenchMethod {
-  return parseBenchMethod(value);
 }
 
 async function benchCommand(flags: BenchFlags): Promise<void> {

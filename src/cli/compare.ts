@@ -1,6 +1,6 @@
 import { join } from "node:path";
 import type { Command } from "commander";
-import { generationTextChunks, webUiSamplerName } from "../image/parameters.js";
+import { generationTextChunks, jsonNumbers } from "../image/parameters.js";
 import {
   compareImages,
   comparisonToJson,
@@ -14,9 +14,8 @@ import {
   type ReductionSettings,
   randomSeed,
   sideBySide,
-  TOOL_VERSION,
 } from "../index.js";
-import { loraParameters } from "../pipelines/result-png.js";
+import { webUiParameters } from "../pipelines/result-png.js";
 import { writeBytesExclusively } from "../util/atomic-write.js";
 import type { ModelFamily } from "../util/vocabulary.js";
 import {
@@ -34,12 +33,7 @@ import { warnLongPrompts } from "./input-checks.js";
 import { resolveLoraFlags } from "./lora-flags.js";
 import { checkJobFits } from "./memory-check.js";
 import { intArg, reductionFromFlags } from "./options.js";
-import {
-  checkOutputFile,
-  checkOutputFolder,
-  jsonNumbers,
-  writeJsonOutput,
-} from "./output-files.js";
+import { checkOutputFile, checkOutputFolder, writeJsonOutput } from "./output-files.js";
 import { modelName } from "./output-names.js";
 import { ProgressBar } from "./progress.js";
 
@@ -188,27 +182,11 @@ function comparisonPng(
   record: Readonly<Record<string, unknown>>,
 ): Uint8Array {
   const composed = sideBySide(images, { labels });
-  const p = accelerated.parameters;
-  const loras = loraParameters(p.loras);
+  const model = typeof record.model === "string" ? record.model : undefined;
   const chunks = generationTextChunks(
-    {
-      prompt: p.prompt[0] + loras.promptTags,
-      negativePrompt: p.negativePrompt?.[0],
-      steps: p.steps,
-      sampler: webUiSamplerName(p.scheduler, p.schedulerConfig),
-      cfgScale: p.guidanceScale,
-      seed: p.seed ?? undefined,
-      width: p.width,
-      height: p.height,
-      model: typeof record.model === "string" ? record.model : undefined,
-      clipSkip: p.clipSkip === null ? undefined : p.clipSkip + 1,
-      extra: {
-        ToDo: describeReduction(settings),
-        ...loras.extra,
-        Comparison: "baseline left, token reduction right",
-        Version: TOOL_VERSION,
-      },
-    },
+    webUiParameters(accelerated.parameters, 0, model, describeReduction(settings), {
+      Comparison: "baseline left, token reduction right",
+    }),
     JSON.parse(JSON.stringify(record, jsonNumbers)),
   );
   const pixels = floatToRgb8(composed);

@@ -6,17 +6,12 @@ import { parseConvertComponent } from "../pipelines/convert.js";
 import { removeStaleTemporaries } from "../util/atomic-write.js";
 import type { ModelDtype } from "../util/vocabulary.js";
 import { addLoraFlags, type LoraFlagValues, warn } from "./lora-flags.js";
-import {
-  addReductionFlags,
-  dtypeArg,
-  type ReductionFlagValues,
-  reductionFromFlags,
-  sizeArg,
-} from "./options.js";
+import { addReductionFlags, dtypeArg, reductionFromFlags, sizeArg } from "./options.js";
 import { checkOutputFile, checkOutputFolder } from "./output-files.js";
 import { formatSeconds } from "./progress.js";
+import type { ReductionFlags } from "./reduction-flags.js";
 
-interface ConvertFlags extends ReductionFlagValues, LoraFlagValues {
+interface ConvertFlags extends ReductionFlags, LoraFlagValues {
   readonly component: string;
   readonly out: string;
   readonly dtype: ModelDtype;

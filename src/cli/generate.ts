@@ -36,7 +36,6 @@ import {
   loadOptionsFromFlags,
   type ModelFlagValues,
   pixelsArg,
-  type ReductionFlagValues,
   reductionFromFlags,
   sizeArg,
 } from "./options.js";
@@ -49,6 +48,7 @@ import {
   namePatternArg,
 } from "./output-names.js";
 import { formatSeconds, ProgressBar } from "./progress.js";
+import type { ReductionFlags } from "./reduction-flags.js";
 
 /** The released models are trained on 1000 timesteps: a schedule cannot have more steps. */
 function stepsArg(value: string): number {
@@ -59,7 +59,7 @@ function stepsArg(value: string): number {
 }
 
 /** The flags addGenerationFlags defines. */
-export interface GenerationFlags extends ModelFlagValues, ReductionFlagValues, LoraFlagValues {
+export interface GenerationFlags extends ModelFlagValues, ReductionFlags, LoraFlagValues {
   readonly negative?: string;
   readonly width?: number;
   readonly height?: number;

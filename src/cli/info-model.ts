@@ -8,7 +8,7 @@ import { parseVaeConfig } from "../configs/vae-config.js";
 import { describeReduction, parseReductionOptions } from "../index.js";
 import type { MemoryEstimate } from "../pipelines/memory-estimate.js";
 import { familyOf } from "../pipelines/model-plan.js";
-import { levelGrid, resolveAutoFactor, resolveReduction } from "../reduce/index.js";
+import { levelGrid, resolveAutoFactor, resolveReduction } from "../reduce/options.js";
 import type { ModelFamily } from "../util/vocabulary.js";
 import { type ComponentName, componentClassName, type ModelFiles } from "../weights/model-files.js";
 

@@ -13,7 +13,7 @@ import { ATTENTION_RULES, findSelfAttention } from "../patch/apply-rules.js";
 import { GraphIndex } from "../patch/graph-index.js";
 import { unetSignature } from "../patch/unet-levels.js";
 import { onnxDefaultSide, onnxUnetFamily } from "../pipelines/onnx-folder.js";
-import { METADATA_PREFIX, reductionFromMetadata } from "../reduce/index.js";
+import { METADATA_PREFIX, reductionFromMetadata } from "../reduce/options.js";
 import type { ModelFamily } from "../util/vocabulary.js";
 import {
   type AttentionInfo,

@@ -6,8 +6,6 @@ import { Command, CommanderError } from "commander";
 import { registerCommands } from "./commands.js";
 import { flagWordedMessage } from "./option-flags.js";
 
-export class CliError extends Error {}
-
 export async function main(argv: readonly string[]): Promise<number> {
   const program = new Command("todo-sd");
   program

@@ -11,7 +11,7 @@ import {
   type WebGpuBufferCache,
   type WebGpuTuning,
 } from "../index.js";
-import { parseReductionFlags } from "./reduction-flags.js";
+import { parseReductionFlags, type ReductionFlags } from "./reduction-flags.js";
 
 /** Plain decimal digits only: `0x10`, `1e3`, `0b1` and `+5` are not whole numbers a user types. */
 const PLAIN_INTEGER = /^\d+$/;
@@ -35,21 +35,19 @@ export function floatArg(name: string): (value: string) => number {
   };
 }
 
-export function deviceArg(value: string): Device {
-  try {
-    return parseDevice(value);
-  } catch (error) {
-    throw new InvalidArgumentError((error as Error).message);
-  }
+/** A library parser as commander takes one: its error, as commander's, keeps its message. */
+function commanderArg<T>(parse: (value: string) => T): (value: string) => T {
+  return (value) => {
+    try {
+      return parse(value);
+    } catch (error) {
+      throw new InvalidArgumentError((error as Error).message);
+    }
+  };
 }
 
-export function engineArg(value: string): EngineChoice {
-  try {
-    return parseEngine(value);
-  } catch (error) {
-    throw new InvalidArgumentError((error as Error).message);
-  }
-}
+export const deviceArg = commanderArg(parseDevice);
+export const engineArg = commanderArg(parseEngine);
 
 export function dtypeArg(value: string): ModelDtype {
   try {
@@ -132,21 +130,7 @@ export function addReductionFlags(command: Command): Command {
     );
 }
 
-export interface ReductionFlagValues {
-  readonly todo?: string;
-  readonly todoLevel2?: string;
-  readonly todoMode?: string;
-  readonly mergeTarget?: string;
-  readonly tome?: string;
-  readonly tomeLevel2?: string;
-  readonly tomeStride?: string;
-  readonly tomeRandom?: boolean | string;
-  readonly todoStop?: string;
-  readonly todoSwitch?: string;
-  readonly todoSecondary?: string;
-}
-
-const REDUCTION_FLAG_KEYS: readonly (keyof ReductionFlagValues)[] = Object.freeze([
+const REDUCTION_FLAG_KEYS: readonly (keyof ReductionFlags)[] = Object.freeze([
   "todo",
   "todoLevel2",
   "todoMode",
@@ -161,17 +145,17 @@ const REDUCTION_FLAG_KEYS: readonly (keyof ReductionFlagValues)[] = Object.freez
 ]);
 
 /** The reduction the flags ask for; `auto` ToDo when none is given and `defaultAuto` is set. */
-export function reductionFromFlags(flags: ReductionFlagValues, defaultAuto: true): ReductionOptions;
+export function reductionFromFlags(flags: ReductionFlags, defaultAuto: true): ReductionOptions;
 export function reductionFromFlags(
-  flags: ReductionFlagValues,
+  flags: ReductionFlags,
   defaultAuto: boolean,
 ): ReductionOptions | undefined;
 export function reductionFromFlags(
-  flags: ReductionFlagValues,
+  flags: ReductionFlags,
   defaultAuto: boolean,
 ): ReductionOptions | undefined {
   // Commands hand over all their flags; only the reduction flags count as asking for one.
-  const reductionFlags: ReductionFlagValues = Object.fromEntries(
+  const reductionFlags: ReductionFlags = Object.fromEntries(
     REDUCTION_FLAG_KEYS.map((key) => [key, flags[key]]),
   );
   const given = Object.values(reductionFlags).some((v) => v !== undefined);

@@ -4,6 +4,7 @@
  */
 import { existsSync, statfsSync, statSync } from "node:fs";
 import { dirname, resolve } from "node:path";
+import { jsonNumbers } from "../image/parameters.js";
 import { ensureWritableFolder } from "../pipelines/outputs.js";
 import { writeBytesAtomically } from "../util/atomic-write.js";
 
@@ -66,9 +67,4 @@ export function writeJsonOutput(destination: string, value: unknown): void {
   const text = `${JSON.stringify(value, jsonNumbers, 2)}\n`;
   if (destination === "-") process.stdout.write(text);
   else writeBytesAtomically(destination, new TextEncoder().encode(text));
-}
-
-/** JSON has no infinities or NaN: they are written as strings, as in the project's fixtures. */
-export function jsonNumbers(_key: string, value: unknown): unknown {
-  return typeof value === "number" && !Number.isFinite(value) ? String(value) : value;
 }

@@ -1,16 +1,12 @@
 import { type Command, Option } from "commander";
 import { describeReduction } from "../index.js";
 import { patchModel } from "../patch/patch-model.js";
-import {
-  addReductionFlags,
-  type ReductionFlagValues,
-  reductionFromFlags,
-  sizeArg,
-} from "./options.js";
+import { addReductionFlags, reductionFromFlags, sizeArg } from "./options.js";
 import { checkOutputFile } from "./output-files.js";
 import { formatSeconds } from "./progress.js";
+import type { ReductionFlags } from "./reduction-flags.js";
 
-interface PatchFlags extends ReductionFlagValues {
+interface PatchFlags extends ReductionFlags {
   readonly out: string;
   readonly size?: { width: number; height: number };
   readonly externalData: "auto" | "always" | "never";

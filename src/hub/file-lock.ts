@@ -27,6 +27,7 @@ import {
 import { hostname } from "node:os";
 import { dirname } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
+import { processAlive } from "../util/atomic-write.js";
 
 export interface FileLockOptions {
   readonly signal?: AbortSignal;
@@ -139,20 +140,11 @@ function parseOwner(text: string): LockOwner | undefined {
 }
 
 function isStale(path: string, owner: LockOwner | undefined, staleMs: number): boolean {
-  if (owner && owner.host === hostname() && !isProcessAlive(owner.pid)) return true;
+  if (owner && owner.host === hostname() && !processAlive(owner.pid)) return true;
   try {
     return Date.now() - statSync(path).mtimeMs > staleMs;
   } catch {
     return false;
-  }
-}
-
-function isProcessAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === "EPERM";
   }
 }
 

@@ -10,6 +10,8 @@
 // colon or line break is written as a JSON string (the web UI's own rule). A last line with fewer than three settings
 // is read as part of the prompt, as the web UI does.
 
+import type { JsonObject } from "../configs/config-json.js";
+
 export const PARAMETERS_KEYWORD = "parameters";
 export const RECORD_KEYWORD = "todo-sd";
 
@@ -207,25 +209,18 @@ export function webUiSamplerName(
   return name;
 }
 
-export type JsonValue =
-  | null
-  | boolean
-  | number
-  | string
-  | JsonValue[]
-  | { [key: string]: JsonValue };
-export type JsonObject = { [key: string]: JsonValue };
-
 /**
- * The `todo-sd` record as JSON text. Non-finite numbers, which JSON cannot hold, are written
- * as the strings "Infinity", "-Infinity" and "NaN" (as in the project's fixtures); they read
- * back as those strings.
+ * A replacer for JSON.stringify: non-finite numbers, which JSON cannot hold, are written as the
+ * strings "Infinity", "-Infinity" and "NaN" (as in the project's fixtures); they read back as
+ * those strings.
  */
+export function jsonNumbers(_key: string, value: unknown): unknown {
+  return typeof value === "number" && !Number.isFinite(value) ? String(value) : value;
+}
+
+/** The `todo-sd` record as JSON text, non-finite numbers as strings (`jsonNumbers`). */
 export function encodeGenerationRecord(record: JsonObject): string {
-  return JSON.stringify(record, (_key, value: unknown) => {
-    if (typeof value === "number" && !Number.isFinite(value)) return String(value);
-    return value;
-  });
+  return JSON.stringify(record, jsonNumbers);
 }
 
 export function decodeGenerationRecord(text: string, label: string): JsonObject {

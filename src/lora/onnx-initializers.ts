@@ -5,14 +5,12 @@
  * model are shown as a `WeightSource` (names and shapes from the graph, values read on demand,
  * from external data files too), so that LoRA matching and merging work on them unchanged.
  */
-import { closeSync, openSync, readSync } from "node:fs";
-import { join } from "node:path";
-import type { ModelProto, TensorProto } from "../onnx/proto.js";
+import { readExternalTensor } from "../onnx/model-io.js";
+import { type ModelProto, TensorDataType, type TensorProto } from "../onnx/proto.js";
 import { float16ArrayToFloat32, float32ArrayToFloat16 } from "../util/float16.js";
 import { KeyedWeightSource, type WeightInfo, type WeightSource } from "../weights/source.js";
 
-const FLOAT = 1;
-const FLOAT16 = 10;
+const { FLOAT, FLOAT16 } = TensorDataType;
 
 export class InitializerWeights extends KeyedWeightSource<TensorProto> {
   /** `dir` is the model's folder, where its external data files are. */
@@ -56,30 +54,9 @@ export class InitializerWeights extends KeyedWeightSource<TensorProto> {
   }
 
   private bytes(tensor: TensorProto): Uint8Array {
-    if (tensor.dataLocation !== 1) {
-      if (!tensor.rawData)
-        throw new Error(`${this.label}: initializer "${tensor.name}" has no data`);
-      return tensor.rawData;
-    }
-    const entries = new Map((tensor.externalData ?? []).map((e) => [e.key, e.value]));
-    const location = entries.get("location");
-    if (!location)
-      throw new Error(`${this.label}: initializer "${tensor.name}" names no data file`);
-    const offset = Number(entries.get("offset") ?? 0);
-    const length = Number(entries.get("length"));
-    const out = new Uint8Array(length);
-    const fd = openSync(join(this.dir, location), "r");
-    try {
-      let done = 0;
-      while (done < length) {
-        const n = readSync(fd, out, done, length - done, offset + done);
-        if (n === 0) throw new Error(`${this.label}: ${location} ends inside "${tensor.name}"`);
-        done += n;
-      }
-    } finally {
-      closeSync(fd);
-    }
-    return out;
+    if (tensor.dataLocation === 1) return readExternalTensor(tensor, this.dir, this.label);
+    if (!tensor.rawData) throw new Error(`${this.label}: initializer "${tensor.name}" has no data`);
+    return tensor.rawData;
   }
 }
 

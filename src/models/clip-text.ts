@@ -19,8 +19,7 @@ import { attr, GraphBuilder, type Value } from "../onnx/builder.js";
 import type { ModelDtype } from "../util/vocabulary.js";
 import { clipEncoderLayer } from "../weights/clip-layout.js";
 import { type WeightSource, WeightTracker } from "../weights/source.js";
-import type { Shape } from "../weights/weight-modules.js";
-import { transposeMatrix } from "./layers.js";
+import { layerNorm, linear, linearWeights, type WeightContext, weight } from "./layers.js";
 
 /** One hidden state exposed as a graph output. */
 export interface HiddenStateOutput {
@@ -63,7 +62,8 @@ export const POOLER_OUTPUT = "pooler_output";
 export const TEXT_EMBEDS = "text_embeds";
 
 const PREFIX = "text_model";
-const PROJECTION_KEY = "text_projection.weight";
+const PROJECTION = "text_projection";
+const PROJECTION_KEY = `${PROJECTION}.weight`;
 /**
  * A buffer that older exports saved (`torch.arange(max_position_embeddings)[None]`).
  * transformers no longer loads it (it is a non-persistent buffer), so its values never matter,
@@ -118,7 +118,7 @@ export function buildClipTextEncoder(
 ): GraphBuilder {
   const g = new GraphBuilder(options.dtype ?? "float32");
   const tracker = new WeightTracker(weights);
-  const params = new ParameterLoader(g, tracker, config);
+  const ctx: ClipContext = { g, weights: tracker, config };
   const layers = config.numHiddenLayers;
   const hidden = config.hiddenSize;
   const projection = hasProjection(config, weights, options);
@@ -143,11 +143,11 @@ export function buildClipTextEncoder(
 
   const positions = sequencePositions(g, ids); // (S) int64
   let x = g.scope("embeddings", () => {
-    const tokenTable = params.tensor(`${PREFIX}.embeddings.token_embedding.weight`, [
+    const tokenTable = weight(ctx, `${PREFIX}.embeddings.token_embedding.weight`, [
       config.vocabSize,
       hidden,
     ]);
-    const positionTable = params.tensor(`${PREFIX}.embeddings.position_embedding.weight`, [
+    const positionTable = weight(ctx, `${PREFIX}.embeddings.position_embedding.weight`, [
       config.maxPositionEmbeddings,
       hidden,
     ]);
@@ -159,18 +159,19 @@ export function buildClipTextEncoder(
   for (let i = 0; i < layers; i++) {
     const prefix = `${PREFIX}.encoder.layers.${i}`;
     if (i >= depth) {
-      params.skip(prefix, clipEncoderLayer(config));
+      for (const [suffix, shape] of clipEncoderLayer(config))
+        tracker.take(`${prefix}.${suffix}`, shape);
       continue;
     }
-    x = g.scope(`layers.${i}`, () => encoderLayer(params, prefix, x, mask));
+    x = g.scope(`layers.${i}`, () => encoderLayer(ctx, prefix, x, mask));
     states.push(x);
   }
 
   const finalNormKeys = [`${PREFIX}.final_layer_norm.weight`, `${PREFIX}.final_layer_norm.bias`];
   let finalNorm: ((v: Value) => Value) | undefined;
   if (needsFinalNorm) {
-    const scale = params.tensor(finalNormKeys[0], [hidden]);
-    const bias = params.tensor(finalNormKeys[1], [hidden]);
+    const scale = weight(ctx, finalNormKeys[0], [hidden]);
+    const bias = weight(ctx, finalNormKeys[1], [hidden]);
     finalNorm = (v) =>
       g.scope("final_layer_norm", () => g.layerNorm(v, scale, bias, config.layerNormEps));
   } else {
@@ -192,18 +193,19 @@ export function buildClipTextEncoder(
     g.output(toFloat32(g, value), out.name, "float32", ["batch", sequenceDim, hidden]);
   }
 
-  const projectionShape = [config.projectionDim, hidden];
   if (pooled) {
     let value = g.scope("pooler", () => poolAtEndOfText(g, config, ids, normalizedState(layers)));
     let width = hidden;
     if (projection) {
-      const weightT = params.linearWeight(PROJECTION_KEY, projectionShape);
+      const { weightT } = linearWeights(ctx, PROJECTION, hidden, config.projectionDim, {
+        bias: false,
+      });
       value = g.scope("text_projection", () => g.matMul(value, weightT)); // (B, P)
       width = config.projectionDim;
     }
     g.output(toFloat32(g, value), pooledName(projection), "float32", ["batch", width]);
   } else if (projection) {
-    tracker.take(PROJECTION_KEY, projectionShape);
+    tracker.take(PROJECTION_KEY, [config.projectionDim, hidden]);
   }
 
   tracker.assertAllUsed();
@@ -258,36 +260,41 @@ function causalMask(g: GraphBuilder, positions: Value): Value {
   return g.op("Where", [future, g.float(lowest), g.float(0)]);
 }
 
+/** The graph and the tracked weights of the model that `config` describes. */
+interface ClipContext extends WeightContext {
+  readonly config: ClipTextConfig;
+}
+
 /** One pre-norm transformer layer; `x` is (B, S, C). */
-function encoderLayer(params: ParameterLoader, prefix: string, x: Value, mask: Value): Value {
-  const { g, config } = params;
+function encoderLayer(ctx: ClipContext, prefix: string, x: Value, mask: Value): Value {
+  const { g, config } = ctx;
   const C = config.hiddenSize;
   const F = config.intermediateSize;
   const eps = config.layerNormEps;
-  const norm1 = params.layerNorm(`${prefix}.layer_norm1`, x, C, eps);
+  const norm1 = layerNorm(ctx, `${prefix}.layer_norm1`, x, C, eps);
   x = g.add(
     x,
-    g.scope("self_attn", () => selfAttention(params, prefix, norm1, mask)),
+    g.scope("self_attn", () => selfAttention(ctx, prefix, norm1, mask)),
   );
-  const norm2 = params.layerNorm(`${prefix}.layer_norm2`, x, C, eps);
+  const norm2 = layerNorm(ctx, `${prefix}.layer_norm2`, x, C, eps);
   const mlp = g.scope("mlp", () => {
-    const up = params.linear(`${prefix}.mlp.fc1`, norm2, F, C); // (B, S, F)
+    const up = linear(ctx, `${prefix}.mlp.fc1`, norm2, C, F); // (B, S, F)
     const act = config.hiddenAct === "quick_gelu" ? g.quickGelu(up) : g.gelu(up);
-    return params.linear(`${prefix}.mlp.fc2`, act, C, F); // (B, S, C)
+    return linear(ctx, `${prefix}.mlp.fc2`, act, F, C); // (B, S, C)
   });
   return g.add(x, mlp);
 }
 
 /** Multi-head causal self-attention (Vaswani et al. 2017) over `x` (B, S, C). */
-function selfAttention(params: ParameterLoader, prefix: string, x: Value, mask: Value): Value {
-  const { g, config } = params;
+function selfAttention(ctx: ClipContext, prefix: string, x: Value, mask: Value): Value {
+  const { g, config } = ctx;
   const C = config.hiddenSize;
   const heads = config.numAttentionHeads;
   const headDim = C / heads;
   const attn = `${prefix}.self_attn`;
-  const q = params.linear(`${attn}.q_proj`, x, C, C);
-  const k = params.linear(`${attn}.k_proj`, x, C, C);
-  const v = params.linear(`${attn}.v_proj`, x, C, C);
+  const q = linear(ctx, `${attn}.q_proj`, x, C, C);
+  const k = linear(ctx, `${attn}.k_proj`, x, C, C);
+  const v = linear(ctx, `${attn}.v_proj`, x, C, C);
   // Reshape's 0 copies the input dimension, so batch and sequence may be dynamic.
   const split = (t: Value, perm: number[]) =>
     g.transpose(g.reshape(t, [0, 0, heads, headDim]), perm);
@@ -297,7 +304,7 @@ function selfAttention(params: ParameterLoader, prefix: string, x: Value, mask: 
   const scores = g.add(g.mul(g.matMul(qh, kt), g.float(1 / Math.sqrt(headDim))), mask); // (B, H, S, S)
   const context = g.matMul(g.softmax(scores, -1), vh); // (B, H, S, D)
   const merged = g.reshape(g.transpose(context, [0, 2, 1, 3]), [0, 0, C]); // (B, S, C)
-  return params.linear(`${attn}.out_proj`, merged, C, C);
+  return linear(ctx, `${attn}.out_proj`, merged, C, C);
 }
 
 /**
@@ -321,53 +328,6 @@ function poolAtEndOfText(g: GraphBuilder, config: ClipTextConfig, ids: Value, st
 
 function toFloat32(g: GraphBuilder, value: Value): Value {
   return g.floatType === "float32" ? value : g.cast(value, "float32");
-}
-
-/**
- * Takes weights from the tracker (shape-checked) and declares them as lazy initializers in the
- * graph of the model that `config` describes.
- */
-class ParameterLoader {
-  constructor(
-    readonly g: GraphBuilder,
-    private readonly tracker: WeightTracker,
-    readonly config: ClipTextConfig,
-  ) {}
-
-  /** A tensor in its stored layout. */
-  tensor(key: string, shape: readonly number[]): Value {
-    this.tracker.take(key, shape);
-    const source = this.tracker.source;
-    return this.g.weight(key, shape, () => source.readFloat32(key));
-  }
-
-  /** A PyTorch Linear weight stored [out, in], declared transposed [in, out] for MatMul. */
-  linearWeight(key: string, shape: readonly number[]): Value {
-    this.tracker.take(key, shape);
-    const source = this.tracker.source;
-    const [rows, cols] = shape;
-    return this.g.weight(key, [cols, rows], () =>
-      transposeMatrix(source.readFloat32(key), rows, cols),
-    );
-  }
-
-  /** y = x W^T + b for the Linear at `prefix` (`.weight` [out, in], `.bias` [out]). */
-  linear(prefix: string, x: Value, outFeatures: number, inFeatures: number): Value {
-    const weightT = this.linearWeight(`${prefix}.weight`, [outFeatures, inFeatures]);
-    const bias = this.tensor(`${prefix}.bias`, [outFeatures]);
-    return this.g.linear(x, weightT, bias);
-  }
-
-  /** LayerNorm at `prefix` (`.weight` and `.bias`, [channels] each) over the last axis of x. */
-  layerNorm(prefix: string, x: Value, channels: number, eps: number): Value {
-    const scale = this.tensor(`${prefix}.weight`, [channels]);
-    return this.g.layerNorm(x, scale, this.tensor(`${prefix}.bias`, [channels]), eps);
-  }
-
-  /** Declares weights that this graph does not need (layers past the deepest output). */
-  skip(prefix: string, shapes: ReadonlyArray<readonly [string, Shape]>): void {
-    for (const [suffix, shape] of shapes) this.tracker.take(`${prefix}.${suffix}`, shape);
-  }
 }
 
 /** A float32 tensor as the pipelines pass them between models. */

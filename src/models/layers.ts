@@ -120,6 +120,9 @@ export interface LayerContext {
   readonly chunking?: AttentionChunking;
 }
 
+/** What the layers that only declare weights need (the text encoder has no operator choice). */
+export type WeightContext = Pick<LayerContext, "g" | "weights">;
+
 /** The (B, C, H, W) dimensions of a model's image-sized or latent-sized input or output. */
 export function featureMapDims(channels: number, grid: "image" | "latent"): Dim[] {
   const [height, width] =
@@ -163,7 +166,7 @@ export function buildMetadata(
  * no rearranged copy outlives the write of its tensor.
  */
 export function weight(
-  ctx: LayerContext,
+  ctx: WeightContext,
   key: string,
   shape: readonly number[],
   options: {
@@ -206,7 +209,7 @@ export interface LinearWeights {
  * is declared the same way, so token-wise code can apply it as a MatMul.
  */
 export function linearWeights(
-  ctx: LayerContext,
+  ctx: WeightContext,
   key: string,
   inFeatures: number,
   outFeatures: number,
@@ -228,7 +231,7 @@ export function applyLinear(g: GraphBuilder, x: Value, weights: LinearWeights): 
 
 /** Declares and applies a Linear: x (..., in) -> (..., out). */
 export function linear(
-  ctx: LayerContext,
+  ctx: WeightContext,
   key: string,
   x: Value,
   inFeatures: number,
@@ -333,7 +336,7 @@ export function groupNorm(ctx: LayerContext, key: string, x: Value, spec: GroupN
 
 /** LayerNorm over the last axis at `key` (`weight`, `bias` [dim]). */
 export function layerNorm(
-  ctx: LayerContext,
+  ctx: WeightContext,
   key: string,
   x: Value,
   dim: number,

@@ -15,22 +15,24 @@ export interface ExternalTensor {
 }
 
 export function externalTensors(model: ModelProto, label: string): ExternalTensor[] {
-  const out: ExternalTensor[] = [];
-  for (const tensor of collectAllTensors(model.graph)) {
-    if (tensor.dataLocation !== 1) continue;
-    const entries = new Map((tensor.externalData ?? []).map((e) => [e.key, e.value]));
-    const location = entries.get("location");
-    if (!location)
-      throw new Error(`${label}: tensor "${tensor.name}" is external but names no location`);
-    const length = entries.get("length");
-    out.push({
-      tensor,
-      location,
-      offset: Number(entries.get("offset") ?? 0),
-      length: length === undefined ? undefined : Number(length),
-    });
-  }
-  return out;
+  return collectAllTensors(model.graph)
+    .filter((tensor) => tensor.dataLocation === 1)
+    .map((tensor) => externalLocation(tensor, label));
+}
+
+/** Where the bytes of an external tensor lie. */
+export function externalLocation(tensor: TensorProto, label: string): ExternalTensor {
+  const entries = new Map((tensor.externalData ?? []).map((e) => [e.key, e.value]));
+  const location = entries.get("location");
+  if (!location)
+    throw new Error(`${label}: tensor "${tensor.name}" is external but names no location`);
+  const length = entries.get("length");
+  return {
+    tensor,
+    location,
+    offset: Number(entries.get("offset") ?? 0),
+    length: length === undefined ? undefined : Number(length),
+  };
 }
 
 /**

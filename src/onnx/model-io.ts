@@ -17,8 +17,13 @@ import {
 } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import { temporaryName, writeAll, writeFileAtomically } from "../util/atomic-write.js";
-import { type GraphBuilder, type ModelOptions, modelShell } from "./builder.js";
-import { collectAllTensors, externalTensors } from "./external-data.js";
+import { type GraphBuilder, type Initializer, type ModelOptions, modelShell } from "./builder.js";
+import {
+  collectAllTensors,
+  type ExternalTensor,
+  externalLocation,
+  externalTensors,
+} from "./external-data.js";
 import {
   decodeModel,
   encodeModel,
@@ -56,13 +61,18 @@ export function buildModelBytes(builder: GraphBuilder, options: ModelOptions = {
  * limit applies (for engines that read the message itself, like the kernels engine).
  */
 export function buildModelProto(builder: GraphBuilder, options: ModelOptions = {}): ModelProto {
-  const initializers: TensorProto[] = builder.initializers.map((init) => ({
+  const initializers = builder.initializers.map((init) => inlineTensor(init));
+  return modelShell(builder.toGraphProto(initializers), options);
+}
+
+/** A builder's initializer as a tensor with its bytes inline. */
+export function inlineTensor(init: Initializer, bytes = init.data.bytes()): TensorProto {
+  return {
     name: init.name,
     dims: [...init.data.dims],
     dataType: ELEMENT_TYPES[init.data.type].dataType,
-    rawData: init.data.bytes(),
-  }));
-  return modelShell(builder.toGraphProto(initializers), options);
+    rawData: bytes,
+  };
 }
 
 export function externalDataPath(modelPath: string): string {
@@ -101,12 +111,7 @@ export function saveModel(
       const bytes = init.data.bytes();
       if (bytes.byteLength < INLINE_TENSOR_BYTES) {
         // Small constants (shapes, axes) stay inline: runtimes read them while optimising the graph.
-        initializers.push({
-          name: init.name,
-          dims: [...init.data.dims],
-          dataType: ELEMENT_TYPES[init.data.type].dataType,
-          rawData: bytes,
-        });
+        initializers.push(inlineTensor(init, bytes));
         continue;
       }
       const padding = (64 - (offset % 64)) % 64; // aligned offsets let runtimes map the file
@@ -243,25 +248,48 @@ function resolveExternalData(model: ModelProto, directory: string, label: string
     return { fd, size: fstatSync(fd).size };
   });
   try {
-    for (const { tensor, location, offset, length } of externalTensors(model, label)) {
-      const { fd, size } = fileOf(location);
-      const end = offset + (length ?? size - offset);
-      if (end > size) {
-        throw new Error(`${label}: tensor "${tensor.name}" runs past the end of ${location}`);
-      }
-      const bytes = new Uint8Array(end - offset);
-      for (let done = 0; done < bytes.byteLength; ) {
-        const n = readSync(fd, bytes, done, bytes.byteLength - done, offset + done);
-        if (n === 0) throw new Error(`${label}: ${location} ended while reading "${tensor.name}"`);
-        done += n;
-      }
-      tensor.rawData = bytes;
+    for (const external of externalTensors(model, label)) {
+      const { tensor } = external;
+      tensor.rawData = externalBytes(external, fileOf(external.location), label);
       tensor.dataLocation = undefined;
       tensor.externalData = undefined;
     }
   } finally {
     for (const fd of fds) closeSync(fd);
   }
+}
+
+/** The bytes of one external tensor of a model in `directory` (its data file read for it alone). */
+export function readExternalTensor(
+  tensor: TensorProto,
+  directory: string,
+  label: string,
+): Uint8Array {
+  const external = externalLocation(tensor, label);
+  const fd = openSync(join(directory, external.location), "r");
+  try {
+    return externalBytes(external, { fd, size: fstatSync(fd).size }, label);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** An external tensor's bytes, from its data file open as `fd`. */
+function externalBytes(
+  { tensor, location, offset, length }: ExternalTensor,
+  { fd, size }: { readonly fd: number; readonly size: number },
+  label: string,
+): Uint8Array {
+  const end = offset + (length ?? size - offset);
+  if (end > size)
+    throw new Error(`${label}: tensor "${tensor.name}" runs past the end of ${location}`);
+  const bytes = new Uint8Array(end - offset);
+  for (let done = 0; done < bytes.byteLength; ) {
+    const n = readSync(fd, bytes, done, bytes.byteLength - done, offset + done);
+    if (n === 0) throw new Error(`${label}: ${location} ended while reading "${tensor.name}"`);
+    done += n;
+  }
+  return bytes;
 }
 
 /** Opens each external data file once, by its location; `open` takes what is needed of it. */

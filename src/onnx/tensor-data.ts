@@ -69,11 +69,3 @@ export function int64Data(
       ),
   };
 }
-
-export function rawData(
-  type: ElementType,
-  dims: readonly number[],
-  bytes: () => Uint8Array,
-): InitializerData {
-  return { type, dims, bytes };
-}

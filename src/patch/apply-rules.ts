@@ -11,13 +11,8 @@ import {
   type ReductionSettings,
   reductionMetadata,
 } from "../reduce/options.js";
-import { scheduleFor } from "../reduce/self-attention.js";
-import {
-  type AttentionMatch,
-  type AttentionRule,
-  attentionBlockOutput,
-  type SiteInfo,
-} from "./attention.js";
+import { type AttentionSite, scheduleFor } from "../reduce/self-attention.js";
+import { type AttentionMatch, type AttentionRule, attentionBlockOutput } from "./attention.js";
 import { GraphEdit } from "./graph-edit.js";
 import { GraphIndex } from "./graph-index.js";
 import { classicAttentionRule } from "./rules/classic-attention.js";
@@ -127,7 +122,7 @@ export function applyRules(
   const byRule: Record<string, number> = {};
   const patched: PatchedBlock[] = [];
   for (const { match, rule, level, name } of reduced) {
-    const site: SiteInfo = { level, name, timestep, ...gridAt(level) };
+    const site: AttentionSite = { level, name, timestep, ...gridAt(level) };
     rule.rewrite(edit, match, { site, settings });
     byLevel[level] = (byLevel[level] ?? 0) + 1;
     byRule[rule.name] = (byRule[rule.name] ?? 0) + 1;

@@ -48,15 +48,6 @@ export interface AttentionMatch {
   readonly traced: TracedAttention | string;
 }
 
-/** Where a matched self-attention sits, decided by the rule driver. */
-export interface SiteInfo {
-  readonly level: number;
-  readonly name: string;
-  readonly height: Value;
-  readonly width: Value;
-  readonly timestep: Value;
-}
-
 /**
  * A rewrite rule, after onnxscript's rewriter: `match` finds candidates, `check` accepts one or
  * says why not, `rewrite` changes the graph through a `GraphEdit`.
@@ -68,9 +59,9 @@ export interface RewriteRule<M, S> {
   rewrite(edit: GraphEdit, match: M, settings: S): void;
 }
 
-/** The attention rules take the site with the settings. */
+/** The attention rules take the site (where the rule driver found the block) with the settings. */
 export interface AttentionRewrite {
-  readonly site: SiteInfo;
+  readonly site: AttentionSite;
   readonly settings: ReductionSettings;
 }
 
@@ -224,17 +215,10 @@ export function rewriteSelfAttention(
   const { query, key, value } = match.traced;
   const g = edit.builder;
   const tokens = edit.external(query.tokens);
-  const reductionSite: AttentionSite = {
-    level: site.level,
-    height: site.height,
-    width: site.width,
-    timestep: site.timestep,
-    name: site.name,
-  };
   if (settings.target === "kv") {
     let keysValues: Value | undefined;
     g.scope(`todo_sd/${site.name}`, () =>
-      selfAttentionWithReduction(g, tokens, reductionSite, settings, (_b, queries, kv) => {
+      selfAttentionWithReduction(g, tokens, site, settings, (_b, queries, kv) => {
         keysValues = kv;
         return queries; // the attention itself stays where it is in the graph
       }),
@@ -249,7 +233,7 @@ export function rewriteSelfAttention(
   const attended = edit.external(output.value);
   let reduced: Value | undefined;
   const restored = g.scope(`todo_sd/${site.name}`, () =>
-    selfAttentionWithReduction(g, tokens, reductionSite, settings, (_b, queries) => {
+    selfAttentionWithReduction(g, tokens, site, settings, (_b, queries) => {
       reduced = queries;
       return attended;
     }),
@@ -281,4 +265,30 @@ export function softmaxScores(
     scores = graph.producer(data);
   }
   return { core, scores };
+}
+
+/**
+ * The rest of a Softmax-anchored core once a rule has accepted its score MatMul: the Softmax's
+ * output must reach (through casts) the MatMul with v as its first input. Pushes both MatMuls
+ * onto `core`; undefined when the output goes anywhere else.
+ */
+export function softmaxCoreMatch(
+  graph: GraphIndex,
+  rule: string,
+  softmax: NodeProto,
+  core: NodeProto[],
+  scores: NodeProto,
+): AttentionMatch | undefined {
+  core.push(scores);
+  const next = soleConsumerSkippingCasts(graph, softmax.output[0]);
+  if (next?.node.opType !== "MatMul" || next.node.input[0] !== next.input) return undefined;
+  core.push(next.node);
+  const [q, kT] = scores.input;
+  return {
+    rule,
+    anchor: softmax,
+    core: core.reverse(),
+    output: next.node.output[0],
+    traced: traceAttention(graph, q, kT, next.node.input[1]),
+  };
 }

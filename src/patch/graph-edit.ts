@@ -8,6 +8,7 @@
  * and initializers are dropped, and shape hints that may no longer hold are removed.
  */
 import { type Dim, GraphBuilder, type Value, valueInfo } from "../onnx/builder.js";
+import { inlineTensor } from "../onnx/model-io.js";
 import type {
   GraphProto,
   ModelProto,
@@ -201,12 +202,7 @@ export class GraphEdit {
     const graph = this.model.graph;
     graph.node.push(...this.extraNodes);
     const fragment = this.builder.toGraphProto();
-    const initializers: TensorProto[] = this.builder.initializers.map((init) => ({
-      name: init.name,
-      dims: [...init.data.dims],
-      dataType: ELEMENT_TYPES[init.data.type].dataType,
-      rawData: init.data.bytes(),
-    }));
+    const initializers = this.builder.initializers.map((init) => inlineTensor(init));
 
     // Rename fragment-made names that the model already uses.
     const existing = collectNames(graph);

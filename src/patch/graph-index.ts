@@ -217,11 +217,6 @@ export function attribute(node: NodeProto, name: string): AttributeProto | undef
   return (node.attribute ?? []).find((a) => a.name === name);
 }
 
-export function intAttribute(node: NodeProto, name: string, fallback: number): number {
-  const a = attribute(node, name);
-  return a?.i !== undefined ? Number(a.i) : fallback;
-}
-
 export function intsAttribute(node: NodeProto, name: string): number[] | undefined {
   return attribute(node, name)?.ints?.map(Number);
 }

@@ -5,6 +5,7 @@
  * manifest describes everything else the pipeline needs (family, sizes, VAE scaling, scheduler).
  */
 import { existsSync } from "node:fs";
+import { jsonNumbers } from "../image/parameters.js";
 import { type AppliedLora, applyLoras, type LoraRequest } from "../lora/apply-loras.js";
 import type { AttentionChunking } from "../models/layers.js";
 import type { SamplerStepOptions } from "../models/sampler-step.js";
@@ -96,15 +97,6 @@ export interface ComponentModels extends LoraComponentModels {
   samplerStep(options: SamplerStepOptions): Promise<ComponentModelFile>;
   /** Closes the model files, and the LoRA files of the set it was opened with. */
   close(): void;
-}
-
-/** JSON has no non-finite numbers; write them as the strings the scheduler configs accept. */
-function jsonSafe(value: unknown): unknown {
-  if (typeof value === "number" && !Number.isFinite(value)) return String(value);
-  if (Array.isArray(value)) return value.map(jsonSafe);
-  if (value && typeof value === "object")
-    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, jsonSafe(v)]));
-  return value;
 }
 
 /**
@@ -206,7 +198,8 @@ function componentModels(
         layers: e.config.numHiddenLayers,
       })),
       forceZerosForEmptyPrompt: plan.forceZerosForEmptyPrompt,
-      schedulerConfig: jsonSafe(plan.schedulerConfig()) as Record<string, unknown>,
+      // JSON has no non-finite numbers: they go as the strings the scheduler configs accept.
+      schedulerConfig: JSON.parse(JSON.stringify(plan.schedulerConfig(), jsonNumbers)),
     },
     tokenizers: plan.tokenizers(options),
     loras: initial?.loras ?? [],

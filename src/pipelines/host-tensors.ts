@@ -24,18 +24,6 @@ export function concatRows(a: HostTensor, b: HostTensor): HostTensor {
   return { data: out, dims: [a.dims[0] + b.dims[0], ...a.dims.slice(1)] };
 }
 
-export function concatLastAxis(a: HostTensor, b: HostTensor): HostTensor {
-  const ca = a.dims[a.dims.length - 1];
-  const cb = b.dims[b.dims.length - 1];
-  const rows = a.data.length / ca;
-  const out = new Float32Array(rows * (ca + cb));
-  for (let r = 0; r < rows; r++) {
-    out.set(a.data.subarray(r * ca, (r + 1) * ca), r * (ca + cb));
-    out.set(b.data.subarray(r * cb, (r + 1) * cb), r * (ca + cb) + ca);
-  }
-  return { data: out, dims: [...a.dims.slice(0, -1), ca + cb] };
-}
-
 export function zerosLike(t: HostTensor): HostTensor {
   return { data: new Float32Array(t.data.length), dims: t.dims };
 }

@@ -38,8 +38,6 @@ export function defaultCacheDir(): string {
 }
 
 /** A stable hash of a JSON-able description (object keys sorted). */
-export { fileIdentity } from "../util/file-identity.js";
-
 export function hashKey(description: unknown): string {
   return createHash("sha256").update(stableStringify(description)).digest("hex").slice(0, 32);
 }

@@ -8,8 +8,6 @@ import { writeBytesExclusively } from "../util/atomic-write.js";
 import type { GenerateResult } from "./generate-options.js";
 import { encodeResultPng } from "./result-png.js";
 
-export { encodeResultPng, TOOL_VERSION } from "./result-png.js";
-
 /** Creates `dir` if needed and checks that files can be written there (before any work). */
 export function ensureWritableFolder(dir: string): void {
   try {

@@ -4,11 +4,12 @@
  * hidden state; SDXL joins two encoders' penultimate states and adds the second one's pooled
  * embedding and the size micro-conditioning (Podell et al. 2023).
  */
+import { combineSdxlTextEmbeddings } from "../models/clip-text.js";
 import type { ClipTokenizer } from "../tokenizers/clip-tokenizer.js";
 import type { ModelFamily } from "../util/vocabulary.js";
 import type { HostTensor, TextEncoderComponent, UnetInputs } from "./components.js";
 import type { GenerationPlan } from "./generation-plan.js";
-import { concatAxis1, concatLastAxis, repeatBatchForGuidance, zerosLike } from "./host-tensors.js";
+import { concatAxis1, repeatBatchForGuidance, zerosLike } from "./host-tensors.js";
 
 /** What encoding needs of a model beyond its text encoders. */
 export interface PromptModel {
@@ -136,7 +137,7 @@ async function encodeSdxl(
     states.push(joined!);
   }
   if (!pooled) throw new Error("the second SDXL text encoder gave no pooled text embeddings");
-  return { hiddenStates: concatLastAxis(states[0], states[1]), pooled };
+  return { hiddenStates: combineSdxlTextEmbeddings(states[0], states[1]), pooled };
 }
 
 /** Tokenizes prompts to [batch][77] ids, or, in chunk mode, concatenated 77-token chunks. */

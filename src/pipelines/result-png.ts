@@ -3,12 +3,17 @@
  * format the popular web UIs read, and the full generation record as JSON (`todo-sd` chunk).
  * No file system access here, so browsers can use it too.
  */
+import type { JsonObject } from "../configs/config-json.js";
 import { floatToRgb8, imagesFromBatch } from "../image/float-image.js";
-import { generationTextChunks, type JsonObject, webUiSamplerName } from "../image/parameters.js";
+import {
+  generationTextChunks,
+  type WebUiParameters,
+  webUiSamplerName,
+} from "../image/parameters.js";
 import { encodePng } from "../image/png.js";
 import type { AppliedLora } from "../lora/apply-loras.js";
 import { describeReduction } from "../reduce/options.js";
-import type { GenerateResult } from "./generate-options.js";
+import type { GenerateResult, GenerationParameters } from "./generate-options.js";
 
 export const TOOL_VERSION = "todo-sd 0.1.0";
 
@@ -33,42 +38,56 @@ export function encodeResultPng(
   const model = recordedModelName(modelSource);
   const { images, parameters: p } = result;
   const image = imagesFromBatch(images.data, images.count, images.height, images.width)[index];
-  const promptIndex = Math.floor(index / p.imagesPerPrompt);
-  const extra: Record<string, string> = {};
-  if (p.reduction) extra.ToDo = describeReduction(p.reduction);
-  Object.assign(extra, loraParameters(p.loras).extra);
-  extra.Version = TOOL_VERSION;
   const record: JsonObject = {
     ...(JSON.parse(JSON.stringify(p)) as JsonObject),
     model,
     imageIndex: index,
     timings: { ...result.timings },
   };
-  const chunks = generationTextChunks(
-    {
-      prompt: p.prompt[promptIndex] + loraParameters(p.loras).promptTags,
-      negativePrompt: p.negativePrompt?.[p.negativePrompt.length === 1 ? 0 : promptIndex],
-      steps: p.steps,
-      sampler: webUiSamplerName(p.scheduler, p.schedulerConfig),
-      cfgScale: p.guidanceScale,
-      seed: p.seed ?? undefined,
-      width: p.width,
-      height: p.height,
-      model,
-      denoisingStrength: p.strength ?? undefined,
-      clipSkip: p.clipSkip === null ? undefined : p.clipSkip + 1,
-      extra,
-    },
-    record,
-  );
+  const reduction = p.reduction ? describeReduction(p.reduction) : undefined;
+  const promptIndex = Math.floor(index / p.imagesPerPrompt);
+  const chunks = generationTextChunks(webUiParameters(p, promptIndex, model, reduction), record);
   return encodePng({ width: image.width, height: image.height, data: floatToRgb8(image) }, chunks);
+}
+
+/**
+ * The web UIs' parameters of prompt `promptIndex` of a generation: its LoRAs as prompt tags and
+ * hashes, the reduction as `ToDo`, then `more`, then the version.
+ */
+export function webUiParameters(
+  p: GenerationParameters,
+  promptIndex: number,
+  model: string | undefined,
+  reduction: string | undefined,
+  more: Readonly<Record<string, string>> = {},
+): WebUiParameters {
+  const loras = loraParameters(p.loras);
+  return {
+    prompt: p.prompt[promptIndex] + loras.promptTags,
+    negativePrompt: p.negativePrompt?.[p.negativePrompt.length === 1 ? 0 : promptIndex],
+    steps: p.steps,
+    sampler: webUiSamplerName(p.scheduler, p.schedulerConfig),
+    cfgScale: p.guidanceScale,
+    seed: p.seed ?? undefined,
+    width: p.width,
+    height: p.height,
+    model,
+    denoisingStrength: p.strength ?? undefined,
+    clipSkip: p.clipSkip === null ? undefined : p.clipSkip + 1,
+    extra: {
+      ...(reduction === undefined ? {} : { ToDo: reduction }),
+      ...loras.extra,
+      ...more,
+      Version: TOOL_VERSION,
+    },
+  };
 }
 
 /**
  * LoRAs as the web UIs write them: `<lora:name:weight>` tags in the prompt (which those UIs
  * take out before encoding, as todo-sd does) and `Lora hashes: "name: hash, ..."`.
  */
-export function loraParameters(loras: readonly AppliedLora[] | undefined): {
+function loraParameters(loras: readonly AppliedLora[] | undefined): {
   promptTags: string;
   extra: Record<string, string>;
 } {

@@ -9,9 +9,9 @@
  * When those are present they are the ones summed.
  */
 import { readFileSync } from "node:fs";
-import type { OpTypeTime, ProfileSummary } from "./types.js";
+import type { ProfileSummary } from "./types.js";
 
-export type { OpTypeTime, ProfileSummary };
+export type { ProfileSummary };
 
 interface TraceEvent {
   readonly cat?: string;

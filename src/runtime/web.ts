@@ -10,8 +10,6 @@ import * as ort from "onnxruntime-web";
 import type { WebDevice } from "../util/vocabulary.js";
 import type { ModelRunner, ResidentTensor, RunnerFeed, RunnerTensor } from "./types.js";
 
-export type { WebDevice };
-
 /** The execution providers tried for a device, in order. */
 export const WEB_EXECUTION_PROVIDERS: Readonly<Record<WebDevice, readonly string[]>> =
   Object.freeze({

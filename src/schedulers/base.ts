@@ -5,7 +5,7 @@
  */
 import type { NoiseSource } from "../util/random.js";
 import { checkStepCount, NoiseSchedule, type NoiseScheduleOptions } from "./noise-schedule.js";
-import { combine, toFloat32 } from "./tensor-ops.js";
+import { combine } from "./tensor-ops.js";
 import type { Scheduler } from "./types.js";
 
 /** One `step` call as a sampler's algorithm sees it. */
@@ -95,7 +95,7 @@ export abstract class SchedulerBase<C extends NoiseScheduleOptions> implements S
     const index = this.currentIndex(timestep);
     const next = this.advance({ modelOutput, timestep, sample, noise, dims, index });
     this.stepIndex = index + 1;
-    return toFloat32(next);
+    return Float32Array.from(next);
   }
 
   /**
@@ -107,7 +107,7 @@ export abstract class SchedulerBase<C extends NoiseScheduleOptions> implements S
   addNoise(original: Float32Array, noise: Float32Array, timestep: number): Float32Array {
     checkSameLength(this.name, original, noise, "noise");
     const { signal, noiseScale } = this.noiseScales(timestep);
-    return toFloat32(
+    return Float32Array.from(
       combine([
         [signal, original],
         [noiseScale, noise],

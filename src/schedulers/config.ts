@@ -99,17 +99,6 @@ export function choiceField<C extends string>(
   };
 }
 
-export function nullableChoiceField<C extends string>(
-  defaultValue: C | null,
-  choices: readonly C[],
-): FieldSpec<C | null> {
-  const inner = choiceField(choices[0], choices);
-  return {
-    default: defaultValue,
-    parse: (value) => (value === null ? null : inner.parse(value)),
-  };
-}
-
 export function numberListField(defaultValue: readonly number[]): FieldSpec<readonly number[]> {
   return {
     default: defaultValue,

@@ -16,14 +16,6 @@ export function combine(terms: ReadonlyArray<readonly [number, Tensor]>): Float6
   return out;
 }
 
-export function toFloat32(tensor: Tensor): Float32Array {
-  return Float32Array.from(tensor);
-}
-
-export function toFloat64(tensor: Tensor): Float64Array {
-  return Float64Array.from(tensor);
-}
-
 /**
  * The clean-sample and noise estimates from a model output, for a sample
  * x = alpha * x0 + sigma * eps (variance preserving, alpha^2 + sigma^2 = 1). Velocity is
@@ -38,7 +30,7 @@ export function splitPrediction(
 ): { x0: Float64Array; eps: Float64Array } {
   switch (type) {
     case "epsilon": {
-      const eps = toFloat64(modelOutput);
+      const eps = Float64Array.from(modelOutput);
       return {
         x0: combine([
           [1 / alpha, sample],
@@ -59,7 +51,7 @@ export function splitPrediction(
         ]),
       };
     case "sample": {
-      const x0 = toFloat64(modelOutput);
+      const x0 = Float64Array.from(modelOutput);
       return {
         x0,
         eps: combine([
@@ -93,7 +85,7 @@ export function denoised(
         [1 / (sigma * sigma + 1), sample],
       ]);
     case "sample":
-      return toFloat64(modelOutput);
+      return Float64Array.from(modelOutput);
   }
 }
 

@@ -13,7 +13,7 @@ import {
   SolverScheduler,
   solverFields,
 } from "./solver-base.js";
-import { combine, type Tensor, toFloat32 } from "./tensor-ops.js";
+import { combine, type Tensor } from "./tensor-ops.js";
 
 export const UNIPC_FIELDS = {
   ...solverFields(3),
@@ -81,7 +81,7 @@ export class UniPcScheduler extends SolverScheduler<UniPcConfig> {
       c.lower_order_final ? Math.min(c.solver_order, remaining) : c.solver_order,
       this.warmSteps + 1,
     );
-    const currentSample = toFloat32(current);
+    const currentSample = Float32Array.from(current);
     this.last = { sample: currentSample, order };
     const prev = this.predict(index, currentSample, order);
     this.warmUp();

@@ -7,7 +7,14 @@ import { compareImages, comparisonToJson } from "../image/metrics.js";
 import type { GenerateOptions, GenerateResult } from "../pipelines/generate-options.js";
 import type { StableDiffusionPipeline } from "../pipelines/stable-diffusion.js";
 import { describeReduction } from "../reduce/options.js";
-import type { EngineName, JobEvent, JobParams, JobResult, Phase } from "./protocol.js";
+import {
+  type EngineName,
+  type JobEvent,
+  type JobParams,
+  type JobResult,
+  type Phase,
+  samplingOptions,
+} from "./protocol.js";
 
 export interface ComparisonJob {
   readonly id: string;
@@ -52,13 +59,10 @@ async function prepare(
     // 64 px: one 8x8 latent for every SD family, the smallest size every UNet level accepts.
     const size = 8 * pipeline.parts.vaeScale;
     await pipeline.generate({
-      prompt: params.prompt,
-      negativePrompt: params.negativePrompt ?? undefined,
+      ...samplingOptions(params),
       width: size,
       height: size,
       steps: 1,
-      guidanceScale: params.guidanceScale,
-      clipSkip: params.clipSkip || undefined,
       scheduler: "EulerDiscreteScheduler",
       seed: 0,
       loras,
@@ -80,15 +84,7 @@ export async function runComparison(
   hooks.emit({ type: "preparing", what: "models" });
   await prepare(pipeline, params, job.loras, signal);
   const common: GenerateOptions = {
-    prompt: params.prompt,
-    negativePrompt: params.negativePrompt ?? undefined,
-    width: params.width,
-    height: params.height,
-    steps: params.steps,
-    guidanceScale: params.guidanceScale,
-    scheduler: params.scheduler ?? undefined,
-    seed: params.seed,
-    clipSkip: params.clipSkip || undefined,
+    ...samplingOptions(params),
     latentsOnDevice: hooks.latentsOnDevice,
     loras: job.loras,
     signal,

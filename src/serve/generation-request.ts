@@ -20,23 +20,13 @@ import {
 /** Images one request may ask for. */
 export const MAX_IMAGES_PER_JOB = 8;
 
-/** The fields every route maps its own names onto; undefined: the default. */
-export interface GenerationFields {
+/**
+ * The fields every route maps its own names onto, those of GenerationParams as received;
+ * undefined: the default.
+ */
+export type GenerationFields = { readonly [K in keyof GenerationParams]?: unknown } & {
   readonly prompt: unknown;
-  readonly negativePrompt?: unknown;
-  readonly width?: unknown;
-  readonly height?: unknown;
-  readonly steps?: unknown;
-  readonly guidanceScale?: unknown;
-  readonly scheduler?: unknown;
-  readonly seed?: unknown;
-  readonly clipSkip?: unknown;
-  readonly count?: unknown;
-  readonly reduction?: unknown;
-  readonly initImage?: unknown;
-  readonly strength?: unknown;
-  readonly loras?: unknown;
-}
+};
 
 /** The names the client used, for messages (`cfg_scale` rather than guidanceScale). */
 export type FieldNames = Readonly<Partial<Record<keyof GenerationFields, string>>>;

@@ -2,8 +2,8 @@
  * The one job interface the routes use. Two implementations: in-process (local-jobs.ts, a
  * generation process per device) and the Redis queue (queue-jobs.ts, BullMQ workers anywhere).
  */
-import type { JobOutcome, JobSpec } from "./job-spec.js";
-import type { JobOwner, JobStatus, LoggedEvent } from "./jobs.js";
+import { type JobOutcome, type JobSpec, recordedSpec } from "./job-spec.js";
+import type { Job, JobOwner, JobStatus, LoggedEvent } from "./jobs.js";
 import type { JobEvent } from "./protocol.js";
 
 export interface JobSnapshot {
@@ -16,6 +16,19 @@ export interface JobSnapshot {
   readonly outcome: JobOutcome | null;
   readonly error: string | null;
   readonly progress: Extract<JobEvent, { type: "progress" }> | null;
+}
+
+export function snapshotOf(job: Job): JobSnapshot {
+  return {
+    id: job.id,
+    status: job.status,
+    spec: recordedSpec(job.spec),
+    owner: job.owner,
+    createdAt: job.createdAt,
+    outcome: job.outcome ?? null,
+    error: job.error ?? null,
+    progress: job.progress ?? null,
+  };
 }
 
 export interface HealthReport {

@@ -13,8 +13,6 @@ import type {
   JobResult,
 } from "./protocol.js";
 
-export type { GenerationParams, GenerationResult };
-
 export type JobSpec =
   | { readonly kind: "compare"; readonly params: JobParams }
   | { readonly kind: "generate"; readonly params: GenerationParams };

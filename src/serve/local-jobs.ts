@@ -11,9 +11,10 @@ import {
   type JobSnapshot,
   type MetricsReport,
   QueueFullError,
+  snapshotOf,
   type WorkerTotals,
 } from "./job-backend.js";
-import { type JobSpec, recordedSpec } from "./job-spec.js";
+import type { JobSpec } from "./job-spec.js";
 import { DeviceQueue, Job, type JobOwner, type LoggedEvent } from "./jobs.js";
 import { isFinalEvent } from "./protocol.js";
 
@@ -29,19 +30,6 @@ export interface LocalJobsOptions {
 }
 
 const MAX_HISTORY_IMAGE_BYTES = 512 * 1024 * 1024;
-
-export function snapshotOf(job: Job): JobSnapshot {
-  return {
-    id: job.id,
-    status: job.status,
-    spec: recordedSpec(job.spec),
-    owner: job.owner,
-    createdAt: job.createdAt,
-    outcome: job.outcome ?? null,
-    error: job.error ?? null,
-    progress: job.progress ?? null,
-  };
-}
 
 export class LocalJobs implements JobBackend {
   readonly kind = "in-process" as const;

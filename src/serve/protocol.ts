@@ -4,7 +4,7 @@
  * the page's in-browser engine, so it imports nothing platform-specific.
  */
 import type { ImageComparisonJson } from "../image/metrics.js";
-import type { GenerateTimings } from "../pipelines/generate-options.js";
+import type { GenerateOptions, GenerateTimings } from "../pipelines/generate-options.js";
 import {
   parseReductionOptions,
   type ReductionOptions,
@@ -12,11 +12,11 @@ import {
   type ReductionSettings,
 } from "../reduce/options.js";
 import { createScheduler } from "../schedulers/registry.js";
+import type { TokenizerFolderFiles } from "../tokenizers/clip-tokenizer.js";
 import { MAX_SEED, randomSeed } from "../util/random.js";
 
 /** The two generations of a job, in the order they run. */
 export type Phase = "baseline" | "accelerated";
-export const PHASES: readonly Phase[] = Object.freeze(["baseline", "accelerated"]);
 
 export type EngineName = "server" | "browser";
 
@@ -45,22 +45,42 @@ export interface JobLora {
   readonly weight: number;
 }
 
-/** A checked request: every field present, the reduction resolved for the image size. */
-export interface JobParams {
+/** What both kinds of job ask for: the prompt, the image size and the sampling. */
+interface SamplingParams {
   readonly prompt: string;
   readonly negativePrompt: string | null;
   readonly width: number;
   readonly height: number;
   readonly steps: number;
   readonly guidanceScale: number;
+  /** A sampler name from the scheduler registry; null: the model's own. */
   readonly scheduler: string | null;
   readonly seed: number;
   readonly clipSkip: number;
+  /** LoRAs (the request's and the prompt's `<lora:name:weight>` tags), absent when none. */
+  readonly loras?: readonly JobLora[];
+}
+
+/** The library's options for those fields (null and a clip skip of 0: the model's own). */
+export function samplingOptions(params: SamplingParams): GenerateOptions {
+  return {
+    prompt: params.prompt,
+    negativePrompt: params.negativePrompt ?? undefined,
+    width: params.width,
+    height: params.height,
+    steps: params.steps,
+    guidanceScale: params.guidanceScale,
+    scheduler: params.scheduler ?? undefined,
+    seed: params.seed,
+    clipSkip: params.clipSkip || undefined,
+  };
+}
+
+/** A checked request: every field present, the reduction resolved for the image size. */
+export interface JobParams extends SamplingParams {
   readonly reduction: ReductionOptions;
   /** What the accelerated UNet is built with. */
   readonly settings: ReductionSettings;
-  /** LoRAs (the request's and the prompt's `<lora:name:weight>` tags), absent when none. */
-  readonly loras?: readonly JobLora[];
 }
 
 export interface Limits {
@@ -279,17 +299,7 @@ export function firstLine(error: unknown): string {
 }
 
 /** A plain generation (the OpenAI and web-UI routes): `count` images, image i seeded `seed + i`. */
-export interface GenerationParams {
-  readonly prompt: string;
-  readonly negativePrompt: string | null;
-  readonly width: number;
-  readonly height: number;
-  readonly steps: number;
-  readonly guidanceScale: number;
-  /** A sampler name from the scheduler registry; null: the model's own. */
-  readonly scheduler: string | null;
-  readonly seed: number;
-  readonly clipSkip: number;
+export interface GenerationParams extends SamplingParams {
   readonly count: number;
   /** Token reduction, or null for the plain UNet. */
   readonly reduction: ReductionOptions | null;
@@ -297,8 +307,6 @@ export interface GenerationParams {
   readonly initImage: string | null;
   /** img2img: how much of the schedule runs, in (0, 1]; null without an init image. */
   readonly strength: number | null;
-  /** LoRAs (the request's and the prompt's `<lora:name:weight>` tags), absent when none. */
-  readonly loras?: readonly JobLora[];
 }
 
 /** One image of a finished generation. */
@@ -384,8 +392,6 @@ export type JobEvent =
   | { readonly type: "error"; readonly message: string }
   | { readonly type: "cancelled" };
 
-export type JobEventType = JobEvent["type"];
-
 export function isFinalEvent(event: JobEvent): boolean {
   return event.type === "done" || event.type === "error" || event.type === "cancelled";
 }
@@ -409,14 +415,7 @@ export interface ServerInfo {
 }
 
 /** GET /api/model/tokenizers/:index: a tokenizer folder's files, as text. */
-export interface TokenizerPayload {
-  readonly vocabJson?: string;
-  readonly mergesTxt?: string;
-  /** Folders that ship only tokenizer.json. */
-  readonly tokenizerJson?: string;
-  readonly config?: string;
-  readonly specialTokensMap?: string;
-}
+export type TokenizerPayload = TokenizerFolderFiles;
 
 /** GET /api/model/{text-encoders/:i, unet, vae-decoder, vae-encoder}: where a built model is. */
 export interface ModelLinks {

@@ -17,9 +17,10 @@ import {
   type JobSnapshot,
   type MetricsReport,
   QueueFullError,
+  snapshotOf,
   type WorkerTotals,
 } from "./job-backend.js";
-import { type JobOutcome, type JobSpec, recordedSpec } from "./job-spec.js";
+import type { JobOutcome, JobSpec } from "./job-spec.js";
 import { Job, type JobOwner, type JobStatus, type LoggedEvent } from "./jobs.js";
 import { firstLine, isFinalEvent, type JobEvent } from "./protocol.js";
 import {
@@ -164,7 +165,7 @@ export class QueueJobs implements JobBackend {
 
   async get(id: string): Promise<JobSnapshot | undefined> {
     const tracker = await this.tracker(id);
-    return tracker ? this.snapshotOf(tracker) : undefined;
+    return tracker ? snapshotOf(tracker) : undefined;
   }
 
   async follow(
@@ -190,7 +191,7 @@ export class QueueJobs implements JobBackend {
           resolve();
         });
       });
-    return this.snapshotOf(tracker);
+    return snapshotOf(tracker);
   }
 
   async cancel(id: string): Promise<boolean> {
@@ -222,7 +223,7 @@ export class QueueJobs implements JobBackend {
     for (const job of jobs) {
       if (!job?.id || (client !== null && job.data.owner.client !== client)) continue;
       const tracker = this.trackerFrom(job, "completed");
-      snapshots.push(this.snapshotOf(tracker));
+      snapshots.push(snapshotOf(tracker));
     }
     return snapshots.sort((a, b) => b.createdAt.localeCompare(a.createdAt));
   }
@@ -362,19 +363,6 @@ export class QueueJobs implements JobBackend {
     } catch {
       // Redis is away: this one goes uncounted.
     }
-  }
-
-  private snapshotOf(tracker: Job): JobSnapshot {
-    return {
-      id: tracker.id,
-      status: tracker.status,
-      spec: recordedSpec(tracker.spec),
-      owner: tracker.owner,
-      createdAt: tracker.createdAt,
-      outcome: tracker.outcome ?? null,
-      error: tracker.error ?? null,
-      progress: tracker.progress ?? null,
-    };
   }
 }
 

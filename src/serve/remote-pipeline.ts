@@ -105,19 +105,9 @@ export async function loadRemotePipeline(
   const tokenizers = await Promise.all(
     manifest.textEncoders.map(async (_, index) => {
       const files = await json<TokenizerPayload>(url(`/api/model/tokenizers/${index}`));
-      if (files.vocabJson !== undefined && files.mergesTxt !== undefined)
-        return ClipTokenizer.fromFiles({
-          vocabJson: files.vocabJson,
-          mergesTxt: files.mergesTxt,
-          config: files.config,
-          specialTokensMap: files.specialTokensMap,
-        });
-      if (files.tokenizerJson !== undefined)
-        return ClipTokenizer.fromTokenizerJson(files.tokenizerJson, {
-          config: files.config,
-          specialTokensMap: files.specialTokensMap,
-        });
-      throw new Error(`the server's tokenizer ${index} has no vocabulary`);
+      const tokenizer = ClipTokenizer.fromFolderFiles(files);
+      if (!tokenizer) throw new Error(`the server's tokenizer ${index} has no vocabulary`);
+      return tokenizer;
     }),
   );
   const textEncoders = manifest.textEncoders.map(

@@ -11,8 +11,6 @@ import { encodeResultPng } from "../pipelines/result-png.js";
 import type { StableDiffusionPipeline } from "../pipelines/stable-diffusion.js";
 import { runComparison } from "./comparison.js";
 import {
-  type GenerationParams,
-  type GenerationResult,
   imageUrl,
   type JobContext,
   type JobHooks,
@@ -20,6 +18,7 @@ import {
   type JobSpec,
   recordedSpec,
 } from "./job-spec.js";
+import { type GenerationParams, type GenerationResult, samplingOptions } from "./protocol.js";
 
 export async function runJobSpec(
   pipeline: StableDiffusionPipeline,
@@ -102,15 +101,8 @@ async function runGeneration(
   for (let index = 0; index < params.count; index++) {
     const seed = params.seed + index;
     const result = await pipeline.generate({
-      prompt: params.prompt,
-      negativePrompt: params.negativePrompt ?? undefined,
-      width: params.width,
-      height: params.height,
-      steps: params.steps,
-      guidanceScale: params.guidanceScale,
-      scheduler: params.scheduler ?? undefined,
+      ...samplingOptions(params),
       seed,
-      clipSkip: params.clipSkip || undefined,
       reduction: params.reduction ?? undefined,
       image,
       strength: params.strength ?? undefined,

@@ -36,6 +36,19 @@ export interface ClipTokenizerFiles {
   readonly specialTokensMap?: JsonInput;
 }
 
+/**
+ * A `tokenizer/` folder's files as text, as read from disk or served to a browser: vocab.json and
+ * merges.txt (both or neither), else tokenizer.json.
+ */
+export interface TokenizerFolderFiles {
+  readonly vocabJson?: string;
+  readonly mergesTxt?: string;
+  /** Folders that ship only tokenizer.json. */
+  readonly tokenizerJson?: string;
+  readonly config?: string;
+  readonly specialTokensMap?: string;
+}
+
 export interface TokenizeOptions {
   /** `"max_length"` (default) pads every sequence to `maxLength`; false leaves them as they are. */
   readonly padding?: "max_length" | false;
@@ -224,6 +237,16 @@ export class ClipTokenizer {
       padToken: config.padToken ?? model.padToken,
       addedTokens: [...config.addedTokens, ...model.addedTokens],
     });
+  }
+
+  /** From a folder's files (vocab.json and merges.txt first); undefined when there is no vocabulary. */
+  static fromFolderFiles(files: TokenizerFolderFiles): ClipTokenizer | undefined {
+    const { vocabJson, mergesTxt, tokenizerJson, ...configFiles } = files;
+    if (vocabJson !== undefined && mergesTxt !== undefined)
+      return ClipTokenizer.fromFiles({ vocabJson, mergesTxt, ...configFiles });
+    return tokenizerJson === undefined
+      ? undefined
+      : ClipTokenizer.fromTokenizerJson(tokenizerJson, configFiles);
   }
 
   /** The ids of a text, without start and end tokens and without any length limit. */

@@ -5,12 +5,7 @@
  */
 import { existsSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
-import { ClipTokenizer } from "./clip-tokenizer.js";
-
-function readIfPresent(dir: string, file: string): string | undefined {
-  const path = join(dir, file);
-  return existsSync(path) ? readFileSync(path, "utf8") : undefined;
-}
+import { ClipTokenizer, type TokenizerFolderFiles } from "./clip-tokenizer.js";
 
 export interface TokenizerFolderDefaults {
   /** The pad token when the folder has no tokenizer config naming one (SD 2.x and SDXL's second: `!`). */
@@ -24,33 +19,46 @@ export function loadClipTokenizer(
   if (!existsSync(dir) || !statSync(dir).isDirectory()) {
     throw new Error(`${dir}: tokenizer folder not found`);
   }
-  const vocabJson = readIfPresent(dir, "vocab.json");
-  const mergesTxt = readIfPresent(dir, "merges.txt");
-  const tokenizerJson =
-    vocabJson === undefined || mergesTxt === undefined
-      ? readIfPresent(dir, "tokenizer.json")
-      : undefined;
-  if ((vocabJson === undefined || mergesTxt === undefined) && tokenizerJson === undefined) {
-    const missing =
-      vocabJson === undefined && mergesTxt === undefined
-        ? "vocab.json and merges.txt are"
-        : `${vocabJson === undefined ? "vocab.json" : "merges.txt"} is`;
-    throw new Error(
-      `${dir}: ${missing} missing and there is no tokenizer.json; a CLIP tokenizer folder needs vocab.json + merges.txt or tokenizer.json`,
-    );
-  }
-  const specialTokensMap = readIfPresent(dir, "special_tokens_map.json");
-  const config =
-    readIfPresent(dir, "tokenizer_config.json") ??
-    (defaults.padToken !== undefined && specialTokensMap === undefined
-      ? { pad_token: defaults.padToken }
-      : undefined);
+  const files = readTokenizerFolder(dir, defaults.padToken);
+  let tokenizer: ClipTokenizer | undefined;
   try {
-    if (vocabJson !== undefined && mergesTxt !== undefined) {
-      return ClipTokenizer.fromFiles({ vocabJson, mergesTxt, config, specialTokensMap });
-    }
-    return ClipTokenizer.fromTokenizerJson(tokenizerJson!, { config, specialTokensMap });
+    tokenizer = ClipTokenizer.fromFolderFiles(files);
   } catch (e) {
     throw new Error(`${dir}: ${(e as Error).message}`, { cause: e });
   }
+  if (tokenizer) return tokenizer;
+  const missing = ["vocab.json", "merges.txt"].filter((file) => !existsSync(join(dir, file)));
+  throw new Error(
+    `${dir}: ${missing.length === 2 ? "vocab.json and merges.txt are" : `${missing[0]} is`} missing and there is no tokenizer.json; a CLIP tokenizer folder needs vocab.json + merges.txt or tokenizer.json`,
+  );
+}
+
+/**
+ * The files of a tokenizer folder that are there, as text. A folder with neither a config nor a
+ * special tokens map takes `padToken` (the model family's) as its pad token.
+ */
+export function readTokenizerFolder(
+  dir: string,
+  padToken: string | undefined,
+): TokenizerFolderFiles {
+  const read = (file: string) => {
+    const path = join(dir, file);
+    return existsSync(path) ? readFileSync(path, "utf8") : undefined;
+  };
+  const vocabJson = read("vocab.json");
+  const mergesTxt = read("merges.txt");
+  const both = vocabJson !== undefined && mergesTxt !== undefined;
+  const specialTokensMap = read("special_tokens_map.json");
+  const config =
+    read("tokenizer_config.json") ??
+    (padToken !== undefined && specialTokensMap === undefined
+      ? JSON.stringify({ pad_token: padToken })
+      : undefined);
+  return {
+    vocabJson: both ? vocabJson : undefined,
+    mergesTxt: both ? mergesTxt : undefined,
+    tokenizerJson: both ? undefined : read("tokenizer.json"),
+    config,
+    specialTokensMap,
+  };
 }

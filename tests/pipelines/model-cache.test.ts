@@ -4,12 +4,8 @@ import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { GraphBuilder } from "../../src/onnx/builder.js";
 import { buildModelBytes } from "../../src/onnx/model-io.js";
-import {
-  fileIdentity,
-  hashKey,
-  ModelCache,
-  stableStringify,
-} from "../../src/pipelines/model-cache.js";
+import { hashKey, ModelCache, stableStringify } from "../../src/pipelines/model-cache.js";
+import { fileIdentity } from "../../src/util/file-identity.js";
 
 const work = mkdtempSync(join(tmpdir(), "todo-sd-cache-"));
 

@@ -1,7 +1,9 @@
 // The reference pipeline calls of cases/pipelines.json as library options.
 import type { GenerateOptions } from "../../src/index.js";
-import { settingsFromReferenceArgs } from "../../src/reduce/index.js";
-import type { ReferenceReductionArgs } from "../../src/reduce/options.js";
+import {
+  type ReferenceReductionArgs,
+  settingsFromReferenceArgs,
+} from "../../src/reduce/options.js";
 import { openCaseTensors, readCaseJson } from "../fixtures.js";
 
 export interface PipelineCase {

@@ -13,9 +13,8 @@ import {
   type AttentionRule,
   checkSelfAttention,
   rewriteSelfAttention,
+  softmaxCoreMatch,
   softmaxScores,
-  soleConsumerSkippingCasts,
-  traceAttention,
 } from "../attention.js";
 import type { GraphIndex } from "../graph-index.js";
 
@@ -44,17 +43,8 @@ export const classicAttentionRule: AttentionRule = {
       // Scaled operands belong to the SDPA rule.
       if (isScaled(graph, q) || isScaled(graph, kT)) continue;
       if (graph.isParameter(q) || graph.isParameter(kT)) continue;
-      core.push(scores);
-      const next = soleConsumerSkippingCasts(graph, softmax.output[0]);
-      if (next?.node.opType !== "MatMul" || next.node.input[0] !== next.input) continue;
-      core.push(next.node);
-      matches.push({
-        rule: this.name,
-        anchor: softmax,
-        core: core.reverse(),
-        output: next.node.output[0],
-        traced: traceAttention(graph, q, kT, next.node.input[1]),
-      });
+      const match = softmaxCoreMatch(graph, this.name, softmax, core, scores);
+      if (match) matches.push(match);
     }
     return matches;
   },

@@ -15,9 +15,8 @@ import {
   type AttentionRule,
   checkSelfAttention,
   rewriteSelfAttention,
+  softmaxCoreMatch,
   softmaxScores,
-  soleConsumerSkippingCasts,
-  traceAttention,
 } from "../attention.js";
 import type { GraphIndex } from "../graph-index.js";
 import { isScaled } from "./classic-attention.js";
@@ -34,17 +33,8 @@ export const sdpaAttentionRule: AttentionRule = {
       if (scores?.opType !== "MatMul" || scores.domain) continue;
       const [q, kT] = scores.input;
       if (!isScaled(graph, q) && !isScaled(graph, kT)) continue;
-      core.push(scores);
-      const next = soleConsumerSkippingCasts(graph, softmax.output[0]);
-      if (next?.node.opType !== "MatMul" || next.node.input[0] !== next.input) continue;
-      core.push(next.node);
-      matches.push({
-        rule: this.name,
-        anchor: softmax,
-        core: core.reverse(),
-        output: next.node.output[0],
-        traced: traceAttention(graph, q, kT, next.node.input[1]),
-      });
+      const match = softmaxCoreMatch(graph, this.name, softmax, core, scores);
+      if (match) matches.push(match);
     }
     return matches;
   },

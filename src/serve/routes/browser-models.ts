@@ -10,8 +10,6 @@
  * model on disk, so the server builds at most `maxUnetVariants` of them per backend and
  * precision; past that, 429 names the limit.
  */
-import { existsSync, readFileSync } from "node:fs";
-import { join } from "node:path";
 import type { AttentionChunking } from "../../models/layers.js";
 import {
   type ComponentModelFile,
@@ -20,10 +18,11 @@ import {
 } from "../../pipelines/component-models.js";
 import type { LoadOptions, OpenedSource } from "../../pipelines/load.js";
 import { parseReductionOptions, type ReductionSettings } from "../../reduce/options.js";
+import { readTokenizerFolder } from "../../tokenizers/load-folder.js";
 import { PromiseMemo } from "../../util/promise-memo.js";
 import { float32Only, type ModelDtype, parseDtype, type WebDevice } from "../../util/vocabulary.js";
 import { allowMethods, HttpError, sendFile, sendJson } from "../http.js";
-import { firstLine, type TokenizerPayload } from "../protocol.js";
+import { firstLine } from "../protocol.js";
 import type { RouteModule } from "./context.js";
 
 export interface BrowserModelOptions {
@@ -179,30 +178,6 @@ export function browserModelRoutes(options: BrowserModelOptions): BrowserModels 
       // Those that failed to open have nothing to close.
       await components.releaseAll((models) => models.close());
     },
-  };
-}
-
-function readTokenizerFolder(dir: string, padToken: string | undefined): TokenizerPayload {
-  const read = (file: string) => {
-    const path = join(dir, file);
-    return existsSync(path) ? readFileSync(path, "utf8") : undefined;
-  };
-  const vocabJson = read("vocab.json");
-  const mergesTxt = read("merges.txt");
-  const both = vocabJson !== undefined && mergesTxt !== undefined;
-  const specialTokensMap = read("special_tokens_map.json");
-  // As loadClipTokenizer does: a folder without a config takes the family's pad token.
-  const config =
-    read("tokenizer_config.json") ??
-    (padToken !== undefined && specialTokensMap === undefined
-      ? JSON.stringify({ pad_token: padToken })
-      : undefined);
-  return {
-    vocabJson: both ? vocabJson : undefined,
-    mergesTxt: both ? mergesTxt : undefined,
-    tokenizerJson: both ? undefined : read("tokenizer.json"),
-    config,
-    specialTokensMap,
   };
 }
 
