@@ -85,7 +85,7 @@ async function toFeed(
   name: string,
   feed: RunnerFeed,
 ): Promise<HostTensor | ResidentBuffer> {
-  if (feed.type !== "resident") return toHost(name, feed);
+  if (feed.type !== "resident") return toHost(feed);
   const handle = feed.handle;
   if (handle instanceof KernelResident && handle.ctx === ctx) {
     if (handle.disposed) throw new Error(`input "${name}": a resident tensor used after dispose()`);
@@ -94,7 +94,7 @@ async function toFeed(
   return { kind: "host", dtype: "float32", data: await feed.read(), dims: [...feed.dims] };
 }
 
-function toHost(name: string, feed: Exclude<RunnerFeed, ResidentTensor>): HostTensor {
+function toHost(feed: Exclude<RunnerFeed, ResidentTensor>): HostTensor {
   const dims = [...feed.dims];
   if (feed.type === "float32") return { kind: "host", dtype: "float32", data: feed.data, dims };
   return { kind: "host", dtype: "int64", data: Float64Array.from(feed.data, Number), dims };
