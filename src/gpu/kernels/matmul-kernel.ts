@@ -80,8 +80,9 @@ export interface MatmulProblem {
 
 /**
  * The default tiling of a variant for a problem (B's columns count both GEGLU halves): the wide
- * tile for wide GEMMs, else (convolutions too) the default, each stepping down to SMALL_GRID_TILINGS while its grid
- * has fewer than SMALL_GRID_WORKGROUPS workgroups.
+ * tile for wide GEMMs, else (convolutions too) the default, each stepping down to
+ * SMALL_GRID_TILINGS while its grid has fewer than SMALL_GRID_WORKGROUPS workgroups. On an H100
+ * the step made no difference beyond the card's spread to whole UNet calls (BENCHMARKS.md).
  */
 export function defaultTiling(variant: KernelVariant, problem?: MatmulProblem): Tiling {
   if (variant.path !== "tensor-core") return DEFAULT_TILINGS.portable;
