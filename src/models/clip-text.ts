@@ -329,30 +329,3 @@ function poolAtEndOfText(g: GraphBuilder, config: ClipTextConfig, ids: Value, st
 function toFloat32(g: GraphBuilder, value: Value): Value {
   return g.floatType === "float32" ? value : g.cast(value, "float32");
 }
-
-/** A float32 tensor as the pipelines pass them between models. */
-export interface HostTensor {
-  readonly data: Float32Array;
-  readonly dims: readonly number[];
-}
-
-/**
- * SDXL's prompt embeddings: the two encoders' chosen hidden states, (B, S, C1) and (B, S, C2),
- * concatenated along the channel axis into (B, S, C1 + C2).
- */
-export function combineSdxlTextEmbeddings(first: HostTensor, second: HostTensor): HostTensor {
-  const [b1, s1, c1] = first.dims;
-  const [b2, s2, c2] = second.dims;
-  if (first.dims.length !== 3 || second.dims.length !== 3 || b1 !== b2 || s1 !== s2) {
-    throw new Error(
-      `SDXL text embeddings need (B, S, C) states with equal B and S, got [${first.dims.join(",")}] and [${second.dims.join(",")}]`,
-    );
-  }
-  const rows = b1 * s1;
-  const data = new Float32Array(rows * (c1 + c2));
-  for (let r = 0; r < rows; r++) {
-    data.set(first.data.subarray(r * c1, (r + 1) * c1), r * (c1 + c2));
-    data.set(second.data.subarray(r * c2, (r + 1) * c2), r * (c1 + c2) + c1);
-  }
-  return { data, dims: [b1, s1, c1 + c2] };
-}

@@ -59,6 +59,16 @@ export interface Initializer {
   readonly data: InitializerData;
 }
 
+/** A builder's initializer as a tensor with its bytes inline. */
+export function inlineTensor(init: Initializer, bytes = init.data.bytes()): TensorProto {
+  return {
+    name: init.name,
+    dims: [...init.data.dims],
+    dataType: ELEMENT_TYPES[init.data.type].dataType,
+    rawData: bytes,
+  };
+}
+
 /** Shared state of a top-level graph and its subgraphs: names, initializers, constants. */
 class BuildContext {
   readonly initializers: Initializer[] = [];

@@ -17,7 +17,7 @@ import {
 } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import { temporaryName, writeAll, writeFileAtomically } from "../util/atomic-write.js";
-import { type GraphBuilder, type Initializer, type ModelOptions, modelShell } from "./builder.js";
+import { type GraphBuilder, inlineTensor, type ModelOptions, modelShell } from "./builder.js";
 import {
   collectAllTensors,
   type ExternalTensor,
@@ -63,16 +63,6 @@ export function buildModelBytes(builder: GraphBuilder, options: ModelOptions = {
 export function buildModelProto(builder: GraphBuilder, options: ModelOptions = {}): ModelProto {
   const initializers = builder.initializers.map((init) => inlineTensor(init));
   return modelShell(builder.toGraphProto(initializers), options);
-}
-
-/** A builder's initializer as a tensor with its bytes inline. */
-export function inlineTensor(init: Initializer, bytes = init.data.bytes()): TensorProto {
-  return {
-    name: init.name,
-    dims: [...init.data.dims],
-    dataType: ELEMENT_TYPES[init.data.type].dataType,
-    rawData: bytes,
-  };
 }
 
 export function externalDataPath(modelPath: string): string {

@@ -7,8 +7,7 @@
  * rewirings and output changes are applied, nodes are sorted topologically again, unused nodes
  * and initializers are dropped, and shape hints that may no longer hold are removed.
  */
-import { type Dim, GraphBuilder, type Value, valueInfo } from "../onnx/builder.js";
-import { inlineTensor } from "../onnx/model-io.js";
+import { type Dim, GraphBuilder, inlineTensor, type Value, valueInfo } from "../onnx/builder.js";
 import type {
   GraphProto,
   ModelProto,

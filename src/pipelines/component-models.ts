@@ -198,8 +198,7 @@ function componentModels(
         layers: e.config.numHiddenLayers,
       })),
       forceZerosForEmptyPrompt: plan.forceZerosForEmptyPrompt,
-      // JSON has no non-finite numbers: they go as the strings the scheduler configs accept.
-      schedulerConfig: JSON.parse(JSON.stringify(plan.schedulerConfig(), jsonNumbers)),
+      schedulerConfig: jsonSafe(plan.schedulerConfig()),
     },
     tokenizers: plan.tokenizers(options),
     loras: initial?.loras ?? [],
@@ -217,4 +216,9 @@ function componentModels(
       files.close();
     },
   };
+}
+
+/** A config as JSON carries it: non-finite numbers as the strings the scheduler configs accept. */
+function jsonSafe(config: Readonly<Record<string, unknown>>): Record<string, unknown> {
+  return JSON.parse(JSON.stringify(config, jsonNumbers)) as Record<string, unknown>;
 }

@@ -3,11 +3,14 @@
  * from weights, or loaded from an ONNX export) and of the runtime behind it. Tensors are
  * row-major float32 with explicit dims.
  */
-import type { HostTensor } from "../models/clip-text.js";
 import type { SamplerStepOptions } from "../models/sampler-step.js";
 import type { ModelRunner, ResidentTensor, RunnerFeed } from "../runtime/types.js";
 
-export type { HostTensor };
+/** A float32 tensor as the pipelines pass them between models. */
+export interface HostTensor {
+  readonly data: Float32Array;
+  readonly dims: readonly number[];
+}
 
 /** The hidden states a pipeline may ask a text encoder for. */
 export interface TextEncoderOutputs {

@@ -66,3 +66,24 @@ export function concatAxis1(a: HostTensor, b: HostTensor): HostTensor {
   }
   return { data: out, dims: [batch, sa + sb, c] };
 }
+
+/**
+ * SDXL's prompt embeddings: the two encoders' chosen hidden states, (B, S, C1) and (B, S, C2),
+ * concatenated along the channel axis into (B, S, C1 + C2).
+ */
+export function combineSdxlTextEmbeddings(first: HostTensor, second: HostTensor): HostTensor {
+  const [b1, s1, c1] = first.dims;
+  const [b2, s2, c2] = second.dims;
+  if (first.dims.length !== 3 || second.dims.length !== 3 || b1 !== b2 || s1 !== s2) {
+    throw new Error(
+      `SDXL text embeddings need (B, S, C) states with equal B and S, got [${first.dims.join(",")}] and [${second.dims.join(",")}]`,
+    );
+  }
+  const rows = b1 * s1;
+  const data = new Float32Array(rows * (c1 + c2));
+  for (let r = 0; r < rows; r++) {
+    data.set(first.data.subarray(r * c1, (r + 1) * c1), r * (c1 + c2));
+    data.set(second.data.subarray(r * c2, (r + 1) * c2), r * (c1 + c2) + c1);
+  }
+  return { data, dims: [b1, s1, c1 + c2] };
+}

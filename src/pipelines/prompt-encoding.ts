@@ -4,12 +4,16 @@
  * hidden state; SDXL joins two encoders' penultimate states and adds the second one's pooled
  * embedding and the size micro-conditioning (Podell et al. 2023).
  */
-import { combineSdxlTextEmbeddings } from "../models/clip-text.js";
 import type { ClipTokenizer } from "../tokenizers/clip-tokenizer.js";
 import type { ModelFamily } from "../util/vocabulary.js";
 import type { HostTensor, TextEncoderComponent, UnetInputs } from "./components.js";
 import type { GenerationPlan } from "./generation-plan.js";
-import { concatAxis1, repeatBatchForGuidance, zerosLike } from "./host-tensors.js";
+import {
+  combineSdxlTextEmbeddings,
+  concatAxis1,
+  repeatBatchForGuidance,
+  zerosLike,
+} from "./host-tensors.js";
 
 /** What encoding needs of a model beyond its text encoders. */
 export interface PromptModel {

@@ -6,9 +6,9 @@ import {
   buildClipTextEncoder,
   type ClipTextEncoderOptions,
   clipSkipHiddenState,
-  combineSdxlTextEmbeddings,
 } from "../../src/models/clip-text.js";
 import { buildModelBytes } from "../../src/onnx/model-io.js";
+import { combineSdxlTextEmbeddings } from "../../src/pipelines/host-tensors.js";
 import { createSession, int64Tensor, runFloat32 } from "../../src/runtime/session.js";
 import { SafetensorsFile } from "../../src/weights/safetensors.js";
 import type { WeightSource } from "../../src/weights/source.js";
