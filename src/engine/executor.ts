@@ -13,9 +13,10 @@
  * kept; Conv weights in the tuned kernel's layout); tuned kernels are compiled once per shape and
  * kept. A call then walks the plan: shape arithmetic, flags and the timestep's small tensors are
  * evaluated on the host (host-ops.ts); float activations stay in pooled GPU buffers, released
- * after their last use; kernel launches accumulate and go to the GPU in one compute pass, which is
- * submitted only where the host must read a value (an `If` condition that depends on GPU data,
- * ToMe's selection steps) and at the end.
+ * after their last use; kernel launches accumulate and go to the GPU a compute pass at a time:
+ * every `submitEvery` launches (so the GPU runs the call's start while the host records the rest),
+ * where the host must read a value (an `If` condition that depends on GPU data, ToMe's selection
+ * steps) and at the end. The host never waits on the GPU except for such a read.
  */
 
 import { BUFFER_USAGE } from "../gpu/buffer-pool.js";
@@ -121,7 +122,10 @@ export interface ResidentBuffer {
 
 /** What one call did, for reports and tests. */
 export interface ExecutionStats {
-  /** Compute passes submitted (one unless the host had to read a GPU value mid-call). */
+  /**
+   * Compute passes submitted: one per `submitEvery` launches, plus one before each GPU value the
+   * host had to read mid-call (`readbacks`).
+   */
   submits: number;
   /** Kernel launches recorded. */
   launches: number;
@@ -176,7 +180,16 @@ export interface ExecutorOptions {
    * (maps up to 128 x 128, batch 2) 197 ms against 181. The pipelines set it for the VAE.
    */
   readonly channelsFirstConv?: boolean;
+  /**
+   * Launches recorded per submit (default SUBMIT_EVERY; Infinity: one submit at the call's end).
+   * Submitting as the call is recorded lets the GPU work while the host records the rest, rather
+   * than idle until the whole call is recorded.
+   */
+  readonly submitEvery?: number;
 }
+
+/** Launches per submit unless ExecutorOptions.submitEvery says otherwise (BENCHMARKS.md). */
+export const SUBMIT_EVERY = 32;
 
 /** GPU time per kernel label, summed over the profiled calls. */
 export interface KernelProfile {
@@ -348,6 +361,14 @@ export class GraphExecutor {
     readonly model: ModelProto,
     private readonly options: ExecutorOptions = {},
   ) {
+    const every = options.submitEvery;
+    if (
+      every !== undefined &&
+      !(every === Number.POSITIVE_INFINITY || (Number.isInteger(every) && every >= 1))
+    )
+      throw new Error(
+        `submitEvery must be a whole number of launches (1 or more) or Infinity, not ${every}`,
+      );
     const graph = model.graph;
     for (const t of graph.initializer ?? [])
       this.initializers.set(t.name ?? "", decodeTensorProto(t));
@@ -826,6 +847,7 @@ export class GraphExecutor {
     this.pendingLabels.push(detail ? `${label}: ${detail}` : label);
     this.stats.launches++;
     this.stats.kernels[label] = (this.stats.kernels[label] ?? 0) + 1;
+    if (this.pending.length >= (this.options.submitEvery ?? SUBMIT_EVERY)) this.flush();
   }
 
   /** The launch with its bind group from the cache, where all its buffers outlive the call. */

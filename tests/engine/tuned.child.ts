@@ -15,6 +15,11 @@ export interface TunedReport {
   readonly diffs: Record<string, number>[];
   readonly kernels: Record<string, number>[];
   readonly submits: number[];
+  readonly launches: number[];
+  /** The same graph with a submit every 3 launches: its launches, submits and max |difference|. */
+  chunked: { launches: number; submits: number; diff: number };
+  /** The one-line error for a submit interval that is not a whole number of launches. */
+  badSubmitEvery: string;
 }
 
 interface Tensor {
@@ -447,9 +452,18 @@ const runner = await createKernelRunner(buildModelBytes(g), {
   // Every convolution (but the padded one) reads its NCHW input directly, as the VAE's do.
   executor: { attentionScoreBytes: 288, channelsFirstConv: true },
 });
-const report: TunedReport = { diffs: [], kernels: [], submits: [] };
+const report: TunedReport = {
+  diffs: [],
+  kernels: [],
+  submits: [],
+  launches: [],
+  chunked: { launches: 0, submits: 0, diff: Number.NaN },
+  badSubmitEvery: "",
+};
+let first: Awaited<ReturnType<typeof runner.run>> | undefined;
 for (let call = 0; call < 2; call++) {
   const outputs = await runner.run(feeds);
+  first ??= outputs;
   const diffs: Record<string, number> = {};
   for (const [name, reference] of expected) {
     const out = floatOutput(outputs, name);
@@ -460,6 +474,27 @@ for (let call = 0; call < 2; call++) {
   report.diffs.push(diffs);
   report.kernels.push({ ...runner.lastStats.kernels });
   report.submits.push(runner.lastStats.submits);
+  report.launches.push(runner.lastStats.launches);
 }
 await runner.release();
+
+// Submitting as the call is recorded changes when the GPU starts, not what it computes.
+const chunked = await createKernelRunner(buildModelBytes(g), {
+  executor: { attentionScoreBytes: 288, channelsFirstConv: true, submitEvery: 3 },
+});
+const again = await chunked.run(feeds);
+let diff = 0;
+for (const name of expected.keys())
+  diff = Math.max(
+    diff,
+    maxAbsDiff(floatOutput(again, name).data, floatOutput(first ?? again, name).data),
+  );
+report.chunked = { launches: chunked.lastStats.launches, submits: chunked.lastStats.submits, diff };
+await chunked.release();
+await createKernelRunner(buildModelBytes(g), { executor: { submitEvery: 0.5 } }).then(
+  (r) => r.release(),
+  (error: unknown) => {
+    report.badSubmitEvery = error instanceof Error ? error.message : String(error);
+  },
+);
 process.stdout.write(`${JSON.stringify(report)}\n`);

@@ -5,6 +5,7 @@
 // driver through the environment a process starts with.
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
+import { SUBMIT_EVERY } from "../../src/engine/executor.js";
 import { runOnSwiftShader } from "../swiftshader.js";
 import type { TunedReport } from "./tuned.child.js";
 
@@ -93,6 +94,17 @@ describe("the kernels engine on the tuned src/gpu kernels (SwiftShader, f32)", (
         "tuned layernorm": 1,
         LayerNormalization: 1,
       });
-    expect(report.submits).toEqual([1, 1]);
+    // No host round trip: a submit per SUBMIT_EVERY launches and none more.
+    expect(report.submits).toEqual(report.launches.map((n) => Math.ceil(n / SUBMIT_EVERY)));
+  });
+
+  it("submits every submitEvery launches with the same outputs, and refuses a fractional one", () => {
+    const { launches, submits, diff } = report.chunked;
+    expect(launches).toBeGreaterThan(6);
+    expect(submits).toBe(Math.ceil(launches / 3));
+    expect(diff).toBe(0);
+    expect(report.badSubmitEvery).toBe(
+      "submitEvery must be a whole number of launches (1 or more) or Infinity, not 0.5",
+    );
   });
 });

@@ -1,0 +1,69 @@
+// How a UNet call's time depends on how often the kernels engine submits what it has recorded
+// (ExecutorOptions.submitEvery): for each size, rounds over the intervals given, each timing a few
+// warm calls, with the host's recording time (call start to its last launch recorded) beside it.
+//
+//   npm run build && node scripts/submit-sweep.mjs builtin:sd15 1024,512 Infinity,128,32,8 [calls] [rounds] [float16|float32]
+import { unetFeeds } from "../dist/bench/unet-bench.js";
+import { GraphExecutor } from "../dist/engine/executor.js";
+import { crossAttentionWidth } from "../dist/models/unet.js";
+import { openModelFiles } from "../dist/pipelines/load.js";
+import { unetBuilds } from "../dist/pipelines/plan-runners.js";
+
+const [source, sizesText, everyText, callsText = "6", roundsText = "2", dtype = "float16"] =
+  process.argv.slice(2);
+if (!source || !sizesText || !everyText) {
+  console.error(
+    "usage: node scripts/submit-sweep.mjs <model> <sizes> <intervals> [calls] [rounds]",
+  );
+  process.exit(2);
+}
+const intervals = everyText.split(",").map(Number);
+let submitEvery = intervals[0];
+let lastRecord = 0;
+const runKeeping = GraphExecutor.prototype.runKeeping;
+GraphExecutor.prototype.runKeeping = function (...args) {
+  this.options = { ...this.options, submitEvery };
+  return runKeeping.apply(this, args);
+};
+const record = GraphExecutor.prototype.record;
+GraphExecutor.prototype.record = function (...args) {
+  const out = record.apply(this, args);
+  lastRecord = performance.now();
+  return out;
+};
+
+const median = (values) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
+const { files } = await openModelFiles(source);
+const unet = unetBuilds(files, { device: "webgpu", dtype, engine: "kernels" });
+console.log("size  submitEvery  call ms (median, min)  recording ms (median)  submits");
+for (const size of sizesText.split(",").map(Number)) {
+  const feeds = unetFeeds(
+    2,
+    { width: size, height: size },
+    unet.config.inChannels,
+    crossAttentionWidth(unet.config) ?? 768,
+    undefined,
+    999,
+  );
+  const runner = await unet.runner(undefined);
+  for (let i = 0; i < 2; i++) await runner.run(feeds);
+  for (let round = 0; round < Number(roundsText); round++)
+    for (const every of intervals) {
+      submitEvery = every;
+      await runner.run(feeds);
+      const calls = [];
+      const recording = [];
+      for (let i = 0; i < Number(callsText); i++) {
+        const start = performance.now();
+        await runner.run(feeds);
+        calls.push(performance.now() - start);
+        recording.push(lastRecord - start);
+      }
+      console.log(
+        `${String(size).padEnd(6)}${String(every).padEnd(13)}${median(calls).toFixed(1)}, ${Math.min(...calls).toFixed(1)}`.padEnd(
+          42,
+        ) + `${median(recording).toFixed(1)}`.padEnd(23) + `${runner.lastStats?.submits ?? ""}`,
+      );
+    }
+  await runner.release();
+}
