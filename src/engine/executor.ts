@@ -65,6 +65,7 @@ import {
   convKernel,
   copyKernel,
   fillKernel,
+  GROUP_NORM_TILE,
   gatherKernel,
   grid,
   groupNormApplyKernel,
@@ -1132,7 +1133,11 @@ export class GraphExecutor {
     )
       return null;
     const x = this.toDevice(grouped);
-    const reader = this.channelsLastReader(fusion, target, batch, channels, pixels, scope);
+    // Channels-last goes a tile of whole pixels at a time: a group of more channels stays NCHW.
+    const reader =
+      channels / groups <= GROUP_NORM_TILE
+        ? this.channelsLastReader(fusion, target, batch, channels, pixels, scope)
+        : undefined;
     const out = this.allocate(reader?.dims ?? target);
     const channelsLast = reader !== undefined;
     const rows = batch * groups;

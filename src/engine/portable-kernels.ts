@@ -409,24 +409,41 @@ function groupNormRange(silu: boolean): string {
 }`;
 }
 
+/** Values of a group norm row the channels-last form transposes at a time through workgroup memory. */
+export const GROUP_NORM_TILE = 4096;
+
 /**
- * `group_norm_pixels`: the same for a row's pixels [begin, end), a workgroup's threads in turn,
- * written channels-last: dst is (B, H W, C), each thread writing its pixel's C/G channels of the
- * group side by side (reads stay coalesced across the threads, one channel plane at a time).
+ * `group_norm_pixels`: the same for a row's pixels [begin, end) (the same for the whole
+ * workgroup), written channels-last: dst is (B, H W, C), where a pixel's C/G channels of the
+ * group lie side by side. The pixels go a tile at a time through workgroup memory: the threads
+ * read the tile one channel plane after another (consecutive threads, consecutive pixels) and
+ * write it pixel after pixel (consecutive threads, consecutive channels of a pixel), so both the
+ * loads and the stores of a subgroup touch a few runs of memory rather than one address per thread.
  */
 function groupNormPixels(silu: boolean): string {
-  return `fn group_norm_pixels(row: i32, groups: i32, pixels: i32, cpg: i32, begin: i32, end: i32, mean: f32, inv: f32) {
+  return `var<workgroup> gn_tile: array<f32, ${GROUP_NORM_TILE}>;
+
+fn group_norm_pixels(local: i32, row: i32, groups: i32, pixels: i32, cpg: i32, begin: i32, end: i32, mean: f32, inv: f32) {
   let first = (row % groups) * cpg;
   let channels = groups * cpg;
   let image = row / groups;
-  for (var hw = begin; hw < end; hw += ${WORKGROUP}) {
-    let src = row * cpg * pixels + hw;
-    let at = (image * pixels + hw) * channels + first;
-    for (var k = 0; k < cpg; k++) {
+  let src = row * cpg * pixels;
+  let tilePixels = ${GROUP_NORM_TILE} / cpg;
+  for (var start = begin; start < end; start += tilePixels) {
+    let count = min(tilePixels, end - start);
+    let values = count * cpg;
+    for (var e = local; e < values; e += ${WORKGROUP}) {
+      let k = e / count;
       let c = first + k;
-      let y = (f32(x[src + k * pixels]) - mean) * inv * f32(gamma[c]) + f32(beta[c]);
-      dst[at + k] = T(${silu ? "y / (1.0 + exp(-y))" : "y"});
+      let y = (f32(x[src + k * pixels + start + e % count]) - mean) * inv * f32(gamma[c]) + f32(beta[c]);
+      gn_tile[(e % count) * cpg + k] = ${silu ? "y / (1.0 + exp(-y))" : "y"};
     }
+    workgroupBarrier();
+    let at = (image * pixels + start) * channels + first;
+    for (var e = local; e < values; e += ${WORKGROUP}) {
+      dst[at + (e / cpg) * channels + e % cpg] = T(gn_tile[e]);
+    }
+    workgroupBarrier();
   }
 }`;
 }
@@ -459,7 +476,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   let stats = row_stats(local, base, length, 1, bitcast<f32>(p[4]));
   ${
     channelsLast
-      ? "group_norm_pixels(row, p[3], pixels, length / pixels, i32(local), pixels, stats.x, stats.y);"
+      ? "group_norm_pixels(i32(local), row, p[3], pixels, length / pixels, 0, pixels, stats.x, stats.y);"
       : `let first = (row % p[3]) * (length / pixels);
   group_norm_range(base, first, pixels, i32(local), length, stats.x, stats.y);`
   }
@@ -566,7 +583,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
       ? `// Channels-last: chunk c normalises the c-th share of the row's pixels, every channel of each.
   let share = (pixels + chunks - 1) / chunks;
   let start = chunk * share;
-  group_norm_pixels(row, p[3], pixels, length / pixels, start + t, min(start + share, pixels), mean, inv);`
+  group_norm_pixels(t, row, p[3], pixels, length / pixels, start, min(start + share, pixels), mean, inv);`
       : `let first = (row % p[3]) * (length / pixels);
   let start = chunk * chunkLength;
   group_norm_range(row * length, first, pixels, start + t, min(start + chunkLength, length), mean, inv);`
