@@ -24,9 +24,10 @@ import type { GpuContext, KernelLaunch } from "../gpu/context.js";
 import { type AttentionKernel, prepareAttention } from "../gpu/kernels/attention.js";
 import { convOutputSize, prepareConv } from "../gpu/kernels/conv2d.js";
 import { type GemmShape, prepareGemm } from "../gpu/kernels/gemm.js";
-import type { MatmulKernel } from "../gpu/kernels/matmul-kernel.js";
+import { type MatmulKernel, SMALL_PORTABLE_TILING } from "../gpu/kernels/matmul-kernel.js";
 import type { Epilogue, PortableTiling, Tiling } from "../gpu/kernels/matmul-wgsl.js";
 import { type LayerNormKernel, prepareLayerNorm } from "../gpu/kernels/norm.js";
+import type { GpuCapabilities } from "../gpu/types.js";
 import { chooseKernelVariant, type KernelVariant, kernelPathLabel } from "../gpu/variants.js";
 import type { GraphProto, ModelProto, NodeProto } from "../onnx/proto.js";
 import { float32ArrayToFloat16 } from "../util/float16.js";
@@ -150,8 +151,8 @@ export interface ExecutionStats {
 export interface ExecutorOptions {
   /**
    * The tile of the tuned GEMM and convolution on their portable path (default: src/gpu's
-   * default). Tests on SwiftShader pass the small CI tile, as src/gpu's own checks do: a CPU
-   * driver compiles and runs it several times faster, and the fixtures' maps are small.
+   * default, or SMALL_PORTABLE_TILING on a fallback adapter: a CPU driver compiles and runs it
+   * several times faster).
    */
   readonly portableTiling?: PortableTiling;
   /**
@@ -187,6 +188,19 @@ export interface ExecutorOptions {
    * than idle until the whole call is recorded.
    */
   readonly submitEvery?: number;
+}
+
+/**
+ * The tile of the tuned GEMM and convolution on their portable path: the one asked for, else on a
+ * fallback (CPU) adapter the small tile, else undefined (src/gpu's default tile).
+ */
+export function enginePortableTiling(
+  variant: KernelVariant,
+  capabilities: Pick<GpuCapabilities, "fallbackAdapter">,
+  requested: PortableTiling | undefined,
+): PortableTiling | undefined {
+  if (variant.path !== "portable") return undefined;
+  return requested ?? (capabilities.fallbackAdapter ? SMALL_PORTABLE_TILING : undefined);
 }
 
 /** Launches per submit unless ExecutorOptions.submitEvery says otherwise (BENCHMARKS.md). */
@@ -836,7 +850,7 @@ export class GraphExecutor {
 
   /** The GEMM and convolution tile asked for, if any (undefined: the kernel's default). */
   private get tiling(): Tiling | undefined {
-    return this.variant.path === "portable" ? this.options.portableTiling : undefined;
+    return enginePortableTiling(this.variant, this.ctx.capabilities, this.options.portableTiling);
   }
 
   /**

@@ -4,24 +4,19 @@
 import type { KernelCheck } from "./check.js";
 import { attentionChecks } from "./kernels/attention-checks.js";
 import { matmulChecks } from "./kernels/matmul-checks.js";
-import { DEFAULT_TILINGS, SMALL_GRID_TILINGS, tilingName } from "./kernels/matmul-kernel.js";
-import type { MatrixTiling, PortableTiling } from "./kernels/matmul-wgsl.js";
+import {
+  DEFAULT_TILINGS,
+  SMALL_GRID_TILINGS,
+  SMALL_PORTABLE_TILING,
+  tilingName,
+} from "./kernels/matmul-kernel.js";
+import type { MatrixTiling } from "./kernels/matmul-wgsl.js";
 import { normChecks } from "./kernels/norm-checks.js";
 
 export interface CheckSelection {
   /** CI on a CPU driver: small portable tiles (fast to compile), no GPU-only cases. */
   readonly ci?: boolean;
 }
-
-/** A portable tiling small enough for SwiftShader to compile in about a second. */
-export const CI_PORTABLE_TILING: PortableTiling = Object.freeze({
-  kind: "portable",
-  tileM: 32,
-  tileN: 32,
-  tileK: 8,
-  threadM: 4,
-  threadN: 4,
-});
 
 /**
  * The tensor-core tiles a problem may get by default (its grid decides which), each checked on
@@ -46,7 +41,7 @@ export function allKernelChecks(selection: CheckSelection = {}): KernelCheck[] {
         ),
       );
   return [
-    ...matmulChecks(selection.ci ? CI_PORTABLE_TILING : undefined, selection.ci),
+    ...matmulChecks(selection.ci ? SMALL_PORTABLE_TILING : undefined, selection.ci),
     ...tensorCoreTiles,
     ...attentionChecks(undefined, selection.ci),
     ...normChecks(),

@@ -77,6 +77,7 @@ export function bytesPerElement(storage: StorageType): number {
 /** The capabilities of an adapter (pure: reads only the adapter's reported values). */
 export function readCapabilities(adapter: GPUAdapter): GpuCapabilities {
   const info = adapter.info as GPUAdapterInfo & {
+    isFallbackAdapter?: boolean;
     subgroupMatrixConfigs?: readonly SubgroupMatrixConfig[];
     subgroupMinSize?: number;
     subgroupMaxSize?: number;
@@ -103,6 +104,10 @@ export function readCapabilities(adapter: GPUAdapter): GpuCapabilities {
     description:
       [info.vendor, info.architecture, info.device, info.description].filter(Boolean).join(" ") ||
       "unknown adapter",
+    // Where the spec has it now, and on the adapter where older browsers put it.
+    fallbackAdapter:
+      info.isFallbackAdapter === true ||
+      (adapter as GPUAdapter & { isFallbackAdapter?: boolean }).isFallbackAdapter === true,
   };
 }
 

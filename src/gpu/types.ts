@@ -43,6 +43,11 @@ export interface GpuCapabilities {
   };
   /** Adapter vendor and architecture, for reports. */
   readonly description: string;
+  /**
+   * A fallback adapter: WebGPU on a software driver that runs on the CPU (SwiftShader, WARP), as
+   * the adapter reports it (`info.isFallbackAdapter`).
+   */
+  readonly fallbackAdapter: boolean;
 }
 
 /** Dawn's subgroup-matrix configuration, not yet in the WebGPU type definitions. */

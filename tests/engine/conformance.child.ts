@@ -6,7 +6,6 @@ import { parseUnetConfig } from "../../src/configs/unet-config.js";
 import { parseVaeConfig } from "../../src/configs/vae-config.js";
 import type { ExecutionStats } from "../../src/engine/executor.js";
 import { createKernelRunner } from "../../src/engine/runner.js";
-import { CI_PORTABLE_TILING } from "../../src/gpu/checks.js";
 import { GpuContext } from "../../src/gpu/context.js";
 import { buildUnet } from "../../src/models/unet.js";
 import { buildVaeDecoder, buildVaeEncoder } from "../../src/models/vae.js";
@@ -62,10 +61,9 @@ const only = process.argv[2];
 const variants = process.argv[3] ? new Set(process.argv[3].split(",")) : undefined;
 const sizes = process.argv[4] ? new Set(process.argv[4].split(",")) : undefined;
 const ctx = await GpuContext.create();
-// The tuned GEMM and convolution on the small tile src/gpu's own checks use on SwiftShader: the
-// default tile compiles and runs several times slower on a CPU driver at the fixtures' sizes.
-// (tuned.child.ts runs the default tile.)
-const executor = { portableTiling: CI_PORTABLE_TILING };
+// SwiftShader is a fallback adapter, so the engine's tuned GEMM and convolution take the small
+// portable tile here by default (enginePortableTiling). tuned.child.ts runs src/gpu's default tile.
+const executor = {};
 const results: CaseReport[] = [];
 const errors: Record<string, string> = {};
 
@@ -179,4 +177,6 @@ for (const model of ["sd15-tiny", "sd21-tiny", "sdxl-tiny"])
   if (!only || only === model) await unetCases(model);
 if (!only || only === "vae") await vaeCases();
 ctx.destroy();
-process.stdout.write(`${JSON.stringify({ results, errors })}\n`);
+process.stdout.write(
+  `${JSON.stringify({ results, errors, fallbackAdapter: ctx.capabilities.fallbackAdapter })}\n`,
+);

@@ -14,6 +14,7 @@ import type { CaseReport } from "./conformance.child.js";
 interface Report {
   readonly results: readonly CaseReport[];
   readonly errors: Record<string, string>;
+  readonly fallbackAdapter: boolean;
 }
 
 async function child(...args: string[]): Promise<Report> {
@@ -39,6 +40,10 @@ describe("the kernels engine on SwiftShader, f32", () => {
       "unet-sd15-tiny 16x16 tome-kv-0.5",
     ]);
     for (const r of unet.results) expect(r.maxAbsDiff, r.name).toBeLessThanOrEqual(1e-4);
+  });
+
+  it("reads SwiftShader as a fallback adapter (the engine's small portable tile runs the cases)", () => {
+    expect(unet.fallbackAdapter).toBe(true);
   });
 
   it("runs every VAE case (decode, encoder mean and log-variance) within 1e-4", () => {

@@ -5,6 +5,8 @@
 // line.
 
 import { createKernelRunner } from "../../src/engine/runner.js";
+import { GpuContext } from "../../src/gpu/context.js";
+import { DEFAULT_TILINGS } from "../../src/gpu/kernels/matmul-kernel.js";
 import { attr, GraphBuilder, MS_DOMAIN, type Value } from "../../src/onnx/builder.js";
 import { buildModelBytes } from "../../src/onnx/model-io.js";
 import { float32, floatOutput, type RunnerTensor } from "../../src/runtime/types.js";
@@ -448,10 +450,17 @@ output(
   layerNorm(x, scale, undefined, Math.fround(1e-5)),
 );
 
-const runner = await createKernelRunner(buildModelBytes(g), {
+// One device for the runners below, so the second finds the first's kernels compiled.
+const context = await GpuContext.create();
+const executor = {
   // Every convolution (but the padded one) reads its NCHW input directly, as the VAE's do.
-  executor: { attentionScoreBytes: 288, channelsFirstConv: true },
-});
+  channelsFirstConv: true,
+  attentionScoreBytes: 288,
+  // src/gpu's default portable tile (on a fallback adapter such as SwiftShader the engine would
+  // take the small one, which the conformance cases run).
+  portableTiling: DEFAULT_TILINGS.portable,
+};
+const runner = await createKernelRunner(buildModelBytes(g), { context, executor });
 const report: TunedReport = {
   diffs: [],
   kernels: [],
@@ -480,7 +489,8 @@ await runner.release();
 
 // Submitting as the call is recorded changes when the GPU starts, not what it computes.
 const chunked = await createKernelRunner(buildModelBytes(g), {
-  executor: { attentionScoreBytes: 288, channelsFirstConv: true, submitEvery: 3 },
+  context,
+  executor: { ...executor, submitEvery: 3 },
 });
 const again = await chunked.run(feeds);
 let diff = 0;
@@ -491,10 +501,11 @@ for (const name of expected.keys())
   );
 report.chunked = { launches: chunked.lastStats.launches, submits: chunked.lastStats.submits, diff };
 await chunked.release();
-await createKernelRunner(buildModelBytes(g), { executor: { submitEvery: 0.5 } }).then(
+await createKernelRunner(buildModelBytes(g), { context, executor: { submitEvery: 0.5 } }).then(
   (r) => r.release(),
   (error: unknown) => {
     report.badSubmitEvery = error instanceof Error ? error.message : String(error);
   },
 );
+context.destroy();
 process.stdout.write(`${JSON.stringify(report)}\n`);

@@ -45,6 +45,7 @@ function capabilities(
       maxComputeWorkgroupsPerDimension: 65535,
     },
     description: "test adapter",
+    fallbackAdapter: false,
   };
 }
 

@@ -23,6 +23,20 @@ import {
  * Convolutions keep 128x128x32: their sweep's winner was not recorded. Small problems step down to
  * smaller tiles (SMALL_GRID_TILINGS).
  */
+/**
+ * The portable tile for a fallback (CPU) adapter: on SwiftShader it compiles in about a second
+ * and runs the engine's small test models faster than the default tile (BENCHMARKS.md), which a
+ * CPU driver gains nothing from.
+ */
+export const SMALL_PORTABLE_TILING: PortableTiling = Object.freeze({
+  kind: "portable",
+  tileM: 32,
+  tileN: 32,
+  tileK: 8,
+  threadM: 4,
+  threadN: 4,
+});
+
 export const DEFAULT_TILINGS: Readonly<{
   portable: PortableTiling;
   tensorCore: MatrixTiling;
