@@ -1,10 +1,9 @@
 // A whole generation through the public API with engine "kernels" (WebGPU on SwiftShader, f32):
 // loadPipeline and generate as a user calls them, the image within the pipeline tolerance of
-// FIXTURES.md (2e-3) of the reference. SwiftShader takes about a minute and a half per case on a
-// loaded 2-core machine, so CI runs one case with ToDo inside, its models built into a model cache
-// and read back from the saved files as onnxruntime reads them, its latents kept on the device
-// between steps; `vite-node
-// tests/engine/pipelines.child.ts` runs every case of cases/pipelines.json.
+// FIXTURES.md (2e-3) of the reference. SwiftShader takes about a minute per case on a loaded
+// 2-core machine, so CI runs one case with ToDo inside, its models built into a model cache and
+// read back from the saved files as onnxruntime reads them, its latents kept on the device between
+// steps; `vite-node tests/engine/pipelines.child.ts` runs every case of cases/pipelines.json.
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { runOnSwiftShader } from "../swiftshader.js";
