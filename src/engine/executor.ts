@@ -13,10 +13,11 @@
  * kept; Conv weights in the tuned kernel's layout); tuned kernels are compiled once per shape and
  * kept. A call then walks the plan: shape arithmetic, flags and the timestep's small tensors are
  * evaluated on the host (host-ops.ts); float activations stay in pooled GPU buffers, released
- * after their last use; kernel launches accumulate and go to the GPU a compute pass at a time:
- * every `submitEvery` launches (so the GPU runs the call's start while the host records the rest),
- * where the host must read a value (an `If` condition that depends on GPU data, ToMe's selection
- * steps) and at the end. The host never waits on the GPU except for such a read.
+ * after their last use; kernel launches accumulate and go to the GPU in one compute pass, which is
+ * submitted where the host must read a value (an `If` condition that depends on GPU data, ToMe's
+ * selection steps) and at the end, or, with `submitEvery`, every so many launches (so the GPU
+ * runs the call's start while the host records the rest). The host never waits on the GPU except
+ * for such a read.
  */
 
 import { BUFFER_USAGE } from "../gpu/buffer-pool.js";
@@ -125,8 +126,8 @@ export interface ResidentBuffer {
 /** What one call did, for reports and tests. */
 export interface ExecutionStats {
   /**
-   * Compute passes submitted: one per `submitEvery` launches, plus one before each GPU value the
-   * host had to read mid-call (`readbacks`).
+   * Compute passes submitted: one at the call's end (or one per `submitEvery` launches), plus one
+   * before each GPU value the host had to read mid-call (`readbacks`).
    */
   submits: number;
   /** Kernel launches recorded. */
@@ -183,9 +184,9 @@ export interface ExecutorOptions {
    */
   readonly channelsFirstConv?: boolean;
   /**
-   * Launches recorded per submit (default SUBMIT_EVERY; Infinity: one submit at the call's end).
-   * Submitting as the call is recorded lets the GPU work while the host records the rest, rather
-   * than idle until the whole call is recorded.
+   * Launches recorded per submit (default SUBMIT_EVERY: one submit at the call's end). Submitting
+   * as the call is recorded lets the GPU work while the host records the rest, rather than idle
+   * until the whole call is recorded; scripts/submit-sweep.mjs times a UNet call both ways.
    */
   readonly submitEvery?: number;
 }
@@ -203,8 +204,11 @@ export function enginePortableTiling(
   return requested ?? (capabilities.fallbackAdapter ? SMALL_PORTABLE_TILING : undefined);
 }
 
-/** Launches per submit unless ExecutorOptions.submitEvery says otherwise (BENCHMARKS.md). */
-export const SUBMIT_EVERY = 32;
+/**
+ * Launches per submit unless ExecutorOptions.submitEvery says otherwise: the whole call, until a
+ * GPU measurement shows a smaller interval pays (BENCHMARKS.md).
+ */
+export const SUBMIT_EVERY = Number.POSITIVE_INFINITY;
 
 /** GPU time per kernel label, summed over the profiled calls. */
 export interface KernelProfile {
