@@ -59,10 +59,10 @@ for (const size of sizesText.split(",").map(Number)) {
         calls.push(performance.now() - start);
         recording.push(lastRecord - start);
       }
+      const call = `${median(calls).toFixed(1)}, ${Math.min(...calls).toFixed(1)}`;
+      const submits = runner.lastStats?.submits ?? "";
       console.log(
-        `${String(size).padEnd(6)}${String(every).padEnd(13)}${median(calls).toFixed(1)}, ${Math.min(...calls).toFixed(1)}`.padEnd(
-          42,
-        ) + `${median(recording).toFixed(1)}`.padEnd(23) + `${runner.lastStats?.submits ?? ""}`,
+        `${String(size).padEnd(6)}${String(every).padEnd(13)}${call.padEnd(23)}${median(recording).toFixed(1).padEnd(23)}${submits}`,
       );
     }
   await runner.release();
