@@ -409,8 +409,12 @@ function groupNormRange(silu: boolean): string {
 }`;
 }
 
-/** Values of a group norm row the channels-last form transposes at a time through workgroup memory. */
-export const GROUP_NORM_TILE = 4096;
+/**
+ * Values of a group norm row the channels-last form transposes at a time through workgroup
+ * memory: 8 KiB of f32 with the reduction's 1 KiB, well inside the 16 KiB every WebGPU adapter
+ * gives a workgroup.
+ */
+export const GROUP_NORM_TILE = 2048;
 
 /**
  * `group_norm_pixels`: the same for a row's pixels [begin, end) (the same for the whole

@@ -16,14 +16,6 @@ import {
 } from "./matmul-wgsl.js";
 
 /**
- * The tilings used unless one is given. The tensor-core tile is 128x128x32 on 2x4 subgroups, except
- * for wide GEMMs (WIDE_GEMM_COLUMNS columns of B or more), where the sweep at 4096^3 measured
- * 128x256x16 on 2x4 subgroups fastest (BENCHMARKS.md). Narrow outputs (the UNet's 320 columns)
- * keep the smaller tile: a 256-column tile would leave 37% of its second column tile idle.
- * Convolutions keep 128x128x32: their sweep's winner was not recorded. Small problems step down to
- * smaller tiles (SMALL_GRID_TILINGS).
- */
-/**
  * The portable tile for a fallback (CPU) adapter: on SwiftShader it compiles in about a second
  * and runs the engine's small test models faster than the default tile (BENCHMARKS.md), which a
  * CPU driver gains nothing from.
@@ -37,6 +29,14 @@ export const SMALL_PORTABLE_TILING: PortableTiling = Object.freeze({
   threadN: 4,
 });
 
+/**
+ * The tilings used unless one is given. The tensor-core tile is 128x128x32 on 2x4 subgroups, except
+ * for wide GEMMs (WIDE_GEMM_COLUMNS columns of B or more), where the sweep at 4096^3 measured
+ * 128x256x16 on 2x4 subgroups fastest (BENCHMARKS.md). Narrow outputs (the UNet's 320 columns)
+ * keep the smaller tile: a 256-column tile would leave 37% of its second column tile idle.
+ * Convolutions keep 128x128x32: their sweep's winner was not recorded. Small problems step down to
+ * smaller tiles (SMALL_GRID_TILINGS).
+ */
 export const DEFAULT_TILINGS: Readonly<{
   portable: PortableTiling;
   tensorCore: MatrixTiling;
