@@ -3,6 +3,7 @@
 // single staging where they do not (160), and the two shaders differ as they should.
 import { describe, expect, it } from "vitest";
 import {
+  type AttentionTiling,
   prepareAttention,
   tensorCoreRows,
   tensorCoreWorkgroupBytes,
@@ -68,5 +69,49 @@ describe("tensor-core attention tilings", () => {
         rowBlocks: 3 as unknown as 2,
       }),
     ).rejects.toThrow(/3 row blocks per subgroup \(1 or 2\)$/);
+  });
+
+  it("pads the score rows, pairs the softmax lanes' keys and drops bounds checks on full tiles", async () => {
+    const lazy = { keysPerTile: 32, subgroups: 8, rescale: "lazy", staging: "double" } as const;
+    const shader = async (keys: number, tiling: AttentionTiling) => {
+      const sources: string[] = [];
+      const shape = { batch: 1, queries: 64, heads: 2, headDim: 40, kvTokens: keys };
+      await prepareAttention(capturingContext(sources), variant, shape, tiling);
+      return sources[0];
+    };
+    // 8 subgroups x 16 rows x (32 keys + 4 or 8 words of padding) f32 scores.
+    expect(await shader(64, lazy)).toContain(`s_buf: array<f32, ${8 * 16 * 36}>`);
+    expect(await shader(64, { ...lazy, scorePad: 8 })).toContain(
+      `s_buf: array<f32, ${8 * 16 * 40}>`,
+    );
+    expect(tensorCoreWorkgroupBytes(variant, 40, { ...lazy, scorePad: 8 })).toBe(
+      tensorCoreWorkgroupBytes(variant, 40, lazy) + 8 * 16 * 4 * 4,
+    );
+    // Two lanes per row: one at a time interleaved (keys part, part + 2, ...) or adjacent pairs
+    // (2 part, 2 part + 1, 2 part + 4, ...).
+    const interleaved = await shader(64, lazy);
+    const paired = await shader(64, { ...lazy, pairedLanes: true });
+    expect(interleaved).toContain("let lane_key = part;");
+    expect(interleaved).toContain("let x_1 = s_buf[s_at + 2u]");
+    expect(paired).toContain("let lane_key = part * 2u;");
+    expect(paired).toContain("let x_1 = s_buf[s_at + 1u]");
+    expect(paired).toContain("let x_2 = s_buf[s_at + 4u]");
+    // 64 keys fill both tiles: no bounds check; 67 leave a partial one: every key checked.
+    expect(interleaved).not.toContain("+ lane_key <");
+    expect(await shader(67, lazy)).toContain("j0 + 2u + lane_key < 67u");
+    await expect(
+      prepareAttention(
+        capturingContext([]),
+        variant,
+        { batch: 1, queries: 64, heads: 2, headDim: 40, kvTokens: 64 },
+        {
+          keysPerTile: 32,
+          subgroups: 8,
+          pairedLanes: true,
+        },
+      ),
+    ).rejects.toThrow(
+      /: paired softmax lanes need a lazy tiling and an even count of keys per lane$/,
+    );
   });
 });

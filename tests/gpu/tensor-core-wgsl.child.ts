@@ -45,8 +45,9 @@ const matrices: MatrixShape[] = [
 for (const matrix of matrices) {
   const variant: KernelVariant = { path: "tensor-core", storage: "f16", matrix, subgroupSize: 32 };
   const tag = `${matrix.m}x${matrix.n}x${matrix.k}`;
-  // Attention: every head dim the models use, self (a key count no tile divides), nearest ToDo
-  // on a grid the factor does not divide, cross-attention; every rescale mode and ablation.
+  // Attention: every head dim the models use, self (a key count no tile divides, and one every
+  // tile divides: no bounds checks in the softmax), nearest ToDo on a grid the factor does not
+  // divide, cross-attention; every rescale mode and ablation.
   for (const headDim of [40, 64, 80, 160]) {
     const shapes: AttentionShape[] = [
       { batch: 2, queries: 67, heads: 2, headDim, kvTokens: 67 },
@@ -59,6 +60,7 @@ for (const matrix of matrices) {
         keyGrid: { height: 9, width: 10, factor: 2 },
       },
       { batch: 1, queries: 33, heads: 2, headDim, kvTokens: 77 },
+      { batch: 1, queries: 64, heads: 2, headDim, kvTokens: 64 },
     ];
     // The default order's tilings in every rescale mode, ablation and staging; the other
     // checked tilings (sweep candidates) as they are.
@@ -171,6 +173,11 @@ process.stdout.write(
     everyTile: shaders.filter((s) => s.name.includes('"every-tile"')).length,
     doubleStaged: shaders.filter((s) => s.code.includes(" - kv_cur")).length,
     rowBlocks: shaders.filter((s) => s.code.includes("qf_1_0")).length,
+    pairedLanes: shaders.filter((s) => s.code.includes("lane_key = part * 2u")).length,
+    // Lazy softmaxes without the bounds check (keys that fill every tile).
+    unguarded: shaders.filter(
+      (s) => s.code.includes("rescale_at") && !s.code.includes("+ lane_key <"),
+    ).length,
     failures,
     misaligned,
   })}\n`,

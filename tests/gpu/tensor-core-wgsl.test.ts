@@ -14,6 +14,8 @@ interface Report {
   readonly everyTile: number;
   readonly doubleStaged: number;
   readonly rowBlocks: number;
+  readonly pairedLanes: number;
+  readonly unguarded: number;
   readonly failures: Record<string, string[]>;
   readonly misaligned: Record<string, string[]>;
 }
@@ -36,5 +38,9 @@ describe("tensor-core shaders", () => {
     expect(report.doubleStaged).toBeGreaterThan(0);
     // Subgroups owning two blocks of query rows (the second block's Q fragments).
     expect(report.rowBlocks).toBeGreaterThan(0);
+    // Softmax lanes on adjacent key pairs (a sweep candidate), and lazy softmaxes whose keys fill
+    // every tile, without the bounds check.
+    expect(report.pairedLanes).toBeGreaterThan(0);
+    expect(report.unguarded).toBeGreaterThan(0);
   }, 250_000);
 });

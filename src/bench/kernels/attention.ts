@@ -14,6 +14,7 @@ import {
   attentionFlops,
   attentionKeys,
   attentionTilingName,
+  PAIRED_AND_PADDED,
   prepareAttention,
 } from "../../gpu/kernels/attention.js";
 import { prepareAvgPool } from "../../gpu/kernels/elementwise.js";
@@ -148,6 +149,8 @@ export const ATTENTION_SWEEP: readonly SweepEntry[] = Object.freeze([
   { matrix: "16x16x16", tiling: { subgroups: 4, keysPerTile: 32, rescale: "lazy", rowBlocks: 2 } },
   { matrix: "16x16x16", tiling: { subgroups: 8, keysPerTile: 32, rescale: "lazy", rowBlocks: 2 } },
   { matrix: "16x16x16", tiling: { subgroups: 2, keysPerTile: 64, rescale: "lazy", rowBlocks: 2 } },
+  // The default's score scratch: rows padded by 8 words, softmax lanes on adjacent key pairs.
+  ...PAIRED_AND_PADDED.map((tiling) => ({ matrix: "16x16x16", tiling })),
   { matrix: "16x16x16", tiling: { subgroups: 4, keysPerTile: 64, rescale: "lazy" } },
   {
     matrix: "16x8x16",

@@ -11,6 +11,7 @@ import {
   attentionKeys,
   attentionTilingName,
   lazyRescale,
+  PAIRED_AND_PADDED,
   prepareAttention,
   RESCALE_MARGIN,
   runAttention,
@@ -118,6 +119,7 @@ export const CHECKED_TENSOR_CORE_TILINGS: readonly AttentionTiling[] = Object.fr
   { keysPerTile: 32, subgroups: 2, rescale: "lazy", staging: "double", rowBlocks: 2 },
   { keysPerTile: 64, subgroups: 2, rescale: "lazy", rowBlocks: 2 },
   { keysPerTile: 64, subgroups: 4, rescale: "lazy" },
+  ...PAIRED_AND_PADDED,
 ]);
 
 export function attentionChecks(tiling?: AttentionTiling, ci = false): KernelCheck[] {

@@ -97,6 +97,19 @@ export interface AttentionTiling {
    * 10.3 (BENCHMARKS.md), so fragment loads and barriers are not what bounds the kernel.
    */
   readonly rowBlocks?: 1 | 2;
+  /**
+   * Tensor-core path: f32 words of padding after each row of the score scratch (4 when left
+   * out; a multiple of 4, since the matrix stores need 16-byte row strides). A sweep candidate:
+   * 8 spreads the result matrices' paired stores over every bank, 4 the softmax lanes' reads.
+   */
+  readonly scorePad?: 4 | 8;
+  /**
+   * Lazy tensor-core path: each softmax lane takes its row's keys two adjacent at a time
+   * (2 part, 2 part + 1, then a row's lanes further on) instead of one at a time interleaved,
+   * so that its two reads and its two f16 writes are neighbours the compiler may issue as one
+   * (a sweep candidate).
+   */
+  readonly pairedLanes?: boolean;
 }
 
 /**
@@ -129,6 +142,18 @@ export const TENSOR_CORE_ATTENTION_ORDER: readonly AttentionTiling[] = Object.fr
   { keysPerTile: 16, subgroups: 8, rescale: "lazy" },
   { keysPerTile: 16, subgroups: 4, rescale: "lazy" },
 ]);
+
+/**
+ * The default tensor-core tiling with the score scratch's candidates (scorePad, pairedLanes):
+ * swept and checked on a GPU before any becomes a default.
+ */
+export const PAIRED_AND_PADDED: readonly AttentionTiling[] = Object.freeze(
+  [
+    { scorePad: 8 as const },
+    { pairedLanes: true },
+    { scorePad: 8 as const, pairedLanes: true },
+  ].map((extra) => ({ ...DEFAULT_ATTENTION_TILINGS.tensorCore, ...extra })),
+);
 
 /** Keys actually attended to (after the key grid's downsampling). */
 export function attentionKeys(shape: AttentionShape): number {
@@ -291,6 +316,11 @@ export function tensorCoreRows(variant: KernelVariant, t: AttentionTiling): numb
   return t.subgroups * rowBlocks(t) * (variant.matrix?.m ?? 0);
 }
 
+/** Words of padding after each row of the score scratch. */
+function scorePad(t: AttentionTiling): number {
+  return t.scorePad ?? 4;
+}
+
 /** Rows of the f16 tile buffer: Q's rows once, K and V of one tile (two when double-staged). */
 function kvTileRows(variant: KernelVariant, t: AttentionTiling): number {
   const rows = tensorCoreRows(variant, t);
@@ -308,7 +338,7 @@ export function tensorCoreWorkgroupBytes(
   const { stride } = paddedDims(variant, d);
   const kv = kvTileRows(variant, t) * stride * 2;
   const rows = t.subgroups * rowBlocks(t) * s.m;
-  const scores = rows * (t.keysPerTile + 4) * 4;
+  const scores = rows * (t.keysPerTile + scorePad(t)) * 4;
   const probs = rows * (t.keysPerTile + 8) * 2;
   // + the lazy rescale's flag, 16 bytes like every workgroup variable here: NVIDIA's driver may
   // lay the variables out in another order than declared, and a 4-byte flag among them left the
@@ -339,8 +369,9 @@ function tensorCoreWgsl(
   const colsPerLane = s.n / lpr;
   const pStride = bc + 8;
   const kvRows = kvTileRows(variant, t);
-  // Row strides padded by 4 words: a subgroup's lanes then read rows in different banks.
-  const sStride = bc + 4;
+  // Row strides padded by 4 words (scorePad): a subgroup's lanes then read rows in different
+  // banks.
+  const sStride = bc + scorePad(t);
   const oStride = s.n + 4;
   const sRegion = s.m * sStride;
   const pRegion = s.m * pStride;
@@ -405,6 +436,7 @@ function tensorCoreWgsl(
   };
   const ablation = t.ablation;
   const lazy = lazyRescale({ variant, tiling: t });
+  const paired = t.pairedLanes === true;
   const oInMatrices = (ablation !== undefined && ablation !== "no-kv-loads") || lazy;
   const noSoftmax = ablation === "no-softmax" || ablation === "mma-only";
   const mmaOnly = ablation === "mma-only";
@@ -539,11 +571,18 @@ function tensorCoreWgsl(
   // offset m moves only past RESCALE_MARGIN, and a tile where some row's moved (after the first)
   // raises rescale_at[0] to kt + 1, read back uniformly so that every subgroup takes the same
   // branch.
-  const lane = (c: number) => `${u(c * lpr)} + part`;
+  // A lane's keys sit at `lane_key` plus these offsets: one at a time interleaved with the
+  // row's other lanes, or two adjacent at a time (pairedLanes). Where the keys fill every tile
+  // no key is past the end and the bounds check goes.
+  const keyOffsets = Array.from({ length: keysPerLane }, (_, c) =>
+    paired ? Math.floor(c / 2) * 2 * lpr + (c % 2) : c * lpr,
+  );
+  const fullTiles = nk % bc === 0;
+  const score = (c: number) => `s_buf[s_at + ${u(keyOffsets[c])}] * ${scale}`;
   const lazySoftmax = (r: number) => `    {
     let s_at = s_row + ${u(r * sRegion)};
     let p_at = p_row + ${u(r * pRegion)};
-    ${Array.from({ length: keysPerLane }, (_, c) => `let x_${c} = select(${NEG_BIG}, s_buf[s_at + ${u(c * lpr)}] * ${scale}, j0 + ${lane(c)} < ${u(nk)});`).join("\n    ")}
+    ${Array.from({ length: keysPerLane }, (_, c) => (fullTiles ? `let x_${c} = ${score(c)};` : `let x_${c} = select(${NEG_BIG}, ${score(c)}, j0 + ${u(keyOffsets[c])} + lane_key < ${u(nk)});`)).join("\n    ")}
     var tile_max = ${Array.from({ length: keysPerLane }, (_, c) => `x_${c}`).reduce((a, b) => `max(${a}, ${b})`)};
     ${reduce("tile_max", "max")}
     let grow = tile_max > m_${r} + ${f32Literal(RESCALE_MARGIN)};
@@ -551,7 +590,7 @@ function tensorCoreWgsl(
     alpha_${r} = exp2(m_${r} - m_new);
     if (grow && kt > 0u) { atomicMax(&rescale_at[0], kt + 1u); }
     var row_sum = 0.0;
-    ${Array.from({ length: keysPerLane }, (_, c) => `let p_${c} = f16(exp2(x_${c} - m_new)); p_buf[p_at + ${u(c * lpr)}] = p_${c}; row_sum += f32(p_${c});`).join("\n    ")}
+    ${Array.from({ length: keysPerLane }, (_, c) => `let p_${c} = f16(exp2(x_${c} - m_new)); p_buf[p_at + ${u(keyOffsets[c])}] = p_${c}; row_sum += f32(p_${c});`).join("\n    ")}
     ${reduce("row_sum", "add")}
     l_${r} = l_${r} * alpha_${r} + row_sum;
     m_${r} = m_new;
@@ -605,8 +644,10 @@ fn main(
   let part = lane % ${u(lpr)};
   let s_base = sg * ${u(blocks * sRegion)};
   let p_base = sg * ${u(blocks * pRegion)};
-  let s_row = s_base + row * ${u(sStride)} + part;
-  let p_row = p_base + row * ${u(pStride)} + part;
+  // The first of this lane's keys in its row (the lazy softmax's; see keyOffsets).
+  let lane_key = ${paired ? "part * 2u" : "part"};
+  let s_row = s_base + row * ${u(sStride)} + lane_key;
+  let p_row = p_base + row * ${u(pStride)} + lane_key;
   ${lines.join("\n  ")}
   // Q once, through the K/V tile (rows past Nq and dims past d are zeros).
   for (var e = local; e < ${u((rows * dp) / 4)}; e += ${u(threads)}) {
@@ -686,7 +727,7 @@ export function lazyRescale(kernel: Pick<AttentionKernel, "variant" | "tiling">)
 
 export function attentionTilingName(t: AttentionTiling, path: string): string {
   return path === "tensor-core"
-    ? `${t.subgroups}sg${rowBlocks(t) > 1 ? ` x ${rowBlocks(t)} row blocks` : ""} x ${t.keysPerTile} keys${t.rescale === "lazy" ? " rescale:lazy" : ""}${t.staging === "double" ? " staging:double" : ""}${t.ablation ? ` ablation:${t.ablation}` : ""}`
+    ? `${t.subgroups}sg${rowBlocks(t) > 1 ? ` x ${rowBlocks(t)} row blocks` : ""} x ${t.keysPerTile} keys${t.rescale === "lazy" ? " rescale:lazy" : ""}${t.staging === "double" ? " staging:double" : ""}${t.scorePad ? ` score-pad:${t.scorePad}` : ""}${t.pairedLanes ? " lanes:paired" : ""}${t.ablation ? ` ablation:${t.ablation}` : ""}`
     : `${t.keysPerTile} keys`;
 }
 
@@ -732,6 +773,10 @@ export async function prepareAttention(
     const lpr = sgSize / s.m;
     if ((lpr & (lpr - 1)) !== 0 || t.keysPerTile % lpr !== 0 || s.n % lpr !== 0)
       throw new Error(`${label}: ${lpr} lanes per row do not split the tile`);
+    if (t.pairedLanes && (!lazyRescale({ variant, tiling: t }) || (t.keysPerTile / lpr) % 2 !== 0))
+      throw new Error(
+        `${label}: paired softmax lanes need a lazy tiling and an even count of keys per lane`,
+      );
     const bytes = tensorCoreWorkgroupBytes(variant, shape.headDim, t);
     if (bytes > limits.maxComputeWorkgroupStorageSize)
       throw new Error(
