@@ -100,7 +100,8 @@ export interface AttentionTiling {
   /**
    * Tensor-core path: f32 words of padding after each row of the score scratch (4 when left
    * out; a multiple of 4, since the matrix stores need 16-byte row strides). A sweep candidate:
-   * 8 spreads the result matrices' paired stores over every bank, 4 the softmax lanes' reads.
+   * where the driver stores a result matrix two words per lane, 8 spreads those stores over
+   * every bank; 4 spreads the softmax lanes' reads.
    */
   readonly scorePad?: 4 | 8;
   /**
