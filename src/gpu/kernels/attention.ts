@@ -370,8 +370,8 @@ function tensorCoreWgsl(
   const colsPerLane = s.n / lpr;
   const pStride = bc + 8;
   const kvRows = kvTileRows(variant, t);
-  // Row strides padded by 4 words (scorePad): a subgroup's lanes then read rows in different
-  // banks.
+  // Row strides padded by scorePad words (4 by default: a subgroup's lanes then read rows in
+  // different banks).
   const sStride = bc + scorePad(t);
   const oStride = s.n + 4;
   const sRegion = s.m * sStride;
