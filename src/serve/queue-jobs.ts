@@ -301,9 +301,9 @@ export class QueueJobs implements JobBackend {
   private async tracker(id: string): Promise<Job | undefined> {
     const known = this.trackers.get(id) ?? this.finishedRecently.get(id);
     if (known) return known;
-    const job = await this.queue.getJob(id);
-    if (!job?.id) return undefined;
-    const tracker = this.trackerFrom(job, await job.getState());
+    const read = await readJob(this.queue, id);
+    if (!read) return undefined;
+    const tracker = this.trackerFrom(read.job, read.state);
     if (!tracker.finished) this.trackers.set(id, tracker);
     return tracker;
   }
@@ -322,14 +322,13 @@ export class QueueJobs implements JobBackend {
     const tracker = this.trackers.get(id);
     if (!tracker || tracker.finished) return;
     try {
-      const job = await this.queue.getJob(id);
-      if (!job) {
+      const read = await readJob(this.queue, id);
+      if (!read) {
         // Removed while waiting (cancelled), or expired.
         tracker.emit({ type: "cancelled" });
-      } else {
-        const state = await job.getState();
+      } else if (!tracker.finished) {
         // Another settle of the same job may have finished it while this one waited.
-        if (!tracker.finished) apply(tracker, job, state);
+        apply(tracker, read.job, read.state);
       }
     } catch {
       // Redis is away; the next poll tries again.
@@ -364,6 +363,25 @@ export class QueueJobs implements JobBackend {
       // Redis is away: this one goes uncounted.
     }
   }
+}
+
+/**
+ * A job's state and then its record, in that order. BullMQ moves a job to `failed` or
+ * `completed` and writes its reason or return value in one script, so a record read after the
+ * state holds at least what that state says. Read the other way round, a job that fails between
+ * the two reads (a stalled job the checker gives up on) pairs `failed` with a record from before,
+ * without its reason.
+ */
+export async function readJob<J extends { readonly id?: string }>(
+  queue: {
+    getJobState(id: string): Promise<string>;
+    getJob(id: string): Promise<J | undefined>;
+  },
+  id: string,
+): Promise<{ readonly job: J; readonly state: string } | undefined> {
+  const state = await queue.getJobState(id);
+  const job = await queue.getJob(id);
+  return job?.id ? { job, state } : undefined;
 }
 
 /** Moves a tracker to what the job's record on Redis says. */
