@@ -2,7 +2,8 @@
 // 1024 px) with several tile shapes, to see where the 128 x 128 tile leaves the card short of
 // workgroups (the deep levels' maps are small). Prints one line per shape: the default tiling's
 // time (which steps down to smaller tiles on small grids), each candidate's, and the workgroups
-// each launches.
+// each launches; where the default splits K (the deep levels), the default again without
+// split-K and the smallest tile at several splits.
 //
 //   npm run build && node scripts/tile-sweep.mjs [512,1024]
 
@@ -24,24 +25,29 @@ const tc = (tileM, tileN, tileK, subgroupsM, subgroupsN) => ({
   subgroupsN,
   pad: 8,
 });
+// [label, tiling (undefined: the default), split-K (undefined: the default's)]
 const candidates = [
-  ["default", undefined],
-  ["128x128", tc(128, 128, 32, 2, 4)],
-  ["128x64", tc(128, 64, 32, 2, 2)],
-  ["64x128", tc(64, 128, 32, 2, 2)],
-  ["64x64", tc(64, 64, 32, 2, 2)],
-  ["64x128/2x4", tc(64, 128, 32, 2, 4)],
-  ["128x64/4x2", tc(128, 64, 32, 4, 2)],
+  ["default", undefined, undefined],
+  ["default without split-K", undefined, 1],
+  ["128x128", tc(128, 128, 32, 2, 4), 1],
+  ["128x64", tc(128, 64, 32, 2, 2), 1],
+  ["64x128", tc(64, 128, 32, 2, 2), 1],
+  ["64x64", tc(64, 64, 32, 2, 2), 1],
+  ["64x64 split 2", tc(64, 64, 32, 2, 2), 2],
+  ["64x64 split 4", tc(64, 64, 32, 2, 2), 4],
+  ["64x64 split 8", tc(64, 64, 32, 2, 2), 8],
+  ["64x128/2x4", tc(64, 128, 32, 2, 4), 1],
+  ["128x64/4x2", tc(128, 64, 32, 4, 2), 1],
 ];
 
-async function time(launch) {
+async function time(launches) {
   const w0 = performance.now();
   while (performance.now() - w0 < 100) {
-    ctx.dispatch([launch], { repeat: 10 });
+    ctx.dispatch(launches, { repeat: 10 });
     await ctx.finish();
   }
   const timer = ctx.createTimer(5);
-  for (let p = 0; p < 5; p++) ctx.dispatch([launch], { timer, repeat: 10, label: `p${p}` });
+  for (let p = 0; p < 5; p++) ctx.dispatch(launches, { timer, repeat: 10, label: `p${p}` });
   const ms = (await timer.read()).map((r) => r.ms / 10).sort((a, b) => a - b);
   timer.destroy();
   return ms[2];
@@ -56,12 +62,23 @@ async function sweep(name, flops, prepare, sizesOf) {
     ctx.allocate([outSize], s),
   ];
   const cells = [];
-  for (const [label, tiling] of candidates) {
+  for (const [label, tiling, splitK] of candidates) {
     try {
-      const kernel = await prepare(tiling);
-      const ms = await time(kernel.launch(t.map((x) => x.buffer)));
+      const kernel = await prepare(tiling, splitK);
+      const split = kernel.spec.splitK ?? 1;
+      // The candidates the default makes the same as another are left out.
+      if (label === "default without split-K" && split === 1 && tiling === undefined) continue;
+      const partials = kernel.partials ? ctx.allocate([kernel.partials], "f32") : undefined;
+      const ms = await time(
+        kernel.launches(
+          t.map((x) => x.buffer),
+          partials?.buffer,
+        ),
+      );
+      if (partials) ctx.release(partials);
       const wg = kernel.workgroups.reduce((a, b) => a * b, 1);
-      cells.push(`${label} ${ms.toFixed(3)} (${(flops / ms / 1e9).toFixed(0)} TF, ${wg} wg)`);
+      const tag = split > 1 ? `, split ${split}` : "";
+      cells.push(`${label} ${ms.toFixed(3)} (${(flops / ms / 1e9).toFixed(0)} TF, ${wg} wg${tag})`);
     } catch (e) {
       cells.push(`${label} error: ${String(e.message).split("\n")[0].slice(0, 60)}`);
     }
@@ -91,7 +108,7 @@ for (const size of sizes) {
     await sweep(
       `conv ${size}px 2x${h}x${h} ${cin}->${cout}`,
       2 * 2 * h * h * 9 * cin * cout,
-      (tiling) => prepareConv(ctx, variant, shape, { ...opts, tiling }),
+      (tiling, splitK) => prepareConv(ctx, variant, shape, { ...opts, tiling, splitK }),
       [2 * h * h * cin, 9 * cin * cout, 2 * h * h * cout],
     );
   }
@@ -110,7 +127,7 @@ for (const size of sizes) {
     await sweep(
       `gemm ${size}px ${m}x${n}x${k}`,
       2 * m * n * k,
-      (tiling) => prepareGemm(ctx, variant, shape, { tiling }),
+      (tiling, splitK) => prepareGemm(ctx, variant, shape, { tiling, splitK }),
       [m * k, k * n, m * n],
     );
   }

@@ -852,6 +852,21 @@ export class GraphExecutor {
     this.record(label, { pipeline, buffers, workgroups: groups ?? grid(threads) });
   }
 
+  /**
+   * Records a tuned GEMM's or convolution's launches. A split-K kernel's partial sums take a
+   * pooled f32 buffer, handed back once both its launches are recorded; its reduction counts
+   * as `<label> reduce`.
+   */
+  private recordMatmul(label: string, kernel: MatmulKernel, buffers: GPUBuffer[]): void {
+    const partials = kernel.partials
+      ? this.ctx.allocate([kernel.partials], "f32", "partial sums")
+      : undefined;
+    kernel.launches(buffers, partials?.buffer).forEach((launch, i) => {
+      this.record(i === 0 ? label : `${label} reduce`, launch, kernel.spec.label);
+    });
+    if (partials) this.ctx.release(partials);
+  }
+
   /** The GEMM and convolution tile asked for, if any (undefined: the kernel's default). */
   private get tiling(): Tiling | undefined {
     return enginePortableTiling(this.variant, this.ctx.capabilities, this.options.portableTiling);
@@ -934,7 +949,7 @@ export class GraphExecutor {
     const buffers = [a.buffer, b.buffer, out.buffer];
     if (bias) buffers.push(bias.buffer);
     if (residual) buffers.push(residual.buffer);
-    this.record("tuned gemm", kernel.launch(buffers), kernel.spec.label);
+    this.recordMatmul("tuned gemm", kernel, buffers);
   }
 
   /**
@@ -1038,7 +1053,7 @@ export class GraphExecutor {
       const buffers = [x.buffer, weights, y.buffer];
       if (bias) buffers.push(bias.buffer);
       if (residual) buffers.push(residual.buffer);
-      this.record("tuned conv", kernel.launch(buffers), kernel.spec.label);
+      this.recordMatmul("tuned conv", kernel, buffers);
       return y;
     }
     const xs = stridesOf(x.dims);
@@ -1062,7 +1077,7 @@ export class GraphExecutor {
     const buffers = [nhwc.buffer, weights, y.buffer];
     if (bias) buffers.push(bias.buffer);
     if (residual) buffers.push(residual.buffer);
-    this.record("tuned conv", kernel.launch(buffers), kernel.spec.label);
+    this.recordMatmul("tuned conv", kernel, buffers);
     this.releaseTemporary(nhwc);
     return y;
   }

@@ -65,6 +65,9 @@ describe("the kernels engine on the tuned src/gpu kernels (SwiftShader, f32)", (
         // the Linear with its bias and residual (no Add launch either), and the batched product; then the wide heads' score and value products per block of
         // queries (2 blocks of the head of 512, 4 of the two heads of 136).
         "tuned gemm": 5 + 2 * 2 + 2 * 4,
+        // The head of 512's two score products (K = 512 over a few tiles) split K in two: their
+        // partial sums added by a reduction each.
+        "tuned gemm reduce": 2,
         // a (5, 4) broadcast against b (2, 3, 4, 6).
         matmul: 1,
         // 3x3, 3x3 stride 2, 1x1, and bottom-right padding (written into the zero-filled NHWC

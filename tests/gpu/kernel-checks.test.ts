@@ -6,6 +6,7 @@
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import { allKernelChecks } from "../../src/gpu/checks.js";
+import { CONV_CASES, GEMM_CASES } from "../../src/gpu/kernels/matmul-checks.js";
 import { GROUP_NORM_CASES } from "../../src/gpu/kernels/norm-checks.js";
 import { CHROMIUM_LIBS, runOnSwiftShader, SWIFTSHADER_ICD } from "../swiftshader.js";
 
@@ -66,8 +67,11 @@ describe("GPU kernels on SwiftShader", () => {
       );
     }
     // Each case compiled its own pipeline (shapes are compile-time constants); group norm
-    // compiles three (partial sums, statistics, apply).
-    expect(report.pipelines).toBe(report.results.length + 2 * GROUP_NORM_CASES.length);
+    // compiles three (partial sums, statistics, apply), a split-K matmul two (the split
+    // multiplies, the reduction).
+    const splits = [...GEMM_CASES, ...CONV_CASES].filter((c) => c.options.splitK).length;
+    expect(splits).toBe(4);
+    expect(report.pipelines).toBe(report.results.length + 2 * GROUP_NORM_CASES.length + splits);
   });
 
   it("says in one line what is missing", () => {

@@ -10,15 +10,23 @@ import {
   TENSOR_CORE_ATTENTION_ORDER,
   tensorCoreWorkgroupBytes,
 } from "../../src/gpu/kernels/attention.js";
-import { convSpec } from "../../src/gpu/kernels/conv2d.js";
+import { convSpec, sameConv } from "../../src/gpu/kernels/conv2d.js";
 import { gemmSpec } from "../../src/gpu/kernels/gemm.js";
 import {
   DEFAULT_TILINGS,
+  MAX_SPLIT_K,
+  MIN_SPLIT_K_LENGTH,
   SMALL_GRID_TILINGS,
   SMALL_GRID_WORKGROUPS,
   WIDE_GEMM_COLUMNS,
 } from "../../src/gpu/kernels/matmul-kernel.js";
-import { matmulGrid, matmulWgsl, tilingProblem } from "../../src/gpu/kernels/matmul-wgsl.js";
+import {
+  matmulGrid,
+  matmulWgsl,
+  normalSplitK,
+  partialElements,
+  tilingProblem,
+} from "../../src/gpu/kernels/matmul-wgsl.js";
 import { dawnToggles } from "../../src/gpu/node-gpu.js";
 import { erf, gelu, referenceConv, referenceGemm } from "../../src/gpu/reference/matmul.js";
 import type { GpuCapabilities } from "../../src/gpu/types.js";
@@ -415,6 +423,56 @@ describe("default matmul tilings", () => {
       160,
     );
     expect(SMALL_GRID_WORKGROUPS).toBe(256);
+  });
+
+  it("splits K where the output tiles alone leave the GPU idle and K is long", () => {
+    const conv = (side: number, channels: number) =>
+      convSpec(
+        f16,
+        sameConv({
+          batch: 2,
+          height: side,
+          width: side,
+          inChannels: channels,
+          outChannels: channels,
+        }),
+      );
+    // 512 px, the deepest level: 2 x 8 x 8 pixels by 1280 (40 tiles of 64 x 64), K = 11,520 in
+    // 360 steps of 32: seven splits of 52 steps (the last 48), 280 workgroups.
+    const deepest = conv(8, 1280);
+    expect(deepest.tiling).toEqual(SMALL_GRID_TILINGS[1]);
+    expect(deepest.splitK).toBe(7);
+    expect(matmulGrid(deepest)).toEqual([20, 2, 7]);
+    expect(workgroupsOf(deepest)).toBe(280);
+    expect(partialElements(deepest)).toBe(7 * 128 * 1280);
+    // 16 x 16 (160 tiles): two splits.
+    expect(conv(16, 1280).splitK).toBe(2);
+    // Enough tiles already: none (the 1024 px levels above the deepest, every GEMM of 320).
+    expect(conv(32, 1280).splitK).toBeUndefined();
+    expect(conv(64, 640).splitK).toBeUndefined();
+    // Short K (fewer than 2 x MIN_SPLIT_K_LENGTH values): none, however few the tiles.
+    expect(
+      gemmSpec(f16, { batch: 1, m: 64, n: 64, k: 2 * MIN_SPLIT_K_LENGTH - 1, sharedB: true })
+        .splitK,
+    ).toBeUndefined();
+    // At most MAX_SPLIT_K splits: one 64 x 64 tile over K = 65,536.
+    expect(gemmSpec(f16, { batch: 1, m: 64, n: 64, k: 65536, sharedB: true }).splitK).toBe(
+      MAX_SPLIT_K,
+    );
+    // GEGLU's tiles hold half their columns of output: 128 x 1280 is 80 tiles of 64 x 32.
+    expect(
+      gemmSpec(f16, { batch: 1, m: 128, n: 1280, k: 1280, sharedB: true }, { epilogue: "geglu" })
+        .splitK,
+    ).toBe(4);
+    // Asked for: every split keeps a K tile (9 tiles in 4 asked: 3 splits of 3), and 1 is none.
+    const asked = (splitK: number) =>
+      gemmSpec(f16, { batch: 1, m: 64, n: 64, k: 288, sharedB: true }, { splitK }).splitK;
+    expect(asked(4)).toBe(3);
+    expect(asked(1)).toBeUndefined();
+    expect(() => asked(0)).toThrow(/split-K must be a whole number of 1 or more, not 0/);
+    expect(normalSplitK(9, 4)).toBe(3);
+    expect(normalSplitK(10, 4)).toBe(4);
+    expect(normalSplitK(2, 5)).toBe(2);
   });
 });
 

@@ -12,7 +12,7 @@ import { CHECKED_TENSOR_CORE_TILINGS } from "../../src/gpu/kernels/attention-che
 import { convSpec, sameConv } from "../../src/gpu/kernels/conv2d.js";
 import { gemmSpec } from "../../src/gpu/kernels/gemm.js";
 import { DEFAULT_TILINGS, SMALL_GRID_TILINGS } from "../../src/gpu/kernels/matmul-kernel.js";
-import { matmulWgsl } from "../../src/gpu/kernels/matmul-wgsl.js";
+import { matmulReduceWgsl, matmulWgsl } from "../../src/gpu/kernels/matmul-wgsl.js";
 import { type MatrixShape, SUBGROUP_MATRIX_FEATURE } from "../../src/gpu/types.js";
 import type { KernelVariant } from "../../src/gpu/variants.js";
 import { capturingContext } from "./capturing-context.js";
@@ -133,6 +133,40 @@ for (const matrix of matrices) {
           ),
         ),
       });
+    // Split-K: the split multiplies (K = 200, several K tiles per split) and their reductions,
+    // a GELU GEMM with a residual, GEGLU, and a channels-first convolution.
+    const splits = [
+      gemmSpec(
+        variant,
+        { batch: 2, m: 77, n: 40, k: 200, sharedB: true },
+        { epilogue: "gelu", bias: true, residual: true, tiling, splitK: 3 },
+      ),
+      gemmSpec(
+        variant,
+        { batch: 1, m: 50, n: 40, k: 200, sharedB: true },
+        { epilogue: "geglu", bias: true, tiling, splitK: 2 },
+      ),
+      convSpec(
+        variant,
+        sameConv({ batch: 2, height: 9, width: 7, inChannels: 24, outChannels: 20 }),
+        {
+          bias: true,
+          residual: true,
+          tiling,
+          channelsFirstInput: true,
+          channelsFirstOutput: true,
+          splitK: 4,
+        },
+      ),
+    ];
+    for (const spec of splits) {
+      const family = spec.label.startsWith("gemm") ? "gemm" : "conv";
+      shaders.push({ name: `${family} ${tag} split ${spec.label}`, code: matmulWgsl(spec) });
+      shaders.push({
+        name: `${family} ${tag} split reduce ${spec.label}`,
+        code: matmulReduceWgsl(spec),
+      });
+    }
   }
 }
 
@@ -174,6 +208,9 @@ process.stdout.write(
     doubleStaged: shaders.filter((s) => s.code.includes(" - kv_cur")).length,
     rowBlocks: shaders.filter((s) => s.code.includes("qf_1_0")).length,
     pairedLanes: shaders.filter((s) => s.code.includes("lane_key = part * 2u")).length,
+    // Split-K multiplies (a K range of their own) and reductions.
+    splitK: shaders.filter((s) => s.code.includes("kt_begin = split_id")).length,
+    reductions: shaders.filter((s) => s.code.includes("value += partials[at]")).length,
     // Lazy softmaxes without the bounds check (keys that fill every tile).
     unguarded: shaders.filter(
       (s) => s.code.includes("rescale_at") && !s.code.includes("+ lane_key <"),

@@ -18,6 +18,8 @@ interface Report {
   readonly unguarded: number;
   readonly failures: Record<string, string[]>;
   readonly misaligned: Record<string, string[]>;
+  readonly splitK: number;
+  readonly reductions: number;
 }
 
 describe("tensor-core shaders", () => {
@@ -42,5 +44,8 @@ describe("tensor-core shaders", () => {
     // every tile, without the bounds check.
     expect(report.pairedLanes).toBeGreaterThan(0);
     expect(report.unguarded).toBeGreaterThan(0);
+    // Split-K: 3 matrix shapes x 4 tilings x (2 GEMMs + 1 convolution), each with its reduction.
+    expect(report.splitK).toBe(36);
+    expect(report.reductions).toBe(36);
   }, 250_000);
 });

@@ -9,7 +9,7 @@ import { GraphBuilder } from "../../onnx/builder.js";
 import { buildModelBytes } from "../../onnx/model-io.js";
 import { probeOutput } from "../probe-output.js";
 import { matmulTilings } from "./matmul-tilings.js";
-import { matmulDetail, prepared } from "./prepared.js";
+import { preparedMatmul } from "./prepared.js";
 import type { KernelBench, KernelBenchCase } from "./types.js";
 
 function gemmCase(
@@ -46,8 +46,7 @@ function gemmCase(
             ]
           : []),
       ];
-      const launches = [kernel.launch(tensors.map((t) => t.buffer))];
-      return prepared(ctx, launches, tensors, matmulDetail(variant, kernel.spec));
+      return preparedMatmul(ctx, variant, kernel, tensors);
     },
     ort: {
       op: options.bias ? "MatMul+Add" : "MatMul",

@@ -14,7 +14,8 @@
  * four planes, threads taking consecutive pixels so that each load coalesces across a warp.
  * GEMM view: M = B*Ho*Wo output pixels, N = Cout, K = KH*KW*Cin; row m reads the receptive
  * field of its pixel, column k = (ky*KW + kx)*Cin + c. Zero padding comes from the bounds checks.
- * Launch: ceil(Cout / tileN) x ceil(M / tileM) x 1 workgroups.
+ * Launch: ceil(Cout / tileN) x ceil(M / tileM) x 1 workgroups; with split-K (the deep levels'
+ * small maps), x splits, then the reduction (matmul-wgsl.ts).
  */
 import type { GpuContext, GpuTensor } from "../context.js";
 import type { ConvShape } from "../types.js";
@@ -39,6 +40,8 @@ export interface ConvOptions {
   readonly bias?: boolean;
   readonly residual?: boolean;
   readonly tiling?: Tiling;
+  /** Workgroups sharing K (split-K; default: defaultSplitK's choice for the problem). */
+  readonly splitK?: number;
   /** Output (and residual) channels-first, (B, Cout, Ho, Wo); default (B, Ho, Wo, Cout). */
   readonly channelsFirstOutput?: boolean;
   /** Input channels-first, (B, Cin, H, W); default (B, H, W, Cin). */

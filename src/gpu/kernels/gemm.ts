@@ -8,7 +8,8 @@
  *   residual: (batch, M, N)     optional, added last
  *   c: (batch, M, N) = residual + act(a @ b + bias), act = identity, GELU, or GEGLU's
  *      hidden * GELU(gate)
- * Launch: ceil(N / (tileN or tileN/2 for GEGLU)) x ceil(M / tileM) x batch workgroups.
+ * Launch: ceil(N / (tileN or tileN/2 for GEGLU)) x ceil(M / tileM) x batch workgroups; with
+ * split-K, x batch x splits, then the reduction (matmul-wgsl.ts).
  */
 import type { GpuContext, GpuTensor } from "../context.js";
 import type { KernelVariant } from "../variants.js";
@@ -31,6 +32,8 @@ export interface GemmOptions {
   readonly residual?: boolean;
   /** A tile shape other than the default (benchmarks sweep them). */
   readonly tiling?: Tiling;
+  /** Workgroups sharing K (split-K; default: defaultSplitK's choice for the problem). */
+  readonly splitK?: number;
 }
 
 /** A read as a plain row-major (batch, M, K) matrix. */

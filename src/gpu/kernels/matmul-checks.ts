@@ -49,6 +49,7 @@ export async function checkGemm(
 export interface ConvCheckOptions {
   readonly bias?: boolean;
   readonly residual?: boolean;
+  readonly splitK?: number;
   readonly channelsFirstInput?: boolean;
   readonly channelsFirstOutput?: boolean;
 }
@@ -146,6 +147,18 @@ export const GEMM_CASES: readonly GemmCase[] = Object.freeze([
   },
   // one B per batch entry (attention-like batched products), odd K.
   { shape: { batch: 3, m: 33, n: 20, k: 19, sharedB: false }, options: {} },
+  // Split-K (the deep levels' long K): K's tiles over three workgroups (fewer where the tile's
+  // K step leaves fewer tiles), the sums added and the whole epilogue applied by the reduction;
+  // K not a multiple of any K step, so the last split is short.
+  {
+    shape: { batch: 2, m: 21, n: 24, k: 100, sharedB: true },
+    options: { bias: true, epilogue: "gelu", residual: true, splitK: 3 },
+  },
+  // GEGLU split: the gate's sums travel beside the hidden ones.
+  {
+    shape: { batch: 1, m: 18, n: 20, k: 72, sharedB: true },
+    options: { bias: true, epilogue: "geglu", splitK: 2 },
+  },
 ]);
 
 /** Convolution cases: 3x3 stride 1 and 2, 1x1, odd channels and map sizes. */
@@ -197,6 +210,22 @@ export const CONV_CASES: readonly {
     shape: sameConv({ batch: 2, height: 5, width: 7, inChannels: 12, outChannels: 8 }, 1),
     options: { bias: true, residual: true },
   },
+  // Split-K with the engine's NCHW input, output and residual (the partial sums row-major, the
+  // reduction writing channel planes), and with NHWC in and out.
+  {
+    shape: sameConv({ batch: 2, height: 5, width: 6, inChannels: 16, outChannels: 12 }),
+    options: {
+      bias: true,
+      residual: true,
+      channelsFirstInput: true,
+      channelsFirstOutput: true,
+      splitK: 4,
+    },
+  },
+  {
+    shape: sameConv({ batch: 1, height: 4, width: 5, inChannels: 12, outChannels: 8 }),
+    options: { bias: true, splitK: 3 },
+  },
 ]);
 
 function describeGemm(c: GemmCase): string {
@@ -208,6 +237,7 @@ function describeGemm(c: GemmCase): string {
     o.epilogue && o.epilogue !== "none" ? o.epilogue : "",
     o.bias ? "bias" : "",
     o.residual ? "residual" : "",
+    o.splitK ? `split-k ${o.splitK}` : "",
   ]
     .filter(Boolean)
     .join(" ");
@@ -220,6 +250,7 @@ function describeConv(s: ConvShape, o: ConvCheckOptions): string {
     o.residual ? "residual" : "",
     o.channelsFirstInput ? "nchw-in" : "",
     o.channelsFirstOutput ? "nchw-out" : "",
+    o.splitK ? `split-k ${o.splitK}` : "",
   ]
     .filter(Boolean)
     .join(" ");

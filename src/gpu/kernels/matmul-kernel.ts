@@ -9,8 +9,13 @@ import {
   type MatmulSpec,
   type MatrixTiling,
   matmulGrid,
+  matmulReduceGrid,
+  matmulReduceWgsl,
   matmulWgsl,
+  normalSplitK,
   type PortableTiling,
+  partialElements,
+  splitOf,
   type Tiling,
   tilingProblem,
 } from "./matmul-wgsl.js";
@@ -112,6 +117,33 @@ export function defaultTiling(variant: KernelVariant, problem?: MatmulProblem): 
   return tiling;
 }
 
+/** The fewest values of K each split of a split-K matmul takes (defaultSplitK). */
+export const MIN_SPLIT_K_LENGTH = 256;
+/** The most splits defaultSplitK makes. */
+export const MAX_SPLIT_K = 16;
+
+/**
+ * How many workgroups share K by default: enough for the grid to reach SMALL_GRID_WORKGROUPS
+ * where its output tiles alone fall short (after the small-grid tiles), as long as each split
+ * keeps MIN_SPLIT_K_LENGTH values of K, so that the partial sums' extra traffic (splits x M x N
+ * f32, written once and read once) stays small beside the multiplies. The UNet's deep
+ * convolutions are the case: at 512 px a 1280-channel 3x3 convolution on 2 x 8 x 8 pixels is
+ * 128 x 1280 outputs (40 tiles of 64 x 64) over K = 11,520, which split 7 ways makes 280.
+ */
+export function defaultSplitK(
+  tiling: Tiling,
+  operation: Pick<MatmulSpec, "batch" | "m" | "n" | "k" | "epilogue">,
+): number {
+  const columns = operation.epilogue === "geglu" ? tiling.tileN / 2 : tiling.tileN;
+  const tiles =
+    Math.ceil(operation.m / tiling.tileM) * Math.ceil(operation.n / columns) * operation.batch;
+  if (tiles >= SMALL_GRID_WORKGROUPS) return 1;
+  const kTiles = Math.ceil(operation.k / tiling.tileK);
+  const most = Math.floor(operation.k / MIN_SPLIT_K_LENGTH);
+  const wanted = Math.min(Math.ceil(SMALL_GRID_WORKGROUPS / tiles), most, MAX_SPLIT_K);
+  return wanted <= 1 ? 1 : normalSplitK(kTiles, wanted);
+}
+
 export function tilingName(tiling: Tiling): string {
   return tiling.kind === "portable"
     ? `${tiling.tileM}x${tiling.tileN}x${tiling.tileK}/${tiling.threadM}x${tiling.threadN}`
@@ -127,10 +159,14 @@ export function matmulSpec(
   head: string,
   variant: KernelVariant,
   tiling: Tiling,
-  options: { readonly bias?: boolean; readonly residual?: boolean },
+  options: { readonly bias?: boolean; readonly residual?: boolean; readonly splitK?: number },
   operation: Pick<MatmulSpec, "batch" | "m" | "n" | "k" | "a" | "bBatchStride" | "epilogue"> &
     Partial<Pick<MatmulSpec, "planeSize">>,
 ): MatmulSpec {
+  const splitK =
+    options.splitK === undefined
+      ? defaultSplitK(tiling, operation)
+      : normalSplitK(Math.ceil(operation.k / tiling.tileK), options.splitK);
   const label = [
     head,
     variant.storage,
@@ -140,6 +176,7 @@ export function matmulSpec(
     options.bias ? "bias" : "",
     options.residual ? "residual" : "",
     operation.planeSize === undefined ? "" : "channels-first",
+    splitK > 1 ? `split-k ${splitK}` : "",
   ];
   return {
     label: label.filter(Boolean).join(" "),
@@ -148,6 +185,7 @@ export function matmulSpec(
     ...operation,
     bias: options.bias ?? false,
     residual: options.residual ?? false,
+    ...(splitK > 1 ? { splitK } : {}),
   };
 }
 
@@ -192,7 +230,9 @@ export function runMatmul(ctx: GpuContext, kernel: MatmulKernel, run: MatmulRun)
   buffers.push(out.buffer);
   if (run.bias) buffers.push(run.bias.buffer);
   if (run.residual) buffers.push(run.residual.buffer);
-  ctx.dispatch([kernel.launch(buffers)]);
+  const partials = kernel.partials ? ctx.allocate([kernel.partials], "f32", "partial sums") : null;
+  ctx.dispatch(kernel.launches(buffers, partials?.buffer));
+  if (partials) ctx.release(partials);
   return out;
 }
 
@@ -201,7 +241,26 @@ export class MatmulKernel {
     readonly spec: MatmulSpec,
     readonly pipeline: GPUComputePipeline,
     readonly workgroups: [number, number, number],
+    /** A split-K kernel's second launch: the partial sums added and the epilogue applied. */
+    private readonly reduce: GPUComputePipeline | null,
   ) {}
+
+  private static async create(
+    ctx: GpuContext,
+    spec: MatmulSpec,
+    pipeline: GPUComputePipeline,
+  ): Promise<MatmulKernel> {
+    const reduce =
+      splitOf(spec) > 1
+        ? await ctx.pipeline({ label: `${spec.label} reduce`, code: matmulReduceWgsl(spec) })
+        : null;
+    return new MatmulKernel(spec, pipeline, matmulGrid(spec), reduce);
+  }
+
+  /** f32 values of scratch a launch needs for its partial sums (0: none, no split-K). */
+  get partials(): number {
+    return partialElements(this.spec);
+  }
 
   /** Checks the spec against the adapter and compiles (or reuses) its pipeline. */
   static async prepare(ctx: GpuContext, spec: MatmulSpec): Promise<MatmulKernel> {
@@ -215,7 +274,7 @@ export class MatmulKernel {
       throw new Error(`${spec.label}: tiling ${tilingName(spec.tiling)} unusable: ${problem}`);
     if (spec.tiling.kind === "portable") {
       const pipeline = await ctx.pipeline({ label: spec.label, code: matmulWgsl(spec) });
-      return new MatmulKernel(spec, pipeline, matmulGrid(spec));
+      return MatmulKernel.create(ctx, spec, pipeline);
     }
     // The tensor-core path: subgroup_id where the compiler has it, else the division; the
     // current load/store spelling, else the first one.
@@ -225,7 +284,7 @@ export class MatmulKernel {
         const candidate = { ...spec, subgroupIndex, matrixSpelling };
         try {
           const pipeline = await ctx.pipeline({ label: spec.label, code: matmulWgsl(candidate) });
-          return new MatmulKernel(candidate, pipeline, matmulGrid(candidate));
+          return MatmulKernel.create(ctx, candidate, pipeline);
         } catch (error) {
           errors.push((error as Error).message);
         }
@@ -237,8 +296,26 @@ export class MatmulKernel {
     return this.spec.variant;
   }
 
-  /** The launch on buffers in binding order (A, B, C, bias?, residual?). */
-  launch(buffers: readonly GPUBuffer[]): KernelLaunch {
-    return { pipeline: this.pipeline, buffers, workgroups: this.workgroups };
+  /**
+   * The launches on buffers in binding order (A, B, C, bias?, residual?): one, or for a split-K
+   * kernel the split multiplies into `partials` (an f32 buffer of at least `partials` values,
+   * free for the kernel until its launches have run) and the reduction into C.
+   */
+  launches(buffers: readonly GPUBuffer[], partials?: GPUBuffer): KernelLaunch[] {
+    if (!this.reduce) return [{ pipeline: this.pipeline, buffers, workgroups: this.workgroups }];
+    if (!partials)
+      throw new Error(`${this.spec.label}: split-K needs a buffer for its partial sums`);
+    return [
+      {
+        pipeline: this.pipeline,
+        buffers: [buffers[0], buffers[1], partials],
+        workgroups: this.workgroups,
+      },
+      {
+        pipeline: this.reduce,
+        buffers: [partials, ...buffers.slice(2)],
+        workgroups: matmulReduceGrid(this.spec),
+      },
+    ];
   }
 }

@@ -11,6 +11,9 @@
  * - portable: every thread owns threadM x threadN accumulators in registers (f32), tiles staged
  *   in workgroup memory as f32.
  *
+ * Split-K (MatmulSpec.splitK): workgroups along z share out K's tiles and write f32 partial
+ * sums; a second, elementwise launch adds them and applies the epilogue.
+ *
  * Every dimension is a compile-time constant (pipelines are cached per shape), so the compiler
  * drops the bounds checks that a shape makes unnecessary. GEGLU: B has 2 * N columns (the hidden
  * half, then the gate half); a tile's columns are laid out as two halves, hidden then gate, and
@@ -25,6 +28,7 @@ import {
   storagePreamble,
   u32Literal as u,
 } from "../wgsl.js";
+import { grid1d, WORKGROUP } from "./elementwise.js";
 
 export type Epilogue = "none" | "gelu" | "geglu";
 
@@ -110,6 +114,42 @@ export interface MatmulSpec {
    * planeSize). Left out: row-major (M, N).
    */
   readonly planeSize?: number;
+  /**
+   * Split-K (as in CUTLASS's split-K GEMMs): K's tiles are shared out over this many workgroups
+   * per output tile, each writing its f32 partial sums; a second launch (matmulReduceWgsl) adds
+   * them up and applies the epilogue. For problems whose output tiles alone leave most of the GPU
+   * idle while K is long (the UNet's deep levels: 128 to 512 rows, K = 11,520). Default 1: one
+   * launch, the epilogue in the kernel. Made with every split holding at least one K tile
+   * (normalSplitK).
+   */
+  readonly splitK?: number;
+}
+
+/**
+ * A split of K that leaves no split empty: K tiles per split rounded up, then only as many
+ * splits as that takes. Returns 1 for a request of 1 or less.
+ */
+export function normalSplitK(kTiles: number, requested: number): number {
+  if (!Number.isInteger(requested) || requested < 1)
+    throw new Error(`split-K must be a whole number of 1 or more, not ${requested}`);
+  const split = Math.min(requested, kTiles);
+  return Math.ceil(kTiles / Math.ceil(kTiles / split));
+}
+
+/** How many workgroups share K: the spec's splitK, or 1. */
+export function splitOf(spec: Pick<MatmulSpec, "splitK">): number {
+  return spec.splitK ?? 1;
+}
+
+/** f32 values of a split-K kernel's partial sums (0 without a split). */
+export function partialElements(spec: MatmulSpec): number {
+  const split = splitOf(spec);
+  return split === 1 ? 0 : split * spec.batch * spec.m * partialWidth(spec);
+}
+
+/** Columns of a partial-sum row: the output's, and GEGLU's gate columns after them. */
+function partialWidth(spec: Pick<MatmulSpec, "n" | "epilogue">): number {
+  return spec.epilogue === "geglu" ? 2 * spec.n : spec.n;
 }
 
 /** Binding order of a matmul kernel: A, B, C, then bias and residual when present. */
@@ -120,7 +160,11 @@ export function matmulBindings(spec: Pick<MatmulSpec, "bias" | "residual">): str
 /** Workgroups to dispatch: (column tiles, row tiles, batch). */
 export function matmulGrid(spec: MatmulSpec): [number, number, number] {
   const outPerTile = spec.epilogue === "geglu" ? spec.tiling.tileN / 2 : spec.tiling.tileN;
-  return [Math.ceil(spec.n / outPerTile), Math.ceil(spec.m / spec.tiling.tileM), spec.batch];
+  return [
+    Math.ceil(spec.n / outPerTile),
+    Math.ceil(spec.m / spec.tiling.tileM),
+    spec.batch * splitOf(spec),
+  ];
 }
 
 export function workgroupThreads(tiling: Tiling, subgroupSize: number): number {
@@ -151,6 +195,10 @@ export function tilingProblem(
   )
     return "the tensor-core tiling needs an f16 tensor-core variant";
   const t = spec.tiling;
+  const kTiles = Math.ceil(spec.k / t.tileK);
+  const split = splitOf(spec);
+  if (split !== 1 && normalSplitK(kTiles, split) !== split)
+    return `split-K ${split} leaves a split without K tiles (${kTiles} of ${t.tileK})`;
   const sgSize = spec.variant.subgroupSize ?? 32;
   const threads = workgroupThreads(t, sgSize);
   if (threads > maxThreads) return `${threads} threads per workgroup (limit ${maxThreads})`;
@@ -197,8 +245,12 @@ function components(width: 1 | 4, name: string): string[] {
   return width === 4 ? [0, 1, 2, 3].map((q) => `${name}[${q}]`) : [name];
 }
 
-/** The epilogue's WGSL: writes output (row, col) from the accumulator value(s). */
-function epilogueFunction(spec: MatmulSpec): string {
+/**
+ * The epilogue's WGSL: writes output (row, col) from the accumulator value(s). A split-K kernel's
+ * writes its raw sums to its split's partials instead (partialFunction).
+ */
+function epilogueFunction(spec: MatmulSpec, split = splitOf(spec)): string {
+  if (split > 1) return partialFunction(spec);
   const { m, n, bias, residual, epilogue } = spec;
   const ld = epilogue === "geglu" ? 2 * n : n;
   const lines = [
@@ -225,7 +277,60 @@ function epilogueFunction(spec: MatmulSpec): string {
   return lines.join("\n");
 }
 
+/**
+ * A split-K kernel's write: split k_split's sums, row-major (GEGLU's gate sums n columns after
+ * the hidden ones), for matmulReduceWgsl to add up. Bias, activation and residual wait for it.
+ */
+function partialFunction(spec: MatmulSpec): string {
+  const pw = partialWidth(spec);
+  return [
+    "var<private> k_split: u32;",
+    "fn write_out(batch: u32, row: u32, col: u32, value: f32, gate: f32) {",
+    `  if (row >= ${u(spec.m)} || col >= ${u(spec.n)}) { return; }`,
+    `  let at = ((k_split * ${u(spec.batch)} + batch) * ${u(spec.m)} + row) * ${u(pw)} + col;`,
+    "  c[at] = value;",
+    ...(spec.epilogue === "geglu" ? [`  c[at + ${u(spec.n)}] = gate;`] : []),
+    "}",
+  ].join("\n");
+}
+
+/**
+ * The K tiles a workgroup multiplies, as WGSL expressions, and the statements that set them up:
+ * all of them without a split (literals, so the loop is the same as ever), else its split's share.
+ */
+function kRange(
+  spec: MatmulSpec,
+  tileK: number,
+): { setup: string; begin: string; end: string; split: boolean } {
+  const kTiles = Math.ceil(spec.k / tileK);
+  const split = splitOf(spec);
+  if (split === 1) return { setup: "let batch = wg.z;", begin: "0u", end: u(kTiles), split: false };
+  const perSplit = Math.ceil(kTiles / split);
+  return {
+    setup: [
+      `let batch = wg.z % ${u(spec.batch)};`,
+      // The loop bounds come from the workgroup id itself (uniform, as the barriers inside the
+      // loop need); the private copy serves write_out.
+      `let split_id = wg.z / ${u(spec.batch)};`,
+      "k_split = split_id;",
+      `let kt_begin = split_id * ${u(perSplit)};`,
+      `let kt_end = min(kt_begin + ${u(perSplit)}, ${u(kTiles)});`,
+    ].join("\n  "),
+    begin: "kt_begin",
+    end: "kt_end",
+    split: true,
+  };
+}
+
 function bindingsWgsl(spec: MatmulSpec, bWidth: 1 | 4): string {
+  // A split-K kernel writes f32 partial sums in C's place and leaves bias and residual to the
+  // reduction.
+  if (splitOf(spec) > 1)
+    return [
+      `@group(0) @binding(0) var<storage, read> a: array<${vecType(spec.a.bindingWidth ?? spec.a.vectorWidth)}>;`,
+      `@group(0) @binding(1) var<storage, read> b: array<${vecType(bWidth)}>;`,
+      "@group(0) @binding(2) var<storage, read_write> c: array<f32>;",
+    ].join("\n");
   const names = matmulBindings(spec);
   const types: Record<string, string> = {
     a: `array<${vecType(spec.a.bindingWidth ?? spec.a.vectorWidth)}>`,
@@ -325,6 +430,62 @@ function loadStatements(
   };
 }
 
+/**
+ * The second launch of a split-K matmul: each thread adds one output's partial sums over the
+ * splits, in f32 and in split order, then applies the epilogue (bias, activation, residual) as
+ * the one-launch kernel does. Bindings: the partials, C, then bias and residual when present.
+ * Threads take consecutive columns of a row-major output and consecutive rows (pixels) of a
+ * channels-first one, so that their writes coalesce.
+ */
+export function matmulReduceWgsl(spec: MatmulSpec): string {
+  const split = splitOf(spec);
+  if (split === 1) throw new Error(`${spec.label}: no split-K, nothing to reduce`);
+  const { batch, m, n } = spec;
+  const pw = partialWidth(spec);
+  const g = grid1d(batch * m * n);
+  const bindings = ["@group(0) @binding(0) var<storage, read> partials: array<f32>;"];
+  for (const [i, name] of matmulBindings(spec).slice(2).entries())
+    bindings.push(
+      `@group(0) @binding(${i + 1}) var<storage, ${name === "c" ? "read_write" : "read"}> ${name}: array<T>;`,
+    );
+  const [row, col] =
+    spec.planeSize === undefined
+      ? [`rest / ${u(n)}`, `rest % ${u(n)}`]
+      : [`rest % ${u(m)}`, `rest / ${u(m)}`];
+  return `${storagePreamble(spec.variant.storage)}
+${bindings.join("\n")}
+${spec.epilogue !== "none" ? GELU_WGSL : ""}
+${epilogueFunction(spec, 1)}
+
+@compute @workgroup_size(${WORKGROUP})
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) local: u32) {
+  let e = ${g.index};
+  if (e >= ${u(batch * m * n)}) { return; }
+  let batch = e / ${u(m * n)};
+  let rest = e % ${u(m * n)};
+  let row = ${row};
+  let col = ${col};
+  var value = 0.0;
+  var gate = 0.0;
+  for (var s = 0u; s < ${u(split)}; s++) {
+    let at = ((s * ${u(batch)} + batch) * ${u(m)} + row) * ${u(pw)} + col;
+    value += partials[at];${
+      spec.epilogue === "geglu"
+        ? `
+    gate += partials[at + ${u(n)}];`
+        : ""
+    }
+  }
+  write_out(batch, row, col, value, gate);
+}
+`;
+}
+
+/** Workgroups of a split-K matmul's reduction (matmulReduceWgsl). */
+export function matmulReduceGrid(spec: MatmulSpec): [number, number, number] {
+  return grid1d(spec.batch * spec.m * spec.n).workgroups;
+}
+
 /** WGSL for one matmul kernel. */
 export function matmulWgsl(spec: MatmulSpec): string {
   return spec.tiling.kind === "portable"
@@ -377,7 +538,7 @@ function portableWgsl(spec: MatmulSpec, t: PortableTiling): string {
         );
     }
   }
-  const numK = Math.ceil(spec.k / t.tileK);
+  const range = kRange(spec, t.tileK);
   return `${storagePreamble(spec.variant.storage)}
 ${bindingsWgsl(spec, bWidth)}
 ${spec.a.declarations}
@@ -391,7 +552,7 @@ var<workgroup> b_tile: array<f32, ${t.tileK * t.tileN}>;
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) local: u32) {
   let tile_x = wg.x;
   let m0 = wg.y * ${u(t.tileM)};
-  let batch = wg.z;
+  ${range.setup}
   let tx = local % ${u(threadsN)};
   let ty = local / ${u(threadsN)};
   ${loads.setup}
@@ -399,7 +560,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   var acc: array<f32, ${t.threadM * t.threadN}>;
   var a_reg: array<f32, ${t.threadM}>;
   var b_reg: array<f32, ${t.threadN}>;
-  for (var kt = 0u; kt < ${u(numK)}; kt++) {
+  for (var kt = ${range.begin}; kt < ${range.end}; kt++) {
     let k0 = kt * ${u(t.tileK)};
     ${loads.load}
     workgroupBarrier();
@@ -445,6 +606,7 @@ function matrixWgsl(spec: MatmulSpec, t: MatrixTiling): string {
   const fnHalf = fn / 2;
   const half = t.tileN / 2;
   const geglu = spec.epilogue === "geglu";
+  const range = kRange(spec, t.tileK);
   const store: string[] = [];
   for (let j = 0; j < loads.aLoads; j++) {
     components(va, `a_${j}`).forEach((value, q) => {
@@ -503,7 +665,8 @@ function matrixWgsl(spec: MatmulSpec, t: MatrixTiling): string {
   // Row-major output: the scratch holds the fragment row-major and consecutive lanes take
   // consecutive columns (adjacent in C). Channels-first output: column-major, so consecutive
   // lanes take consecutive rows (adjacent pixels of one channel plane) and the writes coalesce.
-  const channelsFirst = spec.planeSize !== undefined;
+  // (A split-K kernel writes row-major partial sums whatever the output's layout.)
+  const channelsFirst = spec.planeSize !== undefined && !range.split;
   const [rowOfE, colOfE] = channelsFirst
     ? [`e % ${u(s.m)}`, `e / ${u(s.m)}`]
     : [`e / ${u(s.n)}`, `e % ${u(s.n)}`];
@@ -545,7 +708,6 @@ function matrixWgsl(spec: MatmulSpec, t: MatrixTiling): string {
       );
     }
   }
-  const numK = Math.ceil(spec.k / t.tileK);
   const builtinIndex = (spec.subgroupIndex ?? "builtin") === "builtin";
   return `${builtinIndex ? "" : "diagnostic(off, subgroup_uniformity);\n"}${storagePreamble(spec.variant.storage, ["chromium_experimental_subgroup_matrix", ...(builtinIndex ? ["subgroups"] : [])])}
 ${bindingsWgsl(spec, bWidth)}
@@ -565,7 +727,7 @@ fn main(
 ) {
   let tile_x = wg.x;
   let m0 = wg.y * ${u(t.tileM)};
-  let batch = wg.z;
+  ${range.setup}
   let sg = ${builtinIndex ? "subgroup_id" : `local / ${u(sgSize)}`};
   let lane = ${builtinIndex ? "subgroup_lane" : `local % ${u(sgSize)}`};
   let sg_m = sg / ${u(t.subgroupsN)};
@@ -576,7 +738,7 @@ fn main(
   var hidden: array<f32, ${perLane}>;
   // Prologue: the first K step into buffer 0.
   {
-    let k0 = 0u;
+    let k0 = ${range.split ? `${range.begin} * ${u(t.tileK)}` : "0u"};
     let buf = 0u;
     ${loads.load}
     ${store.join("\n    ")}
@@ -587,19 +749,19 @@ fn main(
       ? `let a_off = sg_m * ${u(wm * strideA)};
   let b_off = 0u;
   ${fragmentLoads.join("\n  ")}
-  for (var kt = 0u; kt < ${u(numK)}; kt++) {
+  for (var kt = ${range.begin}; kt < ${range.end}; kt++) {
     ${multiplies.join("\n    ")}
   }`
       : ablation === "no-global-loads"
-        ? `for (var kt = 0u; kt < ${u(numK)}; kt++) {
+        ? `for (var kt = ${range.begin}; kt < ${range.end}; kt++) {
     let a_off = sg_m * ${u(wm * strideA)};
     let b_off = 0u;
     ${compute.join("\n    ")}
     workgroupBarrier();
   }`
-        : `for (var kt = 0u; kt < ${u(numK)}; kt++) {
-    let cur = kt % 2u;
-    let more = kt + 1u < ${u(numK)};
+        : `for (var kt = ${range.begin}; kt < ${range.end}; kt++) {
+    let cur = ${range.split ? `(kt - ${range.begin})` : "kt"} % 2u;
+    let more = kt + 1u < ${range.end};
     if (more) {
       let k0 = (kt + 1u) * ${u(t.tileK)};
       ${loads.load}
