@@ -1,8 +1,10 @@
 // How a UNet call's time depends on how often the kernels engine submits what it has recorded
 // (ExecutorOptions.submitEvery): for each size, rounds over the intervals given, each timing a few
 // warm calls, with the host's recording time (call start to its last launch recorded) beside it.
+// An interval written with "/nosplit" (Infinity/nosplit) runs with ExecutorOptions.splitK false:
+// every GEMM and convolution unsplit, to time split-K's effect on the same warm card.
 //
-//   npm run build && node scripts/submit-sweep.mjs builtin:sd15 1024,512 Infinity,128,32,8 [calls] [rounds] [float16|float32]
+//   npm run build && node scripts/submit-sweep.mjs builtin:sd15 1024,512 Infinity,Infinity/nosplit,32 [calls] [rounds] [float16|float32]
 import { unetFeeds } from "../dist/bench/unet-bench.js";
 import { GraphExecutor } from "../dist/engine/executor.js";
 import { crossAttentionWidth } from "../dist/models/unet.js";
@@ -17,12 +19,16 @@ if (!source || !sizesText || !everyText) {
   );
   process.exit(2);
 }
-const intervals = everyText.split(",").map(Number);
-let submitEvery = intervals[0];
+const variants = everyText.split(",").map((text) => {
+  const [every, flag] = text.split("/");
+  if (flag !== undefined && flag !== "nosplit") throw new Error(`unknown variant ${text}`);
+  return { text, submitEvery: Number(every), splitK: flag !== "nosplit" };
+});
+let variant = variants[0];
 let lastRecord = 0;
 const runKeeping = GraphExecutor.prototype.runKeeping;
 GraphExecutor.prototype.runKeeping = function (...args) {
-  this.options = { ...this.options, submitEvery };
+  this.options = { ...this.options, submitEvery: variant.submitEvery, splitK: variant.splitK };
   return runKeeping.apply(this, args);
 };
 const record = GraphExecutor.prototype.record;
@@ -35,7 +41,7 @@ GraphExecutor.prototype.record = function (...args) {
 const median = (values) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
 const { files } = await openModelFiles(source);
 const unet = unetBuilds(files, { device: "webgpu", dtype, engine: "kernels" });
-console.log("size  submitEvery  call ms (median, min)  recording ms (median)  submits");
+console.log("size  submitEvery      call ms (median, min)  recording ms (median)  submits");
 for (const size of sizesText.split(",").map(Number)) {
   const feeds = unetFeeds(
     2,
@@ -48,8 +54,8 @@ for (const size of sizesText.split(",").map(Number)) {
   const runner = await unet.runner(undefined);
   for (let i = 0; i < 2; i++) await runner.run(feeds);
   for (let round = 0; round < Number(roundsText); round++)
-    for (const every of intervals) {
-      submitEvery = every;
+    for (const every of variants) {
+      variant = every;
       await runner.run(feeds);
       const calls = [];
       const recording = [];
@@ -62,7 +68,7 @@ for (const size of sizesText.split(",").map(Number)) {
       const call = `${median(calls).toFixed(1)}, ${Math.min(...calls).toFixed(1)}`;
       const submits = runner.lastStats?.submits ?? "";
       console.log(
-        `${String(size).padEnd(6)}${String(every).padEnd(13)}${call.padEnd(23)}${median(recording).toFixed(1).padEnd(23)}${submits}`,
+        `${String(size).padEnd(6)}${every.text.padEnd(17)}${call.padEnd(23)}${median(recording).toFixed(1).padEnd(23)}${submits}`,
       );
     }
   await runner.release();

@@ -189,6 +189,12 @@ export interface ExecutorOptions {
    * until the whole call is recorded; scripts/submit-sweep.mjs times a UNet call both ways.
    */
   readonly submitEvery?: number;
+  /**
+   * Lets the tuned GEMM and convolution split K over several workgroups where their output tiles
+   * alone leave the GPU idle (default true: src/gpu's defaultSplitK decides); false runs every
+   * one unsplit, for benchmarks that time a call both ways (scripts/submit-sweep.mjs).
+   */
+  readonly splitK?: boolean;
 }
 
 /**
@@ -872,6 +878,11 @@ export class GraphExecutor {
     return enginePortableTiling(this.variant, this.ctx.capabilities, this.options.portableTiling);
   }
 
+  /** The tuned GEMM's and convolution's split-K option: unsplit where the options ask so. */
+  private get splitOption(): { readonly splitK?: 1 } {
+    return this.options.splitK === false ? { splitK: 1 } : {};
+  }
+
   /**
    * Adds a launch to the pass being recorded. `label` names the kernel in the call's statistics;
    * a profile times it under `label: detail` (a tuned kernel's shape and tile) where one is given.
@@ -942,6 +953,7 @@ export class GraphExecutor {
       epilogue,
       tiling: this.tiling,
       residual: residual !== undefined,
+      ...this.splitOption,
     };
     const kernel = await this.gemms.get(JSON.stringify([shape, options]), () =>
       prepareGemm(this.ctx, this.variant, shape, options),
@@ -1041,6 +1053,7 @@ export class GraphExecutor {
       tiling: this.tiling,
       channelsFirstInput: direct,
       channelsFirstOutput: true,
+      ...this.splitOption,
     };
     const kernel = await this.convs.get(JSON.stringify([shape, options]), () =>
       prepareConv(this.ctx, this.variant, shape, options),

@@ -20,6 +20,8 @@ export interface TunedReport {
   readonly launches: number[];
   /** The same graph with a submit every 3 launches: its launches, submits and max |difference|. */
   chunked: { launches: number; submits: number; diff: number };
+  /** The same graph with splitK false: its reduction launches and max |engine - reference|. */
+  unsplit: { reductions: number; diff: number };
   /** The one-line error for a submit interval that is not a whole number of launches. */
   badSubmitEvery: string;
 }
@@ -467,6 +469,7 @@ const report: TunedReport = {
   submits: [],
   launches: [],
   chunked: { launches: 0, submits: 0, diff: Number.NaN },
+  unsplit: { reductions: Number.NaN, diff: Number.NaN },
   badSubmitEvery: "",
 };
 let first: Awaited<ReturnType<typeof runner.run>> | undefined;
@@ -501,6 +504,24 @@ for (const name of expected.keys())
   );
 report.chunked = { launches: chunked.lastStats.launches, submits: chunked.lastStats.submits, diff };
 await chunked.release();
+
+// Without split-K the head of 512's score products run unsplit: no reductions, the same results
+// within the reference's bound (the sums group differently, so not bit for bit).
+const unsplit = await createKernelRunner(buildModelBytes(g), {
+  context,
+  executor: { ...executor, splitK: false },
+});
+const whole = await unsplit.run(feeds);
+let unsplitDiff = 0;
+for (const [name, reference] of expected)
+  unsplitDiff = Math.max(unsplitDiff, maxAbsDiff(floatOutput(whole, name).data, reference.data));
+report.unsplit = {
+  reductions: Object.entries(unsplit.lastStats.kernels)
+    .filter(([label]) => label.endsWith(" reduce"))
+    .reduce((sum, [, n]) => sum + n, 0),
+  diff: unsplitDiff,
+};
+await unsplit.release();
 await createKernelRunner(buildModelBytes(g), { context, executor: { submitEvery: 0.5 } }).then(
   (r) => r.release(),
   (error: unknown) => {

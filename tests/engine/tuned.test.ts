@@ -101,6 +101,11 @@ describe("the kernels engine on the tuned src/gpu kernels (SwiftShader, f32)", (
     expect(report.submits).toEqual([1, 1]);
   });
 
+  it("runs every GEMM and convolution unsplit when splitK is false, within the same bound", () => {
+    expect(report.unsplit.reductions).toBe(0);
+    expect(report.unsplit.diff).toBeLessThanOrEqual(TOLERANCE);
+  });
+
   it("submits every submitEvery launches with the same outputs, and refuses a fractional one", () => {
     const { launches, submits, diff } = report.chunked;
     expect(launches).toBeGreaterThan(6);
