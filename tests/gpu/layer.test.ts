@@ -18,6 +18,7 @@ import {
   MIN_SPLIT_K_LENGTH,
   SMALL_GRID_TILINGS,
   SMALL_GRID_WORKGROUPS,
+  SPLIT_K_BELOW_TILES,
   WIDE_GEMM_COLUMNS,
 } from "../../src/gpu/kernels/matmul-kernel.js";
 import {
@@ -445,9 +446,10 @@ describe("default matmul tilings", () => {
     expect(matmulGrid(deepest)).toEqual([20, 2, 7]);
     expect(workgroupsOf(deepest)).toBe(280);
     expect(partialElements(deepest)).toBe(7 * 128 * 1280);
-    // 16 x 16 (160 tiles): two splits.
-    expect(conv(16, 1280).splitK).toBe(2);
-    // Enough tiles already: none (the 1024 px levels above the deepest, every GEMM of 320).
+    // Enough tiles already (SPLIT_K_BELOW_TILES or more): none. 16 x 16 makes 160 tiles; then the
+    // 1024 px levels above the deepest, every GEMM of 320.
+    expect(SPLIT_K_BELOW_TILES).toBe(128);
+    expect(conv(16, 1280).splitK).toBeUndefined();
     expect(conv(32, 1280).splitK).toBeUndefined();
     expect(conv(64, 640).splitK).toBeUndefined();
     // Short K (fewer than 2 x MIN_SPLIT_K_LENGTH values): none, however few the tiles.

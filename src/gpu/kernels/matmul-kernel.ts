@@ -123,12 +123,22 @@ export const MIN_SPLIT_K_LENGTH = 256;
 export const MAX_SPLIT_K = 16;
 
 /**
- * How many workgroups share K by default: enough for the grid to reach SMALL_GRID_WORKGROUPS
- * where its output tiles alone fall short (after the small-grid tiles), as long as each split
- * keeps MIN_SPLIT_K_LENGTH values of K, so that the partial sums' extra traffic (splits x M x N
- * f32, written once and read once) stays small beside the multiplies. The UNet's deep
- * convolutions are the case: at 512 px a 1280-channel 3x3 convolution on 2 x 8 x 8 pixels is
- * 128 x 1280 outputs (40 tiles of 64 x 64) over K = 11,520, which split 7 ways makes 280.
+ * Output tiles below which a matmul splits K by default (defaultSplitK): about one workgroup per
+ * multiprocessor of a large card (an H100 has 132). Measured on an H100 (BENCHMARKS.md): a
+ * 1280-channel 3x3 convolution on 2 x 8 x 8 pixels (40 tiles) and a GEMM of 128 rows (10-40
+ * tiles) ran 1.2x and 4x faster split, while splitting the 16 x 16 maps' 160 tiles made whole
+ * 1024 px UNet calls slower (191 ms unsplit against 196-203 ms).
+ */
+export const SPLIT_K_BELOW_TILES = 128;
+
+/**
+ * How many workgroups share K by default: where the output tiles (after the small-grid tiles)
+ * number fewer than SPLIT_K_BELOW_TILES, enough splits for the grid to reach
+ * SMALL_GRID_WORKGROUPS, as long as each split keeps MIN_SPLIT_K_LENGTH values of K, so that the
+ * partial sums' extra traffic (splits x M x N f32, written once and read once) stays small beside
+ * the multiplies. The UNet's deepest convolutions are the case: at 512 px a 1280-channel 3x3
+ * convolution on 2 x 8 x 8 pixels is 128 x 1280 outputs (40 tiles of 64 x 64) over K = 11,520,
+ * which split 7 ways makes 280.
  */
 export function defaultSplitK(
   tiling: Tiling,
@@ -137,7 +147,7 @@ export function defaultSplitK(
   const columns = operation.epilogue === "geglu" ? tiling.tileN / 2 : tiling.tileN;
   const tiles =
     Math.ceil(operation.m / tiling.tileM) * Math.ceil(operation.n / columns) * operation.batch;
-  if (tiles >= SMALL_GRID_WORKGROUPS) return 1;
+  if (tiles >= SPLIT_K_BELOW_TILES) return 1;
   const kTiles = Math.ceil(operation.k / tiling.tileK);
   const most = Math.floor(operation.k / MIN_SPLIT_K_LENGTH);
   const wanted = Math.min(Math.ceil(SMALL_GRID_WORKGROUPS / tiles), most, MAX_SPLIT_K);
