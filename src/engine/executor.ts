@@ -15,8 +15,8 @@
  * evaluated on the host (host-ops.ts); float activations stay in pooled GPU buffers, released
  * after their last use; kernel launches accumulate and go to the GPU in one compute pass, which is
  * submitted where the host must read a value (an `If` condition that depends on GPU data, ToMe's
- * selection steps) and at the end, or, with `submitEvery`, every so many launches (so the GPU
- * runs the call's start while the host records the rest). The host never waits on the GPU except
+ * selection steps), every `submitEvery` launches on a hardware adapter (so the GPU runs the
+ * call's start while the host records the rest) and at the end. The host never waits on the GPU except
  * for such a read.
  */
 
@@ -126,7 +126,7 @@ export interface ResidentBuffer {
 /** What one call did, for reports and tests. */
 export interface ExecutionStats {
   /**
-   * Compute passes submitted: one at the call's end (or one per `submitEvery` launches), plus one
+   * Compute passes submitted: one per `submitEvery` launches and one at the call's end, plus one
    * before each GPU value the host had to read mid-call (`readbacks`).
    */
   submits: number;
@@ -184,7 +184,8 @@ export interface ExecutorOptions {
    */
   readonly channelsFirstConv?: boolean;
   /**
-   * Launches recorded per submit (default SUBMIT_EVERY: one submit at the call's end). Submitting
+   * Launches recorded per submit (default engineSubmitEvery's: SUBMIT_EVERY on a hardware adapter,
+   * one submit at the call's end on a fallback one). Submitting
    * as the call is recorded lets the GPU work while the host records the rest, rather than idle
    * until the whole call is recorded; scripts/submit-sweep.mjs times a UNet call both ways.
    */
@@ -211,10 +212,25 @@ export function enginePortableTiling(
 }
 
 /**
- * Launches per submit unless ExecutorOptions.submitEvery says otherwise: the whole call, until a
- * GPU measurement shows a smaller interval pays (BENCHMARKS.md).
+ * Launches per submit on a hardware adapter unless ExecutorOptions.submitEvery says otherwise.
+ * The GPU then runs the call's first kernels while the host records the rest: on an H100
+ * (BENCHMARKS.md, scripts/submit-sweep.mjs) an SD 1.5 UNet call took 173 ms at 1024 px and 48 ms
+ * at 512 px submitted every 32 launches, against 196-203 and 65-72 ms submitted once at its end.
  */
-export const SUBMIT_EVERY = Number.POSITIVE_INFINITY;
+export const SUBMIT_EVERY = 32;
+
+/**
+ * Launches per submit: the one asked for, else one submit per call on a fallback adapter (a CPU
+ * driver such as SwiftShader, where each submit starts the driver's work on the cores the host
+ * records with: a call's recording took 1.5-2x longer with a submit every 16 launches), else
+ * SUBMIT_EVERY.
+ */
+export function engineSubmitEvery(
+  capabilities: Pick<GpuCapabilities, "fallbackAdapter">,
+  requested: number | undefined,
+): number {
+  return requested ?? (capabilities.fallbackAdapter ? Number.POSITIVE_INFINITY : SUBMIT_EVERY);
+}
 
 /** GPU time per kernel label, summed over the profiled calls. */
 export interface KernelProfile {
@@ -878,6 +894,11 @@ export class GraphExecutor {
     return enginePortableTiling(this.variant, this.ctx.capabilities, this.options.portableTiling);
   }
 
+  /** Launches per submit (engineSubmitEvery). */
+  private get submitEvery(): number {
+    return engineSubmitEvery(this.ctx.capabilities, this.options.submitEvery);
+  }
+
   /** The tuned GEMM's and convolution's split-K option: unsplit where the options ask so. */
   private get splitOption(): { readonly splitK?: 1 } {
     return this.options.splitK === false ? { splitK: 1 } : {};
@@ -892,7 +913,7 @@ export class GraphExecutor {
     this.pendingLabels.push(detail ? `${label}: ${detail}` : label);
     this.stats.launches++;
     this.stats.kernels[label] = (this.stats.kernels[label] ?? 0) + 1;
-    if (this.pending.length >= (this.options.submitEvery ?? SUBMIT_EVERY)) this.flush();
+    if (this.pending.length >= this.submitEvery) this.flush();
   }
 
   /** The launch with its bind group from the cache, where all its buffers outlive the call. */
