@@ -70,7 +70,7 @@ describe("GPU kernels on SwiftShader", () => {
     // compiles three (partial sums, statistics, apply), a split-K matmul two (the split
     // multiplies, the reduction).
     const splits = [...GEMM_CASES, ...CONV_CASES].filter((c) => c.options.splitK).length;
-    expect(splits).toBe(4);
+    expect(splits).toBe(5);
     expect(report.pipelines).toBe(report.results.length + 2 * GROUP_NORM_CASES.length + splits);
   });
 

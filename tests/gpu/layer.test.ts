@@ -476,6 +476,19 @@ describe("default matmul tilings", () => {
     expect(normalSplitK(10, 4)).toBe(4);
     expect(normalSplitK(2, 5)).toBe(2);
   });
+
+  it("writes a GEMM channels-first only where its rows are whole images of an unbatched product", () => {
+    const shape = { batch: 1, m: 70, n: 24, k: 40, sharedB: true };
+    const spec = gemmSpec(f16, shape, { residual: true, planeSize: 35 });
+    expect(spec.planeSize).toBe(35);
+    expect(spec.label).toMatch(/ residual channels-first$/);
+    expect(gemmSpec(f16, shape).planeSize).toBeUndefined();
+    expect(() => gemmSpec(f16, shape, { planeSize: 30 })).toThrow(
+      "gemm: a channels-first output needs batch 1 and M (70) a whole number of planes of 30",
+    );
+    expect(() => gemmSpec(f16, { ...shape, batch: 2 }, { planeSize: 35 })).toThrow(/needs batch 1/);
+    expect(() => gemmSpec(f16, shape, { planeSize: 0 })).toThrow(/planes of 0/);
+  });
 });
 
 describe("tensor-core attention source", () => {

@@ -8,6 +8,9 @@
  *   residual: (batch, M, N)     optional, added last
  *   c: (batch, M, N) = residual + act(a @ b + bias), act = identity, GELU, or GEGLU's
  *      hidden * GELU(gate)
+ * With `planeSize` (batch 1 only), C and the residual are channels-first instead: (M / planeSize,
+ * N, planeSize), row r of the product being position r % planeSize of image r / planeSize (a
+ * transformer's tokens written back into its NCHW map).
  * Launch: ceil(N / (tileN or tileN/2 for GEGLU)) x ceil(M / tileM) x batch workgroups; with
  * split-K, x batch x splits, then the reduction (matmul-wgsl.ts).
  */
@@ -34,6 +37,11 @@ export interface GemmOptions {
   readonly tiling?: Tiling;
   /** Workgroups sharing K (split-K; default: defaultSplitK's choice for the problem). */
   readonly splitK?: number;
+  /**
+   * Rows per image of a channels-first C (see the shape contract); M must be a whole number of
+   * images and the GEMM unbatched. Left out: row-major C.
+   */
+  readonly planeSize?: number;
 }
 
 /** A read as a plain row-major (batch, M, K) matrix. */
@@ -56,6 +64,11 @@ export function gemmSpec(
 ): MatmulSpec {
   checkPositiveSizes("gemm", { batch: shape.batch, m: shape.m, n: shape.n, k: shape.k });
   const epilogue = options.epilogue ?? "none";
+  const plane = options.planeSize;
+  if (plane !== undefined && (shape.batch !== 1 || !(plane >= 1) || shape.m % plane !== 0))
+    throw new Error(
+      `gemm: a channels-first output needs batch 1 and M (${shape.m}) a whole number of planes of ${plane}`,
+    );
   // The tile spans B's columns: for GEGLU, the hidden and gate halves together.
   const tiling =
     options.tiling ??
@@ -77,6 +90,7 @@ export function gemmSpec(
       a: matrixOperand(shape.m, shape.k),
       bBatchStride: shape.sharedB ? 0 : shape.k * (epilogue === "geglu" ? 2 : 1) * shape.n,
       epilogue,
+      ...(plane === undefined ? {} : { planeSize: plane }),
     },
   );
 }

@@ -38,11 +38,31 @@ export async function checkGemm(
   const kernel = await prepareGemm(ctx, variant, shape, options);
   const t = uploadInputs(ctx, storage, { a, b, bias, residual });
   const out = runGemm(ctx, kernel, t);
-  const reference = referenceGemm(shape, { a, b, bias, residual }, epilogue, {
-    storage,
-    tensorCore: variant.path === "tensor-core",
-  });
-  return readAndCompare(ctx, out, t, reference);
+  // Channels-first: the residual uploaded is (images, N, planeSize); the reference is row-major.
+  const plane = options.planeSize;
+  const images = plane ? shape.m / plane : 0;
+  const reference = referenceGemm(
+    shape,
+    {
+      a,
+      b,
+      bias,
+      residual: residual && plane ? swapLastTwo(residual, images, shape.n, plane) : residual,
+    },
+    epilogue,
+    { storage, tensorCore: variant.path === "tensor-core" },
+  );
+  return readAndCompare(
+    ctx,
+    out,
+    t,
+    plane
+      ? {
+          value: swapLastTwo(reference.value, images, plane, shape.n),
+          bound: swapLastTwo(reference.bound, images, plane, shape.n),
+        }
+      : reference,
+  );
 }
 
 /** A convolution check's options: bias, residual, and which sides are channels-first. */
@@ -154,6 +174,16 @@ export const GEMM_CASES: readonly GemmCase[] = Object.freeze([
     shape: { batch: 2, m: 21, n: 24, k: 100, sharedB: true },
     options: { bias: true, epilogue: "gelu", residual: true, splitK: 3 },
   },
+  // A transformer's proj_out written back into its NCHW map (2 images of 5 x 7 tokens), with
+  // the NCHW input added: channels-first output and residual; then the same split.
+  {
+    shape: { batch: 1, m: 70, n: 24, k: 40, sharedB: true },
+    options: { bias: true, residual: true, planeSize: 35 },
+  },
+  {
+    shape: { batch: 1, m: 70, n: 24, k: 96, sharedB: true },
+    options: { bias: true, residual: true, planeSize: 35, splitK: 2 },
+  },
   // GEGLU split: the gate's sums travel beside the hidden ones.
   {
     shape: { batch: 1, m: 18, n: 20, k: 72, sharedB: true },
@@ -237,6 +267,7 @@ function describeGemm(c: GemmCase): string {
     o.epilogue && o.epilogue !== "none" ? o.epilogue : "",
     o.bias ? "bias" : "",
     o.residual ? "residual" : "",
+    o.planeSize ? `nchw-out ${o.planeSize}` : "",
     o.splitK ? `split-k ${o.splitK}` : "",
   ]
     .filter(Boolean)
