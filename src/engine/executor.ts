@@ -957,8 +957,9 @@ export class GraphExecutor {
   }
 
   /**
-   * Records the tuned GEMM c = epilogue(a b + bias) into `out` (GemmShape's layout; for GEGLU, b
-   * and the bias have 2 shape.n columns, hidden then gate).
+   * Records the tuned GEMM c = epilogue(a b + bias) into `out` (GemmShape's layout, or with
+   * `planeSize` channels-first: gemm.ts; for GEGLU, b and the bias have 2 shape.n columns, hidden
+   * then gate).
    */
   private async gemm(
     shape: GemmShape,
@@ -968,12 +969,14 @@ export class GraphExecutor {
     bias?: DeviceTensor,
     epilogue: Epilogue = "none",
     residual?: DeviceTensor,
+    planeSize?: number,
   ): Promise<void> {
     const options = {
       bias: bias !== undefined,
       epilogue,
       tiling: this.tiling,
       residual: residual !== undefined,
+      ...(planeSize === undefined ? {} : { planeSize }),
       ...this.splitOption,
     };
     const kernel = await this.gemms.get(JSON.stringify([shape, options]), () =>
@@ -1120,7 +1123,8 @@ export class GraphExecutor {
    * A MatMul with its bias Add as one tuned GEMM, the bias in the epilogue (a Linear: one launch
    * and one activation write fewer), and with a GELU or a GEGLU after it, that too (for GEGLU
    * the GEMM writes hidden * GELU(gate), half the columns, in place of seven elementwise launches
-   * and the Split's copies). Null where the GEMM does not take the MatMul's shape or the bias does not
+   * and the Split's copies), or with the residual Add after it, or, for a transformer's proj_out,
+   * writing the map's channel planes with the map added (no Transpose copy, no Add launch). Null where the GEMM does not take the MatMul's shape or the bias does not
    * span its columns: the nodes then run one by one. Where only the GEGLU's shapes do not fit
    * (a split that is not two halves of the last axis), the Linear alone is fused.
    */
@@ -1145,6 +1149,28 @@ export class GraphExecutor {
       g.sizes.every((size) => size === n / 2) &&
       (g.axis === -1 || g.axis === dims.length - 1);
     const gelu = fusion.gelu;
+    const channelsFirst =
+      geglu || gelu ? null : await this.channelsFirstResidual(fusion, a.dims, n, plan.shape, scope);
+    if (channelsFirst) {
+      const { map, planeSize, nodes } = channelsFirst;
+      const out = this.allocate(map.dims);
+      const bias = this.toDevice(fusion.bias);
+      await this.gemm(
+        plan.shape,
+        this.toDevice(a),
+        this.toDevice(b),
+        out,
+        bias,
+        "none",
+        map,
+        planeSize,
+      );
+      return {
+        value: out,
+        output: nodes.add.output[0],
+        absorbed: [fusion.add, nodes.transpose, nodes.reshape, nodes.add],
+      };
+    }
     // The residual: a float value of exactly the product's shape (no broadcasting).
     const r = fusion.residual;
     const added = r ? scope.get(r.input) : undefined;
@@ -1167,6 +1193,42 @@ export class GraphExecutor {
     if (r && residual)
       return { value: out, output: r.add.output[0], absorbed: [fusion.add, r.add] };
     return { value: out, output: fusion.add.output[0], absorbed: [fusion.add] };
+  }
+
+  /**
+   * The map a Linear's tokens go back into (ChannelsFirstResidual), where the shapes are the
+   * pattern's: tokens (B, N, K) multiplied unbatched, a float map x of (B, n, ...) with N
+   * positions, and the Reshape of the transposed (B, n, N) product giving exactly x's dims. Null
+   * otherwise (the nodes then run one by one).
+   */
+  private async channelsFirstResidual(
+    fusion: LinearFusion,
+    tokens: readonly number[],
+    n: number,
+    shape: GemmShape,
+    scope: Scope,
+  ): Promise<{
+    map: DeviceTensor;
+    planeSize: number;
+    nodes: NonNullable<LinearFusion["channelsFirst"]>;
+  } | null> {
+    const nodes = fusion.channelsFirst;
+    if (!nodes || tokens.length !== 3 || shape.batch !== 1) return null;
+    const [images, positions] = tokens;
+    const map = scope.get(nodes.input);
+    const target = nodes.reshape.input[1];
+    const shapeValue = target === undefined ? undefined : scope.get(target);
+    if (!map || !shapeValue || (map.kind !== "device" && map.dtype !== "float32")) return null;
+    if (map.dims.length < 3 || map.dims[0] !== images || map.dims[1] !== n) return null;
+    if (sizeOf(map.dims.slice(2)) !== positions) return null;
+    const allowZero = attributesOf(nodes.reshape).int("allowzero", 0) === 1;
+    const dims = reshapeDims(
+      [images, n, positions],
+      ints(await this.toHost(shapeValue)),
+      allowZero,
+    );
+    if (!sameShape(dims, map.dims)) return null;
+    return { map: this.toDevice(map), planeSize: positions, nodes };
   }
 
   /**

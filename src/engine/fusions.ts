@@ -45,6 +45,19 @@ export interface ResidualFusion {
   readonly input: string;
 }
 
+/**
+ * A transformer's tokens written back into its map and added to the map they came from (the
+ * proj_out Linear's (B, N, C) output, Transpose [0, 2, 1], Reshape to (B, C, H, W), Add of x):
+ * the GEMM writes (B, C, N) itself, x added in its epilogue, in place of a copy and an Add.
+ */
+export interface ChannelsFirstResidual {
+  readonly transpose: NodeProto;
+  readonly reshape: NodeProto;
+  /** The Add, and the map it adds (computed before the MatMul runs, or a graph input). */
+  readonly add: NodeProto;
+  readonly input: string;
+}
+
 /** A MatMul's bias Add, and what follows it when the GEMM can absorb that too. */
 export interface LinearFusion {
   readonly add: NodeProto;
@@ -52,6 +65,7 @@ export interface LinearFusion {
   readonly geglu?: GegluFusion;
   readonly gelu?: GeluFusion;
   readonly residual?: ResidualFusion;
+  readonly channelsFirst?: ChannelsFirstResidual;
 }
 
 /** Group norm's affine map and SiLU after its InstanceNormalization, run as one kernel. */
@@ -239,8 +253,9 @@ function isScalar(initializers: Initializers, name: string | undefined, value: n
 
 /**
  * The Linears of a top-level node order (MatMul -> Add of a float initializer), each with the
- * GEGLU or GELU that follows it where there is one, or else the residual Add (a transformer's
- * x + Linear(h)) whose other operand is ready before the MatMul runs.
+ * GEGLU or GELU that follows it where there is one, or else the residual Add (a transformer
+ * block's x + Linear(h)) whose other operand is ready before the MatMul runs, or else the
+ * transpose back into a map and the map's residual Add (ChannelsFirstResidual).
  */
 export function linearFusions(
   order: readonly NodeProto[],
@@ -264,7 +279,11 @@ export function linearFusions(
       geglu || gelu
         ? undefined
         : residualAfter(add.output[0], index, sole, producedAt, initializers);
-    fusions.set(node, { add, bias, geglu, gelu, residual });
+    const channelsFirst =
+      geglu || gelu || residual
+        ? undefined
+        : channelsFirstAfter(add.output[0], index, sole, producedAt, initializers);
+    fusions.set(node, { add, bias, geglu, gelu, residual, channelsFirst });
   }
   return fusions;
 }
@@ -306,6 +325,30 @@ function residualAfter(
   const at = producedAt.get(input);
   if (at !== undefined && at >= index) return undefined;
   return { add, input };
+}
+
+/**
+ * Transpose [0, 2, 1] of a Linear's output, then a Reshape whose shape is known before node
+ * `index` runs, then the residual Add (residualAfter): each the one reader of the value before.
+ */
+function channelsFirstAfter(
+  linear: string,
+  index: number,
+  sole: (name: string | undefined) => NodeProto | undefined,
+  producedAt: ReadonlyMap<string, number>,
+  initializers: Initializers,
+): ChannelsFirstResidual | undefined {
+  const transpose = sole(linear);
+  if (!isStandard(transpose, "Transpose")) return undefined;
+  if (attributesOf(transpose).ints("perm")?.join(",") !== "0,2,1") return undefined;
+  const reshape = sole(transpose.output[0]);
+  if (!isStandard(reshape, "Reshape") || reshape.input[0] !== transpose.output[0]) return undefined;
+  const shape = reshape.input[1];
+  const shapeAt = shape === undefined ? undefined : producedAt.get(shape);
+  if (shape === undefined || (shapeAt === undefined ? !initializers.has(shape) : shapeAt >= index))
+    return undefined;
+  const residual = residualAfter(reshape.output[0], index, sole, producedAt, initializers);
+  return residual && { transpose, reshape, add: residual.add, input: residual.input };
 }
 
 function gegluAfter(

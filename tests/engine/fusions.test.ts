@@ -36,6 +36,13 @@ function fusionsOf(
       output: f.geglu.output,
     },
     residual: f.residual && { add: f.residual.add.output[0], input: f.residual.input },
+    channelsFirst: f.channelsFirst && {
+      nodes: [f.channelsFirst.transpose, f.channelsFirst.reshape, f.channelsFirst.add].map(
+        (n) => n.opType,
+      ),
+      add: f.channelsFirst.add.output[0],
+      input: f.channelsFirst.input,
+    },
   }));
 }
 
@@ -171,6 +178,52 @@ describe("linearFusions", () => {
         const h = linear(g, x, 12);
         g.output(g.add(h, g.sigmoid(x)), "y", "float32");
       }).map((f) => f.residual),
+    ).toEqual([undefined]);
+  });
+
+  it("finds a transformer's proj_out going back into its map and the map's residual Add", () => {
+    // As spatialTransformer builds it: the map (B, C, H, W) as tokens, a Linear, the tokens
+    // transposed and reshaped to the map's own shape, the map added.
+    const transformer = (
+      finish: (g: GraphBuilder, map: Value, tokens: Value) => void,
+      perm = [0, 2, 1],
+    ) =>
+      fusionsOf((g) => {
+        const map = g.input("map", "float32", [2, 12, 1, 5]);
+        const tokens = g.transpose(g.reshape(map, [0, 0, -1]), [0, 2, 1]);
+        const shape = g.shape(map);
+        const out = g.reshape(g.transpose(linear(g, tokens, 12), perm), shape);
+        finish(g, map, out);
+      }).map((f) => f.channelsFirst);
+    let sum = "";
+    expect(
+      transformer((g, map, out) => {
+        const y = g.add(out, map);
+        sum = y.name;
+        g.output(y, "y", "float32");
+      }),
+    ).toEqual([{ nodes: ["Transpose", "Reshape", "Add"], add: sum, input: "map" }]);
+    // Not where the map in tokens is read elsewhere, the permutation is another, or the value
+    // added or the Reshape's shape is computed after the MatMul.
+    expect(
+      transformer((g, map, out) => {
+        g.output(g.add(out, map), "y", "float32");
+        g.output(out, "out", "float32");
+      }),
+    ).toEqual([undefined]);
+    expect(
+      transformer((g, map, out) => g.output(g.add(out, map), "y", "float32"), [1, 0, 2]),
+    ).toEqual([undefined]);
+    expect(
+      transformer((g, map, out) => g.output(g.add(out, g.sigmoid(map)), "y", "float32")),
+    ).toEqual([undefined]);
+    expect(
+      fusionsOf((g) => {
+        const map = g.input("map", "float32", [2, 12, 1, 5]);
+        const tokens = g.transpose(g.reshape(map, [0, 0, -1]), [0, 2, 1]);
+        const product = g.transpose(linear(g, tokens, 12), [0, 2, 1]);
+        g.output(g.add(g.reshape(product, g.shape(map)), map), "y", "float32");
+      }).map((f) => f.channelsFirst),
     ).toEqual([undefined]);
   });
 

@@ -368,6 +368,30 @@ output(g.add(xv, g.add(g.matMul(xv, weight("wr", wr)), weight("br", br))), "line
   dims: [2, 5, 12],
 });
 
+// A transformer's proj_out back into its map (B, C, H, W) and the map added, as
+// spatialTransformer builds it: the GEMM writes the map's channel planes itself, the map added
+// in its epilogue (no Transpose copy, no Add launch).
+const tk = random([2, 15, 12]);
+const map = random([2, 12, 3, 5]);
+const wo = random([12, 12]);
+const bo = random([12]);
+{
+  const mapv = input("map", map);
+  const shape = g.shape(mapv);
+  const product = g.add(g.matMul(input("tk", tk), weight("wo", wo)), weight("bo", bo));
+  const tokens = addBias(matmul(tk, wo), bo);
+  const expected = new Float64Array(map.data.length);
+  for (let b = 0; b < 2; b++)
+    for (let c = 0; c < 12; c++)
+      for (let t = 0; t < 15; t++)
+        expected[(b * 12 + c) * 15 + t] =
+          tokens.data[(b * 15 + t) * 12 + c] + map.data[(b * 12 + c) * 15 + t];
+  output(g.add(g.reshape(g.transpose(product, [0, 2, 1]), shape), mapv), "transformerOut", {
+    data: expected,
+    dims: map.dims,
+  });
+}
+
 // Group norm with SiLU as the models build it, on rows long enough (2 groups of 4 channels of
 // 48 x 48: 9216 values) to be split into chunks: partial statistics, then the merged ones
 // applied. The values sit around 3, so merging the chunks' statistics must be done stably.

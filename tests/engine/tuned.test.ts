@@ -46,6 +46,7 @@ describe("the kernels engine on the tuned src/gpu kernels (SwiftShader, f32)", (
           "geglu",
           "linearGelu",
           "linearResidual",
+          "transformerOut",
           "groupNormLong",
           "groupNormConv",
           "groupNormTokens",
@@ -62,9 +63,11 @@ describe("the kernels engine on the tuned src/gpu kernels (SwiftShader, f32)", (
       expect(kernels).toEqual({
         // The Linear with its bias fused (no Add launch), the GEGLU projection with its split and
         // GELU fused (no Split copies, Div, Erf, Add or Mul launches), the Linear with its GELU,
-        // the Linear with its bias and residual (no Add launch either), and the batched product; then the wide heads' score and value products per block of
-        // queries (2 blocks of the head of 512, 4 of the two heads of 136).
-        "tuned gemm": 5 + 2 * 2 + 2 * 4,
+        // the Linear with its bias and residual (no Add launch either), the proj_out written into
+        // its map with the map added (no Transpose copy, no Add), and the batched product; then
+        // the wide heads' score and value products per block of queries (2 blocks of the head of
+        // 512, 4 of the two heads of 136).
+        "tuned gemm": 6 + 2 * 2 + 2 * 4,
         // The head of 512's two score products (K = 512 over a few tiles) split K in two: their
         // partial sums added by a reduction each.
         "tuned gemm reduce": 2,
