@@ -56,12 +56,7 @@ export async function checkGemm(
     ctx,
     out,
     t,
-    plane
-      ? {
-          value: swapLastTwo(reference.value, images, plane, shape.n),
-          bound: swapLastTwo(reference.bound, images, plane, shape.n),
-        }
-      : reference,
+    plane ? channelsFirst(reference, images, plane, shape.n) : reference,
   );
 }
 
@@ -118,13 +113,22 @@ export async function checkConv(
     ctx,
     out,
     t,
-    planes
-      ? {
-          value: swapLastTwo(reference.value, shape.batch, planes, shape.outChannels),
-          bound: swapLastTwo(reference.bound, shape.batch, planes, shape.outChannels),
-        }
-      : reference,
+    planes ? channelsFirst(reference, shape.batch, planes, shape.outChannels) : reference,
   );
+}
+
+/** A row-major (images, planes, channels) reference and its bounds, laid out channels-first. */
+function channelsFirst<R extends { value: Float64Array; bound: Float64Array }>(
+  reference: R,
+  images: number,
+  planes: number,
+  channels: number,
+): R {
+  return {
+    ...reference,
+    value: swapLastTwo(reference.value, images, planes, channels),
+    bound: swapLastTwo(reference.bound, images, planes, channels),
+  };
 }
 
 /** (B, R, C) -> (B, C, R): NHWC to NCHW with R the pixels, or back with R the channels. */
