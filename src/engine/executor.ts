@@ -16,8 +16,8 @@
  * after their last use; kernel launches accumulate and go to the GPU in one compute pass, which is
  * submitted where the host must read a value (an `If` condition that depends on GPU data, ToMe's
  * selection steps), every `submitEvery` launches on a hardware adapter (so the GPU runs the
- * call's start while the host records the rest) and at the end. The host never waits on the GPU except
- * for such a read.
+ * call's start while the host records the rest) and at the end. The host never waits on the GPU
+ * except for such a read.
  */
 
 import { BUFFER_USAGE } from "../gpu/buffer-pool.js";
@@ -185,9 +185,9 @@ export interface ExecutorOptions {
   readonly channelsFirstConv?: boolean;
   /**
    * Launches recorded per submit (default engineSubmitEvery's: SUBMIT_EVERY on a hardware adapter,
-   * one submit at the call's end on a fallback one). Submitting
-   * as the call is recorded lets the GPU work while the host records the rest, rather than idle
-   * until the whole call is recorded; scripts/submit-sweep.mjs times a UNet call both ways.
+   * one submit at the call's end on a fallback one). Submitting as the call is recorded lets the
+   * GPU work while the host records the rest, rather than idle until the whole call is recorded;
+   * scripts/submit-sweep.mjs times a UNet call at several intervals.
    */
   readonly submitEvery?: number;
   /**
