@@ -203,8 +203,8 @@ describe("linearFusions", () => {
         g.output(y, "y", "float32");
       }),
     ).toEqual([{ nodes: ["Transpose", "Reshape", "Add"], add: sum, input: "map" }]);
-    // Not where the map in tokens is read elsewhere, the permutation is another, or the value
-    // added or the Reshape's shape is computed after the MatMul.
+    // Not where the map made of the tokens is also a graph output, the permutation is another,
+    // or the value added or the Reshape's shape is computed after the MatMul.
     expect(
       transformer((g, map, out) => {
         g.output(g.add(out, map), "y", "float32");

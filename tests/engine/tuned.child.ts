@@ -460,6 +460,43 @@ output(
   },
 );
 
+// A convolution over K = 64 x 3 x 3 = 576 on a 2 x 4 x 4 map: one output tile, so it splits K in
+// two by default (defaultSplitK), its partial sums added by a reduction. Inputs and weights are
+// in [-1/32, 1/32), so the 576-term products sum to at most 576 / 1024 in magnitude and float32
+// errs by at most 576 * 2^-24 * 0.5625 < 2e-5 (the bound above, same tolerance).
+const thirtySecond = (t: Tensor): Tensor => ({ data: t.data.map((x) => x / 32), dims: t.dims });
+const deep = thirtySecond(random([2, 64, 4, 4]));
+const wd = thirtySecond(random([8, 64, 3, 3]));
+output(
+  convOp(input("deep", deep), weight("wd", wd), undefined, 3, 1, [1, 1, 1, 1]),
+  "convSplit",
+  conv(deep, wd, undefined, 1, [1, 1, 1, 1]),
+);
+
+// The proj_out pattern with one weight matrix per image: the GEMM is batched, so it cannot
+// write the map's planes; the Linear runs with its bias, then the Transpose, Reshape and Add on
+// their own (the fusion's fallback).
+const tb2 = random([2, 15, 12]);
+const map2 = random([2, 12, 3, 5]);
+const wb2 = random([2, 12, 12]);
+const bb2 = random([12]);
+{
+  const mapv = input("map2", map2);
+  const shape = g.shape(mapv);
+  const product = g.add(g.matMul(input("tb2", tb2), weight("wb2", wb2)), weight("bb2", bb2));
+  const tokens = addBias(matmul(tb2, wb2), bb2);
+  const expected = new Float64Array(map2.data.length);
+  for (let b = 0; b < 2; b++)
+    for (let c = 0; c < 12; c++)
+      for (let t = 0; t < 15; t++)
+        expected[(b * 12 + c) * 15 + t] =
+          tokens.data[(b * 15 + t) * 12 + c] + map2.data[(b * 12 + c) * 15 + t];
+  output(g.add(g.reshape(g.transpose(product, [0, 2, 1]), shape), mapv), "transformerOutBatched", {
+    data: expected,
+    dims: map2.dims,
+  });
+}
+
 // Layer norm with scale and bias (tuned); without a bias it stays portable.
 const scale = random([12]);
 const shift = random([12]);

@@ -488,6 +488,7 @@ describe("default matmul tilings", () => {
     );
     expect(() => gemmSpec(f16, { ...shape, batch: 2 }, { planeSize: 35 })).toThrow(/needs batch 1/);
     expect(() => gemmSpec(f16, shape, { planeSize: 0 })).toThrow(/planes of 0/);
+    expect(() => gemmSpec(f16, { ...shape, m: 5 }, { planeSize: 2.5 })).toThrow(/planes of 2.5/);
   });
 });
 

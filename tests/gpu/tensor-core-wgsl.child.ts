@@ -134,7 +134,7 @@ for (const matrix of matrices) {
         ),
       });
     // Split-K: the split multiplies (K = 200, several K tiles per split) and their reductions,
-    // a GELU GEMM with a residual, GEGLU, and a channels-first convolution.
+    // a GELU GEMM with a residual, GEGLU, a channels-first GEMM and a channels-first convolution.
     const splits = [
       gemmSpec(
         variant,
@@ -145,6 +145,12 @@ for (const matrix of matrices) {
         variant,
         { batch: 1, m: 50, n: 40, k: 200, sharedB: true },
         { epilogue: "geglu", bias: true, tiling, splitK: 2 },
+      ),
+      // A transformer's proj_out written into its map (channels-first, the map added).
+      gemmSpec(
+        variant,
+        { batch: 1, m: 70, n: 40, k: 200, sharedB: true },
+        { bias: true, residual: true, planeSize: 35, tiling, splitK: 2 },
       ),
       convSpec(
         variant,

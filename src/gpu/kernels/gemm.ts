@@ -65,7 +65,10 @@ export function gemmSpec(
   checkPositiveSizes("gemm", { batch: shape.batch, m: shape.m, n: shape.n, k: shape.k });
   const epilogue = options.epilogue ?? "none";
   const plane = options.planeSize;
-  if (plane !== undefined && (shape.batch !== 1 || !(plane >= 1) || shape.m % plane !== 0))
+  if (
+    plane !== undefined &&
+    (shape.batch !== 1 || !Number.isInteger(plane) || plane < 1 || shape.m % plane !== 0)
+  )
     throw new Error(
       `gemm: a channels-first output needs batch 1 and M (${shape.m}) a whole number of planes of ${plane}`,
     );
