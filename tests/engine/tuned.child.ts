@@ -368,29 +368,36 @@ output(g.add(xv, g.add(g.matMul(xv, weight("wr", wr)), weight("br", br))), "line
   dims: [2, 5, 12],
 });
 
-// A transformer's proj_out back into its map (B, C, H, W) and the map added, as
-// spatialTransformer builds it: the GEMM writes the map's channel planes itself, the map added
-// in its epilogue (no Transpose copy, no Add launch).
-const tk = random([2, 15, 12]);
-const map = random([2, 12, 3, 5]);
-const wo = random([12, 12]);
-const bo = random([12]);
-{
-  const mapv = input("map", map);
+/**
+ * A transformer's proj_out as spatialTransformer builds it: tokens (2, 15, 12) times `w` plus
+ * the bias, transposed to channels, reshaped to the map's (2, 12, 3, 5) and the map added.
+ */
+function projOut(name: string, w: Tensor): void {
+  const tokens = random([2, 15, 12]);
+  const map = random([2, 12, 3, 5]);
+  const bias = random([12]);
+  const mapv = input(`${name}Map`, map);
   const shape = g.shape(mapv);
-  const product = g.add(g.matMul(input("tk", tk), weight("wo", wo)), weight("bo", bo));
-  const tokens = addBias(matmul(tk, wo), bo);
+  const product = g.add(
+    g.matMul(input(`${name}Tokens`, tokens), weight(`${name}W`, w)),
+    weight(`${name}B`, bias),
+  );
+  const linear = addBias(matmul(tokens, w), bias);
   const expected = new Float64Array(map.data.length);
   for (let b = 0; b < 2; b++)
     for (let c = 0; c < 12; c++)
       for (let t = 0; t < 15; t++)
         expected[(b * 12 + c) * 15 + t] =
-          tokens.data[(b * 15 + t) * 12 + c] + map.data[(b * 12 + c) * 15 + t];
-  output(g.add(g.reshape(g.transpose(product, [0, 2, 1]), shape), mapv), "transformerOut", {
+          linear.data[(b * 15 + t) * 12 + c] + map.data[(b * 12 + c) * 15 + t];
+  output(g.add(g.reshape(g.transpose(product, [0, 2, 1]), shape), mapv), name, {
     data: expected,
     dims: map.dims,
   });
 }
+
+// The GEMM writes the map's channel planes itself, the map added in its epilogue (no Transpose
+// copy, no Add launch).
+projOut("transformerOut", random([12, 12]));
 
 // Group norm with SiLU as the models build it, on rows long enough (2 groups of 4 channels of
 // 48 x 48: 9216 values) to be split into chunks: partial statistics, then the merged ones
@@ -473,29 +480,9 @@ output(
   conv(deep, wd, undefined, 1, [1, 1, 1, 1]),
 );
 
-// The proj_out pattern with one weight matrix per image: the GEMM is batched, so it cannot
-// write the map's planes; the Linear runs with its bias, then the Transpose, Reshape and Add on
-// their own (the fusion's fallback).
-const tb2 = random([2, 15, 12]);
-const map2 = random([2, 12, 3, 5]);
-const wb2 = random([2, 12, 12]);
-const bb2 = random([12]);
-{
-  const mapv = input("map2", map2);
-  const shape = g.shape(mapv);
-  const product = g.add(g.matMul(input("tb2", tb2), weight("wb2", wb2)), weight("bb2", bb2));
-  const tokens = addBias(matmul(tb2, wb2), bb2);
-  const expected = new Float64Array(map2.data.length);
-  for (let b = 0; b < 2; b++)
-    for (let c = 0; c < 12; c++)
-      for (let t = 0; t < 15; t++)
-        expected[(b * 12 + c) * 15 + t] =
-          tokens.data[(b * 15 + t) * 12 + c] + map2.data[(b * 12 + c) * 15 + t];
-  output(g.add(g.reshape(g.transpose(product, [0, 2, 1]), shape), mapv), "transformerOutBatched", {
-    data: expected,
-    dims: map2.dims,
-  });
-}
+// With one weight matrix per image the GEMM is batched, so it cannot write the map's planes: the
+// Linear runs with its bias, then the Transpose, Reshape and Add on their own (the fallback).
+projOut("transformerOutBatched", random([2, 12, 12]));
 
 // Layer norm with scale and bias (tuned); without a bias it stays portable.
 const scale = random([12]);
