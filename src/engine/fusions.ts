@@ -7,8 +7,12 @@
  * epilogue, followed either by a GELU (a transformer MLP) or by the UNet's GEGLU feed-forward
  * (Shazeer, 2020, "GLU Variants Improve Transformer"): the Linear's output split in half along
  * the last axis into hidden and gate, then hidden * GELU(gate). GELU is the erf form the builder
- * writes, 0.5 x (1 + erf(x / sqrt 2)), which the GEMM's epilogues compute in registers. Only top-level nodes whose every intermediate value has
- * exactly that one reader (and is no graph output) qualify, so skipping them loses nothing.
+ * writes, 0.5 x (1 + erf(x / sqrt 2)), which the GEMM's epilogues compute in registers. Or the
+ * Linear is followed by a residual Add (x + Linear(h)), or, a transformer's proj_out, by the
+ * Transpose and Reshape of its tokens back into the map and the map's residual Add, which the
+ * GEMM writes channels-first. Residual Adds after a convolution go into its epilogue the same way.
+ * Only top-level nodes whose every intermediate value has exactly that one reader (and is no
+ * graph output) qualify, so skipping them loses nothing.
  * Whether the shapes fit (the bias spans the product's columns, the split halves them along the
  * last axis) is checked when a call knows them; the nodes run one by one otherwise.
  */
