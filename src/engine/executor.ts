@@ -1149,8 +1149,8 @@ export class GraphExecutor {
       g.sizes.every((size) => size === n / 2) &&
       (g.axis === -1 || g.axis === dims.length - 1);
     const gelu = fusion.gelu;
-    const channelsFirst =
-      geglu || gelu ? null : await this.channelsFirstResidual(fusion, a.dims, n, plan.shape, scope);
+    // Found only where no GELU or GEGLU follows (fusions.ts).
+    const channelsFirst = await this.channelsFirstResidual(fusion, a.dims, n, plan.shape, scope);
     if (channelsFirst) {
       const { map, planeSize, nodes } = channelsFirst;
       const out = this.allocate(map.dims);
