@@ -63,6 +63,7 @@ import {
   attentionKernel,
   BINARY_EXPRESSIONS,
   binaryKernel,
+  concatPairKernel,
   convertStorageKernel,
   convKernel,
   copyKernel,
@@ -1642,6 +1643,26 @@ export class GraphExecutor {
         const dims = [...parts[0].dims];
         dims[axis] = parts.reduce((a, t) => a + t.dims[axis], 0);
         const out = this.allocate(dims);
+        if (parts.length === 2) {
+          const [first, second] = parts;
+          const count = sizeOf(dims);
+          const p = [
+            count,
+            dims.length,
+            axis,
+            first.dims[axis],
+            ...padded(dims),
+            ...padded(stridesOf(first.dims)),
+            ...padded(stridesOf(second.dims)),
+          ];
+          await this.launch(
+            "concat",
+            concatPairKernel(this.storage),
+            [first.buffer, second.buffer, out.buffer, this.paramBuffer(p)],
+            count,
+          );
+          return [out];
+        }
         const s = stridesOf(dims);
         let offset = 0;
         for (const t of parts) {

@@ -8,6 +8,7 @@
  *
  * Shape contracts (row-major):
  *   copy:      src -> dst, dst[dOff + sum c_d dS_d] = src[sOff + sum c_d sS_d] over `shape`
+ *   concat:    first, second -> dst, contiguous, along one axis
  *   binary:    a, b broadcast to `shape` -> out (strides 0 along broadcast axes)
  *   matmul:    a (batch.., M, K), b (batch.., K, N) -> out (batch.., M, N)
  *   conv:      x (N, C, H, W), w (O, C, KH, KW), bias (O) -> out (N, O, OH, OW)
@@ -106,6 +107,34 @@ ${HEADER}
     d += c * p[${4 + 2 * MAX_RANK} + k];
   }
   dst[d] = ${value};
+}`;
+});
+
+/**
+ * Concat of two contiguous tensors along one axis into a contiguous output, in one launch (the
+ * UNet's skip connections: the decoder's map and the encoder's, along channels). p: count, rank,
+ * axis, the first part's extent along the axis, the output's dims, then each part's strides.
+ */
+export const concatPairKernel = memoised(function concatPairKernel(storage: Storage): string {
+  return `
+${bindings(storage, ["first", "in"], ["second", "in"], ["dst", "out"], ["p", "ints"])}
+${HEADER}
+  if (i >= p[0]) { return; }
+  var rem = i;
+  var a = 0;
+  var b = 0;
+  var inFirst = true;
+  for (var k = p[1] - 1; k >= 0; k--) {
+    var c = rem % p[4 + k];
+    rem = rem / p[4 + k];
+    if (k == p[2]) {
+      inFirst = c < p[3];
+      if (!inFirst) { c -= p[3]; }
+    }
+    a += c * p[${4 + MAX_RANK} + k];
+    b += c * p[${4 + 2 * MAX_RANK} + k];
+  }
+  if (inFirst) { dst[i] = first[a]; } else { dst[i] = second[b]; }
 }`;
 });
 

@@ -484,6 +484,56 @@ output(
 // Linear runs with its bias, then the Transpose, Reshape and Add on their own (the fallback).
 projOut("transformerOutBatched", random([2, 12, 12]));
 
+// Concat: two parts (a UNet skip connection, along channels; and along the last axis) in one
+// launch, three parts by a copy each. Each first part comes from a Softmax over the last axis,
+// a device op, since a Concat of host values alone runs on the host.
+function concat(parts: readonly Tensor[], axis: number): Tensor {
+  const dims = [...parts[0].dims];
+  dims[axis] = parts.reduce((a, t) => a + t.dims[axis], 0);
+  const outer = dims.slice(0, axis).reduce((a, b) => a * b, 1);
+  const inner = dims.slice(axis + 1).reduce((a, b) => a * b, 1);
+  const data: number[] = [];
+  for (let o = 0; o < outer; o++)
+    for (const t of parts) {
+      const run = t.dims[axis] * inner;
+      data.push(...t.data.subarray(o * run, (o + 1) * run));
+    }
+  return { data: Float64Array.from(data), dims };
+}
+function softmaxOf(name: string, t: Tensor): [Value, Tensor] {
+  const n = t.dims[t.dims.length - 1];
+  const data = new Float64Array(t.data.length);
+  for (let r = 0; r < data.length; r += n) {
+    const row = t.data.subarray(r, r + n);
+    const max = Math.max(...row);
+    const sum = row.reduce((a, x) => a + Math.exp(x - max), 0);
+    for (let j = 0; j < n; j++) data[r + j] = Math.exp(row[j] - max) / sum;
+  }
+  return [g.op("Softmax", [input(name, t)], { axis: attr.int(-1) }), { data, dims: t.dims }];
+}
+{
+  const [decoderV, decoder] = softmaxOf("decoder", random([2, 3, 4, 5]));
+  const skip = random([2, 2, 4, 5]);
+  output(
+    g.op("Concat", [decoderV, input("skip", skip)], { axis: attr.int(1) }),
+    "concatChannels",
+    concat([decoder, skip], 1),
+  );
+  const [leftV, left] = softmaxOf("left", random([2, 3, 4]));
+  const right = random([2, 3, 1]);
+  output(
+    g.op("Concat", [leftV, input("right", right)], { axis: attr.int(-1) }),
+    "concatLast",
+    concat([left, right], 2),
+  );
+  const [thirdV, third] = softmaxOf("third", random([1, 3, 4]));
+  output(
+    g.op("Concat", [thirdV, leftV, thirdV], { axis: attr.int(0) }),
+    "concatThree",
+    concat([third, left, third], 0),
+  );
+}
+
 // Layer norm with scale and bias (tuned); without a bias it stays portable.
 const scale = random([12]);
 const shift = random([12]);

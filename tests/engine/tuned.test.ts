@@ -53,6 +53,9 @@ describe("the kernels engine on the tuned src/gpu kernels (SwiftShader, f32)", (
           "groupNormConv",
           "groupNormTokens",
           "convResidual",
+          "concatChannels",
+          "concatLast",
+          "concatThree",
         ].sort(),
       );
       for (const [name, diff] of Object.entries(diffs))
@@ -92,12 +95,14 @@ describe("the kernels engine on the tuned src/gpu kernels (SwiftShader, f32)", (
         fill: 1,
         // The padded convolution's input written into its map; the wide heads' K transposed per
         // head (each case), V (two heads), and each block's queries in and results out; the
-        // batched proj_out's Transpose.
-        copy: 1 + 1 + 2 * 2 + (1 + 1 + 2 * 4) + 1,
+        // batched proj_out's Transpose; the three-part Concat's parts.
+        copy: 1 + 1 + 2 * 2 + (1 + 1 + 2 * 4) + 1 + 3,
+        // The two-part Concats, one launch each, and their first parts.
+        concat: 2,
         // The batched proj_out's residual Add.
         Add: 1,
-        // The wide heads' scores, a block at a time.
-        softmax: 2 + 4,
+        // The wide heads' scores, a block at a time; the Concats' first parts.
+        softmax: 2 + 4 + 3,
         // Weights fed as an input rather than an initializer.
         conv: 1,
         // Heads of 8; heads of 2 and a scale other than 1/sqrt(d) stay portable.
