@@ -170,8 +170,9 @@ describe("matmul kernels' shapes", () => {
   const f16 = chooseKernelVariant(H200, "f16");
 
   it("launches one workgroup per output tile and batch entry", () => {
+    // The GEMMs' default tile: 64 rows by 128 columns.
     const spec = gemmSpec(f16, { batch: 2, m: 4096, n: 1280, k: 320, sharedB: true });
-    expect(matmulGrid(spec)).toEqual([10, 32, 2]);
+    expect(matmulGrid(spec)).toEqual([10, 64, 2]);
     const geglu = gemmSpec(
       f16,
       { batch: 2, m: 3000, n: 1280, k: 320, sharedB: true },
@@ -365,8 +366,8 @@ describe("default matmul tilings", () => {
     const gemm = (n: number) => gemmSpec(f16, { batch: 1, m: 32768, n, k: 4096, sharedB: true });
     expect(gemm(4096).tiling).toEqual(DEFAULT_TILINGS.wideGemm);
     expect(gemm(WIDE_GEMM_COLUMNS).tiling).toEqual(DEFAULT_TILINGS.wideGemm);
-    expect(gemm(WIDE_GEMM_COLUMNS - 1).tiling).toEqual(DEFAULT_TILINGS.tensorCore);
-    expect(gemm(320).tiling).toEqual(DEFAULT_TILINGS.tensorCore);
+    expect(gemm(WIDE_GEMM_COLUMNS - 1).tiling).toEqual(DEFAULT_TILINGS.gemm);
+    expect(gemm(320).tiling).toEqual(DEFAULT_TILINGS.gemm);
     const conv = convSpec(f16, {
       batch: 2,
       height: 64,
@@ -392,10 +393,11 @@ describe("default matmul tilings", () => {
     const [half, quarter] = SMALL_GRID_TILINGS;
     const gemm = (m: number, n: number, batch = 1) =>
       gemmSpec(f16, { batch, m, n, k: 1280, sharedB: batch === 1 }).tiling;
-    // 2 x 64 x 64 tokens by 320 (1024 px's level 1): 256 x 3 tiles of the default.
-    expect(gemm(32768, 320)).toEqual(DEFAULT_TILINGS.tensorCore);
-    // 2048 x 1280 (level 3): 160 default tiles, 320 of half the rows.
-    expect(gemm(2048, 1280)).toEqual(half);
+    // 2 x 128 x 128 tokens by 320 (1024 px's level 1): 512 x 3 tiles of the GEMMs' default.
+    expect(gemm(32768, 320)).toEqual(DEFAULT_TILINGS.gemm);
+    // 2048 x 1280 (level 3): 320 tiles of the GEMMs' default, which has half the rows.
+    expect(gemm(2048, 1280)).toEqual(DEFAULT_TILINGS.gemm);
+    expect(half).toEqual(DEFAULT_TILINGS.gemm);
     expect(matmulGrid(gemmSpec(f16, { batch: 1, m: 2048, n: 1280, k: 64, sharedB: true }))).toEqual(
       [10, 32, 1],
     );

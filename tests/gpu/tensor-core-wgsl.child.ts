@@ -11,7 +11,11 @@ import {
 import { CHECKED_TENSOR_CORE_TILINGS } from "../../src/gpu/kernels/attention-checks.js";
 import { convSpec, sameConv } from "../../src/gpu/kernels/conv2d.js";
 import { gemmSpec } from "../../src/gpu/kernels/gemm.js";
-import { DEFAULT_TILINGS, SMALL_GRID_TILINGS } from "../../src/gpu/kernels/matmul-kernel.js";
+import {
+  DEFAULT_TILINGS,
+  SMALL_GRID_TILINGS,
+  tilingName,
+} from "../../src/gpu/kernels/matmul-kernel.js";
 import { matmulReduceWgsl, matmulWgsl } from "../../src/gpu/kernels/matmul-wgsl.js";
 import { type MatrixShape, SUBGROUP_MATRIX_FEATURE } from "../../src/gpu/types.js";
 import type { KernelVariant } from "../../src/gpu/variants.js";
@@ -92,11 +96,14 @@ for (const matrix of matrices) {
       }
   }
   // GEMM with each epilogue and the options, and 3x3 / 1x1 convolutions (stride 1 and 2).
-  for (const tiling of [
+  // Each default tiling once (the GEMMs' default is also the first small-grid tile).
+  const tilings = [
     DEFAULT_TILINGS.tensorCore,
+    DEFAULT_TILINGS.gemm,
     DEFAULT_TILINGS.wideGemm,
     ...SMALL_GRID_TILINGS,
-  ]) {
+  ].filter((t, i, all) => all.findIndex((u) => tilingName(u) === tilingName(t)) === i);
+  for (const tiling of tilings) {
     for (const epilogue of ["none", "gelu", "geglu"] as const)
       shaders.push({
         name: `gemm ${tag} ${epilogue} ${tiling.tileN}`,

@@ -14,6 +14,7 @@ import {
   attentionFlops,
   attentionKeys,
   attentionTilingName,
+  DEFAULT_ATTENTION_TILINGS,
   PAIRED_AND_PADDED,
   prepareAttention,
 } from "../../gpu/kernels/attention.js";
@@ -130,10 +131,7 @@ export const ATTENTION_SWEEP: readonly SweepEntry[] = Object.freeze([
   { matrix: "16x16x16", tiling: { subgroups: 4, keysPerTile: 64 } },
   { matrix: "16x16x16", tiling: { subgroups: 8, keysPerTile: 32 } },
   { matrix: "16x16x16", tiling: { subgroups: 8, keysPerTile: 32, rescale: "lazy" } },
-  {
-    matrix: "16x16x16",
-    tiling: { subgroups: 8, keysPerTile: 32, rescale: "lazy", staging: "double" },
-  },
+  { matrix: "16x16x16", tiling: DEFAULT_ATTENTION_TILINGS.tensorCore },
   {
     matrix: "16x16x16",
     tiling: { subgroups: 4, keysPerTile: 32, rescale: "lazy", staging: "double" },
@@ -149,7 +147,7 @@ export const ATTENTION_SWEEP: readonly SweepEntry[] = Object.freeze([
   { matrix: "16x16x16", tiling: { subgroups: 4, keysPerTile: 32, rescale: "lazy", rowBlocks: 2 } },
   { matrix: "16x16x16", tiling: { subgroups: 8, keysPerTile: 32, rescale: "lazy", rowBlocks: 2 } },
   { matrix: "16x16x16", tiling: { subgroups: 2, keysPerTile: 64, rescale: "lazy", rowBlocks: 2 } },
-  // The default's score scratch: rows padded by 8 words, softmax lanes on adjacent key pairs.
+  // The default's score scratch: rows padded by 8 words, softmax lanes one key at a time.
   ...PAIRED_AND_PADDED.map((tiling) => ({ matrix: "16x16x16", tiling })),
   { matrix: "16x16x16", tiling: { subgroups: 4, keysPerTile: 64, rescale: "lazy" } },
   {

@@ -35,22 +35,39 @@ export const SMALL_PORTABLE_TILING: PortableTiling = Object.freeze({
 });
 
 /**
- * The tilings used unless one is given. The tensor-core tile is 128x128x32 on 2x4 subgroups, except
- * for wide GEMMs (WIDE_GEMM_COLUMNS columns of B or more), where the sweep at 4096^3 measured
- * 128x256x16 on 2x4 subgroups fastest (BENCHMARKS.md). Narrow outputs (the UNet's 320 columns)
- * keep the smaller tile: a 256-column tile would leave 37% of its second column tile idle.
- * Convolutions keep 128x128x32: their sweep's winner was not recorded. Small problems step down to
- * smaller tiles (SMALL_GRID_TILINGS).
+ * The tilings used unless one is given, each measured at the SD 1.5 UNet's shapes on an H100
+ * (BENCHMARKS.md, scripts/tile-sweep.mjs and whole UNet calls):
+ * - `tensorCore`, convolutions: 128x128x32 on 2x4 subgroups. At 1024 px it ran the 128 x 128 maps'
+ *   3x3 convolutions 1.23-1.26x faster than 64x128 on 2x4 subgroups (320 -> 320 channels:
+ *   0.513 ms against 0.646).
+ * - `gemm`, GEMMs narrower than WIDE_GEMM_COLUMNS: 64x128x32 on 2x4 subgroups, 1.6-3.2x faster
+ *   than 128x128 where K is long (the feed-forward's second Linear: 32768 x 320 x 1280 took
+ *   0.293 ms against 0.477; 2048 x 1280 x 5120 0.268 against 0.855), 10% slower on the 32768 x
+ *   320 x 320 projections. With it (and the half-rows tile on 2x4 subgroups below) whole 1024 px
+ *   UNet calls went from 169-173 ms to 154 ms.
+ * - `wideGemm`, GEMMs of WIDE_GEMM_COLUMNS columns of B or more: 128x256x16 on 2x4 subgroups, the
+ *   sweep's fastest at 4096^3.
+ * Small problems step down to smaller tiles (SMALL_GRID_TILINGS).
  */
 export const DEFAULT_TILINGS: Readonly<{
   portable: PortableTiling;
   tensorCore: MatrixTiling;
+  gemm: MatrixTiling;
   wideGemm: MatrixTiling;
 }> = Object.freeze({
   portable: { kind: "portable", tileM: 64, tileN: 64, tileK: 16, threadM: 4, threadN: 4 },
   tensorCore: {
     kind: "tensor-core",
     tileM: 128,
+    tileN: 128,
+    tileK: 32,
+    subgroupsM: 2,
+    subgroupsN: 4,
+    pad: 8,
+  },
+  gemm: {
+    kind: "tensor-core",
+    tileM: 64,
     tileN: 128,
     tileK: 32,
     subgroupsM: 2,
@@ -76,12 +93,14 @@ export const WIDE_GEMM_COLUMNS = 2048;
 
 /**
  * Smaller tensor-core tiles for problems the default tile covers with few workgroups (the deep
- * levels' small maps, every level at 512 px), tried in this order: half the rows, then half the
- * columns too. A GPU runs one workgroup of the default tile per compute unit at a time or two, so
- * a grid of a few dozen tiles leaves most units idle while a smaller tile's grid fills them.
+ * levels' small maps, every level at 512 px), tried in this order: half the rows (on 8 subgroups,
+ * as the GEMMs' default), then half the columns too. A GPU runs one workgroup of the default tile
+ * per compute unit at a time or two, so a grid of a few dozen tiles leaves most units idle while
+ * a smaller tile's grid fills them. On an H100, 64x128 on 2x4 subgroups ran every UNet shape
+ * timed 1.1-2.7x (convolutions) and 1.8-5.9x (GEMMs) faster than on 2x2.
  */
 export const SMALL_GRID_TILINGS: readonly MatrixTiling[] = Object.freeze([
-  { kind: "tensor-core", tileM: 64, tileN: 128, tileK: 32, subgroupsM: 2, subgroupsN: 2, pad: 8 },
+  { kind: "tensor-core", tileM: 64, tileN: 128, tileK: 32, subgroupsM: 2, subgroupsN: 4, pad: 8 },
   { kind: "tensor-core", tileM: 64, tileN: 64, tileK: 32, subgroupsM: 2, subgroupsN: 2, pad: 8 },
 ]);
 
@@ -98,20 +117,21 @@ export interface MatmulProblem {
 }
 
 /**
- * The default tiling of a variant for a problem (B's columns count both GEGLU halves): the wide
- * tile for wide GEMMs, else (convolutions too) the default, each stepping down to
- * SMALL_GRID_TILINGS while its grid has fewer than SMALL_GRID_WORKGROUPS workgroups. On an H100
- * the step made no difference beyond the card's spread to whole UNet calls (BENCHMARKS.md).
+ * The default tiling of a variant for a problem (B's columns count both GEGLU halves): the
+ * convolutions' tile, the wide tile for wide GEMMs or the GEMMs' tile, each stepping down to
+ * SMALL_GRID_TILINGS while its grid has fewer than SMALL_GRID_WORKGROUPS workgroups. Without a
+ * problem, the convolutions' tile.
  */
 export function defaultTiling(variant: KernelVariant, problem?: MatmulProblem): Tiling {
   if (variant.path !== "tensor-core") return DEFAULT_TILINGS.portable;
   if (!problem) return DEFAULT_TILINGS.tensorCore;
   const workgroups = (t: MatrixTiling) =>
     Math.ceil(problem.rows / t.tileM) * Math.ceil(problem.columns / t.tileN) * problem.batch;
-  let tiling =
-    !problem.conv && problem.columns >= WIDE_GEMM_COLUMNS
+  let tiling = problem.conv
+    ? DEFAULT_TILINGS.tensorCore
+    : problem.columns >= WIDE_GEMM_COLUMNS
       ? DEFAULT_TILINGS.wideGemm
-      : DEFAULT_TILINGS.tensorCore;
+      : DEFAULT_TILINGS.gemm;
   for (const smaller of SMALL_GRID_TILINGS)
     if (workgroups(tiling) < SMALL_GRID_WORKGROUPS) tiling = smaller;
   return tiling;
