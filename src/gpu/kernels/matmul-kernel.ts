@@ -44,7 +44,8 @@ export const SMALL_PORTABLE_TILING: PortableTiling = Object.freeze({
  *   than 128x128 where K is long (the feed-forward's second Linear: 32768 x 320 x 1280 took
  *   0.293 ms against 0.477; 2048 x 1280 x 5120 0.268 against 0.855), 10% slower on the 32768 x
  *   320 x 320 projections. With it (and the half-rows tile on 2x4 subgroups below) whole 1024 px
- *   UNet calls went from 169-173 ms to 154 ms.
+ *   UNet calls went from 169-173 ms to 154 ms, measured with the convolutions on this tile too;
+ *   they keep 128x128 since, the faster at their large grids in the sweep of the same card.
  * - `wideGemm`, GEMMs of WIDE_GEMM_COLUMNS columns of B or more: 128x256x16 on 2x4 subgroups, the
  *   sweep's fastest at 4096^3.
  * Small problems step down to smaller tiles (SMALL_GRID_TILINGS).
