@@ -28,6 +28,7 @@ import { type GemmShape, prepareGemm } from "../gpu/kernels/gemm.js";
 import { type MatmulKernel, SMALL_PORTABLE_TILING } from "../gpu/kernels/matmul-kernel.js";
 import type { Epilogue, PortableTiling, Tiling } from "../gpu/kernels/matmul-wgsl.js";
 import { type LayerNormKernel, prepareLayerNorm } from "../gpu/kernels/norm.js";
+import type { GpuTimer } from "../gpu/timer.js";
 import type { GpuCapabilities } from "../gpu/types.js";
 import { chooseKernelVariant, type KernelVariant, kernelPathLabel } from "../gpu/variants.js";
 import type { GraphProto, ModelProto, NodeProto } from "../onnx/proto.js";
@@ -148,6 +149,12 @@ export interface ExecutionStats {
    * launches that read a buffer of its own (its inputs, index lists); the rest are reused.
    */
   bindGroups: number;
+  /**
+   * With ExecutorOptions.timeSubmits: the GPU's time on the call's submitted passes. `busyMs` is
+   * the passes' own time, `spanMs` from the first pass's start to the last one's end; what lies
+   * between (spanMs - busyMs) the GPU spent waiting for the host's next submit.
+   */
+  gpu?: { passes: number; busyMs: number; spanMs: number };
 }
 
 export interface ExecutorOptions {
@@ -197,7 +204,17 @@ export interface ExecutorOptions {
    * one unsplit, for benchmarks that time a call both ways (scripts/submit-sweep.mjs).
    */
   readonly splitK?: boolean;
+  /**
+   * Time every submitted pass on the GPU (the `timestamp-query` feature) and report the GPU's
+   * busy and idle time per call in ExecutionStats.gpu: whether a call waits on the host's
+   * recording or on the GPU (scripts/submit-sweep.mjs). A call then waits for its GPU work to
+   * finish before it returns.
+   */
+  readonly timeSubmits?: boolean;
 }
+
+/** The most passes of one call ExecutorOptions.timeSubmits times (2 timestamps each). */
+const TIMED_SUBMITS = 1024;
 
 /**
  * The tile of the tuned GEMM and convolution on their portable path: the one asked for, else on a
@@ -231,6 +248,16 @@ export function engineSubmitEvery(
   requested: number | undefined,
 ): number {
   return requested ?? (capabilities.fallbackAdapter ? Number.POSITIVE_INFINITY : SUBMIT_EVERY);
+}
+
+/** A call's timed passes (GpuTimer.readSpans) as ExecutionStats.gpu. */
+export function submitSpans(
+  spans: readonly { startMs: number; endMs: number }[],
+): NonNullable<ExecutionStats["gpu"]> {
+  if (spans.length === 0) return { passes: 0, busyMs: 0, spanMs: 0 };
+  const busyMs = spans.reduce((sum, s) => sum + (s.endMs - s.startMs), 0);
+  const spanMs = Math.max(...spans.map((s) => s.endMs)) - Math.min(...spans.map((s) => s.startMs));
+  return { passes: spans.length, busyMs, spanMs };
 }
 
 /** GPU time per kernel label, summed over the profiled calls. */
@@ -353,6 +380,8 @@ export class GraphExecutor {
   private readonly refs = new Map<GPUBuffer, number>();
   private pending: KernelLaunch[] = [];
   private pendingLabels: string[] = [];
+  /** The timer of ExecutorOptions.timeSubmits, made at the first timed call. */
+  private submitTimer: GpuTimer | undefined;
   /** GPU times of profiled passes, read after the call that recorded them. */
   private pendingTimes: Promise<{ label: string; ms: number }[]>[] = [];
   private readonly timings = new Map<string, { ms: number; launches: number }>();
@@ -489,6 +518,13 @@ export class GraphExecutor {
     keep: ReadonlySet<string>,
   ): Promise<Map<string, HostTensor | ResidentBuffer>> {
     this.stats = emptyStats();
+    if (this.options.timeSubmits) {
+      if (!this.ctx.hasTimestamps)
+        throw new Error(
+          "timing the kernels engine's submits needs an adapter with timestamp-query",
+        );
+      this.submitTimer ??= this.ctx.createTimer(TIMED_SUBMITS);
+    }
     const scope = new Scope();
     for (const [name, t] of this.initializers) scope.values.set(name, t);
     for (const name of this.inputNames)
@@ -530,12 +566,18 @@ export class GraphExecutor {
       }
       this.flush();
       this.stats.readbacks = readbacks;
+      if (this.submitTimer) this.stats.gpu = submitSpans(await this.submitTimer.readSpans());
       if (this.options.profile) this.profiledCalls++;
       done = true;
       return outputs;
     } finally {
       this.pending = [];
       this.pendingLabels = [];
+      if (!done && this.submitTimer) {
+        // Passes of a failed call would be read with the next call's: start that one afresh.
+        this.submitTimer.destroy();
+        this.submitTimer = undefined;
+      }
       this.absorbed.clear();
       for (const v of scope.values.values()) if (v.kind === "device") this.drop(v);
       for (const t of this.runUploads.values()) this.drop(t);
@@ -731,6 +773,8 @@ export class GraphExecutor {
   private flush(): void {
     if (this.pending.length === 0) return;
     if (this.options.profile) this.dispatchTimed();
+    else if (this.submitTimer && !this.submitTimer.full)
+      this.ctx.dispatch(this.pending, { timer: this.submitTimer, label: "submit" });
     else this.ctx.dispatch(this.pending);
     this.stats.submits++;
     this.pending = [];
@@ -827,6 +871,8 @@ export class GraphExecutor {
     for (const b of this.params.values()) b.destroy();
     this.params.clear();
     this.bindGroups.clear();
+    this.submitTimer?.destroy();
+    this.submitTimer = undefined;
   }
 
   private allocate(dims: readonly number[]): DeviceTensor {

@@ -45,8 +45,24 @@ export class GpuTimer {
     encoder.copyBufferToBuffer(this.resolveBuffer, 0, this.readBuffer, 0, 8 * count);
   }
 
+  /** Whether another pass can be timed before read(). */
+  get full(): boolean {
+    return this.labels.length >= this.capacity;
+  }
+
   /** Milliseconds per recorded pass, in order; clears the record. */
   async read(): Promise<{ label: string; ms: number }[]> {
+    return (await this.readSpans()).map(({ label, startMs, endMs }) => ({
+      label,
+      ms: endMs - startMs,
+    }));
+  }
+
+  /**
+   * Each recorded pass's start and end on the GPU's clock, in ms after the first pass started
+   * (so the gaps between passes show too); clears the record.
+   */
+  async readSpans(): Promise<{ label: string; startMs: number; endMs: number }[]> {
     const labels = this.labels;
     this.labels = [];
     if (labels.length === 0) return [];
@@ -55,9 +71,11 @@ export class GpuTimer {
       this.readBuffer.getMappedRange(0, 16 * labels.length).slice(0),
     );
     this.readBuffer.unmap();
+    const origin = stamps[0];
     return labels.map((label, i) => ({
       label,
-      ms: Number(stamps[2 * i + 1] - stamps[2 * i]) / 1e6,
+      startMs: Number(stamps[2 * i] - origin) / 1e6,
+      endMs: Number(stamps[2 * i + 1] - origin) / 1e6,
     }));
   }
 

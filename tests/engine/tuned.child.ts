@@ -4,6 +4,7 @@
 // the kernels engine; every output against a float64 reference computed here. Prints one JSON
 // line.
 
+import type { ExecutionStats } from "../../src/engine/executor.js";
 import { createKernelRunner } from "../../src/engine/runner.js";
 import { GpuContext } from "../../src/gpu/context.js";
 import { DEFAULT_TILINGS } from "../../src/gpu/kernels/matmul-kernel.js";
@@ -19,7 +20,13 @@ export interface TunedReport {
   readonly submits: number[];
   readonly launches: number[];
   /** The same graph with a submit every 3 launches: its launches, submits and max |difference|. */
-  chunked: { launches: number; submits: number; diff: number };
+  chunked: {
+    launches: number;
+    submits: number;
+    diff: number;
+    /** ExecutionStats.gpu of its two calls. */
+    gpu?: (ExecutionStats["gpu"] | undefined)[];
+  };
   /** The same graph with splitK false: its reduction launches and max |engine - reference|. */
   unsplit: { reductions: number; diff: number };
   /** The one-line error for a submit interval that is not a whole number of launches. */
@@ -588,19 +595,27 @@ for (let call = 0; call < 2; call++) {
 }
 await runner.release();
 
-// Submitting as the call is recorded changes when the GPU starts, not what it computes.
+// Submitting as the call is recorded changes when the GPU starts, not what it computes. Its
+// passes timed on the GPU (timeSubmits), two calls in a row: each reports its own passes.
 const chunked = await createKernelRunner(buildModelBytes(g), {
   context,
-  executor: { ...executor, submitEvery: 3 },
+  executor: { ...executor, submitEvery: 3, timeSubmits: true },
 });
-const again = await chunked.run(feeds);
+let again = await chunked.run(feeds);
+const firstGpu = chunked.lastStats.gpu;
+again = await chunked.run(feeds);
 let diff = 0;
 for (const name of expected.keys())
   diff = Math.max(
     diff,
     maxAbsDiff(floatOutput(again, name).data, floatOutput(first ?? again, name).data),
   );
-report.chunked = { launches: chunked.lastStats.launches, submits: chunked.lastStats.submits, diff };
+report.chunked = {
+  launches: chunked.lastStats.launches,
+  submits: chunked.lastStats.submits,
+  diff,
+  gpu: [firstGpu, chunked.lastStats.gpu],
+};
 await chunked.release();
 
 // Without split-K the head of 512's score products run unsplit: no reductions, the same results

@@ -128,6 +128,15 @@ describe("the kernels engine on the tuned src/gpu kernels (SwiftShader, f32)", (
     expect(launches).toBeGreaterThan(6);
     expect(submits).toBe(Math.ceil(launches / 3));
     expect(diff).toBe(0);
+    // Every pass of each call timed on the GPU, none carried into the next call; the passes'
+    // own time within the span from the first's start to the last's end.
+    const gpu = report.chunked.gpu ?? [];
+    expect(gpu).toHaveLength(2);
+    for (const stats of gpu) {
+      expect(stats?.passes).toBe(submits);
+      expect(stats?.busyMs).toBeGreaterThan(0);
+      expect(stats?.busyMs).toBeLessThanOrEqual((stats?.spanMs ?? 0) + 1e-6);
+    }
     expect(report.badSubmitEvery).toBe(
       "submitEvery must be a whole number of launches (1 or more) or Infinity, not 0.5",
     );
