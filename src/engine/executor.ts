@@ -152,9 +152,10 @@ export interface ExecutionStats {
   /**
    * With ExecutorOptions.timeSubmits: the GPU's time on the call's submitted passes. `busyMs` is
    * the passes' own time, `spanMs` from the first pass's start to the last one's end; what lies
-   * between (spanMs - busyMs) the GPU spent waiting for the host's next submit.
+   * between (spanMs - busyMs) the GPU spent waiting for the host's next submit. `untimed`
+   * counts passes past the timer's capacity (TIMED_SUBMITS), left out of both.
    */
-  gpu?: { passes: number; busyMs: number; spanMs: number };
+  gpu?: { passes: number; busyMs: number; spanMs: number; untimed?: number };
 }
 
 export interface ExecutorOptions {
@@ -382,6 +383,8 @@ export class GraphExecutor {
   private pendingLabels: string[] = [];
   /** The timer of ExecutorOptions.timeSubmits, made at the first timed call. */
   private submitTimer: GpuTimer | undefined;
+  /** Passes of this call past the timer's capacity, submitted untimed. */
+  private untimedSubmits = 0;
   /** GPU times of profiled passes, read after the call that recorded them. */
   private pendingTimes: Promise<{ label: string; ms: number }[]>[] = [];
   private readonly timings = new Map<string, { ms: number; launches: number }>();
@@ -518,12 +521,20 @@ export class GraphExecutor {
     keep: ReadonlySet<string>,
   ): Promise<Map<string, HostTensor | ResidentBuffer>> {
     this.stats = emptyStats();
+    this.untimedSubmits = 0;
     if (this.options.timeSubmits) {
       if (!this.ctx.hasTimestamps)
         throw new Error(
           "timing the kernels engine's submits needs an adapter with timestamp-query",
         );
+      if (this.options.profile)
+        throw new Error(
+          "timeSubmits and profile time the same passes two ways: ask for one of them",
+        );
       this.submitTimer ??= this.ctx.createTimer(TIMED_SUBMITS);
+    } else {
+      this.submitTimer?.destroy();
+      this.submitTimer = undefined;
     }
     const scope = new Scope();
     for (const [name, t] of this.initializers) scope.values.set(name, t);
@@ -566,7 +577,13 @@ export class GraphExecutor {
       }
       this.flush();
       this.stats.readbacks = readbacks;
-      if (this.submitTimer) this.stats.gpu = submitSpans(await this.submitTimer.readSpans());
+      if (this.submitTimer) {
+        this.ctx.resolveTimer(this.submitTimer);
+        this.stats.gpu = {
+          ...submitSpans(await this.submitTimer.readSpans()),
+          untimed: this.untimedSubmits,
+        };
+      }
       if (this.options.profile) this.profiledCalls++;
       done = true;
       return outputs;
@@ -774,8 +791,16 @@ export class GraphExecutor {
     if (this.pending.length === 0) return;
     if (this.options.profile) this.dispatchTimed();
     else if (this.submitTimer && !this.submitTimer.full)
-      this.ctx.dispatch(this.pending, { timer: this.submitTimer, label: "submit" });
-    else this.ctx.dispatch(this.pending);
+      // Resolved once after the call: a resolve per submit would run between the timed passes.
+      this.ctx.dispatch(this.pending, {
+        timer: this.submitTimer,
+        label: "submit",
+        deferResolve: true,
+      });
+    else {
+      if (this.submitTimer) this.untimedSubmits++;
+      this.ctx.dispatch(this.pending);
+    }
     this.stats.submits++;
     this.pending = [];
     this.pendingLabels = [];

@@ -262,7 +262,13 @@ export class GpuContext {
    */
   dispatch(
     launches: readonly KernelLaunch[],
-    options: { readonly timer?: GpuTimer; readonly label?: string; readonly repeat?: number } = {},
+    options: {
+      readonly timer?: GpuTimer;
+      readonly label?: string;
+      readonly repeat?: number;
+      /** Leave the timer's timestamps unresolved (resolveTimer later, once for many passes). */
+      readonly deferResolve?: boolean;
+    } = {},
   ): void {
     if (this.lost) throw new Error("the GPU device was lost");
     const encoder = this.device.createCommandEncoder();
@@ -286,7 +292,14 @@ export class GpuContext {
       });
     }
     pass.end();
-    options.timer?.resolve(encoder);
+    if (!options.deferResolve) options.timer?.resolve(encoder);
+    this.device.queue.submit([encoder.finish()]);
+  }
+
+  /** Resolves a timer's passes so far in a submit of its own (after deferResolve dispatches). */
+  resolveTimer(timer: GpuTimer): void {
+    const encoder = this.device.createCommandEncoder();
+    timer.resolve(encoder);
     this.device.queue.submit([encoder.finish()]);
   }
 

@@ -45,7 +45,7 @@ export class GpuTimer {
     encoder.copyBufferToBuffer(this.resolveBuffer, 0, this.readBuffer, 0, 8 * count);
   }
 
-  /** Whether another pass can be timed before read(). */
+  /** Whether every pass this timer holds is taken: no further pass can be timed before read(). */
   get full(): boolean {
     return this.labels.length >= this.capacity;
   }

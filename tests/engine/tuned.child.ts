@@ -31,6 +31,8 @@ export interface TunedReport {
   unsplit: { reductions: number; diff: number };
   /** The one-line error for a submit interval that is not a whole number of launches. */
   badSubmitEvery: string;
+  /** The error of a call asked both to time its submits and to profile every launch. */
+  timedAndProfiled?: string;
 }
 
 interface Tensor {
@@ -641,5 +643,19 @@ await createKernelRunner(buildModelBytes(g), { context, executor: { submitEvery:
     report.badSubmitEvery = error instanceof Error ? error.message : String(error);
   },
 );
+// Timing the submits and profiling every launch at once: refused when the call starts.
+const both = await createKernelRunner(buildModelBytes(g), {
+  context,
+  executor: { ...executor, timeSubmits: true, profile: true },
+});
+await both.run(feeds).then(
+  () => {
+    report.timedAndProfiled = "ran";
+  },
+  (error: unknown) => {
+    report.timedAndProfiled = error instanceof Error ? error.message : String(error);
+  },
+);
+await both.release();
 context.destroy();
 process.stdout.write(`${JSON.stringify(report)}\n`);

@@ -97,7 +97,7 @@ describe("the kernels engine on the tuned src/gpu kernels (SwiftShader, f32)", (
         // head (each case), V (two heads), and each block's queries in and results out; the
         // batched proj_out's Transpose; the three-part Concat's parts.
         copy: 1 + 1 + 2 * 2 + (1 + 1 + 2 * 4) + 1 + 3,
-        // The two-part Concats, one launch each, and their first parts.
+        // The two-part Concats, one launch each.
         concat: 2,
         // The batched proj_out's residual Add.
         Add: 1,
@@ -134,9 +134,13 @@ describe("the kernels engine on the tuned src/gpu kernels (SwiftShader, f32)", (
     expect(gpu).toHaveLength(2);
     for (const stats of gpu) {
       expect(stats?.passes).toBe(submits);
+      expect(stats?.untimed).toBe(0);
       expect(stats?.busyMs).toBeGreaterThan(0);
       expect(stats?.busyMs).toBeLessThanOrEqual((stats?.spanMs ?? 0) + 1e-6);
     }
+    expect(report.timedAndProfiled).toBe(
+      "timeSubmits and profile time the same passes two ways: ask for one of them",
+    );
     expect(report.badSubmitEvery).toBe(
       "submitEvery must be a whole number of launches (1 or more) or Infinity, not 0.5",
     );

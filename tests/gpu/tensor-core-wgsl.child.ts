@@ -16,6 +16,11 @@ import {
   SMALL_GRID_TILINGS,
   tilingName,
 } from "../../src/gpu/kernels/matmul-kernel.js";
+
+/** prepareAttention's refusals of a tiling that does not fit a matrix shape or head dim. */
+const REFUSALS =
+  /does not fit the matrix shape|lanes per row do not split the tile|bytes of workgroup memory|keys per tile do not fit workgroup memory/;
+
 import { matmulReduceWgsl, matmulWgsl } from "../../src/gpu/kernels/matmul-wgsl.js";
 import { type MatrixShape, SUBGROUP_MATRIX_FEATURE } from "../../src/gpu/types.js";
 import type { KernelVariant } from "../../src/gpu/variants.js";
@@ -79,13 +84,21 @@ for (const matrix of matrices) {
     ];
     for (const base of CHECKED_TENSOR_CORE_TILINGS)
       for (const extra of TENSOR_CORE_ATTENTION_ORDER.includes(base) ? variations : [{}]) {
-        const tiling: AttentionTiling = { ...base, ...extra };
+        const merged: AttentionTiling = { ...base, ...extra };
+        // Paired softmax lanes (the default's) belong to the lazy softmax: off where a variation
+        // is not lazy (every-tile, the ablations).
+        const lazy =
+          merged.rescale === "lazy" &&
+          (merged.ablation === undefined || merged.ablation === "no-kv-loads");
+        const tiling: AttentionTiling = lazy ? merged : { ...merged, pairedLanes: false };
         for (const [i, shape] of shapes.entries()) {
           let sources: string[];
           try {
             sources = await attentionSources(variant, shape, tiling);
-          } catch {
-            continue; // a tiling this matrix shape or head dim cannot take (refused before WGSL)
+          } catch (error) {
+            // Only a tiling this matrix shape or head dim cannot take (refused before WGSL).
+            if (!REFUSALS.test(String(error))) throw error;
+            continue;
           }
           for (const code of sources)
             shaders.push({
@@ -106,7 +119,7 @@ for (const matrix of matrices) {
   for (const tiling of tilings) {
     for (const epilogue of ["none", "gelu", "geglu"] as const)
       shaders.push({
-        name: `gemm ${tag} ${epilogue} ${tiling.tileN}`,
+        name: `gemm ${tag} ${epilogue} ${tilingName(tiling)}`,
         code: matmulWgsl(
           gemmSpec(
             variant,
@@ -121,7 +134,7 @@ for (const matrix of matrices) {
       [1, 1],
     ] as const)
       shaders.push({
-        name: `conv ${tag} ${kernel}x${kernel}/${stride} ${tiling.tileN}`,
+        name: `conv ${tag} ${kernel}x${kernel}/${stride} ${tilingName(tiling)}`,
         code: matmulWgsl(
           convSpec(
             variant,

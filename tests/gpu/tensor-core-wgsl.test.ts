@@ -40,7 +40,7 @@ describe("tensor-core shaders", () => {
     expect(report.doubleStaged).toBeGreaterThan(0);
     // Subgroups owning two blocks of query rows (the second block's Q fragments).
     expect(report.rowBlocks).toBeGreaterThan(0);
-    // Softmax lanes on adjacent key pairs (a sweep candidate), and lazy softmaxes whose keys fill
+    // Softmax lanes on adjacent key pairs (the default), and lazy softmaxes whose keys fill
     // every tile, without the bounds check.
     expect(report.pairedLanes).toBeGreaterThan(0);
     expect(report.unguarded).toBeGreaterThan(0);
