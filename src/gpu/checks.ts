@@ -22,14 +22,14 @@ export interface CheckSelection {
  * The tensor-core tiles a problem may get by default (its grid decides which), each checked on
  * every case: the check cases are small, so without a tile named they take the smallest.
  */
-const CHECKED_MATMUL_TILINGS: readonly MatrixTiling[] = Object.freeze(
-  [
+const CHECKED_MATMUL_TILINGS: readonly MatrixTiling[] = Object.freeze([
+  ...new Set([
     DEFAULT_TILINGS.tensorCore,
     DEFAULT_TILINGS.gemm,
     DEFAULT_TILINGS.wideGemm,
     ...SMALL_GRID_TILINGS,
-  ].filter((t, i, all) => all.findIndex((u) => tilingName(u) === tilingName(t)) === i),
-);
+  ]),
+]);
 
 export function allKernelChecks(selection: CheckSelection = {}): KernelCheck[] {
   const tensorCoreTiles = selection.ci

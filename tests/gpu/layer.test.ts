@@ -396,8 +396,8 @@ describe("default matmul tilings", () => {
     // 2 x 128 x 128 tokens by 320 (1024 px's level 1): 512 x 3 tiles of the GEMMs' default.
     expect(gemm(32768, 320)).toEqual(DEFAULT_TILINGS.gemm);
     // 2048 x 1280 (level 3): 320 tiles of the GEMMs' default, which has half the rows.
-    expect(gemm(2048, 1280)).toEqual(DEFAULT_TILINGS.gemm);
-    expect(half).toEqual(DEFAULT_TILINGS.gemm);
+    expect(gemm(2048, 1280)).toBe(DEFAULT_TILINGS.gemm);
+    expect(half).toBe(DEFAULT_TILINGS.gemm);
     expect(matmulGrid(gemmSpec(f16, { batch: 1, m: 2048, n: 1280, k: 64, sharedB: true }))).toEqual(
       [10, 32, 1],
     );

@@ -110,12 +110,12 @@ for (const matrix of matrices) {
   }
   // GEMM with each epilogue and the options, and 3x3 / 1x1 convolutions (stride 1 and 2).
   // Each default tiling once (the GEMMs' default is also the first small-grid tile).
-  const tilings = [
+  const tilings = new Set([
     DEFAULT_TILINGS.tensorCore,
     DEFAULT_TILINGS.gemm,
     DEFAULT_TILINGS.wideGemm,
     ...SMALL_GRID_TILINGS,
-  ].filter((t, i, all) => all.findIndex((u) => tilingName(u) === tilingName(t)) === i);
+  ]);
   for (const tiling of tilings) {
     for (const epilogue of ["none", "gelu", "geglu"] as const)
       shaders.push({

@@ -41,8 +41,7 @@ export function matmulTilings(variant: KernelVariant): Tiling[] {
       tc(64, 256, 16, 2, 4, 8),
       tc(256, 64, 16, 4, 2, 8),
       tc(128, 64, 16, 4, 2, 8),
-      // The half-rows small-grid tile on 8 subgroups of 32 x 32: faster than on 2 x 2 at every
-      // UNet shape scripts/tile-sweep.mjs timed on an H100, not yet checked there.
+      // The GEMMs' default and the half-rows small-grid tile, on 8 subgroups of 32 x 32.
       tc(64, 128, 32, 2, 4, 8),
       // Ablations (wrong results, timing only): what the staging costs, and the instruction's own
       // ceiling, at the default tiling and at the widest one.

@@ -101,7 +101,7 @@ export const WIDE_GEMM_COLUMNS = 2048;
  * timed 1.1-2.7x (convolutions) and 1.8-5.9x (GEMMs) faster than on 2x2.
  */
 export const SMALL_GRID_TILINGS: readonly MatrixTiling[] = Object.freeze([
-  { kind: "tensor-core", tileM: 64, tileN: 128, tileK: 32, subgroupsM: 2, subgroupsN: 4, pad: 8 },
+  DEFAULT_TILINGS.gemm,
   { kind: "tensor-core", tileM: 64, tileN: 64, tileK: 32, subgroupsM: 2, subgroupsN: 2, pad: 8 },
 ]);
 
