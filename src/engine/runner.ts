@@ -102,7 +102,12 @@ function toHost(feed: Exclude<RunnerFeed, ResidentTensor>): HostTensor {
 
 function toRunner(t: HostTensor): RunnerTensor {
   if (t.dtype === "float32" || t.dtype === "float64")
-    return { type: "float32", data: Float32Array.from(t.data), dims: t.dims };
+    return {
+      type: "float32",
+      // A copy (a replayed call may hand out a value it keeps), made natively where it can be.
+      data: t.data instanceof Float32Array ? t.data.slice() : Float32Array.from(t.data),
+      dims: t.dims,
+    };
   return { type: "int64", data: BigInt64Array.from(t.data, (v) => BigInt(v)), dims: t.dims };
 }
 
