@@ -5,9 +5,11 @@
 // every GEMM and convolution unsplit, to time split-K's effect on the same warm card. One with
 // "/timed" (32/timed) times each submitted pass on the GPU (ExecutorOptions.timeSubmits) and adds
 // the GPU's busy time per call and its idle time between passes: a call whose GPU idles waits on
-// the host's recording, one whose GPU is busy throughout on the kernels.
+// the host's recording, one whose GPU is busy throughout on the kernels. One with "/walk"
+// (32/walk) walks the graph on every call (ExecutorOptions.replay false) instead of replaying
+// the warm call's launches (src/engine/replay.ts).
 //
-//   npm run build && node scripts/submit-sweep.mjs builtin:sd15 1024,512 Infinity,Infinity/nosplit,32,32/timed [calls] [rounds] [float16|float32]
+//   npm run build && node scripts/submit-sweep.mjs builtin:sd15 1024,512 Infinity,Infinity/nosplit,32,32/timed,32/walk [calls] [rounds] [float16|float32]
 import { unetFeeds } from "../dist/bench/unet-bench.js";
 import { GraphExecutor } from "../dist/engine/executor.js";
 import { crossAttentionWidth } from "../dist/models/unet.js";
@@ -25,12 +27,13 @@ if (!source || !sizesText || !everyText) {
 const variants = everyText.split(",").map((text) => {
   const [every, ...flags] = text.split("/");
   for (const flag of flags)
-    if (flag !== "nosplit" && flag !== "timed") throw new Error(`unknown variant ${text}`);
+    if (!["nosplit", "timed", "walk"].includes(flag)) throw new Error(`unknown variant ${text}`);
   return {
     text,
     submitEvery: Number(every),
     splitK: !flags.includes("nosplit"),
     timeSubmits: flags.includes("timed"),
+    replay: !flags.includes("walk"),
   };
 });
 let variant = variants[0];
@@ -42,12 +45,13 @@ GraphExecutor.prototype.runKeeping = function (...args) {
     submitEvery: variant.submitEvery,
     splitK: variant.splitK,
     timeSubmits: variant.timeSubmits,
+    replay: variant.replay,
   };
   return runKeeping.apply(this, args);
 };
-const record = GraphExecutor.prototype.record;
-GraphExecutor.prototype.record = function (...args) {
-  const out = record.apply(this, args);
+const enqueue = GraphExecutor.prototype.enqueue;
+GraphExecutor.prototype.enqueue = function (...args) {
+  const out = enqueue.apply(this, args);
   lastRecord = performance.now();
   return out;
 };

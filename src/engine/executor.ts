@@ -90,6 +90,14 @@ import {
   unaryKernel,
 } from "./portable-kernels.js";
 import {
+  Capture,
+  MAX_PLANS,
+  type PlannedOutput,
+  planKey,
+  type ReplayPlan,
+  replayHostValues,
+} from "./replay.js";
+import {
   attentionPlan,
   convPlan,
   convWeightsForKernel,
@@ -156,6 +164,11 @@ export interface ExecutionStats {
    * counts passes past the timer's capacity (TIMED_SUBMITS), left out of both.
    */
   gpu?: { passes: number; busyMs: number; spanMs: number; untimed?: number };
+  /**
+   * The call replayed the launches an earlier call of the same signature recorded (replay.ts)
+   * instead of walking the graph.
+   */
+  replayed: boolean;
 }
 
 export interface ExecutorOptions {
@@ -212,6 +225,11 @@ export interface ExecutorOptions {
    * finish before it returns.
    */
   readonly timeSubmits?: boolean;
+  /**
+   * Replay a warm call's launches instead of walking the graph again where an earlier call had
+   * the same signature (replay.ts; default true). false walks the graph on every call.
+   */
+  readonly replay?: boolean;
 }
 
 /** The most passes of one call ExecutorOptions.timeSubmits times (2 timestamps each). */
@@ -268,7 +286,15 @@ export interface KernelProfile {
 }
 
 function emptyStats(): ExecutionStats {
-  return { submits: 0, launches: 0, readbacks: 0, hostFallbacks: {}, kernels: {}, bindGroups: 0 };
+  return {
+    submits: 0,
+    launches: 0,
+    readbacks: 0,
+    hostFallbacks: {},
+    kernels: {},
+    bindGroups: 0,
+    replayed: false,
+  };
 }
 
 function f32Bits(value: number): number {
@@ -286,6 +312,23 @@ function padded(values: readonly number[], length = MAX_RANK): number[] {
 /** Operators that always run on the GPU, even with host inputs (weights, the time embedding). */
 /** Bind groups kept for reuse by one executor, at most (a UNet call makes about 1,100). */
 const MAX_BIND_GROUPS = 16384;
+
+/** Signatures remembered as not replayable before the list starts over. */
+const MAX_UNREPLAYABLE = 64;
+
+/** How a replay makes a graph output the captured call produced from `v` as `out`. */
+function plannedOutput(
+  capture: Capture,
+  v: Value,
+  out: HostTensor | ResidentBuffer,
+): PlannedOutput {
+  if ("buffer" in out)
+    return { kind: "keep", buffer: out.buffer, dims: out.dims, bytes: out.buffer.size };
+  if (v.kind === "device") return { kind: "read", buffer: v.buffer, dims: v.dims };
+  return capture.isVarying(v)
+    ? { kind: "varying", name: capture.nameOf(v) }
+    : { kind: "constant", value: v };
+}
 /**
  * The most bytes of scores the wide-head attention writes at once (see scoredAttention): big
  * enough that a 1024 px VAE's attention is two GEMM pairs, small enough for any adapter's
@@ -390,6 +433,12 @@ export class GraphExecutor {
   private readonly timings = new Map<string, { ms: number; launches: number }>();
   private profiledCalls = 0;
   private runUploads = new Map<HostTensor, DeviceTensor>();
+  /** The call being captured for replay (replay.ts), while it walks the graph. */
+  private capture: Capture | undefined;
+  /** Captured calls, newest first. */
+  private plans: ReplayPlan[] = [];
+  /** Signatures whose calls showed they cannot be replayed: walked without capturing. */
+  private readonly unreplayable = new Set<string>();
   private scratch: GPUBuffer[] = [];
   /** Buffers of this call only (its uploads, its index buffers): destroyed when it ends. */
   private readonly transient = new Set<GPUBuffer>();
@@ -522,6 +571,112 @@ export class GraphExecutor {
   ): Promise<Map<string, HostTensor | ResidentBuffer>> {
     this.stats = emptyStats();
     this.untimedSubmits = 0;
+    this.prepareSubmitTimer();
+    for (const name of this.inputNames)
+      if (!feeds.get(name))
+        throw new Error(`missing input "${name}" (the model takes ${this.inputNames.join(", ")})`);
+    const key =
+      this.options.replay !== false && !this.options.profile
+        ? planKey(feeds, this.inputNames, keep, {
+            splitK: this.options.splitK,
+            portableTiling: this.options.portableTiling,
+          })
+        : undefined;
+    if (key !== undefined) {
+      const replayed = await this.replayIfPlanned(key, feeds);
+      if (replayed) return replayed;
+    }
+    const capture = key !== undefined && !this.unreplayable.has(key) ? new Capture(key) : undefined;
+    this.capture = capture;
+    const scope = new Scope();
+    for (const [name, t] of this.initializers) scope.values.set(name, t);
+    // Device feeds in this storage are borrowed: pinned by one reference more than the call
+    // drops, and forgotten (never pooled or destroyed) when it ends.
+    const borrowed = new Set<GPUBuffer>();
+    const kept = new Map<GPUBuffer, ResidentBuffer>();
+    const planned = new Map<string, PlannedOutput>();
+    let done = false;
+    try {
+      for (const name of this.inputNames) {
+        const feed = feeds.get(name) as HostTensor | ResidentBuffer;
+        if (!("buffer" in feed)) {
+          scope.values.set(name, feed);
+          capture?.varying.set(feed, name);
+          continue;
+        }
+        capture?.feeds.set(name, feed.buffer);
+        let t: DeviceTensor = { kind: "device", buffer: feed.buffer, dims: feed.dims };
+        if (feed.storage === this.storage) {
+          borrowed.add(feed.buffer);
+          this.retain(t);
+        } else t = await this.convertedFeed(feed);
+        this.retain(t);
+        scope.values.set(name, t);
+      }
+      await this.runNodes(this.order, scope, true);
+      if (capture) capture.outputsPhase = true;
+      const outputs = new Map<string, HostTensor | ResidentBuffer>();
+      const readbacks = this.stats.readbacks;
+      for (const name of this.outputNames) {
+        const v = scope.get(name);
+        if (!v) throw new Error(`the graph did not produce its output "${name}"`);
+        const float = v.kind === "device" || v.dtype === "float32";
+        const out =
+          keep.has(name) && float
+            ? await this.keepOnDevice(v, borrowed, kept)
+            : await this.toHost(v);
+        outputs.set(name, out);
+        if (capture) planned.set(name, plannedOutput(capture, v, out));
+      }
+      this.flush();
+      this.stats.readbacks = readbacks;
+      await this.finishSubmitTimer();
+      if (this.options.profile) this.profiledCalls++;
+      done = true;
+      return outputs;
+    } finally {
+      this.capture = undefined;
+      const planning = done && capture !== undefined && capture.invalid === undefined;
+      const planOwned: GPUBuffer[] = [];
+      this.pending = [];
+      this.pendingLabels = [];
+      if (!done && this.submitTimer) {
+        // Passes of a failed call would be read with the next call's: start that one afresh.
+        this.submitTimer.destroy();
+        this.submitTimer = undefined;
+      }
+      this.absorbed.clear();
+      for (const v of scope.values.values()) if (v.kind === "device") this.drop(v);
+      for (const t of this.runUploads.values())
+        if (planning) {
+          // The plan keeps the call's uploads: replays write into them.
+          this.refs.delete(t.buffer);
+          this.owned.delete(t.buffer);
+          planOwned.push(t.buffer);
+        } else this.drop(t);
+      this.runUploads = new Map();
+      if (planning) planOwned.push(...this.scratch);
+      else for (const b of this.scratch) b.destroy();
+      this.scratch = [];
+      this.transient.clear();
+      // Borrowed feeds stay the caller's; kept outputs pass to the caller, or back to the pool
+      // when the call failed before handing them over.
+      for (const b of borrowed) this.refs.delete(b);
+      for (const [b, r] of kept) {
+        this.refs.delete(b);
+        if (!done)
+          this.ctx.release({ buffer: b, shape: r.dims, storage: r.storage, size: sizeOf(r.dims) });
+      }
+      if (planning && capture) this.addPlan(capture, planned, planOwned);
+      else if (done && capture?.invalid !== undefined) {
+        if (this.unreplayable.size >= MAX_UNREPLAYABLE) this.unreplayable.clear();
+        this.unreplayable.add(capture.key);
+      }
+    }
+  }
+
+  /** Makes, keeps or drops the timeSubmits timer as the options ask, before a call. */
+  private prepareSubmitTimer(): void {
     if (this.options.timeSubmits) {
       if (!this.ctx.hasTimestamps)
         throw new Error(
@@ -536,80 +691,196 @@ export class GraphExecutor {
       this.submitTimer?.destroy();
       this.submitTimer = undefined;
     }
-    const scope = new Scope();
-    for (const [name, t] of this.initializers) scope.values.set(name, t);
-    for (const name of this.inputNames)
-      if (!feeds.get(name))
-        throw new Error(`missing input "${name}" (the model takes ${this.inputNames.join(", ")})`);
-    // Device feeds in this storage are borrowed: pinned by one reference more than the call
-    // drops, and forgotten (never pooled or destroyed) when it ends.
-    const borrowed = new Set<GPUBuffer>();
-    const kept = new Map<GPUBuffer, ResidentBuffer>();
+  }
+
+  /** Reads the timeSubmits timer's passes of this call into its statistics. */
+  private async finishSubmitTimer(): Promise<void> {
+    if (!this.submitTimer) return;
+    this.ctx.resolveTimer(this.submitTimer);
+    this.stats.gpu = {
+      ...submitSpans(await this.submitTimer.readSpans()),
+      untimed: this.untimedSubmits,
+    };
+  }
+
+  /**
+   * Turns a captured call into a plan (replay.ts): the pooled buffers its tape touches, which
+   * must all be back in the pool now, and bind groups for the launches that had none. A call
+   * whose tape touches a pooled buffer held elsewhere is not planned.
+   */
+  private addPlan(
+    capture: Capture,
+    outputs: ReadonlyMap<string, PlannedOutput>,
+    owned: readonly GPUBuffer[],
+  ): void {
+    const substituted = new Set<GPUBuffer>(capture.feeds.values());
+    for (const out of outputs.values()) if (out.kind === "keep") substituted.add(out.buffer);
+    const pooled = new Set<GPUBuffer>();
+    const pool = this.ctx.buffers;
+    const touch = (b: GPUBuffer): boolean => {
+      if (substituted.has(b) || !pool.has(b)) return true;
+      pooled.add(b);
+      return pool.isFree(b);
+    };
+    const dynamic = new Set<number>();
+    const tape = capture.tape.map((entry, i) => {
+      let ok = true;
+      for (const b of entry.launch.buffers) {
+        ok = touch(b) && ok;
+        if (substituted.has(b)) dynamic.add(i);
+      }
+      if (!ok) capture.invalidate("a pooled buffer of the call is held elsewhere");
+      if (entry.launch.bindGroup || dynamic.has(i)) return entry;
+      return {
+        label: entry.label,
+        launch: {
+          ...entry.launch,
+          bindGroup: this.ctx.bindGroup(entry.launch.pipeline, entry.launch.buffers),
+        },
+      };
+    });
+    for (const out of outputs.values())
+      if (out.kind === "read" && !touch(out.buffer))
+        capture.invalidate("an output's buffer is held elsewhere");
+    if (capture.invalid !== undefined) {
+      for (const b of owned) b.destroy();
+      this.unreplayable.add(capture.key);
+      return;
+    }
+    this.plans.unshift({
+      key: capture.key,
+      tape,
+      dynamic,
+      steps: capture.steps,
+      guards: capture.guards,
+      uploads: capture.uploads,
+      feeds: capture.feeds,
+      pooled: [...pooled],
+      owned,
+      outputs,
+      kernels: { ...this.stats.kernels },
+    });
+    for (const dropped of this.plans.splice(MAX_PLANS)) for (const b of dropped.owned) b.destroy();
+  }
+
+  /**
+   * The call replayed from a plan of this signature whose If branches it takes (replay.ts), or
+   * undefined where none applies or a plan's pooled buffers are not all free (the call then
+   * walks the graph and is captured afresh).
+   */
+  private async replayIfPlanned(
+    key: string,
+    feeds: ReadonlyMap<string, HostTensor | ResidentBuffer>,
+  ): Promise<Map<string, HostTensor | ResidentBuffer> | undefined> {
+    const hostFeeds = new Map<string, HostTensor>();
+    for (const [name, feed] of feeds) if (!("buffer" in feed)) hostFeeds.set(name, feed);
+    for (const plan of this.plans) {
+      if (plan.key !== key) continue;
+      const values = replayHostValues(plan, hostFeeds, (node, inputs) =>
+        runHostOp(node, inputs, this.attrs(node)),
+      );
+      if (!values) continue;
+      if (!this.ctx.buffers.take(plan.pooled)) {
+        this.dropPlan(plan);
+        return undefined;
+      }
+      try {
+        return await this.replay(plan, values, feeds);
+      } catch (error) {
+        this.dropPlan(plan);
+        throw error;
+      } finally {
+        this.pending = [];
+        this.pendingLabels = [];
+        for (const b of plan.pooled) this.ctx.buffers.release(b);
+      }
+    }
+    return undefined;
+  }
+
+  private dropPlan(plan: ReplayPlan): void {
+    const at = this.plans.indexOf(plan);
+    if (at >= 0) this.plans.splice(at, 1);
+    for (const b of plan.owned) b.destroy();
+  }
+
+  /** Records a plan's launches for this call's feeds (replayIfPlanned). */
+  private async replay(
+    plan: ReplayPlan,
+    values: ReadonlyMap<string, HostTensor>,
+    feeds: ReadonlyMap<string, HostTensor | ResidentBuffer>,
+  ): Promise<Map<string, HostTensor | ResidentBuffer>> {
+    this.stats.replayed = true;
+    this.stats.kernels = { ...plan.kernels };
+    for (const slot of plan.uploads) {
+      const v = values.get(slot.name);
+      if (!v || !sameShape(v.dims, slot.dims))
+        throw new Error(`replaying a call: the value "${slot.name}" changed shape`);
+      const bytes = this.hostBytes(v);
+      const padded = new Uint8Array(Math.ceil(bytes.byteLength / 4) * 4);
+      padded.set(new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength));
+      this.ctx.device.queue.writeBuffer(slot.buffer, 0, padded);
+    }
+    // This call's device feeds, and fresh pooled buffers for the outputs it hands over, in
+    // place of the capture's.
+    const swap = new Map<GPUBuffer, GPUBuffer>();
+    for (const [name, buffer] of plan.feeds) {
+      const feed = feeds.get(name);
+      if (!feed || !("buffer" in feed))
+        throw new Error(`replaying a call: no device feed "${name}"`);
+      swap.set(buffer, feed.buffer);
+    }
+    const handed: GPUBuffer[] = [];
     let done = false;
     try {
-      for (const name of this.inputNames) {
-        const feed = feeds.get(name) as HostTensor | ResidentBuffer;
-        if (!("buffer" in feed)) {
-          scope.values.set(name, feed);
-          continue;
+      for (const out of plan.outputs.values())
+        if (out.kind === "keep") {
+          const fresh = this.ctx.buffers.acquire(out.bytes, "engine activation");
+          handed.push(fresh);
+          swap.set(out.buffer, fresh);
         }
-        let t: DeviceTensor = { kind: "device", buffer: feed.buffer, dims: feed.dims };
-        if (feed.storage === this.storage) {
-          borrowed.add(feed.buffer);
-          this.retain(t);
-        } else t = await this.convertedFeed(feed);
-        this.retain(t);
-        scope.values.set(name, t);
-      }
-      await this.runNodes(this.order, scope, true);
-      const outputs = new Map<string, HostTensor | ResidentBuffer>();
-      const readbacks = this.stats.readbacks;
-      for (const name of this.outputNames) {
-        const v = scope.get(name);
-        if (!v) throw new Error(`the graph did not produce its output "${name}"`);
-        const float = v.kind === "device" || v.dtype === "float32";
-        outputs.set(
-          name,
-          keep.has(name) && float
-            ? await this.keepOnDevice(v, borrowed, kept)
-            : await this.toHost(v),
-        );
-      }
+      plan.tape.forEach((entry, i) => {
+        const launch = plan.dynamic.has(i)
+          ? {
+              pipeline: entry.launch.pipeline,
+              workgroups: entry.launch.workgroups,
+              buffers: entry.launch.buffers.map((b) => swap.get(b) ?? b),
+            }
+          : entry.launch;
+        if (!launch.bindGroup) this.stats.bindGroups++;
+        this.stats.launches++;
+        this.enqueue(launch, entry.label);
+      });
       this.flush();
-      this.stats.readbacks = readbacks;
-      if (this.submitTimer) {
-        this.ctx.resolveTimer(this.submitTimer);
-        this.stats.gpu = {
-          ...submitSpans(await this.submitTimer.readSpans()),
-          untimed: this.untimedSubmits,
-        };
+      const outputs = new Map<string, HostTensor | ResidentBuffer>();
+      for (const [name, out] of plan.outputs) {
+        if (out.kind === "read") {
+          const buffer = swap.get(out.buffer) ?? out.buffer;
+          const data = await this.ctx.read({
+            buffer,
+            shape: out.dims,
+            storage: this.storage,
+            size: sizeOf(out.dims),
+          });
+          outputs.set(name, { kind: "host", dtype: "float32", data, dims: out.dims });
+        } else if (out.kind === "keep")
+          outputs.set(name, {
+            buffer: swap.get(out.buffer) ?? out.buffer,
+            dims: out.dims,
+            storage: this.storage,
+          });
+        else if (out.kind === "constant") outputs.set(name, out.value);
+        else {
+          const v = values.get(out.name);
+          if (!v) throw new Error(`replaying a call: no value for the output "${name}"`);
+          outputs.set(name, v);
+        }
       }
-      if (this.options.profile) this.profiledCalls++;
+      await this.finishSubmitTimer();
       done = true;
       return outputs;
     } finally {
-      this.pending = [];
-      this.pendingLabels = [];
-      if (!done && this.submitTimer) {
-        // Passes of a failed call would be read with the next call's: start that one afresh.
-        this.submitTimer.destroy();
-        this.submitTimer = undefined;
-      }
-      this.absorbed.clear();
-      for (const v of scope.values.values()) if (v.kind === "device") this.drop(v);
-      for (const t of this.runUploads.values()) this.drop(t);
-      this.runUploads = new Map();
-      for (const b of this.scratch) b.destroy();
-      this.scratch = [];
-      this.transient.clear();
-      // Borrowed feeds stay the caller's; kept outputs pass to the caller, or back to the pool
-      // when the call failed before handing them over.
-      for (const b of borrowed) this.refs.delete(b);
-      for (const [b, r] of kept) {
-        this.refs.delete(b);
-        if (!done)
-          this.ctx.release({ buffer: b, shape: r.dims, storage: r.storage, size: sizeOf(r.dims) });
-      }
+      if (!done) for (const b of handed) this.ctx.buffers.release(b);
     }
   }
 
@@ -639,6 +910,7 @@ export class GraphExecutor {
   ): Promise<ResidentBuffer> {
     let t: DeviceTensor;
     if (v.kind === "host") {
+      this.capture?.invalidate("a host value is kept on the device");
       // Launches still pending may read pooled buffers released in this call: submit them
       // before a queue write into one lands.
       this.flush();
@@ -694,7 +966,7 @@ export class GraphExecutor {
             outputs = [linear.value];
             names = [linear.output];
             for (const n of linear.absorbed) this.absorbed.add(n);
-          } else outputs = await this.runNode(node, inputs, scope);
+          } else outputs = await this.runNode(node, inputs, scope, topLevel);
         } catch (error) {
           const message = (error as Error).message;
           throw message.includes("--engine onnxruntime") || message.startsWith(node.opType)
@@ -705,6 +977,7 @@ export class GraphExecutor {
         if (name === "" || !outputs[i]) return;
         const v = outputs[i];
         if (v.kind === "device") this.retain(v);
+        else if (topLevel && this.capture?.isVarying(v)) this.capture.varying.set(v, name);
         scope.values.set(name, v);
       });
       if (!topLevel) continue;
@@ -741,11 +1014,18 @@ export class GraphExecutor {
     node: NodeProto,
     inputs: (Value | undefined)[],
     scope: Scope,
+    topLevel: boolean,
   ): Promise<Value[]> {
     const op = node.opType;
     const attrs = this.attrs(node);
     if (op === "If") {
       const cond = await this.toHost(inputs[0] as Value);
+      const capture = this.capture;
+      if (capture?.isVarying(cond)) {
+        if (topLevel)
+          capture.guards.push({ name: capture.nameOf(cond), thenBranch: !!cond.data[0] });
+        else capture.invalidate("an If inside a subgraph depends on the feeds");
+      }
       const branch = node.attribute?.find(
         (a) => a.name === (cond.data[0] ? "then_branch" : "else_branch"),
       )?.g;
@@ -754,11 +1034,19 @@ export class GraphExecutor {
       for (const t of branch.initializer ?? [])
         inner.values.set(t.name ?? "", decodeTensorProto(t));
       await this.runNodes(topologicalOrder(branch, true), inner, false);
-      return branch.output.map((o) => {
+      const outputs = branch.output.map((o) => {
         const v = inner.get(o.name);
         if (!v) throw new Error(`If: the branch did not produce "${o.name}"`);
         return v;
       });
+      // The branch's values go back to the pool here; the outputs' references pass to the
+      // outer scope, which takes its own as this returns.
+      const handed = new Set(outputs.flatMap((v) => (v.kind === "device" ? [v.buffer] : [])));
+      for (const v of inner.values.values())
+        if (v.kind !== "device") continue;
+        else if (handed.has(v.buffer)) this.refs.set(v.buffer, (this.refs.get(v.buffer) ?? 1) - 1);
+        else this.drop(v);
+      return outputs;
     }
     if (op === "Shape" && inputs[0]?.kind === "device") {
       const dims = inputs[0].dims;
@@ -773,7 +1061,10 @@ export class GraphExecutor {
     const allHost = inputs.every((v) => v === undefined || v.kind === "host");
     if (allHost && !DEVICE_ONLY.has(op) && (node.domain ?? "") === "") {
       const out = runHostOp(node, inputs as (HostTensor | undefined)[], attrs);
-      if (out) return out;
+      if (out) {
+        this.noteHostStep(node, inputs as (HostTensor | undefined)[], out, topLevel);
+        return out;
+      }
     }
     const device = await this.deviceOp(node, inputs, attrs);
     if (device) return device;
@@ -784,6 +1075,27 @@ export class GraphExecutor {
     if (!out) throw unsupported(`the operator ${op}`);
     this.stats.hostFallbacks[op] = (this.stats.hostFallbacks[op] ?? 0) + 1;
     return out;
+  }
+
+  /**
+   * A host node of a call being captured: where it reads a value made from the feeds, its
+   * outputs are too, and a replay evaluates it again (replay.ts).
+   */
+  private noteHostStep(
+    node: NodeProto,
+    inputs: readonly (HostTensor | undefined)[],
+    out: readonly HostTensor[],
+    topLevel: boolean,
+  ): void {
+    const capture = this.capture;
+    // A shape depends on the feeds' shapes only, which the plan's key holds.
+    if (!capture || node.opType === "Shape" || !inputs.some((v) => capture.isVarying(v))) return;
+    if (!topLevel) capture.invalidate("a host node inside a subgraph depends on the feeds");
+    const stepInputs = inputs.map((v) =>
+      v !== undefined && capture.isVarying(v) ? capture.nameOf(v) : v,
+    );
+    for (const o of out) if (!capture.varying.has(o)) capture.varying.set(o, undefined);
+    capture.steps.push({ node, inputs: stepInputs });
   }
 
   /** Submits the recorded launches as one compute pass (one pass per launch when profiling). */
@@ -834,6 +1146,8 @@ export class GraphExecutor {
 
   async toHost(v: Value): Promise<HostTensor> {
     if (v.kind === "host") return v;
+    if (this.capture && !this.capture.outputsPhase)
+      this.capture.invalidate("a GPU value is read back mid-call");
     this.flush();
     this.stats.readbacks++;
     const data = await this.ctx.read({
@@ -855,6 +1169,12 @@ export class GraphExecutor {
     if (!t) {
       t = this.uploadOwned(v, persistent ? "engine weight" : "engine input");
       if (!persistent) this.transient.add(t.buffer);
+      if (!persistent && this.capture?.isVarying(v))
+        this.capture.uploads.push({
+          name: this.capture.nameOf(v),
+          buffer: t.buffer,
+          dims: v.dims,
+        });
       this.retain(t);
       cache.set(v, t);
     }
@@ -867,10 +1187,7 @@ export class GraphExecutor {
    * a submit; a fresh mapped buffer needs none, and the whole call stays one submit.
    */
   private uploadOwned(v: HostTensor, label: string): DeviceTensor {
-    const data =
-      this.storage === "f32"
-        ? Float32Array.from(v.data)
-        : (v.float16Bits ?? float32ArrayToFloat16(Float32Array.from(v.data)));
+    const data = this.hostBytes(v);
     this.ctx.checkSize(data.length, this.storage, label);
     const buffer = this.ctx.device.createBuffer({
       size: Math.max(16, Math.ceil(data.byteLength / 16) * 16),
@@ -887,8 +1204,17 @@ export class GraphExecutor {
     return { kind: "device", buffer, dims: v.dims };
   }
 
+  /** A host value's elements in this executor's storage type, as uploads write them. */
+  private hostBytes(v: HostTensor): Float32Array | Uint16Array {
+    // Read as they are (both uses copy them on): a float32 value's data is already f32.
+    const data = v.data instanceof Float32Array ? v.data : Float32Array.from(v.data);
+    return this.storage === "f32" ? data : (v.float16Bits ?? float32ArrayToFloat16(data));
+  }
+
   /** Destroys the weights on the GPU (the runner's release). */
   destroy(): void {
+    for (const plan of [...this.plans]) this.dropPlan(plan);
+    this.unreplayable.clear();
     for (const t of this.weightsOnDevice.values()) t.buffer.destroy();
     this.weightsOnDevice.clear();
     for (const t of this.convWeights.values()) t.buffer.destroy();
@@ -981,10 +1307,18 @@ export class GraphExecutor {
    * a profile times it under `label: detail` (a tuned kernel's shape and tile) where one is given.
    */
   private record(label: string, launch: KernelLaunch, detail?: string): void {
-    this.pending.push(this.withBindGroup(launch));
-    this.pendingLabels.push(detail ? `${label}: ${detail}` : label);
+    const bound = this.withBindGroup(launch);
+    const text = detail ? `${label}: ${detail}` : label;
+    this.capture?.tape.push({ launch: bound, label: text });
     this.stats.launches++;
     this.stats.kernels[label] = (this.stats.kernels[label] ?? 0) + 1;
+    this.enqueue(bound, text);
+  }
+
+  /** Adds a launch to the pending pass, submitting every `submitEvery` launches. */
+  private enqueue(launch: KernelLaunch, label: string): void {
+    this.pending.push(launch);
+    this.pendingLabels.push(label);
     if (this.pending.length >= this.submitEvery) this.flush();
   }
 
@@ -1294,6 +1628,7 @@ export class GraphExecutor {
     if (map.dims.length < 3 || map.dims[0] !== images || map.dims[1] !== n) return null;
     if (sizeOf(map.dims.slice(2)) !== positions) return null;
     const allowZero = attributesOf(nodes.reshape).int("allowzero", 0) === 1;
+    this.capture?.decides(shapeValue);
     const dims = reshapeDims(
       [images, n, positions],
       ints(await this.toHost(shapeValue)),
@@ -1591,7 +1926,10 @@ export class GraphExecutor {
     attrs: Attributes,
   ): Promise<Value[] | null> {
     const op = node.opType;
-    const host = async (i: number) => this.toHost(inputs[i] as Value);
+    const host = async (i: number) => {
+      this.capture?.decides(inputs[i]);
+      return this.toHost(inputs[i] as Value);
+    };
     const dev = (i: number) => this.toDevice(inputs[i] as Value);
     if (VIEWS.has(op) || (op === "Cast" && [1, 10, 11].includes(attrs.int("to", 1)))) {
       const x = dev(0);
@@ -1775,6 +2113,7 @@ export class GraphExecutor {
       }
       case "Gather": {
         if (inputs[1]?.kind !== "host") return null;
+        this.capture?.decides(inputs[1]);
         const x = dev(0);
         const indices = inputs[1];
         const axis = normalizeAxis(attrs.int("axis", 0), x.dims.length);

@@ -83,6 +83,30 @@ export class BufferPool {
     this.free.set(size, list);
   }
 
+  /** Whether the buffer came from this pool. */
+  has(buffer: GPUBuffer): boolean {
+    return this.sizes.has(buffer);
+  }
+
+  /** Whether the buffer came from this pool and is free now. */
+  isFree(buffer: GPUBuffer): boolean {
+    const size = this.sizes.get(buffer);
+    return size !== undefined && (this.free.get(size)?.includes(buffer) ?? false);
+  }
+
+  /**
+   * Hands out exactly these free buffers (a replayed call's, which its launches' bind groups
+   * name), or none of them and false where one is not free.
+   */
+  take(buffers: readonly GPUBuffer[]): boolean {
+    if (!buffers.every((b) => this.isFree(b))) return false;
+    for (const b of buffers) {
+      const list = this.free.get(this.sizes.get(b) ?? 0) ?? [];
+      list.splice(list.indexOf(b), 1);
+    }
+    return true;
+  }
+
   /** Destroys every free buffer (those handed out stay valid). */
   trim(): void {
     for (const list of this.free.values()) {
