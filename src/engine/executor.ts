@@ -433,6 +433,8 @@ export class GraphExecutor {
   private readonly timings = new Map<string, { ms: number; launches: number }>();
   private profiledCalls = 0;
   private runUploads = new Map<HostTensor, DeviceTensor>();
+  /** The f32-to-f16 conversion of a call's uploads (uploadInput), made before the first walk. */
+  private uploadConvert: GPUComputePipeline | undefined;
   /** The call being captured for replay (replay.ts), while it walks the graph. */
   private capture: Capture | undefined;
   /** Captured calls, newest first. */
@@ -586,6 +588,11 @@ export class GraphExecutor {
       const replayed = await this.replayIfPlanned(key, feeds);
       if (replayed) return replayed;
     }
+    if (this.storage === "f16")
+      this.uploadConvert ??= await this.ctx.pipeline({
+        label: "engine convert",
+        code: convertStorageKernel("f32", "f16"),
+      });
     const capture = key !== undefined && !this.unreplayable.has(key) ? new Capture(key) : undefined;
     this.capture = capture;
     const scope = new Scope();
@@ -648,7 +655,7 @@ export class GraphExecutor {
       this.absorbed.clear();
       for (const v of scope.values.values()) if (v.kind === "device") this.drop(v);
       for (const t of this.runUploads.values())
-        if (planning) {
+        if (planning && this.owned.has(t.buffer)) {
           // The plan keeps the call's uploads: replays write into them.
           this.refs.delete(t.buffer);
           this.owned.delete(t.buffer);
@@ -668,10 +675,7 @@ export class GraphExecutor {
           this.ctx.release({ buffer: b, shape: r.dims, storage: r.storage, size: sizeOf(r.dims) });
       }
       if (planning && capture) this.addPlan(capture, planned, planOwned);
-      else if (done && capture?.invalid !== undefined) {
-        if (this.unreplayable.size >= MAX_UNREPLAYABLE) this.unreplayable.clear();
-        this.unreplayable.add(capture.key);
-      }
+      else if (done && capture?.invalid !== undefined) this.markUnreplayable(capture.key);
     }
   }
 
@@ -744,7 +748,7 @@ export class GraphExecutor {
         capture.invalidate("an output's buffer is held elsewhere");
     if (capture.invalid !== undefined) {
       for (const b of owned) b.destroy();
-      this.unreplayable.add(capture.key);
+      this.markUnreplayable(capture.key);
       return;
     }
     this.plans.unshift({
@@ -774,20 +778,35 @@ export class GraphExecutor {
   ): Promise<Map<string, HostTensor | ResidentBuffer> | undefined> {
     const hostFeeds = new Map<string, HostTensor>();
     for (const [name, feed] of feeds) if (!("buffer" in feed)) hostFeeds.set(name, feed);
-    for (const plan of this.plans) {
-      if (plan.key !== key) continue;
-      const values = replayHostValues(plan, hostFeeds, (node, inputs) =>
-        runHostOp(node, inputs, this.attrs(node)),
-      );
-      if (!values) continue;
-      if (!this.ctx.buffers.take(plan.pooled)) {
-        this.dropPlan(plan);
+    for (const candidate of [...this.plans]) {
+      if (candidate.key !== key) continue;
+      let values: Map<string, HostTensor> | undefined;
+      try {
+        values = replayHostValues(candidate, hostFeeds, (node, inputs) =>
+          runHostOp(node, inputs, this.attrs(node)),
+        );
+      } catch {
+        // The walk reports what failed, in its own words.
+        this.dropPlan(candidate);
         return undefined;
       }
+      if (!values) continue;
+      const made = values;
+      if (
+        candidate.uploads.some((slot) => {
+          const v = made.get(slot.name);
+          return !v || !sameShape(v.dims, slot.dims);
+        })
+      )
+        continue;
+      const plan = this.takePlanBuffers(candidate);
       try {
-        return await this.replay(plan, values, feeds);
+        return await this.replay(plan, made, feeds);
       } catch (error) {
         this.dropPlan(plan);
+        // Passes of a failed call would be read with the next call's, as in the walk.
+        this.submitTimer?.destroy();
+        this.submitTimer = undefined;
         throw error;
       } finally {
         this.pending = [];
@@ -796,6 +815,66 @@ export class GraphExecutor {
       }
     }
     return undefined;
+  }
+
+  /**
+   * Takes a plan's pooled buffers from the pool for a replay. One held elsewhere (another
+   * runner on the context took it between calls) is replaced by another free buffer of its size
+   * for good: the plan's launches on it get new bind groups once, and the plan keeps the new
+   * buffer from then on. Buffers the replay substitutes (the capture's feeds and kept outputs)
+   * are never taken as replacements.
+   */
+  private takePlanBuffers(plan: ReplayPlan): ReplayPlan {
+    const pool = this.ctx.buffers;
+    const free = plan.pooled.filter((b) => pool.isFree(b));
+    pool.take(free);
+    if (free.length === plan.pooled.length) return plan;
+    const taken = new Set(free);
+    const excluded = new Set<GPUBuffer>(plan.feeds.values());
+    for (const out of plan.outputs.values()) if (out.kind === "keep") excluded.add(out.buffer);
+    const swap = new Map<GPUBuffer, GPUBuffer>();
+    const rejected: GPUBuffer[] = [];
+    for (const b of plan.pooled) {
+      if (taken.has(b)) continue;
+      let other = pool.acquire(b.size, "engine activation");
+      while (excluded.has(other)) {
+        rejected.push(other);
+        other = pool.acquire(b.size, "engine activation");
+      }
+      swap.set(b, other);
+    }
+    for (const b of rejected) pool.release(b);
+    const tape = plan.tape.map((entry, i) => {
+      if (!entry.launch.buffers.some((b) => swap.has(b))) return entry;
+      const { pipeline, workgroups } = entry.launch;
+      const buffers = entry.launch.buffers.map((b) => swap.get(b) ?? b);
+      if (plan.dynamic.has(i))
+        return { label: entry.label, launch: { pipeline, workgroups, buffers } };
+      this.stats.bindGroups++;
+      return {
+        label: entry.label,
+        launch: { pipeline, workgroups, buffers, bindGroup: this.ctx.bindGroup(pipeline, buffers) },
+      };
+    });
+    const outputs = new Map<string, PlannedOutput>();
+    for (const [name, out] of plan.outputs)
+      outputs.set(
+        name,
+        out.kind === "read" ? { ...out, buffer: swap.get(out.buffer) ?? out.buffer } : out,
+      );
+    const repaired: ReplayPlan = {
+      ...plan,
+      tape,
+      outputs,
+      pooled: plan.pooled.map((b) => swap.get(b) ?? b),
+    };
+    this.plans[this.plans.indexOf(plan)] = repaired;
+    return repaired;
+  }
+
+  private markUnreplayable(key: string): void {
+    if (this.unreplayable.size >= MAX_UNREPLAYABLE) this.unreplayable.clear();
+    this.unreplayable.add(key);
   }
 
   private dropPlan(plan: ReplayPlan): void {
@@ -816,7 +895,7 @@ export class GraphExecutor {
       const v = values.get(slot.name);
       if (!v || !sameShape(v.dims, slot.dims))
         throw new Error(`replaying a call: the value "${slot.name}" changed shape`);
-      const bytes = this.hostBytes(v);
+      const bytes = this.hostBytes(v, slot.storage);
       const padded = new Uint8Array(Math.ceil(bytes.byteLength / 4) * 4);
       padded.set(new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength));
       this.ctx.device.queue.writeBuffer(slot.buffer, 0, padded);
@@ -869,7 +948,9 @@ export class GraphExecutor {
             dims: out.dims,
             storage: this.storage,
           });
-        else if (out.kind === "constant") outputs.set(name, out.value);
+        else if (out.kind === "constant")
+          // A copy: the plan keeps its value for the next replay.
+          outputs.set(name, { ...out.value, data: out.value.data.slice() });
         else {
           const v = values.get(out.name);
           if (!v) throw new Error(`replaying a call: no value for the output "${name}"`);
@@ -899,9 +980,9 @@ export class GraphExecutor {
 
   /**
    * An output handed to the caller on the device. A pooled activation of this call passes as it
-   * is (pinned so the call's end does not pool it); anything else (a host value, a weight, a
-   * borrowed feed, a buffer already handed over under another name) is copied into a pooled
-   * buffer first.
+   * is (pinned so the call's end does not pool it); anything else (a host value, a weight, an
+   * upload of this call, a borrowed feed, a buffer already handed over under another name) is
+   * copied into a pooled buffer first.
    */
   private async keepOnDevice(
     v: Value,
@@ -918,6 +999,7 @@ export class GraphExecutor {
       t = { kind: "device", buffer: g.buffer, dims: [...v.dims] };
     } else if (
       this.owned.has(v.buffer) ||
+      [...this.runUploads.values()].some((t) => t.buffer === v.buffer) ||
       borrowed.has(v.buffer) ||
       kept.has(v.buffer) ||
       !this.refs.has(v.buffer)
@@ -977,7 +1059,13 @@ export class GraphExecutor {
         if (name === "" || !outputs[i]) return;
         const v = outputs[i];
         if (v.kind === "device") this.retain(v);
-        else if (topLevel && this.capture?.isVarying(v)) this.capture.varying.set(v, name);
+        else if (
+          topLevel &&
+          this.capture?.isVarying(v) &&
+          this.capture.varying.get(v) === undefined
+        )
+          // Its first name: the one a replay's steps make it under.
+          this.capture.varying.set(v, name);
         scope.values.set(name, v);
       });
       if (!topLevel) continue;
@@ -1023,7 +1111,11 @@ export class GraphExecutor {
       const capture = this.capture;
       if (capture?.isVarying(cond)) {
         if (topLevel)
-          capture.guards.push({ name: capture.nameOf(cond), thenBranch: !!cond.data[0] });
+          capture.guards.push({
+            kind: "branch",
+            name: capture.nameOf(cond),
+            thenBranch: !!cond.data[0],
+          });
         else capture.invalidate("an If inside a subgraph depends on the feeds");
       }
       const branch = node.attribute?.find(
@@ -1033,20 +1125,27 @@ export class GraphExecutor {
       const inner = new Scope(scope);
       for (const t of branch.initializer ?? [])
         inner.values.set(t.name ?? "", decodeTensorProto(t));
-      await this.runNodes(topologicalOrder(branch, true), inner, false);
-      const outputs = branch.output.map((o) => {
-        const v = inner.get(o.name);
-        if (!v) throw new Error(`If: the branch did not produce "${o.name}"`);
-        return v;
-      });
-      // The branch's values go back to the pool here; the outputs' references pass to the
-      // outer scope, which takes its own as this returns.
-      const handed = new Set(outputs.flatMap((v) => (v.kind === "device" ? [v.buffer] : [])));
-      for (const v of inner.values.values())
-        if (v.kind !== "device") continue;
-        else if (handed.has(v.buffer)) this.refs.set(v.buffer, (this.refs.get(v.buffer) ?? 1) - 1);
-        else this.drop(v);
-      return outputs;
+      // The branch's values go back to the pool when it ends; the references of the outputs the
+      // outer scope keeps (those with a name) pass to it, which takes its own as this returns.
+      const handed = new Set<GPUBuffer>();
+      try {
+        await this.runNodes(topologicalOrder(branch, true), inner, false);
+        const outputs = branch.output.map((o) => {
+          const v = inner.get(o.name);
+          if (!v) throw new Error(`If: the branch did not produce "${o.name}"`);
+          return v;
+        });
+        outputs.forEach((v, i) => {
+          if (v.kind === "device" && (node.output[i] ?? "") !== "") handed.add(v.buffer);
+        });
+        return outputs;
+      } finally {
+        for (const v of inner.values.values())
+          if (v.kind !== "device") continue;
+          else if (handed.has(v.buffer))
+            this.refs.set(v.buffer, (this.refs.get(v.buffer) ?? 1) - 1);
+          else this.drop(v);
+      }
     }
     if (op === "Shape" && inputs[0]?.kind === "device") {
       const dims = inputs[0].dims;
@@ -1095,7 +1194,7 @@ export class GraphExecutor {
       v !== undefined && capture.isVarying(v) ? capture.nameOf(v) : v,
     );
     for (const o of out) if (!capture.varying.has(o)) capture.varying.set(o, undefined);
-    capture.steps.push({ node, inputs: stepInputs });
+    capture.steps.push({ node, inputs: stepInputs, outputDims: out.map((o) => o.dims) });
   }
 
   /** Submits the recorded launches as one compute pass (one pass per launch when profiling). */
@@ -1167,17 +1266,41 @@ export class GraphExecutor {
     const cache = persistent ? this.weightsOnDevice : this.runUploads;
     let t = cache.get(v);
     if (!t) {
-      t = this.uploadOwned(v, persistent ? "engine weight" : "engine input");
-      if (!persistent) this.transient.add(t.buffer);
-      if (!persistent && this.capture?.isVarying(v))
-        this.capture.uploads.push({
-          name: this.capture.nameOf(v),
-          buffer: t.buffer,
-          dims: v.dims,
-        });
+      t = persistent ? this.uploadOwned(v, "engine weight") : this.uploadInput(v);
       this.retain(t);
       cache.set(v, t);
     }
+    return t;
+  }
+
+  /**
+   * A host value of this call on the device. In f16 storage it goes up as f32 into a buffer of
+   * its own and a launch converts it into a pooled buffer: the host converts nothing, and a
+   * replayed call writes the value's own bytes (its feeds, about 250,000 values at 1024 px, are
+   * uploaded before the call's first kernel can start).
+   */
+  private uploadInput(v: HostTensor): DeviceTensor {
+    const convert = this.storage === "f16" ? this.uploadConvert : undefined;
+    const staged = this.uploadOwned(v, "engine input", convert ? "f32" : this.storage);
+    this.transient.add(staged.buffer);
+    if (this.capture?.isVarying(v))
+      this.capture.uploads.push({
+        name: this.capture.nameOf(v),
+        buffer: staged.buffer,
+        dims: v.dims,
+        storage: convert ? "f32" : this.storage,
+      });
+    if (!convert) return staged;
+    // The staging buffer lives for the call (or with its plan), as index lists do.
+    this.owned.delete(staged.buffer);
+    this.scratch.push(staged.buffer);
+    const t = this.allocate(v.dims);
+    const n = sizeOf(v.dims);
+    this.record("convert", {
+      pipeline: convert,
+      buffers: [staged.buffer, t.buffer, this.paramBuffer([n])],
+      workgroups: grid(n),
+    });
     return t;
   }
 
@@ -1186,9 +1309,9 @@ export class GraphExecutor {
    * into a pooled buffer would land before the launches still pending on it, so it would force
    * a submit; a fresh mapped buffer needs none, and the whole call stays one submit.
    */
-  private uploadOwned(v: HostTensor, label: string): DeviceTensor {
-    const data = this.hostBytes(v);
-    this.ctx.checkSize(data.length, this.storage, label);
+  private uploadOwned(v: HostTensor, label: string, storage = this.storage): DeviceTensor {
+    const data = this.hostBytes(v, storage);
+    this.ctx.checkSize(data.length, storage, label);
     const buffer = this.ctx.device.createBuffer({
       size: Math.max(16, Math.ceil(data.byteLength / 16) * 16),
       usage: BUFFER_USAGE.storage,
@@ -1205,10 +1328,10 @@ export class GraphExecutor {
   }
 
   /** A host value's elements in this executor's storage type, as uploads write them. */
-  private hostBytes(v: HostTensor): Float32Array | Uint16Array {
+  private hostBytes(v: HostTensor, storage: Storage): Float32Array | Uint16Array {
     // Read as they are (both uses copy them on): a float32 value's data is already f32.
     const data = v.data instanceof Float32Array ? v.data : Float32Array.from(v.data);
-    return this.storage === "f32" ? data : (v.float16Bits ?? float32ArrayToFloat16(data));
+    return storage === "f32" ? data : (v.float16Bits ?? float32ArrayToFloat16(data));
   }
 
   /** Destroys the weights on the GPU (the runner's release). */

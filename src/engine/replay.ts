@@ -7,13 +7,13 @@
  * launches with their bind groups, and how each host value it uploaded came about) and replays it
  * for the next call with the same signature: it re-evaluates only the host nodes that depend on
  * the feeds' values (the timestep's embedding, the reduction thresholds' conditions), checks that
- * every If takes the same branch, writes the values uploaded into the tape's own buffers, and
- * records the tape's launches as they are.
+ * every If takes the same branch and that every such value a launch was decided by (a shape, a
+ * parameter, an index list: the reduction thresholds' choice of factor) is what it was, writes
+ * the values uploaded into the tape's own buffers, and records the tape's launches as they are.
  *
  * A call is captured only when replaying it is exact:
  * - no GPU value is read back before the outputs (a host decision on GPU data);
- * - no value derived from the feeds' values decides a launch (a shape, a parameter, an index
- *   list), or runs on the host inside an If branch;
+ * - no value derived from the feeds' values runs on the host inside an If branch;
  * - every pooled buffer the tape touches is back in the pool when the call ends, so a replay can
  *   take exactly those buffers again (it falls back to walking the graph when one is held
  *   elsewhere).
@@ -34,6 +34,11 @@ export interface TapeEntry {
 export interface HostStep {
   readonly node: NodeProto;
   readonly inputs: readonly (HostTensor | string | undefined)[];
+  /**
+   * Its outputs' shapes in the capture: one that changes with the feeds' values (a shape made
+   * from a value) would change what the launches after it do, so a replay must see the same.
+   */
+  readonly outputDims: readonly (readonly number[])[];
 }
 
 /** A value made from the feeds' values, uploaded into a buffer of the plan's own. */
@@ -41,6 +46,8 @@ export interface UploadSlot {
   readonly name: string;
   readonly buffer: GPUBuffer;
   readonly dims: readonly number[];
+  /** The element type the buffer holds (f32 where a launch converts it into f16 storage). */
+  readonly storage: "f32" | "f16";
 }
 
 /** How a replay produces one graph output. */
@@ -62,7 +69,7 @@ export interface ReplayPlan {
   readonly dynamic: ReadonlySet<number>;
   readonly steps: readonly HostStep[];
   /** If conditions computed from the feeds' values, and the branch the tape took on each. */
-  readonly guards: readonly { readonly name: string; readonly thenBranch: boolean }[];
+  readonly guards: readonly Guard[];
   readonly uploads: readonly UploadSlot[];
   /** The capture's device feeds by input name (substituted by each call's own). */
   readonly feeds: ReadonlyMap<string, GPUBuffer>;
@@ -74,11 +81,19 @@ export interface ReplayPlan {
   readonly kernels: Readonly<Record<string, number>>;
 }
 
+/**
+ * What a replay checks before it applies: an If's branch (the condition's truth), or a value the
+ * host decided launches by (its elements, exactly).
+ */
+export type Guard =
+  | { readonly kind: "branch"; readonly name: string; readonly thenBranch: boolean }
+  | { readonly kind: "value"; readonly name: string; readonly data: readonly number[] };
+
 /** What a call being captured has shown so far (GraphExecutor fills it while it walks). */
 export class Capture {
   readonly tape: TapeEntry[] = [];
   readonly steps: HostStep[] = [];
-  readonly guards: { name: string; thenBranch: boolean }[] = [];
+  readonly guards: Guard[] = [];
   readonly uploads: UploadSlot[] = [];
   readonly feeds = new Map<string, GPUBuffer>();
   /** Host values made from the feeds' values, and the top-level name each goes by. */
@@ -105,9 +120,16 @@ export class Capture {
     return name ?? "";
   }
 
-  /** A value the host reads to decide a launch: it must not depend on the feeds' values. */
+  /**
+   * A value the host reads to decide a launch: where it is made from the feeds' values, a replay
+   * must find it the same (a value guard), which needs its top-level name.
+   */
   decides(v: unknown): void {
-    if (this.isVarying(v)) this.invalidate("a value made from the feeds decides a launch");
+    if (!this.isVarying(v)) return;
+    const name = this.varying.get(v);
+    if (name === undefined)
+      this.invalidate("a value made from the feeds inside a subgraph decides a launch");
+    else this.guards.push({ kind: "value", name, data: Array.from(v.data) });
   }
 }
 
@@ -116,7 +138,8 @@ export const MAX_PLANS = 4;
 
 /**
  * The key of everything besides host values that decides a call's launches: each feed's kind,
- * type and shape, the outputs kept on the device, and the options that choose kernels.
+ * type and shape (and which device feeds share a buffer), the outputs kept on the device, and the
+ * options that choose kernels.
  */
 export function planKey(
   feeds: ReadonlyMap<
@@ -128,20 +151,31 @@ export function planKey(
   keep: ReadonlySet<string>,
   options: unknown,
 ): string {
+  const buffers: GPUBuffer[] = [];
   const parts = inputNames.map((name) => {
     const feed = feeds.get(name);
     if (!feed) return `${name}:-`;
-    return "buffer" in feed
-      ? `${name}:device:${feed.storage}:${feed.dims.join("x")}`
-      : `${name}:host:${feed.dtype}:${feed.dims.join("x")}`;
+    if (!("buffer" in feed)) return `${name}:host:${feed.dtype}:${feed.dims.join("x")}`;
+    // Feeds that share a buffer are another signature than feeds in buffers of their own.
+    let same = buffers.indexOf(feed.buffer);
+    if (same < 0) same = buffers.push(feed.buffer) - 1;
+    return `${name}:device:${feed.storage}:${feed.dims.join("x")}:${same}`;
   });
   return `${parts.join(",")}|keep:${[...keep].sort().join(",")}|${JSON.stringify(options)}`;
+}
+
+function sameData(v: HostTensor, guard: { readonly data: readonly number[] }): boolean {
+  return v.data.length === guard.data.length && guard.data.every((x, i) => Object.is(x, v.data[i]));
+}
+
+function sameDims(a: readonly number[], b: readonly number[]): boolean {
+  return a.length === b.length && a.every((d, i) => d === b[i]);
 }
 
 /**
  * The host values a replay needs, re-made from this call's host feeds: the plan's steps in
  * order, then its guards checked. Undefined when some If would take another branch than the tape
- * (the plan does not apply to this call).
+ * did, or a value a launch was decided by differs (the plan does not apply to this call).
  */
 export function replayHostValues(
   plan: ReplayPlan,
@@ -154,14 +188,17 @@ export function replayHostValues(
       typeof input === "string" ? values.get(input) : input,
     );
     const out = evaluate(step.node, inputs);
-    if (!out) return undefined;
+    if (!out || out.length !== step.outputDims.length) return undefined;
+    if (out.some((o, i) => !sameDims(o.dims, step.outputDims[i]))) return undefined;
     step.node.output.forEach((name, i) => {
       if (name !== "" && out[i]) values.set(name, out[i]);
     });
   }
   for (const guard of plan.guards) {
-    const cond = values.get(guard.name);
-    if (!cond || Boolean(cond.data[0]) !== guard.thenBranch) return undefined;
+    const v = values.get(guard.name);
+    if (!v) return undefined;
+    if (guard.kind === "branch" ? Boolean(v.data[0]) !== guard.thenBranch : !sameData(v, guard))
+      return undefined;
   }
   return values;
 }

@@ -60,13 +60,15 @@ const maxDiff = (a: Float32Array, b: Float32Array): number => {
 // Host feeds over a schedule that crosses the If's threshold and comes back: each call against
 // the walked one, and whether it replayed.
 const steps = [900, 800, 100, 50, 700, 20];
-const hostCalls: { replayed: boolean; diff: number; launches: number }[] = [];
+const hostCalls: { replayed: boolean; diff: number; launches: number; sameWork: boolean }[] = [];
 for (const [i, step] of steps.entries()) {
   const a = (await replaying.run(feeds(i, step))).z as RunnerTensor;
-  const replayed = replaying.lastStats.replayed;
-  const launches = replaying.lastStats.launches;
+  const { replayed, launches, kernels } = replaying.lastStats;
   const b = (await walking.run(feeds(i, step))).z as RunnerTensor;
-  hostCalls.push({ replayed, diff: maxDiff(await values(a), await values(b)), launches });
+  const sameWork =
+    launches === walking.lastStats.launches &&
+    JSON.stringify(kernels) === JSON.stringify(walking.lastStats.kernels);
+  hostCalls.push({ replayed, diff: maxDiff(await values(a), await values(b)), launches, sameWork });
 }
 const walkedReplayed = walking.lastStats.replayed;
 
@@ -100,23 +102,139 @@ const heldDiff = maxDiff(firstAgain, await values(firstExpected));
 const distinctBuffers = new Set(held.map((h) => (h.type === "resident" ? h.handle : h))).size;
 for (const h of held) if (h.type === "resident") h.dispose();
 
-// A pooled buffer of the plan held elsewhere: the call walks the graph (and is right), the next
-// one replays again.
+// The plan's pooled buffers held elsewhere (every free buffer taken): the replay takes others of
+// their sizes, with new bind groups, and keeps them; the next call needs no new ones.
 await replaying.run(feeds(1, 900));
 const free = (ctx.buffers as unknown as { free: Map<number, GPUBuffer[]> }).free;
 const taken = [...free.values()].flat();
 ctx.buffers.take(taken);
 const contended = (await replaying.run(feeds(2, 900))).z as RunnerTensor;
-const contendedReplayed = replaying.lastStats.replayed;
+const contendedStats = { ...replaying.lastStats };
 const contendedDiff = maxDiff(
   await values(contended),
   await values((await walking.run(feeds(2, 900))).z),
 );
 for (const b of taken) ctx.buffers.release(b);
-await replaying.run(feeds(3, 900));
-const afterRelease = replaying.lastStats.replayed;
+const afterContention = (await replaying.run(feeds(3, 900))).z as RunnerTensor;
+const afterStats = { ...replaying.lastStats };
+const afterDiff = maxDiff(
+  await values(afterContention),
+  await values((await walking.run(feeds(3, 900))).z),
+);
 
-// A feed's values decide a launch (the shape of a Reshape): never replayed, right every call.
+// Two device feeds in one buffer, then in two: another signature, so the second call is
+// captured rather than replayed with both reading one buffer.
+const p = new GraphBuilder("float32");
+const pa = p.input("a", "float32", [4, 4]);
+const pb = p.input("b", "float32", [4, 4]);
+const pw = p.float(weights, [4, 4]);
+p.output(p.sub(p.matMul(pa, pw), p.matMul(pb, pw)), "y", "float32", [4, 4]);
+const pairModel = buildModelProto(p);
+const pairs = await createKernelRunner(pairModel, { context: ctx });
+const pairsWalked = await createKernelRunner(pairModel, {
+  context: ctx,
+  executor: { replay: false },
+});
+const pairUpload = pairs.upload as NonNullable<typeof pairs.upload>;
+const one = await pairUpload(float32(xs(1).subarray(0, 16), [4, 4]));
+const two = await pairUpload(float32(xs(2).subarray(0, 16), [4, 4]));
+const shared: { replayed: boolean; diff: number }[] = [];
+for (const [a, b] of [
+  [one, one],
+  [one, two],
+  [two, one],
+]) {
+  const got = (await pairs.run({ a, b })).y as RunnerTensor;
+  const replayed = pairs.lastStats.replayed;
+  const want = (await pairsWalked.run({ a, b })).y as RunnerTensor;
+  shared.push({ replayed, diff: maxDiff(await values(got), await values(want)) });
+}
+one.type === "resident" && one.dispose();
+two.type === "resident" && two.dispose();
+
+// A shape made from a feed's value (ConstantOfShape of k, then its Shape, as a Slice's end):
+// the Shape itself is no feed value, but the shapes differ, so that call walks.
+const c = new GraphBuilder("float32");
+const cx = c.input("x", "float32", [8, 4]);
+const k = c.input("k", "int64", [1]);
+const rows = c.shape(c.op("ConstantOfShape", [k]));
+const product = c.matMul(cx, c.float(weights, [4, 4]));
+c.output(c.op("Slice", [product, c.int64([0]), rows, c.int64([0])]), "y", "float32");
+const slicing = await createKernelRunner(buildModelProto(c), { context: ctx });
+const sliced: { replayed: boolean; dims: number[] }[] = [];
+for (const count of [3, 5, 5]) {
+  const out = (
+    await slicing.run({
+      x: float32(xs(count).subarray(0, 32), [8, 4]),
+      k: int64(BigInt64Array.of(BigInt(count)), [1]),
+    })
+  ).y as RunnerTensor;
+  sliced.push({ replayed: slicing.lastStats.replayed, dims: [...out.dims] });
+}
+
+// A Slice's step chosen from the timestep (as the reduction thresholds choose a factor): a
+// value guard, so each step's plan replays where the step is the same.
+const w = new GraphBuilder("float32");
+const wx = w.input("x", "float32", [8, 4]);
+const wt = w.input("t", "float32", [1]);
+const stride = w.op("Where", [w.op("Greater", [wt, w.float(500)]), w.int64([2]), w.int64([1])]);
+const wp = w.matMul(wx, w.float(weights, [4, 4]));
+w.output(w.op("Slice", [wp, w.int64([0]), w.int64([8]), w.int64([0]), stride]), "y", "float32");
+const strideModel = buildModelProto(w);
+const striding = await createKernelRunner(strideModel, { context: ctx });
+const strideWalked = await createKernelRunner(strideModel, {
+  context: ctx,
+  executor: { replay: false },
+});
+const strided: { replayed: boolean; dims: number[]; diff: number }[] = [];
+for (const [i, step] of [900, 800, 100, 50, 700].entries()) {
+  const feed = {
+    x: float32(xs(i).subarray(0, 32), [8, 4]),
+    t: float32(Float32Array.of(step), [1]),
+  };
+  const got = (await striding.run(feed)).y as RunnerTensor;
+  const replayed = striding.lastStats.replayed;
+  const want = (await strideWalked.run(feed)).y as RunnerTensor;
+  strided.push({
+    replayed,
+    dims: [...got.dims],
+    diff: maxDiff(await values(got), await values(want)),
+  });
+}
+
+// An If whose then branch hands back a value made from the feeds outside it.
+const f = new GraphBuilder("float32");
+const fx = f.input("x", "float32", [4, 4]);
+const ft = f.input("t", "float32", [1]);
+const fe = f.op("Sin", [f.mul(ft, f.float(0.01))]);
+const [chosen] = ifElse(
+  f,
+  f.op("Greater", [ft, f.float(500)]),
+  "pass",
+  ["float32"],
+  () => [fe],
+  (b) => [b.mul(fe, b.float(2))],
+);
+f.output(f.add(f.matMul(fx, f.float(weights, [4, 4])), chosen), "y", "float32", [4, 4]);
+const passModel = buildModelProto(f);
+const passing = await createKernelRunner(passModel, { context: ctx });
+const passWalked = await createKernelRunner(passModel, {
+  context: ctx,
+  executor: { replay: false },
+});
+const passed: { replayed: boolean; diff: number }[] = [];
+for (const [i, step] of [900, 800, 100, 700].entries()) {
+  const feed = {
+    x: float32(xs(i).subarray(0, 16), [4, 4]),
+    t: float32(Float32Array.of(step), [1]),
+  };
+  const got = (await passing.run(feed)).y as RunnerTensor;
+  const replayed = passing.lastStats.replayed;
+  const want = (await passWalked.run(feed)).y as RunnerTensor;
+  passed.push({ replayed, diff: maxDiff(await values(got), await values(want)) });
+}
+
+// A feed's values decide a launch (the shape of a Reshape): replayed only for the same shape.
 const r = new GraphBuilder("float32");
 const rx = r.input("x", "float32", [n]);
 const shape = r.input("shape", "int64", [2]);
@@ -148,9 +266,17 @@ for (const rows of [4, 8, 8]) {
   });
 }
 
-await replaying.release();
-await walking.release();
-await reshaping.release();
+for (const runner of [
+  replaying,
+  walking,
+  reshaping,
+  pairs,
+  pairsWalked,
+  slicing,
+  passing,
+  passWalked,
+])
+  await runner.release();
 ctx.destroy();
 console.log(
   JSON.stringify({
@@ -159,10 +285,17 @@ console.log(
     kept,
     heldDiff,
     distinctBuffers,
-    contendedReplayed,
-    contendedDiff,
-    afterRelease,
+    contended: {
+      replayed: contendedStats.replayed,
+      bindGroups: contendedStats.bindGroups,
+      diff: contendedDiff,
+    },
+    after: { replayed: afterStats.replayed, bindGroups: afterStats.bindGroups, diff: afterDiff },
     decided,
+    shared,
+    sliced,
+    strided,
+    passed,
   }),
 );
 process.exit(0);
