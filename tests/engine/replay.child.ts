@@ -245,7 +245,8 @@ r.output(
 );
 const reshaping = await createKernelRunner(buildModelProto(r), { context: ctx });
 const decided: { replayed: boolean; dims: number[]; diff: number }[] = [];
-for (const rows of [4, 8, 8]) {
+// Past MAX_PLANS (4) shapes the oldest plan goes: 8 is still kept at the end, 4 is not.
+for (const rows of [4, 8, 8, 2, 3, 6, 8, 4]) {
   const out = (
     await reshaping.run({
       x: float32(xs(rows), [n]),
@@ -266,7 +267,21 @@ for (const rows of [4, 8, 8]) {
   });
 }
 
+// A replayed call with its submitted passes timed (ExecutorOptions.timeSubmits).
+const timing = await createKernelRunner(proto, { context: ctx, executor: { timeSubmits: true } });
+const timed: { replayed: boolean; passes: number; busy: boolean }[] = [];
+for (const step of [900, 800]) {
+  await timing.run(feeds(4, step));
+  const { replayed, gpu } = timing.lastStats;
+  timed.push({
+    replayed,
+    passes: gpu?.passes ?? 0,
+    busy: (gpu?.busyMs ?? -1) >= 0 && (gpu?.busyMs ?? 0) <= (gpu?.spanMs ?? 0) + 1e-6,
+  });
+}
+
 for (const runner of [
+  timing,
   replaying,
   walking,
   reshaping,
@@ -296,6 +311,7 @@ console.log(
     sliced,
     strided,
     passed,
+    timed,
   }),
 );
 process.exit(0);
