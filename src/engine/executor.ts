@@ -710,7 +710,8 @@ export class GraphExecutor {
   /**
    * Turns a captured call into a plan (replay.ts): the pooled buffers its tape touches, which
    * must all be back in the pool now, and bind groups for the launches that had none. A call
-   * whose tape touches a pooled buffer held elsewhere is not planned.
+   * whose tape touches a pooled buffer held elsewhere (a call of another runner on the context
+   * that ran meanwhile) is not planned; the next call of its signature is captured again.
    */
   private addPlan(
     capture: Capture,
@@ -727,13 +728,12 @@ export class GraphExecutor {
       return pool.isFree(b);
     };
     const dynamic = new Set<number>();
+    let held = false;
     const tape = capture.tape.map((entry, i) => {
-      let ok = true;
       for (const b of entry.launch.buffers) {
-        ok = touch(b) && ok;
+        held = !touch(b) || held;
         if (substituted.has(b)) dynamic.add(i);
       }
-      if (!ok) capture.invalidate("a pooled buffer of the call is held elsewhere");
       if (entry.launch.bindGroup || dynamic.has(i)) return entry;
       return {
         label: entry.label,
@@ -743,12 +743,9 @@ export class GraphExecutor {
         },
       };
     });
-    for (const out of outputs.values())
-      if (out.kind === "read" && !touch(out.buffer))
-        capture.invalidate("an output's buffer is held elsewhere");
-    if (capture.invalid !== undefined) {
+    for (const out of outputs.values()) if (out.kind === "read") held = !touch(out.buffer) || held;
+    if (held) {
       for (const b of owned) b.destroy();
-      this.markUnreplayable(capture.key);
       return;
     }
     this.plans.unshift({
@@ -768,9 +765,8 @@ export class GraphExecutor {
   }
 
   /**
-   * The call replayed from a plan of this signature whose If branches it takes (replay.ts), or
-   * undefined where none applies or a plan's pooled buffers are not all free (the call then
-   * walks the graph and is captured afresh).
+   * The call replayed from a plan of this signature whose guards it passes (replay.ts), or
+   * undefined where none applies (the call then walks the graph and is captured).
    */
   private async replayIfPlanned(
     key: string,
@@ -896,9 +892,15 @@ export class GraphExecutor {
       if (!v || !sameShape(v.dims, slot.dims))
         throw new Error(`replaying a call: the value "${slot.name}" changed shape`);
       const bytes = this.hostBytes(v, slot.storage);
-      const padded = new Uint8Array(Math.ceil(bytes.byteLength / 4) * 4);
-      padded.set(new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength));
-      this.ctx.device.queue.writeBuffer(slot.buffer, 0, padded);
+      // Host tensors live in plain ArrayBuffers (never shared): a view of the bytes, no copy.
+      const view = new Uint8Array(bytes.buffer as ArrayBuffer, bytes.byteOffset, bytes.byteLength);
+      if (bytes.byteLength % 4 === 0) this.ctx.device.queue.writeBuffer(slot.buffer, 0, view);
+      else {
+        // Queue writes are whole 4-byte words: an odd f16 count gets one padding element.
+        const padded = new Uint8Array(bytes.byteLength + 2);
+        padded.set(view);
+        this.ctx.device.queue.writeBuffer(slot.buffer, 0, padded);
+      }
     }
     // This call's device feeds, and fresh pooled buffers for the outputs it hands over, in
     // place of the capture's.
