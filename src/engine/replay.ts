@@ -22,6 +22,7 @@
  */
 import type { KernelLaunch } from "../gpu/context.js";
 import type { NodeProto } from "../onnx/proto.js";
+import { sameShape } from "../weights/source.js";
 import type { HostTensor } from "./host-tensor.js";
 
 /** One launch of the tape and the label its statistics count it under. */
@@ -168,10 +169,6 @@ function sameData(v: HostTensor, guard: { readonly data: readonly number[] }): b
   return v.data.length === guard.data.length && guard.data.every((x, i) => Object.is(x, v.data[i]));
 }
 
-function sameDims(a: readonly number[], b: readonly number[]): boolean {
-  return a.length === b.length && a.every((d, i) => d === b[i]);
-}
-
 /**
  * The host values a replay needs, re-made from this call's host feeds: the plan's steps in
  * order, then its guards checked. Undefined when some If would take another branch than the tape
@@ -189,7 +186,7 @@ export function replayHostValues(
     );
     const out = evaluate(step.node, inputs);
     if (!out || out.length !== step.outputDims.length) return undefined;
-    if (out.some((o, i) => !sameDims(o.dims, step.outputDims[i]))) return undefined;
+    if (out.some((o, i) => !sameShape(o.dims, step.outputDims[i]))) return undefined;
     step.node.output.forEach((name, i) => {
       if (name !== "" && out[i]) values.set(name, out[i]);
     });

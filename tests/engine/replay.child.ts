@@ -12,6 +12,7 @@ import { GraphBuilder } from "../../src/onnx/builder.js";
 import { buildModelProto } from "../../src/onnx/model-io.js";
 import { ifElse } from "../../src/reduce/graph-helpers.js";
 import { float32, int64, type RunnerFeed, type RunnerTensor } from "../../src/runtime/types.js";
+import { maxAbsDiff } from "../fixtures.js";
 
 const ctx = await GpuContext.create();
 const dims = [2, 3, 4, 4];
@@ -50,12 +51,6 @@ const values = async (feed: RunnerFeed | undefined): Promise<Float32Array> => {
   if (feed?.type === "float32") return feed.data;
   throw new Error("no float output");
 };
-const maxDiff = (a: Float32Array, b: Float32Array): number => {
-  if (a.length !== b.length) return Number.POSITIVE_INFINITY;
-  let m = 0;
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
-  return m;
-};
 
 // Host feeds over a schedule that crosses the If's threshold and comes back: each call against
 // the walked one, and whether it replayed.
@@ -68,7 +63,12 @@ for (const [i, step] of steps.entries()) {
   const sameWork =
     launches === walking.lastStats.launches &&
     JSON.stringify(kernels) === JSON.stringify(walking.lastStats.kernels);
-  hostCalls.push({ replayed, diff: maxDiff(await values(a), await values(b)), launches, sameWork });
+  hostCalls.push({
+    replayed,
+    diff: maxAbsDiff(await values(a), await values(b)),
+    launches,
+    sameWork,
+  });
 }
 const walkedReplayed = walking.lastStats.replayed;
 
@@ -88,7 +88,7 @@ for (const step of [600, 550, 510]) {
   const expected = (
     await walking.run({ x: float32(reference, dims), t: float32(Float32Array.of(step), [1]) })
   ).z as RunnerTensor;
-  kept.push({ replayed, diff: maxDiff(await values(out), await values(expected)) });
+  kept.push({ replayed, diff: maxAbsDiff(await values(out), await values(expected)) });
   held.push(out);
   current = out;
   reference = await values(expected);
@@ -98,7 +98,7 @@ const firstAgain = await values(held[0]);
 const firstExpected = (
   await walking.run({ x: float32(xs(7), dims), t: float32(Float32Array.of(600), [1]) })
 ).z as RunnerTensor;
-const heldDiff = maxDiff(firstAgain, await values(firstExpected));
+const heldDiff = maxAbsDiff(firstAgain, await values(firstExpected));
 const distinctBuffers = new Set(held.map((h) => (h.type === "resident" ? h.handle : h))).size;
 for (const h of held) if (h.type === "resident") h.dispose();
 
@@ -110,14 +110,14 @@ const taken = [...free.values()].flat();
 ctx.buffers.take(taken);
 const contended = (await replaying.run(feeds(2, 900))).z as RunnerTensor;
 const contendedStats = { ...replaying.lastStats };
-const contendedDiff = maxDiff(
+const contendedDiff = maxAbsDiff(
   await values(contended),
   await values((await walking.run(feeds(2, 900))).z),
 );
 for (const b of taken) ctx.buffers.release(b);
 const afterContention = (await replaying.run(feeds(3, 900))).z as RunnerTensor;
 const afterStats = { ...replaying.lastStats };
-const afterDiff = maxDiff(
+const afterDiff = maxAbsDiff(
   await values(afterContention),
   await values((await walking.run(feeds(3, 900))).z),
 );
@@ -147,7 +147,7 @@ for (const [a, b] of [
   const got = (await pairs.run({ a, b })).y as RunnerTensor;
   const replayed = pairs.lastStats.replayed;
   const want = (await pairsWalked.run({ a, b })).y as RunnerTensor;
-  shared.push({ replayed, diff: maxDiff(await values(got), await values(want)) });
+  shared.push({ replayed, diff: maxAbsDiff(await values(got), await values(want)) });
 }
 one.type === "resident" && one.dispose();
 two.type === "resident" && two.dispose();
@@ -198,7 +198,7 @@ for (const [i, step] of [900, 800, 100, 50, 700].entries()) {
   strided.push({
     replayed,
     dims: [...got.dims],
-    diff: maxDiff(await values(got), await values(want)),
+    diff: maxAbsDiff(await values(got), await values(want)),
   });
 }
 
@@ -231,7 +231,7 @@ for (const [i, step] of [900, 800, 100, 700].entries()) {
   const got = (await passing.run(feed)).y as RunnerTensor;
   const replayed = passing.lastStats.replayed;
   const want = (await passWalked.run(feed)).y as RunnerTensor;
-  passed.push({ replayed, diff: maxDiff(await values(got), await values(want)) });
+  passed.push({ replayed, diff: maxAbsDiff(await values(got), await values(want)) });
 }
 
 // A feed's values decide a launch (the shape of a Reshape): replayed only for the same shape.
@@ -263,7 +263,7 @@ for (const rows of [4, 8, 8, 2, 3, 6, 8, 4]) {
   decided.push({
     replayed: reshaping.lastStats.replayed,
     dims: [...out.dims],
-    diff: maxDiff(await values(out), want),
+    diff: maxAbsDiff(await values(out), want),
   });
 }
 
