@@ -262,12 +262,14 @@ export function attentionPlan(
   const memory = limits.maxComputeWorkgroupStorageSize;
   let rows: number;
   if (variant.path === "tensor-core") {
-    const tiling = TENSOR_CORE_ATTENTION_ORDER.find(
+    // prepareAttention takes the first of these, or a later one if the device refuses it: the
+    // grid must fit with the fewest rows per workgroup among them.
+    const fitting = TENSOR_CORE_ATTENTION_ORDER.filter(
       (t) => tensorCoreWorkgroupBytes(variant, headDim, t) <= memory,
     );
-    if (!tiling || !variant.matrix)
+    if (fitting.length === 0 || !variant.matrix)
       return portable(`head dim ${headDim} outgrows workgroup memory`);
-    rows = tensorCoreRows(variant, tiling);
+    rows = Math.min(...fitting.map((t) => tensorCoreRows(variant, t)));
   } else {
     if (2 * DEFAULT_ATTENTION_TILINGS.portable.keysPerTile * headDim * 4 > memory)
       return portable(`head dim ${headDim} outgrows workgroup memory`);

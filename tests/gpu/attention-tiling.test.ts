@@ -1,9 +1,11 @@
-// Which tensor-core attention tiling each SD head dim gets without an explicit one: the
-// double-staged K/V tiles where both fit the 48 KB of workgroup memory (head dims 40 and 80),
-// single staging where they do not (160), and the two shaders differ as they should.
+// Which tensor-core attention tiling each SD head dim gets without an explicit one: eight
+// subgroups with double-staged K/V tiles where they fit the 48 KB of workgroup memory (head dim
+// 40 as they are, 80 with unpadded tile rows), single staging where they do not (160), and the
+// shaders differ as they should.
 import { describe, expect, it } from "vitest";
 import {
   type AttentionTiling,
+  DEFAULT_ATTENTION_TILINGS,
   prepareAttention,
   tensorCoreRows,
   tensorCoreWorkgroupBytes,
@@ -35,8 +37,18 @@ describe("tensor-core attention tilings", () => {
     const d40 = await defaultKernel(40);
     const d80 = await defaultKernel(80);
     const d160 = await defaultKernel(160);
-    expect([d40.tiling.subgroups, d40.tiling.staging]).toEqual([8, "double"]);
-    expect([d80.tiling.subgroups, d80.tiling.staging]).toEqual([4, "double"]);
+    expect([d40.tiling.subgroups, d40.tiling.staging, d40.tiling.kvPad]).toEqual([
+      8,
+      "double",
+      undefined,
+    ]);
+    // At 80 the default's padded tile rows take 51,200 bytes; unpadded ones exactly the 49,152 there are.
+    expect([d80.tiling.subgroups, d80.tiling.staging, d80.tiling.kvPad]).toEqual([8, "double", 0]);
+    expect(tensorCoreWorkgroupBytes(variant, 80, { ...d80.tiling, kvPad: 8 })).toBe(51200);
+    expect(tensorCoreWorkgroupBytes(variant, 80, d80.tiling)).toBe(49152);
+    // K/V rows of 80 halves, 96 of them at 40 (48 and 8 of padding) with the default.
+    expect(d80.code).toContain(`kv_tile: array<f16, ${128 * 80}>`);
+    expect(d40.code).toContain(`kv_tile: array<f16, ${128 * 56}>`);
     expect(d160.tiling.staging).toBeUndefined();
     // The double-staged shader reads the tile at kv_cur and stores the next into the other half.
     expect(d40.code).toContain("let kv_cur = (kt & 1u)");
@@ -45,6 +57,30 @@ describe("tensor-core attention tilings", () => {
     expect(
       tensorCoreWorkgroupBytes(variant, 160, { ...d160.tiling, staging: "double" }),
     ).toBeGreaterThan(49152);
+  });
+
+  it("falls back to the next fitting tiling when the device refuses the first's pipeline", async () => {
+    const shape = { batch: 2, queries: 100, heads: 2, headDim: 80, kvTokens: 100 };
+    // A device that refuses unpadded 80-wide tile rows (the 49,152 bytes exactly) at both
+    // matrix-load spellings: the next tiling in the order that fits, four subgroups, compiles.
+    const sources: string[] = [];
+    const kernel = await prepareAttention(
+      capturingContext(sources, /kv_tile: array<f16, 10240>/),
+      variant,
+      shape,
+    );
+    expect([kernel.tiling.subgroups, kernel.tiling.kvPad]).toEqual([4, undefined]);
+    expect(sources.filter((code) => code.includes("kv_tile: array<f16, 10240>")).length).toBe(2);
+    // An explicit tiling is not replaced, and a refusal of the last candidate is the error.
+    await expect(
+      prepareAttention(capturingContext([], /kv_tile/), variant, shape, {
+        ...DEFAULT_ATTENTION_TILINGS.tensorCore,
+        kvPad: 0,
+      }),
+    ).rejects.toThrow(/cannot create the pipeline \(refused\)$/);
+    await expect(prepareAttention(capturingContext([], /kv_tile/), variant, shape)).rejects.toThrow(
+      /cannot create the pipeline \(refused\)$/,
+    );
   });
 
   it("gives each subgroup two blocks of query rows when the tiling asks for them", async () => {
@@ -79,13 +115,14 @@ describe("tensor-core attention tilings", () => {
       await prepareAttention(capturingContext(sources), variant, shape, tiling);
       return sources[0];
     };
-    // 8 subgroups x 16 rows x (32 keys + 4 or 8 words of padding) f32 scores.
-    expect(await shader(64, lazy)).toContain(`s_buf: array<f32, ${8 * 16 * 36}>`);
+    // 8 subgroups x 16 rows x (32 keys + 4 or 8 words of padding) f32 scores, less the last
+    // row's padding.
+    expect(await shader(64, lazy)).toContain(`s_buf: array<f32, ${8 * 16 * 36 - 4}>`);
     expect(await shader(64, { ...lazy, scorePad: 8 })).toContain(
-      `s_buf: array<f32, ${8 * 16 * 40}>`,
+      `s_buf: array<f32, ${8 * 16 * 40 - 8}>`,
     );
     expect(tensorCoreWorkgroupBytes(variant, 40, { ...lazy, scorePad: 8 })).toBe(
-      tensorCoreWorkgroupBytes(variant, 40, lazy) + 8 * 16 * 4 * 4,
+      tensorCoreWorkgroupBytes(variant, 40, lazy) + (8 * 16 * 4 - 4) * 4,
     );
     // Two lanes per row: one at a time interleaved (keys part, part + 2, ...) or adjacent pairs
     // (2 part, 2 part + 1, 2 part + 4, ...).

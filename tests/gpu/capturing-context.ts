@@ -3,12 +3,15 @@
 import type { GpuContext } from "../../src/gpu/context.js";
 import type { ComputeKernelSource } from "../../src/gpu/pipeline-cache.js";
 
-export function capturingContext(sources: string[]): GpuContext {
+// `refuse`: pipelines whose WGSL it matches are refused as a device refuses one.
+export function capturingContext(sources: string[], refuse?: RegExp): GpuContext {
   const fake = {
     capabilities: { limits: { maxComputeWorkgroupStorageSize: 49152 } },
     checkSize() {},
     pipeline(source: ComputeKernelSource) {
       sources.push(source.code);
+      if (refuse?.test(source.code))
+        return Promise.reject(new Error(`${source.label}: cannot create the pipeline (refused)`));
       return Promise.resolve({} as GPUComputePipeline);
     },
   };

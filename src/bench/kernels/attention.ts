@@ -1,7 +1,8 @@
 /**
  * Attention rows at the UNet's level-1 shapes (batch 2, 8 heads of 40, (size/8)^2 queries):
  * self-attention over every key, over ToDo's nearest keys (factor 2, read from the full K/V by
- * the kernel), and cross-attention over 77 keys, against onnxruntime's
+ * the kernel), and cross-attention over 77 keys; self-attention at levels 2 and 3 (heads of 80
+ * and 160, the default order's tiling, and at 2048 px the candidates of WIDE_HEAD_SWEEP); all against onnxruntime's
  * com.microsoft.MultiHeadAttention (given the keys it attends to: for ToDo, K/V already reduced);
  * at 1024 px also the tile and matrix-shape sweep of the target shape (16384 x 16384), and the
  * average pooling of K/V that avg ToDo runs before attention.
@@ -17,6 +18,7 @@ import {
   DEFAULT_ATTENTION_TILINGS,
   PAIRED_AND_PADDED,
   prepareAttention,
+  WIDE_HEAD_SWEEP,
 } from "../../gpu/kernels/attention.js";
 import { prepareAvgPool } from "../../gpu/kernels/elementwise.js";
 import type { MatrixShape, StorageType } from "../../gpu/types.js";
@@ -208,6 +210,26 @@ export const ATTENTION_BENCH: KernelBench = {
         attentionCase(`cross 2x${n} x 77 keys 8x40`, size, { ...base, kvTokens: 77 }),
         avgPoolCase(size, latent),
       );
+      // Levels 2 and 3: the same 320 x 2^(level-1) channels in 8 heads of 80 and 160.
+      for (const [level, headDim] of [
+        [2, 80],
+        [3, 160],
+      ] as const) {
+        const tokens = n / 4 ** (level - 1);
+        const wide = { batch: 2, queries: tokens, heads: HEADS, headDim, kvTokens: tokens };
+        const name = `self 2x${tokens} x ${tokens} keys 8x${headDim}`;
+        cases.push(attentionCase(`${name} (level ${level})`, size, wide));
+        if (size === 2048)
+          for (const tiling of WIDE_HEAD_SWEEP[headDim])
+            cases.push(
+              attentionCase(
+                `sweep ${name} 16x16x16 ${attentionTilingName(tiling, "tensor-core")}`,
+                size,
+                wide,
+                { sweep: { matrix: "16x16x16", tiling }, ort: false },
+              ),
+            );
+      }
       if (size === 1024)
         for (const entry of ATTENTION_SWEEP)
           cases.push(

@@ -17,6 +17,7 @@ import {
   runAttention,
   TENSOR_CORE_ATTENTION_ORDER,
   tensorCoreWorkgroupBytes,
+  WIDE_HEAD_SWEEP,
 } from "./attention.js";
 import { type AvgPoolShape, prepareAvgPool, runSimple } from "./elementwise.js";
 
@@ -120,6 +121,8 @@ export const CHECKED_TENSOR_CORE_TILINGS: readonly AttentionTiling[] = Object.fr
   { keysPerTile: 64, subgroups: 2, rescale: "lazy", rowBlocks: 2 },
   { keysPerTile: 64, subgroups: 4, rescale: "lazy" },
   ...PAIRED_AND_PADDED,
+  ...WIDE_HEAD_SWEEP[80],
+  ...WIDE_HEAD_SWEEP[160],
 ]);
 
 export function attentionChecks(tiling?: AttentionTiling, ci = false): KernelCheck[] {

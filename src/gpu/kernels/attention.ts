@@ -111,6 +111,13 @@ export interface AttentionTiling {
    * The default tiling's: 1.09x faster than interleaved lanes on an H100 (PAIRED_AND_PADDED).
    */
   readonly pairedLanes?: boolean;
+  /**
+   * Tensor-core path: f16 values of padding after each row of the Q/K/V tile (8 when left out;
+   * 0 or 8, keeping rows 16-byte aligned for the matrix loads). 0 saves 16 bytes per row, which
+   * lets the default's eight subgroups and double staging fit 48 KB at head dim 80 (the SD 1.x
+   * level-2 attention), where with 8 they do not and the kernel fell back to four subgroups.
+   */
+  readonly kvPad?: 0 | 8;
 }
 
 /**
@@ -143,6 +150,7 @@ export const DEFAULT_ATTENTION_TILINGS: Readonly<{
  */
 export const TENSOR_CORE_ATTENTION_ORDER: readonly AttentionTiling[] = Object.freeze([
   DEFAULT_ATTENTION_TILINGS.tensorCore,
+  { ...DEFAULT_ATTENTION_TILINGS.tensorCore, kvPad: 0 },
   { keysPerTile: 32, subgroups: 8, rescale: "lazy" },
   { keysPerTile: 32, subgroups: 4, rescale: "lazy", staging: "double" },
   { keysPerTile: 32, subgroups: 4, rescale: "lazy" },
@@ -163,6 +171,24 @@ export const PAIRED_AND_PADDED: readonly AttentionTiling[] = Object.freeze(
     { scorePad: 8 as const, pairedLanes: false },
   ].map((extra) => ({ ...DEFAULT_ATTENTION_TILINGS.tensorCore, ...extra })),
 );
+
+/**
+ * Candidates for the wider SD 1.x heads, timed per head dim by `bench-kernels` (at 2048 px, where
+ * level 2 has the 2 x 16384 tokens of the target shape with heads of 80, and level 3 2 x 4096
+ * with heads of 160) and checked on a GPU beside the default order.
+ */
+export const WIDE_HEAD_SWEEP: Readonly<Record<80 | 160, readonly AttentionTiling[]>> =
+  Object.freeze({
+    80: [
+      { keysPerTile: 32, subgroups: 4, rescale: "lazy", staging: "double" },
+      { keysPerTile: 32, subgroups: 4, rescale: "lazy", staging: "double", pairedLanes: true },
+      { keysPerTile: 16, subgroups: 8, rescale: "lazy", staging: "double", pairedLanes: true },
+    ],
+    160: [
+      { keysPerTile: 32, subgroups: 4, rescale: "lazy", pairedLanes: true },
+      { keysPerTile: 16, subgroups: 4, rescale: "lazy", staging: "double", pairedLanes: true },
+    ],
+  });
 
 /** Keys actually attended to (after the key grid's downsampling). */
 export function attentionKeys(shape: AttentionShape): number {
@@ -301,13 +327,17 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
 `;
 }
 
-/** Head dim padded for the matrix shape, and the workgroup-memory row stride (+8 halves). */
-function paddedDims(variant: KernelVariant, d: number): { dp: number; stride: number } {
+/** Head dim padded for the matrix shape, and the workgroup-memory row stride (+ kvPad halves). */
+function paddedDims(
+  variant: KernelVariant,
+  d: number,
+  t: AttentionTiling,
+): { dp: number; stride: number } {
   const s = variant.matrix;
   if (!s) throw new Error("attention: the tensor-core path needs a matrix shape");
-  const step = Math.max(s.k, s.n, 4);
+  const step = Math.max(s.k, s.n, 8);
   const dp = Math.ceil(d / step) * step;
-  return { dp, stride: dp + 8 };
+  return { dp, stride: dp + (t.kvPad ?? 8) };
 }
 
 /** Whether a tensor-core tiling double-buffers its K/V tiles (not with the MMA-only ablation). */
@@ -330,6 +360,16 @@ function scorePad(t: AttentionTiling): number {
   return t.scorePad ?? 4;
 }
 
+/**
+ * f32 words of the score scratch for `rows` query rows: each row keysPerTile words and its
+ * padding, less the last row's padding, which nothing reads or writes (the scores' matrix stores
+ * and the O flush stay within a row's first keysPerTile, and at most sStride - 4, words). 16
+ * bytes that let head dim 80 fit 48 KB with kvPad 0.
+ */
+function scoreWords(rows: number, t: AttentionTiling): number {
+  return rows * (t.keysPerTile + scorePad(t)) - scorePad(t);
+}
+
 /** Rows of the f16 tile buffer: Q's rows once, K and V of one tile (two when double-staged). */
 function kvTileRows(variant: KernelVariant, t: AttentionTiling): number {
   const rows = tensorCoreRows(variant, t);
@@ -344,10 +384,10 @@ export function tensorCoreWorkgroupBytes(
 ): number {
   const s = variant.matrix;
   if (!s) return 0;
-  const { stride } = paddedDims(variant, d);
+  const { stride } = paddedDims(variant, d, t);
   const kv = kvTileRows(variant, t) * stride * 2;
   const rows = t.subgroups * rowBlocks(t) * s.m;
-  const scores = rows * (t.keysPerTile + scorePad(t)) * 4;
+  const scores = scoreWords(rows, t) * 4;
   const probs = rows * (t.keysPerTile + 8) * 2;
   // + the lazy rescale's flag, 16 bytes like every workgroup variable here: NVIDIA's driver may
   // lay the variables out in another order than declared, and a 4-byte flag among them left the
@@ -365,7 +405,7 @@ function tensorCoreWgsl(
   const sgSize = variant.subgroupSize;
   if (!s || !sgSize) throw new Error("attention: the tensor-core path needs a matrix shape");
   const d = shape.headDim;
-  const { dp, stride } = paddedDims(variant, d);
+  const { dp, stride } = paddedDims(variant, d, t);
   const nk = attentionKeys(shape);
   const bc = t.keysPerTile;
   const sg = t.subgroups;
@@ -628,7 +668,7 @@ function tensorCoreWgsl(
 @group(0) @binding(3) var<storage, read_write> out: array<T>;
 
 var<workgroup> kv_tile: array<f16, ${kvRows * stride}>;
-var<workgroup> s_buf: array<f32, ${sg * blocks * sRegion}>;
+var<workgroup> s_buf: array<f32, ${scoreWords(rows, t)}>;
 var<workgroup> p_buf: array<f16, ${sg * blocks * pRegion}>;
 ${lazy ? "var<workgroup> rescale_at: array<atomic<u32>, 4>; // 16 bytes: see tensorCoreWorkgroupBytes" : ""}
 
@@ -736,11 +776,16 @@ export function lazyRescale(kernel: Pick<AttentionKernel, "variant" | "tiling">)
 
 export function attentionTilingName(t: AttentionTiling, path: string): string {
   return path === "tensor-core"
-    ? `${t.subgroups}sg${rowBlocks(t) > 1 ? ` x ${rowBlocks(t)} row blocks` : ""} x ${t.keysPerTile} keys${t.rescale === "lazy" ? " rescale:lazy" : ""}${t.staging === "double" ? " staging:double" : ""}${t.scorePad ? ` score-pad:${t.scorePad}` : ""}${t.pairedLanes ? " lanes:paired" : ""}${t.ablation ? ` ablation:${t.ablation}` : ""}`
+    ? `${t.subgroups}sg${rowBlocks(t) > 1 ? ` x ${rowBlocks(t)} row blocks` : ""} x ${t.keysPerTile} keys${t.rescale === "lazy" ? " rescale:lazy" : ""}${t.staging === "double" ? " staging:double" : ""}${t.scorePad ? ` score-pad:${t.scorePad}` : ""}${t.pairedLanes ? " lanes:paired" : ""}${t.kvPad !== undefined ? ` kv-pad:${t.kvPad}` : ""}${t.ablation ? ` ablation:${t.ablation}` : ""}`
     : `${t.keysPerTile} keys`;
 }
 
-/** Compiles (or reuses) the attention kernel for a shape. */
+/**
+ * Compiles (or reuses) the attention kernel for a shape. Without a tiling: the fastest measured
+ * one that fits workgroup memory at this head dim, and should the device still refuse its
+ * pipeline (a driver that lays workgroup memory out with more than our count), the next one in
+ * TENSOR_CORE_ATTENTION_ORDER that fits; an explicit tiling gets no fallback.
+ */
 export async function prepareAttention(
   ctx: GpuContext,
   variant: KernelVariant,
@@ -748,18 +793,33 @@ export async function prepareAttention(
   tiling?: AttentionTiling,
 ): Promise<AttentionKernel> {
   validate(shape);
+  if (tiling) return prepareTiling(ctx, variant, shape, tiling);
+  if (variant.path !== "tensor-core")
+    return prepareTiling(ctx, variant, shape, DEFAULT_ATTENTION_TILINGS.portable);
+  const limit = ctx.capabilities.limits.maxComputeWorkgroupStorageSize;
+  const fitting = TENSOR_CORE_ATTENTION_ORDER.filter(
+    (c) => tensorCoreWorkgroupBytes(variant, shape.headDim, c) <= limit,
+  );
+  const candidates = fitting.length > 0 ? fitting : [DEFAULT_ATTENTION_TILINGS.tensorCore];
+  for (const [i, t] of candidates.entries()) {
+    try {
+      return await prepareTiling(ctx, variant, shape, t);
+    } catch (error) {
+      if (i === candidates.length - 1 || !String(error).includes("cannot create the pipeline"))
+        throw error;
+    }
+  }
+  throw new Error("attention: no tiling"); // unreachable: the loop returns or throws
+}
+
+async function prepareTiling(
+  ctx: GpuContext,
+  variant: KernelVariant,
+  shape: AttentionShape,
+  t: AttentionTiling,
+): Promise<AttentionKernel> {
   const tc = variant.path === "tensor-core";
   const limits = ctx.capabilities.limits;
-  // Without a tiling: the fastest measured one that fits workgroup memory at this head dim.
-  const t =
-    tiling ??
-    (tc
-      ? (TENSOR_CORE_ATTENTION_ORDER.find(
-          (c) =>
-            tensorCoreWorkgroupBytes(variant, shape.headDim, c) <=
-            limits.maxComputeWorkgroupStorageSize,
-        ) ?? DEFAULT_ATTENTION_TILINGS.tensorCore)
-      : DEFAULT_ATTENTION_TILINGS.portable);
   const g = shape.keyGrid;
   const label = [
     `attention ${shape.batch}x${shape.queries}x${shape.heads}x${shape.headDim}`,
