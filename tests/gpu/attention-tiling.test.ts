@@ -1,7 +1,8 @@
 // Which tensor-core attention tiling each SD head dim gets without an explicit one: eight
 // subgroups with double-staged K/V tiles where they fit the 48 KB of workgroup memory (head dim
-// 40 as they are, 80 with unpadded tile rows), single staging where they do not (160), and the
-// shaders differ as they should.
+// 40), four where they do not (80), single staging at 160; the candidate that fits eight at 80
+// (unpadded tile rows); the fallback when a device refuses a pipeline; and the shaders differ as
+// they should.
 import { describe, expect, it } from "vitest";
 import {
   type AttentionTiling,
@@ -37,17 +38,18 @@ describe("tensor-core attention tilings", () => {
     const d40 = await defaultKernel(40);
     const d80 = await defaultKernel(80);
     const d160 = await defaultKernel(160);
-    expect([d40.tiling.subgroups, d40.tiling.staging, d40.tiling.kvPad]).toEqual([
-      8,
-      "double",
-      undefined,
-    ]);
-    // At 80 the default's padded tile rows take 51,200 bytes; unpadded ones exactly the 49,152 there are.
-    expect([d80.tiling.subgroups, d80.tiling.staging, d80.tiling.kvPad]).toEqual([8, "double", 0]);
-    expect(tensorCoreWorkgroupBytes(variant, 80, { ...d80.tiling, kvPad: 8 })).toBe(51200);
-    expect(tensorCoreWorkgroupBytes(variant, 80, d80.tiling)).toBe(49152);
-    // K/V rows of 80 halves, 96 of them at 40 (48 and 8 of padding) with the default.
-    expect(d80.code).toContain(`kv_tile: array<f16, ${128 * 80}>`);
+    expect([d40.tiling.subgroups, d40.tiling.staging]).toEqual([8, "double"]);
+    expect([d80.tiling.subgroups, d80.tiling.staging]).toEqual([4, "double"]);
+    // At 80 the default's padded tile rows take 51,200 bytes; unpadded ones (kvPad 0) exactly
+    // the 49,152 there are, with rows of 80 halves where the default's are 88.
+    const unpadded = { ...DEFAULT_ATTENTION_TILINGS.tensorCore, kvPad: 0 } as const;
+    expect(tensorCoreWorkgroupBytes(variant, 80, DEFAULT_ATTENTION_TILINGS.tensorCore)).toBe(51200);
+    expect(tensorCoreWorkgroupBytes(variant, 80, unpadded)).toBe(49152);
+    const sources: string[] = [];
+    const shape = { batch: 2, queries: 100, heads: 2, headDim: 80, kvTokens: 100 };
+    const kernel = await prepareAttention(capturingContext(sources), variant, shape, unpadded);
+    expect(kernel.tiling.subgroups).toBe(8);
+    expect(sources[0]).toContain(`kv_tile: array<f16, ${128 * 80}>`);
     expect(d40.code).toContain(`kv_tile: array<f16, ${128 * 56}>`);
     expect(d160.tiling.staging).toBeUndefined();
     // The double-staged shader reads the tile at kv_cur and stores the next into the other half.
@@ -61,21 +63,20 @@ describe("tensor-core attention tilings", () => {
 
   it("falls back to the next fitting tiling when the device refuses the first's pipeline", async () => {
     const shape = { batch: 2, queries: 100, heads: 2, headDim: 80, kvTokens: 100 };
-    // A device that refuses unpadded 80-wide tile rows (the 49,152 bytes exactly) at both
-    // matrix-load spellings: the next tiling in the order that fits, four subgroups, compiles.
+    // A device that refuses the first fitting tiling at 80 (four subgroups, double-staged: 128
+    // tile rows of 88 halves) at both matrix-load spellings: the next one in the order that
+    // fits, single-staged, compiles.
+    const refused = /kv_tile: array<f16, 11264>/;
     const sources: string[] = [];
-    const kernel = await prepareAttention(
-      capturingContext(sources, /kv_tile: array<f16, 10240>/),
-      variant,
-      shape,
-    );
-    expect([kernel.tiling.subgroups, kernel.tiling.kvPad]).toEqual([4, undefined]);
-    expect(sources.filter((code) => code.includes("kv_tile: array<f16, 10240>")).length).toBe(2);
+    const kernel = await prepareAttention(capturingContext(sources, refused), variant, shape);
+    expect([kernel.tiling.subgroups, kernel.tiling.staging]).toEqual([4, undefined]);
+    expect(sources.filter((code) => refused.test(code)).length).toBe(2);
     // An explicit tiling is not replaced, and a refusal of the last candidate is the error.
     await expect(
       prepareAttention(capturingContext([], /kv_tile/), variant, shape, {
-        ...DEFAULT_ATTENTION_TILINGS.tensorCore,
-        kvPad: 0,
+        keysPerTile: 32,
+        subgroups: 4,
+        rescale: "lazy",
       }),
     ).rejects.toThrow(/cannot create the pipeline \(refused\)$/);
     await expect(prepareAttention(capturingContext([], /kv_tile/), variant, shape)).rejects.toThrow(
