@@ -2,8 +2,8 @@
  * Attention rows at the UNet's level-1 shapes (batch 2, 8 heads of 40, (size/8)^2 queries):
  * self-attention over every key, over ToDo's nearest keys (factor 2, read from the full K/V by
  * the kernel), and cross-attention over 77 keys; self-attention at levels 2 and 3 (heads of 80
- * and 160, the default order's tiling, and at 2048 px the candidates of WIDE_HEAD_SWEEP); all against onnxruntime's
- * com.microsoft.MultiHeadAttention (given the keys it attends to: for ToDo, K/V already reduced);
+ * and 160: the default order's tiling, and at 2048 px the candidates of WIDE_HEAD_SWEEP); all
+ * against onnxruntime's com.microsoft.MultiHeadAttention (given the keys it attends to: for ToDo, K/V already reduced);
  * at 1024 px also the tile and matrix-shape sweep of the target shape (16384 x 16384), and the
  * average pooling of K/V that avg ToDo runs before attention.
  */
