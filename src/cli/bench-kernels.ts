@@ -6,7 +6,7 @@ import {
 } from "../bench/kernels/run.js";
 import type { PathRequest, StorageType } from "../gpu/types.js";
 import { intArg, listArg } from "./options.js";
-import { checkOutputFile, writeJsonOutput } from "./output-files.js";
+import { checkOutputFile, writeJsonOutput, writeJsonProgress } from "./output-files.js";
 
 interface BenchKernelsFlags {
   readonly device: string;
@@ -84,10 +84,11 @@ async function benchKernelsCommand(flags: BenchKernelsFlags): Promise<void> {
     ort: flags.ort,
     repeat: flags.repeat,
     onStatus: (message) => process.stderr.write(`${message}\n`),
-    onRow: (row) => {
+    onRow: (row, sofar) => {
       if (!headed) out.write(`${header()}\n`);
       headed = true;
       out.write(`${formatRow(row)}\n`);
+      writeJsonProgress(flags.json, sofar);
     },
   });
   if (report.checks.length > 0) out.write(formatChecks(report));

@@ -25,7 +25,7 @@ import {
   reductionFromFlags,
   sizeArg,
 } from "./options.js";
-import { checkOutputFile, writeJsonOutput } from "./output-files.js";
+import { checkOutputFile, writeJsonOutput, writeJsonProgress } from "./output-files.js";
 import type { ReductionFlags } from "./reduction-flags.js";
 
 interface BenchFlags extends ModelFlagValues, ReductionFlags {
@@ -156,6 +156,9 @@ async function benchCommand(flags: BenchFlags): Promise<void> {
         rows.push(row);
         table.write(`${formatRow(row, rows)}\n`);
         if (row.profile) table.write(formatProfile(row));
+        // A later failure (a second engine this device lacks, a size past its limits, a kill)
+        // keeps the rows measured.
+        writeJsonProgress(flags.json, rows);
       },
     });
   if (flags.json) writeJsonOutput(flags.json, rows);

@@ -62,6 +62,15 @@ export function checkOutputFile(path: string, flag: string): void {
   checkOutputFolder(dirname(path), flag);
 }
 
+/**
+ * A long run's `--json` so far, after each result: a file is rewritten whole and atomically, so
+ * a run stopped or failed later keeps what it measured; stdout (`-`) and no `--json` get nothing
+ * here (stdout takes the whole value once, from writeJsonOutput at the end).
+ */
+export function writeJsonProgress(destination: string | undefined, value: unknown): void {
+  if (destination !== undefined && destination !== "-") writeJsonOutput(destination, value);
+}
+
 /** Where `--json` goes: `-` is stdout; anything else a file, written atomically. */
 export function writeJsonOutput(destination: string, value: unknown): void {
   const text = `${JSON.stringify(value, jsonNumbers, 2)}\n`;

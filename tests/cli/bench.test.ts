@@ -70,6 +70,34 @@ describe("bench", () => {
     expect(rows).toHaveLength(2);
   });
 
+  it("keeps the rows it measured in the JSON file when a later engine cannot run", async () => {
+    const out = ws.outDir();
+    const json = join(out, "bench.json");
+    const run = await runCli([
+      "bench",
+      "-m",
+      SD15,
+      "--sizes",
+      "64",
+      "--methods",
+      "none",
+      "--engines",
+      "onnxruntime,kernels",
+      "--json",
+      json,
+      ...quick,
+    ]);
+    // The kernels engine needs WebGPU: the run fails on it, after onnxruntime's row.
+    expect(run.code).not.toBe(0);
+    expect(run.stderr.trim().split("\n").at(-1)).toMatch(
+      /^todo-sd: the kernels engine runs on WebGPU only, not on device cpu/,
+    );
+    const rows = JSON.parse(readFileSync(json, "utf8")) as BenchRow[];
+    expect(rows.map((r) => [r.width, r.method, r.engine])).toEqual([[64, "none", "onnxruntime"]]);
+    expect(rows[0].medianMs).toBeGreaterThan(0);
+    expect(filesIn(out)).toEqual(["bench.json"]);
+  });
+
   describe("bad input: one line on stderr, non-zero exit, no file written", () => {
     it("an unknown flag, and an unknown method", async () => {
       expectOneLineError(

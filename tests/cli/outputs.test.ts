@@ -1,8 +1,10 @@
 // Where `generate` writes its images: never over another file, names from --name's pattern, a
-// single image to the file -o names, and the model recorded by name rather than by path.
-import { existsSync, readFileSync } from "node:fs";
+// single image to the file -o names, and the model recorded by name rather than by path; and a
+// long run's --json file rewritten after each result.
+import { existsSync, mkdirSync, readFileSync } from "node:fs";
 import { basename, join } from "node:path";
-import { afterAll, describe, expect, it } from "vitest";
+import { afterAll, describe, expect, it, vi } from "vitest";
+import { writeJsonProgress } from "../../src/cli/output-files.js";
 import { readGenerationInfo, readPngFile } from "../../src/index.js";
 import { expectOneLineError, filesIn, runCli, SD15, Workspace } from "./helpers.js";
 
@@ -96,5 +98,27 @@ describe("generate's output files", () => {
       expectOneLineError(run, pattern);
       expect(filesIn(out)).toEqual([]);
     });
+  });
+});
+
+describe("--json written as a long run goes", () => {
+  it("rewrites a file whole after each result, and leaves stdout and no --json alone", () => {
+    const out = ws.outDir();
+    mkdirSync(out, { recursive: true }); // as checkOutputFile makes it before a run
+    const file = join(out, "rows.json");
+    writeJsonProgress(file, [{ row: 1 }]);
+    expect(JSON.parse(readFileSync(file, "utf8"))).toEqual([{ row: 1 }]);
+    writeJsonProgress(file, [{ row: 1 }, { row: 2 }]);
+    expect(JSON.parse(readFileSync(file, "utf8"))).toEqual([{ row: 1 }, { row: 2 }]);
+    // Atomic rewrites: no temporary file left beside it.
+    expect(filesIn(out)).toEqual(["rows.json"]);
+    const stdout = vi.spyOn(process.stdout, "write").mockImplementation(() => true);
+    try {
+      writeJsonProgress("-", [{ row: 1 }]);
+      writeJsonProgress(undefined, [{ row: 1 }]);
+      expect(stdout).not.toHaveBeenCalled();
+    } finally {
+      stdout.mockRestore();
+    }
   });
 });

@@ -33,7 +33,8 @@ export interface KernelBenchOptions {
   readonly ort: boolean;
   readonly repeat: number;
   readonly onStatus?: (message: string) => void;
-  readonly onRow?: (row: KernelBenchRow) => void;
+  /** Each timed row as it is measured, with the report so far (checks, sweep and rows). */
+  readonly onRow?: (row: KernelBenchRow, report: KernelBenchReport) => void;
 }
 
 export interface KernelBenchRow {
@@ -326,7 +327,7 @@ export async function runKernelBenches(options: KernelBenchOptions): Promise<Ker
           }
         }
         report.rows.push(row);
-        options.onRow?.(row);
+        options.onRow?.(row, report);
       }
     }
   } finally {
