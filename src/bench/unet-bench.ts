@@ -254,6 +254,12 @@ export async function benchUnet(
             textTime,
             method === "off" ? 1 : 999,
           );
+          // Where a slow row spends its time shows on stderr: loading, the warm-up calls (the
+          // first compiles the kernels it meets), or the timed ones.
+          const at = `${size.width}x${size.height} ${method}`;
+          options.onStatus?.(
+            `${at}: loaded in ${(loadMs / 1000).toFixed(1)} s; ${warmup} warm-up, ${repeats} timed calls`,
+          );
           for (let i = 0; i < warmup; i++) await runner.run(feeds);
           const times: number[] = [];
           for (let i = 0; i < repeats; i++) {

@@ -68,6 +68,9 @@ describe("bench", () => {
     ]);
     const rows = JSON.parse(readFileSync(json, "utf8")) as BenchRow[];
     expect(rows).toHaveLength(2);
+    // Each row's phases on stderr, so a slow one shows where it is.
+    expect(run.stderr).toMatch(/^64x64 none: building\/loading$/m);
+    expect(run.stderr).toMatch(/^64x64 none: loaded in \d+\.\d s; 0 warm-up, 1 timed calls$/m);
   });
 
   it("keeps the rows it measured in the JSON file when a later engine cannot run", async () => {
