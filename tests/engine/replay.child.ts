@@ -6,10 +6,11 @@
 // on the host and uploaded, and an If on the timestep (as the reduction thresholds' stop/switch)
 // that picks one of two device branches.
 
-import { createKernelRunner } from "../../src/engine/runner.js";
+import { createKernelRunner, type KernelRunner } from "../../src/engine/runner.js";
 import { GpuContext } from "../../src/gpu/context.js";
 import { GraphBuilder } from "../../src/onnx/builder.js";
 import { buildModelProto } from "../../src/onnx/model-io.js";
+import type { ModelProto } from "../../src/onnx/proto.js";
 import { ifElse } from "../../src/reduce/graph-helpers.js";
 import { float32, int64, type RunnerFeed, type RunnerTensor } from "../../src/runtime/types.js";
 import { maxAbsDiff } from "../fixtures.js";
@@ -51,6 +52,25 @@ const values = async (feed: RunnerFeed | undefined): Promise<Float32Array> => {
   if (feed?.type === "float32") return feed.data;
   throw new Error("no float output");
 };
+/** A runner of `model` that walks every call (replay off). */
+const walker = (model: ModelProto) =>
+  createKernelRunner(model, { context: ctx, executor: { replay: false } });
+/** One call of output `y` through a replaying runner and a walking one: whether it replayed,
+ * the output's dims, and the largest difference. */
+async function againstWalk(
+  replaying: KernelRunner,
+  walking: KernelRunner,
+  feed: Record<string, RunnerFeed>,
+): Promise<{ replayed: boolean; dims: number[]; diff: number }> {
+  const got = (await replaying.run(feed)).y as RunnerTensor;
+  const replayed = replaying.lastStats.replayed;
+  const want = (await walking.run(feed)).y as RunnerTensor;
+  return {
+    replayed,
+    dims: [...got.dims],
+    diff: maxAbsDiff(await values(got), await values(want)),
+  };
+}
 
 // Host feeds over a schedule that crosses the If's threshold and comes back: each call against
 // the walked one, and whether it replayed.
@@ -131,10 +151,7 @@ const pw = p.float(weights, [4, 4]);
 p.output(p.sub(p.matMul(pa, pw), p.matMul(pb, pw)), "y", "float32", [4, 4]);
 const pairModel = buildModelProto(p);
 const pairs = await createKernelRunner(pairModel, { context: ctx });
-const pairsWalked = await createKernelRunner(pairModel, {
-  context: ctx,
-  executor: { replay: false },
-});
+const pairsWalked = await walker(pairModel);
 const pairUpload = pairs.upload as NonNullable<typeof pairs.upload>;
 const one = await pairUpload(float32(xs(1).subarray(0, 16), [4, 4]));
 const two = await pairUpload(float32(xs(2).subarray(0, 16), [4, 4]));
@@ -144,10 +161,8 @@ for (const [a, b] of [
   [one, two],
   [two, one],
 ]) {
-  const got = (await pairs.run({ a, b })).y as RunnerTensor;
-  const replayed = pairs.lastStats.replayed;
-  const want = (await pairsWalked.run({ a, b })).y as RunnerTensor;
-  shared.push({ replayed, diff: maxAbsDiff(await values(got), await values(want)) });
+  const { replayed, diff } = await againstWalk(pairs, pairsWalked, { a, b });
+  shared.push({ replayed, diff });
 }
 one.type === "resident" && one.dispose();
 two.type === "resident" && two.dispose();
@@ -182,24 +197,14 @@ const wp = w.matMul(wx, w.float(weights, [4, 4]));
 w.output(w.op("Slice", [wp, w.int64([0]), w.int64([8]), w.int64([0]), stride]), "y", "float32");
 const strideModel = buildModelProto(w);
 const striding = await createKernelRunner(strideModel, { context: ctx });
-const strideWalked = await createKernelRunner(strideModel, {
-  context: ctx,
-  executor: { replay: false },
-});
+const strideWalked = await walker(strideModel);
 const strided: { replayed: boolean; dims: number[]; diff: number }[] = [];
 for (const [i, step] of [900, 800, 100, 50, 700].entries()) {
   const feed = {
     x: float32(xs(i).subarray(0, 32), [8, 4]),
     t: float32(Float32Array.of(step), [1]),
   };
-  const got = (await striding.run(feed)).y as RunnerTensor;
-  const replayed = striding.lastStats.replayed;
-  const want = (await strideWalked.run(feed)).y as RunnerTensor;
-  strided.push({
-    replayed,
-    dims: [...got.dims],
-    diff: maxAbsDiff(await values(got), await values(want)),
-  });
+  strided.push(await againstWalk(striding, strideWalked, feed));
 }
 
 // An If whose then branch hands back a value made from the feeds outside it.
@@ -218,20 +223,15 @@ const [chosen] = ifElse(
 f.output(f.add(f.matMul(fx, f.float(weights, [4, 4])), chosen), "y", "float32", [4, 4]);
 const passModel = buildModelProto(f);
 const passing = await createKernelRunner(passModel, { context: ctx });
-const passWalked = await createKernelRunner(passModel, {
-  context: ctx,
-  executor: { replay: false },
-});
+const passWalked = await walker(passModel);
 const passed: { replayed: boolean; diff: number }[] = [];
 for (const [i, step] of [900, 800, 100, 700].entries()) {
   const feed = {
     x: float32(xs(i).subarray(0, 16), [4, 4]),
     t: float32(Float32Array.of(step), [1]),
   };
-  const got = (await passing.run(feed)).y as RunnerTensor;
-  const replayed = passing.lastStats.replayed;
-  const want = (await passWalked.run(feed)).y as RunnerTensor;
-  passed.push({ replayed, diff: maxAbsDiff(await values(got), await values(want)) });
+  const { replayed, diff } = await againstWalk(passing, passWalked, feed);
+  passed.push({ replayed, diff });
 }
 
 // A feed's values decide a launch (the shape of a Reshape): replayed only for the same shape.
