@@ -24,7 +24,8 @@ const MAX_GROUPS_X = 32768;
 /** A grid for `items` threads of `WORKGROUP`, and the WGSL that computes the item index. */
 export function grid1d(items: number): { workgroups: [number, number, number]; index: string } {
   const groups = Math.max(1, Math.ceil(items / WORKGROUP));
-  const x = Math.min(groups, MAX_GROUPS_X);
+  // Rows of equal length: 40,960 groups as 2 x 20,480, not 32,768 and a second row mostly idle.
+  const x = Math.ceil(groups / Math.ceil(groups / MAX_GROUPS_X));
   return {
     workgroups: [x, Math.ceil(groups / x), 1],
     index: `(wg.y * ${u(x)} + wg.x) * ${u(WORKGROUP)} + local`,
@@ -163,7 +164,12 @@ export interface UpsampleShape {
   readonly channels: number;
 }
 
-/** Nearest 2x upsampling of an NHWC map. Bindings: x, out. */
+/**
+ * Nearest 2x upsampling of an NHWC map. Bindings: x, out. A copy of bits whatever the storage
+ * type: each thread reads one word vector of an input pixel once (16 bytes where a pixel's bytes
+ * allow, else 4) and writes it to the four output pixels of its 2x2 block, instead of one thread
+ * per output vector reading its source again.
+ */
 export async function prepareUpsample2x(
   ctx: GpuContext,
   variant: KernelVariant,
@@ -173,13 +179,45 @@ export async function prepareUpsample2x(
   const label = `upsample2x ${s.batch}x${s.height}x${s.width}x${s.channels} ${variant.storage}`;
   const outSize = s.batch * 4 * s.height * s.width * s.channels;
   ctx.checkSize(outSize, variant.storage, label);
-  const { code, workgroups } = nhwcMapKernel(
-    variant.storage,
-    { batch: s.batch, height: 2 * s.height, width: 2 * s.width, channels: s.channels },
-    ({ cv }) =>
-      `out[i] = x[((b * ${u(s.height)} + oy / 2u) * ${u(s.width)} + ox / 2u) * ${u(cv)} + c];`,
-  );
-  return simpleKernel(ctx, label, code, workgroups, (outSize + outSize / 4) * bytesOf(variant));
+  const bytes = (outSize + outSize / 4) * bytesOf(variant);
+  const pixelBytes = s.channels * bytesOf(variant);
+  // A pixel's bytes are whole 4-byte words except for an odd channel count in f16.
+  if (pixelBytes % 4 !== 0) {
+    const { code, workgroups } = nhwcMapKernel(
+      variant.storage,
+      { batch: s.batch, height: 2 * s.height, width: 2 * s.width, channels: s.channels },
+      ({ cv }) =>
+        `out[i] = x[((b * ${u(s.height)} + oy / 2u) * ${u(s.width)} + ox / 2u) * ${u(cv)} + c];`,
+    );
+    return simpleKernel(ctx, label, code, workgroups, bytes);
+  }
+  const wide = pixelBytes % 16 === 0;
+  const word = wide ? "vec4<u32>" : "u32";
+  const wv = pixelBytes / (wide ? 16 : 4); // word vectors per pixel
+  const vectors = s.batch * s.height * s.width * wv;
+  const g = grid1d(vectors);
+  const rowOut = 2 * s.width * wv; // word vectors in an output row
+  const code = `@group(0) @binding(0) var<storage, read> x: array<${word}>;
+@group(0) @binding(1) var<storage, read_write> out: array<${word}>;
+@compute @workgroup_size(${WORKGROUP})
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) local: u32) {
+  let i = ${g.index};
+  if (i >= ${u(vectors)}) { return; }
+  let value = x[i];
+  let c = i % ${u(wv)};
+  let pixel = i / ${u(wv)};
+  let px = pixel % ${u(s.width)};
+  let rest = pixel / ${u(s.width)};
+  let py = rest % ${u(s.height)};
+  let b = rest / ${u(s.height)};
+  let top = ((b * ${u(2 * s.height)} + 2u * py) * ${u(2 * s.width)} + 2u * px) * ${u(wv)} + c;
+  out[top] = value;
+  out[top + ${u(wv)}] = value;
+  out[top + ${u(rowOut)}] = value;
+  out[top + ${u(rowOut + wv)}] = value;
+}
+`;
+  return simpleKernel(ctx, label, code, g.workgroups, bytes);
 }
 
 /** The frequencies of the sinusoidal embedding, in float32 as the UNet builder computes them. */

@@ -194,8 +194,11 @@ export const ELEMENTWISE_CASES: readonly { op: ElementwiseOp; n: number }[] = Ob
 ]);
 
 export const UPSAMPLE_CASES: readonly UpsampleShape[] = Object.freeze([
+  // Pixels of whole 16-byte vectors (8 channels), of 4-byte words (6 in f32 and f16, 5 in f32),
+  // and in f16 of neither (5 channels: 10 bytes), each copied its own way.
   { batch: 2, height: 3, width: 5, channels: 8 },
   { batch: 1, height: 4, width: 3, channels: 6 },
+  { batch: 2, height: 2, width: 3, channels: 5 },
 ]);
 
 export const TIMESTEP_CASES: readonly TimestepCase[] = Object.freeze([
