@@ -80,6 +80,11 @@ export interface UnetBenchRow {
   readonly minMs: number;
   readonly itPerSecond: number;
   readonly loadMs: number;
+  /**
+   * The runner's first call (warm-up or timed): on the kernels engine it also compiles every
+   * kernel it meets, which a GPU driver's shader cache keeps for later processes.
+   */
+  readonly firstCallMs?: number;
   readonly peakRssMb: number;
   readonly profile?: ProfileSummary;
   readonly error?: string;
@@ -260,13 +265,23 @@ export async function benchUnet(
           options.onStatus?.(
             `${at}: loaded in ${(loadMs / 1000).toFixed(1)} s; ${warmup} warm-up, ${repeats} timed calls`,
           );
-          for (let i = 0; i < warmup; i++) await runner.run(feeds);
+          const warmups: number[] = [];
+          for (let i = 0; i < warmup; i++) {
+            const start = performance.now();
+            await runner.run(feeds);
+            warmups.push(performance.now() - start);
+          }
+          if (warmup > 0)
+            options.onStatus?.(
+              `${at}: warm-up calls ${warmups.map((ms) => (ms / 1000).toFixed(1)).join(", ")} s (the first compiles the kernels it meets)`,
+            );
           const times: number[] = [];
           for (let i = 0; i < repeats; i++) {
             const start = performance.now();
             await runner.run(feeds);
             times.push(performance.now() - start);
           }
+          const firstCallMs = warmups[0] ?? times[0];
           const { kernelPath } = runner;
           let profile: ProfileSummary | undefined = runner.profileSummary?.();
           if (profileDir && runner.endProfiling) {
@@ -296,6 +311,7 @@ export async function benchUnet(
             minMs: times[0],
             itPerSecond: 1000 / median,
             loadMs,
+            ...(firstCallMs === undefined ? {} : { firstCallMs }),
             peakRssMb: process.resourceUsage().maxRSS / 1024,
             profile,
           };

@@ -17,6 +17,7 @@ interface BenchRow {
   reduction: string;
   medianMs: number;
   itPerSecond: number;
+  firstCallMs?: number;
   error?: string;
 }
 
@@ -71,6 +72,34 @@ describe("bench", () => {
     // Each row's phases on stderr, so a slow one shows where it is.
     expect(run.stderr).toMatch(/^64x64 none: building\/loading$/m);
     expect(run.stderr).toMatch(/^64x64 none: loaded in \d+\.\d s; 0 warm-up, 1 timed calls$/m);
+    // Without warm-up calls the first timed call is the row's first call.
+    for (const row of rows) expect(row.firstCallMs).toBeGreaterThan(0);
+  });
+
+  it("reports the warm-up calls' times on stderr and the first call's in the row", async () => {
+    const run = await runCli([
+      "bench",
+      "-m",
+      SD15,
+      "--sizes",
+      "64",
+      "--methods",
+      "none",
+      "--warmup",
+      "2",
+      "--repeats",
+      "1",
+      "--cache-dir",
+      ws.cache,
+      "--json",
+      "-",
+    ]);
+    expect(run.code, run.stderr).toBe(0);
+    expect(run.stderr).toMatch(
+      /^64x64 none: warm-up calls \d+\.\d, \d+\.\d s \(the first compiles the kernels it meets\)$/m,
+    );
+    const [row] = JSON.parse(run.stdout) as BenchRow[];
+    expect(row.firstCallMs).toBeGreaterThan(0);
   });
 
   it("keeps the rows it measured in the JSON file when a later engine cannot run", async () => {
