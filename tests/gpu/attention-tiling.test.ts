@@ -1,8 +1,7 @@
 // Which tensor-core attention tiling each SD head dim gets without an explicit one: eight
 // subgroups with double-staged K/V tiles where they fit the 48 KB of workgroup memory (head dim
-// 40), four where they do not (80), single staging at 160; the candidate that fits eight at 80
-// (unpadded tile rows); the fallback when a device refuses a pipeline; and the shaders differ as
-// they should.
+// 40), the same with unpadded tile rows where only those fit (80), single staging at 160; the
+// fallback when a device refuses a pipeline; and the shaders differ as they should.
 import { describe, expect, it } from "vitest";
 import {
   type AttentionTiling,
@@ -39,17 +38,12 @@ describe("tensor-core attention tilings", () => {
     const d80 = await defaultKernel(80);
     const d160 = await defaultKernel(160);
     expect([d40.tiling.subgroups, d40.tiling.staging]).toEqual([8, "double"]);
-    expect([d80.tiling.subgroups, d80.tiling.staging]).toEqual([4, "double"]);
     // At 80 the default's padded tile rows take 51,200 bytes; unpadded ones (kvPad 0) exactly
     // the 49,152 there are, with rows of 80 halves where the default's are 88.
-    const unpadded = { ...DEFAULT_ATTENTION_TILINGS.tensorCore, kvPad: 0 } as const;
+    expect(d80.tiling).toEqual({ ...DEFAULT_ATTENTION_TILINGS.tensorCore, kvPad: 0 });
     expect(tensorCoreWorkgroupBytes(variant, 80, DEFAULT_ATTENTION_TILINGS.tensorCore)).toBe(51200);
-    expect(tensorCoreWorkgroupBytes(variant, 80, unpadded)).toBe(49152);
-    const sources: string[] = [];
-    const shape = { batch: 2, queries: 100, heads: 2, headDim: 80, kvTokens: 100 };
-    const kernel = await prepareAttention(capturingContext(sources), variant, shape, unpadded);
-    expect(kernel.tiling.subgroups).toBe(8);
-    expect(sources[0]).toContain(`kv_tile: array<f16, ${128 * 80}>`);
+    expect(tensorCoreWorkgroupBytes(variant, 80, d80.tiling)).toBe(49152);
+    expect(d80.code).toContain(`kv_tile: array<f16, ${128 * 80}>`);
     expect(d40.code).toContain(`kv_tile: array<f16, ${128 * 56}>`);
     expect(d160.tiling.staging).toBeUndefined();
     // The double-staged shader reads the tile at kv_cur and stores the next into the other half.
@@ -63,13 +57,17 @@ describe("tensor-core attention tilings", () => {
 
   it("falls back to the next fitting tiling when the device refuses the first's pipeline", async () => {
     const shape = { batch: 2, queries: 100, heads: 2, headDim: 80, kvTokens: 100 };
-    // A device that refuses the first fitting tiling at 80 (four subgroups, double-staged: 128
-    // tile rows of 88 halves) at both matrix-load spellings: the next one in the order that
-    // fits, single-staged, compiles.
-    const refused = /kv_tile: array<f16, 11264>/;
+    // A device that refuses the first fitting tiling at 80 (eight subgroups, double-staged, 128
+    // unpadded tile rows of 80 halves: all 48 KB) at both matrix-load spellings: the next one
+    // in the order that fits (four subgroups, double-staged) compiles.
+    const refused = /kv_tile: array<f16, 10240>/;
     const sources: string[] = [];
     const kernel = await prepareAttention(capturingContext(sources, refused), variant, shape);
-    expect([kernel.tiling.subgroups, kernel.tiling.staging]).toEqual([4, undefined]);
+    expect([kernel.tiling.subgroups, kernel.tiling.staging, kernel.tiling.kvPad]).toEqual([
+      4,
+      "double",
+      undefined,
+    ]);
     expect(sources.filter((code) => refused.test(code)).length).toBe(2);
     // An explicit tiling is not replaced, and a refusal of the last candidate is the error.
     await expect(

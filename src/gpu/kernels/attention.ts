@@ -115,9 +115,9 @@ export interface AttentionTiling {
    * Tensor-core path: f16 values of padding after each row of the Q/K/V tile (8 when left out;
    * 0 or 8, keeping rows 16-byte aligned for the matrix loads). 0 saves 16 bytes per row, which
    * lets the default's eight subgroups and double staging fit 48 KB at head dim 80 (the SD 1.x
-   * level-2 attention), where the default order falls back to four subgroups (28 TFLOP/s inside
-   * a 2048 px call on an H100, BENCHMARKS.md). A candidate of WIDE_HEAD_SWEEP, not yet timed on
-   * a GPU: the order takes it once a run shows it faster and its checks pass there.
+   * level-2 attention), where the order without it fell back to four subgroups: on an H100 at
+   * 2 x 16384 x 16384, 8 heads of 80, 12.8 ms (107 TFLOP/s) against about 49 ms (28 TFLOP/s,
+   * inside a 2048 px call), BENCHMARKS.md. Second in TENSOR_CORE_ATTENTION_ORDER.
    */
   readonly kvPad?: 0 | 8;
 }
@@ -148,10 +148,11 @@ export const DEFAULT_ATTENTION_TILINGS: Readonly<{
 /**
  * Tensor-core tilings in the order they are tried without an explicit one: fastest first as
  * measured at 2 x 16384 x 16384, 8 heads of 40 (BENCHMARKS.md); the later ones for head dims whose
- * tiles outgrow workgroup memory with the first.
+ * tiles outgrow workgroup memory with the first (the second is head dim 80's, 8 heads of 80).
  */
 export const TENSOR_CORE_ATTENTION_ORDER: readonly AttentionTiling[] = Object.freeze([
   DEFAULT_ATTENTION_TILINGS.tensorCore,
+  { ...DEFAULT_ATTENTION_TILINGS.tensorCore, kvPad: 0 },
   { keysPerTile: 32, subgroups: 8, rescale: "lazy" },
   { keysPerTile: 32, subgroups: 4, rescale: "lazy", staging: "double" },
   { keysPerTile: 32, subgroups: 4, rescale: "lazy" },
@@ -181,7 +182,8 @@ export const PAIRED_AND_PADDED: readonly AttentionTiling[] = Object.freeze(
 export const WIDE_HEAD_SWEEP: Readonly<Record<80 | 160, readonly AttentionTiling[]>> =
   Object.freeze({
     80: [
-      { ...DEFAULT_ATTENTION_TILINGS.tensorCore, kvPad: 0 },
+      // The order's choice at 80 before unpadded rows (kvPad 0) took its place.
+      { keysPerTile: 32, subgroups: 4, rescale: "lazy", staging: "double" },
       { keysPerTile: 32, subgroups: 4, rescale: "lazy", staging: "double", pairedLanes: true },
       { keysPerTile: 16, subgroups: 8, rescale: "lazy", staging: "double", pairedLanes: true },
     ],
