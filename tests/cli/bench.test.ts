@@ -8,6 +8,8 @@ const ws = new Workspace();
 afterAll(() => ws.remove());
 
 const quick = ["--warmup", "0", "--repeats", "1", "--cache-dir", ws.cache];
+/** One row: the tiny SD 1.5 at 64 px, no reduction. */
+const oneRow = ["bench", "-m", SD15, "--sizes", "64", "--methods", "none"];
 
 interface BenchRow {
   width: number;
@@ -78,13 +80,7 @@ describe("bench", () => {
 
   it("reports the warm-up calls' times on stderr and the first call's in the row", async () => {
     const run = await runCli([
-      "bench",
-      "-m",
-      SD15,
-      "--sizes",
-      "64",
-      "--methods",
-      "none",
+      ...oneRow,
       "--warmup",
       "2",
       "--repeats",
@@ -106,13 +102,7 @@ describe("bench", () => {
     const out = ws.outDir();
     const json = join(out, "bench.json");
     const run = await runCli([
-      "bench",
-      "-m",
-      SD15,
-      "--sizes",
-      "64",
-      "--methods",
-      "none",
+      ...oneRow,
       "--engines",
       "onnxruntime,kernels",
       "--json",
