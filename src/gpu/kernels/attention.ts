@@ -116,7 +116,7 @@ export interface AttentionTiling {
    * 0 or 8, keeping rows 16-byte aligned for the matrix loads). 0 saves 16 bytes per row, which
    * lets the default's eight subgroups and double staging fit 48 KB at head dim 80 (the SD 1.x
    * level-2 attention), where the order without it fell back to four subgroups: on an H100 at
-   * 2 x 16384 x 16384, 8 heads of 80, 12.8 ms (107 TFLOP/s) against about 49 ms (28 TFLOP/s,
+   * 2 x 16384 x 16384, 8 heads of 80, 12.8 ms (108 TFLOP/s) against about 49 ms (28 TFLOP/s,
    * inside a 2048 px call), BENCHMARKS.md. Second in TENSOR_CORE_ATTENTION_ORDER.
    */
   readonly kvPad?: 0 | 8;
