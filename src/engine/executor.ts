@@ -1227,7 +1227,7 @@ export class GraphExecutor {
       const timer = this.ctx.createTimer(chunk);
       for (let i = start; i < Math.min(start + chunk, this.pending.length); i++)
         this.ctx.dispatch([this.pending[i]], { timer, label: this.pendingLabels[i] });
-      this.pendingTimes.push(timer.read().finally(() => timer.destroy()));
+      this.pendingTimes.push(this.ctx.whileAlive(timer.read()).finally(() => timer.destroy()));
     }
   }
 

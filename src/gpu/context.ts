@@ -127,7 +127,10 @@ export class GpuContext {
   readonly pipelines: PipelineCache;
   private readonly layouts = new WeakMap<GPUComputePipeline, GPUBindGroupLayout>();
   readonly buffers: BufferPool;
-  private lost = false;
+  /** Why the device was lost, once it has been. */
+  private lostError: Error | undefined;
+  /** Rejections of the waits in flight, called when the device is lost. */
+  private readonly waits = new Set<(error: Error) => void>();
 
   private constructor(
     // dawn.node tears its instance down when the GPU object is collected, even with a device
@@ -139,9 +142,34 @@ export class GpuContext {
   ) {
     this.pipelines = new PipelineCache(device);
     this.buffers = new BufferPool(device, capabilities.limits);
-    device.lost.then(() => {
-      this.lost = true;
+    device.lost.then((info) => {
+      const message = (info.message ?? "").split("\n")[0];
+      this.lostError = new Error(
+        `the GPU device was lost (${info.reason ?? "unknown"}${message ? `: ${message}` : ""})`,
+      );
+      for (const reject of this.waits) reject(this.lostError);
+      this.waits.clear();
     });
+  }
+
+  /**
+   * `work`, or the device's loss if that comes first: a wait on the GPU (a readback, the queue
+   * finishing) whose device is lost may otherwise never settle, and a caller would hang instead
+   * of failing with the reason.
+   */
+  async whileAlive<T>(work: Promise<T>): Promise<T> {
+    if (this.lostError) throw this.lostError;
+    let registered!: (error: Error) => void;
+    const lost = new Promise<never>((_, fail) => {
+      registered = fail;
+    });
+    this.waits.add(registered);
+    try {
+      return await Promise.race([work, lost]);
+    } finally {
+      // Only this call's rejection is kept, and only while it waits.
+      this.waits.delete(registered);
+    }
   }
 
   /** A device on the first adapter, with every feature the kernels can use that it has. */
@@ -237,7 +265,7 @@ export class GpuContext {
     const encoder = this.device.createCommandEncoder();
     encoder.copyBufferToBuffer(tensor.buffer, 0, staging, 0, byteLength);
     this.device.queue.submit([encoder.finish()]);
-    await staging.mapAsync(0x0001);
+    await this.whileAlive(staging.mapAsync(0x0001));
     const copy = staging.getMappedRange().slice(0);
     staging.unmap();
     staging.destroy();
@@ -270,7 +298,7 @@ export class GpuContext {
       readonly deferResolve?: boolean;
     } = {},
   ): void {
-    if (this.lost) throw new Error("the GPU device was lost");
+    if (this.lostError) throw this.lostError;
     const encoder = this.device.createCommandEncoder();
     const pass = encoder.beginComputePass({
       timestampWrites: options.timer?.pass(options.label ?? "pass"),
@@ -305,7 +333,7 @@ export class GpuContext {
 
   /** Waits until the GPU has finished everything submitted so far. */
   finish(): Promise<void> {
-    return this.device.queue.onSubmittedWorkDone();
+    return this.whileAlive(this.device.queue.onSubmittedWorkDone());
   }
 
   destroy(): void {
