@@ -10,6 +10,7 @@ import {
 } from "../../src/gpu/kernels/attention.js";
 import { CHECKED_TENSOR_CORE_TILINGS } from "../../src/gpu/kernels/attention-checks.js";
 import { convSpec, sameConv } from "../../src/gpu/kernels/conv2d.js";
+import { prepareUpsample2x } from "../../src/gpu/kernels/elementwise.js";
 import { gemmSpec } from "../../src/gpu/kernels/gemm.js";
 import {
   DEFAULT_TILINGS,
@@ -196,6 +197,18 @@ for (const matrix of matrices) {
   }
 }
 
+// The f16 storage upsample, which SwiftShader (no shader-f16) cannot run: its three copies
+// (16-byte vectors, 4-byte words, and per element for a pixel of 10 bytes).
+for (const channels of [8, 6, 5]) {
+  const sources: string[] = [];
+  await prepareUpsample2x(
+    capturingContext(sources),
+    { path: "portable", storage: "f16", subgroupSize: 32 },
+    { batch: 2, height: 3, width: 5, channels },
+  );
+  for (const code of sources) shaders.push({ name: `upsample f16 ${channels} channels`, code });
+}
+
 /** Bytes of a WGSL workgroup variable's type: scalars, atomics and arrays of them. */
 function typeBytes(type: string): number {
   const array = /^array<(.+),\s*(\d+)u?>$/.exec(type);
@@ -238,6 +251,11 @@ process.stdout.write(
     splitK: shaders.filter((s) => s.code.includes("kt_begin = split_id")).length,
     reductions: shaders.filter((s) => s.code.includes("value += partials[at]")).length,
     // Lazy softmaxes without the bounds check (keys that fill every tile).
+    // The upsample's copies: 16-byte vectors, words, elements.
+    upsampleCopies: ["vec4<u32>", "array<u32>", "array<T>"].map(
+      (type) =>
+        shaders.filter((s) => s.name.startsWith("upsample") && s.code.includes(type)).length,
+    ),
     unguarded: shaders.filter(
       (s) => s.code.includes("rescale_at") && !s.code.includes("+ lane_key <"),
     ).length,

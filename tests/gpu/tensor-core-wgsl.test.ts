@@ -1,5 +1,5 @@
 // Every tensor-core shader (GEMM, convolution, flash attention in each rescale mode and ablation,
-// at every head dim the models use) passes Dawn's WGSL validation. CI has no GPU with subgroup
+// at every head dim the models use), and the f16 upsample, pass Dawn's WGSL validation. CI has no GPU with subgroup
 // matrices, so these shaders never run here; Dawn's null backend offers the features and
 // validates the WGSL (types, the uniformity analysis that matrix offsets need), which catches a
 // broken shader before a GPU machine does; the workgroup variables' sizes are checked too.
@@ -20,6 +20,7 @@ interface Report {
   readonly misaligned: Record<string, string[]>;
   readonly splitK: number;
   readonly reductions: number;
+  readonly upsampleCopies: readonly number[];
 }
 
 describe("tensor-core shaders", () => {
@@ -32,7 +33,9 @@ describe("tensor-core shaders", () => {
     expect(report.failures).toEqual({});
     // Every workgroup variable a multiple of 16 bytes (see the child for why).
     expect(report.misaligned).toEqual({});
-    expect(report.families).toEqual(["attention", "gemm", "conv"]);
+    expect(report.families).toEqual(["attention", "gemm", "conv", "upsample"]);
+    // The f16 upsample's three copies, one shader each.
+    expect(report.upsampleCopies).toEqual([1, 1, 1]);
     // 3 matrix shapes x (attention variants + 6 GEMMs + 6 convolutions).
     expect(report.compiled).toBeGreaterThan(100);
     expect(report.lazy).toBeGreaterThan(0);
