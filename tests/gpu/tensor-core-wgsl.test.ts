@@ -1,8 +1,9 @@
 // Every tensor-core shader (GEMM, convolution, flash attention in each rescale mode and ablation,
-// at every head dim the models use), and the f16 upsample, pass Dawn's WGSL validation. CI has no GPU with subgroup
-// matrices, so these shaders never run here; Dawn's null backend offers the features and
-// validates the WGSL (types, the uniformity analysis that matrix offsets need), which catches a
-// broken shader before a GPU machine does; the workgroup variables' sizes are checked too.
+// at every head dim the models use), and the f16 upsample, pass Dawn's WGSL validation. CI has no
+// GPU with subgroup matrices or shader-f16, so these shaders never run here; Dawn's null backend
+// offers the features and validates the WGSL (types, the uniformity analysis that matrix offsets
+// need), which catches a broken shader before a GPU machine does; the workgroup variables' sizes
+// are checked too.
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { runOnSwiftShader } from "../swiftshader.js";
