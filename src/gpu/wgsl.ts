@@ -34,6 +34,12 @@ export function u32Literal(value: number): string {
   return `${value}u`;
 }
 
+/** An f32 value as a WGSL literal that reads back as the same f32. */
+export function f32Literal(value: number): string {
+  const text = Math.fround(value).toPrecision(9);
+  return text.includes(".") || text.includes("e") ? text : `${text}.0`;
+}
+
 /** `erf` (absent from WGSL) and exact-erf GELU in f32, for kernels that fuse GELU. */
 export const GELU_WGSL = `
 // erf by Abramowitz and Stegun 7.1.26 (|error| <= 1.5e-7), as WGSL has none.

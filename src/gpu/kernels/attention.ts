@@ -34,6 +34,7 @@ import { expectTensor, type GpuContext, type GpuTensor, type KernelLaunch } from
 import type { KernelVariant } from "../variants.js";
 import {
   checkPositiveSizes,
+  f32Literal,
   MATRIX_SPELLINGS,
   type MatrixSpelling,
   matrixLoad,
@@ -225,12 +226,6 @@ function validate(shape: AttentionShape): void {
         `attention: downsampling factor ${g.factor} does not fit a ${g.height}x${g.width} grid`,
       );
   }
-}
-
-/** An f32 value as a WGSL literal that reads back as the same f32. */
-function f32Literal(value: number): string {
-  const text = Math.fround(value).toPrecision(9);
-  return text.includes(".") || text.includes("e") ? text : `${text}.0`;
 }
 
 /** `fn key_token(j) -> u32`: the K/V token of key j (the key grid's nearest rule). */

@@ -16,7 +16,13 @@
  */
 import type { GpuContext, GpuTensor, KernelLaunch } from "../context.js";
 import type { KernelVariant } from "../variants.js";
-import { checkPositiveSizes, GELU_WGSL, storagePreamble, u32Literal as u } from "../wgsl.js";
+import {
+  checkPositiveSizes,
+  f32Literal,
+  GELU_WGSL,
+  storagePreamble,
+  u32Literal as u,
+} from "../wgsl.js";
 
 export const WORKGROUP = 256;
 const MAX_GROUPS_X = 32768;
@@ -251,15 +257,11 @@ export async function prepareTimestepEmbedding(
     throw new Error(`timestep embedding: dim ${dim} is too small for frequency shift ${freqShift}`);
   const label = `timestep ${count}x${dim} ${flipSinToCos ? "cos,sin" : "sin,cos"} shift ${freqShift} ${variant.storage}`;
   const freqs = timestepFrequencies(dim, freqShift);
-  const lit = (x: number) => {
-    const text = Math.fround(x).toPrecision(9);
-    return text.includes(".") || text.includes("e") ? text : `${text}.0`;
-  };
   const g = grid1d(count * dim);
   const code = `${storagePreamble(variant.storage)}
 @group(0) @binding(0) var<storage, read> t: array<f32>;
 @group(0) @binding(1) var<storage, read_write> out: array<T>;
-const FREQS = array<f32, ${half}>(${freqs.map(lit).join(", ")});
+const FREQS = array<f32, ${half}>(${freqs.map(f32Literal).join(", ")});
 @compute @workgroup_size(${WORKGROUP})
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) local: u32) {
   let i = ${g.index};
@@ -268,8 +270,8 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   let col = i % ${u(dim)};
   if (col >= ${u(2 * half)}) { out[i] = T(0.0); return; }
   let arg = t[n] * FREQS[col % ${u(half)}];
-  let k = round(arg * ${lit(1 / (2 * Math.PI))});
-  let r = (arg - k * ${lit(TWO_PI_HI)}) - k * ${lit(TWO_PI_LO)};
+  let k = round(arg * ${f32Literal(1 / (2 * Math.PI))});
+  let r = (arg - k * ${f32Literal(TWO_PI_HI)}) - k * ${f32Literal(TWO_PI_LO)};
   let first = col < ${u(half)};
   out[i] = T(select(sin(r), cos(r), first == ${flipSinToCos}));
 }

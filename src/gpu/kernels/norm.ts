@@ -19,7 +19,7 @@
  */
 import { expectTensor, type GpuContext, type GpuTensor, type KernelLaunch } from "../context.js";
 import type { KernelVariant } from "../variants.js";
-import { checkPositiveSizes, storagePreamble, u32Literal as u } from "../wgsl.js";
+import { checkPositiveSizes, f32Literal, storagePreamble, u32Literal as u } from "../wgsl.js";
 import { grid1d, WORKGROUP } from "./elementwise.js";
 
 export interface GroupNormShape {
@@ -30,11 +30,6 @@ export interface GroupNormShape {
   readonly groups: number;
   readonly eps: number;
   readonly silu: boolean;
-}
-
-function f32Literal(value: number): string {
-  const text = Math.fround(value).toPrecision(9);
-  return text.includes(".") || text.includes("e") ? text : `${text}.0`;
 }
 
 const SILU_WGSL = "fn silu(x: f32) -> f32 { return x / (1.0 + exp(-x)); }";
