@@ -1,8 +1,9 @@
 /**
  * Memory-bound kernels: elementwise add, mul, SiLU and GELU; nearest 2x upsampling; the
  * sinusoidal timestep embedding; and the f x f average pooling of ToDo's keys/values. One thread
- * per four elements (vec4 loads and stores) wherever the sizes allow, on a 2-D grid so that large
- * tensors stay within the 65535 workgroups a dimension allows.
+ * per four elements (vec4 loads and stores) wherever the sizes allow (the upsample: one per 16
+ * bytes of input, copied as words), on a 2-D grid so that large tensors stay within the 65535
+ * workgroups a dimension allows.
  *
  * Shape contracts (row-major, storage type T of the variant):
  *   add, mul:  a, b (n) -> out (n)            silu, gelu: a (n) -> out (n)
