@@ -106,6 +106,30 @@ describe("tensor-core attention tilings", () => {
     ).rejects.toThrow(/3 row blocks per subgroup \(1 or 2\)$/);
   });
 
+  it("transposes the launch grid for headsFirst, reading the head from x and the query tile from y", async () => {
+    const shape = { batch: 2, queries: 300, heads: 3, headDim: 40, kvTokens: 300 };
+    const sources: string[] = [];
+    const ctx = capturingContext(sources);
+    const rowsFirst = await prepareAttention(
+      ctx,
+      variant,
+      shape,
+      DEFAULT_ATTENTION_TILINGS.tensorCore,
+    );
+    const headsFirst = await prepareAttention(ctx, variant, shape, {
+      ...DEFAULT_ATTENTION_TILINGS.tensorCore,
+      headsFirst: true,
+    });
+    // 300 queries in tiles of 128 rows (8 subgroups x 16), 2 x 3 heads.
+    expect(rowsFirst.workgroups).toEqual([3, 6, 1]);
+    expect(headsFirst.workgroups).toEqual([6, 3, 1]);
+    expect(sources[0]).toContain("let bh = wg.y;");
+    expect(sources[0]).toContain("let q0 = wg.x * 128u;");
+    expect(sources[1]).toContain("let bh = wg.x;");
+    expect(sources[1]).toContain("let q0 = wg.y * 128u;");
+    expect(headsFirst.label).toMatch(/ heads-first$/);
+  });
+
   it("pads the score rows, pairs the softmax lanes' keys and drops bounds checks on full tiles", async () => {
     const lazy = { keysPerTile: 32, subgroups: 8, rescale: "lazy", staging: "double" } as const;
     const shader = async (keys: number, tiling: AttentionTiling) => {

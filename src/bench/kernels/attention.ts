@@ -151,6 +151,8 @@ export const ATTENTION_SWEEP: readonly SweepEntry[] = Object.freeze([
   { matrix: "16x16x16", tiling: { subgroups: 2, keysPerTile: 64, rescale: "lazy", rowBlocks: 2 } },
   // The default's score scratch: rows padded by 8 words, softmax lanes one key at a time.
   ...PAIRED_AND_PADDED.map((tiling) => ({ matrix: "16x16x16", tiling })),
+  // The default with the launch grid transposed: resident workgroups spread over the heads.
+  { matrix: "16x16x16", tiling: { ...DEFAULT_ATTENTION_TILINGS.tensorCore, headsFirst: true } },
   { matrix: "16x16x16", tiling: { subgroups: 4, keysPerTile: 64, rescale: "lazy" } },
   {
     matrix: "16x8x16",
@@ -201,8 +203,15 @@ export const ATTENTION_BENCH: KernelBench = {
       const latent = size / 8;
       const n = latent * latent;
       const base = { batch: 2, queries: n, heads: HEADS, headDim: HEAD_DIM, kvTokens: n };
+      cases.push(attentionCase(`self 2x${n} x ${n} keys 8x40`, size, base));
+      if (size === 2048) {
+        const tiling = { ...DEFAULT_ATTENTION_TILINGS.tensorCore, headsFirst: true };
+        const name = `sweep self 2x${n} x ${n} 16x16x16 ${attentionTilingName(tiling, "tensor-core")}`;
+        cases.push(
+          attentionCase(name, size, base, { sweep: { matrix: "16x16x16", tiling }, ort: false }),
+        );
+      }
       cases.push(
-        attentionCase(`self 2x${n} x ${n} keys 8x40`, size, base),
         attentionCase(`self ToDo nearest/2 2x${n} x ${n / 4} keys 8x40`, size, {
           ...base,
           keyGrid: { height: latent, width: latent, factor: 2 },

@@ -28,7 +28,7 @@
  * rescaled only when a row's max moved by more than a threshold).
  * d is padded with zeros to a multiple of the matrix K and N (40 -> 48 at 16x16x16: a fifth more
  * matrix work for the SD 1.x head).
- * Launch: ceil(Nq / rowsPerWorkgroup) x (B * H) workgroups.
+ * Launch: ceil(Nq / rowsPerWorkgroup) x (B * H) workgroups (transposed for `headsFirst`).
  */
 import { expectTensor, type GpuContext, type GpuTensor, type KernelLaunch } from "../context.js";
 import type { KernelVariant } from "../variants.js";
@@ -121,6 +121,13 @@ export interface AttentionTiling {
    * inside a 2048 px call), BENCHMARKS.md. Second in TENSOR_CORE_ATTENTION_ORDER.
    */
   readonly kvPad?: 0 | 8;
+  /**
+   * Tensor-core path: the launch grid's x runs over the batch's heads and y over the query
+   * tiles, so the workgroups resident at once spread over every head; without it (the default)
+   * x runs over query tiles, and at 65536 queries the hundreds resident at once all read the
+   * same head's K/V tile at about the same time. A sweep candidate at the 2048 px shapes.
+   */
+  readonly headsFirst?: boolean;
 }
 
 /**
@@ -187,6 +194,8 @@ export const WIDE_HEAD_SWEEP: Readonly<Record<80 | 160, readonly AttentionTiling
       { keysPerTile: 32, subgroups: 4, rescale: "lazy", staging: "double" },
       { keysPerTile: 32, subgroups: 4, rescale: "lazy", staging: "double", pairedLanes: true },
       { keysPerTile: 16, subgroups: 8, rescale: "lazy", staging: "double", pairedLanes: true },
+      // The default at 80 with the grid transposed (headsFirst).
+      { ...DEFAULT_ATTENTION_TILINGS.tensorCore, kvPad: 0, headsFirst: true },
     ],
     160: [
       { keysPerTile: 32, subgroups: 4, rescale: "lazy", pairedLanes: true },
@@ -680,9 +689,10 @@ fn main(
   @builtin(subgroup_invocation_id) subgroup_lane: u32,
 ) {
   ${mmaOnly || ablation === "no-kv-loads" ? "// K and V stay bound (the launch binds them) though this ablation never reads them.\n  _ = &k;\n  _ = &v;" : ""}
-  let b = wg.y / ${u(shape.heads)};
-  let h = wg.y % ${u(shape.heads)};
-  let q0 = wg.x * ${u(rows)};
+  let bh = ${t.headsFirst ? "wg.x" : "wg.y"};
+  let b = bh / ${u(shape.heads)};
+  let h = bh % ${u(shape.heads)};
+  let q0 = ${t.headsFirst ? "wg.y" : "wg.x"} * ${u(rows)};
   // The matrix builtins need offsets the uniformity analysis knows to be subgroup-uniform:
   // subgroup_id is, local_invocation_index / ${sgSize} is not (to the analysis).
   let sg = subgroup_id;
@@ -774,7 +784,7 @@ export function lazyRescale(kernel: Pick<AttentionKernel, "variant" | "tiling">)
 
 export function attentionTilingName(t: AttentionTiling, path: string): string {
   return path === "tensor-core"
-    ? `${t.subgroups}sg${rowBlocks(t) > 1 ? ` x ${rowBlocks(t)} row blocks` : ""} x ${t.keysPerTile} keys${t.rescale === "lazy" ? " rescale:lazy" : ""}${t.staging === "double" ? " staging:double" : ""}${t.scorePad ? ` score-pad:${t.scorePad}` : ""}${t.pairedLanes ? " lanes:paired" : ""}${t.kvPad !== undefined ? ` kv-pad:${t.kvPad}` : ""}${t.ablation ? ` ablation:${t.ablation}` : ""}`
+    ? `${t.subgroups}sg${rowBlocks(t) > 1 ? ` x ${rowBlocks(t)} row blocks` : ""} x ${t.keysPerTile} keys${t.rescale === "lazy" ? " rescale:lazy" : ""}${t.staging === "double" ? " staging:double" : ""}${t.scorePad ? ` score-pad:${t.scorePad}` : ""}${t.pairedLanes ? " lanes:paired" : ""}${t.kvPad !== undefined ? ` kv-pad:${t.kvPad}` : ""}${t.headsFirst ? " heads-first" : ""}${t.ablation ? ` ablation:${t.ablation}` : ""}`
     : `${t.keysPerTile} keys`;
 }
 
@@ -872,11 +882,11 @@ async function prepareTiling(
     pipeline = await ctx.pipeline({ label, code: portableWgsl(variant, shape, t) });
   }
   const compiled = pipeline;
-  const workgroups: [number, number, number] = [
-    Math.ceil(shape.queries / rows),
-    shape.batch * shape.heads,
-    1,
-  ];
+  const tiles = Math.ceil(shape.queries / rows);
+  const workgroups: [number, number, number] =
+    tc && t.headsFirst
+      ? [shape.batch * shape.heads, tiles, 1]
+      : [tiles, shape.batch * shape.heads, 1];
   return {
     label,
     shape,
