@@ -29,6 +29,7 @@ export function withFallback(
     get kernelPath() {
       return replacement ? undefined : primary.kernelPath;
     },
+    ...(primary.compileSummary ? { compileSummary: primary.compileSummary } : {}),
     async run(feeds) {
       if (replacement) return (await replacement).run(feeds);
       try {

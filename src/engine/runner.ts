@@ -3,6 +3,7 @@
  * ONNX model the builders emit and feed it the same tensors they would feed onnxruntime.
  */
 import { GpuContext, type GpuContextOptions, type GpuTensor } from "../gpu/context.js";
+import { summariseCompiles } from "../gpu/pipeline-cache.js";
 import { attachExternalData } from "../onnx/external-data.js";
 import type { ModelProto } from "../onnx/proto.js";
 import { decodeModel } from "../onnx/proto.js";
@@ -163,6 +164,8 @@ export async function createKernelRunner(
     if (owned) ctx.destroy();
     throw error;
   }
+  // Pipelines compiled before the runner was made (another runner's on a shared context) are not its own.
+  const compiledBefore = ctx.pipelines.compiles.length;
   const runKeeping = async (
     feeds: Readonly<Record<string, RunnerFeed>>,
     keep: readonly string[],
@@ -201,6 +204,7 @@ export async function createKernelRunner(
         ]),
       );
     },
+    compileSummary: () => summariseCompiles(ctx.pipelines.compiles.slice(compiledBefore)),
     ...(profiling
       ? {
           profileSummary: () => {

@@ -18,6 +18,11 @@ export class PipelineCache {
   private readonly named = new PromiseMemo<string, GPUComputePipeline>();
   /** Compiler warnings of the shaders compiled so far, first line each (deprecations show here). */
   readonly warnings: string[] = [];
+  /**
+   * Each pipeline compiled so far, in order: its label and the ms from the shader module's
+   * creation to the pipeline's (the driver's compile; near nothing where its disk cache has it).
+   */
+  readonly compiles: { readonly label: string; readonly ms: number }[] = [];
 
   constructor(private readonly device: GPUDevice) {}
 
@@ -36,6 +41,7 @@ export class PipelineCache {
   }
 
   private async compile(source: ComputeKernelSource): Promise<GPUComputePipeline> {
+    const start = performance.now();
     const module = this.device.createShaderModule({ code: source.code, label: source.label });
     const info = await module.getCompilationInfo();
     for (const m of info.messages)
@@ -48,15 +54,62 @@ export class PipelineCache {
       );
     }
     try {
-      return await this.device.createComputePipelineAsync({
+      const pipeline = await this.device.createComputePipelineAsync({
         label: source.label,
         layout: "auto",
         compute: { module, entryPoint: source.entryPoint ?? "main" },
       });
+      this.compiles.push({ label: source.label, ms: performance.now() - start });
+      return pipeline;
     } catch (error) {
       throw new Error(
         `${source.label}: cannot create the pipeline (${(error as Error).message.split("\n")[0]})`,
       );
     }
   }
+}
+
+export interface CompileSummary {
+  readonly pipelines: number;
+  /** The compiles' ms summed (they ran one after another where a walk awaited each). */
+  readonly ms: number;
+  /** Per kind of kernel (kernelKind: attention, gemm, conv3x3/1, ...), slowest first. */
+  readonly byKind: readonly {
+    readonly kind: string;
+    readonly count: number;
+    readonly ms: number;
+  }[];
+}
+
+/**
+ * A label's kind: its first word and the words after it up to one with a digit (the shape),
+ * without the engine's `engine ` prefix: `attention 2x4096...` is attention, `engine group norm
+ * silu 2x64x64x320` group norm silu.
+ */
+export function kernelKind(label: string): string {
+  const [first = "", ...rest] = label.replace(/^engine /, "").split(" ");
+  const words = [first];
+  for (const word of rest) {
+    if (/\d/.test(word)) break;
+    words.push(word);
+  }
+  return words.join(" ");
+}
+
+/** Sums compiles per kind of kernel. */
+export function summariseCompiles(
+  compiles: readonly { readonly label: string; readonly ms: number }[],
+): CompileSummary {
+  const kinds = new Map<string, { count: number; ms: number }>();
+  let ms = 0;
+  for (const c of compiles) {
+    ms += c.ms;
+    const kind = kernelKind(c.label);
+    const k = kinds.get(kind) ?? { count: 0, ms: 0 };
+    k.count++;
+    k.ms += c.ms;
+    kinds.set(kind, k);
+  }
+  const byKind = [...kinds].map(([kind, k]) => ({ kind, ...k })).sort((a, b) => b.ms - a.ms);
+  return { pipelines: compiles.length, ms, byKind };
 }

@@ -3,6 +3,8 @@
  * (onnxruntime-web) each implement `ModelRunner` in a thin entry point; everything above the
  * runtime talks to this interface only.
  */
+import type { CompileSummary } from "../gpu/pipeline-cache.js";
+
 export type RunnerTensor =
   | { readonly type: "float32"; readonly data: Float32Array; readonly dims: readonly number[] }
   | { readonly type: "int64"; readonly data: BigInt64Array; readonly dims: readonly number[] };
@@ -56,6 +58,11 @@ export interface ModelRunner {
    * prefix): the GPU time per kernel of the runs so far, instead of a trace file.
    */
   profileSummary?(): ProfileSummary;
+  /**
+   * Runners that compile their own GPU pipelines (the kernels engine): the pipelines compiled
+   * since the runner was made, and how long each kind took.
+   */
+  compileSummary?(): CompileSummary;
 }
 
 export interface OpTypeTime {

@@ -14,6 +14,7 @@ const options = await probeEngine(asked);
 const { files } = await openModelFiles(fixturePath("pipelines", "sd15-tiny"));
 const unet = unetBuilds(files, { ...options, cacheDir: false });
 files.close();
+const statuses: string[] = [];
 const rows = await benchUnet(fixturePath("pipelines", "sd15-tiny"), {
   device: "webgpu",
   dtype: "float32",
@@ -23,11 +24,26 @@ const rows = await benchUnet(fixturePath("pipelines", "sd15-tiny"), {
   warmup: 0,
   repeats: 1,
   cacheDir: false,
+  onStatus: (message) => statuses.push(message),
 });
+// What the row compiled: the count and time in the row, and the same count by kind on stderr.
+const compileLine = statuses.find((m) => m.startsWith("64x64 none: compiled ")) ?? "";
+const byKind = compileLine
+  .split(": ")
+  .slice(2)
+  .join(": ")
+  .split(", ")
+  .map((entry) => /^(.+) (\d+) in \d+\.\d s$/.exec(entry) ?? ["", "", "NaN"]);
 const bench = rows.map((r) => ({
   engine: r.engine,
   kernelPath: r.kernelPath,
   label: engineLabel(r),
+  compiled: (r.compiled?.pipelines ?? 0) > 0 && (r.compiled?.ms ?? 0) > 0,
+  compileLine:
+    /^64x64 none: compiled (\d+) pipelines in \d+\.\d s: /.exec(compileLine)?.[1] ===
+    String(r.compiled?.pipelines),
+  kindsAddUp: byKind.reduce((n, m) => n + Number(m[2]), 0) === r.compiled?.pipelines,
+  kinds: byKind.map((m) => m[1]).includes("gemm") || byKind.map((m) => m[1]).includes("conv"),
 }));
 process.stdout.write(
   `${JSON.stringify({ shaderF16: options.shaderF16, engine: unet.engine, bench })}\n`,

@@ -63,7 +63,18 @@ describe("engine selection", () => {
       shaderF16: false,
       engine: "onnxruntime",
       // The kernels engine asked for by name runs float32 on the tuned kernels' portable path.
-      bench: [{ engine: "kernels", kernelPath: "portable, f32", label: "kernels (portable, f32)" }],
+      // The row counts the pipelines its first call compiled, and stderr lists them by kind.
+      bench: [
+        {
+          engine: "kernels",
+          kernelPath: "portable, f32",
+          label: "kernels (portable, f32)",
+          compiled: true,
+          compileLine: true,
+          kindsAddUp: true,
+          kinds: true,
+        },
+      ],
     });
   }, 150_000);
 

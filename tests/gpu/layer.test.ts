@@ -29,6 +29,7 @@ import {
   tilingProblem,
 } from "../../src/gpu/kernels/matmul-wgsl.js";
 import { dawnToggles } from "../../src/gpu/node-gpu.js";
+import { kernelKind, summariseCompiles } from "../../src/gpu/pipeline-cache.js";
 import { erf, gelu, referenceConv, referenceGemm } from "../../src/gpu/reference/matmul.js";
 import type { GpuCapabilities } from "../../src/gpu/types.js";
 import {
@@ -545,5 +546,32 @@ describe("tensor-core attention source", () => {
     expect(first).toBeGreaterThan(0);
     for (const t of TENSOR_CORE_ATTENTION_ORDER.slice(0, first))
       expect(tensorCoreWorkgroupBytes(f16, 160, t)).toBeGreaterThan(limit);
+  });
+});
+
+describe("compile summaries", () => {
+  it("names a kernel's kind by the words before its shape, without the engine's prefix", () => {
+    expect(kernelKind("engine group norm silu 2x64x64x320")).toBe("group norm silu");
+    expect(kernelKind("attention 2x4096x8x40 keys 4096 f16 tensor-core 8sg x 32 keys")).toBe(
+      "attention",
+    );
+    expect(kernelKind("conv3x3/1 2x64x64 320->320")).toBe("conv3x3/1");
+    expect(kernelKind("engine Add")).toBe("Add");
+  });
+
+  it("sums the compiles per kind, slowest kind first", () => {
+    const summary = summariseCompiles([
+      { label: "gemm 1x2x3 a", ms: 10 },
+      { label: "attention 2x2", ms: 30 },
+      { label: "gemm 4x5x6 b", ms: 15 },
+    ]);
+    expect(summary).toEqual({
+      pipelines: 3,
+      ms: 55,
+      byKind: [
+        { kind: "attention", count: 1, ms: 30 },
+        { kind: "gemm", count: 2, ms: 25 },
+      ],
+    });
   });
 });
