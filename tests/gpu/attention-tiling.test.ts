@@ -1,6 +1,6 @@
 // Which tensor-core attention tiling each SD head dim gets without an explicit one: eight
 // subgroups with double-staged K/V tiles where they fit the 48 KB of workgroup memory (head dim
-// 40), the same with unpadded tile rows where only those fit (80), single staging at 160; the
+// 40), the same with unpadded tile rows where only those fit (80), 16-key tiles at 160; the
 // fallback when a device refuses a pipeline; and the shaders differ as they should.
 import { describe, expect, it } from "vitest";
 import {
@@ -33,7 +33,7 @@ async function defaultKernel(headDim: number) {
 }
 
 describe("tensor-core attention tilings", () => {
-  it("double-stages K/V at head dims 40 and 80, single-stages at 160", async () => {
+  it("double-stages K/V at head dims 40, 80 and 160 (160 with 16-key tiles)", async () => {
     const d40 = await defaultKernel(40);
     const d80 = await defaultKernel(80);
     const d160 = await defaultKernel(160);
@@ -45,13 +45,19 @@ describe("tensor-core attention tilings", () => {
     expect(tensorCoreWorkgroupBytes(variant, 80, d80.tiling)).toBe(49152);
     expect(d80.code).toContain(`kv_tile: array<f16, ${128 * 80}>`);
     expect(d40.code).toContain(`kv_tile: array<f16, ${128 * 56}>`);
-    expect(d160.tiling.staging).toBeUndefined();
+    expect(d160.tiling).toEqual({
+      keysPerTile: 16,
+      subgroups: 4,
+      rescale: "lazy",
+      staging: "double",
+      pairedLanes: true,
+    });
     // The double-staged shader reads the tile at kv_cur and stores the next into the other half.
     expect(d40.code).toContain("let kv_cur = (kt & 1u)");
-    expect(d160.code).not.toContain("(kt & 1u)");
-    // Double staging at 160 would need more than the adapter's 48 KB.
+    expect(d160.code).toContain("let kv_cur = (kt & 1u)");
+    // Double-staged 32-key tiles at 160 would need more than the adapter's 48 KB.
     expect(
-      tensorCoreWorkgroupBytes(variant, 160, { ...d160.tiling, staging: "double" }),
+      tensorCoreWorkgroupBytes(variant, 160, { ...d160.tiling, keysPerTile: 32 }),
     ).toBeGreaterThan(49152);
   });
 

@@ -156,13 +156,17 @@ export const DEFAULT_ATTENTION_TILINGS: Readonly<{
 /**
  * Tensor-core tilings in the order they are tried without an explicit one: fastest first as
  * measured at 2 x 16384 x 16384, 8 heads of 40 (BENCHMARKS.md); the later ones for head dims whose
- * tiles outgrow workgroup memory with the first (the second is head dim 80's, 8 heads of 80).
+ * tiles outgrow workgroup memory with the first (the second is head dim 80's, 8 heads of 80; the
+ * fifth head dim 160's).
  */
 export const TENSOR_CORE_ATTENTION_ORDER: readonly AttentionTiling[] = Object.freeze([
   DEFAULT_ATTENTION_TILINGS.tensorCore,
   { ...DEFAULT_ATTENTION_TILINGS.tensorCore, kvPad: 0 },
   { keysPerTile: 32, subgroups: 8, rescale: "lazy" },
   { keysPerTile: 32, subgroups: 4, rescale: "lazy", staging: "double" },
+  // Head dim 160's (SD 1.x level 3): 2 x 4096 tokens, 8 heads, 3.07 ms against 4.47 for the
+  // next entry on an H100 (BENCHMARKS.md).
+  { keysPerTile: 16, subgroups: 4, rescale: "lazy", staging: "double", pairedLanes: true },
   { keysPerTile: 32, subgroups: 4, rescale: "lazy" },
   { keysPerTile: 16, subgroups: 8, rescale: "lazy" },
   { keysPerTile: 16, subgroups: 4, rescale: "lazy" },
@@ -199,7 +203,8 @@ export const WIDE_HEAD_SWEEP: Readonly<Record<80 | 160, readonly AttentionTiling
     ],
     160: [
       { keysPerTile: 32, subgroups: 4, rescale: "lazy", pairedLanes: true },
-      { keysPerTile: 16, subgroups: 4, rescale: "lazy", staging: "double", pairedLanes: true },
+      // The order's choice at 160 before the 16-key double-staged tiling took its place.
+      { keysPerTile: 32, subgroups: 4, rescale: "lazy" },
     ],
   });
 
