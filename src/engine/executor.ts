@@ -230,6 +230,19 @@ export interface ExecutorOptions {
    * the same signature (replay.ts; default true). false walks the graph on every call.
    */
   readonly replay?: boolean;
+  /**
+   * Before the first walk of a call signature, walk the graph once without recording anything
+   * only to start every kernel's compile, so that the driver compiles them side by side rather
+   * than one at a time as the real walk reaches each (default true; it applies where replay
+   * does). On an H100, 16 attention pipelines compiled in 6.67 s asked for at once against
+   * 12.21 s one after another; a cold 2048 px first call spent 59 of its 73 s compiling 94 of
+   * them one after another (BENCHMARKS.md). Values the compile-ahead walk reads back from the
+   * GPU are not computed (nothing runs), so a branch it takes on them may compile kernels the
+   * real walk does not need; a compile-ahead walk that fails leaves everything to the real one.
+   */
+  readonly compileAhead?: boolean;
+  /** Told why a compile-ahead walk stopped early, where it did (tests and diagnostics). */
+  readonly onCompileAheadError?: (error: Error) => void;
 }
 
 /** The most passes of one call ExecutorOptions.timeSubmits times (2 timestamps each). */
@@ -312,6 +325,9 @@ function padded(values: readonly number[], length = MAX_RANK): number[] {
 /** Operators that always run on the GPU, even with host inputs (weights, the time embedding). */
 /** Bind groups kept for reuse by one executor, at most (a UNet call makes about 1,100). */
 const MAX_BIND_GROUPS = 16384;
+
+/** Thrown at the end of a compile-ahead walk to leave it through the call's clean-up. */
+const COMPILED_AHEAD = new Error("compiled ahead");
 
 /** Signatures remembered as not replayable before the list starts over. */
 const MAX_UNREPLAYABLE = 64;
@@ -470,6 +486,10 @@ export class GraphExecutor {
   private readonly convs = new PromiseMemo<string, MatmulKernel>();
   private readonly attentions = new PromiseMemo<string, AttentionKernel>();
   private readonly layerNorms = new PromiseMemo<string, LayerNormKernel>();
+  /** Set while a compile-ahead walk runs: launches start their kernels' compiles, nothing else. */
+  private dry = false;
+  /** Call signatures walked ahead already (compileAhead): once each. */
+  private readonly walkedAhead = new Set<string>();
   /** Top-level MatMuls whose bias Add (and GEGLU) the tuned GEMM applies in its epilogue. */
   private readonly linears: ReadonlyMap<NodeProto, LinearFusion>;
   /** Group norms (InstanceNormalization, affine, SiLU) run as one kernel, by their first node. */
@@ -571,20 +591,51 @@ export class GraphExecutor {
     feeds: ReadonlyMap<string, HostTensor | ResidentBuffer>,
     keep: ReadonlySet<string>,
   ): Promise<Map<string, HostTensor | ResidentBuffer>> {
+    const key = this.callKey(feeds, keep);
+    if (key !== undefined && this.options.compileAhead !== false && !this.walkedAhead.has(key)) {
+      this.walkedAhead.add(key);
+      if (!this.plans.some((p) => p.key === key)) {
+        this.dry = true;
+        try {
+          await this.walk(feeds, keep);
+        } catch (error) {
+          // The end of a compile-ahead walk (COMPILED_AHEAD), or a failure the real walk meets
+          // again and reports.
+          if (error !== COMPILED_AHEAD && this.options.onCompileAheadError)
+            this.options.onCompileAheadError(error as Error);
+        } finally {
+          this.dry = false;
+        }
+      }
+    }
+    return this.walk(feeds, keep);
+  }
+
+  /** The call's replay signature, or undefined where calls are never replayed. */
+  private callKey(
+    feeds: ReadonlyMap<string, HostTensor | ResidentBuffer>,
+    keep: ReadonlySet<string>,
+  ): string | undefined {
+    return this.options.replay !== false && !this.options.profile
+      ? planKey(feeds, this.inputNames, keep, {
+          splitK: this.options.splitK,
+          portableTiling: this.options.portableTiling,
+        })
+      : undefined;
+  }
+
+  private async walk(
+    feeds: ReadonlyMap<string, HostTensor | ResidentBuffer>,
+    keep: ReadonlySet<string>,
+  ): Promise<Map<string, HostTensor | ResidentBuffer>> {
     this.stats = emptyStats();
     this.untimedSubmits = 0;
     this.prepareSubmitTimer();
     for (const name of this.inputNames)
       if (!feeds.get(name))
         throw new Error(`missing input "${name}" (the model takes ${this.inputNames.join(", ")})`);
-    const key =
-      this.options.replay !== false && !this.options.profile
-        ? planKey(feeds, this.inputNames, keep, {
-            splitK: this.options.splitK,
-            portableTiling: this.options.portableTiling,
-          })
-        : undefined;
-    if (key !== undefined) {
+    const key = this.callKey(feeds, keep);
+    if (key !== undefined && !this.dry) {
       const replayed = await this.replayIfPlanned(key, feeds);
       if (replayed) return replayed;
     }
@@ -593,7 +644,8 @@ export class GraphExecutor {
         label: "engine convert",
         code: convertStorageKernel("f32", "f16"),
       });
-    const capture = key !== undefined && !this.unreplayable.has(key) ? new Capture(key) : undefined;
+    const capture =
+      key !== undefined && !this.dry && !this.unreplayable.has(key) ? new Capture(key) : undefined;
     this.capture = capture;
     const scope = new Scope();
     for (const [name, t] of this.initializers) scope.values.set(name, t);
@@ -621,6 +673,8 @@ export class GraphExecutor {
         scope.values.set(name, t);
       }
       await this.runNodes(this.order, scope, true);
+      // A compile-ahead walk ends here, through the failed call's clean-up: it ran nothing.
+      if (this.dry) throw COMPILED_AHEAD;
       if (capture) capture.outputsPhase = true;
       const outputs = new Map<string, HostTensor | ResidentBuffer>();
       const readbacks = this.stats.readbacks;
@@ -1391,8 +1445,19 @@ export class GraphExecutor {
     groups?: [number, number, number],
   ): Promise<void> {
     if (threads === 0) return;
-    const pipeline = await this.ctx.pipeline({ label: `engine ${label}`, code });
-    this.record(label, { pipeline, buffers, workgroups: groups ?? grid(threads) });
+    const pipeline = await this.ready(this.ctx.pipeline({ label: `engine ${label}`, code }));
+    if (pipeline) this.record(label, { pipeline, buffers, workgroups: groups ?? grid(threads) });
+  }
+
+  /**
+   * A kernel or pipeline being made: awaited, except in a compile-ahead walk, which only starts
+   * it (undefined) and goes on. A failure there is left to the real walk, which asks again (a
+   * failed preparation is not memoised) and reports it.
+   */
+  private async ready<T>(made: Promise<T>): Promise<T | undefined> {
+    if (!this.dry) return made;
+    made.catch(() => undefined);
+    return undefined;
   }
 
   /**
@@ -1430,6 +1495,7 @@ export class GraphExecutor {
    * a profile times it under `label: detail` (a tuned kernel's shape and tile) where one is given.
    */
   private record(label: string, launch: KernelLaunch, detail?: string): void {
+    if (this.dry) return;
     const bound = this.withBindGroup(launch);
     const text = detail ? `${label}: ${detail}` : label;
     this.capture?.tape.push({ launch: bound, label: text });
@@ -1508,9 +1574,12 @@ export class GraphExecutor {
       ...(planeSize === undefined ? {} : { planeSize }),
       ...this.splitOption,
     };
-    const kernel = await this.gemms.get(JSON.stringify([shape, options]), () =>
-      prepareGemm(this.ctx, this.variant, shape, options),
+    const kernel = await this.ready(
+      this.gemms.get(JSON.stringify([shape, options]), () =>
+        prepareGemm(this.ctx, this.variant, shape, options),
+      ),
     );
+    if (!kernel) return;
     const buffers = [a.buffer, b.buffer, out.buffer];
     if (bias) buffers.push(bias.buffer);
     if (residual) buffers.push(residual.buffer);
@@ -1608,8 +1677,10 @@ export class GraphExecutor {
       channelsFirstOutput: true,
       ...this.splitOption,
     };
-    const kernel = await this.convs.get(JSON.stringify([shape, options]), () =>
-      prepareConv(this.ctx, this.variant, shape, options),
+    const kernel = await this.ready(
+      this.convs.get(JSON.stringify([shape, options]), () =>
+        prepareConv(this.ctx, this.variant, shape, options),
+      ),
     );
     const { batch, height, width, inChannels, outChannels } = shape;
     const out = convOutputSize(shape);
@@ -1619,7 +1690,7 @@ export class GraphExecutor {
       const buffers = [x.buffer, weights, y.buffer];
       if (bias) buffers.push(bias.buffer);
       if (residual) buffers.push(residual.buffer);
-      this.recordMatmul("tuned conv", kernel, buffers);
+      if (kernel) this.recordMatmul("tuned conv", kernel, buffers);
       return y;
     }
     const xs = stridesOf(x.dims);
@@ -1643,7 +1714,7 @@ export class GraphExecutor {
     const buffers = [nhwc.buffer, weights, y.buffer];
     if (bias) buffers.push(bias.buffer);
     if (residual) buffers.push(residual.buffer);
-    this.recordMatmul("tuned conv", kernel, buffers);
+    if (kernel) this.recordMatmul("tuned conv", kernel, buffers);
     this.releaseTemporary(nhwc);
     return y;
   }
@@ -2359,14 +2430,17 @@ export class GraphExecutor {
             this.ctx.capabilities.limits,
           );
           if (plan.kind === "tuned") {
-            const kernel = await this.layerNorms.get(JSON.stringify(plan.shape), () =>
-              prepareLayerNorm(this.ctx, this.variant, plan.shape),
+            const kernel = await this.ready(
+              this.layerNorms.get(JSON.stringify(plan.shape), () =>
+                prepareLayerNorm(this.ctx, this.variant, plan.shape),
+              ),
             );
             const out = this.allocate(x.dims);
-            this.record(
-              "tuned layernorm",
-              kernel.launch([x.buffer, dev(1).buffer, dev(2).buffer, out.buffer]),
-            );
+            if (kernel)
+              this.record(
+                "tuned layernorm",
+                kernel.launch([x.buffer, dev(1).buffer, dev(2).buffer, out.buffer]),
+              );
             return [out];
           }
         }
@@ -2427,15 +2501,18 @@ export class GraphExecutor {
           this.ctx.capabilities.limits,
         );
         if (plan.kind === "tuned") {
-          const kernel = await this.attentions.get(JSON.stringify(plan.shape), () =>
-            prepareAttention(this.ctx, this.variant, plan.shape),
+          const kernel = await this.ready(
+            this.attentions.get(JSON.stringify(plan.shape), () =>
+              prepareAttention(this.ctx, this.variant, plan.shape),
+            ),
           );
           const out = this.allocate(q.dims);
-          this.record(
-            "tuned attention",
-            kernel.launch([q.buffer, k.buffer, v.buffer, out.buffer]),
-            kernel.label,
-          );
+          if (kernel)
+            this.record(
+              "tuned attention",
+              kernel.launch([q.buffer, k.buffer, v.buffer, out.buffer]),
+              kernel.label,
+            );
           return [out];
         }
         const [B, Sq, HD] = q.dims;
