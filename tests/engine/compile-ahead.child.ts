@@ -3,35 +3,18 @@
 // of its own so that both compile from nothing. Prints one JSON line: how many compiles each had
 // in flight at once, how many launches each dispatched, and the outputs' difference.
 //
-// The model: a MatMul, a host-made timestep embedding and an If on the timestep picking one of
-// two device branches (several kernels, one of them chosen by a host value).
+// The model: the UNet's miniature (miniature-unet.ts) with a Sigmoid after it, five kernels in
+// its first call.
 
 import { createKernelRunner } from "../../src/engine/runner.js";
 import { GpuContext } from "../../src/gpu/context.js";
-import { GraphBuilder } from "../../src/onnx/builder.js";
-import { buildModelProto } from "../../src/onnx/model-io.js";
-import { ifElse } from "../../src/reduce/graph-helpers.js";
 import { float32, type RunnerTensor } from "../../src/runtime/types.js";
 import { maxAbsDiff } from "../fixtures.js";
+import { MINIATURE_DIMS, miniatureUnet } from "./miniature-unet.js";
 
-const dims = [2, 3, 4, 4];
+const dims = MINIATURE_DIMS;
 const n = 2 * 3 * 4 * 4;
-const g = new GraphBuilder("float32");
-const x = g.input("x", "float32", dims);
-const t = g.input("t", "float32", [1]);
-const embedding = g.mul(g.op("Sin", [g.mul(t, g.float(0.01))]), g.float(3));
-const weights = Array.from({ length: 16 }, (_, i) => ((i * 7) % 5) / 4 - 0.5);
-const y = g.add(g.matMul(x, g.float(weights, [4, 4])), embedding);
-const [z] = ifElse(
-  g,
-  g.op("Greater", [t, g.float(500)]),
-  "stop",
-  ["float32"],
-  (b) => [b.mul(b.op("Sigmoid", [y]), b.float(3))],
-  (b) => [b.sub(b.transpose(y, [0, 1, 3, 2]), b.float(1))],
-);
-g.output(g.op("Sigmoid", [z]), "z", "float32", dims);
-const proto = buildModelProto(g);
+const proto = miniatureUnet((g, z) => g.op("Sigmoid", [z]));
 const feeds = (step: number) => ({
   x: float32(
     Float32Array.from({ length: n }, (_, i) => Math.sin(i * 0.37)),

@@ -2,9 +2,7 @@
 // replay.ts) against the same calls walked through the graph by an executor that never replays,
 // on one context. Prints one JSON line.
 //
-// The model is a miniature of the UNet's host work: a timestep feed whose embedding (sin) is made
-// on the host and uploaded, and an If on the timestep (as the reduction thresholds' stop/switch)
-// that picks one of two device branches.
+// The model is a miniature of the UNet's host work (miniature-unet.ts).
 
 import { createKernelRunner, type KernelRunner } from "../../src/engine/runner.js";
 import { GpuContext } from "../../src/gpu/context.js";
@@ -14,29 +12,13 @@ import type { ModelProto } from "../../src/onnx/proto.js";
 import { ifElse } from "../../src/reduce/graph-helpers.js";
 import { float32, int64, type RunnerFeed, type RunnerTensor } from "../../src/runtime/types.js";
 import { maxAbsDiff } from "../fixtures.js";
+import { MINIATURE_DIMS, MINIATURE_WEIGHTS, miniatureUnet } from "./miniature-unet.js";
 
 const ctx = await GpuContext.create();
-const dims = [2, 3, 4, 4];
+const dims = MINIATURE_DIMS;
 const n = 2 * 3 * 4 * 4;
-
-const g = new GraphBuilder("float32");
-const x = g.input("x", "float32", dims);
-const t = g.input("t", "float32", [1]);
-const embedding = g.mul(g.op("Sin", [g.mul(t, g.float(0.01))]), g.float(3));
-const weights = Array.from({ length: 16 }, (_, i) => ((i * 7) % 5) / 4 - 0.5);
-// The MatMul runs on the device, so what follows it does too.
-const y = g.add(g.matMul(x, g.float(weights, [4, 4])), embedding);
-const late = g.op("Greater", [t, g.float(500)]);
-const [z] = ifElse(
-  g,
-  late,
-  "stop",
-  ["float32"],
-  (b) => [b.mul(b.op("Sigmoid", [y]), b.float(3))],
-  (b) => [b.sub(b.transpose(y, [0, 1, 3, 2]), b.float(1))],
-);
-g.output(z, "z", "float32", dims);
-const proto = buildModelProto(g);
+const weights = MINIATURE_WEIGHTS;
+const proto = miniatureUnet();
 
 const replaying = await createKernelRunner(proto, { context: ctx });
 const walking = await createKernelRunner(proto, { context: ctx, executor: { replay: false } });
