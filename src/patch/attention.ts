@@ -246,11 +246,32 @@ export function rewriteSelfAttention(
 }
 
 /**
+ * The matches of a Softmax-anchored rule: for each Softmax (softmaxScores), `scoreMatMul` takes
+ * the node that made its scores and returns the score MatMul the rule accepts, pushing onto
+ * `core` any node it steps over (a scaling Mul, say), or undefined where the pattern is not the
+ * rule's; softmaxCoreMatch completes each.
+ */
+export function softmaxCoreMatches(
+  graph: GraphIndex,
+  rule: string,
+  scoreMatMul: (core: NodeProto[], scores: NodeProto | undefined) => NodeProto | undefined,
+): AttentionMatch[] {
+  const matches: AttentionMatch[] = [];
+  for (const softmax of graph.nodes) {
+    const start = softmaxScores(graph, softmax);
+    const scores = start && scoreMatMul(start.core, start.scores);
+    const match = start && scores && softmaxCoreMatch(graph, rule, softmax, start.core, scores);
+    if (match) matches.push(match);
+  }
+  return matches;
+}
+
+/**
  * The start of an attention core: a Softmax and the node that made its scores, stepping over an
  * additive mask (an Add with a parameter); `core` lists the nodes passed. Undefined when the
  * node is not a plain Softmax or its Add has no constant side.
  */
-export function softmaxScores(
+function softmaxScores(
   graph: GraphIndex,
   softmax: NodeProto,
 ): { core: NodeProto[]; scores: NodeProto | undefined } | undefined {
@@ -272,7 +293,7 @@ export function softmaxScores(
  * output must reach (through casts) the MatMul with v as its first input. Pushes both MatMuls
  * onto `core`; undefined when the output goes anywhere else.
  */
-export function softmaxCoreMatch(
+function softmaxCoreMatch(
   graph: GraphIndex,
   rule: string,
   softmax: NodeProto,

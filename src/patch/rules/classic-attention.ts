@@ -13,20 +13,15 @@ import {
   type AttentionRule,
   checkSelfAttention,
   rewriteSelfAttention,
-  softmaxCoreMatch,
-  softmaxScores,
+  softmaxCoreMatches,
 } from "../attention.js";
 import type { GraphIndex } from "../graph-index.js";
 
 export const classicAttentionRule: AttentionRule = {
   name: "classic-attention",
   match(graph: GraphIndex): AttentionMatch[] {
-    const matches: AttentionMatch[] = [];
-    for (const softmax of graph.nodes) {
-      const start = softmaxScores(graph, softmax);
-      if (!start) continue;
-      const core = start.core;
-      let scores = start.scores;
+    return softmaxCoreMatches(graph, this.name, (core, start) => {
+      let scores = start;
       if (scores?.opType === "Mul" || scores?.opType === "Div") {
         const [a, b] = scores.input;
         const data = graph.isParameter(b)
@@ -34,19 +29,17 @@ export const classicAttentionRule: AttentionRule = {
           : scores.opType === "Mul" && graph.isParameter(a)
             ? b
             : undefined;
-        if (data === undefined) continue;
+        if (data === undefined) return undefined;
         core.push(scores);
         scores = graph.producer(data);
       }
-      if (scores?.opType !== "MatMul" || scores.domain) continue;
+      if (scores?.opType !== "MatMul" || scores.domain) return undefined;
       const [q, kT] = scores.input;
       // Scaled operands belong to the SDPA rule.
-      if (isScaled(graph, q) || isScaled(graph, kT)) continue;
-      if (graph.isParameter(q) || graph.isParameter(kT)) continue;
-      const match = softmaxCoreMatch(graph, this.name, softmax, core, scores);
-      if (match) matches.push(match);
-    }
-    return matches;
+      if (isScaled(graph, q) || isScaled(graph, kT)) return undefined;
+      if (graph.isParameter(q) || graph.isParameter(kT)) return undefined;
+      return scores;
+    });
   },
   check: checkSelfAttention,
   rewrite: rewriteSelfAttention,

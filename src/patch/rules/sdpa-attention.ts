@@ -15,8 +15,7 @@ import {
   type AttentionRule,
   checkSelfAttention,
   rewriteSelfAttention,
-  softmaxCoreMatch,
-  softmaxScores,
+  softmaxCoreMatches,
 } from "../attention.js";
 import type { GraphIndex } from "../graph-index.js";
 import { isScaled } from "./classic-attention.js";
@@ -24,19 +23,11 @@ import { isScaled } from "./classic-attention.js";
 export const sdpaAttentionRule: AttentionRule = {
   name: "sdpa-attention",
   match(graph: GraphIndex): AttentionMatch[] {
-    const matches: AttentionMatch[] = [];
-    for (const softmax of graph.nodes) {
-      const start = softmaxScores(graph, softmax);
-      if (!start) continue;
-      const core = start.core;
-      const scores = start.scores;
-      if (scores?.opType !== "MatMul" || scores.domain) continue;
+    return softmaxCoreMatches(graph, this.name, (_core, scores) => {
+      if (scores?.opType !== "MatMul" || scores.domain) return undefined;
       const [q, kT] = scores.input;
-      if (!isScaled(graph, q) && !isScaled(graph, kT)) continue;
-      const match = softmaxCoreMatch(graph, this.name, softmax, core, scores);
-      if (match) matches.push(match);
-    }
-    return matches;
+      return isScaled(graph, q) || isScaled(graph, kT) ? scores : undefined;
+    });
   },
   check: checkSelfAttention,
   rewrite: rewriteSelfAttention,
