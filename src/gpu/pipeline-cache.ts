@@ -19,10 +19,11 @@ export class PipelineCache {
   /** Compiler warnings of the shaders compiled so far, first line each (deprecations show here). */
   readonly warnings: string[] = [];
   /**
-   * Each pipeline compiled so far, in order: its label and the ms from the shader module's
-   * creation to the pipeline's (the driver's compile; near nothing where its disk cache has it).
+   * Each pipeline compiled so far, in the order they finished: its label, and when its compile
+   * began and ended (performance.now ms, from the shader module's creation to the pipeline's:
+   * the driver's compile, near nothing where its disk cache has it).
    */
-  readonly compiles: { readonly label: string; readonly ms: number }[] = [];
+  readonly compiles: Compile[] = [];
 
   constructor(private readonly device: GPUDevice) {}
 
@@ -59,7 +60,7 @@ export class PipelineCache {
         layout: "auto",
         compute: { module, entryPoint: source.entryPoint ?? "main" },
       });
-      this.compiles.push({ label: source.label, ms: performance.now() - start });
+      this.compiles.push({ label: source.label, start, end: performance.now() });
       return pipeline;
     } catch (error) {
       throw new Error(
@@ -69,10 +70,18 @@ export class PipelineCache {
   }
 }
 
+export interface Compile {
+  readonly label: string;
+  readonly start: number;
+  readonly end: number;
+}
+
 export interface CompileSummary {
   readonly pipelines: number;
-  /** The compiles' ms summed (they ran one after another where a walk awaited each). */
+  /** The compiles' ms summed (more than wallMs where they overlapped). */
   readonly ms: number;
+  /** From the first compile's start to the last one's end. */
+  readonly wallMs: number;
   /** Per kind of kernel (kernelKind: attention, gemm, conv3x3/1, ...), slowest first. */
   readonly byKind: readonly {
     readonly kind: string;
@@ -97,19 +106,21 @@ export function kernelKind(label: string): string {
 }
 
 /** Sums compiles per kind of kernel. */
-export function summariseCompiles(
-  compiles: readonly { readonly label: string; readonly ms: number }[],
-): CompileSummary {
+export function summariseCompiles(compiles: readonly Compile[]): CompileSummary {
   const kinds = new Map<string, { count: number; ms: number }>();
   let ms = 0;
+  let first = Number.POSITIVE_INFINITY;
+  let last = Number.NEGATIVE_INFINITY;
   for (const c of compiles) {
-    ms += c.ms;
+    ms += c.end - c.start;
+    first = Math.min(first, c.start);
+    last = Math.max(last, c.end);
     const kind = kernelKind(c.label);
     const k = kinds.get(kind) ?? { count: 0, ms: 0 };
     k.count++;
-    k.ms += c.ms;
+    k.ms += c.end - c.start;
     kinds.set(kind, k);
   }
   const byKind = [...kinds].map(([kind, k]) => ({ kind, ...k })).sort((a, b) => b.ms - a.ms);
-  return { pipelines: compiles.length, ms, byKind };
+  return { pipelines: compiles.length, ms, wallMs: compiles.length ? last - first : 0, byKind };
 }

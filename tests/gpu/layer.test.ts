@@ -560,18 +560,21 @@ describe("compile summaries", () => {
   });
 
   it("sums the compiles per kind, slowest kind first", () => {
+    // The attention overlaps both GEMMs: 55 ms of compiling over a 40 ms span.
     const summary = summariseCompiles([
-      { label: "gemm 1x2x3 a", ms: 10 },
-      { label: "attention 2x2", ms: 30 },
-      { label: "gemm 4x5x6 b", ms: 15 },
+      { label: "gemm 1x2x3 a", start: 100, end: 110 },
+      { label: "attention 2x2", start: 105, end: 135 },
+      { label: "gemm 4x5x6 b", start: 125, end: 140 },
     ]);
     expect(summary).toEqual({
       pipelines: 3,
       ms: 55,
+      wallMs: 40,
       byKind: [
         { kind: "attention", count: 1, ms: 30 },
         { kind: "gemm", count: 2, ms: 25 },
       ],
     });
+    expect(summariseCompiles([])).toEqual({ pipelines: 0, ms: 0, wallMs: 0, byKind: [] });
   });
 });
