@@ -50,7 +50,7 @@ describe("tensor-core attention tilings", () => {
       subgroups: 4,
       rescale: "lazy",
       staging: "double",
-      pairedLanes: true,
+      laneKeys: 2,
     });
     // The double-staged shader reads the tile at kv_cur and stores the next into the other half.
     expect(d40.code).toContain("let kv_cur = (kt & 1u)");
@@ -153,15 +153,19 @@ describe("tensor-core attention tilings", () => {
     expect(tensorCoreWorkgroupBytes(variant, 40, { ...lazy, scorePad: 8 })).toBe(
       tensorCoreWorkgroupBytes(variant, 40, lazy) + (8 * 16 * 4 - 4) * 4,
     );
-    // Two lanes per row: one at a time interleaved (keys part, part + 2, ...) or adjacent pairs
-    // (2 part, 2 part + 1, 2 part + 4, ...).
+    // Two lanes per row: one at a time interleaved (keys part, part + 2, ...), adjacent pairs
+    // (2 part, 2 part + 1, 2 part + 4, ...) or runs of four (4 part, ..., 4 part + 3, 4 part + 8).
     const interleaved = await shader(64, lazy);
-    const paired = await shader(64, { ...lazy, pairedLanes: true });
+    const paired = await shader(64, { ...lazy, laneKeys: 2 });
+    const quads = await shader(64, { ...lazy, laneKeys: 4 });
     expect(interleaved).toContain("let lane_key = part;");
     expect(interleaved).toContain("let x_1 = s_buf[s_at + 2u]");
     expect(paired).toContain("let lane_key = part * 2u;");
     expect(paired).toContain("let x_1 = s_buf[s_at + 1u]");
     expect(paired).toContain("let x_2 = s_buf[s_at + 4u]");
+    expect(quads).toContain("let lane_key = part * 4u;");
+    expect(quads).toContain("let x_3 = s_buf[s_at + 3u]");
+    expect(quads).toContain("let x_4 = s_buf[s_at + 8u]");
     // 64 keys fill both tiles: no bounds check; 67 leave a partial one: every key checked.
     expect(interleaved).not.toContain("+ lane_key <");
     expect(await shader(67, lazy)).toContain("j0 + 2u + lane_key < 67u");
@@ -173,11 +177,11 @@ describe("tensor-core attention tilings", () => {
         {
           keysPerTile: 32,
           subgroups: 8,
-          pairedLanes: true,
+          laneKeys: 2,
         },
       ),
     ).rejects.toThrow(
-      /: paired softmax lanes need a lazy tiling and an even count of keys per lane$/,
+      /: softmax lanes on 2 adjacent keys need a lazy tiling and a multiple of 2 keys per lane$/,
     );
   });
 });

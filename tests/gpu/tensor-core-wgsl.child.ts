@@ -86,12 +86,13 @@ for (const matrix of matrices) {
     for (const base of CHECKED_TENSOR_CORE_TILINGS)
       for (const extra of TENSOR_CORE_ATTENTION_ORDER.includes(base) ? variations : [{}]) {
         const merged: AttentionTiling = { ...base, ...extra };
-        // Paired softmax lanes (the default's) belong to the lazy softmax: off where a variation
+        // Softmax lanes on runs of adjacent keys (the default takes pairs) belong to the lazy
+        // softmax: one key at a time where a variation
         // is not lazy (every-tile, the ablations).
         const lazy =
           merged.rescale === "lazy" &&
           (merged.ablation === undefined || merged.ablation === "no-kv-loads");
-        const tiling: AttentionTiling = lazy ? merged : { ...merged, pairedLanes: false };
+        const tiling: AttentionTiling = lazy ? merged : { ...merged, laneKeys: 1 };
         for (const [i, shape] of shapes.entries()) {
           let sources: string[];
           try {
@@ -247,6 +248,7 @@ process.stdout.write(
     doubleStaged: shaders.filter((s) => s.code.includes(" - kv_cur")).length,
     rowBlocks: shaders.filter((s) => s.code.includes("qf_1_0")).length,
     pairedLanes: shaders.filter((s) => s.code.includes("lane_key = part * 2u")).length,
+    quadLanes: shaders.filter((s) => s.code.includes("lane_key = part * 4u")).length,
     // Split-K multiplies (a K range of their own) and reductions.
     splitK: shaders.filter((s) => s.code.includes("kt_begin = split_id")).length,
     reductions: shaders.filter((s) => s.code.includes("value += partials[at]")).length,

@@ -16,6 +16,7 @@ interface Report {
   readonly doubleStaged: number;
   readonly rowBlocks: number;
   readonly pairedLanes: number;
+  readonly quadLanes: number;
   readonly unguarded: number;
   readonly failures: Record<string, string[]>;
   readonly misaligned: Record<string, string[]>;
@@ -47,6 +48,8 @@ describe("tensor-core shaders", () => {
     // Softmax lanes on adjacent key pairs (the default), and lazy softmaxes whose keys fill
     // every tile, without the bounds check.
     expect(report.pairedLanes).toBeGreaterThan(0);
+    // The score-scratch sweep's four-key runs (SCORE_SCRATCH_SWEEP) compile too.
+    expect(report.quadLanes).toBeGreaterThan(0);
     expect(report.unguarded).toBeGreaterThan(0);
     // Split-K: 3 matrix shapes x 4 tilings x (3 GEMMs + 1 convolution), each with its reduction.
     expect(report.splitK).toBe(48);

@@ -16,8 +16,8 @@ import {
   attentionKeys,
   attentionTilingName,
   DEFAULT_ATTENTION_TILINGS,
-  PAIRED_AND_PADDED,
   prepareAttention,
+  SCORE_SCRATCH_SWEEP,
   WIDE_HEAD_SWEEP,
 } from "../../gpu/kernels/attention.js";
 import { prepareAvgPool } from "../../gpu/kernels/elementwise.js";
@@ -149,8 +149,8 @@ export const ATTENTION_SWEEP: readonly SweepEntry[] = Object.freeze([
   { matrix: "16x16x16", tiling: { subgroups: 4, keysPerTile: 32, rescale: "lazy", rowBlocks: 2 } },
   { matrix: "16x16x16", tiling: { subgroups: 8, keysPerTile: 32, rescale: "lazy", rowBlocks: 2 } },
   { matrix: "16x16x16", tiling: { subgroups: 2, keysPerTile: 64, rescale: "lazy", rowBlocks: 2 } },
-  // The default's score scratch: rows padded by 8 words, softmax lanes one key at a time.
-  ...PAIRED_AND_PADDED.map((tiling) => ({ matrix: "16x16x16", tiling })),
+  // The default's score scratch: rows padded by 8 words, softmax lanes one or four keys at a time.
+  ...SCORE_SCRATCH_SWEEP.map((tiling) => ({ matrix: "16x16x16", tiling })),
   // The default with the launch grid transposed: resident workgroups spread over the heads.
   { matrix: "16x16x16", tiling: { ...DEFAULT_ATTENTION_TILINGS.tensorCore, headsFirst: true } },
   { matrix: "16x16x16", tiling: { subgroups: 4, keysPerTile: 64, rescale: "lazy" } },

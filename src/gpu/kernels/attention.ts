@@ -106,12 +106,15 @@ export interface AttentionTiling {
    */
   readonly scorePad?: 4 | 8;
   /**
-   * Lazy tensor-core path: each softmax lane takes its row's keys two adjacent at a time
-   * (2 part, 2 part + 1, then a row's lanes further on) instead of one at a time interleaved,
-   * so that its two reads and its two f16 writes are neighbours the compiler may issue as one.
-   * The default tiling's: 1.09x faster than interleaved lanes on an H100 (PAIRED_AND_PADDED).
+   * Lazy tensor-core path: how many adjacent keys of its row a softmax lane takes at a time (1
+   * when left out: one at a time, interleaved with the row's other lanes). With 2 (the default
+   * tiling's) a lane takes keys 2 part and 2 part + 1, then the pair a row's lanes further on,
+   * so that its two reads and its two f16 writes are neighbours the compiler may issue as one:
+   * 1.09x faster than interleaved lanes on an H100 (SCORE_SCRATCH_SWEEP). 4 makes them 16-byte
+   * reads and 8-byte writes; with score rows padded by 8 words (scorePad), where the lanes of a
+   * quarter-warp then read eight different rows' 16 bytes, no two of them share a bank.
    */
-  readonly pairedLanes?: boolean;
+  readonly laneKeys?: 1 | 2 | 4;
   /**
    * Tensor-core path: f16 values of padding after each row of the Q/K/V tile (8 when left out;
    * 0 or 8, keeping rows 16-byte aligned for the matrix loads). 0 saves 16 bytes per row, which
@@ -149,7 +152,7 @@ export const DEFAULT_ATTENTION_TILINGS: Readonly<{
     subgroups: 8,
     rescale: "lazy",
     staging: "double",
-    pairedLanes: true,
+    laneKeys: 2,
   },
 });
 
@@ -166,7 +169,7 @@ export const TENSOR_CORE_ATTENTION_ORDER: readonly AttentionTiling[] = Object.fr
   { keysPerTile: 32, subgroups: 4, rescale: "lazy", staging: "double" },
   // Head dim 160's (SD 1.x level 3): 2 x 4096 tokens, 8 heads, 3.07 ms against 4.47 for the
   // next entry on an H100 (BENCHMARKS.md).
-  { keysPerTile: 16, subgroups: 4, rescale: "lazy", staging: "double", pairedLanes: true },
+  { keysPerTile: 16, subgroups: 4, rescale: "lazy", staging: "double", laneKeys: 2 },
   { keysPerTile: 32, subgroups: 4, rescale: "lazy" },
   { keysPerTile: 16, subgroups: 8, rescale: "lazy" },
   { keysPerTile: 16, subgroups: 4, rescale: "lazy" },
@@ -174,15 +177,18 @@ export const TENSOR_CORE_ATTENTION_ORDER: readonly AttentionTiling[] = Object.fr
 
 /**
  * The default tensor-core tiling with the score scratch's other candidates (scorePad 8, lanes one
- * key at a time interleaved), swept and checked on a GPU beside it. On an H100 at 2 x 16384 x
- * 16384, 8 heads of 40 (BENCHMARKS.md): paired lanes 9.14 ms, interleaved 9.93, paired with
- * scorePad 8 9.33, interleaved with scorePad 8 10.72.
+ * key at a time interleaved, lanes on four adjacent keys), swept and checked on a GPU beside it.
+ * On an H100 at 2 x 16384 x 16384, 8 heads of 40 (BENCHMARKS.md): paired lanes 9.14 ms,
+ * interleaved 9.93, paired with scorePad 8 9.33, interleaved with scorePad 8 10.72; the two
+ * four-key candidates not timed yet.
  */
-export const PAIRED_AND_PADDED: readonly AttentionTiling[] = Object.freeze(
+export const SCORE_SCRATCH_SWEEP: readonly AttentionTiling[] = Object.freeze(
   [
     { scorePad: 8 as const },
-    { pairedLanes: false },
-    { scorePad: 8 as const, pairedLanes: false },
+    { laneKeys: 1 as const },
+    { scorePad: 8 as const, laneKeys: 1 as const },
+    { laneKeys: 4 as const },
+    { scorePad: 8 as const, laneKeys: 4 as const },
   ].map((extra) => ({ ...DEFAULT_ATTENTION_TILINGS.tensorCore, ...extra })),
 );
 
@@ -196,13 +202,13 @@ export const WIDE_HEAD_SWEEP: Readonly<Record<80 | 160, readonly AttentionTiling
     80: [
       // The order's choice at 80 before unpadded rows (kvPad 0) took its place.
       { keysPerTile: 32, subgroups: 4, rescale: "lazy", staging: "double" },
-      { keysPerTile: 32, subgroups: 4, rescale: "lazy", staging: "double", pairedLanes: true },
-      { keysPerTile: 16, subgroups: 8, rescale: "lazy", staging: "double", pairedLanes: true },
+      { keysPerTile: 32, subgroups: 4, rescale: "lazy", staging: "double", laneKeys: 2 },
+      { keysPerTile: 16, subgroups: 8, rescale: "lazy", staging: "double", laneKeys: 2 },
       // The default at 80 with the grid transposed (headsFirst).
       { ...DEFAULT_ATTENTION_TILINGS.tensorCore, kvPad: 0, headsFirst: true },
     ],
     160: [
-      { keysPerTile: 32, subgroups: 4, rescale: "lazy", pairedLanes: true },
+      { keysPerTile: 32, subgroups: 4, rescale: "lazy", laneKeys: 2 },
       // The order's choice at 160 before the 16-key double-staged tiling took its place.
       { keysPerTile: 32, subgroups: 4, rescale: "lazy" },
     ],
@@ -497,7 +503,7 @@ function tensorCoreWgsl(
   };
   const ablation = t.ablation;
   const lazy = lazyRescale({ variant, tiling: t });
-  const paired = t.pairedLanes === true;
+  const run = t.laneKeys ?? 1; // adjacent keys a softmax lane takes at a time
   const oInMatrices = (ablation !== undefined && ablation !== "no-kv-loads") || lazy;
   const noSoftmax = ablation === "no-softmax" || ablation === "mma-only";
   const mmaOnly = ablation === "mma-only";
@@ -632,11 +638,12 @@ function tensorCoreWgsl(
   // offset m moves only past RESCALE_MARGIN, and a tile where some row's moved (after the first)
   // raises rescale_at[0] to kt + 1, read back uniformly so that every subgroup takes the same
   // branch.
-  // A lane's keys sit at `lane_key` plus these offsets: one at a time interleaved with the
-  // row's other lanes, or two adjacent at a time (pairedLanes). Where the keys fill every tile
-  // no key is past the end and the bounds check goes.
-  const keyOffsets = Array.from({ length: keysPerLane }, (_, c) =>
-    paired ? Math.floor(c / 2) * 2 * lpr + (c % 2) : c * lpr,
+  // A lane's keys sit at `lane_key` plus these offsets: `run` adjacent keys at a time, the row's
+  // other lanes taking the runs between (run 1: one key at a time interleaved). Where the keys
+  // fill every tile no key is past the end and the bounds check goes.
+  const keyOffsets = Array.from(
+    { length: keysPerLane },
+    (_, c) => Math.floor(c / run) * run * lpr + (c % run),
   );
   const fullTiles = nk % bc === 0;
   const score = (c: number) => `s_buf[s_at + ${u(keyOffsets[c])}] * ${scale}`;
@@ -707,7 +714,7 @@ fn main(
   let s_base = sg * ${u(blocks * sRegion)};
   let p_base = sg * ${u(blocks * pRegion)};
   // The first of this lane's keys in its row (the lazy softmax's; see keyOffsets).
-  let lane_key = ${paired ? "part * 2u" : "part"};
+  let lane_key = ${run > 1 ? `part * ${u(run)}` : "part"};
   let s_row = s_base + row * ${u(sStride)} + lane_key;
   let p_row = p_base + row * ${u(pStride)} + lane_key;
   ${lines.join("\n  ")}
@@ -789,7 +796,7 @@ export function lazyRescale(kernel: Pick<AttentionKernel, "variant" | "tiling">)
 
 export function attentionTilingName(t: AttentionTiling, path: string): string {
   return path === "tensor-core"
-    ? `${t.subgroups}sg${rowBlocks(t) > 1 ? ` x ${rowBlocks(t)} row blocks` : ""} x ${t.keysPerTile} keys${t.rescale === "lazy" ? " rescale:lazy" : ""}${t.staging === "double" ? " staging:double" : ""}${t.scorePad ? ` score-pad:${t.scorePad}` : ""}${t.pairedLanes ? " lanes:paired" : ""}${t.kvPad !== undefined ? ` kv-pad:${t.kvPad}` : ""}${t.headsFirst ? " heads-first" : ""}${t.ablation ? ` ablation:${t.ablation}` : ""}`
+    ? `${t.subgroups}sg${rowBlocks(t) > 1 ? ` x ${rowBlocks(t)} row blocks` : ""} x ${t.keysPerTile} keys${t.rescale === "lazy" ? " rescale:lazy" : ""}${t.staging === "double" ? " staging:double" : ""}${t.scorePad ? ` score-pad:${t.scorePad}` : ""}${t.laneKeys === 2 ? " lanes:paired" : t.laneKeys === 4 ? " lanes:quads" : ""}${t.kvPad !== undefined ? ` kv-pad:${t.kvPad}` : ""}${t.headsFirst ? " heads-first" : ""}${t.ablation ? ` ablation:${t.ablation}` : ""}`
     : `${t.keysPerTile} keys`;
 }
 
@@ -855,9 +862,10 @@ async function prepareTiling(
     const lpr = sgSize / s.m;
     if ((lpr & (lpr - 1)) !== 0 || t.keysPerTile % lpr !== 0 || s.n % lpr !== 0)
       throw new Error(`${label}: ${lpr} lanes per row do not split the tile`);
-    if (t.pairedLanes && (!lazyRescale({ variant, tiling: t }) || (t.keysPerTile / lpr) % 2 !== 0))
+    const run = t.laneKeys ?? 1;
+    if (run > 1 && (!lazyRescale({ variant, tiling: t }) || (t.keysPerTile / lpr) % run !== 0))
       throw new Error(
-        `${label}: paired softmax lanes need a lazy tiling and an even count of keys per lane`,
+        `${label}: softmax lanes on ${run} adjacent keys need a lazy tiling and a multiple of ${run} keys per lane`,
       );
     const bytes = tensorCoreWorkgroupBytes(variant, shape.headDim, t);
     if (bytes > limits.maxComputeWorkgroupStorageSize)
