@@ -22,7 +22,11 @@
 
 import { BUFFER_USAGE } from "../gpu/buffer-pool.js";
 import type { GpuContext, KernelLaunch } from "../gpu/context.js";
-import { type AttentionKernel, prepareAttention } from "../gpu/kernels/attention.js";
+import {
+  type AttentionKernel,
+  type AttentionShape,
+  prepareAttention,
+} from "../gpu/kernels/attention.js";
 import { convOutputSize, prepareConv } from "../gpu/kernels/conv2d.js";
 import { type GemmShape, prepareGemm } from "../gpu/kernels/gemm.js";
 import { type MatmulKernel, SMALL_PORTABLE_TILING } from "../gpu/kernels/matmul-kernel.js";
@@ -243,6 +247,15 @@ export interface ExecutorOptions {
   readonly compileAhead?: boolean;
   /** Told why a compile-ahead walk stopped early, where it did (tests and diagnostics). */
   readonly onCompileAheadError?: (error: Error) => void;
+  /**
+   * The K/V token count from which the tuned attention reads K and V stored by head, (B, H, N,
+   * d), each copied into that layout first (AttentionShape.kvByHead); left out: never. In the
+   * projections' layout one head's K/V spans every cache line of the tensors (about 25 MB per
+   * head at 2048 px, heads of 40), more than an L2 cache holds while every resident workgroup
+   * streams it; by head, 10.5 MB. A candidate until a GPU run times a whole call both ways
+   * (`bench-kernels` times the attention alone in both layouts).
+   */
+  readonly kvByHeadFrom?: number;
 }
 
 /** The most passes of one call ExecutorOptions.timeSubmits times (2 timestamps each). */
@@ -2113,6 +2126,15 @@ export class GraphExecutor {
     );
   }
 
+  /** (B, N, H d) K or V copied into (B, H, N, d), each head's tokens side by side. */
+  private async byHead(x: DeviceTensor, heads: number): Promise<DeviceTensor> {
+    const [B, N, width] = x.dims;
+    const d = width / heads;
+    const out = this.allocate([B, heads, N, d]);
+    await this.copy(x, 0, [N * width, d, width, 1], out, 0, stridesOf(out.dims), out.dims);
+    return out;
+  }
+
   /** The GPU implementation of `node`, or null when it has none (host fallback). */
   private async deviceOp(
     node: NodeProto,
@@ -2501,18 +2523,28 @@ export class GraphExecutor {
           this.ctx.capabilities.limits,
         );
         if (plan.kind === "tuned") {
+          const from = this.options.kvByHeadFrom;
+          const shape: AttentionShape =
+            from !== undefined && plan.shape.kvTokens >= from
+              ? { ...plan.shape, kvByHead: true }
+              : plan.shape;
           const kernel = await this.ready(
-            this.attentions.get(JSON.stringify(plan.shape), () =>
-              prepareAttention(this.ctx, this.variant, plan.shape),
+            this.attentions.get(JSON.stringify(shape), () =>
+              prepareAttention(this.ctx, this.variant, shape),
             ),
           );
+          const byHead = shape.kvByHead
+            ? [await this.byHead(k, heads), await this.byHead(v, heads)]
+            : [];
+          const [kb, vb] = shape.kvByHead ? byHead : [k, v];
           const out = this.allocate(q.dims);
           if (kernel)
             this.record(
               "tuned attention",
-              kernel.launch([q.buffer, k.buffer, v.buffer, out.buffer]),
+              kernel.launch([q.buffer, kb.buffer, vb.buffer, out.buffer]),
               kernel.label,
             );
+          for (const t of byHead) this.releaseTemporary(t);
           return [out];
         }
         const [B, Sq, HD] = q.dims;

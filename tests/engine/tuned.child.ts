@@ -29,6 +29,12 @@ export interface TunedReport {
   };
   /** The same graph with splitK false: its reduction launches and max |engine - reference|. */
   unsplit: { reductions: number; diff: number };
+  /**
+   * The same graph with K/V stored by head before every tuned attention (kvByHeadFrom 1): max
+   * |difference| from the first runner's outputs, its launches by kernel, and the label of the
+   * tuned attention it compiled.
+   */
+  byHead: { diff: number; kernels: Record<string, number>; labels: string[] };
   /** The one-line error for a submit interval that is not a whole number of launches. */
   badSubmitEvery: string;
   /** The error of a call asked both to time its submits and to profile every launch. */
@@ -577,6 +583,7 @@ const report: TunedReport = {
   launches: [],
   chunked: { launches: 0, submits: 0, diff: Number.NaN },
   unsplit: { reductions: Number.NaN, diff: Number.NaN },
+  byHead: { diff: Number.NaN, kernels: {}, labels: [] },
   badSubmitEvery: "",
 };
 let first: Awaited<ReturnType<typeof runner.run>> | undefined;
@@ -637,6 +644,28 @@ report.unsplit = {
   diff: unsplitDiff,
 };
 await unsplit.release();
+
+// K and V stored by head: the same arithmetic on other addresses, so the same outputs bit for
+// bit, with a copy of K and one of V before the tuned attention.
+const byHead = await createKernelRunner(buildModelBytes(g), {
+  context,
+  executor: { ...executor, kvByHeadFrom: 1 },
+});
+const byHeadOut = await byHead.run(feeds);
+let byHeadDiff = 0;
+for (const name of expected.keys())
+  byHeadDiff = Math.max(
+    byHeadDiff,
+    maxAbsDiff(floatOutput(byHeadOut, name).data, floatOutput(first ?? byHeadOut, name).data),
+  );
+report.byHead = {
+  diff: byHeadDiff,
+  kernels: { ...byHead.lastStats.kernels },
+  labels: context.pipelines.compiles
+    .map((c) => c.label)
+    .filter((label) => label.startsWith("attention ")),
+};
+await byHead.release();
 await createKernelRunner(buildModelBytes(g), { context, executor: { submitEvery: 0.5 } }).then(
   (r) => r.release(),
   (error: unknown) => {

@@ -18,10 +18,10 @@ describe("the kernels engine on the tuned src/gpu kernels (SwiftShader, f32)", (
   let report: TunedReport;
   beforeAll(async () => {
     const last = await runOnSwiftShader(join("tests", "engine", "tuned.child.ts"), [], {
-      timeout: 170_000,
+      timeout: 400_000,
     });
     report = JSON.parse(last) as TunedReport;
-  }, 180_000);
+  }, 410_000);
 
   it("matches the float64 reference on the tuned and the fallback paths, call after call", () => {
     expect(report.diffs).toHaveLength(2);
@@ -115,6 +115,15 @@ describe("the kernels engine on the tuned src/gpu kernels (SwiftShader, f32)", (
     // No host round trip: one submit per call.
     expect(report.launches.every((n) => n > 6)).toBe(true);
     expect(report.submits).toEqual([1, 1]);
+  });
+
+  it("reads K and V stored by head where kvByHeadFrom asks, with the same outputs", () => {
+    const { diff, kernels, labels } = report.byHead;
+    expect(diff).toBe(0);
+    // The one tuned attention, on K and V copied by head first: two copies more.
+    expect(kernels["tuned attention"]).toBe(1);
+    expect(kernels.copy).toBe((report.kernels[0].copy ?? 0) + 2);
+    expect(labels.some((label) => label.includes(" K/V by head "))).toBe(true);
   });
 
   // The GEMMs' and the convolution's reductions both go (tuned.child.ts's head of 512, convSplit).

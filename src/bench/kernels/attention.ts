@@ -1,9 +1,10 @@
 /**
  * Attention rows at the UNet's level-1 shapes (batch 2, 8 heads of 40, (size/8)^2 queries):
- * self-attention over every key, over ToDo's nearest keys (factor 2, read from the full K/V by
- * the kernel), and cross-attention over 77 keys; self-attention at levels 2 and 3 (heads of 80
- * and 160: the default order's tiling, and at 2048 px the candidates of WIDE_HEAD_SWEEP); all
- * against onnxruntime's com.microsoft.MultiHeadAttention (given the keys it attends to: for ToDo, K/V already reduced);
+ * self-attention over every key (also with K/V stored by head), over ToDo's nearest keys (factor
+ * 2, read from the full K/V by the kernel), and cross-attention over 77 keys; self-attention at
+ * levels 2 and 3 (heads of 80 and 160: the default order's tiling, and at 2048 px the candidates
+ * of WIDE_HEAD_SWEEP); all against onnxruntime's com.microsoft.MultiHeadAttention (given the keys
+ * it attends to: for ToDo, K/V already reduced) but the K/V stored by head;
  * at 1024 px also the tile and matrix-shape sweep of the target shape (16384 x 16384), and the
  * average pooling of K/V that avg ToDo runs before attention.
  */
@@ -204,6 +205,17 @@ export const ATTENTION_BENCH: KernelBench = {
       const n = latent * latent;
       const base = { batch: 2, queries: n, heads: HEADS, headDim: HEAD_DIM, kvTokens: n };
       cases.push(attentionCase(`self 2x${n} x ${n} keys 8x40`, size, base));
+      // K/V stored by head (AttentionShape.kvByHead): one head's K/V in fewer cache lines.
+      cases.push(
+        attentionCase(
+          `self 2x${n} x ${n} keys 8x40 K/V by head`,
+          size,
+          { ...base, kvByHead: true },
+          {
+            ort: false,
+          },
+        ),
+      );
       if (size === 2048) {
         const tiling = { ...DEFAULT_ATTENTION_TILINGS.tensorCore, headsFirst: true };
         const name = `sweep self 2x${n} x ${n} 16x16x16 ${attentionTilingName(tiling, "tensor-core")}`;

@@ -21,7 +21,20 @@ import {
 } from "./attention.js";
 import { type AvgPoolShape, prepareAvgPool, runSimple } from "./elementwise.js";
 
-/** Flash attention against the reference. */
+/** Token-major K or V, (B, Nkv, H d), stored by head, (B, H, Nkv, d). */
+function storedByHead(values: Float32Array, shape: AttentionShape): Float32Array {
+  const { batch, kvTokens, heads, headDim: d } = shape;
+  const out = new Float32Array(values.length);
+  for (let b = 0; b < batch; b++)
+    for (let t = 0; t < kvTokens; t++)
+      for (let h = 0; h < heads; h++) {
+        const from = ((b * kvTokens + t) * heads + h) * d;
+        out.set(values.subarray(from, from + d), ((b * heads + h) * kvTokens + t) * d);
+      }
+  return out;
+}
+
+/** Flash attention against the reference (which reads K and V in the projections' layout). */
 function attentionCheck(shape: AttentionShape, tiling?: AttentionTiling): KernelCheck["run"] {
   return async (ctx, variant) => {
     const storage = variant.storage;
@@ -33,7 +46,8 @@ function attentionCheck(shape: AttentionShape, tiling?: AttentionTiling): Kernel
     );
     const v = randomValues(shape.batch * shape.kvTokens * hd, 23, storage);
     const kernel = await prepareAttention(ctx, variant, shape, tiling);
-    const t = uploadInputs(ctx, storage, { q, k, v });
+    const stored = (x: Float32Array) => (shape.kvByHead ? storedByHead(x, shape) : x);
+    const t = uploadInputs(ctx, storage, { q, k: stored(k), v: stored(v) });
     const out = runAttention(ctx, kernel, t);
     const reference = referenceAttention(
       shape,
@@ -89,6 +103,19 @@ export const ATTENTION_CASES: readonly { shape: AttentionShape; gpuOnly?: boolea
         keyGrid: { height: 6, width: 9, factor: 3 },
       },
     },
+    // K/V stored by head: 67 tokens, and nearest ToDo's key grid read through that layout.
+    { shape: { batch: 2, queries: 67, heads: 2, headDim: 40, kvTokens: 67, kvByHead: true } },
+    {
+      shape: {
+        batch: 2,
+        queries: 90,
+        heads: 2,
+        headDim: 40,
+        kvTokens: 90,
+        keyGrid: { height: 9, width: 10, factor: 2 },
+        kvByHead: true,
+      },
+    },
     // Cross-attention: 77 keys, head dim 80.
     { shape: { batch: 1, queries: 33, heads: 2, headDim: 80, kvTokens: 77 } },
     // SD 2.x / XL's largest head (160): long unrolled kernels, checked on a GPU only.
@@ -104,7 +131,7 @@ export const AVG_POOL_CASES: readonly AvgPoolShape[] = Object.freeze([
 
 function describe(s: AttentionShape): string {
   const g = s.keyGrid;
-  return `${s.batch}x${s.queries}q x ${s.heads}h x ${s.headDim} keys ${attentionKeys(s)}${g ? ` (${g.height}x${g.width}/${g.factor})` : ""}`;
+  return `${s.batch}x${s.queries}q x ${s.heads}h x ${s.headDim} keys ${attentionKeys(s)}${g ? ` (${g.height}x${g.width}/${g.factor})` : ""}${s.kvByHead ? " K/V by head" : ""}`;
 }
 
 /**

@@ -6,7 +6,8 @@
  * Shape contract (row-major, storage type T of the variant), as the UNet's projections produce
  * the tensors:
  *   q:   (B, Nq, H * d)   head h is columns [h d, (h + 1) d)
- *   k,v: (B, Nkv, H * d)  Nkv tokens; without a key grid every token is a key (Nk = Nkv)
+ *   k,v: (B, Nkv, H * d)  Nkv tokens; without a key grid every token is a key (Nk = Nkv);
+ *        with `kvByHead`, (B, H, Nkv, d)
  *   out: (B, Nq, H * d) = softmax(q_h k_h^T / sqrt(d)) v_h per batch entry and head
  * Key grid (nearest ToDo): the Nkv = height x width tokens form a grid that is downsampled by
  * `factor` to floor(height / f) x floor(width / f) keys; key (i, j) of that grid is the token
@@ -58,6 +59,14 @@ export interface AttentionShape {
   /** Tokens of K and V as stored (the full grid when a key grid is given). */
   readonly kvTokens: number;
   readonly keyGrid?: KeyGrid;
+  /**
+   * K and V stored by head, (B, H, Nkv, d), instead of as the projections write them,
+   * (B, Nkv, H d). In the projections' layout a head's d values are a fifth to a quarter of each
+   * token's row at the SD 1.x heads, so its K/V touches every cache line of the whole tensor:
+   * about 25 MB per head at 2 x 65536 tokens, 8 heads of 40 (2048 px), against 10.5 MB stored by
+   * head. A candidate for K/V too large for the GPU's L2 cache (bench-kernels times both).
+   */
+  readonly kvByHead?: boolean;
 }
 
 /** Tile shape: keys per tile, and subgroups per workgroup on the tensor-core path. */
@@ -248,6 +257,15 @@ function validate(shape: AttentionShape): void {
   }
 }
 
+/** `fn kv_row(b, h, token) -> u32`: where head h of a K/V token starts, in elements. */
+function kvRowWgsl(shape: AttentionShape): string {
+  const d = u(shape.headDim);
+  const at = shape.kvByHead
+    ? `((b * ${u(shape.heads)} + h) * ${u(shape.kvTokens)} + token) * ${d}`
+    : `(b * ${u(shape.kvTokens)} + token) * ${u(shape.heads * shape.headDim)} + h * ${d}`;
+  return `fn kv_row(b: u32, h: u32, token: u32) -> u32 { return ${at}; }`;
+}
+
 /** `fn key_token(j) -> u32`: the K/V token of key j (the key grid's nearest rule). */
 function keyTokenWgsl(shape: AttentionShape): string {
   const g = shape.keyGrid;
@@ -285,6 +303,7 @@ var<workgroup> k_tile: array<vec4<f32>, ${bc * dv}>;
 var<workgroup> v_tile: array<vec4<f32>, ${bc * dv}>;
 
 ${keyTokenWgsl(shape)}
+${kvRowWgsl(shape)}
 
 @compute @workgroup_size(${br})
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) local: u32) {
@@ -310,7 +329,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
       var kv = vec4<f32>();
       var vv = vec4<f32>();
       if (j < ${u(nk)}) {
-        let at = ((b * ${u(shape.kvTokens)} + key_token(j)) * ${u(hd)} + h * ${u(d)}) / 4u + e % ${u(dv)};
+        let at = kv_row(b, h, key_token(j)) / 4u + e % ${u(dv)};
         kv = vec4<f32>(k[at]);
         vv = vec4<f32>(v[at]);
       }
@@ -570,7 +589,7 @@ function tensorCoreWgsl(
         ${
           ablation === "no-kv-loads"
             ? `kv_pre_${i} = T4(T(f32(j) * 1e-3));`
-            : `let src = ((b * ${u(shape.kvTokens)} + key_token(j)) * ${u(hd)} + h * ${u(d)} + c) / 4u;
+            : `let src = (kv_row(b, h, key_token(j)) + c) / 4u;
         if (r < ${u(bc)}) { kv_pre_${i} = k[src]; } else { kv_pre_${i} = v[src]; }`
         }
       }`;
@@ -692,6 +711,7 @@ var<workgroup> p_buf: array<f16, ${sg * blocks * pRegion}>;
 ${lazy ? "var<workgroup> rescale_at: array<atomic<u32>, 4>; // 16 bytes: see tensorCoreWorkgroupBytes" : ""}
 
 ${keyTokenWgsl(shape)}
+${kvRowWgsl(shape)}
 
 @compute @workgroup_size(${threads})
 fn main(
@@ -843,7 +863,7 @@ async function prepareTiling(
   const g = shape.keyGrid;
   const label = [
     `attention ${shape.batch}x${shape.queries}x${shape.heads}x${shape.headDim}`,
-    `keys ${attentionKeys(shape)}${g && g.factor > 1 ? ` (${g.height}x${g.width}/${g.factor})` : ""}`,
+    `keys ${attentionKeys(shape)}${g && g.factor > 1 ? ` (${g.height}x${g.width}/${g.factor})` : ""}${shape.kvByHead ? " K/V by head" : ""}`,
     variant.storage,
     variant.path,
     attentionTilingName(t, variant.path),
