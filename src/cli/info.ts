@@ -16,6 +16,7 @@ import { onnxFileInfo, onnxFolderInfo } from "./info-onnx.js";
 import { describeEstimate, estimateJob } from "./memory-check.js";
 import { deviceArg, engineArg, sizeArg } from "./options.js";
 import { checkOutputFile, writeJsonOutput } from "./output-files.js";
+import { table } from "./progress.js";
 
 interface InfoFlags {
   readonly size?: { width: number; height: number };
@@ -262,14 +263,4 @@ function formatUnet(unet: Readonly<Record<string, unknown>>): string {
   }
   const fixed = unet.staticSize as { width: number; height: number } | null;
   return fixed ? `exported for ${fixed.width}x${fixed.height} only` : "exported for any size";
-}
-
-function table(rows: readonly string[][]): string[] {
-  const widths = rows[0].map((_, column) => Math.max(...rows.map((row) => row[column].length)));
-  return rows.map((row) =>
-    row
-      .map((cell, column) => cell.padEnd(widths[column]))
-      .join("  ")
-      .trimEnd(),
-  );
 }
