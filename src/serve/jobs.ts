@@ -149,10 +149,6 @@ export class DeviceQueue {
     return this.running;
   }
 
-  get length(): number {
-    return this.waiting.length + (this.running ? 1 : 0);
-  }
-
   /** Queues a job; throws when the queue is full. */
   submit(job: Job): void {
     if (this.waiting.length >= this.maxWaiting)
