@@ -30,6 +30,11 @@ interface InfoFlags {
   readonly engine?: EngineChoice;
 }
 
+/** The loading options that say where the model's files come from. */
+function sourceOptions({ configFrom, variant, revision, offline }: InfoFlags) {
+  return { configFrom, variant, revision, offline };
+}
+
 export function registerInfo(program: Command): void {
   program
     .command("info")
@@ -66,12 +71,7 @@ export function registerInfo(program: Command): void {
       if (flags.engine && !flags.device)
         throw new Error("--engine needs --device: the engine depends on it");
       if (/\.safetensors$/i.test(source) && existsSync(source) && isLoraFile(source)) {
-        const lora = await loraInfo(source, flags.model, {
-          configFrom: flags.configFrom,
-          variant: flags.variant,
-          revision: flags.revision,
-          offline: flags.offline,
-        });
+        const lora = await loraInfo(source, flags.model, sourceOptions(flags));
         if (json) writeJsonOutput(json, lora);
         if (json !== "-") process.stdout.write(formatLoraInfo(lora));
         return;
@@ -131,16 +131,7 @@ async function inspect(source: string, flags: InfoFlags): Promise<ModelInfo> {
     return onnxFileInfo(source, flags.size);
   const kind = classifySource(source);
   if (kind === "onnx-folder") return onnxFolderInfo(source, flags.size);
-  const { files } = await openModelFiles(
-    source,
-    {
-      configFrom: flags.configFrom,
-      variant: flags.variant,
-      revision: flags.revision,
-      offline: flags.offline,
-    },
-    kind,
-  );
+  const { files } = await openModelFiles(source, sourceOptions(flags), kind);
   try {
     const info = weightsInfo(source, kind, files, flags.size);
     const unet = files.configs.unet;
