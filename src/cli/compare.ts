@@ -20,22 +20,18 @@ import { writeBytesExclusively } from "../util/atomic-write.js";
 import type { ModelFamily } from "../util/vocabulary.js";
 import {
   addGenerationFlags,
-  checkDeviceReady,
-  checkLatentsFlag,
+  checkGenerationFlags,
   type GenerationFlags,
   generationOptions,
-  imageSize,
   loadModel,
   readSchedulerConfig,
-  timestamp,
 } from "./generate.js";
 import { warnLongPrompts } from "./input-checks.js";
-import { resolveLoraFlags } from "./lora-flags.js";
 import { checkJobFits } from "./memory-check.js";
 import { intArg, reductionFromFlags } from "./options.js";
 import { checkOutputFile, checkOutputFolder, writeJsonOutput } from "./output-files.js";
-import { modelName } from "./output-names.js";
-import { ProgressBar } from "./progress.js";
+import { modelName, timestamp } from "./output-names.js";
+import { ProgressBar, table } from "./progress.js";
 
 interface CompareFlags extends GenerationFlags {
   readonly out: string;
@@ -80,15 +76,10 @@ interface RunSummary {
 }
 
 async function compareCommand(promptWithTags: string, flags: CompareFlags): Promise<void> {
-  checkLatentsFlag(flags);
-  await checkDeviceReady(flags.device);
-  const { prompt, loras } = resolveLoraFlags(promptWithTags, flags);
-  const asked = imageSize(flags);
+  const { prompt, loras, ...asked } = await checkGenerationFlags(promptWithTags, flags);
   checkOutputFolder(flags.out, "--out");
   if (flags.json && flags.json !== "-") checkOutputFile(flags.json, "--json");
-  const schedulerConfig = flags.schedulerConfig
-    ? readSchedulerConfig(flags.schedulerConfig, flags.scheduler)
-    : undefined;
+  const schedulerConfig = readSchedulerConfig(flags);
   const reduction = reductionFromFlags(flags, true);
   const seed = flags.seed ?? randomSeed();
   const pipeline = await loadModel(flags, loras);
@@ -106,11 +97,7 @@ async function compareCommand(promptWithTags: string, flags: CompareFlags): Prom
     process.stderr.write(
       `model ${pipeline.parts.label} (${family}); ${width}x${height}, ${plan.scheduler}, seed ${seed}; comparing no reduction with ${describeReduction(settings)}\n`,
     );
-    warnLongPrompts(
-      pipeline.parts.tokenizers[0],
-      { prompt, "negative prompt": flags.negative },
-      flags.longPrompts,
-    );
+    warnLongPrompts(pipeline.parts.tokenizers[0], prompt, flags);
     for (let i = 0; i < flags.warmup; i++) {
       await pipeline.generate({ ...call, steps: 1 });
       await pipeline.generate({ ...call, steps: 1, reduction: settings });
@@ -133,7 +120,7 @@ async function compareCommand(promptWithTags: string, flags: CompareFlags): Prom
     const speedup = baseline.timings.totalMs / accelerated.timings.totalMs;
     const unetSpeedup = baseline.timings.unetMs / accelerated.timings.unetMs;
     const runs = [summary("baseline", baseline), summary(acceleratedName, accelerated)];
-    const path = join(flags.out, `todo-sd-compare-${timestamp()}-${seed}.png`);
+    const path = join(flags.out, `todo-sd-compare-${timestamp(new Date())}-${seed}.png`);
     const record = {
       kind: "compare",
       model: modelName(flags.model),
@@ -275,14 +262,5 @@ function formatTable(
       metrics.ssim.toFixed(4),
     ],
   ];
-  const widths = rows[0].map((_, column) => Math.max(...rows.map((row) => row[column].length)));
-  return rows
-    .map(
-      (row) =>
-        `${row
-          .map((cell, column) => cell.padEnd(widths[column]))
-          .join("  ")
-          .trimEnd()}\n`,
-    )
-    .join("");
+  return `${table(rows).join("\n")}\n`;
 }

@@ -173,14 +173,6 @@ export function registerGenerate(program: Command): void {
     });
 }
 
-export function imageSize(flags: {
-  width?: number;
-  height?: number;
-  size?: { width: number; height: number };
-}) {
-  return { width: flags.width ?? flags.size?.width, height: flags.height ?? flags.size?.height };
-}
-
 function readTensorFile(path: string, keys: (file: SafetensorsFile) => string[]): Float32Array[] {
   const file = SafetensorsFile.open(path);
   try {
@@ -200,10 +192,12 @@ function noiseKeys(file: SafetensorsFile): string[] {
   return keys;
 }
 
-/** A scheduler_config.json for --scheduler-config (bare Infinity/NaN tokens accepted). */
-export function readSchedulerConfig(path: string, scheduler: string | undefined) {
+/** The --scheduler-config file, if given (bare Infinity/NaN tokens accepted). */
+export function readSchedulerConfig(flags: GenerationFlags) {
+  const path = flags.schedulerConfig;
+  if (path === undefined) return undefined;
   const config = readConfigFile(path);
-  if (scheduler === undefined && typeof config._class_name !== "string")
+  if (flags.scheduler === undefined && typeof config._class_name !== "string")
     throw new Error(
       `--scheduler-config: ${path} has no _class_name; add one or name the sampler with --scheduler`,
     );
@@ -268,8 +262,12 @@ export function generationOptions(
   };
 }
 
-/** Checks the flags that need no model (before any work): --cfg, --device, and --latents-on-device on where no run can leave tensors on the device. */
-export function checkLatentsFlag(flags: GenerationFlags): void {
+/**
+ * What generate and compare check before any work: --cfg, --device (with its adapter probed
+ * without letting Dawn print its native dump), and --latents-on-device on where no run can leave
+ * tensors on the device. Returns the prompt without its LoRA tags, the LoRAs and the asked size.
+ */
+export async function checkGenerationFlags(promptWithTags: string, flags: GenerationFlags) {
   checkGuidanceFlag(flags.cfg);
   const unavailable = deviceUnavailable(flags.device);
   if (unavailable) throw new Error(unavailable);
@@ -278,19 +276,17 @@ export function checkLatentsFlag(flags: GenerationFlags): void {
     throw new Error(
       `--latents-on-device on: the ${flags.device} device cannot keep tensors between runs; use --device webgpu, or auto`,
     );
-}
-
-/** Refuses a device with no adapter before any work, without letting Dawn print its native dump. */
-export async function checkDeviceReady(device: GenerationFlags["device"]): Promise<void> {
-  const unavailable = await deviceUnavailableProbed(device);
-  if (unavailable) throw new Error(unavailable);
+  const noAdapter = await deviceUnavailableProbed(flags.device);
+  if (noAdapter) throw new Error(noAdapter);
+  return {
+    ...resolveLoraFlags(promptWithTags, flags),
+    width: flags.width ?? flags.size?.width,
+    height: flags.height ?? flags.size?.height,
+  };
 }
 
 async function generateCommand(promptWithTags: string, flags: GenerateFlags): Promise<void> {
-  checkLatentsFlag(flags);
-  await checkDeviceReady(flags.device);
-  const { prompt, loras } = resolveLoraFlags(promptWithTags, flags);
-  const { width, height } = imageSize(flags);
+  const { prompt, loras, width, height } = await checkGenerationFlags(promptWithTags, flags);
   if (flags.strength !== undefined && !flags.image)
     throw new Error("--strength needs --image (img2img)");
   if (flags.image && flags.latents)
@@ -309,9 +305,7 @@ async function generateCommand(promptWithTags: string, flags: GenerateFlags): Pr
         checkFiniteTensor(n, "--noise", flags.noise!),
       )
     : undefined;
-  const schedulerConfig = flags.schedulerConfig
-    ? readSchedulerConfig(flags.schedulerConfig, flags.scheduler)
-    : undefined;
+  const schedulerConfig = readSchedulerConfig(flags);
   const initImage = flags.image ? readInitImage(flags.image, width, height) : undefined;
   const reduction = reductionFromFlags(flags, true);
   const seed = flags.seed ?? randomSeed();
@@ -334,11 +328,7 @@ async function generateCommand(promptWithTags: string, flags: GenerateFlags): Pr
     });
     const size = { width: plan.width, height: plan.height };
     if (latents) checkLatents(latents, flags.latents!, plan);
-    warnLongPrompts(
-      pipeline.parts.tokenizers[0],
-      { prompt, "negative prompt": flags.negative },
-      flags.longPrompts,
-    );
+    warnLongPrompts(pipeline.parts.tokenizers[0], prompt, flags);
     checkJobFits(pipeline, { ...flags, ...size, guided: plan.guided }, plan.reduction);
     process.stderr.write(
       `model ${pipeline.parts.label} (${pipeline.family}) ready in ${formatSeconds((performance.now() - loadStart) / 1000)}; ${size.width}x${size.height}, ${plan.scheduler}; token reduction: ${describeReduction(plan.reduction)}; engine ${pipeline.parts.engine ?? "onnxruntime"}\n`,
@@ -412,10 +402,4 @@ function checkLatents(latents: Float32Array, path: string, plan: GenerationPlan)
     throw new Error(
       `--latents: ${path} holds ${latents.length} values; ${plan.width}x${plan.height} with --batch ${plan.imagesPerPrompt} needs [${dims.join(", ")}] = ${expected}`,
     );
-}
-
-export function timestamp(): string {
-  const d = new Date();
-  const pad = (n: number) => String(n).padStart(2, "0");
-  return `${d.getFullYear()}${pad(d.getMonth() + 1)}${pad(d.getDate())}-${pad(d.getHours())}${pad(d.getMinutes())}${pad(d.getSeconds())}`;
 }

@@ -9,6 +9,7 @@ import { describeReduction, parseReductionOptions } from "../index.js";
 import type { MemoryEstimate } from "../pipelines/memory-estimate.js";
 import { familyOf } from "../pipelines/model-plan.js";
 import { levelGrid, resolveAutoFactor, resolveReduction } from "../reduce/options.js";
+import { elementCount } from "../util/random.js";
 import type { ModelFamily } from "../util/vocabulary.js";
 import { type ComponentName, componentClassName, type ModelFiles } from "../weights/model-files.js";
 
@@ -162,25 +163,31 @@ export function autoInfo(
   return { ...factors, description: describeReduction(settings) };
 }
 
+/** Element counts of tensors, in all and per element type. */
+export function countParameters(
+  tensors: Iterable<{ readonly type: string; readonly count: number }>,
+) {
+  const dtypes: Record<string, number> = {};
+  let parameters = 0;
+  for (const { type, count } of tensors) {
+    dtypes[type] = (dtypes[type] ?? 0) + count;
+    parameters += count;
+  }
+  return { parameters, dtypes };
+}
+
 function weightComponent(files: ModelFiles, name: ComponentName): ComponentInfo {
   const entry = files.modelIndex?.components[name];
   const weights = files.weights[name];
-  const dtypes: Record<string, number> = {};
-  let parameters = 0;
-  if (weights) {
-    for (const key of weights.keys()) {
-      const { dtype, shape } = weights.info(key);
-      const count = shape.reduce((product, d) => product * d, 1);
-      const dtypeName = DTYPE_NAMES[dtype] ?? dtype;
-      dtypes[dtypeName] = (dtypes[dtypeName] ?? 0) + count;
-      parameters += count;
-    }
-  }
+  const tensors = (weights?.keys() ?? []).map((key) => {
+    const { dtype, shape } = weights!.info(key);
+    return { type: DTYPE_NAMES[dtype] ?? dtype, count: elementCount(shape) };
+  });
   return {
     name,
     library: entry?.[0] ?? null,
     className: componentClassName(files, name) ?? null,
-    ...(weights ? { parameters, dtypes } : {}),
+    ...(weights ? countParameters(tensors) : {}),
   };
 }
 
@@ -206,34 +213,66 @@ export function weightsInfo(
     ? 2 ** (parseVaeConfig(vaeJson, `${files.label} vae/config.json`).blockOutChannels.length - 1)
     : 8;
   const side = unetConfig ? (unetConfig.sampleSize ?? 64) * vaeScale : null;
-  const defaultSize = side === null ? null : { width: side, height: side };
+  const unet: UnetFindings | undefined = unetConfig
+    ? {
+        family,
+        summary: unetSummary(unetConfig),
+        attention: (latent, auto) => {
+          const { perLevel, cross } = attentionLevelsFromConfig(unetConfig);
+          return {
+            from: "config",
+            levels: levelInfos(perLevel, latent, auto),
+            crossAttentionBlocks: cross,
+          };
+        },
+      }
+    : undefined;
+  return sizedReport(
+    { source, kind, family, pipelineClass: files.modelIndex?.className ?? null, components },
+    unet,
+    side === null ? null : { width: side, height: side },
+    size,
+    vaeScale,
+  );
+}
+
+type Size = { readonly width: number; readonly height: number };
+
+/** What a model's UNet tells the report: its family, its summary and its attention levels. */
+export interface UnetFindings {
+  readonly family: ModelFamily;
+  readonly summary: Readonly<Record<string, unknown>>;
+  /** The levels at a latent size, with what `--todo auto` does at its image size. */
+  readonly attention: (latent: Size, auto: NonNullable<ModelInfo["auto"]>) => AttentionInfo;
+}
+
+/**
+ * The report at the asked image size, else the model's own: the latent grid, and with a UNet the
+ * attention levels and what `--todo auto` does there.
+ */
+export function sizedReport(
+  base: Pick<ModelInfo, "source" | "kind" | "pipelineClass" | "components"> & {
+    readonly family?: ModelFamily;
+  },
+  unet: UnetFindings | undefined,
+  defaultSize: Size | null | undefined,
+  size: Size | undefined,
+  vaeScale: number,
+): ModelInfo {
   const image = size ?? defaultSize ?? undefined;
   const latent = image && {
     width: Math.ceil(image.width / vaeScale),
     height: Math.ceil(image.height / vaeScale),
   };
-  let attention: AttentionInfo | null = null;
-  let auto: ModelInfo["auto"] = null;
-  if (unetConfig && image && latent) {
-    auto = autoInfo(family, image.width, image.height);
-    const { perLevel, cross } = attentionLevelsFromConfig(unetConfig);
-    attention = {
-      from: "config",
-      levels: levelInfos(perLevel, latent, auto),
-      crossAttentionBlocks: cross,
-    };
-  }
+  const auto = unet && image ? autoInfo(unet.family, image.width, image.height) : null;
   return {
-    source,
-    kind,
-    family,
-    pipelineClass: files.modelIndex?.className ?? null,
-    components,
-    unet: unetConfig && unetSummary(unetConfig),
-    defaultSize,
+    ...base,
+    family: base.family ?? unet?.family ?? null,
+    unet: unet?.summary ?? null,
+    defaultSize: defaultSize ?? null,
     size: image ?? null,
     latent: latent ?? null,
-    attention,
+    attention: unet && latent && auto ? unet.attention(latent, auto) : null,
     auto,
   };
 }

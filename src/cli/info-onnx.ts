@@ -14,14 +14,16 @@ import { GraphIndex } from "../patch/graph-index.js";
 import { unetSignature } from "../patch/unet-levels.js";
 import { onnxDefaultSide, onnxUnetFamily } from "../pipelines/onnx-folder.js";
 import { METADATA_PREFIX, reductionFromMetadata } from "../reduce/options.js";
+import { elementCount } from "../util/random.js";
 import type { ModelFamily } from "../util/vocabulary.js";
 import {
-  type AttentionInfo,
-  autoInfo,
   type ComponentInfo,
+  countParameters,
   levelInfos,
   type ModelInfo,
+  sizedReport,
   type TensorIo,
+  type UnetFindings,
 } from "./info-model.js";
 
 const ELEMENT_TYPES: Readonly<Record<number, string>> = Object.freeze({
@@ -71,14 +73,12 @@ function onnxComponent(
   const graph = model.graph;
   const initializers = graph.initializer ?? [];
   const initializerNames = new Set(initializers.map((t) => t.name));
-  const dtypes: Record<string, number> = {};
-  let parameters = 0;
-  for (const tensor of initializers) {
-    const count = tensor.dims.reduce((product, d) => product * Number(d), 1);
-    const type = elementType(tensor.dataType);
-    dtypes[type] = (dtypes[type] ?? 0) + count;
-    parameters += count;
-  }
+  const { parameters, dtypes } = countParameters(
+    initializers.map((tensor) => ({
+      type: elementType(tensor.dataType),
+      count: elementCount(tensor.dims.map(Number)),
+    })),
+  );
   const opTypes: Record<string, number> = {};
   for (const node of graph.node) opTypes[node.opType] = (opTypes[node.opType] ?? 0) + 1;
   const opset = model.opsetImport.find((o) => !o.domain || o.domain === "ai.onnx")?.version;
@@ -95,12 +95,6 @@ function onnxComponent(
     inputs: graph.input.filter((i) => !initializerNames.has(i.name)).map(tensorIo),
     outputs: graph.output.map(tensorIo),
   };
-}
-
-interface UnetFindings {
-  readonly family: ModelFamily;
-  readonly staticSize?: Size;
-  readonly attention: (size: Size) => AttentionInfo;
 }
 
 /** The token reduction a model was built or patched with, from its metadata_props. */
@@ -120,8 +114,11 @@ function builtInReduction(
   return { description: props[METADATA_PREFIX] ?? describeReduction(options), settings };
 }
 
+/** A UNet export's findings, and the size it was exported for when its shapes are fixed. */
+type OnnxUnet = UnetFindings & { readonly staticSize?: Size };
+
 /** What the patch rules find in a UNet export; undefined when the model is not a UNet. */
-function inspectUnet(model: ModelProto, label: string): UnetFindings | undefined {
+function inspectUnet(model: ModelProto, label: string): OnnxUnet | undefined {
   let signature: ReturnType<typeof unetSignature>;
   try {
     signature = unetSignature(model.graph, label);
@@ -160,48 +157,24 @@ function inspectUnet(model: ModelProto, label: string): UnetFindings | undefined
   return {
     family,
     staticSize,
-    attention: (size) => {
-      const latent = { width: Math.ceil(size.width / 8), height: Math.ceil(size.height / 8) };
-      return {
-        from: "graph",
-        levels: levelInfos(perLevel, latent, autoInfo(family, size.width, size.height)),
-        crossAttentionBlocks: skipped.filter((s) => isCross(s.reason) && !isReducedSelf(s)).length,
-        skipped: skipped
-          .filter((s) => !isCross(s.reason))
-          .map(({ name, reason }) => ({ name, reason })),
-        ...(builtIn
-          ? {
-              builtIn: {
-                description: builtIn.description,
-                settings: builtIn.settings,
-                reducedBlocksPerLevel: Object.fromEntries(reducedLevels),
-              },
-            }
-          : {}),
-      };
-    },
-  };
-}
-
-function sizedReport(
-  base: Pick<ModelInfo, "source" | "kind" | "pipelineClass" | "components">,
-  unet: UnetFindings | undefined,
-  defaultSize: Size | null | undefined,
-  size: Size | undefined,
-): ModelInfo {
-  const image = size ?? defaultSize ?? undefined;
-  const family = unet?.family ?? null;
-  return {
-    ...base,
-    family,
-    unet: unet ? { staticSize: unet.staticSize ?? null } : null,
-    defaultSize: defaultSize ?? null,
-    size: image ?? null,
-    latent: image
-      ? { width: Math.ceil(image.width / 8), height: Math.ceil(image.height / 8) }
-      : null,
-    attention: unet && image ? unet.attention(image) : null,
-    auto: family && image ? autoInfo(family, image.width, image.height) : null,
+    summary: { staticSize: staticSize ?? null },
+    attention: (latent, auto) => ({
+      from: "graph",
+      levels: levelInfos(perLevel, latent, auto),
+      crossAttentionBlocks: skipped.filter((s) => isCross(s.reason) && !isReducedSelf(s)).length,
+      skipped: skipped
+        .filter((s) => !isCross(s.reason))
+        .map(({ name, reason }) => ({ name, reason })),
+      ...(builtIn
+        ? {
+            builtIn: {
+              description: builtIn.description,
+              settings: builtIn.settings,
+              reducedBlocksPerLevel: Object.fromEntries(reducedLevels),
+            },
+          }
+        : {}),
+    }),
   };
 }
 
@@ -218,7 +191,7 @@ export function onnxFolderInfo(dir: string, size: Size | undefined): ModelInfo {
       : [null, null];
   };
   const components: ComponentInfo[] = [];
-  let unet: UnetFindings | undefined;
+  let unet: OnnxUnet | undefined;
   for (const part of FOLDER_PARTS) {
     const path = join(dir, part, "model.onnx");
     if (!existsSync(path)) continue;
@@ -242,6 +215,7 @@ export function onnxFolderInfo(dir: string, size: Size | undefined): ModelInfo {
     unet,
     defaultSize,
     size,
+    8,
   );
 }
 
@@ -255,6 +229,7 @@ export function onnxFileInfo(path: string, size: Size | undefined): ModelInfo {
     unet,
     unet ? (unet.staticSize ?? familySize(unet.family, true)) : null,
     size,
+    8,
   );
 }
 

@@ -16,6 +16,7 @@ import { onnxFileInfo, onnxFolderInfo } from "./info-onnx.js";
 import { describeEstimate, estimateJob } from "./memory-check.js";
 import { deviceArg, engineArg, sizeArg } from "./options.js";
 import { checkOutputFile, writeJsonOutput } from "./output-files.js";
+import { table } from "./progress.js";
 
 interface InfoFlags {
   readonly size?: { width: number; height: number };
@@ -27,6 +28,11 @@ interface InfoFlags {
   readonly model?: string;
   readonly device?: Device;
   readonly engine?: EngineChoice;
+}
+
+/** The loading options that say where the model's files come from. */
+function sourceOptions({ configFrom, variant, revision, offline }: InfoFlags) {
+  return { configFrom, variant, revision, offline };
 }
 
 export function registerInfo(program: Command): void {
@@ -65,12 +71,7 @@ export function registerInfo(program: Command): void {
       if (flags.engine && !flags.device)
         throw new Error("--engine needs --device: the engine depends on it");
       if (/\.safetensors$/i.test(source) && existsSync(source) && isLoraFile(source)) {
-        const lora = await loraInfo(source, flags.model, {
-          configFrom: flags.configFrom,
-          variant: flags.variant,
-          revision: flags.revision,
-          offline: flags.offline,
-        });
+        const lora = await loraInfo(source, flags.model, sourceOptions(flags));
         if (json) writeJsonOutput(json, lora);
         if (json !== "-") process.stdout.write(formatLoraInfo(lora));
         return;
@@ -130,16 +131,7 @@ async function inspect(source: string, flags: InfoFlags): Promise<ModelInfo> {
     return onnxFileInfo(source, flags.size);
   const kind = classifySource(source);
   if (kind === "onnx-folder") return onnxFolderInfo(source, flags.size);
-  const { files } = await openModelFiles(
-    source,
-    {
-      configFrom: flags.configFrom,
-      variant: flags.variant,
-      revision: flags.revision,
-      offline: flags.offline,
-    },
-    kind,
-  );
+  const { files } = await openModelFiles(source, sourceOptions(flags), kind);
   try {
     const info = weightsInfo(source, kind, files, flags.size);
     const unet = files.configs.unet;
@@ -262,14 +254,4 @@ function formatUnet(unet: Readonly<Record<string, unknown>>): string {
   }
   const fixed = unet.staticSize as { width: number; height: number } | null;
   return fixed ? `exported for ${fixed.width}x${fixed.height} only` : "exported for any size";
-}
-
-function table(rows: readonly string[][]): string[] {
-  const widths = rows[0].map((_, column) => Math.max(...rows.map((row) => row[column].length)));
-  return rows.map((row) =>
-    row
-      .map((cell, column) => cell.padEnd(widths[column]))
-      .join("  ")
-      .trimEnd(),
-  );
 }

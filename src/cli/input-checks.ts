@@ -33,11 +33,11 @@ const PROMPT_TOKENS = 75;
 /** Warns (on stderr) about prompts the text encoder would cut, unless they are chunked. */
 export function warnLongPrompts(
   tokenizer: { encode(text: string): number[] },
-  prompts: Readonly<Record<string, string | undefined>>,
-  longPrompts: boolean | undefined,
+  prompt: string,
+  flags: { readonly negative?: string; readonly longPrompts?: boolean },
 ): void {
-  if (longPrompts) return;
-  for (const [what, text] of Object.entries(prompts)) {
+  if (flags.longPrompts) return;
+  for (const [what, text] of Object.entries({ prompt, "negative prompt": flags.negative })) {
     if (text === undefined) continue;
     const count = tokenizer.encode(text).length;
     if (count > PROMPT_TOKENS)

@@ -3,8 +3,16 @@
  * API; errors come out as one line on stderr with a non-zero exit code.
  */
 import { Command, CommanderError } from "commander";
-import { registerCommands } from "./commands.js";
+import { registerBench } from "./bench.js";
+import { registerBenchKernels } from "./bench-kernels.js";
+import { registerCache } from "./cache.js";
+import { registerCompare } from "./compare.js";
+import { registerConvert } from "./convert.js";
+import { registerGenerate } from "./generate.js";
+import { registerInfo } from "./info.js";
 import { flagWordedMessage } from "./option-flags.js";
+import { registerPatch } from "./patch.js";
+import { registerServe } from "./serve.js";
 
 export async function main(argv: readonly string[]): Promise<number> {
   const program = new Command("todo-sd");
@@ -41,6 +49,19 @@ export async function main(argv: readonly string[]): Promise<number> {
     process.stderr.write(`todo-sd: ${oneLine(error)}\n`);
     return 1;
   }
+}
+
+/** Adds every subcommand to the program. */
+function registerCommands(program: Command): void {
+  registerGenerate(program);
+  registerCompare(program);
+  registerInfo(program);
+  registerConvert(program);
+  registerPatch(program);
+  registerBench(program);
+  registerBenchKernels(program);
+  registerServe(program);
+  registerCache(program);
 }
 
 /** The message on one line: commander puts its "(Did you mean ...?)" hints on a second one. */

@@ -155,12 +155,9 @@ export function reductionFromFlags(
   defaultAuto: boolean,
 ): ReductionOptions | undefined {
   // Commands hand over all their flags; only the reduction flags count as asking for one.
-  const reductionFlags: ReductionFlags = Object.fromEntries(
-    REDUCTION_FLAG_KEYS.map((key) => [key, flags[key]]),
-  );
-  const given = Object.values(reductionFlags).some((v) => v !== undefined);
+  const given = REDUCTION_FLAG_KEYS.some((key) => flags[key] !== undefined);
   if (!given && !defaultAuto) return undefined;
-  return parseReductionFlags(reductionFlags);
+  return parseReductionFlags(flags);
 }
 
 /** Options shared by the commands that load a model. */

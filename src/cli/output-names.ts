@@ -61,9 +61,14 @@ export function promptSlug(prompt: string): string {
 
 const pad = (n: number) => String(n).padStart(2, "0");
 
+/** YYYYMMDD-HHMMSS in local time (a name's `{date}` and `{time}`). */
+export function timestamp(d: Date): string {
+  return `${d.getFullYear()}${pad(d.getMonth() + 1)}${pad(d.getDate())}-${pad(d.getHours())}${pad(d.getMinutes())}${pad(d.getSeconds())}`;
+}
+
 /** The file name of one image (with `.png`). */
 export function fileName(pattern: string, fields: NameFields): string {
-  const d = fields.date;
+  const [date, time] = timestamp(fields.date).split("-");
   const values: Record<string, string> = {
     seed: String(fields.seed),
     index: String(fields.index),
@@ -72,8 +77,8 @@ export function fileName(pattern: string, fields: NameFields): string {
     width: String(fields.width),
     height: String(fields.height),
     steps: String(fields.steps),
-    date: `${d.getFullYear()}${pad(d.getMonth() + 1)}${pad(d.getDate())}`,
-    time: `${pad(d.getHours())}${pad(d.getMinutes())}${pad(d.getSeconds())}`,
+    date,
+    time,
   };
   const name = pattern.replace(/\{([^}]*)\}/g, (_, field: string) => values[field]);
   return /\.png$/i.test(name) ? name : `${name}.png`;

@@ -89,13 +89,8 @@ export class Access {
   checkOrigin(req: IncomingMessage): void {
     const origin = req.headers.origin;
     if (origin !== undefined) {
-      let url: URL | undefined;
-      try {
-        url = new URL(origin);
-      } catch {
-        url = undefined;
-      }
-      if (!url || url.host.toLowerCase() !== (req.headers.host ?? "").toLowerCase())
+      const host = URL.canParse(origin) ? new URL(origin).host : undefined;
+      if (host?.toLowerCase() !== (req.headers.host ?? "").toLowerCase())
         throw new HttpError(403, `cross-origin requests are refused (Origin ${origin})`);
     } else if (req.headers["sec-fetch-site"] === "cross-site") {
       throw new HttpError(403, "cross-site requests are refused");

@@ -67,6 +67,7 @@ export class JobFailure extends Error {
 
 interface Pending {
   readonly hooks: JobHooks;
+  readonly outcome: Promise<JobOutcome>;
   resolve(outcome: JobOutcome): void;
   reject(error: Error): void;
 }
@@ -133,17 +134,15 @@ export class DeviceRunner {
     return this.ready;
   }
 
-  get busy(): boolean {
-    return this.pending.size > 0;
-  }
-
   async run(id: string, spec: JobSpec, context: JobContext, hooks: JobHooks): Promise<JobOutcome> {
     await this.start();
-    const worker = this.worker!;
-    return new Promise<JobOutcome>((resolve, reject) => {
-      this.pending.set(id, { hooks, resolve, reject });
-      worker.send({ type: "run", id, spec, context } satisfies ToDevice);
+    let settle!: Pick<Pending, "resolve" | "reject">;
+    const outcome = new Promise<JobOutcome>((resolve, reject) => {
+      settle = { resolve, reject };
     });
+    this.pending.set(id, { hooks, outcome, ...settle });
+    this.worker!.send({ type: "run", id, spec, context } satisfies ToDevice);
+    return outcome;
   }
 
   cancel(id: string): void {
@@ -165,22 +164,7 @@ export class DeviceRunner {
         ? Promise.resolve()
         : new Promise<void>((resolve) => worker.once("exit", () => resolve()));
     if (this.pending.size > 0) {
-      const settled = Promise.allSettled(
-        [...this.pending.values()].map(
-          (p) =>
-            new Promise<void>((done) => {
-              const { resolve, reject } = p;
-              p.resolve = (outcome) => {
-                resolve(outcome);
-                done();
-              };
-              p.reject = (error) => {
-                reject(error);
-                done();
-              };
-            }),
-        ),
-      );
+      const settled = Promise.allSettled([...this.pending.values()].map((p) => p.outcome));
       await Promise.race([settled, delay(graceMs)]);
     }
     // Disconnecting ends an idle process; one mid-step is killed.

@@ -7,14 +7,16 @@ import { decodePng, hasPngSignature } from "../image/png.js";
 import { parseReductionOptions, type ReductionOptionsInput } from "../reduce/options.js";
 import { MAX_SEED, randomSeed } from "../util/random.js";
 import {
-  checkGuidance,
+  checkPromptAndSize,
   checkSampler,
-  checkWholeNumber,
   firstLine,
   type GenerationParams,
+  isMissing,
   RequestError,
   resolveJobLoras,
+  textField,
   type ValidationContext,
+  wholeField,
 } from "./protocol.js";
 
 /** Images one request may ask for. */
@@ -51,55 +53,19 @@ export const API_DEFAULTS = Object.freeze({
   openai: Object.freeze({ steps: 20, guidanceScale: 7.5 }),
 } satisfies Record<string, Omit<GenerationDefaults, "size">>);
 
-function isMissing(value: unknown): boolean {
-  return value === undefined || value === null;
-}
-
 export function checkGeneration(
   fields: GenerationFields,
   context: ValidationContext,
   defaults: GenerationDefaults,
   names: FieldNames = {},
 ): GenerationParams {
-  const name = (key: keyof GenerationFields) => names[key] ?? key;
-  const { limits, sizeMultiple } = context;
-  const text = (key: "prompt" | "negativePrompt", required: boolean): string | null => {
-    const value = fields[key];
-    if (isMissing(value)) {
-      if (required) throw new RequestError(`${name(key)}: required`);
-      return null;
-    }
-    if (typeof value !== "string") throw new RequestError(`${name(key)}: must be text`);
-    if (value.length > limits.maxPromptLength)
-      throw new RequestError(
-        `${name(key)}: ${value.length} characters; at most ${limits.maxPromptLength}`,
-      );
-    return value;
-  };
-  const whole = (key: keyof GenerationFields, min: number, max: number, fallback: number) => {
-    const value = fields[key];
-    return isMissing(value) ? fallback : checkWholeNumber(value, name(key), min, max);
-  };
-  const prompt = text("prompt", true)!;
-  if (prompt.trim() === "") throw new RequestError(`${name("prompt")}: type a prompt`);
-  const negativePrompt = text("negativePrompt", false);
-  const side = (key: "width" | "height") => {
-    const value = whole(key, limits.minSide, limits.maxSide, defaults.size);
-    if (value % sizeMultiple !== 0)
-      throw new RequestError(`${name(key)}: must be a multiple of ${sizeMultiple}; got ${value}`);
-    return value;
-  };
-  const width = side("width");
-  const height = side("height");
-  const steps = whole("steps", 1, limits.maxSteps, defaults.steps);
-  const guidance = checkGuidance(
-    isMissing(fields.guidanceScale) ? defaults.guidanceScale : fields.guidanceScale,
-    name("guidanceScale"),
-  );
-  if (!isMissing(fields.scheduler) && typeof fields.scheduler !== "string")
-    throw new RequestError(`${name("scheduler")}: must be text`);
+  const name = (key: string) => names[key as keyof GenerationFields] ?? key;
+  const { prompt, ...checked } = checkPromptAndSize(fields, context, defaults, name);
+  const { width, height } = checked;
+  const whole = (key: keyof GenerationFields, min: number, max: number, fallback: number) =>
+    wholeField(fields, key, min, max, fallback, name);
   const scheduler = checkSampler(
-    isMissing(fields.scheduler) ? null : (fields.scheduler as string),
+    textField(fields, "scheduler", Number.POSITIVE_INFINITY, false, name),
     name("scheduler"),
   );
   const count = whole("count", 1, MAX_IMAGES_PER_JOB, 1);
@@ -124,7 +90,7 @@ export function checkGeneration(
   }
   const initImage = isMissing(fields.initImage)
     ? null
-    : checkBase64Png(fields.initImage, name("initImage"), limits.maxSide);
+    : checkBase64Png(fields.initImage, name("initImage"), context.limits.maxSide);
   let strength: number | null = null;
   if (!isMissing(fields.strength) || initImage !== null) {
     if (initImage === null)
@@ -138,14 +104,9 @@ export function checkGeneration(
       );
     strength = value;
   }
-  const withLoras = resolveJobLoras(prompt, fields.loras, context, name("loras"));
   return {
-    ...withLoras,
-    negativePrompt,
-    width,
-    height,
-    steps,
-    guidanceScale: guidance,
+    ...resolveJobLoras(prompt, fields.loras, context, name("loras")),
+    ...checked,
     scheduler,
     seed,
     clipSkip,

@@ -33,21 +33,20 @@ export function sendJson(
   body: unknown,
   headers: OutgoingHttpHeaders = {},
 ): void {
-  if (res.headersSent || res.destroyed) return;
-  const text = JSON.stringify(body);
-  res.writeHead(status, {
-    ...PAGE_HEADERS,
-    ...headers,
-    "content-type": "application/json; charset=utf-8",
-    "cache-control": "no-store",
-    "content-length": Buffer.byteLength(text),
-  });
-  res.end(text);
+  const type = "application/json; charset=utf-8";
+  sendText(res, status, type, JSON.stringify(body), { ...PAGE_HEADERS, ...headers });
 }
 
-export function sendText(res: ServerResponse, status: number, type: string, text: string): void {
+export function sendText(
+  res: ServerResponse,
+  status: number,
+  type: string,
+  text: string,
+  headers: OutgoingHttpHeaders = {},
+): void {
   if (res.headersSent || res.destroyed) return;
   res.writeHead(status, {
+    ...headers,
     "content-type": type,
     "cache-control": "no-store",
     "content-length": Buffer.byteLength(text),

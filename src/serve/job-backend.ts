@@ -66,6 +66,19 @@ export class QueueFullError extends Error {
   }
 }
 
+/** Refuses a job whose API key already has `max` jobs waiting or running. */
+export async function checkKeyQuota(
+  backend: Pick<JobBackend, "pendingFor">,
+  owner: JobOwner,
+  max: number,
+): Promise<void> {
+  if (owner.key !== null && (await backend.pendingFor(owner.key)) >= max)
+    throw new QueueFullError(
+      `this API key has ${max} jobs waiting or running; wait for one to finish`,
+      true,
+    );
+}
+
 export interface JobBackend {
   readonly kind: HealthReport["backend"];
   /** Queues a checked job; throws QueueFullError. Resolves once the job is accepted. */

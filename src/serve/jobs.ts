@@ -100,6 +100,25 @@ export class Job {
     return () => this.listeners.delete(listener);
   }
 
+  /**
+   * Replays the events after `afterSeq`, then passes new ones to `listener` until the job ends;
+   * returns the unsubscribe function.
+   */
+  follow(afterSeq: number, listener: JobListener): () => void {
+    for (const logged of this.eventsAfter(afterSeq)) listener(logged);
+    return this.finished ? () => {} : this.subscribe(listener);
+  }
+
+  /** Resolves once the job has finished (its listeners are dropped with the final event). */
+  settled(): Promise<void> {
+    if (this.finished) return Promise.resolve();
+    return new Promise((resolve) => {
+      this.subscribe(({ event }) => {
+        if (isFinalEvent(event)) resolve();
+      });
+    });
+  }
+
   get listenerCount(): number {
     return this.listeners.size;
   }
@@ -128,10 +147,6 @@ export class DeviceQueue {
 
   get runningJob(): Job | undefined {
     return this.running;
-  }
-
-  get length(): number {
-    return this.waiting.length + (this.running ? 1 : 0);
   }
 
   /** Queues a job; throws when the queue is full. */

@@ -5,6 +5,7 @@
 import { hostname } from "node:os";
 import { type DeviceProcessData, DeviceRunner } from "./device-runner.js";
 import {
+  checkKeyQuota,
   countFinished,
   type HealthReport,
   type JobBackend,
@@ -79,11 +80,7 @@ export class LocalJobs implements JobBackend {
   }
 
   async submit(spec: JobSpec, owner: JobOwner): Promise<string> {
-    if (owner.key !== null && (await this.pendingFor(owner.key)) >= this.maxPerKey)
-      throw new QueueFullError(
-        `this API key has ${this.maxPerKey} jobs waiting or running; wait for one to finish`,
-        true,
-      );
+    await checkKeyQuota(this, owner, this.maxPerKey);
     const job = new Job(spec, owner);
     try {
       this.queue.submit(job);
@@ -99,29 +96,15 @@ export class LocalJobs implements JobBackend {
     return job ? snapshotOf(job) : undefined;
   }
 
-  async follow(
-    id: string,
-    afterSeq: number,
-    listener: (logged: LoggedEvent) => void,
-  ): Promise<(() => void) | undefined> {
-    const job = this.jobs.get(id);
-    if (!job) return undefined;
-    for (const logged of job.eventsAfter(afterSeq)) listener(logged);
-    if (job.finished) return () => {};
-    return job.subscribe(listener);
+  async follow(id: string, afterSeq: number, listener: (logged: LoggedEvent) => void) {
+    return this.jobs.get(id)?.follow(afterSeq, listener);
   }
 
-  wait(id: string): Promise<JobSnapshot> {
+  async wait(id: string): Promise<JobSnapshot> {
     const job = this.jobs.get(id);
-    if (!job) return Promise.reject(new Error(`no job ${id}`));
-    if (job.finished) return Promise.resolve(snapshotOf(job));
-    return new Promise((resolve) => {
-      const stop = job.subscribe(({ event }) => {
-        if (!isFinalEvent(event)) return;
-        stop();
-        resolve(snapshotOf(job));
-      });
-    });
+    if (!job) throw new Error(`no job ${id}`);
+    await job.settled();
+    return snapshotOf(job);
   }
 
   async cancel(id: string): Promise<boolean> {

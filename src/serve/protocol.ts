@@ -182,31 +182,86 @@ function isObject(value: unknown): value is Record<string, unknown> {
   return typeof value === "object" && value !== null && !Array.isArray(value);
 }
 
-function text(body: Record<string, unknown>, name: string, max: number, required: boolean) {
-  const value = body[name];
-  if (value === undefined || value === null) {
-    if (required) throw new RequestError(`${name}: required`);
+/** A request body as an object of fields, or a RequestError. */
+export function requestObject(body: unknown): Record<string, unknown> {
+  if (!isObject(body)) throw new RequestError("the request must be a JSON object");
+  return body;
+}
+
+export function isMissing(value: unknown): value is undefined | null {
+  return value === undefined || value === null;
+}
+
+/** How a field is named in messages: the name the client used (`cfg_scale`), else ours. */
+type FieldName = (key: string) => string;
+
+const ownName: FieldName = (key) => key;
+
+/** A text field of at most `max` characters; null when left out, a RequestError when required. */
+export function textField(
+  fields: Readonly<Record<string, unknown>>,
+  key: string,
+  max: number,
+  required: boolean,
+  name: FieldName = ownName,
+): string | null {
+  const value = fields[key];
+  if (isMissing(value)) {
+    if (required) throw new RequestError(`${name(key)}: required`);
     return null;
   }
-  if (typeof value !== "string") throw new RequestError(`${name}: must be text`);
+  if (typeof value !== "string") throw new RequestError(`${name(key)}: must be text`);
   if (value.length > max)
-    throw new RequestError(`${name}: ${value.length} characters; at most ${max}`);
+    throw new RequestError(`${name(key)}: ${value.length} characters; at most ${max}`);
   return value;
 }
 
-function wholeNumber(
-  body: Record<string, unknown>,
-  name: string,
+/** A whole-number field from min to max; `fallback` when left out, else a RequestError. */
+export function wholeField(
+  fields: Readonly<Record<string, unknown>>,
+  key: string,
   min: number,
   max: number,
   fallback?: number,
+  name: FieldName = ownName,
 ): number {
-  const value = body[name];
-  if (value === undefined || value === null) {
+  const value = fields[key];
+  if (isMissing(value)) {
     if (fallback !== undefined) return fallback;
-    throw new RequestError(`${name}: required`);
+    throw new RequestError(`${name(key)}: required`);
   }
-  return checkWholeNumber(value, name, min, max);
+  return checkWholeNumber(value, name(key), min, max);
+}
+
+/**
+ * The prompt, negative prompt, size, steps and guidance scale every kind of job checks alike.
+ * Without defaults, the size and the steps are required.
+ */
+export function checkPromptAndSize(
+  fields: Readonly<Record<string, unknown>>,
+  context: ValidationContext,
+  defaults?: { readonly size: number; readonly steps: number; readonly guidanceScale: number },
+  name: FieldName = ownName,
+) {
+  const { limits, sizeMultiple } = context;
+  const prompt = textField(fields, "prompt", limits.maxPromptLength, true, name)!;
+  if (prompt.trim() === "") throw new RequestError(`${name("prompt")}: type a prompt`);
+  const negativePrompt = textField(fields, "negativePrompt", limits.maxPromptLength, false, name);
+  const side = (key: "width" | "height") => {
+    const value = wholeField(fields, key, limits.minSide, limits.maxSide, defaults?.size, name);
+    if (value % sizeMultiple !== 0)
+      throw new RequestError(`${name(key)}: must be a multiple of ${sizeMultiple}; got ${value}`);
+    return value;
+  };
+  const width = side("width");
+  const height = side("height");
+  const steps = wholeField(fields, "steps", 1, limits.maxSteps, defaults?.steps, name);
+  const guidance = fields.guidanceScale;
+  const guidanceScale = checkGuidance(
+    isMissing(guidance) && defaults ? defaults.guidanceScale : guidance,
+    name("guidanceScale"),
+  );
+  return { prompt, negativePrompt, width, height, steps, guidanceScale };
 }
 
 /** A whole number from min to max, or a RequestError naming the field. */
@@ -239,36 +294,23 @@ export function checkSampler(name: string | null, field: string): string | null 
 
 /** Checks a request body and fills in what was left out; throws RequestError. */
 export function parseJobRequest(body: unknown, context: ValidationContext): JobParams {
-  if (!isObject(body)) throw new RequestError("the request must be a JSON object");
-  for (const key of Object.keys(body))
+  const fields = requestObject(body);
+  for (const key of Object.keys(fields))
     if (!(FIELDS as readonly string[]).includes(key))
       throw new RequestError(`unknown field "${key}"; expected ${FIELDS.join(", ")}`);
-  const { limits, sizeMultiple } = context;
-  const prompt = text(body, "prompt", limits.maxPromptLength, true)!;
-  if (prompt.trim() === "") throw new RequestError("prompt: type a prompt");
-  const negativePrompt = text(body, "negativePrompt", limits.maxPromptLength, false);
-  const side = (name: "width" | "height") => {
-    const value = wholeNumber(body, name, limits.minSide, limits.maxSide);
-    if (value % sizeMultiple !== 0)
-      throw new RequestError(`${name}: must be a multiple of ${sizeMultiple}; got ${value}`);
-    return value;
-  };
-  const width = side("width");
-  const height = side("height");
-  const steps = wholeNumber(body, "steps", 1, limits.maxSteps);
-  const guidance = checkGuidance(body.guidanceScale, "guidanceScale");
-  const scheduler = checkSampler(text(body, "scheduler", 100, false), "scheduler");
-  const seed =
-    body.seed === undefined || body.seed === null
-      ? (context.randomSeed?.() ?? randomSeed())
-      : wholeNumber(body, "seed", 0, MAX_SEED);
-  const clipSkip = wholeNumber(body, "clipSkip", 0, Math.max(0, context.textEncoderLayers - 2), 0);
-  if (!isObject(body.reduction))
+  const { prompt, ...checked } = checkPromptAndSize(fields, context);
+  const { width, height } = checked;
+  const scheduler = checkSampler(textField(fields, "scheduler", 100, false), "scheduler");
+  const seed = isMissing(fields.seed)
+    ? (context.randomSeed?.() ?? randomSeed())
+    : wholeField(fields, "seed", 0, MAX_SEED);
+  const clipSkip = wholeField(fields, "clipSkip", 0, Math.max(0, context.textEncoderLayers - 2), 0);
+  if (!isObject(fields.reduction))
     throw new RequestError('reduction: required, an object such as {"method": "todo"}');
   let reduction: ReductionOptions;
   let settings: ReductionSettings | undefined;
   try {
-    reduction = parseReductionOptions(body.reduction as ReductionOptionsInput);
+    reduction = parseReductionOptions(fields.reduction as ReductionOptionsInput);
     settings = context.resolveReduction(reduction, width, height);
   } catch (error) {
     throw new RequestError(`reduction: ${firstLine(error)}`);
@@ -277,14 +319,9 @@ export function parseJobRequest(body: unknown, context: ValidationContext): JobP
     throw new RequestError(
       `reduction: these settings reduce nothing at ${width}x${height} (auto ToDo is off at 768 px and below); choose a factor of 2 or more, or a ToMe ratio above 0`,
     );
-  const withLoras = resolveJobLoras(prompt, body.loras, context);
   return {
-    ...withLoras,
-    negativePrompt,
-    width,
-    height,
-    steps,
-    guidanceScale: guidance,
+    ...resolveJobLoras(prompt, fields.loras, context),
+    ...checked,
     scheduler,
     seed,
     clipSkip,

@@ -11,18 +11,18 @@ import { type Job as BullJob, Queue, QueueEvents } from "bullmq";
 import { Redis } from "ioredis";
 import { OptionError } from "../util/option-error.js";
 import {
+  checkKeyQuota,
   countFinished,
   type HealthReport,
   type JobBackend,
   type JobSnapshot,
   type MetricsReport,
-  QueueFullError,
   snapshotOf,
   type WorkerTotals,
 } from "./job-backend.js";
 import type { JobOutcome, JobSpec } from "./job-spec.js";
 import { Job, type JobOwner, type JobStatus, type LoggedEvent } from "./jobs.js";
-import { firstLine, isFinalEvent, type JobEvent } from "./protocol.js";
+import { firstLine, type JobEvent } from "./protocol.js";
 import {
   CANCELLED_REASON,
   DEFAULT_QUEUE_NAME,
@@ -130,12 +130,7 @@ export class QueueJobs implements JobBackend {
   }
 
   async submit(spec: JobSpec, owner: JobOwner): Promise<string> {
-    const max = this.options.maxPerKey ?? Number.POSITIVE_INFINITY;
-    if (owner.key !== null && (await this.pendingFor(owner.key)) >= max)
-      throw new QueueFullError(
-        `this API key has ${max} jobs waiting or running; wait for one to finish`,
-        true,
-      );
+    await checkKeyQuota(this, owner, this.options.maxPerKey ?? Number.POSITIVE_INFINITY);
     const id = randomUUID();
     const createdAt = new Date().toISOString();
     const tracker = new Job(spec, owner, { id, createdAt });
@@ -168,29 +163,14 @@ export class QueueJobs implements JobBackend {
     return tracker ? snapshotOf(tracker) : undefined;
   }
 
-  async follow(
-    id: string,
-    afterSeq: number,
-    listener: (logged: LoggedEvent) => void,
-  ): Promise<(() => void) | undefined> {
-    const tracker = await this.tracker(id);
-    if (!tracker) return undefined;
-    for (const logged of tracker.eventsAfter(afterSeq)) listener(logged);
-    if (tracker.finished) return () => {};
-    return tracker.subscribe(listener);
+  async follow(id: string, afterSeq: number, listener: (logged: LoggedEvent) => void) {
+    return (await this.tracker(id))?.follow(afterSeq, listener);
   }
 
   async wait(id: string): Promise<JobSnapshot> {
     const tracker = await this.tracker(id);
     if (!tracker) throw new Error(`no job ${id}`);
-    if (!tracker.finished)
-      await new Promise<void>((resolve) => {
-        const stop = tracker.subscribe(({ event }) => {
-          if (!isFinalEvent(event)) return;
-          stop();
-          resolve();
-        });
-      });
+    await tracker.settled();
     return snapshotOf(tracker);
   }
 

@@ -13,7 +13,7 @@
 import type { ServerResponse } from "node:http";
 import { Access, sameClient } from "../access.js";
 import { allowMethods, HttpError, PAGE_HEADERS, readJsonBody, sendJson, sendPng } from "../http.js";
-import type { JobSnapshot } from "../job-backend.js";
+import { type JobSnapshot, QueueFullError } from "../job-backend.js";
 import { IMAGE_NAME } from "../job-spec.js";
 import type { LoggedEvent } from "../jobs.js";
 import { isFinalEvent, type JobResult, parseJobRequest } from "../protocol.js";
@@ -33,14 +33,8 @@ export async function submitFor(
     Access.remember(request.res, identity);
     return { id, token: identity.token };
   } catch (error) {
-    if ((error as Error).name === "QueueFullError")
-      throw new HttpError(
-        (error as { perKey: boolean }).perKey ? 429 : 503,
-        (error as Error).message,
-        {
-          "retry-after": "5",
-        },
-      );
+    if (error instanceof QueueFullError)
+      throw new HttpError(error.perKey ? 429 : 503, error.message, { "retry-after": "5" });
     throw error;
   }
 }

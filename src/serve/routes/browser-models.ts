@@ -154,13 +154,12 @@ export function browserModelRoutes(options: BrowserModelOptions): BrowserModels 
         });
         return sendJson(res, 200, modelLinks(backend, file));
       }
-      if (path === "vae-decoder") {
+      if (path === "vae-decoder" || path === "vae-encoder") {
         const chunking = parseChunking(url.searchParams, 1, options.maxSide);
-        return sendJson(res, 200, modelLinks(backend, await models.vaeDecoder(chunking)));
-      }
-      if (path === "vae-encoder") {
-        const chunking = parseChunking(url.searchParams, 1, options.maxSide);
-        return sendJson(res, 200, modelLinks(backend, await models.vaeEncoder(chunking)));
+        const file = await (path === "vae-decoder"
+          ? models.vaeDecoder(chunking)
+          : models.vaeEncoder(chunking));
+        return sendJson(res, 200, modelLinks(backend, file));
       }
       if (path === "sampler-step") {
         const flag = (name: string) => {

@@ -8,7 +8,7 @@
 
 import { API_DEFAULTS, checkGeneration } from "../generation-request.js";
 import { HttpError, readJsonBody, sendJson } from "../http.js";
-import { RequestError } from "../protocol.js";
+import { RequestError, requestObject } from "../protocol.js";
 import { submitFor } from "./api.js";
 import type { RouteModule, ServerContext } from "./context.js";
 
@@ -69,9 +69,7 @@ export function openAiRoutes(server: ServerContext): RouteModule {
         );
       if (method !== "POST") throw new HttpError(405, `${method} is not allowed here; use POST`);
       const body = await readJsonBody(req, server.maxBodyBytes);
-      if (typeof body !== "object" || body === null || Array.isArray(body))
-        throw new RequestError("the request must be a JSON object");
-      const fields = body as Record<string, unknown>;
+      const fields = requestObject(body);
       for (const key of Object.keys(fields))
         if (!FIELDS.has(key) && !IGNORED.has(key)) throw new RequestError(`unknown field "${key}"`);
       if (fields.stream === true) throw new RequestError("stream: streaming is not supported");

@@ -12,7 +12,7 @@
 import { listSchedulers } from "../../schedulers/registry.js";
 import { API_DEFAULTS, checkGeneration, MAX_IMAGES_PER_JOB } from "../generation-request.js";
 import { allowMethods, HttpError, readJsonBody, sendJson } from "../http.js";
-import { type GenerationParams, RequestError } from "../protocol.js";
+import { type GenerationParams, RequestError, requestObject } from "../protocol.js";
 import { submitFor } from "./api.js";
 import type { RequestContext, RouteModule, ServerContext } from "./context.js";
 
@@ -28,9 +28,7 @@ export function webUiRoutes(server: ServerContext): RouteModule {
   const generate = async (request: RequestContext, img2img: boolean) => {
     const { req, res } = request;
     const body = await readJsonBody(req, img2img ? server.maxImageBodyBytes : server.maxBodyBytes);
-    if (typeof body !== "object" || body === null || Array.isArray(body))
-      throw new RequestError("the request must be a JSON object");
-    const f = body as Record<string, unknown>;
+    const f = requestObject(body);
     const whole = (key: string, fallback: number) => {
       const value = f[key] ?? fallback;
       if (typeof value !== "number" || !Number.isInteger(value) || value < 1)
