@@ -29,8 +29,14 @@ import {
   inferUnetConfig,
   inferVaeConfig,
 } from "./ldm-infer.js";
-import { hfClipPlan, type KeyPlan, ldmUnetPlan, ldmVaePlan, openClipPlan } from "./ldm-plans.js";
-import { MappedWeightSource } from "./mapped-source.js";
+import {
+  hfClipPlan,
+  type KeyPlan,
+  ldmUnetPlan,
+  ldmVaePlan,
+  MappedWeightSource,
+  openClipPlan,
+} from "./ldm-plans.js";
 import { type ComponentName, familyModelIndex, type ModelFiles } from "./model-files.js";
 import { SafetensorsFile } from "./safetensors.js";
 import type { WeightSource } from "./source.js";
