@@ -81,13 +81,7 @@ export function resolveWeightFiles(componentDir: string, variant?: string): Weig
   const chosen = (variant ? pick(variant) : undefined) ?? pick(undefined);
   if (chosen) return chosen;
 
-  const variants = new Set<string>();
-  const variantPattern =
-    /^(?:diffusion_pytorch_model|model)\.(?:([^.]+)\.safetensors|safetensors\.index\.([^.]+)\.json)$/;
-  for (const name of names) {
-    const match = variantPattern.exec(name);
-    if (match) variants.add(match[1] ?? match[2]);
-  }
+  const variants = variantsAmong(names);
   if (variants.size === 1 && !variant) return pick([...variants][0])!;
   if (variants.size > 0) {
     throw new Error(
@@ -285,15 +279,21 @@ function isVariantFile(path: string, variant: string): boolean {
 
 /** The weight variants the component folders of a model hold. */
 function variantsIn(folder: string, components: readonly string[]): string[] {
+  return [
+    ...variantsAmong(components.flatMap((component) => readdirSync(join(folder, component)))),
+  ].sort();
+}
+
+/** The variants named by weight files among `names` (`model.fp16.safetensors`, ...). */
+function variantsAmong(names: Iterable<string>): Set<string> {
   const variants = new Set<string>();
   const pattern =
     /^(?:diffusion_pytorch_model|model)\.(?:([^.]+)\.safetensors|safetensors\.index\.([^.]+)\.json)$/;
-  for (const component of components)
-    for (const name of readdirSync(join(folder, component))) {
-      const match = pattern.exec(name);
-      if (match) variants.add(match[1] ?? match[2]);
-    }
-  return [...variants].sort();
+  for (const name of names) {
+    const match = pattern.exec(name);
+    if (match) variants.add(match[1] ?? match[2]);
+  }
+  return variants;
 }
 
 /**
