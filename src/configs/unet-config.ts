@@ -156,12 +156,10 @@ export function parseUnetConfig(
   const crossAttentionDim = c.perBlock("cross_attention_dim", 1280, blocks);
   // Historical naming: diffusers' `attention_head_dim` holds the number of heads unless
   // `num_attention_heads` is given (the head size is then channels / heads).
-  const heads = c.isUnset("num_attention_heads")
-    ? c.perBlock("attention_head_dim", 8, blocks)
-    : c.perBlock("num_attention_heads", 8, blocks);
   const headsField = c.isUnset("num_attention_heads")
     ? "attention_head_dim"
     : "num_attention_heads";
+  const heads = c.perBlock(headsField, 8, blocks);
   const onlyCross = c.raw("only_cross_attention");
   if (
     onlyCross !== undefined &&
