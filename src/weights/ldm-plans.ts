@@ -89,6 +89,9 @@ function renameSubmodule(suffix: string, table: Readonly<Record<string, string>>
   return suffix;
 }
 
+/** A decimal index captured by a rule's pattern. */
+const n = (text: string) => Number.parseInt(text, 10);
+
 // ---------------------------------------------------------------------------------- UNet
 
 /** diffusers ResnetBlock2D names -> LDM ResBlock names (Sequential indices of its layers). */
@@ -125,7 +128,6 @@ export function ldmUnetPlan(config: UnetConfig, prefix: string): KeyPlan {
     const last = outputIndex[b][outputIndex[b].length - 1];
     return `output_blocks.${last}.${config.upBlocks[b].attention ? 2 : 1}.conv`;
   };
-  const n = (text: string) => Number.parseInt(text, 10);
   const resnet = (at: string, suffix: string) =>
     `${at}.${renameSubmodule(suffix, UNET_RESNET_NAMES)}`;
 
@@ -188,7 +190,6 @@ const VAE_ATTENTION_NAMES: Readonly<Record<string, string>> = {
  */
 export function ldmVaePlan(config: VaeConfig, prefix: string): KeyPlan {
   const blocks = config.blockOutChannels.length;
-  const n = (text: string) => Number.parseInt(text, 10);
   const rules: Rule[] = [
     {
       pattern: /^encoder\.down_blocks\.(\d+)\.resnets\.(\d+)\.(.+)$/,
