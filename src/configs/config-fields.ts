@@ -97,6 +97,31 @@ export class ConfigFields {
     return value as string[];
   }
 
+  /**
+   * `down_block_types` and `up_block_types`: one entry per block each, every entry one of the
+   * allowed block types (anything else is an unsupported value).
+   */
+  blockTypes<D extends string, U extends string>(
+    down: { readonly allowed: readonly D[]; readonly fallback: readonly D[] },
+    up: { readonly allowed: readonly U[]; readonly fallback: readonly U[] },
+  ): { down: D[]; up: U[] } {
+    const downTypes = this.stringList("down_block_types", down.fallback);
+    const upTypes = this.stringList("up_block_types", up.fallback);
+    for (const [field, types, allowed] of [
+      ["down_block_types", downTypes, down.allowed],
+      ["up_block_types", upTypes, up.allowed],
+    ] as const) {
+      const unsupported = types.find((type) => !(allowed as readonly string[]).includes(type));
+      if (unsupported !== undefined) throw this.unsupported(field, unsupported);
+    }
+    if (upTypes.length !== downTypes.length) {
+      throw new Error(
+        `${this.label}: up_block_types has ${upTypes.length} entries but down_block_types has ${downTypes.length}`,
+      );
+    }
+    return { down: downTypes as D[], up: upTypes as U[] };
+  }
+
   numberList(field: string): number[] | null {
     const value = this.fields[field];
     if (value === undefined || value === null) return null;

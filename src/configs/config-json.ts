@@ -37,10 +37,14 @@ export function isJsonObject(value: JsonValue | undefined): value is JsonObject 
   return typeof value === "object" && value !== null && !Array.isArray(value);
 }
 
-const NON_FINITE: ReadonlyArray<readonly [string, number]> = [
+/** The bare tokens: JSON's own, and the three non-finite numbers Python writes. */
+const LITERALS: ReadonlyArray<readonly [string, JsonValue]> = [
   ["NaN", Number.NaN],
   ["Infinity", Number.POSITIVE_INFINITY],
   ["-Infinity", Number.NEGATIVE_INFINITY],
+  ["true", true],
+  ["false", false],
+  ["null", null],
 ];
 
 const NUMBER_PATTERN = /-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?/y;
@@ -68,17 +72,7 @@ class JsonParser {
     if (c === "{") return this.parseObject();
     if (c === "[") return this.parseArray();
     if (c === '"') return this.parseString();
-    for (const [token, value] of NON_FINITE) {
-      if (this.text.startsWith(token, this.at)) {
-        this.at += token.length;
-        return value;
-      }
-    }
-    for (const [token, value] of [
-      ["true", true],
-      ["false", false],
-      ["null", null],
-    ] as const) {
+    for (const [token, value] of LITERALS) {
       if (this.text.startsWith(token, this.at)) {
         this.at += token.length;
         return value;

@@ -143,24 +143,11 @@ export function parseUnetConfig(
   const actFn = c.string("act_fn", "silu");
   if (!SILU_NAMES.includes(actFn)) throw c.unsupported("act_fn");
 
-  const downTypes = c.stringList("down_block_types", DEFAULT_DOWN);
-  const upTypes = c.stringList("up_block_types", DEFAULT_UP);
+  const { down: downTypes, up: upTypes } = c.blockTypes(
+    { allowed: DOWN_BLOCK_TYPES, fallback: DEFAULT_DOWN },
+    { allowed: UP_BLOCK_TYPES, fallback: DEFAULT_UP },
+  );
   const blocks = downTypes.length;
-  for (const type of downTypes) {
-    if (!(DOWN_BLOCK_TYPES as readonly string[]).includes(type)) {
-      throw c.unsupported("down_block_types", type);
-    }
-  }
-  for (const type of upTypes) {
-    if (!(UP_BLOCK_TYPES as readonly string[]).includes(type)) {
-      throw c.unsupported("up_block_types", type);
-    }
-  }
-  if (upTypes.length !== blocks) {
-    throw new Error(
-      `${label}: up_block_types has ${upTypes.length} entries but down_block_types has ${blocks}`,
-    );
-  }
   const blockOutChannels = c.perBlock("block_out_channels", [320, 640, 1280, 1280], blocks);
   if (!Array.isArray(c.raw("block_out_channels")) && c.raw("block_out_channels") !== undefined) {
     throw c.invalid("block_out_channels", "a list of integers, one per block");
@@ -169,12 +156,10 @@ export function parseUnetConfig(
   const crossAttentionDim = c.perBlock("cross_attention_dim", 1280, blocks);
   // Historical naming: diffusers' `attention_head_dim` holds the number of heads unless
   // `num_attention_heads` is given (the head size is then channels / heads).
-  const heads = c.isUnset("num_attention_heads")
-    ? c.perBlock("attention_head_dim", 8, blocks)
-    : c.perBlock("num_attention_heads", 8, blocks);
   const headsField = c.isUnset("num_attention_heads")
     ? "attention_head_dim"
     : "num_attention_heads";
+  const heads = c.perBlock(headsField, 8, blocks);
   const onlyCross = c.raw("only_cross_attention");
   if (
     onlyCross !== undefined &&
@@ -210,7 +195,7 @@ export function parseUnetConfig(
   };
 
   const downBlocks: DownBlockConfig[] = downTypes.map((type, i) => ({
-    type: type as DownBlockType,
+    type,
     outChannels: blockOutChannels[i],
     layers: layersPerBlock[i],
     attention: attentionOf(
@@ -226,7 +211,7 @@ export function parseUnetConfig(
   const upBlocks: UpBlockConfig[] = upTypes.map((type, i) => {
     const mirror = blocks - 1 - i;
     return {
-      type: type as UpBlockType,
+      type,
       outChannels: blockOutChannels[mirror],
       layers: layersPerBlock[mirror] + 1,
       attention: attentionOf(
@@ -240,12 +225,11 @@ export function parseUnetConfig(
     };
   });
 
-  const midBlock = parseMidBlock(c, blockOutChannels, heads, crossAttentionDim, transformerLayers);
-  if (midBlock?.attention && midBlock.channels % midBlock.attention.heads !== 0) {
-    throw new Error(
-      `${label}: block_out_channels[${blocks - 1}] = ${midBlock.channels} is not divisible by ${headsField} = ${midBlock.attention.heads}`,
-    );
-  }
+  const last = blocks - 1;
+  const midBlock = parseMidBlock(c, blockOutChannels[last], (isCross) =>
+    // The mid block has one transformer; a per-layer list contributes its first entry.
+    attentionOf(last, isCross, [transformerLayers[last][0]], heads[last], crossAttentionDim[last]),
+  );
 
   const normNumGroups = c.normGroups(blockOutChannels);
 
@@ -353,28 +337,18 @@ function perLayer(c: ConfigFields, field: string, entry: unknown, layers: number
 
 function parseMidBlock(
   c: ConfigFields,
-  blockOutChannels: readonly number[],
-  heads: readonly number[],
-  crossAttentionDim: readonly number[],
-  transformerLayers: readonly number[][],
+  channels: number,
+  attentionOf: (isCross: boolean) => BlockAttention | null,
 ): MidBlockConfig | null {
   // An explicit null means "no mid block"; an absent field means the default cross-attention one.
   if (c.raw("mid_block_type") === null) return null;
   const type = c.choice("mid_block_type", MID_BLOCK_TYPES, "UNetMidBlock2DCrossAttn");
-  const last = blockOutChannels.length - 1;
+  const outputScaleFactor = c.number("mid_block_scale_factor", 1);
   return {
     type,
-    channels: blockOutChannels[last],
-    attention:
-      type === "UNetMidBlock2DCrossAttn"
-        ? {
-            heads: heads[last],
-            crossAttentionDim: crossAttentionDim[last],
-            // The mid block has one transformer; a per-layer list contributes its first entry.
-            transformerLayers: [transformerLayers[last][0]],
-          }
-        : null,
-    outputScaleFactor: c.number("mid_block_scale_factor", 1),
+    channels,
+    attention: attentionOf(type === "UNetMidBlock2DCrossAttn"),
+    outputScaleFactor,
   };
 }
 

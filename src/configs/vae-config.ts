@@ -37,20 +37,11 @@ export function parseVaeConfig(json: unknown, label = "vae/config.json"): VaeCon
   if (className !== null && className !== "AutoencoderKL") throw c.unsupported("_class_name");
   const actFn = c.string("act_fn", "silu");
   if (actFn !== "silu" && actFn !== "swish") throw c.unsupported("act_fn");
-  const downTypes = c.stringList("down_block_types", ["DownEncoderBlock2D"]);
-  const upTypes = c.stringList("up_block_types", ["UpDecoderBlock2D"]);
-  for (const type of downTypes) {
-    if (type !== "DownEncoderBlock2D") throw c.unsupported("down_block_types", type);
-  }
-  for (const type of upTypes) {
-    if (type !== "UpDecoderBlock2D") throw c.unsupported("up_block_types", type);
-  }
-  const blocks = downTypes.length;
-  if (upTypes.length !== blocks) {
-    throw new Error(
-      `${label}: up_block_types has ${upTypes.length} entries but down_block_types has ${blocks}`,
-    );
-  }
+  const { down } = c.blockTypes(
+    { allowed: ["DownEncoderBlock2D"], fallback: ["DownEncoderBlock2D"] },
+    { allowed: ["UpDecoderBlock2D"], fallback: ["UpDecoderBlock2D"] },
+  );
+  const blocks = down.length;
   const blockOutChannels = c.perBlock("block_out_channels", [64], blocks);
   const normNumGroups = c.normGroups(blockOutChannels);
   const latentChannels = c.integer("latent_channels", 4, 1);

@@ -17,8 +17,8 @@
 import type { ClipTextConfig } from "../configs/clip-config.js";
 import { attr, GraphBuilder, type Value } from "../onnx/builder.js";
 import type { ModelDtype } from "../util/vocabulary.js";
-import { clipEncoderLayer } from "../weights/clip-layout.js";
 import { type WeightSource, WeightTracker } from "../weights/source.js";
+import { clipEncoderLayer } from "../weights/weight-modules.js";
 import { layerNorm, linear, linearWeights, type WeightContext, weight } from "./layers.js";
 
 /** One hidden state exposed as a graph output. */

@@ -49,11 +49,8 @@ export function chooseOps(backend: Device = "cpu", overrides: Partial<OpChoices>
     throw new Error(
       `unknown backend "${backend}"; expected one of ${Object.keys(OP_CHOICES).join(", ")}`,
     );
-  return Object.freeze({ ...base, ...stripUndefined(overrides) });
-}
-
-function stripUndefined<T extends object>(value: T): Partial<T> {
-  return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as Partial<T>;
+  const given = Object.entries(overrides).filter(([, choice]) => choice !== undefined);
+  return Object.freeze({ ...base, ...Object.fromEntries(given) });
 }
 
 /** Options every model builder takes. */

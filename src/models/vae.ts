@@ -54,7 +54,7 @@ export function buildVaeDecoder(
   weights: WeightSource,
   options: ModelBuildOptions = {},
 ): BuiltModel {
-  const { ctx, tracker, dtype } = context(weights, ENCODER_PREFIXES, options);
+  const { ctx, tracker, dtype } = startBuild(withoutPrefixes(weights, ENCODER_PREFIXES), options);
   const { g } = ctx;
   const L = config.latentChannels;
   const levels = config.blockOutChannels;
@@ -94,7 +94,7 @@ export function buildVaeEncoder(
   weights: WeightSource,
   options: ModelBuildOptions = {},
 ): BuiltModel {
-  const { ctx, tracker, dtype } = context(weights, DECODER_PREFIXES, options);
+  const { ctx, tracker, dtype } = startBuild(withoutPrefixes(weights, DECODER_PREFIXES), options);
   const { g } = ctx;
   const L = config.latentChannels;
   const levels = config.blockOutChannels;
@@ -145,10 +145,6 @@ export function buildVaeEncoder(
   g.output(clamped, VAE_ENCODER_IO.logvar, "float32", latentDims);
   tracker.assertAllUsed();
   return { builder: g, metadata: buildMetadata("vae_encoder", dtype, ctx) };
-}
-
-function context(weights: WeightSource, otherHalf: readonly string[], options: ModelBuildOptions) {
-  return startBuild(withoutPrefixes(weights, otherHalf), options);
 }
 
 /** The source without the other half's keys, so that the use-every-weight check covers one half. */

@@ -25,23 +25,26 @@ export interface Value {
   readonly name: string;
 }
 
-export type AttributeValue =
-  | { readonly kind: "int"; readonly value: number }
-  | { readonly kind: "float"; readonly value: number }
-  | { readonly kind: "string"; readonly value: string }
-  | { readonly kind: "ints"; readonly value: readonly number[] }
-  | { readonly kind: "floats"; readonly value: readonly number[] }
-  | { readonly kind: "tensor"; readonly value: TensorProto }
-  | { readonly kind: "graph"; readonly value: GraphProto };
+/** An attribute's type and value, as they go into an AttributeProto (the node adds the name). */
+export type AttributeValue = Omit<AttributeProto, "name">;
 
 export const attr = Object.freeze({
-  int: (value: number): AttributeValue => ({ kind: "int", value }),
-  float: (value: number): AttributeValue => ({ kind: "float", value }),
-  string: (value: string): AttributeValue => ({ kind: "string", value }),
-  ints: (value: readonly number[]): AttributeValue => ({ kind: "ints", value }),
-  floats: (value: readonly number[]): AttributeValue => ({ kind: "floats", value }),
-  tensor: (value: TensorProto): AttributeValue => ({ kind: "tensor", value }),
-  graph: (value: GraphProto): AttributeValue => ({ kind: "graph", value }),
+  int: (i: number): AttributeValue => ({ type: AttributeType.INT, i }),
+  float: (f: number): AttributeValue => ({ type: AttributeType.FLOAT, f }),
+  string: (value: string): AttributeValue => ({
+    type: AttributeType.STRING,
+    s: new TextEncoder().encode(value),
+  }),
+  ints: (ints: readonly number[]): AttributeValue => ({
+    type: AttributeType.INTS,
+    ints: [...ints],
+  }),
+  floats: (floats: readonly number[]): AttributeValue => ({
+    type: AttributeType.FLOATS,
+    floats: [...floats],
+  }),
+  tensor: (t: TensorProto): AttributeValue => ({ type: AttributeType.TENSOR, t }),
+  graph: (g: GraphProto): AttributeValue => ({ type: AttributeType.GRAPH, g }),
 });
 
 export type Attributes = Readonly<Record<string, AttributeValue | undefined>>;
@@ -377,30 +380,11 @@ function makeNode(
 ): NodeProto {
   const attribute: AttributeProto[] = [];
   for (const [key, value] of Object.entries(attributes)) {
-    if (value) attribute.push(attributeProto(key, value));
+    if (value) attribute.push({ name: key, ...value });
   }
   const node: NodeProto = { opType, input: inputs, output: outputs, name, attribute };
   if (domain) node.domain = domain;
   return node;
-}
-
-function attributeProto(name: string, value: AttributeValue): AttributeProto {
-  switch (value.kind) {
-    case "int":
-      return { name, type: AttributeType.INT, i: value.value };
-    case "float":
-      return { name, type: AttributeType.FLOAT, f: value.value };
-    case "string":
-      return { name, type: AttributeType.STRING, s: new TextEncoder().encode(value.value) };
-    case "ints":
-      return { name, type: AttributeType.INTS, ints: [...value.value] };
-    case "floats":
-      return { name, type: AttributeType.FLOATS, floats: [...value.value] };
-    case "tensor":
-      return { name, type: AttributeType.TENSOR, t: value.value };
-    case "graph":
-      return { name, type: AttributeType.GRAPH, g: value.value };
-  }
 }
 
 export function valueInfo(name: string, type: ElementType, shape?: readonly Dim[]): ValueInfoProto {

@@ -85,56 +85,23 @@ export function saveModel(
   if (!external && total > EXTERNAL_DATA_THRESHOLD) {
     throw new Error(`model weights are ${formatBytes(total)}: too large without external data`);
   }
-  if (!external) {
-    const bytes = buildModelBytes(builder, options);
-    writeFileAtomically(path, (fd) => writeAll(fd, bytes));
-    return [path];
-  }
-  const dataPath = externalDataPath(path);
-  const dataName = basename(dataPath);
-  const initializers: TensorProto[] = [];
-  const tempData = temporaryName(dataPath);
-  const fd = openSync(tempData, "w");
-  try {
-    let offset = 0;
-    for (const init of builder.initializers) {
+  if (!external) return writeInline(path, buildModelBytes(builder, options));
+  const dataName = basename(externalDataPath(path));
+  return writeWithDataFile(path, (append) => {
+    const initializers = builder.initializers.map((init): TensorProto => {
       const bytes = init.data.bytes();
-      if (bytes.byteLength < INLINE_TENSOR_BYTES) {
-        // Small constants (shapes, axes) stay inline: runtimes read them while optimising the graph.
-        initializers.push(inlineTensor(init, bytes));
-        continue;
-      }
-      const padding = (64 - (offset % 64)) % 64; // aligned offsets let runtimes map the file
-      if (padding > 0) writeAll(fd, new Uint8Array(padding));
-      offset += padding;
-      writeAll(fd, bytes);
-      initializers.push(
-        externalTensor(
-          init.name,
-          init.data.dims,
-          ELEMENT_TYPES[init.data.type].dataType,
-          dataName,
-          offset,
-          bytes.byteLength,
-        ),
-      );
-      offset += bytes.byteLength;
-    }
-  } catch (error) {
-    closeSync(fd);
-    rmSync(tempData, { force: true });
-    throw error;
-  }
-  closeSync(fd);
-  try {
-    const modelBytes = encodeModel(modelShell(builder.toGraphProto(initializers), options));
-    writeFileAtomically(path, (out) => writeAll(out, modelBytes));
-  } catch (error) {
-    rmSync(tempData, { force: true });
-    throw error;
-  }
-  renameSync(tempData, dataPath);
-  return [path, dataPath];
+      // Small constants (shapes, axes) stay inline: runtimes read them while optimising the graph.
+      if (bytes.byteLength < INLINE_TENSOR_BYTES) return inlineTensor(init, bytes);
+      return {
+        name: init.name,
+        dims: [...init.data.dims],
+        dataType: ELEMENT_TYPES[init.data.type].dataType,
+        dataLocation: 1,
+        externalData: externalEntries(dataName, append(bytes), bytes.byteLength),
+      };
+    });
+    return modelShell(builder.toGraphProto(initializers), options);
+  });
 }
 
 /** Writes an already assembled model (for example a patched one), moving big weights out when needed. */
@@ -146,42 +113,20 @@ export function writeModel(
   const tensors = collectInlineTensors(model.graph);
   const total = tensors.reduce((sum, t) => sum + (t.rawData?.byteLength ?? 0), 0);
   const external = mode === "always" || (mode === "auto" && total > EXTERNAL_DATA_THRESHOLD);
-  if (!external) {
-    const bytes = encodeModel(model);
-    writeFileAtomically(path, (fd) => writeAll(fd, bytes));
-    return [path];
-  }
-  const dataPath = externalDataPath(path);
-  const tempData = temporaryName(dataPath);
-  const fd = openSync(tempData, "w");
+  if (!external) return writeInline(path, encodeModel(model));
+  const dataName = basename(externalDataPath(path));
   const saved = tensors.map((t) => ({ tensor: t, rawData: t.rawData }));
   try {
-    let offset = 0;
-    for (const tensor of tensors) {
-      const bytes = tensor.rawData;
-      if (!bytes || bytes.byteLength < INLINE_TENSOR_BYTES) continue;
-      const padding = (64 - (offset % 64)) % 64;
-      if (padding > 0) writeAll(fd, new Uint8Array(padding));
-      offset += padding;
-      writeAll(fd, bytes);
-      tensor.rawData = undefined;
-      tensor.dataLocation = 1;
-      tensor.externalData = externalEntries(basename(dataPath), offset, bytes.byteLength);
-      offset += bytes.byteLength;
-    }
-    closeSync(fd);
-    const bytes = encodeModel(model);
-    writeFileAtomically(path, (out) => writeAll(out, bytes));
-    renameSync(tempData, dataPath);
-    return [path, dataPath];
-  } catch (error) {
-    try {
-      closeSync(fd);
-    } catch {
-      // already closed
-    }
-    rmSync(tempData, { force: true });
-    throw error;
+    return writeWithDataFile(path, (append) => {
+      for (const tensor of tensors) {
+        const bytes = tensor.rawData;
+        if (!bytes || bytes.byteLength < INLINE_TENSOR_BYTES) continue;
+        tensor.externalData = externalEntries(dataName, append(bytes), bytes.byteLength);
+        tensor.rawData = undefined;
+        tensor.dataLocation = 1;
+      }
+      return model;
+    });
   } finally {
     for (const { tensor, rawData } of saved) {
       if (tensor.dataLocation === 1 && rawData) {
@@ -190,6 +135,49 @@ export function writeModel(
         tensor.externalData = undefined;
       }
     }
+  }
+}
+
+function writeInline(path: string, bytes: Uint8Array): string[] {
+  writeFileAtomically(path, (fd) => writeAll(fd, bytes));
+  return [path];
+}
+
+/**
+ * Writes a model whose big weights go to its external data file: `place` appends each such
+ * tensor's bytes with `append`, which returns the offset they were written at, and gives the
+ * model that refers to them. The data file is written under a temporary name and renamed once
+ * the model is written; on any error it is removed.
+ */
+function writeWithDataFile(
+  path: string,
+  place: (append: (bytes: Uint8Array) => number) => ModelProto,
+): string[] {
+  const dataPath = externalDataPath(path);
+  const tempData = temporaryName(dataPath);
+  const fd = openSync(tempData, "w");
+  let closed = false;
+  try {
+    let offset = 0;
+    const model = place((bytes) => {
+      const padding = (64 - (offset % 64)) % 64; // aligned offsets let runtimes map the file
+      if (padding > 0) writeAll(fd, new Uint8Array(padding));
+      offset += padding;
+      writeAll(fd, bytes);
+      const at = offset;
+      offset += bytes.byteLength;
+      return at;
+    });
+    closeSync(fd);
+    closed = true;
+    const bytes = encodeModel(model);
+    writeFileAtomically(path, (out) => writeAll(out, bytes));
+    renameSync(tempData, dataPath);
+    return [path, dataPath];
+  } catch (error) {
+    if (!closed) closeSync(fd);
+    rmSync(tempData, { force: true });
+    throw error;
   }
 }
 
@@ -311,23 +299,6 @@ function externalEntries(location: string, offset: number, length: number) {
     { key: "offset", value: String(offset) },
     { key: "length", value: String(length) },
   ];
-}
-
-function externalTensor(
-  name: string,
-  dims: readonly number[],
-  dataType: number,
-  location: string,
-  offset: number,
-  length: number,
-): TensorProto {
-  return {
-    name,
-    dims: [...dims],
-    dataType,
-    dataLocation: 1,
-    externalData: externalEntries(location, offset, length),
-  };
 }
 
 export function formatBytes(bytes: number): string {

@@ -90,33 +90,27 @@ class Reader {
     return [start, start + length];
   }
 
-  fixed32(): number {
-    if (this.pos + 4 > this.end) this.fail("truncated fixed32");
+  /** Steps over `bytes` fixed-width bytes and returns where they begin. */
+  fixed(bytes: 4 | 8): number {
+    if (this.pos + bytes > this.end) this.fail(`truncated fixed${8 * bytes}`);
     const at = this.pos;
-    this.pos += 4;
+    this.pos += bytes;
     return at;
   }
 
-  fixed64(): number {
-    if (this.pos + 8 > this.end) this.fail("truncated fixed64");
-    const at = this.pos;
-    this.pos += 8;
-    return at;
+  float(): number {
+    return this.view.getFloat32(this.fixed(4), true);
   }
 
-  float(at: number): number {
-    return this.view.getFloat32(at, true);
-  }
-
-  double(at: number): number {
-    return this.view.getFloat64(at, true);
+  double(): number {
+    return this.view.getFloat64(this.fixed(8), true);
   }
 
   skip(wireType: number): void {
     if (wireType === VARINT) this.varint();
-    else if (wireType === FIXED64) this.fixed64();
+    else if (wireType === FIXED64) this.fixed(8);
     else if (wireType === LENGTH) this.span();
-    else if (wireType === FIXED32) this.fixed32();
+    else if (wireType === FIXED32) this.fixed(4);
     else this.fail(`unsupported wire type ${wireType}`);
   }
 }
@@ -144,11 +138,11 @@ function readScalar(r: Reader, type: string, wireType: number): number | string 
   }
   if (type === "float") {
     if (wireType !== FIXED32) r.fail(`float field with wire type ${wireType}`);
-    return r.float(r.fixed32());
+    return r.float();
   }
   if (type === "double") {
     if (wireType !== FIXED64) r.fail(`double field with wire type ${wireType}`);
-    return r.double(r.fixed64());
+    return r.double();
   }
   if (wireType !== VARINT) r.fail(`${type} field with wire type ${wireType}`);
   return fromVarint(type, r.varint());
@@ -159,8 +153,8 @@ function readPacked(r: Reader, type: string, into: Value[]): void {
   const [start, end] = r.span();
   const inner = new Reader(r.bytes, start, end);
   while (inner.pos < end) {
-    if (type === "float") into.push(inner.float(inner.fixed32()));
-    else if (type === "double") into.push(inner.double(inner.fixed64()));
+    if (type === "float") into.push(inner.float());
+    else if (type === "double") into.push(inner.double());
     else into.push(fromVarint(type, inner.varint()));
   }
 }

@@ -32,21 +32,26 @@ export function shapeOf(g: GraphBuilder, parts: readonly ShapePart[]): Value {
   );
 }
 
-const vectorCache = new WeakMap<GraphBuilder, Map<string, Value>>();
+const graphCaches = new WeakMap<GraphBuilder, Map<string, Value>>();
+
+/** The value of `key` in graph `g`: made by `make` the first time, then shared. */
+export function oncePerGraph(g: GraphBuilder, key: string, make: () => Value): Value {
+  let cache = graphCaches.get(g);
+  if (!cache) {
+    cache = new Map();
+    graphCaches.set(g, cache);
+  }
+  let value = cache.get(key);
+  if (!value) {
+    value = make();
+    cache.set(key, value);
+  }
+  return value;
+}
 
 /** A scalar as a 1-element vector (cached, so a grid dimension is unsqueezed once per graph). */
 export function toVector(g: GraphBuilder, scalar: Value): Value {
-  let cache = vectorCache.get(g);
-  if (!cache) {
-    cache = new Map();
-    vectorCache.set(g, cache);
-  }
-  let vector = cache.get(scalar.name);
-  if (!vector) {
-    vector = g.unsqueeze(scalar, [0]);
-    cache.set(scalar.name, vector);
-  }
-  return vector;
+  return oncePerGraph(g, `vector:${scalar.name}`, () => g.unsqueeze(scalar, [0]));
 }
 
 /** Dimensions [start, end) of `x` as a 1-D vector. */

@@ -209,39 +209,29 @@ function parseSeed(value: number | string): number {
 /** Validates loose input and fills in the defaults; throws a one-line error on bad values. */
 export function parseReductionOptions(input: ReductionOptionsInput = {}): ReductionOptions {
   const d = DEFAULT_REDUCTION_OPTIONS;
-  const stride =
-    input.stride === undefined
-      ? { strideX: d.strideX, strideY: d.strideY }
-      : parseStride(input.stride);
+  // A given value goes through its parser; an absent one takes the default.
+  const pick = <T, V>(value: V | undefined, fallback: T, parse: (value: V) => T): T =>
+    value === undefined ? fallback : parse(value);
+  const stride = pick(input.stride, { strideX: d.strideX, strideY: d.strideY }, parseStride);
   const options: ReductionOptions = {
-    method: input.method === undefined ? d.method : parseMethod(input.method, "method"),
-    factor: input.factor === undefined ? d.factor : parseFactor(input.factor, "factor"),
-    factorLevel2:
-      input.factorLevel2 === undefined
-        ? d.factorLevel2
-        : parseFactor(input.factorLevel2, "factorLevel2"),
-    mode: input.mode === undefined ? d.mode : parseMode(input.mode),
-    target: input.target === undefined ? d.target : parseTarget(input.target),
-    ratio: input.ratio === undefined ? d.ratio : parseRatio(input.ratio, "ratio"),
-    ratioLevel2:
-      input.ratioLevel2 === undefined
-        ? d.ratioLevel2
-        : parseRatioOrAuto(input.ratioLevel2, "ratioLevel2"),
-    strideX:
-      input.strideX === undefined ? stride.strideX : parseStrideValue(input.strideX, "stride"),
-    strideY:
-      input.strideY === undefined ? stride.strideY : parseStrideValue(input.strideY, "stride"),
+    method: pick(input.method, d.method, (v) => parseMethod(v, "method")),
+    factor: pick(input.factor, d.factor, (v) => parseFactor(v, "factor")),
+    factorLevel2: pick(input.factorLevel2, d.factorLevel2, (v) => parseFactor(v, "factorLevel2")),
+    mode: pick(input.mode, d.mode, parseMode),
+    target: pick(input.target, d.target, parseTarget),
+    ratio: pick(input.ratio, d.ratio, (v) => parseRatio(v, "ratio")),
+    ratioLevel2: pick(input.ratioLevel2, d.ratioLevel2, (v) => parseRatioOrAuto(v, "ratioLevel2")),
+    strideX: pick(input.strideX, stride.strideX, (v) => parseStrideValue(v, "stride")),
+    strideY: pick(input.strideY, stride.strideY, (v) => parseStrideValue(v, "stride")),
     random: input.random ?? d.random,
-    seed: input.seed === undefined ? d.seed : parseSeed(input.seed),
-    stopThreshold:
-      input.stopThreshold === undefined
-        ? d.stopThreshold
-        : parseThreshold(input.stopThreshold, "stopThreshold"),
-    switchThreshold:
-      input.switchThreshold === undefined
-        ? d.switchThreshold
-        : parseThreshold(input.switchThreshold, "switchThreshold"),
-    secondary: input.secondary === undefined ? d.secondary : parseSecondary(input.secondary),
+    seed: pick(input.seed, d.seed, parseSeed),
+    stopThreshold: pick(input.stopThreshold, d.stopThreshold, (v) =>
+      parseThreshold(v, "stopThreshold"),
+    ),
+    switchThreshold: pick(input.switchThreshold, d.switchThreshold, (v) =>
+      parseThreshold(v, "switchThreshold"),
+    ),
+    secondary: pick(input.secondary, d.secondary, parseSecondary),
   };
   validateReductionOptions(options);
   return options;

@@ -5,7 +5,7 @@
  */
 import type { GraphBuilder, Value } from "../onnx/builder.js";
 import { TensorDataType } from "../onnx/proto.js";
-import { castTo } from "./graph-helpers.js";
+import { castTo, oncePerGraph } from "./graph-helpers.js";
 
 const scratch = new Float32Array(1);
 const scratchBits = new Int32Array(scratch.buffer);
@@ -34,21 +34,12 @@ export function timestepCutoff(threshold: number): number {
   return cutoff;
 }
 
-const conditionCache = new WeakMap<GraphBuilder, Map<string, Value>>();
-
 /**
  * A bool scalar, true when the first timestep of the batch is above `cutoff` (one timestep per
  * call, as in the reference). Built once per graph, timestep and cutoff, and shared by sites.
  */
 export function timestepAbove(g: GraphBuilder, timestep: Value, cutoff: number): Value {
-  let cache = conditionCache.get(g);
-  if (!cache) {
-    cache = new Map();
-    conditionCache.set(g, cache);
-  }
-  const key = `${timestep.name}>${cutoff}`;
-  let condition = cache.get(key);
-  if (!condition) {
+  return oncePerGraph(g, `${timestep.name}>${cutoff}`, () => {
     // The condition feeds `If` nodes, whose condition lives in host memory. Computing it in
     // float64, which GPU backends do not run, keeps the chain on the CPU beside the timestep
     // input, so no GPU-to-host copy (and wait) happens per reduced block. float32 values and the
@@ -59,26 +50,14 @@ export function timestepAbove(g: GraphBuilder, timestep: Value, cutoff: number):
       0,
     );
     const cutoff64 = castTo(g, g.float(cutoff, [], "float32"), TensorDataType.DOUBLE);
-    condition = g.op("Greater", [t64, cutoff64], {}, { name: "TimestepAbove" });
-    cache.set(key, condition);
-  }
-  return condition;
+    return g.op("Greater", [t64, cutoff64], {}, { name: "TimestepAbove" });
+  });
 }
 
 /**
  * timestep[0] as a float32 scalar (the timestep may be float16 in a float16 graph, and a
  * scalar rather than [B] in graphs exported elsewhere).
  */
-export function firstTimestep(
-  g: GraphBuilder,
-  timestep: Value,
-  cache: Map<string, Value> = new Map(),
-): Value {
-  const key = `${timestep.name}[0]`;
-  let first = cache.get(key);
-  if (!first) {
-    first = g.cast(g.gather(g.reshape(timestep, [-1]), g.int64([0], []), 0), "float32");
-    cache.set(key, first);
-  }
-  return first;
+export function firstTimestep(g: GraphBuilder, timestep: Value): Value {
+  return g.cast(g.gather(g.reshape(timestep, [-1]), g.int64([0], []), 0), "float32");
 }

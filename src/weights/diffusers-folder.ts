@@ -24,7 +24,7 @@ import {
   type ModelIndex,
 } from "./model-files.js";
 import { SafetensorsFile } from "./safetensors.js";
-import { SafetensorsWeightSource } from "./safetensors-source.js";
+import { KeyedWeightSource, type WeightInfo } from "./source.js";
 
 export interface DiffusersOptions {
   /** Weight variant, e.g. `fp16`: prefer `*.fp16.safetensors` files. */
@@ -81,13 +81,7 @@ export function resolveWeightFiles(componentDir: string, variant?: string): Weig
   const chosen = (variant ? pick(variant) : undefined) ?? pick(undefined);
   if (chosen) return chosen;
 
-  const variants = new Set<string>();
-  const variantPattern =
-    /^(?:diffusion_pytorch_model|model)\.(?:([^.]+)\.safetensors|safetensors\.index\.([^.]+)\.json)$/;
-  for (const name of names) {
-    const match = variantPattern.exec(name);
-    if (match) variants.add(match[1] ?? match[2]);
-  }
+  const variants = variantsAmong(names);
   if (variants.size === 1 && !variant) return pick([...variants][0])!;
   if (variants.size > 0) {
     throw new Error(
@@ -285,13 +279,73 @@ function isVariantFile(path: string, variant: string): boolean {
 
 /** The weight variants the component folders of a model hold. */
 function variantsIn(folder: string, components: readonly string[]): string[] {
+  return [
+    ...variantsAmong(components.flatMap((component) => readdirSync(join(folder, component)))),
+  ].sort();
+}
+
+/** The variants named by weight files among `names` (`model.fp16.safetensors`, ...). */
+function variantsAmong(names: Iterable<string>): Set<string> {
   const variants = new Set<string>();
   const pattern =
     /^(?:diffusion_pytorch_model|model)\.(?:([^.]+)\.safetensors|safetensors\.index\.([^.]+)\.json)$/;
-  for (const component of components)
-    for (const name of readdirSync(join(folder, component))) {
-      const match = pattern.exec(name);
-      if (match) variants.add(match[1] ?? match[2]);
+  for (const name of names) {
+    const match = pattern.exec(name);
+    if (match) variants.add(match[1] ?? match[2]);
+  }
+  return variants;
+}
+
+/**
+ * A `WeightSource` over one safetensors file or the shards of a sharded checkpoint. Only
+ * headers are read when it opens; each tensor is read from disk when it is asked for.
+ */
+export class SafetensorsWeightSource extends KeyedWeightSource<SafetensorsFile> {
+  /**
+   * `files`: the opened files; `keyFile`: which file holds each key (default: every tensor of
+   * every file, a key present in two files being an error).
+   */
+  constructor(
+    label: string,
+    private readonly files: readonly SafetensorsFile[],
+    keyFile?: ReadonlyMap<string, SafetensorsFile>,
+  ) {
+    super(label, keyFile ?? fileOfEachKey(label, files));
+  }
+
+  identity(): unknown {
+    return { files: this.files.map((f) => f.identity()), keys: this.entries.size };
+  }
+
+  info(key: string): WeightInfo {
+    const info = this.entry(key).info(key);
+    return { dtype: info.dtype, shape: info.shape };
+  }
+
+  readFloat32(key: string): Float32Array {
+    return this.entry(key).readFloat32(key);
+  }
+
+  readFloat16(key: string): Uint16Array | undefined {
+    return this.entry(key).readFloat16Bits(key);
+  }
+
+  close(): void {
+    for (const file of this.files) file.close();
+  }
+}
+
+/** Every tensor of every file; a key present in two files is an error. */
+function fileOfEachKey(label: string, files: readonly SafetensorsFile[]) {
+  const map = new Map<string, SafetensorsFile>();
+  for (const file of files) {
+    for (const key of file.keys()) {
+      const other = map.get(key);
+      if (other) {
+        throw new Error(`${label}: weight "${key}" is in both ${other.label} and ${file.label}`);
+      }
+      map.set(key, file);
     }
-  return [...variants].sort();
+  }
+  return map;
 }

@@ -11,10 +11,16 @@
 import type { ClipTextConfig } from "../configs/clip-config.js";
 import type { UnetConfig } from "../configs/unet-config.js";
 import type { VaeConfig } from "../configs/vae-config.js";
-import { clipTextModules } from "./clip-layout.js";
-import { unetModules } from "./unet-layout.js";
-import { vaeModules } from "./vae-layout.js";
-import { flattenModules, type Shape, type WeightModule } from "./weight-modules.js";
+import type { SafetensorsFile } from "./safetensors.js";
+import { KeyedWeightSource, sameShape, type WeightInfo } from "./source.js";
+import {
+  clipTextModules,
+  flattenModules,
+  type Shape,
+  unetModules,
+  vaeModules,
+  type WeightModule,
+} from "./weight-modules.js";
 
 /**
  * How a stored tensor becomes the diffusers tensor:
@@ -83,6 +89,9 @@ function renameSubmodule(suffix: string, table: Readonly<Record<string, string>>
   return suffix;
 }
 
+/** A decimal index captured by a rule's pattern. */
+const n = (text: string) => Number.parseInt(text, 10);
+
 // ---------------------------------------------------------------------------------- UNet
 
 /** diffusers ResnetBlock2D names -> LDM ResBlock names (Sequential indices of its layers). */
@@ -119,7 +128,6 @@ export function ldmUnetPlan(config: UnetConfig, prefix: string): KeyPlan {
     const last = outputIndex[b][outputIndex[b].length - 1];
     return `output_blocks.${last}.${config.upBlocks[b].attention ? 2 : 1}.conv`;
   };
-  const n = (text: string) => Number.parseInt(text, 10);
   const resnet = (at: string, suffix: string) =>
     `${at}.${renameSubmodule(suffix, UNET_RESNET_NAMES)}`;
 
@@ -182,7 +190,6 @@ const VAE_ATTENTION_NAMES: Readonly<Record<string, string>> = {
  */
 export function ldmVaePlan(config: VaeConfig, prefix: string): KeyPlan {
   const blocks = config.blockOutChannels.length;
-  const n = (text: string) => Number.parseInt(text, 10);
   const rules: Rule[] = [
     {
       pattern: /^encoder\.down_blocks\.(\d+)\.resnets\.(\d+)\.(.+)$/,
@@ -303,5 +310,90 @@ export function storedShape(mapping: KeyMapping): Shape {
       return [...shape].reverse();
     case "rows":
       return [shape[0] * transform.parts, ...shape.slice(1)];
+  }
+}
+
+/**
+ * A `WeightSource` that shows a component of a single-file checkpoint under diffusers names:
+ * each read fetches the stored tensor and applies its plan's transform (row slice, transpose).
+ */
+export class MappedWeightSource extends KeyedWeightSource<KeyMapping> {
+  /** Checks that every planned source exists with a compatible shape; one error lists problems. */
+  constructor(
+    label: string,
+    private readonly file: SafetensorsFile,
+    plan: KeyPlan,
+  ) {
+    super(label, plan);
+    const problems: string[] = [];
+    for (const [key, mapping] of plan) {
+      if (!file.has(mapping.source)) {
+        problems.push(`missing "${mapping.source}" (for ${key})`);
+        continue;
+      }
+      const stored = file.info(mapping.source).shape;
+      if (!storedShapeFits(stored, mapping)) {
+        problems.push(
+          `"${mapping.source}" has shape [${stored.join(",")}], expected [${storedShape(mapping).join(",")}] (for ${key})`,
+        );
+      }
+    }
+    if (problems.length > 0) {
+      const more = problems.length > 1 ? ` (and ${problems.length - 1} more)` : "";
+      throw new Error(`${label} does not match its config: ${problems[0]}${more}`);
+    }
+  }
+
+  identity(): unknown {
+    return { file: this.file.identity(), mapped: this.label, keys: this.entries.size };
+  }
+
+  info(key: string): WeightInfo {
+    const mapping = this.entry(key);
+    return { dtype: this.file.info(mapping.source).dtype, shape: mapping.shape };
+  }
+
+  readFloat32(key: string): Float32Array {
+    const mapping = this.entry(key);
+    return applyTransform(this.file.readFloat32(mapping.source), mapping);
+  }
+
+  readFloat16(key: string): Uint16Array | undefined {
+    const mapping = this.entry(key);
+    const bits = this.file.readFloat16Bits(mapping.source);
+    return bits && applyTransform(bits, mapping);
+  }
+}
+
+/** Equal shapes, up to trailing 1s (a 1x1 convolution kernel and a matrix hold the same data). */
+function storedShapeFits(stored: Shape, mapping: KeyMapping): boolean {
+  const expected = storedShape(mapping);
+  const trim = (shape: Shape) => {
+    let end = shape.length;
+    while (end > 1 && shape[end - 1] === 1) end--;
+    return shape.slice(0, end);
+  };
+  if (mapping.transform.kind !== "direct") return sameShape(stored, expected);
+  return sameShape(trim(stored), trim(expected));
+}
+
+function applyTransform<T extends Float32Array | Uint16Array>(values: T, mapping: KeyMapping): T {
+  const { transform, shape } = mapping;
+  switch (transform.kind) {
+    case "direct":
+      return values;
+    case "rows": {
+      const size = shape.reduce((a, b) => a * b, 1);
+      return values.slice(transform.part * size, (transform.part + 1) * size) as T;
+    }
+    case "transpose": {
+      // Stored [cols, rows], wanted [rows, cols].
+      const [rows, cols] = shape;
+      const out = new (values.constructor as new (n: number) => T)(values.length);
+      for (let r = 0; r < rows; r++) {
+        for (let c = 0; c < cols; c++) out[r * cols + c] = values[c * rows + r];
+      }
+      return out;
+    }
   }
 }

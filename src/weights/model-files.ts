@@ -8,14 +8,14 @@ import type { ModelFamily } from "../util/vocabulary.js";
 import type { WeightSource } from "./source.js";
 
 /** The weight-bearing components of an SD 1.x / 2.x / XL pipeline, named as in diffusers. */
-export type ComponentName = "unet" | "vae" | "text_encoder" | "text_encoder_2";
-
-export const COMPONENT_NAMES: readonly ComponentName[] = Object.freeze([
+export const COMPONENT_NAMES = Object.freeze([
   "unet",
   "vae",
   "text_encoder",
   "text_encoder_2",
-]);
+] as const);
+
+export type ComponentName = (typeof COMPONENT_NAMES)[number];
 
 /**
  * A `model_index.json`: component name -> [library, class] (both null for an absent optional

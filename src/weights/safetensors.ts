@@ -7,22 +7,8 @@ import { closeSync, fstatSync, openSync, readSync } from "node:fs";
 import { fileIdentity } from "../util/file-identity.js";
 import { bfloat16ArrayToFloat32, float16ArrayToFloat32 } from "../util/float16.js";
 
-export type SafetensorsDType =
-  | "F64"
-  | "F32"
-  | "F16"
-  | "BF16"
-  | "I64"
-  | "I32"
-  | "I16"
-  | "I8"
-  | "U64"
-  | "U32"
-  | "U16"
-  | "U8"
-  | "BOOL";
-
-export const SAFETENSORS_DTYPE_BYTES: Readonly<Record<SafetensorsDType, number>> = Object.freeze({
+/** Bytes per element of each safetensors dtype. */
+export const SAFETENSORS_DTYPE_BYTES = Object.freeze({
   F64: 8,
   F32: 4,
   F16: 2,
@@ -37,6 +23,8 @@ export const SAFETENSORS_DTYPE_BYTES: Readonly<Record<SafetensorsDType, number>>
   U8: 1,
   BOOL: 1,
 });
+
+export type SafetensorsDType = keyof typeof SAFETENSORS_DTYPE_BYTES;
 
 type IntegerReader = (view: DataView, at: number) => bigint;
 

@@ -29,9 +29,20 @@ import {
   inferUnetConfig,
   inferVaeConfig,
 } from "./ldm-infer.js";
-import { hfClipPlan, type KeyPlan, ldmUnetPlan, ldmVaePlan, openClipPlan } from "./ldm-plans.js";
-import { MappedWeightSource } from "./mapped-source.js";
-import { type ComponentName, familyModelIndex, type ModelFiles } from "./model-files.js";
+import {
+  hfClipPlan,
+  type KeyPlan,
+  ldmUnetPlan,
+  ldmVaePlan,
+  MappedWeightSource,
+  openClipPlan,
+} from "./ldm-plans.js";
+import {
+  COMPONENT_NAMES,
+  type ComponentName,
+  familyModelIndex,
+  type ModelFiles,
+} from "./model-files.js";
 import { SafetensorsFile } from "./safetensors.js";
 import type { WeightSource } from "./source.js";
 
@@ -248,11 +259,8 @@ export function singleFilePlan(
       if (location.format === "open_clip") {
         return openClipPlan(clip, withProjection, location.prefix);
       }
-      const hasTextModelLevel = location.prefix.endsWith("text_model.");
-      const root = hasTextModelLevel
-        ? location.prefix.slice(0, -"text_model.".length)
-        : location.prefix;
-      return hfClipPlan(clip, withProjection, root, hasTextModelLevel);
+      const root = textModelRoot(location.prefix);
+      return hfClipPlan(clip, withProjection, root, root !== location.prefix);
     }
   }
 }
@@ -285,9 +293,12 @@ function componentPrefix(component: ComponentName, layout: CheckpointLayout): st
   const location = layout[component];
   if (!location) return undefined;
   // A transformers encoder's text_projection and position_ids may sit above text_model.
-  return location.format === "transformers" && location.prefix.endsWith("text_model.")
-    ? location.prefix.slice(0, -"text_model.".length)
-    : location.prefix;
+  return location.format === "transformers" ? textModelRoot(location.prefix) : location.prefix;
+}
+
+/** A transformers encoder's prefix without its `text_model.` level, when it has one. */
+function textModelRoot(prefix: string): string {
+  return prefix.endsWith("text_model.") ? prefix.slice(0, -"text_model.".length) : prefix;
 }
 
 /**
@@ -311,9 +322,7 @@ export function openSingleFile(path: string, options: SingleFileOptions = {}): M
     const chosen = inferCheckpointConfigs(ckpt, layout, options.configs);
     const configs: Partial<Record<ComponentName, JsonObject>> = {};
     const weights: Partial<Record<ComponentName, WeightSource>> = {};
-    const components = (["unet", "vae", "text_encoder", "text_encoder_2"] as const).filter(
-      (c) => componentPrefix(c, layout) !== undefined,
-    );
+    const components = COMPONENT_NAMES.filter((c) => componentPrefix(c, layout) !== undefined);
     for (const component of components) {
       const config = chosen[component]!;
       const plan = singleFilePlan(component, config, layout, path);

@@ -7,9 +7,10 @@ import {
   componentWeightShapes,
   familyConfigs,
   openBuiltin,
+  RandomWeightSource,
+  streamSeed,
 } from "../../src/weights/builtin.js";
 import { componentClassName } from "../../src/weights/model-files.js";
-import { RandomWeightSource, streamSeed } from "../../src/weights/random-source.js";
 import { parameterCount } from "../../src/weights/weight-modules.js";
 import { fixturePath } from "../fixtures.js";
 

@@ -9,10 +9,12 @@ import { parseVaeConfig } from "../../src/configs/vae-config.js";
 import { buildClipTextEncoder } from "../../src/models/clip-text.js";
 import { buildUnet } from "../../src/models/unet.js";
 import { buildVaeDecoder, buildVaeEncoder } from "../../src/models/vae.js";
-import { clipTextWeightShapes } from "../../src/weights/clip-layout.js";
-import { RandomWeightSource } from "../../src/weights/random-source.js";
-import { unetWeightShapes } from "../../src/weights/unet-layout.js";
-import { vaeWeightShapes } from "../../src/weights/vae-layout.js";
+import { RandomWeightSource } from "../../src/weights/builtin.js";
+import {
+  clipTextWeightShapes,
+  unetWeightShapes,
+  vaeWeightShapes,
+} from "../../src/weights/weight-modules.js";
 import { fixturePath } from "../fixtures.js";
 
 const config = (family: string, component: string): JsonObject =>

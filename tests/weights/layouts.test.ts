@@ -1,10 +1,13 @@
 import { describe, expect, it } from "vitest";
 import { readConfigFile } from "../../src/configs/config-json.js";
-import { clipTextWeightShapes } from "../../src/weights/clip-layout.js";
 import { SafetensorsFile } from "../../src/weights/safetensors.js";
-import { unetWeightShapes } from "../../src/weights/unet-layout.js";
-import { vaeWeightShapes } from "../../src/weights/vae-layout.js";
-import { parameterCount, type Shape } from "../../src/weights/weight-modules.js";
+import {
+  clipTextWeightShapes,
+  parameterCount,
+  type Shape,
+  unetWeightShapes,
+  vaeWeightShapes,
+} from "../../src/weights/weight-modules.js";
 import { fixturePath } from "../fixtures.js";
 
 function fileShapes(path: string): Map<string, Shape> {
