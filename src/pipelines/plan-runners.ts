@@ -61,7 +61,6 @@ export interface RunnerOptions {
   readonly onWarning?: (message: string) => void;
 }
 
-/** Turns planned components into runners, cached on disk when a cache is set. */
 /**
  * The kernels engine's options for a component: the VAE's convolutions read their NCHW inputs
  * directly, which on its large maps is faster than the transposing copies the UNet's keep
@@ -71,6 +70,7 @@ export function kernelExecutorOptions(component: string): ExecutorOptions {
   return { channelsFirstConv: component.startsWith("vae_") };
 }
 
+/** Turns planned components into runners, cached on disk when a cache is set. */
 class RunnerFactory {
   private readonly cache: ModelCache | undefined;
   readonly engine: Engine;
