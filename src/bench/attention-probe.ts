@@ -52,24 +52,16 @@ export function buildAttentionProbe(
   const g = new GraphBuilder(dtype);
   const hidden = shape.heads * shape.headDim;
   const bias = g.castToFloat(g.input("bias", "float32", [1]));
-  const q = g.add(
-    g.weight("q", [shape.batch, shape.queries, hidden], () =>
-      randomValues(shape.batch * shape.queries * hidden, 1),
-    ),
-    bias,
-  );
-  const k = g.add(
-    g.weight("k", [shape.batch, shape.keys, hidden], () =>
-      randomValues(shape.batch * shape.keys * hidden, 2),
-    ),
-    bias,
-  );
-  const v = g.add(
-    g.weight("v", [shape.batch, shape.keys, hidden], () =>
-      randomValues(shape.batch * shape.keys * hidden, 3),
-    ),
-    bias,
-  );
+  const tokens = (name: string, count: number, seed: number) =>
+    g.add(
+      g.weight(name, [shape.batch, count, hidden], () =>
+        randomValues(shape.batch * count * hidden, seed),
+      ),
+      bias,
+    );
+  const q = tokens("q", shape.queries, 1);
+  const k = tokens("k", shape.keys, 2);
+  const v = tokens("v", shape.keys, 3);
   const scale = 1 / Math.sqrt(shape.headDim);
   const mha = (qq: Value, kk: Value, vv: Value, present: boolean): Value =>
     g.opN(
@@ -129,25 +121,18 @@ export async function runAttentionProbe(
   device: Device,
   repeats = 10,
 ): Promise<ProbeResult> {
+  let timing: Pick<ProbeResult, "medianMs" | "minMs" | "error">;
   try {
     const times = await timeProbe(buildAttentionProbe(variant, shape, dtype), device, repeats);
-    return {
-      variant,
-      shape,
-      dtype,
-      medianMs: times[Math.floor(times.length / 2)],
-      minMs: times[0],
-    };
+    timing = { medianMs: times[Math.floor(times.length / 2)], minMs: times[0] };
   } catch (error) {
-    return {
-      variant,
-      shape,
-      dtype,
+    timing = {
       medianMs: Number.NaN,
       minMs: Number.NaN,
       error: (error as Error).message.split("\n")[0],
     };
   }
+  return { variant, shape, dtype, ...timing };
 }
 
 const PROBE_SHAPES: readonly AttentionShape[] = [

@@ -65,22 +65,19 @@ export function buildConvProbe(variant: ConvVariant, shape: ConvShape): Uint8Arr
   const g = new GraphBuilder("float16");
   const { batch: b, channels: c, outChannels: o, size: s } = shape;
   const bias = g.castToFloat(g.input("bias", "float32", [1]));
+  // The input as a weight through one Add with the graph input (see attention-probe.ts).
+  const input = (dims: number[], fill: () => Float32Array) =>
+    g.add(g.weight("x", dims, fill), bias);
   let out: Value;
   switch (variant) {
     case "conv": {
-      const x = g.add(
-        g.weight("x", [b, c, s, s], () => values(b * c * s * s)),
-        bias,
-      );
+      const x = input([b, c, s, s], () => values(b * c * s * s));
       const w = g.weight("w", [o, c, 3, 3], () => values(o * c * 9));
       out = g.conv(x, w, undefined, { kernel: 3, padding: 1 });
       break;
     }
     case "im2col-nchw": {
-      const x = g.add(
-        g.weight("x", [b, c, s, s], () => values(b * c * s * s)),
-        bias,
-      );
+      const x = input([b, c, s, s], () => values(b * c * s * s));
       const padded = g.op("Pad", [x, g.int64([0, 0, 1, 1, 0, 0, 1, 1])], {
         mode: attr.string("constant"),
       });
@@ -90,10 +87,7 @@ export function buildConvProbe(variant: ConvVariant, shape: ConvShape): Uint8Arr
       break;
     }
     case "im2col-nhwc": {
-      const x = g.add(
-        g.weight("x", [b, s, s, c], () => channelsLast(values(b * c * s * s), b, c, s * s)),
-        bias,
-      );
+      const x = input([b, s, s, c], () => channelsLast(values(b * c * s * s), b, c, s * s));
       const padded = g.op("Pad", [x, g.int64([0, 1, 1, 0, 0, 1, 1, 0])], {
         mode: attr.string("constant"),
       });
@@ -105,10 +99,7 @@ export function buildConvProbe(variant: ConvVariant, shape: ConvShape): Uint8Arr
       break;
     }
     case "matmul-only": {
-      const x = g.add(
-        g.weight("x", [b, s * s, 9 * c], () => values(b * s * s * 9 * c)),
-        bias,
-      );
+      const x = input([b, s * s, 9 * c], () => values(b * s * s * 9 * c));
       const w = g.weight("w", [9 * c, o], () => values(o * c * 9));
       out = g.matMul(x, w);
       break;

@@ -226,20 +226,22 @@ export async function benchUnet(
           batch,
           method,
         };
+        // A row that has no timings, only why.
+        const failed = (reduction: string, loadMs: number, peakRssMb: number, error: string) => ({
+          ...base,
+          reduction,
+          medianMs: Number.NaN,
+          minMs: Number.NaN,
+          itPerSecond: Number.NaN,
+          loadMs,
+          peakRssMb,
+          error,
+        });
         let reduction: ReductionSettings | undefined;
         try {
           reduction = benchReduction(method, size, unet.family, options.reduction);
         } catch (error) {
-          const row = {
-            ...base,
-            reduction: "-",
-            medianMs: Number.NaN,
-            minMs: Number.NaN,
-            itPerSecond: Number.NaN,
-            loadMs: 0,
-            peakRssMb: 0,
-            error: (error as Error).message,
-          };
+          const row = failed("-", 0, 0, (error as Error).message);
           rows.push(row);
           options.onResult?.(row);
           continue;
@@ -281,22 +283,21 @@ export async function benchUnet(
           options.onStatus?.(
             `${at}: loaded in ${(loadMs / 1000).toFixed(1)} s; ${warmup} warm-up, ${repeats} timed calls`,
           );
-          const warmups: number[] = [];
-          for (let i = 0; i < warmup; i++) {
-            const start = performance.now();
-            await runner.run(feeds);
-            warmups.push(performance.now() - start);
-          }
+          const timeCalls = async (count: number) => {
+            const times: number[] = [];
+            for (let i = 0; i < count; i++) {
+              const start = performance.now();
+              await runner.run(feeds);
+              times.push(performance.now() - start);
+            }
+            return times;
+          };
+          const warmups = await timeCalls(warmup);
           if (warmup > 0)
             options.onStatus?.(
               `${at}: warm-up calls ${warmups.map((ms) => (ms / 1000).toFixed(1)).join(", ")} s (the first compiles the kernels it meets)`,
             );
-          const times: number[] = [];
-          for (let i = 0; i < repeats; i++) {
-            const start = performance.now();
-            await runner.run(feeds);
-            times.push(performance.now() - start);
-          }
+          const times = await timeCalls(repeats);
           const firstCallMs = warmups[0] ?? times[0];
           // Every pipeline a call needs is compiled by its end: the first call's, here.
           const compiles = runner.compileSummary?.();
@@ -344,16 +345,12 @@ export async function benchUnet(
             profile,
           };
         } catch (error) {
-          row = {
-            ...base,
-            reduction: label,
-            medianMs: Number.NaN,
-            minMs: Number.NaN,
-            itPerSecond: Number.NaN,
-            loadMs: performance.now() - loadStart,
-            peakRssMb: process.resourceUsage().maxRSS / 1024,
-            error: (error as Error).message.split("\n")[0],
-          };
+          row = failed(
+            label,
+            performance.now() - loadStart,
+            process.resourceUsage().maxRSS / 1024,
+            (error as Error).message.split("\n")[0],
+          );
         }
         rows.push(row);
         options.onResult?.(row);

@@ -29,23 +29,6 @@ export function crc32(bytes: Uint8Array, start = 0, end = bytes.length): number 
   return (crc ^ 0xffffffff) >>> 0;
 }
 
-function readUint32(bytes: Uint8Array, offset: number): number {
-  return (
-    ((bytes[offset] << 24) |
-      (bytes[offset + 1] << 16) |
-      (bytes[offset + 2] << 8) |
-      bytes[offset + 3]) >>>
-    0
-  );
-}
-
-function writeUint32(bytes: Uint8Array, offset: number, value: number): void {
-  bytes[offset] = value >>> 24;
-  bytes[offset + 1] = (value >>> 16) & 0xff;
-  bytes[offset + 2] = (value >>> 8) & 0xff;
-  bytes[offset + 3] = value & 0xff;
-}
-
 function startsWith(bytes: Uint8Array, prefix: ArrayLike<number>, at = 0): boolean {
   if (bytes.length < at + prefix.length) return false;
   for (let i = 0; i < prefix.length; i++) if (bytes[at + i] !== prefix[i]) return false;
@@ -81,6 +64,7 @@ export function readPngChunks(bytes: Uint8Array, label: string): PngChunk[] {
     }
     throw new Error(`${label}: not a PNG image (the file does not start with the PNG signature)`);
   }
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const chunks: PngChunk[] = [];
   let offset = PNG_SIGNATURE.length;
   for (;;) {
@@ -89,7 +73,7 @@ export function readPngChunks(bytes: Uint8Array, label: string): PngChunk[] {
         `${label}: truncated PNG (the file ends after ${bytes.length} bytes, before the IEND chunk); it is incomplete`,
       );
     }
-    const length = readUint32(bytes, offset);
+    const length = view.getUint32(offset);
     for (let i = 4; i < 8; i++) {
       if (!isChunkTypeByte(bytes[offset + i])) {
         throw new Error(`${label}: corrupt PNG (invalid chunk type at byte ${offset + 4})`);
@@ -102,7 +86,7 @@ export function readPngChunks(bytes: Uint8Array, label: string): PngChunk[] {
         `${label}: truncated PNG (the ${type} chunk at byte ${offset} runs past the end of the file); it is incomplete`,
       );
     }
-    if (crc32(bytes, offset + 4, dataEnd) !== readUint32(bytes, dataEnd)) {
+    if (crc32(bytes, offset + 4, dataEnd) !== view.getUint32(dataEnd)) {
       throw new Error(
         `${label}: corrupt PNG (checksum mismatch in the ${type} chunk at byte ${offset})`,
       );
@@ -119,10 +103,11 @@ export function readPngChunks(bytes: Uint8Array, label: string): PngChunk[] {
 /** Serializes one chunk: length, type, data, CRC over type and data. */
 export function encodePngChunk(type: string, data: Uint8Array): Uint8Array {
   const out = new Uint8Array(12 + data.length);
-  writeUint32(out, 0, data.length);
+  const view = new DataView(out.buffer);
+  view.setUint32(0, data.length);
   for (let i = 0; i < 4; i++) out[4 + i] = type.charCodeAt(i);
   out.set(data, 8);
-  writeUint32(out, 8 + data.length, crc32(out, 4, 8 + data.length));
+  view.setUint32(8 + data.length, crc32(out, 4, 8 + data.length));
   return out;
 }
 

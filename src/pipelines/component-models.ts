@@ -148,9 +148,7 @@ function componentModels(
     return pending.get(key, async () => {
       const entry = await cache.getOrBuild(key, description, (path) => {
         options.onBuild?.(component, path);
-        const made = build();
-        const { builder, metadata } =
-          "builder" in made ? made : { builder: made, metadata: {} as Record<string, string> };
+        const { builder, metadata } = build();
         saveModel(builder, path, { metadata });
       });
       const data = externalDataPath(entry.modelPath);

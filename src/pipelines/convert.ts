@@ -8,7 +8,6 @@ import { copyFileSync, existsSync, mkdirSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import { applyLoras, type LoraRequest } from "../lora/apply-loras.js";
 import type { BuiltModel } from "../models/layers.js";
-import type { GraphBuilder } from "../onnx/builder.js";
 import { saveModel } from "../onnx/model-io.js";
 import { type ReductionOptions, reductionMetadata, resolveReduction } from "../reduce/options.js";
 import { writeBytesAtomically } from "../util/atomic-write.js";
@@ -69,7 +68,7 @@ function buildComponent(
   view: ModelFiles,
   component: ConvertComponent,
   options: ConvertOptions,
-): BuiltModel | GraphBuilder {
+): BuiltModel {
   switch (component) {
     case "unet": {
       const reduction = options.reduction
@@ -143,8 +142,7 @@ export async function convertModel(
         );
       }
       const start = performance.now();
-      const built = buildComponent(plan, files, component, options);
-      const { builder, metadata } = "builder" in built ? built : { builder: built, metadata: {} };
+      const { builder, metadata } = buildComponent(plan, files, component, options);
       let written: string[];
       try {
         written = saveModel(builder, path, {

@@ -28,7 +28,7 @@ import {
 import { homedir } from "node:os";
 import { join, relative } from "node:path";
 import { checkExternalData } from "../onnx/model-io.js";
-import { removeStaleTemporaries } from "../util/atomic-write.js";
+import { removeStaleTemporaries, temporaryName } from "../util/atomic-write.js";
 
 export function defaultCacheDir(): string {
   const env = process.env.TODO_SD_CACHE;
@@ -183,10 +183,7 @@ export class ModelCache {
         `cache folder ${this.root} cannot be created (${(error as NodeJS.ErrnoException).code})`,
       );
     }
-    const temp = join(
-      this.root,
-      `.${key}.${process.pid}.${Math.random().toString(36).slice(2, 8)}.tmp`,
-    );
+    const temp = temporaryName(join(this.root, `.${key}`));
     mkdirSync(temp);
     try {
       await build(join(temp, "model.onnx"));

@@ -26,7 +26,6 @@ import {
 } from "../models/sampler-step.js";
 import { buildUnet } from "../models/unet.js";
 import { buildVaeDecoder, buildVaeEncoder } from "../models/vae.js";
-import type { GraphBuilder } from "../onnx/builder.js";
 import type { ReductionSettings } from "../reduce/options.js";
 import { listSchedulerClasses } from "../schedulers/registry.js";
 import { builtinClipTokenizerDir } from "../tokenizers/builtin-vocabulary.js";
@@ -192,10 +191,10 @@ export function modelMemoryShape(
 }
 
 /** One component to build: its name, the description that keys the cache, and the builder call. */
-export interface ComponentBuild<M extends BuiltModel | GraphBuilder = BuiltModel | GraphBuilder> {
+export interface ComponentBuild {
   readonly component: string;
   readonly description: Record<string, unknown>;
-  build(): M;
+  build(): BuiltModel;
 }
 
 export interface ModelPlan {
@@ -224,7 +223,7 @@ export interface ModelPlan {
   unet(
     reduction: ReductionSettings | undefined,
     options?: { chunking?: AttentionChunking; view?: ModelFiles },
-  ): ComponentBuild<BuiltModel>;
+  ): ComponentBuild;
   /** `hiddenStates` undefined: the builder's default outputs (an export for other hosts). */
   textEncoder(
     name: TextEncoderName,
@@ -321,12 +320,14 @@ export function planModel(
       return {
         component: name,
         description: describe(name, { dtype, hiddenStates: hiddenStates ?? null }, view),
-        build: () =>
-          buildClipTextEncoder(encoder.config, weights, {
+        build: () => ({
+          builder: buildClipTextEncoder(encoder.config, weights, {
             dtype,
             hiddenStates,
             projection: name === "text_encoder_2" ? true : undefined,
           }),
+          metadata: {},
+        }),
       };
     },
     vae(half, chunking) {
@@ -348,7 +349,7 @@ export function planModel(
       return {
         component: "sampler_step",
         description: { component: "sampler_step", format: SAMPLER_STEP_FORMAT, device, ...step },
-        build: () => buildSamplerStep(step),
+        build: () => ({ builder: buildSamplerStep(step), metadata: {} }),
       };
     },
   };

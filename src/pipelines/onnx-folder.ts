@@ -196,28 +196,14 @@ export async function openOnnxFolder(
   const vae = new RunnerVae(
     scalingFactor,
     shiftFactor,
-    () =>
-      decoderFile.runner("io", (model) =>
-        conformVaeDecoderIo(model, {
-          input: MODEL_IO.vaeDecoder.input,
-          output: MODEL_IO.vaeDecoder.output,
-        }),
-      ),
+    () => decoderFile.runner("io", (model) => conformVaeDecoderIo(model, MODEL_IO.vaeDecoder)),
     () => {
       if (!encoderFile)
         return Promise.reject(
           new Error(`${dir}: there is no vae_encoder/model.onnx; img2img needs it`),
         );
       return encoderFile.runner("latent-moments", (model) => {
-        conformVaeEncoderIo(
-          model,
-          {
-            input: MODEL_IO.vaeEncoder.input,
-            mean: MODEL_IO.vaeEncoder.mean,
-            logvar: MODEL_IO.vaeEncoder.logvar,
-          },
-          encoderFile.path,
-        );
+        conformVaeEncoderIo(model, MODEL_IO.vaeEncoder, encoderFile.path);
         return true;
       });
     },

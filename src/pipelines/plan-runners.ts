@@ -10,7 +10,6 @@ import { createKernelRunner } from "../engine/runner.js";
 import { type Engine, type EngineChoice, resolveEngine } from "../engine/select.js";
 import { SharedGpuContext } from "../engine/shared-context.js";
 import type { LoraRequest } from "../lora/apply-loras.js";
-import type { BuiltModel } from "../models/layers.js";
 import type { SamplerStepOptions } from "../models/sampler-step.js";
 import { buildModelBytes, buildModelProto, readModel, saveModel } from "../onnx/model-io.js";
 import type { ModelProto } from "../onnx/proto.js";
@@ -62,7 +61,6 @@ export interface RunnerOptions {
   readonly onWarning?: (message: string) => void;
 }
 
-/** Turns planned components into runners, cached on disk when a cache is set. */
 /**
  * The kernels engine's options for a component: the VAE's convolutions read their NCHW inputs
  * directly, which on its large maps is faster than the transposing copies the UNet's keep
@@ -72,6 +70,7 @@ export function kernelExecutorOptions(component: string): ExecutorOptions {
   return { channelsFirstConv: component.startsWith("vae_") };
 }
 
+/** Turns planned components into runners, cached on disk when a cache is set. */
 class RunnerFactory {
   private readonly cache: ModelCache | undefined;
   readonly engine: Engine;
@@ -96,11 +95,6 @@ class RunnerFactory {
   ): Promise<ModelRunner> {
     const { device = "cpu", webgpu, onBuild } = this.options;
     const options = { device, webgpu, ...session };
-    // The sampler step is a bare graph; the models carry metadata.
-    const made = (): BuiltModel => {
-      const built = build();
-      return "builder" in built ? built : { builder: built, metadata: {} };
-    };
     // The kernels engine reads the model message in memory (no protobuf size limit): built here
     // without a cache, else from the same cached file onnxruntime opens (weights beyond 1.5 GB in
     // its external data file), so a model is built once for both engines.
@@ -124,7 +118,7 @@ class RunnerFactory {
     };
     if (!this.cache) {
       onBuild?.(component, undefined);
-      const { builder, metadata } = made();
+      const { builder, metadata } = build();
       const onOrt = () => createRunner(buildModelBytes(builder, { metadata }), options);
       return kernels
         ? this.onKernels(
@@ -139,7 +133,7 @@ class RunnerFactory {
       description,
       (path) => {
         onBuild?.(component, path);
-        const { builder, metadata } = made();
+        const { builder, metadata } = build();
         saveModel(builder, path, { metadata });
       },
       (entry) => {

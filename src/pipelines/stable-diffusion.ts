@@ -109,9 +109,8 @@ export class StableDiffusionPipeline {
       start = scheduler.addNoise(init, noise.normal(latentDims), plan.timesteps[0]);
     } else {
       const draws = options.latents ? recordedNoise([options.latents]) : noise;
-      const initial = draws.normal(latentDims);
-      start = new Float32Array(initial.length);
-      for (let i = 0; i < initial.length; i++) start[i] = initial[i] * scheduler.initNoiseSigma;
+      const sigma = scheduler.initNoiseSigma;
+      start = draws.normal(latentDims).map((v) => v * sigma);
     }
     if (firstNonFinite(start) >= 0)
       throw new NonFiniteError(

@@ -6,13 +6,8 @@ import { PromiseMemo } from "../util/promise-memo.js";
 import type { Device } from "../util/vocabulary.js";
 import { deviceUnavailableProbed, explainDeviceError } from "./device-check.js";
 import { EXECUTION_PROVIDERS } from "./devices.js";
-import type {
-  Float32Feed,
-  ModelRunner,
-  ResidentTensor,
-  RunnerFeed,
-  RunnerTensor,
-} from "./types.js";
+import { type OrtBinding, ortRunner, residentTensor } from "./ort-runner.js";
+import type { Float32Feed, ModelRunner, ResidentTensor, RunnerTensor } from "./types.js";
 
 export type OrtSession = ort.InferenceSession;
 export type OrtTensor = ort.Tensor;
@@ -133,23 +128,6 @@ function firstLine(text: string): string {
   return text.split("\n")[0].trim();
 }
 
-/** A feed as onnxruntime's tensor: one kept on the device by another engine is read back. */
-async function toOrt(tensor: RunnerFeed): Promise<OrtTensor> {
-  if (tensor.type === "resident")
-    return tensor.handle instanceof ort.Tensor
-      ? tensor.handle
-      : new ort.Tensor("float32", await tensor.read(), tensor.dims);
-  return new ort.Tensor(tensor.type, tensor.data, tensor.dims);
-}
-
-async function ortFeeds(
-  feeds: Readonly<Record<string, RunnerFeed>>,
-): Promise<Record<string, OrtTensor>> {
-  const out: Record<string, OrtTensor> = {};
-  for (const [name, tensor] of Object.entries(feeds)) out[name] = await toOrt(tensor);
-  return out;
-}
-
 /**
  * Moves float32 tensors between the host and onnxruntime-node's WebGPU device. onnxruntime-node
  * hands out GPU-buffer outputs (sessions made with `preferredOutputLocation`) and takes them as
@@ -179,7 +157,7 @@ class WebGpuTransfers {
   async toDevice(tensor: Float32Feed): Promise<ResidentTensor> {
     const session = await this.session(tensor.dims.length, true);
     const { y } = await session.run({ x: new ort.Tensor("float32", tensor.data, tensor.dims) });
-    return residentTensor(y, this);
+    return residentOrt(y, this);
   }
 
   async toHost(tensor: OrtTensor): Promise<Float32Array> {
@@ -201,23 +179,17 @@ function webgpuTransfers(tuning: WebGpuTuning | undefined): WebGpuTransfers {
   return found;
 }
 
-function residentTensor(tensor: OrtTensor, moves: WebGpuTransfers): ResidentTensor {
+function residentOrt(tensor: OrtTensor, moves: WebGpuTransfers): ResidentTensor {
   if (tensor.type !== "float32" || tensor.location !== "gpu-buffer")
     throw new Error(
       `expected a float32 tensor on the GPU, got ${tensor.type} on ${tensor.location}`,
     );
-  let disposed = false;
-  return {
-    type: "resident",
-    dims: tensor.dims,
-    handle: tensor,
-    read: () => moves.toHost(tensor),
-    dispose() {
-      if (disposed) return;
-      disposed = true;
-      tensor.dispose();
-    },
-  };
+  return residentTensor(
+    tensor.dims,
+    tensor,
+    () => moves.toHost(tensor),
+    () => tensor.dispose(),
+  );
 }
 
 /** An output on the host: one left on the GPU is read back and its buffer freed. */
@@ -256,36 +228,16 @@ export async function createRunner(
 ): Promise<ModelRunner> {
   const session = await createSession(model, options);
   const moves = options.device === "webgpu" ? webgpuTransfers(options.webgpu) : undefined;
-  const runner: ModelRunner = {
-    inputNames: session.inputNames,
-    outputNames: session.outputNames,
-    async run(feeds) {
-      const results = await session.run(await ortFeeds(feeds));
-      const out: Record<string, RunnerTensor> = {};
-      for (const [name, tensor] of Object.entries(results))
-        out[name] = await fromOrt(name, tensor, moves);
-      return out;
-    },
-    release: () => session.release(),
-    endProfiling: () => session.endProfiling(),
+  const binding: OrtBinding<OrtTensor> = {
+    Tensor: ort.Tensor,
+    toHost: (name, tensor) => fromOrt(name, tensor, moves),
+    resident: (tensor) => residentOrt(tensor, moves as WebGpuTransfers),
   };
-  if (!moves) return runner;
-  const device: Pick<ModelRunner, "upload" | "runOnDevice"> = {
-    upload: (tensor) => moves.toDevice(tensor),
+  const device = moves && {
+    upload: (tensor: Float32Feed) => moves.toDevice(tensor),
+    keepOutputs: options.keepOutputsOnDevice === true,
   };
-  if (options.keepOutputsOnDevice) {
-    device.runOnDevice = async (feeds, keep) => {
-      const results = await session.run(await ortFeeds(feeds));
-      const out: Record<string, RunnerFeed> = {};
-      for (const [name, tensor] of Object.entries(results))
-        out[name] =
-          keep.includes(name) && tensor.type === "float32" && tensor.location === "gpu-buffer"
-            ? residentTensor(tensor, moves)
-            : await fromOrt(name, tensor, moves);
-      return out;
-    };
-  }
-  return { ...runner, ...device };
+  return { ...ortRunner(session, binding, device), endProfiling: () => session.endProfiling() };
 }
 
 /** The WebGPU provider's own options (the names onnxruntime-node passes on). */

@@ -8,7 +8,8 @@
  */
 import * as ort from "onnxruntime-web";
 import type { WebDevice } from "../util/vocabulary.js";
-import type { ModelRunner, ResidentTensor, RunnerFeed, RunnerTensor } from "./types.js";
+import { type OrtBinding, ortRunner, residentTensor } from "./ort-runner.js";
+import type { ModelRunner, ResidentTensor, RunnerTensor } from "./types.js";
 
 /** The execution providers tried for a device, in order. */
 export const WEB_EXECUTION_PROVIDERS: Readonly<Record<WebDevice, readonly string[]>> =
@@ -99,23 +100,6 @@ export interface WebRunnerOptions {
   readonly externalData?: { readonly path: string; readonly data: Uint8Array };
 }
 
-/** A feed as onnxruntime's tensor: one kept on the device by another engine is read back. */
-async function toOrt(tensor: RunnerFeed): Promise<ort.Tensor> {
-  if (tensor.type === "resident")
-    return tensor.handle instanceof ort.Tensor
-      ? tensor.handle
-      : new ort.Tensor("float32", await tensor.read(), tensor.dims);
-  return new ort.Tensor(tensor.type, tensor.data, tensor.dims);
-}
-
-async function ortFeeds(
-  feeds: Readonly<Record<string, RunnerFeed>>,
-): Promise<Record<string, ort.Tensor>> {
-  const out: Record<string, ort.Tensor> = {};
-  for (const [name, tensor] of Object.entries(feeds)) out[name] = await toOrt(tensor);
-  return out;
-}
-
 /** The parts of WebGPU's GPUDevice and GPUBuffer this module uses. */
 interface GpuBufferLike {
   destroy(): void;
@@ -148,35 +132,15 @@ async function uploadToWebGpu(
     dataType: "float32",
     dims: tensor.dims,
   });
-  let disposed = false;
-  return {
-    type: "resident",
-    dims: tensor.dims,
+  return residentTensor(
+    tensor.dims,
     handle,
-    read: async () => (await handle.getData()) as Float32Array,
-    dispose() {
-      if (disposed) return;
-      disposed = true;
+    async () => (await handle.getData()) as Float32Array,
+    () => {
       handle.dispose();
       buffer.destroy();
     },
-  };
-}
-
-/** An output onnxruntime-web left in a GPU buffer, kept there; disposing frees the buffer. */
-function residentOutput(tensor: ort.Tensor): ResidentTensor {
-  let disposed = false;
-  return {
-    type: "resident",
-    dims: tensor.dims,
-    handle: tensor,
-    read: async () => (await tensor.getData()) as Float32Array,
-    dispose() {
-      if (disposed) return;
-      disposed = true;
-      tensor.dispose();
-    },
-  };
+  );
 }
 
 /** An output on the host; one left in a GPU buffer is read back and its buffer freed. */
@@ -213,34 +177,21 @@ export async function createWebRunner(
     const message = error instanceof Error ? error.message : String(error);
     throw new Error(`onnxruntime-web could not load the model: ${message.split("\n")[0]}`);
   }
-  return {
-    inputNames: session.inputNames,
-    outputNames: session.outputNames,
-    async run(feeds) {
-      const results = await session.run(await ortFeeds(feeds));
-      const out: Record<string, RunnerTensor> = {};
-      for (const [name, tensor] of Object.entries(results)) out[name] = await fromOrt(name, tensor);
-      return out;
-    },
-    // On WebGPU, inputs that stay the same over many runs can live on the GPU, and outputs that
-    // the next run takes (a denoising loop's latents) can stay there.
-    ...(options.device === "webgpu"
-      ? {
-          upload: uploadToWebGpu,
-          async runOnDevice(feeds, keep) {
-            const results = await session.run(await ortFeeds(feeds));
-            const out: Record<string, RunnerFeed> = {};
-            for (const [name, tensor] of Object.entries(results)) {
-              const stays =
-                keep.includes(name) &&
-                tensor.type === "float32" &&
-                tensor.location === "gpu-buffer";
-              out[name] = stays ? residentOutput(tensor) : await fromOrt(name, tensor);
-            }
-            return out;
-          },
-        }
-      : {}),
-    release: () => session.release(),
+  const binding: OrtBinding<ort.Tensor> = {
+    Tensor: ort.Tensor,
+    toHost: fromOrt,
+    // An output left in a GPU buffer, kept there; disposing frees the buffer.
+    resident: (tensor) =>
+      residentTensor(
+        tensor.dims,
+        tensor,
+        async () => (await tensor.getData()) as Float32Array,
+        () => tensor.dispose(),
+      ),
   };
+  // On WebGPU, inputs that stay the same over many runs can live on the GPU, and outputs that
+  // the next run takes (a denoising loop's latents) can stay there.
+  const device =
+    options.device === "webgpu" ? { upload: uploadToWebGpu, keepOutputs: true } : undefined;
+  return ortRunner(session, binding, device);
 }

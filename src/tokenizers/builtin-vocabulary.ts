@@ -13,6 +13,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { gunzipSync } from "node:zlib";
+import { temporaryName } from "../util/atomic-write.js";
 
 const FILES = ["vocab.json", "merges.txt"] as const;
 
@@ -47,10 +48,7 @@ function unpackInto(parent: string, name: string, packed: readonly Buffer[]): st
   if (FILES.every((file) => existsSync(join(dir, file)))) return dir;
   mkdirSync(parent, { recursive: true });
   // Unpacked beside the target and renamed into place: readers never see half a folder.
-  const temp = join(
-    parent,
-    `.${name}.${process.pid}.${Math.random().toString(36).slice(2, 8)}.tmp`,
-  );
+  const temp = temporaryName(join(parent, `.${name}`));
   mkdirSync(temp);
   try {
     FILES.forEach((file, i) => {
