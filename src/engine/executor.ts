@@ -104,10 +104,9 @@ import {
 import {
   attentionPlan,
   convPlan,
-  convWeightsForKernel,
+  convWeightSourceStrides,
   gemmPlan,
   layerNormPlan,
-  relayConvWeights,
   type TunedConv,
 } from "./tuned-plans.js";
 import { unsupported } from "./unsupported.js";
@@ -333,6 +332,25 @@ function padded(values: readonly number[], length = MAX_RANK): number[] {
   if (values.length > length)
     throw unsupported(`a tensor of rank ${values.length} (at most ${length})`);
   return [...values, ...new Array<number>(length - values.length).fill(0)];
+}
+
+/** copyKernel's parameters: `shape`'s elements from src (offset, strides) into dst. */
+function copyParams(
+  shape: readonly number[],
+  srcOffset: number,
+  srcStrides: readonly number[],
+  dstOffset: number,
+  dstStrides: readonly number[],
+): number[] {
+  return [
+    sizeOf(shape),
+    shape.length,
+    dstOffset,
+    srcOffset,
+    ...padded(shape),
+    ...padded(srcStrides),
+    ...padded(dstStrides),
+  ];
 }
 
 /** Operators that always run on the GPU, even with host inputs (weights, the time embedding). */
@@ -1697,13 +1715,18 @@ export class GraphExecutor {
     );
     const { batch, height, width, inChannels, outChannels } = shape;
     const out = convOutputSize(shape);
-    const weights = this.convWeightsOnDevice(w).buffer;
-    if (direct || x.channelsLast) {
-      const y = this.allocate([batch, outChannels, out.height, out.width]);
-      const buffers = [x.buffer, weights, y.buffer];
+    // A compile-ahead walk (no kernel yet) uploads no weights: it only starts compiles.
+    const weights = kernel && (await this.convWeightsOnDevice(w)).buffer;
+    const record = (input: GPUBuffer, y: DeviceTensor) => {
+      if (!kernel || !weights) return;
+      const buffers = [input, weights, y.buffer];
       if (bias) buffers.push(bias.buffer);
       if (residual) buffers.push(residual.buffer);
-      if (kernel) this.recordMatmul("tuned conv", kernel, buffers);
+      this.recordMatmul("tuned conv", kernel, buffers);
+    };
+    if (direct || x.channelsLast) {
+      const y = this.allocate([batch, outChannels, out.height, out.width]);
+      record(x.buffer, y);
       return y;
     }
     const xs = stridesOf(x.dims);
@@ -1724,10 +1747,7 @@ export class GraphExecutor {
     const [, c, h, wd] = x.dims;
     await this.copy(x, 0, [xs[0], xs[2], xs[3], xs[1]], nhwc, offset, ns, [batch, h, wd, c]);
     const y = this.allocate([batch, outChannels, out.height, out.width]);
-    const buffers = [nhwc.buffer, weights, y.buffer];
-    if (bias) buffers.push(bias.buffer);
-    if (residual) buffers.push(residual.buffer);
-    if (kernel) this.recordMatmul("tuned conv", kernel, buffers);
+    record(nhwc.buffer, y);
     this.releaseTemporary(nhwc);
     return y;
   }
@@ -1965,26 +1985,42 @@ export class GraphExecutor {
     return tuned && !tuned.plan.inputPads ? { dims: target } : undefined;
   }
 
-  /** A Conv weight initializer on the GPU in the tuned kernel's layout, re-laid once. */
-  private convWeightsOnDevice(w: HostTensor): DeviceTensor {
-    let t = this.convWeights.get(w);
-    if (!t) {
-      const [o, c, kh, kw] = w.dims;
-      const dims = [kh, kw, c, o];
-      // f16 weights keep their bits: re-laid as they are, never widened and narrowed again.
-      const bits = this.storage === "f16" ? w.float16Bits : undefined;
-      const relaid: HostTensor = bits
-        ? {
-            kind: "host",
-            dtype: "float32",
-            data: new Float32Array(0),
-            dims,
-            float16Bits: relayConvWeights(bits, w.dims, new Uint16Array(bits.length)),
-          }
-        : { kind: "host", dtype: "float32", data: convWeightsForKernel(w.data, w.dims), dims };
-      t = this.uploadOwned(relaid, "engine conv weight");
-      this.convWeights.set(w, t);
-    }
+  /**
+   * A Conv weight initializer on the GPU in the tuned kernel's layout, made once: uploaded in
+   * ONNX's layout and re-laid there by a strided copy submitted on its own (not recorded into the
+   * call, so a replayed call never repeats it), instead of re-laid value by value on the host,
+   * which cost an SD 1.5 UNet's first call seconds of JavaScript for its 0.5 billion conv weights
+   * (BENCHMARKS.md).
+   */
+  private async convWeightsOnDevice(w: HostTensor): Promise<DeviceTensor> {
+    const made = this.convWeights.get(w);
+    if (made) return made;
+    const [o, c, kh, kw] = w.dims;
+    const dims = [kh, kw, c, o];
+    const pipeline = await this.ctx.pipeline({
+      label: "engine copy",
+      code: copyKernel(this.storage, false),
+    });
+    const raw = this.uploadOwned(w, "engine conv weight, ONNX layout");
+    this.owned.delete(raw.buffer);
+    const count = sizeOf(dims);
+    const buffer = this.ctx.device.createBuffer({
+      size: Math.max(16, Math.ceil((count * (this.storage === "f16" ? 2 : 4)) / 16) * 16),
+      usage: BUFFER_USAGE.storage,
+      label: "engine conv weight",
+    });
+    const params = copyParams(dims, 0, convWeightSourceStrides(w.dims), 0, stridesOf(dims));
+    this.ctx.dispatch([
+      {
+        pipeline,
+        buffers: [raw.buffer, buffer, this.paramBuffer(params)],
+        workgroups: grid(count),
+      },
+    ]);
+    // Freed once the copy submitted above has run.
+    raw.buffer.destroy();
+    const t: DeviceTensor = { kind: "device", buffer, dims };
+    this.convWeights.set(w, t);
     return t;
   }
 
@@ -2108,15 +2144,7 @@ export class GraphExecutor {
     scale?: number,
   ): Promise<void> {
     const count = sizeOf(shape);
-    const p = [
-      count,
-      shape.length,
-      dstOffset,
-      srcOffset,
-      ...padded(shape),
-      ...padded(srcStrides),
-      ...padded(dstStrides),
-    ];
+    const p = copyParams(shape, srcOffset, srcStrides, dstOffset, dstStrides);
     if (scale !== undefined) p.push(f32Bits(scale));
     await this.launch(
       "copy",

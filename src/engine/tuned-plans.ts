@@ -150,32 +150,14 @@ export function convPlan(
 }
 
 /**
- * Conv weights (O, C, KH, KW), ONNX's layout, re-laid as the tuned kernel's (KH, KW, C, O): a
- * (KH KW C) x O matrix whose row (ky KW + kx) C + c is the tap the implicit GEMM's column k
- * reads.
+ * Conv weights (O, C, KH, KW), ONNX's layout, are re-laid on the GPU as the tuned kernel's
+ * (KH, KW, C, O): a (KH KW C) x O matrix whose row (ky KW + kx) C + c is the tap the implicit
+ * GEMM's column k reads. These are the strides of ONNX's layout over the kernel's axes (ky, kx,
+ * c, o), which the strided copy that re-lays them reads with.
  */
-export function convWeightsForKernel(
-  data: ArrayLike<number>,
-  dims: readonly number[],
-): Float32Array {
-  return relayConvWeights(data, dims, new Float32Array(data.length));
-}
-
-/** convWeightsForKernel into `out`: float32 values, or float16 bits moved as they are. */
-export function relayConvWeights<A extends Float32Array | Uint16Array>(
-  data: ArrayLike<number>,
-  dims: readonly number[],
-  out: A,
-): A {
-  const [o, c, kh, kw] = dims;
-  if (data.length !== o * c * kh * kw || out.length !== data.length)
-    throw new Error(`${data.length} weights for a [${dims.join(", ")}] convolution kernel`);
-  for (let oi = 0; oi < o; oi++)
-    for (let ci = 0; ci < c; ci++)
-      for (let y = 0; y < kh; y++)
-        for (let x = 0; x < kw; x++)
-          out[((y * kw + x) * c + ci) * o + oi] = data[((oi * c + ci) * kh + y) * kw + x];
-  return out;
+export function convWeightSourceStrides(dims: readonly number[]): number[] {
+  const [, c, kh, kw] = dims;
+  return [kw, 1, kh * kw, c * kh * kw];
 }
 
 /** The LayerNormalization inputs and attributes a plan reads. */

@@ -8,10 +8,9 @@ import {
   attentionPlan,
   type ConvAttributes,
   convPlan,
-  convWeightsForKernel,
+  convWeightSourceStrides,
   gemmPlan,
   layerNormPlan,
-  relayConvWeights,
 } from "../../src/engine/tuned-plans.js";
 import type { GpuCapabilities } from "../../src/gpu/types.js";
 import type { KernelVariant } from "../../src/gpu/variants.js";
@@ -151,41 +150,33 @@ describe("convPlan", () => {
   });
 });
 
-describe("convWeightsForKernel", () => {
-  it("re-lays (O, C, KH, KW) as (KH, KW, C, O)", () => {
+describe("convWeightSourceStrides", () => {
+  it("reads element (y, x, c, o) of the kernel's (KH, KW, C, O) from ONNX's (O, C, KH, KW)", () => {
     const [o, c, kh, kw] = [3, 2, 3, 2];
-    const data = Float32Array.from({ length: o * c * kh * kw }, (_, i) => i);
-    const out = convWeightsForKernel(data, [o, c, kh, kw]);
+    const strides = convWeightSourceStrides([o, c, kh, kw]);
     for (let oi = 0; oi < o; oi++)
       for (let ci = 0; ci < c; ci++)
         for (let y = 0; y < kh; y++)
           for (let x = 0; x < kw; x++)
-            expect(out[((y * kw + x) * c + ci) * o + oi]).toBe(((oi * c + ci) * kh + y) * kw + x);
+            expect(y * strides[0] + x * strides[1] + ci * strides[2] + oi * strides[3]).toBe(
+              ((oi * c + ci) * kh + y) * kw + x,
+            );
   });
 
-  it("moves float16 bits as they are, and keeps a float16 initializer's bits when decoding", () => {
-    const dims = [2, 1, 1, 2];
+  it("leaves a float16 initializer's bits as they are when decoding, for the upload", () => {
     // 1, -2, 0.5, 65504 as float16 bits.
     const bits = Uint16Array.from([0x3c00, 0xc000, 0x3800, 0x7bff]);
     const tensor = decodeTensorProto({
       name: "w",
-      dims,
+      dims: [2, 1, 1, 2],
       dataType: 10,
       rawData: new Uint8Array(bits.buffer),
     });
     expect(Array.from(tensor.data)).toEqual([1, -2, 0.5, 65504]);
     expect(Array.from(tensor.float16Bits ?? [])).toEqual(Array.from(bits));
-    const relaid = relayConvWeights(bits, dims, new Uint16Array(4));
-    expect(Array.from(relaid)).toEqual([0x3c00, 0x3800, 0xc000, 0x7bff]);
     expect(
       decodeTensorProto({ name: "f", dims: [1], dataType: 1, rawData: new Uint8Array(4) }),
     ).not.toHaveProperty("float16Bits");
-  });
-
-  it("refuses data that does not fill the dims", () => {
-    expect(() => convWeightsForKernel(new Float32Array(5), [1, 2, 3, 3])).toThrow(
-      /^5 weights for a \[1, 2, 3, 3\] convolution kernel$/,
-    );
   });
 });
 
