@@ -36,7 +36,6 @@ import type { GpuTimer } from "../gpu/timer.js";
 import type { GpuCapabilities } from "../gpu/types.js";
 import { chooseKernelVariant, type KernelVariant, kernelPathLabel } from "../gpu/variants.js";
 import type { GraphProto, ModelProto, NodeProto } from "../onnx/proto.js";
-import { float32ArrayToFloat16 } from "../util/float16.js";
 import { PromiseMemo } from "../util/promise-memo.js";
 import { sameShape } from "../weights/source.js";
 import { type Attributes, attributesOf, normalizeAxis } from "./attributes.js";
@@ -63,6 +62,7 @@ import {
   type HostTensor,
   sizeOf,
   stridesOf,
+  uploadElements,
 } from "./host-tensor.js";
 import {
   attentionKernel,
@@ -974,7 +974,7 @@ export class GraphExecutor {
     this.stats.kernels = { ...plan.kernels };
     for (const slot of plan.uploads) {
       // replayIfPlanned checked that each slot's value is there with the slot's shape.
-      const bytes = this.hostBytes(values.get(slot.name) as HostTensor, slot.storage);
+      const bytes = uploadElements(values.get(slot.name) as HostTensor, slot.storage);
       // Host tensors live in plain ArrayBuffers (never shared): a view of the bytes, no copy.
       const view = new Uint8Array(bytes.buffer as ArrayBuffer, bytes.byteOffset, bytes.byteLength);
       if (bytes.byteLength % 4 === 0) this.ctx.device.queue.writeBuffer(slot.buffer, 0, view);
@@ -1395,7 +1395,7 @@ export class GraphExecutor {
    * a submit; a fresh mapped buffer needs none, and the whole call stays one submit.
    */
   private uploadOwned(v: HostTensor, label: string, storage = this.storage): DeviceTensor {
-    const data = this.hostBytes(v, storage);
+    const data = uploadElements(v, storage);
     this.ctx.checkSize(data.length, storage, label);
     const buffer = this.ctx.device.createBuffer({
       size: Math.max(16, Math.ceil(data.byteLength / 16) * 16),
@@ -1410,13 +1410,6 @@ export class GraphExecutor {
     buffer.unmap();
     this.owned.add(buffer);
     return { kind: "device", buffer, dims: v.dims };
-  }
-
-  /** A host value's elements in this executor's storage type, as uploads write them. */
-  private hostBytes(v: HostTensor, storage: Storage): Float32Array | Uint16Array {
-    // Read as they are (both uses copy them on): a float32 value's data is already f32.
-    const data = v.data instanceof Float32Array ? v.data : Float32Array.from(v.data);
-    return storage === "f32" ? data : (v.float16Bits ?? float32ArrayToFloat16(data));
   }
 
   /** Destroys the weights on the GPU (the runner's release). */

@@ -7,7 +7,11 @@
  */
 
 import type { TensorProto } from "../onnx/proto.js";
-import { float16ArrayToFloat32, float16BitsToFloat32 } from "../util/float16.js";
+import {
+  float16ArrayToFloat32,
+  float16BitsToFloat32,
+  float32ArrayToFloat16,
+} from "../util/float16.js";
 import { unsupported } from "./unsupported.js";
 
 export type HostDtype = "float32" | "float64" | "int64" | "int32" | "bool";
@@ -19,6 +23,19 @@ export interface HostTensor {
   readonly dims: readonly number[];
   /** A float16 initializer's own bits, kept so f16 storage uploads them without converting. */
   readonly float16Bits?: Uint16Array;
+}
+
+/**
+ * A host value's elements as an upload in `storage` writes them: a float16 initializer's own
+ * bits for f16, never widened first (reading `data` would widen a whole UNet's weights, 860
+ * million values for SD 1.5, only to narrow them again), else its float32 values, narrowed for
+ * f16.
+ */
+export function uploadElements(v: HostTensor, storage: "f16" | "f32"): Float32Array | Uint16Array {
+  if (storage === "f16" && v.float16Bits) return v.float16Bits;
+  // Read as they are (both uses copy them on): a float32 value's data is already f32.
+  const data = v.data instanceof Float32Array ? v.data : Float32Array.from(v.data);
+  return storage === "f32" ? data : float32ArrayToFloat16(data);
 }
 
 export function sizeOf(dims: readonly number[]): number {

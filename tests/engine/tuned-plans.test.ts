@@ -3,7 +3,11 @@
 // weights. Pure functions: no GPU.
 
 import { describe, expect, it } from "vitest";
-import { decodeTensorProto } from "../../src/engine/host-tensor.js";
+import {
+  decodeTensorProto,
+  type HostTensor,
+  uploadElements,
+} from "../../src/engine/host-tensor.js";
 import {
   attentionPlan,
   type ConvAttributes,
@@ -177,6 +181,30 @@ describe("convWeightSourceStrides", () => {
     expect(
       decodeTensorProto({ name: "f", dims: [1], dataType: 1, rawData: new Uint8Array(4) }),
     ).not.toHaveProperty("float16Bits");
+  });
+
+  it("uploads a float16 initializer's bits in f16 storage without widening its values", () => {
+    const bits = Uint16Array.from([0x3c00, 0xc000]);
+    const unread: HostTensor = {
+      kind: "host",
+      dtype: "float32",
+      dims: [2],
+      float16Bits: bits,
+      get data(): Float32Array {
+        throw new Error("widened");
+      },
+    };
+    expect(uploadElements(unread, "f16")).toBe(bits);
+    // f32 storage needs the values; float32 values in f16 storage are narrowed.
+    expect(() => uploadElements(unread, "f32")).toThrow("widened");
+    const values: HostTensor = {
+      kind: "host",
+      dtype: "float32",
+      dims: [2],
+      data: Float32Array.from([1, -2]),
+    };
+    expect(Array.from(uploadElements(values, "f16"))).toEqual([0x3c00, 0xc000]);
+    expect(uploadElements(values, "f32")).toBe(values.data);
   });
 });
 
