@@ -142,6 +142,8 @@ async function benchCommand(flags: BenchFlags): Promise<void> {
     await benchUnet(flags.model, {
       ...loadOptionsFromFlags(flags),
       engine,
+      // A kernel path is the kernels engine's: the onnxruntime rows of --engines run without it.
+      kernelPath: engine === "onnxruntime" ? undefined : flags.kernelPath,
       sizes: flags.sizes as BenchSize[],
       methods: flags.methods,
       batch: flags.batch,

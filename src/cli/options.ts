@@ -1,6 +1,7 @@
 /** Flag definitions and parsers shared by the commands. */
 import { type Command, InvalidArgumentError, Option } from "commander";
-import { type EngineChoice, parseEngine } from "../engine/select.js";
+import { type EngineChoice, parseEngine, parseKernelPath } from "../engine/select.js";
+import type { PathRequest } from "../gpu/types.js";
 import {
   type Device,
   type ModelDtype,
@@ -48,6 +49,7 @@ function commanderArg<T>(parse: (value: string) => T): (value: string) => T {
 
 export const deviceArg = commanderArg(parseDevice);
 export const engineArg = commanderArg(parseEngine);
+const kernelPathArg = commanderArg(parseKernelPath);
 
 export function dtypeArg(value: string): ModelDtype {
   try {
@@ -174,6 +176,11 @@ export function addModelFlags(command: Command): Command {
       "auto, kernels (our WebGPU kernels) or onnxruntime (default auto: kernels for fp16 on WebGPU with shader-f16, else onnxruntime)",
       engineArg,
     )
+    .option(
+      "--kernel-path <path>",
+      "kernels engine: auto, tensor-core or portable (default auto: the tensor cores where the adapter has subgroup matrices; portable runs what browsers without them run)",
+      kernelPathArg,
+    )
     .option("--cache-dir <dir>", "where built models are cached")
     .option("--no-cache", "build models in memory, cache nothing")
     .option(
@@ -218,6 +225,7 @@ export interface ModelFlagValues {
   readonly device: Device;
   readonly dtype?: ModelDtype;
   readonly engine?: EngineChoice;
+  readonly kernelPath?: PathRequest;
   readonly cacheDir?: string;
   readonly cache: boolean;
   readonly configFrom?: string;
@@ -236,6 +244,7 @@ export function loadOptionsFromFlags(flags: ModelFlagValues) {
     device: flags.device,
     dtype: flags.dtype,
     engine: flags.engine,
+    kernelPath: flags.kernelPath,
     cacheDir: flags.cache === false ? (false as const) : flags.cacheDir,
     configFrom: flags.configFrom,
     tokenizer: flags.tokenizer,

@@ -33,7 +33,7 @@ import { type MatmulKernel, SMALL_PORTABLE_TILING } from "../gpu/kernels/matmul-
 import type { Epilogue, PortableTiling, Tiling } from "../gpu/kernels/matmul-wgsl.js";
 import { type LayerNormKernel, prepareLayerNorm } from "../gpu/kernels/norm.js";
 import type { GpuTimer } from "../gpu/timer.js";
-import type { GpuCapabilities } from "../gpu/types.js";
+import type { GpuCapabilities, PathRequest } from "../gpu/types.js";
 import { chooseKernelVariant, type KernelVariant, kernelPathLabel } from "../gpu/variants.js";
 import type { GraphProto, ModelProto, NodeProto } from "../onnx/proto.js";
 import { PromiseMemo } from "../util/promise-memo.js";
@@ -255,6 +255,11 @@ export interface ExecutorOptions {
    * (`bench-kernels` times the attention alone in both layouts).
    */
   readonly kvByHeadFrom?: number;
+  /**
+   * Which of src/gpu's paths the tuned kernels take (default auto: the tensor cores where the
+   * adapter has subgroup matrices, else the portable kernels); see engine/select.ts.
+   */
+  readonly kernelPath?: PathRequest;
 }
 
 /** The most passes of one call ExecutorOptions.timeSubmits times (2 timestamps each). */
@@ -562,7 +567,7 @@ export class GraphExecutor {
       throw new Error(
         `the kernels engine runs float16 models in f16, and this adapter (${ctx.capabilities.description}) has no shader-f16: use --dtype fp32, or --engine onnxruntime`,
       );
-    this.variant = chooseKernelVariant(ctx.capabilities, this.storage, "auto");
+    this.variant = chooseKernelVariant(ctx.capabilities, this.storage, this.options.kernelPath);
     this.linears = linearFusions(this.order, graph, this.initializers, nodeReads);
     this.groupNorms = groupNormFusions(this.order, graph, this.initializers, nodeReads);
     this.convResiduals = convResidualFusions(this.order, graph, this.initializers, nodeReads);

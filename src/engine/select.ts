@@ -4,6 +4,7 @@
  * models on WebGPU adapters with shader-f16 (measured faster than onnxruntime at 512 to 2048 px on
  * an H100, BENCHMARKS.md), and onnxruntime everywhere else.
  */
+import type { PathRequest } from "../gpu/types.js";
 import type { Device, ModelDtype } from "../util/vocabulary.js";
 
 export type EngineChoice = "auto" | "kernels" | "onnxruntime";
@@ -48,4 +49,30 @@ export function resolveEngine(choice: EngineChoice, request: EngineRequest): Eng
       `the kernels engine runs on WebGPU only, not on device ${request.device}: use --device webgpu, or --engine onnxruntime`,
     );
   return "kernels";
+}
+
+/**
+ * Which of the kernels' paths runs: `auto` takes the tensor cores where the adapter has subgroup
+ * matrices, else the portable kernels; `portable` runs what a browser without subgroup matrices
+ * runs (and steps around a driver's subgroup-matrix problems); `tensor-core` refuses an adapter
+ * without them.
+ */
+export const KERNEL_PATH_CHOICES: readonly PathRequest[] = Object.freeze([
+  "auto",
+  "tensor-core",
+  "portable",
+]);
+
+/** Parses a CLI or API value, or a one-line error listing the choices. */
+export function parseKernelPath(text: string): PathRequest {
+  if ((KERNEL_PATH_CHOICES as readonly string[]).includes(text)) return text as PathRequest;
+  throw new Error(`unknown kernel path "${text}": use one of ${KERNEL_PATH_CHOICES.join(", ")}`);
+}
+
+/** A kernel path asked of an engine that is not the kernels: a one-line error. */
+export function checkKernelPath(engine: Engine, path: PathRequest | undefined): void {
+  if (path !== undefined && path !== "auto" && engine !== "kernels")
+    throw new Error(
+      `a kernel path (${path}) applies to the kernels engine, and ${engine} runs these models: use --engine kernels`,
+    );
 }

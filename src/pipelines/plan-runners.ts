@@ -7,8 +7,14 @@ import type { UnetConfig } from "../configs/unet-config.js";
 import type { ExecutorOptions } from "../engine/executor.js";
 import { kernelsOrFallback } from "../engine/fallback.js";
 import { createKernelRunner } from "../engine/runner.js";
-import { type Engine, type EngineChoice, resolveEngine } from "../engine/select.js";
+import {
+  checkKernelPath,
+  type Engine,
+  type EngineChoice,
+  resolveEngine,
+} from "../engine/select.js";
 import { SharedGpuContext } from "../engine/shared-context.js";
+import type { PathRequest } from "../gpu/types.js";
 import type { LoraRequest } from "../lora/apply-loras.js";
 import type { SamplerStepOptions } from "../models/sampler-step.js";
 import { buildModelBytes, buildModelProto, readModel, saveModel } from "../onnx/model-io.js";
@@ -51,6 +57,8 @@ export interface RunnerOptions {
    * shader-f16, else onnxruntime; see engine/select.ts).
    */
   readonly engine?: EngineChoice;
+  /** The kernels engine's path (default auto; see engine/select.ts). */
+  readonly kernelPath?: PathRequest;
   /** Whether the WebGPU adapter has shader-f16, for `auto` (set by `probeEngine`). */
   readonly shaderF16?: boolean;
   /** Called when a model is built rather than found in the cache. */
@@ -66,8 +74,11 @@ export interface RunnerOptions {
  * directly, which on its large maps is faster than the transposing copies the UNet's keep
  * (measured both ways: ExecutorOptions.channelsFirstConv).
  */
-export function kernelExecutorOptions(component: string): ExecutorOptions {
-  return { channelsFirstConv: component.startsWith("vae_") };
+export function kernelExecutorOptions(
+  component: string,
+  kernelPath?: PathRequest,
+): ExecutorOptions {
+  return { channelsFirstConv: component.startsWith("vae_"), kernelPath };
 }
 
 /** Turns planned components into runners, cached on disk when a cache is set. */
@@ -86,6 +97,7 @@ class RunnerFactory {
       dtype: modelDtype(device, options.dtype),
       shaderF16: options.shaderF16,
     });
+    checkKernelPath(this.engine, options.kernelPath);
   }
 
   /** A runner of a planned component; its description keys the cache. */
@@ -101,7 +113,7 @@ class RunnerFactory {
     const kernels = this.engine === "kernels";
     const profile = session.profilePrefix !== undefined;
     // A profiled runner has a device of its own (made with exact timestamps); the others share one.
-    const executor = kernelExecutorOptions(component);
+    const executor = kernelExecutorOptions(component, this.options.kernelPath);
     const kernelRunner = async (model: () => ModelProto): Promise<ModelRunner> => {
       if (profile) return createKernelRunner(model(), { executor: { ...executor, profile } });
       const lease = await this.gpu.acquire();

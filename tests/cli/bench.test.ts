@@ -138,6 +138,15 @@ describe("bench", () => {
         await runCli(["bench", "-m", SD15, "--webgpu-mem-pattern", "yes"]),
         /option '--webgpu-mem-pattern <on\|off>' argument 'yes' is invalid/,
       );
+      expectOneLineError(
+        await runCli(["bench", "-m", SD15, "--kernel-path", "tensor-cores"]),
+        /unknown kernel path "tensor-cores": use one of auto, tensor-core, portable/,
+      );
+      // A kernel path for onnxruntime (the CPU's engine).
+      expectOneLineError(
+        await runCli(["bench", "-m", SD15, "--kernel-path", "portable", "--sizes", "64"]),
+        /^todo-sd: a kernel path \(portable\) applies to the kernels engine, and onnxruntime runs these models: use --engine kernels$/,
+      );
     });
 
     it("a missing or truncated model", async () => {

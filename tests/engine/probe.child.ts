@@ -48,6 +48,19 @@ const bench = rows.map((r) => ({
   kindsAddUp: byKind.reduce((n, m) => n + Number(m[2]), 0) === r.compiled?.pipelines,
   kinds: byKind.map((m) => m[1]).includes("gemm") || byKind.map((m) => m[1]).includes("conv"),
 }));
+// The tensor cores asked for by name on an adapter without them (and in float32): refused in
+// one line when the runner is made, so the row carries the error.
+const [tensorCore] = await benchUnet(fixturePath("pipelines", "sd15-tiny"), {
+  device: "webgpu",
+  dtype: "float32",
+  engine: "kernels",
+  kernelPath: "tensor-core",
+  sizes: [{ width: 64, height: 64 }],
+  methods: ["none"],
+  warmup: 0,
+  repeats: 1,
+  cacheDir: false,
+});
 process.stdout.write(
-  `${JSON.stringify({ shaderF16: options.shaderF16, engine: unet.engine, bench })}\n`,
+  `${JSON.stringify({ shaderF16: options.shaderF16, engine: unet.engine, bench, tensorCore: tensorCore?.error })}\n`,
 );

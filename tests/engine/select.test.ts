@@ -5,7 +5,14 @@
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { benchUnet } from "../../src/bench/unet-bench.js";
-import { ENGINE_CHOICES, parseEngine, resolveEngine } from "../../src/engine/select.js";
+import {
+  checkKernelPath,
+  ENGINE_CHOICES,
+  KERNEL_PATH_CHOICES,
+  parseEngine,
+  parseKernelPath,
+  resolveEngine,
+} from "../../src/engine/select.js";
 import { loadPipeline } from "../../src/pipelines/load.js";
 import { probeEngine } from "../../src/pipelines/plan-runners.js";
 import { fixturePath } from "../fixtures.js";
@@ -75,6 +82,8 @@ describe("engine selection", () => {
           kinds: true,
         },
       ],
+      // The tensor cores asked for on an adapter without them, in float32: the row says why.
+      tensorCore: "no tensor-core kernels store f32; the tensor-core path needs f16",
     });
   }, 150_000);
 
@@ -89,6 +98,30 @@ describe("engine selection", () => {
           `^the kernels engine runs on WebGPU only, not on device ${device}: .*--engine onnxruntime$`,
         ),
       );
+  });
+
+  it("parses the kernel paths, and refuses one for another engine than the kernels", () => {
+    for (const path of KERNEL_PATH_CHOICES) expect(parseKernelPath(path)).toBe(path);
+    expect(() => parseKernelPath("tensor-cores")).toThrow(
+      /^unknown kernel path "tensor-cores": use one of auto, tensor-core, portable$/,
+    );
+    expect(() => checkKernelPath("kernels", "portable")).not.toThrow();
+    expect(() => checkKernelPath("onnxruntime", "auto")).not.toThrow();
+    expect(() => checkKernelPath("onnxruntime", "portable")).toThrow(
+      /^a kernel path \(portable\) applies to the kernels engine, and onnxruntime runs these models: use --engine kernels$/,
+    );
+  });
+
+  it("loadPipeline refuses a kernel path for onnxruntime before building anything", async () => {
+    const built: string[] = [];
+    await expect(
+      loadPipeline(fixturePath("pipelines", "sd15-tiny"), {
+        kernelPath: "tensor-core",
+        cacheDir: false,
+        onBuild: (component) => built.push(component),
+      }),
+    ).rejects.toThrow(/^a kernel path \(tensor-core\) applies to the kernels engine/);
+    expect(built).toEqual([]);
   });
 
   it("loadPipeline refuses engine kernels on the CPU before building anything", async () => {
