@@ -16,11 +16,15 @@ export const ENGINE_CHOICES: readonly EngineChoice[] = Object.freeze([
   "onnxruntime",
 ]);
 
-/** Parses a CLI or API value, or a one-line error listing the choices. */
-export function parseEngine(text: string): EngineChoice {
-  if ((ENGINE_CHOICES as readonly string[]).includes(text)) return text as EngineChoice;
-  throw new Error(`unknown engine "${text}": use one of ${ENGINE_CHOICES.join(", ")}`);
+/** A parser of a CLI or API value among `choices`, else a one-line error listing them. */
+function choiceParser<T extends string>(what: string, choices: readonly T[]): (text: string) => T {
+  return (text) => {
+    if ((choices as readonly string[]).includes(text)) return text as T;
+    throw new Error(`unknown ${what} "${text}": use one of ${choices.join(", ")}`);
+  };
 }
+
+export const parseEngine = choiceParser("engine", ENGINE_CHOICES);
 
 /**
  * What the engine choice depends on. (A float16 model runs in f16 storage, which needs the
@@ -63,11 +67,7 @@ export const KERNEL_PATH_CHOICES: readonly PathRequest[] = Object.freeze([
   "portable",
 ]);
 
-/** Parses a CLI or API value, or a one-line error listing the choices. */
-export function parseKernelPath(text: string): PathRequest {
-  if ((KERNEL_PATH_CHOICES as readonly string[]).includes(text)) return text as PathRequest;
-  throw new Error(`unknown kernel path "${text}": use one of ${KERNEL_PATH_CHOICES.join(", ")}`);
-}
+export const parseKernelPath = choiceParser("kernel path", KERNEL_PATH_CHOICES);
 
 /** A kernel path asked of an engine that is not the kernels: a one-line error. */
 export function checkKernelPath(engine: Engine, path: PathRequest | undefined): void {

@@ -112,28 +112,24 @@ describe("engine selection", () => {
     );
   });
 
-  it("loadPipeline refuses a kernel path for onnxruntime before building anything", async () => {
-    const built: string[] = [];
-    await expect(
-      loadPipeline(fixturePath("pipelines", "sd15-tiny"), {
-        kernelPath: "tensor-core",
-        cacheDir: false,
-        onBuild: (component) => built.push(component),
-      }),
-    ).rejects.toThrow(/^a kernel path \(tensor-core\) applies to the kernels engine/);
-    expect(built).toEqual([]);
-  });
-
-  it("loadPipeline refuses engine kernels on the CPU before building anything", async () => {
-    const built: string[] = [];
-    await expect(
-      loadPipeline(fixturePath("pipelines", "sd15-tiny"), {
-        engine: "kernels",
-        cacheDir: false,
-        onBuild: (component) => built.push(component),
-      }),
-    ).rejects.toThrow(/^the kernels engine runs on WebGPU only, not on device cpu/);
-    expect(built).toEqual([]);
+  it("loadPipeline refuses engine kernels on the CPU, and a kernel path for onnxruntime, before building anything", async () => {
+    for (const [options, message] of [
+      [{ engine: "kernels" }, /^the kernels engine runs on WebGPU only, not on device cpu/],
+      [
+        { kernelPath: "tensor-core" },
+        /^a kernel path \(tensor-core\) applies to the kernels engine/,
+      ],
+    ] as const) {
+      const built: string[] = [];
+      await expect(
+        loadPipeline(fixturePath("pipelines", "sd15-tiny"), {
+          ...options,
+          cacheDir: false,
+          onBuild: (component) => built.push(component),
+        }),
+      ).rejects.toThrow(message);
+      expect(built).toEqual([]);
+    }
   });
 
   it("bench rows name the engine that ran, and bench refuses the kernels on the CPU", async () => {
