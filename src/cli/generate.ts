@@ -195,7 +195,7 @@ function noiseKeys(file: SafetensorsFile): string[] {
 /** The --scheduler-config file, if given (bare Infinity/NaN tokens accepted). */
 export function readSchedulerConfig(flags: GenerationFlags) {
   const path = flags.schedulerConfig;
-  if (path === undefined) return undefined;
+  if (!path) return undefined;
   const config = readConfigFile(path);
   if (flags.scheduler === undefined && typeof config._class_name !== "string")
     throw new Error(

@@ -168,8 +168,8 @@ function writeWithDataFile(
       offset += bytes.byteLength;
       return at;
     });
-    closeSync(fd);
     closed = true;
+    closeSync(fd);
     const bytes = encodeModel(model);
     writeFileAtomically(path, (out) => writeAll(out, bytes));
     renameSync(tempData, dataPath);

@@ -231,7 +231,11 @@ export async function createRunner(
   const binding: OrtBinding<OrtTensor> = {
     Tensor: ort.Tensor,
     toHost: (name, tensor) => fromOrt(name, tensor, moves),
-    resident: (tensor) => residentOrt(tensor, moves as WebGpuTransfers),
+    resident: (tensor) => {
+      // ortRunner keeps outputs on the device only where `device` below is set, which needs moves.
+      if (!moves) throw new Error("outputs stay on the device only on WebGPU");
+      return residentOrt(tensor, moves);
+    },
   };
   const device = moves && {
     upload: (tensor: Float32Feed) => moves.toDevice(tensor),
