@@ -21,7 +21,7 @@
  */
 
 import { BUFFER_USAGE } from "../gpu/buffer-pool.js";
-import type { GpuContext, KernelLaunch } from "../gpu/context.js";
+import { bytesPerElement, type GpuContext, type KernelLaunch } from "../gpu/context.js";
 import {
   type AttentionKernel,
   type AttentionShape,
@@ -2003,7 +2003,7 @@ export class GraphExecutor {
     this.owned.delete(raw.buffer);
     const count = sizeOf(dims);
     const buffer = this.ctx.device.createBuffer({
-      size: Math.max(16, Math.ceil((count * (this.storage === "f16" ? 2 : 4)) / 16) * 16),
+      size: Math.max(16, Math.ceil((count * bytesPerElement(this.storage)) / 16) * 16),
       usage: BUFFER_USAGE.storage,
       label: "engine conv weight",
     });
@@ -2097,7 +2097,7 @@ export class GraphExecutor {
     const budget =
       this.options.attentionScoreBytes ??
       Math.min(DEFAULT_SCORE_BYTES, limits.maxStorageBufferBindingSize, limits.maxBufferSize);
-    const rowBytes = B * heads * Sk * (this.storage === "f16" ? 2 : 4);
+    const rowBytes = B * heads * Sk * bytesPerElement(this.storage);
     let block = Math.max(1, Math.floor(budget / rowBytes));
     if (block >= 64) block -= block % 64; // whole GEMM tiles
     block = Math.min(block, Sq);
@@ -2559,10 +2559,9 @@ export class GraphExecutor {
               prepareAttention(this.ctx, this.variant, shape),
             ),
           );
-          const byHead = shape.kvByHead
+          const [kb, vb] = shape.kvByHead
             ? [await this.byHead(k, heads), await this.byHead(v, heads)]
-            : [];
-          const [kb, vb] = shape.kvByHead ? byHead : [k, v];
+            : [k, v];
           const out = this.allocate(q.dims);
           if (kernel)
             this.record(
@@ -2570,7 +2569,7 @@ export class GraphExecutor {
               kernel.launch([q.buffer, kb.buffer, vb.buffer, out.buffer]),
               kernel.label,
             );
-          for (const t of byHead) this.releaseTemporary(t);
+          if (shape.kvByHead) for (const t of [kb, vb]) this.releaseTemporary(t);
           return [out];
         }
         const [B, Sq, HD] = q.dims;
